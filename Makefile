@@ -1,0 +1,56 @@
+# Two commands do everything from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install demo test lint format verify-ledger bench-ledger clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+## demo: install, migrate a SQLite file, seed a demo SACCO and serve it on 127.0.0.1:$(PORT)
+demo: install
+	@mkdir -p var
+	@SACCO_ENV=demo $(BIN)/python manage.py migrate
+	@SACCO_ENV=demo $(BIN)/python manage.py seed-demo
+	@SACCO_ENV=demo $(BIN)/python manage.py verify-ledger
+	@echo
+	@echo "Demo SACCO on http://127.0.0.1:$(PORT)  (Ctrl-C to stop; data in var/demo.db)"
+	@echo "  curl http://127.0.0.1:$(PORT)/healthz"
+	@echo "  curl http://127.0.0.1:$(PORT)/readyz"
+	@echo "  SACCO_ENV=demo $(BIN)/python manage.py verify-ledger"
+	@echo "  SACCO_ENV=demo $(BIN)/python manage.py trial-balance"
+	@echo
+	@SACCO_ENV=demo PORT=$(PORT) $(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
+
+## test: install, lint, then the whole suite against the real PostgreSQL and Redis
+test: install lint
+	@$(BIN)/python -m tests.preflight
+	@$(BIN)/python -m pytest
+
+lint: install
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy .
+
+format: install
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+verify-ledger: install
+	@$(BIN)/python manage.py verify-ledger
+
+bench-ledger: install
+	@$(BIN)/python bench/ledger.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

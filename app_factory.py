@@ -1,0 +1,54 @@
+"""The composition root: settings -> runtime -> Flask app with its blueprints."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask
+
+from config import Settings, load_settings
+from core.deps import CoreDeps
+from core.pins import PinHasher
+from core.runtime import Runtime
+from core.security import PiiVault
+from db.session import make_engine, make_session_factory
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    engine = make_engine(settings.database_url)
+    deps = CoreDeps(
+        pins=PinHasher(settings.pin_pepper.encode()),
+        vault=PiiVault(settings.pii_key_list, settings.blind_index_key.encode()),
+    )
+    client = (
+        redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        if settings.redis_url
+        else None
+    )
+    return Runtime(
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        deps=deps,
+        redis=client,
+        sacco_name=settings.sacco_name,
+    )
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    settings = settings or load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        SACCO_SETTINGS=settings,
+    )
+    app.extensions["sacco"] = runtime or build_runtime(settings)
+
+    from api import health
+
+    health.init_app(app)
+    return app

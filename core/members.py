@@ -1,0 +1,288 @@
+"""Member use cases: registration, look-ups, PINs, language and status.
+
+Each verb takes the caller's session and ``CoreDeps`` and commits once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import ledger
+from core.deps import CoreDeps
+from core.errors import DuplicateMember, InvalidInput, MemberNotAllowed, NotFound, PinInvalid, PinLocked
+from core.identity import (
+    member_number_for,
+    normalize_msisdn,
+    normalize_name,
+    normalize_national_id,
+)
+from core.pins import PinState, after_failure, after_success, attempts_left, current_lock, pin_weakness
+from db.models import Account, Member
+
+STATUSES = ("pending_kyc", "active", "suspended", "exited")
+LANGUAGES = ("en", "sw")
+CONSENT_VERSION = "2026-11"
+
+# Per-member accounts: purpose -> (code prefix, name, type). Savings are
+# withdrawable; deposits back loans and are not withdrawable; share capital is
+# equity. None of them may go below zero.
+MEMBER_ACCOUNTS = {
+    "savings": ("2000", "Savings", "liability"),
+    "deposits": ("2100", "Deposits", "liability"),
+    "shares": ("3000", "Share capital", "equity"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberBalances:
+    savings_cents: int
+    savings_available_cents: int
+    deposits_cents: int
+    shares_cents: int
+
+
+def _pin_state(member: Member) -> PinState:
+    return PinState(
+        failed=member.pin_failed_count,
+        lockouts=member.pin_lockouts,
+        locked_until=member.pin_locked_until,
+        blocked=member.pin_blocked,
+    )
+
+
+def _apply_pin_state(member: Member, state: PinState) -> None:
+    member.pin_failed_count = state.failed
+    member.pin_lockouts = state.lockouts
+    member.pin_locked_until = state.locked_until
+    member.pin_blocked = state.blocked
+
+
+def check_new_pin(pin: str, msisdn: str | None = None) -> None:
+    reason = pin_weakness(pin, msisdn)
+    if reason is not None:
+        raise InvalidInput("PIN refused", field="pin", reason=reason)
+
+
+def register_member(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    full_name: str,
+    msisdn: str,
+    national_id: str,
+    language: str = "en",
+    consent: bool,
+    pin: str | None = None,
+) -> Member:
+    """Create a member in ``pending_kyc`` with savings, deposits and share-capital accounts."""
+    name = normalize_name(full_name)
+    phone = normalize_msisdn(msisdn)
+    id_number = normalize_national_id(national_id)
+    if language not in LANGUAGES:
+        raise InvalidInput("language must be en or sw", field="language")
+    if consent is not True:
+        raise InvalidInput("consent to data processing is required", field="consent", reason="required")
+    if pin is not None:
+        check_new_pin(pin, phone)
+    index = deps.vault.blind_index(id_number)
+    if session.scalar(select(Member.id).where(Member.msisdn == phone)) is not None:
+        raise DuplicateMember("phone already registered", field="msisdn")
+    if session.scalar(select(Member.id).where(Member.national_id_index == index)) is not None:
+        raise DuplicateMember("ID already registered", field="national_id")
+    now = deps.now()
+    member = Member(
+        full_name=name,
+        msisdn=phone,
+        national_id_ciphertext=deps.vault.encrypt(id_number),
+        national_id_index=index,
+        status="pending_kyc",
+        language=language,
+        consent_at=now,
+        consent_version=CONSENT_VERSION,
+        pin_hash=deps.pins.hash(pin) if pin is not None else None,
+        pin_set_at=now if pin is not None else None,
+        pin_failed_count=0,
+        pin_lockouts=0,
+        pin_blocked=False,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(member)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent registration won the unique constraint
+        raise DuplicateMember("phone or ID already registered") from exc
+    member.member_number = member_number_for(member.id)
+    for purpose, (prefix, label, type_) in MEMBER_ACCOUNTS.items():
+        ledger.create_account(
+            session,
+            code=f"{prefix}-{member.member_number}",
+            name=f"{label} {member.member_number}",
+            type_=type_,
+            purpose=purpose,
+            no_overdraft=True,
+            member_id=member.id,
+        )
+    session.commit()
+    return member
+
+
+def get_member(session: Session, member_id: int) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("no such member")
+    return member
+
+
+def find_by_msisdn(session: Session, msisdn: str) -> Member | None:
+    try:
+        phone = normalize_msisdn(msisdn)
+    except InvalidInput:
+        return None
+    return session.scalar(select(Member).where(Member.msisdn == phone))
+
+
+def find_by_number(session: Session, member_number: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.member_number == member_number.strip()))
+
+
+def find_by_national_id(session: Session, deps: CoreDeps, national_id: str) -> Member | None:
+    try:
+        index = deps.vault.blind_index(normalize_national_id(national_id))
+    except InvalidInput:
+        return None
+    return session.scalar(select(Member).where(Member.national_id_index == index))
+
+
+def national_id_of(deps: CoreDeps, member: Member) -> str:
+    return deps.vault.decrypt(member.national_id_ciphertext)
+
+
+def member_account_ids(session: Session, member_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Account.purpose, Account.id).where(
+            Account.member_id == member_id, Account.purpose.in_(list(MEMBER_ACCOUNTS))
+        )
+    ).all()
+    return {purpose: account_id for purpose, account_id in rows}
+
+
+def member_balances(session: Session, member_id: int) -> MemberBalances:
+    rows = {
+        row.purpose: row
+        for row in session.execute(
+            select(Account.purpose, Account.balance_cents, Account.held_cents).where(
+                Account.member_id == member_id
+            )
+        )
+    }
+    if not rows:
+        raise NotFound("no such member")
+    savings = rows["savings"]
+    return MemberBalances(
+        savings_cents=savings.balance_cents,
+        savings_available_cents=savings.balance_cents - savings.held_cents,
+        deposits_cents=rows["deposits"].balance_cents,
+        shares_cents=rows["shares"].balance_cents,
+    )
+
+
+def pin_lock(deps: CoreDeps, member: Member) -> tuple[bool, datetime | None]:
+    """(locked, until): ``until`` is None with locked=True when only staff can unlock."""
+    check = current_lock(_pin_state(member), deps.now())
+    return check.locked, check.until
+
+
+def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> None:
+    """Check a member's PIN, counting failures. Commits the count either way.
+
+    Raises ``PinLocked`` (without checking the PIN) while locked, ``PinInvalid``
+    with the attempts left on a wrong PIN, ``PinLocked`` when this failure
+    causes the lock. The PIN never reaches an error message or a log.
+    """
+    member = session.scalar(select(Member).where(Member.id == member_id).with_for_update())
+    if member is None:
+        raise NotFound("no such member")
+    now = deps.now()
+    lock = current_lock(_pin_state(member), now)
+    if lock.locked:
+        session.rollback()
+        raise PinLocked("PIN use is locked", until=lock.until)
+    if member.pin_hash is None:
+        session.rollback()
+        raise MemberNotAllowed("no PIN set", reason="no_pin")
+    ok = isinstance(pin, str) and len(pin) <= 12 and deps.pins.verify(member.pin_hash, pin)
+    if ok:
+        if member.pin_failed_count or member.pin_lockouts:
+            _apply_pin_state(member, after_success())
+        if deps.pins.needs_rehash(member.pin_hash):
+            member.pin_hash = deps.pins.hash(pin)
+        session.commit()
+        return
+    state = after_failure(_pin_state(member), now)
+    _apply_pin_state(member, state)
+    session.commit()
+    lock = current_lock(state, now)
+    if lock.locked:
+        raise PinLocked("PIN use is locked", until=lock.until)
+    raise PinInvalid("wrong PIN", attempts_left=attempts_left(state))
+
+
+def set_pin(session: Session, deps: CoreDeps, member_id: int, new_pin: str) -> None:
+    """Set a PIN (registration without one, or after a staff reset): clears any lock."""
+    member = get_member(session, member_id)
+    check_new_pin(new_pin, member.msisdn)
+    member.pin_hash = deps.pins.hash(new_pin)
+    member.pin_set_at = deps.now()
+    _apply_pin_state(member, after_success())
+    session.commit()
+
+
+def change_pin(
+    session: Session, deps: CoreDeps, member_id: int, old_pin: str, new_pin: str
+) -> None:
+    """Change a PIN after proving the old one (which counts towards the lockout)."""
+    member = get_member(session, member_id)
+    check_new_pin(new_pin, member.msisdn)
+    if old_pin == new_pin:
+        raise InvalidInput("new PIN must differ", field="pin", reason="same")
+    verify_pin(session, deps, member_id, old_pin)
+    set_pin(session, deps, member_id, new_pin)
+
+
+def reset_pin_lock(session: Session, member_id: int) -> None:
+    """Staff action (maker-checker in the API): clear lockouts and the block."""
+    member = get_member(session, member_id)
+    _apply_pin_state(member, after_success())
+    session.commit()
+
+
+def set_language(session: Session, member_id: int, language: str) -> None:
+    if language not in LANGUAGES:
+        raise InvalidInput("language must be en or sw", field="language")
+    get_member(session, member_id).language = language
+    session.commit()
+
+
+_TRANSITIONS = {
+    "pending_kyc": {"active", "exited"},
+    "active": {"suspended", "exited"},
+    "suspended": {"active", "exited"},
+    "exited": set(),
+}
+
+
+def set_status(session: Session, member_id: int, status: str) -> None:
+    if status not in STATUSES:
+        raise InvalidInput("unknown status", field="status")
+    member = get_member(session, member_id)
+    if status not in _TRANSITIONS[member.status]:
+        raise MemberNotAllowed(f"cannot go from {member.status} to {status}")
+    member.status = status
+    session.commit()

@@ -1,0 +1,42 @@
+"""Encryption of personal data at rest and keyed blind indexes for searching it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class PiiVault:
+    """Encrypts national IDs with MultiFernet and indexes them with HMAC-SHA256.
+
+    ``keys``: Fernet keys, newest first. The first encrypts; any decrypts, so
+    a key is rotated by putting a new one in front and running
+    ``manage.py rotate-pii-keys`` before the old one is removed. The blind
+    index key is separate: a search for an ID hashes it the same way, and the
+    database never holds the ID in the clear.
+    """
+
+    def __init__(self, keys: list[bytes], blind_index_key: bytes) -> None:
+        if not keys:
+            raise ValueError("at least one PII encryption key is needed")
+        if len(blind_index_key) < 16:
+            raise ValueError("the blind index key must be at least 16 bytes")
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
+        self._index_key = blind_index_key
+
+    def encrypt(self, value: str) -> bytes:
+        return self._fernet.encrypt(value.encode())
+
+    def decrypt(self, token: bytes) -> str:
+        try:
+            return self._fernet.decrypt(bytes(token)).decode()
+        except InvalidToken as exc:
+            raise ValueError("cannot decrypt: no configured key matches") from exc
+
+    def rotate(self, token: bytes) -> bytes:
+        return self._fernet.rotate(bytes(token))
+
+    def blind_index(self, value: str) -> str:
+        return hmac.new(self._index_key, value.encode(), hashlib.sha256).hexdigest()

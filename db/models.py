@@ -1,0 +1,151 @@
+"""SQLAlchemy 2 typed models. Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, BigId, UTCDateTime, utcnow
+
+
+class Account(Base):
+    """A ledger account. ``balance_cents`` is on the account's normal side.
+
+    ``normal_side`` is ``D`` (assets, expenses) or ``C`` (liabilities, equity,
+    income, contra-assets). A posting's amount is signed debit-positive; it
+    changes the balance by ``+amount`` on a ``D`` account and ``-amount`` on a
+    ``C`` account. ``no_overdraft`` forbids ``balance - held < 0``.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("held_cents >= 0", name="held_not_negative"),
+        CheckConstraint(
+            "(NOT no_overdraft) OR (balance_cents - held_cents >= 0)", name="no_overdraft"
+        ),
+        CheckConstraint("normal_side IN ('D', 'C')", name="normal_side"),
+        CheckConstraint(
+            "type IN ('asset', 'liability', 'equity', 'income', 'expense')", name="type"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    type: Mapped[str] = mapped_column(String(16))
+    normal_side: Mapped[str] = mapped_column(String(1))
+    purpose: Mapped[str] = mapped_column(String(24), default="system")
+    no_overdraft: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_hot: Mapped[bool] = mapped_column(Boolean, default=False)
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id"), index=True, default=None
+    )
+    balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JournalEntry(Base):
+    """One balanced movement of money: immutable once written."""
+
+    __tablename__ = "journal_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str] = mapped_column(String(12), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    memo: Mapped[str] = mapped_column(String(160), default="")
+    reverses_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journal_entries.id"), unique=True, default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Posting(Base):
+    """One leg of an entry: ``amount_cents`` debit-positive, credit-negative, never zero.
+
+    ``balance_after_cents`` is the account's normal-side balance right after
+    this posting, so a statement with running balance is one index scan.
+    """
+
+    __tablename__ = "postings"
+    __table_args__ = (
+        CheckConstraint("amount_cents <> 0", name="nonzero"),
+        Index("ix_postings_account_id_id", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    balance_after_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class Hold(Base):
+    """Money reserved on an account until posted (fully or partly) or released."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="positive"),
+        CheckConstraint("status IN ('pending', 'posted', 'released')", name="status"),
+        CheckConstraint(
+            "posted_cents >= 0 AND posted_cents <= amount_cents", name="posted_within"
+        ),
+        Index("ix_holds_account_id_status", "account_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    posted_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    reason: Mapped[str] = mapped_column(String(160), default="")
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending_kyc', 'active', 'suspended', 'exited')", name="status"
+        ),
+        CheckConstraint("language IN ('en', 'sw')", name="language"),
+        CheckConstraint("pin_failed_count >= 0", name="pin_failed_count"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_number: Mapped[str | None] = mapped_column(String(12), unique=True, default=None)
+    full_name: Mapped[str] = mapped_column(String(120))
+    msisdn: Mapped[str] = mapped_column(String(16), unique=True)
+    # Fernet token of the national ID (MultiFernet: any configured key decrypts,
+    # the first encrypts) and its keyed blind index for exact-match search.
+    national_id_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    national_id_index: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending_kyc")
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    consent_version: Mapped[str] = mapped_column(String(16))
+    pin_hash: Mapped[str | None] = mapped_column(Text, default=None)
+    pin_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    pin_failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    pin_lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    pin_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

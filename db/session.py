@@ -1,0 +1,96 @@
+"""Engine and session factory, and a retry for transient database conflicts.
+
+One session per request or job: ``with session_factory() as session: ...``.
+A session that leaves its ``with`` block uncommitted rolls back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs that mean "try the whole transaction again".
+_TRANSIENT_PGCODES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+    """An engine for PostgreSQL (production, tests) or SQLite (the embedded demo).
+
+    SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE`` for
+    every transaction (SQLAlchemy's documented pysqlite recipe), so concurrent
+    writers queue instead of failing with "database is locked" mid-transaction.
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            if ":memory:" not in url:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a deadlock, serialization failure or busy SQLite: safe to retry whole."""
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "pgcode", None)
+        if code in _TRANSIENT_PGCODES:
+            return True
+        if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+            return True
+    return False
+
+
+def run_in_transaction(
+    session_factory: Callable[[], Session],
+    work: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    backoff_s: float = 0.01,
+) -> T:
+    """Run ``work`` in a fresh session, retrying the whole unit on transient conflicts.
+
+    ``work`` must commit itself (use cases do) and be safe to repeat, which
+    every money use case is through its idempotency key.
+    """
+    for attempt in range(1, attempts + 1):
+        with session_factory() as session:
+            try:
+                return work(session)
+            except DBAPIError as exc:
+                session.rollback()
+                if attempt == attempts or not is_transient(exc):
+                    raise
+        time.sleep(backoff_s * (2 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover

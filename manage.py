@@ -1,0 +1,162 @@
+"""Operator commands: ``python manage.py --help``.
+
+migrate         apply Alembic migrations to DATABASE_URL
+seed-demo       seed a demo SACCO (members with balances and history); idempotent
+verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
+trial-balance   print the trial balance
+rotate-pii-keys re-encrypt every national ID with the first key in PII_KEYS
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import func, select
+
+from app_factory import build_runtime
+from config import Settings, SettingsError, load_settings
+from core import ledger
+from core.errors import SaccoError
+from core.money import Money, format_cents
+from core.runtime import Runtime
+from db.migrate import upgrade
+from db.models import Member
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def _runtime() -> Runtime:
+    return build_runtime(_settings())
+
+
+@click.group()
+def cli() -> None:
+    """SACCO platform operator commands."""
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply all migrations (alembic upgrade head)."""
+    settings = _settings()
+    if settings.database_url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    upgrade(settings.database_url)
+    click.echo("database migrated to the latest schema")
+
+
+DEMO_MEMBERS = [
+    # name, phone, national ID, language, status, PIN, deposits (target, KES)
+    ("Amina Wanjiru", "+254712000001", "23456781", "en", "active", "4826",
+     [("savings", 5000), ("deposits", 20000), ("shares", 2000), ("savings", 1250)]),
+    ("Otieno Kamau", "+254722000002", "23456782", "sw", "active", "5937",
+     [("savings", 12000), ("deposits", 8000), ("shares", 1000)]),
+    ("Fatuma Hassan", "+254110000003", "23456783", "en", "pending_kyc", "6048",
+     [("savings", 300)]),
+    ("Kiprop Chebet", "+254733000004", "23456784", "en", "suspended", "7159",
+     [("savings", 900), ("shares", 500)]),
+]
+
+
+@cli.command("seed-demo")
+def seed_demo() -> None:
+    """Seed demo members with balances and history (skips if members exist)."""
+    from core import members as members_core
+    from core import savings
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        if session.scalar(select(func.count()).select_from(Member)):
+            click.echo("demo data already present")
+            return
+    for name, phone, nid, lang, status, pin, deposits in DEMO_MEMBERS:
+        with runtime.session() as session:
+            member = members_core.register_member(
+                session, runtime.deps, full_name=name, msisdn=phone, national_id=nid,
+                language=lang, consent=True, pin=pin,
+            )
+            for i, (target, kes) in enumerate(deposits):
+                savings.record_deposit(
+                    session, member_id=member.id, target=target, amount=Money.of(kes),
+                    source="mpesa", idempotency_key=f"demo-{member.member_number}-{i}",
+                    memo=f"M-Pesa deposit to {target}",
+                )
+            if status == "active":
+                savings.transfer_own(
+                    session, member_id=member.id, from_purpose="savings", to_purpose="shares",
+                    amount=Money.of(250), idempotency_key=f"demo-{member.member_number}-xfer",
+                )
+            if status != "pending_kyc":
+                members_core.set_status(session, member.id, "active")
+                if status != "active":
+                    members_core.set_status(session, member.id, status)
+            click.echo(f"  {member.member_number}  {phone}  {name:<15} {status:<12} PIN {pin}")
+    click.echo("demo SACCO seeded")
+
+
+@cli.command("verify-ledger")
+def verify_ledger_cmd() -> None:
+    """Recompute balances from postings; exit 1 on any mismatch."""
+    from core.verify import verify_ledger
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        report = verify_ledger(session)
+    click.echo(
+        f"checked {report.entries} entries, {report.postings} postings, {report.accounts} accounts"
+    )
+    for problem in report.problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    if not report.ok:
+        sys.exit(1)
+    click.echo("ledger OK: every entry balances and every balance matches its postings")
+
+
+@cli.command("trial-balance")
+def trial_balance_cmd() -> None:
+    runtime = _runtime()
+    with runtime.session() as session:
+        tb = ledger.trial_balance(session)
+    for type_, cents in sorted(tb.by_type.items()):
+        natural = cents if type_ in ("asset", "expense") else -cents  # shown on its normal side
+        click.echo(f"{type_:<10} {format_cents(natural):>20}")
+    click.echo(f"debits  {format_cents(tb.debit_total_cents)}")
+    click.echo(f"credits {format_cents(tb.credit_total_cents)}")
+    click.echo("balanced" if tb.balanced else "NOT BALANCED")
+    if not tb.balanced:
+        sys.exit(1)
+
+
+@cli.command("rotate-pii-keys")
+def rotate_pii_keys() -> None:
+    """Re-encrypt every national ID under the newest key (after adding one in PII_KEYS)."""
+    runtime = _runtime()
+    count = 0
+    with runtime.session() as session:
+        for member in session.scalars(select(Member)):
+            member.national_id_ciphertext = runtime.deps.vault.rotate(member.national_id_ciphertext)
+            count += 1
+        session.commit()
+    click.echo(f"re-encrypted {count} national IDs with the newest key")
+
+
+def main() -> None:
+    try:
+        cli()
+    except SaccoError as exc:
+        click.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

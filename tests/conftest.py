@@ -1,0 +1,132 @@
+"""Shared fixtures: real PostgreSQL (and SQLite for the embedded default), real Redis.
+
+* The schema is migrated once per run with Alembic (never ``create_all``).
+* ``db_session``: each test runs inside one outer transaction rolled back at
+  the end (SQLAlchemy's ``join_transaction_mode="create_savepoint"`` recipe);
+  the code under test may commit freely. Constraints are made IMMEDIATE so
+  the ledger's deferred balance trigger still checks every entry.
+* ``committed_pg`` / ``committed_engine``: for tests that need real commits
+  from several threads or processes; the database is restored to its
+  migrated seed rows afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_lib
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.deps import CoreDeps
+from core.pins import PinHasher
+from core.security import PiiVault
+from tests import preflight
+from tests.dbutil import Snapshot, create_pg_database, fresh_migrated_engine
+from tests.settings import PG_URL, REDIS_URL
+
+TEST_PII_KEY = Fernet.generate_key()
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    problem = preflight.check()
+    if problem:
+        pytest.exit(problem, returncode=2)
+    create_pg_database()
+    engine = fresh_migrated_engine(PG_URL)
+    engine.info_snapshot = Snapshot(engine)  # type: ignore[attr-defined]
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path = tmp_path_factory.mktemp("sqlite") / "ledger.db"
+    engine = fresh_migrated_engine(f"sqlite:///{path}")
+    engine.info_snapshot = Snapshot(engine)  # type: ignore[attr-defined]
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_engine(request: pytest.FixtureRequest) -> Engine:
+    """The same test on PostgreSQL and on the embedded SQLite default."""
+    name = "pg_engine" if request.param == "postgresql" else "sqlite_engine"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+def _isolated(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    conn = engine.connect()
+    trans = conn.begin()
+    if engine.dialect.name == "postgresql":
+        conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+    factory = sessionmaker(
+        bind=conn,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+    try:
+        yield factory
+    finally:
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def session_factory(pg_engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions that all join one per-test transaction on PostgreSQL, rolled back after."""
+    yield from _isolated(pg_engine)
+
+
+@pytest.fixture
+def db_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as session:
+        yield session
+
+
+@pytest.fixture
+def any_session(any_engine: Engine) -> Iterator[Session]:
+    """Per-test isolated session on PostgreSQL and on SQLite."""
+    for factory in _isolated(any_engine):
+        with factory() as session:
+            yield session
+
+
+def _restore(engine: Engine) -> None:
+    engine.info_snapshot.restore()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def committed_engine(any_engine: Engine) -> Iterator[Engine]:
+    """Real commits on PostgreSQL and SQLite; seed rows restored afterwards."""
+    _restore(any_engine)
+    yield any_engine
+    _restore(any_engine)
+
+
+@pytest.fixture
+def committed_pg(pg_engine: Engine) -> Iterator[Engine]:
+    _restore(pg_engine)
+    yield pg_engine
+    _restore(pg_engine)
+
+
+@pytest.fixture(scope="session")
+def deps() -> CoreDeps:
+    return CoreDeps(
+        pins=PinHasher(b"test-pepper-not-for-production"),
+        vault=PiiVault([TEST_PII_KEY], b"test-blind-index-key-0123456789"),
+    )
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis_lib.Redis]:
+    client = redis_lib.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

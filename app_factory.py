@@ -20,6 +20,8 @@ def build_runtime(settings: Settings) -> Runtime:
     deps = CoreDeps(
         pins=PinHasher(settings.pin_pepper.encode()),
         vault=PiiVault(settings.pii_key_list, settings.blind_index_key.encode()),
+        sacco_name=settings.sacco_name,
+        ussd_code=settings.ussd_service_code,
     )
     client = (
         redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)

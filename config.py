@@ -28,7 +28,9 @@ Env = Literal["demo", "development", "test", "production"]
 
 def _demo_key(label: str) -> str:
     """Deterministic demo-only key material; production refuses these values."""
-    return base64.urlsafe_b64encode(hashlib.sha256(f"sacco-demo-{label}".encode()).digest()).decode()
+    return base64.urlsafe_b64encode(
+        hashlib.sha256(f"sacco-demo-{label}".encode()).digest()
+    ).decode()
 
 
 DEMO_SECRETS = {
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
 
     sacco_env: Env = "production"
     sacco_name: str = "Umoja SACCO"
+    ussd_service_code: str = "*384*44135#"
     database_url: str = ""
     redis_url: str = ""
     log_level: str = "INFO"
@@ -99,7 +102,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         reasons = "; ".join(
-            str(err.get("ctx", {}).get("error", err["msg"])) if err["type"] == "value_error"
+            str(err.get("ctx", {}).get("error", err["msg"]))
+            if err["type"] == "value_error"
             else f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )

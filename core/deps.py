@@ -21,3 +21,5 @@ class CoreDeps:
     pins: PinHasher
     vault: PiiVault
     now: Callable[[], datetime] = field(default=utcnow)
+    sacco_name: str = "Umoja SACCO"
+    ussd_code: str = "*384*44135#"

@@ -29,7 +29,9 @@ class InvalidInput(SaccoError):
     code = "invalid_input"
     http_status = 422
 
-    def __init__(self, detail: str = "", *, field: str | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self, detail: str = "", *, field: str | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(detail, field=field, reason=reason or "invalid")
         self.field = field
         self.reason = reason or "invalid"

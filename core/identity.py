@@ -91,5 +91,7 @@ def normalize_name(text: str) -> str:
         raise InvalidInput("name must be 3-60 characters", field="full_name", reason="length")
     words = name.split(" ")
     if len(words) < 2 or not all(re.fullmatch(r"[^\W\d_]+(?:['-][^\W\d_]+)*", w) for w in words):
-        raise InvalidInput("give first and last name in letters", field="full_name", reason="format")
+        raise InvalidInput(
+            "give first and last name in letters", field="full_name", reason="format"
+        )
     return " ".join(w[:1].upper() + w[1:] for w in words)

@@ -137,7 +137,10 @@ def entry_fingerprint(kind: str, legs: Iterable[Leg], reverses_entry_id: int | N
     """What an idempotent replay must match: kind, target of a reversal, and the legs."""
     body = "|".join(
         [kind, str(reverses_entry_id or "")]
-        + [f"{leg.account_id}:{leg.amount_cents}" for leg in sorted(legs, key=lambda x: x.account_id)]
+        + [
+            f"{leg.account_id}:{leg.amount_cents}"
+            for leg in sorted(legs, key=lambda x: x.account_id)
+        ]
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -261,9 +264,7 @@ def post_entry(
                 )
             balance_after = session.execute(stmt).scalar_one_or_none()
             if balance_after is None:
-                raise InsufficientFunds(
-                    "not enough available balance", account_id=leg.account_id
-                )
+                raise InsufficientFunds("not enough available balance", account_id=leg.account_id)
             postings.append(
                 {
                     "entry_id": entry_id,

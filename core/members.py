@@ -14,14 +14,29 @@ from sqlalchemy.orm import Session
 
 from core import ledger
 from core.deps import CoreDeps
-from core.errors import DuplicateMember, InvalidInput, MemberNotAllowed, NotFound, PinInvalid, PinLocked
+from core.errors import (
+    DuplicateMember,
+    InvalidInput,
+    MemberNotAllowed,
+    NotFound,
+    PinInvalid,
+    PinLocked,
+)
 from core.identity import (
     member_number_for,
     normalize_msisdn,
     normalize_name,
     normalize_national_id,
 )
-from core.pins import PinState, after_failure, after_success, attempts_left, current_lock, pin_weakness
+from core.notifications import notify
+from core.pins import (
+    PinState,
+    after_failure,
+    after_success,
+    attempts_left,
+    current_lock,
+    pin_weakness,
+)
 from db.models import Account, Member
 
 STATUSES = ("pending_kyc", "active", "suspended", "exited")
@@ -86,7 +101,9 @@ def register_member(
     if language not in LANGUAGES:
         raise InvalidInput("language must be en or sw", field="language")
     if consent is not True:
-        raise InvalidInput("consent to data processing is required", field="consent", reason="required")
+        raise InvalidInput(
+            "consent to data processing is required", field="consent", reason="required"
+        )
     if pin is not None:
         check_new_pin(pin, phone)
     index = deps.vault.blind_index(id_number)
@@ -129,6 +146,18 @@ def register_member(
             no_overdraft=True,
             member_id=member.id,
         )
+    notify(
+        session,
+        template="member_registered",
+        business_key=f"member_registered:{member.id}",
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "first_name": name.split(" ")[0],
+            "member_number": member.member_number,
+            "ussd_code": deps.ussd_code,
+        },
+    )
     session.commit()
     return member
 
@@ -170,7 +199,7 @@ def member_account_ids(session: Session, member_id: int) -> dict[str, int]:
             Account.member_id == member_id, Account.purpose.in_(list(MEMBER_ACCOUNTS))
         )
     ).all()
-    return {purpose: account_id for purpose, account_id in rows}
+    return {str(purpose): int(account_id) for purpose, account_id in rows}
 
 
 def member_balances(session: Session, member_id: int) -> MemberBalances:

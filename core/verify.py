@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from core.ledger import trial_balance
@@ -26,7 +26,7 @@ class LedgerReport:
         return not self.problems
 
 
-def _delta() -> object:
+def _delta() -> ColumnElement[int]:
     return case((Account.normal_side == "D", Posting.amount_cents), else_=-Posting.amount_cents)
 
 
@@ -60,7 +60,7 @@ def verify_ledger(session: Session, *, max_problems: int = 50) -> LedgerReport:
             Account.id.label("account_id"),
             Account.code,
             Account.balance_cents,
-            func.coalesce(func.sum(_delta()), 0).label("computed"),  # type: ignore[arg-type]
+            func.coalesce(func.sum(_delta()), 0).label("computed"),
         )
         .outerjoin(Posting, Posting.account_id == Account.id)
         .group_by(Account.id, Account.code, Account.balance_cents)
@@ -104,7 +104,7 @@ def verify_ledger(session: Session, *, max_problems: int = 50) -> LedgerReport:
             Posting.id,
             Account.code,
             Posting.balance_after_cents,
-            func.sum(_delta())  # type: ignore[arg-type]
+            func.sum(_delta())
             .over(partition_by=Posting.account_id, order_by=Posting.id)
             .label("expected"),
         )

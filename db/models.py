@@ -101,9 +101,7 @@ class Hold(Base):
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="positive"),
         CheckConstraint("status IN ('pending', 'posted', 'released')", name="status"),
-        CheckConstraint(
-            "posted_cents >= 0 AND posted_cents <= amount_cents", name="posted_within"
-        ),
+        CheckConstraint("posted_cents >= 0 AND posted_cents <= amount_cents", name="posted_within"),
         Index("ix_holds_account_id_status", "account_id", "status"),
     )
 
@@ -149,3 +147,38 @@ class Member(Base):
     pin_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class OutboxMessage(Base):
+    """A message the business decided to send, written in the same transaction as
+    the change that caused it. ``business_key`` makes the same event queue once."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint("channel IN ('sms', 'email', 'webhook')", name="channel"),
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'delivered', 'failed', 'cancelled')",
+            name="status",
+        ),
+        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_recipient_id", "recipient", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    business_key: Mapped[str] = mapped_column(String(160), unique=True)
+    channel: Mapped[str] = mapped_column(String(8), default="sms")
+    category: Mapped[str] = mapped_column(String(16), default="transactional")
+    recipient: Mapped[str] = mapped_column(String(320))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), default=None)
+    template: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    cost_cents: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -17,11 +17,16 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app_factory import create_app
+from config import Settings, load_settings
 from core.deps import CoreDeps
 from core.pins import PinHasher
+from core.runtime import Runtime
 from core.security import PiiVault
 from tests import preflight
 from tests.dbutil import Snapshot, create_pg_database, fresh_migrated_engine
@@ -130,3 +135,37 @@ def redis_client() -> Iterator[redis_lib.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(sacco_env="test", database_url=PG_URL, redis_url=REDIS_URL)
+
+
+@pytest.fixture
+def runtime(
+    pg_engine: Engine,
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+    redis_client: redis_lib.Redis,
+) -> Runtime:
+    """The app's runtime, its sessions joined to the per-test transaction."""
+    return Runtime(
+        engine=pg_engine,
+        session_factory=session_factory,
+        deps=deps,
+        redis=redis_client,
+        sacco_name="Umoja SACCO",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, runtime: Runtime) -> Flask:
+    flask_app = create_app(settings, runtime)
+    flask_app.config["TESTING"] = True
+    return flask_app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -7,8 +7,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from db.base import Base
 import db.models  # noqa: F401  (registers the tables on Base.metadata)
+from db.base import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")

@@ -3,7 +3,9 @@ import pytest
 from config import DEMO_SECRETS, SettingsError, load_settings
 
 
-def test_production_without_secrets_stops_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_without_secrets_stops_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("SACCO_ENV", raising=False)
     with pytest.raises(SettingsError) as err:
         load_settings()
@@ -13,10 +15,13 @@ def test_production_without_secrets_stops_with_a_clear_message(monkeypatch: pyte
 
 
 def test_production_refuses_demo_keys_and_sqlite() -> None:
-    real = {k: "x" * 40 for k in DEMO_SECRETS}
+    real = dict.fromkeys(DEMO_SECRETS, "x" * 40)
     with pytest.raises(SettingsError, match="PIN_PEPPER"):
-        load_settings(sacco_env="production", database_url="postgresql://db/sacco",
-                      **{**real, "pin_pepper": DEMO_SECRETS["pin_pepper"]})
+        load_settings(
+            sacco_env="production",
+            database_url="postgresql://db/sacco",
+            **{**real, "pin_pepper": DEMO_SECRETS["pin_pepper"]},
+        )
     with pytest.raises(SettingsError, match="PostgreSQL"):
         load_settings(sacco_env="production", database_url="sqlite:///x.db", **real)
     ok = load_settings(sacco_env="production", database_url="postgresql://db/sacco", **real)

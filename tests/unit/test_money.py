@@ -10,7 +10,14 @@ from core.money import Money, format_cents, parse_amount
 
 @pytest.mark.parametrize(
     ("typed", "cents"),
-    [("1,500", 150_000), ("1500.50", 150_050), (" 200 ", 20_000), ("0.5", 50), ("1,000,000", 100_000_000), ("7.05", 705)],
+    [
+        ("1,500", 150_000),
+        ("1500.50", 150_050),
+        (" 200 ", 20_000),
+        ("0.5", 50),
+        ("1,000,000", 100_000_000),
+        ("7.05", 705),
+    ],
 )
 def test_member_typed_amounts_parse_to_exact_cents(typed: str, cents: int) -> None:
     assert parse_amount(typed) == Money(cents)
@@ -19,10 +26,23 @@ def test_member_typed_amounts_parse_to_exact_cents(typed: str, cents: int) -> No
 @pytest.mark.parametrize(
     ("typed", "reason"),
     [
-        ("-5", "format"), ("0", "zero"), ("0.00", "zero"), ("1e9", "format"), ("abc", "format"),
-        ("1.005", "format"), ("1,50", "format"), ("", "format"), ("1 000", "format"),
-        ("99999999999", "too_large"), ("12" * 5000, "format"), ("１２", "format"), ("+5", "format"),
-        ("5.", "format"), (".5", "format"), ("NaN", "format"), ("Infinity", "format"),
+        ("-5", "format"),
+        ("0", "zero"),
+        ("0.00", "zero"),
+        ("1e9", "format"),
+        ("abc", "format"),
+        ("1.005", "format"),
+        ("1,50", "format"),
+        ("", "format"),
+        ("1 000", "format"),
+        ("99999999999", "too_large"),
+        ("12" * 5000, "format"),
+        ("１２", "format"),
+        ("+5", "format"),
+        ("5.", "format"),
+        (".5", "format"),
+        ("NaN", "format"),
+        ("Infinity", "format"),
     ],
 )
 def test_bad_amounts_are_refused_with_a_reason(typed: str, reason: str) -> None:
@@ -39,7 +59,13 @@ def test_channel_limit_is_enforced() -> None:
 
 @pytest.mark.parametrize(
     ("cents", "text"),
-    [(150_050, "KES 1,500.50"), (150_000, "KES 1,500"), (5, "KES 0.05"), (-20_000, "-KES 200"), (0, "KES 0")],
+    [
+        (150_050, "KES 1,500.50"),
+        (150_000, "KES 1,500"),
+        (5, "KES 0.05"),
+        (-20_000, "-KES 200"),
+        (0, "KES 0"),
+    ],
 )
 def test_phone_screen_format(cents: int, text: str) -> None:
     assert format_cents(cents) == text
@@ -57,7 +83,10 @@ def test_money_refuses_floats_and_mixed_currencies() -> None:
         Money.of(Decimal("0.001"))
 
 
-@given(st.integers(min_value=-(10**12), max_value=10**12), st.lists(st.integers(0, 1000), min_size=1, max_size=12))
+@given(
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.lists(st.integers(0, 1000), min_size=1, max_size=12),
+)
 def test_allocation_never_loses_or_invents_a_cent(cents: int, ratios: list[int]) -> None:
     if sum(ratios) == 0:
         ratios[0] = 1

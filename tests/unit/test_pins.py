@@ -20,10 +20,22 @@ FRESH = PinState(0, 0, None, False)
 @pytest.mark.parametrize(
     ("pin", "reason"),
     [
-        ("0000", "repeated"), ("7777", "repeated"), ("1212", "repeated"), ("1122", "repeated"),
-        ("1234", "sequential"), ("6789", "sequential"), ("9876", "sequential"), ("3210", "sequential"),
-        ("1990", "year"), ("2004", "year"), ("2580", "common"), ("123", "format"), ("12345", "format"),
-        ("12a4", "format"), ("١٢٣٤", "format"), ("", "format"),
+        ("0000", "repeated"),
+        ("7777", "repeated"),
+        ("1212", "repeated"),
+        ("1122", "repeated"),
+        ("1234", "sequential"),
+        ("6789", "sequential"),
+        ("9876", "sequential"),
+        ("3210", "sequential"),
+        ("1990", "year"),
+        ("2004", "year"),
+        ("2580", "common"),
+        ("123", "format"),
+        ("12345", "format"),
+        ("12a4", "format"),
+        ("١٢٣٤", "format"),
+        ("", "format"),
     ],
 )
 def test_trivial_pins_are_refused(pin: str, reason: str) -> None:

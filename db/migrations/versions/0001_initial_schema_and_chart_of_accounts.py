@@ -11,9 +11,9 @@ UPDATE or DELETE of a written entry or posting; the default chart of accounts.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"

@@ -1,0 +1,96 @@
+"""The operator commands and the demo server, as a newcomer runs them (real processes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(
+        SACCO_ENV="demo", DATABASE_URL=f"sqlite:///{tmp_path / 'demo.db'}", PYTHONPATH=str(ROOT)
+    )
+    return env
+
+
+def test_migrate_seed_and_verify_ledger_then_tampering_is_caught(tmp_path: Path) -> None:
+    env = demo_env(tmp_path)
+    assert run(["migrate"], env).returncode == 0
+    seeded = run(["seed-demo"], env)
+    assert seeded.returncode == 0 and "Amina Wanjiru" in seeded.stdout
+    assert "already present" in run(["seed-demo"], env).stdout
+    ok = run(["verify-ledger"], env)
+    assert ok.returncode == 0 and "ledger OK" in ok.stdout
+    tb = run(["trial-balance"], env)
+    assert tb.returncode == 0 and "balanced" in tb.stdout
+    with sqlite3.connect(tmp_path / "demo.db") as db:
+        db.execute(
+            "UPDATE accounts SET balance_cents = balance_cents + 100 WHERE code LIKE '2000-%' AND id = (SELECT MIN(id) FROM accounts WHERE code LIKE '2000-%')"
+        )
+    bad = run(["verify-ledger"], env)
+    assert bad.returncode == 1 and "MISMATCH" in bad.stderr
+
+
+def test_production_start_without_secrets_stops_with_one_clear_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SACCO_ENV", "DATABASE_URL")}
+    result = run(["verify-ledger"], env)
+    assert result.returncode == 2
+    assert "production needs DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_serves_health_with_no_postgres_or_redis(tmp_path: Path) -> None:
+    env = demo_env(tmp_path)
+    assert run(["migrate"], env).returncode == 0
+    port = free_port()
+    env["PORT"] = str(port)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = requests.get(f"{base}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok"}
+        ready = requests.get(f"{base}/readyz", timeout=5)
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database": "ok", "redis": "not configured"}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

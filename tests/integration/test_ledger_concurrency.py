@@ -1,0 +1,100 @@
+"""Eight threads hammering a few accounts and one hot float with duplicated keys."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import defaultdict
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from core import ledger
+from core.errors import InsufficientFunds
+from core.ledger import Leg
+from core.verify import verify_ledger
+from db.models import JournalEntry
+from db.session import make_session_factory, run_in_transaction
+from tests.ledgerutil import make_accounts
+
+THREADS = 8
+
+
+def test_concurrent_transfers_conserve_money_and_post_each_key_once(
+    committed_engine: Engine,
+) -> None:
+    factory = make_session_factory(committed_engine)
+    with factory() as session:
+        float_id, members = make_accounts(session, 4)
+    unique = 1200 if committed_engine.dialect.name == "postgresql" else 400
+    rng = random.Random(20261127)
+    operations = []
+    for i in range(unique):
+        kind = rng.choice(["deposit", "transfer", "transfer", "withdraw"])
+        a, b = rng.sample(members, 2)
+        amount = rng.randint(1, 50_000)
+        if kind == "deposit":
+            legs = [Leg(float_id, amount), Leg(a, -amount)]
+        elif kind == "withdraw":
+            legs = [Leg(a, amount), Leg(float_id, -amount)]
+        else:
+            legs = [Leg(a, amount), Leg(b, -amount)]
+        operations.append((f"conc-{i}", kind, legs))
+    # Each key is sent three times, in a shuffled order, from different threads.
+    work = operations * 3
+    rng.shuffle(work)
+    chunks = [work[i::THREADS] for i in range(THREADS)]
+
+    results: dict[str, set[int]] = defaultdict(set)
+    refused: set[str] = set()
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def worker(chunk: list[tuple[str, str, list[Leg]]]) -> None:
+        start.wait()
+        for key, kind, legs in chunk:
+
+            def post(
+                session: Session, kind: str = kind, legs: list[Leg] = legs, key: str = key
+            ) -> int:
+                posted = ledger.post_entry(session, kind=kind, legs=legs, idempotency_key=key)
+                session.commit()
+                return posted.entry_id
+
+            try:
+                entry_id = run_in_transaction(factory, post, attempts=8)
+            except InsufficientFunds:
+                with lock:
+                    refused.add(key)
+                continue
+            except BaseException as exc:  # anything else (a deadlock) fails the test
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                results[key].add(entry_id)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    assert errors == []
+    # Every successful key maps to exactly one entry, however often it was sent.
+    assert all(len(ids) == 1 for ids in results.values())
+    with factory() as session:
+        entries = session.scalar(
+            select(func.count())
+            .select_from(JournalEntry)
+            .where(JournalEntry.idempotency_key.like("conc-%"))
+        )
+        assert entries == len(results)
+        balances = {a: ledger.get_balance(session, a) for a in [float_id, *members]}
+        # Money is conserved: the float (asset) equals what members hold (liabilities).
+        assert balances[float_id].balance_cents == sum(balances[m].balance_cents for m in members)
+        assert all(balances[m].balance_cents >= 0 for m in members)
+        report = verify_ledger(session)
+        assert report.ok, report.problems
+    assert len(results) > unique // 2  # the run really moved money, not just refused it

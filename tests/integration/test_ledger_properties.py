@@ -1,0 +1,225 @@
+"""Hypothesis state machine: any sequence of valid and invalid ledger operations keeps
+the books exact, on PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from core import ledger
+from core.errors import (
+    HoldNotPending,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidInput,
+    UnbalancedEntry,
+)
+from core.ledger import Leg
+from core.verify import verify_ledger
+from tests.ledgerutil import make_accounts
+
+cents = st.integers(min_value=1, max_value=5_000_000)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    engine: Engine
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conn = self.engine.connect()
+        self.trans = self.conn.begin()
+        if self.engine.dialect.name == "postgresql":
+            self.conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        self.session = Session(
+            bind=self.conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        self.float_id, self.members = make_accounts(self.session, 3)
+        self.expected = {self.float_id: 0, **dict.fromkeys(self.members, 0)}
+        self.held = dict.fromkeys(self.members, 0)
+        self.holds: dict[int, tuple[int, int]] = {}  # hold id -> (account, amount) while pending
+        self.keys: dict[str, tuple[int, list[Leg]]] = {}
+        self.reversible: list[int] = []
+        self.n = 0
+
+    def key(self) -> str:
+        self.n += 1
+        return f"k{self.n}"
+
+    def _post(self, legs: list[Leg], kind: str = "transfer") -> None:
+        key = self.key()
+        try:
+            posted = ledger.post_entry(self.session, kind=kind, legs=legs, idempotency_key=key)
+        except InsufficientFunds:
+            self.session.commit()
+            return
+        self.session.commit()
+        self.keys[key] = (posted.entry_id, legs)
+        self.reversible.append(posted.entry_id)
+        for leg in legs:
+            side = 1 if leg.account_id == self.float_id else -1  # float is D, members are C
+            self.expected[leg.account_id] += side * leg.amount_cents
+
+    def available(self, account: int) -> int:
+        return self.expected[account] - self.held[account]
+
+    @rule(member=st.integers(0, 2), amount=cents)
+    def deposit(self, member: int, amount: int) -> None:
+        self._post([Leg(self.float_id, amount), Leg(self.members[member], -amount)], "deposit")
+
+    @rule(src=st.integers(0, 2), dst=st.integers(0, 2), amount=cents)
+    def transfer(self, src: int, dst: int, amount: int) -> None:
+        if src == dst:
+            return
+        self._post([Leg(self.members[src], amount), Leg(self.members[dst], -amount)])
+
+    @rule(member=st.integers(0, 2), amount=cents)
+    def withdraw(self, member: int, amount: int) -> None:
+        self._post([Leg(self.members[member], amount), Leg(self.float_id, -amount)], "withdrawal")
+
+    @rule(member=st.integers(0, 2), amount=cents, off=st.integers(-3, 3).filter(bool))
+    def unbalanced_is_refused(self, member: int, amount: int, off: int) -> None:
+        try:
+            ledger.post_entry(
+                self.session,
+                kind="bad",
+                legs=[Leg(self.float_id, amount + off), Leg(self.members[member], -amount)],
+                idempotency_key=self.key(),
+            )
+        except (UnbalancedEntry, InvalidInput):
+            self.session.commit()
+            return
+        raise AssertionError("an unbalanced entry was accepted")
+
+    @precondition(lambda self: self.keys)
+    @rule(data=st.data())
+    def replay_is_harmless(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.keys)))
+        entry_id, legs = self.keys[key]
+        again = ledger.post_entry(
+            self.session, kind=self._kind_of(entry_id), legs=legs, idempotency_key=key
+        )
+        assert (again.entry_id, again.created) == (entry_id, False)
+        try:
+            ledger.post_entry(self.session, kind="other", legs=legs, idempotency_key=key)
+            raise AssertionError("a key reused for another entry was accepted")
+        except IdempotencyConflict:
+            pass
+        self.session.commit()
+
+    def _kind_of(self, entry_id: int) -> str:
+        return str(
+            self.session.execute(
+                text("SELECT kind FROM journal_entries WHERE id = :i"), {"i": entry_id}
+            ).scalar_one()
+        )
+
+    @rule(member=st.integers(0, 2), amount=cents)
+    def reserve(self, member: int, amount: int) -> None:
+        account = self.members[member]
+        try:
+            hold = ledger.reserve_hold(
+                self.session, account_id=account, amount_cents=amount, idempotency_key=self.key()
+            )
+        except InsufficientFunds:
+            assert amount > self.available(account)
+            self.session.commit()
+            return
+        assert amount <= self.available(account)
+        self.session.commit()
+        self.holds[hold.hold_id] = (account, amount)
+        self.held[account] += amount
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data(), release=st.booleans())
+    def settle_hold(self, data: st.DataObject, release: bool) -> None:
+        hold_id = data.draw(st.sampled_from(sorted(self.holds)))
+        account, amount = self.holds.pop(hold_id)
+        self.held[account] -= amount
+        if release:
+            ledger.release_hold(self.session, hold_id=hold_id)
+        else:
+            taken = data.draw(st.integers(1, amount))
+            ledger.post_hold(
+                self.session,
+                hold_id=hold_id,
+                kind="withdrawal",
+                idempotency_key=self.key(),
+                legs=[Leg(account, taken), Leg(self.float_id, -taken)],
+            )
+            self.expected[account] -= taken
+            self.expected[self.float_id] -= taken
+        self.session.commit()
+        try:
+            ledger.post_hold(
+                self.session,
+                hold_id=hold_id,
+                kind="withdrawal",
+                idempotency_key=self.key(),
+                legs=[Leg(account, 1), Leg(self.float_id, -1)],
+            )
+            raise AssertionError("a settled hold was posted again")
+        except HoldNotPending:
+            self.session.commit()
+
+    @precondition(lambda self: self.reversible)
+    @rule(data=st.data())
+    def reverse(self, data: st.DataObject) -> None:
+        entry_id = data.draw(st.sampled_from(self.reversible))
+        self.reversible.remove(entry_id)
+        legs = list(
+            self.session.execute(
+                text("SELECT account_id, amount_cents FROM postings WHERE entry_id = :e"),
+                {"e": entry_id},
+            )
+        )
+        try:
+            ledger.reverse_entry(self.session, entry_id=entry_id, idempotency_key=self.key())
+        except InsufficientFunds:
+            self.session.commit()
+            return
+        self.session.commit()
+        for account_id, amount in legs:
+            side = 1 if account_id == self.float_id else -1
+            self.expected[account_id] -= side * amount
+
+    @invariant()
+    def balances_match_the_model_and_never_go_negative(self) -> None:
+        for account, cents_expected in self.expected.items():
+            bal = ledger.get_balance(self.session, account)
+            assert bal.balance_cents == cents_expected
+            if account != self.float_id:
+                assert bal.held_cents == self.held[account]
+                assert bal.available_cents >= 0
+
+    def teardown(self) -> None:
+        try:
+            report = verify_ledger(self.session)
+            assert report.ok, report.problems
+        finally:
+            self.session.close()
+            self.trans.rollback()
+            self.conn.close()
+
+
+def test_any_sequence_of_operations_keeps_the_books_exact(any_engine: Engine) -> None:
+    machine: Any = type("Machine", (LedgerMachine,), {"engine": any_engine})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

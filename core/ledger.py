@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Select, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -190,6 +192,33 @@ def _account_meta(session: Session, account_ids: Iterable[int]) -> dict[int, _Me
     return meta
 
 
+# Hot accounts are few, seeded with the chart and never change, so each process
+# keeps their ids per engine, refreshed once a minute. The set only decides lock
+# ORDER: were it ever stale, the worst case is a deadlock that PostgreSQL detects
+# and the unit of work retries -- never a wrong balance. Every other property
+# (normal side, overdraft rule) is read by the guarded UPDATE itself.
+_HOT_TTL_S = 60.0
+_hot_cache: weakref.WeakKeyDictionary[Engine, tuple[float, frozenset[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hot_account_ids(session: Session) -> frozenset[int]:
+    engine = session.get_bind().engine
+    cached = _hot_cache.get(engine)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > _HOT_TTL_S:
+        ids = frozenset(session.scalars(select(Account.id).where(Account.is_hot)).all())
+        cached = (now, ids)
+        _hot_cache[engine] = cached
+    return cached[1]
+
+
+def _signed(amount: int) -> ColumnElement[int]:
+    """The balance change of a debit-positive amount, on each account's normal side."""
+    return case((Account.normal_side == "D", literal(amount)), else_=literal(-amount))
+
+
 def _existing_entry(session: Session, idempotency_key: str, fingerprint: str) -> PostedEntry:
     row = session.execute(
         select(JournalEntry.id, JournalEntry.reference, JournalEntry.fingerprint).where(
@@ -225,13 +254,14 @@ def post_entry(
     fingerprint = entry_fingerprint(kind, legs, reverses_entry_id)
     releases = dict(release_holds or {})
 
+    reference = new_reference()
     with session.begin_nested():
         entry_id = session.execute(
             _insert(session, JournalEntry)
             .values(
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
-                reference=new_reference(),
+                reference=reference,
                 kind=kind,
                 memo=memo[:160],
                 reverses_entry_id=reverses_entry_id,
@@ -243,27 +273,27 @@ def post_entry(
         if entry_id is None:
             return _existing_entry(session, idempotency_key, fingerprint)
 
-        meta = _account_meta(session, [leg.account_id for leg in legs])
+        hot = hot_account_ids(session)
         postings = []
-        for leg in lock_order(legs, {i: m.is_hot for i, m in meta.items()}):
-            m = meta[leg.account_id]
-            delta = normal_delta(m.normal_side, leg.amount_cents)
+        for leg in lock_order(legs, {leg.account_id: leg.account_id in hot for leg in legs}):
+            delta = _signed(leg.amount_cents)
             release = releases.get(leg.account_id, 0)
-            stmt = (
+            balance_after = session.execute(
                 update(Account)
                 .where(Account.id == leg.account_id)
+                .where(
+                    ~Account.no_overdraft
+                    | (delta >= 0)
+                    | (Account.balance_cents + delta - (Account.held_cents - release) >= 0)
+                )
                 .values(
                     balance_cents=Account.balance_cents + delta,
                     held_cents=Account.held_cents - release,
                 )
                 .returning(Account.balance_cents)
-            )
-            if m.no_overdraft and delta < 0:
-                stmt = stmt.where(
-                    Account.balance_cents + delta - (Account.held_cents - release) >= 0
-                )
-            balance_after = session.execute(stmt).scalar_one_or_none()
+            ).scalar_one_or_none()
             if balance_after is None:
+                _account_meta(session, [leg.account_id])  # NotFound for a missing account
                 raise InsufficientFunds("not enough available balance", account_id=leg.account_id)
             postings.append(
                 {
@@ -274,9 +304,6 @@ def post_entry(
                 }
             )
         session.execute(insert(Posting), postings)
-        reference = session.execute(
-            select(JournalEntry.reference).where(JournalEntry.id == entry_id)
-        ).scalar_one()
     return PostedEntry(entry_id, reference, created=True)
 
 

@@ -285,7 +285,8 @@ def post_entry(
 
     reference = new_reference()
     with session.begin_nested():
-        entry_id = session.execute(
+        conn = session.connection()  # Core execution: no ORM bookkeeping on the hot path
+        entry_id = conn.execute(
             _INSERT_ENTRY,
             {
                 "key": idempotency_key,
@@ -305,7 +306,7 @@ def post_entry(
         for n, leg in enumerate(
             lock_order(legs, {leg.account_id: leg.account_id in hot for leg in legs})
         ):
-            balance_after = session.execute(
+            balance_after = conn.execute(
                 _UPDATE_BALANCE,
                 {
                     "id": leg.account_id,
@@ -324,7 +325,7 @@ def post_entry(
                     f"b{n}": balance_after,
                 }
             )
-        session.execute(_insert_postings(len(legs)), postings)
+        conn.execute(_insert_postings(len(legs)), postings)
     return PostedEntry(entry_id, reference, created=True)
 
 

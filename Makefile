@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install demo test lint format verify-ledger bench-ledger clean
+.PHONY: install demo test lint format verify-ledger bench-ledger bench-pins clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ verify-ledger: install
 
 bench-ledger: install
 	@$(BIN)/python bench/ledger.py
+
+bench-pins: install
+	@$(BIN)/python bench/pins.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -37,7 +37,9 @@ def main() -> None:
         hmac.new(b"bench-pepper-0123456789", pin.encode(), hashlib.sha256).digest()
         plain.append((time.perf_counter() - t) * 1000)
     q = statistics.quantiles(argon, n=100)
-    print(f"argon2id verify: median {statistics.median(argon):.1f} ms, p99 {q[98]:.1f} ms (budget 100 ms)")
+    print(
+        f"argon2id verify: median {statistics.median(argon):.1f} ms, p99 {q[98]:.1f} ms (budget 100 ms)"
+    )
     print(f"hmac-sha256 only: median {statistics.median(plain) * 1000:.1f} us")
     print(f"ratio argon2id/hmac: {statistics.median(argon) / statistics.median(plain):,.0f}x")
 

@@ -118,6 +118,9 @@ def daraja_module() -> Iterator[StandinHandle]:
 @pytest.fixture
 def daraja(daraja_module: StandinHandle, receiver: Receiver) -> StandinHandle:
     post(daraja_module, "/_reset")
+    # A callback of the previous test may still be on its way (a loaded machine): let
+    # every callback thread finish or give up before this test starts counting.
+    daraja_module.state.join_workers()
     receiver.clear()
     return daraja_module
 

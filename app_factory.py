@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health
+    from ussd import simulator
 
     health.init_app(app)
+    simulator.init_app(app)  # demo/development only
     return app

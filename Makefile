@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install demo test lint format verify-ledger bench-ledger clean
+.PHONY: install demo test lint format verify-ledger bench-ledger bench-ussd phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ verify-ledger: install
 
 bench-ledger: install
 	@$(BIN)/python bench/ledger.py
+
+## bench-ussd: gunicorn (production settings, PostgreSQL + Redis) under 50 simulated members
+bench-ussd: install
+	@$(BIN)/python bench/ussd.py
+
+## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=...)
+PHONE ?= +254712000001
+URL   ?= http://127.0.0.1:$(PORT)
+phone: install
+	@$(BIN)/python -m tools.phone --url $(URL) --phone $(PHONE)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     from api import health
     from ussd import simulator
+    from ussd import views as ussd_views
 
     health.init_app(app)
+    ussd_views.init_app(app)
     simulator.init_app(app)  # demo/development only
     return app

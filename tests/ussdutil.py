@@ -1,0 +1,75 @@
+"""A phone for tests: drives ``POST /ussd`` with the gateway's exact form fields."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+SERVICE_CODE = "*384*44135#"
+_ids = itertools.count(1)
+
+
+class Phone:
+    def __init__(self, client: Any, msisdn: str, *, path: str = "/ussd") -> None:
+        self.client = client
+        self.msisdn = msisdn
+        self.path = path
+        self.session_id = ""
+        self.inputs: list[str] = []
+        self.last = ""
+
+    def post(self, text: str) -> Any:
+        return self.client.post(
+            self.path,
+            data={
+                "sessionId": self.session_id,
+                "serviceCode": SERVICE_CODE,
+                "phoneNumber": self.msisdn,
+                "networkCode": "63902",
+                "text": text,
+            },
+        )
+
+    def dial(self, text: str = "") -> str:
+        """A new session; ``text`` non-empty simulates a direct-dial shortcut."""
+        self.session_id = f"ATUid_test_{next(_ids)}"
+        self.inputs = [text] if text else []
+        return self._hop("*".join(self.inputs))
+
+    def send(self, value: str) -> str:
+        self.inputs.append(value)
+        return self._hop("*".join(self.inputs))
+
+    def _hop(self, text: str) -> str:
+        response = self.post(text)
+        assert response.status_code == 200, response.status_code
+        assert response.mimetype == "text/plain"
+        body = response.get_data(as_text=True)
+        assert body.startswith(("CON ", "END ")), body
+        assert len(body) <= 160, (len(body), body)
+        self.last = body
+        return body
+
+    def hang_up(self, status: str = "Incomplete") -> int:
+        response = self.client.post(
+            self.path.replace("/ussd", "/ussd/events", 1),
+            data={
+                "date": "2026-11-27 21:00:00",
+                "sessionId": self.session_id,
+                "serviceCode": SERVICE_CODE,
+                "networkCode": "63902",
+                "phoneNumber": self.msisdn,
+                "status": status,
+                "cost": "KES 0.10",
+                "durationInMillis": "41000",
+                "hopsCount": str(len(self.inputs) + 1),
+                "input": "*".join(self.inputs),
+                "lastAppResponse": self.last,
+                "errorMessage": "",
+            },
+        )
+        return int(response.status_code)
+
+    @property
+    def ended(self) -> bool:
+        return self.last.startswith("END ")

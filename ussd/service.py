@@ -1,0 +1,174 @@
+"""One USSD hop end to end, without Flask: who is calling, the stored state, the
+engine, the effects through ``core/``, and what to keep for the next hop.
+
+The view (``ussd/views.py``) only parses the form and writes the response.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core import access, members
+from core.errors import InvalidInput
+from core.identity import normalize_msisdn
+from core.runtime import Runtime
+from core.ussd_sessions import parse_session_end, record_session_end
+from ussd import actions
+from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
+from ussd.menus import TREE, root_for
+from ussd.store import Store, resume_key, session_key
+from ussd.texts import render
+
+MAX_SESSION_ID = 100
+MAX_TEXT = 20_000  # longer text is cut before the engine sees it (the gateway never sends it)
+
+
+@dataclass(frozen=True)
+class UssdConfig:
+    sacco_name: str = "Umoja SACCO"
+    help_phone: str = "0700 000 000"
+    terms_url: str = "umoja.example/terms"
+    sms_code: str = "22384"
+    service_code: str = ""  # empty: any service code is served
+    session_ttl_seconds: int = 180
+    resume_ttl_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class HopOutcome:
+    body: str  # "CON ..." / "END ..."
+    screen: str  # for the request log
+    end: bool
+
+
+class UssdService:
+    def __init__(
+        self, runtime: Runtime, store: Store, config: UssdConfig, tree: Tree = TREE
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.config = config
+        self.tree = tree
+        self.base: Mapping[str, Any] = {
+            "sacco": config.sacco_name,
+            "help_phone": config.help_phone,
+            "terms_url": config.terms_url,
+            "sms_code": config.sms_code,
+        }
+
+    # ------------------------------------------------------------------ hops
+
+    def service_code_ok(self, code: str) -> bool:
+        """The configured code, or a direct-dial extension of it (``*384*44135*1#``)."""
+        want = self.config.service_code.strip()
+        code = code.strip()
+        return not want or code == want or code.startswith(want.removesuffix("#") + "*")
+
+    def refuse(self, language: str = "en") -> HopOutcome:
+        """A polite END for a request we cannot serve (bad phone, missing session id)."""
+        text = render("error", language, self.base)
+        return HopOutcome(Reply(True, text).body, "refused", True)
+
+    def hop(
+        self, session_id: str, msisdn_raw: str, text: str, service_code: str = ""
+    ) -> HopOutcome:
+        session_id = session_id.strip()
+        if not session_id or len(session_id) > MAX_SESSION_ID:
+            return self.refuse()
+        if not self.service_code_ok(service_code):
+            return self.refuse()
+        try:
+            msisdn = normalize_msisdn(msisdn_raw)
+        except InvalidInput:
+            return self.refuse()
+        text = text[:MAX_TEXT]
+
+        with self.runtime.session() as session:
+            member = members.find_by_msisdn(session, msisdn)
+            member_id = member.id if member is not None else None
+            status = member.status if member is not None else None
+            language = member.language if member is not None else "en"
+
+        root = root_for(status)
+        state = State.from_json(self.store.get(session_key(session_id)))
+        offer = None
+        if state is None and text == "":
+            offer = self._take_offer(msisdn, root)
+        ctx = Context(
+            tree=self.tree,
+            render=render,
+            root=root,
+            session_id=session_id,
+            msisdn=msisdn,
+            status=status,
+            features=access.self_service_features(status) if status else frozenset(),
+            language=language,
+            base=self.base,
+            resume=offer,
+        )
+
+        def perform(effect: Any) -> Any:
+            return actions.perform(self.runtime, effect, member_id=member_id, msisdn=msisdn)
+
+        state, reply = run_hop(state, text, ctx, perform)
+        self._keep(session_id, msisdn, root, state, reply)
+        return HopOutcome(reply.body, state.screen, reply.end)
+
+    def _take_offer(self, msisdn: str, root: str) -> dict[str, Any] | None:
+        raw = self.store.take(resume_key(msisdn))
+        if not raw:
+            return None
+        try:
+            offer = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(offer, dict) or offer.get("root") != root:
+            return None
+        return offer
+
+    def _keep(self, session_id: str, msisdn: str, root: str, state: State, reply: Reply) -> None:
+        if reply.end:
+            self.store.delete(session_key(session_id))
+            self.store.delete(resume_key(msisdn))  # a finished flow leaves nothing to resume
+            return
+        self.store.put(session_key(session_id), state.to_json(), self.config.session_ttl_seconds)
+        self._save_offer(msisdn, root, state)
+
+    def _save_offer(self, msisdn: str, root: str, state: State) -> None:
+        if state.screen == self.tree.resume:  # still deciding about the last offer
+            if state.resume:
+                self.store.put(
+                    resume_key(msisdn), json.dumps(state.resume), self.config.resume_ttl_seconds
+                )
+            return
+        point = resume_point(state, self.tree, root)
+        if point is None or self.config.resume_ttl_seconds <= 0:
+            self.store.delete(resume_key(msisdn))
+            return
+        point["root"] = root
+        self.store.put(resume_key(msisdn), json.dumps(point), self.config.resume_ttl_seconds)
+
+    # ---------------------------------------------------------------- events
+
+    def session_ended(self, form: Mapping[str, str]) -> bool:
+        """Store the gateway's end notification; a dropped flow becomes a resume offer.
+
+        Returns False when the form is unusable (no sessionId)."""
+        try:
+            event = parse_session_end(dict(form))
+        except InvalidInput:
+            return False
+        with self.runtime.session() as session:
+            record_session_end(session, event)
+        raw = self.store.get(session_key(event.session_id))
+        self.store.delete(session_key(event.session_id))
+        state = State.from_json(raw)
+        if event.status in ("Incomplete", "Failed") and event.msisdn and state is not None:
+            with self.runtime.session() as session:
+                member = members.find_by_msisdn(session, event.msisdn)
+                root = root_for(member.status if member is not None else None)
+            self._save_offer(event.msisdn, root, state)
+        return True

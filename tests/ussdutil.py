@@ -44,7 +44,7 @@ class Phone:
         response = self.post(text)
         assert response.status_code == 200, response.status_code
         assert response.mimetype == "text/plain"
-        body = response.get_data(as_text=True)
+        body: str = response.get_data(as_text=True)
         assert body.startswith(("CON ", "END ")), body
         assert len(body) <= 160, (len(body), body)
         self.last = body

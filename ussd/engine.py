@@ -118,7 +118,8 @@ class Confirm:
     yes: str
     no: str = ""  # empty: the tree's "cancelled" end
     load: str | None = None
-    needs_pin: bool = True  # the session PIN is asked after "1" unless already given
+    ask_pin: bool = True  # after "1", the session PIN is asked unless already given
+    needs_pin: bool = False  # (PIN before the screen is even shown: not for confirmations)
 
 
 @dataclass(frozen=True)
@@ -391,7 +392,14 @@ def visible_options(menu: Menu, ctx: Context) -> list[Option]:
 
 
 def render_screen(state: State, ctx: Context) -> Reply:
-    """The reply for the state's current screen (also used by the tree-walk test)."""
+    """The reply for the state's current screen, made safe for any phone."""
+    end, text = compose(state, ctx)
+    return Reply(end, fit(text))
+
+
+def compose(state: State, ctx: Context) -> tuple[bool, str]:
+    """(is END, text) of the current screen exactly as declared (the tree-walk test
+    checks this, before ``fit`` could hide an overflow)."""
     tree, lang = ctx.tree, state.lang
     scr = tree[state.screen]
     data: dict[str, Any] = {**ctx.base, **state.inputs, **state.data}
@@ -402,6 +410,7 @@ def render_screen(state: State, ctx: Context) -> Reply:
     lines: list[str] = []
     if state.notice is not None:
         lines.append(t(state.notice[0], state.notice[1]))
+    footer: list[str] = []
     end = False
     if isinstance(scr, Menu):
         if scr.text:
@@ -412,7 +421,7 @@ def render_screen(state: State, ctx: Context) -> Reply:
         for n, opt in enumerate(visible_options(scr, ctx), start=1):
             lines.append(f"{n}. {t(opt.label)}")
         if state.screen not in tree.roots and state.screen != tree.resume:
-            lines.append(t("nav_back"))
+            footer.append(t("nav_back"))
     elif isinstance(scr, Confirm):
         lines += [t(scr.text), f"1. {t('opt_confirm')}", f"2. {t('opt_cancel')}"]
     elif isinstance(scr, Page):
@@ -424,7 +433,7 @@ def render_screen(state: State, ctx: Context) -> Reply:
         lines += [t(scr.item, item) for item in chunk] or [t(scr.empty)]
         if page + 1 < pages:
             lines.append(t("nav_more"))
-        lines.append(t("nav_back"))
+        footer.append(t("nav_back"))
     elif isinstance(scr, End):
         lines.append(t(scr.text))
         end = True
@@ -432,10 +441,14 @@ def render_screen(state: State, ctx: Context) -> Reply:
         lines.append(t(scr.text))
     else:  # a Run is never shown: reaching here is a bug in the tree
         raise ValueError(f"{state.screen} is not a screen that can be shown")
-    return Reply(end, fit("\n".join(lines), end))
+    text = "\n".join(lines)
+    # The "0 Back 00 Home" hint is shown where it fits; 0 and 00 work everywhere.
+    if footer and len(text) + 1 + len(footer[0]) <= MAX_SCREEN_CHARS - 4:
+        text += "\n" + footer[0]
+    return end, text
 
 
-def fit(text: str, end: bool = False) -> str:
+def fit(text: str) -> str:
     """Last-resort guard: GSM-7 only and within the screen limit (the tree test keeps
     every declared screen inside it, so this only trims unexpected data)."""
     clean = "".join(c if c in GSM7 else "?" for c in text)
@@ -496,7 +509,7 @@ def _handle(st: State, value: str, start: int, ctx: Context) -> Step:
     if isinstance(scr, Confirm):
         choice = value.strip()
         if choice == "1":
-            if scr.needs_pin and not st.pin_ok:
+            if scr.ask_pin and not st.pin_ok:
                 st.history.append(st.screen)
                 st.after_pin = scr.yes
                 st.screen = tree.pin
@@ -722,8 +735,8 @@ def validate(tree: Tree, catalogue_keys: set[str] | None = None) -> list[str]:
     for special in tree.specials() + tree.roots:
         if special not in screens:
             problems.append(f"missing special screen {special!r}")
-    if problems:
-        return problems
+    if any("unknown screen" in p or "missing special" in p for p in problems):
+        return problems  # the walks below need every target to exist
     pin = screens[tree.pin]
     if not (isinstance(pin, PinPrompt) and pin.mode == "verify"):
         problems.append(f"{tree.pin}: must be a PinPrompt with mode='verify'")

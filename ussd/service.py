@@ -20,7 +20,7 @@ from ussd import actions
 from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
 from ussd.menus import TREE, root_for
 from ussd.store import Store, resume_key, session_key
-from ussd.texts import render
+from ussd.texts import gsm7_safe, render
 
 MAX_SESSION_ID = 100
 MAX_TEXT = 20_000  # longer text is cut before the engine sees it (the gateway never sends it)
@@ -44,6 +44,22 @@ class HopOutcome:
     end: bool
 
 
+# Longest each configured value may be on a screen (longer values are cut with ".."):
+# the tree-walk test proves every screen fits with values this long.
+CONSTANT_LIMITS = {"sacco": 24, "help_phone": 16, "terms_url": 24, "sms_code": 8}
+
+
+def screen_constants(config: UssdConfig) -> dict[str, str]:
+    """The configured values screens show, GSM-7 and cut to ``CONSTANT_LIMITS``."""
+    values = {
+        "sacco": config.sacco_name,
+        "help_phone": config.help_phone,
+        "terms_url": config.terms_url,
+        "sms_code": config.sms_code,
+    }
+    return {k: gsm7_safe(v, CONSTANT_LIMITS[k]) for k, v in values.items()}
+
+
 class UssdService:
     def __init__(
         self, runtime: Runtime, store: Store, config: UssdConfig, tree: Tree = TREE
@@ -52,12 +68,7 @@ class UssdService:
         self.store = store
         self.config = config
         self.tree = tree
-        self.base: Mapping[str, Any] = {
-            "sacco": config.sacco_name,
-            "help_phone": config.help_phone,
-            "terms_url": config.terms_url,
-            "sms_code": config.sms_code,
-        }
+        self.base: Mapping[str, Any] = screen_constants(config)
 
     # ------------------------------------------------------------------ hops
 

@@ -10,6 +10,7 @@ from typing import Any
 from core.i18n import Catalogue
 from ussd.engine import GSM7
 
+_NO_DECOMPOSITION = {"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ı": "i", "œ": "oe", "Œ": "OE"}
 CATALOGUE = Catalogue(Path(__file__).resolve().parent / "catalogues", "ussd")
 
 
@@ -26,7 +27,7 @@ def gsm7_safe(text: str, max_len: int) -> str:
             out.append(ch)
             continue
         base = "".join(c for c in unicodedata.normalize("NFKD", ch) if c in GSM7 and c.isalpha())
-        out.append(base or "?")
+        out.append(base or _NO_DECOMPOSITION.get(ch, "?"))
     clean = "".join(out)
     return clean if len(clean) <= max_len else clean[: max_len - 2].rstrip() + ".."
 

@@ -86,10 +86,10 @@ def _wait_until_up(proc: subprocess.Popen[bytes], base: str, log: IO[str]) -> No
             log.seek(0)
             raise AssertionError(f"gunicorn exited with {proc.returncode}:\n{log.read()[-4000:]}")
         try:
-            with requests.get(f"{base}/healthz", timeout=1) as resp:
+            with requests.get(f"{base}/healthz", timeout=3) as resp:
                 if resp.status_code == 200:
                     return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.2)
     log.seek(0)

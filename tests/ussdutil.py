@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from db.models import Member
+
 SERVICE_CODE = "*384*44135#"
 _ids = itertools.count(1)
 
@@ -73,3 +75,38 @@ class Phone:
     @property
     def ended(self) -> bool:
         return self.last.startswith("END ")
+
+
+def make_member(
+    session: Any,
+    deps: Any,
+    *,
+    msisdn: str = "+254712000001",
+    national_id: str = "23456781",
+    name: str = "Amina Wanjiru",
+    pin: str | None = "4826",
+    status: str = "active",
+    language: str = "en",
+) -> Member:
+    """A registered member in the given status (through core's own verbs)."""
+    from core import members
+
+    member = members.register_member(
+        session,
+        deps,
+        full_name=name,
+        msisdn=msisdn,
+        national_id=national_id,
+        language=language,
+        consent=True,
+        pin=pin,
+    )
+    path = {
+        "pending_kyc": [],
+        "active": ["active"],
+        "suspended": ["active", "suspended"],
+        "exited": ["exited"],
+    }[status]
+    for step in path:
+        members.set_status(session, member.id, step)
+    return member

@@ -100,8 +100,11 @@ def _member(call: Call) -> int:
     return call.member_id
 
 
-def _amount(cents: int) -> str:
-    return format_cents(cents).removeprefix("KES ")
+def _signed_amount(cents: int) -> str:
+    """``+1,500`` / ``-50.25``: the statement's title says the currency."""
+    return ("+" if cents > 0 else "-" if cents < 0 else "") + format_cents(abs(cents)).removeprefix(
+        "KES "
+    )
 
 
 # ------------------------------------------------------------------ loaders
@@ -133,7 +136,7 @@ def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
                 "date": m.created_at.astimezone(NAIROBI).strftime("%d/%m"),
                 "account": render(f"acct_{purpose}", call.lang, {}),
                 "what": render(f"kind_{kind if kind in _KINDS else 'other'}", call.lang, {}),
-                "amount": ("+" if m.amount_cents > 0 else "") + _amount(m.amount_cents),
+                "amount": _signed_amount(m.amount_cents),
             }
         )
     return {"items": items}

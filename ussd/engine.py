@@ -302,6 +302,7 @@ def step(state: State | None, text: str, ctx: Context) -> Step:
         if text == "":
             if ctx.resume:
                 st.resume = dict(ctx.resume)
+                st.lang = str(ctx.resume.get("lang") or st.lang)  # asked in the flow's language
                 st.screen = ctx.tree.resume
                 return _show(st, ctx)
             return _enter(st, ctx.root, ctx)
@@ -331,15 +332,18 @@ def feed(state: State, result: Result, ctx: Context) -> Step:
         return _pin_failure(st, result, ctx, retry=tree.pin)
     if isinstance(scr, Run):
         st.data.update(result.data)
-        st.secrets = {}
         if result.ok:
-            st.inputs = {}
+            st.inputs, st.secrets = {}, {}
             return _enter(st, scr.ok, ctx)
         if result.error in ("pin_locked", "pin_blocked", "no_pin"):
+            st.secrets = {}
             return _pin_failure(st, result, ctx, retry="")
         target = scr.on_error(result.error) or tree.error
         if isinstance(tree[target], INTERACTIVE):
             st.notice = (f"why_{result.error}", dict(result.data))
+            _rewind_to(st, target)
+        else:
+            st.secrets = {}
         return _enter(st, target, ctx)
     if not result.ok:
         return _enter(st, tree.error, ctx)
@@ -470,6 +474,16 @@ def _new_input(prev_len: int, text: str) -> tuple[str, int] | None:
     return text[prev_len + 1 :], prev_len + 1
 
 
+def _rewind_to(st: State, target: str) -> None:
+    """Going back to ``target`` to ask again: forget what it and later screens collected."""
+    if target in st.history:
+        st.history = st.history[: st.history.index(target)]
+    own = [span for span in st.secrets.values() if span[0] == target]
+    if own:
+        cut = min(int(span[1]) for span in own)
+        st.secrets = {k: v for k, v in st.secrets.items() if int(v[1]) < cut}
+
+
 def _reset(st: State) -> State:
     st.history, st.inputs, st.secrets, st.page, st.invalid = [], {}, {}, 0, 0
     st.after_pin = None
@@ -581,6 +595,7 @@ def _answer_resume(st: State, value: str, ctx: Context) -> Step:
         st.invalid = 0
         return _enter(st, target, ctx)
     if choice in ("1", "2"):
+        st.lang = ctx.language
         return _enter(_reset(st), ctx.root, ctx)
     st.resume = saved
     return _invalid(st, "why_choice", ctx)
@@ -668,7 +683,7 @@ def _replay(st: State, parts: Sequence[str], ctx: Context) -> Step:
             st.after_pin, st.screen = target.id, tree.pin
             break
         st.screen = target.id
-        if not isinstance(target, Menu) or target.load:
+        if not isinstance(target, Menu):
             break
     return _enter(st, st.screen, ctx)
 

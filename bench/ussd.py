@@ -30,6 +30,7 @@ import argparse
 import http.client
 import multiprocessing as mp
 import os
+import random
 import re
 import secrets
 import signal
@@ -243,6 +244,10 @@ def start_gunicorn(app: str, env: dict[str, str], workers: int, threads: int) ->
 # --------------------------------------------------------------------------- load
 
 
+class Stopped(Exception):
+    """The phase's time is up: the session is left mid-way, not counted as an error."""
+
+
 class Aborted(Exception):
     """The session met a screen it did not expect; counted as an error."""
 
@@ -259,8 +264,10 @@ class Tally:
 class Handset:
     """One simulated member's phone: a keep-alive connection and the gateway's fields."""
 
-    def __init__(self, port: int, path: str, tally: Tally) -> None:
-        self.port, self.path, self.tally = port, path, tally
+    def __init__(self, port: int, path: str, tally: Tally, think_s: float = 0.0) -> None:
+        self.port, self.path, self.tally, self.think_s = port, path, tally, think_s
+        self.rng = random.Random()
+        self.stop_at = float("inf")
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
 
     def post(self, path: str, fields: dict[str, str]) -> tuple[int, str, float]:
@@ -288,6 +295,10 @@ class Handset:
             "networkCode": "63902",
             "text": "*".join(inputs),
         }
+        if self.think_s:  # the member reads the screen and types
+            time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
+        if time.time() >= self.stop_at:
+            raise Stopped
         status, text, ms = self.post(self.path, fields)
         if status != 200 or not text.startswith(("CON ", "END ")):
             raise Aborted(f"HTTP {status}: {text[:60]!r}")
@@ -374,7 +385,7 @@ def trivial_session(phone: Handset, member: Member) -> None:
     sid = f"ATUid_{secrets.token_hex(12)}"
     inputs: list[str] = []
     script = [(None, False), ("1", False), (member.pin, True), ("0", False), ("2", False)]
-    script += [("98", False), ("00", False), ("9", False)]
+    script += [("98", False), ("00", False)]
     last = ""
     for typed, pin in script:
         if typed is not None:
@@ -390,6 +401,7 @@ def load_process(
     members: list[list[Member]],
     start_at: float,
     stop_at: float,
+    think_s: float,
     out: Any,
 ) -> None:
     """One load process: a thread per simulated member slot, each cycling its members."""
@@ -397,7 +409,8 @@ def load_process(
     tallies = [Tally() for _ in members]
 
     def run(own: list[Member], tally: Tally) -> None:
-        phone = Handset(port, path, tally)
+        phone = Handset(port, path, tally, think_s)
+        phone.stop_at = stop_at
         i = 0
         while time.time() < start_at:
             time.sleep(0.005)
@@ -407,6 +420,8 @@ def load_process(
             try:
                 session_fn(phone, member)
                 tally.sessions += 1
+            except Stopped:
+                break
             except (Aborted, OSError, http.client.HTTPException) as exc:
                 tally.errors += 1
                 if len(tally.error_samples) < 3:
@@ -433,7 +448,14 @@ def load_process(
 
 
 def drive(
-    port: int, path: str, kind: str, members: list[Member], slots: int, seconds: float, procs: int
+    port: int,
+    path: str,
+    kind: str,
+    members: list[Member],
+    slots: int,
+    seconds: float,
+    procs: int,
+    think_s: float,
 ) -> tuple[Tally, float]:
     """``slots`` concurrent members for ``seconds``; returns the merged tally and the wall time."""
     slots = max(1, min(slots, len(members)))
@@ -444,7 +466,9 @@ def drive(
     start_at = time.time() + 0.5
     stop_at = start_at + seconds
     workers = [
-        ctx.Process(target=load_process, args=(port, path, kind, g, start_at, stop_at, out))
+        ctx.Process(
+            target=load_process, args=(port, path, kind, g, start_at, stop_at, think_s, out)
+        )
         for g in groups
         if g
     ]
@@ -475,15 +499,27 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+Pcts = tuple[float, float, float]
+
+
+def three(values: list[float]) -> Pcts:
+    return (pct(values, 50), pct(values, 95), pct(values, 99))
+
+
+def fmt3(t: Pcts) -> str:
+    return f"p50 {t[0]:6.1f}  p95 {t[1]:6.1f}  p99 {t[2]:6.1f} ms"
+
+
 @dataclass
 class RoundResult:
-    trivial_hops_s: float
-    app_hops_s: float
-    menu: tuple[float, float, float]
-    pin: tuple[float, float, float]
-    trivial_lat: tuple[float, float, float]
-    menu_hops_s: float
-    pin_hops_s: float
+    trivial_hops_s: float  # flat out
+    app_hops_s: float  # flat out
+    trivial_lat: Pcts  # flat out
+    flat_menu: Pcts
+    flat_pin: Pcts
+    paced_menu: Pcts  # members with think time: the latency targets
+    paced_pin: Pcts
+    paced_hops_s: float
     sessions_s: float
     errors: int
 
@@ -492,27 +528,27 @@ class RoundResult:
         return self.app_hops_s / self.trivial_hops_s if self.trivial_hops_s else float("nan")
 
 
-def three(values: list[float]) -> tuple[float, float, float]:
-    return (pct(values, 50), pct(values, 95), pct(values, 99))
-
-
-def fmt3(t: tuple[float, float, float]) -> str:
-    return f"p50 {t[0]:6.1f}  p95 {t[1]:6.1f}  p99 {t[2]:6.1f} ms"
+def hops_per_s(t: Tally, secs: float) -> float:
+    return (len(t.menu_ms) + len(t.pin_ms)) / secs
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="load time per round and side")
+    parser.add_argument("--seconds", type=float, default=10.0, help="load time per phase")
     parser.add_argument("--members", type=int, default=50, help="concurrent simulated members")
     parser.add_argument("--seed", type=int, default=200, help="members to create")
     parser.add_argument("--procs", type=int, default=4, help="load generator processes")
+    parser.add_argument(
+        "--think-ms", type=float, default=1000.0, help="mean pause before each hop (paced phase)"
+    )
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 4)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", 4)))
     args = parser.parse_args()
     args.members = max(1, min(args.members, 200))
     args.seconds = max(1.0, min(args.seconds, 120.0))
     args.rounds = max(1, min(args.rounds, 10))
+    think = max(0.0, min(args.think_ms, 10_000.0)) / 1000
 
     env = production_env()
     print(f"bench: {os.cpu_count()} CPUs; database {BENCH_DB}; redis {BENCH_REDIS}", flush=True)
@@ -529,46 +565,52 @@ def main() -> int:
         "bench.trivial_app:app", {"SACCO_ENV": "production"}, args.workers, args.threads
     )
     print(
-        f"bench: gunicorn x2 ({args.workers} workers x {args.threads} threads, gthread), "
-        f"{args.members} concurrent members from {args.procs} load processes, "
-        f"{args.rounds} rounds x {args.seconds:.0f}s per side",
+        f"bench: gunicorn x2 ({args.workers} workers x {args.threads} threads, gthread); "
+        f"{args.members} concurrent members from {args.procs} load processes; "
+        f"{args.rounds} rounds of three {args.seconds:.0f}s phases: trivial flat out, "
+        f"app flat out, app paced (think {think * 1000:.0f} ms mean before each hop)",
         flush=True,
     )
     results: list[RoundResult] = []
+    n, secs, procs = args.members, args.seconds, args.procs
     try:
         # Warm-up: imports, connection pools, Redis, argon2 memory; not counted.
-        drive(triv_port, "/ussd", "trivial", members, args.members, 2, args.procs)
-        warm, _ = drive(app_port, path, "app", members, args.members, 2, args.procs)
+        drive(triv_port, "/ussd", "trivial", members, n, 2, procs, 0.0)
+        warm, _ = drive(app_port, path, "app", members, n, 3, procs, 0.0)
         if warm.errors:
             print(f"  warm-up errors: {warm.errors} e.g. {warm.error_samples[:2]}", flush=True)
         for r in range(1, args.rounds + 1):
-            triv, secs = drive(
-                triv_port, "/ussd", "trivial", members, args.members, args.seconds, args.procs
-            )
-            app, _ = drive(app_port, path, "app", members, args.members, args.seconds, args.procs)
+            triv, _ = drive(triv_port, "/ussd", "trivial", members, n, secs, procs, 0.0)
+            flat, _ = drive(app_port, path, "app", members, n, secs, procs, 0.0)
+            paced, _ = drive(app_port, path, "app", members, n, secs, procs, think)
             res = RoundResult(
-                trivial_hops_s=(len(triv.menu_ms) + len(triv.pin_ms)) / secs,
-                app_hops_s=(len(app.menu_ms) + len(app.pin_ms)) / secs,
-                menu=three(app.menu_ms),
-                pin=three(app.pin_ms),
+                trivial_hops_s=hops_per_s(triv, secs),
+                app_hops_s=hops_per_s(flat, secs),
                 trivial_lat=three(triv.menu_ms + triv.pin_ms),
-                menu_hops_s=len(app.menu_ms) / secs,
-                pin_hops_s=len(app.pin_ms) / secs,
-                sessions_s=app.sessions / secs,
-                errors=app.errors + triv.errors,
+                flat_menu=three(flat.menu_ms),
+                flat_pin=three(flat.pin_ms),
+                paced_menu=three(paced.menu_ms),
+                paced_pin=three(paced.pin_ms),
+                paced_hops_s=hops_per_s(paced, secs),
+                sessions_s=flat.sessions / secs,
+                errors=triv.errors + flat.errors + paced.errors,
             )
             results.append(res)
             print(
-                f"round {r}: app {res.app_hops_s:7.1f} hops/s ({res.sessions_s:.1f} sessions/s)  "
-                f"trivial {res.trivial_hops_s:7.1f} hops/s  ratio {res.ratio:5.1%}  "
-                f"errors {res.errors}",
+                f"round {r}: flat out: app {res.app_hops_s:6.1f} hops/s "
+                f"({res.sessions_s:.1f} sessions/s), trivial {res.trivial_hops_s:6.1f} hops/s, "
+                f"ratio {res.ratio:5.1%}; errors {res.errors}",
                 flush=True,
             )
-            print(f"         menu hops {fmt3(res.menu)}  ({res.menu_hops_s:.1f}/s)", flush=True)
-            print(f"         PIN hops  {fmt3(res.pin)}  ({res.pin_hops_s:.1f}/s)", flush=True)
-            print(f"         trivial   {fmt3(res.trivial_lat)}", flush=True)
-            for sample in (app.error_samples + triv.error_samples)[:3]:
-                print(f"         error: {sample}", flush=True)
+            print(f"   flat out  menu {fmt3(res.flat_menu)} | PIN {fmt3(res.flat_pin)}")
+            print(f"   flat out  trivial {fmt3(res.trivial_lat)}")
+            print(
+                f"   paced     menu {fmt3(res.paced_menu)} | PIN {fmt3(res.paced_pin)} "
+                f"({res.paced_hops_s:.1f} hops/s)",
+                flush=True,
+            )
+            for sample in (triv.error_samples + flat.error_samples + paced.error_samples)[:3]:
+                print(f"   error: {sample}", flush=True)
     finally:
         for proc in (app_proc, triv_proc):
             proc.send_signal(signal.SIGTERM)
@@ -581,27 +623,30 @@ def main() -> int:
     def med(f: Any) -> float:
         return float(statistics.median(f(r) for r in results))
 
-    menu99, pin99, ratio = med(lambda r: r.menu[2]), med(lambda r: r.pin[2]), med(lambda r: r.ratio)
+    def med3(f: Any) -> Pcts:
+        return (med(lambda r: f(r)[0]), med(lambda r: f(r)[1]), med(lambda r: f(r)[2]))
+
+    ratio = med(lambda r: r.ratio)
+    paced_menu, paced_pin = med3(lambda r: r.paced_menu), med3(lambda r: r.paced_pin)
     print()
-    print(f"median of {len(results)} rounds ({args.members} concurrent members):")
+    print(f"median of {len(results)} rounds, {n} concurrent members:")
     print(
-        f"  app      {med(lambda r: r.app_hops_s):7.1f} hops/s   trivial {med(lambda r: r.trivial_hops_s):7.1f} hops/s   ratio {ratio:.1%}  (target >= {TARGETS['ratio']:.0%})"
+        f"  throughput  app {med(lambda r: r.app_hops_s):.1f} hops/s, trivial "
+        f"{med(lambda r: r.trivial_hops_s):.1f} hops/s, ratio {ratio:.1%} "
+        f"(target >= {TARGETS['ratio']:.0%})"
     )
-    print(
-        f"  menu hop p50 {med(lambda r: r.menu[0]):.1f}  p95 {med(lambda r: r.menu[1]):.1f}  p99 {menu99:.1f} ms  (target p99 < {TARGETS['menu_p99_ms']:.0f} ms)"
-    )
-    print(
-        f"  PIN hop  p50 {med(lambda r: r.pin[0]):.1f}  p95 {med(lambda r: r.pin[1]):.1f}  p99 {pin99:.1f} ms  (target p99 < {TARGETS['pin_p99_ms']:.0f} ms)"
-    )
-    print(
-        f"  trivial  p50 {med(lambda r: r.trivial_lat[0]):.1f}  p95 {med(lambda r: r.trivial_lat[1]):.1f}  p99 {med(lambda r: r.trivial_lat[2]):.1f} ms"
-    )
+    print(f"  paced menu hop  {fmt3(paced_menu)}  (target p99 < {TARGETS['menu_p99_ms']:.0f} ms)")
+    print(f"  paced PIN hop   {fmt3(paced_pin)}  (target p99 < {TARGETS['pin_p99_ms']:.0f} ms)")
+    print(f"  paced load      {med(lambda r: r.paced_hops_s):.1f} hops/s")
+    print(f"  flat-out menu   {fmt3(med3(lambda r: r.flat_menu))}")
+    print(f"  flat-out PIN    {fmt3(med3(lambda r: r.flat_pin))}")
+    print(f"  flat-out trivial {fmt3(med3(lambda r: r.trivial_lat))}")
     met = [
-        ("menu p99", menu99 < TARGETS["menu_p99_ms"]),
-        ("PIN p99", pin99 < TARGETS["pin_p99_ms"]),
+        ("menu p99", paced_menu[2] < TARGETS["menu_p99_ms"]),
+        ("PIN p99", paced_pin[2] < TARGETS["pin_p99_ms"]),
         ("throughput ratio", ratio >= TARGETS["ratio"]),
     ]
-    print("  targets: " + ", ".join(f"{n} {'met' if ok else 'MISSED'}" for n, ok in met))
+    print("  targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in met))
     print(f"  errors over all rounds: {sum(r.errors for r in results)}")
     return 0
 

@@ -209,7 +209,7 @@ class State:
     text_len: int = 0
     resume: dict[str, Any] | None = None
     # Transient, never stored: this hop's text, loaded data, the notice line.
-    text: str = field(default="", metadata={"transient": True})
+    text: str = field(default="", repr=False, metadata={"transient": True})  # holds PINs
     data: dict[str, Any] = field(default_factory=dict, metadata={"transient": True})
     notice: tuple[str, dict[str, Any]] | None = field(default=None, metadata={"transient": True})
 

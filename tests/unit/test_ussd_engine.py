@@ -442,3 +442,11 @@ def test_any_sequence_of_inputs_gets_a_screen_and_pays_at_most_once(inputs: list
             break
     assert backend.actions().count("pay") <= 1
     assert all("4826" not in e.key for e in backend.ran)
+
+
+def test_a_state_never_shows_the_pins_riding_in_text(phone: Session) -> None:
+    phone.send("3")
+    phone.send("Ann")
+    phone.send("4826")
+    assert phone.state is not None and phone.state.text.endswith("4826")
+    assert "4826" not in repr(phone.state) and "4826" not in phone.state.to_json()

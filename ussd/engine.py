@@ -207,6 +207,11 @@ class State:
     pin_ok: bool = False
     after_pin: str | None = None
     text_len: int = 0
+    # The session a flow began in and how many actions ran since: an action's
+    # idempotency key, kept across "continue where you left off", so a resumed
+    # flow can never run its action a second time.
+    origin: str = ""
+    runs: int = 0
     resume: dict[str, Any] | None = None
     # Transient, never stored: this hop's text, loaded data, the notice line.
     text: str = field(default="", repr=False, metadata={"transient": True})  # holds PINs
@@ -298,7 +303,13 @@ def step(state: State | None, text: str, ctx: Context) -> Step:
     """One hop: the stored state (None on a first hop or expired state) and ``text``."""
     text = text if isinstance(text, str) else ""
     if state is None:
-        st = State(screen=ctx.root, lang=ctx.language, text=text, text_len=len(text))
+        st = State(
+            screen=ctx.root,
+            lang=ctx.language,
+            text=text,
+            text_len=len(text),
+            origin=ctx.session_id,
+        )
         if text == "":
             if ctx.resume:
                 st.resume = dict(ctx.resume)
@@ -334,6 +345,7 @@ def feed(state: State, result: Result, ctx: Context) -> Step:
         st.data.update(result.data)
         if result.ok:
             st.inputs, st.secrets = {}, {}
+            st.runs += 1
             return _enter(st, scr.ok, ctx)
         if result.error in ("pin_locked", "pin_blocked", "no_pin"):
             st.secrets = {}
@@ -388,7 +400,14 @@ def resume_point(state: State, tree: Tree, root: str) -> dict[str, Any] | None:
         screen = str(first[0])
         if screen in history:
             history = history[: history.index(screen)]
-    return {"screen": screen, "history": history, "inputs": dict(state.inputs), "lang": state.lang}
+    return {
+        "screen": screen,
+        "history": history,
+        "inputs": dict(state.inputs),
+        "lang": state.lang,
+        "origin": state.origin,
+        "runs": state.runs,
+    }
 
 
 def visible_options(menu: Menu, ctx: Context) -> list[Option]:
@@ -592,6 +611,9 @@ def _answer_resume(st: State, value: str, ctx: Context) -> Step:
         st.history = [str(s) for s in saved.get("history", []) if s in ctx.tree.screens]
         st.inputs = {str(k): str(v) for k, v in dict(saved.get("inputs", {})).items()}
         st.lang = str(saved.get("lang", st.lang))
+        st.origin = str(saved.get("origin") or st.origin)
+        runs = saved.get("runs", 0)
+        st.runs = runs if isinstance(runs, int) else 0
         st.invalid = 0
         return _enter(st, target, ctx)
     if choice in ("1", "2"):
@@ -624,7 +646,7 @@ def _enter(st: State, target: str, ctx: Context) -> Step:
                 st.lang,
                 inputs=dict(st.inputs),
                 secrets={name: _secret(st, name) for name in scr.secrets},
-                key=f"ussd:{ctx.session_id}:{scr.id}",
+                key=f"ussd:{st.origin or ctx.session_id}:{st.runs}:{scr.id}",
             ),
         )
     if scr.load:

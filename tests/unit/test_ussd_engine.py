@@ -272,7 +272,7 @@ def test_confirm_shows_the_quote_then_asks_the_pin_then_runs_once(
     assert backend.actions() == []
     assert phone.send(GOOD_PIN) == "END Paid. Ref S123"
     assert backend.actions() == ["pay"]
-    assert backend.ran[-1].key == "ussd:s1:pay"
+    assert backend.ran[-1].key == "ussd:s1:0:pay"
 
 
 def test_confirm_skips_the_pin_once_given_in_the_session(phone: Session, backend: Backend) -> None:
@@ -336,6 +336,8 @@ def test_resume_point_keeps_what_was_typed_and_rewinds_before_pins(phone: Sessio
         "history": ["main", "name"],
         "inputs": {"name": "Ann"},
         "lang": "en",
+        "origin": "s1",
+        "runs": 0,
     }
 
 
@@ -450,3 +452,28 @@ def test_a_state_never_shows_the_pins_riding_in_text(phone: Session) -> None:
     phone.send("4826")
     assert phone.state is not None and phone.state.text.endswith("4826")
     assert "4826" not in repr(phone.state) and "4826" not in phone.state.to_json()
+
+
+def test_a_resumed_flow_keeps_the_idempotency_key_of_the_session_it_began_in(
+    backend: Backend,
+) -> None:
+    first = Session(backend)
+    first.dial()
+    first.send("2")
+    first.send("100")  # at the confirmation; the phone drops
+    assert first.state is not None
+    point = resume_point(first.state, TREE, "main")
+    second = Session(backend)
+    second.ctx = Context(
+        tree=TREE,
+        render=render,
+        root="main",
+        session_id="s2",
+        resume=point,
+        features=frozenset({"buy"}),
+    )
+    second.dial()
+    second.send("1")  # continue
+    second.send("1")  # confirm
+    assert second.send(GOOD_PIN) == "END Paid. Ref S123"
+    assert [e.key for e in backend.ran if e.name == "pay"] == ["ussd:s1:0:pay"]

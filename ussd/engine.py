@@ -486,8 +486,8 @@ def _new_input(prev_len: int, text: str) -> tuple[str, int] | None:
     """What ``text`` added since the previous hop, and where it starts in ``text``."""
     if len(text) <= prev_len:
         return None
-    if prev_len == 0:
-        return text, 0
+    if prev_len == 0:  # "*00" after an empty first input that left text ""
+        return (text[1:], 1) if text.startswith("*") else (text, 0)
     if text[prev_len] != "*":
         return None
     return text[prev_len + 1 :], prev_len + 1

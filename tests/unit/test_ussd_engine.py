@@ -6,12 +6,13 @@ in-memory store as JSON exactly as it would through Redis."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from ussd.engine import (
     MAX_SCREEN_CHARS,
@@ -155,6 +156,7 @@ class Session:
         )
         self.inputs: list[str] = []
         self.state: State | None = None
+        self.dials = 0
 
     def hop(self, text: str) -> str:
         state, reply = run_hop(State.from_json(self.store.get("s")), text, self.ctx, self.backend)
@@ -167,6 +169,9 @@ class Session:
         return reply.body
 
     def dial(self) -> str:
+        """A new dial: a new session id, like the gateway gives."""
+        self.dials += 1
+        self.ctx = replace(self.ctx, session_id=f"s{self.dials}")
         self.inputs = []
         return self.hop("")
 
@@ -472,8 +477,58 @@ def test_a_resumed_flow_keeps_the_idempotency_key_of_the_session_it_began_in(
         resume=point,
         features=frozenset({"buy"}),
     )
+    second.dials = 5  # the next dial is session "s6"
     second.dial()
+    assert second.ctx.session_id == "s6"
     second.send("1")  # continue
     second.send("1")  # confirm
     assert second.send(GOOD_PIN) == "END Paid. Ref S123"
     assert [e.key for e in backend.ran if e.name == "pay"] == ["ussd:s1:0:pay"]
+
+
+class EngineMachine(RuleBasedStateMachine):
+    """A member pressing keys at random on the test tree: invariants after every hop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = Backend()
+        self.phone = Session(self.backend)
+        self.body = self.phone.dial()
+
+    @rule(value=st.sampled_from(["1", "2", "3", "0", "00", "98", "", "*", "9", "100", GOOD_PIN]))
+    def press(self, value: str) -> None:
+        if self.body.startswith("END "):
+            self.body = self.phone.dial()
+            return
+        self.body = self.phone.send(value)
+
+    @rule(value=st.text(max_size=40))
+    def type_anything(self, value: str) -> None:
+        if self.body.startswith("END "):
+            self.body = self.phone.dial()
+            return
+        self.body = self.phone.send(value)
+
+    @rule()
+    def home(self) -> None:
+        if not self.body.startswith("END "):
+            self.body = self.phone.send("00")
+            assert self.body.startswith("CON Shop")
+
+    @invariant()
+    def a_screen_that_fits(self) -> None:
+        assert self.body.startswith(("CON ", "END ")) and len(self.body) <= MAX_SCREEN_CHARS
+
+    @invariant()
+    def no_pin_in_the_stored_state(self) -> None:
+        stored = self.phone.store.get("s") or ""
+        assert GOOD_PIN not in stored.replace('"amount":"' + GOOD_PIN, "")
+
+    @invariant()
+    def each_payment_has_its_own_key(self) -> None:
+        keys = [e.key for e in self.backend.ran if e.name == "pay"]
+        assert len(keys) == len(set(keys))
+
+
+EngineMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+test_engine_state_machine = EngineMachine.TestCase

@@ -551,7 +551,11 @@ def main() -> int:
     think = max(0.0, min(args.think_ms, 10_000.0)) / 1000
 
     env = production_env()
-    print(f"bench: {os.cpu_count()} CPUs; database {BENCH_DB}; redis {BENCH_REDIS}", flush=True)
+    print(
+        f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before start "
+        f"(other work on the machine skews every number); database {BENCH_DB}; redis {BENCH_REDIS}",
+        flush=True,
+    )
     print("bench: re-creating and migrating the bench database ...", flush=True)
     recreate_database()
     print(f"bench: seeding {args.seed} members with PINs through core/ ...", flush=True)
@@ -648,6 +652,7 @@ def main() -> int:
     ]
     print("  targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in met))
     print(f"  errors over all rounds: {sum(r.errors for r in results)}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f} (the bench itself included)")
     return 0
 
 

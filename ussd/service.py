@@ -78,23 +78,23 @@ class UssdService:
         code = code.strip()
         return not want or code == want or code.startswith(want.removesuffix("#") + "*")
 
-    def refuse(self, language: str = "en") -> HopOutcome:
-        """A polite END for a request we cannot serve (bad phone, missing session id)."""
-        text = render("error", language, self.base)
-        return HopOutcome(Reply(True, text).body, "refused", True)
+    def refuse(self, reason: str = "error") -> HopOutcome:
+        """A polite END for a hop we cannot serve; ``reason`` goes to the request log."""
+        text = render("error", "en", self.base)
+        return HopOutcome(Reply(True, text).body, f"refused:{reason}", True)
 
     def hop(
         self, session_id: str, msisdn_raw: str, text: str, service_code: str = ""
     ) -> HopOutcome:
         session_id = session_id.strip()
         if not session_id or len(session_id) > MAX_SESSION_ID:
-            return self.refuse()
+            return self.refuse("session_id")
         if not self.service_code_ok(service_code):
-            return self.refuse()
+            return self.refuse("service_code")
         try:
             msisdn = normalize_msisdn(msisdn_raw)
         except InvalidInput:
-            return self.refuse()
+            return self.refuse("phone")
         text = text[:MAX_TEXT]
 
         with self.runtime.session() as session:

@@ -67,7 +67,7 @@ def ussd_hop() -> Response:
         outcome = service.hop(session_id, _field("phoneNumber"), text, _field("serviceCode"))
     except Exception as exc:  # never a 500 to the gateway: the member sees a polite END
         _log_failure("ussd hop", session_id, exc)
-        outcome = service.refuse()
+        outcome = service.refuse("internal_error")
     log.info(
         "ussd hop session=%s phone=%s net=%s text=%s screen=%s reply=%s ms=%.1f",
         session_id[:100],

@@ -7,7 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis as redis_lib
 from flask.testing import FlaskClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -536,3 +539,28 @@ def test_session_end_events_are_stored_once_without_the_input(
         "KES 0.10",
     )
     assert "4826" not in repr([getattr(row, c.key) for c in UssdSessionEvent.__table__.columns])
+
+
+def test_an_unreachable_session_store_gets_a_polite_end(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = redis_lib.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    broken = Runtime(
+        engine=runtime.engine,
+        session_factory=runtime.session_factory,
+        deps=runtime.deps,
+        redis=dead,
+        sacco_name=runtime.sacco_name,
+    )
+    app = create_app(load_settings(sacco_env="test", database_url=PG_URL), broken)
+    code, body = post(
+        app.test_client(), sessionId="r1", phoneNumber=NEW_PHONE, serviceCode=SERVICE_CODE, text="1"
+    )
+    dead.close()
+    assert (code, body) == (
+        200,
+        "END Sorry, we could not finish that. Nothing was changed. Try again or call 0700 000 000.",
+    )
+    assert any("error=ConnectionError" in r.getMessage() for r in caplog.records)

@@ -400,6 +400,8 @@ def resume_point(state: State, tree: Tree, root: str) -> dict[str, Any] | None:
         screen = str(first[0])
         if screen in history:
             history = history[: history.index(screen)]
+    if screen == root:
+        return None
     return {
         "screen": screen,
         "history": history,
@@ -505,7 +507,7 @@ def _rewind_to(st: State, target: str) -> None:
 
 def _reset(st: State) -> State:
     st.history, st.inputs, st.secrets, st.page, st.invalid = [], {}, {}, 0, 0
-    st.after_pin = None
+    st.after_pin, st.resume = None, None
     return st
 
 

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     sacco_terms_url: str = "umoja.example/terms"
     sacco_sms_code: str = "22384"
 
+    # Phone simulator (demo/development only, docs/readme/simulators.md): base URL of the
+    # Africa's Talking stand-in whose received SMS the simulator's inbox also shows.
+    simulator_sms_standin_url: str = ""
+
     # Secrets (see .env.example for how to generate each).
     secret_key: str = ""
     jwt_secret_key: str = ""

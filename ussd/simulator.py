@@ -12,9 +12,11 @@ It is registered only when ``SACCO_ENV`` is ``demo`` or ``development``; in
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import requests
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 
 from core.errors import InvalidInput
@@ -24,6 +26,7 @@ from core.notifications import messages_for
 ENABLED_IN = ("demo", "development")
 NAIROBI = ZoneInfo("Africa/Nairobi")
 INBOX_LIMIT = 20
+STANDIN_TIMEOUT_S = 2
 # Numbers offered in the page's picker: the `make demo` members, then a new phone.
 DEMO_PHONES = (
     ("+254712000001", "Amina (active, EN)"),
@@ -68,6 +71,8 @@ def page() -> Any:
 
 @bp.get("/simulator/inbox")
 def inbox() -> Any:
+    """The SMS for one number: queued in the outbox and, when the Africa's Talking
+    stand-in is configured, accepted by it. Newest first."""
     raw = request.args.get("phone", "")
     try:
         msisdn = normalize_msisdn(raw)
@@ -75,21 +80,69 @@ def inbox() -> Any:
         return jsonify(error="invalid_phone", reason=exc.detail), 400
     runtime = current_app.extensions["sacco"]
     with runtime.session() as session:
-        messages = messages_for(session, msisdn, INBOX_LIMIT)
-    return jsonify(
-        phone=msisdn,
-        messages=[
+        queued = messages_for(session, msisdn, INBOX_LIMIT)
+    items: list[tuple[datetime, dict[str, Any]]] = [
+        (
+            m.created_at,
             {
-                "id": m.id,
+                "id": str(m.id),
                 "source": "outbox",
                 "status": m.status,
                 "template": m.template,
                 "body": m.body,
-                "at": m.created_at.astimezone(NAIROBI).strftime("%d %b %H:%M"),
-            }
-            for m in messages
-        ],
+                "at": _local(m.created_at),
+            },
+        )
+        for m in queued
+    ]
+    gateway_error = None
+    standin = getattr(_settings(), "simulator_sms_standin_url", "") or ""
+    if standin:
+        try:
+            items += _standin_messages(standin, msisdn)
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            gateway_error = f"SMS stand-in unreachable or unreadable ({type(exc).__name__})"
+    items.sort(key=lambda pair: pair[0], reverse=True)
+    body: dict[str, Any] = {"phone": msisdn, "messages": [m for _, m in items[:INBOX_LIMIT]]}
+    if gateway_error:
+        body["gateway_error"] = gateway_error
+    return jsonify(body)
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone(NAIROBI).strftime("%d %b %H:%M")
+
+
+def _standin_messages(base_url: str, msisdn: str) -> list[tuple[datetime, dict[str, Any]]]:
+    """What the Africa's Talking stand-in accepted for this number (``GET /_messages``)."""
+    resp = requests.get(
+        f"{base_url.rstrip('/')}/_messages",
+        params={"to": msisdn},
+        timeout=STANDIN_TIMEOUT_S,
     )
+    with resp:
+        resp.raise_for_status()
+        records = resp.json()["messages"]
+    found = []
+    for rec in records:
+        if rec.get("to") != msisdn:
+            continue
+        sent = datetime.fromisoformat(str(rec["sentAt"]))
+        sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
+        found.append(
+            (
+                sent,
+                {
+                    "id": str(rec.get("id")),
+                    "source": "gateway",
+                    "status": str(rec.get("deliveryStatus") or "accepted"),
+                    "template": "",
+                    "body": str(rec["message"]),
+                    "at": _local(sent),
+                },
+            )
+        )
+    return found
 
 
 def init_app(app: Flask) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
@@ -15,11 +21,12 @@ from core.deps import CoreDeps
 from core.members import register_member
 from core.notifications import messages_for, notify
 from core.runtime import Runtime
+from tests.e2e.servers import free_port
 from tests.settings import PG_URL, REDIS_URL
 
 
-def _app(env: str, runtime: Runtime) -> Flask:
-    extra: dict[str, object] = {}
+def _app(env: str, runtime: Runtime, **more: object) -> Flask:
+    extra: dict[str, object] = dict(more)
     if env == "production":
         extra = {
             "secret_key": secrets.token_urlsafe(32),
@@ -27,6 +34,7 @@ def _app(env: str, runtime: Runtime) -> Flask:
             "pin_pepper": secrets.token_urlsafe(32),
             "pii_keys": Fernet.generate_key().decode(),
             "blind_index_key": secrets.token_urlsafe(32),
+            **more,
         }
     settings = load_settings(sacco_env=env, database_url=PG_URL, redis_url=REDIS_URL, **extra)
     app = create_app(settings, runtime)
@@ -124,3 +132,100 @@ def test_messages_for_lists_the_newest_first_and_stops_at_the_limit(db_session: 
     assert [m.id for m in found] == sorted((m.id for m in found), reverse=True)
     assert len(found) == 3
     assert messages_for(db_session, "+254799999999") == []
+
+
+# The Africa's Talking stand-in's inbox listing (``GET /_messages?to=``), as it answers.
+STANDIN_MESSAGES = [
+    {
+        "id": "ATXid_1",
+        "to": "+254712345678",
+        "from": None,
+        "message": "Delivered copy of your welcome SMS",
+        "cost": "KES 0.8000",
+        "sentAt": "2099-01-01T10:00:00+00:00",
+        "deliveryStatus": "Success",
+    },
+    {
+        "id": "ATXid_2",
+        "to": "+254799000000",
+        "from": None,
+        "message": "someone else's",
+        "cost": "KES 0.8000",
+        "sentAt": "2099-01-01T10:00:00+00:00",
+        "deliveryStatus": None,
+    },
+]
+
+
+class _StandinHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        to = parse_qs(url.query).get("to", [""])[0]
+        found = [m for m in STANDIN_MESSAGES if not to or m["to"] == to]
+        body = json.dumps({"messages": found}).encode()
+        self.send_response(200 if url.path == "/_messages" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def sms_standin() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandinHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_inbox_adds_what_the_sms_gateway_stand_in_received(
+    runtime: Runtime, db_session: Session, deps: CoreDeps, sms_standin: str
+) -> None:
+    register_member(
+        db_session,
+        deps,
+        full_name="Wanjiku Njeri",
+        msisdn="+254712345678",
+        national_id="31234567",
+        consent=True,
+    )
+    client = _app("demo", runtime, simulator_sms_standin_url=sms_standin).test_client()
+
+    data = client.get("/simulator/inbox?phone=%2B254712345678").get_json()
+
+    assert [(m["source"], m["status"]) for m in data["messages"]] == [
+        ("gateway", "Success"),  # newest first
+        ("outbox", "pending"),
+    ]
+    assert data["messages"][0]["body"] == "Delivered copy of your welcome SMS"
+    assert "gateway_error" not in data
+
+
+def test_an_unreachable_sms_stand_in_still_shows_the_outbox(
+    runtime: Runtime, db_session: Session, deps: CoreDeps
+) -> None:
+    register_member(
+        db_session,
+        deps,
+        full_name="Wanjiku Njeri",
+        msisdn="+254712345678",
+        national_id="31234567",
+        consent=True,
+    )
+    nobody = f"http://127.0.0.1:{free_port()}"
+    client = _app("demo", runtime, simulator_sms_standin_url=nobody).test_client()
+
+    resp = client.get("/simulator/inbox?phone=%2B254712345678")
+
+    assert resp.status_code == 200
+    data = resp.get_json()
+    assert [m["source"] for m in data["messages"]] == ["outbox"]
+    assert "unreachable" in data["gateway_error"]

@@ -155,7 +155,8 @@
           li.dataset.id = String(m.id);
           var when = document.createElement("span");
           when.className = "when";
-          when.textContent = m.at + " · " + m.status;
+          when.textContent = m.at + " · " +
+            (m.source === "gateway" ? "received by the SMS gateway: " : "queued: ") + m.status;
           var body = document.createElement("span");
           body.className = "body";
           body.textContent = m.body;
@@ -170,6 +171,7 @@
         } else {
           el("inbox-empty").textContent = "No messages yet.";
         }
+        el("inbox-note").textContent = data.gateway_error || "";
       })
       .catch(function () {});
   }

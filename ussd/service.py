@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core import access, members
+from core import access
 from core.errors import InvalidInput
 from core.identity import normalize_msisdn
 from core.runtime import Runtime
@@ -98,10 +98,10 @@ class UssdService:
         text = text[:MAX_TEXT]
 
         with self.runtime.session() as session:
-            member = members.find_by_msisdn(session, msisdn)
-            member_id = member.id if member is not None else None
-            status = member.status if member is not None else None
-            language = member.language if member is not None else "en"
+            caller = access.caller_by_msisdn(session, msisdn)
+        member_id = caller.member_id if caller is not None else None
+        status = caller.status if caller is not None else None
+        language = caller.language if caller is not None else "en"
 
         root = root_for(status)
         state = State.from_json(self.store.get(session_key(session_id)))
@@ -115,7 +115,7 @@ class UssdService:
             session_id=session_id,
             msisdn=msisdn,
             status=status,
-            features=access.self_service_features(status) if status else frozenset(),
+            features=caller.features if caller is not None else frozenset(),
             language=language,
             base=self.base,
             resume=offer,
@@ -141,26 +141,29 @@ class UssdService:
         return offer
 
     def _keep(self, session_id: str, msisdn: str, root: str, state: State, reply: Reply) -> None:
-        if reply.end:
-            self.store.delete(session_key(session_id))
-            self.store.delete(resume_key(msisdn))  # a finished flow leaves nothing to resume
+        """One round trip to the store: the session state and the resume offer."""
+        if reply.end:  # a finished flow leaves nothing to resume
+            self.store.write([], [session_key(session_id), resume_key(msisdn)])
             return
-        self.store.put(session_key(session_id), state.to_json(), self.config.session_ttl_seconds)
-        self._save_offer(msisdn, root, state)
+        puts = [(session_key(session_id), state.to_json(), self.config.session_ttl_seconds)]
+        offer = self._offer(root, state)
+        if offer is None:
+            self.store.write(puts, [resume_key(msisdn)])
+        else:
+            puts.append((resume_key(msisdn), offer, self.config.resume_ttl_seconds))
+            self.store.write(puts, [])
 
-    def _save_offer(self, msisdn: str, root: str, state: State) -> None:
+    def _offer(self, root: str, state: State) -> str | None:
+        """The resume offer this state leaves for the phone's next dial (JSON), if any."""
+        if self.config.resume_ttl_seconds <= 0:
+            return None
         if state.screen == self.tree.resume:  # still deciding about the last offer
-            if state.resume:
-                self.store.put(
-                    resume_key(msisdn), json.dumps(state.resume), self.config.resume_ttl_seconds
-                )
-            return
+            return json.dumps(state.resume) if state.resume else None
         point = resume_point(state, self.tree, root)
-        if point is None or self.config.resume_ttl_seconds <= 0:
-            self.store.delete(resume_key(msisdn))
-            return
+        if point is None:
+            return None
         point["root"] = root
-        self.store.put(resume_key(msisdn), json.dumps(point), self.config.resume_ttl_seconds)
+        return json.dumps(point)
 
     # ---------------------------------------------------------------- events
 
@@ -179,7 +182,8 @@ class UssdService:
         state = State.from_json(raw)
         if event.status in ("Incomplete", "Failed") and event.msisdn and state is not None:
             with self.runtime.session() as session:
-                member = members.find_by_msisdn(session, event.msisdn)
-                root = root_for(member.status if member is not None else None)
-            self._save_offer(event.msisdn, root, state)
+                caller = access.caller_by_msisdn(session, event.msisdn)
+            offer = self._offer(root_for(caller.status if caller else None), state)
+            if offer is not None:
+                self.store.put(resume_key(event.msisdn), offer, self.config.resume_ttl_seconds)
         return True

@@ -24,6 +24,10 @@ class Store(Protocol):
         """Read and delete in one step (an offer is made once)."""
         ...
 
+    def write(self, puts: list[tuple[str, str, int]], deletes: list[str]) -> None:
+        """Several puts (key, value, ttl) and deletes in one round trip."""
+        ...
+
 
 class RedisStore:
     def __init__(self, client: Any, prefix: str = "ussd:") -> None:
@@ -43,6 +47,14 @@ class RedisStore:
     def take(self, key: str) -> str | None:
         raw = self.client.getdel(self.prefix + key)
         return raw.decode() if isinstance(raw, bytes) else raw
+
+    def write(self, puts: list[tuple[str, str, int]], deletes: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value, ttl in puts:
+            pipe.set(self.prefix + key, value, ex=max(1, ttl))
+        if deletes:
+            pipe.delete(*[self.prefix + key for key in deletes])
+        pipe.execute()
 
 
 class MemoryStore:
@@ -88,6 +100,12 @@ class MemoryStore:
             value = self._live(key)
             self._items.pop(key, None)
             return value
+
+    def write(self, puts: list[tuple[str, str, int]], deletes: list[str]) -> None:
+        for key, value, ttl in puts:
+            self.put(key, value, ttl)
+        for key in deletes:
+            self.delete(key)
 
 
 def session_key(session_id: str) -> str:

@@ -111,3 +111,17 @@ def test_self_service_features_by_status() -> None:
     assert self_service_features("suspended") == {"balances"}
     assert self_service_features("exited") == frozenset()
     assert self_service_features("no such status") == frozenset()
+
+
+def test_caller_by_msisdn_finds_the_member_in_any_phone_format(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    from core.access import caller_by_msisdn
+
+    amina = make_member(db_session, deps, status="suspended", language="sw")
+    caller = caller_by_msisdn(db_session, "0712000001")
+    assert caller is not None
+    assert (caller.member_id, caller.status, caller.language) == (amina.id, "suspended", "sw")
+    assert caller.features == {"balances"}
+    assert caller_by_msisdn(db_session, "+254799999999") is None
+    assert caller_by_msisdn(db_session, "garbage") is None

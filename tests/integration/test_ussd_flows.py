@@ -564,3 +564,16 @@ def test_an_unreachable_session_store_gets_a_polite_end(
         "END Sorry, we could not finish that. Nothing was changed. Try again or call 0700 000 000.",
     )
     assert any("error=ConnectionError" in r.getMessage() for r in caplog.records)
+
+
+def test_the_redis_store_keeps_state_and_offer_with_their_ttls(
+    client: FlaskClient, redis_client: Any
+) -> None:
+    phone = start_registration(client)
+    assert 0 < redis_client.ttl(f"ussd:s:{phone.session_id}") <= 180
+    assert 0 < redis_client.ttl(f"ussd:r:{NEW_PHONE}") <= 120
+    stored = redis_client.get(f"ussd:s:{phone.session_id}").decode()
+    assert '"screen":"reg_consent"' in stored and "Wanjiru Kamau" in stored
+    phone.send("2")  # END: both records go
+    assert redis_client.get(f"ussd:s:{phone.session_id}") is None
+    assert redis_client.get(f"ussd:r:{NEW_PHONE}") is None

@@ -532,3 +532,10 @@ class EngineMachine(RuleBasedStateMachine):
 
 EngineMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 test_engine_state_machine = EngineMachine.TestCase
+
+
+def test_memory_store_writes_puts_and_deletes_together() -> None:
+    store = MemoryStore()
+    store.put("old", "x", 60)
+    store.write([("a", "1", 60), ("b", "2", 60)], ["old"])
+    assert (store.get("a"), store.get("b"), store.get("old")) == ("1", "2", None)

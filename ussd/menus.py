@@ -130,6 +130,8 @@ _SCREENS: list[Screen] = [
     End(ROOT_EXITED, "exited"),
     # --- screens the engine goes to by itself -------------------------------
     PinPrompt("pin", "pin", mode="verify"),
+    # The engine answers this menu itself (1 restores the saved flow, 2 starts at the
+    # caller's root); the gotos only satisfy the tree check.
     Menu(
         "resume",
         "resume",

@@ -33,6 +33,7 @@ from ussd.texts import gsm7_safe, render
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 STATEMENT_LENGTH = 5
+NAME_CHARS = 40  # a member's name on a screen (the tree-walk test uses this limit)
 _KINDS = {"deposit", "withdrawal", "transfer", "loan", "repayment", "fee", "interest", "reversal"}
 
 
@@ -147,7 +148,7 @@ def _account(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     member = members.get_member(session, _member(call))
     return {
         "member_number": member.member_number or "",
-        "name": gsm7_safe(member.full_name, 40),
+        "name": gsm7_safe(member.full_name, NAME_CHARS),
         "status": render(f"status_{member.status}", call.lang, {}),
     }
 

@@ -10,6 +10,7 @@ import pytest
 from core.access import self_service_features
 from core.i18n import LANGUAGES
 from core.money import MAX_INPUT_CENTS, format_cents
+from ussd.actions import NAME_CHARS
 from ussd.engine import (
     GSM7,
     INTERACTIVE,
@@ -51,7 +52,7 @@ def worst_data(lang: str) -> dict[str, object]:
     return {
         **constants,
         "member_number": "9" * 12,
-        "name": gsm7_safe(LONG_NAME, 40),
+        "name": gsm7_safe(LONG_NAME, NAME_CHARS),
         "status": longest("status_", lang),
         "savings": BIG,
         "available": BIG,

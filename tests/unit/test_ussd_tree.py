@@ -19,7 +19,6 @@ from ussd.engine import (
     Context,
     End,
     Menu,
-    Page,
     PinPrompt,
     Prompt,
     Run,
@@ -172,8 +171,3 @@ def test_validate_reports_broken_trees() -> None:
     assert "orphan: unreachable" in problems
     assert "stuck: no path to an end" in problems
     assert "main: two options with the same label" in problems
-
-
-def test_every_page_and_confirm_renders() -> None:
-    assert any(isinstance(s, Page) for s in TREE.screens.values())
-    assert all(not isinstance(s, End) or s.id in TREE.screens for s in TREE.screens.values())

@@ -11,11 +11,15 @@ What it does, in one run:
 2. Starts two gunicorn servers with the project's ``deploy/gunicorn.conf.py`` and the same
    worker/thread counts: the app with ``SACCO_ENV=production`` (PostgreSQL + Redis, fresh
    random secrets), and ``bench/trivial_app.py`` answering ``CON hi``.
-3. For each round, drives first the trivial endpoint, then the app, with ``--members``
-   (default 50) concurrent simulated members (threads spread over a few processes,
-   keep-alive connections on loopback) for ``--seconds``. Each member runs realistic
-   sessions with the gateway's exact form fields: dial, balances (PIN asked, entered),
-   back, mini statement, more, home, then the gateway's session-end notification.
+3. Each round has four phases of ``--seconds`` (the last one 5 s), each with its own
+   verdicts: the trivial endpoint flat out and the app flat out (``--members`` concurrent
+   simulated members, default 50, no pause between hops: the throughput and the ratio);
+   the app *paced* (the same members pausing ``--think-ms`` on average before each hop,
+   as people read and type: the latency targets); and one member alone (the service
+   time without any queueing). Threads spread over a few processes, keep-alive
+   connections on loopback. Each session is the gateway's exact hops: dial, balances
+   (PIN asked, entered), back, mini statement, more, home, then the session-end
+   notification; the trivial endpoint gets the same number and shape of hops.
 4. Prints hops/s and p50/p95/p99 latency for menu hops and PIN hops separately, the
    throughput ratio vs the trivial endpoint, per round and as medians over the rounds.
 
@@ -280,8 +284,11 @@ class Handset:
                 resp = self.conn.getresponse()
                 text = resp.read().decode()
                 return resp.status, text, (time.perf_counter() - start) * 1000
-            except (OSError, http.client.HTTPException):
-                self.conn.close()  # the server closed an idle keep-alive: reconnect once
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                # The server closed an idle keep-alive connection: reconnect and send once
+                # more. Never on a timeout: the hop may have been served (the gateway does
+                # not repeat a hop either).
+                self.conn.close()
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
                 if attempt == 2:
                     raise
@@ -424,6 +431,7 @@ def load_process(
                 break
             except (Aborted, OSError, http.client.HTTPException) as exc:
                 tally.errors += 1
+                phone.conn.close()  # a timed-out connection may still get the late answer
                 if len(tally.error_samples) < 3:
                     tally.error_samples.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.05)  # don't spin on a failing server
@@ -520,6 +528,8 @@ class RoundResult:
     paced_menu: Pcts  # members with think time: the latency targets
     paced_pin: Pcts
     paced_hops_s: float
+    solo_menu: Pcts  # one member, no think time: the service time without queueing
+    solo_pin: Pcts
     sessions_s: float
     errors: int
 
@@ -571,8 +581,9 @@ def main() -> int:
     print(
         f"bench: gunicorn x2 ({args.workers} workers x {args.threads} threads, gthread); "
         f"{args.members} concurrent members from {args.procs} load processes; "
-        f"{args.rounds} rounds of three {args.seconds:.0f}s phases: trivial flat out, "
-        f"app flat out, app paced (think {think * 1000:.0f} ms mean before each hop)",
+        f"{args.rounds} rounds of: trivial flat out, app flat out, app paced (think "
+        f"{think * 1000:.0f} ms mean before each hop), {args.seconds:.0f}s each; "
+        "then one member alone for 5s",
         flush=True,
     )
     results: list[RoundResult] = []
@@ -587,6 +598,7 @@ def main() -> int:
             triv, _ = drive(triv_port, "/ussd", "trivial", members, n, secs, procs, 0.0)
             flat, _ = drive(app_port, path, "app", members, n, secs, procs, 0.0)
             paced, _ = drive(app_port, path, "app", members, n, secs, procs, think)
+            solo, _ = drive(app_port, path, "app", members, 1, min(secs, 5.0), 1, 0.0)
             res = RoundResult(
                 trivial_hops_s=hops_per_s(triv, secs),
                 app_hops_s=hops_per_s(flat, secs),
@@ -596,8 +608,10 @@ def main() -> int:
                 paced_menu=three(paced.menu_ms),
                 paced_pin=three(paced.pin_ms),
                 paced_hops_s=hops_per_s(paced, secs),
+                solo_menu=three(solo.menu_ms),
+                solo_pin=three(solo.pin_ms),
                 sessions_s=flat.sessions / secs,
-                errors=triv.errors + flat.errors + paced.errors,
+                errors=triv.errors + flat.errors + paced.errors + solo.errors,
             )
             results.append(res)
             print(
@@ -613,7 +627,9 @@ def main() -> int:
                 f"({res.paced_hops_s:.1f} hops/s)",
                 flush=True,
             )
-            for sample in (triv.error_samples + flat.error_samples + paced.error_samples)[:3]:
+            print(f"   solo      menu {fmt3(res.solo_menu)} | PIN {fmt3(res.solo_pin)}")
+            samples = triv.error_samples + flat.error_samples + paced.error_samples
+            for sample in (samples + solo.error_samples)[:3]:
                 print(f"   error: {sample}", flush=True)
     finally:
         for proc in (app_proc, triv_proc):
@@ -645,6 +661,8 @@ def main() -> int:
     print(f"  flat-out menu   {fmt3(med3(lambda r: r.flat_menu))}")
     print(f"  flat-out PIN    {fmt3(med3(lambda r: r.flat_pin))}")
     print(f"  flat-out trivial {fmt3(med3(lambda r: r.trivial_lat))}")
+    print(f"  solo menu       {fmt3(med3(lambda r: r.solo_menu))}  (one member, no queueing)")
+    print(f"  solo PIN        {fmt3(med3(lambda r: r.solo_pin))}")
     met = [
         ("menu p99", paced_menu[2] < TARGETS["menu_p99_ms"]),
         ("PIN p99", paced_pin[2] < TARGETS["pin_p99_ms"]),

@@ -56,11 +56,12 @@ bench-ledger: install
 bench-ussd: install
 	@$(BIN)/python bench/ussd.py
 
-## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=...)
+## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=..., TOKEN=...)
 PHONE ?= +254712000001
 URL   ?= http://127.0.0.1:$(PORT)
+TOKEN ?=
 phone: install
-	@$(BIN)/python -m tools.phone --url $(URL) --phone $(PHONE)
+	@$(BIN)/python -m tools.phone --url $(URL) --phone $(PHONE) --path '/ussd$(if $(TOKEN),?token=$(TOKEN),)'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -204,12 +205,12 @@ def run_dial(
     return status
 
 
-def _frame(text: str) -> str:
-    width = 32
+def frame(text: str, width: int = 32) -> str:
+    """A screen drawn like a phone's: word-wrapped to ``width`` columns inside a box."""
     lines = [
-        line[i : i + width] or ""
+        part
         for line in text.split("\n")
-        for i in range(0, max(len(line), 1), width)
+        for part in (textwrap.wrap(line, width, break_on_hyphens=False) or [""])
     ]
     bar = "+" + "-" * (width + 2) + "+"
     return "\n".join([bar, *[f"| {line:<{width}} |" for line in lines], bar])
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with requests.Session() as http:
         while True:
             dial = Dial(service_code=args.code, phone_number=args.phone, network_code=args.network)
-            run_dial(http, ussd_url, dial, input, lambda text: print(_frame(text)))
+            run_dial(http, ussd_url, dial, input, lambda text: print(frame(text)))
             try:
                 again = input("Dial again? [Y/n] ").strip().lower()
             except (EOFError, KeyboardInterrupt):

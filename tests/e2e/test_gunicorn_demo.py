@@ -48,7 +48,7 @@ def test_the_terminal_phone_registers_a_member_on_the_demo(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     # The phone draws screens in a 32-column frame: read them back as plain text.
     framed = [line[2:-2] for line in done.stdout.splitlines() if line.startswith("| ")]
-    screens = re.sub(r"\s+", " ", "".join(framed))
+    screens = re.sub(r"\s+", " ", " ".join(framed))
     assert "Choose language" in screens
     assert "Register (4/4)" in screens
     assert re.search(r"member number is \d+", screens), screens

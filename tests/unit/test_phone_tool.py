@@ -13,6 +13,7 @@ from tools.phone import (
     cumulative_text,
     end_event_form,
     events_url,
+    frame,
     hop_form,
     new_session_id,
     parse_reply,
@@ -136,3 +137,12 @@ def test_unknown_session_status_is_refused() -> None:
 def test_events_url_sits_beside_the_callback_and_keeps_its_token() -> None:
     assert events_url("http://h:8000/ussd") == "http://h:8000/ussd/events"
     assert events_url("http://h/ussd?token=s3cret") == "http://h/ussd/events?token=s3cret"
+
+
+def test_a_screen_is_drawn_word_wrapped_in_a_fixed_frame() -> None:
+    drawn = frame("Registered. Your member number is 10056.\n1. Check balances", width=20)
+    lines = drawn.split("\n")
+    assert lines[0] == lines[-1] == "+" + "-" * 22 + "+"
+    assert all(len(line) == 24 for line in lines)
+    inner = [line[2:-2].rstrip() for line in lines[1:-1]]
+    assert inner == ["Registered. Your", "member number is", "10056.", "1. Check balances"]

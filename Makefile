@@ -25,6 +25,7 @@ demo: install
 	@SACCO_ENV=demo $(BIN)/python manage.py verify-ledger
 	@echo
 	@echo "Demo SACCO on http://127.0.0.1:$(PORT)  (Ctrl-C to stop; data in var/demo.db)"
+	@echo "  phone simulator:  http://127.0.0.1:$(PORT)/simulator   (or: make phone PHONE=+254712000001)"
 	@echo "  curl http://127.0.0.1:$(PORT)/healthz"
 	@echo "  curl http://127.0.0.1:$(PORT)/readyz"
 	@echo "  SACCO_ENV=demo $(BIN)/python manage.py verify-ledger"

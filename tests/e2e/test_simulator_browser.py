@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, select
 
+from db.models import UssdSessionEvent
 from tests.e2e.browser import chromium, require_chromium
 from tests.e2e.servers import gunicorn, run_manage
 
@@ -23,13 +25,32 @@ WAIT_S = 20
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('browser') / 'demo.db'}"
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_db: str) -> Iterator[str]:
     require_chromium()  # fail fast, with the install command, before starting anything
-    db = tmp_path_factory.mktemp("browser") / "demo.db"
-    env = {"SACCO_ENV": "demo", "DATABASE_URL": f"sqlite:///{db}"}
+    env = {"SACCO_ENV": "demo", "DATABASE_URL": demo_db}
     run_manage(["migrate"], env)
     with gunicorn(env) as base:
         yield base
+
+
+def session_ends(db_url: str, msisdn: str) -> list[tuple[str, int | None]]:
+    """The session-end notifications the app stored for a phone: (status, hops)."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(UssdSessionEvent.status, UssdSessionEvent.hops_count)
+                .where(UssdSessionEvent.msisdn == msisdn)
+                .order_by(UssdSessionEvent.id)
+            )
+            return [(r[0], r[1]) for r in rows]
+    finally:
+        engine.dispose()
 
 
 class WebPhone:
@@ -86,7 +107,9 @@ class WebPhone:
         return [li.text for li in self.driver.find_elements(self.by.CSS_SELECTOR, "#inbox li")]
 
 
-def test_a_new_member_registers_sees_the_sms_and_then_the_balances(demo_server: str) -> None:
+def test_a_new_member_registers_sees_the_sms_and_then_the_balances(
+    demo_server: str, demo_db: str
+) -> None:
     with chromium() as driver:
         driver.get(f"{demo_server}/simulator")  # type: ignore[attr-defined]
         phone = WebPhone(driver)
@@ -106,6 +129,10 @@ def test_a_new_member_registers_sees_the_sms_and_then_the_balances(demo_server: 
         assert "KYC pending" in done
         assert phone.el("screen").get_attribute("data-kind") == "END"
         assert phone.el("status").text == "ended"
+        phone.wait(  # the page told the app the session ended, as the gateway does
+            lambda d: session_ends(demo_db, NEW_PHONE) == [("Success", 7)],
+            "the Success session-end notification",
+        )
 
         phone.wait(
             lambda d: any(member_number in sms for sms in phone.inbox()),
@@ -135,3 +162,27 @@ def test_the_page_needs_nothing_from_outside_the_app(demo_server: str) -> None:
         )
     assert urls, "the page loaded its script and style"
     assert all(u.startswith(demo_server) for u in urls), urls
+
+
+def test_hanging_up_mid_registration_is_offered_as_a_resume_on_the_next_call(
+    demo_server: str, demo_db: str
+) -> None:
+    """End posts the gateway's Incomplete notification: the next Call offers to continue."""
+    with chromium() as driver:
+        driver.get(f"{demo_server}/simulator")  # type: ignore[attr-defined]
+        phone = WebPhone(driver)
+        phone.set_number("+254700000124")
+        phone.call()
+        phone.tap("1")
+        phone.type("Paul Otieno")
+        assert "1. I agree" in phone.type("29876544")
+
+        phone.el("end").click()
+        phone.wait(lambda d: phone.el("status").text == "incomplete", "hang-up")
+        phone.wait(
+            lambda d: session_ends(demo_db, "+254700000124") == [("Incomplete", 4)],
+            "the Incomplete session-end notification",
+        )
+
+        assert "Continue where you left off?" in phone.call()
+        assert "1. I agree" in phone.tap("1")  # the name and ID typed before the drop are kept

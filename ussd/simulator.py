@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import requests
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 
+from config import Settings
 from core.errors import InvalidInput
 from core.identity import normalize_msisdn
 from core.notifications import messages_for
@@ -45,14 +47,14 @@ bp = Blueprint(
 )
 
 
-def _settings() -> Any:
-    return current_app.config["SACCO_SETTINGS"]
+def _settings() -> Settings:
+    return current_app.config["SACCO_SETTINGS"]  # type: ignore[no-any-return]
 
 
 def _callback_query() -> str:
     """The secret-token query the gateway's callback URL carries, when one is configured."""
-    token = getattr(_settings(), "ussd_callback_token", "") or ""
-    return f"?token={token}" if token else ""
+    token = _settings().ussd_callback_token
+    return f"?token={quote(token, safe='')}" if token else ""
 
 
 @bp.get("/simulator")
@@ -96,7 +98,7 @@ def inbox() -> Any:
         for m in queued
     ]
     gateway_error = None
-    standin = getattr(_settings(), "simulator_sms_standin_url", "") or ""
+    standin = _settings().simulator_sms_standin_url
     if standin:
         try:
             items += _standin_messages(standin, msisdn)

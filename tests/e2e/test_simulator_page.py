@@ -78,6 +78,13 @@ def test_the_simulator_page_is_a_phone_that_posts_to_the_gateway_callback(
     assert 'inputs.join("*")' in js  # cumulative text, as the gateway sends it
 
 
+def test_with_a_callback_token_the_page_posts_to_the_token_url(runtime: Runtime) -> None:
+    client = _app("development", runtime, ussd_callback_token="s3cret/+x").test_client()
+    html = client.get("/simulator").get_data(as_text=True)
+    assert 'data-ussd-url="/ussd?token=s3cret%2F%2Bx"' in html
+    assert 'data-events-url="/ussd/events?token=s3cret%2F%2Bx"' in html
+
+
 def test_the_inbox_shows_what_was_queued_for_that_number_only(
     runtime: Runtime, db_session: Session, deps: CoreDeps
 ) -> None:

@@ -32,9 +32,10 @@
 
   function setStatus(text) { statusEl.textContent = text; }
 
-  function show(text) {
+  // `full` is the whole answer, prefix included: what the 160-character limit counts.
+  function show(text, full) {
     screen.textContent = text;
-    chars.textContent = String(text.length);
+    chars.textContent = String(full === undefined ? 0 : full.length);
   }
 
   function hopFields() {
@@ -91,12 +92,12 @@
         dial.hops += 1;
         dial.lastResponse = body;
         if (body.indexOf("CON ") === 0) {
-          show(body.slice(4));
+          show(body.slice(4), body);
           setStatus("in call");
           screen.dataset.kind = "CON";
           entry.focus();
         } else if (body.indexOf("END ") === 0) {
-          show(body.slice(4));
+          show(body.slice(4), body);
           screen.dataset.kind = "END";
           finish("Success");
         } else {

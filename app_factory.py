@@ -51,6 +51,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health
+    from ussd import simulator
+    from ussd import views as ussd_views
 
     health.init_app(app)
+    ussd_views.init_app(app)
+    simulator.init_app(app)  # demo/development only
     return app

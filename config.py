@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     redis_url: str = ""
     log_level: str = "INFO"
 
+    # USSD channel (docs/readme/ussd.md).
+    ussd_callback_token: str = Field(
+        default="", description="secret the gateway's callback URL carries as ?token=; off if empty"
+    )
+    ussd_session_ttl_seconds: int = Field(default=180, ge=30, le=3600)
+    ussd_resume_ttl_seconds: int = Field(default=120, ge=0, le=3600)
+    sacco_help_phone: str = "0700 000 000"
+    sacco_terms_url: str = "umoja.example/terms"
+    sacco_sms_code: str = "22384"
+
+    # Phone simulator (demo/development only, docs/readme/simulators.md): base URL of the
+    # Africa's Talking stand-in whose received SMS the simulator's inbox also shows.
+    simulator_sms_standin_url: str = ""
+
     # Secrets (see .env.example for how to generate each).
     secret_key: str = ""
     jwt_secret_key: str = ""

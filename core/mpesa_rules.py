@@ -35,7 +35,9 @@ class SimSwapBlocked(DomainError):
     code = "sim_swap_recent"
     http_status = 403
 
-    def __init__(self, detail: str = "", *, reason: str, last_swap_at: datetime | None = None):
+    def __init__(
+        self, detail: str = "", *, reason: str, last_swap_at: datetime | None = None
+    ) -> None:
         super().__init__(detail or reason, reason=reason, last_swap_at=last_swap_at)
         self.reason = reason  # "recent_swap" | "check_failed"
         self.last_swap_at = last_swap_at

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import Engine, select
 
 from core import ledger, members, mpesa
@@ -297,3 +298,69 @@ def test_withdrawal_limits_and_who_may_withdraw(env: Env) -> None:
     assert err.value.reason == "insufficient"
     with env.session() as s:
         assert ledger.get_balance(s, members.member_account_ids(s, m.id)["savings"]).held_cents > 0
+
+
+def manage(*args: str) -> subprocess.CompletedProcess[str]:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MPESA_", "AT_"))}
+    child_env.update(SACCO_ENV="test", DATABASE_URL=PG_URL, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_statement_import_reports_missing_receipts_and_differing_amounts(
+    env: Env, tmp_path: Path
+) -> None:
+    m = env.member("+254712000213", savings_kes=2_000)
+    post(
+        env.daraja.url + "/_simulate/c2b",
+        {"amount": "300.00", "bill_ref": m.member_number, "msisdn": m.msisdn},
+    )
+    w = withdraw(env, m.id, 500)
+    run_send_b2c(env.ctx, w.payout_id)
+    wait_for(lambda: final(env, w.payout_id))
+    env.daraja.state.join_workers()
+    with requests.get(env.daraja.url + "/_statement.csv", timeout=5) as r:
+        csv_text = r.text
+    good = tmp_path / "good.csv"
+    good.write_text(csv_text)
+    result = manage("reconcile-statement", str(good))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 matched" in result.stdout and "agree" in result.stdout
+    paid = payout(env, w.payout_id)
+    lines = csv_text.splitlines()
+    tampered = [ln.replace("300.00", "310.00") if "Pay Bill" in ln else ln for ln in lines]
+    extra = lines[-1].replace(str(paid.receipt), "QZZ1234567")
+    (tmp_path / "bad.csv").write_text("\n".join([*tampered, extra]) + "\n")
+    result = manage("reconcile-statement", str(tmp_path / "bad.csv"))
+    assert result.returncode == 1
+    assert "MISSING IN LEDGER     QZZ1234567" in result.stdout
+    assert "AMOUNT DIFFERS" in result.stdout and "KES 310" in result.stdout
+
+
+def test_staff_list_and_assign_suspense_from_the_command_line(env: Env) -> None:
+    body = {
+        "TransactionType": "Pay Bill",
+        "TransID": "RKL5SUSP01",
+        "TransTime": "20261127121325",
+        "TransAmount": "120.00",
+        "BusinessShortCode": "174379",
+        "BillRefNumber": "99999X",
+        "MSISDN": "2547 ***** 126",
+        "FirstName": "PETER",
+    }
+    env.callback("/mpesa/c2b/confirmation", body)
+    listed = manage("suspense-list")
+    assert listed.returncode == 0 and "RKL5SUSP01" in listed.stdout and "99999X" in listed.stdout
+    item_id = listed.stdout.split()[0]
+    m = env.member("+254712000214")
+    done = manage("suspense-assign", item_id, str(m.member_number), "--staff", "clerk7")
+    assert done.returncode == 0, done.stderr
+    assert env.balance(m.id).balance_cents == 12_000
+    assert "0 open item(s)" in manage("suspense-list").stdout
+    assert manage("suspense-assign", "999", str(m.member_number), "--staff", "x").returncode == 1

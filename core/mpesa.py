@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -91,6 +91,14 @@ def _insert(session: Session, table: type) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
+def _serialise_on(session: Session, key: str) -> None:
+    """A transaction-scoped lock on a name (PostgreSQL advisory lock; SQLite already runs
+    one writer at a time). Closes the window between a callback that finds no request
+    and the worker that records the request's CheckoutRequestID a moment later."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 def _label(member: Member, target: str) -> str:
     return ACCOUNT_LABELS.get(member.language, ACCOUNT_LABELS["en"])[target]
 
@@ -142,6 +150,21 @@ def mark_callback(
         row.ref = ref[:100]
     row.processed_at = deps.now()
     session.commit()
+
+
+def _done(
+    session: Session, deps: CoreDeps, outcome: str, callback_id: int | None, ref: str | None
+) -> str:
+    """Commit a callback's effect together with the callback's own status, then answer."""
+    if callback_id is not None:
+        row = session.get(MpesaCallback, callback_id)
+        if row is not None:
+            row.status = "unmatched" if outcome == "unmatched" else "processed"
+            row.detail, row.processed_at = outcome, deps.now()
+            if ref:
+                row.ref = ref[:100]
+    session.commit()
+    return outcome
 
 
 def callbacks_to_replay(session: Session, *, before: datetime, limit: int = 200) -> list[int]:
@@ -344,8 +367,10 @@ def record_stk_accepted(
 ) -> None:
     """Daraja accepted the push: remember its CheckoutRequestID. Commits.
 
-    The callback may already have arrived and settled (or adopted) the row.
+    The callback may already have arrived and settled (or adopted) the row, or
+    have been kept as unmatched: the caller replays those after this commit.
     """
+    _serialise_on(session, f"stk:{checkout_request_id}")
     row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
     if row is None:
         raise NotFound(f"no STK request {request_id}")
@@ -410,6 +435,7 @@ class StkOutcome:
 
 
 def _find_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> StkRequest | None:
+    _serialise_on(session, f"stk:{outcome.checkout_request_id}")
     row = session.scalar(
         select(StkRequest)
         .where(StkRequest.checkout_request_id == outcome.checkout_request_id)
@@ -439,25 +465,24 @@ def _find_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> StkReque
     return row
 
 
-def settle_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> str:
+def settle_stk(
+    session: Session, deps: CoreDeps, outcome: StkOutcome, *, callback_id: int | None = None
+) -> str:
     """Apply an STK result exactly once. Commits. Returns ``credited``, ``failed``,
     ``duplicate``, ``suspense`` (member can no longer take deposits) or ``unmatched``
     (no request yet: keep the callback and replay it later)."""
     row = _find_stk(session, deps, outcome)
     if row is None:
-        session.rollback()
-        return "unmatched"
+        return _done(session, deps, "unmatched", callback_id, outcome.checkout_request_id)
     success = outcome.result_code == 0
     if row.status == "succeeded" or (row.status == "failed" and not success):
-        session.rollback()
-        return "duplicate"
+        return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
     now = deps.now()
     if not success:
         row.status, row.settled_at = "failed", now
         row.result_code, row.result_desc = outcome.result_code, outcome.result_desc[:200]
         _notify_stk_failure(session, deps, row, code=outcome.result_code)
-        session.commit()
-        return "failed"
+        return _done(session, deps, "failed", callback_id, outcome.checkout_request_id)
     # A late success after we gave up (row failed) still moved money: credit it.
     amount = outcome.amount_cents or row.amount_cents
     receipt = outcome.receipt
@@ -465,8 +490,7 @@ def settle_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> str:
         receipt = None  # the same payment reached us as a paybill confirmation: credited there
         row.status, row.settled_at, row.result_code = "succeeded", now, 0
         row.result_desc = "credited by the paybill confirmation"
-        session.commit()
-        return "duplicate"
+        return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
     posted, member, account_id = _credit(
         session,
         deps,
@@ -499,8 +523,13 @@ def settle_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> str:
             reference=posted.reference,
             business_key=f"deposit_received:stk:{row.id}",
         )
-    session.commit()
-    return "credited" if member is not None else "suspense"
+    return _done(
+        session,
+        deps,
+        "credited" if member is not None else "suspense",
+        callback_id,
+        outcome.checkout_request_id,
+    )
 
 
 # ------------------------------------------------------------------ paybill (C2B)
@@ -547,7 +576,9 @@ def validate_c2b(
     return "0", "Accepted"
 
 
-def record_c2b(session: Session, deps: CoreDeps, payment: C2BIn) -> str:
+def record_c2b(
+    session: Session, deps: CoreDeps, payment: C2BIn, *, callback_id: int | None = None
+) -> str:
     """Apply a paybill confirmation exactly once; never refuse it. Commits.
 
     Returns ``credited``, ``suspense`` (account unknown or member not allowed:
@@ -577,20 +608,17 @@ def record_c2b(session: Session, deps: CoreDeps, payment: C2BIn) -> str:
         .returning(C2BPayment.id)
     ).scalar_one_or_none()
     if inserted is None:
-        session.rollback()
-        return "duplicate"
+        return _done(session, deps, "duplicate", callback_id, payment.trans_id)
     row = session.get(C2BPayment, inserted)
     assert row is not None
     stk = session.scalar(select(StkRequest).where(StkRequest.receipt == payment.trans_id))
     if stk is not None:
         row.status, row.member_id, row.target = "duplicate_of_stk", stk.member_id, stk.target
         row.entry_id = stk.entry_id
-        session.commit()
-        return "duplicate_of_stk"
+        return _done(session, deps, "duplicate_of_stk", callback_id, payment.trans_id)
     if payment.amount_cents <= 0:
         row.status = "suspense"
-        session.commit()
-        return "suspense"
+        return _done(session, deps, "suspense", callback_id, payment.trans_id)
     posted, credited, account_id = _credit(
         session,
         deps,
@@ -623,8 +651,13 @@ def record_c2b(session: Session, deps: CoreDeps, payment: C2BIn) -> str:
             reference=posted.reference,
             business_key=f"deposit_received:c2b:{payment.trans_id}",
         )
-    session.commit()
-    return "credited" if credited is not None else "suspense"
+    return _done(
+        session,
+        deps,
+        "credited" if credited is not None else "suspense",
+        callback_id,
+        payment.trans_id,
+    )
 
 
 # ------------------------------------------------------------------ suspense
@@ -1107,32 +1140,32 @@ class B2COutcome:
 
 
 def settle_b2c(
-    session: Session, deps: CoreDeps, outcome: B2COutcome, *, timeout: bool = False
+    session: Session,
+    deps: CoreDeps,
+    outcome: B2COutcome,
+    *,
+    timeout: bool = False,
+    callback_id: int | None = None,
 ) -> str:
     """Apply a B2C result (or queue timeout) exactly once. Commits. Returns ``paid``,
     ``failed``, ``unknown`` (queue timeout: the hold stays, a status query decides),
     ``duplicate`` or ``unmatched``."""
     row = _lock_payout(session, originator_conversation_id=outcome.originator_conversation_id)
     if row is None:
-        session.rollback()
-        return "unmatched"
+        return _done(session, deps, "unmatched", callback_id, outcome.originator_conversation_id)
     if row.status in B2C_FINAL:
-        session.rollback()
-        return "duplicate"
+        return _done(session, deps, "duplicate", callback_id, outcome.originator_conversation_id)
     if outcome.conversation_id and not row.conversation_id:
         row.conversation_id = outcome.conversation_id[:64]
     if timeout:
         row.status, row.last_error = "unknown", f"queue timeout: {outcome.result_desc}"[:200]
-        session.commit()
-        return "unknown"
+        return _done(session, deps, "unknown", callback_id, outcome.originator_conversation_id)
     row.result_code, row.result_desc = outcome.result_code, outcome.result_desc[:200]
     if outcome.result_code == 0:
         _pay_payout(session, deps, row, outcome.receipt)
-        session.commit()
-        return "paid"
+        return _done(session, deps, "paid", callback_id, outcome.originator_conversation_id)
     _fail_payout(session, deps, row, code=outcome.result_code, desc=outcome.result_desc)
-    session.commit()
-    return "failed"
+    return _done(session, deps, "failed", callback_id, outcome.originator_conversation_id)
 
 
 def record_status_query(session: Session, deps: CoreDeps, payout_id: int, query_id: str) -> None:
@@ -1155,7 +1188,9 @@ class StatusOutcome:
     detail: str = ""
 
 
-def settle_status(session: Session, deps: CoreDeps, outcome: StatusOutcome) -> str:
+def settle_status(
+    session: Session, deps: CoreDeps, outcome: StatusOutcome, *, callback_id: int | None = None
+) -> str:
     """Apply a status answer to a payout still open. Commits. Returns ``paid``, ``failed``,
     ``resend`` (M-Pesa never saw it: sent again with the same id, which cannot pay
     twice), ``unknown``, ``duplicate`` or ``unmatched``."""
@@ -1167,26 +1202,30 @@ def settle_status(session: Session, deps: CoreDeps, outcome: StatusOutcome) -> s
     if row is None and outcome.query_id:
         row = _lock_payout(session, status_query_id=outcome.query_id)
     if row is None:
-        session.rollback()
-        return "unmatched"
+        return _done(
+            session, deps, "unmatched", callback_id, outcome.original_originator_conversation_id
+        )
     if row.status in B2C_FINAL:
-        session.rollback()
-        return "duplicate"
+        return _done(
+            session, deps, "duplicate", callback_id, outcome.original_originator_conversation_id
+        )
     if outcome.completed:
         _pay_payout(session, deps, row, outcome.receipt)
-        session.commit()
-        return "paid"
+        return _done(
+            session, deps, "paid", callback_id, outcome.original_originator_conversation_id
+        )
     if outcome.failed:
         _fail_payout(session, deps, row, code=None, desc=outcome.detail or "failed (status query)")
-        session.commit()
-        return "failed"
+        return _done(
+            session, deps, "failed", callback_id, outcome.original_originator_conversation_id
+        )
     if outcome.found is False and row.status in ("sent", "unknown", "sending"):
         row.status, row.last_error = "requested", "status query: not found; resending"
-        session.commit()
-        return "resend"
+        return _done(
+            session, deps, "resend", callback_id, outcome.original_originator_conversation_id
+        )
     row.last_error = f"status query: {outcome.detail}"[:200]
-    session.commit()
-    return "unknown"
+    return _done(session, deps, "unknown", callback_id, outcome.original_originator_conversation_id)
 
 
 # ------------------------------------------------------------------ reconciliation

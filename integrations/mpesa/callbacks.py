@@ -108,7 +108,7 @@ def process(
 
     try:
         text = body.decode("utf-8")
-        answer, ref = _apply(factory, deps, policy, kind, text, shortcode)
+        answer, ref = _apply(factory, deps, policy, kind, text, shortcode, callback_id)
     except (MalformedCallback, UnicodeDecodeError) as exc:
         reason = getattr(exc, "reason", "body is not UTF-8 text")
         log.warning("mpesa %s callback %d malformed: %s", kind, callback_id, reason)
@@ -122,8 +122,8 @@ def process(
         if kind == "c2b_validation":
             return Answer(200, {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}, "error")
         return Answer(200, C2B_ACK if kind == "c2b_confirmation" else ACK, "error")
-    status = "unmatched" if answer.outcome == "unmatched" else "processed"
-    _safe(mark, status, answer.outcome, ref)
+    if kind in ("c2b_validation", "status_timeout"):  # the others marked it with their effect
+        _safe(mark, "processed", answer.outcome, ref)
     return answer
 
 
@@ -141,6 +141,7 @@ def _apply(
     kind: str,
     text: str,
     shortcode: str,
+    callback_id: int,
 ) -> tuple[Answer, str | None]:
     def run(work: Callable[[Session], str]) -> str:
         return run_in_transaction(factory, work)
@@ -155,7 +156,7 @@ def _apply(
             receipt=cb.receipt,
             phone=cb.phone,
         )
-        done = run(lambda s: mpesa.settle_stk(s, deps, outcome))
+        done = run(lambda s: mpesa.settle_stk(s, deps, outcome, callback_id=callback_id))
         return Answer(200, ACK, done), cb.checkout_request_id
     if kind in ("c2b_validation", "c2b_confirmation"):
         c2b = parse_c2b(text)
@@ -179,7 +180,7 @@ def _apply(
             msisdn_masked=c2b.msisdn_masked_or_hash,
             payer_name=" ".join(p for p in (c2b.first_name, c2b.middle_name, c2b.last_name) if p),
         )
-        done = run(lambda s: mpesa.record_c2b(s, deps, payment))
+        done = run(lambda s: mpesa.record_c2b(s, deps, payment, callback_id=callback_id))
         return Answer(200, C2B_ACK, done), c2b.trans_id
     if kind in ("b2c_result", "b2c_timeout"):
         res = parse_b2c_result(text)
@@ -191,7 +192,9 @@ def _apply(
             receipt=res.receipt or res.transaction_id or None,
         )
         timeout = kind == "b2c_timeout"
-        done = run(lambda s: mpesa.settle_b2c(s, deps, b2c, timeout=timeout))
+        done = run(
+            lambda s: mpesa.settle_b2c(s, deps, b2c, timeout=timeout, callback_id=callback_id)
+        )
         return Answer(200, ACK, done), res.originator_conversation_id
     if kind == "status_result":
         st = parse_transaction_status_result(text)
@@ -207,7 +210,7 @@ def _apply(
             receipt=st.receipt,
             detail=f"{st.result_code} {st.status or ''} {st.result_desc}".strip(),
         )
-        done = run(lambda s: mpesa.settle_status(s, deps, status))
+        done = run(lambda s: mpesa.settle_status(s, deps, status, callback_id=callback_id))
         return Answer(200, ACK, done), st.original_originator_conversation_id
     if kind == "status_timeout":
         parse_transaction_status_result(text)  # kept; the next reconciliation asks again

@@ -1,0 +1,109 @@
+"""The M-Pesa verbs on PostgreSQL and on the embedded SQLite default (the demo's database)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from core import ledger, members, mpesa, savings
+from core.deps import CoreDeps
+from core.money import Money
+from core.mpesa_rules import FeeBand, MpesaPolicy
+from core.verify import verify_ledger
+from db.models_mpesa import B2CPayout, MpesaCallback
+from workers.runner import InProcessJobs
+
+POLICY = MpesaPolicy(tariff=(FeeBand(100_000, 1_000), FeeBand(7_000_000, 5_000)))
+
+
+@dataclass(frozen=True)
+class NeverSwapped:
+    ok: bool = True
+    swapped: bool | None = False
+    last_swap_at: datetime | None = None
+    error: str | None = None
+
+    def check(self, msisdn: str) -> NeverSwapped:
+        return self
+
+
+def member(session: Session, deps: CoreDeps, phone: str, savings_kes: int = 0) -> int:
+    m = members.register_member(
+        session,
+        deps,
+        full_name="Grace Akinyi",
+        msisdn=phone,
+        national_id=phone[-8:],
+        consent=True,
+    )
+    members.set_status(session, m.id, "active")
+    if savings_kes:
+        savings.record_deposit(
+            session,
+            member_id=m.id,
+            target="savings",
+            amount=Money.of(savings_kes),
+            source="cash",
+            idempotency_key=f"seed-{m.id}",
+        )
+    return m.id
+
+
+def test_paybill_withdrawal_and_callback_bookkeeping_on_both_databases(
+    any_session: Session, deps: CoreDeps
+) -> None:
+    s = any_session
+    member_id = member(s, deps, "+254712000301", savings_kes=2_000)
+    number = members.get_member(s, member_id).member_number
+    assert number is not None
+    callback_id = mpesa.store_callback(
+        s, deps, kind="c2b_confirmation", headers={"X": "1"}, body=b"{}"
+    )
+    payment = mpesa.C2BIn("QAB1234567", datetime.now(UTC), 30_000, f"{number}D", "174379")
+    assert mpesa.record_c2b(s, deps, payment, callback_id=callback_id) == "credited"
+    assert mpesa.record_c2b(s, deps, payment) == "duplicate"
+    stored = s.get(MpesaCallback, callback_id)
+    assert stored is not None and (stored.status, stored.ref) == ("processed", "QAB1234567")
+    ids = members.member_account_ids(s, member_id)
+    assert ledger.get_balance(s, ids["deposits"]).balance_cents == 30_000
+    parked = mpesa.C2BIn("QAB7654321", datetime.now(UTC), 5_000, "nobody", "174379")
+    assert mpesa.record_c2b(s, deps, parked) == "suspense"
+
+    w = mpesa.request_withdrawal(
+        s,
+        deps,
+        member_id=member_id,
+        amount_cents=50_000,
+        policy=POLICY,
+        sim_swap=NeverSwapped(),
+        idempotency_key="sqlite-w",
+    )
+    assert (w.fee_cents, w.total_cents) == (1_000, 51_000)
+    job = mpesa.claim_b2c(s, deps, w.payout_id)
+    assert job is not None and not job.resent
+    assert mpesa.claim_b2c(s, deps, w.payout_id) is None
+    row = s.get(B2CPayout, w.payout_id)
+    assert row is not None
+    outcome = mpesa.B2COutcome(row.originator_conversation_id, 0, "ok", "AG_1", "QXY0000001")
+    assert mpesa.settle_b2c(s, deps, outcome) == "paid"
+    assert mpesa.settle_b2c(s, deps, outcome) == "duplicate"
+    assert ledger.get_balance(s, ids["savings"]).balance_cents == 200_000 - 51_000
+    assert verify_ledger(s).ok
+
+
+def test_the_in_process_runner_runs_jobs_by_dotted_path_and_survives_a_failing_job() -> None:
+    jobs = InProcessJobs()
+    try:
+        jobs.enqueue("workers.runner.resolve", "workers.runner.resolve")
+        jobs.enqueue("workers.runner.resolve", "not.a.job")  # raises inside: logged only
+        jobs.drain()
+    finally:
+        jobs.close()
+    try:
+        InProcessJobs(synchronous=True).enqueue("os.system", "true")
+    except ValueError as exc:
+        assert "workers/" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("jobs outside workers/ must be refused")

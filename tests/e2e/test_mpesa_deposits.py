@@ -331,3 +331,21 @@ def test_start_deposit_refuses_amounts_outside_the_limits_and_repeats_by_key(env
             assert err.value.reason == reason
     first = deposit(env, m.id, 100, key="same")
     assert deposit(env, m.id, 100, key="same") == first
+
+
+def test_a_push_whose_answer_timed_out_is_adopted_by_its_callback_and_credited(env: Env) -> None:
+    from dataclasses import replace
+
+    from integrations.mpesa.client import DarajaClient
+    from integrations.mpesa.wiring import daraja_config
+
+    env.ctx.close()
+    config = replace(daraja_config(env.settings, env.daraja.certificate_pem), read_timeout=0.3)
+    env.ctx.daraja_factory = lambda: DarajaClient(config)
+    env.control(hang_next=[1.0])  # Daraja answers the push after our client gave up
+    m = env.member("+254712000112")
+    request_id = deposit(env, m.id, 400)
+    assert run_send_stk_push(env.ctx, request_id) == "unknown"
+    row = wait_for(lambda: settled(env, request_id), what="the late callback")
+    assert row.status == "succeeded" and row.checkout_request_id.startswith("ws_CO_")
+    assert env.balance(m.id).balance_cents == 40_000

@@ -800,22 +800,17 @@ def sim_swap_verdict(
     result = checker.check(msisdn)
     verdict = SimSwapVerdict(result.ok, result.swapped, result.last_swap_at, result.error)
     if verdict.ok and verdict.swapped is not None:
-        if cached is None:
-            session.add(
-                SimSwapCheck(
-                    msisdn=msisdn,
-                    swapped=verdict.swapped,
-                    last_swap_at=verdict.last_swap_at,
-                    checked_at=now,
-                )
-            )
-        else:
-            cached.swapped, cached.last_swap_at, cached.checked_at = (
-                verdict.swapped,
-                verdict.last_swap_at,
-                now,
-            )
-        session.flush()
+        # An upsert: concurrent checks of one number must not collide on the key.
+        values = {
+            "swapped": verdict.swapped,
+            "last_swap_at": verdict.last_swap_at,
+            "checked_at": now,
+        }
+        session.execute(
+            _insert(session, SimSwapCheck)
+            .values(msisdn=msisdn, **values)
+            .on_conflict_do_update(index_elements=["msisdn"], set_=values)
+        )
     return verdict
 
 
@@ -961,8 +956,13 @@ def request_withdrawal(
     guard_sim_swap(
         session, deps, member=member, amount_cents=amount_cents, policy=policy, checker=sim_swap
     )
-    # Serialise this member's withdrawals so the daily limit holds under concurrency.
+    # Serialise this member's withdrawals so the daily limit holds under concurrency,
+    # and look again for the same request made meanwhile (a double-tapped confirm).
     session.scalar(select(Member.id).where(Member.id == member_id).with_for_update())
+    existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
+    if existing is not None:
+        session.commit()
+        return _requested(existing, False)
     final = quote_withdrawal(
         session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy
     )

@@ -364,3 +364,32 @@ def test_staff_list_and_assign_suspense_from_the_command_line(env: Env) -> None:
     assert env.balance(m.id).balance_cents == 12_000
     assert "0 open item(s)" in manage("suspense-list").stdout
     assert manage("suspense-assign", "999", str(m.member_number), "--staff", "x").returncode == 1
+
+
+def test_concurrent_withdrawals_never_hold_more_than_the_balance_and_one_key_is_one_payout(
+    env: Env,
+) -> None:
+    import threading
+
+    m = env.member("+254712000215", savings_kes=10_000)
+    outcomes: list[object] = []
+    barrier = threading.Barrier(10)
+
+    def attempt(key: str) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(withdraw(env, m.id, 3_000, key=key))
+        except LimitExceeded as exc:
+            outcomes.append(exc.reason)
+
+    keys = [f"k{i}" for i in range(5)] + ["same"] * 5
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    made = [o for o in outcomes if isinstance(o, mpesa.WithdrawalRequested)]
+    payouts = {w.payout_id for w in made}
+    assert len(payouts) == 3 == env.count(B2CPayout)  # 3 x (3,000 + 53) fit in 10,000
+    assert set(outcomes) - set(made) <= {"insufficient"}
+    assert env.balance(m.id).held_cents == 3 * 305_300 <= 1_000_000

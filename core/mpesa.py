@@ -1248,7 +1248,8 @@ def due_for_reconciliation(
 
     * STK ``pending`` older than the cut-off: query it.
     * STK ``queued`` never sent: expired (``failed``; the member saw no prompt).
-    * STK ``sending`` whose worker died: ``unknown`` (a callback can still adopt it).
+    * STK ``sending`` whose worker died: ``unknown`` (a callback can still adopt it);
+      ``unknown`` with no CheckoutRequestID after the adoption window: ``failed``.
     * B2C ``requested`` (job lost or worker killed before the call): send it.
     * B2C ``sending`` (worker died during the call): back to ``requested`` and sent
       again with the same OriginatorConversationID: paid at most once.
@@ -1268,6 +1269,21 @@ def due_for_reconciliation(
         else:
             row.status = "unknown"
             due.stk_unknown += 1
+    for row in session.scalars(
+        select(StkRequest)
+        .where(
+            StkRequest.status == "unknown",
+            StkRequest.checkout_request_id.is_(None),
+            StkRequest.created_at < deps.now() - ADOPT_WINDOW,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ):
+        # No id and no callback to adopt it for hours: nothing was paid that we can see;
+        # a payment that did go through shows up in the statement import.
+        row.status, row.settled_at = "failed", deps.now()
+        row.result_desc = "no answer from M-Pesa; see the statement import"
+        due.stk_expired += 1
     due.stk_to_query = [
         (r.id, r.checkout_request_id or "")
         for r in session.scalars(

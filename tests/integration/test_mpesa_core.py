@@ -107,3 +107,55 @@ def test_the_in_process_runner_runs_jobs_by_dotted_path_and_survives_a_failing_j
         assert "workers/" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("jobs outside workers/ must be refused")
+
+
+def test_reconciliation_moves_stale_requests_on(any_session: Session, deps: CoreDeps) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from db.models_mpesa import StkRequest
+
+    s = any_session
+    member_id = member(s, deps, "+254712000302", savings_kes=1_000)
+    queued = mpesa.start_deposit(
+        s,
+        deps,
+        member_id=member_id,
+        target="savings",
+        amount_cents=5_000,
+        policy=POLICY,
+        idempotency_key="q",
+    )
+    sending = mpesa.start_deposit(
+        s,
+        deps,
+        member_id=member_id,
+        target="savings",
+        amount_cents=6_000,
+        policy=POLICY,
+        idempotency_key="s",
+    )
+    assert mpesa.claim_stk_push(s, deps, sending.request_id) is not None
+    w = mpesa.request_withdrawal(
+        s,
+        deps,
+        member_id=member_id,
+        amount_cents=20_000,
+        policy=POLICY,
+        sim_swap=NeverSwapped(),
+        idempotency_key="w",
+    )
+    assert mpesa.claim_b2c(s, deps, w.payout_id) is not None  # then the worker died
+    later = replace(deps, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
+    due = mpesa.due_for_reconciliation(s, later, older_than=timedelta(minutes=3))
+    assert (due.stk_expired, due.stk_unknown, due.b2c_requeued) == (1, 1, 1)
+    assert due.b2c_to_send == [w.payout_id]
+    statuses = {r.id: r.status for r in s.query(StkRequest)}
+    assert statuses == {queued.request_id: "failed", sending.request_id: "unknown"}
+    job = mpesa.claim_b2c(s, deps, w.payout_id)
+    assert job is not None and job.resent  # the resend says an earlier call may have arrived
+    much_later = replace(deps, now=lambda: datetime.now(UTC) + timedelta(hours=3))
+    assert mpesa.due_for_reconciliation(s, much_later, older_than=timedelta(0)).stk_expired == 1
+    stk = s.get(StkRequest, sending.request_id)
+    assert stk is not None and stk.status == "failed"
+    assert verify_ledger(s).ok

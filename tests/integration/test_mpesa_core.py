@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import ledger, members, mpesa, savings
@@ -159,3 +163,112 @@ def test_reconciliation_moves_stale_requests_on(any_session: Session, deps: Core
     stk = s.get(StkRequest, sending.request_id)
     assert stk is not None and stk.status == "failed"
     assert verify_ledger(s).ok
+
+
+_PHONES = itertools.count(1)
+EVENTS = (
+    "claim",
+    "accepted",
+    "send_unknown",
+    "send_refused",
+    "send_unsent",
+    "result_ok",
+    "result_fail",
+    "timeout",
+    "status_completed",
+    "status_failed",
+    "status_not_found",
+    "reconcile",
+)
+
+
+def _apply_event(s: Session, deps: CoreDeps, payout_id: int, event: str) -> None:
+    from datetime import timedelta
+
+    row = s.get(B2CPayout, payout_id)
+    assert row is not None
+    ocid = row.originator_conversation_id
+    if event == "claim":
+        mpesa.claim_b2c(s, deps, payout_id)
+    elif event == "accepted":
+        if row.status == "sending":
+            mpesa.record_b2c_accepted(s, deps, payout_id, conversation_id="AG_x")
+    elif event.startswith("send_"):
+        mpesa.record_b2c_send_error(
+            s,
+            deps,
+            payout_id,
+            refused=event == "send_refused",
+            may_have_taken_effect=event == "send_unknown",
+            detail=event,
+        )
+    elif event.startswith("result_") or event == "timeout":
+        outcome = mpesa.B2COutcome(ocid, 0 if event == "result_ok" else 2040, event, "AG_x", "QRC1")
+        mpesa.settle_b2c(s, deps, outcome, timeout=event == "timeout")
+    elif event.startswith("status_"):
+        mpesa.settle_status(
+            s,
+            deps,
+            mpesa.StatusOutcome(
+                query_id="q",
+                original_originator_conversation_id=ocid,
+                found=event != "status_not_found",
+                completed=event == "status_completed",
+                failed=event == "status_failed",
+                receipt="QRC2",
+            ),
+        )
+    else:
+        mpesa.due_for_reconciliation(s, deps, older_than=timedelta(seconds=-1))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=st.lists(st.sampled_from(EVENTS), max_size=14))
+def test_any_order_of_payout_events_posts_or_releases_the_hold_at_most_once(
+    db_session: Session, deps: CoreDeps, events: list[str]
+) -> None:
+    """Whatever arrives in whatever order (results, timeouts, status answers, crashes and
+    resends), a payout's hold is posted or released at most once, a final status never
+    changes, and the ledger matches the payout's status."""
+    from db.models import Hold, JournalEntry
+
+    s = db_session
+    phone = f"+25471240{next(_PHONES):04d}"  # one fresh member per example
+    member_id = member(s, deps, phone, savings_kes=1_000)
+    w = mpesa.request_withdrawal(
+        s,
+        deps,
+        member_id=member_id,
+        amount_cents=20_000,
+        policy=POLICY,
+        sim_swap=NeverSwapped(),
+        idempotency_key=f"p{member_id}",
+    )
+    final_status = None
+    for event in events:
+        _apply_event(s, deps, w.payout_id, event)
+        row = s.get(B2CPayout, w.payout_id)
+        assert row is not None
+        if final_status is not None:
+            assert row.status == final_status  # settled stays settled
+        if row.status in ("succeeded", "failed"):
+            final_status = row.status
+    row = s.get(B2CPayout, w.payout_id)
+    assert row is not None
+    hold = s.get(Hold, row.hold_id)
+    assert hold is not None
+    savings_id = members.member_account_ids(s, member_id)["savings"]
+    balance = ledger.get_balance(s, savings_id)
+    posted = s.scalar(
+        select(func.count())
+        .select_from(JournalEntry)
+        .where(JournalEntry.idempotency_key == f"mpesa:b2c:{row.originator_conversation_id}")
+    )
+    expected = {"succeeded": ("posted", 1), "failed": ("released", 0)}.get(
+        row.status, ("pending", 0)
+    )
+    assert (hold.status, posted) == expected
+    assert balance.balance_cents == 100_000 - (21_000 if row.status == "succeeded" else 0)
+    assert balance.held_cents == (21_000 if hold.status == "pending" else 0)

@@ -66,4 +66,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     health.init_app(app)
     ussd_views.init_app(app)
     simulator.init_app(app)  # demo/development only
+    from integrations.mpesa import views as mpesa_views
+    from workers import mpesa as mpesa_jobs
+    from workers.runner import InProcessJobs
+
+    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=InProcessJobs()))
     return app

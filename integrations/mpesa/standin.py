@@ -966,6 +966,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--callback-base", help="deliver callbacks to this origin instead")
     parser.add_argument("--delay", type=float, default=1.0, help="seconds before a callback")
     parser.add_argument("--certificate-out", help="write the certificate PEM (for B2C) here")
+    parser.add_argument(
+        "--outcome",
+        action="append",
+        default=[],
+        metavar="NUMBER=CODE",
+        help="fixed outcome for one phone (e.g. +254712000001=0 so a demo member whose "
+        "number ends 0001 pays instead of cancelling); repeatable",
+    )
     names = (
         "consumer_key",
         "consumer_secret",
@@ -983,6 +991,18 @@ def main(argv: list[str] | None = None) -> None:
     handle = start_standin(
         args.port, args.host, callback_base=args.callback_base, delay=args.delay, **options
     )
+    outcomes = dict(item.split("=", 1) for item in args.outcome)
+    if outcomes:
+        status, answer = handle.state.handle(
+            "POST",
+            "/_control",
+            "",
+            {},
+            json.dumps({"outcomes": {k: int(v) for k, v in outcomes.items()}}).encode(),
+        )
+        if status != 200:
+            handle.stop()
+            raise SystemExit(f"--outcome: {answer}")
     if args.certificate_out:
         with open(args.certificate_out, "wb") as fh:
             fh.write(handle.certificate_pem)

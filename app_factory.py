@@ -15,7 +15,10 @@ from core.security import PiiVault
 from db.session import make_engine, make_session_factory
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
+    """``dispatch``: hand messages queued in a committed session to delivery (RQ with
+    Redis, in-process without); operator commands pass False and leave them to the
+    workers and the sweeper."""
     engine = make_engine(settings.database_url)
     deps = CoreDeps(
         pins=PinHasher(settings.pin_pepper.encode()),
@@ -28,9 +31,14 @@ def build_runtime(settings: Settings) -> Runtime:
         if settings.redis_url
         else None
     )
+    session_factory = make_session_factory(engine)
+    if dispatch:
+        from workers.dispatch import install_outbox_dispatch
+
+        install_outbox_dispatch(settings, session_factory, client)
     return Runtime(
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=session_factory,
         deps=deps,
         redis=client,
         sacco_name=settings.sacco_name,
@@ -51,6 +59,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health
+    from sms import views as sms_views
 
     health.init_app(app)
+    sms_views.init_app(app)
     return app

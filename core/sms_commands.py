@@ -18,8 +18,9 @@ STOP       SIMAMA      no more promotional SMS (transactional still go)
 START      ANZA        promotional SMS again
 =========  ==========  ===========================================
 
-The reply is in the language of the keyword used (SALIO gets Swahili);
-HELP and unknown text get the member's language (English for strangers).
+The reply is in the language of the keyword used (SALIO and MSAADA get
+Swahili, BAL and HELP English): the sender just showed which one they read.
+Unknown text gets the member's language (English for strangers).
 
 What a reply may reveal: the mobile operator authenticates the number, not the
 person; a lost or stolen phone (or a swapped SIM) is the risk, and SMS has no
@@ -224,6 +225,14 @@ def _reply(
     return "sms_unknown", base
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Drop control characters (PostgreSQL refuses NUL) and lone surrogates; cut to limit."""
+    return _CONTROL.sub("", text[: limit * 2])[:limit]
+
+
 def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> InboundResult:
     """Record an inbound SMS once (by the gateway's id) and queue the reply. Commits.
 
@@ -231,6 +240,16 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
     queues no second reply. A sender that is not a phone number (a short code,
     an alphanumeric sender) is recorded and gets no reply.
     """
+    sms = InboundSms(
+        gateway_id=clean_text(sms.gateway_id, 64),
+        sender=clean_text(sms.sender, 20),
+        text=clean_text(sms.text, 1000),
+        to=clean_text(sms.to, 20),
+        link_id=clean_text(sms.link_id, 64) if sms.link_id else None,
+        network_code=clean_text(sms.network_code, 8) if sms.network_code else None,
+    )
+    if not sms.gateway_id:
+        raise InvalidInput("inbound SMS without an id", field="id")
     command = parse_command(sms.text)
     try:
         msisdn: str | None = normalize_msisdn(sms.sender)
@@ -269,8 +288,7 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
     elif command.kind == "start":
         session.execute(delete(SmsOptOut).where(SmsOptOut.msisdn == msisdn))
     template, data = _reply(session, deps, command, member)
-    language = command.language if command.kind not in ("help", "unknown") else None
-    language = language or (member.language if member else "en")
+    language = command.language or (member.language if member else "en")
     notify(
         session,
         template=template,

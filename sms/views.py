@@ -14,9 +14,10 @@ import logging
 from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
 
+from core.errors import InvalidInput
 from core.outbox import REPORT_STATUSES, DeliveryReport, OutboxPolicy, receive_delivery_report
 from core.runtime import Runtime
-from core.sms_commands import InboundSms, handle_inbound_sms
+from core.sms_commands import InboundSms, clean_text, handle_inbound_sms
 from db.base import utcnow
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
@@ -30,7 +31,7 @@ def _runtime() -> Runtime:
 
 def _field(name: str, max_len: int) -> str:
     value = request.form.get(name, "")
-    return value.strip()[:max_len] if isinstance(value, str) else ""
+    return clean_text(value, max_len * 2).strip()[:max_len] if isinstance(value, str) else ""
 
 
 @bp.before_request
@@ -53,14 +54,17 @@ def inbound() -> ResponseReturnValue:
     sms = InboundSms(
         gateway_id=gateway_id,
         sender=sender,
-        text=request.form.get("text", "")[:1000],
+        text=_field("text", 1000),
         to=_field("to", 20),
         link_id=_field("linkId", 64) or None,
         network_code=_field("networkCode", 8) or None,
     )
     runtime = _runtime()
     with runtime.session() as session:
-        result = handle_inbound_sms(session, runtime.deps, sms)
+        try:
+            result = handle_inbound_sms(session, runtime.deps, sms)
+        except InvalidInput as exc:
+            return f"invalid {exc.field}", 400, {"Content-Type": "text/plain"}
     log.info("sms inbound %s: %s%s", gateway_id, result.command, " (dup)" * result.duplicate)
     return "OK", 200, {"Content-Type": "text/plain"}
 

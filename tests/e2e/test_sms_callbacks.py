@@ -204,7 +204,9 @@ def test_stop_ends_promotions_but_not_receipts_and_start_resumes(
         {"from": "", "id": "", "text": "BAL"},
     ],
 )
-def test_incomplete_inbound_is_refused_with_a_reason(client: FlaskClient, form: dict) -> None:
+def test_incomplete_inbound_is_refused_with_a_reason(
+    client: FlaskClient, form: dict[str, str]
+) -> None:
     answer = client.post("/sms/inbound", data=form)
     assert answer.status_code == 400 and b"missing" in answer.data
 

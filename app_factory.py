@@ -32,16 +32,18 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
         else None
     )
     session_factory = make_session_factory(engine)
+    dispatcher = None
     if dispatch:
         from workers.dispatch import install_outbox_dispatch
 
-        install_outbox_dispatch(settings, session_factory, client)
+        dispatcher = install_outbox_dispatch(settings, session_factory, client)
     return Runtime(
         engine=engine,
         session_factory=session_factory,
         deps=deps,
         redis=client,
         sacco_name=settings.sacco_name,
+        outbox_dispatch=dispatcher,
     )
 
 

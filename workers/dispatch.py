@@ -27,6 +27,9 @@ class RqDispatcher:
     def __init__(self, redis: Any, queue_name: str, requeue_after_s: float) -> None:
         self.redis, self.queue_name, self.requeue_after_s = redis, queue_name, requeue_after_s
 
+    def close(self) -> None:
+        """Nothing to stop: the jobs live in Redis."""
+
     def __call__(self, ids: list[int]) -> None:
         enqueue_messages(
             self.redis, ids, queue_name=self.queue_name, requeue_after_s=self.requeue_after_s
@@ -43,6 +46,9 @@ class InProcessDispatcher:
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
         self._queued: set[int] = set()
+
+    def start(self) -> None:
+        self._start()
 
     def _start(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -97,5 +103,9 @@ def install_outbox_dispatch(settings: Any, session_factory: Any, redis: Any | No
     else:
         ctx = DeliveryContext.from_settings(settings, session_factory)
         dispatcher = InProcessDispatcher(ctx, settings.outbox_sweep_interval_s)
+        if settings.sacco_env == "demo":
+            # The demo server: start sweeping now, so messages queued by seed-demo
+            # (operator commands do not dispatch) go out without waiting for a commit.
+            dispatcher.start()
     install_dispatch(session_factory, dispatcher)
     return dispatcher

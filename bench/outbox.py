@@ -146,9 +146,9 @@ def main() -> None:
         for i in range(m):
             with factory() as s:
                 queue(s, f"bench-d-{i}", n + i)
-                message_id = s.scalar(
+                message_id = s.execute(
                     select(OutboxMessage.id).where(OutboxMessage.business_key == f"bench-d-{i}")
-                )
+                ).scalar_one()
                 s.commit()  # the after-commit hook enqueues
                 committed[int(message_id)] = datetime.now(UTC)
             pause = t0 + (i + 1) / rate - time.monotonic()

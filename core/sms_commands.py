@@ -225,6 +225,15 @@ def _reply(
     return "sms_unknown", base
 
 
+_PIN_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{4,6}(?![0-9A-Za-z])")
+
+
+def mask_pin_like(text: str) -> str:
+    """``BAL 1234`` -> ``BAL ****``: members sometimes text their PIN; we never store one.
+    (Codes for ACCEPT/DECLINE mix letters and digits, so they survive.)"""
+    return _PIN_LIKE.sub(lambda m: "*" * len(m.group()), text)
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
@@ -263,7 +272,7 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
             gateway_id=sms.gateway_id[:64],
             sender=(msisdn or sms.sender)[:20],
             to=sms.to[:20],
-            text=sms.text[:1000],
+            text=mask_pin_like(sms.text),
             link_id=(sms.link_id or None) and sms.link_id[:64],
             network_code=(sms.network_code or None) and sms.network_code[:8],
             member_id=member.id if member else None,

@@ -263,3 +263,11 @@ def test_callbacks_need_the_token_when_one_is_configured(
     assert client.post("/sms/inbound?token=wrong", data=form).status_code == 403
     assert client.post("/sms/delivery", data={"id": "a", "status": "Success"}).status_code == 403
     assert client.post("/sms/inbound?token=s3cret-token", data=form).status_code == 200
+
+
+def test_a_pin_texted_by_mistake_is_not_stored(
+    client: FlaskClient, db_session: Session, amina: Member
+) -> None:
+    assert inbound(client, amina.msisdn, "BAL 4826") == 200
+    assert db_session.scalar(select(SmsInbound.text)) == "BAL ****"
+    assert "Savings available" in last_reply(db_session, amina.msisdn)

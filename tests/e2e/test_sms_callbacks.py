@@ -7,6 +7,9 @@ import uuid
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -271,3 +274,23 @@ def test_a_pin_texted_by_mistake_is_not_stored(
     assert inbound(client, amina.msisdn, "BAL 4826") == 200
     assert db_session.scalar(select(SmsInbound.text)) == "BAL ****"
     assert "Savings available" in last_reply(db_session, amina.msisdn)
+
+
+@settings_(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    form=st.dictionaries(
+        st.sampled_from(["from", "to", "text", "date", "id", "linkId", "networkCode", "junk"]),
+        st.text(max_size=200),
+    ),
+    report=st.dictionaries(
+        st.sampled_from(["id", "status", "failureReason", "retryCount", "phoneNumber"]),
+        st.one_of(st.text(max_size=80), st.sampled_from(["Success", "Failed", "Rejected"])),
+    ),
+)
+def test_no_form_ever_gets_a_server_error(
+    client: FlaskClient, form: dict[str, str], report: dict[str, str]
+) -> None:
+    assert client.post("/sms/inbound", data=form).status_code in (200, 400)
+    assert client.post("/sms/delivery", data=report).status_code in (200, 400)

@@ -38,9 +38,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,10 @@ KEYWORDS: dict[str, tuple[str, str]] = {
 COMMANDS = frozenset(kind for kind, _ in KEYWORDS.values()) | {"unknown", "empty"}
 TAKES_CODE = frozenset({"accept", "decline"})
 CODE_MAX = 10
+# Replies cost money and a looping phone or a prank can send hundreds of texts: a
+# number gets at most this many replies per rolling hour (the texts are still recorded,
+# and STOP/START still take effect).
+REPLIES_PER_HOUR = 10
 _WORD = re.compile(r"[A-Z0-9]+")
 
 
@@ -296,6 +300,15 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
         )
     elif command.kind == "start":
         session.execute(delete(SmsOptOut).where(SmsOptOut.msisdn == msisdn))
+    since = deps.now() - timedelta(hours=1)
+    recent = session.scalar(
+        select(func.count())
+        .select_from(SmsInbound)
+        .where(SmsInbound.sender == msisdn, SmsInbound.received_at > since)
+    )
+    if (recent or 0) > REPLIES_PER_HOUR:
+        session.commit()
+        return InboundResult(False, command.kind, None, member.id if member else None)
     template, data = _reply(session, deps, command, member)
     language = command.language or (member.language if member else "en")
     notify(

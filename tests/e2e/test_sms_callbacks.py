@@ -20,7 +20,7 @@ from core.deps import CoreDeps
 from core.money import Money
 from core.notifications import notify
 from core.runtime import Runtime
-from db.models import Member, OutboxMessage, SmsDeliveryReport, SmsInbound
+from db.models import Member, OutboxMessage, SmsDeliveryReport, SmsInbound, SmsOptOut
 
 SHORTCODE = "22384"
 
@@ -294,3 +294,14 @@ def test_no_form_ever_gets_a_server_error(
 ) -> None:
     assert client.post("/sms/inbound", data=form).status_code in (200, 400)
     assert client.post("/sms/delivery", data=report).status_code in (200, 400)
+
+
+def test_a_number_gets_at_most_ten_replies_an_hour_but_stop_still_works(
+    client: FlaskClient, db_session: Session, amina: Member
+) -> None:
+    for _ in range(12):
+        assert inbound(client, amina.msisdn, "BAL") == 200
+    assert len(replies(db_session, amina.msisdn)) == 10
+    assert inbound(client, amina.msisdn, "STOP") == 200
+    assert db_session.scalar(select(SmsOptOut.msisdn)) == amina.msisdn
+    assert len(replies(db_session, amina.msisdn)) == 10

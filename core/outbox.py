@@ -153,8 +153,8 @@ def record_attempt(
     """Store the outcome of a claimed send; returns the message's new status. Commits.
 
     Accepted: ``sent`` (``delivered`` for a webhook, whose 2xx is the delivery),
-    even if the sweeper meanwhile made it pending again (a slow, not dead,
-    worker: recording it stops a second send). Refused: back to ``pending``
+    even if the sweeper meanwhile made it pending or failed (a slow, not dead,
+    worker: recording it stops a second send and tells the truth). Refused: back to ``pending``
     after a backoff while attempts remain and the failure is transient, else
     ``failed``.
     """
@@ -164,7 +164,8 @@ def record_attempt(
             update(OutboxMessage)
             .where(
                 OutboxMessage.id == claimed.id,
-                OutboxMessage.status.in_(("sending", "pending")),
+                # pending/failed: the sweeper gave this slow (not dead) worker up
+                OutboxMessage.status.in_(("sending", "pending", "failed")),
             )
             .values(
                 status=status,

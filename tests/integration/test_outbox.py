@@ -96,9 +96,7 @@ def test_gateway_500_backs_off_exponentially_then_succeeds(
     with session_factory() as s:
         message = queue_sms(s, "t500")
         s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message.id)
-            .values(next_attempt_at=T0)
+            update(OutboxMessage).where(OutboxMessage.id == message.id).values(next_attempt_at=T0)
         )
         s.commit()
     control(standin.url, fail_next=2)
@@ -363,3 +361,24 @@ def test_redis_down_at_commit_keeps_the_change_and_the_sweeper_catches_up(
     assert queue.count == 1  # not piled up while it waits in the queue
     assert deliver(ctx, welcome.id) == "sent"
     assert [m["to"] for m in gateway_messages(standin.url)] == ["+254722000202"]
+
+
+def test_a_slow_worker_outlived_by_its_claim_still_records_and_prevents_a_resend(
+    session_factory: sessionmaker[Session], standin: StandinHandle, redis_client: redis_lib.Redis
+) -> None:
+    clock = Clock()
+    ctx = make_ctx(session_factory, standin.url, now=clock)
+    with session_factory() as s:
+        message = queue_sms(s, "slow")
+        s.get_one(OutboxMessage, message.id).next_attempt_at = T0
+        s.commit()
+        claimed = claim_message(s, message.id, clock())
+    assert claimed is not None
+    result = send(ctx, claimed)  # the gateway takes it, but the worker is slow to record
+    clock.advance(61)
+    assert sweep_once(ctx, rq_enqueuer(redis_client, "outbox-test", 60)).reclaimed == [message.id]
+    with session_factory() as s:
+        assert record_attempt(s, claimed, result, ctx.policy, clock()) == "sent"
+    assert deliver(ctx, message.id) == "skipped"  # the re-enqueued job finds it done
+    assert reload(session_factory, message.id).status == "sent"
+    assert len(gateway_messages(standin.url)) == 1

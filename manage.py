@@ -61,14 +61,34 @@ def migrate() -> None:
 
 DEMO_MEMBERS = [
     # name, phone, national ID, language, status, PIN, deposits (target, KES)
-    ("Amina Wanjiru", "+254712000001", "23456781", "en", "active", "4826",
-     [("savings", 5000), ("deposits", 20000), ("shares", 2000), ("savings", 1250)]),
-    ("Otieno Kamau", "+254722000002", "23456782", "sw", "active", "5937",
-     [("savings", 12000), ("deposits", 8000), ("shares", 1000)]),
-    ("Fatuma Hassan", "+254110000003", "23456783", "en", "pending_kyc", "6048",
-     [("savings", 300)]),
-    ("Kiprop Chebet", "+254733000004", "23456784", "en", "suspended", "7159",
-     [("savings", 900), ("shares", 500)]),
+    (
+        "Amina Wanjiru",
+        "+254712000001",
+        "23456781",
+        "en",
+        "active",
+        "4826",
+        [("savings", 5000), ("deposits", 20000), ("shares", 2000), ("savings", 1250)],
+    ),
+    (
+        "Otieno Kamau",
+        "+254722000002",
+        "23456782",
+        "sw",
+        "active",
+        "5937",
+        [("savings", 12000), ("deposits", 8000), ("shares", 1000)],
+    ),
+    ("Fatuma Hassan", "+254110000003", "23456783", "en", "pending_kyc", "6048", [("savings", 300)]),
+    (
+        "Kiprop Chebet",
+        "+254733000004",
+        "23456784",
+        "en",
+        "suspended",
+        "7159",
+        [("savings", 900), ("shares", 500)],
+    ),
 ]
 
 
@@ -86,19 +106,33 @@ def seed_demo() -> None:
     for name, phone, nid, lang, status, pin, deposits in DEMO_MEMBERS:
         with runtime.session() as session:
             member = members_core.register_member(
-                session, runtime.deps, full_name=name, msisdn=phone, national_id=nid,
-                language=lang, consent=True, pin=pin,
+                session,
+                runtime.deps,
+                full_name=name,
+                msisdn=phone,
+                national_id=nid,
+                language=lang,
+                consent=True,
+                pin=pin,
             )
             for i, (target, kes) in enumerate(deposits):
                 savings.record_deposit(
-                    session, member_id=member.id, target=target, amount=Money.of(kes),
-                    source="mpesa", idempotency_key=f"demo-{member.member_number}-{i}",
+                    session,
+                    member_id=member.id,
+                    target=target,
+                    amount=Money.of(kes),
+                    source="mpesa",
+                    idempotency_key=f"demo-{member.member_number}-{i}",
                     memo=f"M-Pesa deposit to {target}",
                 )
             if status == "active":
                 savings.transfer_own(
-                    session, member_id=member.id, from_purpose="savings", to_purpose="shares",
-                    amount=Money.of(250), idempotency_key=f"demo-{member.member_number}-xfer",
+                    session,
+                    member_id=member.id,
+                    from_purpose="savings",
+                    to_purpose="shares",
+                    amount=Money.of(250),
+                    idempotency_key=f"demo-{member.member_number}-xfer",
                 )
             if status != "pending_kyc":
                 members_core.set_status(session, member.id, "active")
@@ -190,7 +224,9 @@ def scheduler(interval: float | None, once: bool) -> None:
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo sweeps in-process", err=True)
         sys.exit(2)
-    connection = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    connection = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+    )
     ctx = DeliveryContext.from_settings(settings)
     enqueue = rq_enqueuer(connection, settings.outbox_queue, settings.outbox_requeue_after_s)
     if once:

@@ -52,6 +52,11 @@ def sms_datetime(moment: datetime) -> str:
     return moment.astimezone(NAIROBI).strftime("%d/%m %H:%M")
 
 
+def sms_time(moment: datetime) -> str:
+    """``14:05`` in Nairobi time (e.g. ``until`` in ``pin_locked``: locks last minutes)."""
+    return moment.astimezone(NAIROBI).strftime("%H:%M")
+
+
 def render_sms(template: str, language: str, data: Mapping[str, Any] | None = None) -> str:
     values = {
         key: SMS.text(f"term_{value}", language) if isinstance(value, Term) else value

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install demo test lint format verify-ledger bench-ledger bench-pins bench-ussd phone clean
+.PHONY: install demo test lint format verify-ledger bench-ledger bench-pins bench-ussd bench-outbox phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,14 @@ demo: install
 	@echo "  SACCO_ENV=demo $(BIN)/python manage.py verify-ledger"
 	@echo "  SACCO_ENV=demo $(BIN)/python manage.py trial-balance"
 	@echo
-	@SACCO_ENV=demo PORT=$(PORT) $(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
+	@echo "  SMS sent by the demo: curl 'http://127.0.0.1:8701/_messages?to=%2B254712000001'"
+	@echo
+	@# The Africa's Talking stand-in (SMS gateway) runs beside the app for the demo's lifetime;
+	@# messages are delivered in-process after each commit (no Redis, no worker needed).
+	@$(BIN)/python -m integrations.africastalking.standin --port 8701 \
+	    --delivery-callback http://127.0.0.1:$(PORT)/sms/delivery > var/at-standin.log 2>&1 & \
+	  STANDIN=$$!; trap 'kill $$STANDIN 2>/dev/null' EXIT INT TERM; \
+	  SACCO_ENV=demo PORT=$(PORT) $(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
 
 ## test: install, lint, then the whole suite against the real PostgreSQL and Redis
 test: install lint
@@ -66,6 +73,9 @@ URL   ?= http://127.0.0.1:$(PORT)
 TOKEN ?=
 phone: install
 	@$(BIN)/python -m tools.phone --url $(URL) --phone $(PHONE) --path '/ussd$(if $(TOKEN),?token=$(TOKEN),)'
+
+bench-outbox: install
+	@$(BIN)/python bench/outbox.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

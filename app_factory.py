@@ -17,7 +17,10 @@ from core.security import PiiVault
 from db.session import make_engine, make_session_factory
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
+    """``dispatch``: hand messages queued in a committed session to delivery (RQ with
+    Redis, in-process without); operator commands pass False and leave them to the
+    workers and the sweeper."""
     engine = make_engine(settings.database_url)
     deps = CoreDeps(
         pins=PinHasher(settings.pin_pepper.encode()),
@@ -37,12 +40,19 @@ def build_runtime(settings: Settings) -> Runtime:
         if settings.redis_url
         else None
     )
+    session_factory = make_session_factory(engine)
+    dispatcher = None
+    if dispatch:
+        from workers.dispatch import install_outbox_dispatch
+
+        dispatcher = install_outbox_dispatch(settings, session_factory, client)
     return Runtime(
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=session_factory,
         deps=deps,
         redis=client,
         sacco_name=settings.sacco_name,
+        outbox_dispatch=dispatcher,
     )
 
 
@@ -60,11 +70,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health
+    from sms import views as sms_views
     from ussd import simulator
     from ussd import views as ussd_views
 
     health.init_app(app)
     ussd_views.init_app(app)
+    sms_views.init_app(app)
     simulator.init_app(app)  # demo/development only
     from integrations.mpesa import views as mpesa_views
     from workers import mpesa as mpesa_jobs

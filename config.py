@@ -62,6 +62,15 @@ DEMO_MPESA = {
 MPESA_SECRETS = ("mpesa_consumer_secret", "mpesa_passkey", "mpesa_initiator_password")
 
 
+# Outside production, Africa's Talking points at the local stand-in
+# (python -m integrations.africastalking.standin --port 8701).
+AT_STANDIN_DEFAULTS = {
+    "at_username": "sacco",
+    "at_api_key": "standin-api-key",
+    "at_base_url": "http://127.0.0.1:8701",
+}
+
+
 class SettingsError(RuntimeError):
     """Start-up configuration is wrong; the message says what to set."""
 
@@ -130,6 +139,33 @@ class Settings(BaseSettings):
     at_api_key: str = ""
     at_timeout_seconds: float = 5.0
 
+    # Africa's Talking SMS (demo/test defaults: the local stand-in on 127.0.0.1:8701).
+    at_sender_id: str = ""
+    at_base_url: str = ""
+    at_sms_timeout_s: float = 10.0
+    sms_callback_token: str = ""  # when set, /sms/* callbacks need ?token=<this>
+
+    # Outbox delivery (workers, retries, sweeper).
+    outbox_queue: str = "outbox"
+    outbox_max_attempts: int = Field(default=8, ge=1, le=50)
+    outbox_backoff_base_s: float = Field(default=30.0, gt=0)
+    outbox_backoff_max_s: float = Field(default=3600.0, gt=0)
+    outbox_claim_timeout_s: float = Field(default=120.0, gt=0)
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
+    outbox_requeue_after_s: float = Field(default=300.0, gt=0)
+
+    # Staff e-mail (SMTP). No SMTP_HOST: e-mails stay pending (visible) until one is set.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "sacco@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+
+    # Partner webhooks.
+    webhook_timeout_s: float = 10.0
+
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:
         if self.sacco_env != "production":
@@ -138,7 +174,7 @@ class Settings(BaseSettings):
                     object.__setattr__(self, name, value)
             if not self.database_url:
                 object.__setattr__(self, "database_url", "sqlite:///var/demo.db")
-            for name, value in DEMO_MPESA.items():
+            for name, value in {**AT_STANDIN_DEFAULTS, **DEMO_MPESA}.items():
                 if not getattr(self, name):
                     object.__setattr__(self, name, value)
             return self
@@ -164,6 +200,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"M-Pesa is configured but lacks {', '.join(lacking)}")
             if self.mpesa_callback_token == DEMO_MPESA["mpesa_callback_token"]:
                 raise ValueError("MPESA_CALLBACK_TOKEN uses the demo-only value; generate one")
+        if self.at_api_key == AT_STANDIN_DEFAULTS["at_api_key"]:
+            raise ValueError("AT_API_KEY is the stand-in's key; set the real Africa's Talking key")
         return self
 
     @property

@@ -10,6 +10,9 @@ suspense-assign move a parked payment to a member's account
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
 mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
 mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
+worker          run an RQ worker for the outbox queue (SMS, e-mail, webhooks)
+scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
+outbox          show outbox counts and the messages that failed for good
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def _settings() -> Settings:
 
 
 def _runtime() -> Runtime:
-    return build_runtime(_settings())
+    # Operator commands leave queued messages to the workers and the sweeper.
+    return build_runtime(_settings(), dispatch=False)
 
 
 @click.group()
@@ -307,6 +311,75 @@ def mpesa_register_urls() -> None:
     finally:
         ctx.close()
     click.echo(f"C2B URLs registered for paybill {ctx.shortcode}")
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+@click.option("--name", default=None, help="worker name (default: host and pid)")
+def worker(burst: bool, name: str | None) -> None:
+    """Run an RQ worker on OUTBOX_QUEUE (needs REDIS_URL)."""
+    import redis
+    from rq import Queue, SimpleWorker
+
+    settings = _settings()
+    if not settings.redis_url:
+        click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
+        sys.exit(2)
+    connection = redis.Redis.from_url(settings.redis_url)
+    queue = Queue(settings.outbox_queue, connection=connection)
+    # SimpleWorker: jobs run in this process, so the database pool and the HTTP
+    # sessions are reused across jobs (a fork per job would reconnect each time).
+    SimpleWorker([queue], connection=connection, name=name).work(burst=burst)
+
+
+@cli.command()
+@click.option("--interval", type=float, default=None, help="seconds between sweeps")
+@click.option("--once", is_flag=True, help="sweep once and exit")
+def scheduler(interval: float | None, once: bool) -> None:
+    """Sweep the outbox: re-enqueue messages of dead workers, lost enqueues and due retries."""
+    import signal
+    import threading
+
+    import redis
+
+    from workers.context import DeliveryContext
+    from workers.sweeper import rq_enqueuer, run_forever, sweep_once
+
+    settings = _settings()
+    if not settings.redis_url:
+        click.echo("REDIS_URL is not set: the embedded demo sweeps in-process", err=True)
+        sys.exit(2)
+    connection = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+    )
+    ctx = DeliveryContext.from_settings(settings)
+    enqueue = rq_enqueuer(connection, settings.outbox_queue, settings.outbox_requeue_after_s)
+    if once:
+        click.echo(str(sweep_once(ctx, enqueue)))
+        return
+    every = interval or settings.outbox_sweep_interval_s
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    click.echo(f"sweeping the outbox every {every} s", err=True)
+    run_forever(ctx, enqueue, every, stop)
+
+
+@cli.command()
+@click.option("--limit", default=20, help="failed messages to list")
+def outbox(limit: int) -> None:
+    """Outbox counts by status and the latest messages that failed for good."""
+    from core.outbox import failed_messages, outbox_counts
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        for status, count in sorted(outbox_counts(session).items()):
+            click.echo(f"{status:<10} {count}")
+        for message in failed_messages(session, limit=limit):
+            click.echo(
+                f"FAILED #{message.id} {message.channel} {message.recipient} "
+                f"{message.template} attempts={message.attempts}: {message.last_error}"
+            )
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ class Runtime:
     deps: CoreDeps
     redis: Any | None  # redis.Redis when REDIS_URL is set; None in the embedded demo
     sacco_name: str
+    # The after-commit outbox hand-off (workers.dispatch); ``close()`` it on shutdown.
+    outbox_dispatch: Any | None = None
 
     def session(self) -> Session:
         """A new unit of work; use as ``with runtime.session() as s:``."""

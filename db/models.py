@@ -182,6 +182,99 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Added by 0004: SMS parts of the body, e-mail subject, webhook endpoint, final
+    # delivery status/reason from the gateway's report.
+    parts: Mapped[int | None] = mapped_column(Integer, default=None)
+    subject: Mapped[str | None] = mapped_column(String(200), default=None)
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id"), default=None
+    )
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class OutboxAttempt(Base):
+    """One try at delivering an outbox message (any channel): the delivery log.
+
+    Opened when a worker claims the message, closed with the outcome. An attempt
+    left ``sending`` was abandoned by a dead worker (the sweeper marks it).
+    """
+
+    __tablename__ = "outbox_attempts"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('sending', 'accepted', 'retry', 'failed', 'abandoned')", name="status"
+        ),
+        Index("ix_outbox_attempts_message_id_attempt", "message_id", "attempt"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_messages.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default="sending")
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    detail: Mapped[str | None] = mapped_column(String(200), default=None)
+    cost_cents: Mapped[int | None] = mapped_column(Integer, default=None)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class SmsDeliveryReport(Base):
+    """Every delivery report as received; ``applied_at`` once matched to its message."""
+
+    __tablename__ = "sms_delivery_reports"
+    __table_args__ = (Index("ix_sms_delivery_reports_unapplied", "applied_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider_message_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    failure_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    retry_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    network_code: Mapped[str | None] = mapped_column(String(8), default=None)
+    phone_number: Mapped[str | None] = mapped_column(String(20), default=None)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_messages.id"), default=None)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class SmsInbound(Base):
+    """Every inbound SMS once: the gateway's ``id`` is unique (it retries for ~10 min)."""
+
+    __tablename__ = "sms_inbound"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(String(64), unique=True)
+    sender: Mapped[str] = mapped_column(String(20))
+    to: Mapped[str] = mapped_column(String(20), default="")
+    text: Mapped[str] = mapped_column(String(1000), default="")
+    link_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    network_code: Mapped[str | None] = mapped_column(String(8), default=None)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), default=None)
+    command: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SmsOptOut(Base):
+    """A number that sent STOP: no promotional SMS until START (transactional still go)."""
+
+    __tablename__ = "sms_opt_outs"
+
+    msisdn: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A partner's URL, the secret its events are signed with, and the events it wants."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[str] = mapped_column(String(500), default="*")  # comma-separated, or *
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class UssdSessionEvent(Base):

@@ -1,0 +1,143 @@
+"""Partner webhooks: registered endpoints, events queued through the outbox, signatures.
+
+Signature (Stripe-style), sent in the ``Sacco-Signature`` header::
+
+    Sacco-Signature: t=1764230400,v1=<hex HMAC-SHA256(secret, f"{t}.{raw body}")>
+
+``t`` is the Unix time of *this* attempt (each retry is signed afresh), so a
+receiver can refuse stale or replayed deliveries. ``verify_signature`` is the
+receiver's recipe, pure, and what the README documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput
+from core.notifications import queue_webhook
+from db.base import utcnow
+from db.models import OutboxMessage, WebhookEndpoint
+
+SIGNATURE_HEADER = "Sacco-Signature"
+EVENT_HEADER = "Sacco-Event"
+DEFAULT_TOLERANCE_S = 300
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return mac.hexdigest()
+
+
+def signature_header(secret: str, timestamp: int, body: bytes) -> str:
+    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
+
+
+class SignatureError(ValueError):
+    """The delivery is not authentic or too old; answer 400 and ignore it."""
+
+
+def verify_signature(
+    secret: str,
+    header: str | None,
+    body: bytes,
+    now: int,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+) -> int:
+    """Check a ``Sacco-Signature`` header over the raw body; returns the timestamp.
+
+    Raises ``SignatureError`` if the header is missing or malformed, no ``v1``
+    matches (compared in constant time), or ``t`` is more than ``tolerance_s``
+    away from ``now`` (a replay or a badly wrong clock).
+    """
+    if not header:
+        raise SignatureError("no signature header")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdecimal() and len(value) <= 12:
+            timestamp = int(value)
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        raise SignatureError("malformed signature header")
+    expected = sign(secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, c) for c in candidates):
+        raise SignatureError("signature does not match")
+    if abs(now - timestamp) > tolerance_s:
+        raise SignatureError("timestamp outside the tolerance")
+    return timestamp
+
+
+def register_endpoint(
+    session: Session, *, name: str, url: str, events: list[str] | None = None
+) -> tuple[WebhookEndpoint, str]:
+    """Register a partner URL; returns the endpoint and its new secret (shown once). Commits."""
+    if (
+        not url.startswith(("https://", "http://"))
+        or len(url) > 500
+        or any(c.isspace() for c in url)
+    ):
+        raise InvalidInput("url must be an http(s) URL", field="url")
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    endpoint = WebhookEndpoint(
+        name=name.strip()[:80] or "partner",
+        url=url,
+        secret=secret,
+        events=",".join(events) if events else "*",
+        active=True,
+        created_at=utcnow(),
+    )
+    session.add(endpoint)
+    session.commit()
+    return endpoint, secret
+
+
+def _wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    wanted = {e.strip() for e in endpoint.events.split(",")}
+    return "*" in wanted or event_type in wanted
+
+
+def event_body(event_id: str, event_type: str, data: Mapping[str, Any], created: int) -> str:
+    return json.dumps(
+        {"id": event_id, "type": event_type, "created": created, "data": dict(data)},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def publish_event(
+    session: Session, *, event_type: str, event_id: str, data: Mapping[str, Any]
+) -> list[OutboxMessage]:
+    """Queue ``event_type`` for every active endpoint that wants it, in the caller's
+    transaction (does not commit). ``event_id`` is the event's business key: the same
+    event published twice queues once per endpoint."""
+    created = int(utcnow().timestamp())
+    body = event_body(event_id, event_type, data, created)
+    return [
+        queue_webhook(
+            session,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            event_type=event_type,
+            body=body,
+            business_key=f"webhook:{endpoint.id}:{event_id}"[:160],
+        )
+        for endpoint in session.scalars(
+            select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))
+        )
+        if _wants(endpoint, event_type)
+    ]
+
+
+def endpoint_secret(session: Session, endpoint_id: int) -> str | None:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    return endpoint.secret if endpoint is not None and endpoint.active else None

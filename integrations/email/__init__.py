@@ -1,0 +1,1 @@
+"""Staff e-mail over SMTP (smtplib, with a timeout)."""

@@ -1,0 +1,1 @@
+"""Outbound partner webhooks (signed POSTs); signing and verification live in core.webhooks."""

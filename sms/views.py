@@ -1,0 +1,94 @@
+"""Africa's Talking SMS callbacks: ``POST /sms/inbound`` and ``POST /sms/delivery``.
+
+Thin: parse the form, call one core verb, answer 200 (the gateway retries
+anything else). Garbage gets a 400 with a reason, never a 500. When
+``SMS_CALLBACK_TOKEN`` is set, each URL must carry ``?token=<it>`` (the gateway
+signs nothing); a wrong or missing token gets 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from flask import Blueprint, Flask, current_app, request
+from flask.typing import ResponseReturnValue
+
+from core.errors import InvalidInput
+from core.outbox import REPORT_STATUSES, DeliveryReport, OutboxPolicy, receive_delivery_report
+from core.runtime import Runtime
+from core.sms_commands import InboundSms, clean_text, handle_inbound_sms
+from db.base import utcnow
+
+bp = Blueprint("sms", __name__, url_prefix="/sms")
+log = logging.getLogger(__name__)
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["sacco"]
+    return runtime
+
+
+def _field(name: str, max_len: int) -> str:
+    value = request.form.get(name, "")
+    return clean_text(value, max_len * 2).strip()[:max_len] if isinstance(value, str) else ""
+
+
+@bp.before_request
+def _check_token() -> ResponseReturnValue | None:
+    expected = current_app.config["SACCO_SETTINGS"].sms_callback_token
+    if not expected:
+        return None
+    given = request.args.get("token", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return "forbidden", 403, {"Content-Type": "text/plain"}
+    return None
+
+
+@bp.post("/inbound")
+def inbound() -> ResponseReturnValue:
+    gateway_id = _field("id", 64)
+    sender = _field("from", 32)
+    if not gateway_id or not sender:
+        return "missing id or from", 400, {"Content-Type": "text/plain"}
+    sms = InboundSms(
+        gateway_id=gateway_id,
+        sender=sender,
+        text=_field("text", 1000),
+        to=_field("to", 20),
+        link_id=_field("linkId", 64) or None,
+        network_code=_field("networkCode", 8) or None,
+    )
+    runtime = _runtime()
+    with runtime.session() as session:
+        try:
+            result = handle_inbound_sms(session, runtime.deps, sms)
+        except InvalidInput as exc:
+            return f"invalid {exc.field}", 400, {"Content-Type": "text/plain"}
+    log.info("sms inbound %s: %s%s", gateway_id, result.command, " (dup)" * result.duplicate)
+    return "OK", 200, {"Content-Type": "text/plain"}
+
+
+@bp.post("/delivery")
+def delivery() -> ResponseReturnValue:
+    message_id = _field("id", 64)
+    status = _field("status", 16)
+    if not message_id or status not in REPORT_STATUSES:
+        return "missing id or unknown status", 400, {"Content-Type": "text/plain"}
+    retry = _field("retryCount", 6)
+    report = DeliveryReport(
+        provider_message_id=message_id,
+        status=status,
+        failure_reason=_field("failureReason", 64) or None,
+        retry_count=int(retry) if retry.isdecimal() else None,
+        network_code=_field("networkCode", 8) or None,
+        phone_number=_field("phoneNumber", 20) or None,
+    )
+    settings = current_app.config["SACCO_SETTINGS"]
+    with _runtime().session() as session:
+        receive_delivery_report(session, report, OutboxPolicy.from_settings(settings), utcnow())
+    return "OK", 200, {"Content-Type": "text/plain"}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

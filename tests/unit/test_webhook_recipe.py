@@ -1,0 +1,36 @@
+"""The receiver's verification recipe printed in docs/readme/sms.md works as printed."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.webhooks import signature_header
+
+README = Path(__file__).resolve().parents[2] / "docs" / "readme" / "sms.md"
+
+
+def readme_verify() -> Any:
+    match = re.search(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert match, "the README lost its receiver recipe"
+    namespace: dict[str, Any] = {}
+    exec(match.group(1), namespace)
+    return namespace["verify"]
+
+
+def test_the_documented_recipe_accepts_ours_and_refuses_forgeries_and_replays() -> None:
+    verify = readme_verify()
+    body = b'{"id":"evt_1","type":"deposit.received"}'
+    now = int(time.time())
+    verify("whsec_abc", signature_header("whsec_abc", now, body), body)
+    for secret, at, raw in [
+        ("whsec_other", now, body),
+        ("whsec_abc", now - 301, body),
+        ("whsec_abc", now, body + b" "),
+    ]:
+        with pytest.raises(ValueError):
+            verify("whsec_abc", signature_header(secret, at, body), raw)

@@ -1,0 +1,75 @@
+"""The outbox job: ``deliver_message(message_id)``, one per message, thin.
+
+Claim (atomic, committed) -> send through the channel's transport (no
+transaction open) -> record the outcome (committed). See ``core.outbox`` for
+the states and the one duplicate window.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import get_current_job
+
+from core.outbox import AttemptResult, Claimed, claim_message, record_attempt
+from core.webhooks import endpoint_secret
+from workers.context import DeliveryContext, process_context
+from workers.queue import forget
+
+log = logging.getLogger(__name__)
+
+
+def deliver_message(message_id: int) -> str:
+    """RQ job entry point: deliver one outbox message with the process's context."""
+    job = get_current_job()
+    if job is not None:
+        forget(job.connection, message_id)
+    return deliver(process_context(), message_id)
+
+
+def deliver(ctx: DeliveryContext, message_id: int) -> str:
+    """Deliver one message if it is due; returns what happened (for logs and tests)."""
+    with ctx.session_factory() as session:
+        claimed = claim_message(session, message_id, ctx.now())
+    if claimed is None:
+        return "skipped"
+    result = send(ctx, claimed)
+    with ctx.session_factory() as session:
+        status = record_attempt(session, claimed, result, ctx.policy, ctx.now())
+    log.info("outbox %s attempt %s: %s", claimed.id, claimed.attempt, status)
+    return status
+
+
+def send(ctx: DeliveryContext, claimed: Claimed) -> AttemptResult:
+    if claimed.channel == "sms":
+        sms = ctx.sms.send(claimed.recipient, claimed.body)
+        return AttemptResult(
+            accepted=sms.accepted,
+            retryable=sms.retryable,
+            provider_message_id=sms.message_id,
+            cost_cents=sms.cost_cents,
+            status_code=sms.status_code,
+            detail=sms.status if not sms.detail else f"{sms.status}: {sms.detail}",
+        )
+    if claimed.channel == "email":
+        mail = ctx.email.send(claimed.recipient, claimed.subject or "", claimed.body)
+        return AttemptResult(
+            accepted=mail.accepted,
+            retryable=mail.retryable,
+            provider_message_id=mail.message_id,
+            status_code=mail.status_code,
+            detail=mail.detail,
+        )
+    if claimed.channel == "webhook":
+        with ctx.session_factory() as session:
+            secret = endpoint_secret(session, claimed.endpoint_id) if claimed.endpoint_id else None
+        if secret is None:
+            return AttemptResult(False, False, detail="endpoint removed or disabled")
+        hook = ctx.webhooks.send(claimed.recipient, secret, claimed.template, claimed.body)
+        return AttemptResult(
+            accepted=hook.accepted,
+            retryable=hook.retryable,
+            status_code=hook.status_code,
+            detail=f"{hook.detail or 'ok'} in {hook.duration_ms} ms",
+        )
+    return AttemptResult(False, False, detail=f"unknown channel {claimed.channel}")

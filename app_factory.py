@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     simulator.init_app(app)  # demo/development only
     from integrations.mpesa import views as mpesa_views
     from workers import mpesa as mpesa_jobs
-    from workers.runner import InProcessJobs
+    from workers.runner import jobs_for
 
-    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=InProcessJobs()))
+    jobs = jobs_for(app.extensions["sacco"].redis, settings.jobs_queue)
+    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=jobs))
     return app

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     at_sms_timeout_s: float = 10.0
     sms_callback_token: str = ""  # when set, /sms/* callbacks need ?token=<this>
 
+    # Background jobs (M-Pesa STK push, B2C, status queries) and their schedule.
+    jobs_queue: str = "jobs"
+    mpesa_reconcile_interval_s: float = Field(default=60.0, gt=0)
+
     # Outbox delivery (workers, retries, sweeper).
     outbox_queue: str = "outbox"
     outbox_max_attempts: int = Field(default=8, ge=1, le=50)

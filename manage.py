@@ -18,6 +18,7 @@ outbox          show outbox counts and the messages that failed for good
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from sqlalchemy import func, select
@@ -317,7 +318,7 @@ def mpesa_register_urls() -> None:
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 @click.option("--name", default=None, help="worker name (default: host and pid)")
 def worker(burst: bool, name: str | None) -> None:
-    """Run an RQ worker on OUTBOX_QUEUE (needs REDIS_URL)."""
+    """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL)."""
     import redis
     from rq import Queue, SimpleWorker
 
@@ -326,17 +327,21 @@ def worker(burst: bool, name: str | None) -> None:
         click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
         sys.exit(2)
     connection = redis.Redis.from_url(settings.redis_url)
-    queue = Queue(settings.outbox_queue, connection=connection)
+    queues = [
+        Queue(settings.outbox_queue, connection=connection),
+        Queue(settings.jobs_queue, connection=connection),
+    ]
     # SimpleWorker: jobs run in this process, so the database pool and the HTTP
     # sessions are reused across jobs (a fork per job would reconnect each time).
-    SimpleWorker([queue], connection=connection, name=name).work(burst=burst)
+    SimpleWorker(queues, connection=connection, name=name).work(burst=burst)
 
 
 @cli.command()
 @click.option("--interval", type=float, default=None, help="seconds between sweeps")
 @click.option("--once", is_flag=True, help="sweep once and exit")
 def scheduler(interval: float | None, once: bool) -> None:
-    """Sweep the outbox: re-enqueue messages of dead workers, lost enqueues and due retries."""
+    """Sweep the outbox (dead workers, lost enqueues, due retries) and, every
+    MPESA_RECONCILE_INTERVAL_S, enqueue the M-Pesa reconciliation job."""
     import signal
     import threading
 
@@ -361,8 +366,34 @@ def scheduler(interval: float | None, once: bool) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if settings.mpesa_enabled or not settings.is_production:
+        from workers.runner import RqJobs
+
+        jobs = RqJobs(connection, settings.jobs_queue)
+        threading.Thread(
+            target=_every,
+            args=(
+                settings.mpesa_reconcile_interval_s,
+                stop,
+                jobs.enqueue,
+                "workers.mpesa.reconcile_pending",
+            ),
+            name="mpesa-reconcile",
+            daemon=True,
+        ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
+
+
+def _every(interval_s: float, stop: Any, call: Any, *args: Any) -> None:
+    """Call ``call(*args)`` every ``interval_s`` until ``stop`` is set; log and go on on error."""
+    import logging
+
+    while not stop.wait(interval_s):
+        try:
+            call(*args)
+        except Exception:
+            logging.getLogger("sacco.scheduler").exception("scheduled %s failed", args)
 
 
 @cli.command()

@@ -80,8 +80,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     simulator.init_app(app)  # demo/development only
     from integrations.mpesa import views as mpesa_views
     from workers import mpesa as mpesa_jobs
-    from workers.runner import jobs_for
+    from workers.runner import InProcessJobs, jobs_for
 
     jobs = jobs_for(app.extensions["sacco"].redis, settings.jobs_queue)
+    if isinstance(jobs, InProcessJobs) and settings.sacco_env in ("demo", "development"):
+        # No Redis, no scheduler process: settle forgotten STK/B2C requests in-process.
+        jobs.every(settings.mpesa_reconcile_interval_s, "workers.mpesa.reconcile_pending")
     mpesa_jobs.configure(mpesa_views.init_app(app, jobs=jobs))
     return app

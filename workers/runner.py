@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from threading import Lock
@@ -39,6 +40,7 @@ class InProcessJobs:
         self._max_workers = max_workers
         self._futures: list[Future[Any]] = []
         self._lock = Lock()
+        self._stop = threading.Event()
 
     def enqueue(self, job: str, *args: Any) -> None:
         func = resolve(job)
@@ -64,7 +66,18 @@ class InProcessJobs:
             futures = list(self._futures)
         wait(futures, timeout=timeout)
 
+    def every(self, interval_s: float, job: str, *args: Any) -> None:
+        """Enqueue ``job`` every ``interval_s`` on a daemon thread (the demo's scheduler)."""
+        resolve(job)
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.enqueue(job, *args)
+
+        threading.Thread(target=loop, name=f"every-{job}", daemon=True).start()
+
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:

@@ -28,7 +28,7 @@ from core.identity import (
     normalize_name,
     normalize_national_id,
 )
-from core.notifications import notify
+from core.notifications import notify, sms_datetime, sms_time
 from core.pins import (
     PinState,
     after_failure,
@@ -256,11 +256,33 @@ def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> No
         return
     state = after_failure(_pin_state(member), now)
     _apply_pin_state(member, state)
-    session.commit()
     lock = current_lock(state, now)
+    if lock.locked:
+        # Tell the member at once: a lockout they did not cause means someone has the phone.
+        _notify_pin_event(
+            session, deps, member, "pin_blocked" if lock.blocked else "pin_locked", lock.until
+        )
+    session.commit()
     if lock.locked:
         raise PinLocked("PIN use is locked", until=lock.until)
     raise PinInvalid("wrong PIN", attempts_left=attempts_left(state))
+
+
+def _notify_pin_event(
+    session: Session, deps: CoreDeps, member: Member, template: str, until: datetime | None
+) -> None:
+    now = deps.now()
+    notify(
+        session,
+        template=template,
+        business_key=f"{template}:{member.id}:{now.isoformat()}",
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "until": sms_time(until) if until is not None else "",
+            "date": sms_datetime(now),
+        },
+    )
 
 
 def set_pin(session: Session, deps: CoreDeps, member_id: int, new_pin: str) -> None:
@@ -270,6 +292,7 @@ def set_pin(session: Session, deps: CoreDeps, member_id: int, new_pin: str) -> N
     member.pin_hash = deps.pins.hash(new_pin)
     member.pin_set_at = deps.now()
     _apply_pin_state(member, after_success())
+    _notify_pin_event(session, deps, member, "pin_changed", None)
     session.commit()
 
 

@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
-    from api import health
+    from api import health, v1
 
     health.init_app(app)
+    v1.init_app(app)
     return app

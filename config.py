@@ -63,6 +63,19 @@ class Settings(BaseSettings):
     pii_keys: str = Field(default="", description="comma-separated Fernet keys, newest first")
     blind_index_key: str = ""
 
+    # Staff back-office API (docs/readme/api.md).
+    api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
+    api_rate_limit: str = "300/minute"
+    api_login_rate_limit: str = "10/minute"
+    access_token_minutes: int = Field(default=15, ge=1, le=60)
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_absolute_hours: int = Field(default=12, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    approval_manager_threshold_cents: int = Field(default=5_000_000, ge=0)
+    document_dir: str = "var/documents"
+    document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
+
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:
         if self.sacco_env != "production":

@@ -66,8 +66,13 @@ def make_staff(
             now = deps.now()
             s.add(
                 StaffSession(
-                    id=sid, staff_id=staff.id, stage="active", created_at=now,
-                    last_seen_at=now, expires_at=now + timedelta(hours=12), address="",
+                    id=sid,
+                    staff_id=staff.id,
+                    stage="active",
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now + timedelta(hours=12),
+                    address="",
                 )  # fmt: skip
             )
             s.commit()

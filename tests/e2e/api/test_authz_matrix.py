@@ -68,9 +68,7 @@ def test_every_endpoint_declares_a_known_permission(app: Flask) -> None:
     ]
 
 
-def test_role_matrix(
-    app: Flask, client: FlaskClient, staff_by_role: dict[str, Staffer]
-) -> None:
+def test_role_matrix(app: Flask, client: FlaskClient, staff_by_role: dict[str, Staffer]) -> None:
     problems = []
     for method, url, permission in endpoints(app):
         if permission == PUBLIC:

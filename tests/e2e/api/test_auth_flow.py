@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pyotp
+import redis
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -31,7 +32,7 @@ def enrol(client: FlaskClient, token: str) -> tuple[pyotp.TOTP, dict]:  # type: 
     totp = pyotp.TOTP(r.json["secret"])
     r = client.post("/api/v1/auth/mfa/confirm", headers=auth(token), json={"code": totp.now()})
     assert r.status_code == 200, r.json
-    return totp, r.json
+    return totp, dict(r.json or {})
 
 
 def _shift_steps(session_factory: sessionmaker[Session], staff_id: int) -> None:
@@ -198,7 +199,7 @@ def test_logout_revokes_access_and_refresh_at_once(
 def test_revocation_lives_in_the_database_not_redis(
     api: FlaskClient,
     make_staff: Callable[..., Staffer],
-    redis_client,  # type: ignore[no-untyped-def]
+    redis_client: redis.Redis,
 ) -> None:
     teller = make_staff("teller")
     tokens = login(api, teller.username).json

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core import audit, ledger
 from core.deps import CoreDeps
 from core.errors import InvalidInput, MemberNotAllowed, NotFound
-from core.identity import is_valid_member_number, normalize_name
+from core.identity import is_valid_member_number
 from core.members import (
     find_by_msisdn,
     find_by_national_id,
@@ -122,7 +122,7 @@ def search_members(
     if query.status is not None:
         stmt = stmt.where(Member.status == query.status)
     if query.name:
-        fragment = normalize_name(query.name) if query.name.strip() else ""
+        fragment = " ".join(query.name.split())[:60]
         escaped = re.sub(r"([%_\\])", r"\\\1", fragment)
         stmt = stmt.where(Member.full_name.ilike(f"%{escaped}%", escape="\\"))
     return list(session.scalars(stmt.order_by(Member.id).limit(limit)))

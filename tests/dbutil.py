@@ -41,9 +41,7 @@ class Snapshot:
         self.engine = engine
         self.metadata = MetaData()
         self.metadata.reflect(bind=engine)
-        self.tables = [
-            t for t in self.metadata.sorted_tables if t.name != "alembic_version"
-        ]
+        self.tables = [t for t in self.metadata.sorted_tables if t.name != "alembic_version"]
         self.rows: dict[str, list[dict[str, Any]]] = {}
         with engine.connect() as conn:
             for table in self.tables:
@@ -66,7 +64,7 @@ class Snapshot:
                         conn.execute(
                             text(
                                 f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                                f"(SELECT MAX(id) FROM \"{table.name}\"))"
+                                f'(SELECT MAX(id) FROM "{table.name}"))'
                             )
                         )
 

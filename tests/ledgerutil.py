@@ -15,8 +15,12 @@ def make_accounts(session: Session, n_members: int = 3) -> tuple[int, list[int]]
     tag = uuid4().hex[:8]
     members = [
         ledger.create_account(
-            session, code=f"T{tag}-{i}", name=f"Test savings {i}", type_="liability",
-            purpose="savings", no_overdraft=True,
+            session,
+            code=f"T{tag}-{i}",
+            name=f"Test savings {i}",
+            type_="liability",
+            purpose="savings",
+            no_overdraft=True,
         ).id
         for i in range(n_members)
     ]
@@ -24,10 +28,13 @@ def make_accounts(session: Session, n_members: int = 3) -> tuple[int, list[int]]
     return float_id, members
 
 
-def fund(session: Session, float_id: int, account_id: int, cents: int, key: str | None = None) -> ledger.PostedEntry:
+def fund(
+    session: Session, float_id: int, account_id: int, cents: int, key: str | None = None
+) -> ledger.PostedEntry:
     """A deposit: debit the float (asset up), credit the member account (liability up)."""
     posted = ledger.post_entry(
-        session, kind="deposit.mpesa",
+        session,
+        kind="deposit.mpesa",
         legs=[ledger.Leg(float_id, cents), ledger.Leg(account_id, -cents)],
         idempotency_key=key or uuid4().hex,
     )

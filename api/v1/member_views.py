@@ -113,7 +113,13 @@ def upload(args: dict[str, Any], files: dict[str, Any], member_id: int) -> Any:
     rt = runtime()
     state = api_state()
     upload_file = files["file"]
-    data = upload_file.read(state.document_max_bytes + 1) if hasattr(upload_file, "read") else b""
+    try:
+        data = (
+            upload_file.read(state.document_max_bytes + 1) if hasattr(upload_file, "read") else b""
+        )
+    finally:
+        if hasattr(upload_file, "close"):
+            upload_file.close()
     with rt.session() as s:
         return backoffice.store_document(
             s, rt.deps, current(), member_id=member_id, kind=args["kind"], data=data,

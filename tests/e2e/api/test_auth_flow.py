@@ -7,8 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pyotp
-import redis
 import pytest
+import redis
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +25,7 @@ PE = b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 200
 
 def upload(
     api: FlaskClient, who: Staffer, member_id: int, kind: str, data: bytes, name: str = "scan.jpg"
-):  # type: ignore[no-untyped-def]
+) -> TestResponse:
     # Built by hand: the test client spools big bodies to a temp file it never closes.
     boundary = "sacco-test-boundary-7f3a"
     body = (

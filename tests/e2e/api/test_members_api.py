@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from core.deps import CoreDeps
 from core.members import national_id_of

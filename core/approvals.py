@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from core import audit, ledger
 from core.backoffice import approve_kyc, check_kyc_ready, visible_member
 from core.deps import CoreDeps
-from core.errors import DomainError, InvalidInput, NotFound, SaccoError
+from core.errors import DomainError, InsufficientFunds, InvalidInput, NotFound, SaccoError
 from core.members import check_status_change, member_account_ids, set_status, start_pin_reset
+from core.money import format_cents
 from core.permissions import Principal, can_access_branch
 from core.savings import DEPOSIT_TARGETS
 from db.models import Account, ApprovalRequest, Member
@@ -153,12 +154,25 @@ def _exec_adjustment(
     return {"entry": posted.reference}
 
 
+def _suspense_covers(session: Session, amount: int, *, lock: bool) -> int:
+    """Suspense has no overdraft guard in the chart; never move out more than it holds."""
+    query = select(Account.id, Account.balance_cents).where(Account.code == SUSPENSE_ACCOUNT)
+    row = session.execute(query.with_for_update() if lock else query).one()
+    if row.balance_cents < amount:
+        raise InsufficientFunds(
+            f"suspense holds only {format_cents(row.balance_cents)}", field="amount_cents"
+        )
+    return int(row.id)
+
+
 def _check_suspense(
     session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
 ) -> int:
     if p.get("target") not in DEPOSIT_TARGETS:
         raise InvalidInput("target must be savings, deposits or shares", field="target")
-    return _amount(p)
+    amount = _amount(p)
+    _suspense_covers(session, amount, lock=False)
+    return amount
 
 
 def _exec_suspense(
@@ -166,12 +180,13 @@ def _exec_suspense(
 ) -> dict[str, Any]:
     assert req.member_id is not None
     amount = _amount(p)
+    suspense_id = _suspense_covers(session, amount, lock=True)
     accounts = member_account_ids(session, req.member_id)
     posted = ledger.post_entry(
         session,
         kind="suspense.reassign",
         legs=[
-            ledger.Leg(ledger.account_id_by_code(session, SUSPENSE_ACCOUNT), amount),
+            ledger.Leg(suspense_id, amount),
             ledger.Leg(accounts[p["target"]], -amount),
         ],
         idempotency_key=f"approval:{req.id}",

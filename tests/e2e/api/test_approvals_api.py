@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import ledger
@@ -65,7 +65,7 @@ def test_kyc_approval_needs_documents_a_second_person_and_runs_once(
             )
         ).all()
     assert len(sms) == 1
-    assert member.member_number in sms[0]
+    assert str(member.member_number) in sms[0]
 
 
 def test_rejected_request_changes_nothing(
@@ -251,7 +251,7 @@ def test_branch_checker_cannot_see_or_decide_other_branch_requests(
 
 @pytest.mark.slow
 def test_two_checkers_approving_at_once_execute_it_once(
-    committed_pg,  # type: ignore[no-untyped-def]
+    committed_pg: Engine,
     deps: CoreDeps,
 ) -> None:
     from core import approvals

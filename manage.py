@@ -73,11 +73,11 @@ DEMO_MEMBERS = [
 DEMO_BRANCH = "Nairobi"
 # username, full name, role, branch (None = head office), demo-only password
 DEMO_STAFF = [
-    ("admin", "Grace Admin", "admin", None, "demo-admin-pass-2026"),
-    ("manager", "Peter Manager", "manager", None, "demo-manager-pass-2026"),
-    ("loans", "Lucy Loans", "loan_officer", DEMO_BRANCH, "demo-loans-pass-2026"),
-    ("teller", "Tom Teller", "teller", DEMO_BRANCH, "demo-teller-pass-2026"),
-    ("auditor", "Alice Auditor", "auditor", None, "demo-auditor-pass-2026"),
+    ("admin", "Grace Admin", "admin", None, "jacaranda-sunrise-26"),
+    ("manager", "Peter Manager", "manager", None, "baobab-shade-2026"),
+    ("loans", "Lucy Loans", "loan_officer", DEMO_BRANCH, "acacia-river-2026"),
+    ("teller", "Tom Teller", "teller", DEMO_BRANCH, "mango-market-2026"),
+    ("auditor", "Alice Auditor", "auditor", None, "lantern-ledger-2026"),
 ]
 
 

@@ -56,12 +56,22 @@ def mask_national_id(national_id: str) -> str:
 
 
 def sniff_content_type(data: bytes) -> str | None:
-    """The file's real type from its first bytes (JPEG, PNG, PDF), whatever its name says."""
-    if data.startswith(b"\xff\xd8\xff"):
+    """The file's real type from its bytes (JPEG, PNG, PDF), whatever its name says.
+
+    Both ends are checked: the signature at the start and the format's end
+    marker (JPEG EOI, PNG IEND chunk, PDF ``%%EOF``), so a truncated file or
+    an executable with a borrowed header is refused too.
+    """
+    tail = data[-1024:].rstrip(b"\r\n\x00 ")
+    if data.startswith(b"\xff\xd8\xff") and tail.endswith(b"\xff\xd9"):
         return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+    if (
+        data.startswith(b"\x89PNG\r\n\x1a\n")
+        and data[12:16] == b"IHDR"
+        and data.endswith(b"IEND\xaeB`\x82")
+    ):
         return "image/png"
-    if data.startswith(b"%PDF-"):
+    if data.startswith(b"%PDF-") and b"%%EOF" in tail:
         return "application/pdf"
     return None
 

@@ -16,8 +16,12 @@ from core.members import national_id_of
 from db.models import AuditEvent, Member, MemberDocument, OutboxMessage
 from tests.e2e.api.conftest import Staffer, auth
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 200
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 100
+JPEG = (
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    + b"\x00" * 200
+    + b"\xff\xd9"
+)
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 100 + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n%%EOF\n"
 ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 200
 PE = b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 200
@@ -151,12 +155,19 @@ def test_documents_are_checked_by_content_and_stored_encrypted(
 ) -> None:
     member = make_member()
     teller, officer = make_staff("teller"), make_staff("loan_officer")
-    for data, name in ((ELF, "id.jpg"), (PE, "photo.png"), (b"GIF89a" + b"\x00" * 50, "x.pdf")):
+    disguised = (
+        (ELF, "id.jpg"),
+        (PE, "photo.png"),
+        (b"GIF89a" + b"\x00" * 50, "x.pdf"),
+        (b"\xff\xd8\xff\xe0" + ELF, "header-borrowed.jpg"),  # JPEG signature, ELF inside
+        (b"%PDF-", "truncated.pdf"),
+    )
+    for data, name in disguised:
         r = upload(api, teller, member.id, "id_front", data, name)
         assert r.status_code == 422, name
         assert r.mimetype == "application/problem+json"
         assert "checked by content" in r.json["errors"]["file"][0]
-    big = upload(api, teller, member.id, "photo", JPEG + b"\x00" * 1_500_000)
+    big = upload(api, teller, member.id, "photo", JPEG[:-2] + b"\x00" * 1_500_000 + b"\xff\xd9")
     assert big.status_code in (413, 422)
     for kind, data in (("id_front", JPEG), ("id_back", PNG), ("signed_form", PDF)):
         r = upload(api, teller, member.id, kind, data)

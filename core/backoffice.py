@@ -152,6 +152,25 @@ def reveal_pii(
     return values
 
 
+def assign_branch(
+    session: Session, deps: CoreDeps, actor: Principal, member_id: int, branch: str | None
+) -> Member:
+    """Set the branch that serves a member (None = head office). Audited. Commits."""
+    member = visible_member(session, actor, member_id)
+    if branch is not None and not re.fullmatch(r"[A-Za-z0-9 _-]{1,24}", branch):
+        raise InvalidInput("branch: 1-24 letters, digits, space, dash", field="branch")
+    if not can_access_branch(actor, branch):
+        raise InvalidInput("you may only assign your own branch", field="branch", reason="branch")
+    before = {"branch": member.branch}
+    member.branch = branch
+    audit.record(
+        session, actor, "member.assign_branch", target_type="member", target_id=member.id,
+        before=before, after={"branch": branch},
+    )  # fmt: skip
+    session.commit()
+    return member
+
+
 def masked_pii(deps: CoreDeps, member: Member) -> dict[str, str]:
     return {
         "msisdn": mask_msisdn(member.msisdn),

@@ -28,6 +28,7 @@ PERMISSIONS: dict[str, str] = {
     "apiclients:manage": "create, list and revoke partner API keys",
     "members:read": "search members and read them with personal data masked",
     "pii:read": "read members' phone number and national ID unmasked (audited)",
+    "members:assign_branch": "set the branch that serves a member",
     "statements:read": "read a member's statement (audited)",
     "documents:upload": "upload KYC documents",
     "documents:read": "list and download KYC documents (audited)",
@@ -55,6 +56,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | {
             "staff:read",
             "pii:read",
+            "members:assign_branch",
             "statements:read",
             "documents:upload",
             "documents:read",

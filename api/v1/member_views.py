@@ -102,6 +102,19 @@ def detail(member_id: int) -> Any:
     return _detail(member)
 
 
+@blp.route("/<int:member_id>/branch", methods=["PUT"])
+@requires("members:assign_branch")
+@blp.arguments(sc.BranchIn)
+@blp.response(200, sc.MemberSummary)
+def assign_branch(body: dict[str, Any], member_id: int) -> Any:
+    """Set the branch that serves a member (null = head office); branch-bound staff see
+    only their branch's members."""
+    rt = runtime()
+    with rt.session() as s:
+        member = backoffice.assign_branch(s, rt.deps, current(), member_id, body["branch"])
+    return _summary(member)
+
+
 @blp.route("/<int:member_id>/documents", methods=["POST"])
 @requires("documents:upload")
 @blp.arguments(sc.DocumentArgs, location="query")

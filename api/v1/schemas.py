@@ -227,6 +227,10 @@ class MemberOut(Schema):
     created_at = fields.DateTime(required=True)
 
 
+class BranchIn(Strict):
+    branch = fields.String(required=True, allow_none=True, validate=BRANCH)
+
+
 class DocumentArgs(Strict):
     kind = fields.String(required=True, validate=validate.OneOf(DOCUMENT_KINDS))
 

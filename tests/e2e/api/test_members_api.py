@@ -110,6 +110,23 @@ def test_branch_staff_cannot_see_other_branches_members(
     assert {m["branch"] for m in listed} == {"Nairobi"}
 
 
+def test_manager_assigns_a_branch_and_the_branch_teller_then_sees_the_member(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+) -> None:
+    member = make_member()
+    teller = make_staff("teller", branch="Machakos")
+    assert api.get(f"/api/v1/members/{member.id}", headers=auth(teller)).status_code == 404
+    r = api.put(f"/api/v1/members/{member.id}/branch", headers=auth(make_staff("manager")),
+                json={"branch": "Machakos"})  # fmt: skip
+    assert r.status_code == 200
+    assert r.json["branch"] == "Machakos"
+    assert api.get(f"/api/v1/members/{member.id}", headers=auth(teller)).status_code == 200
+    assert "member.assign_branch" in audit_actions(session_factory, member.id)
+
+
 def test_search_by_number_phone_national_id_and_name(
     api: FlaskClient,
     make_staff: Callable[..., Staffer],

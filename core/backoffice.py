@@ -211,7 +211,11 @@ def cash_deposit(
     amount_cents: int,
     idempotency_key: str,
 ) -> ledger.PostedEntry:
-    """A teller's cash deposit, exactly once per ``Idempotency-Key`` (a replay returns the first)."""
+    """A teller's cash deposit, exactly once per ``Idempotency-Key`` (a replay returns the first).
+
+    Keys are scoped to the caller (as Stripe scopes them to an account): two tills
+    that happen to pick the same key never see each other's deposits.
+    """
     member = visible_member(session, actor, member_id)
     key = (idempotency_key or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9._:-]{8,80}", key):
@@ -230,7 +234,7 @@ def cash_deposit(
         target=target,
         amount=Money(amount_cents),
         source="cash",
-        idempotency_key=f"cash:{actor.kind}:{key}",
+        idempotency_key=f"cash:{actor.kind}:{actor.id}:{key}",
         memo=f"Cash deposit to {target}",
         commit=False,
     )

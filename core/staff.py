@@ -87,6 +87,7 @@ class AuthPolicy:
     idle: timedelta = timedelta(minutes=30)
     absolute: timedelta = timedelta(hours=12)
     mfa_window: timedelta = timedelta(minutes=5)
+    enrol_window: timedelta = timedelta(minutes=15)  # installing an authenticator takes time
     touch_every: timedelta = timedelta(seconds=60)
 
 
@@ -441,7 +442,8 @@ def pending_session(
     row = _live_session(session, deps, policy, session_id, lock=True)
     if row.stage != stage:
         raise SessionInvalid("this step is already done or not due", reason="stage")
-    if deps.now() - row.created_at > policy.mfa_window:
+    window = policy.enrol_window if stage == "mfa_enrol" else policy.mfa_window
+    if deps.now() - row.created_at > window:
         row.revoked_at = deps.now()
         row.revoked_reason = "mfa_timeout"
         session.commit()

@@ -139,6 +139,8 @@ def _limiter(app: Flask, settings: Settings) -> Limiter:
         strategy="moving-window",
         headers_enabled=True,
         key_prefix="sacco-api",
+        swallow_errors=True,  # Redis down: log and serve rather than answer 500
+        in_memory_fallback_enabled=True,
         **storage,
     )
     limiter.init_app(app)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any
 
+import qrcode
 from flask_smorest import Blueprint
+from qrcode.image.pure import PyPNGImage
 
 from api.v1 import schemas as sc
 from api.v1.security import (
@@ -164,7 +168,14 @@ def mfa_enrol() -> Any:
         secret, uri = staff_core.begin_mfa_enrolment(
             s, rt.deps, current(), current().id, rt.sacco_name
         )
-    return {"secret": secret, "provisioning_uri": uri}
+    return {"secret": secret, "provisioning_uri": uri, "qr_png_base64": _qr_png(uri)}
+
+
+def _qr_png(text: str) -> str:
+    image = qrcode.make(text, image_factory=PyPNGImage, box_size=6, border=2)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 @blp.route("/mfa/confirm", methods=["POST"])

@@ -113,6 +113,9 @@ class RefreshIn(Strict):
 class EnrolOut(Schema):
     secret = fields.String(required=True)
     provisioning_uri = fields.String(required=True)
+    qr_png_base64 = fields.String(
+        required=True, metadata={"description": "the URI as a QR code (PNG, base64) to scan"}
+    )
 
 
 class ConfirmIn(Strict):

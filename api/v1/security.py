@@ -64,7 +64,7 @@ def unauthorized(detail: str, code: str = "unauthorized") -> ApiProblem:
 
 def issue_token(staff_id: int, session_id: str, use: str, role: str) -> tuple[str, int]:
     state = api_state()
-    minutes = state.access_minutes if use == "access" else 5
+    minutes = {"access": state.access_minutes, "mfa": 5, "mfa_enrol": 15}[use]
     token = create_access_token(
         identity=str(staff_id),
         additional_claims={"sid": session_id, "use": use, "role": role},

@@ -3,6 +3,7 @@ rotation with reuse detection, logout, idle and absolute limits, password change
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ def enrol(client: FlaskClient, token: str) -> tuple[pyotp.TOTP, dict]:  # type: 
     r = client.post("/api/v1/auth/mfa/enrol", headers=auth(token))
     assert r.status_code == 200, r.json
     assert r.json["provisioning_uri"].startswith("otpauth://totp/")
+    assert base64.b64decode(r.json["qr_png_base64"]).startswith(b"\x89PNG\r\n\x1a\n")
     totp = pyotp.TOTP(r.json["secret"])
     r = client.post("/api/v1/auth/mfa/confirm", headers=auth(token), json={"code": totp.now()})
     assert r.status_code == 200, r.json

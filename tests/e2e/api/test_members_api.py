@@ -263,6 +263,18 @@ def test_cash_deposit_needs_an_idempotency_key_and_counts_once(
     ]
 
 
+def test_two_tills_with_the_same_key_make_two_deposits(
+    api: FlaskClient, make_staff: Callable[..., Staffer], make_member: Callable[..., Member]
+) -> None:
+    member = make_member(status="active")
+    url = f"/api/v1/members/{member.id}/deposits"
+    for teller in (make_staff("teller"), make_staff("teller")):
+        r = api.post(url, headers={**auth(teller), "Idempotency-Key": "shift-1-0001"},
+                     json={"amount_cents": 100_00})  # fmt: skip
+        assert r.status_code == 201
+    assert r.json["balances"]["savings_cents"] == 200_00
+
+
 def test_suspended_member_cannot_receive_cash(
     api: FlaskClient, make_staff: Callable[..., Staffer], make_member: Callable[..., Member]
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -24,7 +25,14 @@ from sqlalchemy.orm import Session
 from core import audit, ledger
 from core.backoffice import approve_kyc, check_kyc_ready, visible_member
 from core.deps import CoreDeps
-from core.errors import DomainError, InsufficientFunds, InvalidInput, NotFound, SaccoError
+from core.errors import (
+    DomainError,
+    InsufficientFunds,
+    InvalidInput,
+    MemberNotAllowed,
+    NotFound,
+    SaccoError,
+)
 from core.members import check_status_change, member_account_ids, set_status, start_pin_reset
 from core.money import format_cents
 from core.permissions import Principal, can_access_branch
@@ -32,6 +40,7 @@ from core.savings import DEPOSIT_TARGETS
 from db.models import Account, ApprovalRequest, Member
 
 SUSPENSE_ACCOUNT = "2200"
+SIM_SWAP_WINDOW = timedelta(days=7)
 STATUS_CHANGES = ("active", "suspended", "exited")
 
 
@@ -100,12 +109,36 @@ def _check_pin_reset(
         raise InvalidInput("the member has exited", field="member_id", reason="exited")
 
 
+def sim_swap_fact(result: Any, now: datetime, window: timedelta = SIM_SWAP_WINDOW) -> str:
+    """``recent``, ``none`` or ``unknown`` from a SIM-swap check result.
+
+    ``result`` has the shape of ``SimSwapChecker.check`` answers (``ok``,
+    ``swapped``, ``last_swap_at``). No verdict is ``unknown``, never "not swapped";
+    a swap without a date counts as recent.
+    """
+    if not getattr(result, "ok", False) or getattr(result, "swapped", None) is None:
+        return "unknown"
+    if not result.swapped:
+        return "none"
+    last = getattr(result, "last_swap_at", None)
+    return "recent" if last is None or now - last <= window else "none"
+
+
 def _exec_pin_reset(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
+    """A recent SIM swap is how PIN-reset fraud starts (the code would reach the new SIM):
+    refused unless the maker saw the member in person with their ID."""
     assert req.member_id is not None
+    fact = str(p.get("_facts", {}).get("sim_swap", "not_checked"))
+    if fact == "recent" and p.get("in_person") is not True:
+        raise MemberNotAllowed(
+            "the SIM was swapped in the last 7 days: check the member's ID at the counter, "
+            "then ask again with in_person",
+            reason="recent_sim_swap",
+        )
     start_pin_reset(session, deps, req.member_id, business_key=f"pin_reset:{req.id}")
-    return {"code_sent": True}
+    return {"code_sent": True, "sim_swap": fact}
 
 
 def _amount(p: dict[str, Any]) -> int:
@@ -309,8 +342,13 @@ def decide(
     *,
     approve: bool,
     note: str = "",
+    facts: Mapping[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """Approve (and execute, exactly once) or reject a pending request. Commits."""
+    """Approve (and execute, exactly once) or reject a pending request. Commits.
+
+    ``facts``: what the edge learnt outside the transaction for this decision
+    (``{"sim_swap": "recent" | "none" | "unknown"}`` for a PIN reset).
+    """
     req = session.scalar(
         select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
     )
@@ -337,10 +375,18 @@ def decide(
     spec = ACTIONS[req.action]
     try:
         with session.begin_nested():
-            result = spec.execute(session, deps, req, payload_of(req))
+            result = spec.execute(
+                session, deps, req, {**payload_of(req), "_facts": dict(facts or {})}
+            )
     except SaccoError as exc:
         req.status = "failed"
-        req.result = audit.canonical({"error": exc.code, "detail": exc.detail})
+        req.result = audit.canonical(
+            {
+                "error": exc.code,
+                "detail": exc.detail,
+                **{k: str(v) for k, v in (facts or {}).items()},
+            }
+        )
         audit.record(
             session, actor, "approval.failed", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "failed", "error": exc.code},

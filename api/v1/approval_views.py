@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flask import current_app
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
 from api.v1.security import current, requires, runtime
 from core import approvals
-from db.models import ApprovalRequest
+from db.models import ApprovalRequest, Member
 
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
 
@@ -73,9 +74,36 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
     ``status`` is ``approved``, or ``failed`` with ``result.error`` when the
     action was refused (nothing of it was done)."""
     rt = runtime()
+    facts = _facts(request_id)
     with rt.session() as s:
-        req = approvals.decide(s, rt.deps, current(), request_id, approve=True, note=body["note"])
+        req = approvals.decide(
+            s, rt.deps, current(), request_id, approve=True, note=body["note"], facts=facts
+        )
         return approval_dict(req)
+
+
+def _facts(request_id: int) -> dict[str, str]:
+    """Checks that call out (the SIM-swap provider), made before the transaction opens.
+
+    The checker is whatever the composition root put in
+    ``app.extensions["sacco_sim_swap"]`` (any object with ``check(msisdn)``
+    answering ``ok``, ``swapped``, ``last_swap_at``); without one: not checked.
+    """
+    rt = runtime()
+    with rt.session() as s:
+        req = approvals.visible_request(s, current(), request_id)
+        if req.action != "member.pin_reset" or req.member_id is None:
+            return {}
+        msisdn = s.get_one(Member, req.member_id).msisdn
+    checker = current_app.extensions.get("sacco_sim_swap")
+    if checker is None:
+        return {"sim_swap": "not_checked"}
+    try:
+        result = checker.check(msisdn)
+    except Exception:  # a checker that raises gives no verdict; staff decide
+        current_app.logger.exception("SIM-swap check failed")
+        return {"sim_swap": "unknown"}
+    return {"sim_swap": approvals.sim_swap_fact(result, rt.deps.now())}
 
 
 @blp.route("/approvals/<int:request_id>/reject", methods=["POST"])

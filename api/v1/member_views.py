@@ -259,12 +259,13 @@ def change_status(body: dict[str, Any], member_id: int) -> Any:
 
 @blp.route("/<int:member_id>/pin-reset", methods=["POST"])
 @requires("pin_reset:request")
-@blp.arguments(sc.NoteIn)
+@blp.arguments(sc.PinResetIn)
 @blp.response(202, sc.ApprovalOut)
 def pin_reset(body: dict[str, Any], member_id: int) -> Any:
     """Ask for a PIN reset; once approved the member gets a one-time code by SMS and
-    sets a new PIN on the next dial."""
-    return _request("member.pin_reset", member_id, {}, body["note"])
+    sets a new PIN on the next dial. Where a SIM-swap check is configured, a swap in the
+    last 7 days fails the approval unless ``in_person`` (ID checked at the counter)."""
+    return _request("member.pin_reset", member_id, {"in_person": body["in_person"]}, body["note"])
 
 
 def request_from_elsewhere(

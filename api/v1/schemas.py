@@ -301,6 +301,13 @@ class NoteIn(Strict):
     note = fields.String(load_default="", validate=validate.Length(max=200))
 
 
+class PinResetIn(NoteIn):
+    in_person = fields.Boolean(
+        load_default=False,
+        metadata={"description": "the member was at the counter and their ID was checked"},
+    )
+
+
 class StatusChangeIn(NoteIn):
     status = fields.String(
         required=True, validate=validate.OneOf(["active", "suspended", "exited"])

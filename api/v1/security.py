@@ -28,6 +28,7 @@ from flask_jwt_extended import create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 
 from api.v1.problems import ApiProblem
+from core import audit
 from core import staff as staff_core
 from core.permissions import PERMISSIONS, Principal
 from core.runtime import Runtime
@@ -144,6 +145,21 @@ def current() -> Principal:
     return g.principal  # type: ignore[no-any-return]
 
 
+def _audit_denied(principal: Principal, permission: str) -> None:
+    """A refused call is a security event: audited (best effort, the 403 stands anyway)."""
+    rt = runtime()
+    try:
+        with rt.session() as s:
+            audit.record(
+                s, principal, "authz.denied", target_type="endpoint",
+                target_id=f"{request.method} {request.path}",
+                after={"permission": permission},
+            )  # fmt: skip
+            s.commit()
+    except Exception:
+        current_app.logger.exception("could not audit a refused call")
+
+
 def _document(wrapper: Any, permission: str) -> None:
     wrapper._apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
     manual = wrapper._apidoc.setdefault("manual_doc", {})
@@ -167,8 +183,10 @@ def requires(permission: str, *, uses: tuple[str, ...] = ("access",)) -> Callabl
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate(uses)
             if permission == "self" and principal.kind != "staff":
+                _audit_denied(principal, permission)
                 raise ApiProblem(403, "forbidden", "only staff accounts may do this")
             if not principal.has(permission):
+                _audit_denied(principal, permission)
                 raise ApiProblem(403, "forbidden", f"this needs the '{permission}' permission")
             g.principal = principal
             return fn(*args, **kwargs)

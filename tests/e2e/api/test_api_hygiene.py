@@ -168,3 +168,12 @@ def test_auditors_query_the_audit_log_and_the_query_is_audited(
     assert len(row["hash"]) == 64
     again = api.get("/api/v1/audit?action=audit.read", headers=auth(auditor)).json["items"]
     assert again[-1]["actor_id"] == auditor.id
+
+
+def test_refused_calls_are_audited(api: FlaskClient, staff_by_role: dict[str, Staffer]) -> None:
+    teller = staff_by_role["teller"]
+    assert api.get("/api/v1/audit", headers=auth(teller)).status_code == 403
+    rows = api.get("/api/v1/audit?action=authz.denied", headers=auth(staff_by_role["auditor"]))
+    (row,) = rows.json["items"]
+    assert (row["actor_id"], row["target_id"]) == (teller.id, "GET /api/v1/audit")
+    assert row["after"] == {"permission": "audit:read"}

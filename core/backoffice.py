@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
@@ -262,7 +262,11 @@ def reject_kyc(
         raise MemberNotAllowed(f"member is {member.status}, not pending KYC", reason=member.status)
     before = {"kyc_rejection_reason": member.kyc_rejection_reason}
     member.kyc_rejection_reason = text
-    count = session.query(MemberDocument).filter_by(member_id=member.id).count()
+    count = session.scalar(
+        select(func.count())
+        .select_from(MemberDocument)
+        .where(MemberDocument.member_id == member.id)
+    )
     notify(
         session,
         template="kyc_rejected",

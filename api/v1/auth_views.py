@@ -12,6 +12,7 @@ from qrcode.image.pure import PyPNGImage
 
 from api.v1 import schemas as sc
 from api.v1.security import (
+    api_state,
     client_address,
     current,
     decode,
@@ -29,8 +30,6 @@ blp = Blueprint("api_auth", __name__, url_prefix="/api/v1/auth", description="Si
 
 
 def _policy() -> staff_core.AuthPolicy:
-    from api.v1.security import api_state
-
     return api_state().policy  # type: ignore[no-any-return]
 
 

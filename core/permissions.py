@@ -117,6 +117,7 @@ class Principal:
     address: str = ""
     request_id: str = ""
     session_id: str | None = None
+    must_change_password: bool = False  # only "self" endpoints until it is changed
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions

@@ -113,6 +113,7 @@ def principal_for(staff: StaffUser, *, address: str = "", request_id: str = "") 
         permissions=permissions_for_role(staff.role) if staff.is_active else frozenset(),
         address=address,
         request_id=request_id,
+        must_change_password=staff.must_change_password,
     )
 
 
@@ -173,7 +174,10 @@ def create_staff(
     role: str,
     password: str,
     branch: str | None = None,
+    must_change_password: bool = False,
 ) -> StaffUser:
+    """A new staff account. ``must_change_password`` when someone else chose the password
+    (the person then reaches only their own profile until they change it)."""
     name = normalize_username(username)
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
@@ -196,6 +200,7 @@ def create_staff(
         failed_logins=0,
         totp_enabled=False,
         password_changed_at=now,
+        must_change_password=must_change_password,
         created_at=now,
     )
     session.add(staff)
@@ -286,6 +291,7 @@ def change_password(
         raise InvalidInput("new password must differ", field="new_password", reason="same")
     staff.password_hash = hash_password(new)
     staff.password_changed_at = deps.now()
+    staff.must_change_password = False
     session.execute(
         update(StaffSession)
         .where(

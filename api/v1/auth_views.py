@@ -140,6 +140,7 @@ def me() -> Any:
         "role": p.role,
         "branch": p.branch,
         "permissions": sorted(p.permissions),
+        "must_change_password": p.must_change_password,
     }
 
 

@@ -83,6 +83,7 @@ class StaffOut(Schema):
     branch = fields.String(allow_none=True, required=True)
     is_active = fields.Boolean(required=True)
     mfa_enabled = fields.Boolean(required=True, attribute="totp_enabled")
+    must_change_password = fields.Boolean(required=True)
     locked_until = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
 
@@ -133,6 +134,7 @@ class PasswordIn(Strict):
 
 
 class MeOut(Schema):
+    must_change_password = fields.Boolean(required=True)
     kind = fields.String(required=True)
     id = fields.Integer(required=True)
     name = fields.String(required=True)

@@ -185,6 +185,12 @@ def requires(permission: str, *, uses: tuple[str, ...] = ("access",)) -> Callabl
             if permission == "self" and principal.kind != "staff":
                 _audit_denied(principal, permission)
                 raise ApiProblem(403, "forbidden", "only staff accounts may do this")
+            if principal.must_change_password and permission != "self":
+                raise ApiProblem(
+                    403,
+                    "password_change_required",
+                    "change your first password (POST /api/v1/auth/password) before anything else",
+                )
             if not principal.has(permission):
                 _audit_denied(principal, permission)
                 raise ApiProblem(403, "forbidden", f"this needs the '{permission}' permission")

@@ -33,10 +33,12 @@ def list_staff(args: dict[str, Any]) -> Any:
 @blp.arguments(sc.StaffIn)
 @blp.response(201, sc.StaffOut)
 def create_staff(body: dict[str, Any]) -> Any:
-    """Create a staff account with a first password (12+ characters, not a common one)."""
+    """Create a staff account with a first password (12+ characters, not a common one).
+
+    The person must change it at first sign-in before doing anything else."""
     rt = runtime()
     with rt.session() as s:
-        return staff_core.create_staff(s, rt.deps, current(), **body)
+        return staff_core.create_staff(s, rt.deps, current(), **body, must_change_password=True)
 
 
 @blp.route("/staff/<int:staff_id>/active", methods=["PUT"])

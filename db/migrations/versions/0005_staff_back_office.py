@@ -75,6 +75,7 @@ def upgrade() -> None:
         sa.Column("totp_enabled", sa.Boolean(), nullable=False),
         sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
         sa.Column("password_changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("must_change_password", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "role IN ('admin', 'manager', 'loan_officer', 'teller', 'auditor')",

@@ -279,3 +279,24 @@ def test_logins_and_failures_are_audited_with_the_address(
     actions = [r.action for r in rows]
     assert actions[-2:] == ["auth.login_failed", "auth.login"]
     assert rows[-1].address == "127.0.0.1"
+
+
+def test_account_made_by_an_admin_must_change_its_password_first(
+    api: FlaskClient, staff_by_role: dict[str, Staffer]
+) -> None:
+    admin = staff_by_role["admin"]
+    made = api.post("/api/v1/staff", headers=auth(admin), json={
+        "username": "new.teller", "full_name": "New Teller", "role": "teller",
+        "branch": "Nairobi", "password": "first password from admin"})  # fmt: skip
+    assert made.status_code == 201
+    assert made.json["must_change_password"] is True
+    token = login(api, "new.teller", "first password from admin").json["access_token"]
+    blocked = api.get("/api/v1/members", headers=auth(token))
+    assert blocked.status_code == 403
+    assert blocked.json["code"] == "password_change_required"
+    assert api.get("/api/v1/auth/me", headers=auth(token)).json["must_change_password"] is True
+    changed = api.post("/api/v1/auth/password", headers=auth(token), json={
+        "current_password": "first password from admin",
+        "new_password": "my own secret sentence"})  # fmt: skip
+    assert changed.status_code == 204
+    assert api.get("/api/v1/members", headers=auth(token)).status_code == 200

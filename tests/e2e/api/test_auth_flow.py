@@ -300,3 +300,56 @@ def test_account_made_by_an_admin_must_change_its_password_first(
         "new_password": "my own secret sentence"})  # fmt: skip
     assert changed.status_code == 204
     assert api.get("/api/v1/members", headers=auth(token)).status_code == 200
+
+
+def test_disabling_an_account_ends_its_sessions_and_sign_in(
+    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+) -> None:
+    teller = make_staff("teller")
+    tokens = login(api, teller.username).json
+    admin = staff_by_role["admin"]
+    r = api.put(f"/api/v1/staff/{teller.id}/active", headers=auth(admin), json={"active": False})
+    assert r.status_code == 200 and r.json["is_active"] is False
+    assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
+    assert (
+        api.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        ).status_code
+        == 401
+    )
+    assert login(api, teller.username).status_code == 401
+    own = api.put(f"/api/v1/staff/{admin.id}/active", headers=auth(admin), json={"active": False})
+    assert own.status_code == 409  # nobody locks themselves out
+
+
+def test_mfa_reset_by_an_admin_forces_a_new_enrolment(
+    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+) -> None:
+    officer = make_staff("loan_officer")
+    _, confirmed = enrol(api, login(api, officer.username).json["mfa_token"])
+    session_token = confirmed["tokens"]["access_token"]
+    admin = staff_by_role["admin"]
+    assert api.post(f"/api/v1/staff/{officer.id}/mfa-reset", headers=auth(admin)).status_code == 200
+    assert api.get("/api/v1/auth/me", headers=auth(session_token)).status_code == 401
+    assert login(api, officer.username).json["stage"] == "mfa_enrol"
+
+
+def test_revoked_partner_key_stops_at_once(
+    api: FlaskClient, staff_by_role: dict[str, Staffer]
+) -> None:
+    admin = staff_by_role["admin"]
+    created = api.post("/api/v1/api-clients", headers=auth(admin),
+                       json={"name": "Check-off", "permissions": ["members:read"]}).json  # fmt: skip
+    key = {"X-API-Key": created["api_key"]}
+    assert api.get("/api/v1/members", headers=key).status_code == 200
+    assert api.get("/api/v1/members/1/statement", headers=key).status_code == 403  # not granted
+    refused = api.post("/api/v1/api-clients", headers=auth(admin),
+                       json={"name": "Greedy", "permissions": ["pii:read"]})  # fmt: skip
+    assert refused.status_code == 422
+    assert (
+        api.delete(
+            f"/api/v1/api-clients/{created['client']['id']}", headers=auth(admin)
+        ).status_code
+        == 204
+    )
+    assert api.get("/api/v1/members", headers=key).status_code == 401

@@ -165,7 +165,6 @@ def init_app(app: Flask) -> None:
         JWT_IDENTITY_CLAIM="sub",
     )
     JWTManager(app)
-    problems.init_app(app)
     api = SaccoApi(
         app,
         spec_kwargs={
@@ -187,7 +186,7 @@ def init_app(app: Flask) -> None:
     )
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
-    problems.init_app(app)  # after smorest, so problem+json wins for every error
+    problems.init_app(app)
     for endpoint, fn in list(app.view_functions.items()):
         if endpoint.startswith("api-docs."):
             app.view_functions[endpoint] = _public_view(fn)

@@ -138,13 +138,11 @@ def handle_api_problem(exc: ApiProblem) -> Any:
 
 
 def handle_unexpected(exc: Exception) -> Any:
+    if not _is_api():
+        raise exc  # other channels keep Flask's own handling (and tests see the traceback)
     if isinstance(exc, HTTPException):  # pragma: no cover - routed to handle_http
         return handle_http(exc)
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
-    if not _is_api():
-        from werkzeug.exceptions import InternalServerError
-
-        return InternalServerError()
     return problem(500, "internal_error", "something went wrong; the error was logged")
 
 

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install demo test lint format verify-ledger bench-ledger clean
+.PHONY: install demo test lint format verify-ledger bench-ledger bench-pins bench-ussd phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ demo: install
 	@SACCO_ENV=demo $(BIN)/python manage.py verify-ledger
 	@echo
 	@echo "Demo SACCO on http://127.0.0.1:$(PORT)  (Ctrl-C to stop; data in var/demo.db)"
+	@echo "  phone simulator:  http://127.0.0.1:$(PORT)/simulator   (or: make phone PHONE=+254712000001)"
 	@echo "  curl http://127.0.0.1:$(PORT)/healthz"
 	@echo "  curl http://127.0.0.1:$(PORT)/readyz"
 	@echo "  Staff API docs: http://127.0.0.1:$(PORT)/api/v1/docs  (sign in as a demo staff member above:"
@@ -53,6 +54,20 @@ verify-ledger: install
 
 bench-ledger: install
 	@$(BIN)/python bench/ledger.py
+
+bench-pins: install
+	@$(BIN)/python bench/pins.py
+
+## bench-ussd: gunicorn (production settings, PostgreSQL + Redis) under 50 simulated members
+bench-ussd: install
+	@$(BIN)/python bench/ussd.py
+
+## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=..., TOKEN=...)
+PHONE ?= +254712000001
+URL   ?= http://127.0.0.1:$(PORT)
+TOKEN ?=
+phone: install
+	@$(BIN)/python -m tools.phone --url $(URL) --phone $(PHONE) --path '/ussd$(if $(TOKEN),?token=$(TOKEN),)'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,6 +6,8 @@ import logging
 
 import redis
 from flask import Flask
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from config import Settings, load_settings
 from core.deps import CoreDeps
@@ -24,7 +26,14 @@ def build_runtime(settings: Settings) -> Runtime:
         ussd_code=settings.ussd_service_code,
     )
     client = (
-        redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # One quick retry at most: a USSD hop must answer within the gateway's 15 s,
+        # so a Redis outage has to fail fast (the hop then ends politely).
+        redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        )
         if settings.redis_url
         else None
     )
@@ -51,7 +60,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health, v1
+    from ussd import simulator
+    from ussd import views as ussd_views
 
     health.init_app(app)
     v1.init_app(app)
+    ussd_views.init_app(app)
+    simulator.init_app(app)  # demo/development only
+    from integrations.mpesa import views as mpesa_views
+    from workers import mpesa as mpesa_jobs
+    from workers.runner import InProcessJobs
+
+    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=InProcessJobs()))
     return app

@@ -41,6 +41,26 @@ DEMO_SECRETS = {
     "blind_index_key": _demo_key("blind-index"),
 }
 
+# M-Pesa / Africa's Talking values that point at the local stand-ins
+# (integrations/mpesa/standin.py, integrations/africastalking/standin.py). Filled in
+# for demo/development/test when unset; production never gets them.
+DEMO_MPESA = {
+    "mpesa_base_url": "http://127.0.0.1:8702",
+    "mpesa_consumer_key": "standin-key",
+    "mpesa_consumer_secret": "standin-secret",
+    "mpesa_shortcode": "174379",
+    "mpesa_passkey": "standin-passkey",
+    "mpesa_b2c_shortcode": "600000",
+    "mpesa_initiator_name": "standin-initiator",
+    "mpesa_initiator_password": "Standin#2024",
+    "mpesa_callback_base_url": "http://127.0.0.1:8000",
+    "mpesa_callback_token": _demo_key("mpesa-callback"),
+    "at_insights_url": "http://127.0.0.1:8701",
+    "at_username": "sacco",
+    "at_api_key": "standin-api-key",
+}
+MPESA_SECRETS = ("mpesa_consumer_secret", "mpesa_passkey", "mpesa_initiator_password")
+
 
 class SettingsError(RuntimeError):
     """Start-up configuration is wrong; the message says what to set."""
@@ -56,6 +76,20 @@ class Settings(BaseSettings):
     redis_url: str = ""
     log_level: str = "INFO"
 
+    # USSD channel (docs/readme/ussd.md).
+    ussd_callback_token: str = Field(
+        default="", description="secret the gateway's callback URL carries as ?token=; off if empty"
+    )
+    ussd_session_ttl_seconds: int = Field(default=180, ge=30, le=3600)
+    ussd_resume_ttl_seconds: int = Field(default=120, ge=0, le=3600)
+    sacco_help_phone: str = "0700 000 000"
+    sacco_terms_url: str = "umoja.example/terms"
+    sacco_sms_code: str = "22384"
+
+    # Phone simulator (demo/development only, docs/readme/simulators.md): base URL of the
+    # Africa's Talking stand-in whose received SMS the simulator's inbox also shows.
+    simulator_sms_standin_url: str = ""
+
     # Secrets (see .env.example for how to generate each).
     secret_key: str = ""
     jwt_secret_key: str = ""
@@ -63,6 +97,38 @@ class Settings(BaseSettings):
     pii_keys: str = Field(default="", description="comma-separated Fernet keys, newest first")
     blind_index_key: str = ""
 
+    # M-Pesa Daraja (docs/readme/mpesa.md). Empty in production = M-Pesa switched off.
+    mpesa_base_url: str = ""
+    mpesa_consumer_key: str = ""
+    mpesa_consumer_secret: str = ""
+    mpesa_shortcode: str = ""  # paybill: STK push and C2B
+    mpesa_passkey: str = ""
+    mpesa_b2c_shortcode: str = ""
+    mpesa_initiator_name: str = ""
+    mpesa_initiator_password: str = ""
+    mpesa_certificate_path: str = ""  # Safaricom's certificate (PEM or DER) for B2C
+    mpesa_callback_base_url: str = ""  # public https origin Daraja calls back
+    mpesa_callback_token: str = ""  # long secret in every callback URL (?token=)
+    mpesa_timeout_seconds: float = 30.0
+    # Member limits, whole KES. Deposits by STK push; withdrawals by B2C (savings only).
+    mpesa_deposit_min_kes: int = 10
+    mpesa_deposit_max_kes: int = 150_000
+    mpesa_withdrawal_min_kes: int = 100
+    mpesa_withdrawal_max_kes: int = 70_000
+    mpesa_withdrawal_daily_max_kes: int = 150_000
+    # "up_to_kes:fee_kes,..." ascending; an amount takes the fee of the first band it fits.
+    mpesa_withdrawal_fee_tariff: str = "100:0,500:7,1000:13,1500:23,2500:33,3500:53,5000:57,7500:78,10000:90,15000:100,20000:105,35000:108,50000:108,70000:108"
+    # Pending STK/B2C older than this are queried by the reconciliation job.
+    mpesa_reconcile_after_minutes: int = 3
+    # SIM-swap guard before a withdrawal (Africa's Talking Insights).
+    sim_swap_window_days: int = 7
+    sim_swap_on_check_failure: Literal["refuse", "allow", "refuse_above"] = "refuse_above"
+    sim_swap_failure_allow_max_kes: int = 1_000  # with refuse_above: allowed up to this
+    sim_swap_cache_seconds: int = 600
+    at_insights_url: str = ""
+    at_username: str = ""
+    at_api_key: str = ""
+    at_timeout_seconds: float = 5.0
     # Staff back-office API (docs/readme/api.md).
     api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
     api_rate_limit: str = "300/minute"
@@ -84,6 +150,9 @@ class Settings(BaseSettings):
                     object.__setattr__(self, name, value)
             if not self.database_url:
                 object.__setattr__(self, "database_url", "sqlite:///var/demo.db")
+            for name, value in DEMO_MPESA.items():
+                if not getattr(self, name):
+                    object.__setattr__(self, name, value)
             return self
         missing = [n.upper() for n in DEMO_SECRETS if not getattr(self, n)]
         if not self.database_url:
@@ -98,7 +167,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(demo)} use demo-only values; generate real ones")
         if self.database_url.startswith("sqlite"):
             raise ValueError("production needs PostgreSQL in DATABASE_URL, not SQLite")
+        if self.mpesa_consumer_key:
+            needed = ("mpesa_base_url", "mpesa_shortcode", "mpesa_callback_base_url")
+            lacking = [n.upper() for n in (*MPESA_SECRETS, *needed) if not getattr(self, n)]
+            if len(self.mpesa_callback_token) < 24:
+                lacking.append("MPESA_CALLBACK_TOKEN (24+ characters)")
+            if lacking:
+                raise ValueError(f"M-Pesa is configured but lacks {', '.join(lacking)}")
+            if self.mpesa_callback_token == DEMO_MPESA["mpesa_callback_token"]:
+                raise ValueError("MPESA_CALLBACK_TOKEN uses the demo-only value; generate one")
         return self
+
+    @property
+    def mpesa_enabled(self) -> bool:
+        return bool(self.mpesa_consumer_key and self.mpesa_callback_token)
 
     @property
     def is_production(self) -> bool:

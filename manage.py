@@ -5,6 +5,11 @@ seed-demo       seed a demo SACCO (members with balances and history); idempoten
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
 rotate-pii-keys re-encrypt every national ID with the first key in PII_KEYS
+suspense-list   M-Pesa payments parked in suspense, with what is known about them
+suspense-assign move a parked payment to a member's account
+reconcile-statement  compare an M-Pesa statement CSV with the ledger
+mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
+mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
 create-admin    create the first administrator (asks for the password)
 verify-audit    recompute the audit log's hash chain; exit 1 naming the first broken row
 """
@@ -59,14 +64,34 @@ def migrate() -> None:
 
 DEMO_MEMBERS = [
     # name, phone, national ID, language, status, PIN, deposits (target, KES)
-    ("Amina Wanjiru", "+254712000001", "23456781", "en", "active", "4826",
-     [("savings", 5000), ("deposits", 20000), ("shares", 2000), ("savings", 1250)]),
-    ("Otieno Kamau", "+254722000002", "23456782", "sw", "active", "5937",
-     [("savings", 12000), ("deposits", 8000), ("shares", 1000)]),
-    ("Fatuma Hassan", "+254110000003", "23456783", "en", "pending_kyc", "6048",
-     [("savings", 300)]),
-    ("Kiprop Chebet", "+254733000004", "23456784", "en", "suspended", "7159",
-     [("savings", 900), ("shares", 500)]),
+    (
+        "Amina Wanjiru",
+        "+254712000001",
+        "23456781",
+        "en",
+        "active",
+        "4826",
+        [("savings", 5000), ("deposits", 20000), ("shares", 2000), ("savings", 1250)],
+    ),
+    (
+        "Otieno Kamau",
+        "+254722000002",
+        "23456782",
+        "sw",
+        "active",
+        "5937",
+        [("savings", 12000), ("deposits", 8000), ("shares", 1000)],
+    ),
+    ("Fatuma Hassan", "+254110000003", "23456783", "en", "pending_kyc", "6048", [("savings", 300)]),
+    (
+        "Kiprop Chebet",
+        "+254733000004",
+        "23456784",
+        "en",
+        "suspended",
+        "7159",
+        [("savings", 900), ("shares", 500)],
+    ),
 ]
 
 
@@ -116,19 +141,33 @@ def seed_demo() -> None:
     for name, phone, nid, lang, status, pin, deposits in DEMO_MEMBERS:
         with runtime.session() as session:
             member = members_core.register_member(
-                session, runtime.deps, full_name=name, msisdn=phone, national_id=nid,
-                language=lang, consent=True, pin=pin,
+                session,
+                runtime.deps,
+                full_name=name,
+                msisdn=phone,
+                national_id=nid,
+                language=lang,
+                consent=True,
+                pin=pin,
             )
             for i, (target, kes) in enumerate(deposits):
                 savings.record_deposit(
-                    session, member_id=member.id, target=target, amount=Money.of(kes),
-                    source="mpesa", idempotency_key=f"demo-{member.member_number}-{i}",
+                    session,
+                    member_id=member.id,
+                    target=target,
+                    amount=Money.of(kes),
+                    source="mpesa",
+                    idempotency_key=f"demo-{member.member_number}-{i}",
                     memo=f"M-Pesa deposit to {target}",
                 )
             if status == "active":
                 savings.transfer_own(
-                    session, member_id=member.id, from_purpose="savings", to_purpose="shares",
-                    amount=Money.of(250), idempotency_key=f"demo-{member.member_number}-xfer",
+                    session,
+                    member_id=member.id,
+                    from_purpose="savings",
+                    to_purpose="shares",
+                    amount=Money.of(250),
+                    idempotency_key=f"demo-{member.member_number}-xfer",
                 )
             if status != "pending_kyc":
                 members_core.set_status(session, member.id, "active")
@@ -184,6 +223,126 @@ def rotate_pii_keys() -> None:
             count += 1
         session.commit()
     click.echo(f"re-encrypted {count} national IDs with the newest key")
+
+
+def _mpesa_context(runtime: Runtime):  # type: ignore[no-untyped-def]
+    from integrations.mpesa.wiring import build_context
+    from workers.runner import InProcessJobs
+
+    return build_context(_settings(), runtime, InProcessJobs(synchronous=True))
+
+
+@cli.command("suspense-list")
+@click.option("--status", default="open", type=click.Choice(["open", "assigned"]))
+def suspense_list(status: str) -> None:
+    """List M-Pesa payments parked in suspense (account 2200)."""
+    from core import mpesa
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        items = mpesa.list_suspense(session, status=status)
+    for item in items:
+        click.echo(
+            f"{item.item_id:>6}  {item.source}:{item.source_ref:<12} {format_cents(item.amount_cents):>14}"
+            f"  account {item.bill_ref!r:<14} payer {item.payer_name or '-'} {item.msisdn_masked}"
+            f"  paid {item.paid_at:%Y-%m-%d %H:%M}Z  {item.reason}"
+        )
+    click.echo(f"{len(items)} {status} item(s)")
+
+
+@cli.command("suspense-assign")
+@click.argument("item_id", type=int)
+@click.argument("member_number")
+@click.option("--account", default="savings", type=click.Choice(["savings", "deposits", "shares"]))
+@click.option("--staff", required=True, help="who is assigning (kept with the item)")
+@click.option("--note", default="")
+def suspense_assign(item_id: int, member_number: str, account: str, staff: str, note: str) -> None:
+    """Move a parked payment from suspense to a member's account (SMS receipt queued)."""
+    from core import mpesa
+    from core.members import find_by_number
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        member = find_by_number(session, member_number)
+        if member is None:
+            click.echo(f"no member {member_number}", err=True)
+            sys.exit(1)
+        posted = mpesa.assign_suspense(
+            session,
+            runtime.deps,
+            item_id=item_id,
+            member_id=member.id,
+            target=account,
+            staff=staff,
+            note=note,
+        )
+    click.echo(f"item {item_id} -> {member_number} {account}: entry {posted.reference}")
+
+
+@cli.command("reconcile-statement")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def reconcile_statement_cmd(path: str) -> None:
+    """Compare an M-Pesa org-portal statement (CSV) with the ledger; exit 1 on differences."""
+    from pathlib import Path
+
+    from core import mpesa
+    from integrations.mpesa.parse import MalformedStatement, parse_statement_csv
+
+    try:
+        rows = parse_statement_csv(Path(path).read_text(encoding="utf-8-sig"))
+    except (MalformedStatement, UnicodeDecodeError) as exc:
+        click.echo(f"cannot read the statement: {exc}", err=True)
+        sys.exit(2)
+    lines = [
+        mpesa.StatementLine(
+            r.receipt, r.completed_at, r.paid_in_cents, r.withdrawn_cents, r.details
+        )
+        for r in rows
+        if r.status.lower() in ("", "completed")
+    ]
+    runtime = _runtime()
+    with runtime.session() as session:
+        report = mpesa.reconcile_statement(session, lines)
+    click.echo(f"{len(lines)} statement lines, {report.matched} matched")
+    for line in report.missing_in_ledger:
+        amount = line.paid_in_cents - line.withdrawn_cents
+        click.echo(f"MISSING IN LEDGER     {line.receipt} {format_cents(amount)} {line.details}")
+    for kind, receipt, cents in report.missing_in_statement:
+        click.echo(f"MISSING IN STATEMENT  {receipt} {format_cents(cents)} ({kind})")
+    for receipt, ours, theirs in report.amount_mismatches:
+        click.echo(
+            f"AMOUNT DIFFERS        {receipt} ours {format_cents(ours)} M-Pesa {format_cents(theirs)}"
+        )
+    if not report.clean:
+        sys.exit(1)
+    click.echo("statement and ledger agree")
+
+
+@cli.command("mpesa-reconcile")
+@click.option("--older-than-minutes", type=float, default=None, help="default: the setting")
+def mpesa_reconcile(older_than_minutes: float | None) -> None:
+    """Query and settle STK pushes and B2C payouts still pending (run it every few minutes)."""
+    from datetime import timedelta
+
+    from workers.mpesa import run_reconcile
+
+    ctx = _mpesa_context(_runtime())
+    try:
+        older = None if older_than_minutes is None else timedelta(minutes=older_than_minutes)
+        click.echo(str(run_reconcile(ctx, older_than=older)))
+    finally:
+        ctx.close()
+
+
+@cli.command("mpesa-register-urls")
+def mpesa_register_urls() -> None:
+    """Register the C2B validation and confirmation URLs (with the token) for the paybill."""
+    ctx = _mpesa_context(_runtime())
+    try:
+        ctx.daraja.register_c2b_urls()
+    finally:
+        ctx.close()
+    click.echo(f"C2B URLs registered for paybill {ctx.shortcode}")
 
 
 @cli.command("create-admin")

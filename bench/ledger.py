@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contextlib
+
 import psycopg2  # noqa: E402
 
 HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
@@ -58,13 +60,23 @@ def setup_ledger() -> tuple[int, list[int]]:
     with factory() as session:
         float_id = ledger.account_id_by_code(session, "1010")
         ids = [
-            ledger.create_account(session, code=f"B-{i}", name=f"Bench {i}", type_="liability",
-                                  purpose="savings", no_overdraft=True).id
+            ledger.create_account(
+                session,
+                code=f"B-{i}",
+                name=f"Bench {i}",
+                type_="liability",
+                purpose="savings",
+                no_overdraft=True,
+            ).id
             for i in range(ACCOUNTS)
         ]
         for account in ids:
-            ledger.post_entry(session, kind="seed", legs=[ledger.Leg(float_id, 10**11), ledger.Leg(account, -(10**11))],
-                              idempotency_key=f"seed-{account}")
+            ledger.post_entry(
+                session,
+                kind="seed",
+                legs=[ledger.Leg(float_id, 10**11), ledger.Leg(account, -(10**11))],
+                idempotency_key=f"seed-{account}",
+            )
         session.commit()
     engine.dispose()
     return float_id, ids
@@ -98,37 +110,59 @@ def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> i
             ledger.post_entry(session, kind="bench", legs=legs, idempotency_key=key)
             session.commit()
 
-        try:
+        with contextlib.suppress(InsufficientFunds):
             run_in_transaction(factory, work)
-        except InsufficientFunds:
-            pass
         done += 1
     engine.dispose()
     return done
 
 
-def run_ledger(mode: str, clients: int, seconds: float, float_id: int, ids: list[int], rnd: int) -> float:
+def run_ledger(
+    mode: str, clients: int, seconds: float, float_id: int, ids: list[int], rnd: int
+) -> float:
     ctx = mp.get_context("spawn")
     with ctx.Pool(clients) as pool:
         tag = f"{mode}{clients}r{rnd}"
         start_at = time.time() + 4.0  # every process imported and connected by then
         counts = pool.map(
-            ledger_worker, [(mode, float_id, ids, seconds, i, tag, start_at) for i in range(clients)]
+            ledger_worker,
+            [(mode, float_id, ids, seconds, i, tag, start_at) for i in range(clients)],
         )
     return sum(counts) / seconds
 
 
 def setup_pgbench() -> None:
     recreate(PGBENCH_DB)
-    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", HOST, "-p", PORT, "-U", USER, PGBENCH_DB],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", "1", "-h", HOST, "-p", PORT, "-U", USER, PGBENCH_DB],
+        check=True,
+        capture_output=True,
+    )
 
 
 def run_pgbench(clients: int, seconds: float) -> float:
     out = subprocess.run(
-        ["pgbench", "--builtin=tpcb-like", "-n", "-c", str(clients), "-j", str(clients), "-T", str(int(seconds)),
-         "-h", HOST, "-p", PORT, "-U", USER, PGBENCH_DB],
-        check=True, capture_output=True, text=True,
+        [
+            "pgbench",
+            "--builtin=tpcb-like",
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            str(clients),
+            "-T",
+            str(int(seconds)),
+            "-h",
+            HOST,
+            "-p",
+            PORT,
+            "-U",
+            USER,
+            PGBENCH_DB,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
     assert match, out
@@ -136,7 +170,9 @@ def run_pgbench(clients: int, seconds: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="1,4,8")
@@ -156,13 +192,19 @@ def main() -> None:
                 )
         print(f"round {rnd + 1}/{opts.rounds} done", flush=True)
     print()
-    print(f"medians of {opts.rounds} rounds x {opts.seconds:g}s; entries/s (postings/s = 2 x entries/s)")
-    print(f"{'clients':>7} {'pgbench tps':>12} {'ledger cold':>12} {'ratio':>6} {'ledger hot':>11} {'ratio':>6}")
+    print(
+        f"medians of {opts.rounds} rounds x {opts.seconds:g}s; entries/s (postings/s = 2 x entries/s)"
+    )
+    print(
+        f"{'clients':>7} {'pgbench tps':>12} {'ledger cold':>12} {'ratio':>6} {'ledger hot':>11} {'ratio':>6}"
+    )
     for clients in client_counts:
         pg = statistics.median(results[("pgbench", clients)])
         cold = statistics.median(results[("cold", clients)])
         hot = statistics.median(results[("hot", clients)])
-        print(f"{clients:>7} {pg:>12.0f} {cold:>12.0f} {cold / pg:>6.2f} {hot:>11.0f} {hot / pg:>6.2f}")
+        print(
+            f"{clients:>7} {pg:>12.0f} {cold:>12.0f} {cold / pg:>6.2f} {hot:>11.0f} {hot / pg:>6.2f}"
+        )
     from core.verify import verify_ledger
     from db.session import make_engine, make_session_factory
 
@@ -170,8 +212,10 @@ def main() -> None:
     with make_session_factory(engine)() as session:
         report = verify_ledger(session)
     engine.dispose()
-    print(f"\nverify-ledger after the run: {'OK' if report.ok else report.problems[:5]} "
-          f"({report.entries} entries, {report.postings} postings)")
+    print(
+        f"\nverify-ledger after the run: {'OK' if report.ok else report.problems[:5]} "
+        f"({report.entries} entries, {report.postings} postings)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ the business change commits, and the same event never queues twice. Delivery
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -63,3 +65,39 @@ def notify(
     return session.execute(
         select(OutboxMessage).where(OutboxMessage.business_key == business_key)
     ).scalar_one()
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """One message queued for a phone, as a simulator or a support screen shows it."""
+
+    id: int
+    recipient: str
+    template: str
+    language: str
+    body: str
+    status: str
+    created_at: datetime
+
+
+def messages_for(session: Session, msisdn: str, limit: int = 20) -> list[QueuedMessage]:
+    """The newest SMS queued for ``msisdn`` (E.164), newest first, at most ``limit``."""
+    limit = max(1, min(limit, 100))
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.channel == "sms", OutboxMessage.recipient == msisdn)
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return [
+        QueuedMessage(
+            id=row.id,
+            recipient=row.recipient,
+            template=row.template,
+            language=row.language,
+            body=row.body,
+            status=row.status,
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]

@@ -191,6 +191,34 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+class UssdSessionEvent(Base):
+    """The gateway's end-of-session notification, one row per USSD session.
+
+    Kept for support and for offering "continue where you left off". The
+    gateway's ``input`` and ``lastAppResponse`` are not stored: the first holds
+    every PIN typed in the session, the second balances.
+    """
+
+    __tablename__ = "ussd_session_events"
+    __table_args__ = (
+        CheckConstraint("status IN ('Success', 'Incomplete', 'Failed', 'Other')", name="status"),
+        Index("ix_ussd_session_events_msisdn_id", "msisdn", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(100), unique=True)
+    msisdn: Mapped[str | None] = mapped_column(String(16), default=None)
+    service_code: Mapped[str] = mapped_column(String(40), default="")
+    network_code: Mapped[str] = mapped_column(String(10), default="")
+    status: Mapped[str] = mapped_column(String(12))
+    hops_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    cost: Mapped[str] = mapped_column(String(20), default="")
+    error_message: Mapped[str] = mapped_column(String(200), default="")
+    gateway_date: Mapped[str] = mapped_column(String(40), default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 # ------------------------------------------------------------ staff back office
 
 

@@ -129,7 +129,8 @@ def _limiter(app: Flask, settings: Settings) -> Limiter:
     runtime = app.extensions["sacco"]
     if runtime.redis is not None:
         storage: dict[str, Any] = {
-            "storage_uri": settings.redis_url,
+            # The runtime's own client pool decides the server; the URI only picks the backend.
+            "storage_uri": "redis://",
             "storage_options": {"connection_pool": runtime.redis.connection_pool},
         }
     else:

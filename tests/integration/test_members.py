@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from core import members
@@ -15,6 +16,7 @@ from core.errors import DuplicateMember, InvalidInput, PinInvalid, PinLocked
 from core.identity import is_valid_member_number
 from core.security import PiiVault
 from db.models import Account, Member, OutboxMessage
+from db.session import make_session_factory
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -205,3 +207,32 @@ def test_status_transitions(db_session: Session, deps: CoreDeps) -> None:
     members.set_status(db_session, member.id, "exited")
     with pytest.raises(MemberNotAllowed):
         members.set_status(db_session, member.id, "active")
+
+
+def test_racing_registrations_of_one_phone_create_exactly_one_member(
+    committed_pg: Engine, deps: CoreDeps
+) -> None:
+    factory = make_session_factory(committed_pg)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        with factory() as session:
+            try:
+                register(session, deps, national_id=f"3000000{i}")
+                outcomes.append("created")
+            except DuplicateMember:
+                outcomes.append("duplicate")
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["created"] + ["duplicate"] * 5
+    with factory() as session:
+        count = session.scalar(
+            select(func.count()).select_from(Member).where(Member.msisdn == "+254712000001")
+        )
+        assert count == 1

@@ -47,6 +47,35 @@ def _permissions(app: Flask) -> dict[tuple[str, str], str | None]:
     return found
 
 
+def _fuzz(
+    strategy: Any,
+    key: tuple[str, str],
+    mode: str,
+    statuses: dict[tuple[str, str], set[int]],
+    failures: list[str],
+) -> Callable[[], None]:
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        response = case.call()
+        statuses.setdefault(key, set()).add(response.status_code)
+        try:
+            case.validate_response(
+                response, checks=[not_a_server_error, response_schema_conformance]
+            )
+        except Exception as exc:  # collect every failing operation, not just the first
+            failures.append(f"{case.method} {case.formatted_path} [{mode}]: {exc}"[:600])
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_every_operation_conforms_to_its_schema_and_never_5xx(
@@ -100,27 +129,7 @@ def test_every_operation_conforms_to_its_schema_and_never_5xx(
                 generation_mode=mode, headers=headers, path_parameters=path_parameters or None
             )
 
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=strategy)
-            def run(case: Any) -> None:
-                response = case.call()
-                statuses.setdefault(key, set()).add(response.status_code)
-                try:
-                    case.validate_response(
-                        response, checks=[not_a_server_error, response_schema_conformance]
-                    )
-                except Exception as exc:  # collect every failing operation, not just the first
-                    failures.append(
-                        f"{case.method} {case.formatted_path} [{mode.value}]: {exc}"[:600]
-                    )
-
+            run = _fuzz(strategy, key, mode.value, statuses, failures)
             try:
                 run()
             except Unsatisfiable:

@@ -1,0 +1,678 @@
+"""USSD load benchmark: the real app on gunicorn vs a trivial endpoint, same settings, same run.
+
+    .venv/bin/python bench/ussd.py            (or: make bench-ussd)
+    .venv/bin/python bench/ussd.py --rounds 5 --seconds 15 --members 50
+
+What it does, in one run:
+
+1. Re-creates PostgreSQL database ``sacco_bench`` (``BENCH_DATABASE_URL``), migrates it,
+   flushes Redis db 13 (``BENCH_REDIS_URL``), and seeds ``--seed`` members (default 200)
+   through ``core/`` (register with a PIN, activate, a few deposits so statements page).
+2. Starts two gunicorn servers with the project's ``deploy/gunicorn.conf.py`` and the same
+   worker/thread counts: the app with ``SACCO_ENV=production`` (PostgreSQL + Redis, fresh
+   random secrets), and ``bench/trivial_app.py`` answering ``CON hi``.
+3. Each round has four phases of ``--seconds`` (the last one 5 s), each with its own
+   verdicts: the trivial endpoint flat out and the app flat out (``--members`` concurrent
+   simulated members, default 50, no pause between hops: the throughput and the ratio);
+   the app *paced* (the same members pausing ``--think-ms`` on average before each hop,
+   as people read and type: the latency targets); and one member alone (the service
+   time without any queueing). Threads spread over a few processes, keep-alive
+   connections on loopback. Each session is the gateway's exact hops: dial, balances
+   (PIN asked, entered), back, mini statement, more, home, then the session-end
+   notification; the trivial endpoint gets the same number and shape of hops.
+4. Prints hops/s and p50/p95/p99 latency for menu hops and PIN hops separately, the
+   throughput ratio vs the trivial endpoint, per round and as medians over the rounds.
+
+Targets (reported, not asserted): menu hop p99 < 20 ms, PIN hop p99 < 150 ms,
+throughput >= 40% of the trivial endpoint. Latency is measured by the client
+(request written -> whole answer read), on the same 2-core machine as the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/sacco_bench"
+)
+BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+SERVICE_CODE = "*384*44135#"
+TARGETS = {"menu_p99_ms": 20.0, "pin_p99_ms": 150.0, "ratio": 0.40}
+FIRST = (
+    "Amina",
+    "Otieno",
+    "Wanjiku",
+    "Kiprop",
+    "Achieng",
+    "Mwangi",
+    "Fatuma",
+    "Njeri",
+    "Baraka",
+    "Zawadi",
+)
+LAST = (
+    "Kamau",
+    "Odhiambo",
+    "Chebet",
+    "Hassan",
+    "Mutua",
+    "Wafula",
+    "Njoroge",
+    "Akinyi",
+    "Kiptoo",
+    "Omondi",
+    "Maina",
+    "Nyambura",
+    "Barasa",
+    "Wekesa",
+    "Jeptoo",
+    "Onyango",
+    "Karanja",
+    "Muthoni",
+    "Ruto",
+    "Mwende",
+)
+OPTION = re.compile(r"^\s*(\d{1,2})[.)]\s*(.+?)\s*$")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def production_env() -> dict[str, str]:
+    from cryptography.fernet import Fernet
+
+    return {
+        "SACCO_ENV": "production",
+        "DATABASE_URL": BENCH_DB,
+        "REDIS_URL": BENCH_REDIS,
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(32),
+        "PIN_PEPPER": secrets.token_urlsafe(32),
+        "PII_KEYS": Fernet.generate_key().decode(),
+        "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "USSD_CALLBACK_TOKEN": secrets.token_urlsafe(24),
+    }
+
+
+def recreate_database() -> None:
+    import psycopg2
+    import redis
+    from sqlalchemy.engine import make_url
+
+    from db.migrate import upgrade
+
+    url = make_url(BENCH_DB)
+    admin = psycopg2.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        dbname="postgres",
+    )
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (url.database,),
+        )
+        cur.execute(f'DROP DATABASE IF EXISTS "{url.database}"')
+        cur.execute(f'CREATE DATABASE "{url.database}"')
+    admin.close()
+    upgrade(BENCH_DB)
+    client = redis.Redis.from_url(BENCH_REDIS)
+    client.flushdb()
+    client.close()
+
+
+@dataclass(frozen=True)
+class Member:
+    msisdn: str
+    pin: str
+
+
+def seed_members(env: dict[str, str], count: int) -> list[Member]:
+    """Members with PINs and history, created through core/ as the app would."""
+    from app_factory import build_runtime
+    from config import load_settings
+    from core import members as members_core
+    from core import savings
+    from core.money import Money
+    from core.pins import pin_weakness
+
+    settings = load_settings(**{k.lower(): v for k, v in env.items()})
+    runtime = build_runtime(settings)
+    seeded: list[Member] = []
+    try:
+        for i in range(count):
+            msisdn = f"+254711{i:06d}"
+            pin = next(
+                p
+                for p in (f"{(2749 + 7919 * (i + k)) % 10000:04d}" for k in range(50))
+                if pin_weakness(p, msisdn) is None
+            )
+            with runtime.session() as session:
+                member = members_core.register_member(
+                    session,
+                    runtime.deps,
+                    full_name=f"{FIRST[i % len(FIRST)]} {LAST[i // len(FIRST) % len(LAST)]}",
+                    msisdn=msisdn,
+                    national_id=f"{30000000 + i}",
+                    consent=True,
+                    pin=pin,
+                )
+                members_core.set_status(session, member.id, "active")
+                for j, (target, kes) in enumerate(
+                    [("savings", 5000), ("deposits", 2000), ("shares", 500)] * 3
+                ):
+                    savings.record_deposit(
+                        session,
+                        member_id=member.id,
+                        target=target,
+                        amount=Money.of(kes + j),
+                        source="mpesa",
+                        idempotency_key=f"bench-{i}-{j}",
+                        memo="M-Pesa deposit",
+                    )
+            seeded.append(Member(msisdn, pin))
+            if (i + 1) % 50 == 0:
+                print(f"  seeded {i + 1}/{count} members", flush=True)
+    finally:
+        runtime.engine.dispose()
+    return seeded
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gunicorn(app: str, env: dict[str, str], workers: int, threads: int) -> tuple[Any, int]:
+    port = free_port()
+    child_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONPATH": str(ROOT),
+        **env,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_THREADS": str(threads),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app],
+        cwd=ROOT,
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn for {app} exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            ok = conn.getresponse().status == 200
+            conn.close()
+            if ok:
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"gunicorn for {app} did not come up")
+
+
+# --------------------------------------------------------------------------- load
+
+
+class Stopped(Exception):
+    """The phase's time is up: the session is left mid-way, not counted as an error."""
+
+
+class Aborted(Exception):
+    """The session met a screen it did not expect; counted as an error."""
+
+
+@dataclass
+class Tally:
+    menu_ms: list[float] = field(default_factory=list)
+    pin_ms: list[float] = field(default_factory=list)
+    sessions: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+
+class Handset:
+    """One simulated member's phone: a keep-alive connection and the gateway's fields."""
+
+    def __init__(self, port: int, path: str, tally: Tally, think_s: float = 0.0) -> None:
+        self.port, self.path, self.tally, self.think_s = port, path, tally, think_s
+        self.rng = random.Random()
+        self.stop_at = float("inf")
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+
+    def post(self, path: str, fields: dict[str, str]) -> tuple[int, str, float]:
+        body = urllib.parse.urlencode(fields)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        for attempt in (1, 2):
+            try:
+                start = time.perf_counter()
+                self.conn.request("POST", path, body, headers)
+                resp = self.conn.getresponse()
+                text = resp.read().decode()
+                return resp.status, text, (time.perf_counter() - start) * 1000
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                # The server closed an idle keep-alive connection: reconnect and send once
+                # more. Never on a timeout: the hop may have been served (the gateway does
+                # not repeat a hop either).
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def hop(self, sid: str, msisdn: str, inputs: list[str], pin_hop: bool) -> str:
+        fields = {
+            "sessionId": sid,
+            "serviceCode": SERVICE_CODE,
+            "phoneNumber": msisdn,
+            "networkCode": "63902",
+            "text": "*".join(inputs),
+        }
+        if self.think_s:  # the member reads the screen and types
+            time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
+        if time.time() >= self.stop_at:
+            raise Stopped
+        status, text, ms = self.post(self.path, fields)
+        if status != 200 or not text.startswith(("CON ", "END ")):
+            raise Aborted(f"HTTP {status}: {text[:60]!r}")
+        (self.tally.pin_ms if pin_hop else self.tally.menu_ms).append(ms)
+        return text
+
+    def end(self, sid: str, msisdn: str, inputs: list[str], status: str, last: str) -> None:
+        events = self.path.replace("/ussd", "/ussd/events", 1)
+        self.post(
+            events,
+            {
+                "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                "sessionId": sid,
+                "serviceCode": SERVICE_CODE,
+                "networkCode": "63902",
+                "phoneNumber": msisdn,
+                "status": status,
+                "cost": "0.0",
+                "durationInMillis": "9000",
+                "hopsCount": str(len(inputs) + 1),
+                "input": "*".join(inputs),
+                "lastAppResponse": last,
+                "errorMessage": "",
+            },
+        )
+
+
+def options(screen: str) -> dict[str, str]:
+    """``{label lowercased: number}`` for every ``N. Label`` line of a screen."""
+    found = {}
+    for line in screen.split("\n"):
+        match = OPTION.match(line)
+        if match:
+            found[match.group(2).lower()] = match.group(1)
+    return found
+
+
+def choose(screen: str, *words: str) -> str:
+    for label, number in options(screen).items():
+        if any(w in label for w in words):
+            return number
+    raise Aborted(f"no option {words} on {screen[:80]!r}")
+
+
+def asks_for_pin(screen: str) -> bool:
+    return screen.startswith("CON") and "PIN" in screen and not options(screen)
+
+
+def app_session(phone: Handset, member: Member) -> None:
+    """Dial, balances (PIN), back, mini statement, more, home, hang up after the goodbye."""
+    sid = f"ATUid_{secrets.token_hex(12)}"
+    inputs: list[str] = []
+
+    def send(typed: str | None, pin: bool = False) -> str:
+        if typed is not None:
+            inputs.append(typed)
+        return phone.hop(sid, member.msisdn, inputs, pin)
+
+    screen = send(None)
+    if "left off" in screen.lower() or "continue" in screen.lower():
+        screen = send(choose(screen, "start", "main", "menu", "new"))
+    screen = send(choose(screen, "balance"))
+    if asks_for_pin(screen):
+        screen = send(member.pin, pin=True)
+    if "KES" not in screen:
+        raise Aborted(f"no balances after PIN: {screen[:80]!r}")
+    screen = send("0")
+    screen = send(choose(screen, "statement"))
+    if asks_for_pin(screen):
+        screen = send(member.pin, pin=True)
+    if "98" in options(screen).values() or "98" in screen:
+        screen = send("98")
+    screen = send("00")
+    status = "Incomplete"
+    exits = [n for label, n in options(screen).items() if "exit" in label or "quit" in label]
+    if exits:
+        screen = send(exits[0])
+        status = "Success" if screen.startswith("END") else "Incomplete"
+    phone.end(sid, member.msisdn, inputs, status, screen)
+
+
+def trivial_session(phone: Handset, member: Member) -> None:
+    """The same number and shape of hops against the trivial endpoint."""
+    sid = f"ATUid_{secrets.token_hex(12)}"
+    inputs: list[str] = []
+    script = [(None, False), ("1", False), (member.pin, True), ("0", False), ("2", False)]
+    script += [("98", False), ("00", False)]
+    last = ""
+    for typed, pin in script:
+        if typed is not None:
+            inputs.append(typed)
+        last = phone.hop(sid, member.msisdn, inputs, pin)
+    phone.end(sid, member.msisdn, inputs, "Success", last)
+
+
+def load_process(
+    port: int,
+    path: str,
+    kind: str,
+    members: list[list[Member]],
+    start_at: float,
+    stop_at: float,
+    think_s: float,
+    out: Any,
+) -> None:
+    """One load process: a thread per simulated member slot, each cycling its members."""
+    session_fn = app_session if kind == "app" else trivial_session
+    tallies = [Tally() for _ in members]
+
+    def run(own: list[Member], tally: Tally) -> None:
+        phone = Handset(port, path, tally, think_s)
+        phone.stop_at = stop_at
+        i = 0
+        while time.time() < start_at:
+            time.sleep(0.005)
+        while time.time() < stop_at:
+            member = own[i % len(own)]
+            i += 1
+            try:
+                session_fn(phone, member)
+                tally.sessions += 1
+            except Stopped:
+                break
+            except (Aborted, OSError, http.client.HTTPException) as exc:
+                tally.errors += 1
+                phone.conn.close()  # a timed-out connection may still get the late answer
+                if len(tally.error_samples) < 3:
+                    tally.error_samples.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.05)  # don't spin on a failing server
+        phone.conn.close()
+
+    threads = [
+        threading.Thread(target=run, args=(own, t), daemon=True)
+        for own, t in zip(members, tallies, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = Tally()
+    for part in tallies:
+        total.menu_ms += part.menu_ms
+        total.pin_ms += part.pin_ms
+        total.sessions += part.sessions
+        total.errors += part.errors
+        total.error_samples += part.error_samples[:1]
+    out.put(total)
+
+
+def drive(
+    port: int,
+    path: str,
+    kind: str,
+    members: list[Member],
+    slots: int,
+    seconds: float,
+    procs: int,
+    think_s: float,
+) -> tuple[Tally, float]:
+    """``slots`` concurrent members for ``seconds``; returns the merged tally and the wall time."""
+    slots = max(1, min(slots, len(members)))
+    per_slot = [members[i::slots] for i in range(slots)]
+    groups = [per_slot[p::procs] for p in range(procs)]
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    start_at = time.time() + 0.5
+    stop_at = start_at + seconds
+    workers = [
+        ctx.Process(
+            target=load_process, args=(port, path, kind, g, start_at, stop_at, think_s, out)
+        )
+        for g in groups
+        if g
+    ]
+    for w in workers:
+        w.start()
+    merged = Tally()
+    for _ in workers:
+        part = out.get(timeout=seconds + 120)
+        merged.menu_ms += part.menu_ms
+        merged.pin_ms += part.pin_ms
+        merged.sessions += part.sessions
+        merged.errors += part.errors
+        merged.error_samples += part.error_samples
+    for w in workers:
+        w.join(timeout=30)
+    out.close()
+    out.join_thread()
+    return merged, seconds
+
+
+# --------------------------------------------------------------------------- report
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+Pcts = tuple[float, float, float]
+
+
+def three(values: list[float]) -> Pcts:
+    return (pct(values, 50), pct(values, 95), pct(values, 99))
+
+
+def fmt3(t: Pcts) -> str:
+    return f"p50 {t[0]:6.1f}  p95 {t[1]:6.1f}  p99 {t[2]:6.1f} ms"
+
+
+@dataclass
+class RoundResult:
+    trivial_hops_s: float  # flat out
+    app_hops_s: float  # flat out
+    trivial_lat: Pcts  # flat out
+    flat_menu: Pcts
+    flat_pin: Pcts
+    paced_menu: Pcts  # members with think time: the latency targets
+    paced_pin: Pcts
+    paced_hops_s: float
+    solo_menu: Pcts  # one member, no think time: the service time without queueing
+    solo_pin: Pcts
+    sessions_s: float
+    errors: int
+
+    @property
+    def ratio(self) -> float:
+        return self.app_hops_s / self.trivial_hops_s if self.trivial_hops_s else float("nan")
+
+
+def hops_per_s(t: Tally, secs: float) -> float:
+    return (len(t.menu_ms) + len(t.pin_ms)) / secs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="load time per phase")
+    parser.add_argument("--members", type=int, default=50, help="concurrent simulated members")
+    parser.add_argument("--seed", type=int, default=200, help="members to create")
+    parser.add_argument("--procs", type=int, default=4, help="load generator processes")
+    parser.add_argument(
+        "--think-ms", type=float, default=1000.0, help="mean pause before each hop (paced phase)"
+    )
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 4)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", 4)))
+    args = parser.parse_args()
+    args.members = max(1, min(args.members, 200))
+    args.seconds = max(1.0, min(args.seconds, 120.0))
+    args.rounds = max(1, min(args.rounds, 10))
+    think = max(0.0, min(args.think_ms, 10_000.0)) / 1000
+
+    env = production_env()
+    print(
+        f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before start "
+        f"(other work on the machine skews every number); database {BENCH_DB}; redis {BENCH_REDIS}",
+        flush=True,
+    )
+    print("bench: re-creating and migrating the bench database ...", flush=True)
+    recreate_database()
+    print(f"bench: seeding {args.seed} members with PINs through core/ ...", flush=True)
+    t0 = time.monotonic()
+    members = seed_members(env, args.seed)
+    print(f"  seeded in {time.monotonic() - t0:.1f}s", flush=True)
+
+    path = f"/ussd?token={env['USSD_CALLBACK_TOKEN']}"
+    app_proc, app_port = start_gunicorn("wsgi:app", env, args.workers, args.threads)
+    triv_proc, triv_port = start_gunicorn(
+        "bench.trivial_app:app", {"SACCO_ENV": "production"}, args.workers, args.threads
+    )
+    print(
+        f"bench: gunicorn x2 ({args.workers} workers x {args.threads} threads, gthread); "
+        f"{args.members} concurrent members from {args.procs} load processes; "
+        f"{args.rounds} rounds of: trivial flat out, app flat out, app paced (think "
+        f"{think * 1000:.0f} ms mean before each hop), {args.seconds:.0f}s each; "
+        "then one member alone for 5s",
+        flush=True,
+    )
+    results: list[RoundResult] = []
+    n, secs, procs = args.members, args.seconds, args.procs
+    try:
+        # Warm-up: imports, connection pools, Redis, argon2 memory; not counted.
+        drive(triv_port, "/ussd", "trivial", members, n, 2, procs, 0.0)
+        warm, _ = drive(app_port, path, "app", members, n, 3, procs, 0.0)
+        if warm.errors:
+            print(f"  warm-up errors: {warm.errors} e.g. {warm.error_samples[:2]}", flush=True)
+        for r in range(1, args.rounds + 1):
+            triv, _ = drive(triv_port, "/ussd", "trivial", members, n, secs, procs, 0.0)
+            flat, _ = drive(app_port, path, "app", members, n, secs, procs, 0.0)
+            paced, _ = drive(app_port, path, "app", members, n, secs, procs, think)
+            solo, _ = drive(app_port, path, "app", members, 1, min(secs, 5.0), 1, 0.0)
+            res = RoundResult(
+                trivial_hops_s=hops_per_s(triv, secs),
+                app_hops_s=hops_per_s(flat, secs),
+                trivial_lat=three(triv.menu_ms + triv.pin_ms),
+                flat_menu=three(flat.menu_ms),
+                flat_pin=three(flat.pin_ms),
+                paced_menu=three(paced.menu_ms),
+                paced_pin=three(paced.pin_ms),
+                paced_hops_s=hops_per_s(paced, secs),
+                solo_menu=three(solo.menu_ms),
+                solo_pin=three(solo.pin_ms),
+                sessions_s=flat.sessions / secs,
+                errors=triv.errors + flat.errors + paced.errors + solo.errors,
+            )
+            results.append(res)
+            print(
+                f"round {r}: flat out: app {res.app_hops_s:6.1f} hops/s "
+                f"({res.sessions_s:.1f} sessions/s), trivial {res.trivial_hops_s:6.1f} hops/s, "
+                f"ratio {res.ratio:5.1%}; errors {res.errors}",
+                flush=True,
+            )
+            print(f"   flat out  menu {fmt3(res.flat_menu)} | PIN {fmt3(res.flat_pin)}")
+            print(f"   flat out  trivial {fmt3(res.trivial_lat)}")
+            print(
+                f"   paced     menu {fmt3(res.paced_menu)} | PIN {fmt3(res.paced_pin)} "
+                f"({res.paced_hops_s:.1f} hops/s)",
+                flush=True,
+            )
+            print(f"   solo      menu {fmt3(res.solo_menu)} | PIN {fmt3(res.solo_pin)}")
+            samples = triv.error_samples + flat.error_samples + paced.error_samples
+            for sample in (samples + solo.error_samples)[:3]:
+                print(f"   error: {sample}", flush=True)
+    finally:
+        for proc in (app_proc, triv_proc):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (app_proc, triv_proc):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def med(f: Any) -> float:
+        return float(statistics.median(f(r) for r in results))
+
+    def med3(f: Any) -> Pcts:
+        return (med(lambda r: f(r)[0]), med(lambda r: f(r)[1]), med(lambda r: f(r)[2]))
+
+    ratio = med(lambda r: r.ratio)
+    paced_menu, paced_pin = med3(lambda r: r.paced_menu), med3(lambda r: r.paced_pin)
+    print()
+    print(f"median of {len(results)} rounds, {n} concurrent members:")
+    print(
+        f"  throughput  app {med(lambda r: r.app_hops_s):.1f} hops/s, trivial "
+        f"{med(lambda r: r.trivial_hops_s):.1f} hops/s, ratio {ratio:.1%} "
+        f"(target >= {TARGETS['ratio']:.0%})"
+    )
+    print(f"  paced menu hop  {fmt3(paced_menu)}  (target p99 < {TARGETS['menu_p99_ms']:.0f} ms)")
+    print(f"  paced PIN hop   {fmt3(paced_pin)}  (target p99 < {TARGETS['pin_p99_ms']:.0f} ms)")
+    print(f"  paced load      {med(lambda r: r.paced_hops_s):.1f} hops/s")
+    print(f"  flat-out menu   {fmt3(med3(lambda r: r.flat_menu))}")
+    print(f"  flat-out PIN    {fmt3(med3(lambda r: r.flat_pin))}")
+    print(f"  flat-out trivial {fmt3(med3(lambda r: r.trivial_lat))}")
+    print(f"  solo menu       {fmt3(med3(lambda r: r.solo_menu))}  (one member, no queueing)")
+    print(f"  solo PIN        {fmt3(med3(lambda r: r.solo_pin))}")
+    met = [
+        ("menu p99", paced_menu[2] < TARGETS["menu_p99_ms"]),
+        ("PIN p99", paced_pin[2] < TARGETS["pin_p99_ms"]),
+        ("throughput ratio", ratio >= TARGETS["ratio"]),
+    ]
+    print("  targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in met))
+    print(f"  errors over all rounds: {sum(r.errors for r in results)}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f} (the bench itself included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

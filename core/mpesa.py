@@ -1,0 +1,1406 @@
+"""M-Pesa money flows: deposits (STK push, paybill), withdrawals (B2C), suspense,
+the SIM-swap guard and reconciliation. No Flask, no HTTP: the Daraja and SIM-swap
+clients live in ``integrations/`` and are called by ``workers/`` or passed in.
+
+Exactly-once, whatever Safaricom does (late, twice, out of order, never):
+
+* every callback is stored raw first (``store_callback``), in its own transaction;
+* an STK request row exists before the push is sent; its callback is matched on
+  ``CheckoutRequestID`` under a row lock and credits the ledger with the key
+  ``mpesa:stk:<CheckoutRequestID>``; a paybill payment is keyed ``mpesa:c2b:<TransID>``
+  and its row (unique ``trans_id``) is inserted first, so a duplicate stops there;
+* a withdrawal holds amount + fee on savings and stores the payout row with OUR
+  ``OriginatorConversationID`` before Daraja is called. Daraja refuses a repeated
+  id, so resending after a crash can never pay twice. The result posts the hold
+  (savings -> disbursement float + fee income) or releases it; a queue timeout or
+  an unknown outcome keeps the hold until a status query or the statement says.
+
+Each verb takes the caller's session and commits once (or says it does not).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from core import ledger
+from core.deps import CoreDeps
+from core.errors import DomainError, MemberNotAllowed, NotFound
+from core.members import get_member, member_account_ids
+from core.money import format_cents
+from core.mpesa_rules import (
+    LimitExceeded,
+    MpesaPolicy,
+    SimSwapBlocked,
+    SimSwapVerdict,
+    WithdrawalQuote,
+    account_reference,
+    check_deposit_amount,
+    parse_bill_ref,
+    quote,
+    sim_swap_decision,
+)
+from core.notifications import notify
+from db.models import Account, JournalEntry, Member
+from db.models_mpesa import (
+    B2CPayout,
+    C2BPayment,
+    MpesaCallback,
+    SimSwapCheck,
+    SimSwapEvent,
+    StkRequest,
+    SuspenseItem,
+)
+
+log = logging.getLogger(__name__)
+
+NAIROBI = ZoneInfo("Africa/Nairobi")
+FLOAT_IN = "1010"  # M-Pesa collections float
+FLOAT_OUT = "1020"  # M-Pesa disbursement float
+SUSPENSE = "2200"
+FEE_INCOME = "4100"
+DEPOSIT_STATUSES = ("pending_kyc", "active")
+ACCOUNT_LABELS = {
+    "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
+    "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
+}
+STK_FINAL = ("succeeded", "failed")
+B2C_FINAL = ("succeeded", "failed")
+ADOPT_WINDOW = timedelta(hours=2)
+
+__all__ = [
+    "LimitExceeded",
+    "SimSwapBlocked",
+    "WithdrawalQuote",
+]
+
+
+def _insert(session: Session, table: type) -> postgresql.Insert | sqlite.Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _serialise_on(session: Session, key: str) -> None:
+    """A transaction-scoped lock on a name (PostgreSQL advisory lock; SQLite already runs
+    one writer at a time). Closes the window between a callback that finds no request
+    and the worker that records the request's CheckoutRequestID a moment later."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
+def _label(member: Member, target: str) -> str:
+    return ACCOUNT_LABELS.get(member.language, ACCOUNT_LABELS["en"])[target]
+
+
+def _balance_text(session: Session, account_id: int) -> str:
+    return format_cents(ledger.get_balance(session, account_id).balance_cents)
+
+
+# ------------------------------------------------------------------ raw callbacks
+
+
+def store_callback(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    kind: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> int:
+    """Keep a callback exactly as received, before any parsing. Commits."""
+    row = MpesaCallback(
+        kind=kind[:24],
+        headers=json.dumps(dict(headers), default=str)[:8000],
+        body=body,
+        status="received",
+        received_at=deps.now(),
+    )
+    session.add(row)
+    session.commit()
+    return row.id
+
+
+def mark_callback(
+    session: Session,
+    deps: CoreDeps,
+    callback_id: int,
+    *,
+    status: str,
+    detail: str | None = None,
+    ref: str | None = None,
+) -> None:
+    """Record what processing made of a stored callback. Commits."""
+    row = session.get(MpesaCallback, callback_id)
+    if row is None:
+        raise NotFound(f"no callback {callback_id}")
+    row.status = status
+    row.detail = (detail or None) and detail[:300]
+    if ref:
+        row.ref = ref[:100]
+    row.processed_at = deps.now()
+    session.commit()
+
+
+def _done(
+    session: Session, deps: CoreDeps, outcome: str, callback_id: int | None, ref: str | None
+) -> str:
+    """Commit a callback's effect together with the callback's own status, then answer."""
+    if callback_id is not None:
+        row = session.get(MpesaCallback, callback_id)
+        if row is not None:
+            row.status = "unmatched" if outcome == "unmatched" else "processed"
+            row.detail, row.processed_at = outcome, deps.now()
+            if ref:
+                row.ref = ref[:100]
+    session.commit()
+    return outcome
+
+
+def callbacks_to_replay(session: Session, *, before: datetime, limit: int = 200) -> list[int]:
+    """Stored callbacks not (yet) applied: never processed, unmatched or failed."""
+    return list(
+        session.scalars(
+            select(MpesaCallback.id)
+            .where(
+                MpesaCallback.status.in_(("received", "unmatched", "error")),
+                MpesaCallback.received_at < before,
+                MpesaCallback.kind.in_(("stk", "c2b_confirmation", "b2c_result", "status_result")),
+            )
+            .order_by(MpesaCallback.id)
+            .limit(limit)
+        )
+    )
+
+
+# ------------------------------------------------------------------ crediting
+
+
+def _credit(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member_id: int | None,
+    target: str | None,
+    amount_cents: int,
+    key: str,
+    kind: str,
+    memo: str,
+    park: dict[str, object],
+) -> tuple[ledger.PostedEntry, Member | None, int | None]:
+    """Float -> member account, or float -> suspense (with an item) when the member
+    cannot take it. Returns (entry, member credited or None, member account id)."""
+    member = session.get(Member, member_id) if member_id is not None else None
+    float_in = ledger.account_id_by_code(session, FLOAT_IN)
+    if member is not None and target is not None and member.status in DEPOSIT_STATUSES:
+        account_id = member_account_ids(session, member.id)[target]
+        posted = ledger.post_entry(
+            session,
+            kind=kind,
+            legs=[ledger.Leg(float_in, amount_cents), ledger.Leg(account_id, -amount_cents)],
+            idempotency_key=key,
+            memo=memo,
+        )
+        return posted, member, account_id
+    reason = "unknown_account" if member is None else f"member_{member.status}"
+    posted = ledger.post_entry(
+        session,
+        kind="mpesa.suspense",
+        legs=[
+            ledger.Leg(float_in, amount_cents),
+            ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), -amount_cents),
+        ],
+        idempotency_key=key,
+        memo=f"Unmatched M-Pesa {park.get('source_ref')}"[:160],
+    )
+    if posted.created:
+        session.add(
+            SuspenseItem(
+                source=str(park["source"]),
+                source_ref=str(park["source_ref"]),
+                amount_cents=amount_cents,
+                bill_ref=str(park.get("bill_ref") or "")[:40],
+                payer_name=str(park.get("payer_name") or "")[:120],
+                msisdn_masked=str(park.get("msisdn") or "")[:80],
+                paid_at=park.get("paid_at") or deps.now(),
+                reason=reason,
+                status="open",
+                entry_id=posted.entry_id,
+                created_at=deps.now(),
+            )
+        )
+        session.flush()
+    return posted, None, None
+
+
+def _notify_deposit(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member: Member,
+    target: str,
+    account_id: int,
+    amount_cents: int,
+    receipt: str | None,
+    reference: str,
+    business_key: str,
+) -> None:
+    notify(
+        session,
+        template="deposit_received",
+        business_key=business_key,
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "amount": format_cents(amount_cents),
+            "account": _label(member, target),
+            "receipt": receipt or "-",
+            "reference": reference,
+            "balance": _balance_text(session, account_id),
+        },
+    )
+
+
+# ------------------------------------------------------------------ STK deposits
+
+
+@dataclass(frozen=True, slots=True)
+class DepositStarted:
+    request_id: int
+    amount_cents: int
+    target: str
+    msisdn: str
+    created: bool
+
+
+def start_deposit(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member_id: int,
+    target: str,
+    amount_cents: int,
+    policy: MpesaPolicy,
+    idempotency_key: str,
+) -> DepositStarted:
+    """Record an STK-push deposit to send (status ``queued``). Commits.
+
+    The channel then enqueues ``workers.mpesa.send_stk_push(request_id)`` and tells
+    the member to approve the M-Pesa prompt. The same ``idempotency_key`` (e.g. the
+    USSD session id) returns the first request. Pending and active members may
+    deposit. Raises ``InvalidInput``, ``LimitExceeded`` (reason ``not_whole``,
+    ``below_minimum``, ``above_maximum``), ``MemberNotAllowed``.
+    """
+    existing = session.scalar(
+        select(StkRequest).where(StkRequest.idempotency_key == idempotency_key)
+    )
+    if existing is not None:
+        return DepositStarted(
+            existing.id, existing.amount_cents, existing.target, existing.msisdn, False
+        )
+    if target not in ACCOUNT_LABELS["en"]:
+        raise LimitExceeded("unknown deposit account", reason="target")
+    check_deposit_amount(amount_cents, policy)
+    member = get_member(session, member_id)
+    if member.status not in DEPOSIT_STATUSES:
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    row = StkRequest(
+        member_id=member.id,
+        target=target,
+        amount_cents=amount_cents,
+        msisdn=member.msisdn,
+        idempotency_key=idempotency_key,
+        status="queued",
+        attempts=0,
+        created_at=deps.now(),
+    )
+    session.add(row)
+    session.commit()
+    return DepositStarted(row.id, amount_cents, target, member.msisdn, True)
+
+
+@dataclass(frozen=True, slots=True)
+class StkPushJob:
+    request_id: int
+    msisdn: str
+    amount_cents: int
+    account_reference: str
+    description: str
+
+
+def claim_stk_push(session: Session, deps: CoreDeps, request_id: int) -> StkPushJob | None:
+    """Mark a queued request ``sending`` (commits) and say what to send; None if not queued."""
+    row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
+    if row is None or row.status != "queued":
+        session.rollback()
+        return None
+    member = get_member(session, row.member_id)
+    row.status, row.attempts, row.sent_at = "sending", row.attempts + 1, deps.now()
+    job = StkPushJob(
+        row.id,
+        row.msisdn,
+        row.amount_cents,
+        account_reference(member.member_number or str(member.id), row.target),
+        "SACCO deposit",
+    )
+    session.commit()
+    return job
+
+
+def record_stk_accepted(
+    session: Session,
+    deps: CoreDeps,
+    request_id: int,
+    *,
+    checkout_request_id: str,
+    merchant_request_id: str,
+) -> None:
+    """Daraja accepted the push: remember its CheckoutRequestID. Commits.
+
+    The callback may already have arrived and settled (or adopted) the row, or
+    have been kept as unmatched: the caller replays those after this commit.
+    """
+    _serialise_on(session, f"stk:{checkout_request_id}")
+    row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
+    if row is None:
+        raise NotFound(f"no STK request {request_id}")
+    if row.checkout_request_id is None:
+        row.checkout_request_id = checkout_request_id
+        row.merchant_request_id = merchant_request_id
+    if row.status in ("sending", "unknown"):
+        row.status = "pending"
+    session.commit()
+
+
+def record_stk_send_failed(
+    session: Session,
+    deps: CoreDeps,
+    request_id: int,
+    *,
+    may_have_taken_effect: bool,
+    detail: str,
+) -> None:
+    """The push failed. If it may have reached the member: ``unknown`` (a callback can
+    still adopt it); else ``failed`` and an SMS saying no money was taken. Commits."""
+    row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
+    if row is None or row.status != "sending":
+        session.rollback()
+        return
+    row.result_desc = detail[:200]
+    if may_have_taken_effect:
+        row.status = "unknown"
+    else:
+        row.status, row.settled_at = "failed", deps.now()
+        _notify_stk_failure(session, deps, row, code=None)
+    session.commit()
+
+
+def _notify_stk_failure(
+    session: Session, deps: CoreDeps, row: StkRequest, *, code: int | None
+) -> None:
+    member = get_member(session, row.member_id)
+    notify(
+        session,
+        template="deposit_cancelled" if code == 1032 else "deposit_failed",
+        business_key=f"deposit_failed:stk:{row.id}",
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "amount": format_cents(row.amount_cents),
+            "ussd_code": deps.ussd_code,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StkOutcome:
+    """An STK result, from the callback or from a query (which carries no receipt)."""
+
+    checkout_request_id: str
+    result_code: int
+    result_desc: str = ""
+    amount_cents: int | None = None
+    receipt: str | None = None
+    phone: str | None = None  # E.164
+
+
+def _find_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> StkRequest | None:
+    _serialise_on(session, f"stk:{outcome.checkout_request_id}")
+    row = session.scalar(
+        select(StkRequest)
+        .where(StkRequest.checkout_request_id == outcome.checkout_request_id)
+        .with_for_update()
+    )
+    if row is not None or outcome.phone is None:
+        return row
+    # A callback for a push whose answer we never recorded (crash, timeout, or the
+    # callback simply won the race): adopt the oldest matching push still in flight.
+    query = (
+        select(StkRequest)
+        .where(
+            StkRequest.checkout_request_id.is_(None),
+            StkRequest.status.in_(("sending", "unknown")),
+            StkRequest.msisdn == outcome.phone,
+            StkRequest.created_at > deps.now() - ADOPT_WINDOW,
+        )
+        .order_by(StkRequest.id)
+        .limit(1)
+        .with_for_update()
+    )
+    if outcome.amount_cents is not None:
+        query = query.where(StkRequest.amount_cents == outcome.amount_cents)
+    row = session.scalar(query)
+    if row is not None:
+        row.checkout_request_id = outcome.checkout_request_id
+    return row
+
+
+def settle_stk(
+    session: Session, deps: CoreDeps, outcome: StkOutcome, *, callback_id: int | None = None
+) -> str:
+    """Apply an STK result exactly once. Commits. Returns ``credited``, ``failed``,
+    ``duplicate``, ``suspense`` (member can no longer take deposits) or ``unmatched``
+    (no request yet: keep the callback and replay it later)."""
+    row = _find_stk(session, deps, outcome)
+    if row is None:
+        return _done(session, deps, "unmatched", callback_id, outcome.checkout_request_id)
+    success = outcome.result_code == 0
+    if row.status == "succeeded" or (row.status == "failed" and not success):
+        return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
+    now = deps.now()
+    if not success:
+        row.status, row.settled_at = "failed", now
+        row.result_code, row.result_desc = outcome.result_code, outcome.result_desc[:200]
+        _notify_stk_failure(session, deps, row, code=outcome.result_code)
+        return _done(session, deps, "failed", callback_id, outcome.checkout_request_id)
+    # A late success after we gave up (row failed) still moved money: credit it.
+    amount = outcome.amount_cents or row.amount_cents
+    receipt = outcome.receipt
+    if receipt and session.scalar(select(C2BPayment.id).where(C2BPayment.trans_id == receipt)):
+        receipt = None  # the same payment reached us as a paybill confirmation: credited there
+        row.status, row.settled_at, row.result_code = "succeeded", now, 0
+        row.result_desc = "credited by the paybill confirmation"
+        return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
+    posted, member, account_id = _credit(
+        session,
+        deps,
+        member_id=row.member_id,
+        target=row.target,
+        amount_cents=amount,
+        key=f"mpesa:stk:{outcome.checkout_request_id}",
+        kind="deposit.mpesa",
+        memo=f"M-Pesa deposit {receipt or outcome.checkout_request_id}"[:160],
+        park={
+            "source": "stk",
+            "source_ref": receipt or outcome.checkout_request_id,
+            "bill_ref": row.target,
+            "msisdn": row.msisdn,
+            "paid_at": now,
+        },
+    )
+    row.status, row.settled_at, row.result_code = "succeeded", now, 0
+    row.result_desc = outcome.result_desc[:200] or None
+    row.receipt, row.paid_cents, row.entry_id = receipt, amount, posted.entry_id
+    if member is not None and account_id is not None:
+        _notify_deposit(
+            session,
+            deps,
+            member=member,
+            target=row.target,
+            account_id=account_id,
+            amount_cents=amount,
+            receipt=receipt,
+            reference=posted.reference,
+            business_key=f"deposit_received:stk:{row.id}",
+        )
+    return _done(
+        session,
+        deps,
+        "credited" if member is not None else "suspense",
+        callback_id,
+        outcome.checkout_request_id,
+    )
+
+
+# ------------------------------------------------------------------ paybill (C2B)
+
+
+@dataclass(frozen=True, slots=True)
+class C2BIn:
+    trans_id: str
+    trans_time: datetime
+    amount_cents: int
+    bill_ref: str
+    shortcode: str
+    msisdn_masked: str = ""
+    payer_name: str = ""
+
+
+def validate_c2b(
+    session: Session,
+    *,
+    bill_ref: str,
+    amount_cents: int,
+    shortcode: str,
+    expected_shortcode: str,
+    policy: MpesaPolicy,
+) -> tuple[str, str]:
+    """Daraja's validation answer: ``("0", "Accepted")`` or ``("C2B000xx", "Rejected")``.
+
+    C2B00015 another shortcode, C2B00013 an amount that is not whole shillings or
+    outside the deposit limits, C2B00012 an account that is not a member number
+    (bare = savings, ``D`` deposits, ``S`` shares) of a member who may deposit.
+    """
+    if expected_shortcode and shortcode != expected_shortcode:
+        return "C2B00015", "Rejected"
+    if amount_cents <= 0 or amount_cents % 100 or amount_cents > policy.deposit_max_cents:
+        return "C2B00013", "Rejected"
+    parsed = parse_bill_ref(bill_ref)
+    if parsed is None:
+        return "C2B00012", "Rejected"
+    status = session.scalar(
+        select(Member.status).where(Member.member_number == parsed.member_number)
+    )
+    if status not in DEPOSIT_STATUSES:
+        return "C2B00012", "Rejected"
+    return "0", "Accepted"
+
+
+def record_c2b(
+    session: Session, deps: CoreDeps, payment: C2BIn, *, callback_id: int | None = None
+) -> str:
+    """Apply a paybill confirmation exactly once; never refuse it. Commits.
+
+    Returns ``credited``, ``suspense`` (account unknown or member not allowed:
+    parked on 2200 with an item for staff), ``duplicate`` or ``duplicate_of_stk``.
+    """
+    parsed = parse_bill_ref(payment.bill_ref)
+    member = (
+        session.scalar(select(Member).where(Member.member_number == parsed.member_number))
+        if parsed is not None
+        else None
+    )
+    # The payment row first: a concurrent duplicate waits here, then does nothing.
+    inserted = session.execute(
+        _insert(session, C2BPayment)
+        .values(
+            trans_id=payment.trans_id,
+            trans_time=payment.trans_time,
+            amount_cents=payment.amount_cents,
+            bill_ref=payment.bill_ref[:40],
+            shortcode=payment.shortcode[:12],
+            msisdn_masked=payment.msisdn_masked[:80],
+            payer_name=payment.payer_name[:120],
+            status="suspense",
+            created_at=deps.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["trans_id"])
+        .returning(C2BPayment.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return _done(session, deps, "duplicate", callback_id, payment.trans_id)
+    row = session.get(C2BPayment, inserted)
+    assert row is not None
+    stk = session.scalar(select(StkRequest).where(StkRequest.receipt == payment.trans_id))
+    if stk is not None:
+        row.status, row.member_id, row.target = "duplicate_of_stk", stk.member_id, stk.target
+        row.entry_id = stk.entry_id
+        return _done(session, deps, "duplicate_of_stk", callback_id, payment.trans_id)
+    if payment.amount_cents <= 0:
+        row.status = "suspense"
+        return _done(session, deps, "suspense", callback_id, payment.trans_id)
+    posted, credited, account_id = _credit(
+        session,
+        deps,
+        member_id=member.id if member is not None else None,
+        target=parsed.target if parsed is not None else None,
+        amount_cents=payment.amount_cents,
+        key=f"mpesa:c2b:{payment.trans_id}",
+        kind="deposit.mpesa",
+        memo=f"M-Pesa paybill {payment.trans_id}",
+        park={
+            "source": "c2b",
+            "source_ref": payment.trans_id,
+            "bill_ref": payment.bill_ref,
+            "payer_name": payment.payer_name,
+            "msisdn": payment.msisdn_masked,
+            "paid_at": payment.trans_time,
+        },
+    )
+    row.entry_id = posted.entry_id
+    if credited is not None and parsed is not None and account_id is not None:
+        row.status, row.member_id, row.target = "credited", credited.id, parsed.target
+        _notify_deposit(
+            session,
+            deps,
+            member=credited,
+            target=parsed.target,
+            account_id=account_id,
+            amount_cents=payment.amount_cents,
+            receipt=payment.trans_id,
+            reference=posted.reference,
+            business_key=f"deposit_received:c2b:{payment.trans_id}",
+        )
+    return _done(
+        session,
+        deps,
+        "credited" if credited is not None else "suspense",
+        callback_id,
+        payment.trans_id,
+    )
+
+
+# ------------------------------------------------------------------ suspense
+
+
+@dataclass(frozen=True, slots=True)
+class SuspenseView:
+    item_id: int
+    source: str
+    source_ref: str
+    amount_cents: int
+    bill_ref: str
+    payer_name: str
+    msisdn_masked: str
+    paid_at: datetime
+    reason: str
+    status: str
+    assigned_member_id: int | None
+    assigned_target: str | None
+
+
+def list_suspense(
+    session: Session, *, status: str = "open", limit: int = 100
+) -> list[SuspenseView]:
+    rows = session.scalars(
+        select(SuspenseItem)
+        .where(SuspenseItem.status == status)
+        .order_by(SuspenseItem.id)
+        .limit(max(1, min(limit, 1000)))
+    )
+    return [
+        SuspenseView(
+            r.id,
+            r.source,
+            r.source_ref,
+            r.amount_cents,
+            r.bill_ref,
+            r.payer_name,
+            r.msisdn_masked,
+            r.paid_at,
+            r.reason,
+            r.status,
+            r.assigned_member_id,
+            r.assigned_target,
+        )
+        for r in rows
+    ]
+
+
+class SuspenseAlreadyAssigned(DomainError):
+    code = "suspense_already_assigned"
+
+
+def assign_suspense(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    item_id: int,
+    member_id: int,
+    target: str = "savings",
+    staff: str,
+    note: str = "",
+) -> ledger.PostedEntry:
+    """Staff move a parked payment from suspense to a member's account. Commits.
+
+    Repeating the same assignment returns the first entry; assigning an item
+    already given to someone else raises ``SuspenseAlreadyAssigned``.
+    """
+    if target not in ACCOUNT_LABELS["en"]:
+        raise LimitExceeded("unknown account", reason="target")
+    item = session.scalar(select(SuspenseItem).where(SuspenseItem.id == item_id).with_for_update())
+    if item is None:
+        raise NotFound(f"no suspense item {item_id}")
+    key = f"mpesa:suspense:{item.id}"
+    if item.status == "assigned":
+        if item.assigned_member_id == member_id and item.assigned_target == target:
+            entry = session.scalar(select(JournalEntry).where(JournalEntry.idempotency_key == key))
+            assert entry is not None
+            session.rollback()
+            return ledger.PostedEntry(entry.id, entry.reference, created=False)
+        raise SuspenseAlreadyAssigned(f"item {item_id} already assigned")
+    member = get_member(session, member_id)
+    if member.status not in DEPOSIT_STATUSES:
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    account_id = member_account_ids(session, member.id)[target]
+    posted = ledger.post_entry(
+        session,
+        kind="mpesa.suspense_assign",
+        legs=[
+            ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), item.amount_cents),
+            ledger.Leg(account_id, -item.amount_cents),
+        ],
+        idempotency_key=key,
+        memo=f"Suspense {item.source_ref} to {member.member_number}"[:160],
+    )
+    item.status, item.assigned_member_id, item.assigned_target = "assigned", member.id, target
+    item.assigned_entry_id, item.assigned_by = posted.entry_id, staff[:80]
+    item.assigned_at, item.note = deps.now(), (note or None) and note[:200]
+    _notify_deposit(
+        session,
+        deps,
+        member=member,
+        target=target,
+        account_id=account_id,
+        amount_cents=item.amount_cents,
+        receipt=item.source_ref if item.source == "c2b" else None,
+        reference=posted.reference,
+        business_key=f"deposit_received:suspense:{item.id}",
+    )
+    session.commit()
+    return posted
+
+
+# ------------------------------------------------------------------ SIM swap
+
+
+class SimSwapResultLike(Protocol):
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def swapped(self) -> bool | None: ...
+    @property
+    def last_swap_at(self) -> datetime | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class SimSwapChecker(Protocol):
+    def check(self, msisdn: str) -> SimSwapResultLike: ...
+
+
+def sim_swap_verdict(
+    session: Session, deps: CoreDeps, checker: SimSwapChecker, msisdn: str, policy: MpesaPolicy
+) -> SimSwapVerdict:
+    """The cached verdict if fresh, else ask the checker (a good answer is cached). Flushes."""
+    now = deps.now()
+    cached = session.get(SimSwapCheck, msisdn)
+    if cached is not None and now - cached.checked_at < policy.sim_swap_cache:
+        return SimSwapVerdict(True, cached.swapped, cached.last_swap_at)
+    result = checker.check(msisdn)
+    verdict = SimSwapVerdict(result.ok, result.swapped, result.last_swap_at, result.error)
+    if verdict.ok and verdict.swapped is not None:
+        # An upsert: concurrent checks of one number must not collide on the key.
+        values = {
+            "swapped": verdict.swapped,
+            "last_swap_at": verdict.last_swap_at,
+            "checked_at": now,
+        }
+        session.execute(
+            _insert(session, SimSwapCheck)
+            .values(msisdn=msisdn, **values)
+            .on_conflict_do_update(index_elements=["msisdn"], set_=values)
+        )
+    return verdict
+
+
+def guard_sim_swap(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member: Member,
+    amount_cents: int,
+    policy: MpesaPolicy,
+    checker: SimSwapChecker,
+) -> None:
+    """Refuse (``SimSwapBlocked``, after committing an event for staff and an SMS) when
+    the SIM changed within the window, or the check failed and the policy refuses."""
+    verdict = sim_swap_verdict(session, deps, checker, member.msisdn, policy)
+    decision = sim_swap_decision(verdict, amount_cents=amount_cents, now=deps.now(), policy=policy)
+    if decision is None and verdict.ok:
+        return
+    event = SimSwapEvent(
+        member_id=member.id,
+        msisdn=member.msisdn,
+        outcome=decision or "check_failed",
+        decision="refused" if decision else "allowed",
+        amount_cents=amount_cents,
+        last_swap_at=verdict.last_swap_at,
+        error=(verdict.error or None) and str(verdict.error)[:200],
+        created_at=deps.now(),
+    )
+    session.add(event)
+    session.flush()
+    if decision is None:
+        return  # a failed check the policy lets through: recorded, not refused
+    notify(
+        session,
+        template="withdrawal_blocked_sim_swap"
+        if decision == "recent_swap"
+        else "withdrawal_blocked_check",
+        business_key=f"sim_swap_event:{event.id}",
+        member=member,
+        data={"sacco": deps.sacco_name, "days": policy.sim_swap_window.days},
+    )
+    session.commit()
+    raise SimSwapBlocked(reason=decision, last_swap_at=verdict.last_swap_at)
+
+
+# ------------------------------------------------------------------ withdrawals
+
+
+def withdrawn_today_cents(session: Session, member_id: int, now: datetime) -> int:
+    """Payouts requested since Nairobi midnight that have not failed."""
+    local = now.astimezone(NAIROBI)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    total = session.scalar(
+        select(func.coalesce(func.sum(B2CPayout.amount_cents), 0)).where(
+            B2CPayout.member_id == member_id,
+            B2CPayout.status != "failed",
+            B2CPayout.created_at >= midnight,
+        )
+    )
+    return int(total or 0)
+
+
+def _savings(session: Session, member_id: int) -> Account:
+    account_id = member_account_ids(session, member_id)["savings"]
+    account = session.get(Account, account_id)
+    assert account is not None
+    return account
+
+
+def quote_withdrawal(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member_id: int,
+    amount_cents: int,
+    policy: MpesaPolicy,
+) -> WithdrawalQuote:
+    """What the confirmation screen shows: amount, fee, total from savings, payout number.
+
+    Active members only (``MemberNotAllowed``); ``LimitExceeded`` with ``reason``
+    ``not_whole``, ``below_minimum``, ``above_maximum``, ``daily_limit`` or
+    ``insufficient`` (``limit_cents`` = the bound to show). Reads only.
+    """
+    member = get_member(session, member_id)
+    if member.status != "active":
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    savings = _savings(session, member_id)
+    return quote(
+        amount_cents,
+        available_cents=savings.balance_cents - savings.held_cents,
+        withdrawn_today_cents=withdrawn_today_cents(session, member_id, deps.now()),
+        msisdn=member.msisdn,
+        policy=policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalRequested:
+    payout_id: int
+    reference: str  # what the member is told and finds in the SMS
+    amount_cents: int
+    fee_cents: int
+    total_cents: int
+    msisdn: str
+    created: bool
+
+
+def _requested(p: B2CPayout, created: bool) -> WithdrawalRequested:
+    return WithdrawalRequested(
+        p.id,
+        p.reference,
+        p.amount_cents,
+        p.fee_cents,
+        p.amount_cents + p.fee_cents,
+        p.msisdn,
+        created,
+    )
+
+
+def request_withdrawal(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member_id: int,
+    amount_cents: int,
+    policy: MpesaPolicy,
+    sim_swap: SimSwapChecker,
+    idempotency_key: str,
+) -> WithdrawalRequested:
+    """Hold amount + fee on savings and record the payout to send. Commits.
+
+    The channel must have checked the member's PIN in this session. It then
+    enqueues ``workers.mpesa.send_b2c(payout_id)`` and ends with ``reference``.
+    The same ``idempotency_key`` returns the first request. Raises what
+    ``quote_withdrawal`` raises, and ``SimSwapBlocked`` (``reason``
+    ``recent_swap`` or ``check_failed``).
+    """
+    existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
+    if existing is not None:
+        return _requested(existing, False)
+    quote_withdrawal(session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy)
+    member = get_member(session, member_id)
+    guard_sim_swap(
+        session, deps, member=member, amount_cents=amount_cents, policy=policy, checker=sim_swap
+    )
+    # Serialise this member's withdrawals so the daily limit holds under concurrency,
+    # and look again for the same request made meanwhile (a double-tapped confirm).
+    session.scalar(select(Member.id).where(Member.id == member_id).with_for_update())
+    existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
+    if existing is not None:
+        session.commit()
+        return _requested(existing, False)
+    final = quote_withdrawal(
+        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy
+    )
+    ocid = str(uuid.uuid4())
+    hold = ledger.reserve_hold(
+        session,
+        account_id=_savings(session, member_id).id,
+        amount_cents=final.total_cents,
+        idempotency_key=f"mpesa:b2c:{ocid}:hold",
+        reason=f"M-Pesa withdrawal {format_cents(final.amount_cents)}",
+    )
+    payout = B2CPayout(
+        originator_conversation_id=ocid,
+        reference="W" + ledger.new_reference()[1:],
+        idempotency_key=idempotency_key,
+        purpose="withdrawal",
+        member_id=member_id,
+        msisdn=member.msisdn,
+        amount_cents=final.amount_cents,
+        fee_cents=final.fee_cents,
+        hold_id=hold.hold_id,
+        status="requested",
+        attempts=0,
+        created_at=deps.now(),
+    )
+    session.add(payout)
+    session.commit()
+    return _requested(payout, True)
+
+
+@dataclass(frozen=True, slots=True)
+class B2CJob:
+    payout_id: int
+    originator_conversation_id: str
+    msisdn: str
+    amount_cents: int
+    reference: str
+    resent: bool  # an earlier attempt may have reached Daraja
+
+
+def claim_b2c(session: Session, deps: CoreDeps, payout_id: int) -> B2CJob | None:
+    """Mark a ``requested`` payout ``sending`` (commits) and say what to send; else None."""
+    row = session.scalar(select(B2CPayout).where(B2CPayout.id == payout_id).with_for_update())
+    if row is None or row.status != "requested":
+        session.rollback()
+        return None
+    job = B2CJob(
+        row.id,
+        row.originator_conversation_id,
+        row.msisdn,
+        row.amount_cents,
+        row.reference,
+        resent=row.attempts > 0,
+    )
+    row.status, row.attempts, row.sent_at = "sending", row.attempts + 1, deps.now()
+    session.commit()
+    return job
+
+
+def _lock_payout(session: Session, **where: object) -> B2CPayout | None:
+    query = select(B2CPayout).with_for_update()
+    for name, value in where.items():
+        query = query.where(getattr(B2CPayout, name) == value)
+    return session.scalar(query)
+
+
+def record_b2c_accepted(
+    session: Session, deps: CoreDeps, payout_id: int, *, conversation_id: str
+) -> None:
+    """Daraja accepted the payout request. Commits. (Its result may already be in.)"""
+    row = _lock_payout(session, id=payout_id)
+    if row is None:
+        raise NotFound(f"no payout {payout_id}")
+    row.conversation_id = row.conversation_id or conversation_id[:64]
+    if row.status in ("sending", "unknown"):
+        row.status = "sent"
+    session.commit()
+
+
+def record_b2c_send_error(
+    session: Session,
+    deps: CoreDeps,
+    payout_id: int,
+    *,
+    refused: bool,
+    may_have_taken_effect: bool,
+    detail: str,
+) -> str:
+    """The payout request did not get a clean answer. Commits; returns the new status.
+
+    Refused outright (nothing happened): the hold is released and the member told.
+    May have taken effect: ``unknown``, the hold stays until a status query settles it.
+    Never sent: back to ``requested`` so reconciliation sends it again (same id).
+    """
+    row = _lock_payout(session, id=payout_id)
+    if row is None or row.status != "sending":
+        session.rollback()
+        return row.status if row is not None else "missing"
+    row.last_error = detail[:200]
+    if refused and not may_have_taken_effect:
+        _fail_payout(session, deps, row, code=None, desc=detail)
+    elif may_have_taken_effect:
+        row.status = "unknown"
+    else:
+        row.status = "requested"
+    session.commit()
+    return row.status
+
+
+def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str | None) -> None:
+    savings = _savings(session, row.member_id)
+    legs = [
+        ledger.Leg(savings.id, row.amount_cents + row.fee_cents),
+        ledger.Leg(ledger.account_id_by_code(session, FLOAT_OUT), -row.amount_cents),
+    ]
+    if row.fee_cents:
+        legs.append(ledger.Leg(ledger.account_id_by_code(session, FEE_INCOME), -row.fee_cents))
+    posted = ledger.post_hold(
+        session,
+        hold_id=row.hold_id,
+        legs=legs,
+        idempotency_key=f"mpesa:b2c:{row.originator_conversation_id}",
+        kind="withdrawal.mpesa",
+        memo=f"M-Pesa withdrawal {row.reference} {receipt or ''}".strip()[:160],
+    )
+    row.status, row.settled_at, row.entry_id = "succeeded", deps.now(), posted.entry_id
+    if receipt and not session.scalar(select(B2CPayout.id).where(B2CPayout.receipt == receipt)):
+        row.receipt = receipt[:20]
+    member = get_member(session, row.member_id)
+    notify(
+        session,
+        template="withdrawal_paid",
+        business_key=f"withdrawal_result:{row.id}",
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "amount": format_cents(row.amount_cents),
+            "fee": format_cents(row.fee_cents),
+            "msisdn": row.msisdn,
+            "receipt": receipt or "-",
+            "reference": row.reference,
+            "balance": _balance_text(session, savings.id),
+        },
+    )
+
+
+def _fail_payout(
+    session: Session, deps: CoreDeps, row: B2CPayout, *, code: int | None, desc: str
+) -> None:
+    ledger.release_hold(session, hold_id=row.hold_id)
+    row.status, row.settled_at = "failed", deps.now()
+    row.result_code, row.result_desc = code, desc[:200] or None
+    member = get_member(session, row.member_id)
+    notify(
+        session,
+        template="withdrawal_failed",
+        business_key=f"withdrawal_result:{row.id}",
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "amount": format_cents(row.amount_cents),
+            "reference": row.reference,
+            "balance": _balance_text(session, _savings(session, row.member_id).id),
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class B2COutcome:
+    originator_conversation_id: str
+    result_code: int
+    result_desc: str = ""
+    conversation_id: str = ""
+    receipt: str | None = None
+
+
+def settle_b2c(
+    session: Session,
+    deps: CoreDeps,
+    outcome: B2COutcome,
+    *,
+    timeout: bool = False,
+    callback_id: int | None = None,
+) -> str:
+    """Apply a B2C result (or queue timeout) exactly once. Commits. Returns ``paid``,
+    ``failed``, ``unknown`` (queue timeout: the hold stays, a status query decides),
+    ``duplicate`` or ``unmatched``."""
+    row = _lock_payout(session, originator_conversation_id=outcome.originator_conversation_id)
+    if row is None:
+        return _done(session, deps, "unmatched", callback_id, outcome.originator_conversation_id)
+    if row.status in B2C_FINAL:
+        return _done(session, deps, "duplicate", callback_id, outcome.originator_conversation_id)
+    if outcome.conversation_id and not row.conversation_id:
+        row.conversation_id = outcome.conversation_id[:64]
+    if timeout:
+        row.status, row.last_error = "unknown", f"queue timeout: {outcome.result_desc}"[:200]
+        return _done(session, deps, "unknown", callback_id, outcome.originator_conversation_id)
+    row.result_code, row.result_desc = outcome.result_code, outcome.result_desc[:200]
+    if outcome.result_code == 0:
+        _pay_payout(session, deps, row, outcome.receipt)
+        return _done(session, deps, "paid", callback_id, outcome.originator_conversation_id)
+    _fail_payout(session, deps, row, code=outcome.result_code, desc=outcome.result_desc)
+    return _done(session, deps, "failed", callback_id, outcome.originator_conversation_id)
+
+
+def record_status_query(session: Session, deps: CoreDeps, payout_id: int, query_id: str) -> None:
+    row = _lock_payout(session, id=payout_id)
+    if row is not None:
+        row.status_query_id, row.queried_at = query_id[:64], deps.now()
+    session.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusOutcome:
+    """A transaction-status answer about one of our payouts."""
+
+    query_id: str
+    original_originator_conversation_id: str | None
+    found: bool | None  # False: M-Pesa has no such transaction; None: no verdict
+    completed: bool  # M-Pesa says the payment completed
+    failed: bool  # M-Pesa says it failed
+    receipt: str | None = None
+    detail: str = ""
+
+
+def settle_status(
+    session: Session, deps: CoreDeps, outcome: StatusOutcome, *, callback_id: int | None = None
+) -> str:
+    """Apply a status answer to a payout still open. Commits. Returns ``paid``, ``failed``,
+    ``resend`` (M-Pesa never saw it: sent again with the same id, which cannot pay
+    twice), ``unknown``, ``duplicate`` or ``unmatched``."""
+    row = None
+    if outcome.original_originator_conversation_id:
+        row = _lock_payout(
+            session, originator_conversation_id=outcome.original_originator_conversation_id
+        )
+    if row is None and outcome.query_id:
+        row = _lock_payout(session, status_query_id=outcome.query_id)
+    if row is None:
+        return _done(
+            session, deps, "unmatched", callback_id, outcome.original_originator_conversation_id
+        )
+    if row.status in B2C_FINAL:
+        return _done(
+            session, deps, "duplicate", callback_id, outcome.original_originator_conversation_id
+        )
+    if outcome.completed:
+        _pay_payout(session, deps, row, outcome.receipt)
+        return _done(
+            session, deps, "paid", callback_id, outcome.original_originator_conversation_id
+        )
+    if outcome.failed:
+        _fail_payout(session, deps, row, code=None, desc=outcome.detail or "failed (status query)")
+        return _done(
+            session, deps, "failed", callback_id, outcome.original_originator_conversation_id
+        )
+    if outcome.found is False and row.status in ("sent", "unknown", "sending"):
+        row.status, row.last_error = "requested", "status query: not found; resending"
+        return _done(
+            session, deps, "resend", callback_id, outcome.original_originator_conversation_id
+        )
+    row.last_error = f"status query: {outcome.detail}"[:200]
+    return _done(session, deps, "unknown", callback_id, outcome.original_originator_conversation_id)
+
+
+# ------------------------------------------------------------------ reconciliation
+
+
+@dataclass
+class DueWork:
+    stk_to_query: list[tuple[int, str]] = field(default_factory=list)
+    b2c_to_send: list[int] = field(default_factory=list)
+    b2c_to_query: list[tuple[int, str]] = field(default_factory=list)
+    stk_expired: int = 0
+    stk_unknown: int = 0
+    b2c_requeued: int = 0
+
+
+def due_for_reconciliation(
+    session: Session, deps: CoreDeps, *, older_than: timedelta, limit: int = 200
+) -> DueWork:
+    """What the reconciliation job must do now; stale states are moved on here. Commits.
+
+    * STK ``pending`` older than the cut-off: query it.
+    * STK ``queued`` never sent: expired (``failed``; the member saw no prompt).
+    * STK ``sending`` whose worker died: ``unknown`` (a callback can still adopt it);
+      ``unknown`` with no CheckoutRequestID after the adoption window: ``failed``.
+    * B2C ``requested`` (job lost or worker killed before the call): send it.
+    * B2C ``sending`` (worker died during the call): back to ``requested`` and sent
+      again with the same OriginatorConversationID: paid at most once.
+    * B2C ``sent``/``unknown`` with no result: ask for the transaction status.
+    """
+    cutoff = deps.now() - older_than
+    due = DueWork()
+    for row in session.scalars(
+        select(StkRequest)
+        .where(StkRequest.status.in_(("queued", "sending")), StkRequest.created_at < cutoff)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ):
+        if row.status == "queued":
+            row.status, row.settled_at, row.result_desc = "failed", deps.now(), "never sent"
+            due.stk_expired += 1
+        else:
+            row.status = "unknown"
+            due.stk_unknown += 1
+    for row in session.scalars(
+        select(StkRequest)
+        .where(
+            StkRequest.status == "unknown",
+            StkRequest.checkout_request_id.is_(None),
+            StkRequest.created_at < deps.now() - ADOPT_WINDOW,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ):
+        # No id and no callback to adopt it for hours: nothing was paid that we can see;
+        # a payment that did go through shows up in the statement import.
+        row.status, row.settled_at = "failed", deps.now()
+        row.result_desc = "no answer from M-Pesa; see the statement import"
+        due.stk_expired += 1
+    due.stk_to_query = [
+        (r.id, r.checkout_request_id or "")
+        for r in session.scalars(
+            select(StkRequest)
+            .where(
+                StkRequest.status.in_(("pending", "unknown")),
+                StkRequest.checkout_request_id.is_not(None),
+                StkRequest.created_at < cutoff,
+            )
+            .order_by(StkRequest.id)
+            .limit(limit)
+        )
+    ]
+    for payout in session.scalars(
+        select(B2CPayout)
+        .where(B2CPayout.status == "sending", B2CPayout.sent_at < cutoff)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ):
+        payout.status, payout.last_error = "requested", "worker lost during the call; resending"
+        due.b2c_requeued += 1
+    session.flush()
+    due.b2c_to_send = list(
+        session.scalars(
+            select(B2CPayout.id)
+            .where(B2CPayout.status == "requested", B2CPayout.created_at < cutoff)
+            .order_by(B2CPayout.id)
+            .limit(limit)
+        )
+    )
+    due.b2c_to_query = [
+        (p.id, p.originator_conversation_id)
+        for p in session.scalars(
+            select(B2CPayout)
+            .where(
+                B2CPayout.status.in_(("sent", "unknown")),
+                B2CPayout.created_at < cutoff,
+                (B2CPayout.queried_at.is_(None)) | (B2CPayout.queried_at < cutoff),
+            )
+            .order_by(B2CPayout.id)
+            .limit(limit)
+        )
+    ]
+    session.commit()
+    return due
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    receipt: str
+    completed_at: datetime | None
+    paid_in_cents: int
+    withdrawn_cents: int
+    details: str = ""
+
+
+@dataclass
+class StatementReport:
+    matched: int = 0
+    missing_in_ledger: list[StatementLine] = field(default_factory=list)
+    missing_in_statement: list[tuple[str, str, int]] = field(
+        default_factory=list
+    )  # kind, receipt, cents
+    amount_mismatches: list[tuple[str, int, int]] = field(
+        default_factory=list
+    )  # receipt, ours, theirs
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing_in_ledger or self.missing_in_statement or self.amount_mismatches)
+
+
+def reconcile_statement(
+    session: Session, lines: Sequence[StatementLine], *, slack: timedelta = timedelta(minutes=10)
+) -> StatementReport:
+    """Compare an M-Pesa statement with what we recorded. Reads only.
+
+    Ours: succeeded STK deposits with a receipt, paybill payments, succeeded payouts.
+    A receipt of ours is "missing in the statement" only when its time falls inside
+    the statement's period (with ``slack``); an STK deposit settled by a query has
+    no receipt and shows up as a statement line missing in the ledger.
+    """
+    report = StatementReport()
+    theirs = {line.receipt: line for line in lines}
+    times = [line.completed_at for line in lines if line.completed_at is not None]
+    start, end = (min(times) - slack, max(times) + slack) if times else (None, None)
+    ours: dict[str, tuple[str, int, datetime | None]] = {}
+    for receipt, cents, when in session.execute(
+        select(StkRequest.receipt, StkRequest.paid_cents, StkRequest.settled_at).where(
+            StkRequest.status == "succeeded", StkRequest.receipt.is_not(None)
+        )
+    ):
+        ours[receipt] = ("stk", int(cents or 0), when)
+    for receipt, cents, when in session.execute(
+        select(C2BPayment.trans_id, C2BPayment.amount_cents, C2BPayment.trans_time)
+    ):
+        ours.setdefault(receipt, ("c2b", int(cents), when))
+    for receipt, cents, when in session.execute(
+        select(B2CPayout.receipt, B2CPayout.amount_cents, B2CPayout.settled_at).where(
+            B2CPayout.status == "succeeded", B2CPayout.receipt.is_not(None)
+        )
+    ):
+        ours[receipt] = ("b2c", -int(cents), when)
+    for receipt, line in theirs.items():
+        mine = ours.get(receipt)
+        if mine is None:
+            report.missing_in_ledger.append(line)
+            continue
+        amount = line.paid_in_cents - line.withdrawn_cents
+        if amount != mine[1]:
+            report.amount_mismatches.append((receipt, mine[1], amount))
+        else:
+            report.matched += 1
+    for receipt, (kind, cents, when) in sorted(ours.items()):
+        if receipt in theirs:
+            continue
+        inside = start is not None and end is not None and when is not None and start <= when <= end
+        if inside:
+            report.missing_in_statement.append((kind, receipt, cents))
+    return report

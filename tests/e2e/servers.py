@@ -1,0 +1,98 @@
+"""Real server processes for end-to-end tests: gunicorn on a free loopback port.
+
+The child gets a clean environment (only what is passed plus PATH/HOME/locale),
+so a developer's own ``DATABASE_URL`` or ``REDIS_URL`` never leaks into a test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_manage(args: list[str], env: Mapping[str, str]) -> str:
+    """``python manage.py …`` as an operator runs it; raises with its output on failure."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+@contextmanager
+def gunicorn(env: Mapping[str, str], app: str = "wsgi:app") -> Iterator[str]:
+    """Serve ``app`` with the project's gunicorn config; yields the base URL."""
+    port = free_port()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app],
+            cwd=ROOT,
+            env=clean_env({**env, "HOST": "127.0.0.1", "PORT": str(port)}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(proc, base, log)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def _wait_until_up(proc: subprocess.Popen[bytes], base: str, log: IO[str]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"gunicorn exited with {proc.returncode}:\n{log.read()[-4000:]}")
+        try:
+            with requests.get(f"{base}/healthz", timeout=3) as resp:
+                if resp.status_code == 200:
+                    return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    log.seek(0)
+    raise AssertionError(
+        f"gunicorn did not answer /healthz in {START_TIMEOUT_S}s:\n{log.read()[-4000:]}"
+    )

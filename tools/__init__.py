@@ -1,0 +1,1 @@
+"""Developer and training tools (not imported by the app)."""

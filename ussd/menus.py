@@ -1,0 +1,160 @@
+"""The SACCO's USSD menu tree, as data. Texts live in ``ussd/catalogues``.
+
+Adding a feature is declaring screens here and, when a screen loads data or
+runs a verb, one function in ``ussd/actions.py`` that calls ``core/``. A flow
+that moves money follows the Confirm pattern (see docs/readme/ussd.md)::
+
+    Prompt("dep_amount", "dep_amount", field="amount", parse=parse_amount, goto="dep_confirm"),
+    Confirm("dep_confirm", "dep_confirm", load="deposit_quote", yes="dep_run"),
+    Run("dep_run", action="deposit", ok="dep_done", errors=(("*", "dep_failed"),)),
+    End("dep_done", "dep_done"),   # "... Ref {reference}. We sent an SMS."
+
+Deposit, withdraw and loans are not in the tree yet: their issues add them to
+the main menu (hidden until then rather than shown as "coming soon").
+"""
+
+from __future__ import annotations
+
+from core import access
+from core.errors import InvalidInput
+from core.identity import normalize_name, normalize_national_id
+from core.money import MAX_INPUT_CENTS, format_cents, parse_amount
+from ussd.engine import (
+    Context,
+    End,
+    Invalid,
+    Menu,
+    Option,
+    Page,
+    PinPrompt,
+    Prompt,
+    Run,
+    Screen,
+    Tree,
+)
+
+ROOT_MEMBER = "main"
+ROOT_NEW = "welcome"
+ROOT_EXITED = "exited"
+
+
+def parse_name(text: str, ctx: Context) -> str:
+    try:
+        return normalize_name(text)
+    except InvalidInput:
+        raise Invalid("why_name") from None
+
+
+def parse_national_id(text: str, ctx: Context) -> str:
+    try:
+        return normalize_national_id(text)
+    except InvalidInput:
+        raise Invalid("why_national_id") from None
+
+
+def parse_amount_input(text: str, ctx: Context) -> str:
+    """For money flows: the amount as a cents string (shown via ``format_cents``)."""
+    try:
+        return str(parse_amount(text.strip(), max_cents=MAX_INPUT_CENTS).cents)
+    except (InvalidInput, ValueError):
+        raise Invalid("why_amount", max=format_cents(MAX_INPUT_CENTS)) from None
+
+
+_SCREENS: list[Screen] = [
+    # --- unregistered phone: language, then registration --------------------
+    Menu(
+        ROOT_NEW,
+        "welcome",
+        (Option("lang_en", "reg_name", lang="en"), Option("lang_sw", "reg_name", lang="sw")),
+    ),
+    Prompt("reg_name", "reg_name", field="full_name", parse=parse_name, goto="reg_id"),
+    Prompt("reg_id", "reg_id", field="national_id", parse=parse_national_id, goto="reg_consent"),
+    Menu(
+        "reg_consent",
+        "reg_consent",
+        (Option("opt_agree", "reg_pin"), Option("opt_disagree", "reg_declined")),
+    ),
+    PinPrompt("reg_pin", "reg_pin", goto="reg_pin2", mode="new", field="pin"),
+    PinPrompt("reg_pin2", "pin_again", goto="reg_run", mode="new", same_as="pin"),
+    Run(
+        "reg_run",
+        action="register",
+        ok="reg_done",
+        errors=(("duplicate_member", "reg_duplicate"), ("*", "error")),
+        secrets=("pin",),
+    ),
+    End("reg_done", "reg_done"),
+    End("reg_declined", "reg_declined"),
+    End("reg_duplicate", "reg_duplicate"),
+    # --- members ------------------------------------------------------------
+    Menu(
+        ROOT_MEMBER,
+        "main",
+        (
+            Option("menu_balances", "balances", feature=access.BALANCES),
+            Option("menu_statement", "statement", feature=access.STATEMENT),
+            Option("menu_account", "account", feature=access.ACCOUNT),
+            Option("menu_change_pin", "cp_old", feature=access.CHANGE_PIN),
+        ),
+        notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
+    ),
+    Menu("balances", "balances", load="balances", needs_pin=True),
+    Page(
+        "statement",
+        "stmt_title",
+        item="stmt_line",
+        empty="stmt_empty",
+        load="statement",
+        per_page=2,
+        needs_pin=True,
+    ),
+    Menu("account", "account", (Option("menu_language", "account_lang"),), load="account"),
+    Menu(
+        "account_lang",
+        "choose_lang",
+        (Option("lang_en", "lang_run", lang="en"), Option("lang_sw", "lang_run", lang="sw")),
+    ),
+    Run("lang_run", action="set_language", ok="lang_done"),
+    End("lang_done", "lang_done"),
+    PinPrompt("cp_old", "cp_old", goto="cp_new", mode="collect", field="old_pin"),
+    PinPrompt("cp_new", "cp_new", goto="cp_new2", mode="new", field="new_pin"),
+    PinPrompt("cp_new2", "pin_again", goto="cp_run", mode="new", same_as="new_pin"),
+    Run(
+        "cp_run",
+        action="change_pin",
+        ok="cp_done",
+        errors=(("pin_invalid", "cp_old"), ("invalid_input", "cp_new"), ("*", "error")),
+        secrets=("old_pin", "new_pin"),
+    ),
+    End("cp_done", "cp_done"),
+    End(ROOT_EXITED, "exited"),
+    # --- screens the engine goes to by itself -------------------------------
+    PinPrompt("pin", "pin", mode="verify"),
+    # The engine answers this menu itself (1 restores the saved flow, 2 starts at the
+    # caller's root); the gotos only satisfy the tree check.
+    Menu(
+        "resume",
+        "resume",
+        (Option("opt_continue", ROOT_MEMBER), Option("opt_restart", ROOT_MEMBER)),
+    ),
+    End("too_many", "too_many"),
+    End("cancelled", "cancelled"),
+    End("error", "error"),
+    End("pin_locked", "pin_locked"),
+    End("pin_blocked", "pin_blocked"),
+    End("no_pin", "no_pin"),
+]
+
+TREE = Tree(
+    screens={s.id: s for s in _SCREENS},
+    roots=(ROOT_MEMBER, ROOT_NEW, ROOT_EXITED),
+)
+
+
+def root_for(status: str | None) -> str:
+    """The first screen: registration for an unknown phone, an END for exited members."""
+    if status is None:
+        return ROOT_NEW
+    if not access.self_service_features(status):
+        return ROOT_EXITED
+    return ROOT_MEMBER

@@ -1,0 +1,189 @@
+"""One USSD hop end to end, without Flask: who is calling, the stored state, the
+engine, the effects through ``core/``, and what to keep for the next hop.
+
+The view (``ussd/views.py``) only parses the form and writes the response.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core import access
+from core.errors import InvalidInput
+from core.identity import normalize_msisdn
+from core.runtime import Runtime
+from core.ussd_sessions import parse_session_end, record_session_end
+from ussd import actions
+from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
+from ussd.menus import TREE, root_for
+from ussd.store import Store, resume_key, session_key
+from ussd.texts import gsm7_safe, render
+
+MAX_SESSION_ID = 100
+MAX_TEXT = 20_000  # longer text is cut before the engine sees it (the gateway never sends it)
+
+
+@dataclass(frozen=True)
+class UssdConfig:
+    sacco_name: str = "Umoja SACCO"
+    help_phone: str = "0700 000 000"
+    terms_url: str = "umoja.example/terms"
+    sms_code: str = "22384"
+    service_code: str = ""  # empty: any service code is served
+    session_ttl_seconds: int = 180
+    resume_ttl_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class HopOutcome:
+    body: str  # "CON ..." / "END ..."
+    screen: str  # for the request log
+    end: bool
+
+
+# Longest each configured value may be on a screen (longer values are cut with ".."):
+# the tree-walk test proves every screen fits with values this long.
+CONSTANT_LIMITS = {"sacco": 24, "help_phone": 16, "terms_url": 24, "sms_code": 8}
+
+
+def screen_constants(config: UssdConfig) -> dict[str, str]:
+    """The configured values screens show, GSM-7 and cut to ``CONSTANT_LIMITS``."""
+    values = {
+        "sacco": config.sacco_name,
+        "help_phone": config.help_phone,
+        "terms_url": config.terms_url,
+        "sms_code": config.sms_code,
+    }
+    return {k: gsm7_safe(v, CONSTANT_LIMITS[k]) for k, v in values.items()}
+
+
+class UssdService:
+    def __init__(
+        self, runtime: Runtime, store: Store, config: UssdConfig, tree: Tree = TREE
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.config = config
+        self.tree = tree
+        self.base: Mapping[str, Any] = screen_constants(config)
+
+    # ------------------------------------------------------------------ hops
+
+    def service_code_ok(self, code: str) -> bool:
+        """The configured code, or a direct-dial extension of it (``*384*44135*1#``)."""
+        want = self.config.service_code.strip()
+        code = code.strip()
+        return not want or code == want or code.startswith(want.removesuffix("#") + "*")
+
+    def refuse(self, reason: str = "error") -> HopOutcome:
+        """A polite END for a hop we cannot serve; ``reason`` goes to the request log."""
+        text = render("error", "en", self.base)
+        return HopOutcome(Reply(True, text).body, f"refused:{reason}", True)
+
+    def hop(
+        self, session_id: str, msisdn_raw: str, text: str, service_code: str = ""
+    ) -> HopOutcome:
+        session_id = session_id.strip()
+        if not session_id or len(session_id) > MAX_SESSION_ID:
+            return self.refuse("session_id")
+        if not self.service_code_ok(service_code):
+            return self.refuse("service_code")
+        try:
+            msisdn = normalize_msisdn(msisdn_raw)
+        except InvalidInput:
+            return self.refuse("phone")
+        text = text[:MAX_TEXT]
+
+        with self.runtime.session() as session:
+            caller = access.caller_by_msisdn(session, msisdn)
+        member_id = caller.member_id if caller is not None else None
+        status = caller.status if caller is not None else None
+        language = caller.language if caller is not None else "en"
+
+        root = root_for(status)
+        state = State.from_json(self.store.get(session_key(session_id)))
+        offer = None
+        if state is None and text == "":
+            offer = self._take_offer(msisdn, root)
+        ctx = Context(
+            tree=self.tree,
+            render=render,
+            root=root,
+            session_id=session_id,
+            msisdn=msisdn,
+            status=status,
+            features=caller.features if caller is not None else frozenset(),
+            language=language,
+            base=self.base,
+            resume=offer,
+        )
+
+        def perform(effect: Any) -> Any:
+            return actions.perform(self.runtime, effect, member_id=member_id, msisdn=msisdn)
+
+        state, reply = run_hop(state, text, ctx, perform)
+        self._keep(session_id, msisdn, root, state, reply)
+        return HopOutcome(reply.body, state.screen, reply.end)
+
+    def _take_offer(self, msisdn: str, root: str) -> dict[str, Any] | None:
+        raw = self.store.take(resume_key(msisdn))
+        if not raw:
+            return None
+        try:
+            offer = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(offer, dict) or offer.get("root") != root:
+            return None
+        return offer
+
+    def _keep(self, session_id: str, msisdn: str, root: str, state: State, reply: Reply) -> None:
+        """One round trip to the store: the session state and the resume offer."""
+        if reply.end:  # a finished flow leaves nothing to resume
+            self.store.write([], [session_key(session_id), resume_key(msisdn)])
+            return
+        puts = [(session_key(session_id), state.to_json(), self.config.session_ttl_seconds)]
+        offer = self._offer(root, state)
+        if offer is None:
+            self.store.write(puts, [resume_key(msisdn)])
+        else:
+            puts.append((resume_key(msisdn), offer, self.config.resume_ttl_seconds))
+            self.store.write(puts, [])
+
+    def _offer(self, root: str, state: State) -> str | None:
+        """The resume offer this state leaves for the phone's next dial (JSON), if any."""
+        if self.config.resume_ttl_seconds <= 0:
+            return None
+        if state.screen == self.tree.resume:  # still deciding about the last offer
+            return json.dumps(state.resume) if state.resume else None
+        point = resume_point(state, self.tree, root)
+        if point is None:
+            return None
+        point["root"] = root
+        return json.dumps(point)
+
+    # ---------------------------------------------------------------- events
+
+    def session_ended(self, form: Mapping[str, str]) -> bool:
+        """Store the gateway's end notification; a dropped flow becomes a resume offer.
+
+        Returns False when the form is unusable (no sessionId)."""
+        try:
+            event = parse_session_end(dict(form))
+        except InvalidInput:
+            return False
+        with self.runtime.session() as session:
+            record_session_end(session, event)
+        raw = self.store.get(session_key(event.session_id))
+        self.store.delete(session_key(event.session_id))
+        state = State.from_json(raw)
+        if event.status in ("Incomplete", "Failed") and event.msisdn and state is not None:
+            with self.runtime.session() as session:
+                caller = access.caller_by_msisdn(session, event.msisdn)
+            offer = self._offer(root_for(caller.status if caller else None), state)
+            if offer is not None:
+                self.store.put(resume_key(event.msisdn), offer, self.config.resume_ttl_seconds)
+        return True

@@ -1,0 +1,71 @@
+"""A small in-process job runner, until the RQ worker layer lands.
+
+Jobs are named by dotted path and take only ids (``"workers.mpesa.send_b2c", 42``),
+exactly as ``rq.Queue.enqueue`` takes them, so switching to RQ is a change of
+runner, not of callers. Enqueue only after the business change has committed.
+
+* ``InProcessJobs()``: a small thread pool (the embedded demo: the USSD hop
+  returns at once, the STK push or B2C call happens just after).
+* ``InProcessJobs(synchronous=True)``: runs the job inside ``enqueue`` (CLI, tests).
+
+A job that raises is logged; nothing is lost, because every job's state is in
+the database and ``workers.mpesa.reconcile_pending`` picks up what is left.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from threading import Lock
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def resolve(job: str) -> Callable[..., Any]:
+    module, _, name = job.rpartition(".")
+    if not module.startswith("workers."):
+        raise ValueError(f"jobs live in workers/: {job!r}")
+    func: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return func
+
+
+class InProcessJobs:
+    def __init__(self, *, synchronous: bool = False, max_workers: int = 4) -> None:
+        self.synchronous = synchronous
+        self._pool: ThreadPoolExecutor | None = None
+        self._max_workers = max_workers
+        self._futures: list[Future[Any]] = []
+        self._lock = Lock()
+
+    def enqueue(self, job: str, *args: Any) -> None:
+        func = resolve(job)
+        if self.synchronous:
+            self._run(job, func, args)
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="job")
+            self._futures = [f for f in self._futures if not f.done()]
+            self._futures.append(self._pool.submit(self._run, job, func, args))
+
+    @staticmethod
+    def _run(job: str, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            func(*args)
+        except Exception:
+            log.exception("job %s%r failed; reconciliation will pick it up", job, args)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for every job enqueued so far."""
+        with self._lock:
+            futures = list(self._futures)
+        wait(futures, timeout=timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)

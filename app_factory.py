@@ -71,5 +71,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from workers import mpesa as mpesa_jobs
     from workers.runner import InProcessJobs
 
-    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=InProcessJobs()))
+    mpesa_context = mpesa_views.init_app(app, jobs=InProcessJobs())
+    mpesa_jobs.configure(mpesa_context)
+    # Staff PIN resets ask the same SIM-swap checker as M-Pesa withdrawals (api/v1).
+    app.extensions["sacco_sim_swap"] = mpesa_context.sim_swap
     return app

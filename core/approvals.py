@@ -27,19 +27,18 @@ from core.backoffice import approve_kyc, check_kyc_ready, visible_member
 from core.deps import CoreDeps
 from core.errors import (
     DomainError,
-    InsufficientFunds,
     InvalidInput,
     MemberNotAllowed,
     NotFound,
     SaccoError,
 )
-from core.members import check_status_change, member_account_ids, set_status, start_pin_reset
-from core.money import format_cents
+from core.members import check_status_change, set_status, start_pin_reset
+from core.mpesa import SuspenseAlreadyAssigned, assign_suspense
 from core.permissions import Principal, can_access_branch
 from core.savings import DEPOSIT_TARGETS
 from db.models import Account, ApprovalRequest, Member
+from db.models_mpesa import SuspenseItem
 
-SUSPENSE_ACCOUNT = "2200"
 SIM_SWAP_WINDOW = timedelta(days=7)
 STATUS_CHANGES = ("active", "suspended", "exited")
 
@@ -133,7 +132,7 @@ def _exec_pin_reset(
     fact = str(p.get("_facts", {}).get("sim_swap", "not_checked"))
     if fact == "recent" and p.get("in_person") is not True:
         raise MemberNotAllowed(
-            "the SIM was swapped in the last 7 days: check the member's ID at the counter, "
+            "the SIM was swapped recently: check the member's ID at the counter, "
             "then ask again with in_person",
             reason="recent_sim_swap",
         )
@@ -187,15 +186,14 @@ def _exec_adjustment(
     return {"entry": posted.reference}
 
 
-def _suspense_covers(session: Session, amount: int, *, lock: bool) -> int:
-    """Suspense has no overdraft guard in the chart; never move out more than it holds."""
-    query = select(Account.id, Account.balance_cents).where(Account.code == SUSPENSE_ACCOUNT)
-    row = session.execute(query.with_for_update() if lock else query).one()
-    if row.balance_cents < amount:
-        raise InsufficientFunds(
-            f"suspense holds only {format_cents(row.balance_cents)}", field="amount_cents"
-        )
-    return int(row.id)
+def _open_item(session: Session, p: dict[str, Any]) -> SuspenseItem:
+    item_id = p.get("item_id")
+    item = session.get(SuspenseItem, item_id) if isinstance(item_id, int) else None
+    if item is None:
+        raise InvalidInput("no such suspense item", field="item_id", reason="unknown")
+    if item.status != "open":
+        raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already assigned")
+    return item
 
 
 def _check_suspense(
@@ -203,28 +201,19 @@ def _check_suspense(
 ) -> int:
     if p.get("target") not in DEPOSIT_TARGETS:
         raise InvalidInput("target must be savings, deposits or shares", field="target")
-    amount = _amount(p)
-    _suspense_covers(session, amount, lock=False)
-    return amount
+    return _open_item(session, p).amount_cents
 
 
 def _exec_suspense(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
+    """``core.mpesa.assign_suspense``: the parked payment goes to the member, the item is
+    marked assigned and the member is told by SMS."""
     assert req.member_id is not None
-    amount = _amount(p)
-    suspense_id = _suspense_covers(session, amount, lock=True)
-    accounts = member_account_ids(session, req.member_id)
-    posted = ledger.post_entry(
-        session,
-        kind="suspense.reassign",
-        legs=[
-            ledger.Leg(suspense_id, amount),
-            ledger.Leg(accounts[p["target"]], -amount),
-        ],
-        idempotency_key=f"approval:{req.id}",
-        memo=f"Suspense to member {p['target']}: {str(p.get('memo', ''))[:100]}",
-    )
+    posted = assign_suspense(
+        session, deps, item_id=p["item_id"], member_id=req.member_id, target=p["target"],
+        staff=f"approval {req.id}", note=req.maker_note, commit=False,
+    )  # fmt: skip
     return {"entry": posted.reference}
 
 

@@ -66,6 +66,7 @@ class ApiState:
     large_threshold_cents: int
     cors_origins: frozenset[str]
     limiter: Limiter
+    sim_swap_window: timedelta
 
 
 SECURITY_HEADERS = {
@@ -212,5 +213,6 @@ def init_app(app: Flask) -> None:
             o.strip() for o in settings.api_cors_origins.split(",") if o.strip()
         ),
         limiter=limiter,
+        sim_swap_window=timedelta(days=settings.sim_swap_window_days),
     )
     app.after_request(_after)

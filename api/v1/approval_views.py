@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from flask import current_app
@@ -10,8 +11,8 @@ from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
-from api.v1.security import current, requires, runtime
-from core import approvals
+from api.v1.security import api_state, current, requires, runtime
+from core import approvals, mpesa
 from db.models import ApprovalRequest, Member
 
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
@@ -103,7 +104,8 @@ def _facts(request_id: int) -> dict[str, str]:
     except Exception:  # a checker that raises gives no verdict; staff decide
         current_app.logger.exception("SIM-swap check failed")
         return {"sim_swap": "unknown"}
-    return {"sim_swap": approvals.sim_swap_fact(result, rt.deps.now())}
+    window = api_state().sim_swap_window
+    return {"sim_swap": approvals.sim_swap_fact(result, rt.deps.now(), window)}
 
 
 @blp.route("/approvals/<int:request_id>/reject", methods=["POST"])
@@ -128,12 +130,32 @@ def adjustment(body: dict[str, Any]) -> Any:
     return request_from_elsewhere("ledger.adjustment", None, body, note)
 
 
+@blp.route("/suspense", methods=["GET"])
+@requires("suspense:reassign")
+@blp.arguments(sc.SuspenseArgs, location="query")
+@blp.response(200, sc.page_schema(sc.SuspenseItemOut, "SuspensePage"))
+def suspense_items(args: dict[str, Any]) -> Any:
+    """M-Pesa payments parked in suspense (2200): unknown account or member not allowed."""
+    rt = runtime()
+    after = sc.decode_cursor(args["cursor"])
+    with rt.session() as s:
+        items = mpesa.list_suspense(s, status=args["status"], limit=1000)
+    rows = [i for i in items if i.item_id > after][: args["limit"] + 1]
+    more = len(rows) > args["limit"]
+    rows = rows[: args["limit"]]
+    return {
+        "items": [{**asdict(i), "id": i.item_id} for i in rows],
+        "next_cursor": sc.encode_cursor(rows[-1].item_id) if more else None,
+    }
+
+
 @blp.route("/suspense/reassignments", methods=["POST"])
 @requires("suspense:reassign")
 @blp.arguments(sc.SuspenseIn)
 @blp.response(202, sc.ApprovalOut)
 def suspense(body: dict[str, Any]) -> Any:
-    """Ask to move an unmatched payment from suspense (2200) to a member's account."""
+    """Ask to move a parked payment (a suspense item) to a member's account; another
+    person decides (a manager above the threshold)."""
     note = body.pop("note")
     member_id = body.pop("member_id")
     return request_from_elsewhere("suspense.reassign", member_id, body, note)

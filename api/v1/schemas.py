@@ -324,10 +324,28 @@ class AdjustmentIn(NoteIn):
 
 
 class SuspenseIn(NoteIn):
+    item_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
     member_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
     target = fields.String(load_default="savings", validate=validate.OneOf(DEPOSIT_TARGETS))
-    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
-    memo = fields.String(load_default="", validate=validate.Length(max=100))
+
+
+class SuspenseArgs(PageArgs):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "assigned"]))
+
+
+class SuspenseItemOut(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    source_ref = fields.String(required=True)
+    amount_cents = fields.Integer(required=True)
+    bill_ref = fields.String(required=True)
+    payer_name = fields.String(required=True)
+    msisdn_masked = fields.String(required=True)
+    paid_at = fields.DateTime(required=True)
+    reason = fields.String(required=True)
+    status = fields.String(required=True)
+    assigned_member_id = fields.Integer(allow_none=True, required=True)
+    assigned_target = fields.String(allow_none=True, required=True)
 
 
 # ------------------------------------------------------------- approvals

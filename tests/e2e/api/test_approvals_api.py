@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import ledger
+from core import ledger, mpesa
 from core import members as members_core
 from core.deps import CoreDeps
 from core.errors import MemberNotAllowed, PinInvalid
@@ -148,32 +149,38 @@ def test_large_adjustment_needs_a_manager_and_posts_one_entry(
     assert unknown.status_code == 422
 
 
-def test_suspense_reassignment_moves_money_to_the_member(
+def test_suspense_item_is_reassigned_to_the_member_once(
     api: FlaskClient,
     make_staff: Callable[..., Staffer],
     make_member: Callable[..., Member],
     session_factory: sessionmaker[Session],
+    deps: CoreDeps,
 ) -> None:
     member = make_member(status="active")
     maker, checker = make_staff("manager"), make_staff("manager")
-    fund = {"debit_account": "1010", "credit_account": "2200", "amount_cents": 700_00,
-            "memo": "Unmatched paybill payment"}  # fmt: skip
-    req = api.post("/api/v1/ledger/adjustments", headers=auth(maker), json=fund).json
-    api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(checker), json={})
-    move = api.post("/api/v1/suspense/reassignments", headers=auth(maker),
-                    json={"member_id": member.id, "amount_cents": 700_00, "memo": "QK12AB"})  # fmt: skip
+    with session_factory() as s:  # a paybill payment to an account number nobody has
+        payment = mpesa.C2BIn("QKT1234567", datetime.now(UTC), 700_00, "NOSUCHACCT", "174379")
+        assert mpesa.record_c2b(s, deps, payment) == "suspense"
+    items = api.get("/api/v1/suspense", headers=auth(checker)).json["items"]
+    (item,) = [i for i in items if i["source_ref"] == "QKT1234567"]
+    assert item["amount_cents"] == 700_00
+    body = {"item_id": item["id"], "member_id": member.id, "note": "member showed the M-Pesa SMS"}
+    move = api.post("/api/v1/suspense/reassignments", headers=auth(maker), json=body)
     assert move.status_code == 202
+    assert move.json["amount_cents"] == 700_00
     done = api.post(f"/api/v1/approvals/{move.json['id']}/approve", headers=auth(checker), json={})
     assert done.json["status"] == "approved"
     detail = api.get(f"/api/v1/members/{member.id}", headers=auth(checker)).json
     assert detail["balances"]["savings_cents"] == 700_00
-    # Suspense is now empty: moving more out of it is refused, and nothing is written.
-    again = api.post("/api/v1/suspense/reassignments", headers=auth(maker),
-                     json={"member_id": member.id, "amount_cents": 1_00})  # fmt: skip
-    assert again.status_code == 409
-    assert again.json["code"] == "insufficient_funds"
     with session_factory() as s:
         assert ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents == 0
+        sms = s.scalars(select(OutboxMessage.body).where(OutboxMessage.member_id == member.id,
+                        OutboxMessage.template == "deposit_received")).all()  # fmt: skip
+    assert len(sms) == 1
+    again = api.post("/api/v1/suspense/reassignments", headers=auth(maker), json=body)
+    assert again.status_code == 409
+    assert again.json["code"] == "suspense_already_assigned"
+    assert api.get("/api/v1/suspense", headers=auth(checker)).json["items"] == []
 
 
 def test_approval_that_no_longer_fits_fails_and_writes_nothing(

@@ -223,6 +223,16 @@ def rotate_pii_keys() -> None:
             count += 1
         session.commit()
     click.echo(f"re-encrypted {count} national IDs with the newest key")
+    from pathlib import Path
+
+    from core.backoffice import rotate_document_keys
+    from core.staff import rotate_totp_secrets
+
+    with runtime.session() as session:
+        secrets_done = rotate_totp_secrets(session, runtime.deps)
+    with runtime.session() as session:
+        documents = rotate_document_keys(session, runtime.deps, Path(_settings().document_dir))
+    click.echo(f"re-encrypted {secrets_done} staff TOTP secrets and {documents} KYC documents")
 
 
 def _mpesa_context(runtime: Runtime):  # type: ignore[no-untyped-def]

@@ -381,6 +381,22 @@ def list_documents(session: Session, actor: Principal, member_id: int) -> list[M
     )
 
 
+def rotate_document_keys(session: Session, deps: CoreDeps, directory: Path) -> int:
+    """Re-encrypt every stored document under the newest PII key (``rotate-pii-keys``).
+
+    Each file is replaced atomically; a file already under the newest key is
+    rewritten the same way, so the command can be run again after a crash.
+    """
+    count = 0
+    for name in session.scalars(select(MemberDocument.storage_name).order_by(MemberDocument.id)):
+        path = directory / name
+        tmp = directory / f".{name}.rotate"
+        tmp.write_bytes(deps.vault.rotate(path.read_bytes()))
+        os.replace(tmp, path)
+        count += 1
+    return count
+
+
 def read_document(
     session: Session,
     deps: CoreDeps,

@@ -660,6 +660,19 @@ def _revoke_all(session: Session, deps: CoreDeps, staff_id: int, reason: str) ->
     )
 
 
+def rotate_totp_secrets(session: Session, deps: CoreDeps) -> int:
+    """Re-encrypt every TOTP secret under the newest PII key (``rotate-pii-keys``). Commits."""
+    count = 0
+    for staff in session.scalars(
+        select(StaffUser).where(StaffUser.totp_secret_ciphertext.is_not(None))
+    ):
+        assert staff.totp_secret_ciphertext is not None
+        staff.totp_secret_ciphertext = deps.vault.rotate(staff.totp_secret_ciphertext)
+        count += 1
+    session.commit()
+    return count
+
+
 # ------------------------------------------------------------ partner keys
 
 

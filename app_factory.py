@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
-    from api import health
+    from api import health, v1
     from sms import views as sms_views
     from ussd import simulator
     from ussd import views as ussd_views
 
     health.init_app(app)
+    v1.init_app(app)
     ussd_views.init_app(app)
     sms_views.init_app(app)
     simulator.init_app(app)  # demo/development only
@@ -86,5 +87,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if isinstance(jobs, InProcessJobs) and settings.sacco_env in ("demo", "development"):
         # No Redis, no scheduler process: settle forgotten STK/B2C requests in-process.
         jobs.every(settings.mpesa_reconcile_interval_s, "workers.mpesa.reconcile_pending")
-    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=jobs))
+    mpesa_context = mpesa_views.init_app(app, jobs=jobs)
+    mpesa_jobs.configure(mpesa_context)
+    # Staff PIN resets ask the same SIM-swap checker as M-Pesa withdrawals (api/v1).
+    app.extensions["sacco_sim_swap"] = mpesa_context.sim_swap
     return app

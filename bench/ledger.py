@@ -8,7 +8,7 @@ For each client count it runs, in separate processes (real parallelism, no GIL):
     entry locks the hot float row, like pgbench's branch row);
   * pgbench --builtin=tpcb-like at scale 1 (one branch row that every transaction updates).
 It prints medians over the rounds and the ratio ledger entries/s over pgbench TPS.
-Databases: sacco_bench and sacco_bench_pgbench on BENCH_PG (default 127.0.0.1:5432, user postgres).
+Databases: sacco_bench_ledger and sacco_bench_pgbench on BENCH_PG (default 127.0.0.1:5432, user postgres).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ processes + the Africa's Talking stand-in (one command).
    Sent at ``--rate`` per second (default: half the measured throughput, so the
    delay measures the path and not a backlog).
 Databases: sacco_bench_outbox on BENCH_PG_HOST (127.0.0.1:5432, user postgres);
-Redis BENCH_REDIS_URL (default redis://127.0.0.1:6379/13, flushed).
+Redis BENCH_OUTBOX_REDIS_URL (default redis://127.0.0.1:6379/14, flushed; bench/ussd.py uses db 13).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ PORT = os.environ.get("BENCH_PG_PORT", "5432")
 USER = os.environ.get("BENCH_PG_USER", "postgres")
 DB = "sacco_bench_outbox"
 URL = f"postgresql+psycopg2://{USER}@{HOST}:{PORT}/{DB}"
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("BENCH_OUTBOX_REDIS_URL", "redis://127.0.0.1:6379/14")
 QUEUE = "outbox-bench"
 
 

@@ -70,17 +70,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health
+    from integrations.mpesa import views as mpesa_views
     from sms import views as sms_views
     from ussd import simulator
     from ussd import views as ussd_views
-
-    health.init_app(app)
-    ussd_views.init_app(app)
-    sms_views.init_app(app)
-    simulator.init_app(app)  # demo/development only
-    from integrations.mpesa import views as mpesa_views
     from workers import mpesa as mpesa_jobs
     from workers.runner import InProcessJobs
 
-    mpesa_jobs.configure(mpesa_views.init_app(app, jobs=InProcessJobs()))
+    health.init_app(app)
+    mpesa = mpesa_views.init_app(app, jobs=InProcessJobs())
+    mpesa_jobs.configure(mpesa)
+    # The USSD money menus get the M-Pesa context as plain ports (policy, SIM-swap
+    # checker, job queue): channels never import each other.
+    ussd_views.init_app(app, money=mpesa if settings.mpesa_enabled else None)
+    sms_views.init_app(app)
+    simulator.init_app(app)  # demo/development only
     return app

@@ -97,6 +97,11 @@ class Prompt:
     goto: str
     load: str | None = None
     needs_pin: bool = False
+    # A loader that checks the parsed value against data (limits, balance) before going
+    # on: a failure whose code is in ``refusals`` re-asks under ``why_<code>``; any
+    # other failure ends with the error screen.
+    check: str | None = None
+    refusals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,7 @@ class State:
     text: str = field(default="", repr=False, metadata={"transient": True})  # holds PINs
     data: dict[str, Any] = field(default_factory=dict, metadata={"transient": True})
     notice: tuple[str, dict[str, Any]] | None = field(default=None, metadata={"transient": True})
+    checking: bool = field(default=False, metadata={"transient": True})  # a Prompt.check runs
 
     def to_json(self) -> str:
         return json.dumps(
@@ -341,6 +347,15 @@ def feed(state: State, result: Result, ctx: Context) -> Step:
             target, st.after_pin = st.after_pin or ctx.root, None
             return _enter(st, target, ctx)
         return _pin_failure(st, result, ctx, retry=tree.pin)
+    if isinstance(scr, Prompt) and st.checking:  # the prompt's check came back
+        st.checking = False
+        if result.ok:
+            st.data.update(result.data)
+            return _go(st, scr.goto, ctx)
+        st.inputs.pop(scr.field, None)
+        if result.error in scr.refusals:
+            return _invalid(st, f"why_{result.error}", ctx, result.data)
+        return _enter(st, tree.error, ctx)
     if isinstance(scr, Run):
         st.data.update(result.data)
         if result.ok:
@@ -538,6 +553,9 @@ def _handle(st: State, value: str, start: int, ctx: Context) -> Step:
             st.inputs[scr.field] = scr.parse(value, ctx)
         except Invalid as exc:
             return _invalid(st, exc.reason, ctx, exc.data)
+        if scr.check:
+            st.checking = True
+            return Step(st, effect=Effect("load", scr.check, st.lang, inputs=dict(st.inputs)))
         return _go(st, scr.goto, ctx)
     if isinstance(scr, PinPrompt):
         return _pin_input(st, scr, value, start, ctx)

@@ -8,6 +8,9 @@ key (in ``ussd/catalogues``) and where it goes next:
   options is an information screen (balances) with ``0`` back.
 * ``Prompt``: free input, checked by a parser that returns the normalised
   value or raises ``Invalid(reason_key)``; the value lands in ``inputs``.
+  ``check="loader"`` also checks it against data (an amount against the
+  SACCO's limits and the balance): a refusal listed in ``refusals`` asks
+  again under ``why_<code>``.
 * ``PinPrompt``: 4 digits. ``mode="verify"`` is the session PIN check (one
   screen per tree, ``Tree.pin``); ``collect`` takes a PIN for a later action
   (the old PIN of a PIN change); ``new`` checks the PIN policy;

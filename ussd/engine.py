@@ -127,6 +127,9 @@ class Confirm:
     no: str = ""  # empty: the tree's "cancelled" end
     load: str | None = None
     ask_pin: bool = True  # after "1", the session PIN is asked unless already given
+    # (code, screen): the loaded quote refused (the balance changed meanwhile, a resumed
+    # flow): back to that screen under ``why_<code>``; other failures: the error screen.
+    load_errors: tuple[tuple[str, str], ...] = ()
     needs_pin: bool = False  # (PIN before the screen is even shown: not for confirmations)
 
 
@@ -376,6 +379,12 @@ def feed(state: State, result: Result, ctx: Context) -> Step:
             st.secrets = {}
         return _enter(st, target, ctx)
     if not result.ok:
+        back = dict(scr.load_errors).get(result.error) if isinstance(scr, Confirm) else None
+        if back and isinstance(tree[back], INTERACTIVE):
+            st.notice = (f"why_{result.error}", dict(result.data))
+            _rewind_to(st, back)
+            st.invalid = 0
+            return _enter(st, back, ctx)
         return _enter(st, tree.error, ctx)
     st.data.update(result.data)
     if isinstance(scr, Page):  # "98" past the last page stays on the last page
@@ -744,7 +753,7 @@ def _targets(scr: Screen) -> list[str]:
     if isinstance(scr, PinPrompt):
         return [scr.goto] if scr.mode != "verify" else []
     if isinstance(scr, Confirm):
-        return [scr.yes] + ([scr.no] if scr.no else [])
+        return [scr.yes] + ([scr.no] if scr.no else []) + [t for _, t in scr.load_errors]
     if isinstance(scr, Run):
         return [scr.ok] + [target for _, target in scr.errors if target]
     return []

@@ -5,7 +5,13 @@ runs a verb, one function in ``ussd/actions.py`` that calls ``core/``. A flow
 that moves money follows the Confirm pattern (see docs/readme/ussd.md)::
 
     Prompt("dep_amount", "dep_amount", field="amount", parse=parse_amount, goto="dep_confirm"),
-    Confirm("dep_confirm", "dep_confirm", load="deposit_quote", yes="dep_run"),
+    Confirm(
+        "dep_confirm",
+        "dep_confirm",
+        load="deposit_quote",
+        yes="dep_run",
+        load_errors=tuple((code, "dep_amount") for code in LIMIT_REFUSALS),
+    ),
     Run("dep_run", action="deposit", ok="dep_done", errors=(("*", "dep_failed"),)),
     End("dep_done", "dep_done"),   # "... Ref {reference}. We sent an SMS."
 
@@ -165,7 +171,13 @@ _SCREENS: list[Screen] = [
     Prompt(
         "dep_target", "dep_target", field="target", parse=parse_deposit_target, goto="dep_confirm"
     ),
-    Confirm("dep_confirm", "dep_confirm", load="deposit_quote", yes="dep_run"),
+    Confirm(
+        "dep_confirm",
+        "dep_confirm",
+        load="deposit_quote",
+        yes="dep_run",
+        load_errors=tuple((code, "dep_amount") for code in LIMIT_REFUSALS),
+    ),
     Run(
         "dep_run",
         action="deposit_stk",
@@ -183,7 +195,13 @@ _SCREENS: list[Screen] = [
         check="withdraw_quote",
         refusals=LIMIT_REFUSALS,
     ),
-    Confirm("wd_confirm", "wd_confirm", load="withdraw_quote", yes="wd_run"),
+    Confirm(
+        "wd_confirm",
+        "wd_confirm",
+        load="withdraw_quote",
+        yes="wd_run",
+        load_errors=tuple((code, "wd_amount") for code in LIMIT_REFUSALS),
+    ),
     Run(
         "wd_run",
         action="withdraw_b2c",

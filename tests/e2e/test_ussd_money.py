@@ -84,6 +84,10 @@ def settled_payout(env: Env, member_id: int) -> B2CPayout | None:
     return rows[0] if rows and rows[0].status in mpesa.B2C_FINAL else None
 
 
+def payout_done(env: Env, payout_id: int) -> bool:
+    return bool(env.row(B2CPayout, payout_id).status == "succeeded")
+
+
 def stale_offer(env: Env, msisdn: str) -> str:
     """The resume offer the store holds for this phone now (to put back later, as a crash
     between the commit and the offer's deletion would have left it)."""
@@ -323,3 +327,35 @@ def test_a_replayed_withdrawal_confirm_never_pays_twice(env: Env, http: requests
     assert env.balance(m.id).balance_cents == 500_000 - 203_300
     b2c = [e for e in env.log()["requests"] if e["path"].endswith("/b2c/v3/paymentrequest")]
     assert len(b2c) == 1
+
+
+def test_a_confirmation_shown_again_after_the_savings_changed_asks_the_amount_again(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000216", savings_kes=2000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    assert p.send("1500").startswith("Withdraw KES 1,500\n")
+    with env.session() as s:
+        mpesa.request_withdrawal(
+            s,
+            env.deps,
+            member_id=m.id,
+            amount_cents=100_000,
+            policy=env.ctx.policy,
+            sim_swap=env.ctx.sim_swap,
+            idempotency_key="elsewhere",
+        )
+    # A wrong key re-shows the confirmation, which quotes again from the ledger.
+    assert p.send("9") == (
+        "Not enough savings: KES 987 available, fee included.\n"
+        "Withdraw savings to M-Pesa. Enter amount in KES:"
+    )
+    assert p.send("900").startswith("Withdraw KES 900\nFee: KES 13\nTotal from savings: KES 913")
+    p.send("1")
+    assert p.send(PIN).startswith("KES 900 is on its way")
+    paid = [r for r in payouts(env, m.id) if r.amount_cents == 90_000]
+    wait_for(lambda: payout_done(env, paid[0].id), what="the B2C result")
+    bal = env.balance(m.id)  # the other withdrawal is still held (never sent in this test)
+    assert (bal.balance_cents, bal.held_cents) == (200_000 - 91_300, 101_300)

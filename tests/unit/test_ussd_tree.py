@@ -92,6 +92,8 @@ def notices_for(screen_id: str) -> list[str | None]:
     for run in TREE.screens.values():
         if isinstance(run, Run):
             keys += [f"why_{code}" for code, target in run.errors if target == screen_id]
+        if isinstance(run, Confirm):
+            keys += [f"why_{code}" for code, target in run.load_errors if target == screen_id]
     return keys
 
 

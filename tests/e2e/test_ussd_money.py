@@ -359,3 +359,20 @@ def test_a_confirmation_shown_again_after_the_savings_changed_asks_the_amount_ag
     wait_for(lambda: payout_done(env, paid[0].id), what="the B2C result")
     bal = env.balance(m.id)  # the other withdrawal is still held (never sent in this test)
     assert (bal.balance_cents, bal.held_cents) == (200_000 - 91_300, 101_300)
+
+
+def test_a_failed_sim_swap_check_above_the_allowed_amount_refuses_on_the_phone(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000217", savings_kes=9000)
+    post(env.at.url + "/_control", {"fail_next": 1})  # default: refused above KES 1,000
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    for typed in ("6", "5000", "1"):
+        p.send(typed)
+    assert p.send(PIN) == (
+        "We could not check your SIM, so nothing was sent. "
+        "Try a smaller amount later, or visit our office with your ID."
+    )
+    assert payouts(env, m.id) == [] and holds(env, m.id) == []
+    assert len(env.sms(m.id, "withdrawal_blocked_check")) == 1

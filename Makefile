@@ -30,6 +30,8 @@ demo: install
 	@echo "  phone simulator:  http://127.0.0.1:$(PORT)/simulator   (or: make phone PHONE=+254712000001)"
 	@echo "  curl http://127.0.0.1:$(PORT)/healthz"
 	@echo "  curl http://127.0.0.1:$(PORT)/readyz"
+	@echo "  Staff API docs: http://127.0.0.1:$(PORT)/api/v1/docs  (sign in as a demo staff member above:"
+	@echo "    curl -X POST http://127.0.0.1:$(PORT)/api/v1/auth/login -H 'Content-Type: application/json' -d '{\"username\": \"teller\", \"password\": \"mango-market-2026\"}')"
 	@echo "  SACCO_ENV=demo $(BIN)/python manage.py verify-ledger"
 	@echo "  SACCO_ENV=demo $(BIN)/python manage.py trial-balance"
 	@echo

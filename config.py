@@ -138,12 +138,28 @@ class Settings(BaseSettings):
     at_username: str = ""
     at_api_key: str = ""
     at_timeout_seconds: float = 5.0
+    # Staff back-office API (docs/readme/api.md).
+    api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
+    api_rate_limit: str = "300/minute"
+    api_login_rate_limit: str = "10/minute"
+    access_token_minutes: int = Field(default=15, ge=1, le=60)
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_absolute_hours: int = Field(default=12, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    approval_manager_threshold_cents: int = Field(default=5_000_000, ge=0)
+    document_dir: str = "var/documents"
+    document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
 
     # Africa's Talking SMS (demo/test defaults: the local stand-in on 127.0.0.1:8701).
     at_sender_id: str = ""
     at_base_url: str = ""
     at_sms_timeout_s: float = 10.0
     sms_callback_token: str = ""  # when set, /sms/* callbacks need ?token=<this>
+
+    # Background jobs (M-Pesa STK push, B2C, status queries) and their schedule.
+    jobs_queue: str = "jobs"
+    mpesa_reconcile_interval_s: float = Field(default=60.0, gt=0)
 
     # Outbox delivery (workers, retries, sweeper).
     outbox_queue: str = "outbox"

@@ -13,11 +13,14 @@ mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
 worker          run an RQ worker for the outbox queue (SMS, e-mail, webhooks)
 scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
 outbox          show outbox counts and the messages that failed for good
+create-admin    create the first administrator (asks for the password)
+verify-audit    recompute the audit log's hash chain; exit 1 naming the first broken row
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from sqlalchemy import func, select
@@ -97,13 +100,45 @@ DEMO_MEMBERS = [
 ]
 
 
+DEMO_BRANCH = "Nairobi"
+# username, full name, role, branch (None = head office), demo-only password
+DEMO_STAFF = [
+    ("admin", "Grace Admin", "admin", None, "jacaranda-sunrise-26"),
+    ("manager", "Peter Manager", "manager", None, "baobab-shade-2026"),
+    ("loans", "Lucy Loans", "loan_officer", DEMO_BRANCH, "acacia-river-2026"),
+    ("teller", "Tom Teller", "teller", DEMO_BRANCH, "mango-market-2026"),
+    ("auditor", "Alice Auditor", "auditor", None, "lantern-ledger-2026"),
+]
+
+
+def _seed_demo_staff(runtime: Runtime) -> None:
+    from core import staff as staff_core
+    from core.permissions import MFA_REQUIRED_ROLES, SYSTEM
+    from db.models import StaffUser
+
+    with runtime.session() as session:
+        if session.scalar(select(func.count()).select_from(StaffUser)):
+            click.echo("demo staff already present")
+            return
+    click.echo("Demo staff (DEMO ONLY passwords; POST /api/v1/auth/login):")
+    for username, full_name, role, branch, password in DEMO_STAFF:
+        with runtime.session() as session:
+            staff_core.create_staff(
+                session, runtime.deps, SYSTEM, username=username, full_name=full_name,
+                role=role, password=password, branch=branch,
+            )  # fmt: skip
+        mfa = "  (enrols TOTP at first login)" if role in MFA_REQUIRED_ROLES else ""
+        click.echo(f"  {username:<8} {password:<24} {role:<12} {branch or 'all branches'}{mfa}")
+
+
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Seed demo members with balances and history (skips if members exist)."""
+    """Seed demo staff of each role and demo members with balances and history (idempotent)."""
     from core import members as members_core
     from core import savings
 
     runtime = _runtime()
+    _seed_demo_staff(runtime)
     with runtime.session() as session:
         if session.scalar(select(func.count()).select_from(Member)):
             click.echo("demo data already present")
@@ -143,6 +178,8 @@ def seed_demo() -> None:
                 members_core.set_status(session, member.id, "active")
                 if status != "active":
                     members_core.set_status(session, member.id, status)
+            member.branch = DEMO_BRANCH
+            session.commit()
             click.echo(f"  {member.member_number}  {phone}  {name:<15} {status:<12} PIN {pin}")
     click.echo("demo SACCO seeded")
 
@@ -191,6 +228,16 @@ def rotate_pii_keys() -> None:
             count += 1
         session.commit()
     click.echo(f"re-encrypted {count} national IDs with the newest key")
+    from pathlib import Path
+
+    from core.backoffice import rotate_document_keys
+    from core.staff import rotate_totp_secrets
+
+    with runtime.session() as session:
+        secrets_done = rotate_totp_secrets(session, runtime.deps)
+    with runtime.session() as session:
+        documents = rotate_document_keys(session, runtime.deps, Path(_settings().document_dir))
+    click.echo(f"re-encrypted {secrets_done} staff TOTP secrets and {documents} KYC documents")
 
 
 def _mpesa_context(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -317,7 +364,7 @@ def mpesa_register_urls() -> None:
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 @click.option("--name", default=None, help="worker name (default: host and pid)")
 def worker(burst: bool, name: str | None) -> None:
-    """Run an RQ worker on OUTBOX_QUEUE (needs REDIS_URL)."""
+    """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL)."""
     import redis
     from rq import Queue, SimpleWorker
 
@@ -326,17 +373,21 @@ def worker(burst: bool, name: str | None) -> None:
         click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
         sys.exit(2)
     connection = redis.Redis.from_url(settings.redis_url)
-    queue = Queue(settings.outbox_queue, connection=connection)
+    queues = [
+        Queue(settings.outbox_queue, connection=connection),
+        Queue(settings.jobs_queue, connection=connection),
+    ]
     # SimpleWorker: jobs run in this process, so the database pool and the HTTP
     # sessions are reused across jobs (a fork per job would reconnect each time).
-    SimpleWorker([queue], connection=connection, name=name).work(burst=burst)
+    SimpleWorker(queues, connection=connection, name=name).work(burst=burst)
 
 
 @cli.command()
 @click.option("--interval", type=float, default=None, help="seconds between sweeps")
 @click.option("--once", is_flag=True, help="sweep once and exit")
 def scheduler(interval: float | None, once: bool) -> None:
-    """Sweep the outbox: re-enqueue messages of dead workers, lost enqueues and due retries."""
+    """Sweep the outbox (dead workers, lost enqueues, due retries) and, every
+    MPESA_RECONCILE_INTERVAL_S, enqueue the M-Pesa reconciliation job."""
     import signal
     import threading
 
@@ -361,8 +412,34 @@ def scheduler(interval: float | None, once: bool) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if settings.mpesa_enabled or not settings.is_production:
+        from workers.runner import RqJobs
+
+        jobs = RqJobs(connection, settings.jobs_queue)
+        threading.Thread(
+            target=_every,
+            args=(
+                settings.mpesa_reconcile_interval_s,
+                stop,
+                jobs.enqueue,
+                "workers.mpesa.reconcile_pending",
+            ),
+            name="mpesa-reconcile",
+            daemon=True,
+        ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
+
+
+def _every(interval_s: float, stop: Any, call: Any, *args: Any) -> None:
+    """Call ``call(*args)`` every ``interval_s`` until ``stop`` is set; log and go on on error."""
+    import logging
+
+    while not stop.wait(interval_s):
+        try:
+            call(*args)
+        except Exception:
+            logging.getLogger("sacco.scheduler").exception("scheduled %s failed", args)
 
 
 @cli.command()
@@ -380,6 +457,48 @@ def outbox(limit: int) -> None:
                 f"FAILED #{message.id} {message.channel} {message.recipient} "
                 f"{message.template} attempts={message.attempts}: {message.last_error}"
             )
+
+
+@cli.command("create-admin")
+@click.option("--username", prompt=True, help="the administrator's username")
+@click.option("--full-name", prompt=True, help="the administrator's full name")
+@click.password_option(help="12+ characters, not a common password")
+def create_admin(username: str, full_name: str, password: str) -> None:
+    """Create an administrator (the first user). MFA enrolment follows at first login."""
+    from core import staff as staff_core
+    from core.permissions import SYSTEM
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        staff = staff_core.create_staff(
+            session, runtime.deps, SYSTEM, username=username, full_name=full_name,
+            role="admin", password=password,
+        )  # fmt: skip
+    click.echo(
+        f"administrator {staff.username} created (id {staff.id}); sign in at "
+        "POST /api/v1/auth/login and enrol TOTP with the mfa_token it returns"
+    )
+
+
+@cli.command("verify-audit")
+def verify_audit_cmd() -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first broken row."""
+    from core.audit import verify_chain
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        report = verify_chain(session)
+    if report.first_broken_id is not None:
+        click.echo(
+            f"AUDIT CHAIN BROKEN at row {report.first_broken_id}: {report.problem} "
+            f"({report.checked} rows checked)",
+            err=True,
+        )
+        sys.exit(1)
+    if report.problem:
+        click.echo(f"AUDIT CHAIN BROKEN: {report.problem}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain OK: {report.checked} rows, every hash matches")
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ Each verb takes the caller's session and ``CoreDeps`` and commits once.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,7 @@ from core.identity import (
     normalize_name,
     normalize_national_id,
 )
-from core.notifications import notify
+from core.notifications import notify, sms_datetime, sms_time
 from core.pins import (
     PinState,
     after_failure,
@@ -256,11 +257,33 @@ def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> No
         return
     state = after_failure(_pin_state(member), now)
     _apply_pin_state(member, state)
-    session.commit()
     lock = current_lock(state, now)
+    if lock.locked:
+        # Tell the member at once: a lockout they did not cause means someone has the phone.
+        _notify_pin_event(
+            session, deps, member, "pin_blocked" if lock.blocked else "pin_locked", lock.until
+        )
+    session.commit()
     if lock.locked:
         raise PinLocked("PIN use is locked", until=lock.until)
     raise PinInvalid("wrong PIN", attempts_left=attempts_left(state))
+
+
+def _notify_pin_event(
+    session: Session, deps: CoreDeps, member: Member, template: str, until: datetime | None
+) -> None:
+    now = deps.now()
+    notify(
+        session,
+        template=template,
+        business_key=f"{template}:{member.id}:{now.isoformat()}",
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "until": sms_time(until) if until is not None else "",
+            "date": sms_datetime(now),
+        },
+    )
 
 
 def set_pin(session: Session, deps: CoreDeps, member_id: int, new_pin: str) -> None:
@@ -270,6 +293,7 @@ def set_pin(session: Session, deps: CoreDeps, member_id: int, new_pin: str) -> N
     member.pin_hash = deps.pins.hash(new_pin)
     member.pin_set_at = deps.now()
     _apply_pin_state(member, after_success())
+    _notify_pin_event(session, deps, member, "pin_changed", None)
     session.commit()
 
 
@@ -307,11 +331,82 @@ _TRANSITIONS = {
 }
 
 
-def set_status(session: Session, member_id: int, status: str) -> None:
+def check_status_change(member: Member, status: str) -> None:
     if status not in STATUSES:
         raise InvalidInput("unknown status", field="status")
-    member = get_member(session, member_id)
     if status not in _TRANSITIONS[member.status]:
         raise MemberNotAllowed(f"cannot go from {member.status} to {status}")
+
+
+def set_status(session: Session, member_id: int, status: str, *, commit: bool = True) -> None:
+    member = get_member(session, member_id)
+    check_status_change(member, status)
     member.status = status
+    if commit:
+        session.commit()
+
+
+# A staff PIN reset (maker-checker in the API) sends the member a one-time code
+# by SMS; on the next dial the member enters it and chooses a new PIN.
+PIN_RESET_TTL = timedelta(hours=24)
+PIN_RESET_MAX_ATTEMPTS = 5
+
+
+def start_pin_reset(session: Session, deps: CoreDeps, member_id: int, *, business_key: str) -> None:
+    """Clear the PIN lock, store a hashed one-time code and queue it by SMS. No commit."""
+    member = get_member(session, member_id)
+    code = f"{secrets.randbelow(10**6):06d}"
+    member.pin_reset_hash = deps.pins.hash(code)
+    member.pin_reset_expires_at = deps.now() + PIN_RESET_TTL
+    member.pin_reset_attempts = 0
+    _apply_pin_state(member, after_success())
+    notify(
+        session,
+        template="pin_reset_code",
+        business_key=business_key,
+        member=member,
+        data={"sacco": deps.sacco_name, "code": code, "ussd_code": deps.ussd_code},
+    )
+
+
+def has_pin_reset(deps: CoreDeps, member: Member) -> bool:
+    return (
+        member.pin_reset_hash is not None
+        and member.pin_reset_expires_at is not None
+        and member.pin_reset_expires_at > deps.now()
+    )
+
+
+def redeem_pin_reset(
+    session: Session, deps: CoreDeps, member_id: int, code: str, new_pin: str
+) -> None:
+    """The member proves the SMS code and sets a new PIN (the USSD side calls this).
+
+    Raises ``MemberNotAllowed`` when no reset is pending (or it expired),
+    ``PinInvalid`` on a wrong code (the code dies after 5 wrong tries) and
+    ``InvalidInput`` for a weak PIN (the code stays usable). Commits.
+    """
+    member = session.scalar(select(Member).where(Member.id == member_id).with_for_update())
+    if member is None:
+        raise NotFound("no such member")
+    if not has_pin_reset(deps, member) or member.pin_reset_hash is None:
+        session.rollback()
+        raise MemberNotAllowed("no PIN reset pending", reason="no_reset")
+    check_new_pin(new_pin, member.msisdn)
+    if not (
+        isinstance(code, str) and len(code) <= 12 and deps.pins.verify(member.pin_reset_hash, code)
+    ):
+        member.pin_reset_attempts += 1
+        left = PIN_RESET_MAX_ATTEMPTS - member.pin_reset_attempts
+        if left <= 0:
+            member.pin_reset_hash = None
+            member.pin_reset_expires_at = None
+        session.commit()
+        raise PinInvalid("wrong reset code", attempts_left=max(left, 0))
+    member.pin_hash = deps.pins.hash(new_pin)
+    member.pin_set_at = deps.now()
+    member.pin_reset_hash = None
+    member.pin_reset_expires_at = None
+    member.pin_reset_attempts = 0
+    _apply_pin_state(member, after_success())
     session.commit()

@@ -720,8 +720,10 @@ def assign_suspense(
     target: str = "savings",
     staff: str,
     note: str = "",
+    commit: bool = True,
 ) -> ledger.PostedEntry:
-    """Staff move a parked payment from suspense to a member's account. Commits.
+    """Staff move a parked payment from suspense to a member's account. Commits
+    (unless ``commit=False``: the maker-checker approval commits it with its own rows).
 
     Repeating the same assignment returns the first entry; assigning an item
     already given to someone else raises ``SuspenseAlreadyAssigned``.
@@ -736,7 +738,8 @@ def assign_suspense(
         if item.assigned_member_id == member_id and item.assigned_target == target:
             entry = session.scalar(select(JournalEntry).where(JournalEntry.idempotency_key == key))
             assert entry is not None
-            session.rollback()
+            if commit:
+                session.rollback()
             return ledger.PostedEntry(entry.id, entry.reference, created=False)
         raise SuspenseAlreadyAssigned(f"item {item_id} already assigned")
     member = get_member(session, member_id)
@@ -767,7 +770,8 @@ def assign_suspense(
         reference=posted.reference,
         business_key=f"deposit_received:suspense:{item.id}",
     )
-    session.commit()
+    if commit:
+        session.commit()
     return posted
 
 

@@ -35,6 +35,15 @@ class PiiVault:
         except InvalidToken as exc:
             raise ValueError("cannot decrypt: no configured key matches") from exc
 
+    def encrypt_bytes(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(bytes(token))
+        except InvalidToken as exc:
+            raise ValueError("cannot decrypt: no configured key matches") from exc
+
     def rotate(self, token: bytes) -> bytes:
         return self._fernet.rotate(bytes(token))
 

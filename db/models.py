@@ -145,6 +145,13 @@ class Member(Base):
     pin_lockouts: Mapped[int] = mapped_column(Integer, default=0)
     pin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     pin_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Back office (migration 0005): the branch that serves the member (None = head
+    # office), the last KYC rejection reason, and a staff PIN reset's one-time code.
+    branch: Mapped[str | None] = mapped_column(String(24), default=None)
+    kyc_rejection_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    pin_reset_hash: Mapped[str | None] = mapped_column(Text, default=None)
+    pin_reset_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    pin_reset_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -303,3 +310,180 @@ class UssdSessionEvent(Base):
     error_message: Mapped[str] = mapped_column(String(200), default="")
     gateway_date: Mapped[str] = mapped_column(String(40), default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ------------------------------------------------------------ staff back office
+
+
+class StaffUser(Base):
+    """A member of staff who uses the back-office API. ``branch`` None = every branch."""
+
+    __tablename__ = "staff_users"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('admin', 'manager', 'loan_officer', 'teller', 'auditor')", name="role"
+        ),
+        CheckConstraint("failed_logins >= 0", name="failed_logins"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    branch: Mapped[str | None] = mapped_column(String(24), default=None)
+    password_hash: Mapped[str] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # TOTP secret encrypted with the PII keys; the last accepted 30-second step.
+    totp_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when someone else chose the password (an account created by an admin).
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StaffRecoveryCode(Base):
+    """One-time MFA recovery code, stored as SHA-256 (the codes are random, high entropy)."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class StaffSession(Base):
+    """A login: the family of its refresh tokens, its stage and its limits.
+
+    ``stage``: ``mfa_pending`` (password ok, TOTP still due), ``mfa_enrol``
+    (password ok, must enrol TOTP first) or ``active``. Revocation lives here,
+    in the database, so it survives a Redis restart.
+    """
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (
+        CheckConstraint("stage IN ('mfa_pending', 'mfa_enrol', 'active')", name="stage"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class RefreshToken(Base):
+    """A refresh token (SHA-256 of it). Used once; a second use revokes its session."""
+
+    __tablename__ = "staff_refresh_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("staff_sessions.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class ApiClient(Base):
+    """A partner system: an API key (SHA-256 of its secret part) scoped to permissions."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    permissions: Mapped[str] = mapped_column(Text)  # space-separated permission names
+    branch: Mapped[str | None] = mapped_column(String(24), default=None)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class AuditEvent(Base):
+    """One audited action or sensitive read, chained to the previous row by SHA-256."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_target", "target_type", "target_id", "id"),
+        Index("ix_audit_log_actor", "actor_type", "actor_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    actor_name: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32), default="")
+    target_id: Mapped[str] = mapped_column(String(64), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    before: Mapped[str | None] = mapped_column(Text, default=None)  # canonical JSON
+    after: Mapped[str | None] = mapped_column(Text, default=None)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """Single row (id 1) locked by every append: it serialises the chain."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ApprovalRequest(Base):
+    """A sensitive action asked by one member of staff (maker), decided by another (checker)."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'rejected', 'failed')", name="status"),
+        Index("ix_approval_requests_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), default=None)
+    branch: Mapped[str | None] = mapped_column(String(24), default=None)
+    checker_permission: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    maker_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    maker_note: Mapped[str] = mapped_column(String(200), default="")
+    checker_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    decision_note: Mapped[str] = mapped_column(String(200), default="")
+    result: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class MemberDocument(Base):
+    """A KYC document: the file is encrypted with the PII keys under the documents path."""
+
+    __tablename__ = "member_documents"
+    __table_args__ = (
+        CheckConstraint("kind IN ('id_front', 'id_back', 'photo', 'signed_form')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    content_type: Mapped[str] = mapped_column(String(40))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_name: Mapped[str] = mapped_column(String(80), unique=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

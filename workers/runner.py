@@ -1,4 +1,4 @@
-"""A small in-process job runner, until the RQ worker layer lands.
+"""Job runners: RQ in production, a small in-process pool in the embedded demo.
 
 Jobs are named by dotted path and take only ids (``"workers.mpesa.send_b2c", 42``),
 exactly as ``rq.Queue.enqueue`` takes them, so switching to RQ is a change of
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from threading import Lock
@@ -39,6 +40,7 @@ class InProcessJobs:
         self._max_workers = max_workers
         self._futures: list[Future[Any]] = []
         self._lock = Lock()
+        self._stop = threading.Event()
 
     def enqueue(self, job: str, *args: Any) -> None:
         func = resolve(job)
@@ -64,8 +66,49 @@ class InProcessJobs:
             futures = list(self._futures)
         wait(futures, timeout=timeout)
 
+    def every(self, interval_s: float, job: str, *args: Any) -> None:
+        """Enqueue ``job`` every ``interval_s`` on a daemon thread (the demo's scheduler)."""
+        resolve(job)
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.enqueue(job, *args)
+
+        threading.Thread(target=loop, name=f"every-{job}", daemon=True).start()
+
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+class RqJobs:
+    """Production: the same ``enqueue(job, *ids)`` onto an RQ queue in Redis.
+
+    ``manage.py worker`` listens on this queue beside the outbox queue. If Redis
+    is down, the error propagates to the caller *after* its commit; the request
+    rows stay pending and ``reconcile_pending`` (``manage.py scheduler``) sends
+    or settles them, so nothing is lost.
+    """
+
+    def __init__(self, redis: Any, queue_name: str = "jobs") -> None:
+        from rq import Queue
+
+        self._queue = Queue(queue_name, connection=redis)
+
+    def enqueue(self, job: str, *args: Any) -> None:
+        resolve(job)  # refuse a typo at the call site, not in the worker
+        self._queue.enqueue(job, *args, result_ttl=300, failure_ttl=86400, job_timeout=120)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Nothing to wait for here: workers run the jobs."""
+
+    def close(self) -> None:
+        """Nothing to stop: the jobs live in Redis."""
+
+
+def jobs_for(redis: Any, queue_name: str) -> InProcessJobs | RqJobs:
+    """RQ when Redis is configured, a thread pool in this process otherwise (the demo)."""
+    return RqJobs(redis, queue_name) if redis is not None else InProcessJobs()

@@ -236,3 +236,37 @@ def test_racing_registrations_of_one_phone_create_exactly_one_member(
             select(func.count()).select_from(Member).where(Member.msisdn == "+254712000001")
         )
         assert count == 1
+
+
+def sms_templates(session: Session, member_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(OutboxMessage.template)
+            .where(OutboxMessage.member_id == member_id)
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def test_member_is_told_by_sms_of_a_lockout_a_block_and_a_pin_change(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    clock = Clock(T0)
+    timed = replace(deps, now=clock)
+    member = register(db_session, timed)
+    for _ in range(3):
+        with pytest.raises((PinInvalid, PinLocked)):
+            members.verify_pin(db_session, timed, member.id, "9999")
+    assert sms_templates(db_session, member.id) == ["member_registered", "pin_locked"]
+    locked = db_session.scalars(
+        select(OutboxMessage).where(OutboxMessage.template == "pin_locked")
+    ).one()
+    assert "after 12:30" in locked.body  # 09:00 UTC + 30 min, shown in Nairobi time (UTC+3)
+    clock.now = T0 + timedelta(hours=1)
+    for _ in range(3):
+        with pytest.raises((PinInvalid, PinLocked)):
+            members.verify_pin(db_session, timed, member.id, "9999")
+    assert sms_templates(db_session, member.id)[-1] == "pin_blocked"
+    members.reset_pin_lock(db_session, member.id)
+    members.change_pin(db_session, timed, member.id, "4826", "7391")
+    assert sms_templates(db_session, member.id)[-1] == "pin_changed"

@@ -33,6 +33,7 @@ WORST = {
     "msisdn": "+254712345678",
     "fee": "KES 108",
     "days": "30",
+    "reason": "x" * 60,  # staff reason for a KYC refusal: 3-60 characters
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]

@@ -1,0 +1,218 @@
+"""The staff and partner REST API under ``/api/v1``.
+
+``init_app`` wires: flask-smorest (schemas -> OpenAPI 3 at
+``/api/v1/openapi.json``, Swagger UI at ``/api/v1/docs``), problem+json
+errors, JWT settings, CORS allowlist, security headers and Flask-Limiter rate
+limits (Redis when configured, memory otherwise).
+"""
+
+from __future__ import annotations
+
+import http
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from api.v1 import approval_views, audit_views, auth_views, member_views, problems, staff_views
+from api.v1.schemas import ProblemSchema
+from api.v1.security import PUBLIC, SECURITY_DOC, request_id
+from config import Settings
+from core.staff import AuthPolicy
+
+BLUEPRINTS = [
+    auth_views.blp,
+    staff_views.blp,
+    member_views.blp,
+    approval_views.blp,
+    audit_views.blp,
+]
+DOCS_PATH = "/api/v1/docs"
+
+
+class SaccoApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api with errors documented as ``application/problem+json``."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, problems.MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Error (application/problem+json)", "schema": ProblemSchema}
+        prepare_response(response, self.spec, problems.MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def _register_error_handlers(self) -> None:
+        """Errors are handled by ``api.v1.problems`` (problem+json), not smorest's JSON."""
+
+
+@dataclass(frozen=True)
+class ApiState:
+    policy: AuthPolicy
+    access_minutes: int
+    document_dir: str
+    document_max_bytes: int
+    large_threshold_cents: int
+    cors_origins: frozenset[str]
+    limiter: Limiter
+    sim_swap_window: timedelta
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The docs page loads Swagger UI from its CDN.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    "https://cdn.jsdelivr.net; connect-src 'self'; frame-ancestors 'none'"
+)
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Request-ID"
+
+
+def _after(response: Response) -> Response:
+    if not request.path.startswith("/api/"):
+        return response
+    state: ApiState = request_state()
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+    response.headers["Content-Security-Policy"] = (
+        DOCS_CSP if request.path.startswith(DOCS_PATH) else API_CSP
+    )
+    response.headers["X-Request-ID"] = request_id()
+    origin = request.headers.get("Origin")
+    if origin and origin in state.cors_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.vary.add("Origin")
+    return response
+
+
+def request_state() -> ApiState:
+    from flask import current_app
+
+    return current_app.extensions["sacco_api"]  # type: ignore[no-any-return]
+
+
+def _public_view(fn: Any) -> Any:
+    @wraps(fn)
+    def view(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    view._permission = PUBLIC  # type: ignore[attr-defined]
+    view._public_reason = "API documentation"  # type: ignore[attr-defined]
+    return view
+
+
+def _limiter(app: Flask, settings: Settings) -> Limiter:
+    runtime = app.extensions["sacco"]
+    if runtime.redis is not None:
+        storage: dict[str, Any] = {
+            # The runtime's own client pool decides the server; the URI only picks the backend.
+            "storage_uri": "redis://",
+            "storage_options": {"connection_pool": runtime.redis.connection_pool},
+        }
+    else:
+        storage = {"storage_uri": "memory://"}
+    limiter = Limiter(
+        key_func=get_remote_address,
+        strategy="moving-window",
+        headers_enabled=True,
+        key_prefix="sacco-api",
+        swallow_errors=True,  # Redis down: log and serve rather than answer 500
+        in_memory_fallback_enabled=True,
+        **storage,
+    )
+    limiter.init_app(app)
+    return limiter
+
+
+def init_app(app: Flask) -> None:
+    settings: Settings = app.config["SACCO_SETTINGS"]
+    app.config.update(
+        API_TITLE=f"{settings.sacco_name} back office API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        JWT_SECRET_KEY=settings.jwt_secret_key,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.access_token_minutes),
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_IDENTITY_CLAIM="sub",
+    )
+    JWTManager(app)
+    api = SaccoApi(
+        app,
+        spec_kwargs={
+            "info": {
+                "description": (
+                    "Staff and partner API. Sign in at /auth/login for a Bearer token, or send "
+                    "a partner key as X-API-Key. Errors are application/problem+json."
+                )
+            },
+            "servers": [{"url": "/"}],
+            "security": SECURITY_DOC,
+        },
+    )
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    api.spec.components.security_scheme(
+        "apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    )
+    for blp in BLUEPRINTS:
+        api.register_blueprint(blp)
+    problems.init_app(app)
+    for endpoint, fn in list(app.view_functions.items()):
+        if endpoint.startswith("api-docs."):
+            app.view_functions[endpoint] = _public_view(fn)
+    limiter = _limiter(app, settings)
+    for blp in BLUEPRINTS:
+        limiter.limit(settings.api_rate_limit)(blp)
+    for endpoint in ("api_auth.login", "api_auth.mfa_verify", "api_auth.refresh"):
+        limited: Any = limiter.limit(settings.api_login_rate_limit, key_func=get_remote_address)
+        app.view_functions[endpoint] = limited(app.view_functions[endpoint])
+    app.extensions["sacco_api"] = ApiState(
+        policy=AuthPolicy(
+            max_failures=settings.login_max_failures,
+            lockout=timedelta(minutes=settings.login_lockout_minutes),
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            absolute=timedelta(hours=settings.session_absolute_hours),
+        ),
+        access_minutes=settings.access_token_minutes,
+        document_dir=settings.document_dir,
+        document_max_bytes=settings.document_max_bytes,
+        large_threshold_cents=settings.approval_manager_threshold_cents,
+        cors_origins=frozenset(
+            o.strip() for o in settings.api_cors_origins.split(",") if o.strip()
+        ),
+        limiter=limiter,
+        sim_swap_window=timedelta(days=settings.sim_swap_window_days),
+    )
+    app.after_request(_after)

@@ -1,0 +1,161 @@
+"""Maker-checker requests: list, read, approve, reject; and the ledger-side requests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from api.v1 import schemas as sc
+from api.v1.member_views import request_from_elsewhere
+from api.v1.security import api_state, current, requires, runtime
+from core import approvals, mpesa
+from db.models import ApprovalRequest, Member
+
+blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
+
+
+def approval_dict(req: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "id": req.id,
+        "action": req.action,
+        "payload": json.loads(req.payload),
+        "amount_cents": req.amount_cents,
+        "member_id": req.member_id,
+        "branch": req.branch,
+        "checker_permission": req.checker_permission,
+        "status": req.status,
+        "maker_id": req.maker_id,
+        "maker_note": req.maker_note,
+        "checker_id": req.checker_id,
+        "decision_note": req.decision_note,
+        "result": json.loads(req.result) if req.result else None,
+        "created_at": req.created_at,
+        "decided_at": req.decided_at,
+    }
+
+
+@blp.route("/approvals", methods=["GET"])
+@requires("approvals:read")
+@blp.arguments(sc.ApprovalArgs, location="query")
+@blp.response(200, sc.page_schema(sc.ApprovalOut, "ApprovalPage"))
+def list_approvals(args: dict[str, Any]) -> Any:
+    """Requests, pending ones by default, oldest first."""
+    rt = runtime()
+    status = None if args["status"] == "all" else args["status"]
+    with rt.session() as s:
+        rows = approvals.list_requests(
+            s, current(), status=status, limit=args["limit"] + 1,
+            after_id=sc.decode_cursor(args["cursor"]),
+        )  # fmt: skip
+    result = sc.page(rows, args["limit"])
+    result["items"] = [approval_dict(r) for r in result["items"]]
+    return result
+
+
+@blp.route("/approvals/<int:request_id>", methods=["GET"])
+@requires("approvals:read")
+@blp.response(200, sc.ApprovalOut)
+def get_approval(request_id: int) -> Any:
+    rt = runtime()
+    with rt.session() as s:
+        return approval_dict(approvals.visible_request(s, current(), request_id))
+
+
+@blp.route("/approvals/<int:request_id>/approve", methods=["POST"])
+@requires("approvals:decide")
+@blp.arguments(sc.NoteIn)
+@blp.response(200, sc.ApprovalOut)
+def approve(body: dict[str, Any], request_id: int) -> Any:
+    """Approve another person's request: the action runs now, exactly once.
+
+    ``status`` is ``approved``, or ``failed`` with ``result.error`` when the
+    action was refused (nothing of it was done)."""
+    rt = runtime()
+    facts = _facts(request_id)
+    with rt.session() as s:
+        req = approvals.decide(
+            s, rt.deps, current(), request_id, approve=True, note=body["note"], facts=facts
+        )
+        return approval_dict(req)
+
+
+def _facts(request_id: int) -> dict[str, str]:
+    """Checks that call out (the SIM-swap provider), made before the transaction opens.
+
+    The checker is whatever the composition root put in
+    ``app.extensions["sacco_sim_swap"]`` (any object with ``check(msisdn)``
+    answering ``ok``, ``swapped``, ``last_swap_at``); without one: not checked.
+    """
+    rt = runtime()
+    with rt.session() as s:
+        req = approvals.visible_request(s, current(), request_id)
+        if req.action != "member.pin_reset" or req.member_id is None:
+            return {}
+        msisdn = s.get_one(Member, req.member_id).msisdn
+    checker = current_app.extensions.get("sacco_sim_swap")
+    if checker is None:
+        return {"sim_swap": "not_checked"}
+    try:
+        result = checker.check(msisdn)
+    except Exception:  # a checker that raises gives no verdict; staff decide
+        current_app.logger.exception("SIM-swap check failed")
+        return {"sim_swap": "unknown"}
+    window = api_state().sim_swap_window
+    return {"sim_swap": approvals.sim_swap_fact(result, rt.deps.now(), window)}
+
+
+@blp.route("/approvals/<int:request_id>/reject", methods=["POST"])
+@requires("approvals:decide")
+@blp.arguments(sc.NoteIn)
+@blp.response(200, sc.ApprovalOut)
+def reject(body: dict[str, Any], request_id: int) -> Any:
+    rt = runtime()
+    with rt.session() as s:
+        req = approvals.decide(s, rt.deps, current(), request_id, approve=False, note=body["note"])
+        return approval_dict(req)
+
+
+@blp.route("/ledger/adjustments", methods=["POST"])
+@requires("ledger:adjust")
+@blp.arguments(sc.AdjustmentIn)
+@blp.response(202, sc.ApprovalOut)
+def adjustment(body: dict[str, Any]) -> Any:
+    """Ask for a manual entry between two SACCO accounts (by chart code); a checker decides
+    (a manager above the threshold)."""
+    note = body.pop("note")
+    return request_from_elsewhere("ledger.adjustment", None, body, note)
+
+
+@blp.route("/suspense", methods=["GET"])
+@requires("suspense:reassign")
+@blp.arguments(sc.SuspenseArgs, location="query")
+@blp.response(200, sc.page_schema(sc.SuspenseItemOut, "SuspensePage"))
+def suspense_items(args: dict[str, Any]) -> Any:
+    """M-Pesa payments parked in suspense (2200): unknown account or member not allowed."""
+    rt = runtime()
+    after = sc.decode_cursor(args["cursor"])
+    with rt.session() as s:
+        items = mpesa.list_suspense(s, status=args["status"], limit=1000)
+    rows = [i for i in items if i.item_id > after][: args["limit"] + 1]
+    more = len(rows) > args["limit"]
+    rows = rows[: args["limit"]]
+    return {
+        "items": [{**asdict(i), "id": i.item_id} for i in rows],
+        "next_cursor": sc.encode_cursor(rows[-1].item_id) if more else None,
+    }
+
+
+@blp.route("/suspense/reassignments", methods=["POST"])
+@requires("suspense:reassign")
+@blp.arguments(sc.SuspenseIn)
+@blp.response(202, sc.ApprovalOut)
+def suspense(body: dict[str, Any]) -> Any:
+    """Ask to move a parked payment (a suspense item) to a member's account; another
+    person decides (a manager above the threshold)."""
+    note = body.pop("note")
+    member_id = body.pop("member_id")
+    return request_from_elsewhere("suspense.reassign", member_id, body, note)

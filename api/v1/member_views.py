@@ -1,0 +1,274 @@
+"""Members: search, detail (personal data masked without ``pii:read``), KYC documents,
+KYC decisions, teller cash deposits, statements, status changes and PIN resets.
+
+Status changes, PIN resets and KYC approval are maker-checker requests: the
+answer is the pending request (202), which another person decides under
+``/approvals``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from flask import Response
+from flask_smorest import Blueprint
+
+from api.v1 import schemas as sc
+from api.v1.security import api_state, current, requires, runtime
+from core import approvals, backoffice
+from core.members import has_pin_reset, member_balances, pin_lock
+from db.models import Member
+
+blp = Blueprint("api_members", __name__, url_prefix="/api/v1/members", description="Members")
+
+
+def _detail(member: Member) -> dict[str, Any]:
+    rt = runtime()
+    me = current()
+    if me.has("pii:read"):
+        with rt.session() as s:
+            pii = backoffice.reveal_pii(s, rt.deps, me, member.id)
+    else:
+        pii = backoffice.masked_pii(rt.deps, member)
+    with rt.session() as s:
+        balances = member_balances(s, member.id)
+    return {
+        "id": member.id,
+        "member_number": member.member_number,
+        "full_name": member.full_name,
+        "msisdn": pii["msisdn"],
+        "national_id": pii["national_id"],
+        "pii_masked": not me.has("pii:read"),
+        "status": member.status,
+        "language": member.language,
+        "branch": member.branch,
+        "kyc_rejection_reason": member.kyc_rejection_reason,
+        "pin_locked": pin_lock(rt.deps, member)[0],
+        "pin_reset_pending": has_pin_reset(rt.deps, member),
+        "balances": asdict(balances),
+        "created_at": member.created_at,
+    }
+
+
+def _summary(member: Member) -> dict[str, Any]:
+    return {
+        "id": member.id,
+        "member_number": member.member_number,
+        "full_name": member.full_name,
+        "msisdn": backoffice.mask_msisdn(member.msisdn),
+        "status": member.status,
+        "branch": member.branch,
+    }
+
+
+@blp.route("", methods=["GET"])
+@requires("members:read")
+@blp.arguments(sc.MemberSearchArgs, location="query")
+@blp.response(200, sc.page_schema(sc.MemberSummary, "MemberPage"))
+def search(args: dict[str, Any]) -> Any:
+    """Find members by number, phone, national ID (exact, by blind index) or a name fragment.
+
+    Branch-bound staff see only their branch's members.
+    """
+    rt = runtime()
+    limit = args["limit"]
+    query = backoffice.MemberQuery(
+        number=args.get("number"),
+        phone=args.get("phone"),
+        national_id=args.get("national_id"),
+        name=args.get("name"),
+        status=args.get("status"),
+    )
+    with rt.session() as s:
+        rows = backoffice.search_members(
+            s, rt.deps, current(), query, limit=limit + 1, after_id=sc.decode_cursor(args["cursor"])
+        )
+        result = sc.page(rows, limit)
+        result["items"] = [_summary(m) for m in result["items"]]
+    return result
+
+
+@blp.route("/<int:member_id>", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.MemberOut)
+def detail(member_id: int) -> Any:
+    """One member. Phone and national ID are masked unless you hold ``pii:read``
+    (then every read is audited)."""
+    rt = runtime()
+    with rt.session() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+    return _detail(member)
+
+
+@blp.route("/<int:member_id>/branch", methods=["PUT"])
+@requires("members:assign_branch")
+@blp.arguments(sc.BranchIn)
+@blp.response(200, sc.MemberSummary)
+def assign_branch(body: dict[str, Any], member_id: int) -> Any:
+    """Set the branch that serves a member (null = head office); branch-bound staff see
+    only their branch's members."""
+    rt = runtime()
+    with rt.session() as s:
+        member = backoffice.assign_branch(s, rt.deps, current(), member_id, body["branch"])
+    return _summary(member)
+
+
+@blp.route("/<int:member_id>/documents", methods=["POST"])
+@requires("documents:upload")
+@blp.arguments(sc.DocumentArgs, location="query")
+@blp.arguments(sc.UploadIn, location="files")
+@blp.response(201, sc.DocumentOut)
+def upload(args: dict[str, Any], files: dict[str, Any], member_id: int) -> Any:
+    """Upload a KYC document as multipart ``file``: JPEG, PNG or PDF (checked by content),
+    at most ``DOCUMENT_MAX_BYTES``. Stored encrypted."""
+    rt = runtime()
+    state = api_state()
+    upload_file = files["file"]
+    try:
+        data = (
+            upload_file.read(state.document_max_bytes + 1) if hasattr(upload_file, "read") else b""
+        )
+    finally:
+        if hasattr(upload_file, "close"):
+            upload_file.close()
+    with rt.session() as s:
+        return backoffice.store_document(
+            s, rt.deps, current(), member_id=member_id, kind=args["kind"], data=data,
+            directory=Path(state.document_dir), max_bytes=state.document_max_bytes,
+        )  # fmt: skip
+
+
+@blp.route("/<int:member_id>/documents", methods=["GET"])
+@requires("documents:read")
+@blp.response(200, sc.DocumentList)
+def documents(member_id: int) -> Any:
+    rt = runtime()
+    with rt.session() as s:
+        return {"items": backoffice.list_documents(s, current(), member_id)}
+
+
+@blp.route("/<int:member_id>/documents/<int:document_id>", methods=["GET"])
+@requires("documents:read")
+@blp.response(
+    200,
+    content_type="application/octet-stream",
+    description="the document's bytes, with its real content type",
+)
+def download(member_id: int, document_id: int) -> Any:
+    """Download (decrypted) one document; audited."""
+    rt = runtime()
+    with rt.session() as s:
+        doc, data = backoffice.read_document(
+            s, rt.deps, current(), member_id, document_id, Path(api_state().document_dir)
+        )
+    return Response(
+        data,
+        mimetype=doc.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{doc.kind}-{doc.id}"'},
+    )
+
+
+@blp.route("/<int:member_id>/deposits", methods=["POST"])
+@requires("deposits:cash")
+@blp.arguments(sc.IdempotencyHeader, location="headers")
+@blp.arguments(sc.DepositIn)
+@blp.response(201, sc.DepositOut)
+@blp.alt_response(200, schema=sc.DepositOut, description="replay of the same Idempotency-Key")
+def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> Any:
+    """Record cash received at the counter. The ``Idempotency-Key`` header is required:
+    the same key again returns the first deposit (200) and moves no money."""
+    rt = runtime()
+    with rt.session() as s:
+        posted = backoffice.cash_deposit(
+            s, rt.deps, current(), member_id=member_id, target=body["target"],
+            amount_cents=body["amount_cents"], idempotency_key=headers["idempotency_key"],
+        )  # fmt: skip
+        balances = member_balances(s, member_id)
+    out = {
+        "entry_reference": posted.reference,
+        "created": posted.created,
+        "balances": asdict(balances),
+    }
+    return out, (201 if posted.created else 200)
+
+
+@blp.route("/<int:member_id>/statement", methods=["GET"])
+@requires("statements:read")
+@blp.arguments(sc.StatementArgs, location="query")
+@blp.response(200, sc.page_schema(sc.StatementLineOut, "StatementPage"))
+def statement(args: dict[str, Any], member_id: int) -> Any:
+    """Newest first with the running balance; ``next_cursor`` pages back in time. Audited."""
+    rt = runtime()
+    before = sc.decode_cursor(args["cursor"]) or None
+    with rt.session() as s:
+        lines = backoffice.member_statement(
+            s, current(), member_id, args["account"], limit=args["limit"] + 1,
+            before_posting_id=before,
+        )  # fmt: skip
+    items = lines[: args["limit"]]
+    more = len(lines) > args["limit"]
+    return {
+        "items": items,
+        "next_cursor": sc.encode_cursor(items[-1].posting_id) if more else None,
+    }
+
+
+@blp.route("/<int:member_id>/kyc/reject", methods=["POST"])
+@requires("kyc:reject")
+@blp.arguments(sc.KycRejectIn)
+@blp.response(200, sc.MemberSummary)
+def kyc_reject(body: dict[str, Any], member_id: int) -> Any:
+    """Refuse KYC with a short reason; the member is told by SMS and stays pending."""
+    rt = runtime()
+    with rt.session() as s:
+        member = backoffice.reject_kyc(s, rt.deps, current(), member_id, body["reason"])
+    return _summary(member)
+
+
+def _request(action: str, member_id: int | None, payload: dict[str, Any], note: str) -> Any:
+    from api.v1.approval_views import approval_dict
+
+    rt = runtime()
+    with rt.session() as s:
+        req = approvals.request_approval(
+            s, rt.deps, current(), action, payload=payload, member_id=member_id, note=note,
+            large_threshold_cents=api_state().large_threshold_cents,
+        )  # fmt: skip
+    return approval_dict(req), 202
+
+
+@blp.route("/<int:member_id>/kyc/approve", methods=["POST"])
+@requires("kyc:request")
+@blp.arguments(sc.NoteIn)
+@blp.response(202, sc.ApprovalOut)
+def kyc_approve(body: dict[str, Any], member_id: int) -> Any:
+    """Ask for KYC approval (needs ID front and back uploaded); another person decides."""
+    return _request("kyc.approve", member_id, {}, body["note"])
+
+
+@blp.route("/<int:member_id>/status", methods=["POST"])
+@requires("member_status:request")
+@blp.arguments(sc.StatusChangeIn)
+@blp.response(202, sc.ApprovalOut)
+def change_status(body: dict[str, Any], member_id: int) -> Any:
+    """Ask to suspend, reactivate or exit a member; another person decides."""
+    return _request("member.status", member_id, {"status": body["status"]}, body["note"])
+
+
+@blp.route("/<int:member_id>/pin-reset", methods=["POST"])
+@requires("pin_reset:request")
+@blp.arguments(sc.PinResetIn)
+@blp.response(202, sc.ApprovalOut)
+def pin_reset(body: dict[str, Any], member_id: int) -> Any:
+    """Ask for a PIN reset; once approved the member gets a one-time code by SMS and
+    sets a new PIN on the next dial. Where a SIM-swap check is configured, a swap in the
+    last 7 days fails the approval unless ``in_person`` (ID checked at the counter)."""
+    return _request("member.pin_reset", member_id, {"in_person": body["in_person"]}, body["note"])
+
+
+def request_from_elsewhere(
+    action: str, member_id: int | None, payload: dict[str, Any], note: str
+) -> Any:
+    return _request(action, member_id, payload, note)

@@ -1,0 +1,413 @@
+"""Request and response schemas (marshmallow); flask-smorest turns them into OpenAPI 3."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from core.backoffice import DOCUMENT_KINDS
+from core.errors import InvalidInput
+from core.permissions import INTEGRATION_GRANTABLE, ROLES
+from core.savings import DEPOSIT_TARGETS
+
+BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
+
+
+class Strict(Schema):
+    class Meta:
+        # Unknown fields are refused (mass assignment, OWASP API3).
+        unknown = "raise"
+
+
+class ProblemSchema(Schema):
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+# ------------------------------------------------------------ pagination
+
+
+def encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        value = -1
+    if not 0 <= value < 2**62:
+        raise InvalidInput("invalid cursor", field="cursor")
+    return value
+
+
+class PageArgs(Strict):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=40))
+
+
+def page_schema(item: type[Schema], name: str) -> type[Schema]:
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "next_cursor": fields.String(
+                allow_none=True, required=True, metadata={"description": "pass as ?cursor="}
+            ),
+        },
+        name=name,
+    )
+
+
+# ------------------------------------------------------------------ auth
+
+
+class LoginIn(Strict):
+    username = fields.String(required=True, validate=validate.Length(1, 64))
+    password = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+class StaffOut(Schema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    role = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    is_active = fields.Boolean(required=True)
+    mfa_enabled = fields.Boolean(required=True, attribute="totp_enabled")
+    must_change_password = fields.Boolean(required=True)
+    locked_until = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+class TokenOut(Schema):
+    stage = fields.String(
+        required=True,
+        metadata={"description": "active, mfa_pending (send a TOTP code) or mfa_enrol"},
+    )
+    token_type = fields.String(required=True)
+    access_token = fields.String(allow_none=True, required=True)
+    refresh_token = fields.String(allow_none=True, required=True)
+    expires_in = fields.Integer(required=True)
+    mfa_token = fields.String(allow_none=True, required=True)
+    staff = fields.Nested(StaffOut, required=True)
+
+
+class MfaVerifyIn(Strict):
+    mfa_token = fields.String(required=True, validate=validate.Length(1, 2000))
+    code = fields.String(validate=validate.Length(1, 12))
+    recovery_code = fields.String(validate=validate.Length(1, 20))
+
+
+class RefreshIn(Strict):
+    refresh_token = fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class EnrolOut(Schema):
+    secret = fields.String(required=True)
+    provisioning_uri = fields.String(required=True)
+    qr_png_base64 = fields.String(
+        required=True, metadata={"description": "the URI as a QR code (PNG, base64) to scan"}
+    )
+
+
+class ConfirmIn(Strict):
+    code = fields.String(required=True, validate=validate.Length(1, 12))
+
+
+class ConfirmOut(Schema):
+    recovery_codes = fields.List(fields.String(), required=True)
+    tokens = fields.Nested(TokenOut, allow_none=True, required=True)
+
+
+class PasswordIn(Strict):
+    current_password = fields.String(required=True, validate=validate.Length(1, 256))
+    new_password = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+class MeOut(Schema):
+    must_change_password = fields.Boolean(required=True)
+    kind = fields.String(required=True)
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    permissions = fields.List(fields.String(), required=True)
+
+
+# ----------------------------------------------------------------- staff
+
+
+class StaffIn(Strict):
+    username = fields.String(required=True, validate=validate.Length(3, 64))
+    full_name = fields.String(required=True, validate=validate.Length(1, 120))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    branch = fields.String(load_default=None, allow_none=True, validate=BRANCH)
+    password = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+class ActiveIn(Strict):
+    active = fields.Boolean(required=True)
+
+
+class ApiClientIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(3, 80))
+    permissions = fields.List(
+        fields.String(validate=validate.OneOf(sorted(INTEGRATION_GRANTABLE))),
+        required=True,
+        validate=validate.Length(1, len(INTEGRATION_GRANTABLE)),
+    )
+    branch = fields.String(load_default=None, allow_none=True, validate=BRANCH)
+
+
+class ApiClientOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    key_prefix = fields.String(required=True)
+    permissions = fields.Function(lambda c: c.permissions.split(), required=True)
+    branch = fields.String(allow_none=True, required=True)
+    is_active = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(allow_none=True, required=True)
+
+
+class ApiClientCreated(Schema):
+    client = fields.Nested(ApiClientOut, required=True)
+    api_key = fields.String(
+        required=True, metadata={"description": "shown once; send as the X-API-Key header"}
+    )
+
+
+# --------------------------------------------------------------- members
+
+
+class MemberSearchArgs(PageArgs):
+    number = fields.String(validate=validate.Length(1, 20))
+    phone = fields.String(validate=validate.Length(1, 20))
+    national_id = fields.String(validate=validate.Length(1, 20))
+    name = fields.String(validate=validate.Length(1, 60))
+    status = fields.String(
+        validate=validate.OneOf(["pending_kyc", "active", "suspended", "exited"])
+    )
+
+
+class MemberSummary(Schema):
+    id = fields.Integer(required=True)
+    member_number = fields.String(allow_none=True, required=True)
+    full_name = fields.String(required=True)
+    msisdn = fields.String(required=True, metadata={"description": "masked"})
+    status = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+
+
+class BalancesOut(Schema):
+    savings_cents = fields.Integer(required=True)
+    savings_available_cents = fields.Integer(required=True)
+    deposits_cents = fields.Integer(required=True)
+    shares_cents = fields.Integer(required=True)
+
+
+class MemberOut(Schema):
+    id = fields.Integer(required=True)
+    member_number = fields.String(allow_none=True, required=True)
+    full_name = fields.String(required=True)
+    msisdn = fields.String(required=True)
+    national_id = fields.String(required=True)
+    pii_masked = fields.Boolean(required=True)
+    status = fields.String(required=True)
+    language = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    kyc_rejection_reason = fields.String(allow_none=True, required=True)
+    pin_locked = fields.Boolean(required=True)
+    pin_reset_pending = fields.Boolean(required=True)
+    balances = fields.Nested(BalancesOut, required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class BranchIn(Strict):
+    branch = fields.String(required=True, allow_none=True, validate=BRANCH)
+
+
+class DocumentArgs(Strict):
+    kind = fields.String(required=True, validate=validate.OneOf(DOCUMENT_KINDS))
+
+
+class UploadIn(Schema):
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class DocumentOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size_bytes = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    uploaded_by_id = fields.Integer(allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class DocumentList(Schema):
+    items = fields.List(fields.Nested(DocumentOut), required=True)
+
+
+class DepositIn(Strict):
+    target = fields.String(load_default="savings", validate=validate.OneOf(DEPOSIT_TARGETS))
+    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
+
+
+class IdempotencyHeader(Schema):
+    class Meta:
+        unknown = "exclude"
+
+    idempotency_key = fields.String(
+        required=True,
+        data_key="Idempotency-Key",
+        validate=validate.Regexp(r"^[A-Za-z0-9._:-]{8,80}$"),
+        metadata={"description": "8-80 characters; the same key returns the first result"},
+    )
+
+
+class DepositOut(Schema):
+    entry_reference = fields.String(required=True)
+    created = fields.Boolean(required=True, metadata={"description": "false on a replay"})
+    balances = fields.Nested(BalancesOut, required=True)
+
+
+class StatementArgs(PageArgs):
+    account = fields.String(load_default="savings", validate=validate.OneOf(DEPOSIT_TARGETS))
+
+
+class StatementLineOut(Schema):
+    posting_id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    kind = fields.String(required=True)
+    memo = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    amount_cents = fields.Integer(required=True)
+    balance_after_cents = fields.Integer(required=True)
+
+
+class KycRejectIn(Strict):
+    reason = fields.String(required=True, validate=validate.Length(3, 60))
+
+
+class NoteIn(Strict):
+    note = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class PinResetIn(NoteIn):
+    in_person = fields.Boolean(
+        load_default=False,
+        metadata={"description": "the member was at the counter and their ID was checked"},
+    )
+
+
+class StatusChangeIn(NoteIn):
+    status = fields.String(
+        required=True, validate=validate.OneOf(["active", "suspended", "exited"])
+    )
+
+
+class AdjustmentIn(NoteIn):
+    debit_account = fields.String(required=True, validate=validate.Length(1, 40))
+    credit_account = fields.String(required=True, validate=validate.Length(1, 40))
+    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
+    memo = fields.String(required=True, validate=validate.Length(3, 160))
+
+
+class SuspenseIn(NoteIn):
+    item_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
+    member_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
+    target = fields.String(load_default="savings", validate=validate.OneOf(DEPOSIT_TARGETS))
+
+
+class SuspenseArgs(PageArgs):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "assigned"]))
+
+
+class SuspenseItemOut(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    source_ref = fields.String(required=True)
+    amount_cents = fields.Integer(required=True)
+    bill_ref = fields.String(required=True)
+    payer_name = fields.String(required=True)
+    msisdn_masked = fields.String(required=True)
+    paid_at = fields.DateTime(required=True)
+    reason = fields.String(required=True)
+    status = fields.String(required=True)
+    assigned_member_id = fields.Integer(allow_none=True, required=True)
+    assigned_target = fields.String(allow_none=True, required=True)
+
+
+# ------------------------------------------------------------- approvals
+
+
+class ApprovalArgs(PageArgs):
+    status = fields.String(
+        load_default="pending",
+        validate=validate.OneOf(["pending", "approved", "rejected", "failed", "all"]),
+    )
+
+
+class ApprovalOut(Schema):
+    id = fields.Integer(required=True)
+    action = fields.String(required=True)
+    payload = fields.Dict(required=True)
+    amount_cents = fields.Integer(allow_none=True, required=True)
+    member_id = fields.Integer(allow_none=True, required=True)
+    branch = fields.String(allow_none=True, required=True)
+    checker_permission = fields.String(required=True)
+    status = fields.String(required=True)
+    maker_id = fields.Integer(required=True)
+    maker_note = fields.String(required=True)
+    checker_id = fields.Integer(allow_none=True, required=True)
+    decision_note = fields.String(required=True)
+    result = fields.Dict(allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+    decided_at = fields.DateTime(allow_none=True, required=True)
+
+
+# ----------------------------------------------------------------- audit
+
+
+class AuditArgs(PageArgs):
+    actor_type = fields.String(
+        validate=validate.OneOf(["staff", "api_client", "anonymous", "system"])
+    )
+    actor_id = fields.Integer(validate=validate.Range(0, 2**62))
+    action = fields.String(validate=validate.Length(1, 64))
+    target_type = fields.String(validate=validate.Length(1, 32))
+    target_id = fields.String(validate=validate.Length(1, 64))
+
+
+class AuditOut(Schema):
+    id = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    actor_type = fields.String(required=True)
+    actor_id = fields.Integer(allow_none=True, required=True)
+    actor_name = fields.String(required=True)
+    action = fields.String(required=True)
+    target_type = fields.String(required=True)
+    target_id = fields.String(required=True)
+    address = fields.String(required=True)
+    request_id = fields.String(required=True)
+    before = fields.Raw(allow_none=True, required=True)
+    after = fields.Raw(allow_none=True, required=True)
+    prev_hash = fields.String(required=True)
+    hash = fields.String(required=True)
+
+
+def page(rows: list[Any], limit: int) -> dict[str, Any]:
+    """Rows fetched with ``limit + 1``: the extra one only says there is a next page."""
+    items = rows[:limit]
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode_cursor(items[-1].id) if more else None}

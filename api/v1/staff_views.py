@@ -1,0 +1,104 @@
+"""Staff accounts and partner API keys (administrators)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from api.v1 import schemas as sc
+from api.v1.security import current, requires, runtime
+from core import staff as staff_core
+
+blp = Blueprint("api_staff", __name__, url_prefix="/api/v1", description="Staff and API keys")
+
+StaffPage = sc.page_schema(sc.StaffOut, "StaffPage")
+
+
+@blp.route("/staff", methods=["GET"])
+@requires("staff:read")
+@blp.arguments(sc.PageArgs, location="query")
+@blp.response(200, StaffPage)
+def list_staff(args: dict[str, Any]) -> Any:
+    rt = runtime()
+    with rt.session() as s:
+        rows = staff_core.list_staff(
+            s, limit=args["limit"] + 1, after_id=sc.decode_cursor(args["cursor"])
+        )
+    return sc.page(rows, args["limit"])
+
+
+@blp.route("/staff", methods=["POST"])
+@requires("staff:manage")
+@blp.arguments(sc.StaffIn)
+@blp.response(201, sc.StaffOut)
+def create_staff(body: dict[str, Any]) -> Any:
+    """Create a staff account with a first password (12+ characters, not a common one).
+
+    The person must change it at first sign-in before doing anything else."""
+    rt = runtime()
+    with rt.session() as s:
+        return staff_core.create_staff(s, rt.deps, current(), **body, must_change_password=True)
+
+
+@blp.route("/staff/<int:staff_id>/active", methods=["PUT"])
+@requires("staff:manage")
+@blp.arguments(sc.ActiveIn)
+@blp.response(200, sc.StaffOut)
+def set_active(body: dict[str, Any], staff_id: int) -> Any:
+    """Disable (ending every session) or re-enable an account."""
+    rt = runtime()
+    with rt.session() as s:
+        return staff_core.set_staff_active(s, rt.deps, current(), staff_id, body["active"])
+
+
+@blp.route("/staff/<int:staff_id>/unlock", methods=["POST"])
+@requires("staff:manage")
+@blp.response(200, sc.StaffOut)
+def unlock(staff_id: int) -> Any:
+    """Lift a lockout after failed sign-ins."""
+    rt = runtime()
+    with rt.session() as s:
+        return staff_core.unlock_staff(s, current(), staff_id)
+
+
+@blp.route("/staff/<int:staff_id>/mfa-reset", methods=["POST"])
+@requires("staff:manage")
+@blp.response(200, sc.StaffOut)
+def mfa_reset(staff_id: int) -> Any:
+    """Clear a lost authenticator; the person enrols again at the next sign-in."""
+    rt = runtime()
+    with rt.session() as s:
+        return staff_core.reset_mfa(s, rt.deps, current(), staff_id)
+
+
+@blp.route("/api-clients", methods=["GET"])
+@requires("apiclients:manage")
+@blp.response(200, sc.page_schema(sc.ApiClientOut, "ApiClientPage"))
+def list_clients() -> Any:
+    rt = runtime()
+    with rt.session() as s:
+        return {"items": staff_core.list_api_clients(s), "next_cursor": None}
+
+
+@blp.route("/api-clients", methods=["POST"])
+@requires("apiclients:manage")
+@blp.arguments(sc.ApiClientIn)
+@blp.response(201, sc.ApiClientCreated)
+def create_client(body: dict[str, Any]) -> Any:
+    """Create a partner key, scoped to some permissions. The key is shown only here."""
+    rt = runtime()
+    with rt.session() as s:
+        client, key = staff_core.create_api_client(s, rt.deps, current(), **body)
+    return {"client": client, "api_key": key}
+
+
+@blp.route("/api-clients/<int:client_id>", methods=["DELETE"])
+@requires("apiclients:manage")
+@blp.response(204)
+def revoke_client(client_id: int) -> Any:
+    """Revoke a partner key at once."""
+    rt = runtime()
+    with rt.session() as s:
+        staff_core.revoke_api_client(s, current(), client_id)
+    return None

@@ -1,0 +1,394 @@
+"""Maker-checker: a sensitive action is requested by one person and decided by another.
+
+``request_approval`` checks the request can work now (so nobody approves
+nonsense), records it ``pending`` and audits it. ``decide`` locks the request
+row: only a pending request is decided, never by its maker, only by someone
+holding its checker permission (``approvals:decide``, or
+``approvals:decide_large`` above the manager threshold) who can see its
+branch. Approval runs the action's core verb in the same transaction as the
+status change and the audit row, so it executes exactly once; if the verb
+refuses (say the member changed meanwhile), nothing of it is written and the
+request is marked ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from core import audit, ledger
+from core.backoffice import approve_kyc, check_kyc_ready, visible_member
+from core.deps import CoreDeps
+from core.errors import (
+    DomainError,
+    InvalidInput,
+    MemberNotAllowed,
+    NotFound,
+    SaccoError,
+)
+from core.members import check_status_change, set_status, start_pin_reset
+from core.mpesa import SuspenseAlreadyAssigned, assign_suspense
+from core.permissions import Principal, can_access_branch
+from core.savings import DEPOSIT_TARGETS
+from db.models import Account, ApprovalRequest, Member
+from db.models_mpesa import SuspenseItem
+
+SIM_SWAP_WINDOW = timedelta(days=7)
+STATUS_CHANGES = ("active", "suspended", "exited")
+
+
+class SelfApproval(DomainError):
+    code = "self_approval"
+    http_status = 403
+
+
+class NotAChecker(DomainError):
+    code = "forbidden"
+    http_status = 403
+
+
+class AlreadyDecided(DomainError):
+    code = "already_decided"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    maker_permission: str
+    describe: str
+    needs_member: bool
+    check: Callable[[Session, CoreDeps, int | None, dict[str, Any]], int | None]
+    execute: Callable[[Session, CoreDeps, ApprovalRequest, dict[str, Any]], dict[str, Any]]
+
+
+# ---------------------------------------------------------------- actions
+
+
+def _check_kyc(session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]) -> None:
+    assert member_id is not None
+    check_kyc_ready(session, session.get_one(Member, member_id))
+
+
+def _exec_kyc(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    assert req.member_id is not None
+    approve_kyc(session, deps, req.member_id, business_key=f"kyc_approved:{req.id}")
+    return {"status": "active"}
+
+
+def _check_status(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    assert member_id is not None
+    if p.get("status") not in STATUS_CHANGES:
+        raise InvalidInput("status must be active, suspended or exited", field="status")
+    check_status_change(session.get_one(Member, member_id), p["status"])
+
+
+def _exec_status(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    assert req.member_id is not None
+    set_status(session, req.member_id, p["status"], commit=False)
+    return {"status": p["status"]}
+
+
+def _check_pin_reset(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    assert member_id is not None
+    member = session.get_one(Member, member_id)
+    if member.status == "exited":
+        raise InvalidInput("the member has exited", field="member_id", reason="exited")
+
+
+def sim_swap_fact(result: Any, now: datetime, window: timedelta = SIM_SWAP_WINDOW) -> str:
+    """``recent``, ``none`` or ``unknown`` from a SIM-swap check result.
+
+    ``result`` has the shape of ``SimSwapChecker.check`` answers (``ok``,
+    ``swapped``, ``last_swap_at``). No verdict is ``unknown``, never "not swapped";
+    a swap without a date counts as recent.
+    """
+    if not getattr(result, "ok", False) or getattr(result, "swapped", None) is None:
+        return "unknown"
+    if not result.swapped:
+        return "none"
+    last = getattr(result, "last_swap_at", None)
+    return "recent" if last is None or now - last <= window else "none"
+
+
+def _exec_pin_reset(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """A recent SIM swap is how PIN-reset fraud starts (the code would reach the new SIM):
+    refused unless the maker saw the member in person with their ID."""
+    assert req.member_id is not None
+    fact = str(p.get("_facts", {}).get("sim_swap", "not_checked"))
+    if fact == "recent" and p.get("in_person") is not True:
+        raise MemberNotAllowed(
+            "the SIM was swapped recently: check the member's ID at the counter, "
+            "then ask again with in_person",
+            reason="recent_sim_swap",
+        )
+    start_pin_reset(session, deps, req.member_id, business_key=f"pin_reset:{req.id}")
+    return {"code_sent": True, "sim_swap": fact}
+
+
+def _amount(p: dict[str, Any]) -> int:
+    amount = p.get("amount_cents")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInput("amount must be more than zero", field="amount_cents")
+    if amount > ledger.MAX_POSTING_CENTS:
+        raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
+    return amount
+
+
+def _system_account(session: Session, code: Any, field: str) -> int:
+    account = session.scalar(select(Account).where(Account.code == str(code)))
+    if account is None or account.member_id is not None:
+        raise InvalidInput(f"no such SACCO account {code}", field=field, reason="unknown")
+    return account.id
+
+
+def _check_adjustment(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    debit = _system_account(session, p.get("debit_account"), "debit_account")
+    credit = _system_account(session, p.get("credit_account"), "credit_account")
+    if debit == credit:
+        raise InvalidInput("debit and credit accounts must differ", field="credit_account")
+    memo = str(p.get("memo", "")).strip()
+    if not 3 <= len(memo) <= 160:
+        raise InvalidInput("memo: 3-160 characters", field="memo")
+    return _amount(p)
+
+
+def _exec_adjustment(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    amount = _amount(p)
+    posted = ledger.post_entry(
+        session,
+        kind="adjustment.manual",
+        legs=[
+            ledger.Leg(_system_account(session, p["debit_account"], "debit_account"), amount),
+            ledger.Leg(_system_account(session, p["credit_account"], "credit_account"), -amount),
+        ],
+        idempotency_key=f"approval:{req.id}",
+        memo=str(p["memo"])[:160],
+    )
+    return {"entry": posted.reference}
+
+
+def _open_item(session: Session, p: dict[str, Any]) -> SuspenseItem:
+    item_id = p.get("item_id")
+    item = session.get(SuspenseItem, item_id) if isinstance(item_id, int) else None
+    if item is None:
+        raise InvalidInput("no such suspense item", field="item_id", reason="unknown")
+    if item.status != "open":
+        raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already assigned")
+    return item
+
+
+def _check_suspense(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    if p.get("target") not in DEPOSIT_TARGETS:
+        raise InvalidInput("target must be savings, deposits or shares", field="target")
+    return _open_item(session, p).amount_cents
+
+
+def _exec_suspense(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.mpesa.assign_suspense``: the parked payment goes to the member, the item is
+    marked assigned and the member is told by SMS."""
+    assert req.member_id is not None
+    posted = assign_suspense(
+        session, deps, item_id=p["item_id"], member_id=req.member_id, target=p["target"],
+        staff=f"approval {req.id}", note=req.maker_note, commit=False,
+    )  # fmt: skip
+    return {"entry": posted.reference}
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "kyc.approve": ActionSpec("kyc:request", "approve KYC", True, _check_kyc, _exec_kyc),
+    "member.status": ActionSpec(
+        "member_status:request", "change member status", True, _check_status, _exec_status
+    ),
+    "member.pin_reset": ActionSpec(
+        "pin_reset:request", "reset member PIN", True, _check_pin_reset, _exec_pin_reset
+    ),
+    "ledger.adjustment": ActionSpec(
+        "ledger:adjust", "manual ledger adjustment", False, _check_adjustment, _exec_adjustment
+    ),
+    "suspense.reassign": ActionSpec(
+        "suspense:reassign", "move suspense to a member", True, _check_suspense, _exec_suspense
+    ),
+}
+
+
+# ------------------------------------------------------------------ verbs
+
+
+def payload_of(req: ApprovalRequest) -> dict[str, Any]:
+    value = json.loads(req.payload)
+    return value if isinstance(value, dict) else {}
+
+
+def request_approval(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    action: str,
+    *,
+    payload: Mapping[str, Any],
+    member_id: int | None = None,
+    note: str = "",
+    large_threshold_cents: int,
+) -> ApprovalRequest:
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise InvalidInput("unknown action", field="action")
+    if not actor.has(spec.maker_permission):
+        raise NotAChecker(f"you may not ask to {spec.describe}")
+    branch = None
+    if spec.needs_member:
+        if member_id is None:
+            raise InvalidInput("member_id is required", field="member_id")
+        branch = visible_member(session, actor, member_id).branch
+        duplicate = session.scalar(
+            select(ApprovalRequest.id).where(
+                ApprovalRequest.member_id == member_id,
+                ApprovalRequest.action == action,
+                ApprovalRequest.status == "pending",
+            )
+        )
+        if duplicate is not None:
+            raise DomainError(
+                f"request {duplicate} for this is already pending", reason="duplicate"
+            )
+    body = dict(payload)
+    amount = spec.check(session, deps, member_id, body)
+    checker = (
+        "approvals:decide_large"
+        if amount is not None and amount > large_threshold_cents
+        else "approvals:decide"
+    )
+    req = ApprovalRequest(
+        action=action,
+        payload=audit.canonical(body) or "{}",
+        amount_cents=amount,
+        member_id=member_id,
+        branch=branch,
+        checker_permission=checker,
+        status="pending",
+        maker_id=actor.id,
+        maker_note=" ".join((note or "").split())[:200],
+        created_at=deps.now(),
+    )
+    session.add(req)
+    session.flush()
+    audit.record(
+        session, actor, "approval.request", target_type="approval", target_id=req.id,
+        after={"action": action, "member_id": member_id, "payload": body, "checker": checker},
+    )  # fmt: skip
+    session.commit()
+    return req
+
+
+def visible_request(session: Session, actor: Principal, request_id: int) -> ApprovalRequest:
+    req = session.get(ApprovalRequest, request_id)
+    if req is None or not can_access_branch(actor, req.branch):
+        raise NotFound("no such request")
+    return req
+
+
+def list_requests(
+    session: Session, actor: Principal, *, status: str | None, limit: int, after_id: int = 0
+) -> list[ApprovalRequest]:
+    stmt: Select[tuple[ApprovalRequest]] = select(ApprovalRequest).where(
+        ApprovalRequest.id > after_id
+    )
+    if status is not None:
+        stmt = stmt.where(ApprovalRequest.status == status)
+    if actor.branch is not None:
+        stmt = stmt.where(ApprovalRequest.branch == actor.branch)
+    return list(session.scalars(stmt.order_by(ApprovalRequest.id).limit(limit)))
+
+
+def decide(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    request_id: int,
+    *,
+    approve: bool,
+    note: str = "",
+    facts: Mapping[str, Any] | None = None,
+) -> ApprovalRequest:
+    """Approve (and execute, exactly once) or reject a pending request. Commits.
+
+    ``facts``: what the edge learnt outside the transaction for this decision
+    (``{"sim_swap": "recent" | "none" | "unknown"}`` for a PIN reset).
+    """
+    req = session.scalar(
+        select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
+    )
+    if req is None or not can_access_branch(actor, req.branch):
+        raise NotFound("no such request")
+    if req.status != "pending":
+        raise AlreadyDecided(f"request is already {req.status}")
+    if actor.kind != "staff" or actor.id == req.maker_id:
+        raise SelfApproval("nobody may decide their own request: ask another checker")
+    if not actor.has(req.checker_permission):
+        needed = "a manager" if req.checker_permission == "approvals:decide_large" else "a checker"
+        raise NotAChecker(f"this request needs {needed}")
+    req.checker_id = actor.id
+    req.decision_note = " ".join((note or "").split())[:200]
+    req.decided_at = deps.now()
+    if not approve:
+        req.status = "rejected"
+        audit.record(
+            session, actor, "approval.reject", target_type="approval", target_id=req.id,
+            before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},
+        )  # fmt: skip
+        session.commit()
+        return req
+    spec = ACTIONS[req.action]
+    try:
+        with session.begin_nested():
+            result = spec.execute(
+                session, deps, req, {**payload_of(req), "_facts": dict(facts or {})}
+            )
+    except SaccoError as exc:
+        req.status = "failed"
+        req.result = audit.canonical(
+            {
+                "error": exc.code,
+                "detail": exc.detail,
+                **{k: str(v) for k, v in (facts or {}).items()},
+            }
+        )
+        audit.record(
+            session, actor, "approval.failed", target_type="approval", target_id=req.id,
+            before={"status": "pending"}, after={"status": "failed", "error": exc.code},
+        )  # fmt: skip
+        session.commit()
+        return req
+    req.status = "approved"
+    req.result = audit.canonical(result)
+    audit.record(
+        session, actor, "approval.approve", target_type="approval", target_id=req.id,
+        before={"status": "pending"},
+        after={"status": "approved", "action": req.action, "member_id": req.member_id,
+               "result": result},
+    )  # fmt: skip
+    session.commit()
+    return req

@@ -1,0 +1,355 @@
+"""Signing in: passwords, lockout, TOTP enrolment and replay, recovery codes, refresh
+rotation with reuse detection, logout, idle and absolute limits, password change."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import timedelta
+
+import pyotp
+import pytest
+import redis
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import staff as staff_core
+from core.deps import CoreDeps
+from core.errors import InvalidInput
+from core.permissions import SYSTEM
+from db.models import AuditEvent, StaffSession
+from tests.e2e.api.conftest import PASSWORD, Staffer, auth
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    return client.post("/api/v1/auth/login", json={"username": username, "password": password})
+
+
+def enrol(client: FlaskClient, token: str) -> tuple[pyotp.TOTP, dict]:  # type: ignore[type-arg]
+    r = client.post("/api/v1/auth/mfa/enrol", headers=auth(token))
+    assert r.status_code == 200, r.json
+    assert r.json["provisioning_uri"].startswith("otpauth://totp/")
+    assert base64.b64decode(r.json["qr_png_base64"]).startswith(b"\x89PNG\r\n\x1a\n")
+    totp = pyotp.TOTP(r.json["secret"])
+    r = client.post("/api/v1/auth/mfa/confirm", headers=auth(token), json={"code": totp.now()})
+    assert r.status_code == 200, r.json
+    return totp, dict(r.json or {})
+
+
+def _shift_steps(session_factory: sessionmaker[Session], staff_id: int) -> None:
+    """Pretend the last accepted TOTP step was long ago (instead of waiting 30 s)."""
+    from db.models import StaffUser
+
+    with session_factory() as s:
+        row = s.get(StaffUser, staff_id)
+        assert row is not None
+        row.totp_last_step = (row.totp_last_step or 0) - 10
+        s.commit()
+
+
+def test_teller_signs_in_with_password_and_gets_tokens(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    teller = make_staff("teller", branch="Nairobi")
+    r = login(api, teller.username)
+    assert r.status_code == 200
+    assert r.json["stage"] == "active"
+    assert r.json["staff"]["role"] == "teller"
+    me = api.get("/api/v1/auth/me", headers=auth(r.json["access_token"]))
+    assert me.status_code == 200
+    assert "deposits:cash" in me.json["permissions"]
+    assert me.json["branch"] == "Nairobi"
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    teller = make_staff("teller")
+    wrong = login(api, teller.username, "not the password at all")
+    unknown = login(api, "nobody-here", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json["detail"] == unknown.json["detail"] == "wrong username or password"
+    assert wrong.mimetype == "application/problem+json"
+
+
+def test_five_failures_lock_the_account_with_a_clear_message(
+    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+) -> None:
+    teller = make_staff("teller")
+    statuses = [login(api, teller.username, "wrong password 123").status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 423]
+    locked = login(api, teller.username)  # even the right password is refused now
+    assert locked.status_code == 423
+    assert locked.json["code"] == "account_locked"
+    assert "locked until" in locked.json["detail"]
+    admin = staff_by_role["admin"]
+    assert api.post(f"/api/v1/staff/{teller.id}/unlock", headers=auth(admin)).status_code == 200
+    assert login(api, teller.username).status_code == 200
+
+
+def test_manager_must_enrol_mfa_then_sign_in_with_totp_never_replayed(
+    api: FlaskClient, make_staff: Callable[..., Staffer], session_factory: sessionmaker[Session]
+) -> None:
+    manager = make_staff("manager")
+    first = login(api, manager.username)
+    assert first.json["stage"] == "mfa_enrol"
+    assert first.json["access_token"] is None
+    # The enrolment token is good for enrolment only.
+    assert api.get("/api/v1/members", headers=auth(first.json["mfa_token"])).status_code == 401
+    totp, confirmed = enrol(api, first.json["mfa_token"])
+    assert len(confirmed["recovery_codes"]) == 10
+    assert confirmed["tokens"]["stage"] == "active"
+    assert (
+        api.get("/api/v1/members", headers=auth(confirmed["tokens"]["access_token"])).status_code
+        == 200
+    )
+
+    second = login(api, manager.username)
+    assert second.json["stage"] == "mfa_pending"
+    code = totp.now()
+    # The code used to confirm enrolment is the same step: refused as a replay.
+    replay = api.post(
+        "/api/v1/auth/mfa/verify", json={"mfa_token": second.json["mfa_token"], "code": code}
+    )
+    assert replay.status_code == 401
+    assert replay.json["code"] == "mfa_invalid"
+    _shift_steps(session_factory, manager.id)
+    ok = api.post(
+        "/api/v1/auth/mfa/verify", json={"mfa_token": second.json["mfa_token"], "code": code}
+    )
+    assert ok.status_code == 200
+    assert ok.json["stage"] == "active"
+    # Same code again, with a new login: never accepted twice.
+    third = login(api, manager.username)
+    again = api.post(
+        "/api/v1/auth/mfa/verify", json={"mfa_token": third.json["mfa_token"], "code": code}
+    )
+    assert again.status_code == 401
+    # A recovery code works once.
+    recovery = confirmed["recovery_codes"][0]
+    used = api.post(
+        "/api/v1/auth/mfa/verify",
+        json={"mfa_token": third.json["mfa_token"], "recovery_code": recovery},
+    )
+    assert used.status_code == 200
+    fourth = login(api, manager.username)
+    reused = api.post(
+        "/api/v1/auth/mfa/verify",
+        json={"mfa_token": fourth.json["mfa_token"], "recovery_code": recovery},
+    )
+    assert reused.status_code == 401
+
+
+def test_mfa_token_cannot_be_used_as_access_token_or_twice(
+    api: FlaskClient, make_staff: Callable[..., Staffer], session_factory: sessionmaker[Session]
+) -> None:
+    officer = make_staff("loan_officer")
+    totp, _ = enrol(api, login(api, officer.username).json["mfa_token"])
+    pending = login(api, officer.username).json["mfa_token"]
+    assert api.get("/api/v1/auth/me", headers=auth(pending)).status_code == 401
+    _shift_steps(session_factory, officer.id)
+    assert (
+        api.post(
+            "/api/v1/auth/mfa/verify", json={"mfa_token": pending, "code": totp.now()}
+        ).status_code
+        == 200
+    )
+    _shift_steps(session_factory, officer.id)
+    second = api.post("/api/v1/auth/mfa/verify", json={"mfa_token": pending, "code": totp.now()})
+    assert second.status_code == 401
+
+
+def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_family(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    teller = make_staff("teller")
+    tokens = login(api, teller.username).json
+    r1 = api.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert r1.status_code == 200
+    assert r1.json["refresh_token"] != tokens["refresh_token"]
+    # The thief replays the first refresh token:
+    stolen = api.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert stolen.status_code == 401
+    assert stolen.json["code"] == "refresh_token_reused"
+    # ... and the whole family is dead: the newest refresh and access tokens too.
+    assert (
+        api.post(
+            "/api/v1/auth/refresh", json={"refresh_token": r1.json["refresh_token"]}
+        ).status_code
+        == 401
+    )
+    assert api.get("/api/v1/auth/me", headers=auth(r1.json["access_token"])).status_code == 401
+    assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
+
+
+def test_logout_revokes_access_and_refresh_at_once(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    teller = make_staff("teller")
+    tokens = login(api, teller.username).json
+    assert api.post("/api/v1/auth/logout", headers=auth(tokens["access_token"])).status_code == 204
+    assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
+    assert (
+        api.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        ).status_code
+        == 401
+    )
+
+
+def test_revocation_lives_in_the_database_not_redis(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    redis_client: redis.Redis,
+) -> None:
+    teller = make_staff("teller")
+    tokens = login(api, teller.username).json
+    api.post("/api/v1/auth/logout", headers=auth(tokens["access_token"]))
+    redis_client.flushdb()  # as after a Redis restart
+    assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
+
+
+def test_idle_and_absolute_session_limits(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    idle, old = make_staff("teller"), make_staff("teller")
+    with session_factory() as s:
+        row = s.get(StaffSession, idle.session_id)
+        assert row is not None
+        row.last_seen_at = deps.now() - timedelta(minutes=31)
+        row2 = s.get(StaffSession, old.session_id)
+        assert row2 is not None
+        row2.expires_at = deps.now() - timedelta(seconds=1)
+        s.commit()
+    r = api.get("/api/v1/auth/me", headers=auth(idle))
+    assert r.status_code == 401
+    assert "idle" in r.json["detail"]
+    r = api.get("/api/v1/auth/me", headers=auth(old))
+    assert r.status_code == 401
+    assert "time limit" in r.json["detail"]
+
+
+def test_password_change_refuses_weak_and_ends_other_sessions(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    teller = make_staff("teller")
+    other = login(api, teller.username).json
+    weak = api.post("/api/v1/auth/password", headers=auth(teller),
+                    json={"current_password": PASSWORD, "new_password": "password2026!"})  # fmt: skip
+    assert weak.status_code == 422
+    assert "common" in weak.json["errors"]["password"][0]
+    ok = api.post("/api/v1/auth/password", headers=auth(teller),
+                  json={"current_password": PASSWORD, "new_password": "a much better passphrase"})  # fmt: skip
+    assert ok.status_code == 204
+    assert api.get("/api/v1/auth/me", headers=auth(other["access_token"])).status_code == 401
+    assert api.get("/api/v1/auth/me", headers=auth(teller)).status_code == 200
+    assert login(api, teller.username, "a much better passphrase").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [("short pass", "too_short"), ("qwerty123456", "too_common"), ("Password2026!!", "too_common"),
+     ("aaaaaaaaaaaaaaa", "too_common"), ("tellerjoe-is-great", "contains_username")],
+)  # fmt: skip
+def test_staff_creation_refuses_weak_passwords(
+    session_factory: sessionmaker[Session], deps: CoreDeps, password: str, reason: str
+) -> None:
+    with session_factory() as s, pytest.raises(InvalidInput) as err:
+        staff_core.create_staff(s, deps, SYSTEM, username="tellerjoe", full_name="Joe",
+                                role="teller", password=password)  # fmt: skip
+    assert err.value.reason == reason
+
+
+def test_logins_and_failures_are_audited_with_the_address(
+    api: FlaskClient, make_staff: Callable[..., Staffer], session_factory: sessionmaker[Session]
+) -> None:
+    teller = make_staff("teller")
+    login(api, teller.username, "wrong password 123")
+    login(api, teller.username)
+    with session_factory() as s:
+        rows = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.target_type.in_(["staff", "session"]), AuditEvent.action.like("auth.%")
+            )  # fmt: skip
+        ).all()
+    actions = [r.action for r in rows]
+    assert actions[-2:] == ["auth.login_failed", "auth.login"]
+    assert rows[-1].address == "127.0.0.1"
+
+
+def test_account_made_by_an_admin_must_change_its_password_first(
+    api: FlaskClient, staff_by_role: dict[str, Staffer]
+) -> None:
+    admin = staff_by_role["admin"]
+    made = api.post("/api/v1/staff", headers=auth(admin), json={
+        "username": "new.teller", "full_name": "New Teller", "role": "teller",
+        "branch": "Nairobi", "password": "first password from admin"})  # fmt: skip
+    assert made.status_code == 201
+    assert made.json["must_change_password"] is True
+    token = login(api, "new.teller", "first password from admin").json["access_token"]
+    blocked = api.get("/api/v1/members", headers=auth(token))
+    assert blocked.status_code == 403
+    assert blocked.json["code"] == "password_change_required"
+    assert api.get("/api/v1/auth/me", headers=auth(token)).json["must_change_password"] is True
+    changed = api.post("/api/v1/auth/password", headers=auth(token), json={
+        "current_password": "first password from admin",
+        "new_password": "my own secret sentence"})  # fmt: skip
+    assert changed.status_code == 204
+    assert api.get("/api/v1/members", headers=auth(token)).status_code == 200
+
+
+def test_disabling_an_account_ends_its_sessions_and_sign_in(
+    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+) -> None:
+    teller = make_staff("teller")
+    tokens = login(api, teller.username).json
+    admin = staff_by_role["admin"]
+    r = api.put(f"/api/v1/staff/{teller.id}/active", headers=auth(admin), json={"active": False})
+    assert r.status_code == 200 and r.json["is_active"] is False
+    assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
+    assert (
+        api.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        ).status_code
+        == 401
+    )
+    assert login(api, teller.username).status_code == 401
+    own = api.put(f"/api/v1/staff/{admin.id}/active", headers=auth(admin), json={"active": False})
+    assert own.status_code == 409  # nobody locks themselves out
+
+
+def test_mfa_reset_by_an_admin_forces_a_new_enrolment(
+    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+) -> None:
+    officer = make_staff("loan_officer")
+    _, confirmed = enrol(api, login(api, officer.username).json["mfa_token"])
+    session_token = confirmed["tokens"]["access_token"]
+    admin = staff_by_role["admin"]
+    assert api.post(f"/api/v1/staff/{officer.id}/mfa-reset", headers=auth(admin)).status_code == 200
+    assert api.get("/api/v1/auth/me", headers=auth(session_token)).status_code == 401
+    assert login(api, officer.username).json["stage"] == "mfa_enrol"
+
+
+def test_revoked_partner_key_stops_at_once(
+    api: FlaskClient, staff_by_role: dict[str, Staffer]
+) -> None:
+    admin = staff_by_role["admin"]
+    created = api.post("/api/v1/api-clients", headers=auth(admin),
+                       json={"name": "Check-off", "permissions": ["members:read"]}).json  # fmt: skip
+    key = {"X-API-Key": created["api_key"]}
+    assert api.get("/api/v1/members", headers=key).status_code == 200
+    assert api.get("/api/v1/members/1/statement", headers=key).status_code == 403  # not granted
+    refused = api.post("/api/v1/api-clients", headers=auth(admin),
+                       json={"name": "Greedy", "permissions": ["pii:read"]})  # fmt: skip
+    assert refused.status_code == 422
+    assert (
+        api.delete(
+            f"/api/v1/api-clients/{created['client']['id']}", headers=auth(admin)
+        ).status_code
+        == 204
+    )
+    assert api.get("/api/v1/members", headers=key).status_code == 401

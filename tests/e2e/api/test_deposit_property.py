@@ -1,0 +1,52 @@
+"""Money invariant over the API: whatever mix of new keys, replays and conflicting replays
+a till sends, the balance is the sum of each key's first amount, and the ledger balances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.verify import verify_ledger
+from db.models import Member
+from tests.e2e.api.conftest import Staffer, auth
+
+calls = st.lists(
+    st.tuples(st.integers(0, 4), st.integers(1, 5_000_000_00)), min_size=1, max_size=12
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(calls=calls)
+def test_balance_is_the_sum_of_first_amounts_per_key(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+    calls: list[tuple[int, int]],
+) -> None:
+    member = make_member(status="active")
+    teller = make_staff("teller")
+    url = f"/api/v1/members/{member.id}/deposits"
+    first: dict[int, int] = {}
+    for key, cents in calls:
+        r = api.post(url, headers={**auth(teller), "Idempotency-Key": f"prop-{member.id}-{key}"},
+                     json={"amount_cents": cents})  # fmt: skip
+        if key not in first:
+            first[key] = cents
+            assert r.status_code == 201
+        elif cents == first[key]:
+            assert r.status_code == 200
+        else:
+            assert r.status_code == 409
+    detail = api.get(f"/api/v1/members/{member.id}", headers=auth(teller)).json
+    assert detail["balances"]["savings_cents"] == sum(first.values())
+    with session_factory() as s:
+        assert verify_ledger(s).ok

@@ -1,0 +1,45 @@
+"""Rotating the PII keys also re-encrypts staff TOTP secrets and KYC documents, so the old
+key can be removed without locking staff out or losing documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from sqlalchemy.orm import Session
+
+from core import backoffice
+from core import members as members_core
+from core import staff as staff_core
+from core.deps import CoreDeps
+from core.permissions import SYSTEM
+from core.security import PiiVault
+
+INDEX_KEY = b"rotation-blind-index-key-0123456789"
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 50 + b"\xff\xd9"
+
+
+def test_rotation_covers_totp_secrets_and_documents(
+    db_session: Session, deps: CoreDeps, tmp_path: Path
+) -> None:
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    old = CoreDeps(pins=deps.pins, vault=PiiVault([old_key], INDEX_KEY))
+    both = CoreDeps(pins=deps.pins, vault=PiiVault([new_key, old_key], INDEX_KEY))
+    only_new = CoreDeps(pins=deps.pins, vault=PiiVault([new_key], INDEX_KEY))
+    staff = staff_core.create_staff(db_session, old, SYSTEM, username="rotator", full_name="R",
+                                    role="manager", password="a good long passphrase")  # fmt: skip
+    secret, _ = staff_core.begin_mfa_enrolment(db_session, old, SYSTEM, staff.id, "SACCO")
+    member = members_core.register_member(db_session, old, full_name="Rose Atieno",
+                                          msisdn="+254711222333", national_id="30111222",
+                                          consent=True)  # fmt: skip
+    doc = backoffice.store_document(db_session, old, SYSTEM, member_id=member.id, kind="photo",
+                                    data=JPEG, directory=tmp_path, max_bytes=10_000)  # fmt: skip
+
+    assert staff_core.rotate_totp_secrets(db_session, both) == 1
+    assert backoffice.rotate_document_keys(db_session, both, tmp_path) == 1
+
+    db_session.refresh(staff)
+    assert staff.totp_secret_ciphertext is not None
+    assert only_new.vault.decrypt(staff.totp_secret_ciphertext) == secret
+    _, data = backoffice.read_document(db_session, only_new, SYSTEM, member.id, doc.id, tmp_path)
+    assert data == JPEG

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
+# The seeded demo members (manage.py seed-demo): their M-Pesa payments succeed in the demo.
+DEMO_PHONES := +254712000001 +254722000002 +254110000003 +254733000004
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
 export PYTHONPATH := $(CURDIR)
@@ -34,13 +36,28 @@ demo: install
 	@echo "  SACCO_ENV=demo $(BIN)/python manage.py trial-balance"
 	@echo
 	@echo "  SMS sent by the demo: curl 'http://127.0.0.1:8701/_messages?to=%2B254712000001'"
+	@echo "  M-Pesa (Daraja stand-in on :8702): dial, 5 Deposit / 6 Withdraw; PIN 4826 for +254712000001"
+	@echo "  paybill payment: curl -XPOST localhost:8702/_simulate/c2b -d '{\"amount\":\"250\",\"bill_ref\":\"<member no>\",\"msisdn\":\"+254712000001\"}'"
 	@echo
-	@# The Africa's Talking stand-in (SMS gateway) runs beside the app for the demo's lifetime;
-	@# messages are delivered in-process after each commit (no Redis, no worker needed).
+	@# The stand-ins run beside the app for the demo's lifetime: Africa's Talking (SMS and
+	@# the SIM-swap check; messages are delivered in-process after each commit, no Redis or
+	@# worker needed) and Daraja (STK push, C2B, B2C; it calls the app back on $(PORT)).
+	@# The demo members' numbers end 0001-0004, which the Daraja stand-in turns into
+	@# failures by default: --outcome makes their payments succeed. Its certificate goes
+	@# to var/ for the B2C SecurityCredential (MPESA_CERTIFICATE_PATH).
+	@rm -f var/mpesa-standin-cert.pem
 	@$(BIN)/python -m integrations.africastalking.standin --port 8701 \
 	    --delivery-callback http://127.0.0.1:$(PORT)/sms/delivery > var/at-standin.log 2>&1 & \
-	  STANDIN=$$!; trap 'kill $$STANDIN 2>/dev/null' EXIT INT TERM; \
-	  SACCO_ENV=demo PORT=$(PORT) $(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
+	  STANDIN=$$!; \
+	  $(BIN)/python -m integrations.mpesa.standin --port 8702 \
+	    --callback-base http://127.0.0.1:$(PORT) --certificate-out var/mpesa-standin-cert.pem \
+	    $(foreach n,$(DEMO_PHONES),--outcome $(n)=0) > var/mpesa-standin.log 2>&1 & \
+	  DARAJA=$$!; trap 'kill $$STANDIN $$DARAJA 2>/dev/null' EXIT INT TERM; \
+	  for i in $$(seq 50); do test -s var/mpesa-standin-cert.pem && break; sleep 0.1; done; \
+	  export SACCO_ENV=demo PORT=$(PORT) MPESA_CALLBACK_BASE_URL=http://127.0.0.1:$(PORT) \
+	    MPESA_CERTIFICATE_PATH=var/mpesa-standin-cert.pem; \
+	  $(BIN)/python manage.py mpesa-register-urls || true; \
+	  $(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
 
 ## test: install, lint, then the whole suite against the real PostgreSQL and Redis
 test: install lint

@@ -70,19 +70,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["sacco"] = runtime or build_runtime(settings)
 
     from api import health, v1
+    from integrations.mpesa import views as mpesa_views
     from sms import views as sms_views
     from ussd import simulator
     from ussd import views as ussd_views
-
-    health.init_app(app)
-    v1.init_app(app)
-    ussd_views.init_app(app)
-    sms_views.init_app(app)
-    simulator.init_app(app)  # demo/development only
-    from integrations.mpesa import views as mpesa_views
     from workers import mpesa as mpesa_jobs
     from workers.runner import InProcessJobs, jobs_for
 
+    health.init_app(app)
+    v1.init_app(app)
     jobs = jobs_for(app.extensions["sacco"].redis, settings.jobs_queue)
     if isinstance(jobs, InProcessJobs) and settings.sacco_env in ("demo", "development"):
         # No Redis, no scheduler process: settle forgotten STK/B2C requests in-process.
@@ -91,4 +87,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     mpesa_jobs.configure(mpesa_context)
     # Staff PIN resets ask the same SIM-swap checker as M-Pesa withdrawals (api/v1).
     app.extensions["sacco_sim_swap"] = mpesa_context.sim_swap
+    # The USSD money menus get the M-Pesa context as plain ports (policy, SIM-swap
+    # checker, job queue): channels never import each other.
+    ussd_views.init_app(app, money=mpesa_context if settings.mpesa_enabled else None)
+    sms_views.init_app(app)
+    simulator.init_app(app)  # demo/development only
     return app

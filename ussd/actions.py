@@ -11,22 +11,38 @@ Adding one::
     def _deposit(session, deps, call):
         posted = core_verb(session, ..., idempotency_key=call.key)  # call.key: per session+screen
         return {"reference": posted.reference}
+
+A job for a worker (an STK push, a B2C payout) must only be queued once the verb's
+rows are committed, or a fast worker may not find them: an action calls
+``call.enqueue("workers.mpesa.send_b2c", payout_id)``, and ``perform`` hands the
+job to the queue after the unit of work has committed (never when it failed).
+The M-Pesa policy, SIM-swap checker and job queue reach the money actions as
+``call.money`` (``MoneyPorts``), handed over by the composition root: ``ussd/``
+never imports ``integrations/``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from core import members, statements
+from core import members, mpesa, statements
 from core.deps import CoreDeps
 from core.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
 from core.money import format_cents
+from core.mpesa_rules import (
+    LimitExceeded,
+    MpesaPolicy,
+    SimSwapBlocked,
+    account_reference,
+    check_deposit_amount,
+)
 from core.runtime import Runtime
 from ussd.engine import Effect, Result
 from ussd.texts import gsm7_safe, render
@@ -34,7 +50,23 @@ from ussd.texts import gsm7_safe, render
 NAIROBI = ZoneInfo("Africa/Nairobi")
 STATEMENT_LENGTH = 5
 NAME_CHARS = 40  # a member's name on a screen (the tree-walk test uses this limit)
+log = logging.getLogger("sacco.ussd")
 _KINDS = {"deposit", "withdrawal", "transfer", "loan", "repayment", "fee", "interest", "reversal"}
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job: str, *args: Any) -> None: ...
+
+
+class MoneyPorts(Protocol):
+    """What the money menus need from the M-Pesa wiring (its context satisfies this)."""
+
+    @property
+    def policy(self) -> MpesaPolicy: ...
+    @property
+    def sim_swap(self) -> mpesa.SimSwapChecker: ...
+    @property
+    def jobs(self) -> JobQueue: ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +79,12 @@ class Call:
     inputs: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     key: str = ""  # idempotency key of this action in this session
+    money: MoneyPorts | None = None  # None: M-Pesa is not configured
+    jobs: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list, repr=False)
+
+    def enqueue(self, job: str, *args: Any) -> None:
+        """Queue ``job(*args)`` once this unit of work has committed."""
+        self.jobs.append((job, args))
 
 
 Handler = Callable[[Session, CoreDeps, Call], Mapping[str, Any]]
@@ -70,17 +108,53 @@ def action(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def perform(runtime: Runtime, effect: Effect, *, member_id: int | None, msisdn: str) -> Result:
-    """Run one effect in its own unit of work; domain errors become result codes."""
+def perform(
+    runtime: Runtime,
+    effect: Effect,
+    *,
+    member_id: int | None,
+    msisdn: str,
+    money: MoneyPorts | None = None,
+) -> Result:
+    """Run one effect in its own unit of work; domain errors become result codes.
+
+    Jobs the handler queued with ``call.enqueue`` go to ``money.jobs`` after the
+    commit, and only when the handler succeeded."""
     table = LOADERS if effect.kind == "load" else ACTIONS
     handler = table.get(effect.name)
     if handler is None:
         return Result(False, error="unknown_effect")
-    call = Call(member_id, msisdn, effect.lang, effect.inputs, effect.secrets, effect.key)
+    call = Call(
+        member_id, msisdn, effect.lang, effect.inputs, effect.secrets, effect.key, money=money
+    )
+    result = _run(runtime, handler, call)
+    if result.ok and call.jobs:
+        _enqueue_after_commit(call)
+    return result
+
+
+def _enqueue_after_commit(call: Call) -> None:
+    queue = call.money.jobs if call.money is not None else None
+    for job, args in call.jobs:
+        try:
+            if queue is None:
+                raise RuntimeError("no job queue")
+            queue.enqueue(job, *args)
+        except Exception as exc:  # committed: reconciliation sends what was not queued
+            log.error("could not queue %s%r after commit: %s", job, args, type(exc).__name__)
+
+
+def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
     deps = runtime.deps
     with runtime.session() as session:
         try:
-            return Result(True, dict(handler(session, deps, call)))
+            data = dict(handler(session, deps, call))
+            session.commit()  # verbs commit themselves; this makes it true for every handler
+            return Result(True, data)
+        except LimitExceeded as exc:
+            return Result(False, {"limit": format_cents(exc.limit_cents)}, f"limit_{exc.reason}")
+        except SimSwapBlocked as exc:
+            return Result(False, error=f"sim_swap_{exc.reason}")
         except PinLocked as exc:
             if exc.until is None:
                 return Result(False, error="pin_blocked")
@@ -194,3 +268,100 @@ def _change_pin(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
 def _set_language(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     members.set_language(session, _member(call), call.lang)
     return {}
+
+
+# ------------------------------------------------------------------ money (M-Pesa)
+
+
+def _money(call: Call) -> MoneyPorts:
+    if call.money is None:
+        raise MemberNotAllowed("M-Pesa is not configured", reason="mpesa_off")
+    return call.money
+
+
+def _amount(call: Call) -> int:
+    return int(call.inputs.get("amount", "0") or 0)
+
+
+@loader("deposit_amount")  # the amount prompt's check: the SACCO's deposit limits
+def _deposit_amount(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    check_deposit_amount(_amount(call), _money(call).policy)
+    return {}
+
+
+@loader("deposit_quote")  # the confirmation: amount, account, (no) fee, paying phone
+def _deposit_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    amount = _amount(call)
+    check_deposit_amount(amount, _money(call).policy)
+    target = call.inputs.get("target", "savings")
+    member = members.get_member(session, _member(call))
+    return {
+        "amount": format_cents(amount),
+        "total": format_cents(amount),
+        "account": render(f"acct_{target}", call.lang, {}),
+        "phone": member.msisdn,
+    }
+
+
+@action("deposit_stk")  # record the STK push (idempotent on call.key), push after commit
+def _deposit_stk(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    money = _money(call)
+    member = members.get_member(session, _member(call))
+    started = mpesa.start_deposit(
+        session,
+        deps,
+        member_id=member.id,
+        target=call.inputs.get("target", ""),
+        amount_cents=_amount(call),
+        policy=money.policy,
+        idempotency_key=call.key,
+    )
+    # Also for a repeated confirm (started.created False): the job claims only a push
+    # still queued, so it is sent once; a crash between commit and queue is healed.
+    call.enqueue("workers.mpesa.send_stk_push", started.request_id)
+    return {
+        "amount": format_cents(started.amount_cents),
+        "phone": started.msisdn,
+        "ref": account_reference(member.member_number or str(member.id), started.target),
+    }
+
+
+@loader("withdraw_quote")  # the amount prompt's check and the confirmation
+def _withdraw_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    q = mpesa.quote_withdrawal(
+        session,
+        deps,
+        member_id=_member(call),
+        amount_cents=_amount(call),
+        policy=_money(call).policy,
+    )
+    return {
+        "amount": format_cents(q.amount_cents),
+        "fee": format_cents(q.fee_cents),
+        "total": format_cents(q.total_cents),
+        "phone": q.msisdn,
+    }
+
+
+@action("withdraw_b2c")  # hold amount + fee (idempotent on call.key), pay out after commit
+def _withdraw_b2c(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    money = _money(call)
+    w = mpesa.request_withdrawal(
+        session,
+        deps,
+        member_id=_member(call),
+        amount_cents=_amount(call),
+        policy=money.policy,
+        sim_swap=money.sim_swap,
+        idempotency_key=call.key,
+    )
+    # A repeated confirm gets the first payout back; the job claims only a payout
+    # still ``requested``, so queueing it again never pays twice.
+    call.enqueue("workers.mpesa.send_b2c", w.payout_id)
+    return {
+        "amount": format_cents(w.amount_cents),
+        "fee": format_cents(w.fee_cents),
+        "total": format_cents(w.total_cents),
+        "phone": w.msisdn,
+        "reference": w.reference,
+    }

@@ -8,6 +8,9 @@ key (in ``ussd/catalogues``) and where it goes next:
   options is an information screen (balances) with ``0`` back.
 * ``Prompt``: free input, checked by a parser that returns the normalised
   value or raises ``Invalid(reason_key)``; the value lands in ``inputs``.
+  ``check="loader"`` also checks it against data (an amount against the
+  SACCO's limits and the balance): a refusal listed in ``refusals`` asks
+  again under ``why_<code>``.
 * ``PinPrompt``: 4 digits. ``mode="verify"`` is the session PIN check (one
   screen per tree, ``Tree.pin``); ``collect`` takes a PIN for a later action
   (the old PIN of a PIN change); ``new`` checks the PIN policy;
@@ -97,6 +100,11 @@ class Prompt:
     goto: str
     load: str | None = None
     needs_pin: bool = False
+    # A loader that checks the parsed value against data (limits, balance) before going
+    # on: a failure whose code is in ``refusals`` re-asks under ``why_<code>``; any
+    # other failure ends with the error screen.
+    check: str | None = None
+    refusals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,9 @@ class Confirm:
     no: str = ""  # empty: the tree's "cancelled" end
     load: str | None = None
     ask_pin: bool = True  # after "1", the session PIN is asked unless already given
+    # (code, screen): the loaded quote refused (the balance changed meanwhile, a resumed
+    # flow): back to that screen under ``why_<code>``; other failures: the error screen.
+    load_errors: tuple[tuple[str, str], ...] = ()
     needs_pin: bool = False  # (PIN before the screen is even shown: not for confirmations)
 
 
@@ -217,6 +228,7 @@ class State:
     text: str = field(default="", repr=False, metadata={"transient": True})  # holds PINs
     data: dict[str, Any] = field(default_factory=dict, metadata={"transient": True})
     notice: tuple[str, dict[str, Any]] | None = field(default=None, metadata={"transient": True})
+    checking: bool = field(default=False, metadata={"transient": True})  # a Prompt.check runs
 
     def to_json(self) -> str:
         return json.dumps(
@@ -341,6 +353,15 @@ def feed(state: State, result: Result, ctx: Context) -> Step:
             target, st.after_pin = st.after_pin or ctx.root, None
             return _enter(st, target, ctx)
         return _pin_failure(st, result, ctx, retry=tree.pin)
+    if isinstance(scr, Prompt) and st.checking:  # the prompt's check came back
+        st.checking = False
+        if result.ok:
+            st.data.update(result.data)
+            return _go(st, scr.goto, ctx)
+        st.inputs.pop(scr.field, None)
+        if result.error in scr.refusals:
+            return _invalid(st, f"why_{result.error}", ctx, result.data)
+        return _enter(st, tree.error, ctx)
     if isinstance(scr, Run):
         st.data.update(result.data)
         if result.ok:
@@ -358,6 +379,12 @@ def feed(state: State, result: Result, ctx: Context) -> Step:
             st.secrets = {}
         return _enter(st, target, ctx)
     if not result.ok:
+        back = dict(scr.load_errors).get(result.error) if isinstance(scr, Confirm) else None
+        if back and isinstance(tree[back], INTERACTIVE):
+            st.notice = (f"why_{result.error}", dict(result.data))
+            _rewind_to(st, back)
+            st.invalid = 0
+            return _enter(st, back, ctx)
         return _enter(st, tree.error, ctx)
     st.data.update(result.data)
     if isinstance(scr, Page):  # "98" past the last page stays on the last page
@@ -538,6 +565,9 @@ def _handle(st: State, value: str, start: int, ctx: Context) -> Step:
             st.inputs[scr.field] = scr.parse(value, ctx)
         except Invalid as exc:
             return _invalid(st, exc.reason, ctx, exc.data)
+        if scr.check:
+            st.checking = True
+            return Step(st, effect=Effect("load", scr.check, st.lang, inputs=dict(st.inputs)))
         return _go(st, scr.goto, ctx)
     if isinstance(scr, PinPrompt):
         return _pin_input(st, scr, value, start, ctx)
@@ -723,7 +753,7 @@ def _targets(scr: Screen) -> list[str]:
     if isinstance(scr, PinPrompt):
         return [scr.goto] if scr.mode != "verify" else []
     if isinstance(scr, Confirm):
-        return [scr.yes] + ([scr.no] if scr.no else [])
+        return [scr.yes] + ([scr.no] if scr.no else []) + [t for _, t in scr.load_errors]
     if isinstance(scr, Run):
         return [scr.ok] + [target for _, target in scr.errors if target]
     return []

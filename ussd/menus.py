@@ -5,12 +5,18 @@ runs a verb, one function in ``ussd/actions.py`` that calls ``core/``. A flow
 that moves money follows the Confirm pattern (see docs/readme/ussd.md)::
 
     Prompt("dep_amount", "dep_amount", field="amount", parse=parse_amount, goto="dep_confirm"),
-    Confirm("dep_confirm", "dep_confirm", load="deposit_quote", yes="dep_run"),
+    Confirm(
+        "dep_confirm",
+        "dep_confirm",
+        load="deposit_quote",
+        yes="dep_run",
+        load_errors=tuple((code, "dep_amount") for code in LIMIT_REFUSALS),
+    ),
     Run("dep_run", action="deposit", ok="dep_done", errors=(("*", "dep_failed"),)),
     End("dep_done", "dep_done"),   # "... Ref {reference}. We sent an SMS."
 
-Deposit, withdraw and loans are not in the tree yet: their issues add them to
-the main menu (hidden until then rather than shown as "coming soon").
+Deposit and Withdraw (M-Pesa) are below; loans are not in the tree yet (hidden
+until their issue adds them rather than shown as "coming soon").
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from core.errors import InvalidInput
 from core.identity import normalize_name, normalize_national_id
 from core.money import MAX_INPUT_CENTS, format_cents, parse_amount
 from ussd.engine import (
+    Confirm,
     Context,
     End,
     Invalid,
@@ -60,6 +67,28 @@ def parse_amount_input(text: str, ctx: Context) -> str:
         raise Invalid("why_amount", max=format_cents(MAX_INPUT_CENTS)) from None
 
 
+DEPOSIT_TARGETS = {"1": "savings", "2": "deposits", "3": "shares"}
+
+
+def parse_deposit_target(text: str, ctx: Context) -> str:
+    """``1``/``2``/``3`` on the deposit's account question -> savings/deposits/shares."""
+    try:
+        return DEPOSIT_TARGETS[text.strip()]
+    except KeyError:
+        raise Invalid("why_choice") from None
+
+
+# What the M-Pesa limits refuse (``core.mpesa_rules.LimitExceeded``, one code per
+# reason, ``why_limit_<reason>`` with ``{limit}``): the amount is asked again.
+LIMIT_REFUSALS = (
+    "limit_not_whole",
+    "limit_below_minimum",
+    "limit_above_maximum",
+    "limit_daily_limit",
+    "limit_insufficient",
+)
+
+
 _SCREENS: list[Screen] = [
     # --- unregistered phone: language, then registration --------------------
     Menu(
@@ -95,6 +124,8 @@ _SCREENS: list[Screen] = [
             Option("menu_statement", "statement", feature=access.STATEMENT),
             Option("menu_account", "account", feature=access.ACCOUNT),
             Option("menu_change_pin", "cp_old", feature=access.CHANGE_PIN),
+            Option("menu_deposit", "dep_amount", feature=access.DEPOSIT),
+            Option("menu_withdraw", "wd_amount", feature=access.WITHDRAW),
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
@@ -127,6 +158,64 @@ _SCREENS: list[Screen] = [
         secrets=("old_pin", "new_pin"),
     ),
     End("cp_done", "cp_done"),
+    # --- deposit by M-Pesa STK push: amount, account, confirm, PIN, push ----
+    Prompt(
+        "dep_amount",
+        "dep_amount",
+        field="amount",
+        parse=parse_amount_input,
+        goto="dep_target",
+        check="deposit_amount",
+        refusals=LIMIT_REFUSALS,
+    ),
+    Prompt(
+        "dep_target", "dep_target", field="target", parse=parse_deposit_target, goto="dep_confirm"
+    ),
+    Confirm(
+        "dep_confirm",
+        "dep_confirm",
+        load="deposit_quote",
+        yes="dep_run",
+        load_errors=tuple((code, "dep_amount") for code in LIMIT_REFUSALS),
+    ),
+    Run(
+        "dep_run",
+        action="deposit_stk",
+        ok="dep_done",
+        errors=(*((code, "dep_amount") for code in LIMIT_REFUSALS), ("*", "error")),
+    ),
+    End("dep_done", "dep_done"),
+    # --- withdraw savings to M-Pesa (B2C): amount, confirm, PIN, payout ----
+    Prompt(
+        "wd_amount",
+        "wd_amount",
+        field="amount",
+        parse=parse_amount_input,
+        goto="wd_confirm",
+        check="withdraw_quote",
+        refusals=LIMIT_REFUSALS,
+    ),
+    Confirm(
+        "wd_confirm",
+        "wd_confirm",
+        load="withdraw_quote",
+        yes="wd_run",
+        load_errors=tuple((code, "wd_amount") for code in LIMIT_REFUSALS),
+    ),
+    Run(
+        "wd_run",
+        action="withdraw_b2c",
+        ok="wd_done",
+        errors=(
+            *((code, "wd_amount") for code in LIMIT_REFUSALS),
+            ("sim_swap_recent_swap", "wd_sim_swap"),
+            ("sim_swap_check_failed", "wd_sim_check"),
+            ("*", "error"),
+        ),
+    ),
+    End("wd_done", "wd_done"),
+    End("wd_sim_swap", "wd_sim_swap"),
+    End("wd_sim_check", "wd_sim_check"),
     End(ROOT_EXITED, "exited"),
     # --- screens the engine goes to by itself -------------------------------
     PinPrompt("pin", "pin", mode="verify"),

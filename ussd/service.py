@@ -23,6 +23,7 @@ from ussd.store import Store, resume_key, session_key
 from ussd.texts import gsm7_safe, render
 
 MAX_SESSION_ID = 100
+MONEY_FEATURES = frozenset({access.DEPOSIT, access.WITHDRAW})  # need M-Pesa configured
 MAX_TEXT = 20_000  # longer text is cut before the engine sees it (the gateway never sends it)
 
 
@@ -62,13 +63,28 @@ def screen_constants(config: UssdConfig) -> dict[str, str]:
 
 class UssdService:
     def __init__(
-        self, runtime: Runtime, store: Store, config: UssdConfig, tree: Tree = TREE
+        self,
+        runtime: Runtime,
+        store: Store,
+        config: UssdConfig,
+        tree: Tree = TREE,
+        money: actions.MoneyPorts | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.config = config
         self.tree = tree
+        # The M-Pesa policy, SIM-swap checker and job queue (the composition root hands
+        # over the M-Pesa context); without them Deposit and Withdraw are not offered.
+        self.money = money
         self.base: Mapping[str, Any] = screen_constants(config)
+
+    def features(self, caller: access.Caller | None) -> frozenset[str]:
+        if caller is None:
+            return frozenset()
+        if self.money is None:
+            return caller.features - MONEY_FEATURES
+        return caller.features
 
     # ------------------------------------------------------------------ hops
 
@@ -115,14 +131,16 @@ class UssdService:
             session_id=session_id,
             msisdn=msisdn,
             status=status,
-            features=caller.features if caller is not None else frozenset(),
+            features=self.features(caller),
             language=language,
             base=self.base,
             resume=offer,
         )
 
         def perform(effect: Any) -> Any:
-            return actions.perform(self.runtime, effect, member_id=member_id, msisdn=msisdn)
+            return actions.perform(
+                self.runtime, effect, member_id=member_id, msisdn=msisdn, money=self.money
+            )
 
         state, reply = run_hop(state, text, ctx, perform)
         self._keep(session_id, msisdn, root, state, reply)

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 
 from config import Settings
+from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
 from ussd.texts import mask, mask_msisdn
@@ -100,7 +101,9 @@ def ussd_events() -> Response:
     return _plain("OK")
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
+    """``money``: the M-Pesa policy, SIM-swap checker and job queue (the app's M-Pesa
+    context); without it the menus offer no Deposit or Withdraw."""
     settings: Settings = app.config["SACCO_SETTINGS"]
     runtime: Any = app.extensions["sacco"]
     store = RedisStore(runtime.redis) if runtime.redis is not None else MemoryStore()
@@ -116,5 +119,6 @@ def init_app(app: Flask) -> None:
             session_ttl_seconds=settings.ussd_session_ttl_seconds,
             resume_ttl_seconds=settings.ussd_resume_ttl_seconds,
         ),
+        money=money,
     )
     app.register_blueprint(bp)

@@ -44,6 +44,7 @@ class Env:
     daraja: StandinHandle
     at: AtHandle
     url: str
+    app: Any = None
 
     @property
     def deps(self) -> CoreDeps:
@@ -180,7 +181,7 @@ def serve(
     holder["app"] = app
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    env = Env(settings, runtime, ctx, daraja, at, url)
+    env = Env(settings, runtime, ctx, daraja, at, url, app)
     try:
         ctx.daraja.register_c2b_urls()
         yield env

@@ -25,7 +25,10 @@ from tests.settings import PG_URL, REDIS_URL
 from tests.ussdutil import SERVICE_CODE, Phone, make_member
 
 NEW_PHONE = "+254798765432"
-MAIN_EN = "CON Umoja SACCO\n1. Check balances\n2. Mini statement\n3. My account\n4. Change PIN"
+MAIN_EN = (
+    "CON Umoja SACCO\n1. Check balances\n2. Mini statement\n3. My account\n4. Change PIN\n"
+    "5. Deposit\n6. Withdraw"
+)
 
 
 @pytest.fixture
@@ -290,7 +293,8 @@ def test_language_switch_changes_the_next_screen(
     db_session.refresh(amina)
     assert amina.language == "sw"
     assert Phone(client, amina.msisdn).dial() == (
-        "CON Umoja SACCO\n1. Angalia salio\n2. Taarifa fupi\n3. Akaunti yangu\n4. Badilisha PIN"
+        "CON Umoja SACCO\n1. Angalia salio\n2. Taarifa fupi\n3. Akaunti yangu\n4. Badilisha PIN\n"
+        "5. Weka pesa\n6. Toa pesa"
     )
 
 
@@ -303,7 +307,7 @@ def test_pending_member_sees_what_pending_allows(
     member = make_member(db_session, deps, status="pending_kyc")
     assert Phone(client, member.msisdn).dial() == (
         "CON Umoja SACCO\nKYC pending: more services once we check your ID.\n"
-        "1. Check balances\n2. My account\n3. Change PIN"
+        "1. Check balances\n2. My account\n3. Change PIN\n4. Deposit"
     )
 
 

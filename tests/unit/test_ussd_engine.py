@@ -539,3 +539,62 @@ def test_memory_store_writes_puts_and_deletes_together() -> None:
     store.put("old", "x", 60)
     store.write([("a", "1", 60), ("b", "2", 60)], ["old"])
     assert (store.get("a"), store.get("b"), store.get("old")) == ("1", "2", None)
+
+
+@dataclass
+class CheckingBackend(Backend):
+    """Also answers a prompt's check: below KES 10 is refused, 999 is a hard failure."""
+
+    checked: list[str] = field(default_factory=list)
+
+    def __call__(self, effect: Effect) -> Result:
+        if effect.name != "limit":
+            return super().__call__(effect)
+        self.ran.append(effect)
+        self.checked.append(effect.inputs["amount"])
+        cents = int(effect.inputs["amount"])
+        if cents < 1000:
+            return Result(False, {"limit": "KES 10"}, "limit_low")
+        if cents == 99_900:
+            return Result(False, error="member_not_allowed")
+        return Result(True)
+
+
+def checked_phone(backend: CheckingBackend) -> Session:
+    screens = dict(TREE.screens)
+    screens["amount"] = Prompt(
+        "amount",
+        "amount",
+        field="amount",
+        parse=parse_amount_input,
+        goto="confirm",
+        check="limit",
+        refusals=("limit_low",),
+    )
+    s = Session(backend)
+    s.ctx = replace(s.ctx, tree=replace(TREE, screens=screens))
+    s.dial()
+    return s
+
+
+def test_a_prompt_check_refuses_with_its_reason_and_asks_again() -> None:
+    backend = CheckingBackend()
+    phone = checked_phone(backend)
+    phone.send("2")
+    assert phone.send("5") == "CON (why_limit_low)\nAmount:"
+    assert phone.state is not None and "amount" not in phone.state.inputs
+    assert phone.send("abc") == "CON (why_amount)\nAmount:"  # the parser runs first
+    assert phone.send("20") == "CON Pay 2000 to Savings, fee KES 0\n1. Confirm\n2. Cancel"
+    assert backend.checked == ["500", "2000"]
+    assert backend.actions() == []  # a check is a read, never an action
+
+
+def test_a_prompt_check_counts_towards_three_wrong_entries_and_other_failures_end() -> None:
+    phone = checked_phone(CheckingBackend())
+    phone.send("2")
+    phone.send("1")
+    phone.send("2")
+    assert phone.send("3") == "END Bye"  # too many wrong entries
+    other = checked_phone(CheckingBackend())
+    other.send("2")
+    assert other.send("999") == "END Bye"  # not a listed refusal: the error screen

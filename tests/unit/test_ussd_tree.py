@@ -69,6 +69,11 @@ def worst_data(lang: str) -> dict[str, object]:
         "total": BIG,
         "destination": "+254712345678",
         "reference": "S" + "W" * 9,
+        # the M-Pesa money screens
+        "phone": "+254712345678",
+        "account": longest("acct_", lang),
+        "ref": "W" * 12,  # an STK AccountReference is at most 12 characters
+        "limit": BIG,
     }
 
 
@@ -81,11 +86,14 @@ def notices_for(screen_id: str) -> list[str | None]:
     keys += ["why_choice", "why_too_long"]
     if isinstance(scr, Prompt):
         keys += ["why_name", "why_national_id", "why_amount"]
+        keys += [f"why_{code}" for code in scr.refusals]
     if isinstance(scr, PinPrompt):
         keys += [k for k in KEYS if k.startswith("why_pin_")]
     for run in TREE.screens.values():
         if isinstance(run, Run):
             keys += [f"why_{code}" for code, target in run.errors if target == screen_id]
+        if isinstance(run, Confirm):
+            keys += [f"why_{code}" for code, target in run.load_errors if target == screen_id]
     return keys
 
 
@@ -156,7 +164,7 @@ def test_validate_reports_broken_trees() -> None:
     screens = dict(TREE.screens)
     main = TREE["main"]
     assert isinstance(main, Menu)
-    screens["main"] = replace(main, options=(*main.options, *[main.options[0]] * 3))
+    screens["main"] = replace(main, options=(*main.options, main.options[0]))
     screens["orphan"] = End("orphan", "error")
     screens["loop"] = Prompt("loop", "pin", field="x", parse=lambda v, c: v, goto="loop2")
     screens["loop2"] = Menu("loop2", "main", ())

@@ -1,0 +1,378 @@
+"""The USSD Deposit and Withdraw menus end to end: a handset dials the app over real HTTP
+(werkzeug), the app talks to the Daraja and Africa's Talking stand-ins, the stand-in calls
+back, and the ledger, the outbox and the screens show what the member gets.
+``verify_ledger`` is asserted after every test (``mpesa_harness.serve``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from sqlalchemy import Engine, select
+
+from core import members, mpesa
+from core.deps import CoreDeps
+from db.models import Hold
+from db.models_mpesa import B2CPayout, SimSwapEvent, StkRequest
+from integrations.africastalking.standin import StandinHandle as AtHandle
+from integrations.africastalking.standin import start_standin as start_at
+from integrations.mpesa.standin import StandinHandle, start_standin
+from tests.e2e.gateway import GatewayPhone
+from tests.e2e.mpesa_harness import Env, post, serve, wait_for
+from ussd.store import resume_key
+
+pytestmark = pytest.mark.slow
+PIN = "4826"
+
+
+@pytest.fixture(scope="module")
+def daraja() -> Iterator[StandinHandle]:
+    handle = start_standin(port=0, delay=0)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def at() -> Iterator[AtHandle]:
+    handle = start_at(port=0)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def env(committed_pg: Engine, deps: CoreDeps, daraja: StandinHandle, at: AtHandle) -> Iterator[Env]:
+    post(daraja.url + "/_reset", {})
+    post(at.url + "/_reset", {})
+    yield from serve(committed_pg, deps, daraja, at)
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def phone(env: Env, http: requests.Session, msisdn: str) -> GatewayPhone:
+    return GatewayPhone(http, env.url, msisdn)
+
+
+def stk_rows(env: Env, member_id: int) -> list[StkRequest]:
+    with env.session() as s:
+        return list(s.scalars(select(StkRequest).where(StkRequest.member_id == member_id)))
+
+
+def payouts(env: Env, member_id: int) -> list[B2CPayout]:
+    with env.session() as s:
+        return list(s.scalars(select(B2CPayout).where(B2CPayout.member_id == member_id)))
+
+
+def holds(env: Env, member_id: int) -> list[Hold]:
+    with env.session() as s:
+        savings = members.member_account_ids(s, member_id)["savings"]
+        return list(s.scalars(select(Hold).where(Hold.account_id == savings)))
+
+
+def settled_stk(env: Env, member_id: int) -> StkRequest | None:
+    rows = stk_rows(env, member_id)
+    return rows[0] if rows and rows[0].status in mpesa.STK_FINAL else None
+
+
+def settled_payout(env: Env, member_id: int) -> B2CPayout | None:
+    rows = payouts(env, member_id)
+    return rows[0] if rows and rows[0].status in mpesa.B2C_FINAL else None
+
+
+def payout_done(env: Env, payout_id: int) -> bool:
+    return bool(env.row(B2CPayout, payout_id).status == "succeeded")
+
+
+def stale_offer(env: Env, msisdn: str) -> str:
+    """The resume offer the store holds for this phone now (to put back later, as a crash
+    between the commit and the offer's deletion would have left it)."""
+    offer = env.app.extensions["sacco.ussd"].store.get(resume_key(msisdn))
+    assert offer, "no resume offer"
+    return offer.decode() if isinstance(offer, bytes) else str(offer)
+
+
+def restore_offer(env: Env, msisdn: str, offer: str) -> None:
+    env.app.extensions["sacco.ussd"].store.put(resume_key(msisdn), offer, 120)
+
+
+# ------------------------------------------------------------------ deposits
+
+
+def test_ussd_deposit_pushes_once_credits_once_and_queues_the_receipt(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000201")
+    float_before = env.code_balance("1010")
+    p = phone(env, http, m.msisdn)
+    assert p.dial().endswith("5. Deposit\n6. Withdraw")
+    assert p.send("5") == "Deposit by M-Pesa. Enter amount in KES:"
+    assert p.send("500") == "Deposit to:\n1. Savings\n2. Deposits\n3. Shares"
+    assert p.send("1") == (
+        "Deposit KES 500 to Savings\nFee: none\nTotal: KES 500\n"
+        "Paid by M-Pesa from +254712000201\n1. Confirm\n2. Cancel"
+    )
+    assert p.send("1") == "Enter your PIN:"
+    assert stk_rows(env, m.id) == []  # nothing recorded before the PIN
+    done = p.send(PIN)
+    assert p.ended
+    assert done == (
+        "Approve the M-Pesa prompt for KES 500 on +254712000201. "
+        f"You will get an SMS. Ref {m.member_number}"
+    )
+    row = wait_for(lambda: settled_stk(env, m.id), what="the STK callback")
+    assert row.status == "succeeded" and row.paid_cents == 50_000 and row.target == "savings"
+    assert env.balance(m.id).balance_cents == 50_000
+    assert env.code_balance("1010") - float_before == 50_000
+    [sms] = env.sms(m.id, "deposit_received")
+    assert "KES 500 received into your savings" in sms.body and row.receipt in sms.body
+    assert "New balance KES 500" in sms.body
+    pushes = [e for e in env.log()["requests"] if e["path"].endswith("/stkpush/v1/processrequest")]
+    assert len(pushes) == 1
+    # The gateway repeating the last hop acts on nothing: one push, one credit.
+    p.dial_.hops -= 1  # type: ignore[union-attr]
+    p.ended = False
+    p._hop()
+    assert len(stk_rows(env, m.id)) == 1 and env.balance(m.id).balance_cents == 50_000
+
+
+def test_ussd_deposit_to_shares_in_swahili_and_limits_reprompt(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000202")
+    with env.session() as s:
+        members.set_language(s, m.id, "sw")
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("5") == "Weka pesa kwa M-Pesa. Andika kiasi (KES):"
+    assert p.send("5") == "Kiwango cha chini ni KES 10.\nWeka pesa kwa M-Pesa. Andika kiasi (KES):"
+    assert p.send("200000").startswith("Kiwango cha juu ni KES 150,000.\n")
+    assert p.send("50") == "Weka kwenye:\n1. Akiba\n2. Amana\n3. Hisa"
+    assert p.send("0") == "Weka pesa kwa M-Pesa. Andika kiasi (KES):"
+    assert p.send("250.50").startswith("M-Pesa inapokea shilingi kamili tu.\n")
+    assert p.send("250") == "Weka kwenye:\n1. Akiba\n2. Amana\n3. Hisa"
+    assert p.send("3").startswith("Weka KES 250 kwenye Hisa\nAda: hakuna\n")
+    p.send("1")
+    assert p.send(PIN).startswith("Kubali ombi la M-Pesa la KES 250 kwenye +254712000202.")
+    wait_for(lambda: settled_stk(env, m.id), what="the STK callback")
+    assert env.balance(m.id, "shares").balance_cents == 25_000
+    assert env.balance(m.id).balance_cents == 0
+    assert len(env.sms(m.id, "deposit_received")) == 1
+
+
+def test_a_cancelled_mpesa_prompt_credits_nothing_and_says_so(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712300001")  # ends 0001: the stand-in's member cancels the prompt
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    for typed in ("5", "700", "1", "1"):
+        p.send(typed)
+    assert p.send(PIN).startswith("Approve the M-Pesa prompt for KES 700")
+    row = wait_for(lambda: settled_stk(env, m.id), what="the STK callback")
+    assert row.status == "failed" and row.result_code == 1032
+    assert env.balance(m.id).balance_cents == 0
+    assert env.sms(m.id, "deposit_received") == []
+    [sms] = env.sms(m.id, "deposit_cancelled")
+    assert "No money was taken" in sms.body
+
+
+def test_a_pending_member_may_deposit_but_not_withdraw(env: Env, http: requests.Session) -> None:
+    m = env.member("+254712000203", status="pending_kyc")
+    p = phone(env, http, m.msisdn)
+    menu = p.dial()
+    assert "4. Deposit" in menu and "Withdraw" not in menu
+    assert p.send("5").startswith("Invalid choice.")
+    assert p.send("4") == "Deposit by M-Pesa. Enter amount in KES:"
+
+
+def test_a_replayed_deposit_confirm_never_pushes_twice(env: Env, http: requests.Session) -> None:
+    m = env.member("+254712000204")
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    for typed in ("5", "300", "2", "1"):
+        p.send(typed)
+    offer = stale_offer(env, m.msisdn)  # at the PIN after the confirmation
+    p.send(PIN)
+    wait_for(lambda: settled_stk(env, m.id), what="the STK callback")
+    # A crash after the commit left the old offer behind; the member continues it.
+    restore_offer(env, m.msisdn, offer)
+    again = phone(env, http, m.msisdn)
+    assert again.dial().startswith("You did not finish last time.")
+    assert again.send("1").startswith("Deposit KES 300 to Deposits")
+    again.send("1")
+    assert again.send(PIN).startswith("Approve the M-Pesa prompt for KES 300")
+    assert len(stk_rows(env, m.id)) == 1
+    assert env.balance(m.id, "deposits").balance_cents == 30_000
+    assert len(env.sms(m.id, "deposit_received")) == 1
+    pushes = [e for e in env.log()["requests"] if e["path"].endswith("/stkpush/v1/processrequest")]
+    assert len(pushes) == 1
+
+
+# ------------------------------------------------------------------ withdrawals
+
+
+def test_ussd_withdrawal_holds_pays_and_posts_amount_and_fee(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000211", savings_kes=5000)
+    fees_before = env.code_balance("4100")
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("6") == "Withdraw savings to M-Pesa. Enter amount in KES:"
+    assert p.send("1000") == (
+        "Withdraw KES 1,000\nFee: KES 13\nTotal from savings: KES 1,013\n"
+        "To M-Pesa +254712000211\n1. Confirm\n2. Cancel"
+    )
+    assert p.send("1") == "Enter your PIN:"
+    done = p.send(PIN)
+    [w] = payouts(env, m.id)
+    assert done == (
+        f"KES 1,000 is on its way to M-Pesa +254712000211. Ref {w.reference}. You will get an SMS."
+    )
+    row = wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
+    assert row.status == "succeeded"
+    bal = env.balance(m.id)
+    assert (bal.balance_cents, bal.held_cents) == (500_000 - 101_300, 0)
+    assert env.code_balance("4100") - fees_before == 1_300
+    [hold] = holds(env, m.id)
+    assert hold.status == "posted" and hold.amount_cents == 101_300
+    [sms] = env.sms(m.id, "withdrawal_paid")
+    assert w.reference in sms.body and "Fee KES 13" in sms.body
+
+
+def test_insufficient_savings_and_limits_reprompt_without_any_hold(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000212", savings_kes=500)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    assert p.send("1000") == (
+        "Not enough savings: KES 500 available, fee included.\n"
+        "Withdraw savings to M-Pesa. Enter amount in KES:"
+    )
+    assert p.send("50").startswith("The minimum is KES 100.\n")
+    assert p.send("100").startswith("Withdraw KES 100\nFee: KES 0\nTotal from savings: KES 100")
+    assert p.send("2") == "Cancelled. Nothing was done."
+    assert holds(env, m.id) == [] and payouts(env, m.id) == []
+    assert env.balance(m.id).balance_cents == 50_000
+
+
+def test_savings_spent_before_the_confirm_are_refused_at_the_confirm_without_a_hold(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000213", savings_kes=2000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    assert p.send("1500").startswith("Withdraw KES 1,500\nFee: KES 23\n")
+    with env.session() as s:  # meanwhile another withdrawal takes most of the savings
+        mpesa.request_withdrawal(
+            s,
+            env.deps,
+            member_id=m.id,
+            amount_cents=100_000,
+            policy=env.ctx.policy,
+            sim_swap=env.ctx.sim_swap,
+            idempotency_key="elsewhere",
+        )
+    p.send("1")
+    assert p.send(PIN).startswith("Not enough savings: KES 987 available, fee included.\n")
+    assert not p.ended
+    assert len(payouts(env, m.id)) == 1 and len(holds(env, m.id)) == 1  # only the other one
+    assert p.send("00").startswith("Umoja SACCO")
+
+
+def test_a_recent_sim_swap_refuses_on_the_phone_with_what_to_do(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000214", savings_kes=3000)
+    swapped = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    post(env.at.url + "/_control", {"number": m.msisdn, "swapped": True, "last_swap_date": swapped})
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    for typed in ("6", "1000", "1"):
+        p.send(typed)
+    assert p.send(PIN) == (
+        "For your safety, withdrawals are paused after a SIM change. "
+        "Visit our office with your ID. Your savings are safe."
+    )
+    assert payouts(env, m.id) == [] and holds(env, m.id) == []
+    assert env.balance(m.id).balance_cents == 300_000
+    assert env.count(SimSwapEvent, SimSwapEvent.member_id == m.id) == 1
+    assert len(env.sms(m.id, "withdrawal_blocked_sim_swap")) == 1
+
+
+def test_a_replayed_withdrawal_confirm_never_pays_twice(env: Env, http: requests.Session) -> None:
+    m = env.member("+254712000215", savings_kes=5000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    for typed in ("6", "2000", "1"):
+        p.send(typed)
+    offer = stale_offer(env, m.msisdn)
+    first = p.send(PIN)
+    wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
+    restore_offer(env, m.msisdn, offer)
+    again = phone(env, http, m.msisdn)
+    again.dial()
+    assert again.send("1").startswith("Withdraw KES 2,000\nFee: KES 33\n")
+    again.send("1")
+    assert again.send(PIN) == first  # the same payout, the same reference
+    assert len(payouts(env, m.id)) == 1 and len(holds(env, m.id)) == 1
+    assert env.balance(m.id).balance_cents == 500_000 - 203_300
+    b2c = [e for e in env.log()["requests"] if e["path"].endswith("/b2c/v3/paymentrequest")]
+    assert len(b2c) == 1
+
+
+def test_a_confirmation_shown_again_after_the_savings_changed_asks_the_amount_again(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000216", savings_kes=2000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    assert p.send("1500").startswith("Withdraw KES 1,500\n")
+    with env.session() as s:
+        mpesa.request_withdrawal(
+            s,
+            env.deps,
+            member_id=m.id,
+            amount_cents=100_000,
+            policy=env.ctx.policy,
+            sim_swap=env.ctx.sim_swap,
+            idempotency_key="elsewhere",
+        )
+    # A wrong key re-shows the confirmation, which quotes again from the ledger.
+    assert p.send("9") == (
+        "Not enough savings: KES 987 available, fee included.\n"
+        "Withdraw savings to M-Pesa. Enter amount in KES:"
+    )
+    assert p.send("900").startswith("Withdraw KES 900\nFee: KES 13\nTotal from savings: KES 913")
+    p.send("1")
+    assert p.send(PIN).startswith("KES 900 is on its way")
+    paid = [r for r in payouts(env, m.id) if r.amount_cents == 90_000]
+    wait_for(lambda: payout_done(env, paid[0].id), what="the B2C result")
+    bal = env.balance(m.id)  # the other withdrawal is still held (never sent in this test)
+    assert (bal.balance_cents, bal.held_cents) == (200_000 - 91_300, 101_300)
+
+
+def test_a_failed_sim_swap_check_above_the_allowed_amount_refuses_on_the_phone(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000217", savings_kes=9000)
+    post(env.at.url + "/_control", {"fail_next": 1})  # default: refused above KES 1,000
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    for typed in ("6", "5000", "1"):
+        p.send(typed)
+    assert p.send(PIN) == (
+        "We could not check your SIM, so nothing was sent. "
+        "Try a smaller amount later, or visit our office with your ID."
+    )
+    assert payouts(env, m.id) == [] and holds(env, m.id) == []
+    assert len(env.sms(m.id, "withdrawal_blocked_check")) == 1

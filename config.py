@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     redis_url: str = ""
     log_level: str = "INFO"
 
-    # USSD channel (docs/readme/ussd.md).
+    # USSD channel (README, "USSD channel").
     ussd_callback_token: str = Field(
         default="", description="secret the gateway's callback URL carries as ?token=; off if empty"
     )
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     sacco_terms_url: str = "umoja.example/terms"
     sacco_sms_code: str = "22384"
 
-    # Phone simulator (demo/development only, docs/readme/simulators.md): base URL of the
+    # Phone simulator (demo/development only, README, "Phone simulators"): base URL of the
     # Africa's Talking stand-in whose received SMS the simulator's inbox also shows.
     simulator_sms_standin_url: str = ""
 
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     pii_keys: str = Field(default="", description="comma-separated Fernet keys, newest first")
     blind_index_key: str = ""
 
-    # M-Pesa Daraja (docs/readme/mpesa.md). Empty in production = M-Pesa switched off.
+    # M-Pesa Daraja (README, "M-Pesa"). Empty in production = M-Pesa switched off.
     mpesa_base_url: str = ""
     mpesa_consumer_key: str = ""
     mpesa_consumer_secret: str = ""
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     at_username: str = ""
     at_api_key: str = ""
     at_timeout_seconds: float = 5.0
-    # Staff back-office API (docs/readme/api.md).
+    # Staff back-office API (README, "Staff back-office API").
     api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
     api_rate_limit: str = "300/minute"
     api_login_rate_limit: str = "10/minute"

@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from core import mpesa
-from core.deps import CoreDeps
 from core.mpesa_rules import LimitExceeded
 from db.models import JournalEntry
 from db.models_mpesa import C2BPayment, MpesaCallback, StkRequest, SuspenseItem
-from integrations.africastalking.standin import StandinHandle as AtHandle
-from integrations.africastalking.standin import start_standin as start_at
-from integrations.mpesa.standin import StandinHandle, start_standin
-from tests.e2e.mpesa_harness import Env, post, serve, wait_for
+from tests.e2e.mpesa_harness import Env, post, wait_for
 from workers.mpesa import run_reconcile, run_send_stk_push
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def daraja() -> Iterator[StandinHandle]:
-    handle = start_standin(port=0, delay=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def at() -> Iterator[AtHandle]:
-    handle = start_at(port=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def env(committed_pg: Engine, deps: CoreDeps, daraja: StandinHandle, at: AtHandle) -> Iterator[Env]:
-    post(daraja.url + "/_reset", {})
-    yield from serve(committed_pg, deps, daraja, at)
 
 
 def deposit(env: Env, member_id: int, kes: int, target: str = "savings", key: str = "") -> int:

@@ -7,52 +7,26 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from core import ledger, members, mpesa
-from core.deps import CoreDeps
 from core.errors import MemberNotAllowed
 from core.mpesa_rules import LimitExceeded, SimSwapBlocked
 from db.models import Hold
 from db.models_mpesa import B2CPayout, SimSwapEvent
-from integrations.africastalking.standin import StandinHandle as AtHandle
-from integrations.africastalking.standin import start_standin as start_at
-from integrations.mpesa.standin import StandinHandle, start_standin
-from tests.e2e.mpesa_harness import TOKEN, Env, post, serve, wait_for
+from tests.e2e.mpesa_harness import TOKEN, Env, post, wait_for
 from tests.settings import PG_URL
 from workers.mpesa import run_reconcile, run_send_b2c
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 NOW = timedelta(0)
-
-
-@pytest.fixture(scope="module")
-def daraja() -> Iterator[StandinHandle]:
-    handle = start_standin(port=0, delay=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def at() -> Iterator[AtHandle]:
-    handle = start_at(port=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def env(committed_pg: Engine, deps: CoreDeps, daraja: StandinHandle, at: AtHandle) -> Iterator[Env]:
-    post(daraja.url + "/_reset", {})
-    post(at.url + "/_reset", {})
-    yield from serve(committed_pg, deps, daraja, at)
 
 
 def withdraw(env: Env, member_id: int, kes: int, key: str = "") -> mpesa.WithdrawalRequested:

@@ -10,42 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from core import members, mpesa
-from core.deps import CoreDeps
 from db.models import Hold
 from db.models_mpesa import B2CPayout, SimSwapEvent, StkRequest
-from integrations.africastalking.standin import StandinHandle as AtHandle
-from integrations.africastalking.standin import start_standin as start_at
-from integrations.mpesa.standin import StandinHandle, start_standin
 from tests.e2e.gateway import GatewayPhone
-from tests.e2e.mpesa_harness import Env, post, serve, wait_for
+from tests.e2e.mpesa_harness import Env, post, wait_for
 from ussd.store import resume_key
 
 pytestmark = pytest.mark.slow
 PIN = "4826"
-
-
-@pytest.fixture(scope="module")
-def daraja() -> Iterator[StandinHandle]:
-    handle = start_standin(port=0, delay=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def at() -> Iterator[AtHandle]:
-    handle = start_at(port=0)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def env(committed_pg: Engine, deps: CoreDeps, daraja: StandinHandle, at: AtHandle) -> Iterator[Env]:
-    post(daraja.url + "/_reset", {})
-    post(at.url + "/_reset", {})
-    yield from serve(committed_pg, deps, daraja, at)
 
 
 @pytest.fixture

@@ -75,14 +75,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from ussd import simulator
     from ussd import views as ussd_views
     from workers import mpesa as mpesa_jobs
-    from workers.runner import InProcessJobs, jobs_for
+    from workers.runner import jobs_for
 
     health.init_app(app)
     v1.init_app(app)
     jobs = jobs_for(app.extensions["sacco"].redis, settings.jobs_queue)
-    if isinstance(jobs, InProcessJobs) and settings.sacco_env in ("demo", "development"):
-        # No Redis, no scheduler process: settle forgotten STK/B2C requests in-process.
-        jobs.every(settings.mpesa_reconcile_interval_s, "workers.mpesa.reconcile_pending")
     mpesa_context = mpesa_views.init_app(app, jobs=jobs)
     mpesa_jobs.configure(mpesa_context)
     # Staff PIN resets ask the same SIM-swap checker as M-Pesa withdrawals (api/v1).

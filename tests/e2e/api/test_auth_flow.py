@@ -37,6 +37,16 @@ def enrol(client: FlaskClient, token: str) -> tuple[pyotp.TOTP, dict]:  # type: 
     return totp, dict(r.json or {})
 
 
+def _last_step(session_factory: sessionmaker[Session], staff_id: int) -> int:
+    """The TOTP time step of the last code the server accepted for this staff member."""
+    from db.models import StaffUser
+
+    with session_factory() as s:
+        row = s.get(StaffUser, staff_id)
+        assert row is not None and row.totp_last_step is not None
+        return int(row.totp_last_step)
+
+
 def _shift_steps(session_factory: sessionmaker[Session], staff_id: int) -> None:
     """Pretend the last accepted TOTP step was long ago (instead of waiting 30 s)."""
     from db.models import StaffUser
@@ -107,8 +117,10 @@ def test_manager_must_enrol_mfa_then_sign_in_with_totp_never_replayed(
 
     second = login(api, manager.username)
     assert second.json["stage"] == "mfa_pending"
-    code = totp.now()
-    # The code used to confirm enrolment is the same step: refused as a replay.
+    # Exactly the code that confirmed enrolment (not totp.now(): on a slow run the clock may
+    # have moved into the next 30 s step, whose fresh code would rightly be accepted).
+    code = totp.at(_last_step(session_factory, manager.id) * totp.interval)
+    # The code used to confirm enrolment is refused as a replay.
     replay = api.post(
         "/api/v1/auth/mfa/verify", json={"mfa_token": second.json["mfa_token"], "code": code}
     )

@@ -15,6 +15,8 @@ scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
 outbox          show outbox counts and the messages that failed for good
 create-admin    create the first administrator (asks for the password)
 verify-audit    recompute the audit log's hash chain; exit 1 naming the first broken row
+webhook-add     register a partner's webhook URL (prints its signing secret once)
+webhook-list    list the registered webhook endpoints
 """
 
 from __future__ import annotations
@@ -499,6 +501,42 @@ def verify_audit_cmd() -> None:
         click.echo(f"AUDIT CHAIN BROKEN: {report.problem}", err=True)
         sys.exit(1)
     click.echo(f"audit chain OK: {report.checked} rows, every hash matches")
+
+
+@cli.command("webhook-add")
+@click.argument("url")
+@click.option("--name", required=True, help="the partner's name")
+@click.option(
+    "--events",
+    default="*",
+    help="comma-separated: deposit.received, withdrawal.paid, withdrawal.failed (default all)",
+)
+def webhook_add(url: str, name: str, events: str) -> None:
+    """Register a partner's webhook URL; prints the signing secret once."""
+    from core import webhooks
+
+    wanted = [e.strip() for e in events.split(",") if e.strip() and e.strip() != "*"]
+    runtime = _runtime()
+    with runtime.session() as session:
+        endpoint, secret = webhooks.register_endpoint(
+            session, name=name, url=url, events=wanted or None
+        )
+    click.echo(f"endpoint {endpoint.id} {endpoint.url} events={endpoint.events}")
+    click.echo(f"signing secret (shown once, give it to the partner): {secret}")
+
+
+@cli.command("webhook-list")
+def webhook_list() -> None:
+    """List the registered webhook endpoints (never their secrets)."""
+    from db.models import WebhookEndpoint
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        rows = list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+    for row in rows:
+        state = "active" if row.active else "inactive"
+        click.echo(f"{row.id:>4}  {row.name:<20} {row.url}  events={row.events}  {state}")
+    click.echo(f"{len(rows)} endpoint(s)")
 
 
 def main() -> None:

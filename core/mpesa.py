@@ -51,6 +51,7 @@ from core.mpesa_rules import (
     sim_swap_decision,
 )
 from core.notifications import notify
+from core.webhooks import publish_event
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
     B2CPayout,
@@ -267,6 +268,18 @@ def _notify_deposit(
             "receipt": receipt or "-",
             "reference": reference,
             "balance": _balance_text(session, account_id),
+        },
+    )
+    publish_event(
+        session,
+        event_type="deposit.received",
+        event_id=business_key,
+        data={
+            "member_number": member.member_number,
+            "account": target,
+            "amount_cents": amount_cents,
+            "mpesa_receipt": receipt,
+            "reference": reference,
         },
     )
 
@@ -1111,6 +1124,24 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
             "balance": _balance_text(session, savings.id),
         },
     )
+    _publish_payout(session, row, member, "withdrawal.paid", receipt)
+
+
+def _publish_payout(
+    session: Session, row: B2CPayout, member: Member, event_type: str, receipt: str | None
+) -> None:
+    publish_event(
+        session,
+        event_type=event_type,
+        event_id=f"{event_type}:{row.id}",
+        data={
+            "member_number": member.member_number,
+            "amount_cents": row.amount_cents,
+            "fee_cents": row.fee_cents,
+            "mpesa_receipt": receipt,
+            "reference": row.reference,
+        },
+    )
 
 
 def _fail_payout(
@@ -1132,6 +1163,7 @@ def _fail_payout(
             "balance": _balance_text(session, _savings(session, row.member_id).id),
         },
     )
+    _publish_payout(session, row, member, "withdrawal.failed", None)
 
 
 @dataclass(frozen=True, slots=True)

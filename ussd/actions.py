@@ -160,8 +160,8 @@ def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
                 return Result(False, error="pin_blocked")
             seconds = (exc.until - deps.now()).total_seconds()
             return Result(False, {"minutes": max(1, math.ceil(seconds / 60))}, "pin_locked")
-        except PinInvalid as exc:
-            return Result(False, {"attempts_left": exc.attempts_left}, "pin_invalid")
+        except PinInvalid as exc:  # exc.code: pin_invalid, or reset_code_invalid
+            return Result(False, {"attempts_left": exc.attempts_left}, exc.code)
         except MemberNotAllowed as exc:
             no_pin = exc.context.get("reason") == "no_pin"
             return Result(False, error="no_pin" if no_pin else exc.code)
@@ -261,6 +261,29 @@ def _change_pin(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
         call.secrets.get("old_pin", ""),
         call.secrets.get("new_pin", ""),
     )
+    return {}
+
+
+class ResetCodeInvalid(PinInvalid):
+    """A wrong PIN-reset code (its own screen text: it is not the PIN that was wrong)."""
+
+    code = "reset_code_invalid"
+
+
+@action("redeem_pin_reset")
+def _redeem_pin_reset(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    try:
+        members.redeem_pin_reset(
+            session,
+            deps,
+            _member(call),
+            call.secrets.get("reset_code", ""),
+            call.secrets.get("new_pin", ""),
+        )
+    except PinInvalid as exc:
+        if exc.attempts_left <= 0:  # core has cancelled the code
+            raise MemberNotAllowed("reset code used up", reason="no_reset") from None
+        raise ResetCodeInvalid("wrong reset code", attempts_left=exc.attempts_left) from None
     return {}
 
 

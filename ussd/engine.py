@@ -13,7 +13,8 @@ key (in ``ussd/catalogues``) and where it goes next:
   again under ``why_<code>``.
 * ``PinPrompt``: 4 digits. ``mode="verify"`` is the session PIN check (one
   screen per tree, ``Tree.pin``); ``collect`` takes a PIN for a later action
-  (the old PIN of a PIN change); ``new`` checks the PIN policy;
+  (the old PIN of a PIN change; with ``digits=6`` and its own ``format_reason``
+  the one-time code of a PIN reset); ``new`` checks the PIN policy;
   ``same_as`` asks for it again and compares.
 * ``Confirm``: shows what will happen (amount, fee, total, destination) with
   ``1`` confirm / ``2`` cancel; confirming asks the session PIN first when it
@@ -117,6 +118,8 @@ class PinPrompt:
     same_as: str = ""  # mode="new" only: must equal this secret (a "PIN again" screen)
     needs_pin: bool = False
     load: str | None = None
+    digits: int = PIN_DIGITS  # mode="collect" only: a one-time code may be longer
+    format_reason: str = "why_pin_format"  # shown when the input is not ``digits`` digits
 
 
 @dataclass(frozen=True)
@@ -593,8 +596,8 @@ def _handle(st: State, value: str, start: int, ctx: Context) -> Step:
 
 def _pin_input(st: State, scr: PinPrompt, value: str, start: int, ctx: Context) -> Step:
     pin = value.strip()
-    if not (pin.isascii() and pin.isdigit() and len(pin) == PIN_DIGITS):
-        return _invalid(st, "why_pin_format", ctx)
+    if not (pin.isascii() and pin.isdigit() and len(pin) == scr.digits):
+        return _invalid(st, scr.format_reason, ctx)
     if scr.mode == "verify":
         st.invalid = 0
         return Step(st, effect=Effect("act", "verify_pin", st.lang, secrets={"pin": pin}))
@@ -761,6 +764,8 @@ def _targets(scr: Screen) -> list[str]:
 
 def _keys(scr: Screen) -> list[str]:
     keys = [] if isinstance(scr, Run) else [scr.text]
+    if isinstance(scr, PinPrompt):
+        keys.append(scr.format_reason)
     if isinstance(scr, Menu):
         keys += [o.label for o in scr.options] + [key for _, key in scr.notes]
     if isinstance(scr, Page):
@@ -793,6 +798,8 @@ def validate(tree: Tree, catalogue_keys: set[str] | None = None) -> list[str]:
             and not scr.same_as
         ):
             problems.append(f"{sid}: a {scr.mode} PIN prompt needs a field")
+        if isinstance(scr, PinPrompt) and scr.digits != PIN_DIGITS and scr.mode != "collect":
+            problems.append(f"{sid}: only a collecting PIN prompt takes other than 4 digits")
         if isinstance(scr, Run):
             for name in scr.secrets:
                 if not any(isinstance(s, PinPrompt) and s.field == name for s in screens.values()):
@@ -810,8 +817,11 @@ def validate(tree: Tree, catalogue_keys: set[str] | None = None) -> list[str]:
     if not (isinstance(pin, PinPrompt) and pin.mode == "verify"):
         problems.append(f"{tree.pin}: must be a PinPrompt with mode='verify'")
     for root in tree.roots:
-        if not isinstance(screens[root], Menu | End) or screens[root].needs_pin:
-            problems.append(f"{root}: a root must be a Menu or End without PIN")
+        first = screens[root]
+        # A collecting PIN prompt may open a flow (the reset code of a PIN reset).
+        collects = isinstance(first, PinPrompt) and first.mode == "collect"
+        if not (isinstance(first, Menu | End) or collects) or first.needs_pin:
+            problems.append(f"{root}: a root must be a Menu, End or collecting PinPrompt")
     # reachability from the roots (specials are reached by the engine itself)
     seen: set[str] = set()
     todo = [*tree.roots, *tree.specials()]

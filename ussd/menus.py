@@ -43,6 +43,8 @@ from ussd.engine import (
 ROOT_MEMBER = "main"
 ROOT_NEW = "welcome"
 ROOT_EXITED = "exited"
+ROOT_PIN_RESET = "pr_code"  # a member with a staff PIN reset pending (core.members)
+RESET_CODE_DIGITS = 6
 
 
 def parse_name(text: str, ctx: Context) -> str:
@@ -158,6 +160,32 @@ _SCREENS: list[Screen] = [
         secrets=("old_pin", "new_pin"),
     ),
     End("cp_done", "cp_done"),
+    # --- PIN reset started by staff: the SMS code, a new PIN twice ----------
+    PinPrompt(
+        ROOT_PIN_RESET,
+        "pr_code",
+        goto="pr_new",
+        mode="collect",
+        field="reset_code",
+        digits=RESET_CODE_DIGITS,
+        format_reason="why_code_format",
+    ),
+    PinPrompt("pr_new", "cp_new", goto="pr_new2", mode="new", field="new_pin"),
+    PinPrompt("pr_new2", "pin_again", goto="pr_run", mode="new", same_as="new_pin"),
+    Run(
+        "pr_run",
+        action="redeem_pin_reset",
+        ok="pr_done",
+        errors=(
+            ("reset_code_invalid", ROOT_PIN_RESET),
+            ("invalid_input", "pr_new"),
+            ("member_not_allowed", "pr_dead"),
+            ("*", "error"),
+        ),
+        secrets=("reset_code", "new_pin"),
+    ),
+    End("pr_done", "pr_done"),
+    End("pr_dead", "pr_dead"),
     # --- deposit by M-Pesa STK push: amount, account, confirm, PIN, push ----
     Prompt(
         "dep_amount",
@@ -236,14 +264,15 @@ _SCREENS: list[Screen] = [
 
 TREE = Tree(
     screens={s.id: s for s in _SCREENS},
-    roots=(ROOT_MEMBER, ROOT_NEW, ROOT_EXITED),
+    roots=(ROOT_MEMBER, ROOT_NEW, ROOT_EXITED, ROOT_PIN_RESET),
 )
 
 
-def root_for(status: str | None) -> str:
-    """The first screen: registration for an unknown phone, an END for exited members."""
+def root_for(status: str | None, pin_reset: bool = False) -> str:
+    """The first screen: registration for an unknown phone, an END for exited members,
+    the reset code for a member with a PIN reset pending."""
     if status is None:
         return ROOT_NEW
     if not access.self_service_features(status):
         return ROOT_EXITED
-    return ROOT_MEMBER
+    return ROOT_PIN_RESET if pin_reset else ROOT_MEMBER

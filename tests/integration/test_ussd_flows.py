@@ -3,6 +3,7 @@ real PostgreSQL and the real Redis session store."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -212,6 +213,125 @@ def test_change_pin(
     assert phone.send("5937") == "END PIN changed. Use the new PIN from now on."
     db_session.expire_all()  # the app changed the row through its own session
     members.verify_pin(db_session, deps, amina.id, "5937")
+
+
+# ------------------------------------------------------------- PIN reset
+
+RESET_CODE_EN = "CON Enter the reset code from our SMS:"
+RESET_DEAD_EN = "END This reset code no longer works. Call 0700 000 000 to get a new one."
+
+
+def start_reset(session: Session, deps: CoreDeps, member: Member, key: str = "pr1") -> str:
+    """Staff approve a PIN reset; the code is only in the queued SMS: read it there."""
+    members.start_pin_reset(session, deps, member.id, business_key=f"pin_reset:{key}")
+    session.commit()
+    sms = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.member_id == member.id, OutboxMessage.template == "pin_reset_code")
+        .order_by(OutboxMessage.id.desc())
+    ).first()
+    assert sms is not None
+    found = re.search(r"\b(\d{6})\b", sms.body)  # en and sw
+    assert found is not None, sms.body
+    return found.group(1)
+
+
+def stored_values(redis_client: redis_lib.Redis) -> str:
+    return " ".join(
+        str(redis_client.get(k))
+        for k in redis_client.scan_iter()
+        if redis_client.type(k) == b"string"
+    )
+
+
+def test_pin_reset_sets_a_new_pin_on_the_next_dial(
+    client: FlaskClient,
+    db_session: Session,
+    deps: CoreDeps,
+    amina: Member,
+    redis_client: redis_lib.Redis,
+) -> None:
+    code = start_reset(db_session, deps, amina)
+    phone = Phone(client, amina.msisdn)
+    assert phone.dial() == RESET_CODE_EN  # instead of the main menu
+    assert phone.send("12345") == "CON The code has 6 digits.\n" + RESET_CODE_EN[4:]
+    assert phone.send(code) == "CON Enter a new 4-digit PIN:"
+    stored = stored_values(redis_client)
+    assert "pr_new" in stored and code not in stored  # kept as its place in the text only
+    assert phone.send("00") == RESET_CODE_EN  # home is the reset, not the main menu
+    phone.send(code)
+    assert phone.send("1234") == "CON Too easy: not 1234 or 9876.\nEnter a new 4-digit PIN:"
+    assert phone.send("5937") == "CON Enter the PIN again:"
+    assert phone.send("5938") == "CON PINs did not match. Try again.\nEnter a new 4-digit PIN:"
+    phone.send("5937")
+    assert phone.send("5937") == "END PIN changed. Dial again to use it."
+    db_session.expire_all()
+    assert amina.pin_reset_hash is None and amina.pin_reset_attempts == 0
+    # the next dial is the main menu; the old PIN is refused, the new one works
+    again = Phone(client, amina.msisdn)
+    assert again.dial() == MAIN_EN
+    again.send("1")
+    assert again.send("4826") == "CON Wrong PIN. 2 tries left.\nEnter your PIN:"
+    assert again.send("5937").startswith("CON Savings KES 0\n")
+
+
+def test_a_wrong_reset_code_counts_and_the_fifth_kills_it(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, amina: Member
+) -> None:
+    code = start_reset(db_session, deps, amina)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    phone = Phone(client, amina.msisdn)
+    phone.dial()
+    for left in (4, 3):
+        phone.send(wrong)
+        phone.send("5937")
+        assert phone.send("5937") == f"CON Wrong code. {left} tries left.\n" + RESET_CODE_EN[4:]
+    phone = Phone(client, amina.msisdn)  # the count survives a new dial
+    assert phone.dial() == RESET_CODE_EN
+    for left in (2, 1):
+        phone.send(wrong)
+        phone.send("5937")
+        assert phone.send("5937") == f"CON Wrong code. {left} tries left.\n" + RESET_CODE_EN[4:]
+    phone.send(wrong)
+    phone.send("5937")
+    assert phone.send("5937") == RESET_DEAD_EN
+    db_session.expire_all()
+    assert amina.pin_reset_hash is None
+    # the right code is worthless now: the next dial is the main menu, the old PIN stays
+    again = Phone(client, amina.msisdn)
+    assert again.dial() == MAIN_EN
+    again.send("1")
+    assert again.send("4826").startswith("CON Savings ")
+
+
+def test_a_reset_that_expires_mid_flow_sends_to_the_office(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, amina: Member
+) -> None:
+    code = start_reset(db_session, deps, amina)
+    phone = Phone(client, amina.msisdn)
+    phone.dial()
+    phone.send(code)
+    phone.send("5937")
+    amina.pin_reset_expires_at = deps.now() - timedelta(seconds=1)
+    db_session.commit()
+    assert phone.send("5937") == RESET_DEAD_EN
+    db_session.expire_all()
+    members.verify_pin(db_session, deps, amina.id, "4826")  # the PIN did not change
+    assert Phone(client, amina.msisdn).dial() == MAIN_EN  # an expired reset is no reset
+
+
+def test_the_reset_screens_speak_the_members_language(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    juma = make_member(db_session, deps, language="sw", status="pending_kyc")
+    code = start_reset(db_session, deps, juma)
+    phone = Phone(client, juma.msisdn)
+    assert phone.dial() == "CON Andika nambari ya kubadilisha PIN kutoka kwenye SMS yetu:"
+    assert phone.send(code) == "CON Andika PIN mpya ya tarakimu 4:"
+    phone.send("5937")
+    assert phone.send("5937") == "END PIN imebadilishwa. Piga tena ili uitumie."
+    db_session.expire_all()
+    members.verify_pin(db_session, deps, juma.id, "5937")
 
 
 # ------------------------------------------------------------- statement

@@ -32,6 +32,7 @@ from ussd.texts import CATALOGUE, gsm7_safe, render
 
 KEYS = CATALOGUE.keys()
 STATUSES = (None, "active", "pending_kyc", "suspended", "exited")
+PIN_RESET_SCREENS = ("pr_code", "pr_new", "pr_new2", "pr_done", "pr_dead")
 LONG_NAME = "Wanjiru-Nyambura Kamau-Odhiambo Chepkoech Mwangi-Ochieng Njoro"[:60]
 BIG = format_cents(999_999_999)  # KES 9,999,999.99
 
@@ -88,7 +89,7 @@ def notices_for(screen_id: str) -> list[str | None]:
         keys += ["why_name", "why_national_id", "why_amount"]
         keys += [f"why_{code}" for code in scr.refusals]
     if isinstance(scr, PinPrompt):
-        keys += [k for k in KEYS if k.startswith("why_pin_")]
+        keys += [k for k in KEYS if k.startswith("why_pin_")] + [scr.format_reason]
     for run in TREE.screens.values():
         if isinstance(run, Run):
             keys += [f"why_{code}" for code, target in run.errors if target == screen_id]
@@ -179,3 +180,26 @@ def test_validate_reports_broken_trees() -> None:
     assert "orphan: unreachable" in problems
     assert "stuck: no path to an end" in problems
     assert "main: two options with the same label" in problems
+
+
+def test_the_pin_reset_flow_is_in_the_walked_tree() -> None:
+    # The fit test above walks every screen of TREE: these are among them.
+    assert set(PIN_RESET_SCREENS) <= set(TREE.screens)
+    for status in ("active", "pending_kyc", "suspended"):
+        assert root_for(status, pin_reset=True) == "pr_code"
+        assert root_for(status) == "main"
+    assert root_for("exited", pin_reset=True) == "exited"
+    assert root_for(None, pin_reset=True) == "welcome"
+    code = TREE["pr_code"]
+    assert isinstance(code, PinPrompt) and code.digits == 6 and code.mode == "collect"
+
+
+def test_validate_refuses_a_pin_check_as_root_and_long_new_pins() -> None:
+    from dataclasses import replace
+
+    screens = dict(TREE.screens)
+    screens["odd"] = PinPrompt("odd", "cp_new", goto="cp_done", mode="new", field="z", digits=6)
+    broken = replace(TREE, screens=screens, roots=(*TREE.roots, "pin", "odd"))
+    problems = "\n".join(validate(broken, set(KEYS)))
+    assert "pin: a root must be a Menu, End or collecting PinPrompt" in problems
+    assert "odd: only a collecting PIN prompt takes other than 4 digits" in problems

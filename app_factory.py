@@ -68,6 +68,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         SACCO_SETTINGS=settings,
     )
     app.extensions["sacco"] = runtime or build_runtime(settings)
+    if settings.trusted_proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from api import health, v1
     from integrations.mpesa import views as mpesa_views

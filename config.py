@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     at_sms_timeout_s: float = 10.0
     sms_callback_token: str = ""  # when set, /sms/* callbacks need ?token=<this>
 
+    # Reverse proxies in front of gunicorn whose X-Forwarded-For/-Proto to trust (nginx: 1).
+    # 0 trusts none: behind a proxy every client would then look like the proxy itself,
+    # which breaks per-address login throttling and the audit log's "from where".
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
+
     # Background jobs (M-Pesa STK push, B2C, status queries) and their schedule.
     jobs_queue: str = "jobs"
     mpesa_reconcile_interval_s: float = Field(default=60.0, gt=0)

@@ -43,3 +43,28 @@ def test_readyz_names_the_database_when_it_is_down() -> None:
 def test_metrics_are_exposed(client: FlaskClient) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200 and b"python_info" in response.data
+
+
+def test_behind_one_trusted_proxy_the_client_address_is_the_forwarded_one(
+    pg_engine: object,
+) -> None:
+    from flask import request
+
+    settings = load_settings(
+        sacco_env="test", database_url=PG_URL, redis_url=REDIS_URL, trusted_proxy_hops=1
+    )
+    app = create_app(settings, build_runtime(settings))
+
+    @app.get("/_whoami")
+    def whoami() -> str:
+        return str(request.remote_addr)
+
+    client = app.test_client()
+    seen = client.get(
+        "/_whoami",
+        headers={"X-Forwarded-For": "41.90.1.2"},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    assert seen.get_data(as_text=True) == "41.90.1.2"
+    app.extensions["sacco"].engine.dispose()
+    app.extensions["sacco"].redis.close()

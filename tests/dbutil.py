@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg2
 from sqlalchemy import Engine, MetaData, insert, text
+from sqlalchemy.exc import OperationalError
 
 from db.base import Base
 from db.migrate import upgrade
@@ -48,6 +50,19 @@ class Snapshot:
                 self.rows[table.name] = [dict(r._mapping) for r in conn.execute(table.select())]
 
     def restore(self) -> None:
+        """Back to the migrated seed rows. A straggler of the previous test (a callback
+        still being served, a thread finishing) may hold a row lock that deadlocks with
+        TRUNCATE: PostgreSQL aborts one side, so wait for the straggler and try again."""
+        for attempt in range(1, 8):
+            try:
+                self._restore_once()
+                return
+            except OperationalError:
+                if attempt == 7:
+                    raise
+                time.sleep(0.5 * attempt)
+
+    def _restore_once(self) -> None:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 names = ", ".join(f'"{t.name}"' for t in self.tables)

@@ -185,7 +185,7 @@ def serve(
     try:
         ctx.daraja.register_c2b_urls()
         yield env
-        daraja.state.join_workers()
+        daraja.state.join_workers(timeout=30)  # every callback served before the checks
         with env.session() as s:
             report = verify_ledger(s)
         assert report.ok, report.problems

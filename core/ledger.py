@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, Select, bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -49,6 +48,7 @@ from core.errors import (
 )
 from db.base import UTCDateTime, utcnow
 from db.models import Account, Hold, JournalEntry, Posting
+from db.session import insert_for
 
 # Largest single posting: KES 10 billion. Keeps sums far from BIGINT overflow.
 MAX_POSTING_CENTS = 10**12
@@ -165,12 +165,6 @@ def new_reference() -> str:
 
 
 # ------------------------------------------------------------- database work
-
-
-def _insert(session: Session, table: type) -> postgresql.Insert | sqlite.Insert:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +359,7 @@ def reserve_hold(
         raise InvalidInput("hold amount must be a positive number of cents", field="amount")
     with session.begin_nested():
         hold_id = session.execute(
-            _insert(session, Hold)
+            insert_for(session, Hold)
             .values(
                 account_id=account_id,
                 amount_cents=amount_cents,

@@ -30,7 +30,6 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import ledger
@@ -62,6 +61,7 @@ from db.models_mpesa import (
     StkRequest,
     SuspenseItem,
 )
+from db.session import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,6 @@ __all__ = [
     "SimSwapBlocked",
     "WithdrawalQuote",
 ]
-
-
-def _insert(session: Session, table: type) -> postgresql.Insert | sqlite.Insert:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def _serialise_on(session: Session, key: str) -> None:
@@ -605,7 +599,7 @@ def record_c2b(
     )
     # The payment row first: a concurrent duplicate waits here, then does nothing.
     inserted = session.execute(
-        _insert(session, C2BPayment)
+        insert_for(session, C2BPayment)
         .values(
             trans_id=payment.trans_id,
             trans_time=payment.trans_time,
@@ -824,7 +818,7 @@ def sim_swap_verdict(
             "checked_at": now,
         }
         session.execute(
-            _insert(session, SimSwapCheck)
+            insert_for(session, SimSwapCheck)
             .values(msisdn=msisdn, **values)
             .on_conflict_do_update(index_elements=["msisdn"], set_=values)
         )

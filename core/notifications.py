@@ -22,13 +22,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.gsm import SmsLength, sms_length, to_gsm7
 from core.i18n import CATALOGUES, Catalogue
 from db.base import utcnow
 from db.models import Member, OutboxMessage, SmsOptOut
+from db.session import insert_for
 
 SMS = Catalogue(CATALOGUES, "sms")
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -70,11 +70,6 @@ def measure(body: str) -> SmsLength:
     return sms_length(body)
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 def _queue(session: Session, values: dict[str, Any]) -> OutboxMessage:
     now = utcnow()
     values = {
@@ -85,7 +80,7 @@ def _queue(session: Session, values: dict[str, Any]) -> OutboxMessage:
         **values,
     }
     session.execute(
-        _insert(session)(OutboxMessage)
+        insert_for(session, OutboxMessage)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["business_key"])
     )

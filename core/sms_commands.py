@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import ledger
@@ -51,6 +50,7 @@ from core.identity import normalize_msisdn
 from core.members import member_account_ids, member_balances
 from core.notifications import notify, sms_datetime
 from db.models import Member, SmsInbound, SmsOptOut
+from db.session import insert_for
 
 KEYWORDS: dict[str, tuple[str, str]] = {
     "BAL": ("balance", "en"),
@@ -269,9 +269,8 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
     except InvalidInput:
         msisdn = None
     member = session.scalar(select(Member).where(Member.msisdn == msisdn)) if msisdn else None
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     inserted = session.execute(
-        insert(SmsInbound)
+        insert_for(session, SmsInbound)
         .values(
             gateway_id=sms.gateway_id[:64],
             sender=(msisdn or sms.sender)[:20],
@@ -294,7 +293,7 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
         return InboundResult(False, command.kind, None, None)
     if command.kind == "stop":
         session.execute(
-            insert(SmsOptOut)
+            insert_for(session, SmsOptOut)
             .values(msisdn=msisdn, created_at=deps.now())
             .on_conflict_do_nothing(index_elements=["msisdn"])
         )

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from core.identity import normalize_msisdn
 from db.base import utcnow
 from db.models import UssdSessionEvent
+from db.session import insert_for
 
 STATUSES = ("Success", "Incomplete", "Failed")
 
@@ -68,10 +68,8 @@ def record_session_end(session: Session, event: SessionEnd) -> bool:
 
     Returns True when this call stored it, False for a repeat.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     result = session.execute(
-        insert(UssdSessionEvent)
+        insert_for(session, UssdSessionEvent)
         .values(
             session_id=event.session_id,
             msisdn=event.msisdn,

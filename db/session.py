@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +59,14 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         pool_pre_ping=False,
         pool_recycle=1800,
     )
+
+
+def insert_for(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` in the session's dialect, so ``.on_conflict_do_nothing(...)`` works on
+    PostgreSQL and on the SQLite demo alike (the idempotent writes use it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -303,24 +303,20 @@ def reconcile_statement_cmd(path: str) -> None:
     from pathlib import Path
 
     from core import mpesa
-    from integrations.mpesa.parse import MalformedStatement, parse_statement_csv
+    from core.mpesa_formats import MalformedStatement, decode_statement
 
+    runtime = _runtime()
     try:
-        rows = parse_statement_csv(Path(path).read_text(encoding="utf-8-sig"))
-    except (MalformedStatement, UnicodeDecodeError) as exc:
+        text = decode_statement(Path(path).read_bytes())
+        with runtime.session() as session:
+            report = mpesa.reconcile_statement_csv(session, text)
+    except MalformedStatement as exc:
         click.echo(f"cannot read the statement: {exc}", err=True)
         sys.exit(2)
-    lines = [
-        mpesa.StatementLine(
-            r.receipt, r.completed_at, r.paid_in_cents, r.withdrawn_cents, r.details
-        )
-        for r in rows
-        if r.status.lower() in ("", "completed")
-    ]
-    runtime = _runtime()
-    with runtime.session() as session:
-        report = mpesa.reconcile_statement(session, lines)
-    click.echo(f"{len(lines)} statement lines, {report.matched} matched")
+    click.echo(
+        f"{report.lines} statement lines, {report.matched} matched"
+        + (f", {report.skipped} not completed (skipped)" if report.skipped else "")
+    )
     for line in report.missing_in_ledger:
         amount = line.paid_in_cents - line.withdrawn_cents
         click.echo(f"MISSING IN LEDGER     {line.receipt} {format_cents(amount)} {line.details}")

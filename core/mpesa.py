@@ -20,6 +20,7 @@ Each verb takes the caller's session and commits once (or says it does not).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -32,11 +33,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core import ledger
+from core import audit, ledger
 from core.deps import CoreDeps
-from core.errors import DomainError, MemberNotAllowed, NotFound
+from core.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
 from core.members import get_member, member_account_ids
 from core.money import format_cents
+from core.mpesa_formats import MalformedStatement, decode_statement, parse_statement_csv
 from core.mpesa_rules import (
     LimitExceeded,
     MpesaPolicy,
@@ -50,6 +52,7 @@ from core.mpesa_rules import (
     sim_swap_decision,
 )
 from core.notifications import notify
+from core.permissions import Principal
 from core.webhooks import publish_event
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
@@ -1372,6 +1375,8 @@ class StatementLine:
 
 @dataclass
 class StatementReport:
+    lines: int = 0  # completed lines compared
+    skipped: int = 0  # lines of another status (failed, cancelled...), not compared
     matched: int = 0
     missing_in_ledger: list[StatementLine] = field(default_factory=list)
     missing_in_statement: list[tuple[str, str, int]] = field(
@@ -1396,7 +1401,7 @@ def reconcile_statement(
     the statement's period (with ``slack``); an STK deposit settled by a query has
     no receipt and shows up as a statement line missing in the ledger.
     """
-    report = StatementReport()
+    report = StatementReport(lines=len(lines))
     theirs = {line.receipt: line for line in lines}
     times = [line.completed_at for line in lines if line.completed_at is not None]
     start, end = (min(times) - slack, max(times) + slack) if times else (None, None)
@@ -1433,4 +1438,50 @@ def reconcile_statement(
         inside = start is not None and end is not None and when is not None and start <= when <= end
         if inside:
             report.missing_in_statement.append((kind, receipt, cents))
+    return report
+
+
+def reconcile_statement_csv(session: Session, text: str) -> StatementReport:
+    """An org-portal statement export (CSV text) compared with the ledger. Reads only.
+
+    Only completed lines are compared (failed or cancelled ones moved no money
+    and are counted in ``skipped``). Raises ``MalformedStatement`` (with the line
+    number) on anything that can't be read without guessing.
+    """
+    rows = parse_statement_csv(text)
+    lines = [
+        StatementLine(r.receipt, r.completed_at, r.paid_in_cents, r.withdrawn_cents, r.details)
+        for r in rows
+        if r.status.lower() in ("", "completed")
+    ]
+    report = reconcile_statement(session, lines)
+    report.skipped = len(rows) - len(lines)
+    return report
+
+
+def import_statement(session: Session, actor: Principal, data: bytes) -> StatementReport:
+    """A member of staff's upload of an org-portal statement, compared with the ledger.
+
+    Reads the ledger only; the comparison itself is audited (who, the file's
+    SHA-256 and the counts), so a reconciliation can be shown to have been run.
+    An unreadable file is ``InvalidInput`` naming the line.
+    """
+    try:
+        report = reconcile_statement_csv(session, decode_statement(data))
+    except MalformedStatement as exc:
+        raise InvalidInput(
+            f"cannot read the statement: {exc}", field="file", reason="malformed_statement"
+        ) from None
+    audit.record(
+        session, actor, "mpesa.statement_reconciled", target_type="mpesa_statement",
+        target_id=hashlib.sha256(data).hexdigest()[:16],
+        after={
+            "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "lines": report.lines, "skipped": report.skipped, "matched": report.matched,
+            "missing_in_ledger": len(report.missing_in_ledger),
+            "missing_in_statement": len(report.missing_in_statement),
+            "amount_mismatches": len(report.amount_mismatches),
+        },
+    )  # fmt: skip
+    session.commit()
     return report

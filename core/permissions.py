@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, str] = {
     "pin_reset:request": "ask for a member's PIN reset (maker)",
     "ledger:adjust": "ask for a manual ledger adjustment (maker)",
     "suspense:reassign": "ask to move money from suspense to a member (maker)",
+    "reconciliation:read": "compare an M-Pesa statement export with the ledger (reads only)",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold",
@@ -66,6 +67,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "pin_reset:request",
             "ledger:adjust",
             "suspense:reassign",
+            "reconciliation:read",
             "approvals:decide",
             "approvals:decide_large",
             "audit:read",
@@ -94,7 +96,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "pin_reset:request",
         }
     ),
-    "auditor": frozenset(_READ | {"staff:read", "statements:read", "documents:read", "audit:read"}),
+    "auditor": frozenset(
+        _READ
+        | {"staff:read", "statements:read", "documents:read", "audit:read", "reconciliation:read"}
+    ),
 }
 
 # What a partner system's API key may be granted.

@@ -21,7 +21,15 @@ from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from api.v1 import approval_views, audit_views, auth_views, member_views, problems, staff_views
+from api.v1 import (
+    approval_views,
+    audit_views,
+    auth_views,
+    member_views,
+    mpesa_views,
+    problems,
+    staff_views,
+)
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
 from config import Settings
@@ -33,6 +41,7 @@ BLUEPRINTS = [
     member_views.blp,
     approval_views.blp,
     audit_views.blp,
+    mpesa_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 

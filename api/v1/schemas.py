@@ -411,3 +411,36 @@ def page(rows: list[Any], limit: int) -> dict[str, Any]:
     items = rows[:limit]
     more = len(rows) > limit
     return {"items": items, "next_cursor": encode_cursor(items[-1].id) if more else None}
+
+
+class StatementMissingInLedgerOut(Schema):
+    receipt = fields.String(required=True)
+    completed_at = fields.DateTime(required=True, allow_none=True)
+    amount_cents = fields.Integer(
+        required=True, metadata={"description": "paid in minus withdrawn, as the statement says"}
+    )
+    details = fields.String(required=True)
+
+
+class StatementMissingInStatementOut(Schema):
+    kind = fields.String(required=True, metadata={"description": "stk, c2b or b2c"})
+    receipt = fields.String(required=True)
+    amount_cents = fields.Integer(required=True, metadata={"description": "payouts are negative"})
+
+
+class StatementMismatchOut(Schema):
+    receipt = fields.String(required=True)
+    ledger_cents = fields.Integer(required=True)
+    statement_cents = fields.Integer(required=True)
+
+
+class StatementReconciliationOut(Schema):
+    clean = fields.Boolean(required=True)
+    lines = fields.Integer(required=True, metadata={"description": "completed lines compared"})
+    skipped = fields.Integer(
+        required=True, metadata={"description": "lines of another status, not compared"}
+    )
+    matched = fields.Integer(required=True)
+    missing_in_ledger = fields.List(fields.Nested(StatementMissingInLedgerOut), required=True)
+    missing_in_statement = fields.List(fields.Nested(StatementMissingInStatementOut), required=True)
+    amount_mismatches = fields.List(fields.Nested(StatementMismatchOut), required=True)

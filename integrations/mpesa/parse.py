@@ -1,33 +1,38 @@
 """Pure parsers for what M-Pesa Daraja sends us (no I/O, no clock, no database).
 
-Each parser takes the decoded JSON (or the raw text of a statement export),
-accepts exactly the shapes in shared/GATEWAYS.md plus their documented
-variations, and raises ``MalformedCallback`` / ``MalformedStatement`` on
-anything else. The caller stores the raw body *before* parsing, so a parse
+Each parser takes the decoded JSON, accepts exactly the shapes in
+shared/GATEWAYS.md plus their documented variations, and raises
+``MalformedCallback`` on anything else. The caller stores the raw body *before* parsing, so a parse
 failure parks the callback for staff instead of losing it.
 
-Money comes out as integer cents, converted through ``Decimal``: an amount with
-more than two decimals, a negative amount, a bool, NaN or an exponent is
-refused, never rounded. Times come out timezone-aware in UTC (Daraja speaks
-Africa/Nairobi local time). Phone numbers come out in E.164 (``+2547…``).
+Amounts and times are read by ``core.mpesa_formats`` (integer cents through
+``Decimal``, never rounded; aware UTC from Nairobi wall-clock time), which also
+holds the org-portal statement parser the staff import uses; it is re-exported
+here. Phone numbers come out in E.164 (``+2547…``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
+from datetime import datetime
+from decimal import InvalidOperation
 
-NAIROBI = ZoneInfo("Africa/Nairobi")
+from core.mpesa_formats import (
+    NAIROBI,
+    STATEMENT_COLUMNS,
+    MalformedStatement,
+    StatementRow,
+    amount_to_cents,
+    nairobi_time,
+    parse_statement_csv,
+)
 
 __all__ = [
+    "NAIROBI",
+    "STATEMENT_COLUMNS",
     "B2CResult",
     "C2BNotification",
     "MalformedCallback",
@@ -54,15 +59,6 @@ class MalformedCallback(ValueError):
         self.reason = reason
 
 
-class MalformedStatement(ValueError):
-    """A statement export we cannot read without guessing; ``line`` is 1-based."""
-
-    def __init__(self, reason: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {reason}" if line else reason)
-        self.reason = reason
-        self.line = line
-
-
 # --- phone numbers -----------------------------------------------------------
 
 _KE_MOBILE = re.compile(r"^(?:\+?254|0)?([17]\d{8})$")
@@ -86,43 +82,7 @@ def to_e164(msisdn: str | int) -> str:
     return "+" + to_daraja_msisdn(msisdn)
 
 
-# --- amounts -----------------------------------------------------------------
-
-_AMOUNT_TEXT = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
-
-
-def amount_to_cents(value: object, *, allow_negative: bool = False) -> int:
-    """An amount as Daraja writes it (``1``, ``1.0``, ``"5.00"``, ``"1,500.00"``) → cents.
-
-    Raises ``ValueError`` for more than two decimals, a negative amount (unless
-    allowed), bools, NaN/infinity, exponents or any other text.
-    """
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not an amount")
-    if isinstance(value, int):
-        amount = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("amount is not finite")
-        # repr() is the shortest text that round-trips: 1.0 → "1.0", 0.07 → "0.07".
-        amount = Decimal(repr(value))
-    elif isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("amount is not finite")
-        amount = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if not _AMOUNT_TEXT.match(text):
-            raise ValueError("amount is not a plain decimal number")
-        amount = Decimal(text.replace(",", ""))
-    else:
-        raise ValueError(f"amount has type {type(value).__name__}")
-    if amount < 0 and not allow_negative:
-        raise ValueError("amount is negative")
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        raise ValueError("amount has more than two decimals")
-    return int(cents)
+# --- amounts and times -------------------------------------------------------
 
 
 def _cents(value: object, what: str) -> int:
@@ -132,33 +92,8 @@ def _cents(value: object, what: str) -> int:
         raise MalformedCallback(f"{what}: {exc}") from None
 
 
-# --- times -------------------------------------------------------------------
-
-
-def _local_time(value: object, formats: Iterable[str]) -> datetime | None:
-    """Africa/Nairobi wall-clock text in one of ``formats`` → aware UTC, else None."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
-    text = str(value).strip()
-    for fmt in formats:
-        try:
-            naive = datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        return naive.replace(tzinfo=NAIROBI).astimezone(UTC)
-    return None
-
-
 _COMPACT = ("%Y%m%d%H%M%S",)
 _B2C_TIME = ("%d.%m.%Y %H:%M:%S", "%Y%m%d%H%M%S")
-_STATEMENT_TIME = (
-    "%d-%m-%Y %H:%M:%S",
-    "%Y-%m-%d %H:%M:%S",
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M",
-    "%d.%m.%Y %H:%M:%S",
-    "%Y%m%d%H%M%S",
-)
 
 
 # --- JSON helpers ------------------------------------------------------------
@@ -282,7 +217,7 @@ def parse_stk_callback(json_obj: object) -> StkCallback:
         amount_cents=None if amount is None else _cents(amount, "Amount"),
         receipt=_optional_text(items, "MpesaReceiptNumber"),
         phone=_phone_or_none(items.get("PhoneNumber")),
-        transaction_date=_local_time(items.get("TransactionDate"), _COMPACT),
+        transaction_date=nairobi_time(items.get("TransactionDate"), _COMPACT),
     )
 
 
@@ -315,7 +250,7 @@ def parse_c2b(json_obj: object) -> C2BNotification:
     body = _decode(json_obj)
     if not isinstance(body, Mapping):
         raise MalformedCallback("C2B body is not an object")
-    trans_time = _local_time(body.get("TransTime"), _COMPACT)
+    trans_time = nairobi_time(body.get("TransTime"), _COMPACT)
     if trans_time is None:
         raise MalformedCallback("'TransTime' is missing or not YYYYMMDDHHmmss")
     balance: int | None
@@ -380,7 +315,7 @@ def parse_b2c_result(json_obj: object) -> B2CResult:
         amount_cents=None if amount is None else _cents(amount, "TransactionAmount"),
         receipt=_optional_text(params, "TransactionReceipt"),
         receiver_name=_optional_text(params, "ReceiverPartyPublicName"),
-        completed_at=_local_time(params.get("TransactionCompletedDateTime"), _B2C_TIME),
+        completed_at=nairobi_time(params.get("TransactionCompletedDateTime"), _B2C_TIME),
     )
 
 
@@ -416,133 +351,8 @@ def parse_transaction_status_result(json_obj: object) -> TransactionStatusResult
         amount_cents=None if amount is None else _cents(amount, "Amount"),
         original_conversation_id=_optional_text(params, "ConversationID"),
         original_originator_conversation_id=_optional_text(params, "OriginatorConversationID"),
-        finalised_at=_local_time(params.get("FinalisedTime"), _B2C_TIME),
+        finalised_at=nairobi_time(params.get("FinalisedTime"), _B2C_TIME),
         debit_party=_optional_text(params, "DebitPartyName"),
         credit_party=_optional_text(params, "CreditPartyName"),
         reason_type=_optional_text(params, "ReasonType"),
-    )
-
-
-# --- org portal statement export --------------------------------------------
-
-STATEMENT_COLUMNS = (
-    "Receipt No.",
-    "Completion Time",
-    "Initiation Time",
-    "Details",
-    "Transaction Status",
-    "Paid In",
-    "Withdrawn",
-    "Balance",
-    "Balance Confirmed",
-    "Reason Type",
-    "Other Party Info",
-    "Linked Transaction ID",
-    "A/C No.",
-)
-_REQUIRED_COLUMNS = ("receipt no", "completion time", "paid in", "withdrawn")
-_RECEIPT = re.compile(r"^[A-Za-z0-9]{6,20}$")
-
-
-@dataclass(frozen=True, slots=True)
-class StatementRow:
-    receipt: str
-    completed_at: datetime | None
-    initiated_at: datetime | None
-    details: str
-    status: str
-    paid_in_cents: int
-    withdrawn_cents: int  # always >= 0, whatever sign the export used
-    balance_cents: int | None
-    balance_confirmed: bool | None
-    reason_type: str
-    other_party: str
-    linked_transaction_id: str
-    account_no: str
-
-
-def _column_key(name: str) -> str:
-    return re.sub(r"\s+", " ", name.strip().lower()).rstrip(".").strip()
-
-
-def parse_statement_csv(text: str) -> list[StatementRow]:
-    """M-Pesa org portal statement export (CSV) → rows, in file order.
-
-    Lines before the header row (account holder, period, ...) are skipped; the
-    header is found by its ``Receipt No.`` cell and columns are taken by name,
-    so order and extra columns do not matter. Blank lines and footer lines (no
-    receipt-like first cell and no amounts) are skipped. A row with a receipt
-    whose amount or time can't be read raises ``MalformedStatement``: better
-    a loud import failure than a silently dropped payment.
-    """
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    columns: dict[str, int] | None = None
-    rows: list[StatementRow] = []
-    try:
-        for line, cells in enumerate(reader, start=1):
-            if columns is None:
-                keys = [_column_key(cell) for cell in cells]
-                if "receipt no" in keys:
-                    columns = {key: i for i, key in enumerate(keys) if key}
-                    missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
-                    if missing:
-                        raise MalformedStatement(f"header lacks {', '.join(missing)}", line)
-                continue
-            row = _statement_row(cells, columns, line)
-            if row is not None:
-                rows.append(row)
-    except csv.Error as exc:
-        raise MalformedStatement(f"not readable as CSV: {exc}", reader.line_num) from None
-    if columns is None:
-        raise MalformedStatement("no header row with 'Receipt No.' found")
-    return rows
-
-
-def _statement_row(cells: list[str], columns: dict[str, int], line: int) -> StatementRow | None:
-    def cell(key: str) -> str:
-        index = columns.get(key)
-        return cells[index].strip() if index is not None and index < len(cells) else ""
-
-    receipt = cell("receipt no")
-    if not any(c.strip() for c in cells):
-        return None
-    if not _RECEIPT.match(receipt):
-        if cell("paid in") or cell("withdrawn"):
-            raise MalformedStatement(f"amount on a line without a receipt: {receipt!r}", line)
-        return None  # footer or note line
-
-    def money(key: str, *, signed: bool = False) -> int | None:
-        raw = cell(key)
-        if not raw:
-            return None
-        try:
-            return amount_to_cents(raw, allow_negative=signed)
-        except (ValueError, InvalidOperation):
-            raise MalformedStatement(f"{key!r} is not an amount: {raw!r}", line) from None
-
-    def when(key: str) -> datetime | None:
-        raw = cell(key)
-        if not raw:
-            return None
-        parsed = _local_time(raw, _STATEMENT_TIME)
-        if parsed is None:
-            raise MalformedStatement(f"{key!r} is not a time: {raw!r}", line)
-        return parsed
-
-    withdrawn = money("withdrawn", signed=True)
-    confirmed = cell("balance confirmed").lower()
-    return StatementRow(
-        receipt=receipt,
-        completed_at=when("completion time"),
-        initiated_at=when("initiation time"),
-        details=cell("details"),
-        status=cell("transaction status"),
-        paid_in_cents=money("paid in") or 0,
-        withdrawn_cents=abs(withdrawn or 0),
-        balance_cents=money("balance", signed=True),
-        balance_confirmed={"true": True, "false": False}.get(confirmed),
-        reason_type=cell("reason type"),
-        other_party=cell("other party info"),
-        linked_transaction_id=cell("linked transaction id"),
-        account_no=cell("a/c no"),
     )

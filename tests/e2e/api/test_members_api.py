@@ -27,9 +27,10 @@ ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 200
 PE = b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 200
 
 
-def upload(
-    api: FlaskClient, who: Staffer, member_id: int, kind: str, data: bytes, name: str = "scan.jpg"
+def post_file(
+    api: FlaskClient, who: Staffer, url: str, data: bytes, name: str = "scan.jpg"
 ) -> TestResponse:
+    """POST ``data`` as the multipart field ``file``, as a browser form would."""
     # Built by hand: the test client spools big bodies to a temp file it never closes.
     boundary = "sacco-test-boundary-7f3a"
     body = (
@@ -41,11 +42,17 @@ def upload(
         + f"\r\n--{boundary}--\r\n".encode()
     )
     return api.post(
-        f"/api/v1/members/{member_id}/documents?kind={kind}",
+        url,
         headers=auth(who),
         data=body,
         content_type=f"multipart/form-data; boundary={boundary}",
     )
+
+
+def upload(
+    api: FlaskClient, who: Staffer, member_id: int, kind: str, data: bytes, name: str = "scan.jpg"
+) -> TestResponse:
+    return post_file(api, who, f"/api/v1/members/{member_id}/documents?kind={kind}", data, name)
 
 
 def audit_actions(session_factory: sessionmaker[Session], member_id: int) -> list[str]:

@@ -1,0 +1,144 @@
+"""Statement reconciliation over the API: a manager uploads the M-Pesa org portal's CSV
+and sees what differs from the ledger; nothing in the ledger changes; bad files get a 4xx."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import mpesa
+from core.deps import CoreDeps
+from core.mpesa_formats import NAIROBI, STATEMENT_COLUMNS
+from db.models import AuditEvent, JournalEntry, Member
+from tests.e2e.api.conftest import Staffer
+from tests.e2e.api.test_members_api import post_file
+
+URL = "/api/v1/mpesa/statement-reconciliations"
+T0 = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
+HEADER = ",".join(f'"{c}"' for c in STATEMENT_COLUMNS)
+
+
+def line(receipt: str, at: datetime, paid_in: str, status: str = "Completed", who: str = "") -> str:
+    local = at.astimezone(NAIROBI).strftime("%d-%m-%Y %H:%M:%S")
+    details = f"Pay Bill from 2547***126 - {who or 'JANE'} Acc. M1"
+    return f'{receipt},{local},{local},{details},{status},"{paid_in}",,,,Pay Bill,,,M1'
+
+
+def statement(*lines: str) -> bytes:
+    preamble = 'Account Holder:,"UMOJA SACCO"\nShort Code:,174379\n\n'
+    return (preamble + HEADER + "\n" + "\n".join(lines) + "\n").encode()
+
+
+def journal_entries(session_factory: sessionmaker[Session]) -> int:
+    with session_factory() as s:
+        return int(s.scalar(select(func.count()).select_from(JournalEntry)) or 0)
+
+
+def test_statement_upload_reports_every_difference_and_changes_nothing(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    member = make_member(status="active")
+    with session_factory() as s:
+        for receipt, hours, cents in (
+            ("QKA1000001", 0, 500_00),
+            ("QKA1000002", 1, 250_00),
+            ("QKA1000003", 2, 100_00),  # never reached M-Pesa's statement
+        ):
+            paid = mpesa.C2BIn(receipt, T0 + timedelta(hours=hours), cents,
+                               member.member_number, "174379")  # fmt: skip
+            assert mpesa.record_c2b(s, deps, paid) == "credited"
+    entries = journal_entries(session_factory)
+    manager = make_staff("manager")
+    body = statement(
+        line("QKA1000001", T0, "500.00"),
+        line("QKA1000002", T0 + timedelta(hours=1), "260.00"),
+        line("QKZ9999999", T0 + timedelta(hours=2), "75.00", who="OTIENO"),
+        line("QKF0000001", T0 + timedelta(hours=3), "40.00", status="Failed"),
+        line("QKA1000004", T0 + timedelta(hours=3), "1,200.00"),
+    )
+    answer = api.post(URL, headers={}, data={})  # no token
+    assert answer.status_code == 401
+    answer = post_file(api, manager, URL, body, name="statement.csv")
+    assert answer.status_code == 200, answer.json
+    report = answer.json
+    assert (report["clean"], report["lines"], report["skipped"], report["matched"]) == (
+        False, 4, 1, 1,
+    )  # fmt: skip
+    assert [(m["receipt"], m["amount_cents"]) for m in report["missing_in_ledger"]] == [
+        ("QKZ9999999", 75_00),
+        ("QKA1000004", 1_200_00),
+    ]
+    assert "OTIENO" in report["missing_in_ledger"][0]["details"]
+    assert report["missing_in_statement"] == [
+        {"kind": "c2b", "receipt": "QKA1000003", "amount_cents": 100_00}
+    ]
+    assert report["amount_mismatches"] == [
+        {"receipt": "QKA1000002", "ledger_cents": 250_00, "statement_cents": 260_00}
+    ]
+    assert journal_entries(session_factory) == entries
+    with session_factory() as s:
+        event = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "mpesa.statement_reconciled")
+        ).one()
+    assert event.actor_id == manager.id
+    recorded = json.loads(event.after)
+    assert (recorded["amount_mismatches"], recorded["missing_in_ledger"]) == (1, 2)
+    assert recorded["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_statement_that_agrees_is_clean_for_an_auditor_too(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    member = make_member(status="active")
+    with session_factory() as s:
+        paid = mpesa.C2BIn("QKB2000001", T0, 1_500_00, member.member_number, "174379")
+        assert mpesa.record_c2b(s, deps, paid) == "credited"
+    # Re-saved by Excel on Windows: Windows-1252, a curly apostrophe in a name.
+    body = statement(line("QKB2000001", T0, "1,500.00", who="NJOROGE\u2019S SHOP"))
+    answer = post_file(api, make_staff("auditor"), URL, body.decode().encode("cp1252"))
+    assert answer.status_code == 200, answer.json
+    assert answer.json["clean"] is True
+    assert (answer.json["lines"], answer.json["matched"]) == (1, 1)
+
+
+def test_unreadable_statements_are_refused_with_the_line_and_leave_no_trace(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session],
+) -> None:
+    manager = make_staff("manager")
+    cases = {
+        "bad amount": (statement(line("QKC3000001", T0, "12.345")), "line 5"),
+        "bad time": (statement(line("QKC3000001", T0, "1.00").replace("-2026", "/99")), "line 5"),
+        "no header": (b"Receipt,Amount\nQKC3000001,100\n", "Receipt No."),
+        "empty": (b"", "Receipt No."),
+        "binary": (b"\x81\x8d\x8f\x90\x9d" * 40, "Windows-1252"),
+    }
+    for name, (body, says) in cases.items():
+        answer = post_file(api, manager, URL, body)
+        assert answer.status_code == 422, name
+        assert answer.json["code"] == "invalid_input", name
+        assert says in answer.json["detail"], (name, answer.json["detail"])
+    no_file = api.post(URL, headers={"Authorization": f"Bearer {manager.token}"}, data={})
+    assert no_file.status_code == 422
+    too_big = post_file(api, manager, URL, statement(*[line("QKD4000001", T0, "1.00")] * 40_000))
+    assert too_big.status_code == 413
+    with session_factory() as s:
+        actions = s.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "mpesa.statement_reconciled")
+        ).all()
+    assert actions == []

@@ -55,7 +55,7 @@ def test_statement_upload_reports_every_difference_and_changes_nothing(
             ("QKA1000003", 2, 100_00),  # never reached M-Pesa's statement
         ):
             paid = mpesa.C2BIn(receipt, T0 + timedelta(hours=hours), cents,
-                               member.member_number, "174379")  # fmt: skip
+                               str(member.member_number), "174379")  # fmt: skip
             assert mpesa.record_c2b(s, deps, paid) == "credited"
     entries = journal_entries(session_factory)
     manager = make_staff("manager")
@@ -91,7 +91,7 @@ def test_statement_upload_reports_every_difference_and_changes_nothing(
             select(AuditEvent).where(AuditEvent.action == "mpesa.statement_reconciled")
         ).one()
     assert event.actor_id == manager.id
-    recorded = json.loads(event.after)
+    recorded = json.loads(event.after or "{}")
     assert (recorded["amount_mismatches"], recorded["missing_in_ledger"]) == (1, 2)
     assert recorded["sha256"] == hashlib.sha256(body).hexdigest()
 
@@ -105,7 +105,7 @@ def test_a_statement_that_agrees_is_clean_for_an_auditor_too(
 ) -> None:
     member = make_member(status="active")
     with session_factory() as s:
-        paid = mpesa.C2BIn("QKB2000001", T0, 1_500_00, member.member_number, "174379")
+        paid = mpesa.C2BIn("QKB2000001", T0, 1_500_00, str(member.member_number), "174379")
         assert mpesa.record_c2b(s, deps, paid) == "credited"
     # Re-saved by Excel on Windows: Windows-1252, a curly apostrophe in a name.
     body = statement(line("QKB2000001", T0, "1,500.00", who="NJOROGE\u2019S SHOP"))

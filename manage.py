@@ -317,6 +317,8 @@ def reconcile_statement_cmd(path: str) -> None:
         f"{report.lines} statement lines, {report.matched} matched"
         + (f", {report.skipped} not completed (skipped)" if report.skipped else "")
     )
+    for receipt, stk_id in report.matched_by_account:
+        click.echo(f"MATCHED BY ACCOUNT    {receipt} = STK request {stk_id} (settled by query)")
     for line in report.missing_in_ledger:
         amount = line.paid_in_cents - line.withdrawn_cents
         click.echo(f"MISSING IN LEDGER     {line.receipt} {format_cents(amount)} {line.details}")

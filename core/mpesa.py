@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1371,6 +1372,10 @@ class StatementLine:
     paid_in_cents: int
     withdrawn_cents: int
     details: str = ""
+    account_no: str = ""  # the paybill account / STK AccountReference ("A/C No.")
+
+
+_ACC_IN_DETAILS = re.compile(r"\bAcc\.\s*(\S+)")
 
 
 @dataclass
@@ -1385,6 +1390,10 @@ class StatementReport:
     amount_mismatches: list[tuple[str, int, int]] = field(
         default_factory=list
     )  # receipt, ours, theirs
+    # STK deposits settled by a status query carry no receipt (Daraja's query answer
+    # has none); a statement line with the same account reference, amount and time
+    # is theirs. Counted in ``matched``: (statement receipt, STK request id).
+    matched_by_account: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -1398,8 +1407,10 @@ def reconcile_statement(
 
     Ours: succeeded STK deposits with a receipt, paybill payments, succeeded payouts.
     A receipt of ours is "missing in the statement" only when its time falls inside
-    the statement's period (with ``slack``); an STK deposit settled by a query has
-    no receipt and shows up as a statement line missing in the ledger.
+    the statement's period (with ``slack``). An STK deposit settled by a status
+    query has no receipt: a paid-in line that matches no receipt is matched to
+    one by account reference, amount and time (``matched_by_account``); one that
+    no line claims is missing in the statement as ``STK#<request id>``.
     """
     report = StatementReport(lines=len(lines))
     theirs = {line.receipt: line for line in lines}
@@ -1422,10 +1433,16 @@ def reconcile_statement(
         )
     ):
         ours[receipt] = ("b2c", -int(cents), when)
+    unreceipted = _unreceipted_stk(session, start, end, slack)
     for receipt, line in theirs.items():
         mine = ours.get(receipt)
         if mine is None:
-            report.missing_in_ledger.append(line)
+            stk_id = _take_unreceipted(unreceipted, line, slack)
+            if stk_id is not None:
+                report.matched += 1
+                report.matched_by_account.append((receipt, stk_id))
+            else:
+                report.missing_in_ledger.append(line)
             continue
         amount = line.paid_in_cents - line.withdrawn_cents
         if amount != mine[1]:
@@ -1438,7 +1455,58 @@ def reconcile_statement(
         inside = start is not None and end is not None and when is not None and start <= when <= end
         if inside:
             report.missing_in_statement.append((kind, receipt, cents))
+    # Receipt-less STK deposits no line claimed: we credited money M-Pesa doesn't show.
+    for (_number, _target, cents), left in sorted(unreceipted.items()):
+        for stk_id, created, _settled in left:
+            if start is not None and end is not None and start <= created <= end:
+                report.missing_in_statement.append(("stk", f"STK#{stk_id}", cents))
     return report
+
+
+# (member number, target, cents) -> [(stk id, created, settled)], oldest first
+_Unreceipted = dict[tuple[str, str, int], list[tuple[int, datetime, datetime | None]]]
+
+
+def _unreceipted_stk(
+    session: Session, start: datetime | None, end: datetime | None, slack: timedelta
+) -> _Unreceipted:
+    found: _Unreceipted = {}
+    if start is None or end is None:
+        return found
+    rows = session.execute(
+        select(
+            StkRequest.id, Member.member_number, StkRequest.target,
+            func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents),
+            StkRequest.created_at, StkRequest.settled_at,
+        )
+        .join(Member, Member.id == StkRequest.member_id)
+        .where(
+            StkRequest.status == "succeeded", StkRequest.receipt.is_(None),
+            StkRequest.created_at <= end, StkRequest.created_at >= start - slack,
+        )
+        .order_by(StkRequest.created_at, StkRequest.id)
+    )  # fmt: skip
+    for stk_id, number, target, cents, created, settled in rows:
+        key = (str(number or ""), str(target), int(cents))
+        found.setdefault(key, []).append((int(stk_id), created, settled))
+    return found
+
+
+def _take_unreceipted(found: _Unreceipted, line: StatementLine, slack: timedelta) -> int | None:
+    """The oldest receipt-less STK deposit this paid-in line can be (and consume it)."""
+    if line.paid_in_cents <= 0 or line.withdrawn_cents or line.completed_at is None:
+        return None
+    match = _ACC_IN_DETAILS.search(line.details)
+    ref = parse_bill_ref(line.account_no or (match.group(1) if match else ""))
+    if ref is None:
+        return None
+    candidates = found.get((ref.member_number, ref.target, line.paid_in_cents), [])
+    for i, (stk_id, created, settled) in enumerate(candidates):
+        # Paid after we asked, and before we settled it (plus the clocks' slack).
+        if created - slack <= line.completed_at <= (settled or created) + slack:
+            del candidates[i]
+            return stk_id
+    return None
 
 
 def reconcile_statement_csv(session: Session, text: str) -> StatementReport:
@@ -1450,7 +1518,9 @@ def reconcile_statement_csv(session: Session, text: str) -> StatementReport:
     """
     rows = parse_statement_csv(text)
     lines = [
-        StatementLine(r.receipt, r.completed_at, r.paid_in_cents, r.withdrawn_cents, r.details)
+        StatementLine(
+            r.receipt, r.completed_at, r.paid_in_cents, r.withdrawn_cents, r.details, r.account_no
+        )
         for r in rows
         if r.status.lower() in ("", "completed")
     ]

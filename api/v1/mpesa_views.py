@@ -40,6 +40,10 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
         "lines": report.lines,
         "skipped": report.skipped,
         "matched": report.matched,
+        "matched_by_account": [
+            {"receipt": receipt, "stk_request_id": stk_id}
+            for receipt, stk_id in report.matched_by_account
+        ],
         "missing_in_ledger": [
             {
                 "receipt": line.receipt,

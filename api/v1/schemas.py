@@ -424,7 +424,10 @@ class StatementMissingInLedgerOut(Schema):
 
 class StatementMissingInStatementOut(Schema):
     kind = fields.String(required=True, metadata={"description": "stk, c2b or b2c"})
-    receipt = fields.String(required=True)
+    receipt = fields.String(
+        required=True,
+        metadata={"description": "M-Pesa receipt; STK#<id> for an STK deposit without one"},
+    )
     amount_cents = fields.Integer(required=True, metadata={"description": "payouts are negative"})
 
 
@@ -434,6 +437,11 @@ class StatementMismatchOut(Schema):
     statement_cents = fields.Integer(required=True)
 
 
+class StatementMatchedByAccountOut(Schema):
+    receipt = fields.String(required=True)
+    stk_request_id = fields.Integer(required=True)
+
+
 class StatementReconciliationOut(Schema):
     clean = fields.Boolean(required=True)
     lines = fields.Integer(required=True, metadata={"description": "completed lines compared"})
@@ -441,6 +449,14 @@ class StatementReconciliationOut(Schema):
         required=True, metadata={"description": "lines of another status, not compared"}
     )
     matched = fields.Integer(required=True)
+    matched_by_account = fields.List(
+        fields.Nested(StatementMatchedByAccountOut),
+        required=True,
+        metadata={
+            "description": "STK deposits settled by a status query (no receipt of ours), "
+            "matched by account reference, amount and time; counted in matched"
+        },
+    )
     missing_in_ledger = fields.List(fields.Nested(StatementMissingInLedgerOut), required=True)
     missing_in_statement = fields.List(fields.Nested(StatementMissingInStatementOut), required=True)
     amount_mismatches = fields.List(fields.Nested(StatementMismatchOut), required=True)

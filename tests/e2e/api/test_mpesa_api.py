@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import mpesa
 from core.deps import CoreDeps
 from core.mpesa_formats import NAIROBI, STATEMENT_COLUMNS
+from core.mpesa_rules import MpesaPolicy
 from db.models import AuditEvent, JournalEntry, Member
+from db.models_mpesa import StkRequest
 from tests.e2e.api.conftest import Staffer
 from tests.e2e.api.test_members_api import post_file
 
@@ -142,3 +144,62 @@ def test_unreadable_statements_are_refused_with_the_line_and_leave_no_trace(
             select(AuditEvent.action).where(AuditEvent.action == "mpesa.statement_reconciled")
         ).all()
     assert actions == []
+
+
+def stk_settled_by_query(
+    session_factory: sessionmaker[Session], deps: CoreDeps, member: Member, cents: int, key: str
+) -> StkRequest:
+    """An STK deposit whose callback never came: the status query settles it, no receipt."""
+    with session_factory() as s:
+        started = mpesa.start_deposit(
+            s, deps, member_id=member.id, target="deposits", amount_cents=cents,
+            policy=MpesaPolicy(), idempotency_key=key,
+        )  # fmt: skip
+        assert mpesa.claim_stk_push(s, deps, started.request_id) is not None
+        mpesa.record_stk_accepted(
+            s, deps, started.request_id, checkout_request_id=f"ws_CO_{key}",
+            merchant_request_id=f"m-{key}",
+        )  # fmt: skip
+        assert mpesa.settle_stk(s, deps, mpesa.StkOutcome(f"ws_CO_{key}", 0)) == "credited"
+        row = s.get(StkRequest, started.request_id)
+        assert row is not None and row.receipt is None and row.settled_at is not None
+        s.expunge(row)
+        return row
+
+
+def test_stk_deposits_settled_by_query_are_matched_by_account_amount_and_time(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    member = make_member(status="active")
+    first = stk_settled_by_query(session_factory, deps, member, 300_00, "a1")
+    second = stk_settled_by_query(session_factory, deps, member, 300_00, "a2")
+    never_paid = stk_settled_by_query(session_factory, deps, member, 450_00, "a3")
+    account = f"{member.member_number}D"  # deposits, as the AccountReference said
+    paid_at = first.created_at + timedelta(seconds=20)
+
+    def stk_line(receipt: str, acc: str, amount: str) -> str:
+        local = paid_at.astimezone(NAIROBI).strftime("%d-%m-%Y %H:%M:%S")
+        return (f"{receipt},{local},{local},Pay Bill Online from 2547***126 Acc. {acc},"
+                f'Completed,"{amount}",,,,Pay Bill Online,,,{acc}')  # fmt: skip
+
+    body = statement(
+        stk_line("QKE5000001", account, "300.00"),
+        stk_line("QKE5000002", account, "300.00"),
+        stk_line("QKE5000003", account, "300.00"),  # a third: no deposit of ours left
+        stk_line("QKE5000004", f"{member.member_number}S", "450.00"),  # shares, not deposits
+    )
+    report = post_file(api, make_staff("manager"), URL, body).json
+    assert report["matched"] == 2
+    assert report["matched_by_account"] == [
+        {"receipt": "QKE5000001", "stk_request_id": first.id},
+        {"receipt": "QKE5000002", "stk_request_id": second.id},
+    ]
+    assert [m["receipt"] for m in report["missing_in_ledger"]] == ["QKE5000003", "QKE5000004"]
+    assert report["missing_in_statement"] == [
+        {"kind": "stk", "receipt": f"STK#{never_paid.id}", "amount_cents": 450_00}
+    ]
+    assert report["clean"] is False

@@ -13,6 +13,7 @@ on their own who sees what:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -51,19 +52,36 @@ class Caller:
     member_id: int
     status: str
     language: str
+    pin_reset_until: datetime | None = None  # a staff-issued PIN-reset code waits, until
 
     @property
     def features(self) -> frozenset[str]:
         return self_service_features(self.status)
 
+    def pin_reset_pending(self, now: datetime) -> bool:
+        """A reset code is waiting (``core.members.has_pin_reset``, without loading the
+        member): the next dial opens the reset flow. Not for exited members."""
+        return (
+            bool(self.features) and self.pin_reset_until is not None and self.pin_reset_until > now
+        )
+
 
 def caller_by_msisdn(session: Session, msisdn: str) -> Caller | None:
-    """The member registered on this phone (one indexed lookup), or None."""
+    """The member registered on this phone and any pending PIN reset (one indexed
+    lookup), or None."""
     try:
         phone = normalize_msisdn(msisdn)
     except InvalidInput:
         return None
     row = session.execute(
-        select(Member.id, Member.status, Member.language).where(Member.msisdn == phone)
-    ).one_or_none()
-    return Caller(int(row.id), str(row.status), str(row.language)) if row is not None else None
+        select(
+            Member.id, Member.status, Member.language,
+            Member.pin_reset_hash.is_not(None).label("has_reset"), Member.pin_reset_expires_at,
+        ).where(Member.msisdn == phone)
+    ).one_or_none()  # fmt: skip
+    if row is None:
+        return None
+    return Caller(
+        int(row.id), str(row.status), str(row.language),
+        row.pin_reset_expires_at if row.has_reset else None,
+    )  # fmt: skip

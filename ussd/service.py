@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from core import access, members
-from core.errors import InvalidInput, NotFound
+from core import access
+from core.errors import InvalidInput
 from core.identity import normalize_msisdn
 from core.runtime import Runtime
 from core.ussd_sessions import parse_session_end, record_session_end
@@ -117,7 +115,7 @@ class UssdService:
 
         with self.runtime.session() as session:
             caller = access.caller_by_msisdn(session, msisdn)
-            pin_reset = caller is not None and self._pin_reset_pending(session, caller)
+        pin_reset = caller is not None and caller.pin_reset_pending(self.runtime.deps.now())
         member_id = caller.member_id if caller is not None else None
         status = caller.status if caller is not None else None
         language = caller.language if caller is not None else "en"
@@ -148,16 +146,6 @@ class UssdService:
         state, reply = run_hop(state, text, ctx, perform)
         self._keep(session_id, msisdn, root, state, reply)
         return HopOutcome(reply.body, state.screen, reply.end)
-
-    def _pin_reset_pending(self, session: Session, caller: access.Caller) -> bool:
-        """Staff started a PIN reset: the member's dial opens the reset flow."""
-        if not caller.features:  # exited: nothing to reset a PIN for
-            return False
-        try:
-            member = members.get_member(session, caller.member_id)
-        except NotFound:
-            return False
-        return members.has_pin_reset(self.runtime.deps, member)
 
     def _take_offer(self, msisdn: str, root: str) -> dict[str, Any] | None:
         raw = self.store.take(resume_key(msisdn))

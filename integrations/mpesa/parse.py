@@ -60,6 +60,13 @@ class MalformedCallback(ValueError):
 
 
 # --- phone numbers -----------------------------------------------------------
+#
+# Deliberately not ``core.identity.normalize_msisdn``: that one decides who may
+# register (libphonenumber's allocated mobile ranges, about three numbers in
+# four of the 2547/2541 space). This one only reshapes what Safaricom itself
+# sends or will be sent (every number a member has is already normalised by
+# core), and must not drop a payer's phone because a new range is missing from
+# libphonenumber's metadata.
 
 _KE_MOBILE = re.compile(r"^(?:\+?254|0)?([17]\d{8})$")
 

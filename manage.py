@@ -317,6 +317,11 @@ def reconcile_statement_cmd(path: str) -> None:
         f"{report.lines} statement lines, {report.matched} matched"
         + (f", {report.skipped} not completed (skipped)" if report.skipped else "")
     )
+    if report.charge_lines:
+        click.echo(
+            f"M-Pesa charges: {format_cents(report.charges_cents)} "
+            f"on {report.charge_lines} line(s) (not compared)"
+        )
     for receipt, stk_id in report.matched_by_account:
         click.echo(f"MATCHED BY ACCOUNT    {receipt} = STK request {stk_id} (settled by query)")
     for line in report.missing_in_ledger:

@@ -26,12 +26,12 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
@@ -1373,6 +1373,12 @@ class StatementLine:
     withdrawn_cents: int
     details: str = ""
     account_no: str = ""  # the paybill account / STK AccountReference ("A/C No.")
+    reason_type: str = ""
+
+    @property
+    def is_charge(self) -> bool:
+        """M-Pesa's own fee, listed as a line of its own under the transaction's receipt."""
+        return "charge" in f"{self.details} {self.reason_type}".lower()
 
 
 _ACC_IN_DETAILS = re.compile(r"\bAcc\.\s*(\S+)")
@@ -1380,7 +1386,7 @@ _ACC_IN_DETAILS = re.compile(r"\bAcc\.\s*(\S+)")
 
 @dataclass
 class StatementReport:
-    lines: int = 0  # completed lines compared
+    lines: int = 0  # completed lines compared (charge lines apart)
     skipped: int = 0  # lines of another status (failed, cancelled...), not compared
     matched: int = 0
     missing_in_ledger: list[StatementLine] = field(default_factory=list)
@@ -1394,6 +1400,10 @@ class StatementReport:
     # has none); a statement line with the same account reference, amount and time
     # is theirs. Counted in ``matched``: (statement receipt, STK request id).
     matched_by_account: list[tuple[str, int]] = field(default_factory=list)
+    # M-Pesa's charges (lines saying "charge"): totalled, not compared, because the
+    # ledger does not book M-Pesa's charges per transaction.
+    charge_lines: int = 0
+    charges_cents: int = 0
 
     @property
     def clean(self) -> bool:
@@ -1413,26 +1423,24 @@ def reconcile_statement(
     no line claims is missing in the statement as ``STK#<request id>``.
     """
     report = StatementReport(lines=len(lines))
-    theirs = {line.receipt: line for line in lines}
+    theirs: dict[str, StatementLine] = {}
+    for line in lines:
+        if line.is_charge:
+            report.charge_lines += 1
+            report.charges_cents += line.withdrawn_cents - line.paid_in_cents
+            continue
+        seen = theirs.get(line.receipt)
+        if seen is not None:  # the same receipt twice: compare what it adds up to
+            line = replace(
+                seen,
+                paid_in_cents=seen.paid_in_cents + line.paid_in_cents,
+                withdrawn_cents=seen.withdrawn_cents + line.withdrawn_cents,
+            )
+        theirs[line.receipt] = line
+    report.lines -= report.charge_lines
     times = [line.completed_at for line in lines if line.completed_at is not None]
     start, end = (min(times) - slack, max(times) + slack) if times else (None, None)
-    ours: dict[str, tuple[str, int, datetime | None]] = {}
-    for receipt, cents, when in session.execute(
-        select(StkRequest.receipt, StkRequest.paid_cents, StkRequest.settled_at).where(
-            StkRequest.status == "succeeded", StkRequest.receipt.is_not(None)
-        )
-    ):
-        ours[receipt] = ("stk", int(cents or 0), when)
-    for receipt, cents, when in session.execute(
-        select(C2BPayment.trans_id, C2BPayment.amount_cents, C2BPayment.trans_time)
-    ):
-        ours.setdefault(receipt, ("c2b", int(cents), when))
-    for receipt, cents, when in session.execute(
-        select(B2CPayout.receipt, B2CPayout.amount_cents, B2CPayout.settled_at).where(
-            B2CPayout.status == "succeeded", B2CPayout.receipt.is_not(None)
-        )
-    ):
-        ours[receipt] = ("b2c", -int(cents), when)
+    ours = _our_receipts(session, list(theirs), start, end)
     unreceipted = _unreceipted_stk(session, start, end, slack)
     for receipt, line in theirs.items():
         mine = ours.get(receipt)
@@ -1461,6 +1469,36 @@ def reconcile_statement(
             if start is not None and end is not None and start <= created <= end:
                 report.missing_in_statement.append(("stk", f"STK#{stk_id}", cents))
     return report
+
+
+def _our_receipts(
+    session: Session, receipts: list[str], start: datetime | None, end: datetime | None
+) -> dict[str, tuple[str, int, datetime | None]]:
+    """receipt -> (kind, signed cents, when) for what we recorded with a receipt: the
+    statement's receipts wherever they are, and everything inside its period."""
+    tables = (
+        ("stk", StkRequest.receipt, func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents),
+         StkRequest.settled_at, StkRequest.status == "succeeded"),
+        ("c2b", C2BPayment.trans_id, C2BPayment.amount_cents, C2BPayment.trans_time, true()),
+        ("b2c", B2CPayout.receipt, B2CPayout.amount_cents, B2CPayout.settled_at,
+         B2CPayout.status == "succeeded"),
+    )  # fmt: skip
+    ours: dict[str, tuple[str, int, datetime | None]] = {}
+    for kind, receipt_col, cents_col, when_col, ok in tables:
+        filters = [receipt_col.in_(receipts[i : i + 500]) for i in range(0, len(receipts), 500)]
+        if start is not None and end is not None:
+            filters.append(when_col.between(start, end))
+        if not filters:
+            continue
+        for receipt, cents, when in session.execute(
+            select(receipt_col, cents_col, when_col).where(
+                ok, receipt_col.is_not(None), or_(*filters)
+            )
+        ):
+            signed = -int(cents) if kind == "b2c" else int(cents or 0)
+            if kind != "c2b" or receipt not in ours:  # an STK's receipt wins over its C2B twin
+                ours[str(receipt)] = (kind, signed, when)
+    return ours
 
 
 # (member number, target, cents) -> [(stk id, created, settled)], oldest first
@@ -1519,8 +1557,14 @@ def reconcile_statement_csv(session: Session, text: str) -> StatementReport:
     rows = parse_statement_csv(text)
     lines = [
         StatementLine(
-            r.receipt, r.completed_at, r.paid_in_cents, r.withdrawn_cents, r.details, r.account_no
-        )
+            r.receipt,
+            r.completed_at,
+            r.paid_in_cents,
+            r.withdrawn_cents,
+            r.details,
+            r.account_no,
+            r.reason_type,
+        )  # fmt: skip
         for r in rows
         if r.status.lower() in ("", "completed")
     ]
@@ -1548,6 +1592,7 @@ def import_statement(session: Session, actor: Principal, data: bytes) -> Stateme
         after={
             "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "lines": report.lines, "skipped": report.skipped, "matched": report.matched,
+            "charge_lines": report.charge_lines,
             "missing_in_ledger": len(report.missing_in_ledger),
             "missing_in_statement": len(report.missing_in_statement),
             "amount_mismatches": len(report.amount_mismatches),

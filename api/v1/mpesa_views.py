@@ -40,6 +40,8 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
         "lines": report.lines,
         "skipped": report.skipped,
         "matched": report.matched,
+        "charge_lines": report.charge_lines,
+        "charges_cents": report.charges_cents,
         "matched_by_account": [
             {"receipt": receipt, "stk_request_id": stk_id}
             for receipt, stk_id in report.matched_by_account

@@ -449,6 +449,11 @@ class StatementReconciliationOut(Schema):
         required=True, metadata={"description": "lines of another status, not compared"}
     )
     matched = fields.Integer(required=True)
+    charge_lines = fields.Integer(
+        required=True,
+        metadata={"description": "M-Pesa charge lines: totalled in charges_cents, not compared"},
+    )
+    charges_cents = fields.Integer(required=True)
     matched_by_account = fields.List(
         fields.Nested(StatementMatchedByAccountOut),
         required=True,

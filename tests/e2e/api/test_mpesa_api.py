@@ -26,10 +26,20 @@ T0 = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
 HEADER = ",".join(f'"{c}"' for c in STATEMENT_COLUMNS)
 
 
-def line(receipt: str, at: datetime, paid_in: str, status: str = "Completed", who: str = "") -> str:
+def line(
+    receipt: str,
+    at: datetime,
+    paid_in: str,
+    status: str = "Completed",
+    who: str = "",
+    *,
+    withdrawn: str = "",
+    reason: str = "Pay Bill",
+) -> str:
     local = at.astimezone(NAIROBI).strftime("%d-%m-%Y %H:%M:%S")
-    details = f"Pay Bill from 2547***126 - {who or 'JANE'} Acc. M1"
-    return f'{receipt},{local},{local},{details},{status},"{paid_in}",,,,Pay Bill,,,M1'
+    details = f"{reason} from 2547***126 - {who or 'JANE'} Acc. M1"
+    return (f'{receipt},{local},{local},{details},{status},"{paid_in}",{withdrawn},,,'
+            f"{reason},,,M1")  # fmt: skip
 
 
 def statement(*lines: str) -> bytes:
@@ -67,6 +77,8 @@ def test_statement_upload_reports_every_difference_and_changes_nothing(
         line("QKZ9999999", T0 + timedelta(hours=2), "75.00", who="OTIENO"),
         line("QKF0000001", T0 + timedelta(hours=3), "40.00", status="Failed"),
         line("QKA1000004", T0 + timedelta(hours=3), "1,200.00"),
+        # M-Pesa's fee, a line of its own under the same receipt: not a payment.
+        line("QKA1000001", T0, "", withdrawn="-12.00", reason="Pay Bill Charge"),
     )
     answer = api.post(URL, headers={}, data={})  # no token
     assert answer.status_code == 401
@@ -76,6 +88,7 @@ def test_statement_upload_reports_every_difference_and_changes_nothing(
     assert (report["clean"], report["lines"], report["skipped"], report["matched"]) == (
         False, 4, 1, 1,
     )  # fmt: skip
+    assert (report["charge_lines"], report["charges_cents"]) == (1, 12_00)
     assert [(m["receipt"], m["amount_cents"]) for m in report["missing_in_ledger"]] == [
         ("QKZ9999999", 75_00),
         ("QKA1000004", 1_200_00),

@@ -47,6 +47,17 @@ def statement(*lines: str) -> bytes:
     return (preamble + HEADER + "\n" + "\n".join(lines) + "\n").encode()
 
 
+def paid_by_paybill(
+    session_factory: sessionmaker[Session], deps: CoreDeps, member: Member,
+    *payments: tuple[str, datetime, int],
+) -> None:  # fmt: skip
+    """Paybill payments to the member's savings, as Daraja's confirmations record them."""
+    with session_factory() as s:
+        for receipt, at, cents in payments:
+            paid = mpesa.C2BIn(receipt, at, cents, str(member.member_number), "174379")
+            assert mpesa.record_c2b(s, deps, paid) == "credited"
+
+
 def journal_entries(session_factory: sessionmaker[Session]) -> int:
     with session_factory() as s:
         return int(s.scalar(select(func.count()).select_from(JournalEntry)) or 0)
@@ -60,15 +71,12 @@ def test_statement_upload_reports_every_difference_and_changes_nothing(
     deps: CoreDeps,
 ) -> None:
     member = make_member(status="active")
-    with session_factory() as s:
-        for receipt, hours, cents in (
-            ("QKA1000001", 0, 500_00),
-            ("QKA1000002", 1, 250_00),
-            ("QKA1000003", 2, 100_00),  # never reached M-Pesa's statement
-        ):
-            paid = mpesa.C2BIn(receipt, T0 + timedelta(hours=hours), cents,
-                               str(member.member_number), "174379")  # fmt: skip
-            assert mpesa.record_c2b(s, deps, paid) == "credited"
+    paid_by_paybill(
+        session_factory, deps, member,
+        ("QKA1000001", T0, 500_00),
+        ("QKA1000002", T0 + timedelta(hours=1), 250_00),
+        ("QKA1000003", T0 + timedelta(hours=2), 100_00),  # never reached M-Pesa's statement
+    )  # fmt: skip
     entries = journal_entries(session_factory)
     manager = make_staff("manager")
     body = statement(
@@ -119,9 +127,7 @@ def test_a_statement_that_agrees_is_clean_for_an_auditor_too(
     deps: CoreDeps,
 ) -> None:
     member = make_member(status="active")
-    with session_factory() as s:
-        paid = mpesa.C2BIn("QKB2000001", T0, 1_500_00, str(member.member_number), "174379")
-        assert mpesa.record_c2b(s, deps, paid) == "credited"
+    paid_by_paybill(session_factory, deps, member, ("QKB2000001", T0, 1_500_00))
     # Re-saved by Excel on Windows: Windows-1252, a curly apostrophe in a name.
     body = statement(line("QKB2000001", T0, "1,500.00", who="NJOROGE\u2019S SHOP"))
     answer = post_file(api, make_staff("auditor"), URL, body.decode().encode("cp1252"))

@@ -24,7 +24,7 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
     engine = make_engine(settings.database_url)
     deps = CoreDeps(
         pins=PinHasher(settings.pin_pepper.encode()),
-        vault=PiiVault(settings.pii_key_list, settings.blind_index_key.encode()),
+        vault=PiiVault.from_settings(settings),
         sacco_name=settings.sacco_name,
         ussd_code=settings.ussd_service_code,
     )

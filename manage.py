@@ -4,7 +4,8 @@ migrate         apply Alembic migrations to DATABASE_URL
 seed-demo       seed a demo SACCO (members with balances and history); idempotent
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
-rotate-pii-keys re-encrypt every national ID with the first key in PII_KEYS
+rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
+                first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
 suspense-assign move a parked payment to a member's account
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
@@ -221,7 +222,9 @@ def trial_balance_cmd() -> None:
 
 @cli.command("rotate-pii-keys")
 def rotate_pii_keys() -> None:
-    """Re-encrypt every national ID under the newest key (after adding one in PII_KEYS)."""
+    """Re-encrypt national IDs, staff TOTP secrets, webhook signing secrets and KYC documents
+    under the newest key (after adding one in PII_KEYS); encrypts webhook secrets still in
+    clear from before migration 0008."""
     runtime = _runtime()
     count = 0
     with runtime.session() as session:
@@ -234,12 +237,18 @@ def rotate_pii_keys() -> None:
 
     from core.backoffice import rotate_document_keys
     from core.staff import rotate_totp_secrets
+    from core.webhooks import rotate_webhook_secrets
 
     with runtime.session() as session:
         secrets_done = rotate_totp_secrets(session, runtime.deps)
     with runtime.session() as session:
+        webhook_secrets = rotate_webhook_secrets(session, runtime.deps)
+    with runtime.session() as session:
         documents = rotate_document_keys(session, runtime.deps, Path(_settings().document_dir))
-    click.echo(f"re-encrypted {secrets_done} staff TOTP secrets and {documents} KYC documents")
+    click.echo(
+        f"re-encrypted {secrets_done} staff TOTP secrets, {webhook_secrets} webhook signing "
+        f"secrets and {documents} KYC documents"
+    )
 
 
 def _mpesa_context(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -522,7 +531,7 @@ def webhook_add(url: str, name: str, events: str) -> None:
     runtime = _runtime()
     with runtime.session() as session:
         endpoint, secret = webhooks.register_endpoint(
-            session, name=name, url=url, events=wanted or None
+            session, runtime.deps, name=name, url=url, events=wanted or None
         )
     click.echo(f"endpoint {endpoint.id} {endpoint.url} events={endpoint.events}")
     click.echo(f"signing secret (shown once, give it to the partner): {secret}")

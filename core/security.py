@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
 class PiiVault:
-    """Encrypts national IDs with MultiFernet and indexes them with HMAC-SHA256.
+    """Encrypts national IDs and secrets at rest (MultiFernet) and indexes IDs (HMAC-SHA256).
 
     ``keys``: Fernet keys, newest first. The first encrypts; any decrypts, so
     a key is rotated by putting a new one in front and running
@@ -25,6 +26,12 @@ class PiiVault:
             raise ValueError("the blind index key must be at least 16 bytes")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
         self._index_key = blind_index_key
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PiiVault:
+        """From ``config.Settings`` (``PII_KEYS``, ``BLIND_INDEX_KEY``), read by attribute
+        (core does not import config): the app, the commands and the workers build it here."""
+        return cls(settings.pii_key_list, settings.blind_index_key.encode())
 
     def encrypt(self, value: str) -> bytes:
         return self._fernet.encrypt(value.encode())

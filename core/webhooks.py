@@ -7,6 +7,11 @@ Signature (Stripe-style), sent in the ``Sacco-Signature`` header::
 ``t`` is the Unix time of *this* attempt (each retry is signed afresh), so a
 receiver can refuse stale or replayed deliveries. ``verify_signature`` is the
 receiver's recipe, pure, and what the README documents.
+
+The secret is stored encrypted with the PII keys (``PiiVault``) and re-encrypted by
+``rotate_webhook_secrets`` (``manage.py rotate-pii-keys``); a database dump alone
+cannot forge a delivery. Endpoints registered before migration 0008 keep a plaintext
+secret until that rotation runs once.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from core.deps import CoreDeps
 from core.errors import InvalidInput
 from core.notifications import queue_webhook
+from core.security import PiiVault
 from db.base import utcnow
 from db.models import OutboxMessage, WebhookEndpoint
 
@@ -78,9 +85,10 @@ def verify_signature(
 
 
 def register_endpoint(
-    session: Session, *, name: str, url: str, events: list[str] | None = None
+    session: Session, deps: CoreDeps, *, name: str, url: str, events: list[str] | None = None
 ) -> tuple[WebhookEndpoint, str]:
-    """Register a partner URL; returns the endpoint and its new secret (shown once). Commits."""
+    """Register a partner URL; returns the endpoint and its new secret (shown once; only
+    its ciphertext is stored). Commits."""
     if (
         not url.startswith(("https://", "http://"))
         or len(url) > 500
@@ -91,7 +99,8 @@ def register_endpoint(
     endpoint = WebhookEndpoint(
         name=name.strip()[:80] or "partner",
         url=url,
-        secret=secret,
+        secret=None,
+        secret_ciphertext=deps.vault.encrypt(secret),
         events=",".join(events) if events else "*",
         active=True,
         created_at=utcnow(),
@@ -138,6 +147,37 @@ def publish_event(
     ]
 
 
-def endpoint_secret(session: Session, endpoint_id: int) -> str | None:
+def endpoint_secret(session: Session, vault: PiiVault, endpoint_id: int) -> str | None:
+    """The signing secret of an active endpoint; None if it is removed or disabled.
+
+    Decrypted from ``secret_ciphertext``, or the legacy plaintext of an endpoint
+    registered before migration 0008 that ``rotate_webhook_secrets`` has not yet
+    encrypted. Raises ``ValueError`` if no configured PII key decrypts it.
+    """
     endpoint = session.get(WebhookEndpoint, endpoint_id)
-    return endpoint.secret if endpoint is not None and endpoint.active else None
+    if endpoint is None or not endpoint.active:
+        return None
+    if endpoint.secret_ciphertext is not None:
+        return vault.decrypt(endpoint.secret_ciphertext)
+    return endpoint.secret
+
+
+def rotate_webhook_secrets(session: Session, deps: CoreDeps) -> int:
+    """Re-encrypt every webhook signing secret under the newest PII key, and encrypt the
+    plaintext ones left from before migration 0008, clearing the plaintext
+    (``rotate-pii-keys``). Returns how many secrets were written. Commits."""
+    count = 0
+    for endpoint in session.scalars(
+        select(WebhookEndpoint).where(
+            or_(WebhookEndpoint.secret_ciphertext.is_not(None), WebhookEndpoint.secret.is_not(None))
+        )
+    ):
+        if endpoint.secret_ciphertext is not None:
+            endpoint.secret_ciphertext = deps.vault.rotate(endpoint.secret_ciphertext)
+        else:
+            assert endpoint.secret is not None
+            endpoint.secret_ciphertext = deps.vault.encrypt(endpoint.secret)
+        endpoint.secret = None
+        count += 1
+    session.commit()
+    return count

@@ -271,14 +271,20 @@ class SmsOptOut(Base):
 
 
 class WebhookEndpoint(Base):
-    """A partner's URL, the secret its events are signed with, and the events it wants."""
+    """A partner's URL, the secret its events are signed with, and the events it wants.
+
+    The signing secret is stored encrypted with the PII keys (``secret_ciphertext``).
+    ``secret`` is the plaintext of endpoints registered before migration 0008, kept
+    only until ``manage.py rotate-pii-keys`` encrypts it and clears it.
+    """
 
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(80))
     url: Mapped[str] = mapped_column(String(500))
-    secret: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str | None] = mapped_column(String(100), default=None)  # legacy plaintext
+    secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     events: Mapped[str] = mapped_column(String(500), default="*")  # comma-separated, or *
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

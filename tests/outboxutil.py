@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.outbox import OutboxPolicy
+from core.security import PiiVault
 from integrations.email.smtp import SmtpSender
 from integrations.webhooks.sender import WebhookSender
 from sms.sender import AfricasTalkingSender
@@ -37,7 +39,10 @@ def make_ctx(
     now: Any = None,
     sms_timeout: float = 5.0,
     smtp: SmtpSender | None = None,
+    vault: PiiVault | None = None,
 ) -> DeliveryContext:
+    """``vault``: the one webhook endpoints were registered with (``deps.vault``); the
+    default holds a key of its own, enough for SMS and e-mail."""
     kwargs: dict[str, Any] = {} if now is None else {"now": now}
     return DeliveryContext(
         session_factory=session_factory,
@@ -47,6 +52,7 @@ def make_ctx(
         ),
         email=smtp or SmtpSender("", sender="sacco@localhost"),
         webhooks=WebhookSender(timeout=5),
+        vault=vault or PiiVault([Fernet.generate_key()], b"outbox-test-blind-index-key"),
         **kwargs,
     )
 

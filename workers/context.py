@@ -1,5 +1,6 @@
 """What a delivery needs, built once per process from the settings: the database, the
-outbox policy, and one transport per channel (SMS gateway, SMTP, webhook HTTP)."""
+outbox policy, one transport per channel (SMS gateway, SMTP, webhook HTTP), and the PII
+vault that decrypts webhook signing secrets."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
 from core.outbox import OutboxPolicy
+from core.security import PiiVault
 from db.base import utcnow
 from db.session import make_engine, make_session_factory
 from integrations.email.smtp import SmtpSender
@@ -30,6 +32,7 @@ class DeliveryContext:
     sms: Sender
     email: SmtpSender
     webhooks: WebhookSender
+    vault: PiiVault  # the app's PII keys: webhook signing secrets are stored encrypted
     now: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
@@ -58,6 +61,7 @@ class DeliveryContext:
                 timeout=settings.smtp_timeout_s,
             ),
             webhooks=WebhookSender(timeout=settings.webhook_timeout_s),
+            vault=PiiVault.from_settings(settings),
         )
 
     def close(self) -> None:

@@ -61,8 +61,19 @@ def send(ctx: DeliveryContext, claimed: Claimed) -> AttemptResult:
             detail=mail.detail,
         )
     if claimed.channel == "webhook":
-        with ctx.session_factory() as session:
-            secret = endpoint_secret(session, claimed.endpoint_id) if claimed.endpoint_id else None
+        try:
+            with ctx.session_factory() as session:
+                secret = (
+                    endpoint_secret(session, ctx.vault, claimed.endpoint_id)
+                    if claimed.endpoint_id
+                    else None
+                )
+        except ValueError:
+            # A key missing from PII_KEYS: retried with backoff, so restoring it recovers.
+            log.error("outbox %s: webhook secret not decryptable with PII_KEYS", claimed.id)
+            return AttemptResult(
+                False, True, detail="signing secret not decryptable: check PII_KEYS"
+            )
         if secret is None:
             return AttemptResult(False, False, detail="endpoint removed or disabled")
         hook = ctx.webhooks.send(claimed.recipient, secret, claimed.template, claimed.body)

@@ -8,26 +8,31 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.deps import CoreDeps
 from core.notifications import notify_email
+from core.security import PiiVault
 from core.webhooks import (
     SIGNATURE_HEADER,
     SignatureError,
     publish_event,
     register_endpoint,
+    rotate_webhook_secrets,
     sign,
     signature_header,
     verify_signature,
 )
-from db.models import OutboxAttempt, OutboxMessage
+from db.base import utcnow
+from db.models import OutboxAttempt, OutboxMessage, WebhookEndpoint
 from integrations.email.smtp import SmtpSender
 from tests.outboxutil import make_ctx
 from workers.outbox import deliver
@@ -191,17 +196,19 @@ def publish(factory: sessionmaker[Session], event_id: str) -> list[int]:
 
 
 def test_a_partner_receives_and_verifies_signed_events(
-    session_factory: sessionmaker[Session], receiver: Receiver
+    session_factory: sessionmaker[Session], receiver: Receiver, deps: CoreDeps
 ) -> None:
     with session_factory() as s:
         _, receiver.secret = register_endpoint(
-            s, name="Bank", url=receiver.url, events=["deposit.received"]
+            s, deps, name="Bank", url=receiver.url, events=["deposit.received"]
         )
-        register_endpoint(s, name="Other", url="http://127.0.0.1:1/x", events=["loan.disbursed"])
+        register_endpoint(
+            s, deps, name="Other", url="http://127.0.0.1:1/x", events=["loan.disbursed"]
+        )
     ids = publish(session_factory, "evt_1")
     assert len(ids) == 1  # only the endpoint that wants this event
     assert publish(session_factory, "evt_1") == ids  # the same event queues once
-    ctx = make_ctx(session_factory, "http://127.0.0.1:1")
+    ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=deps.vault)
     assert deliver(ctx, ids[0]) == "delivered"
     [event] = receiver.accepted
     assert event["type"] == "deposit.received" and event["id"] == "evt_1"
@@ -211,17 +218,99 @@ def test_a_partner_receives_and_verifies_signed_events(
         assert attempt.status == "accepted" and attempt.status_code == 204
 
 
+def test_the_signing_secret_is_never_stored_in_clear(
+    session_factory: sessionmaker[Session], deps: CoreDeps
+) -> None:
+    with session_factory() as s:
+        endpoint, secret = register_endpoint(s, deps, name="Bank", url="https://bank.example/h")
+    with session_factory() as s:
+        row = s.get(WebhookEndpoint, endpoint.id)
+        assert row is not None and row.secret is None
+        assert row.secret_ciphertext is not None
+        stored = bytes(row.secret_ciphertext)
+    assert secret.startswith("whsec_")
+    assert secret.encode() not in stored and secret.removeprefix("whsec_").encode() not in stored
+
+
+def add_legacy_endpoint(factory: sessionmaker[Session], url: str, secret: str) -> int:
+    """An endpoint as registered before migration 0008: its secret in the plaintext column."""
+    with factory() as s:
+        row = WebhookEndpoint(
+            name="Legacy", url=url, secret=secret, events="*", active=True, created_at=utcnow()
+        )
+        s.add(row)
+        s.commit()
+        return row.id
+
+
+def test_a_legacy_plaintext_secret_signs_until_rotation_encrypts_it_under_the_newest_key(
+    session_factory: sessionmaker[Session], deps: CoreDeps
+) -> None:
+    index_key = b"rotation-blind-index-key-0123456789"
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    old = replace(deps, vault=PiiVault([old_key], index_key))
+    both = replace(deps, vault=PiiVault([new_key, old_key], index_key))
+    only_new = PiiVault([new_key], index_key)
+    legacy, current = Receiver(secret="whsec_registered_before_0008"), Receiver()
+    try:
+        legacy_id = add_legacy_endpoint(session_factory, legacy.url, legacy.secret)
+        with session_factory() as s:
+            current_endpoint, current.secret = register_endpoint(
+                s, old, name="New", url=current.url
+            )
+        ids = publish(session_factory, "evt_legacy")
+        ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=old.vault)
+        assert [deliver(ctx, i) for i in ids] == ["delivered", "delivered"]
+
+        with session_factory() as s:
+            assert rotate_webhook_secrets(s, both) == 2
+        with session_factory() as s:
+            rows = {r.id: r for r in s.scalars(select(WebhookEndpoint))}
+            assert rows[legacy_id].secret is None and rows[current_endpoint.id].secret is None
+            legacy_token = rows[legacy_id].secret_ciphertext
+            current_token = rows[current_endpoint.id].secret_ciphertext
+        assert legacy_token is not None and current_token is not None
+        assert b"whsec_registered_before_0008" not in bytes(legacy_token)
+        # The old key can now go: the new one alone decrypts both, and deliveries still sign.
+        assert only_new.decrypt(legacy_token) == legacy.secret
+        assert only_new.decrypt(current_token) == current.secret
+        ids = publish(session_factory, "evt_after_rotation")
+        ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=only_new)
+        assert [deliver(ctx, i) for i in ids] == ["delivered", "delivered"]
+        assert [e["id"] for e in legacy.accepted] == ["evt_legacy", "evt_after_rotation"]
+        assert [e["id"] for e in current.accepted] == ["evt_legacy", "evt_after_rotation"]
+        assert legacy.rejected == [] and current.rejected == []
+    finally:
+        legacy.close()
+        current.close()
+
+
+def test_a_secret_no_configured_key_decrypts_is_retried_not_sent(
+    session_factory: sessionmaker[Session], receiver: Receiver, deps: CoreDeps
+) -> None:
+    with session_factory() as s:
+        _, receiver.secret = register_endpoint(s, deps, name="Bank", url=receiver.url)
+    [message_id] = publish(session_factory, "evt_wrong_keys")
+    other_keys = PiiVault([Fernet.generate_key()], b"some-other-blind-index-key")
+    ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=other_keys)
+    assert deliver(ctx, message_id) == "pending"
+    assert receiver.accepted == [] and receiver.rejected == []  # nothing went out
+    with session_factory() as s:
+        message = s.get(OutboxMessage, message_id)
+        assert message is not None and "PII_KEYS" in (message.last_error or "")
+
+
 def test_a_receiver_rejects_a_wrong_secret_and_a_stale_timestamp(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], deps: CoreDeps
 ) -> None:
     wrong = Receiver(secret="whsec_not_the_one")
     late = Receiver(clock_skew_s=600)  # the delivery looks 10 minutes old to this receiver
     try:
         with session_factory() as s:
-            register_endpoint(s, name="Wrong", url=wrong.url)
-            _, late.secret = register_endpoint(s, name="Late", url=late.url)
+            register_endpoint(s, deps, name="Wrong", url=wrong.url)
+            _, late.secret = register_endpoint(s, deps, name="Late", url=late.url)
         ids = publish(session_factory, "evt_2")
-        ctx = make_ctx(session_factory, "http://127.0.0.1:1")
+        ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=deps.vault)
         assert [deliver(ctx, i) for i in ids] == ["failed", "failed"]  # 400: not retried
         assert wrong.rejected == ["signature does not match"] and wrong.accepted == []
         assert late.rejected == ["timestamp outside the tolerance"] and late.accepted == []
@@ -234,12 +323,13 @@ def test_a_receiver_rejects_a_wrong_secret_and_a_stale_timestamp(
 
 
 def test_an_unreachable_receiver_is_retried_with_backoff(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], deps: CoreDeps
 ) -> None:
     with session_factory() as s:
-        register_endpoint(s, name="Down", url="http://127.0.0.1:1/hooks")
+        register_endpoint(s, deps, name="Down", url="http://127.0.0.1:1/hooks")
     [message_id] = publish(session_factory, "evt_3")
-    assert deliver(make_ctx(session_factory, "http://127.0.0.1:1"), message_id) == "pending"
+    ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=deps.vault)
+    assert deliver(ctx, message_id) == "pending"
 
 
 def test_signature_recipe() -> None:

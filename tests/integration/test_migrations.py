@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import LargeBinary, TableClause, column, delete, insert, inspect, select, table
 
 from db.migrate import MIGRATIONS, alembic_config, downgrade, upgrade
 from db.session import make_engine
@@ -13,7 +15,7 @@ from db.session import make_engine
 
 def test_there_is_exactly_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0007"]
+    assert script.get_heads() == ["0008"]
     assert MIGRATIONS.is_dir()
 
 
@@ -29,3 +31,58 @@ def test_downgrade_to_base_and_upgrade_again_on_sqlite(tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert {"accounts", "postings", "members", "outbox_messages", "ussd_session_events"} <= tables
+
+
+def endpoints_table(*, encrypted: bool) -> TableClause:
+    """``webhook_endpoints`` as revision 0007 (``encrypted=False``) or 0008 has it."""
+    columns = ["name", "url", "secret", "events", "active", "created_at"]
+    extra = [column("secret_ciphertext", LargeBinary)] if encrypted else []
+    return table("webhook_endpoints", *(column(c) for c in columns), *extra)
+
+
+def test_0008_keeps_legacy_secrets_and_will_not_downgrade_away_an_encrypted_one(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    upgrade(url, "0007")
+    legacy = {"url": "https://bank.example/hook", "events": "*", "active": True}
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(endpoints_table(encrypted=False)).values(
+                name="Bank", secret="whsec_legacy", created_at=datetime.now(UTC), **legacy
+            )
+        )
+    engine.dispose()
+
+    upgrade(url)
+    encrypted = endpoints_table(encrypted=True)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        rows = conn.execute(select(encrypted.c.secret, encrypted.c.secret_ciphertext)).all()
+        assert [tuple(r) for r in rows] == [("whsec_legacy", None)]  # kept until rotated
+        conn.execute(
+            insert(encrypted).values(
+                name="New",
+                secret=None,
+                secret_ciphertext=b"gAAAA-not-a-real-token",
+                created_at=datetime.now(UTC),
+                **legacy,
+            )
+        )
+    engine.dispose()
+
+    with pytest.raises(RuntimeError, match="1 webhook endpoint"):
+        downgrade(url, "0007")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(delete(encrypted).where(encrypted.c.name == "New"))
+    engine.dispose()
+    downgrade(url, "0007")
+    engine = make_engine(url)
+    columns = {c["name"] for c in inspect(engine).get_columns("webhook_endpoints")}
+    with engine.connect() as conn:
+        secrets = conn.scalars(select(endpoints_table(encrypted=False).c.secret)).all()
+        assert secrets == ["whsec_legacy"]
+    engine.dispose()
+    assert "secret_ciphertext" not in columns

@@ -12,9 +12,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config import load_settings
 from core import members, mpesa, webhooks
 from core.deps import CoreDeps
-from db.models import OutboxMessage
+from core.security import PiiVault
+from db.models import OutboxMessage, WebhookEndpoint
+from db.session import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,10 +35,11 @@ def test_a_paybill_deposit_is_published_to_each_interested_partner_once(
         pin="4826",
     )
     all_events, _ = webhooks.register_endpoint(
-        db_session, name="ledger-sync", url="https://partner.example/hook"
+        db_session, deps, name="ledger-sync", url="https://partner.example/hook"
     )
     webhooks.register_endpoint(
         db_session,
+        deps,
         name="payouts-only",
         url="https://other.example/hook",
         events=["withdrawal.paid"],
@@ -57,7 +61,9 @@ def test_a_paybill_deposit_is_published_to_each_interested_partner_once(
     assert hooks[0].endpoint_id == all_events.id
 
 
-def test_webhook_add_prints_the_secret_once_and_list_never_shows_it(tmp_path: Path) -> None:
+def test_webhook_add_stores_the_secret_encrypted_and_rotate_pii_keys_encrypts_legacy_ones(
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.update(
         SACCO_ENV="demo", DATABASE_URL=f"sqlite:///{tmp_path / 'd.db'}", PYTHONPATH=str(ROOT)
@@ -86,3 +92,32 @@ def test_webhook_add_prints_the_secret_once_and_list_never_shows_it(tmp_path: Pa
     assert "whsec_" in added.stdout and "events=deposit.received" in added.stdout
     listed = run("webhook-list")
     assert "https://partner.example/hook" in listed.stdout and "whsec_" not in listed.stdout
+    secret = added.stdout.split("signing secret (shown once, give it to the partner): ")[1].strip()
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    with Session(engine) as s:
+        [row] = s.scalars(select(WebhookEndpoint))
+        assert row.secret is None and row.secret_ciphertext is not None
+        assert secret.encode() not in bytes(row.secret_ciphertext)
+        # An endpoint registered before migration 0008 still has its secret in clear.
+        s.add(
+            WebhookEndpoint(
+                name="Legacy", url="https://legacy.example/hook", secret="whsec_old_plaintext",
+                events="*", active=True, created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+        s.commit()
+
+    rotated = run("rotate-pii-keys")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "2 webhook signing secrets" in rotated.stdout
+    with Session(engine) as s:
+        rows = list(s.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+        assert [r.secret for r in rows] == [None, None]
+        assert b"whsec_old_plaintext" not in bytes(rows[1].secret_ciphertext or b"")
+        vault = PiiVault.from_settings(load_settings(sacco_env="demo"))  # the command's keys
+        assert [vault.decrypt(r.secret_ciphertext or b"") for r in rows] == [
+            secret,
+            "whsec_old_plaintext",
+        ]
+    engine.dispose()

@@ -227,6 +227,9 @@ class State:
     origin: str = ""
     runs: int = 0
     resume: dict[str, Any] | None = None
+    # Who is calling, as ``ussd.service`` looked it up on the session's first hop
+    # (phone, member id, status, language, PIN reset open); the engine ignores it.
+    caller: list[Any] | None = None
     # Transient, never stored: this hop's text, loaded data, the notice line.
     text: str = field(default="", repr=False, metadata={"transient": True})  # holds PINs
     data: dict[str, Any] = field(default_factory=dict, metadata={"transient": True})

@@ -210,7 +210,11 @@ _SCREENS: list[Screen] = [
         "dep_run",
         action="deposit_stk",
         ok="dep_done",
-        errors=(*((code, "dep_amount") for code in LIMIT_REFUSALS), ("*", "error")),
+        errors=(
+            *((code, "dep_amount") for code in LIMIT_REFUSALS),
+            ("member_not_allowed", "not_allowed"),
+            ("*", "error"),
+        ),
     ),
     End("dep_done", "dep_done"),
     # --- withdraw savings to M-Pesa (B2C): amount, confirm, PIN, payout ----
@@ -238,10 +242,12 @@ _SCREENS: list[Screen] = [
             *((code, "wd_amount") for code in LIMIT_REFUSALS),
             ("sim_swap_recent_swap", "wd_sim_swap"),
             ("sim_swap_check_failed", "wd_sim_check"),
+            ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
             ("*", "error"),
         ),
     ),
     End("wd_done", "wd_done"),
+    End("not_allowed", "not_allowed"),
     End("wd_sim_swap", "wd_sim_swap"),
     End("wd_sim_check", "wd_sim_check"),
     End(ROOT_EXITED, "exited"),

@@ -113,15 +113,20 @@ class UssdService:
             return self.refuse("phone")
         text = text[:MAX_TEXT]
 
-        with self.runtime.session() as session:
-            caller = access.caller_by_msisdn(session, msisdn)
-        pin_reset = caller is not None and caller.pin_reset_pending(self.runtime.deps.now())
+        state = State.from_json(self.store.get(session_key(session_id)))
+        known = _remembered_caller(state, msisdn)
+        caller: access.Caller | None
+        if known is not None:
+            caller, pin_reset = known
+        else:
+            with self.runtime.session() as session:
+                caller = access.caller_by_msisdn(session, msisdn)
+            pin_reset = caller is not None and caller.pin_reset_pending(self.runtime.deps.now())
         member_id = caller.member_id if caller is not None else None
         status = caller.status if caller is not None else None
         language = caller.language if caller is not None else "en"
 
         root = root_for(status, pin_reset)
-        state = State.from_json(self.store.get(session_key(session_id)))
         offer = None
         if state is None and text == "":
             offer = self._take_offer(msisdn, root)
@@ -144,6 +149,8 @@ class UssdService:
             )
 
         state, reply = run_hop(state, text, ctx, perform)
+        if caller is not None:
+            state.caller = [msisdn, caller.member_id, caller.status, caller.language, pin_reset]
         self._keep(session_id, msisdn, root, state, reply)
         return HopOutcome(reply.body, state.screen, reply.end)
 
@@ -206,3 +213,26 @@ class UssdService:
             if offer is not None:
                 self.store.put(resume_key(event.msisdn), offer, self.config.resume_ttl_seconds)
         return True
+
+
+def _remembered_caller(state: State | None, msisdn: str) -> tuple[access.Caller, bool] | None:
+    """The member this session looked up on its first hop, if it is this phone's.
+
+    Later hops of a session skip the database: the menus a session shows are
+    decided when it starts (like the language), and every verb that moves money
+    or reads a PIN loads the member afresh in ``core``, so a status changed by
+    staff mid-session is enforced where it matters and shown from the next
+    dial. Unregistered phones are not remembered (registration creates the
+    member within the session)."""
+    saved = state.caller if state is not None else None
+    if not isinstance(saved, list) or len(saved) != 5 or saved[0] != msisdn:
+        return None
+    _, member_id, status, language, pin_reset = saved
+    if (
+        type(member_id) is not int
+        or not isinstance(status, str)
+        or not isinstance(language, str)
+        or not isinstance(pin_reset, bool)
+    ):
+        return None
+    return access.Caller(member_id, status, language), pin_reset

@@ -351,3 +351,24 @@ def test_a_failed_sim_swap_check_above_the_allowed_amount_refuses_on_the_phone(
     )
     assert payouts(env, m.id) == [] and holds(env, m.id) == []
     assert len(env.sms(m.id, "withdrawal_blocked_check")) == 1
+
+
+def test_a_member_suspended_mid_session_cannot_withdraw_and_sees_it_on_the_next_dial(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000218", savings_kes=2000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    assert p.send("500").startswith("Withdraw KES 500\n")
+    with env.session() as s:  # staff suspend the member while the session is open
+        member = members.get_member(s, m.id)
+        member.status = "suspended"
+        s.commit()
+    p.send("1")
+    refused = p.send(PIN)
+    assert refused == "Your account cannot do this now. Nothing was changed. Call 0700 000 000."
+    assert holds(env, m.id) == [] and payouts(env, m.id) == []
+    assert env.balance(m.id).balance_cents == 200_000
+    menu = phone(env, http, m.msisdn).dial()
+    assert "Withdraw" not in menu and "Deposit" not in menu

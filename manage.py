@@ -311,14 +311,14 @@ def reconcile_statement_cmd(path: str) -> None:
     """Compare an M-Pesa org-portal statement (CSV) with the ledger; exit 1 on differences."""
     from pathlib import Path
 
-    from core import mpesa
+    from core import mpesa_statement
     from core.mpesa_formats import MalformedStatement, decode_statement
 
     runtime = _runtime()
     try:
         text = decode_statement(Path(path).read_bytes())
         with runtime.session() as session:
-            report = mpesa.reconcile_statement_csv(session, text)
+            report = mpesa_statement.reconcile_statement_csv(session, text)
     except MalformedStatement as exc:
         click.echo(f"cannot read the statement: {exc}", err=True)
         sys.exit(2)

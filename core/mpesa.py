@@ -20,26 +20,23 @@ Each verb takes the caller's session and commits once (or says it does not).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, text, true
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core import audit, ledger
+from core import ledger
 from core.deps import CoreDeps
-from core.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
+from core.errors import DomainError, MemberNotAllowed, NotFound
 from core.members import get_member, member_account_ids
 from core.money import format_cents
-from core.mpesa_formats import MalformedStatement, decode_statement, parse_statement_csv
 from core.mpesa_rules import (
     LimitExceeded,
     MpesaPolicy,
@@ -53,7 +50,6 @@ from core.mpesa_rules import (
     sim_swap_decision,
 )
 from core.notifications import notify
-from core.permissions import Principal
 from core.webhooks import publish_event
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
@@ -1363,240 +1359,3 @@ def due_for_reconciliation(
     ]
     session.commit()
     return due
-
-
-@dataclass(frozen=True, slots=True)
-class StatementLine:
-    receipt: str
-    completed_at: datetime | None
-    paid_in_cents: int
-    withdrawn_cents: int
-    details: str = ""
-    account_no: str = ""  # the paybill account / STK AccountReference ("A/C No.")
-    reason_type: str = ""
-
-    @property
-    def is_charge(self) -> bool:
-        """M-Pesa's own fee, listed as a line of its own under the transaction's receipt."""
-        return "charge" in f"{self.details} {self.reason_type}".lower()
-
-
-_ACC_IN_DETAILS = re.compile(r"\bAcc\.\s*(\S+)")
-
-
-@dataclass
-class StatementReport:
-    lines: int = 0  # completed lines compared (charge lines apart)
-    skipped: int = 0  # lines of another status (failed, cancelled...), not compared
-    matched: int = 0
-    missing_in_ledger: list[StatementLine] = field(default_factory=list)
-    missing_in_statement: list[tuple[str, str, int]] = field(
-        default_factory=list
-    )  # kind, receipt, cents
-    amount_mismatches: list[tuple[str, int, int]] = field(
-        default_factory=list
-    )  # receipt, ours, theirs
-    # STK deposits settled by a status query carry no receipt (Daraja's query answer
-    # has none); a statement line with the same account reference, amount and time
-    # is theirs. Counted in ``matched``: (statement receipt, STK request id).
-    matched_by_account: list[tuple[str, int]] = field(default_factory=list)
-    # M-Pesa's charges (lines saying "charge"): totalled, not compared, because the
-    # ledger does not book M-Pesa's charges per transaction.
-    charge_lines: int = 0
-    charges_cents: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not (self.missing_in_ledger or self.missing_in_statement or self.amount_mismatches)
-
-
-def reconcile_statement(
-    session: Session, lines: Sequence[StatementLine], *, slack: timedelta = timedelta(minutes=10)
-) -> StatementReport:
-    """Compare an M-Pesa statement with what we recorded. Reads only.
-
-    Ours: succeeded STK deposits with a receipt, paybill payments, succeeded payouts.
-    A receipt of ours is "missing in the statement" only when its time falls inside
-    the statement's period (with ``slack``). An STK deposit settled by a status
-    query has no receipt: a paid-in line that matches no receipt is matched to
-    one by account reference, amount and time (``matched_by_account``); one that
-    no line claims is missing in the statement as ``STK#<request id>``.
-    """
-    report = StatementReport(lines=len(lines))
-    theirs: dict[str, StatementLine] = {}
-    for line in lines:
-        if line.is_charge:
-            report.charge_lines += 1
-            report.charges_cents += line.withdrawn_cents - line.paid_in_cents
-            continue
-        seen = theirs.get(line.receipt)
-        if seen is not None:  # the same receipt twice: compare what it adds up to
-            line = replace(
-                seen,
-                paid_in_cents=seen.paid_in_cents + line.paid_in_cents,
-                withdrawn_cents=seen.withdrawn_cents + line.withdrawn_cents,
-            )
-        theirs[line.receipt] = line
-    report.lines -= report.charge_lines
-    times = [line.completed_at for line in lines if line.completed_at is not None]
-    start, end = (min(times) - slack, max(times) + slack) if times else (None, None)
-    ours = _our_receipts(session, list(theirs), start, end)
-    unreceipted = _unreceipted_stk(session, start, end, slack)
-    for receipt, line in theirs.items():
-        mine = ours.get(receipt)
-        if mine is None:
-            stk_id = _take_unreceipted(unreceipted, line, slack)
-            if stk_id is not None:
-                report.matched += 1
-                report.matched_by_account.append((receipt, stk_id))
-            else:
-                report.missing_in_ledger.append(line)
-            continue
-        amount = line.paid_in_cents - line.withdrawn_cents
-        if amount != mine[1]:
-            report.amount_mismatches.append((receipt, mine[1], amount))
-        else:
-            report.matched += 1
-    for receipt, (kind, cents, when) in sorted(ours.items()):
-        if receipt in theirs:
-            continue
-        inside = start is not None and end is not None and when is not None and start <= when <= end
-        if inside:
-            report.missing_in_statement.append((kind, receipt, cents))
-    # Receipt-less STK deposits no line claimed: we credited money M-Pesa doesn't show.
-    for (_number, _target, cents), left in sorted(unreceipted.items()):
-        for stk_id, created, _settled in left:
-            if start is not None and end is not None and start <= created <= end:
-                report.missing_in_statement.append(("stk", f"STK#{stk_id}", cents))
-    return report
-
-
-def _our_receipts(
-    session: Session, receipts: list[str], start: datetime | None, end: datetime | None
-) -> dict[str, tuple[str, int, datetime | None]]:
-    """receipt -> (kind, signed cents, when) for what we recorded with a receipt: the
-    statement's receipts wherever they are, and everything inside its period."""
-    tables = (
-        ("stk", StkRequest.receipt, func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents),
-         StkRequest.settled_at, StkRequest.status == "succeeded"),
-        ("c2b", C2BPayment.trans_id, C2BPayment.amount_cents, C2BPayment.trans_time, true()),
-        ("b2c", B2CPayout.receipt, B2CPayout.amount_cents, B2CPayout.settled_at,
-         B2CPayout.status == "succeeded"),
-    )  # fmt: skip
-    ours: dict[str, tuple[str, int, datetime | None]] = {}
-    for kind, receipt_col, cents_col, when_col, ok in tables:
-        filters = [receipt_col.in_(receipts[i : i + 500]) for i in range(0, len(receipts), 500)]
-        if start is not None and end is not None:
-            filters.append(when_col.between(start, end))
-        if not filters:
-            continue
-        for receipt, cents, when in session.execute(
-            select(receipt_col, cents_col, when_col).where(
-                ok, receipt_col.is_not(None), or_(*filters)
-            )
-        ):
-            signed = -int(cents) if kind == "b2c" else int(cents or 0)
-            if kind != "c2b" or receipt not in ours:  # an STK's receipt wins over its C2B twin
-                ours[str(receipt)] = (kind, signed, when)
-    return ours
-
-
-# (member number, target, cents) -> [(stk id, created, settled)], oldest first
-_Unreceipted = dict[tuple[str, str, int], list[tuple[int, datetime, datetime | None]]]
-
-
-def _unreceipted_stk(
-    session: Session, start: datetime | None, end: datetime | None, slack: timedelta
-) -> _Unreceipted:
-    found: _Unreceipted = {}
-    if start is None or end is None:
-        return found
-    rows = session.execute(
-        select(
-            StkRequest.id, Member.member_number, StkRequest.target,
-            func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents),
-            StkRequest.created_at, StkRequest.settled_at,
-        )
-        .join(Member, Member.id == StkRequest.member_id)
-        .where(
-            StkRequest.status == "succeeded", StkRequest.receipt.is_(None),
-            StkRequest.created_at <= end, StkRequest.created_at >= start - slack,
-        )
-        .order_by(StkRequest.created_at, StkRequest.id)
-    )  # fmt: skip
-    for stk_id, number, target, cents, created, settled in rows:
-        key = (str(number or ""), str(target), int(cents))
-        found.setdefault(key, []).append((int(stk_id), created, settled))
-    return found
-
-
-def _take_unreceipted(found: _Unreceipted, line: StatementLine, slack: timedelta) -> int | None:
-    """The oldest receipt-less STK deposit this paid-in line can be (and consume it)."""
-    if line.paid_in_cents <= 0 or line.withdrawn_cents or line.completed_at is None:
-        return None
-    match = _ACC_IN_DETAILS.search(line.details)
-    ref = parse_bill_ref(line.account_no or (match.group(1) if match else ""))
-    if ref is None:
-        return None
-    candidates = found.get((ref.member_number, ref.target, line.paid_in_cents), [])
-    for i, (stk_id, created, settled) in enumerate(candidates):
-        # Paid after we asked, and before we settled it (plus the clocks' slack).
-        if created - slack <= line.completed_at <= (settled or created) + slack:
-            del candidates[i]
-            return stk_id
-    return None
-
-
-def reconcile_statement_csv(session: Session, text: str) -> StatementReport:
-    """An org-portal statement export (CSV text) compared with the ledger. Reads only.
-
-    Only completed lines are compared (failed or cancelled ones moved no money
-    and are counted in ``skipped``). Raises ``MalformedStatement`` (with the line
-    number) on anything that can't be read without guessing.
-    """
-    rows = parse_statement_csv(text)
-    lines = [
-        StatementLine(
-            r.receipt,
-            r.completed_at,
-            r.paid_in_cents,
-            r.withdrawn_cents,
-            r.details,
-            r.account_no,
-            r.reason_type,
-        )  # fmt: skip
-        for r in rows
-        if r.status.lower() in ("", "completed")
-    ]
-    report = reconcile_statement(session, lines)
-    report.skipped = len(rows) - len(lines)
-    return report
-
-
-def import_statement(session: Session, actor: Principal, data: bytes) -> StatementReport:
-    """A member of staff's upload of an org-portal statement, compared with the ledger.
-
-    Reads the ledger only; the comparison itself is audited (who, the file's
-    SHA-256 and the counts), so a reconciliation can be shown to have been run.
-    An unreadable file is ``InvalidInput`` naming the line.
-    """
-    try:
-        report = reconcile_statement_csv(session, decode_statement(data))
-    except MalformedStatement as exc:
-        raise InvalidInput(
-            f"cannot read the statement: {exc}", field="file", reason="malformed_statement"
-        ) from None
-    audit.record(
-        session, actor, "mpesa.statement_reconciled", target_type="mpesa_statement",
-        target_id=hashlib.sha256(data).hexdigest()[:16],
-        after={
-            "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "lines": report.lines, "skipped": report.skipped, "matched": report.matched,
-            "charge_lines": report.charge_lines,
-            "missing_in_ledger": len(report.missing_in_ledger),
-            "missing_in_statement": len(report.missing_in_statement),
-            "amount_mismatches": len(report.amount_mismatches),
-        },
-    )  # fmt: skip
-    session.commit()
-    return report

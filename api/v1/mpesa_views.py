@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.security import current, requires, runtime
-from core import mpesa
+from core import mpesa_statement
 
 blp = Blueprint("api_mpesa", __name__, url_prefix="/api/v1/mpesa", description="M-Pesa")
 
@@ -34,7 +34,7 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
             upload_file.close()
     rt = runtime()
     with rt.session() as s:
-        report = mpesa.import_statement(s, current(), data)
+        report = mpesa_statement.import_statement(s, current(), data)
     return {
         "clean": report.clean,
         "lines": report.lines,

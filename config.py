@@ -23,6 +23,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.mpesa_rules import blocked_url_word
+
 Env = Literal["demo", "development", "test", "production"]
 
 
@@ -221,6 +223,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"M-Pesa is configured but lacks {', '.join(lacking)}")
             if self.mpesa_callback_token == DEMO_MPESA["mpesa_callback_token"]:
                 raise ValueError("MPESA_CALLBACK_TOKEN uses the demo-only value; generate one")
+            if word := blocked_url_word(self.mpesa_callback_base_url):
+                raise ValueError(
+                    f"MPESA_CALLBACK_BASE_URL contains {word!r}: Daraja blocks callback URLs "
+                    "containing M-Pesa or Safaricom in any spelling; use another host name"
+                )
         if self.at_api_key == AT_STANDIN_DEFAULTS["at_api_key"]:
             raise ValueError("AT_API_KEY is the stand-in's key; set the real Africa's Talking key")
         return self

@@ -6,7 +6,7 @@
   127.0.0.1:5432, user postgres), ``--members`` active members.
 * gunicorn serves ``wsgi:app`` (deploy/gunicorn.conf.py, ``--workers`` processes x 4
   threads) on a free port; ``--senders`` threads POST Daraja's exact confirmation
-  JSON to ``/mpesa/c2b/confirmation?token=...``; 20% of the posts repeat a TransID
+  JSON to ``/hooks/mobile/c2b/confirmation?token=...`` (the URL Daraja is given); 20% of the posts repeat a TransID
   already sent (Safaricom's duplicates), the rest are new payments.
 * At the end: verify-ledger, and the credited total must equal the sum of the
   distinct payments acknowledged (not one cent more or less), one C2B row and one
@@ -155,7 +155,7 @@ def sender(
     sent: list[dict[str, str]] = []
     acked: dict[str, int] = {}
     posts = errors = 0
-    target = f"{url}/mpesa/c2b/confirmation?token={TOKEN}"
+    target = f"{url}/hooks/mobile/c2b/confirmation?token={TOKEN}"
     with requests.Session() as http:
         time.sleep(max(0.0, start_at - time.time()))
         end = time.time() + seconds

@@ -217,3 +217,17 @@ def sim_swap_decision(
     if verdict.last_swap_at is None or now - verdict.last_swap_at < policy.sim_swap_window:
         return "recent_swap"
     return None
+
+
+# ------------------------------------------------------------------ callback URLs
+
+# Daraja's rule for every callback URL: "Do not use the words MPesa, M-Pesa,
+# Safaricom or any of their variants in either upper or lower case in your URLs";
+# such URLs are filtered out and blocked.
+_BLOCKED_URL_WORDS = re.compile(r"m[\W_]*pesa|safaricom", re.IGNORECASE)
+
+
+def blocked_url_word(url: str) -> str | None:
+    """The word in ``url`` that Daraja would block a callback URL for, if any."""
+    found = _BLOCKED_URL_WORDS.search(url)
+    return found.group(0) if found else None

@@ -62,6 +62,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from core.mpesa_rules import blocked_url_word
 from integrations.mpesa.parse import NAIROBI, to_daraja_msisdn
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class DarajaUnavailable(DarajaError):
 # --- configuration and results ----------------------------------------------
 
 
+# Where Daraja calls us: a path without the words Daraja filters out of callback URLs.
+CALLBACK_PREFIX = "/hooks/mobile"
+
+
 @dataclass(frozen=True, slots=True)
 class CallbackUrls:
     """Where Daraja should call us back. Build with ``under()`` or give each URL."""
@@ -129,20 +134,33 @@ class CallbackUrls:
 
     @classmethod
     def under(cls, base_url: str, token: str) -> CallbackUrls:
-        """The app's routes (ARCHITECTURE.md) under a public base, secret in ``?token=``."""
+        """The app's callback routes under a public base, secret in ``?token=``.
+
+        The routes given to Daraja are the neutral ``/hooks/mobile/...`` ones:
+        Safaricom filters out callback URLs containing "M-Pesa", "MPesa" or
+        "Safaricom" in any case or spelling (``core.mpesa_rules.blocked_url_word``), so the
+        ``/mpesa/...`` routes named in the design are served too but never
+        registered. A base URL with such a word is refused here, loudly.
+        """
         base = base_url.rstrip("/")
+        if blocked_url_word(base):
+            raise ValueError(
+                f"callback base URL {base!r} contains {blocked_url_word(base)!r}, "
+                "which Daraja refuses in callback URLs: use another host name or path"
+            )
 
         def url(path: str) -> str:
+            path = CALLBACK_PREFIX + path
             return f"{base}{path}?token={token}" if token else f"{base}{path}"
 
         return cls(
-            stk=url("/mpesa/stk/callback"),
-            c2b_validation=url("/mpesa/c2b/validation"),
-            c2b_confirmation=url("/mpesa/c2b/confirmation"),
-            b2c_result=url("/mpesa/b2c/result"),
-            b2c_timeout=url("/mpesa/b2c/timeout"),
-            status_result=url("/mpesa/status/result"),
-            status_timeout=url("/mpesa/status/timeout"),
+            stk=url("/stk/callback"),
+            c2b_validation=url("/c2b/validation"),
+            c2b_confirmation=url("/c2b/confirmation"),
+            b2c_result=url("/b2c/result"),
+            b2c_timeout=url("/b2c/timeout"),
+            status_result=url("/status/result"),
+            status_timeout=url("/status/timeout"),
         )
 
 

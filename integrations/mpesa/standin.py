@@ -80,6 +80,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from core.mpesa_rules import blocked_url_word
 from integrations.mpesa.parse import NAIROBI, STATEMENT_COLUMNS, amount_to_cents, to_daraja_msisdn
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ def _is_phone(value: Any) -> bool:
 
 
 def _is_url(value: Any) -> bool:
-    return re.fullmatch(r"https?://\S+", str(value)) is not None
+    """An http(s) URL Daraja would accept: none with "M-Pesa"/"Safaricom" in any spelling."""
+    text = str(value)
+    return re.fullmatch(r"https?://\S+", text) is not None and blocked_url_word(text) is None
 
 
 def _whole(low: int, high: int) -> Check:

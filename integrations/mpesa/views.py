@@ -2,7 +2,9 @@
 
 ``/mpesa/stk/callback``, ``/mpesa/c2b/validation``, ``/mpesa/c2b/confirmation``,
 ``/mpesa/b2c/result``, ``/mpesa/b2c/timeout``, ``/mpesa/status/result``,
-``/mpesa/status/timeout`` — each ``POST ...?token=<MPESA_CALLBACK_TOKEN>``.
+``/mpesa/status/timeout`` — each ``POST ...?token=<MPESA_CALLBACK_TOKEN>``, and the
+same under ``/hooks/mobile/...``, which is what Daraja is given (it blocks callback
+URLs containing "mpesa").
 A wrong or missing token is answered 403 and nothing is stored.
 """
 
@@ -14,6 +16,7 @@ import logging
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from integrations.mpesa import callbacks
+from integrations.mpesa.client import CALLBACK_PREFIX
 from integrations.mpesa.wiring import JobQueue, MpesaContext, build_context
 
 log = logging.getLogger(__name__)
@@ -73,8 +76,13 @@ for _path, _kind in ROUTES.items():
 
 
 def init_app(app: Flask, jobs: JobQueue) -> MpesaContext:
-    """Register the routes and keep an ``MpesaContext`` in ``app.extensions["mpesa"]``."""
+    """Register the routes and keep an ``MpesaContext`` in ``app.extensions["mpesa"]``.
+
+    The same views answer under ``/hooks/mobile`` (``CALLBACK_PREFIX``: the URLs we
+    give Daraja, which blocks callback URLs containing "mpesa") and under ``/mpesa``
+    (the design's names, for tools and tests that post directly)."""
     ctx = build_context(app.config["SACCO_SETTINGS"], app.extensions["sacco"], jobs)
     app.extensions["mpesa"] = ctx
     app.register_blueprint(bp)
+    app.register_blueprint(bp, url_prefix=CALLBACK_PREFIX, name="mpesa_hooks")
     return ctx

@@ -13,13 +13,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import astuple, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
 
+from core.mpesa_rules import blocked_url_word
 from integrations.mpesa import (
     CallbackUrls,
     DarajaAuthError,
@@ -35,11 +36,12 @@ from integrations.mpesa import (
 )
 from integrations.mpesa.standin import OAUTH_PATH, StandinHandle, start_standin
 
-STK = "/mpesa/stk/callback"
-VALIDATION = "/mpesa/c2b/validation"
-CONFIRMATION = "/mpesa/c2b/confirmation"
-B2C_RESULT = "/mpesa/b2c/result"
-STATUS_RESULT = "/mpesa/status/result"
+# What our client gives Daraja (never "/mpesa/...": Daraja blocks such callback URLs).
+STK = "/hooks/mobile/stk/callback"
+VALIDATION = "/hooks/mobile/c2b/validation"
+CONFIRMATION = "/hooks/mobile/c2b/confirmation"
+B2C_RESULT = "/hooks/mobile/b2c/result"
+STATUS_RESULT = "/hooks/mobile/status/result"
 RECEIPT = re.compile(r"^[A-Z][A-Z0-9]{9}$")
 MEMBER = "+254712345678"
 MakeClient = Callable[..., DarajaClient]
@@ -594,7 +596,7 @@ def test_unreachable_validation_follows_the_registered_response_type(
     response_type: str,
     completed: bool,
 ) -> None:
-    dead = f"http://127.0.0.1:{closed_port()}/mpesa/c2b/validation"
+    dead = f"http://127.0.0.1:{closed_port()}{VALIDATION}"
     client.register_c2b_urls(validation_url=dead, response_type=response_type)
     outcome = post(
         daraja, "/_simulate/c2b", {"amount": "75.50", "bill_ref": "M1", "msisdn": MEMBER}
@@ -630,3 +632,18 @@ def test_statement_csv_round_trips_every_completed_transaction(
             == before.balance_cents + after.paid_in_cents - after.withdrawn_cents
         )
     assert all(row.status == "Completed" and row.completed_at for row in ordered)
+
+
+@pytest.mark.parametrize(
+    "bad", ["/mpesa/c2b/confirmation", "/M-PESA/confirm", "/m_pesa/x", "/Safaricom/cb"]
+)
+def test_daraja_refuses_callback_urls_naming_mpesa_and_ours_never_do(
+    daraja: StandinHandle, receiver: Receiver, client: DarajaClient, bad: str
+) -> None:
+    with pytest.raises(DarajaRejected) as caught:
+        client.register_c2b_urls(confirmation_url=receiver.url + bad)
+    assert "ConfirmationURL" in str(caught.value)
+    ours = CallbackUrls.under("https://pay.umoja.example", "t" * 32)
+    assert all(blocked_url_word(url) is None for url in astuple(ours))
+    with pytest.raises(ValueError, match="Daraja refuses"):
+        CallbackUrls.under("https://mpesa.umoja.example", "t" * 32)

@@ -38,3 +38,21 @@ def test_demo_has_safe_defaults_and_no_services() -> None:
 def test_bad_enum_is_reported() -> None:
     with pytest.raises(SettingsError, match="SACCO_ENV"):
         load_settings(sacco_env="staging")
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["https://mpesa.umoja.example", "https://umoja.example/M-Pesa", "https://safaricom-x.example"],
+)
+def test_production_refuses_a_callback_base_daraja_would_block(base: str) -> None:
+    real = dict.fromkeys(DEMO_SECRETS, "x" * 40)
+    mpesa = {
+        "mpesa_consumer_key": "key", "mpesa_consumer_secret": "s", "mpesa_passkey": "p",
+        "mpesa_initiator_password": "i", "mpesa_base_url": "https://api.example",
+        "mpesa_shortcode": "600100", "mpesa_callback_token": "t" * 32,
+    }  # fmt: skip
+    production = {"sacco_env": "production", "database_url": "postgresql://db/sacco", **real}
+    with pytest.raises(SettingsError, match="Daraja blocks callback URLs"):
+        load_settings(**production, **mpesa, mpesa_callback_base_url=base)
+    ok = load_settings(**production, **mpesa, mpesa_callback_base_url="https://pay.umoja.example")
+    assert ok.mpesa_enabled

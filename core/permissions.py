@@ -40,6 +40,8 @@ PERMISSIONS: dict[str, str] = {
     "ledger:adjust": "ask for a manual ledger adjustment (maker)",
     "suspense:reassign": "ask to move money from suspense to a member (maker)",
     "reconciliation:read": "compare an M-Pesa statement export with the ledger (reads only)",
+    "sim_swap:read": "list withdrawals the SIM-swap guard stopped (phones masked)",
+    "sim_swap:review": "close a SIM-swap event with what the member showed at the office",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold",
@@ -68,6 +70,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "ledger:adjust",
             "suspense:reassign",
             "reconciliation:read",
+            "sim_swap:read",
+            "sim_swap:review",
             "approvals:decide",
             "approvals:decide_large",
             "audit:read",
@@ -83,6 +87,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:request",
             "kyc:reject",
             "pin_reset:request",
+            "sim_swap:read",
+            "sim_swap:review",
             "approvals:decide",
         }
     ),
@@ -94,11 +100,20 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "deposits:cash",
             "kyc:request",
             "pin_reset:request",
+            "sim_swap:read",
+            "sim_swap:review",
         }
     ),
     "auditor": frozenset(
         _READ
-        | {"staff:read", "statements:read", "documents:read", "audit:read", "reconciliation:read"}
+        | {
+            "staff:read",
+            "statements:read",
+            "documents:read",
+            "audit:read",
+            "reconciliation:read",
+            "sim_swap:read",
+        }
     ),
 }
 

@@ -204,4 +204,8 @@ class SimSwapEvent(Base):
     last_swap_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     error: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    reviewed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", name="fk_sim_swap_events_reviewed_by_id"), default=None
+    )
+    review_note: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -1,4 +1,5 @@
-"""M-Pesa back office: compare the org portal's statement export with the ledger.
+"""M-Pesa back office: compare the org portal's statement export with the ledger, and
+the SIM-swap events (withdrawals the guard stopped) as a work queue.
 
 (Suspense items, the other M-Pesa staff task, are under ``/suspense`` with the
 maker-checker requests.)
@@ -6,13 +7,14 @@ maker-checker requests.)
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.security import current, requires, runtime
-from core import mpesa_statement
+from core import mpesa_statement, sim_swap_events
 
 blp = Blueprint("api_mpesa", __name__, url_prefix="/api/v1/mpesa", description="M-Pesa")
 
@@ -64,3 +66,36 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
             for receipt, ours, theirs in report.amount_mismatches
         ],
     }
+
+
+@blp.route("/sim-swap-events", methods=["GET"])
+@requires("sim_swap:read")
+@blp.arguments(sc.SimSwapEventArgs, location="query")
+@blp.response(200, sc.page_schema(sc.SimSwapEventOut, "SimSwapEventPage"))
+def sim_swap_event_list(args: dict[str, Any]) -> Any:
+    """Withdrawals the SIM-swap guard refused (or let through on a failed check), open
+    ones by default, oldest first; branch-bound staff see their branch's members only.
+    The member was told by SMS to come to the office with their ID."""
+    rt = runtime()
+    with rt.session() as s:
+        rows = sim_swap_events.list_events(
+            s, current(), status=args["status"], limit=args["limit"] + 1,
+            after_id=sc.decode_cursor(args["cursor"]),
+        )  # fmt: skip
+    result = sc.page(rows, args["limit"])
+    result["items"] = [asdict(e) for e in result["items"]]
+    return result
+
+
+@blp.route("/sim-swap-events/<int:event_id>/review", methods=["POST"])
+@requires("sim_swap:review")
+@blp.arguments(sc.NoteIn)
+@blp.response(200, sc.SimSwapEventOut)
+def sim_swap_event_review(body: dict[str, Any], event_id: int) -> Any:
+    """Close an event with what you found (once; audited). It does not lift the guard:
+    withdrawals resume when the swap is older than the SACCO's window."""
+    rt = runtime()
+    with rt.session() as s:
+        return asdict(
+            sim_swap_events.review_event(s, rt.deps, current(), event_id, note=body["note"])
+        )

@@ -465,3 +465,28 @@ class StatementReconciliationOut(Schema):
     missing_in_ledger = fields.List(fields.Nested(StatementMissingInLedgerOut), required=True)
     missing_in_statement = fields.List(fields.Nested(StatementMissingInStatementOut), required=True)
     amount_mismatches = fields.List(fields.Nested(StatementMismatchOut), required=True)
+
+
+class SimSwapEventArgs(PageArgs):
+    status = fields.String(
+        load_default="open", validate=validate.OneOf(["open", "reviewed", "all"])
+    )
+
+
+class SimSwapEventOut(Schema):
+    id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    member_number = fields.String(required=True)
+    member_name = fields.String(required=True)
+    msisdn_masked = fields.String(required=True)
+    outcome = fields.String(
+        required=True, metadata={"description": "recent_swap, or check_failed (no verdict)"}
+    )
+    decision = fields.String(required=True, metadata={"description": "refused or allowed"})
+    amount_cents = fields.Integer(required=True)
+    last_swap_at = fields.DateTime(required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    reviewed_at = fields.DateTime(required=True, allow_none=True)
+    reviewed_by_id = fields.Integer(required=True, allow_none=True)
+    review_note = fields.String(required=True, allow_none=True)

@@ -17,8 +17,8 @@ from core.deps import CoreDeps
 from core.mpesa_formats import NAIROBI, STATEMENT_COLUMNS
 from core.mpesa_rules import MpesaPolicy
 from db.models import AuditEvent, JournalEntry, Member
-from db.models_mpesa import StkRequest
-from tests.e2e.api.conftest import Staffer
+from db.models_mpesa import SimSwapEvent, StkRequest
+from tests.e2e.api.conftest import Staffer, auth
 from tests.e2e.api.test_members_api import post_file
 
 URL = "/api/v1/mpesa/statement-reconciliations"
@@ -222,3 +222,61 @@ def test_stk_deposits_settled_by_query_are_matched_by_account_amount_and_time(
         {"kind": "stk", "receipt": f"STK#{never_paid.id}", "amount_cents": 450_00}
     ]
     assert report["clean"] is False
+
+
+# ------------------------------------------------------------------ SIM-swap events
+
+EVENTS = "/api/v1/mpesa/sim-swap-events"
+
+
+def stopped_withdrawal(
+    session_factory: sessionmaker[Session], member: Member, outcome: str = "recent_swap"
+) -> int:
+    """The row ``core.mpesa.guard_sim_swap`` writes when it stops a withdrawal."""
+    with session_factory() as s:
+        event = SimSwapEvent(
+            member_id=member.id, msisdn=member.msisdn, outcome=outcome, decision="refused",
+            amount_cents=5_000_00, last_swap_at=T0, created_at=T0 + timedelta(days=1),
+        )  # fmt: skip
+        s.add(event)
+        s.commit()
+        return event.id
+
+
+def test_staff_see_stopped_withdrawals_of_their_branch_and_close_each_once(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+) -> None:
+    ours, theirs = make_member(branch="Nyeri", status="active"), make_member(branch="Embu")
+    mine, other = stopped_withdrawal(session_factory, ours), stopped_withdrawal(
+        session_factory, theirs, "check_failed")  # fmt: skip
+    teller, auditor = make_staff("teller", branch="Nyeri"), make_staff("auditor")
+
+    seen = api.get(EVENTS, headers=auth(teller)).json["items"]
+    assert [e["id"] for e in seen] == [mine]
+    assert seen[0]["member_number"] == ours.member_number
+    assert seen[0]["msisdn_masked"] != ours.msisdn and seen[0]["msisdn_masked"].endswith(
+        ours.msisdn[-3:])  # fmt: skip
+    assert {e["id"] for e in api.get(EVENTS, headers=auth(auditor)).json["items"]} >= {mine, other}
+
+    url = f"{EVENTS}/{mine}/review"
+    assert api.post(url, headers=auth(teller), json={"note": "ok"}).status_code == 422
+    assert api.post(f"{EVENTS}/{other}/review", headers=auth(teller),
+                    json={"note": "not my branch"}).status_code == 404  # fmt: skip
+    assert api.post(url, headers=auth(auditor), json={"note": "looks fine"}).status_code == 403
+    note = "Came with ID; SIM replaced after the phone was stolen"
+    done = api.post(url, headers=auth(teller), json={"note": note})
+    assert done.status_code == 200, done.json
+    assert (done.json["review_note"], done.json["reviewed_by_id"]) == (note, teller.id)
+    again = api.post(url, headers=auth(teller), json={"note": note})
+    assert (again.status_code, again.json["code"]) == (409, "sim_swap_event_reviewed")
+    assert api.get(EVENTS, headers=auth(teller)).json["items"] == []
+    reviewed = api.get(EVENTS + "?status=reviewed", headers=auth(teller)).json["items"]
+    assert [e["id"] for e in reviewed] == [mine]
+    with session_factory() as s:
+        actions = s.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "mpesa.sim_swap_reviewed")
+        ).all()
+    assert actions == ["mpesa.sim_swap_reviewed"]

@@ -687,11 +687,12 @@ class SuspenseView:
 
 
 def list_suspense(
-    session: Session, *, status: str = "open", limit: int = 100
+    session: Session, *, status: str = "open", limit: int = 100, after_id: int = 0
 ) -> list[SuspenseView]:
+    """Suspense items with this status in id order, the first ``limit`` after ``after_id``."""
     rows = session.scalars(
         select(SuspenseItem)
-        .where(SuspenseItem.status == status)
+        .where(SuspenseItem.status == status, SuspenseItem.id > after_id)
         .order_by(SuspenseItem.id)
         .limit(max(1, min(limit, 1000)))
     )

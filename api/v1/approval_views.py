@@ -137,10 +137,11 @@ def adjustment(body: dict[str, Any]) -> Any:
 def suspense_items(args: dict[str, Any]) -> Any:
     """M-Pesa payments parked in suspense (2200): unknown account or member not allowed."""
     rt = runtime()
-    after = sc.decode_cursor(args["cursor"])
     with rt.session() as s:
-        items = mpesa.list_suspense(s, status=args["status"], limit=1000)
-    rows = [i for i in items if i.item_id > after][: args["limit"] + 1]
+        rows = mpesa.list_suspense(
+            s, status=args["status"], limit=args["limit"] + 1,
+            after_id=sc.decode_cursor(args["cursor"]),
+        )  # fmt: skip
     more = len(rows) > args["limit"]
     rows = rows[: args["limit"]]
     return {

@@ -314,3 +314,25 @@ def test_two_checkers_approving_at_once_execute_it_once(
             .where(JournalEntry.kind == "adjustment.manual")
         )
     assert count == 1
+
+
+def test_suspense_pages_reach_every_item_once(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    with session_factory() as s:
+        for n in range(5):
+            payment = mpesa.C2BIn(f"QKP{n:07d}", datetime.now(UTC), 100_00, "NOSUCHACCT", "174379")
+            assert mpesa.record_c2b(s, deps, payment) == "suspense"
+    manager = make_staff("manager")
+    seen: list[str] = []
+    url = "/api/v1/suspense?limit=2"
+    while True:
+        page = api.get(url, headers=auth(manager)).json
+        seen += [item["source_ref"] for item in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        url = f"/api/v1/suspense?limit=2&cursor={page['next_cursor']}"
+    assert seen == [f"QKP{n:07d}" for n in range(5)]

@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, str] = {
     "staff:read": "list staff accounts",
     "staff:manage": "create, disable and unlock staff accounts; reset their MFA",
     "apiclients:manage": "create, list and revoke partner API keys",
+    "webhooks:manage": "register, list and deactivate partners' webhook endpoints",
     "members:read": "search members and read them with personal data masked",
     "pii:read": "read members' phone number and national ID unmasked (audited)",
     "members:assign_branch": "set the branch that serves a member",
@@ -52,7 +53,15 @@ _READ = {"self", "members:read", "approvals:read"}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"self", "staff:read", "staff:manage", "apiclients:manage", "audit:read", "approvals:read"}
+        {
+            "self",
+            "staff:read",
+            "staff:manage",
+            "apiclients:manage",
+            "webhooks:manage",
+            "audit:read",
+            "approvals:read",
+        }
     ),
     "manager": frozenset(
         _READ

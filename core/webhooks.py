@@ -26,9 +26,11 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from core import audit
 from core.deps import CoreDeps
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.notifications import queue_webhook
+from core.permissions import Principal
 from core.security import PiiVault
 from db.base import utcnow
 from db.models import OutboxMessage, WebhookEndpoint
@@ -84,8 +86,18 @@ def verify_signature(
     return timestamp
 
 
+# The events published today (core.mpesa); an endpoint may also name future ones.
+EVENT_TYPES = ("deposit.received", "withdrawal.paid", "withdrawal.failed")
+
+
 def register_endpoint(
-    session: Session, deps: CoreDeps, *, name: str, url: str, events: list[str] | None = None
+    session: Session,
+    deps: CoreDeps,
+    *,
+    name: str,
+    url: str,
+    events: list[str] | None = None,
+    actor: Principal | None = None,
 ) -> tuple[WebhookEndpoint, str]:
     """Register a partner URL; returns the endpoint and its new secret (shown once; only
     its ciphertext is stored). Commits."""
@@ -106,8 +118,35 @@ def register_endpoint(
         created_at=utcnow(),
     )
     session.add(endpoint)
+    session.flush()
+    if actor is not None:
+        audit.record(
+            session, actor, "webhook.register", target_type="webhook_endpoint",
+            target_id=endpoint.id, after={"name": endpoint.name, "url": url, "events": endpoint.events},
+        )  # fmt: skip
     session.commit()
     return endpoint, secret
+
+
+def list_endpoints(session: Session) -> list[WebhookEndpoint]:
+    """Every endpoint, active or not, in id order (never their secrets)."""
+    return list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def deactivate_endpoint(session: Session, actor: Principal, endpoint_id: int) -> WebhookEndpoint:
+    """Stop sending to an endpoint at once (messages still queued for it are not sent).
+    Audited; commits. Deactivating twice is a no-op."""
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound("no such webhook endpoint")
+    if endpoint.active:
+        endpoint.active = False
+        audit.record(
+            session, actor, "webhook.deactivate", target_type="webhook_endpoint",
+            target_id=endpoint.id, after={"url": endpoint.url},
+        )  # fmt: skip
+        session.commit()
+    return endpoint
 
 
 def _wants(endpoint: WebhookEndpoint, event_type: str) -> bool:

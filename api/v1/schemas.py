@@ -12,6 +12,7 @@ from core.backoffice import DOCUMENT_KINDS
 from core.errors import InvalidInput
 from core.permissions import INTEGRATION_GRANTABLE, ROLES
 from core.savings import DEPOSIT_TARGETS
+from core.webhooks import EVENT_TYPES
 
 BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
 
@@ -183,6 +184,37 @@ class ApiClientCreated(Schema):
     client = fields.Nested(ApiClientOut, required=True)
     api_key = fields.String(
         required=True, metadata={"description": "shown once; send as the X-API-Key header"}
+    )
+
+
+class WebhookIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(3, 80))
+    url = fields.Url(
+        required=True, schemes={"https", "http"}, require_tld=False,
+        validate=validate.Length(max=500),
+    )  # fmt: skip
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        load_default=None,
+        validate=validate.Length(1, len(EVENT_TYPES)),
+        metadata={"description": "omitted: every event"},
+    )
+
+
+class WebhookOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    url = fields.String(required=True)
+    events = fields.Function(lambda e: e.events.split(","), required=True)
+    active = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class WebhookCreated(Schema):
+    endpoint = fields.Nested(WebhookOut, required=True)
+    secret = fields.String(
+        required=True,
+        metadata={"description": "shown once: the partner verifies the Sacco-Signature with it"},
     )
 
 

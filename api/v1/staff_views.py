@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.security import current, requires, runtime
 from core import staff as staff_core
+from core import webhooks
 
 blp = Blueprint("api_staff", __name__, url_prefix="/api/v1", description="Staff and API keys")
 
@@ -101,4 +102,40 @@ def revoke_client(client_id: int) -> Any:
     rt = runtime()
     with rt.session() as s:
         staff_core.revoke_api_client(s, current(), client_id)
+    return None
+
+
+@blp.route("/webhooks", methods=["GET"])
+@requires("webhooks:manage")
+@blp.response(200, sc.page_schema(sc.WebhookOut, "WebhookPage"))
+def list_webhooks() -> Any:
+    """Partners' webhook endpoints, active or not (never their secrets)."""
+    rt = runtime()
+    with rt.session() as s:
+        return {"items": webhooks.list_endpoints(s), "next_cursor": None}
+
+
+@blp.route("/webhooks", methods=["POST"])
+@requires("webhooks:manage")
+@blp.arguments(sc.WebhookIn)
+@blp.response(201, sc.WebhookCreated)
+def register_webhook(body: dict[str, Any]) -> Any:
+    """Register a partner's URL for signed event deliveries (deposit.received,
+    withdrawal.paid, withdrawal.failed). The signing secret is shown only here."""
+    rt = runtime()
+    with rt.session() as s:
+        endpoint, secret = webhooks.register_endpoint(
+            s, rt.deps, name=body["name"], url=body["url"], events=body["events"], actor=current()
+        )
+    return {"endpoint": endpoint, "secret": secret}
+
+
+@blp.route("/webhooks/<int:endpoint_id>", methods=["DELETE"])
+@requires("webhooks:manage")
+@blp.response(204)
+def deactivate_webhook(endpoint_id: int) -> Any:
+    """Stop deliveries to an endpoint at once; messages still queued for it are dropped."""
+    rt = runtime()
+    with rt.session() as s:
+        webhooks.deactivate_endpoint(s, current(), endpoint_id)
     return None

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from core import audit, ledger
+from core import audit, ledger, sim_swap_events
 from core.backoffice import approve_kyc, check_kyc_ready, visible_member
 from core.deps import CoreDeps
 from core.errors import (
@@ -217,6 +217,19 @@ def _exec_suspense(
     return {"entry": posted.reference}
 
 
+def _check_sim_swap(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    sim_swap_events.check_clearance(session, deps, member_id, p)
+
+
+def _exec_sim_swap(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.sim_swap_events.clear_event``: withdrawals resume for this phone and swap."""
+    return sim_swap_events.clear_event(session, deps, req, p)
+
+
 ACTIONS: dict[str, ActionSpec] = {
     "kyc.approve": ActionSpec("kyc:request", "approve KYC", True, _check_kyc, _exec_kyc),
     "member.status": ActionSpec(
@@ -231,6 +244,13 @@ ACTIONS: dict[str, ActionSpec] = {
     "suspense.reassign": ActionSpec(
         "suspense:reassign", "move suspense to a member", True, _check_suspense, _exec_suspense
     ),
+    "sim_swap.clear": ActionSpec(
+        "sim_swap:review",
+        "clear a SIM swap after an ID check",
+        True,
+        _check_sim_swap,
+        _exec_sim_swap,
+    ),  # fmt: skip
 }
 
 

@@ -836,9 +836,20 @@ def guard_sim_swap(
     checker: SimSwapChecker,
 ) -> None:
     """Refuse (``SimSwapBlocked``, after committing an event for staff and an SMS) when
-    the SIM changed within the window, or the check failed and the policy refuses."""
+    the SIM changed within the window, or the check failed and the policy refuses.
+    A swap staff cleared for this phone (``core.sim_swap_events``, maker-checker)
+    no longer refuses; a later swap does."""
     verdict = sim_swap_verdict(session, deps, checker, member.msisdn, policy)
-    decision = sim_swap_decision(verdict, amount_cents=amount_cents, now=deps.now(), policy=policy)
+    cleared = session.scalar(
+        select(func.max(SimSwapEvent.last_swap_at)).where(
+            SimSwapEvent.member_id == member.id,
+            SimSwapEvent.msisdn == member.msisdn,
+            SimSwapEvent.cleared_at.is_not(None),
+        )
+    )
+    decision = sim_swap_decision(
+        verdict, amount_cents=amount_cents, now=deps.now(), policy=policy, cleared_swap_at=cleared
+    )
     if decision is None and verdict.ok:
         return
     event = SimSwapEvent(

@@ -197,11 +197,19 @@ class SimSwapVerdict:
 
 
 def sim_swap_decision(
-    verdict: SimSwapVerdict, *, amount_cents: int, now: datetime, policy: MpesaPolicy
+    verdict: SimSwapVerdict,
+    *,
+    amount_cents: int,
+    now: datetime,
+    policy: MpesaPolicy,
+    cleared_swap_at: datetime | None = None,
 ) -> str | None:
     """None to allow; else the refusal reason: ``recent_swap`` or ``check_failed``.
 
     A swap with no date is treated as recent (we cannot show it is old).
+    ``cleared_swap_at``: the latest swap of this phone that staff cleared (maker-
+    checker, member seen with ID): a recent swap no later than it is allowed; a
+    newer swap, or one without a date, is refused again.
     """
     if not verdict.ok:
         if policy.sim_swap_on_failure == "allow":
@@ -214,7 +222,11 @@ def sim_swap_decision(
         return "check_failed"
     if not verdict.swapped:
         return None
-    if verdict.last_swap_at is None or now - verdict.last_swap_at < policy.sim_swap_window:
+    if verdict.last_swap_at is None:
+        return "recent_swap"
+    if cleared_swap_at is not None and verdict.last_swap_at <= cleared_swap_at:
+        return None
+    if now - verdict.last_swap_at < policy.sim_swap_window:
         return "recent_swap"
     return None
 

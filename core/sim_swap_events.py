@@ -6,13 +6,18 @@ office with their ID. Staff list the open events (``list_events``, branch-bound
 staff only their branch's members, phones masked) and close each one with what
 they found (``review_event``: who, when, a note; audited). Reviewing does not
 lift the guard: a withdrawal is allowed again once the swap is older than the
-SACCO's window (``SIM_SWAP_WINDOW_DAYS``).
+SACCO's window (``SIM_SWAP_WINDOW_DAYS``), or sooner if staff **clear** the swap:
+a maker-checker request (``sim_swap.clear`` in ``core.approvals``, made after
+seeing the member's ID at the counter) that ``check_clearance`` validates and
+``clear_event`` executes. The guard then allows this phone's swaps up to the
+cleared one; a later swap, or the SIM moving again, is refused as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +27,7 @@ from core.backoffice import mask_msisdn
 from core.deps import CoreDeps
 from core.errors import DomainError, InvalidInput, NotFound
 from core.permissions import Principal, can_access_branch
-from db.models import Member
+from db.models import ApprovalRequest, Member
 from db.models_mpesa import SimSwapEvent
 
 STATUSES = ("open", "reviewed", "all")
@@ -49,6 +54,7 @@ class EventView:
     reviewed_at: datetime | None
     reviewed_by_id: int | None
     review_note: str | None
+    cleared_at: datetime | None
 
 
 def _view(event: SimSwapEvent, member: Member) -> EventView:
@@ -67,6 +73,7 @@ def _view(event: SimSwapEvent, member: Member) -> EventView:
         reviewed_at=event.reviewed_at,
         reviewed_by_id=event.reviewed_by_id,
         review_note=event.review_note,
+        cleared_at=event.cleared_at,
     )
 
 
@@ -125,3 +132,63 @@ def review_event(
     )  # fmt: skip
     session.commit()
     return _view(event, member)
+
+
+# ------------------------------------------------------------------ clearance
+
+
+def event_member_id(session: Session, actor: Principal, event_id: int) -> int:
+    """Whose event this is, if the caller may see them (``NotFound`` otherwise)."""
+    row = session.execute(
+        select(Member.id, Member.branch)
+        .join(SimSwapEvent, SimSwapEvent.member_id == Member.id)
+        .where(SimSwapEvent.id == event_id)
+    ).one_or_none()
+    if row is None or not can_access_branch(actor, row.branch):
+        raise NotFound("no such SIM-swap event")
+    return int(row.id)
+
+
+def _clearable(session: Session, member_id: int | None, payload: dict[str, Any]) -> SimSwapEvent:
+    event_id = payload.get("event_id")
+    event = session.get(SimSwapEvent, event_id) if type(event_id) is int else None
+    if event is None or event.member_id != member_id:
+        raise InvalidInput("no such SIM-swap event for this member", field="event_id")
+    if event.outcome != "recent_swap" or event.last_swap_at is None:
+        raise InvalidInput(
+            "only a swap with a known date can be cleared (a failed check has none)",
+            field="event_id", reason="not_clearable",
+        )  # fmt: skip
+    if event.cleared_at is not None:
+        raise SimSwapEventReviewed(f"SIM-swap event {event.id} is already cleared")
+    return event
+
+
+def check_clearance(
+    session: Session, deps: CoreDeps, member_id: int | None, payload: dict[str, Any]
+) -> None:
+    """The maker's side: an event of this member, a dated swap, not yet cleared, and the
+    maker saw the member in person with their ID (``in_person``)."""
+    _clearable(session, member_id, payload)
+    if payload.get("in_person") is not True:
+        raise InvalidInput(
+            "clear a SIM swap only after seeing the member's ID at the counter (in_person)",
+            field="in_person", reason="in_person_required",
+        )  # fmt: skip
+
+
+def clear_event(
+    session: Session, deps: CoreDeps, request: ApprovalRequest, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The checker approved ``request``: this phone's swaps up to this one no longer stop
+    withdrawals. Flushes; the approval commits."""
+    event = _clearable(session, request.member_id, payload)
+    now = deps.now()
+    event.cleared_at = now
+    event.cleared_by_request_id = request.id
+    if event.reviewed_at is None:
+        event.reviewed_at, event.reviewed_by_id = now, request.maker_id
+        event.review_note = (request.maker_note or "cleared after an ID check")[:NOTE_MAX]
+    session.flush()
+    assert event.last_swap_at is not None
+    return {"event": event.id, "cleared_swap_at": event.last_swap_at.isoformat()}

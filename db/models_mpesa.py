@@ -209,3 +209,9 @@ class SimSwapEvent(Base):
         ForeignKey("staff_users.id", name="fk_sim_swap_events_reviewed_by_id"), default=None
     )
     review_note: Mapped[str | None] = mapped_column(String(200), default=None)
+    # A maker-checker clearance: staff saw the member's ID after this swap.
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cleared_by_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("approval_requests.id", name="fk_sim_swap_events_cleared_by_request_id"),
+        default=None,
+    )

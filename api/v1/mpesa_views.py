@@ -13,6 +13,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
+from api.v1.member_views import request_from_elsewhere
 from api.v1.security import current, requires, runtime
 from core import mpesa_statement, sim_swap_events
 
@@ -99,3 +100,18 @@ def sim_swap_event_review(body: dict[str, Any], event_id: int) -> Any:
         return asdict(
             sim_swap_events.review_event(s, rt.deps, current(), event_id, note=body["note"])
         )
+
+
+@blp.route("/sim-swap-events/<int:event_id>/clearance", methods=["POST"])
+@requires("sim_swap:review")
+@blp.arguments(sc.SimSwapClearanceIn)
+@blp.response(202, sc.ApprovalOut)
+def sim_swap_event_clearance(body: dict[str, Any], event_id: int) -> Any:
+    """Ask to let this member withdraw again before the SIM-swap window ends, after seeing
+    their ID at the counter (``in_person``: true). Another person decides; once approved,
+    withdrawals from this phone pass the guard unless the SIM is swapped again."""
+    rt = runtime()
+    with rt.session() as s:
+        member_id = sim_swap_events.event_member_id(s, current(), event_id)
+    payload = {"event_id": event_id, "in_person": body["in_person"]}
+    return request_from_elsewhere("sim_swap.clear", member_id, payload, body["note"])

@@ -505,6 +505,13 @@ class SimSwapEventArgs(PageArgs):
     )
 
 
+class SimSwapClearanceIn(NoteIn):
+    in_person = fields.Boolean(
+        required=True,
+        metadata={"description": "true: you saw the member and their ID at the counter"},
+    )
+
+
 class SimSwapEventOut(Schema):
     id = fields.Integer(required=True)
     member_id = fields.Integer(required=True)
@@ -522,3 +529,8 @@ class SimSwapEventOut(Schema):
     reviewed_at = fields.DateTime(required=True, allow_none=True)
     reviewed_by_id = fields.Integer(required=True, allow_none=True)
     review_note = fields.String(required=True, allow_none=True)
+    cleared_at = fields.DateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "a checker cleared this swap: withdrawals pass the guard again"},
+    )

@@ -12,7 +12,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from core import members, mpesa
+from core import approvals, members, mpesa
+from core import staff as staff_core
+from core.permissions import SYSTEM
 from db.models import Hold
 from db.models_mpesa import B2CPayout, SimSwapEvent, StkRequest
 from tests.e2e.gateway import GatewayPhone
@@ -372,3 +374,50 @@ def test_a_member_suspended_mid_session_cannot_withdraw_and_sees_it_on_the_next_
     assert env.balance(m.id).balance_cents == 200_000
     menu = phone(env, http, m.msisdn).dial()
     assert "Withdraw" not in menu and "Deposit" not in menu
+
+
+def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000219", savings_kes=3000)
+    swapped = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    post(env.at.url + "/_control", {"number": m.msisdn, "swapped": True, "last_swap_date": swapped})
+
+    def withdraw_1000() -> str:
+        p = phone(env, http, m.msisdn)
+        p.dial()
+        for typed in ("6", "1000", "1"):
+            p.send(typed)
+        return p.send(PIN)
+
+    assert withdraw_1000().startswith("For your safety, withdrawals are paused")
+    with env.session() as s:
+        [event] = s.scalars(select(SimSwapEvent).where(SimSwapEvent.member_id == m.id)).all()
+        teller, manager = (
+            staff_core.principal_for(
+                staff_core.create_staff(
+                    s,
+                    env.deps,
+                    SYSTEM,
+                    username=f"{role}219",
+                    full_name=f"Test {role}",
+                    role=role,
+                    password="correct horse battery staple",
+                )
+            )  # fmt: skip
+            for role in ("teller", "manager")
+        )
+        ask = {"event_id": event.id, "in_person": True}
+        req = approvals.request_approval(
+            s, env.deps, teller, "sim_swap.clear", payload=ask, member_id=m.id,
+            note="ID seen: SIM replaced after the phone was stolen", large_threshold_cents=10**9,
+        )  # fmt: skip
+        with pytest.raises(approvals.SelfApproval):
+            approvals.decide(s, env.deps, teller, req.id, approve=True)
+        assert approvals.decide(s, env.deps, manager, req.id, approve=True).status == "approved"
+
+    done = withdraw_1000()
+    assert done.startswith("KES 1,000 is on its way to M-Pesa +254712000219."), done
+    row = wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
+    assert row.status == "succeeded"
+    assert env.count(SimSwapEvent, SimSwapEvent.member_id == m.id) == 1

@@ -145,6 +145,25 @@ def test_the_sim_swap_decision(
     assert sim_swap_decision(verdict, amount_cents=amount, now=NOW, policy=policy) == expected
 
 
+def test_a_cleared_swap_passes_and_a_later_or_undated_one_does_not() -> None:
+    swap = NOW - timedelta(days=2)
+
+    def decide(
+        verdict: SimSwapVerdict, cleared: datetime | None, cents: int = 100_00
+    ) -> str | None:
+        return sim_swap_decision(
+            verdict, amount_cents=cents, now=NOW, policy=POLICY, cleared_swap_at=cleared
+        )
+
+    assert decide(SimSwapVerdict(True, True, swap), None) == "recent_swap"
+    assert decide(SimSwapVerdict(True, True, swap), swap) is None
+    assert decide(SimSwapVerdict(True, True, swap - timedelta(hours=1)), swap) is None
+    assert decide(SimSwapVerdict(True, True, swap + timedelta(hours=1)), swap) == "recent_swap"
+    assert decide(SimSwapVerdict(True, True, None), swap) == "recent_swap"
+    # A clearance says nothing when the check itself fails: the setting decides.
+    assert decide(SimSwapVerdict(False, None, None, "timeout"), NOW, 100_100) == "check_failed"
+
+
 GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"

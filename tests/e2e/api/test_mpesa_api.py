@@ -280,3 +280,35 @@ def test_staff_see_stopped_withdrawals_of_their_branch_and_close_each_once(
             select(AuditEvent.action).where(AuditEvent.action == "mpesa.sim_swap_reviewed")
         ).all()
     assert actions == ["mpesa.sim_swap_reviewed"]
+
+
+def test_a_clearance_needs_the_id_seen_and_a_second_person(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+) -> None:
+    member = make_member(status="active")
+    event = stopped_withdrawal(session_factory, member)
+    failed_check = stopped_withdrawal(session_factory, member, "check_failed")
+    teller, manager = make_staff("teller"), make_staff("manager")
+    url = f"{EVENTS}/{event}/clearance"
+    note = {"note": "ID seen, SIM replaced after loss"}
+    refused = api.post(url, headers=auth(teller), json={**note, "in_person": False})
+    assert (refused.status_code, list(refused.json["errors"])) == (422, ["in_person"])
+    assert api.post(f"{EVENTS}/{failed_check}/clearance", headers=auth(teller),
+                    json={**note, "in_person": True}).status_code == 422  # fmt: skip
+    assert api.post(f"{EVENTS}/999999/clearance", headers=auth(teller),
+                    json={**note, "in_person": True}).status_code == 404  # fmt: skip
+    asked = api.post(url, headers=auth(teller), json={**note, "in_person": True})
+    assert asked.status_code == 202, asked.json
+    request_id = asked.json["id"]
+    mine = api.post(f"/api/v1/approvals/{request_id}/approve", headers=auth(teller), json={})
+    assert mine.status_code == 403
+    done = api.post(f"/api/v1/approvals/{request_id}/approve", headers=auth(manager), json={})
+    assert done.json["status"] == "approved", done.json
+    [shown] = [e for e in api.get(EVENTS + "?status=all", headers=auth(manager)).json["items"]
+               if e["id"] == event]  # fmt: skip
+    assert shown["cleared_at"] is not None and shown["reviewed_by_id"] == teller.id
+    again = api.post(url, headers=auth(teller), json={**note, "in_person": True})
+    assert again.status_code == 409

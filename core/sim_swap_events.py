@@ -26,6 +26,7 @@ from core import audit
 from core.backoffice import mask_msisdn
 from core.deps import CoreDeps
 from core.errors import DomainError, InvalidInput, NotFound
+from core.notifications import notify
 from core.permissions import Principal, can_access_branch
 from db.models import ApprovalRequest, Member
 from db.models_mpesa import SimSwapEvent
@@ -181,7 +182,7 @@ def clear_event(
     session: Session, deps: CoreDeps, request: ApprovalRequest, payload: dict[str, Any]
 ) -> dict[str, Any]:
     """The checker approved ``request``: this phone's swaps up to this one no longer stop
-    withdrawals. Flushes; the approval commits."""
+    withdrawals, and the member is told so by SMS. Flushes; the approval commits."""
     event = _clearable(session, request.member_id, payload)
     now = deps.now()
     event.cleared_at = now
@@ -189,6 +190,13 @@ def clear_event(
     if event.reviewed_at is None:
         event.reviewed_at, event.reviewed_by_id = now, request.maker_id
         event.review_note = (request.maker_note or "cleared after an ID check")[:NOTE_MAX]
+    notify(
+        session,
+        template="withdrawals_resumed",
+        business_key=f"sim_swap_clear:{event.id}",
+        member=session.get_one(Member, event.member_id),
+        data={"sacco": deps.sacco_name, "ussd_code": deps.ussd_code},
+    )
     session.flush()
     assert event.last_swap_at is not None
     return {"event": event.id, "cleared_swap_at": event.last_swap_at.isoformat()}

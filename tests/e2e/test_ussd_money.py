@@ -415,6 +415,8 @@ def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
         with pytest.raises(approvals.SelfApproval):
             approvals.decide(s, env.deps, teller, req.id, approve=True)
         assert approvals.decide(s, env.deps, manager, req.id, approve=True).status == "approved"
+    [told] = env.sms(m.id, "withdrawals_resumed")
+    assert "withdraw to M-Pesa again" in told.body
 
     done = withdraw_1000()
     assert done.startswith("KES 1,000 is on its way to M-Pesa +254712000219."), done

@@ -188,6 +188,7 @@ MPESA_TEMPLATES = [
     "withdrawal_failed",
     "withdrawal_blocked_sim_swap",
     "withdrawal_blocked_check",
+    "withdrawals_resumed",
 ]
 
 

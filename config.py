@@ -135,7 +135,8 @@ class Settings(BaseSettings):
     sim_swap_window_days: int = 7
     sim_swap_on_check_failure: Literal["refuse", "allow", "refuse_above"] = "refuse_above"
     sim_swap_failure_allow_max_kes: int = 1_000  # with refuse_above: allowed up to this
-    sim_swap_cache_seconds: int = 600
+    # Short: a good verdict must not hide a swap made right after it (the fraud pattern).
+    sim_swap_cache_seconds: int = 60
     at_insights_url: str = ""
     at_username: str = ""
     at_api_key: str = ""

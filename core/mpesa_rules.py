@@ -94,7 +94,7 @@ class MpesaPolicy:
     sim_swap_window: timedelta = timedelta(days=7)
     sim_swap_on_failure: str = "refuse_above"  # refuse | allow | refuse_above
     sim_swap_failure_allow_max_cents: int = 1_000 * CENTS
-    sim_swap_cache: timedelta = timedelta(minutes=10)
+    sim_swap_cache: timedelta = timedelta(seconds=60)
     reconcile_after: timedelta = timedelta(minutes=3)
 
 

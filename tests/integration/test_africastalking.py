@@ -6,14 +6,20 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 import requests
+from sqlalchemy.orm import Session
 
+from config import load_settings
+from core import mpesa
+from core.deps import CoreDeps
+from core.mpesa_rules import MpesaPolicy
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.africastalking.standin import (
     DEFAULT_API_KEY,
@@ -282,3 +288,22 @@ def test_sim_swap_failures_give_no_verdict_and_a_reason(
     assert time.monotonic() - started < 2.0
     assert (result.ok, result.swapped) == (False, None)
     assert result.error is not None and error_part in result.error
+
+
+def test_a_swap_right_after_a_good_check_is_seen_once_the_short_cache_lapses(
+    standin: StandinHandle, db_session: Session, deps: CoreDeps
+) -> None:
+    """The fraud pattern: the member's own withdrawal is checked (not swapped), then the
+    SIM is swapped. The cached good verdict may not hide the swap for long."""
+    clock = [datetime(2026, 11, 28, 9, 0, tzinfo=UTC)]
+    timed = replace(deps, now=lambda: clock[0])
+    policy = MpesaPolicy(sim_swap_cache=timedelta(seconds=load_settings(
+        sacco_env="test").sim_swap_cache_seconds))  # fmt: skip
+    checker = make_checker(standin.url)
+    assert mpesa.sim_swap_verdict(db_session, timed, checker, MEMBER, policy).swapped is False
+    control(standin, number=MEMBER, swapped=True, last_swap_date="2026-11-28T06:01:00Z")
+    clock[0] += timedelta(seconds=30)  # the same withdrawal session: the cached answer
+    assert mpesa.sim_swap_verdict(db_session, timed, checker, MEMBER, policy).swapped is False
+    clock[0] += timedelta(seconds=31)
+    fresh = mpesa.sim_swap_verdict(db_session, timed, checker, MEMBER, policy)
+    assert (fresh.swapped, fresh.last_swap_at) == (True, datetime(2026, 11, 28, 6, 1, tzinfo=UTC))

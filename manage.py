@@ -531,8 +531,9 @@ def webhook_add(url: str, name: str, events: str) -> None:
     runtime = _runtime()
     with runtime.session() as session:
         endpoint, secret = webhooks.register_endpoint(
-            session, runtime.deps, name=name, url=url, events=wanted or None
-        )
+            session, runtime.deps, name=name, url=url, events=wanted or None,
+            require_https=_settings().is_production,
+        )  # fmt: skip
     click.echo(f"endpoint {endpoint.id} {endpoint.url} events={endpoint.events}")
     click.echo(f"signing secret (shown once, give it to the partner): {secret}")
 

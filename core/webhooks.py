@@ -98,15 +98,23 @@ def register_endpoint(
     url: str,
     events: list[str] | None = None,
     actor: Principal | None = None,
+    require_https: bool = False,
 ) -> tuple[WebhookEndpoint, str]:
     """Register a partner URL; returns the endpoint and its new secret (shown once; only
-    its ciphertext is stored). Commits."""
+    its ciphertext is stored). Commits.
+
+    ``require_https`` (production): deliveries carry member numbers and amounts, so
+    they travel over TLS only.
+    """
     if (
         not url.startswith(("https://", "http://"))
         or len(url) > 500
         or any(c.isspace() for c in url)
     ):
         raise InvalidInput("url must be an http(s) URL", field="url")
+    if require_https and not url.startswith("https://"):
+        raise InvalidInput("url must be https: deliveries carry member data", field="url",
+                           reason="https_required")  # fmt: skip
     secret = "whsec_" + secrets.token_urlsafe(32)
     endpoint = WebhookEndpoint(
         name=name.strip()[:80] or "partner",

@@ -76,6 +76,7 @@ class ApiState:
     cors_origins: frozenset[str]
     limiter: Limiter
     sim_swap_window: timedelta
+    production: bool = False
 
 
 SECURITY_HEADERS = {
@@ -223,5 +224,6 @@ def init_app(app: Flask) -> None:
         ),
         limiter=limiter,
         sim_swap_window=timedelta(days=settings.sim_swap_window_days),
+        production=settings.is_production,
     )
     app.after_request(_after)

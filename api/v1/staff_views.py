@@ -7,7 +7,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.security import current, requires, runtime
+from api.v1.security import api_state, current, requires, runtime
 from core import staff as staff_core
 from core import webhooks
 
@@ -125,8 +125,9 @@ def register_webhook(body: dict[str, Any]) -> Any:
     rt = runtime()
     with rt.session() as s:
         endpoint, secret = webhooks.register_endpoint(
-            s, rt.deps, name=body["name"], url=body["url"], events=body["events"], actor=current()
-        )
+            s, rt.deps, name=body["name"], url=body["url"], events=body["events"],
+            actor=current(), require_https=api_state().production,
+        )  # fmt: skip
     return {"endpoint": endpoint, "secret": secret}
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import webhooks
 from core.deps import CoreDeps
+from core.errors import InvalidInput
 from db.models import AuditEvent, WebhookEndpoint
 from tests.e2e.api.conftest import Staffer, auth
 
@@ -80,3 +82,18 @@ def test_bad_endpoints_are_refused_with_a_reason(
     manager = make_staff("manager")
     assert api.post(URL, headers=auth(manager), json={"name": "P", "url": "https://a.example"}
                     ).status_code == 403  # fmt: skip
+
+
+def test_production_takes_only_https_endpoints(
+    session_factory: sessionmaker[Session], deps: CoreDeps
+) -> None:
+    with session_factory() as s:
+        with pytest.raises(InvalidInput) as refused:
+            webhooks.register_endpoint(
+                s, deps, name="Plain", url="http://hooks.bank.example/x", require_https=True
+            )
+        assert refused.value.reason == "https_required"
+        endpoint, _ = webhooks.register_endpoint(
+            s, deps, name="Tls", url="https://hooks.bank.example/x", require_https=True
+        )
+        assert [e.url for e in webhooks.list_endpoints(s)] == ["https://hooks.bank.example/x"]

@@ -189,6 +189,9 @@ class Settings(BaseSettings):
 
     # Partner webhooks.
     webhook_timeout_s: float = 10.0
+    # Production refuses to deliver to loopback/private/link-local addresses unless this
+    # is set (a partner on the SACCO's own network); demo and tests always allow them.
+    webhook_allow_private_networks: bool = False
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:

@@ -60,7 +60,10 @@ class DeliveryContext:
                 starttls=settings.smtp_starttls,
                 timeout=settings.smtp_timeout_s,
             ),
-            webhooks=WebhookSender(timeout=settings.webhook_timeout_s),
+            webhooks=WebhookSender(
+                timeout=settings.webhook_timeout_s,
+                allow_private=settings.webhook_allow_private_networks or not settings.is_production,
+            ),
             vault=PiiVault.from_settings(settings),
         )
 

@@ -34,6 +34,7 @@ from core.webhooks import (
 from db.base import utcnow
 from db.models import OutboxAttempt, OutboxMessage, WebhookEndpoint
 from integrations.email.smtp import SmtpSender
+from integrations.webhooks.sender import WebhookSender
 from tests.outboxutil import make_ctx
 from workers.outbox import deliver
 
@@ -347,3 +348,37 @@ def test_signature_recipe() -> None:
     for h, b, now in bad:
         with pytest.raises(SignatureError):
             verify_signature("whsec_k", h, b, now=now)
+
+
+def test_production_sender_refuses_private_addresses_and_never_follows_redirects(
+    receiver: Receiver,
+) -> None:
+    strict = WebhookSender(timeout=2, allow_private=False)
+    for url in (receiver.url, "http://10.1.2.3/hook", "http://[::1]:9/hook",
+                "http://169.254.169.254/latest", "http://localhost/hook"):  # fmt: skip
+        result = strict.send(url, "whsec_x", "deposit.received", '{"id":"e1"}')
+        assert (result.accepted, result.retryable) == (False, False), url
+        assert result.detail is not None and result.detail.startswith("address not allowed"), url
+    assert receiver.accepted == [] and receiver.rejected == []  # nothing reached it
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", receiver.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    bouncer = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=bouncer.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        lenient = WebhookSender(timeout=2, allow_private=True)
+        url = f"http://127.0.0.1:{bouncer.server_address[1]}/hook"
+        result = lenient.send(url, "whsec_x", "deposit.received", '{"id":"e2"}')
+    finally:
+        bouncer.shutdown()
+        bouncer.server_close()
+    assert (result.accepted, result.retryable, result.status_code) == (False, True, 302)
+    assert receiver.accepted == [] and receiver.rejected == []  # the redirect was not followed

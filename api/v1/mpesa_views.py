@@ -94,7 +94,8 @@ def sim_swap_event_list(args: dict[str, Any]) -> Any:
 @blp.response(200, sc.SimSwapEventOut)
 def sim_swap_event_review(body: dict[str, Any], event_id: int) -> Any:
     """Close an event with what you found (once; audited). It does not lift the guard:
-    withdrawals resume when the swap is older than the SACCO's window."""
+    withdrawals resume when the swap is older than the SACCO's window, or once a
+    clearance (below) is approved."""
     rt = runtime()
     with rt.session() as s:
         return asdict(

@@ -521,7 +521,7 @@ def verify_audit_cmd() -> None:
 @click.option(
     "--events",
     default="*",
-    help="comma-separated: deposit.received, withdrawal.paid, withdrawal.failed (default all)",
+    help="comma-separated, any of core.webhooks.EVENT_TYPES (default all)",
 )
 def webhook_add(url: str, name: str, events: str) -> None:
     """Register a partner's webhook URL; prints the signing secret once."""
@@ -541,11 +541,11 @@ def webhook_add(url: str, name: str, events: str) -> None:
 @cli.command("webhook-list")
 def webhook_list() -> None:
     """List the registered webhook endpoints (never their secrets)."""
-    from db.models import WebhookEndpoint
+    from core import webhooks
 
     runtime = _runtime()
     with runtime.session() as session:
-        rows = list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+        rows = webhooks.list_endpoints(session)
     for row in rows:
         state = "active" if row.active else "inactive"
         click.echo(f"{row.id:>4}  {row.name:<20} {row.url}  events={row.events}  {state}")

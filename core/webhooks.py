@@ -86,7 +86,7 @@ def verify_signature(
     return timestamp
 
 
-# The events published today (core.mpesa); an endpoint may also name future ones.
+# The events published today (core.mpesa): an endpoint names some of these, or none (all).
 EVENT_TYPES = ("deposit.received", "withdrawal.paid", "withdrawal.failed")
 
 
@@ -112,6 +112,12 @@ def register_endpoint(
         or any(c.isspace() for c in url)
     ):
         raise InvalidInput("url must be an http(s) URL", field="url")
+    unknown = sorted(set(events or ()) - set(EVENT_TYPES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown events {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}",
+            field="events", reason="unknown_event",
+        )  # fmt: skip
     if require_https and not url.startswith("https://"):
         raise InvalidInput("url must be https: deliveries carry member data", field="url",
                            reason="https_required")  # fmt: skip

@@ -143,9 +143,9 @@ class CallbackUrls:
         registered. A base URL with such a word is refused here, loudly.
         """
         base = base_url.rstrip("/")
-        if blocked_url_word(base):
+        if word := blocked_url_word(base):
             raise ValueError(
-                f"callback base URL {base!r} contains {blocked_url_word(base)!r}, "
+                f"callback base URL {base!r} contains {word!r}, "
                 "which Daraja refuses in callback URLs: use another host name or path"
             )
 

@@ -204,7 +204,7 @@ def test_a_partner_receives_and_verifies_signed_events(
             s, deps, name="Bank", url=receiver.url, events=["deposit.received"]
         )
         register_endpoint(
-            s, deps, name="Other", url="http://127.0.0.1:1/x", events=["loan.disbursed"]
+            s, deps, name="Other", url="http://127.0.0.1:1/x", events=["withdrawal.failed"]
         )
     ids = publish(session_factory, "evt_1")
     assert len(ids) == 1  # only the endpoint that wants this event

@@ -93,6 +93,11 @@ def test_production_takes_only_https_endpoints(
                 s, deps, name="Plain", url="http://hooks.bank.example/x", require_https=True
             )
         assert refused.value.reason == "https_required"
+        with pytest.raises(InvalidInput) as unknown:
+            webhooks.register_endpoint(
+                s, deps, name="Loans", url="https://hooks.bank.example/x", events=["loan.paid"]
+            )
+        assert unknown.value.reason == "unknown_event"
         endpoint, _ = webhooks.register_endpoint(
             s, deps, name="Tls", url="https://hooks.bank.example/x", require_https=True
         )

@@ -422,4 +422,7 @@ def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
     assert done.startswith("KES 1,000 is on its way to M-Pesa +254712000219."), done
     row = wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
     assert row.status == "succeeded"
+    assert len(payouts(env, m.id)) == 1  # the refused attempt left no payout behind
+    bal = env.balance(m.id)
+    assert (bal.balance_cents, bal.held_cents) == (300_000 - 101_300, 0)  # KES 1,000 + 13 fee
     assert env.count(SimSwapEvent, SimSwapEvent.member_id == m.id) == 1

@@ -298,7 +298,10 @@ def test_only_one_of_many_racing_workers_claims_a_message(
     def worker() -> None:
         barrier.wait()
         with factory() as s:
-            wins.append(claim_message(s, message.id, T0 + timedelta(days=1)))
+            # Due from the moment it was queued (at the wall clock): claim it a minute later.
+            wins.append(
+                claim_message(s, message.id, message.next_attempt_at + timedelta(minutes=1))
+            )
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:

@@ -369,6 +369,9 @@ def mpesa_register_urls() -> None:
     ctx = _mpesa_context(_runtime())
     try:
         ctx.daraja.register_c2b_urls()
+    except OSError as exc:  # MPESA_CERTIFICATE_PATH names no readable file
+        click.echo(f"MPESA_CERTIFICATE_PATH: {exc.strerror or exc}: {exc.filename}", err=True)
+        sys.exit(2)
     finally:
         ctx.close()
     click.echo(f"C2B URLs registered for paybill {ctx.shortcode}")

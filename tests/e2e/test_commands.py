@@ -94,3 +94,14 @@ def test_demo_serves_health_with_no_postgres_or_redis(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_register_urls_with_a_missing_certificate_says_so_in_one_line(tmp_path: Path) -> None:
+    env = demo_env(tmp_path)
+    env["MPESA_CERTIFICATE_PATH"] = str(tmp_path / "missing.pem")
+    assert run(["migrate"], env).returncode == 0
+    done = run(["mpesa-register-urls"], env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"MPESA_CERTIFICATE_PATH: No such file or directory: {tmp_path / 'missing.pem'}"
+    )

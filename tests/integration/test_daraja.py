@@ -236,11 +236,13 @@ def test_token_is_refreshed_a_margin_before_it_expires(
 
 
 def test_short_lived_token_is_replaced_before_daraja_refuses_it(
-    daraja: StandinHandle, client: DarajaClient
+    daraja: StandinHandle, make_client: MakeClient
 ) -> None:
     control(daraja, expires_in=1)  # refreshed half-way through a life shorter than the margin
+    now = [1000.0]
+    client = make_client(clock=lambda: now[0])
     accepted = client.stk_push(MEMBER, 100_00, "M00042", "Deposit")
-    time.sleep(0.6)
+    now[0] += 0.6  # past half the token's life by the client's clock
     assert client.stk_query(accepted.checkout_request_id).result_code == 0
     assert len(api_log(daraja, OAUTH_PATH)) == 2
     assert len(api_log(daraja, QUERY_PATH)) == 1  # never refused

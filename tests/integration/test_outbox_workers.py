@@ -165,6 +165,8 @@ def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_only_the_accepted
     )
     assert statuses(factory, ids) == {ids[0]: "sending"}  # still the dead worker's
     # the sweeper, once the claim is older than its timeout, hands it to a live worker
+    # Real time, not a fake clock: the sweeper hands the message back due "now" and the
+    # worker processes read the real clock, so the claim must really age past the timeout.
     ctx = make_ctx(factory, standin.url, policy=OutboxPolicy(claim_timeout_s=0.5))
     time.sleep(0.6)
     result = sweep_once(ctx, rq_enqueuer(redis_client, QUEUE, 60))

@@ -3,13 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
-# The seeded demo members (manage.py seed-demo): their M-Pesa payments succeed in the demo.
-DEMO_PHONES := +254712000001 +254722000002 +254110000003 +254733000004
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install demo test lint format verify-ledger bench-ledger bench-pins bench-ussd bench-outbox phone clean
+.PHONY: install system-deps demo test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-outbox phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,49 +18,48 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 ## demo: install, migrate a SQLite file, seed a demo SACCO and serve it on 127.0.0.1:$(PORT)
+## (its Africa's Talking and Daraja stand-ins on PORT+701 and PORT+702: tools/demo.py)
 demo: install
 	@mkdir -p var
 	@SACCO_ENV=demo $(BIN)/python manage.py migrate
 	@SACCO_ENV=demo $(BIN)/python manage.py seed-demo
 	@SACCO_ENV=demo $(BIN)/python manage.py verify-ledger
-	@echo
-	@echo "Demo SACCO on http://127.0.0.1:$(PORT)  (Ctrl-C to stop; data in var/demo.db)"
-	@echo "  phone simulator:  http://127.0.0.1:$(PORT)/simulator   (or: make phone PHONE=+254712000001)"
-	@echo "  curl http://127.0.0.1:$(PORT)/healthz"
-	@echo "  curl http://127.0.0.1:$(PORT)/readyz"
-	@echo "  Staff API docs: http://127.0.0.1:$(PORT)/api/v1/docs  (sign in as a demo staff member above:"
-	@echo "    curl -X POST http://127.0.0.1:$(PORT)/api/v1/auth/login -H 'Content-Type: application/json' -d '{\"username\": \"teller\", \"password\": \"mango-market-2026\"}')"
-	@echo "  SACCO_ENV=demo $(BIN)/python manage.py verify-ledger"
-	@echo "  SACCO_ENV=demo $(BIN)/python manage.py trial-balance"
-	@echo
-	@echo "  SMS sent by the demo: curl 'http://127.0.0.1:8701/_messages?to=%2B254712000001'"
-	@echo "  M-Pesa (Daraja stand-in on :8702): dial, 5 Deposit / 6 Withdraw; PIN 4826 for +254712000001"
-	@echo "  paybill payment: curl -XPOST localhost:8702/_simulate/c2b -d '{\"amount\":\"250\",\"bill_ref\":\"<member no>\",\"msisdn\":\"+254712000001\"}'"
-	@echo
-	@# The stand-ins run beside the app for the demo's lifetime: Africa's Talking (SMS and
-	@# the SIM-swap check; messages are delivered in-process after each commit, no Redis or
-	@# worker needed) and Daraja (STK push, C2B, B2C; it calls the app back on $(PORT)).
-	@# The demo members' numbers end 0001-0004, which the Daraja stand-in turns into
-	@# failures by default: --outcome makes their payments succeed. Its certificate goes
-	@# to var/ for the B2C SecurityCredential (MPESA_CERTIFICATE_PATH).
-	@rm -f var/mpesa-standin-cert.pem
-	@$(BIN)/python -m integrations.africastalking.standin --port 8701 \
-	    --delivery-callback http://127.0.0.1:$(PORT)/sms/delivery > var/at-standin.log 2>&1 & \
-	  STANDIN=$$!; \
-	  $(BIN)/python -m integrations.mpesa.standin --port 8702 \
-	    --callback-base http://127.0.0.1:$(PORT) --certificate-out var/mpesa-standin-cert.pem \
-	    $(foreach n,$(DEMO_PHONES),--outcome $(n)=0) > var/mpesa-standin.log 2>&1 & \
-	  DARAJA=$$!; trap 'kill $$STANDIN $$DARAJA 2>/dev/null' EXIT INT TERM; \
-	  for i in $$(seq 50); do test -s var/mpesa-standin-cert.pem && break; sleep 0.1; done; \
-	  export SACCO_ENV=demo PORT=$(PORT) MPESA_CALLBACK_BASE_URL=http://127.0.0.1:$(PORT) \
-	    MPESA_CERTIFICATE_PATH=var/mpesa-standin-cert.pem; \
-	  $(BIN)/python manage.py mpesa-register-urls || true; \
-	  $(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
+	@echo "  Sign in to the staff API as a demo staff member, e.g.:"
+	@echo "    curl -X POST http://127.0.0.1:$(PORT)/api/v1/auth/login -H 'Content-Type: application/json' -d '{\"username\": \"teller\", \"password\": \"mango-market-2026\"}'"
+	@echo "  SACCO_ENV=demo $(BIN)/python manage.py verify-ledger   (or trial-balance)"
+	@SACCO_ENV=demo $(BIN)/python -m tools.demo --port $(PORT)
 
-## test: install, lint, then the whole suite against the real PostgreSQL and Redis
-test: install lint
+## system-deps: the Debian packages the suite drives, installed when missing (as root, or
+## with sudo): chromium + chromium-driver for the simulator's browser test, faketime for
+## test-clock. Nothing is downloaded from anywhere but Debian's archive.
+SYSTEM_PACKAGES := chromium chromium-driver faketime
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## test: install, lint, then the whole suite against the real PostgreSQL and Redis (the CI gate)
+test: install system-deps lint
 	@$(BIN)/python -m tests.preflight
 	@$(BIN)/python -m pytest
+
+## test-fast: the daily loop: unit + integration without the slow tests, on 2 xdist workers
+## (each with its own PostgreSQL database sacco_test_gwN and Redis database)
+test-fast: install
+	@$(BIN)/python -m tests.preflight
+	@$(BIN)/python -m pytest -q -n 2 -m "not slow" tests/unit tests/integration
+
+## test-clock: the whole suite with the clock moved (libfaketime, every process the suite
+## starts too): CLOCK="+365d" (default), or an instant such as CLOCK="@2028-02-29 20:59:00"
+## (23:59 in Nairobi). Proves no test compares a fixed date with the real clock.
+CLOCK ?= +365d
+test-clock: install system-deps
+	@$(BIN)/python -m tests.preflight
+	@echo "clock: $(CLOCK)"
+	@faketime -f "$(CLOCK)" $(BIN)/python -m pytest -q
 
 lint: install
 	@$(BIN)/ruff check .

@@ -6,10 +6,31 @@ import os
 
 from sqlalchemy.engine import make_url
 
-PG_URL = os.environ.get(
+_BASE_PG_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/sacco_test"
 )
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+_BASE_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# Under pytest-xdist (``make test-fast``) each worker ``gwN`` gets a database of its own
+# (``sacco_test_gwN``) and a Redis database of its own (the base number minus N), since
+# committed tests truncate tables and Redis tests flush their database.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _for_worker(pg_url: str, redis_url: str) -> tuple[str, str]:
+    if not _WORKER.startswith("gw"):
+        return pg_url, redis_url
+    index = int(_WORKER[2:])
+    pg = make_url(pg_url)
+    pg = pg.set(database=f"{pg.database or 'sacco_test'}_{_WORKER}")
+    server, _, base = redis_url.rpartition("/")
+    number = int(base) - index
+    if number < 0:
+        raise RuntimeError(f"too many xdist workers for Redis database {base}")
+    return pg.render_as_string(hide_password=False), f"{server}/{number}"
+
+
+PG_URL, REDIS_URL = _for_worker(_BASE_PG_URL, _BASE_REDIS_URL)
 
 _url = make_url(PG_URL)
 PG_DBNAME = _url.database or "sacco_test"

@@ -30,9 +30,9 @@ demo: install
 	@SACCO_ENV=demo $(BIN)/python -m tools.demo --port $(PORT)
 
 ## system-deps: the Debian packages the suite drives, installed when missing (as root, or
-## with sudo): chromium + chromium-driver for the simulator's browser test, faketime for
-## test-clock. Nothing is downloaded from anywhere but Debian's archive.
-SYSTEM_PACKAGES := chromium chromium-driver faketime
+## with sudo): chromium + chromium-driver for the simulator's browser test. Nothing is
+## downloaded from anywhere but Debian's archive.
+SYSTEM_PACKAGES := chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -52,14 +52,18 @@ test-fast: install
 	@$(BIN)/python -m tests.preflight
 	@$(BIN)/python -m pytest -q -n 2 -m "not slow" tests/unit tests/integration
 
-## test-clock: the whole suite with the clock moved (libfaketime, every process the suite
-## starts too): CLOCK="+365d" (default), or an instant such as CLOCK="@2028-02-29 20:59:00"
-## (23:59 in Nairobi). Proves no test compares a fixed date with the real clock.
+## test-clock: the whole suite with the clock moved in every Python process it starts
+## (tests/clockshift.py, time-machine): CLOCK="+365d" (default), or an instant such as
+## CLOCK="@2028-02-29T20:59:00Z" (23:59 in Nairobi on a leap day). Proves no test compares
+## a fixed date with the real clock.
 CLOCK ?= +365d
-test-clock: install system-deps
+SITE = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+test-clock: install
 	@$(BIN)/python -m tests.preflight
+	@cp tests/clockshift.py $(SITE)/sacco_test_clock.py
+	@echo 'import sacco_test_clock; sacco_test_clock.start()' > $(SITE)/sacco_test_clock.pth
 	@echo "clock: $(CLOCK)"
-	@faketime -f "$(CLOCK)" $(BIN)/python -m pytest -q
+	@SACCO_TEST_CLOCK="$(CLOCK)" $(BIN)/python -m pytest -q -W ignore::pytest.PytestAssertRewriteWarning
 
 lint: install
 	@$(BIN)/ruff check .

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SACCO_TEST_CLOCK")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONDONTWRITEBYTECODE"] = "1"

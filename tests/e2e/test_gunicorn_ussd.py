@@ -58,6 +58,8 @@ def server(pg_engine: Engine) -> Iterator[Server]:
         "PII_KEYS": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
         "USSD_CALLBACK_TOKEN": token,
+        "SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
+        "TRUSTED_PROXY_HOPS": "0",  # the test talks to gunicorn directly
     }
     pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
     _flush_redis()

@@ -20,7 +20,8 @@ import hashlib
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from limits import parse_many
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.mpesa_rules import blocked_url_word
@@ -100,6 +101,9 @@ class Settings(BaseSettings):
     )
     ussd_session_ttl_seconds: int = Field(default=180, ge=30, le=3600)
     ussd_resume_ttl_seconds: int = Field(default=120, ge=0, le=3600)
+    # Hops per phone number (Flask-Limiter syntax, ";" between limits); over it the caller
+    # gets a polite END. Stops a forged or runaway caller from hammering one member.
+    ussd_rate_limit: str = "30/minute;300/day"
     sacco_help_phone: str = "0700 000 000"
     sacco_terms_url: str = "umoja.example/terms"
     sacco_sms_code: str = "22384"
@@ -199,6 +203,15 @@ class Settings(BaseSettings):
     # Production refuses to deliver to loopback/private/link-local addresses unless this
     # is set (a partner on the SACCO's own network); demo and tests always allow them.
     webhook_allow_private_networks: bool = False
+
+    @field_validator("ussd_rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"USSD_RATE_LIMIT {value!r} is not like 30/minute;300/day") from None
+        return value
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:

@@ -186,6 +186,7 @@ class Tree:
     pin_locked: str = "pin_locked"
     pin_blocked: str = "pin_blocked"
     no_pin: str = "no_pin"
+    throttled: str = "too_fast"  # the END for a phone over its hop rate limit (ussd/views.py)
 
     def __getitem__(self, screen_id: str) -> Screen:
         return self.screens[screen_id]
@@ -200,6 +201,7 @@ class Tree:
             self.pin_locked,
             self.pin_blocked,
             self.no_pin,
+            self.throttled,
         )
 
 

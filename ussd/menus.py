@@ -266,6 +266,7 @@ _SCREENS: list[Screen] = [
     End("pin_locked", "pin_locked"),
     End("pin_blocked", "pin_blocked"),
     End("no_pin", "no_pin"),
+    End("too_fast", "too_fast"),
 ]
 
 TREE = Tree(

@@ -133,7 +133,9 @@ class Confirm:
     # (code, screen): the loaded quote refused (the balance changed meanwhile, a resumed
     # flow): back to that screen under ``why_<code>``; other failures: the error screen.
     load_errors: tuple[tuple[str, str], ...] = ()
-    needs_pin: bool = False  # (PIN before the screen is even shown: not for confirmations)
+    # PIN before the screen is even shown: only for a confirmation whose quote itself
+    # reveals money (a withdrawal: "Not enough savings: KES 987 available").
+    needs_pin: bool = False
 
 
 @dataclass(frozen=True)

@@ -128,9 +128,11 @@ def test_a_new_member_registers_sees_the_sms_and_then_the_balances(
         engine = create_engine(demo_db)
         try:
             with engine.connect() as conn:
-                member_number = conn.execute(
-                    select(Member.member_number).where(Member.msisdn == NEW_PHONE)
-                ).scalar_one()
+                member_number = str(
+                    conn.execute(
+                        select(Member.member_number).where(Member.msisdn == NEW_PHONE)
+                    ).scalar_one()
+                )
         finally:
             engine.dispose()
         assert phone.el("screen").get_attribute("data-kind") == "END"

@@ -20,7 +20,8 @@ import hashlib
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from limits import parse_many
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.mpesa_rules import blocked_url_word
@@ -73,6 +74,13 @@ AT_STANDIN_DEFAULTS = {
 }
 
 
+# Gateway callback tokens (USSD, SMS, M-Pesa): the URL secret is the gateway's only proof.
+GATEWAY_TOKEN_MIN = 24
+_DEMO_VALUES = frozenset(
+    {*DEMO_SECRETS.values(), *DEMO_MPESA.values(), *AT_STANDIN_DEFAULTS.values()}
+)
+
+
 class SettingsError(RuntimeError):
     """Start-up configuration is wrong; the message says what to set."""
 
@@ -93,6 +101,9 @@ class Settings(BaseSettings):
     )
     ussd_session_ttl_seconds: int = Field(default=180, ge=30, le=3600)
     ussd_resume_ttl_seconds: int = Field(default=120, ge=0, le=3600)
+    # Hops per phone number (Flask-Limiter syntax, ";" between limits); over it the caller
+    # gets a polite END. Stops a forged or runaway caller from hammering one member.
+    ussd_rate_limit: str = "30/minute;300/day"
     sacco_help_phone: str = "0700 000 000"
     sacco_terms_url: str = "umoja.example/terms"
     sacco_sms_code: str = "22384"
@@ -193,6 +204,15 @@ class Settings(BaseSettings):
     # is set (a partner on the SACCO's own network); demo and tests always allow them.
     webhook_allow_private_networks: bool = False
 
+    @field_validator("ussd_rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"USSD_RATE_LIMIT {value!r} is not like 30/minute;300/day") from None
+        return value
+
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:
         if self.sacco_env != "production":
@@ -221,8 +241,8 @@ class Settings(BaseSettings):
         if self.mpesa_consumer_key:
             needed = ("mpesa_base_url", "mpesa_shortcode", "mpesa_callback_base_url")
             lacking = [n.upper() for n in (*MPESA_SECRETS, *needed) if not getattr(self, n)]
-            if len(self.mpesa_callback_token) < 24:
-                lacking.append("MPESA_CALLBACK_TOKEN (24+ characters)")
+            if len(self.mpesa_callback_token) < GATEWAY_TOKEN_MIN:
+                lacking.append(f"MPESA_CALLBACK_TOKEN ({GATEWAY_TOKEN_MIN}+ characters)")
             if lacking:
                 raise ValueError(f"M-Pesa is configured but lacks {', '.join(lacking)}")
             if self.mpesa_callback_token == DEMO_MPESA["mpesa_callback_token"]:
@@ -234,7 +254,48 @@ class Settings(BaseSettings):
                 )
         if self.at_api_key == AT_STANDIN_DEFAULTS["at_api_key"]:
             raise ValueError("AT_API_KEY is the stand-in's key; set the real Africa's Talking key")
+        refusals = self._production_refusals()
+        if refusals:
+            raise ValueError("production refuses to start: " + "; ".join(refusals))
         return self
+
+    def _production_refusals(self) -> list[str]:
+        """What a production deployment lacks for its gateways and serving, each refusal
+        naming its variable (all at once, so one restart fixes them all)."""
+        refusals: list[str] = []
+        for name, what in (("ussd_callback_token", "/ussd"), ("sms_callback_token", "/sms/*")):
+            value = getattr(self, name)
+            if value in _DEMO_VALUES:
+                refusals.append(f"{name.upper()} uses a demo-only value; generate one")
+            elif len(value) < GATEWAY_TOKEN_MIN:
+                refusals.append(
+                    f"{name.upper()} must be a secret of {GATEWAY_TOKEN_MIN}+ characters "
+                    f"(the gateway's {what} callback URL carries it; without it anyone "
+                    "can pose as the gateway)"
+                )
+        if not self.redis_url:
+            refusals.append(
+                "REDIS_URL is required (USSD sessions and rate limits must be shared by "
+                "every worker)"
+            )
+        if "trusted_proxy_hops" not in self.model_fields_set:
+            refusals.append(
+                "TRUSTED_PROXY_HOPS must be set explicitly (1 behind deploy/nginx.conf, "
+                "0 with nothing in front)"
+            )
+        if self.mpesa_consumer_key:
+            if not self.mpesa_callback_base_url.startswith("https://"):
+                refusals.append("MPESA_CALLBACK_BASE_URL must be an https:// origin")
+            # Withdrawals ask the SIM-swap check first: without it every check fails.
+            if not self.at_insights_url.startswith("https://"):
+                refusals.append(
+                    "AT_INSIGHTS_URL must be the SIM-swap provider's https:// URL "
+                    "(M-Pesa withdrawals check for a recent SIM swap first)"
+                )
+            for name in ("at_username", "at_api_key"):
+                if not getattr(self, name):
+                    refusals.append(f"{name.upper()} is required for the SIM-swap check")
+        return refusals
 
     @property
     def mpesa_enabled(self) -> bool:

@@ -112,6 +112,8 @@ def production_env() -> dict[str, str]:
         "PII_KEYS": Fernet.generate_key().decode(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
         "USSD_CALLBACK_TOKEN": secrets.token_urlsafe(24),
+        "SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
+        "TRUSTED_PROXY_HOPS": "0",  # the load processes talk to gunicorn directly
     }
 
 

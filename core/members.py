@@ -29,7 +29,7 @@ from core.identity import (
     normalize_name,
     normalize_national_id,
 )
-from core.notifications import notify, sms_datetime, sms_time
+from core.notifications import NAIROBI, notify, sms_datetime, sms_time
 from core.pins import (
     PinState,
     after_failure,
@@ -161,6 +161,60 @@ def register_member(
     )
     session.commit()
     return member
+
+
+def register_from_phone(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    full_name: str,
+    msisdn: str,
+    national_id: str,
+    language: str = "en",
+    pin: str | None = None,
+) -> Member | None:
+    """Self-registration from the caller's phone (USSD), consent given.
+
+    Unlike ``register_member`` it never tells the caller that the national ID (or the
+    phone) is already a member's: that would let anyone with a phone test whose ID is on
+    file. It returns None instead, and the channel shows the same answer as for a new
+    member ("if these details are right, we will SMS your member number"). The new
+    member's proof is the welcome SMS; when the ID belongs to a member on another phone,
+    that member gets an SMS on the phone on file (at most one a day, so that repeated
+    tries cost us one SMS), and the caller gets nothing. Commits.
+    """
+    try:
+        return register_member(
+            session,
+            deps,
+            full_name=full_name,
+            msisdn=msisdn,
+            national_id=national_id,
+            language=language,
+            consent=True,
+            pin=pin,
+        )
+    except DuplicateMember:  # nothing was written (checked first, or the savepoint undone)
+        if pin is not None:
+            deps.pins.hash(pin)  # the work a registration does: no faster answer to time
+    caller = normalize_msisdn(msisdn)
+    owner = find_by_national_id(session, deps, national_id)
+    if owner is not None and owner.msisdn != caller:
+        day = deps.now().astimezone(NAIROBI).date().isoformat()
+        notify(
+            session,
+            template="registration_attempt",
+            business_key=f"registration_attempt:{owner.id}:{day}",
+            member=owner,
+            data={"sacco": deps.sacco_name, "msisdn": _masked(caller)},
+        )
+        session.commit()
+    return None
+
+
+def _masked(msisdn: str) -> str:
+    """+254712345678 -> +2547*****678 (as staff screens show it): enough to recognise."""
+    return msisdn[:5] + "*" * max(len(msisdn) - 8, 0) + msisdn[-3:]
 
 
 def get_member(session: Session, member_id: int) -> Member:

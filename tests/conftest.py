@@ -139,7 +139,11 @@ def redis_client() -> Iterator[redis_lib.Redis]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return load_settings(sacco_env="test", database_url=PG_URL, redis_url=REDIS_URL)
+    # Tests replay many sessions from one phone within seconds (the fuzz test hundreds):
+    # the per-phone hop limit is tested on its own, in tests/integration/test_ussd_gate.py.
+    return load_settings(
+        sacco_env="test", database_url=PG_URL, redis_url=REDIS_URL, ussd_rate_limit="10000/minute"
+    )
 
 
 @pytest.fixture

@@ -238,18 +238,18 @@ def _verify_pin(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
 
 @action("register")
 def _register(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
-    # Reaching this action means the member chose "I agree" on the consent screen.
-    member = members.register_member(
+    # Reaching this action means the member chose "I agree" on the consent screen. The
+    # answer is the same whether or not the ID was already a member's (core says why).
+    members.register_from_phone(
         session,
         deps,
         full_name=call.inputs.get("full_name", ""),
         msisdn=call.msisdn,
         national_id=call.inputs.get("national_id", ""),
         language=call.lang,
-        consent=True,
         pin=call.secrets.get("pin", ""),
     )
-    return {"member_number": member.member_number or ""}
+    return {}
 
 
 @action("change_pin")

@@ -133,7 +133,9 @@ class Confirm:
     # (code, screen): the loaded quote refused (the balance changed meanwhile, a resumed
     # flow): back to that screen under ``why_<code>``; other failures: the error screen.
     load_errors: tuple[tuple[str, str], ...] = ()
-    needs_pin: bool = False  # (PIN before the screen is even shown: not for confirmations)
+    # PIN before the screen is even shown: only for a confirmation whose quote itself
+    # reveals money (a withdrawal: "Not enough savings: KES 987 available").
+    needs_pin: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class Tree:
     pin_locked: str = "pin_locked"
     pin_blocked: str = "pin_blocked"
     no_pin: str = "no_pin"
+    throttled: str = "too_fast"  # the END for a phone over its hop rate limit (ussd/views.py)
 
     def __getitem__(self, screen_id: str) -> Screen:
         return self.screens[screen_id]
@@ -200,6 +203,7 @@ class Tree:
             self.pin_locked,
             self.pin_blocked,
             self.no_pin,
+            self.throttled,
         )
 
 

@@ -111,12 +111,13 @@ _SCREENS: list[Screen] = [
         "reg_run",
         action="register",
         ok="reg_done",
-        errors=(("duplicate_member", "reg_duplicate"), ("*", "error")),
+        errors=(("*", "error"),),
         secrets=("pin",),
     ),
+    # The same END whether the ID was new or already a member's (core.members.
+    # register_from_phone): the member number comes by SMS to the phone that owns it.
     End("reg_done", "reg_done"),
     End("reg_declined", "reg_declined"),
-    End("reg_duplicate", "reg_duplicate"),
     # --- members ------------------------------------------------------------
     Menu(
         ROOT_MEMBER,
@@ -141,7 +142,14 @@ _SCREENS: list[Screen] = [
         per_page=2,
         needs_pin=True,
     ),
-    Menu("account", "account", (Option("menu_language", "account_lang"),), load="account"),
+    # Name and member number: behind the PIN, like balances (a forged hop knows the phone).
+    Menu(
+        "account",
+        "account",
+        (Option("menu_language", "account_lang"),),
+        load="account",
+        needs_pin=True,
+    ),
     Menu(
         "account_lang",
         "choose_lang",
@@ -217,7 +225,11 @@ _SCREENS: list[Screen] = [
         ),
     ),
     End("dep_done", "dep_done"),
-    # --- withdraw savings to M-Pesa (B2C): amount, confirm, PIN, payout ----
+    # --- withdraw savings to M-Pesa (B2C): PIN, amount, confirm, payout ----
+    # The PIN comes first: the amount's check and the quote answer from the member's
+    # savings and today's withdrawals ("Not enough savings: KES 987 available"), which
+    # nobody may probe with the phone number alone. wd_confirm needs it too, for a
+    # flow resumed straight at the confirmation in a new session.
     Prompt(
         "wd_amount",
         "wd_amount",
@@ -226,6 +238,7 @@ _SCREENS: list[Screen] = [
         goto="wd_confirm",
         check="withdraw_quote",
         refusals=LIMIT_REFUSALS,
+        needs_pin=True,
     ),
     Confirm(
         "wd_confirm",
@@ -233,6 +246,7 @@ _SCREENS: list[Screen] = [
         load="withdraw_quote",
         yes="wd_run",
         load_errors=tuple((code, "wd_amount") for code in LIMIT_REFUSALS),
+        needs_pin=True,
     ),
     Run(
         "wd_run",
@@ -266,6 +280,7 @@ _SCREENS: list[Screen] = [
     End("pin_locked", "pin_locked"),
     End("pin_blocked", "pin_blocked"),
     End("no_pin", "no_pin"),
+    End("too_fast", "too_fast"),
 ]
 
 TREE = Tree(

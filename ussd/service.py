@@ -13,6 +13,7 @@ from typing import Any
 
 from core import access
 from core.errors import InvalidInput
+from core.i18n import LANGUAGES
 from core.identity import normalize_msisdn
 from core.runtime import Runtime
 from core.ussd_sessions import parse_session_end, record_session_end
@@ -98,6 +99,22 @@ class UssdService:
         """A polite END for a hop we cannot serve; ``reason`` goes to the request log."""
         text = render("error", "en", self.base)
         return HopOutcome(Reply(True, text).body, f"refused:{reason}", True)
+
+    def throttled(self, session_id: str) -> HopOutcome:
+        """The END for a phone over its hop rate limit, in the session's language (English
+        when the session has no state yet): one Redis read, never the database. The
+        session's state goes with it (the gateway closes the session on END)."""
+        session_id = session_id.strip()
+        state = None
+        if session_id and len(session_id) <= MAX_SESSION_ID:
+            try:
+                state = State.from_json(self.store.get(session_key(session_id)))
+                self.store.delete(session_key(session_id))
+            except Exception:  # the store is down: answer politely all the same
+                state = None
+        lang = state.lang if state is not None and state.lang in LANGUAGES else "en"
+        text = render(self.tree.throttled, lang, self.base)
+        return HopOutcome(Reply(True, text).body, self.tree.throttled, True)
 
     def hop(
         self, session_id: str, msisdn_raw: str, text: str, service_code: str = ""

@@ -2,6 +2,9 @@
 
 Every hop answers 200 ``text/plain`` ``CON ...``/``END ...`` whatever the
 input, except a wrong callback token (403: that caller is not the gateway).
+Hops are rate-limited per phone number (``USSD_RATE_LIMIT``, Flask-Limiter keyed on
+the form's ``phoneNumber``, counted only once the token is right): over the limit
+the caller gets a polite ``END`` with 200, and the hop never reaches the menus.
 The request log carries the session id, the masked phone and the *shape* of
 ``text`` (``x*x*xxxx``), never its characters: a PIN rides in it.
 """
@@ -15,8 +18,11 @@ import traceback
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from flask_limiter import Limiter, RequestLimit
 
 from config import Settings
+from core.errors import InvalidInput
+from core.identity import normalize_msisdn
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
@@ -47,6 +53,47 @@ def _plain(body: str, status: int = 200) -> Response:
 def _field(name: str) -> str:
     value = request.form.get(name, "")
     return value if isinstance(value, str) else ""
+
+
+def _limit_key() -> str:
+    """The phone a hop is for, normalised (``0712…`` and ``+254712…`` share one budget);
+    the caller's address for a hop without a usable number (it is refused anyway)."""
+    try:
+        return "phone:" + normalize_msisdn(_field("phoneNumber"))
+    except InvalidInput:
+        return "addr:" + (request.remote_addr or "unknown")
+
+
+def _throttled(limit: RequestLimit) -> Response:
+    outcome = _service().throttled(_field("sessionId"))
+    log.warning(
+        "ussd hop throttled session=%s phone=%s limit=%s",
+        _field("sessionId")[:100],
+        mask_msisdn(_field("phoneNumber")),
+        limit.limit,
+    )
+    return _plain(outcome.body)  # 200: the gateway shows a member nothing else
+
+
+def _limiter(app: Flask) -> Limiter:
+    runtime: Any = app.extensions["sacco"]
+    if runtime.redis is not None:  # shared by every worker and app server
+        storage: dict[str, Any] = {
+            "storage_uri": "redis://",
+            "storage_options": {"connection_pool": runtime.redis.connection_pool},
+        }
+    else:  # the embedded demo: one process
+        storage = {"storage_uri": "memory://"}
+    limiter = Limiter(
+        key_func=_limit_key,
+        strategy="moving-window",
+        key_prefix="sacco-ussd",
+        swallow_errors=True,  # Redis down: serve (the hop then ends politely) rather than 500
+        in_memory_fallback_enabled=True,
+        **storage,
+    )
+    limiter.init_app(app)
+    return limiter
 
 
 def _log_failure(what: str, session_id: str, exc: BaseException) -> None:
@@ -122,3 +169,10 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
         money=money,
     )
     app.register_blueprint(bp)
+    limited: Any = _limiter(app).limit(
+        settings.ussd_rate_limit,
+        key_func=_limit_key,
+        exempt_when=lambda: not _token_ok(),  # a forger without the token spends nobody's budget
+        on_breach=_throttled,
+    )
+    app.view_functions["ussd.ussd_hop"] = limited(app.view_functions["ussd.ussd_hop"])

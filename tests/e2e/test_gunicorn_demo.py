@@ -51,9 +51,10 @@ def test_the_terminal_phone_registers_a_member_on_the_demo(tmp_path: Path) -> No
     screens = re.sub(r"\s+", " ", " ".join(framed))
     assert "Choose language" in screens
     assert "Register (4/4)" in screens
-    assert re.search(r"member number is \d+", screens), screens
+    assert "we will SMS your member number" in screens, screens
     assert [m["template"] for m in inbox["messages"]] == ["member_registered"]
     assert "Mary" in inbox["messages"][0]["body"]
+    assert re.search(r"member number is \d+", inbox["messages"][0]["body"])
 
 
 def test_a_ussd_deposit_on_the_demo_shows_the_receipt_sms_and_the_new_balance(

@@ -34,6 +34,9 @@ def _app(env: str, runtime: Runtime, **more: object) -> Flask:
             "pin_pepper": secrets.token_urlsafe(32),
             "pii_keys": Fernet.generate_key().decode(),
             "blind_index_key": secrets.token_urlsafe(32),
+            "ussd_callback_token": secrets.token_urlsafe(24),
+            "sms_callback_token": secrets.token_urlsafe(24),
+            "trusted_proxy_hops": 0,
             **more,
         }
     settings = load_settings(sacco_env=env, database_url=PG_URL, redis_url=REDIS_URL, **extra)

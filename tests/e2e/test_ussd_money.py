@@ -200,13 +200,13 @@ def test_ussd_withdrawal_holds_pays_and_posts_amount_and_fee(
     fees_before = env.code_balance("4100")
     p = phone(env, http, m.msisdn)
     p.dial()
-    assert p.send("6") == "Withdraw savings to M-Pesa. Enter amount in KES:"
+    assert p.send("6") == "Enter your PIN:"  # first: the amount's check reads the savings
+    assert p.send(PIN) == "Withdraw savings to M-Pesa. Enter amount in KES:"
     assert p.send("1000") == (
         "Withdraw KES 1,000\nFee: KES 13\nTotal from savings: KES 1,013\n"
         "To M-Pesa +254712000211\n1. Confirm\n2. Cancel"
     )
-    assert p.send("1") == "Enter your PIN:"
-    done = p.send(PIN)
+    done = p.send("1")  # the PIN was given: no second one
     [w] = payouts(env, m.id)
     assert done == (
         f"KES 1,000 is on its way to M-Pesa +254712000211. Ref {w.reference}. You will get an SMS."
@@ -229,6 +229,7 @@ def test_insufficient_savings_and_limits_reprompt_without_any_hold(
     p = phone(env, http, m.msisdn)
     p.dial()
     p.send("6")
+    p.send(PIN)
     assert p.send("1000") == (
         "Not enough savings: KES 500 available, fee included.\n"
         "Withdraw savings to M-Pesa. Enter amount in KES:"
@@ -247,6 +248,7 @@ def test_savings_spent_before_the_confirm_are_refused_at_the_confirm_without_a_h
     p = phone(env, http, m.msisdn)
     p.dial()
     p.send("6")
+    p.send(PIN)
     assert p.send("1500").startswith("Withdraw KES 1,500\nFee: KES 23\n")
     with env.session() as s:  # meanwhile another withdrawal takes most of the savings
         mpesa.request_withdrawal(
@@ -258,8 +260,7 @@ def test_savings_spent_before_the_confirm_are_refused_at_the_confirm_without_a_h
             sim_swap=env.ctx.sim_swap,
             idempotency_key="elsewhere",
         )
-    p.send("1")
-    assert p.send(PIN).startswith("Not enough savings: KES 987 available, fee included.\n")
+    assert p.send("1").startswith("Not enough savings: KES 987 available, fee included.\n")
     assert not p.ended
     assert len(payouts(env, m.id)) == 1 and len(holds(env, m.id)) == 1  # only the other one
     assert p.send("00").startswith("Umoja SACCO")
@@ -273,9 +274,9 @@ def test_a_recent_sim_swap_refuses_on_the_phone_with_what_to_do(
     post(env.at.url + "/_control", {"number": m.msisdn, "swapped": True, "last_swap_date": swapped})
     p = phone(env, http, m.msisdn)
     p.dial()
-    for typed in ("6", "1000", "1"):
+    for typed in ("6", PIN, "1000"):
         p.send(typed)
-    assert p.send(PIN) == (
+    assert p.send("1") == (
         "For your safety, withdrawals are paused after a SIM change. "
         "Visit our office with your ID. Your savings are safe."
     )
@@ -289,17 +290,17 @@ def test_a_replayed_withdrawal_confirm_never_pays_twice(env: Env, http: requests
     m = env.member("+254712000215", savings_kes=5000)
     p = phone(env, http, m.msisdn)
     p.dial()
-    for typed in ("6", "2000", "1"):
+    for typed in ("6", PIN, "2000"):
         p.send(typed)
     offer = stale_offer(env, m.msisdn)
-    first = p.send(PIN)
+    first = p.send("1")
     wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
     restore_offer(env, m.msisdn, offer)
     again = phone(env, http, m.msisdn)
     again.dial()
-    assert again.send("1").startswith("Withdraw KES 2,000\nFee: KES 33\n")
-    again.send("1")
-    assert again.send(PIN) == first  # the same payout, the same reference
+    assert again.send("1") == "Enter your PIN:"  # a new session: the quote is behind it
+    assert again.send(PIN).startswith("Withdraw KES 2,000\nFee: KES 33\n")
+    assert again.send("1") == first  # the same payout, the same reference
     assert len(payouts(env, m.id)) == 1 and len(holds(env, m.id)) == 1
     assert env.balance(m.id).balance_cents == 500_000 - 203_300
     b2c = [e for e in env.log()["requests"] if e["path"].endswith("/b2c/v3/paymentrequest")]
@@ -313,6 +314,7 @@ def test_a_confirmation_shown_again_after_the_savings_changed_asks_the_amount_ag
     p = phone(env, http, m.msisdn)
     p.dial()
     p.send("6")
+    p.send(PIN)
     assert p.send("1500").startswith("Withdraw KES 1,500\n")
     with env.session() as s:
         mpesa.request_withdrawal(
@@ -330,8 +332,7 @@ def test_a_confirmation_shown_again_after_the_savings_changed_asks_the_amount_ag
         "Withdraw savings to M-Pesa. Enter amount in KES:"
     )
     assert p.send("900").startswith("Withdraw KES 900\nFee: KES 13\nTotal from savings: KES 913")
-    p.send("1")
-    assert p.send(PIN).startswith("KES 900 is on its way")
+    assert p.send("1").startswith("KES 900 is on its way")
     paid = [r for r in payouts(env, m.id) if r.amount_cents == 90_000]
     wait_for(lambda: payout_done(env, paid[0].id), what="the B2C result")
     bal = env.balance(m.id)  # the other withdrawal is still held (never sent in this test)
@@ -345,9 +346,9 @@ def test_a_failed_sim_swap_check_above_the_allowed_amount_refuses_on_the_phone(
     post(env.at.url + "/_control", {"fail_next": 1})  # default: refused above KES 1,000
     p = phone(env, http, m.msisdn)
     p.dial()
-    for typed in ("6", "5000", "1"):
+    for typed in ("6", PIN, "5000"):
         p.send(typed)
-    assert p.send(PIN) == (
+    assert p.send("1") == (
         "We could not check your SIM, so nothing was sent. "
         "Try a smaller amount later, or visit our office with your ID."
     )
@@ -362,13 +363,13 @@ def test_a_member_suspended_mid_session_cannot_withdraw_and_sees_it_on_the_next_
     p = phone(env, http, m.msisdn)
     p.dial()
     p.send("6")
+    p.send(PIN)
     assert p.send("500").startswith("Withdraw KES 500\n")
     with env.session() as s:  # staff suspend the member while the session is open
         member = members.get_member(s, m.id)
         member.status = "suspended"
         s.commit()
-    p.send("1")
-    refused = p.send(PIN)
+    refused = p.send("1")
     assert refused == "Your account cannot do this now. Nothing was changed. Call 0700 000 000."
     assert holds(env, m.id) == [] and payouts(env, m.id) == []
     assert env.balance(m.id).balance_cents == 200_000
@@ -386,9 +387,9 @@ def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
     def withdraw_1000() -> str:
         p = phone(env, http, m.msisdn)
         p.dial()
-        for typed in ("6", "1000", "1"):
+        for typed in ("6", PIN, "1000"):
             p.send(typed)
-        return p.send(PIN)
+        return p.send("1")
 
     assert withdraw_1000().startswith("For your safety, withdrawals are paused")
     with env.session() as s:

@@ -33,7 +33,7 @@ def test_no_pin_in_any_log_record(
     reg.dial()
     for value in ("1", "Wanjiru Kamau", "12345678", "1", REG_PIN, REG_PIN):
         reg.send(value)
-    assert reg.last.startswith("END Registered.")
+    assert reg.last.startswith("END Thank you.")
     # a wrong PIN, then the right one, balances, then a PIN change
     phone = Phone(client, member.msisdn)
     phone.dial()

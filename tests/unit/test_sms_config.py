@@ -17,7 +17,15 @@ def test_demo_points_at_the_standin_gateway() -> None:
 
 def test_production_refuses_the_standin_key_and_keeps_the_sdk_host() -> None:
     real = dict.fromkeys(DEMO_SECRETS, "x" * 40)
-    base = {"sacco_env": "production", "database_url": "postgresql://db/sacco", **real}
+    base = {
+        "sacco_env": "production",
+        "database_url": "postgresql://db/sacco",
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "ussd_callback_token": "u" * 32,
+        "sms_callback_token": "s" * 32,
+        "trusted_proxy_hops": 1,
+        **real,
+    }
     with pytest.raises(SettingsError, match="AT_API_KEY"):
         load_settings(**base, at_api_key="standin-api-key")
     ok = load_settings(**base, at_username="umoja", at_api_key="k" * 40)

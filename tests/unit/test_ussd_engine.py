@@ -110,6 +110,7 @@ SCREENS: list[Screen] = [
     End("pin_locked", "bye"),
     End("pin_blocked", "bye"),
     End("no_pin", "bye"),
+    End("too_fast", "bye"),
 ]
 TREE = Tree({s.id: s for s in SCREENS}, roots=("main",))
 

@@ -63,7 +63,8 @@ test-clock: install
 	@cp tests/clockshift.py $(SITE)/sacco_test_clock.py
 	@echo 'import sacco_test_clock; sacco_test_clock.start()' > $(SITE)/sacco_test_clock.pth
 	@echo "clock: $(CLOCK)"
-	@SACCO_TEST_CLOCK="$(CLOCK)" $(BIN)/python -m pytest -q -W ignore::pytest.PytestAssertRewriteWarning
+	@SACCO_TEST_CLOCK="$(CLOCK)" $(BIN)/python -m pytest -q -W ignore::pytest.PytestAssertRewriteWarning; \
+	  status=$$?; rm -f $(SITE)/sacco_test_clock.pth $(SITE)/sacco_test_clock.py; exit $$status
 
 lint: install
 	@$(BIN)/ruff check .

@@ -43,8 +43,9 @@ def offset_for(spec: str, real_now: datetime) -> timedelta:
 
 def start() -> None:
     spec = os.environ.get(VARIABLE, "")
-    if not spec:
-        return
+    if not spec or os.environ.get(f"{VARIABLE}_PID") == str(os.getpid()):
+        return  # no clock to move, or moved already in this process (.pth, then a test)
+    os.environ[f"{VARIABLE}_PID"] = str(os.getpid())
     import time_machine
 
     real_now = datetime.now(UTC)

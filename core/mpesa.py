@@ -6,9 +6,15 @@ Exactly-once, whatever Safaricom does (late, twice, out of order, never):
 
 * every callback is stored raw first (``store_callback``), in its own transaction;
 * an STK request row exists before the push is sent; its callback is matched on
-  ``CheckoutRequestID`` under a row lock and credits the ledger with the key
-  ``mpesa:stk:<CheckoutRequestID>``; a paybill payment is keyed ``mpesa:c2b:<TransID>``
-  and its row (unique ``trans_id``) is inserted first, so a duplicate stops there;
+  ``CheckoutRequestID`` under a row lock; a paybill payment's row (unique ``trans_id``)
+  is inserted first, so a repeated confirmation stops there;
+* one receipt, one credit: whichever path brings an M-Pesa receipt first (STK callback
+  or paybill confirmation) inserts it into ``mpesa_receipts`` (primary key: the receipt)
+  before crediting, and the other path waits on that insert and credits nothing; the
+  entry is keyed ``mpesa:receipt:<receipt>`` on both paths. A push settled by the status
+  query has no receipt (key ``mpesa:stk:<CheckoutRequestID>``): a paybill payment that
+  may be the same one (member, amount, ``twin_window``) is parked for staff, not
+  credited, whichever of the two comes second;
 * a withdrawal holds amount + fee on savings and stores the payout row with OUR
   ``OriginatorConversationID`` before Daraja is called. Daraja refuses a repeated
   id, so resending after a crash can never pay twice. The result posts the hold
@@ -24,12 +30,12 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from core import ledger
@@ -56,6 +62,7 @@ from db.models_mpesa import (
     B2CPayout,
     C2BPayment,
     MpesaCallback,
+    MpesaReceipt,
     SimSwapCheck,
     SimSwapEvent,
     StkRequest,
@@ -78,6 +85,7 @@ ACCOUNT_LABELS = {
 STK_FINAL = ("succeeded", "failed")
 B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
+TWIN_WINDOW = MpesaPolicy().twin_window
 
 __all__ = [
     "LimitExceeded",
@@ -181,6 +189,21 @@ def callbacks_to_replay(session: Session, *, before: datetime, limit: int = 200)
 # ------------------------------------------------------------------ crediting
 
 
+@dataclass(frozen=True, slots=True)
+class _Park:
+    """What a suspense item records about money that could not (yet) go to a member."""
+
+    source: str  # stk | c2b
+    source_ref: str  # receipt, or the CheckoutRequestID of a push settled without one
+    bill_ref: str = ""
+    payer_name: str = ""
+    msisdn: str = ""
+    paid_at: datetime | None = None
+    reason: str | None = None  # None: from the member (unknown account, member not allowed)
+    stk_request_id: int | None = None
+    c2b_payment_id: int | None = None
+
+
 def _credit(
     session: Session,
     deps: CoreDeps,
@@ -191,13 +214,19 @@ def _credit(
     key: str,
     kind: str,
     memo: str,
-    park: dict[str, object],
+    park: _Park,
 ) -> tuple[ledger.PostedEntry, Member | None, int | None]:
     """Float -> member account, or float -> suspense (with an item) when the member
-    cannot take it. Returns (entry, member credited or None, member account id)."""
+    cannot take it or ``park.reason`` says it must wait for staff. Returns (entry,
+    member credited or None, member account id)."""
     member = session.get(Member, member_id) if member_id is not None else None
     float_in = ledger.account_id_by_code(session, FLOAT_IN)
-    if member is not None and target is not None and member.status in DEPOSIT_STATUSES:
+    if (
+        park.reason is None
+        and member is not None
+        and target is not None
+        and member.status in DEPOSIT_STATUSES
+    ):
         account_id = member_account_ids(session, member.id)[target]
         posted = ledger.post_entry(
             session,
@@ -207,7 +236,7 @@ def _credit(
             memo=memo,
         )
         return posted, member, account_id
-    reason = "unknown_account" if member is None else f"member_{member.status}"
+    reason = park.reason or ("unknown_account" if member is None else f"member_{member.status}")
     posted = ledger.post_entry(
         session,
         kind="mpesa.suspense",
@@ -216,26 +245,238 @@ def _credit(
             ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), -amount_cents),
         ],
         idempotency_key=key,
-        memo=f"Unmatched M-Pesa {park.get('source_ref')}"[:160],
+        memo=f"Unmatched M-Pesa {park.source_ref}"[:160],
     )
     if posted.created:
         session.add(
             SuspenseItem(
-                source=str(park["source"]),
-                source_ref=str(park["source_ref"]),
+                source=park.source,
+                source_ref=park.source_ref[:100],
                 amount_cents=amount_cents,
-                bill_ref=str(park.get("bill_ref") or "")[:40],
-                payer_name=str(park.get("payer_name") or "")[:120],
-                msisdn_masked=str(park.get("msisdn") or "")[:80],
-                paid_at=park.get("paid_at") or deps.now(),
+                bill_ref=park.bill_ref[:40],
+                payer_name=park.payer_name[:120],
+                msisdn_masked=park.msisdn[:80],
+                paid_at=park.paid_at or deps.now(),
                 reason=reason,
                 status="open",
                 entry_id=posted.entry_id,
                 created_at=deps.now(),
+                stk_request_id=park.stk_request_id,
+                c2b_payment_id=park.c2b_payment_id,
             )
         )
         session.flush()
     return posted, None, None
+
+
+# One receipt, one credit. The receipt is the key of the money it brought in, whatever
+# path brings it: a row in ``mpesa_receipts`` (primary key: the receipt) is inserted
+# before anything is credited. PostgreSQL makes a second inserter of the same key wait
+# for the first transaction and then see the row (INSERT .. ON CONFLICT DO NOTHING), so
+# an STK callback and a paybill confirmation of one payment arriving at the same moment
+# credit once: the lock and the constraint decide, not a look-up of the other's row
+# (which, uncommitted, is invisible). Ledger entries that carry a receipt are keyed
+# ``mpesa:receipt:<receipt>`` on both paths as a second lock.
+
+
+def _receipt_key(receipt: str) -> str:
+    return f"mpesa:receipt:{receipt}"
+
+
+def _claim_receipt(
+    session: Session,
+    deps: CoreDeps,
+    receipt: str,
+    *,
+    stk_request_id: int | None = None,
+    c2b_payment_id: int | None = None,
+    entry_id: int | None = None,
+) -> bool:
+    """Take ``receipt`` for this path (True), or learn another path took it (False)."""
+    taken = session.execute(
+        insert_for(session, MpesaReceipt)
+        .values(
+            receipt=receipt,
+            source="stk" if stk_request_id is not None else "c2b",
+            stk_request_id=stk_request_id,
+            c2b_payment_id=c2b_payment_id,
+            entry_id=entry_id,
+            created_at=deps.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["receipt"])
+        .returning(MpesaReceipt.receipt)
+    ).scalar_one_or_none()
+    return taken is not None
+
+
+def _receipt_holder(session: Session, receipt: str) -> MpesaReceipt:
+    return session.execute(
+        select(MpesaReceipt)
+        .where(MpesaReceipt.receipt == receipt)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _record_receipt_entry(session: Session, receipt: str, entry_id: int) -> None:
+    session.execute(
+        update(MpesaReceipt).where(MpesaReceipt.receipt == receipt).values(entry_id=entry_id)
+    )
+
+
+# Twins. An STK push settled by the status query carries no receipt, so nothing proves
+# that a paybill confirmation of the same member and amount, paid around the same time,
+# is not the same payment reaching us twice (Daraja can send both). Whichever of the two
+# arrives second is parked in suspense (``possible_duplicate``) with both linked, never
+# credited, and the member is not told twice. A later STK callback with the push's
+# receipt settles the doubt either way (``_learn_stk_receipt``); otherwise staff decide.
+# Both sides look for their twin under one lock per member, so neither misses the other
+# while it is being written.
+
+
+def _lock_member_deposits(session: Session, member_id: int) -> None:
+    _serialise_on(session, f"mpesa:twins:{member_id}")
+
+
+def _push_time(row: StkRequest) -> datetime:
+    return row.sent_at or row.created_at
+
+
+def _push_twin(
+    session: Session, *, member_id: int, amount_cents: int, paid_at: datetime, window: timedelta
+) -> StkRequest | None:
+    """A push of this member and amount, credited without a receipt around ``paid_at``,
+    that is not yet linked to a possible twin."""
+    push_time = func.coalesce(StkRequest.sent_at, StkRequest.created_at)
+    linked = select(SuspenseItem.id).where(SuspenseItem.stk_request_id == StkRequest.id)
+    return session.scalar(
+        select(StkRequest)
+        .where(
+            StkRequest.member_id == member_id,
+            StkRequest.status == "succeeded",
+            StkRequest.receipt.is_(None),
+            StkRequest.entry_id.is_not(None),
+            func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents) == amount_cents,
+            push_time.between(paid_at - window, paid_at + window),
+            ~linked.exists(),
+        )
+        .order_by(StkRequest.id)
+        .limit(1)
+    )
+
+
+def _paybill_twin(
+    session: Session, row: StkRequest, amount_cents: int, window: timedelta
+) -> C2BPayment | None:
+    """A paybill payment credited to this push's member, of its amount, paid around the
+    push, whose receipt no push claims and that is not yet linked to a possible twin."""
+    at = _push_time(row)
+    linked = select(SuspenseItem.id).where(SuspenseItem.c2b_payment_id == C2BPayment.id)
+    return session.scalar(
+        select(C2BPayment)
+        .join(MpesaReceipt, MpesaReceipt.receipt == C2BPayment.trans_id)
+        .where(
+            MpesaReceipt.source == "c2b",
+            C2BPayment.member_id == row.member_id,
+            C2BPayment.status == "credited",
+            C2BPayment.amount_cents == amount_cents,
+            C2BPayment.trans_time.between(at - window, at + window),
+            ~linked.exists(),
+        )
+        .order_by(C2BPayment.id)
+        .limit(1)
+    )
+
+
+def _open_twin_items(session: Session, row: StkRequest) -> list[SuspenseItem]:
+    return list(
+        session.scalars(
+            select(SuspenseItem)
+            .where(
+                SuspenseItem.stk_request_id == row.id,
+                SuspenseItem.reason == "possible_duplicate",
+                SuspenseItem.status == "open",
+            )
+            .order_by(SuspenseItem.id)
+            .with_for_update()
+        )
+    )
+
+
+def _resolve_duplicate(session: Session, deps: CoreDeps, item: SuspenseItem, proof: str) -> None:
+    """The parked money was the same payment as money already credited: reverse the
+    parking entry (float and suspense both come back down) and close the item."""
+    reversal = ledger.reverse_entry(
+        session,
+        entry_id=item.entry_id,
+        idempotency_key=f"mpesa:suspense:{item.id}:duplicate",
+        memo=f"Same M-Pesa payment, {proof}"[:160],
+    )
+    item.status, item.assigned_entry_id = "duplicate", reversal.entry_id
+    item.assigned_by, item.assigned_at = proof[:80], deps.now()
+
+
+def _release_twin(
+    session: Session, deps: CoreDeps, item: SuspenseItem, member_id: int | None, target: str | None
+) -> None:
+    """The parked money was a payment of its own after all: it goes to the member, or
+    stays open for staff if the member can no longer take deposits."""
+    if member_id is None or target is None:
+        return
+    try:
+        with session.begin_nested():
+            assign_suspense(
+                session, deps, item_id=item.id, member_id=member_id, target=target,
+                staff="M-Pesa receipts differ", commit=False,
+            )  # fmt: skip
+    except DomainError as exc:
+        log.warning("suspense item %d stays open for staff: %s", item.id, exc)
+
+
+def _learn_stk_receipt(session: Session, deps: CoreDeps, row: StkRequest, receipt: str) -> None:
+    """A push already settled without a receipt (status query) now shows its receipt
+    (a late callback). Record it, and settle any twin doubt it proves."""
+    if _claim_receipt(session, deps, receipt, stk_request_id=row.id, entry_id=row.entry_id):
+        row.receipt = receipt
+        # Its receipt is its own: a paybill payment parked as its twin was another
+        # payment, and so was this push's money if it was parked as a paybill's twin.
+        for item in _open_twin_items(session, row):
+            if item.source == "c2b" and item.c2b_payment_id is not None:
+                c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+                _release_twin(session, deps, item, c2b.member_id, c2b.target)
+            elif item.source == "stk":
+                _release_twin(session, deps, item, row.member_id, row.target)
+        return
+    holder = _receipt_holder(session, receipt)
+    if holder.source == "stk":
+        if holder.stk_request_id != row.id:
+            log.error(
+                "receipt %s already belongs to STK request %s", receipt, holder.stk_request_id
+            )
+        return
+    for item in _open_twin_items(session, row):
+        if item.c2b_payment_id != holder.c2b_payment_id:
+            continue
+        if item.source == "stk":  # this push's money, parked as that paybill's twin
+            _resolve_duplicate(session, deps, item, f"receipt {receipt}")
+            row.receipt, row.entry_id = receipt, holder.entry_id
+            row.result_desc = "one payment with the paybill confirmation; credited there"
+            return
+        # that paybill's money, parked as this push's twin: the push keeps the receipt
+        _resolve_duplicate(session, deps, item, f"receipt {receipt}")
+        c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+        c2b.status, c2b.entry_id = "duplicate_of_stk", row.entry_id
+        holder.source, holder.stk_request_id, holder.entry_id = "stk", row.id, row.entry_id
+        session.flush()
+        row.receipt = receipt
+        return
+    # Both were credited: a twin the window did not catch, or staff assigned the item.
+    log.error(
+        "M-Pesa receipt %s was credited by the paybill confirmation and STK request %d was "
+        "credited without a receipt: one payment credited twice; staff must correct it",
+        receipt,
+        row.id,
+    )
 
 
 def _notify_deposit(
@@ -473,16 +714,25 @@ def _find_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> StkReque
 
 
 def settle_stk(
-    session: Session, deps: CoreDeps, outcome: StkOutcome, *, callback_id: int | None = None
+    session: Session,
+    deps: CoreDeps,
+    outcome: StkOutcome,
+    *,
+    callback_id: int | None = None,
+    twin_window: timedelta = TWIN_WINDOW,
 ) -> str:
     """Apply an STK result exactly once. Commits. Returns ``credited``, ``failed``,
-    ``duplicate``, ``suspense`` (member can no longer take deposits) or ``unmatched``
-    (no request yet: keep the callback and replay it later)."""
+    ``duplicate`` (already settled, or its receipt was credited by the paybill
+    confirmation), ``suspense`` (member can no longer take deposits, or settled without
+    a receipt while a paybill payment that may be the same one was already credited) or
+    ``unmatched`` (no request yet: keep the callback and replay it later)."""
     row = _find_stk(session, deps, outcome)
     if row is None:
         return _done(session, deps, "unmatched", callback_id, outcome.checkout_request_id)
     success = outcome.result_code == 0
     if row.status == "succeeded" or (row.status == "failed" and not success):
+        if success and outcome.receipt and row.receipt is None and row.status == "succeeded":
+            _learn_stk_receipt(session, deps, row, outcome.receipt)
         return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
     now = deps.now()
     if not success:
@@ -493,30 +743,38 @@ def settle_stk(
     # A late success after we gave up (row failed) still moved money: credit it.
     amount = outcome.amount_cents or row.amount_cents
     receipt = outcome.receipt
-    if receipt and session.scalar(select(C2BPayment.id).where(C2BPayment.trans_id == receipt)):
-        receipt = None  # the same payment reached us as a paybill confirmation: credited there
-        row.status, row.settled_at, row.result_code = "succeeded", now, 0
-        row.result_desc = "credited by the paybill confirmation"
-        return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
+    park = _Park(
+        "stk", receipt or outcome.checkout_request_id, bill_ref=row.target, msisdn=row.msisdn,
+        paid_at=now, stk_request_id=row.id,
+    )  # fmt: skip
+    if receipt:
+        if not _claim_receipt(session, deps, receipt, stk_request_id=row.id):
+            _paid_by_paybill(session, deps, row, receipt, amount)
+            return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
+        key = _receipt_key(receipt)
+    else:
+        key = f"mpesa:stk:{outcome.checkout_request_id}"
+        _lock_member_deposits(session, row.member_id)
+        twin = _paybill_twin(session, row, amount, twin_window)
+        if twin is not None:
+            park = replace(park, reason="possible_duplicate", c2b_payment_id=twin.id)
     posted, member, account_id = _credit(
         session,
         deps,
         member_id=row.member_id,
         target=row.target,
         amount_cents=amount,
-        key=f"mpesa:stk:{outcome.checkout_request_id}",
+        key=key,
         kind="deposit.mpesa",
         memo=f"M-Pesa deposit {receipt or outcome.checkout_request_id}"[:160],
-        park={
-            "source": "stk",
-            "source_ref": receipt or outcome.checkout_request_id,
-            "bill_ref": row.target,
-            "msisdn": row.msisdn,
-            "paid_at": now,
-        },
+        park=park,
     )
+    if receipt:
+        _record_receipt_entry(session, receipt, posted.entry_id)
     row.status, row.settled_at, row.result_code = "succeeded", now, 0
     row.result_desc = outcome.result_desc[:200] or None
+    if park.reason == "possible_duplicate":
+        row.result_desc = f"parked: may be paybill payment {_twin_ref(session, park)}"
     row.receipt, row.paid_cents, row.entry_id = receipt, amount, posted.entry_id
     if member is not None and account_id is not None:
         _notify_deposit(
@@ -537,6 +795,40 @@ def settle_stk(
         callback_id,
         outcome.checkout_request_id,
     )
+
+
+def _twin_ref(session: Session, park: _Park) -> str:
+    twin = session.get(C2BPayment, park.c2b_payment_id) if park.c2b_payment_id else None
+    return twin.trans_id if twin is not None else "?"
+
+
+def _paid_by_paybill(
+    session: Session, deps: CoreDeps, row: StkRequest, receipt: str, amount_cents: int
+) -> None:
+    """The push's receipt was already brought in by the paybill confirmation (the same
+    payment reached us both ways): the push is settled by that money, not credited."""
+    holder = _receipt_holder(session, receipt)
+    row.status, row.settled_at, row.result_code = "succeeded", deps.now(), 0
+    row.paid_cents, row.entry_id = amount_cents, holder.entry_id
+    if holder.source == "c2b":
+        row.receipt = receipt
+        item = session.scalar(
+            select(SuspenseItem).where(
+                SuspenseItem.c2b_payment_id == holder.c2b_payment_id,
+                SuspenseItem.status == "open",
+            )
+        )
+        row.result_desc = (
+            "credited by the paybill confirmation"
+            if item is None
+            else f"parked in suspense by the paybill confirmation (item {item.id})"
+        )
+    else:  # another push holds it: never seen; kept for staff, credited nothing
+        log.error("receipt %s of STK request %d belongs to STK request %s", receipt, row.id,
+                  holder.stk_request_id)  # fmt: skip
+        row.result_desc = (
+            f"receipt {receipt} already credited by STK request {holder.stk_request_id}"
+        )
 
 
 # ------------------------------------------------------------------ paybill (C2B)
@@ -584,12 +876,19 @@ def validate_c2b(
 
 
 def record_c2b(
-    session: Session, deps: CoreDeps, payment: C2BIn, *, callback_id: int | None = None
+    session: Session,
+    deps: CoreDeps,
+    payment: C2BIn,
+    *,
+    callback_id: int | None = None,
+    twin_window: timedelta = TWIN_WINDOW,
 ) -> str:
     """Apply a paybill confirmation exactly once; never refuse it. Commits.
 
-    Returns ``credited``, ``suspense`` (account unknown or member not allowed:
-    parked on 2200 with an item for staff), ``duplicate`` or ``duplicate_of_stk``.
+    Returns ``credited``, ``suspense`` (account unknown, member not allowed, or the
+    possible twin of an STK push settled without a receipt: parked on 2200 with an item
+    for staff), ``duplicate`` (this confirmation again) or ``duplicate_of_stk`` (its
+    receipt was brought in by the STK callback).
     """
     parsed = parse_bill_ref(payment.bill_ref)
     member = (
@@ -616,37 +915,46 @@ def record_c2b(
     ).scalar_one_or_none()
     if inserted is None:
         return _done(session, deps, "duplicate", callback_id, payment.trans_id)
-    row = session.get(C2BPayment, inserted)
-    assert row is not None
-    stk = session.scalar(select(StkRequest).where(StkRequest.receipt == payment.trans_id))
-    if stk is not None:
-        row.status, row.member_id, row.target = "duplicate_of_stk", stk.member_id, stk.target
-        row.entry_id = stk.entry_id
+    row = session.get_one(C2BPayment, inserted)
+    # Then the receipt: an STK callback carrying it at the same moment waits here.
+    if not _claim_receipt(session, deps, payment.trans_id, c2b_payment_id=row.id):
+        holder = _receipt_holder(session, payment.trans_id)
+        stk = session.get(StkRequest, holder.stk_request_id) if holder.stk_request_id else None
+        row.status, row.entry_id = "duplicate_of_stk", holder.entry_id
+        if stk is not None:
+            row.member_id, row.target = stk.member_id, stk.target
         return _done(session, deps, "duplicate_of_stk", callback_id, payment.trans_id)
     if payment.amount_cents <= 0:
         row.status = "suspense"
         return _done(session, deps, "suspense", callback_id, payment.trans_id)
+    park = _Park(
+        "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
+        msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=row.id,
+    )  # fmt: skip
+    if member is not None and parsed is not None:
+        row.member_id, row.target = member.id, parsed.target
+        _lock_member_deposits(session, member.id)
+        twin = _push_twin(
+            session, member_id=member.id, amount_cents=payment.amount_cents,
+            paid_at=payment.trans_time, window=twin_window,
+        )  # fmt: skip
+        if twin is not None:
+            park = replace(park, reason="possible_duplicate", stk_request_id=twin.id)
     posted, credited, account_id = _credit(
         session,
         deps,
         member_id=member.id if member is not None else None,
         target=parsed.target if parsed is not None else None,
         amount_cents=payment.amount_cents,
-        key=f"mpesa:c2b:{payment.trans_id}",
+        key=_receipt_key(payment.trans_id),
         kind="deposit.mpesa",
         memo=f"M-Pesa paybill {payment.trans_id}",
-        park={
-            "source": "c2b",
-            "source_ref": payment.trans_id,
-            "bill_ref": payment.bill_ref,
-            "payer_name": payment.payer_name,
-            "msisdn": payment.msisdn_masked,
-            "paid_at": payment.trans_time,
-        },
+        park=park,
     )
+    _record_receipt_entry(session, payment.trans_id, posted.entry_id)
     row.entry_id = posted.entry_id
     if credited is not None and parsed is not None and account_id is not None:
-        row.status, row.member_id, row.target = "credited", credited.id, parsed.target
+        row.status = "credited"
         _notify_deposit(
             session,
             deps,

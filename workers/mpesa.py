@@ -227,7 +227,7 @@ def run_reconcile(ctx: MpesaContext, *, older_than: timedelta | None = None) -> 
         outcome = mpesa.StkOutcome(checkout, result.result_code, result.result_desc)
 
         def settle(s: Session, o: mpesa.StkOutcome = outcome) -> str:
-            return mpesa.settle_stk(s, deps, o)
+            return mpesa.settle_stk(s, deps, o, twin_window=ctx.policy.twin_window)
 
         run_in_transaction(factory, settle)
         summary.stk_settled += 1

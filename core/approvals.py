@@ -254,6 +254,44 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
+# ----------------------------------------------- payouts only staff can settle (M-Pesa B2C)
+# Kept in a block of its own (other action kinds are added above by other changes).
+#
+# A payout that may have reached Daraja is never sent again by itself (core.mpesa):
+# Daraja is not known for certain to refuse a repeated OriginatorConversationID, and
+# paying twice for one debit is worse than paying late. When no result or status answer
+# settles it, it waits in ``review`` until one member of staff asks (after looking in
+# the M-Pesa org portal) to resend it, release the hold, or record it paid with its
+# receipt, and another approves. Maker permission: ``ledger:adjust`` (a decision about
+# money that the ledger cannot make by itself). Its imports are local to the block so
+# that it merges without touching the module's import list.
+
+
+def _check_payout(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    from core.mpesa import check_payout_resolution
+
+    return check_payout_resolution(session, member_id=member_id, payload=p)
+
+
+def _exec_payout(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.mpesa.resolve_payout``: resend, release the hold, or post it as paid."""
+    from core.mpesa import resolve_payout
+
+    return resolve_payout(
+        session, deps, payout_id=p["payout_id"], resolution=p["resolution"],
+        receipt=p.get("receipt") or None, staff=f"approval {req.id}",
+    )  # fmt: skip
+
+
+ACTIONS["payout.resolve"] = ActionSpec(
+    "ledger:adjust", "settle a payout only staff can settle", True, _check_payout, _exec_payout
+)
+
+
 # ------------------------------------------------------------------ verbs
 
 

@@ -16,10 +16,16 @@ Exactly-once, whatever Safaricom does (late, twice, out of order, never):
   may be the same one (member, amount, ``twin_window``) is parked for staff, not
   credited, whichever of the two comes second;
 * a withdrawal holds amount + fee on savings and stores the payout row with OUR
-  ``OriginatorConversationID`` before Daraja is called. Daraja refuses a repeated
-  id, so resending after a crash can never pay twice. The result posts the hold
+  ``OriginatorConversationID`` before Daraja is called. The result posts the hold
   (savings -> disbursement float + fee income) or releases it; a queue timeout or
-  an unknown outcome keeps the hold until a status query or the statement says.
+  an unknown outcome keeps the hold until a result or a status query says.
+* a payout is sent again by itself only when its request provably never left (no
+  connection, our own credentials refused). Daraja is not known for certain to refuse
+  a repeated OriginatorConversationID, and paying twice for one debit is worse than
+  paying late: a payout that may have reached Daraja (a worker that died during the
+  call, a "not found" status answer) waits for its result or a status answer, and
+  otherwise for staff (``review``; maker-checker ``payout.resolve``: resend, release,
+  or record it paid).
 
 Each verb takes the caller's session and commits once (or says it does not).
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -39,8 +46,9 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from core import ledger
+from core.backoffice import mask_msisdn
 from core.deps import CoreDeps
-from core.errors import DomainError, MemberNotAllowed, NotFound
+from core.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
 from core.members import get_member, member_account_ids
 from core.money import format_cents
 from core.mpesa_rules import (
@@ -86,6 +94,7 @@ STK_FINAL = ("succeeded", "failed")
 B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
+RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")
 
 __all__ = [
     "LimitExceeded",
@@ -1542,8 +1551,8 @@ def settle_status(
     session: Session, deps: CoreDeps, outcome: StatusOutcome, *, callback_id: int | None = None
 ) -> str:
     """Apply a status answer to a payout still open. Commits. Returns ``paid``, ``failed``,
-    ``resend`` (M-Pesa never saw it: sent again with the same id, which cannot pay
-    twice), ``unknown``, ``duplicate`` or ``unmatched``."""
+    ``review`` (M-Pesa says "not found": parked for staff, never resent by itself),
+    ``unknown``, ``duplicate`` or ``unmatched``."""
     row = None
     if outcome.original_originator_conversation_id:
         row = _lock_payout(
@@ -1570,12 +1579,159 @@ def settle_status(
             session, deps, "failed", callback_id, outcome.original_originator_conversation_id
         )
     if outcome.found is False and row.status in ("sent", "unknown", "sending"):
-        row.status, row.last_error = "requested", "status query: not found; resending"
+        # "Not found" does not prove the request never arrived (it may not be processed
+        # yet, or be filed under another id), and Daraja is not known for certain to
+        # refuse a repeated OriginatorConversationID: resending could pay twice for one
+        # debit. The hold stays; staff look at the org portal and decide (payout.resolve).
+        row.status, row.last_error = "review", f"status query: {outcome.detail}"[:200]
         return _done(
-            session, deps, "resend", callback_id, outcome.original_originator_conversation_id
+            session, deps, "review", callback_id, outcome.original_originator_conversation_id
         )
     row.last_error = f"status query: {outcome.detail}"[:200]
     return _done(session, deps, "unknown", callback_id, outcome.original_originator_conversation_id)
+
+
+# ------------------------------------------------------------------ payouts only staff can settle
+
+PAYOUT_RESOLUTIONS = ("resend", "release", "paid")
+PAYOUT_LIST_STATUSES = ("review", "unknown", "sent", "requested", "sending", "all")
+
+
+class PayoutNotInReview(DomainError):
+    code = "payout_not_in_review"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutView:
+    payout_id: int
+    reference: str
+    member_id: int
+    member_number: str | None
+    msisdn_masked: str
+    amount_cents: int
+    fee_cents: int
+    status: str
+    originator_conversation_id: str
+    conversation_id: str | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    queried_at: datetime | None
+
+
+def list_payouts(
+    session: Session,
+    *,
+    status: str = "review",
+    branch: str | None = None,
+    limit: int = 50,
+    after_id: int = 0,
+) -> list[PayoutView]:
+    """Payouts in id order after ``after_id``: by default those waiting for staff
+    (``review``); ``branch`` limits them to that branch's members."""
+    if status not in PAYOUT_LIST_STATUSES:
+        raise InvalidInput(
+            f"status must be one of {', '.join(PAYOUT_LIST_STATUSES)}", field="status"
+        )
+    query = (
+        select(B2CPayout, Member)
+        .join(Member, Member.id == B2CPayout.member_id)
+        .where(B2CPayout.id > after_id)
+        .order_by(B2CPayout.id)
+        .limit(max(1, min(limit, 500)))
+    )
+    if status != "all":
+        query = query.where(B2CPayout.status == status)
+    if branch is not None:
+        query = query.where(Member.branch == branch)
+    return [
+        PayoutView(
+            p.id,
+            p.reference,
+            p.member_id,
+            m.member_number,
+            mask_msisdn(p.msisdn),
+            p.amount_cents,
+            p.fee_cents,
+            p.status,
+            p.originator_conversation_id,
+            p.conversation_id,
+            p.attempts,
+            p.last_error,
+            p.created_at,
+            p.sent_at,
+            p.queried_at,
+        )  # fmt: skip
+        for p, m in session.execute(query).tuples()
+    ]
+
+
+def check_payout_resolution(
+    session: Session, *, member_id: int | None, payload: Mapping[str, object]
+) -> int:
+    """What ``resolve_payout`` needs, checked when staff ask (maker); returns the cents
+    at stake (amount + fee), which decides who may approve."""
+    payout_id = payload.get("payout_id")
+    row = session.get(B2CPayout, payout_id) if type(payout_id) is int else None
+    if row is None or row.member_id != member_id:
+        raise InvalidInput("no such payout for this member", field="payout_id", reason="unknown")
+    if row.status != "review":
+        raise PayoutNotInReview(f"payout {row.reference} is {row.status}, not waiting for staff")
+    resolution = payload.get("resolution")
+    if resolution not in PAYOUT_RESOLUTIONS:
+        raise InvalidInput(
+            f"resolution must be one of {', '.join(PAYOUT_RESOLUTIONS)}", field="resolution"
+        )
+    receipt = payload.get("receipt")
+    if resolution == "paid":
+        if not isinstance(receipt, str) or not RECEIPT_PATTERN.fullmatch(receipt):
+            raise InvalidInput(
+                "the M-Pesa receipt of the payment (8-20 capital letters and digits)",
+                field="receipt",
+            )
+    elif receipt not in (None, ""):
+        raise InvalidInput("a receipt is given only with resolution paid", field="receipt")
+    return row.amount_cents + row.fee_cents
+
+
+def resolve_payout(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    payout_id: int,
+    resolution: str,
+    receipt: str | None,
+    staff: str,
+) -> dict[str, object]:
+    """Settle a payout parked for staff (``review``), after a checker approved what the
+    maker saw in the M-Pesa org portal. Does not commit (the approval does).
+
+    * ``resend``: M-Pesa shows no such payment: sent again (same OriginatorConversationID,
+      flagged as a resend) by the next reconciliation run.
+    * ``release``: M-Pesa shows no payment and none is to be made: the hold is released
+      and the member told.
+    * ``paid``: M-Pesa shows it paid (``receipt``): the hold is posted and the member told.
+
+    Raises ``PayoutNotInReview`` if a result or a status answer settled it meanwhile.
+    """
+    row = _lock_payout(session, id=payout_id)
+    if row is None:
+        raise NotFound(f"no payout {payout_id}")
+    if row.status != "review":
+        raise PayoutNotInReview(f"payout {row.reference} is {row.status}, not waiting for staff")
+    note = f"staff ({staff}): {resolution}"[:200]
+    if resolution == "resend":
+        row.status, row.last_error = "requested", note
+    elif resolution == "release":
+        _fail_payout(session, deps, row, code=None, desc=note)
+    elif resolution == "paid" and receipt:
+        row.result_code, row.result_desc = 0, note
+        _pay_payout(session, deps, row, receipt)
+    else:
+        raise InvalidInput("unknown resolution", field="resolution")
+    session.flush()
+    return {"payout": row.reference, "status": row.status}
 
 
 # ------------------------------------------------------------------ reconciliation
@@ -1588,7 +1744,7 @@ class DueWork:
     b2c_to_query: list[tuple[int, str]] = field(default_factory=list)
     stk_expired: int = 0
     stk_unknown: int = 0
-    b2c_requeued: int = 0
+    b2c_stuck: int = 0  # payouts left ``sending``: now ``unknown``, to be asked about
 
 
 def due_for_reconciliation(
@@ -1600,10 +1756,12 @@ def due_for_reconciliation(
     * STK ``queued`` never sent: expired (``failed``; the member saw no prompt).
     * STK ``sending`` whose worker died: ``unknown`` (a callback can still adopt it);
       ``unknown`` with no CheckoutRequestID after the adoption window: ``failed``.
-    * B2C ``requested`` (job lost or worker killed before the call): send it.
-    * B2C ``sending`` (worker died during the call): back to ``requested`` and sent
-      again with the same OriginatorConversationID: paid at most once.
-    * B2C ``sent``/``unknown`` with no result: ask for the transaction status.
+    * B2C ``requested`` (job lost, worker killed before the call, or a send that
+      provably never left): send it.
+    * B2C ``sending`` (worker died during the call): ``unknown``, never resent by
+      itself: the request may have reached Daraja, and a second one could pay twice.
+    * B2C ``sent``/``unknown`` with no result: ask for the transaction status (an
+      answer settles it; "not found" parks it for staff, ``review``).
     """
     cutoff = deps.now() - older_than
     due = DueWork()
@@ -1653,8 +1811,9 @@ def due_for_reconciliation(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ):
-        payout.status, payout.last_error = "requested", "worker lost during the call; resending"
-        due.b2c_requeued += 1
+        payout.status = "unknown"
+        payout.last_error = "worker lost during the call; asking M-Pesa, not resending"
+        due.b2c_stuck += 1
     session.flush()
     due.b2c_to_send = list(
         session.scalars(

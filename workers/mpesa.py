@@ -195,7 +195,7 @@ class ReconcileSummary:
     stk_unknown: int = 0
     b2c_sent: dict[str, int] = field(default_factory=dict)
     b2c_queried: int = 0
-    b2c_requeued: int = 0
+    b2c_stuck: int = 0
 
 
 def run_reconcile(ctx: MpesaContext, *, older_than: timedelta | None = None) -> ReconcileSummary:
@@ -214,7 +214,7 @@ def run_reconcile(ctx: MpesaContext, *, older_than: timedelta | None = None) -> 
         ),
     )
     summary.stk_expired, summary.stk_unknown = due.stk_expired, due.stk_unknown
-    summary.b2c_requeued = due.b2c_requeued
+    summary.b2c_stuck = due.b2c_stuck
     for _request_id, checkout in due.stk_to_query:
         try:
             result = ctx.daraja.stk_query(checkout)

@@ -129,5 +129,8 @@ def test_0010_records_the_receipts_already_credited_so_no_path_credits_them_agai
             )
         ).all()
     engine.dispose()
-    assert [tuple(r) for r in rows] == [("RA00000001", "stk", 1, None), ("RB00000002", "c2b", None, 2)]
+    assert [tuple(r) for r in rows] == [
+        ("RA00000001", "stk", 1, None),
+        ("RB00000002", "c2b", None, 2),
+    ]
     downgrade(url, "0009")

@@ -71,7 +71,9 @@ def new_payment(session: Session, deps: CoreDeps, *, target: str = "savings") ->
     return Payment(member_id, number, phone, started.request_id, checkout, f"RX{n:08d}")
 
 
-def stk_callback(p: Payment, deps: CoreDeps, receipt: str | None = None) -> Callable[[Session], str]:
+def stk_callback(
+    p: Payment, deps: CoreDeps, receipt: str | None = None
+) -> Callable[[Session], str]:
     outcome = mpesa.StkOutcome(
         p.checkout, 0, "The service request is processed successfully.", AMOUNT,
         receipt or p.receipt, p.phone,

@@ -140,7 +140,5 @@ def test_no_order_of_events_sends_a_payout_again_once_it_may_have_reached_daraja
         elif event == "send_unsent" and before == "sending":
             maybe_reached = False
     assert verify_ledger(s).ok
-    savings_id = members.member_account_ids(s, s.get_one(B2CPayout, payout_id).member_id)[
-        "savings"
-    ]
+    savings_id = members.member_account_ids(s, s.get_one(B2CPayout, payout_id).member_id)["savings"]
     assert ledger.get_balance(s, savings_id).balance_cents in (100_000, 100_000 - 21_000)

@@ -1001,6 +1001,8 @@ class SuspenseView:
     status: str
     assigned_member_id: int | None
     assigned_target: str | None
+    stk_request_id: int | None = None  # a possible duplicate: the STK push it may be
+    c2b_payment_id: int | None = None  # and the paybill payment
 
 
 def list_suspense(
@@ -1027,6 +1029,8 @@ def list_suspense(
             r.status,
             r.assigned_member_id,
             r.assigned_target,
+            r.stk_request_id,
+            r.c2b_payment_id,
         )
         for r in rows
     ]
@@ -1665,6 +1669,13 @@ def list_payouts(
         )  # fmt: skip
         for p, m in session.execute(query).tuples()
     ]
+
+
+def payout_member_id(session: Session, payout_id: int) -> int:
+    member_id = session.scalar(select(B2CPayout.member_id).where(B2CPayout.id == payout_id))
+    if member_id is None:
+        raise NotFound("no such payout")
+    return member_id
 
 
 def check_payout_resolution(

@@ -292,6 +292,40 @@ ACTIONS["payout.resolve"] = ActionSpec(
 )
 
 
+# An STK push settled without a receipt and a paybill payment that may be the same payment:
+# the second to arrive was parked (``possible_duplicate``). If staff find one payment in the
+# org portal, the parked copy is reversed out of suspense (``suspense.duplicate``); if two,
+# it goes to the member with ``suspense.reassign`` above.
+
+
+def _check_suspense_duplicate(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    from core.mpesa import check_suspense_duplicate
+
+    return check_suspense_duplicate(session, member_id=member_id, payload=p)
+
+
+def _exec_suspense_duplicate(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.mpesa.resolve_suspense_duplicate``: the parked copy is reversed."""
+    from core.mpesa import resolve_suspense_duplicate
+
+    return resolve_suspense_duplicate(
+        session, deps, item_id=p["item_id"], staff=f"approval {req.id}"
+    )
+
+
+ACTIONS["suspense.duplicate"] = ActionSpec(
+    "suspense:reassign",
+    "close a parked M-Pesa payment as a duplicate",
+    True,
+    _check_suspense_duplicate,
+    _exec_suspense_duplicate,
+)
+
+
 # ------------------------------------------------------------------ verbs
 
 

@@ -254,7 +254,10 @@ def _credit(
             ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), -amount_cents),
         ],
         idempotency_key=key,
-        memo=f"Unmatched M-Pesa {park.source_ref}"[:160],
+        memo=(
+            f"{'Possible duplicate' if park.reason == 'possible_duplicate' else 'Unmatched'} "
+            f"M-Pesa {park.source_ref}"
+        )[:160],
     )
     if posted.created:
         session.add(
@@ -464,21 +467,9 @@ def _learn_stk_receipt(session: Session, deps: CoreDeps, row: StkRequest, receip
             )
         return
     for item in _open_twin_items(session, row):
-        if item.c2b_payment_id != holder.c2b_payment_id:
-            continue
-        if item.source == "stk":  # this push's money, parked as that paybill's twin
-            _resolve_duplicate(session, deps, item, f"receipt {receipt}")
-            row.receipt, row.entry_id = receipt, holder.entry_id
-            row.result_desc = "one payment with the paybill confirmation; credited there"
+        if item.c2b_payment_id == holder.c2b_payment_id:
+            _settle_as_one_payment(session, deps, item, row, f"receipt {receipt}")
             return
-        # that paybill's money, parked as this push's twin: the push keeps the receipt
-        _resolve_duplicate(session, deps, item, f"receipt {receipt}")
-        c2b = session.get_one(C2BPayment, item.c2b_payment_id)
-        c2b.status, c2b.entry_id = "duplicate_of_stk", row.entry_id
-        holder.source, holder.stk_request_id, holder.entry_id = "stk", row.id, row.entry_id
-        session.flush()
-        row.receipt = receipt
-        return
     # Both were credited: a twin the window did not catch, or staff assigned the item.
     log.error(
         "M-Pesa receipt %s was credited by the paybill confirmation and STK request %d was "
@@ -486,6 +477,26 @@ def _learn_stk_receipt(session: Session, deps: CoreDeps, row: StkRequest, receip
         receipt,
         row.id,
     )
+
+
+def _settle_as_one_payment(
+    session: Session, deps: CoreDeps, item: SuspenseItem, row: StkRequest, proof: str
+) -> None:
+    """A ``possible_duplicate`` item was one payment reaching us twice: its parking entry
+    is reversed, the credit that stands keeps the receipt, and both records say so."""
+    assert item.c2b_payment_id is not None
+    c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+    holder = _receipt_holder(session, c2b.trans_id)
+    _resolve_duplicate(session, deps, item, proof)
+    if item.source == "stk":  # the push's money was parked: the paybill's credit stands
+        row.receipt, row.entry_id = c2b.trans_id, c2b.entry_id
+        row.result_desc = "one payment with the paybill confirmation; credited there"
+        return
+    # the paybill's money was parked: the push's credit stands and takes the receipt
+    c2b.status, c2b.entry_id = "duplicate_of_stk", row.entry_id
+    holder.source, holder.stk_request_id, holder.entry_id = "stk", row.id, row.entry_id
+    session.flush()
+    row.receipt = c2b.trans_id
 
 
 def _notify_deposit(
@@ -1102,6 +1113,68 @@ def assign_suspense(
     if commit:
         session.commit()
     return posted
+
+
+def _open_possible_duplicate(session: Session, item_id: object) -> SuspenseItem:
+    item = (
+        session.scalar(select(SuspenseItem).where(SuspenseItem.id == item_id).with_for_update())
+        if type(item_id) is int
+        else None
+    )
+    if item is None or item.reason != "possible_duplicate" or item.stk_request_id is None:
+        raise InvalidInput(
+            "no such possible duplicate in suspense", field="item_id", reason="unknown"
+        )
+    if item.status != "open":
+        raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already {item.status}")
+    return item
+
+
+def possible_duplicate_member_id(session: Session, item_id: int) -> int:
+    member_id = session.scalar(
+        select(StkRequest.member_id)
+        .join(SuspenseItem, SuspenseItem.stk_request_id == StkRequest.id)
+        .where(SuspenseItem.id == item_id, SuspenseItem.reason == "possible_duplicate")
+    )
+    if member_id is None:
+        raise NotFound("no such possible duplicate in suspense")
+    return member_id
+
+
+def check_suspense_duplicate(
+    session: Session, *, member_id: int | None, payload: Mapping[str, object]
+) -> int:
+    """What ``resolve_suspense_duplicate`` needs, checked when staff ask; returns the
+    cents at stake."""
+    item = _open_possible_duplicate(session, payload.get("item_id"))
+    push = session.get_one(StkRequest, item.stk_request_id)
+    if push.member_id != member_id:
+        raise InvalidInput("the item belongs to another member", field="member_id")
+    return item.amount_cents
+
+
+def resolve_suspense_duplicate(
+    session: Session, deps: CoreDeps, *, item_id: int, staff: str
+) -> dict[str, object]:
+    """Staff found one payment, not two (the org portal lists one receipt): the parked
+    copy of a ``possible_duplicate`` item leaves suspense and the float (its entry is
+    reversed). Does not commit (the maker-checker approval does). A payment of its own
+    is moved to the member with ``assign_suspense`` instead."""
+    item = _open_possible_duplicate(session, item_id)
+    row = session.scalar(
+        select(StkRequest).where(StkRequest.id == item.stk_request_id).with_for_update()
+    )
+    assert row is not None and item.c2b_payment_id is not None
+    c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+    if row.receipt is not None and row.receipt != c2b.trans_id:
+        raise DomainError(
+            f"the STK push's receipt is {row.receipt}, the paybill's {c2b.trans_id}: "
+            "two payments; move it to the member instead",
+            reason="receipts_differ",
+        )
+    _settle_as_one_payment(session, deps, item, row, f"staff ({staff})")
+    session.flush()
+    return {"item_id": item.id, "status": item.status}
 
 
 # ------------------------------------------------------------------ SIM swap

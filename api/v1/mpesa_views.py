@@ -157,3 +157,20 @@ def payout_resolution(body: dict[str, Any], payout_id: int) -> Any:
     if body.get("receipt"):
         payload["receipt"] = body["receipt"]
     return request_from_elsewhere("payout.resolve", member_id, payload, body["note"])
+
+
+@blp.route("/suspense-items/<int:item_id>/duplicate", methods=["POST"])
+@requires("suspense:reassign")
+@blp.arguments(sc.NoteIn)
+@blp.response(202, sc.ApprovalOut)
+def suspense_duplicate(body: dict[str, Any], item_id: int) -> Any:
+    """Ask to close a parked payment (reason ``possible_duplicate``) as the same payment as
+    the STK push it is linked to, because the org portal lists one payment: its parking
+    entry is reversed (out of suspense and the float). Another person decides. If they are
+    two payments, move it to the member instead (``/api/v1/suspense/reassignments``)."""
+    rt = runtime()
+    with rt.session() as s:
+        member_id = mpesa.possible_duplicate_member_id(s, item_id)
+    return request_from_elsewhere(
+        "suspense.duplicate", member_id, {"item_id": item_id}, body["note"]
+    )

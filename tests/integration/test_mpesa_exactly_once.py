@@ -275,6 +275,35 @@ def test_a_late_callback_with_another_receipt_credits_the_parked_push_as_a_payme
     assert verify_ledger(s).ok
 
 
+@pytest.mark.parametrize("first", ["query", "paybill"])
+def test_staff_who_find_one_payment_reverse_the_parked_copy_whichever_came_first(
+    any_session: Session, deps: CoreDeps, first: str
+) -> None:
+    s, deps = any_session, clock(deps)
+    p = new_payment(s, deps)
+    before = float_cents(s)
+    steps = [stk_query(p, deps), paybill(p, deps)]
+    for step in steps if first == "query" else steps[::-1]:
+        step(s)
+    [item] = open_items(s, p)
+    member_id = mpesa.possible_duplicate_member_id(s, item.id)
+    assert member_id == p.member_id
+    payload = {"item_id": item.id}
+    assert mpesa.check_suspense_duplicate(s, member_id=member_id, payload=payload) == AMOUNT
+    assert mpesa.resolve_suspense_duplicate(s, deps, item_id=item.id, staff="approval 1") == {
+        "item_id": item.id,
+        "status": "duplicate",
+    }
+    s.commit()
+    assert_credited_once(s, p, before)
+    assert s.get_one(StkRequest, p.stk_id).receipt == p.receipt
+    with pytest.raises(mpesa.SuspenseAlreadyAssigned):
+        mpesa.resolve_suspense_duplicate(s, deps, item_id=item.id, staff="approval 2")
+    # The callback arriving afterwards changes nothing.
+    assert stk_callback(p, deps)(s) == "duplicate"
+    assert_credited_once(s, p, before)
+
+
 def test_the_receipt_is_recorded_once_per_path_and_the_statement_sees_one_payment(
     any_session: Session, deps: CoreDeps
 ) -> None:

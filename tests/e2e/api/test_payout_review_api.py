@@ -78,8 +78,8 @@ def resolve(
     assert asked.status_code == 202, asked.json
     assert asked.json["action"] == "payout.resolve"
     done = api.post(f"/api/v1/approvals/{asked.json['id']}/approve", headers=auth(checker), json={})
-    assert done.status_code == 200
-    return done.json  # type: ignore[no-any-return]
+    assert done.status_code == 200 and done.json is not None
+    return dict(done.json)
 
 
 def test_a_parked_payout_is_listed_and_released_once_by_two_people(
@@ -197,3 +197,57 @@ def test_a_result_that_arrives_first_makes_the_approval_fail_and_change_nothing(
     with session_factory() as s:
         assert s.get_one(B2CPayout, row.id).status == "succeeded"
         assert verify_ledger(s).ok
+
+
+def test_a_possible_duplicate_is_listed_linked_and_closed_by_two_people(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    """An STK push settled by the status query (no receipt), then the paybill confirmation
+    of the same payment: parked, linked to the push; staff close it as one payment."""
+    from datetime import timedelta
+
+    from core.mpesa_rules import account_reference
+    from db.models_mpesa import SuspenseItem
+
+    member = make_member(status="active")
+    with session_factory() as s:
+        started = mpesa.start_deposit(
+            s, deps, member_id=member.id, target="savings", amount_cents=700_00,
+            policy=MpesaPolicy(), idempotency_key="twin-api",
+        )  # fmt: skip
+        assert mpesa.claim_stk_push(s, deps, started.request_id) is not None
+        mpesa.record_stk_accepted(
+            s, deps, started.request_id, checkout_request_id="ws_CO_twin_api",
+            merchant_request_id="m-twin",
+        )  # fmt: skip
+        assert mpesa.settle_stk(s, deps, mpesa.StkOutcome("ws_CO_twin_api", 0)) == "credited"
+        reference = account_reference(str(member.member_number), "savings")
+        paid = mpesa.C2BIn("RTWINAPI01", deps.now() + timedelta(minutes=1), 700_00, reference, "")
+        assert mpesa.record_c2b(s, deps, paid) == "suspense"
+    maker, checker = make_staff("manager"), make_staff("manager")
+    [item] = api.get("/api/v1/suspense", headers=auth(maker)).json["items"]
+    assert (item["reason"], item["stk_request_id"]) == ("possible_duplicate", started.request_id)
+    assert item["c2b_payment_id"] is not None
+    with session_factory() as s:
+        parked = ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents
+    url = f"/api/v1/mpesa/suspense-items/{item['id']}/duplicate"
+    asked = api.post(url, headers=auth(maker), json={"note": "one receipt in the org portal"})
+    assert asked.status_code == 202 and asked.json["member_id"] == member.id
+    done = api.post(f"/api/v1/approvals/{asked.json['id']}/approve", headers=auth(checker), json={})
+    assert done.json["status"] == "approved"
+    assert api.get("/api/v1/suspense", headers=auth(maker)).json["items"] == []
+    closed = api.get("/api/v1/suspense?status=duplicate", headers=auth(maker)).json["items"]
+    assert [i["id"] for i in closed] == [item["id"]]
+    with session_factory() as s:
+        assert s.get_one(SuspenseItem, item["id"]).status == "duplicate"
+        suspense = ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents
+        assert suspense == parked - 700_00  # the parked copy left suspense
+        account_id = members.member_account_ids(s, member.id)["savings"]
+        assert ledger.get_balance(s, account_id).balance_cents == 700_00
+        assert verify_ledger(s).ok
+    again = api.post(url, headers=auth(maker), json={})
+    assert again.status_code == 409

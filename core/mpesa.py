@@ -844,8 +844,12 @@ def _paid_by_paybill(
             else f"parked in suspense by the paybill confirmation (item {item.id})"
         )
     else:  # another push holds it: never seen; kept for staff, credited nothing
-        log.error("receipt %s of STK request %d belongs to STK request %s", receipt, row.id,
-                  holder.stk_request_id)  # fmt: skip
+        log.error(
+            "receipt %s of STK request %d belongs to STK request %s",
+            receipt,
+            row.id,
+            holder.stk_request_id,
+        )
         row.result_desc = (
             f"receipt {receipt} already credited by STK request {holder.stk_request_id}"
         )

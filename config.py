@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     mpesa_withdrawal_fee_tariff: str = "100:0,500:7,1000:13,1500:23,2500:33,3500:53,5000:57,7500:78,10000:90,15000:100,20000:105,35000:108,50000:108,70000:108"
     # Pending STK/B2C older than this are queried by the reconciliation job.
     mpesa_reconcile_after_minutes: int = 3
+    # An STK push settled without a receipt (status query) and a paybill payment of the
+    # same member and amount paid within this many minutes of it may be one payment: the
+    # later of the two is parked in suspense for staff, not credited (README, "M-Pesa").
+    mpesa_twin_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # SIM-swap guard before a withdrawal (Africa's Talking Insights).
     sim_swap_window_days: int = 7
     sim_swap_on_check_failure: Literal["refuse", "allow", "refuse_above"] = "refuse_above"

@@ -259,7 +259,7 @@ def _mpesa_context(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 
 @cli.command("suspense-list")
-@click.option("--status", default="open", type=click.Choice(["open", "assigned"]))
+@click.option("--status", default="open", type=click.Choice(["open", "assigned", "duplicate"]))
 def suspense_list(status: str) -> None:
     """List M-Pesa payments parked in suspense (account 2200)."""
     from core import mpesa
@@ -272,6 +272,7 @@ def suspense_list(status: str) -> None:
             f"{item.item_id:>6}  {item.source}:{item.source_ref:<12} {format_cents(item.amount_cents):>14}"
             f"  account {item.bill_ref!r:<14} payer {item.payer_name or '-'} {item.msisdn_masked}"
             f"  paid {item.paid_at:%Y-%m-%d %H:%M}Z  {item.reason}"
+            + (f" (STK #{item.stk_request_id})" if item.reason == "possible_duplicate" else "")
         )
     click.echo(f"{len(items)} {status} item(s)")
 

@@ -193,7 +193,7 @@ def check_ledger(expected_cents: int, distinct: int) -> tuple[bool, str]:
         entries = s.scalar(
             select(func.count())
             .select_from(JournalEntry)
-            .where(JournalEntry.idempotency_key.like("mpesa:c2b:%"))
+            .where(JournalEntry.idempotency_key.like("mpesa:receipt:%"))
         )
     engine.dispose()
     ok = report.ok and credited == expected_cents and rows == distinct == entries

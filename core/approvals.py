@@ -254,6 +254,78 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
+# ----------------------------------------------- payouts only staff can settle (M-Pesa B2C)
+# Kept in a block of its own (other action kinds are added above by other changes).
+#
+# A payout that may have reached Daraja is never sent again by itself (core.mpesa):
+# Daraja is not known for certain to refuse a repeated OriginatorConversationID, and
+# paying twice for one debit is worse than paying late. When no result or status answer
+# settles it, it waits in ``review`` until one member of staff asks (after looking in
+# the M-Pesa org portal) to resend it, release the hold, or record it paid with its
+# receipt, and another approves. Maker permission: ``ledger:adjust`` (a decision about
+# money that the ledger cannot make by itself). Its imports are local to the block so
+# that it merges without touching the module's import list.
+
+
+def _check_payout(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    from core.mpesa import check_payout_resolution
+
+    return check_payout_resolution(session, member_id=member_id, payload=p)
+
+
+def _exec_payout(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.mpesa.resolve_payout``: resend, release the hold, or post it as paid."""
+    from core.mpesa import resolve_payout
+
+    return resolve_payout(
+        session, deps, payout_id=p["payout_id"], resolution=p["resolution"],
+        receipt=p.get("receipt") or None, staff=f"approval {req.id}",
+    )  # fmt: skip
+
+
+ACTIONS["payout.resolve"] = ActionSpec(
+    "ledger:adjust", "settle a payout only staff can settle", True, _check_payout, _exec_payout
+)
+
+
+# An STK push settled without a receipt and a paybill payment that may be the same payment:
+# the second to arrive was parked (``possible_duplicate``). If staff find one payment in the
+# org portal, the parked copy is reversed out of suspense (``suspense.duplicate``); if two,
+# it goes to the member with ``suspense.reassign`` above.
+
+
+def _check_suspense_duplicate(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    from core.mpesa import check_suspense_duplicate
+
+    return check_suspense_duplicate(session, member_id=member_id, payload=p)
+
+
+def _exec_suspense_duplicate(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.mpesa.resolve_suspense_duplicate``: the parked copy is reversed."""
+    from core.mpesa import resolve_suspense_duplicate
+
+    return resolve_suspense_duplicate(
+        session, deps, item_id=p["item_id"], staff=f"approval {req.id}"
+    )
+
+
+ACTIONS["suspense.duplicate"] = ActionSpec(
+    "suspense:reassign",
+    "close a parked M-Pesa payment as a duplicate",
+    True,
+    _check_suspense_duplicate,
+    _exec_suspense_duplicate,
+)
+
+
 # ------------------------------------------------------------------ verbs
 
 

@@ -6,14 +6,26 @@ Exactly-once, whatever Safaricom does (late, twice, out of order, never):
 
 * every callback is stored raw first (``store_callback``), in its own transaction;
 * an STK request row exists before the push is sent; its callback is matched on
-  ``CheckoutRequestID`` under a row lock and credits the ledger with the key
-  ``mpesa:stk:<CheckoutRequestID>``; a paybill payment is keyed ``mpesa:c2b:<TransID>``
-  and its row (unique ``trans_id``) is inserted first, so a duplicate stops there;
+  ``CheckoutRequestID`` under a row lock; a paybill payment's row (unique ``trans_id``)
+  is inserted first, so a repeated confirmation stops there;
+* one receipt, one credit: whichever path brings an M-Pesa receipt first (STK callback
+  or paybill confirmation) inserts it into ``mpesa_receipts`` (primary key: the receipt)
+  before crediting, and the other path waits on that insert and credits nothing; the
+  entry is keyed ``mpesa:receipt:<receipt>`` on both paths. A push settled by the status
+  query has no receipt (key ``mpesa:stk:<CheckoutRequestID>``): a paybill payment that
+  may be the same one (member, amount, ``twin_window``) is parked for staff, not
+  credited, whichever of the two comes second;
 * a withdrawal holds amount + fee on savings and stores the payout row with OUR
-  ``OriginatorConversationID`` before Daraja is called. Daraja refuses a repeated
-  id, so resending after a crash can never pay twice. The result posts the hold
+  ``OriginatorConversationID`` before Daraja is called. The result posts the hold
   (savings -> disbursement float + fee income) or releases it; a queue timeout or
-  an unknown outcome keeps the hold until a status query or the statement says.
+  an unknown outcome keeps the hold until a result or a status query says.
+* a payout is sent again by itself only when its request provably never left (no
+  connection, our own credentials refused). Daraja is not known for certain to refuse
+  a repeated OriginatorConversationID, and paying twice for one debit is worse than
+  paying late: a payout that may have reached Daraja (a worker that died during the
+  call, a "not found" status answer) waits for its result or a status answer, and
+  otherwise for staff (``review``; maker-checker ``payout.resolve``: resend, release,
+  or record it paid).
 
 Each verb takes the caller's session and commits once (or says it does not).
 """
@@ -22,19 +34,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from core import ledger
+from core.backoffice import mask_msisdn
 from core.deps import CoreDeps
-from core.errors import DomainError, MemberNotAllowed, NotFound
+from core.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
 from core.members import get_member, member_account_ids
 from core.money import format_cents
 from core.mpesa_rules import (
@@ -56,6 +70,7 @@ from db.models_mpesa import (
     B2CPayout,
     C2BPayment,
     MpesaCallback,
+    MpesaReceipt,
     SimSwapCheck,
     SimSwapEvent,
     StkRequest,
@@ -78,6 +93,8 @@ ACCOUNT_LABELS = {
 STK_FINAL = ("succeeded", "failed")
 B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
+TWIN_WINDOW = MpesaPolicy().twin_window
+RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")
 
 __all__ = [
     "LimitExceeded",
@@ -181,6 +198,21 @@ def callbacks_to_replay(session: Session, *, before: datetime, limit: int = 200)
 # ------------------------------------------------------------------ crediting
 
 
+@dataclass(frozen=True, slots=True)
+class _Park:
+    """What a suspense item records about money that could not (yet) go to a member."""
+
+    source: str  # stk | c2b
+    source_ref: str  # receipt, or the CheckoutRequestID of a push settled without one
+    bill_ref: str = ""
+    payer_name: str = ""
+    msisdn: str = ""
+    paid_at: datetime | None = None
+    reason: str | None = None  # None: from the member (unknown account, member not allowed)
+    stk_request_id: int | None = None
+    c2b_payment_id: int | None = None
+
+
 def _credit(
     session: Session,
     deps: CoreDeps,
@@ -191,13 +223,19 @@ def _credit(
     key: str,
     kind: str,
     memo: str,
-    park: dict[str, object],
+    park: _Park,
 ) -> tuple[ledger.PostedEntry, Member | None, int | None]:
     """Float -> member account, or float -> suspense (with an item) when the member
-    cannot take it. Returns (entry, member credited or None, member account id)."""
+    cannot take it or ``park.reason`` says it must wait for staff. Returns (entry,
+    member credited or None, member account id)."""
     member = session.get(Member, member_id) if member_id is not None else None
     float_in = ledger.account_id_by_code(session, FLOAT_IN)
-    if member is not None and target is not None and member.status in DEPOSIT_STATUSES:
+    if (
+        park.reason is None
+        and member is not None
+        and target is not None
+        and member.status in DEPOSIT_STATUSES
+    ):
         account_id = member_account_ids(session, member.id)[target]
         posted = ledger.post_entry(
             session,
@@ -207,7 +245,7 @@ def _credit(
             memo=memo,
         )
         return posted, member, account_id
-    reason = "unknown_account" if member is None else f"member_{member.status}"
+    reason = park.reason or ("unknown_account" if member is None else f"member_{member.status}")
     posted = ledger.post_entry(
         session,
         kind="mpesa.suspense",
@@ -216,26 +254,249 @@ def _credit(
             ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), -amount_cents),
         ],
         idempotency_key=key,
-        memo=f"Unmatched M-Pesa {park.get('source_ref')}"[:160],
+        memo=(
+            f"{'Possible duplicate' if park.reason == 'possible_duplicate' else 'Unmatched'} "
+            f"M-Pesa {park.source_ref}"
+        )[:160],
     )
     if posted.created:
         session.add(
             SuspenseItem(
-                source=str(park["source"]),
-                source_ref=str(park["source_ref"]),
+                source=park.source,
+                source_ref=park.source_ref[:100],
                 amount_cents=amount_cents,
-                bill_ref=str(park.get("bill_ref") or "")[:40],
-                payer_name=str(park.get("payer_name") or "")[:120],
-                msisdn_masked=str(park.get("msisdn") or "")[:80],
-                paid_at=park.get("paid_at") or deps.now(),
+                bill_ref=park.bill_ref[:40],
+                payer_name=park.payer_name[:120],
+                msisdn_masked=park.msisdn[:80],
+                paid_at=park.paid_at or deps.now(),
                 reason=reason,
                 status="open",
                 entry_id=posted.entry_id,
                 created_at=deps.now(),
+                stk_request_id=park.stk_request_id,
+                c2b_payment_id=park.c2b_payment_id,
             )
         )
         session.flush()
     return posted, None, None
+
+
+# One receipt, one credit. The receipt is the key of the money it brought in, whatever
+# path brings it: a row in ``mpesa_receipts`` (primary key: the receipt) is inserted
+# before anything is credited. PostgreSQL makes a second inserter of the same key wait
+# for the first transaction and then see the row (INSERT .. ON CONFLICT DO NOTHING), so
+# an STK callback and a paybill confirmation of one payment arriving at the same moment
+# credit once: the lock and the constraint decide, not a look-up of the other's row
+# (which, uncommitted, is invisible). Ledger entries that carry a receipt are keyed
+# ``mpesa:receipt:<receipt>`` on both paths as a second lock.
+
+
+def _receipt_key(receipt: str) -> str:
+    return f"mpesa:receipt:{receipt}"
+
+
+def _claim_receipt(
+    session: Session,
+    deps: CoreDeps,
+    receipt: str,
+    *,
+    stk_request_id: int | None = None,
+    c2b_payment_id: int | None = None,
+    entry_id: int | None = None,
+) -> bool:
+    """Take ``receipt`` for this path (True), or learn another path took it (False)."""
+    taken = session.execute(
+        insert_for(session, MpesaReceipt)
+        .values(
+            receipt=receipt,
+            source="stk" if stk_request_id is not None else "c2b",
+            stk_request_id=stk_request_id,
+            c2b_payment_id=c2b_payment_id,
+            entry_id=entry_id,
+            created_at=deps.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["receipt"])
+        .returning(MpesaReceipt.receipt)
+    ).scalar_one_or_none()
+    return taken is not None
+
+
+def _receipt_holder(session: Session, receipt: str) -> MpesaReceipt:
+    return session.execute(
+        select(MpesaReceipt)
+        .where(MpesaReceipt.receipt == receipt)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _record_receipt_entry(session: Session, receipt: str, entry_id: int) -> None:
+    session.execute(
+        update(MpesaReceipt).where(MpesaReceipt.receipt == receipt).values(entry_id=entry_id)
+    )
+
+
+# Twins. An STK push settled by the status query carries no receipt, so nothing proves
+# that a paybill confirmation of the same member and amount, paid around the same time,
+# is not the same payment reaching us twice (Daraja can send both). Whichever of the two
+# arrives second is parked in suspense (``possible_duplicate``) with both linked, never
+# credited, and the member is not told twice. A later STK callback with the push's
+# receipt settles the doubt either way (``_learn_stk_receipt``); otherwise staff decide.
+# Both sides look for their twin under one lock per member, so neither misses the other
+# while it is being written.
+
+
+def _lock_member_deposits(session: Session, member_id: int) -> None:
+    _serialise_on(session, f"mpesa:twins:{member_id}")
+
+
+def _push_time(row: StkRequest) -> datetime:
+    return row.sent_at or row.created_at
+
+
+def _push_twin(
+    session: Session, *, member_id: int, amount_cents: int, paid_at: datetime, window: timedelta
+) -> StkRequest | None:
+    """A push of this member and amount, credited without a receipt around ``paid_at``,
+    that is not yet linked to a possible twin."""
+    push_time = func.coalesce(StkRequest.sent_at, StkRequest.created_at)
+    linked = select(SuspenseItem.id).where(SuspenseItem.stk_request_id == StkRequest.id)
+    return session.scalar(
+        select(StkRequest)
+        .where(
+            StkRequest.member_id == member_id,
+            StkRequest.status == "succeeded",
+            StkRequest.receipt.is_(None),
+            StkRequest.entry_id.is_not(None),
+            func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents) == amount_cents,
+            push_time.between(paid_at - window, paid_at + window),
+            ~linked.exists(),
+        )
+        .order_by(StkRequest.id)
+        .limit(1)
+    )
+
+
+def _paybill_twin(
+    session: Session, row: StkRequest, amount_cents: int, window: timedelta
+) -> C2BPayment | None:
+    """A paybill payment credited to this push's member, of its amount, paid around the
+    push, whose receipt no push claims and that is not yet linked to a possible twin."""
+    at = _push_time(row)
+    linked = select(SuspenseItem.id).where(SuspenseItem.c2b_payment_id == C2BPayment.id)
+    return session.scalar(
+        select(C2BPayment)
+        .join(MpesaReceipt, MpesaReceipt.receipt == C2BPayment.trans_id)
+        .where(
+            MpesaReceipt.source == "c2b",
+            C2BPayment.member_id == row.member_id,
+            C2BPayment.status == "credited",
+            C2BPayment.amount_cents == amount_cents,
+            C2BPayment.trans_time.between(at - window, at + window),
+            ~linked.exists(),
+        )
+        .order_by(C2BPayment.id)
+        .limit(1)
+    )
+
+
+def _open_twin_items(session: Session, row: StkRequest) -> list[SuspenseItem]:
+    return list(
+        session.scalars(
+            select(SuspenseItem)
+            .where(
+                SuspenseItem.stk_request_id == row.id,
+                SuspenseItem.reason == "possible_duplicate",
+                SuspenseItem.status == "open",
+            )
+            .order_by(SuspenseItem.id)
+            .with_for_update()
+        )
+    )
+
+
+def _resolve_duplicate(session: Session, deps: CoreDeps, item: SuspenseItem, proof: str) -> None:
+    """The parked money was the same payment as money already credited: reverse the
+    parking entry (float and suspense both come back down) and close the item."""
+    reversal = ledger.reverse_entry(
+        session,
+        entry_id=item.entry_id,
+        idempotency_key=f"mpesa:suspense:{item.id}:duplicate",
+        memo=f"Same M-Pesa payment, {proof}"[:160],
+    )
+    item.status, item.assigned_entry_id = "duplicate", reversal.entry_id
+    item.assigned_by, item.assigned_at = proof[:80], deps.now()
+
+
+def _release_twin(
+    session: Session, deps: CoreDeps, item: SuspenseItem, member_id: int | None, target: str | None
+) -> None:
+    """The parked money was a payment of its own after all: it goes to the member, or
+    stays open for staff if the member can no longer take deposits."""
+    if member_id is None or target is None:
+        return
+    try:
+        with session.begin_nested():
+            assign_suspense(
+                session, deps, item_id=item.id, member_id=member_id, target=target,
+                staff="M-Pesa receipts differ", commit=False,
+            )  # fmt: skip
+    except DomainError as exc:
+        log.warning("suspense item %d stays open for staff: %s", item.id, exc)
+
+
+def _learn_stk_receipt(session: Session, deps: CoreDeps, row: StkRequest, receipt: str) -> None:
+    """A push already settled without a receipt (status query) now shows its receipt
+    (a late callback). Record it, and settle any twin doubt it proves."""
+    if _claim_receipt(session, deps, receipt, stk_request_id=row.id, entry_id=row.entry_id):
+        row.receipt = receipt
+        # Its receipt is its own: a paybill payment parked as its twin was another
+        # payment, and so was this push's money if it was parked as a paybill's twin.
+        for item in _open_twin_items(session, row):
+            if item.source == "c2b" and item.c2b_payment_id is not None:
+                c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+                _release_twin(session, deps, item, c2b.member_id, c2b.target)
+            elif item.source == "stk":
+                _release_twin(session, deps, item, row.member_id, row.target)
+        return
+    holder = _receipt_holder(session, receipt)
+    if holder.source == "stk":
+        if holder.stk_request_id != row.id:
+            log.error(
+                "receipt %s already belongs to STK request %s", receipt, holder.stk_request_id
+            )
+        return
+    for item in _open_twin_items(session, row):
+        if item.c2b_payment_id == holder.c2b_payment_id:
+            _settle_as_one_payment(session, deps, item, row, f"receipt {receipt}")
+            return
+    # Both were credited: a twin the window did not catch, or staff assigned the item.
+    log.error(
+        "M-Pesa receipt %s was credited by the paybill confirmation and STK request %d was "
+        "credited without a receipt: one payment credited twice; staff must correct it",
+        receipt,
+        row.id,
+    )
+
+
+def _settle_as_one_payment(
+    session: Session, deps: CoreDeps, item: SuspenseItem, row: StkRequest, proof: str
+) -> None:
+    """A ``possible_duplicate`` item was one payment reaching us twice: its parking entry
+    is reversed, the credit that stands keeps the receipt, and both records say so."""
+    assert item.c2b_payment_id is not None
+    c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+    holder = _receipt_holder(session, c2b.trans_id)
+    _resolve_duplicate(session, deps, item, proof)
+    if item.source == "stk":  # the push's money was parked: the paybill's credit stands
+        row.receipt, row.entry_id = c2b.trans_id, c2b.entry_id
+        row.result_desc = "one payment with the paybill confirmation; credited there"
+        return
+    # the paybill's money was parked: the push's credit stands and takes the receipt
+    c2b.status, c2b.entry_id = "duplicate_of_stk", row.entry_id
+    holder.source, holder.stk_request_id, holder.entry_id = "stk", row.id, row.entry_id
+    session.flush()
+    row.receipt = c2b.trans_id
 
 
 def _notify_deposit(
@@ -473,16 +734,25 @@ def _find_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> StkReque
 
 
 def settle_stk(
-    session: Session, deps: CoreDeps, outcome: StkOutcome, *, callback_id: int | None = None
+    session: Session,
+    deps: CoreDeps,
+    outcome: StkOutcome,
+    *,
+    callback_id: int | None = None,
+    twin_window: timedelta = TWIN_WINDOW,
 ) -> str:
     """Apply an STK result exactly once. Commits. Returns ``credited``, ``failed``,
-    ``duplicate``, ``suspense`` (member can no longer take deposits) or ``unmatched``
-    (no request yet: keep the callback and replay it later)."""
+    ``duplicate`` (already settled, or its receipt was credited by the paybill
+    confirmation), ``suspense`` (member can no longer take deposits, or settled without
+    a receipt while a paybill payment that may be the same one was already credited) or
+    ``unmatched`` (no request yet: keep the callback and replay it later)."""
     row = _find_stk(session, deps, outcome)
     if row is None:
         return _done(session, deps, "unmatched", callback_id, outcome.checkout_request_id)
     success = outcome.result_code == 0
     if row.status == "succeeded" or (row.status == "failed" and not success):
+        if success and outcome.receipt and row.receipt is None and row.status == "succeeded":
+            _learn_stk_receipt(session, deps, row, outcome.receipt)
         return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
     now = deps.now()
     if not success:
@@ -493,30 +763,38 @@ def settle_stk(
     # A late success after we gave up (row failed) still moved money: credit it.
     amount = outcome.amount_cents or row.amount_cents
     receipt = outcome.receipt
-    if receipt and session.scalar(select(C2BPayment.id).where(C2BPayment.trans_id == receipt)):
-        receipt = None  # the same payment reached us as a paybill confirmation: credited there
-        row.status, row.settled_at, row.result_code = "succeeded", now, 0
-        row.result_desc = "credited by the paybill confirmation"
-        return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
+    park = _Park(
+        "stk", receipt or outcome.checkout_request_id, bill_ref=row.target, msisdn=row.msisdn,
+        paid_at=now, stk_request_id=row.id,
+    )  # fmt: skip
+    if receipt:
+        if not _claim_receipt(session, deps, receipt, stk_request_id=row.id):
+            _paid_by_paybill(session, deps, row, receipt, amount)
+            return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
+        key = _receipt_key(receipt)
+    else:
+        key = f"mpesa:stk:{outcome.checkout_request_id}"
+        _lock_member_deposits(session, row.member_id)
+        twin = _paybill_twin(session, row, amount, twin_window)
+        if twin is not None:
+            park = replace(park, reason="possible_duplicate", c2b_payment_id=twin.id)
     posted, member, account_id = _credit(
         session,
         deps,
         member_id=row.member_id,
         target=row.target,
         amount_cents=amount,
-        key=f"mpesa:stk:{outcome.checkout_request_id}",
+        key=key,
         kind="deposit.mpesa",
         memo=f"M-Pesa deposit {receipt or outcome.checkout_request_id}"[:160],
-        park={
-            "source": "stk",
-            "source_ref": receipt or outcome.checkout_request_id,
-            "bill_ref": row.target,
-            "msisdn": row.msisdn,
-            "paid_at": now,
-        },
+        park=park,
     )
+    if receipt:
+        _record_receipt_entry(session, receipt, posted.entry_id)
     row.status, row.settled_at, row.result_code = "succeeded", now, 0
     row.result_desc = outcome.result_desc[:200] or None
+    if park.reason == "possible_duplicate":
+        row.result_desc = f"parked: may be paybill payment {_twin_ref(session, park)}"
     row.receipt, row.paid_cents, row.entry_id = receipt, amount, posted.entry_id
     if member is not None and account_id is not None:
         _notify_deposit(
@@ -537,6 +815,44 @@ def settle_stk(
         callback_id,
         outcome.checkout_request_id,
     )
+
+
+def _twin_ref(session: Session, park: _Park) -> str:
+    twin = session.get(C2BPayment, park.c2b_payment_id) if park.c2b_payment_id else None
+    return twin.trans_id if twin is not None else "?"
+
+
+def _paid_by_paybill(
+    session: Session, deps: CoreDeps, row: StkRequest, receipt: str, amount_cents: int
+) -> None:
+    """The push's receipt was already brought in by the paybill confirmation (the same
+    payment reached us both ways): the push is settled by that money, not credited."""
+    holder = _receipt_holder(session, receipt)
+    row.status, row.settled_at, row.result_code = "succeeded", deps.now(), 0
+    row.paid_cents, row.entry_id = amount_cents, holder.entry_id
+    if holder.source == "c2b":
+        row.receipt = receipt
+        item = session.scalar(
+            select(SuspenseItem).where(
+                SuspenseItem.c2b_payment_id == holder.c2b_payment_id,
+                SuspenseItem.status == "open",
+            )
+        )
+        row.result_desc = (
+            "credited by the paybill confirmation"
+            if item is None
+            else f"parked in suspense by the paybill confirmation (item {item.id})"
+        )
+    else:  # another push holds it: never seen; kept for staff, credited nothing
+        log.error(
+            "receipt %s of STK request %d belongs to STK request %s",
+            receipt,
+            row.id,
+            holder.stk_request_id,
+        )
+        row.result_desc = (
+            f"receipt {receipt} already credited by STK request {holder.stk_request_id}"
+        )
 
 
 # ------------------------------------------------------------------ paybill (C2B)
@@ -584,12 +900,19 @@ def validate_c2b(
 
 
 def record_c2b(
-    session: Session, deps: CoreDeps, payment: C2BIn, *, callback_id: int | None = None
+    session: Session,
+    deps: CoreDeps,
+    payment: C2BIn,
+    *,
+    callback_id: int | None = None,
+    twin_window: timedelta = TWIN_WINDOW,
 ) -> str:
     """Apply a paybill confirmation exactly once; never refuse it. Commits.
 
-    Returns ``credited``, ``suspense`` (account unknown or member not allowed:
-    parked on 2200 with an item for staff), ``duplicate`` or ``duplicate_of_stk``.
+    Returns ``credited``, ``suspense`` (account unknown, member not allowed, or the
+    possible twin of an STK push settled without a receipt: parked on 2200 with an item
+    for staff), ``duplicate`` (this confirmation again) or ``duplicate_of_stk`` (its
+    receipt was brought in by the STK callback).
     """
     parsed = parse_bill_ref(payment.bill_ref)
     member = (
@@ -616,37 +939,46 @@ def record_c2b(
     ).scalar_one_or_none()
     if inserted is None:
         return _done(session, deps, "duplicate", callback_id, payment.trans_id)
-    row = session.get(C2BPayment, inserted)
-    assert row is not None
-    stk = session.scalar(select(StkRequest).where(StkRequest.receipt == payment.trans_id))
-    if stk is not None:
-        row.status, row.member_id, row.target = "duplicate_of_stk", stk.member_id, stk.target
-        row.entry_id = stk.entry_id
+    row = session.get_one(C2BPayment, inserted)
+    # Then the receipt: an STK callback carrying it at the same moment waits here.
+    if not _claim_receipt(session, deps, payment.trans_id, c2b_payment_id=row.id):
+        holder = _receipt_holder(session, payment.trans_id)
+        stk = session.get(StkRequest, holder.stk_request_id) if holder.stk_request_id else None
+        row.status, row.entry_id = "duplicate_of_stk", holder.entry_id
+        if stk is not None:
+            row.member_id, row.target = stk.member_id, stk.target
         return _done(session, deps, "duplicate_of_stk", callback_id, payment.trans_id)
     if payment.amount_cents <= 0:
         row.status = "suspense"
         return _done(session, deps, "suspense", callback_id, payment.trans_id)
+    park = _Park(
+        "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
+        msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=row.id,
+    )  # fmt: skip
+    if member is not None and parsed is not None:
+        row.member_id, row.target = member.id, parsed.target
+        _lock_member_deposits(session, member.id)
+        twin = _push_twin(
+            session, member_id=member.id, amount_cents=payment.amount_cents,
+            paid_at=payment.trans_time, window=twin_window,
+        )  # fmt: skip
+        if twin is not None:
+            park = replace(park, reason="possible_duplicate", stk_request_id=twin.id)
     posted, credited, account_id = _credit(
         session,
         deps,
         member_id=member.id if member is not None else None,
         target=parsed.target if parsed is not None else None,
         amount_cents=payment.amount_cents,
-        key=f"mpesa:c2b:{payment.trans_id}",
+        key=_receipt_key(payment.trans_id),
         kind="deposit.mpesa",
         memo=f"M-Pesa paybill {payment.trans_id}",
-        park={
-            "source": "c2b",
-            "source_ref": payment.trans_id,
-            "bill_ref": payment.bill_ref,
-            "payer_name": payment.payer_name,
-            "msisdn": payment.msisdn_masked,
-            "paid_at": payment.trans_time,
-        },
+        park=park,
     )
+    _record_receipt_entry(session, payment.trans_id, posted.entry_id)
     row.entry_id = posted.entry_id
     if credited is not None and parsed is not None and account_id is not None:
-        row.status, row.member_id, row.target = "credited", credited.id, parsed.target
+        row.status = "credited"
         _notify_deposit(
             session,
             deps,
@@ -684,6 +1016,8 @@ class SuspenseView:
     status: str
     assigned_member_id: int | None
     assigned_target: str | None
+    stk_request_id: int | None = None  # a possible duplicate: the STK push it may be
+    c2b_payment_id: int | None = None  # and the paybill payment
 
 
 def list_suspense(
@@ -710,6 +1044,8 @@ def list_suspense(
             r.status,
             r.assigned_member_id,
             r.assigned_target,
+            r.stk_request_id,
+            r.c2b_payment_id,
         )
         for r in rows
     ]
@@ -781,6 +1117,68 @@ def assign_suspense(
     if commit:
         session.commit()
     return posted
+
+
+def _open_possible_duplicate(session: Session, item_id: object) -> SuspenseItem:
+    item = (
+        session.scalar(select(SuspenseItem).where(SuspenseItem.id == item_id).with_for_update())
+        if type(item_id) is int
+        else None
+    )
+    if item is None or item.reason != "possible_duplicate" or item.stk_request_id is None:
+        raise InvalidInput(
+            "no such possible duplicate in suspense", field="item_id", reason="unknown"
+        )
+    if item.status != "open":
+        raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already {item.status}")
+    return item
+
+
+def possible_duplicate_member_id(session: Session, item_id: int) -> int:
+    member_id = session.scalar(
+        select(StkRequest.member_id)
+        .join(SuspenseItem, SuspenseItem.stk_request_id == StkRequest.id)
+        .where(SuspenseItem.id == item_id, SuspenseItem.reason == "possible_duplicate")
+    )
+    if member_id is None:
+        raise NotFound("no such possible duplicate in suspense")
+    return member_id
+
+
+def check_suspense_duplicate(
+    session: Session, *, member_id: int | None, payload: Mapping[str, object]
+) -> int:
+    """What ``resolve_suspense_duplicate`` needs, checked when staff ask; returns the
+    cents at stake."""
+    item = _open_possible_duplicate(session, payload.get("item_id"))
+    push = session.get_one(StkRequest, item.stk_request_id)
+    if push.member_id != member_id:
+        raise InvalidInput("the item belongs to another member", field="member_id")
+    return item.amount_cents
+
+
+def resolve_suspense_duplicate(
+    session: Session, deps: CoreDeps, *, item_id: int, staff: str
+) -> dict[str, object]:
+    """Staff found one payment, not two (the org portal lists one receipt): the parked
+    copy of a ``possible_duplicate`` item leaves suspense and the float (its entry is
+    reversed). Does not commit (the maker-checker approval does). A payment of its own
+    is moved to the member with ``assign_suspense`` instead."""
+    item = _open_possible_duplicate(session, item_id)
+    row = session.scalar(
+        select(StkRequest).where(StkRequest.id == item.stk_request_id).with_for_update()
+    )
+    assert row is not None and item.c2b_payment_id is not None
+    c2b = session.get_one(C2BPayment, item.c2b_payment_id)
+    if row.receipt is not None and row.receipt != c2b.trans_id:
+        raise DomainError(
+            f"the STK push's receipt is {row.receipt}, the paybill's {c2b.trans_id}: "
+            "two payments; move it to the member instead",
+            reason="receipts_differ",
+        )
+    _settle_as_one_payment(session, deps, item, row, f"staff ({staff})")
+    session.flush()
+    return {"item_id": item.id, "status": item.status}
 
 
 # ------------------------------------------------------------------ SIM swap
@@ -1234,8 +1632,8 @@ def settle_status(
     session: Session, deps: CoreDeps, outcome: StatusOutcome, *, callback_id: int | None = None
 ) -> str:
     """Apply a status answer to a payout still open. Commits. Returns ``paid``, ``failed``,
-    ``resend`` (M-Pesa never saw it: sent again with the same id, which cannot pay
-    twice), ``unknown``, ``duplicate`` or ``unmatched``."""
+    ``review`` (M-Pesa says "not found": parked for staff, never resent by itself),
+    ``unknown``, ``duplicate`` or ``unmatched``."""
     row = None
     if outcome.original_originator_conversation_id:
         row = _lock_payout(
@@ -1262,12 +1660,166 @@ def settle_status(
             session, deps, "failed", callback_id, outcome.original_originator_conversation_id
         )
     if outcome.found is False and row.status in ("sent", "unknown", "sending"):
-        row.status, row.last_error = "requested", "status query: not found; resending"
+        # "Not found" does not prove the request never arrived (it may not be processed
+        # yet, or be filed under another id), and Daraja is not known for certain to
+        # refuse a repeated OriginatorConversationID: resending could pay twice for one
+        # debit. The hold stays; staff look at the org portal and decide (payout.resolve).
+        row.status, row.last_error = "review", f"status query: {outcome.detail}"[:200]
         return _done(
-            session, deps, "resend", callback_id, outcome.original_originator_conversation_id
+            session, deps, "review", callback_id, outcome.original_originator_conversation_id
         )
     row.last_error = f"status query: {outcome.detail}"[:200]
     return _done(session, deps, "unknown", callback_id, outcome.original_originator_conversation_id)
+
+
+# ------------------------------------------------------------------ payouts only staff can settle
+
+PAYOUT_RESOLUTIONS = ("resend", "release", "paid")
+PAYOUT_LIST_STATUSES = ("review", "unknown", "sent", "requested", "sending", "all")
+
+
+class PayoutNotInReview(DomainError):
+    code = "payout_not_in_review"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutView:
+    payout_id: int
+    reference: str
+    member_id: int
+    member_number: str | None
+    msisdn_masked: str
+    amount_cents: int
+    fee_cents: int
+    status: str
+    originator_conversation_id: str
+    conversation_id: str | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    queried_at: datetime | None
+
+
+def list_payouts(
+    session: Session,
+    *,
+    status: str = "review",
+    branch: str | None = None,
+    limit: int = 50,
+    after_id: int = 0,
+) -> list[PayoutView]:
+    """Payouts in id order after ``after_id``: by default those waiting for staff
+    (``review``); ``branch`` limits them to that branch's members."""
+    if status not in PAYOUT_LIST_STATUSES:
+        raise InvalidInput(
+            f"status must be one of {', '.join(PAYOUT_LIST_STATUSES)}", field="status"
+        )
+    query = (
+        select(B2CPayout, Member)
+        .join(Member, Member.id == B2CPayout.member_id)
+        .where(B2CPayout.id > after_id)
+        .order_by(B2CPayout.id)
+        .limit(max(1, min(limit, 500)))
+    )
+    if status != "all":
+        query = query.where(B2CPayout.status == status)
+    if branch is not None:
+        query = query.where(Member.branch == branch)
+    return [
+        PayoutView(
+            p.id,
+            p.reference,
+            p.member_id,
+            m.member_number,
+            mask_msisdn(p.msisdn),
+            p.amount_cents,
+            p.fee_cents,
+            p.status,
+            p.originator_conversation_id,
+            p.conversation_id,
+            p.attempts,
+            p.last_error,
+            p.created_at,
+            p.sent_at,
+            p.queried_at,
+        )  # fmt: skip
+        for p, m in session.execute(query).tuples()
+    ]
+
+
+def payout_member_id(session: Session, payout_id: int) -> int:
+    member_id = session.scalar(select(B2CPayout.member_id).where(B2CPayout.id == payout_id))
+    if member_id is None:
+        raise NotFound("no such payout")
+    return member_id
+
+
+def check_payout_resolution(
+    session: Session, *, member_id: int | None, payload: Mapping[str, object]
+) -> int:
+    """What ``resolve_payout`` needs, checked when staff ask (maker); returns the cents
+    at stake (amount + fee), which decides who may approve."""
+    payout_id = payload.get("payout_id")
+    row = session.get(B2CPayout, payout_id) if type(payout_id) is int else None
+    if row is None or row.member_id != member_id:
+        raise InvalidInput("no such payout for this member", field="payout_id", reason="unknown")
+    if row.status != "review":
+        raise PayoutNotInReview(f"payout {row.reference} is {row.status}, not waiting for staff")
+    resolution = payload.get("resolution")
+    if resolution not in PAYOUT_RESOLUTIONS:
+        raise InvalidInput(
+            f"resolution must be one of {', '.join(PAYOUT_RESOLUTIONS)}", field="resolution"
+        )
+    receipt = payload.get("receipt")
+    if resolution == "paid":
+        if not isinstance(receipt, str) or not RECEIPT_PATTERN.fullmatch(receipt):
+            raise InvalidInput(
+                "the M-Pesa receipt of the payment (8-20 capital letters and digits)",
+                field="receipt",
+            )
+    elif receipt not in (None, ""):
+        raise InvalidInput("a receipt is given only with resolution paid", field="receipt")
+    return row.amount_cents + row.fee_cents
+
+
+def resolve_payout(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    payout_id: int,
+    resolution: str,
+    receipt: str | None,
+    staff: str,
+) -> dict[str, object]:
+    """Settle a payout parked for staff (``review``), after a checker approved what the
+    maker saw in the M-Pesa org portal. Does not commit (the approval does).
+
+    * ``resend``: M-Pesa shows no such payment: sent again (same OriginatorConversationID,
+      flagged as a resend) by the next reconciliation run.
+    * ``release``: M-Pesa shows no payment and none is to be made: the hold is released
+      and the member told.
+    * ``paid``: M-Pesa shows it paid (``receipt``): the hold is posted and the member told.
+
+    Raises ``PayoutNotInReview`` if a result or a status answer settled it meanwhile.
+    """
+    row = _lock_payout(session, id=payout_id)
+    if row is None:
+        raise NotFound(f"no payout {payout_id}")
+    if row.status != "review":
+        raise PayoutNotInReview(f"payout {row.reference} is {row.status}, not waiting for staff")
+    note = f"staff ({staff}): {resolution}"[:200]
+    if resolution == "resend":
+        row.status, row.last_error = "requested", note
+    elif resolution == "release":
+        _fail_payout(session, deps, row, code=None, desc=note)
+    elif resolution == "paid" and receipt:
+        row.result_code, row.result_desc = 0, note
+        _pay_payout(session, deps, row, receipt)
+    else:
+        raise InvalidInput("unknown resolution", field="resolution")
+    session.flush()
+    return {"payout": row.reference, "status": row.status}
 
 
 # ------------------------------------------------------------------ reconciliation
@@ -1280,7 +1832,7 @@ class DueWork:
     b2c_to_query: list[tuple[int, str]] = field(default_factory=list)
     stk_expired: int = 0
     stk_unknown: int = 0
-    b2c_requeued: int = 0
+    b2c_stuck: int = 0  # payouts left ``sending``: now ``unknown``, to be asked about
 
 
 def due_for_reconciliation(
@@ -1292,10 +1844,12 @@ def due_for_reconciliation(
     * STK ``queued`` never sent: expired (``failed``; the member saw no prompt).
     * STK ``sending`` whose worker died: ``unknown`` (a callback can still adopt it);
       ``unknown`` with no CheckoutRequestID after the adoption window: ``failed``.
-    * B2C ``requested`` (job lost or worker killed before the call): send it.
-    * B2C ``sending`` (worker died during the call): back to ``requested`` and sent
-      again with the same OriginatorConversationID: paid at most once.
-    * B2C ``sent``/``unknown`` with no result: ask for the transaction status.
+    * B2C ``requested`` (job lost, worker killed before the call, or a send that
+      provably never left): send it.
+    * B2C ``sending`` (worker died during the call): ``unknown``, never resent by
+      itself: the request may have reached Daraja, and a second one could pay twice.
+    * B2C ``sent``/``unknown`` with no result: ask for the transaction status (an
+      answer settles it; "not found" parks it for staff, ``review``).
     """
     cutoff = deps.now() - older_than
     due = DueWork()
@@ -1345,8 +1899,9 @@ def due_for_reconciliation(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ):
-        payout.status, payout.last_error = "requested", "worker lost during the call; resending"
-        due.b2c_requeued += 1
+        payout.status = "unknown"
+        payout.last_error = "worker lost during the call; asking M-Pesa, not resending"
+        due.b2c_stuck += 1
     session.flush()
     due.b2c_to_send = list(
         session.scalars(

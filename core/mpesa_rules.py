@@ -96,6 +96,9 @@ class MpesaPolicy:
     sim_swap_failure_allow_max_cents: int = 1_000 * CENTS
     sim_swap_cache: timedelta = timedelta(seconds=60)
     reconcile_after: timedelta = timedelta(minutes=3)
+    # A paybill payment of the same member and amount paid within this of an STK push
+    # settled without a receipt may be that push's own payment: parked for staff.
+    twin_window: timedelta = timedelta(minutes=60)
 
 
 def check_deposit_amount(amount_cents: int, policy: MpesaPolicy) -> None:

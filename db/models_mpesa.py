@@ -1,5 +1,5 @@
 """M-Pesa tables (migration 0006): raw callbacks, STK requests, C2B payments, B2C payouts,
-suspense items, SIM-swap checks and events. The ledger stays the source of truth for
+suspense items, SIM-swap checks and events; the receipts that brought money in (0010). The ledger stays the source of truth for
 money; these rows say which outside event produced which journal entry."""
 
 from __future__ import annotations
@@ -103,15 +103,40 @@ class C2BPayment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class MpesaReceipt(Base):
+    """One row per M-Pesa receipt that brought money into the ledger, whatever path
+    brought it (STK callback or paybill confirmation): the receipt is the key of the
+    credit. The first path to insert it credits (or parks); another path carrying the
+    same receipt waits on the insert (the primary key's lock) and then credits nothing.
+    ``entry_id`` is the entry that holds the money now."""
+
+    __tablename__ = "mpesa_receipts"
+    __table_args__ = (CheckConstraint("source IN ('stk', 'c2b')", name="source"),)
+
+    receipt: Mapped[str] = mapped_column(String(20), primary_key=True)
+    source: Mapped[str] = mapped_column(String(8))
+    stk_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mpesa_stk_requests.id"), default=None
+    )
+    c2b_payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mpesa_c2b_payments.id"), default=None
+    )
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class B2CPayout(Base):
     """Money out by B2C: requested -> sending -> sent -> succeeded | failed; unknown until
-    a status query or the statement says. ``originator_conversation_id`` is ours, made and
-    stored before Daraja is called: Daraja refuses a repeat, so a resend never pays twice."""
+    a result, a status query or the statement says; ``review`` when only staff can say
+    (maker-checker ``payout.resolve``). ``originator_conversation_id`` is ours, made and
+    stored before Daraja is called. Daraja is not known for certain to refuse a repeated
+    id, so a payout that may have reached it is never sent again by itself."""
 
     __tablename__ = "mpesa_b2c_payouts"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('requested', 'sending', 'sent', 'succeeded', 'failed', 'unknown')",
+            "status IN ('requested', 'sending', 'sent', 'succeeded', 'failed', 'unknown', "
+            "'review')",
             name="status",
         ),
         CheckConstraint("amount_cents > 0 AND fee_cents >= 0", name="amounts"),
@@ -145,11 +170,17 @@ class B2CPayout(Base):
 
 
 class SuspenseItem(Base):
-    """Money parked in suspense (2200) with what staff need to reassign it."""
+    """Money parked in suspense (2200) with what staff need to reassign it.
+
+    ``reason`` ``possible_duplicate``: a paybill payment and an STK push settled without
+    a receipt that may be one payment (same member, amount and time); both are linked
+    (``stk_request_id``, ``c2b_payment_id``). ``assigned``: moved to a member
+    (``assigned_entry_id``); ``duplicate``: it was the same payment, the parking entry is
+    reversed (``assigned_entry_id`` is the reversal)."""
 
     __tablename__ = "mpesa_suspense_items"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'assigned')", name="status"),
+        CheckConstraint("status IN ('open', 'assigned', 'duplicate')", name="status"),
         Index("ix_mpesa_suspense_items_status_id", "status", "id"),
     )
 
@@ -173,6 +204,12 @@ class SuspenseItem(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     note: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stk_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mpesa_stk_requests.id"), default=None, index=True
+    )
+    c2b_payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mpesa_c2b_payments.id"), default=None
+    )
 
 
 class SimSwapCheck(Base):

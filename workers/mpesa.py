@@ -195,7 +195,7 @@ class ReconcileSummary:
     stk_unknown: int = 0
     b2c_sent: dict[str, int] = field(default_factory=dict)
     b2c_queried: int = 0
-    b2c_requeued: int = 0
+    b2c_stuck: int = 0
 
 
 def run_reconcile(ctx: MpesaContext, *, older_than: timedelta | None = None) -> ReconcileSummary:
@@ -214,7 +214,7 @@ def run_reconcile(ctx: MpesaContext, *, older_than: timedelta | None = None) -> 
         ),
     )
     summary.stk_expired, summary.stk_unknown = due.stk_expired, due.stk_unknown
-    summary.b2c_requeued = due.b2c_requeued
+    summary.b2c_stuck = due.b2c_stuck
     for _request_id, checkout in due.stk_to_query:
         try:
             result = ctx.daraja.stk_query(checkout)
@@ -227,7 +227,7 @@ def run_reconcile(ctx: MpesaContext, *, older_than: timedelta | None = None) -> 
         outcome = mpesa.StkOutcome(checkout, result.result_code, result.result_desc)
 
         def settle(s: Session, o: mpesa.StkOutcome = outcome) -> str:
-            return mpesa.settle_stk(s, deps, o)
+            return mpesa.settle_stk(s, deps, o, twin_window=ctx.policy.twin_window)
 
         run_in_transaction(factory, settle)
         summary.stk_settled += 1

@@ -1,5 +1,6 @@
-"""M-Pesa back office: compare the org portal's statement export with the ledger, and
-the SIM-swap events (withdrawals the guard stopped) as a work queue.
+"""M-Pesa back office: compare the org portal's statement export with the ledger, the
+SIM-swap events (withdrawals the guard stopped) as a work queue, and the payouts that
+only staff can settle (``review``).
 
 (Suspense items, the other M-Pesa staff task, are under ``/suspense`` with the
 maker-checker requests.)
@@ -15,7 +16,7 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
 from api.v1.security import current, requires, runtime
-from core import mpesa_statement, sim_swap_events
+from core import mpesa, mpesa_statement, sim_swap_events
 
 blp = Blueprint("api_mpesa", __name__, url_prefix="/api/v1/mpesa", description="M-Pesa")
 
@@ -116,3 +117,60 @@ def sim_swap_event_clearance(body: dict[str, Any], event_id: int) -> Any:
         member_id = sim_swap_events.event_member_id(s, current(), event_id)
     payload = {"event_id": event_id, "in_person": body["in_person"]}
     return request_from_elsewhere("sim_swap.clear", member_id, payload, body["note"])
+
+
+@blp.route("/payouts", methods=["GET"])
+@requires("reconciliation:read")
+@blp.arguments(sc.PayoutArgs, location="query")
+@blp.response(200, sc.page_schema(sc.PayoutOut, "PayoutPage"))
+def payout_list(args: dict[str, Any]) -> Any:
+    """B2C payouts, by default those waiting for staff (``review``): the request may have
+    reached M-Pesa and no result or status answer settled it. They are never sent again
+    by themselves (a second request could pay twice); look for the payment in the org
+    portal, then ask for a resolution (below). The member's money stays held meanwhile."""
+    rt = runtime()
+    with rt.session() as s:
+        rows = mpesa.list_payouts(
+            s, status=args["status"], branch=current().branch, limit=args["limit"] + 1,
+            after_id=sc.decode_cursor(args["cursor"]),
+        )  # fmt: skip
+    more = len(rows) > args["limit"]
+    rows = rows[: args["limit"]]
+    return {
+        "items": [{**asdict(p), "id": p.payout_id} for p in rows],
+        "next_cursor": sc.encode_cursor(rows[-1].payout_id) if more else None,
+    }
+
+
+@blp.route("/payouts/<int:payout_id>/resolution", methods=["POST"])
+@requires("ledger:adjust")
+@blp.arguments(sc.PayoutResolutionIn)
+@blp.response(202, sc.ApprovalOut)
+def payout_resolution(body: dict[str, Any], payout_id: int) -> Any:
+    """Ask to settle a payout waiting for staff: ``resend`` it, ``release`` the hold, or
+    record it ``paid`` with its M-Pesa receipt. Another person decides (a manager above
+    the threshold); it fails if a result settled the payout meanwhile."""
+    rt = runtime()
+    with rt.session() as s:
+        member_id = mpesa.payout_member_id(s, payout_id)
+    payload: dict[str, Any] = {"payout_id": payout_id, "resolution": body["resolution"]}
+    if body.get("receipt"):
+        payload["receipt"] = body["receipt"]
+    return request_from_elsewhere("payout.resolve", member_id, payload, body["note"])
+
+
+@blp.route("/suspense-items/<int:item_id>/duplicate", methods=["POST"])
+@requires("suspense:reassign")
+@blp.arguments(sc.NoteIn)
+@blp.response(202, sc.ApprovalOut)
+def suspense_duplicate(body: dict[str, Any], item_id: int) -> Any:
+    """Ask to close a parked payment (reason ``possible_duplicate``) as the same payment as
+    the STK push it is linked to, because the org portal lists one payment: its parking
+    entry is reversed (out of suspense and the float). Another person decides. If they are
+    two payments, move it to the member instead (``/api/v1/suspense/reassignments``)."""
+    rt = runtime()
+    with rt.session() as s:
+        member_id = mpesa.possible_duplicate_member_id(s, item_id)
+    return request_from_elsewhere(
+        "suspense.duplicate", member_id, {"item_id": item_id}, body["note"]
+    )

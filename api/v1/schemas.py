@@ -362,7 +362,9 @@ class SuspenseIn(NoteIn):
 
 
 class SuspenseArgs(PageArgs):
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "assigned"]))
+    status = fields.String(
+        load_default="open", validate=validate.OneOf(["open", "assigned", "duplicate"])
+    )
 
 
 class SuspenseItemOut(Schema):
@@ -378,6 +380,19 @@ class SuspenseItemOut(Schema):
     status = fields.String(required=True)
     assigned_member_id = fields.Integer(allow_none=True, required=True)
     assigned_target = fields.String(allow_none=True, required=True)
+    stk_request_id = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "reason possible_duplicate: the STK push (settled without a "
+            "receipt) this money may be the same payment as; else the push it came from"
+        },
+    )
+    c2b_payment_id = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the paybill payment it came from, or may duplicate"},
+    )
 
 
 # ------------------------------------------------------------- approvals
@@ -533,4 +548,52 @@ class SimSwapEventOut(Schema):
         required=True,
         allow_none=True,
         metadata={"description": "a checker cleared this swap: withdrawals pass the guard again"},
+    )
+
+
+# ------------------------------------------------------------- M-Pesa payouts for staff
+
+
+class PayoutArgs(PageArgs):
+    status = fields.String(
+        load_default="review",
+        validate=validate.OneOf(["review", "unknown", "sent", "requested", "sending", "all"]),
+    )
+
+
+class PayoutOut(Schema):
+    id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    member_id = fields.Integer(required=True)
+    member_number = fields.String(required=True, allow_none=True)
+    msisdn_masked = fields.String(required=True)
+    amount_cents = fields.Integer(required=True)
+    fee_cents = fields.Integer(required=True)
+    status = fields.String(
+        required=True,
+        metadata={"description": "review: only staff can settle it (payout.resolve)"},
+    )
+    originator_conversation_id = fields.String(required=True)
+    conversation_id = fields.String(required=True, allow_none=True)
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    sent_at = fields.DateTime(required=True, allow_none=True)
+    queried_at = fields.DateTime(required=True, allow_none=True)
+
+
+class PayoutResolutionIn(NoteIn):
+    resolution = fields.String(
+        required=True,
+        validate=validate.OneOf(["resend", "release", "paid"]),
+        metadata={
+            "description": "what the M-Pesa org portal shows: resend (no such payment, pay "
+            "it), release (no such payment, give the money back), paid (it was paid)"
+        },
+    )
+    receipt = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(r"^[A-Z0-9]{8,20}$"),
+        metadata={"description": "with paid: the payment's M-Pesa receipt"},
     )

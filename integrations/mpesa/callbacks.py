@@ -156,7 +156,11 @@ def _apply(
             receipt=cb.receipt,
             phone=cb.phone,
         )
-        done = run(lambda s: mpesa.settle_stk(s, deps, outcome, callback_id=callback_id))
+        done = run(
+            lambda s: mpesa.settle_stk(
+                s, deps, outcome, callback_id=callback_id, twin_window=policy.twin_window
+            )
+        )
         return Answer(200, ACK, done), cb.checkout_request_id
     if kind in ("c2b_validation", "c2b_confirmation"):
         c2b = parse_c2b(text)
@@ -180,7 +184,11 @@ def _apply(
             msisdn_masked=c2b.msisdn_masked_or_hash,
             payer_name=" ".join(p for p in (c2b.first_name, c2b.middle_name, c2b.last_name) if p),
         )
-        done = run(lambda s: mpesa.record_c2b(s, deps, payment, callback_id=callback_id))
+        done = run(
+            lambda s: mpesa.record_c2b(
+                s, deps, payment, callback_id=callback_id, twin_window=policy.twin_window
+            )
+        )
         return Answer(200, C2B_ACK, done), c2b.trans_id
     if kind in ("b2c_result", "b2c_timeout"):
         res = parse_b2c_result(text)

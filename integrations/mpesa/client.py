@@ -14,16 +14,17 @@ Retry policy: retry only where a second request cannot cause a second effect.
   also retried after read timeouts, dropped connections and 5xx answers:
   they move no money (a repeated status query at worst yields a second result
   callback, which the app processes idempotently anyway).
-* B2C is retried in those cases too, always with the SAME
-  ``OriginatorConversationID``: Daraja rejects a duplicate, so a retry either
-  is the first request it saw or is refused. If a retry is refused after an
-  earlier attempt may have arrived, the outcome is unknown: the client raises
-  ``DarajaUnavailable(code="outcome_unknown", may_have_taken_effect=True,
-  retryable=False)``. The caller must then keep the hold and reconcile
-  (result callback, ``transaction_status(original_conversation_id=...)``, the
-  statement), never release the money on that error alone. A worker that
-  calls again later after such an error passes ``resent=True`` so that a
-  refusal is reported the same way instead of as ``DarajaRejected``.
+* B2C is retried only when the request never left (as STK push), with the SAME
+  ``OriginatorConversationID``. After a read timeout, a dropped connection or a
+  5xx the payment may have been made, and that Daraja refuses a repeated
+  ``OriginatorConversationID`` is not confirmed: a second request could pay
+  twice for one debit. The client raises ``DarajaUnavailable(retryable=False,
+  may_have_taken_effect=True)``; the caller must keep the hold and reconcile
+  (result callback, ``transaction_status(original_conversation_id=...)``, staff
+  with the statement), never release the money or send again on that error
+  alone. A call made after such an error (``resent=True``) reports a refusal as
+  ``DarajaUnavailable(code="outcome_unknown", may_have_taken_effect=True)``
+  rather than ``DarajaRejected``: "refused" may then mean "already paid".
 * STK push is retried only when the request never left. After a read timeout,
   a dropped connection or a 5xx the member may already have a PIN prompt, and a
   second prompt would confuse them: the client raises ``DarajaUnavailable``
@@ -212,7 +213,9 @@ class StatusQueryAccepted:
 
 class _Retry(Enum):
     READ = "read"  # OAuth, queries, URL registration: no money moves
-    SAME_ID = "same_id"  # B2C: Daraja refuses a repeated OriginatorConversationID
+    # B2C: retried (same OriginatorConversationID) only if the request never left; a
+    # refusal after an attempt that may have arrived is "outcome unknown", not "not paid"
+    SAME_ID = "same_id"
     UNSENT_ONLY = "unsent_only"  # STK push: a second prompt would confuse the member
 
 
@@ -433,7 +436,9 @@ class DarajaClient:
         *,
         resent: bool = False,
     ) -> B2CAccepted:
-        """Pay out to a phone. Idempotent on ``originator_conversation_id`` (keep it unique).
+        """Pay out to a phone, once: retried only if the request never left. Keep
+        ``originator_conversation_id`` unique; that Daraja refuses a repeat is not
+        confirmed, so nothing here relies on it.
 
         ``resent=True`` says an earlier call with this id may have reached Daraja
         (it raised with ``may_have_taken_effect``): a refusal then means "maybe
@@ -626,13 +631,13 @@ class DarajaClient:
                 failure = f"{method} {path}: HTTP {status}"
             if not unsent and policy is not _Retry.READ:
                 trace.maybe_arrived = True
-            may_retry = unsent or policy is not _Retry.UNSENT_ONLY
+            may_retry = unsent or policy is _Retry.READ  # money moves: never risk it twice
             log.warning("daraja %s (attempt %d/%d)", failure, attempt, attempts)
             if not may_retry or attempt == attempts:
                 raise DarajaUnavailable(
                     code,
                     failure,
-                    retryable=policy is not _Retry.UNSENT_ONLY or not trace.maybe_arrived,
+                    retryable=policy is _Retry.READ or not trace.maybe_arrived,
                     may_have_taken_effect=trace.maybe_arrived,
                 )
             self._sleep(self._config.retry_backoff_seconds * 2 ** (attempt - 1))

@@ -44,6 +44,7 @@ def policy_from_settings(settings: Settings) -> MpesaPolicy:
         sim_swap_failure_allow_max_cents=settings.sim_swap_failure_allow_max_kes * CENTS,
         sim_swap_cache=timedelta(seconds=settings.sim_swap_cache_seconds),
         reconcile_after=timedelta(minutes=settings.mpesa_reconcile_after_minutes),
+        twin_window=timedelta(minutes=settings.mpesa_twin_window_minutes),
     )
 
 

@@ -15,7 +15,7 @@ from db.session import make_engine
 
 def test_there_is_exactly_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0009"]
+    assert script.get_heads() == ["0010"]
     assert MIGRATIONS.is_dir()
 
 
@@ -86,3 +86,51 @@ def test_0008_keeps_legacy_secrets_and_will_not_downgrade_away_an_encrypted_one(
         assert secrets == ["whsec_legacy"]
     engine.dispose()
     assert "secret_ciphertext" not in columns
+
+
+def test_0010_records_the_receipts_already_credited_so_no_path_credits_them_again(
+    tmp_path: Path,
+) -> None:
+    """A paybill confirmation arriving after the upgrade for a receipt an STK callback
+    credited before it must find that receipt taken."""
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    upgrade(url, "0009")
+    raw = create_engine(url)  # no foreign keys: only the rows this migration reads
+    now = datetime.now(UTC).isoformat()
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO mpesa_stk_requests (id, member_id, target, amount_cents, msisdn, "
+                "idempotency_key, status, receipt, attempts, created_at) VALUES "
+                "(1, 1, 'savings', 100, '+254700000001', 'k1', 'succeeded', 'RA00000001', 1, :t),"
+                "(2, 1, 'savings', 100, '+254700000001', 'k2', 'succeeded', NULL, 1, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO mpesa_c2b_payments (id, trans_id, trans_time, amount_cents, bill_ref, "
+                "shortcode, msisdn_masked, payer_name, status, created_at) VALUES "
+                "(1, 'RA00000001', :t, 100, '', '', '', '', 'duplicate_of_stk', :t),"
+                "(2, 'RB00000002', :t, 100, '', '', '', '', 'credited', :t)"
+            ),
+            {"t": now},
+        )
+    raw.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT receipt, source, stk_request_id, c2b_payment_id FROM mpesa_receipts "
+                "ORDER BY receipt"
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("RA00000001", "stk", 1, None),
+        ("RB00000002", "c2b", None, 2),
+    ]
+    downgrade(url, "0009")

@@ -204,3 +204,15 @@ def test_every_mpesa_sms_fits_one_gsm7_part(template: str, lang: str) -> None:
 
 def test_fee_band_is_a_plain_value() -> None:
     assert FeeBand(100, 0) == FeeBand(100, 0)
+
+
+def test_the_twin_window_defaults_to_an_hour_and_follows_its_setting() -> None:
+    from datetime import timedelta
+
+    from config import SettingsError
+
+    assert POLICY.twin_window == timedelta(minutes=60)
+    custom = policy_from_settings(load_settings(sacco_env="test", mpesa_twin_window_minutes=15))
+    assert custom.twin_window == timedelta(minutes=15)
+    with pytest.raises(SettingsError, match="MPESA_TWIN_WINDOW_MINUTES"):
+        load_settings(sacco_env="test", mpesa_twin_window_minutes=0)

@@ -37,6 +37,7 @@ def _nginx_installed() -> None:
     if NGINX is None:
         pytest.fail("nginx is not installed: run `make system-deps` (Debian's nginx-light)")
 
+
 TOKEN = "the-callback-token-never-logged"
 GATEWAY_PATHS = {
     "africastalking": ["/ussd", "/ussd/events", "/sms/inbound", "/sms/delivery"],

@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     sim_swap_window_days: int = 7
     sim_swap_on_check_failure: Literal["refuse", "allow", "refuse_above"] = "refuse_above"
     sim_swap_failure_allow_max_kes: int = 1_000  # with refuse_above: allowed up to this
+    # Per member and Nairobi day, whatever the setting above: the most let through unverified.
+    sim_swap_failure_daily_max_kes: int = Field(default=1_000, ge=0)
     # Short: a good verdict must not hide a swap made right after it (the fraud pattern).
     sim_swap_cache_seconds: int = 60
     at_insights_url: str = ""

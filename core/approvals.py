@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -36,10 +35,12 @@ from core.members import check_status_change, set_status, start_pin_reset
 from core.mpesa import SuspenseAlreadyAssigned, assign_suspense
 from core.permissions import Principal, can_access_branch
 from core.savings import DEPOSIT_TARGETS
+from core.sim_swap import PASSES as SIM_SWAP_PASSES
+from core.sim_swap import SimSwapChecker, SimSwapPolicy
+from core.sim_swap import assess as assess_sim_swap
 from db.models import Account, ApprovalRequest, Member
 from db.models_mpesa import SuspenseItem
 
-SIM_SWAP_WINDOW = timedelta(days=7)
 STATUS_CHANGES = ("active", "suspended", "exited")
 
 
@@ -108,33 +109,55 @@ def _check_pin_reset(
         raise InvalidInput("the member has exited", field="member_id", reason="exited")
 
 
-def sim_swap_fact(result: Any, now: datetime, window: timedelta = SIM_SWAP_WINDOW) -> str:
-    """``recent``, ``none`` or ``unknown`` from a SIM-swap check result.
+def decision_facts(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    request_id: int,
+    *,
+    sim_swap: SimSwapChecker | None,
+    policy: SimSwapPolicy,
+) -> dict[str, str]:
+    """What ``decide`` needs learnt outside its transaction (the SIM-swap check calls out).
 
-    ``result`` has the shape of ``SimSwapChecker.check`` answers (``ok``,
-    ``swapped``, ``last_swap_at``). No verdict is ``unknown``, never "not swapped";
-    a swap without a date counts as recent.
+    For a PIN reset: ``{"sim_swap": status}``, the status from ``core.sim_swap.assess``
+    (the cached verdict, the provider, the staff clearances); ``not_checked`` when no
+    checker is configured. Commits the verdict cache; ``{}`` for other actions.
     """
-    if not getattr(result, "ok", False) or getattr(result, "swapped", None) is None:
-        return "unknown"
-    if not result.swapped:
-        return "none"
-    last = getattr(result, "last_swap_at", None)
-    return "recent" if last is None or now - last <= window else "none"
+    req = visible_request(session, actor, request_id)
+    if req.action != "member.pin_reset" or req.member_id is None or req.status != "pending":
+        return {}
+    if sim_swap is None:
+        return {"sim_swap": "not_checked"}
+    member = session.get_one(Member, req.member_id)
+    found = assess_sim_swap(
+        session, deps, sim_swap, member_id=member.id, msisdn=member.msisdn, policy=policy
+    )
+    session.commit()
+    return {"sim_swap": found.status}
 
 
 def _exec_pin_reset(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """A recent SIM swap is how PIN-reset fraud starts (the code would reach the new SIM):
-    refused unless the maker saw the member in person with their ID."""
+    """A recent SIM swap is how PIN-reset fraud starts (the code would reach the new SIM).
+    A remote reset needs a check that says "no swap" (or a swap staff cleared); a recent
+    swap, a failed check or no check at all is refused unless the maker saw the member in
+    person with their ID (``in_person``)."""
     assert req.member_id is not None
     fact = str(p.get("_facts", {}).get("sim_swap", "not_checked"))
-    if fact == "recent" and p.get("in_person") is not True:
+    if fact not in SIM_SWAP_PASSES and p.get("in_person") is not True:
+        if fact == "recent":
+            raise MemberNotAllowed(
+                "the SIM was swapped recently: check the member's ID at the counter, "
+                "then ask again with in_person",
+                reason="recent_sim_swap",
+            )
         raise MemberNotAllowed(
-            "the SIM was swapped recently: check the member's ID at the counter, "
-            "then ask again with in_person",
-            reason="recent_sim_swap",
+            "the SIM-swap check gave no verdict, so a remote reset could reach a swapped "
+            "SIM: approve again once the check works, or check the member's ID at the "
+            "counter and ask again with in_person",
+            reason="sim_swap_unchecked",
         )
     start_pin_reset(session, deps, req.member_id, business_key=f"pin_reset:{req.id}")
     return {"code_sent": True, "sim_swap": fact}
@@ -427,8 +450,9 @@ def decide(
 ) -> ApprovalRequest:
     """Approve (and execute, exactly once) or reject a pending request. Commits.
 
-    ``facts``: what the edge learnt outside the transaction for this decision
-    (``{"sim_swap": "recent" | "none" | "unknown"}`` for a PIN reset).
+    ``facts``: what the edge learnt outside the transaction for this decision, from
+    ``decision_facts`` (``{"sim_swap": "none" | "cleared" | "recent" | "unknown" |
+    "not_checked"}`` for a PIN reset).
     """
     req = session.scalar(
         select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()

@@ -39,7 +39,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text, update
@@ -55,7 +54,7 @@ from core.mpesa_rules import (
     LimitExceeded,
     MpesaPolicy,
     SimSwapBlocked,
-    SimSwapVerdict,
+    SimSwapDailyCapReached,
     WithdrawalQuote,
     account_reference,
     check_deposit_amount,
@@ -64,6 +63,8 @@ from core.mpesa_rules import (
     sim_swap_decision,
 )
 from core.notifications import notify
+from core.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
+from core.sim_swap import assess as assess_sim_swap
 from core.webhooks import publish_event
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
@@ -71,7 +72,6 @@ from db.models_mpesa import (
     C2BPayment,
     MpesaCallback,
     MpesaReceipt,
-    SimSwapCheck,
     SimSwapEvent,
     StkRequest,
     SuspenseItem,
@@ -99,6 +99,9 @@ RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")
 __all__ = [
     "LimitExceeded",
     "SimSwapBlocked",
+    "SimSwapChecker",
+    "SimSwapDailyCapReached",
+    "SimSwapResultLike",
     "WithdrawalQuote",
 ]
 
@@ -1184,44 +1187,32 @@ def resolve_suspense_duplicate(
 # ------------------------------------------------------------------ SIM swap
 
 
-class SimSwapResultLike(Protocol):
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def swapped(self) -> bool | None: ...
-    @property
-    def last_swap_at(self) -> datetime | None: ...
-    @property
-    def error(self) -> str | None: ...
+# The member's SMS for each refusal reason (``core.mpesa_rules.sim_swap_decision``).
+SIM_SWAP_TEMPLATES = {
+    "recent_swap": "withdrawal_blocked_sim_swap",
+    "check_failed": "withdrawal_blocked_check",
+    "check_failed_daily_cap": "withdrawal_blocked_check_cap",
+}
 
 
-class SimSwapChecker(Protocol):
-    def check(self, msisdn: str) -> SimSwapResultLike: ...
+def _nairobi_midnight(now: datetime) -> datetime:
+    local = now.astimezone(NAIROBI)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def sim_swap_verdict(
-    session: Session, deps: CoreDeps, checker: SimSwapChecker, msisdn: str, policy: MpesaPolicy
-) -> SimSwapVerdict:
-    """The cached verdict if fresh, else ask the checker (a good answer is cached). Flushes."""
-    now = deps.now()
-    cached = session.get(SimSwapCheck, msisdn)
-    if cached is not None and now - cached.checked_at < policy.sim_swap_cache:
-        return SimSwapVerdict(True, cached.swapped, cached.last_swap_at)
-    result = checker.check(msisdn)
-    verdict = SimSwapVerdict(result.ok, result.swapped, result.last_swap_at, result.error)
-    if verdict.ok and verdict.swapped is not None:
-        # An upsert: concurrent checks of one number must not collide on the key.
-        values = {
-            "swapped": verdict.swapped,
-            "last_swap_at": verdict.last_swap_at,
-            "checked_at": now,
-        }
-        session.execute(
-            insert_for(session, SimSwapCheck)
-            .values(msisdn=msisdn, **values)
-            .on_conflict_do_update(index_elements=["msisdn"], set_=values)
+def unverified_today_cents(session: Session, member_id: int, now: datetime) -> int:
+    """What the guard let through for this member since Nairobi midnight while the
+    SIM-swap check failed (``check_failed`` / ``allowed`` events). A payout that later
+    failed still counts: the cap is on what was risked, and it is small."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(SimSwapEvent.amount_cents), 0)).where(
+            SimSwapEvent.member_id == member_id,
+            SimSwapEvent.outcome == "check_failed",
+            SimSwapEvent.decision == "allowed",
+            SimSwapEvent.created_at >= _nairobi_midnight(now),
         )
-    return verdict
+    )
+    return int(total or 0)
 
 
 def guard_sim_swap(
@@ -1231,50 +1222,55 @@ def guard_sim_swap(
     member: Member,
     amount_cents: int,
     policy: MpesaPolicy,
-    checker: SimSwapChecker,
+    assessment: SimSwapAssessment,
 ) -> None:
-    """Refuse (``SimSwapBlocked``, after committing an event for staff and an SMS) when
-    the SIM changed within the window, or the check failed and the policy refuses.
-    A swap staff cleared for this phone (``core.sim_swap_events``, maker-checker)
-    no longer refuses; a later swap does."""
-    verdict = sim_swap_verdict(session, deps, checker, member.msisdn, policy)
-    cleared = session.scalar(
-        select(func.max(SimSwapEvent.last_swap_at)).where(
-            SimSwapEvent.member_id == member.id,
-            SimSwapEvent.msisdn == member.msisdn,
-            SimSwapEvent.cleared_at.is_not(None),
-        )
+    """Money going out to ``member``'s phone, given their SIM-swap status
+    (``core.sim_swap.assess``, made before the member row lock: it may call out).
+
+    The caller holds the member row lock (``SELECT ... FOR UPDATE``), so today's
+    unverified total is read and this attempt's event written one member at a time.
+    Refuses (``SimSwapBlocked``; ``SimSwapDailyCapReached`` for the cap), after
+    committing an event for staff and an SMS, when the SIM changed within the window
+    (and staff did not clear that swap), or the check failed and the setting or
+    today's cap refuses. A failed check let through is recorded (flushed, committed
+    with the withdrawal) and counts towards the cap."""
+    status = assessment.status
+    verdict = assessment.verdict
+    unverified = (
+        unverified_today_cents(session, member.id, deps.now()) if status == "unknown" else 0
     )
     decision = sim_swap_decision(
-        verdict, amount_cents=amount_cents, now=deps.now(), policy=policy, cleared_swap_at=cleared
+        status, amount_cents=amount_cents, policy=policy, unverified_today_cents=unverified
     )
-    if decision is None and verdict.ok:
+    if decision is None and status != "unknown":
         return
+    error = verdict.error or None
+    if decision == "check_failed_daily_cap":
+        error = f"{error or 'no verdict'}; today's unverified cap reached"
     event = SimSwapEvent(
         member_id=member.id,
         msisdn=member.msisdn,
-        outcome=decision or "check_failed",
+        outcome="recent_swap" if decision == "recent_swap" else "check_failed",
         decision="refused" if decision else "allowed",
         amount_cents=amount_cents,
         last_swap_at=verdict.last_swap_at,
-        error=(verdict.error or None) and str(verdict.error)[:200],
+        error=error and str(error)[:200],
         created_at=deps.now(),
     )
     session.add(event)
     session.flush()
     if decision is None:
-        return  # a failed check the policy lets through: recorded, not refused
+        return  # a failed check let through: recorded, counted towards today's cap
     notify(
         session,
-        template="withdrawal_blocked_sim_swap"
-        if decision == "recent_swap"
-        else "withdrawal_blocked_check",
+        template=SIM_SWAP_TEMPLATES[decision],
         business_key=f"sim_swap_event:{event.id}",
         member=member,
         data={"sacco": deps.sacco_name, "days": policy.sim_swap_window.days},
     )
     session.commit()
-    raise SimSwapBlocked(reason=decision, last_swap_at=verdict.last_swap_at)
+    error_type = SimSwapDailyCapReached if decision == "check_failed_daily_cap" else SimSwapBlocked
+    raise error_type(reason=decision, last_swap_at=verdict.last_swap_at)
 
 
 # ------------------------------------------------------------------ withdrawals
@@ -1282,13 +1278,11 @@ def guard_sim_swap(
 
 def withdrawn_today_cents(session: Session, member_id: int, now: datetime) -> int:
     """Payouts requested since Nairobi midnight that have not failed."""
-    local = now.astimezone(NAIROBI)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     total = session.scalar(
         select(func.coalesce(func.sum(B2CPayout.amount_cents), 0)).where(
             B2CPayout.member_id == member_id,
             B2CPayout.status != "failed",
-            B2CPayout.created_at >= midnight,
+            B2CPayout.created_at >= _nairobi_midnight(now),
         )
     )
     return int(total or 0)
@@ -1367,19 +1361,26 @@ def request_withdrawal(
     enqueues ``workers.mpesa.send_b2c(payout_id)`` and ends with ``reference``.
     The same ``idempotency_key`` returns the first request. Raises what
     ``quote_withdrawal`` raises, and ``SimSwapBlocked`` (``reason``
-    ``recent_swap`` or ``check_failed``).
+    ``recent_swap`` or ``check_failed``; ``SimSwapDailyCapReached`` with
+    ``check_failed_daily_cap`` once today's unverified allowance is used up).
+    Safe to run again whole after a deadlock (``db.session.run_in_transaction``).
     """
     existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
     if existing is not None:
         return _requested(existing, False)
     quote_withdrawal(session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy)
     member = get_member(session, member_id)
-    guard_sim_swap(
-        session, deps, member=member, amount_cents=amount_cents, policy=policy, checker=sim_swap
+    # The SIM-swap check may call out (seconds): before any lock is taken.
+    assessment = assess_sim_swap(
+        session, deps, sim_swap, member_id=member.id, msisdn=member.msisdn, policy=policy.sim_swap
     )
-    # Serialise this member's withdrawals so the daily limit holds under concurrency,
-    # and look again for the same request made meanwhile (a double-tapped confirm).
+    # One lock order for every withdrawal: the member row first (serialising this
+    # member's withdrawals, so the daily limit and the unverified cap hold under
+    # concurrency), then the SIM-swap event, then the savings account (the ledger locks
+    # accounts in id order). An event inserted before the member lock takes a key-share
+    # lock on the member row, and two such withdrawals deadlocked on the upgrade.
     session.scalar(select(Member.id).where(Member.id == member_id).with_for_update())
+    # The same request made meanwhile (a double-tapped confirm) is the first one.
     existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
     if existing is not None:
         session.commit()
@@ -1387,6 +1388,10 @@ def request_withdrawal(
     final = quote_withdrawal(
         session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy
     )
+    guard_sim_swap(
+        session, deps, member=member, amount_cents=amount_cents, policy=policy,
+        assessment=assessment,
+    )  # fmt: skip
     ocid = str(uuid.uuid4())
     hold = ledger.reserve_hold(
         session,

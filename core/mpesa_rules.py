@@ -1,5 +1,6 @@
 """Pure rules for M-Pesa money flows: limits, the withdrawal fee tariff, paybill
-account references and the SIM-swap decision. No database, no clock, no I/O.
+account references and what a SIM-swap status costs a withdrawal. No database, no
+clock, no I/O (the SIM-swap status itself is ``core.sim_swap.swap_status``).
 
 Amounts are integer cents. Daraja moves whole shillings only, so every amount
 that goes to M-Pesa (STK push, B2C) must be a whole number of shillings.
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 
 from core.errors import DomainError, InvalidInput
 from core.identity import is_valid_member_number
+from core.sim_swap import SimSwapPolicy, SwapStatus
 
 CENTS = 100
 
@@ -39,8 +41,15 @@ class SimSwapBlocked(DomainError):
         self, detail: str = "", *, reason: str, last_swap_at: datetime | None = None
     ) -> None:
         super().__init__(detail or reason, reason=reason, last_swap_at=last_swap_at)
-        self.reason = reason  # "recent_swap" | "check_failed"
+        self.reason = reason  # "recent_swap" | "check_failed" | "check_failed_daily_cap"
         self.last_swap_at = last_swap_at
+
+
+class SimSwapDailyCapReached(SimSwapBlocked):
+    """The check failed and this member's allowance of unverified withdrawals for today
+    (``MpesaPolicy.sim_swap_failure_daily_max_cents``) would be exceeded."""
+
+    code = "sim_swap_daily_cap"
 
 
 # ----------------------------------------------------------------- tariff
@@ -94,11 +103,17 @@ class MpesaPolicy:
     sim_swap_window: timedelta = timedelta(days=7)
     sim_swap_on_failure: str = "refuse_above"  # refuse | allow | refuse_above
     sim_swap_failure_allow_max_cents: int = 1_000 * CENTS
+    # Per member and Nairobi day: the most let through while the check fails (any setting).
+    sim_swap_failure_daily_max_cents: int = 1_000 * CENTS
     sim_swap_cache: timedelta = timedelta(seconds=60)
     reconcile_after: timedelta = timedelta(minutes=3)
     # A paybill payment of the same member and amount paid within this of an STK push
     # settled without a receipt may be that push's own payment: parked for staff.
     twin_window: timedelta = timedelta(minutes=60)
+
+    @property
+    def sim_swap(self) -> SimSwapPolicy:
+        return SimSwapPolicy(window=self.sim_swap_window, cache=self.sim_swap_cache)
 
 
 def check_deposit_amount(amount_cents: int, policy: MpesaPolicy) -> None:
@@ -191,46 +206,36 @@ def account_reference(member_number: str, target: str) -> str:
 # ------------------------------------------------------------------ SIM swap
 
 
-@dataclass(frozen=True, slots=True)
-class SimSwapVerdict:
-    ok: bool  # False: the check itself failed (no verdict)
-    swapped: bool | None
-    last_swap_at: datetime | None
-    error: str | None = None
-
-
 def sim_swap_decision(
-    verdict: SimSwapVerdict,
+    status: SwapStatus,
     *,
     amount_cents: int,
-    now: datetime,
     policy: MpesaPolicy,
-    cleared_swap_at: datetime | None = None,
+    unverified_today_cents: int = 0,
 ) -> str | None:
-    """None to allow; else the refusal reason: ``recent_swap`` or ``check_failed``.
+    """What a SIM-swap status (``core.sim_swap.swap_status``) costs money going out:
+    None to allow, else the refusal reason.
 
-    A swap with no date is treated as recent (we cannot show it is old).
-    ``cleared_swap_at``: the latest swap of this phone that staff cleared (maker-
-    checker, member seen with ID): a recent swap no later than it is allowed; a
-    newer swap, or one without a date, is refused again.
+    ``none``/``cleared`` pass; ``recent`` is ``recent_swap``. ``unknown`` (no verdict)
+    is ``check_failed`` when the setting refuses (``refuse``; ``refuse_above`` and the
+    amount above ``sim_swap_failure_allow_max_cents``); otherwise it passes only while
+    this amount plus what was let through unverified today (``unverified_today_cents``,
+    this member, this Nairobi day) stays within ``sim_swap_failure_daily_max_cents``,
+    else ``check_failed_daily_cap``. The cap holds for ``allow`` too.
     """
-    if not verdict.ok:
-        if policy.sim_swap_on_failure == "allow":
-            return None
-        if (
-            policy.sim_swap_on_failure == "refuse_above"
-            and amount_cents <= policy.sim_swap_failure_allow_max_cents
-        ):
-            return None
+    if status in ("none", "cleared"):
+        return None
+    if status == "recent":
+        return "recent_swap"
+    if policy.sim_swap_on_failure == "refuse":
         return "check_failed"
-    if not verdict.swapped:
-        return None
-    if verdict.last_swap_at is None:
-        return "recent_swap"
-    if cleared_swap_at is not None and verdict.last_swap_at <= cleared_swap_at:
-        return None
-    if now - verdict.last_swap_at < policy.sim_swap_window:
-        return "recent_swap"
+    if (
+        policy.sim_swap_on_failure == "refuse_above"
+        and amount_cents > policy.sim_swap_failure_allow_max_cents
+    ):
+        return "check_failed"
+    if unverified_today_cents + amount_cents > policy.sim_swap_failure_daily_max_cents:
+        return "check_failed_daily_cap"
     return None
 
 

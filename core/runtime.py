@@ -6,13 +6,17 @@ channels via ``app.extensions["sacco"]`` and to workers and commands directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.deps import CoreDeps
+from db.session import run_in_transaction
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,3 +32,8 @@ class Runtime:
     def session(self) -> Session:
         """A new unit of work; use as ``with runtime.session() as s:``."""
         return self.session_factory()
+
+    def run_in_transaction(self, work: Callable[[Session], T]) -> T:
+        """``work`` in a fresh unit of work, run again whole on a deadlock or a
+        serialization failure (``db.session.run_in_transaction``); ``work`` commits."""
+        return run_in_transaction(self.session_factory, work)

@@ -2,8 +2,9 @@
 
 A screen names a loader (``load="balances"``) or an action (``Run(action=...)``);
 the engine asks the shell to perform it, and ``perform`` runs the function in
-one unit of work and turns a domain error into a ``Result`` code the screen
-maps (``pin_invalid``, ``pin_locked``, ``duplicate_member``, ...).
+one unit of work (run again whole on a deadlock or serialization failure) and turns
+a domain error into a ``Result`` code the screen maps (``pin_invalid``,
+``pin_locked``, ``duplicate_member``, ...).
 
 Adding one::
 
@@ -146,27 +147,33 @@ def _enqueue_after_commit(call: Call) -> None:
 
 def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
     deps = runtime.deps
-    with runtime.session() as session:
-        try:
-            data = dict(handler(session, deps, call))
-            session.commit()  # verbs commit themselves; this makes it true for every handler
-            return Result(True, data)
-        except LimitExceeded as exc:
-            return Result(False, {"limit": format_cents(exc.limit_cents)}, f"limit_{exc.reason}")
-        except SimSwapBlocked as exc:
-            return Result(False, error=f"sim_swap_{exc.reason}")
-        except PinLocked as exc:
-            if exc.until is None:
-                return Result(False, error="pin_blocked")
-            seconds = (exc.until - deps.now()).total_seconds()
-            return Result(False, {"minutes": max(1, math.ceil(seconds / 60))}, "pin_locked")
-        except PinInvalid as exc:  # exc.code: pin_invalid, or reset_code_invalid
-            return Result(False, {"attempts_left": exc.attempts_left}, exc.code)
-        except MemberNotAllowed as exc:
-            no_pin = exc.context.get("reason") == "no_pin"
-            return Result(False, error="no_pin" if no_pin else exc.code)
-        except SaccoError as exc:
-            return Result(False, error=exc.code)
+
+    def work(session: Session) -> dict[str, Any]:
+        call.jobs.clear()  # a unit of work run again queues its jobs again, once
+        data = dict(handler(session, deps, call))
+        session.commit()  # verbs commit themselves; this makes it true for every handler
+        return data
+
+    try:
+        # A deadlock or serialization failure runs the whole unit again (each verb is
+        # idempotent on ``call.key``) instead of reaching the gateway as an error.
+        return Result(True, runtime.run_in_transaction(work))
+    except LimitExceeded as exc:
+        return Result(False, {"limit": format_cents(exc.limit_cents)}, f"limit_{exc.reason}")
+    except SimSwapBlocked as exc:
+        return Result(False, error=f"sim_swap_{exc.reason}")
+    except PinLocked as exc:
+        if exc.until is None:
+            return Result(False, error="pin_blocked")
+        seconds = (exc.until - deps.now()).total_seconds()
+        return Result(False, {"minutes": max(1, math.ceil(seconds / 60))}, "pin_locked")
+    except PinInvalid as exc:  # exc.code: pin_invalid, or reset_code_invalid
+        return Result(False, {"attempts_left": exc.attempts_left}, exc.code)
+    except MemberNotAllowed as exc:
+        no_pin = exc.context.get("reason") == "no_pin"
+        return Result(False, error="no_pin" if no_pin else exc.code)
+    except SaccoError as exc:
+        return Result(False, error=exc.code)
 
 
 def _member(call: Call) -> int:

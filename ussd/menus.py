@@ -256,6 +256,7 @@ _SCREENS: list[Screen] = [
             *((code, "wd_amount") for code in LIMIT_REFUSALS),
             ("sim_swap_recent_swap", "wd_sim_swap"),
             ("sim_swap_check_failed", "wd_sim_check"),
+            ("sim_swap_check_failed_daily_cap", "wd_sim_cap"),
             ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
             ("*", "error"),
         ),
@@ -264,6 +265,7 @@ _SCREENS: list[Screen] = [
     End("not_allowed", "not_allowed"),
     End("wd_sim_swap", "wd_sim_swap"),
     End("wd_sim_check", "wd_sim_check"),
+    End("wd_sim_cap", "wd_sim_cap"),
     End(ROOT_EXITED, "exited"),
     # --- screens the engine goes to by itself -------------------------------
     PinPrompt("pin", "pin", mode="verify"),

@@ -33,6 +33,7 @@ from api.v1 import (
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
 from config import Settings
+from core.sim_swap import SimSwapPolicy
 from core.staff import AuthPolicy
 
 BLUEPRINTS = [
@@ -75,7 +76,7 @@ class ApiState:
     large_threshold_cents: int
     cors_origins: frozenset[str]
     limiter: Limiter
-    sim_swap_window: timedelta
+    sim_swap: SimSwapPolicy
     production: bool = False
 
 
@@ -223,7 +224,10 @@ def init_app(app: Flask) -> None:
             o.strip() for o in settings.api_cors_origins.split(",") if o.strip()
         ),
         limiter=limiter,
-        sim_swap_window=timedelta(days=settings.sim_swap_window_days),
+        sim_swap=SimSwapPolicy(
+            window=timedelta(days=settings.sim_swap_window_days),
+            cache=timedelta(seconds=settings.sim_swap_cache_seconds),
+        ),
         production=settings.is_production,
     )
     app.after_request(_after)

@@ -13,7 +13,7 @@ from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
 from api.v1.security import api_state, current, requires, runtime
 from core import approvals, mpesa
-from db.models import ApprovalRequest, Member
+from db.models import ApprovalRequest
 
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
 
@@ -84,28 +84,15 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
 
 
 def _facts(request_id: int) -> dict[str, str]:
-    """Checks that call out (the SIM-swap provider), made before the transaction opens.
-
-    The checker is whatever the composition root put in
-    ``app.extensions["sacco_sim_swap"]`` (any object with ``check(msisdn)``
-    answering ``ok``, ``swapped``, ``last_swap_at``); without one: not checked.
-    """
+    """Checks that call out (the SIM-swap provider), made by core before the decision's
+    transaction opens: ``core.approvals.decision_facts`` with the checker the composition
+    root put in ``app.extensions["sacco_sim_swap"]`` (none: not checked)."""
     rt = runtime()
     with rt.session() as s:
-        req = approvals.visible_request(s, current(), request_id)
-        if req.action != "member.pin_reset" or req.member_id is None:
-            return {}
-        msisdn = s.get_one(Member, req.member_id).msisdn
-    checker = current_app.extensions.get("sacco_sim_swap")
-    if checker is None:
-        return {"sim_swap": "not_checked"}
-    try:
-        result = checker.check(msisdn)
-    except Exception:  # a checker that raises gives no verdict; staff decide
-        current_app.logger.exception("SIM-swap check failed")
-        return {"sim_swap": "unknown"}
-    window = api_state().sim_swap_window
-    return {"sim_swap": approvals.sim_swap_fact(result, rt.deps.now(), window)}
+        return approvals.decision_facts(
+            s, rt.deps, current(), request_id,
+            sim_swap=current_app.extensions.get("sacco_sim_swap"), policy=api_state().sim_swap,
+        )  # fmt: skip
 
 
 @blp.route("/approvals/<int:request_id>/reject", methods=["POST"])

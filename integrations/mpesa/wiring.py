@@ -42,6 +42,7 @@ def policy_from_settings(settings: Settings) -> MpesaPolicy:
         sim_swap_window=timedelta(days=settings.sim_swap_window_days),
         sim_swap_on_failure=settings.sim_swap_on_check_failure,
         sim_swap_failure_allow_max_cents=settings.sim_swap_failure_allow_max_kes * CENTS,
+        sim_swap_failure_daily_max_cents=settings.sim_swap_failure_daily_max_kes * CENTS,
         sim_swap_cache=timedelta(seconds=settings.sim_swap_cache_seconds),
         reconcile_after=timedelta(minutes=settings.mpesa_reconcile_after_minutes),
         twin_window=timedelta(minutes=settings.mpesa_twin_window_minutes),

@@ -356,6 +356,29 @@ def test_a_failed_sim_swap_check_above_the_allowed_amount_refuses_on_the_phone(
     assert len(env.sms(m.id, "withdrawal_blocked_check")) == 1
 
 
+def test_while_the_check_fails_the_phone_says_when_todays_unverified_limit_is_used_up(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000220", savings_kes=9000)
+    post(env.at.url + "/_control", {"fail_next": 2})  # default: KES 1,000 a day unverified
+
+    def withdraw(kes: str) -> str:
+        p = phone(env, http, m.msisdn)
+        p.dial()
+        for typed in ("6", kes, "1"):
+            p.send(typed)
+        return p.send(PIN)
+
+    assert withdraw("600").startswith("KES 600 is on its way")
+    assert withdraw("600") == (
+        "We could not check your SIM and today's limit without the check is used up, "
+        "so nothing was sent. Try again tomorrow, or visit our office with your ID."
+    )
+    assert [p.amount_cents for p in payouts(env, m.id)] == [60_000]
+    [sms] = env.sms(m.id, "withdrawal_blocked_check_cap")
+    assert len(sms.body) <= 160
+
+
 def test_a_member_suspended_mid_session_cannot_withdraw_and_sees_it_on_the_next_dial(
     env: Env, http: requests.Session
 ) -> None:

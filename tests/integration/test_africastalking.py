@@ -17,9 +17,8 @@ import requests
 from sqlalchemy.orm import Session
 
 from config import load_settings
-from core import mpesa
+from core import sim_swap
 from core.deps import CoreDeps
-from core.mpesa_rules import MpesaPolicy
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.africastalking.standin import (
     DEFAULT_API_KEY,
@@ -297,13 +296,16 @@ def test_a_swap_right_after_a_good_check_is_seen_once_the_short_cache_lapses(
     SIM is swapped. The cached good verdict may not hide the swap for long."""
     clock = [datetime(2026, 11, 28, 9, 0, tzinfo=UTC)]
     timed = replace(deps, now=lambda: clock[0])
-    policy = MpesaPolicy(sim_swap_cache=timedelta(seconds=load_settings(
-        sacco_env="test").sim_swap_cache_seconds))  # fmt: skip
+    cache = timedelta(seconds=load_settings(sacco_env="test").sim_swap_cache_seconds)
     checker = make_checker(standin.url)
-    assert mpesa.sim_swap_verdict(db_session, timed, checker, MEMBER, policy).swapped is False
+
+    def verdict() -> sim_swap.SimSwapVerdict:
+        return sim_swap.fetch_verdict(db_session, timed, checker, MEMBER, cache=cache)
+
+    assert verdict().swapped is False
     control(standin, number=MEMBER, swapped=True, last_swap_date="2026-11-28T06:01:00Z")
     clock[0] += timedelta(seconds=30)  # the same withdrawal session: the cached answer
-    assert mpesa.sim_swap_verdict(db_session, timed, checker, MEMBER, policy).swapped is False
+    assert verdict().swapped is False
     clock[0] += timedelta(seconds=31)
-    fresh = mpesa.sim_swap_verdict(db_session, timed, checker, MEMBER, policy)
+    fresh = verdict()
     assert (fresh.swapped, fresh.last_swap_at) == (True, datetime(2026, 11, 28, 6, 1, tzinfo=UTC))

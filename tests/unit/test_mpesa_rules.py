@@ -3,8 +3,6 @@ the SIM-swap decision, and the SMS texts those flows send."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +13,6 @@ from core.mpesa_rules import (
     FeeBand,
     LimitExceeded,
     MpesaPolicy,
-    SimSwapVerdict,
     account_reference,
     parse_bill_ref,
     parse_tariff,
@@ -24,6 +21,7 @@ from core.mpesa_rules import (
     withdrawal_fee,
 )
 from core.notifications import SMS
+from core.sim_swap import SwapStatus
 from integrations.mpesa.wiring import policy_from_settings
 
 POLICY = policy_from_settings(load_settings(sacco_env="test"))
@@ -118,50 +116,50 @@ def test_paybill_account_numbers(text: str, expected: tuple[str, str] | None) ->
     assert (None if parsed is None else (parsed.member_number, parsed.target)) == expected
 
 
-NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
+CAPPED = MpesaPolicy(sim_swap_on_failure="allow", sim_swap_failure_daily_max_cents=10**12)
 
 
 @pytest.mark.parametrize(
-    ("verdict", "amount", "policy", "expected"),
+    ("status", "amount", "policy", "expected"),
     [
-        (SimSwapVerdict(True, False, None), 10**9, POLICY, None),
-        (SimSwapVerdict(True, True, NOW - timedelta(days=6)), 100, POLICY, "recent_swap"),
-        (SimSwapVerdict(True, True, NOW - timedelta(days=8)), 100, POLICY, None),
-        (SimSwapVerdict(True, True, None), 100, POLICY, "recent_swap"),
-        (SimSwapVerdict(False, None, None, "timeout"), 100_000, POLICY, None),
-        (SimSwapVerdict(False, None, None, "timeout"), 100_100, POLICY, "check_failed"),
-        (
-            SimSwapVerdict(False, None, None),
-            1,
-            MpesaPolicy(sim_swap_on_failure="refuse"),
-            "check_failed",
-        ),
-        (SimSwapVerdict(False, None, None), 10**9, MpesaPolicy(sim_swap_on_failure="allow"), None),
+        ("none", 10**9, POLICY, None),
+        ("cleared", 10**9, POLICY, None),
+        ("recent", 100, POLICY, "recent_swap"),
+        ("unknown", 100_000, POLICY, None),  # the default: KES 1,000 a withdrawal
+        ("unknown", 100_100, POLICY, "check_failed"),
+        ("unknown", 1, MpesaPolicy(sim_swap_on_failure="refuse"), "check_failed"),
+        ("unknown", 10**9, CAPPED, None),
     ],
 )
-def test_the_sim_swap_decision(
-    verdict: SimSwapVerdict, amount: int, policy: MpesaPolicy, expected: str | None
+def test_what_a_sim_swap_status_costs_a_withdrawal(
+    status: SwapStatus, amount: int, policy: MpesaPolicy, expected: str | None
 ) -> None:
-    assert sim_swap_decision(verdict, amount_cents=amount, now=NOW, policy=policy) == expected
+    assert sim_swap_decision(status, amount_cents=amount, policy=policy) == expected
 
 
-def test_a_cleared_swap_passes_and_a_later_or_undated_one_does_not() -> None:
-    swap = NOW - timedelta(days=2)
-
-    def decide(
-        verdict: SimSwapVerdict, cleared: datetime | None, cents: int = 100_00
-    ) -> str | None:
-        return sim_swap_decision(
-            verdict, amount_cents=cents, now=NOW, policy=POLICY, cleared_swap_at=cleared
-        )
-
-    assert decide(SimSwapVerdict(True, True, swap), None) == "recent_swap"
-    assert decide(SimSwapVerdict(True, True, swap), swap) is None
-    assert decide(SimSwapVerdict(True, True, swap - timedelta(hours=1)), swap) is None
-    assert decide(SimSwapVerdict(True, True, swap + timedelta(hours=1)), swap) == "recent_swap"
-    assert decide(SimSwapVerdict(True, True, None), swap) == "recent_swap"
-    # A clearance says nothing when the check itself fails: the setting decides.
-    assert decide(SimSwapVerdict(False, None, None, "timeout"), NOW, 100_100) == "check_failed"
+@given(
+    st.sampled_from(["allow", "refuse_above"]),
+    st.integers(0, 10**8),  # the daily cap
+    st.integers(0, 10**8),  # let through unverified today already
+    cents,
+)
+def test_no_verdict_never_lets_the_day_exceed_the_cap(
+    setting: str, cap: int, today: int, amount: int
+) -> None:
+    policy = MpesaPolicy(
+        sim_swap_on_failure=setting,
+        sim_swap_failure_allow_max_cents=10**7,
+        sim_swap_failure_daily_max_cents=cap,
+    )
+    decision = sim_swap_decision(
+        "unknown", amount_cents=amount, policy=policy, unverified_today_cents=today
+    )
+    if decision is None:
+        assert today + amount <= cap
+    elif today + amount <= cap:  # refused within the cap: only by the per-withdrawal bound
+        assert (decision, setting) == ("check_failed", "refuse_above") and amount > 10**7
+    else:
+        assert decision in ("check_failed", "check_failed_daily_cap")
 
 
 GSM7 = set(
@@ -188,6 +186,7 @@ MPESA_TEMPLATES = [
     "withdrawal_failed",
     "withdrawal_blocked_sim_swap",
     "withdrawal_blocked_check",
+    "withdrawal_blocked_check_cap",
     "withdrawals_resumed",
 ]
 

@@ -85,7 +85,9 @@ def test_the_demo_back_office_works_on_sqlite(tmp_path: Path) -> None:
     dep = client.post(f"/api/v1/members/{amina['id']}/deposits", json={"amount_cents": 250_00},
                       headers={**t, "Idempotency-Key": "demo-till-0001"})  # fmt: skip
     assert dep.status_code == 201
-    req = client.post(f"/api/v1/members/{amina['id']}/pin-reset", headers=t, json={}).json
+    # At the counter (no SIM-swap stand-in runs here: a remote reset would be refused).
+    req = client.post(f"/api/v1/members/{amina['id']}/pin-reset", headers=t,
+                      json={"in_person": True}).json  # fmt: skip
     assert req is not None and req["status"] == "pending"
 
     enrol = login("manager", "baobab-shade-2026")

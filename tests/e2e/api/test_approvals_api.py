@@ -212,7 +212,9 @@ def test_pin_reset_sends_a_code_the_member_redeems_once(
 ) -> None:
     member = make_member(status="active")
     teller, officer = make_staff("teller"), make_staff("loan_officer")
-    req = api.post(f"/api/v1/members/{member.id}/pin-reset", headers=auth(teller), json={}).json
+    # In person: without a SIM-swap verdict (no provider here) a remote reset is refused.
+    body = {"in_person": True}
+    req = api.post(f"/api/v1/members/{member.id}/pin-reset", headers=auth(teller), json=body).json
     assert (
         api.post(
             f"/api/v1/approvals/{req['id']}/approve", headers=auth(teller), json={}

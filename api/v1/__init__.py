@@ -1,7 +1,8 @@
 """The staff and partner REST API under ``/api/v1``.
 
 ``init_app`` wires: flask-smorest (schemas -> OpenAPI 3 at
-``/api/v1/openapi.json``, Swagger UI at ``/api/v1/docs``), problem+json
+``/api/v1/openapi.json``, Swagger UI at ``/api/v1/docs``, its scripts and styles served
+from the ``swagger-ui-bundle`` package so the page needs no internet), problem+json
 errors, JWT settings, CORS allowlist, security headers and Flask-Limiter rate
 limits (Redis when configured, memory otherwise).
 """
@@ -14,12 +15,13 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from swagger_ui_bundle import swagger_ui_path
 
 from api.v1 import (
     approval_views,
@@ -44,6 +46,13 @@ BLUEPRINTS = [
     mpesa_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
+# Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO
+# office network often has no internet, and a CDN would see every page view.
+DOCS_ASSETS_URL = f"{DOCS_PATH}/static/"
+DOCS_ASSETS = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+     "favicon-16x16.png", "favicon-32x32.png"}
+)  # fmt: skip
 
 
 class SaccoApi(Api):  # type: ignore[misc]
@@ -90,11 +99,11 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# The docs page loads Swagger UI from its CDN.
+# The docs page loads Swagger UI from the app itself (its inline start-up script needs
+# 'unsafe-inline'); nothing from another origin.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
-    "https://cdn.jsdelivr.net; connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Request-ID"
 
@@ -136,6 +145,13 @@ def _public_view(fn: Any) -> Any:
     return view
 
 
+def _docs_asset(filename: str) -> Response:
+    """One of Swagger UI's own files (a fixed list: nothing else in the package is served)."""
+    if filename not in DOCS_ASSETS:
+        abort(404)
+    return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
+
+
 def _limiter(app: Flask, settings: Settings) -> Limiter:
     runtime = app.extensions["sacco"]
     if runtime.redis is not None:
@@ -168,7 +184,9 @@ def init_app(app: Flask) -> None:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL,
+        # validatorUrl: Swagger UI would otherwise fetch a badge from validator.swagger.io.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         JWT_SECRET_KEY=settings.jwt_secret_key,
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
@@ -199,6 +217,10 @@ def init_app(app: Flask) -> None:
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
     problems.init_app(app)
+    app.add_url_rule(
+        f"{DOCS_ASSETS_URL}<path:filename>", endpoint="api-docs.swagger_ui_asset",
+        view_func=_docs_asset,
+    )  # fmt: skip
     for endpoint, fn in list(app.view_functions.items()):
         if endpoint.startswith("api-docs."):
             app.view_functions[endpoint] = _public_view(fn)

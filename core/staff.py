@@ -376,28 +376,31 @@ def login(
 ) -> LoginResult:
     """Check username and password; open a session (its stage says what is still due).
 
-    Raises ``AuthFailed`` (the same for an unknown user and a wrong password)
-    or ``AccountLocked``. Failures count towards a lockout of the account.
+    Raises ``AuthFailed``, the same for an unknown name, a wrong password and a
+    disabled account, so the answer never tells which usernames exist. Wrong
+    passwords lock nothing (anyone could lock a colleague out): the API throttles
+    sign-in by address and by name instead. ``AccountLocked`` (a lock set by wrong
+    second factors, which only the password holder reaches) is told only after the
+    right password.
     """
     name = (username or "").strip().lower()[:64]
     who = _anonymous(name, address, request_id)
     staff = session.scalar(select(StaffUser).where(StaffUser.username == name).with_for_update())
-    now = deps.now()
-    if staff is not None:
-        _raise_if_locked(staff, now)
     ok = verify_password(staff.password_hash if staff else None, password or "")
     if staff is None or not ok or not staff.is_active:
         if staff is not None:
-            _count_failure(session, deps, policy, staff, who)
             audit.record(session, who, "auth.login_failed", target_type="staff", target_id=staff.id)
             session.commit()
-            _raise_if_locked(staff, deps.now())
         raise AuthFailed("wrong username or password")
-    staff.failed_logins = 0
-    staff.locked_until = None
+    _raise_if_locked(staff, deps.now())
     if needs_rehash(staff.password_hash):
         staff.password_hash = hash_password(password)
     result = _new_session(session, deps, policy, staff, address)
+    if result.stage == "active":
+        # Second-factor failures count until a second factor passes, not a password:
+        # else signing in again would reset the count and allow endless code guesses.
+        staff.failed_logins = 0
+        staff.locked_until = None
     audit.record(
         session, principal_for(staff, address=address, request_id=request_id), "auth.login",
         target_type="session", target_id=result.session_id, after={"stage": result.stage},

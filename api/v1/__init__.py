@@ -152,6 +152,13 @@ def _docs_asset(filename: str) -> Response:
     return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
 
 
+def _login_name() -> str:
+    """The throttle key of a sign-in: the username as ``core.staff.login`` reads it."""
+    body = request.get_json(silent=True)
+    name = body.get("username") if isinstance(body, dict) else None
+    return "login-name:" + (name.strip().lower()[:64] if isinstance(name, str) else "")
+
+
 def _limiter(app: Flask, settings: Settings) -> Limiter:
     runtime = app.extensions["sacco"]
     if runtime.redis is not None:
@@ -230,6 +237,14 @@ def init_app(app: Flask) -> None:
     for endpoint in ("api_auth.login", "api_auth.mfa_verify", "api_auth.refresh"):
         limited: Any = limiter.limit(settings.api_login_rate_limit, key_func=get_remote_address)
         app.view_functions[endpoint] = limited(app.view_functions[endpoint])
+    # Failed sign-ins per username, from any address: the same for names that do not exist,
+    # and it expires by itself (a lock-out would let anyone lock a colleague out).
+    by_name: Any = limiter.limit(
+        settings.api_login_name_rate_limit,
+        key_func=_login_name,
+        deduct_when=lambda response: response.status_code == 401,
+    )
+    app.view_functions["api_auth.login"] = by_name(app.view_functions["api_auth.login"])
     app.extensions["sacco_api"] = ApiState(
         policy=AuthPolicy(
             max_failures=settings.login_max_failures,

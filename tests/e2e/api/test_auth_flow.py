@@ -18,8 +18,8 @@ from core import staff as staff_core
 from core.deps import CoreDeps
 from core.errors import InvalidInput
 from core.permissions import SYSTEM
-from db.models import AuditEvent, StaffSession
-from tests.e2e.api.conftest import PASSWORD, Staffer, auth
+from db.models import AuditEvent, StaffSession, StaffUser
+from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row
 
 
 def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
@@ -83,19 +83,88 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(
     assert wrong.mimetype == "application/problem+json"
 
 
-def test_five_failures_lock_the_account_with_a_clear_message(
-    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+def _answer(r) -> tuple[int, str, str, bool]:  # type: ignore[no-untyped-def]
+    """What a caller sees of a sign-in answer (no request id, no timing)."""
+    return (
+        r.status_code,
+        r.json.get("code", ""),
+        r.json.get("detail", ""),
+        "Retry-After" in r.headers,
+    )
+
+
+def test_wrong_passwords_throttle_a_name_the_same_whether_it_exists_or_not(
+    api: FlaskClient, make_staff: Callable[..., Staffer], session_factory: sessionmaker[Session]
 ) -> None:
+    """Nobody learns which usernames exist from the answers (no 423 for real ones only)."""
     teller = make_staff("teller")
-    statuses = [login(api, teller.username, "wrong password 123").status_code for _ in range(5)]
-    assert statuses == [401, 401, 401, 401, 423]
-    locked = login(api, teller.username)  # even the right password is refused now
+    known = [_answer(login(api, teller.username, "wrong password 123")) for _ in range(6)]
+    unknown = [_answer(login(api, "nobody-here", "wrong password 123")) for _ in range(6)]
+    assert known == unknown
+    assert [a[0] for a in known] == [401, 401, 401, 401, 401, 429]
+    assert known[-1][3]  # Retry-After: the throttle ends by itself
+    # The right password is throttled too while the name is: guessing gains nothing.
+    assert login(api, teller.username).status_code == 429
+    row = staff_row(session_factory, teller.id)
+    assert row.locked_until is None  # no lock on the account itself
+
+
+def test_nobody_can_lock_a_staff_account_by_failing_its_sign_in(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session],
+    redis_client: redis.Redis,
+) -> None:
+    """Failed passwords only throttle (it expires: here the limiter's window is emptied);
+    the account needs no administrator to unlock it."""
+    teller = make_staff("teller")
+    for _ in range(12):
+        login(api, teller.username, "wrong password 123")
+    row = staff_row(session_factory, teller.id)
+    assert row.locked_until is None and row.failed_logins == 0
+    redis_client.flushdb()  # as when the throttle's window has passed
+    assert login(api, teller.username).status_code == 200
+
+
+def test_a_lock_is_told_only_to_whoever_knows_the_password(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    staff_by_role: dict[str, Staffer],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    """Wrong second factors still lock the account (only the password holder gets there);
+    then a wrong password is answered as for an unknown name, the right one with 423."""
+    teller = make_staff("teller")
+    with session_factory() as s:
+        row = s.get(StaffUser, teller.id)
+        assert row is not None
+        row.locked_until = deps.now() + timedelta(minutes=15)
+        s.commit()
+    assert _answer(login(api, teller.username, "wrong password 123")) == _answer(
+        login(api, "nobody-at-all", "wrong password 123")
+    )
+    locked = login(api, teller.username)
     assert locked.status_code == 423
     assert locked.json["code"] == "account_locked"
     assert "locked until" in locked.json["detail"]
     admin = staff_by_role["admin"]
     assert api.post(f"/api/v1/staff/{teller.id}/unlock", headers=auth(admin)).status_code == 200
     assert login(api, teller.username).status_code == 200
+
+
+def test_wrong_second_factors_lock_the_account(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    officer = make_staff("loan_officer")
+    totp, _ = enrol(api, login(api, officer.username).json["mfa_token"])
+    answers = []
+    for _ in range(5):
+        pending = login(api, officer.username).json["mfa_token"]
+        r = api.post("/api/v1/auth/mfa/verify", json={"mfa_token": pending, "code": "000000"})
+        answers.append(r.status_code)
+    assert answers == [401, 401, 401, 401, 423]
+    assert login(api, officer.username).status_code == 423
 
 
 def test_manager_must_enrol_mfa_then_sign_in_with_totp_never_replayed(

@@ -1,13 +1,14 @@
 """Operator commands: ``python manage.py --help``.
 
 migrate         apply Alembic migrations to DATABASE_URL
-seed-demo       seed a demo SACCO (members with balances and history); idempotent
+seed-demo       seed a demo SACCO (members with balances and history); idempotent;
+                SACCO_ENV=demo or development only
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
-suspense-assign move a parked payment to a member's account
+suspense-assign (moved to the API: maker-checker, POST /api/v1/suspense/reassignments)
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
 mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
 mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
@@ -134,12 +135,27 @@ def _seed_demo_staff(runtime: Runtime) -> None:
         click.echo(f"  {username:<8} {password:<24} {role:<12} {branch or 'all branches'}{mfa}")
 
 
+DEMO_PROFILES = ("demo", "development")
+
+
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Seed demo staff of each role and demo members with balances and history (idempotent)."""
+    """Seed demo staff of each role and demo members with balances and history (idempotent).
+
+    Demo and development only: it creates staff with published passwords and credits
+    money that no one paid in."""
     from core import members as members_core
     from core import savings
 
+    settings = _settings()
+    if settings.sacco_env not in DEMO_PROFILES:
+        click.echo(
+            f"seed-demo runs only with SACCO_ENV=demo or development (this is "
+            f"{settings.sacco_env}): it creates staff with published passwords and money "
+            "no one paid in",
+            err=True,
+        )
+        sys.exit(2)
     runtime = _runtime()
     _seed_demo_staff(runtime)
     with runtime.session() as session:
@@ -276,33 +292,24 @@ def suspense_list(status: str) -> None:
     click.echo(f"{len(items)} {status} item(s)")
 
 
-@cli.command("suspense-assign")
-@click.argument("item_id", type=int)
-@click.argument("member_number")
-@click.option("--account", default="savings", type=click.Choice(["savings", "deposits", "shares"]))
-@click.option("--staff", required=True, help="who is assigning (kept with the item)")
-@click.option("--note", default="")
-def suspense_assign(item_id: int, member_number: str, account: str, staff: str, note: str) -> None:
-    """Move a parked payment from suspense to a member's account (SMS receipt queued)."""
-    from core import mpesa
-    from core.members import find_by_number
+SUSPENSE_VIA_API = (
+    "suspense-assign moved to the API, so that one person asks and another approves, both "
+    "signed in and audited: POST /api/v1/suspense/reassignments (permission "
+    "suspense:reassign), then another person's POST /api/v1/approvals/{id}/approve (a "
+    "manager above APPROVAL_MANAGER_THRESHOLD_CENTS). Nothing was moved."
+)
 
-    runtime = _runtime()
-    with runtime.session() as session:
-        member = find_by_number(session, member_number)
-        if member is None:
-            click.echo(f"no member {member_number}", err=True)
-            sys.exit(1)
-        posted = mpesa.assign_suspense(
-            session,
-            runtime.deps,
-            item_id=item_id,
-            member_id=member.id,
-            target=account,
-            staff=staff,
-            note=note,
-        )
-    click.echo(f"item {item_id} -> {member_number} {account}: entry {posted.reference}")
+
+@cli.command(
+    "suspense-assign",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("ignored", nargs=-1, type=click.UNPROCESSED)
+def suspense_assign(ignored: tuple[str, ...]) -> None:
+    """Moved to the API (maker-checker): moves nothing, says where to go."""
+    click.echo(SUSPENSE_VIA_API, err=True)
+    sys.exit(2)
 
 
 @cli.command("reconcile-statement")

@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)  # wrong second factors (TOTP)
     login_lockout_minutes: int = Field(default=15, ge=1)
     approval_manager_threshold_cents: int = Field(default=5_000_000, ge=0)
+    # A teller's cash deposit above this (whole KES) waits for another person's approval.
+    cash_deposit_till_limit_kes: int = Field(default=100_000, ge=0)
     document_dir: str = "var/documents"
     document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
 

@@ -23,10 +23,18 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core import audit, ledger, sim_swap_events
-from core.backoffice import approve_kyc, check_kyc_ready, visible_member
+from core.backoffice import (
+    CASH_KEY_RE,
+    approve_kyc,
+    cash_deposit,
+    cash_ledger_key,
+    check_kyc_ready,
+    visible_member,
+)
 from core.deps import CoreDeps
 from core.errors import (
     DomainError,
+    IdempotencyConflict,
     InvalidInput,
     MemberNotAllowed,
     NotFound,
@@ -36,7 +44,7 @@ from core.members import check_status_change, set_status, start_pin_reset
 from core.mpesa import SuspenseAlreadyAssigned, assign_suspense
 from core.permissions import Principal, can_access_branch
 from core.savings import DEPOSIT_TARGETS
-from db.models import Account, ApprovalRequest, Member
+from db.models import Account, ApprovalRequest, JournalEntry, Member, StaffUser
 from db.models_mpesa import SuspenseItem
 
 SIM_SWAP_WINDOW = timedelta(days=7)
@@ -64,6 +72,8 @@ class ActionSpec:
     needs_member: bool
     check: Callable[[Session, CoreDeps, int | None, dict[str, Any]], int | None]
     execute: Callable[[Session, CoreDeps, ApprovalRequest, dict[str, Any]], dict[str, Any]]
+    # False where several requests for one member may wait at once (two cash deposits).
+    one_pending_per_member: bool = True
 
 
 # ---------------------------------------------------------------- actions
@@ -283,11 +293,15 @@ def request_approval(
         if member_id is None:
             raise InvalidInput("member_id is required", field="member_id")
         branch = visible_member(session, actor, member_id).branch
-        duplicate = session.scalar(
-            select(ApprovalRequest.id).where(
-                ApprovalRequest.member_id == member_id,
-                ApprovalRequest.action == action,
-                ApprovalRequest.status == "pending",
+        duplicate = (
+            None
+            if not spec.one_pending_per_member
+            else session.scalar(
+                select(ApprovalRequest.id).where(
+                    ApprovalRequest.member_id == member_id,
+                    ApprovalRequest.action == action,
+                    ApprovalRequest.status == "pending",
+                )
             )
         )
         if duplicate is not None:
@@ -412,3 +426,139 @@ def decide(
     )  # fmt: skip
     session.commit()
     return req
+
+
+# ============================================================================
+# Separation of duties (issue 10, part 4): cash above the till limit.
+# Kept in one block so other additions to ACTIONS merge cleanly.
+# ============================================================================
+
+
+class AboveTillLimit(DomainError):
+    """A partner key (no person to ask) tried a cash deposit above the till limit."""
+
+    code = "above_till_limit"
+    http_status = 403
+
+
+def _cash_payload(p: dict[str, Any]) -> tuple[str, int, str]:
+    target = p.get("target")
+    if target not in DEPOSIT_TARGETS:
+        raise InvalidInput("target must be savings, deposits or shares", field="target")
+    key = p.get("idempotency_key")
+    if not isinstance(key, str) or not CASH_KEY_RE.fullmatch(key):
+        raise InvalidInput(
+            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
+            field="Idempotency-Key",
+            reason="required",
+        )
+    return str(target), _amount(p), key
+
+
+def _check_cash_deposit(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    assert member_id is not None
+    _, amount, _ = _cash_payload(p)
+    member = session.get_one(Member, member_id)
+    if member.status not in ("pending_kyc", "active"):
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    return amount
+
+
+def _exec_cash_deposit(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.backoffice.cash_deposit`` as the teller who took the cash (the till's key),
+    in the approval's transaction: posted exactly once, or not at all."""
+    from core.staff import principal_for  # core.staff imports nothing of approvals
+
+    assert req.member_id is not None
+    target, amount, key = _cash_payload(p)
+    maker = principal_for(session.get_one(StaffUser, req.maker_id))
+    posted = cash_deposit(
+        session, deps, maker, member_id=req.member_id, target=target, amount_cents=amount,
+        idempotency_key=key, commit=False, approval_id=req.id,
+    )  # fmt: skip
+    return {"entry": posted.reference, "target": target, "amount_cents": amount}
+
+
+ACTIONS["deposit.cash"] = ActionSpec(
+    "deposits:cash",
+    "record a cash deposit above the till limit",
+    True,
+    _check_cash_deposit,
+    _exec_cash_deposit,
+    one_pending_per_member=False,
+)
+
+
+def _earlier_cash_request(
+    session: Session, actor: Principal, member_id: int, key: str
+) -> ApprovalRequest | None:
+    if actor.kind != "staff":
+        return None
+    rows = session.scalars(
+        select(ApprovalRequest).where(
+            ApprovalRequest.action == "deposit.cash",
+            ApprovalRequest.maker_id == actor.id,
+            ApprovalRequest.member_id == member_id,
+        )
+    )
+    return next((r for r in rows if payload_of(r).get("idempotency_key") == key), None)
+
+
+def take_cash_deposit(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    member_id: int,
+    target: str,
+    amount_cents: int,
+    idempotency_key: str,
+    till_limit_cents: int,
+    large_threshold_cents: int,
+) -> ledger.PostedEntry | ApprovalRequest:
+    """Cash at the counter: posted at once up to ``till_limit_cents``; above it, a pending
+    request that another person approves (then it posts, in the approval's transaction).
+
+    The same ``Idempotency-Key`` again returns the first deposit or the first request;
+    with another amount or target it is an ``IdempotencyConflict``. Commits.
+    """
+    key = (idempotency_key or "").strip()
+    member = visible_member(session, actor, member_id)
+    wanted = {"target": target, "amount_cents": amount_cents, "idempotency_key": key}
+    if amount_cents > till_limit_cents:
+        # One request per till key even when the same POST races itself.
+        session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
+    earlier = _earlier_cash_request(session, actor, member.id, key)
+    if earlier is not None:
+        if {k: payload_of(earlier).get(k) for k in wanted} != wanted:
+            raise IdempotencyConflict(
+                "this idempotency key was already used for a different deposit",
+                idempotency_key=key,
+            )
+        session.commit()
+        return earlier
+    if amount_cents <= till_limit_cents:
+        return cash_deposit(
+            session, deps, actor, member_id=member.id, target=target,
+            amount_cents=amount_cents, idempotency_key=key,
+        )  # fmt: skip
+    if actor.kind != "staff":
+        raise AboveTillLimit(
+            "cash above the till limit needs a member of staff to ask and another to approve"
+        )
+    _cash_payload(wanted)  # a malformed key is refused before it is looked up
+    used = session.scalar(
+        select(JournalEntry.id).where(JournalEntry.idempotency_key == cash_ledger_key(actor, key))
+    )
+    if used is not None:
+        raise IdempotencyConflict(
+            "this idempotency key was already used for a different deposit", idempotency_key=key
+        )
+    return request_approval(
+        session, deps, actor, "deposit.cash", payload=wanted, member_id=member.id,
+        note="cash above the till limit", large_threshold_cents=large_threshold_cents,
+    )  # fmt: skip

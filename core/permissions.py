@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ROLES = ("admin", "manager", "loan_officer", "teller", "auditor")
-# Roles that must pass TOTP before they get a full token.
-MFA_REQUIRED_ROLES = frozenset({"admin", "manager", "loan_officer"})
+# Roles that must pass TOTP before they get a full token: every role that moves money
+# (the teller's till too) or grants access.
+MFA_REQUIRED_ROLES = frozenset({"admin", "manager", "loan_officer", "teller"})
 
 # Permission name -> what it allows (shown in the README and the OpenAPI document).
 PERMISSIONS: dict[str, str] = {

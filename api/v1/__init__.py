@@ -82,6 +82,7 @@ class ApiState:
     document_dir: str
     document_max_bytes: int
     large_threshold_cents: int
+    till_limit_cents: int
     cors_origins: frozenset[str]
     limiter: Limiter
     sim_swap_window: timedelta
@@ -256,6 +257,7 @@ def init_app(app: Flask) -> None:
         document_dir=settings.document_dir,
         document_max_bytes=settings.document_max_bytes,
         large_threshold_cents=settings.approval_manager_threshold_cents,
+        till_limit_cents=settings.cash_deposit_till_limit_kes * 100,
         cors_origins=frozenset(
             o.strip() for o in settings.api_cors_origins.split(",") if o.strip()
         ),

@@ -58,17 +58,18 @@ def _shift_steps(session_factory: sessionmaker[Session], staff_id: int) -> None:
         s.commit()
 
 
-def test_teller_signs_in_with_password_and_gets_tokens(
+def test_auditor_signs_in_with_password_and_gets_tokens(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller", branch="Nairobi")
-    r = login(api, teller.username)
+    """The auditor (reads, changes nothing) is the one role without TOTP; tellers need it."""
+    auditor = make_staff("auditor", branch="Nairobi")
+    r = login(api, auditor.username)
     assert r.status_code == 200
     assert r.json["stage"] == "active"
-    assert r.json["staff"]["role"] == "teller"
+    assert r.json["staff"]["role"] == "auditor"
     me = api.get("/api/v1/auth/me", headers=auth(r.json["access_token"]))
     assert me.status_code == 200
-    assert "deposits:cash" in me.json["permissions"]
+    assert "audit:read" in me.json["permissions"]
     assert me.json["branch"] == "Nairobi"
 
 
@@ -244,8 +245,8 @@ def test_mfa_token_cannot_be_used_as_access_token_or_twice(
 def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_family(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     r1 = api.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert r1.status_code == 200
     assert r1.json["refresh_token"] != tokens["refresh_token"]
@@ -267,8 +268,8 @@ def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_family(
 def test_logout_revokes_access_and_refresh_at_once(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     assert api.post("/api/v1/auth/logout", headers=auth(tokens["access_token"])).status_code == 204
     assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
     assert (
@@ -284,8 +285,8 @@ def test_revocation_lives_in_the_database_not_redis(
     make_staff: Callable[..., Staffer],
     redis_client: redis.Redis,
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     api.post("/api/v1/auth/logout", headers=auth(tokens["access_token"]))
     redis_client.flushdb()  # as after a Redis restart
     assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
@@ -317,18 +318,18 @@ def test_idle_and_absolute_session_limits(
 def test_password_change_refuses_weak_and_ends_other_sessions(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    other = login(api, teller.username).json
-    weak = api.post("/api/v1/auth/password", headers=auth(teller),
+    auditor = make_staff("auditor")
+    other = login(api, auditor.username).json
+    weak = api.post("/api/v1/auth/password", headers=auth(auditor),
                     json={"current_password": PASSWORD, "new_password": "password2026!"})  # fmt: skip
     assert weak.status_code == 422
     assert "common" in weak.json["errors"]["password"][0]
-    ok = api.post("/api/v1/auth/password", headers=auth(teller),
+    ok = api.post("/api/v1/auth/password", headers=auth(auditor),
                   json={"current_password": PASSWORD, "new_password": "a much better passphrase"})  # fmt: skip
     assert ok.status_code == 204
     assert api.get("/api/v1/auth/me", headers=auth(other["access_token"])).status_code == 401
-    assert api.get("/api/v1/auth/me", headers=auth(teller)).status_code == 200
-    assert login(api, teller.username, "a much better passphrase").status_code == 200
+    assert api.get("/api/v1/auth/me", headers=auth(auditor)).status_code == 200
+    assert login(api, auditor.username, "a much better passphrase").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -386,10 +387,10 @@ def test_account_made_by_an_admin_must_change_its_password_first(
 def test_disabling_an_account_ends_its_sessions_and_sign_in(
     api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     admin = staff_by_role["admin"]
-    r = api.put(f"/api/v1/staff/{teller.id}/active", headers=auth(admin), json={"active": False})
+    r = api.put(f"/api/v1/staff/{auditor.id}/active", headers=auth(admin), json={"active": False})
     assert r.status_code == 200 and r.json["is_active"] is False
     assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
     assert (
@@ -398,7 +399,7 @@ def test_disabling_an_account_ends_its_sessions_and_sign_in(
         ).status_code
         == 401
     )
-    assert login(api, teller.username).status_code == 401
+    assert login(api, auditor.username).status_code == 401
     own = api.put(f"/api/v1/staff/{admin.id}/active", headers=auth(admin), json={"active": False})
     assert own.status_code == 409  # nobody locks themselves out
 

@@ -15,7 +15,8 @@ mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
 worker          run an RQ worker for the outbox queue (SMS, e-mail, webhooks)
 scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
 outbox          show outbox counts and the messages that failed for good
-create-admin    create the first administrator (asks for the password)
+create-admin    create the first administrator on an empty system (asks for the password)
+create-first-manager  create the first manager (the approver of later accounts), once
 verify-audit    recompute the audit log's hash chain; exit 1 naming the first broken row
 webhook-add     register a partner's webhook URL (prints its signing secret once)
 webhook-list    list the registered webhook endpoints
@@ -485,19 +486,41 @@ def outbox(limit: int) -> None:
 @click.option("--full-name", prompt=True, help="the administrator's full name")
 @click.password_option(help="12+ characters, not a common password")
 def create_admin(username: str, full_name: str, password: str) -> None:
-    """Create an administrator (the first user). MFA enrolment follows at first login."""
+    """Create the first administrator, on a system with no staff account yet (once).
+
+    MFA enrolment follows at first login. Later accounts are asked for through the API
+    and approved by a manager (the first one: create-first-manager)."""
     from core import staff as staff_core
-    from core.permissions import SYSTEM
 
     runtime = _runtime()
     with runtime.session() as session:
-        staff = staff_core.create_staff(
-            session, runtime.deps, SYSTEM, username=username, full_name=full_name,
-            role="admin", password=password,
-        )  # fmt: skip
+        staff = staff_core.bootstrap_admin(
+            session, runtime.deps, username=username, full_name=full_name, password=password
+        )
     click.echo(
         f"administrator {staff.username} created (id {staff.id}); sign in at "
         "POST /api/v1/auth/login and enrol TOTP with the mfa_token it returns"
+    )
+
+
+@cli.command("create-first-manager")
+@click.option("--username", prompt=True, help="the manager's username")
+@click.option("--full-name", prompt=True, help="the manager's full name")
+@click.password_option(help="12+ characters, not a common password")
+def create_first_manager(username: str, full_name: str, password: str) -> None:
+    """Create the first manager, who approves the accounts the administrator asks for.
+
+    Once only: refused when a manager account exists or ever existed."""
+    from core import staff as staff_core
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        staff = staff_core.bootstrap_first_manager(
+            session, runtime.deps, username=username, full_name=full_name, password=password
+        )
+    click.echo(
+        f"manager {staff.username} created (id {staff.id}); from now on every staff account "
+        "and partner key is asked for through the API and approved by a manager"
     )
 
 

@@ -42,7 +42,7 @@ from core.errors import (
 )
 from core.members import check_status_change, set_status, start_pin_reset
 from core.mpesa import SuspenseAlreadyAssigned, assign_suspense
-from core.permissions import Principal, can_access_branch
+from core.permissions import APPROVER_PERMISSION, Principal, can_access_branch
 from core.savings import DEPOSIT_TARGETS
 from db.models import Account, ApprovalRequest, JournalEntry, Member, StaffUser
 from db.models_mpesa import SuspenseItem
@@ -74,6 +74,8 @@ class ActionSpec:
     execute: Callable[[Session, CoreDeps, ApprovalRequest, dict[str, Any]], dict[str, Any]]
     # False where several requests for one member may wait at once (two cash deposits).
     one_pending_per_member: bool = True
+    # Who decides, when not the amount-based approvals:decide / approvals:decide_large.
+    checker_permission: str | None = None
 
 
 # ---------------------------------------------------------------- actions
@@ -310,7 +312,7 @@ def request_approval(
             )
     body = dict(payload)
     amount = spec.check(session, deps, member_id, body)
-    checker = (
+    checker = spec.checker_permission or (
         "approvals:decide_large"
         if amount is not None and amount > large_threshold_cents
         else "approvals:decide"
@@ -382,7 +384,11 @@ def decide(
     if actor.kind != "staff" or actor.id == req.maker_id:
         raise SelfApproval("nobody may decide their own request: ask another checker")
     if not actor.has(req.checker_permission):
-        needed = "a manager" if req.checker_permission == "approvals:decide_large" else "a checker"
+        needed = (
+            "a checker"
+            if req.checker_permission == "approvals:decide"
+            else "a manager"  # approvals:decide_large, access:approve
+        )
         raise NotAChecker(f"this request needs {needed}")
     req.checker_id = actor.id
     req.decision_note = " ".join((note or "").split())[:200]
@@ -471,7 +477,7 @@ def _exec_cash_deposit(
 ) -> dict[str, Any]:
     """``core.backoffice.cash_deposit`` as the teller who took the cash (the till's key),
     in the approval's transaction: posted exactly once, or not at all."""
-    from core.staff import principal_for  # core.staff imports nothing of approvals
+    from core.staff import principal_for  # core.staff imports this module
 
     assert req.member_id is not None
     target, amount, key = _cash_payload(p)
@@ -562,3 +568,56 @@ def take_cash_deposit(
         session, deps, actor, "deposit.cash", payload=wanted, member_id=member.id,
         note="cash above the till limit", large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
+
+
+# Staff accounts and partner keys that can move money or read personal data
+# (core.permissions.PERMISSION_RISK): asked for with core.staff.request_staff_account /
+# request_api_client, decided by a holder of APPROVER_PERMISSION (never their maker).
+
+
+def _check_staff(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    from core import staff
+
+    staff.check_staff_request(session, deps, member_id, p)
+
+
+def _exec_staff(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    from core import staff
+
+    return staff.approve_staff_request(session, deps, req, p)
+
+
+def _check_key(session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]) -> None:
+    from core import staff
+
+    staff.check_api_client_request(session, deps, member_id, p)
+
+
+def _exec_key(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    from core import staff
+
+    return staff.approve_api_client_request(session, deps, req, p)
+
+
+ACTIONS["staff.create"] = ActionSpec(
+    "staff:manage",
+    "create a staff account that can move money or read personal data",
+    False,
+    _check_staff,
+    _exec_staff,
+    checker_permission=APPROVER_PERMISSION,
+)
+ACTIONS["apiclient.create"] = ActionSpec(
+    "apiclients:manage",
+    "create a partner key that can move money or read personal data",
+    False,
+    _check_key,
+    _exec_key,
+    checker_permission=APPROVER_PERMISSION,
+)

@@ -368,11 +368,15 @@ def test_account_made_by_an_admin_must_change_its_password_first(
 ) -> None:
     admin = staff_by_role["admin"]
     made = api.post("/api/v1/staff", headers=auth(admin), json={
-        "username": "new.teller", "full_name": "New Teller", "role": "teller",
+        "username": "new.auditor", "full_name": "New Auditor", "role": "auditor",
         "branch": "Nairobi", "password": "first password from admin"})  # fmt: skip
-    assert made.status_code == 201
-    assert made.json["must_change_password"] is True
-    token = login(api, "new.teller", "first password from admin").json["access_token"]
+    assert made.status_code == 202  # reads personal data: a manager approves it first
+    approved = api.post(f"/api/v1/approvals/{made.json['id']}/approve",
+                        headers=auth(staff_by_role["manager"]), json={})  # fmt: skip
+    assert approved.json["status"] == "approved"
+    listed = api.get("/api/v1/staff", headers=auth(admin)).json["items"]
+    assert [s["must_change_password"] for s in listed if s["username"] == "new.auditor"] == [True]
+    token = login(api, "new.auditor", "first password from admin").json["access_token"]
     blocked = api.get("/api/v1/members", headers=auth(token))
     assert blocked.status_code == 403
     assert blocked.json["code"] == "password_change_required"
@@ -422,6 +426,9 @@ def test_revoked_partner_key_stops_at_once(
     admin = staff_by_role["admin"]
     created = api.post("/api/v1/api-clients", headers=auth(admin),
                        json={"name": "Check-off", "permissions": ["members:read"]}).json  # fmt: skip
+    manager = staff_by_role["manager"]
+    api.post(f"/api/v1/approvals/{created['approval']['id']}/approve", headers=auth(manager),
+             json={})  # fmt: skip
     key = {"X-API-Key": created["api_key"]}
     assert api.get("/api/v1/members", headers=key).status_code == 200
     assert api.get("/api/v1/members/1/statement", headers=key).status_code == 403  # not granted

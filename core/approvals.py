@@ -295,17 +295,15 @@ def request_approval(
         if member_id is None:
             raise InvalidInput("member_id is required", field="member_id")
         branch = visible_member(session, actor, member_id).branch
-        duplicate = (
-            None
-            if not spec.one_pending_per_member
-            else session.scalar(
-                select(ApprovalRequest.id).where(
-                    ApprovalRequest.member_id == member_id,
-                    ApprovalRequest.action == action,
-                    ApprovalRequest.status == "pending",
-                )
+        duplicate = session.scalar(
+            select(ApprovalRequest.id).where(
+                ApprovalRequest.member_id == member_id,
+                ApprovalRequest.action == action,
+                ApprovalRequest.status == "pending",
             )
         )
+        if not spec.one_pending_per_member:
+            duplicate = None
         if duplicate is not None:
             raise DomainError(
                 f"request {duplicate} for this is already pending", reason="duplicate"
@@ -435,8 +433,8 @@ def decide(
 
 
 # ============================================================================
-# Separation of duties (issue 10, part 4): cash above the till limit.
-# Kept in one block so other additions to ACTIONS merge cleanly.
+# Separation of duties (issue 10, part 4): cash above the till limit; staff accounts and
+# partner keys. Kept in one block so other additions to ACTIONS merge cleanly.
 # ============================================================================
 
 

@@ -162,12 +162,16 @@ class Settings(BaseSettings):
     api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
     api_rate_limit: str = "300/minute"
     api_login_rate_limit: str = "10/minute"
+    # Failed sign-ins per username from any address (unknown names alike); no lock-out.
+    api_login_name_rate_limit: str = "5 per 15 minutes"
     access_token_minutes: int = Field(default=15, ge=1, le=60)
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=12, ge=1)
-    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)  # wrong second factors (TOTP)
     login_lockout_minutes: int = Field(default=15, ge=1)
     approval_manager_threshold_cents: int = Field(default=5_000_000, ge=0)
+    # A teller's cash deposit above this (whole KES) waits for another person's approval.
+    cash_deposit_till_limit_kes: int = Field(default=100_000, ge=0)
     document_dir: str = "var/documents"
     document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
 

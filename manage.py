@@ -1,20 +1,22 @@
 """Operator commands: ``python manage.py --help``.
 
 migrate         apply Alembic migrations to DATABASE_URL
-seed-demo       seed a demo SACCO (members with balances and history); idempotent
+seed-demo       seed a demo SACCO (members with balances and history); idempotent;
+                SACCO_ENV=demo or development only
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
-suspense-assign move a parked payment to a member's account
+suspense-assign (moved to the API: maker-checker, POST /api/v1/suspense/reassignments)
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
 mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
 mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
 worker          run an RQ worker for the outbox queue (SMS, e-mail, webhooks)
 scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
 outbox          show outbox counts and the messages that failed for good
-create-admin    create the first administrator (asks for the password)
+create-admin    create the first administrator on an empty system (asks for the password)
+create-first-manager  create the first manager (the approver of later accounts), once
 verify-audit    recompute the audit log's hash chain; exit 1 naming the first broken row
 webhook-add     register a partner's webhook URL (prints its signing secret once)
 webhook-list    list the registered webhook endpoints
@@ -134,12 +136,27 @@ def _seed_demo_staff(runtime: Runtime) -> None:
         click.echo(f"  {username:<8} {password:<24} {role:<12} {branch or 'all branches'}{mfa}")
 
 
+DEMO_PROFILES = ("demo", "development")
+
+
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Seed demo staff of each role and demo members with balances and history (idempotent)."""
+    """Seed demo staff of each role and demo members with balances and history (idempotent).
+
+    Demo and development only: it creates staff with published passwords and credits
+    money that no one paid in."""
     from core import members as members_core
     from core import savings
 
+    settings = _settings()
+    if settings.sacco_env not in DEMO_PROFILES:
+        click.echo(
+            f"seed-demo runs only with SACCO_ENV=demo or development (this is "
+            f"{settings.sacco_env}): it creates staff with published passwords and money "
+            "no one paid in",
+            err=True,
+        )
+        sys.exit(2)
     runtime = _runtime()
     _seed_demo_staff(runtime)
     with runtime.session() as session:
@@ -277,33 +294,24 @@ def suspense_list(status: str) -> None:
     click.echo(f"{len(items)} {status} item(s)")
 
 
-@cli.command("suspense-assign")
-@click.argument("item_id", type=int)
-@click.argument("member_number")
-@click.option("--account", default="savings", type=click.Choice(["savings", "deposits", "shares"]))
-@click.option("--staff", required=True, help="who is assigning (kept with the item)")
-@click.option("--note", default="")
-def suspense_assign(item_id: int, member_number: str, account: str, staff: str, note: str) -> None:
-    """Move a parked payment from suspense to a member's account (SMS receipt queued)."""
-    from core import mpesa
-    from core.members import find_by_number
+SUSPENSE_VIA_API = (
+    "suspense-assign moved to the API, so that one person asks and another approves, both "
+    "signed in and audited: POST /api/v1/suspense/reassignments (permission "
+    "suspense:reassign), then another person's POST /api/v1/approvals/{id}/approve (a "
+    "manager above APPROVAL_MANAGER_THRESHOLD_CENTS). Nothing was moved."
+)
 
-    runtime = _runtime()
-    with runtime.session() as session:
-        member = find_by_number(session, member_number)
-        if member is None:
-            click.echo(f"no member {member_number}", err=True)
-            sys.exit(1)
-        posted = mpesa.assign_suspense(
-            session,
-            runtime.deps,
-            item_id=item_id,
-            member_id=member.id,
-            target=account,
-            staff=staff,
-            note=note,
-        )
-    click.echo(f"item {item_id} -> {member_number} {account}: entry {posted.reference}")
+
+@cli.command(
+    "suspense-assign",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("ignored", nargs=-1, type=click.UNPROCESSED)
+def suspense_assign(ignored: tuple[str, ...]) -> None:
+    """Moved to the API (maker-checker): moves nothing, says where to go."""
+    click.echo(SUSPENSE_VIA_API, err=True)
+    sys.exit(2)
 
 
 @cli.command("reconcile-statement")
@@ -482,19 +490,41 @@ def outbox(limit: int) -> None:
 @click.option("--full-name", prompt=True, help="the administrator's full name")
 @click.password_option(help="12+ characters, not a common password")
 def create_admin(username: str, full_name: str, password: str) -> None:
-    """Create an administrator (the first user). MFA enrolment follows at first login."""
+    """Create the first administrator, on a system with no staff account yet (once).
+
+    MFA enrolment follows at first login. Later accounts are asked for through the API
+    and approved by a manager (the first one: create-first-manager)."""
     from core import staff as staff_core
-    from core.permissions import SYSTEM
 
     runtime = _runtime()
     with runtime.session() as session:
-        staff = staff_core.create_staff(
-            session, runtime.deps, SYSTEM, username=username, full_name=full_name,
-            role="admin", password=password,
-        )  # fmt: skip
+        staff = staff_core.bootstrap_admin(
+            session, runtime.deps, username=username, full_name=full_name, password=password
+        )
     click.echo(
         f"administrator {staff.username} created (id {staff.id}); sign in at "
         "POST /api/v1/auth/login and enrol TOTP with the mfa_token it returns"
+    )
+
+
+@cli.command("create-first-manager")
+@click.option("--username", prompt=True, help="the manager's username")
+@click.option("--full-name", prompt=True, help="the manager's full name")
+@click.password_option(help="12+ characters, not a common password")
+def create_first_manager(username: str, full_name: str, password: str) -> None:
+    """Create the first manager, who approves the accounts the administrator asks for.
+
+    Once only: refused when a manager account exists or ever existed."""
+    from core import staff as staff_core
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        staff = staff_core.bootstrap_first_manager(
+            session, runtime.deps, username=username, full_name=full_name, password=password
+        )
+    click.echo(
+        f"manager {staff.username} created (id {staff.id}); from now on every staff account "
+        "and partner key is asked for through the API and approved by a manager"
     )
 
 

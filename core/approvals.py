@@ -22,10 +22,18 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core import audit, ledger, sim_swap_events
-from core.backoffice import approve_kyc, check_kyc_ready, visible_member
+from core.backoffice import (
+    CASH_KEY_RE,
+    approve_kyc,
+    cash_deposit,
+    cash_ledger_key,
+    check_kyc_ready,
+    visible_member,
+)
 from core.deps import CoreDeps
 from core.errors import (
     DomainError,
+    IdempotencyConflict,
     InvalidInput,
     MemberNotAllowed,
     NotFound,
@@ -33,12 +41,12 @@ from core.errors import (
 )
 from core.members import check_status_change, set_status, start_pin_reset
 from core.mpesa import SuspenseAlreadyAssigned, assign_suspense
-from core.permissions import Principal, can_access_branch
+from core.permissions import APPROVER_PERMISSION, Principal, can_access_branch
 from core.savings import DEPOSIT_TARGETS
 from core.sim_swap import PASSES as SIM_SWAP_PASSES
 from core.sim_swap import SimSwapChecker, SimSwapPolicy
 from core.sim_swap import assess as assess_sim_swap
-from db.models import Account, ApprovalRequest, Member
+from db.models import Account, ApprovalRequest, JournalEntry, Member, StaffUser
 from db.models_mpesa import SuspenseItem
 
 STATUS_CHANGES = ("active", "suspended", "exited")
@@ -65,6 +73,10 @@ class ActionSpec:
     needs_member: bool
     check: Callable[[Session, CoreDeps, int | None, dict[str, Any]], int | None]
     execute: Callable[[Session, CoreDeps, ApprovalRequest, dict[str, Any]], dict[str, Any]]
+    # False where several requests for one member may wait at once (two cash deposits).
+    one_pending_per_member: bool = True
+    # Who decides, when not the amount-based approvals:decide / approvals:decide_large.
+    checker_permission: str | None = None
 
 
 # ---------------------------------------------------------------- actions
@@ -385,13 +397,15 @@ def request_approval(
                 ApprovalRequest.status == "pending",
             )
         )
+        if not spec.one_pending_per_member:
+            duplicate = None
         if duplicate is not None:
             raise DomainError(
                 f"request {duplicate} for this is already pending", reason="duplicate"
             )
     body = dict(payload)
     amount = spec.check(session, deps, member_id, body)
-    checker = (
+    checker = spec.checker_permission or (
         "approvals:decide_large"
         if amount is not None and amount > large_threshold_cents
         else "approvals:decide"
@@ -464,7 +478,11 @@ def decide(
     if actor.kind != "staff" or actor.id == req.maker_id:
         raise SelfApproval("nobody may decide their own request: ask another checker")
     if not actor.has(req.checker_permission):
-        needed = "a manager" if req.checker_permission == "approvals:decide_large" else "a checker"
+        needed = (
+            "a checker"
+            if req.checker_permission == "approvals:decide"
+            else "a manager"  # approvals:decide_large, access:approve
+        )
         raise NotAChecker(f"this request needs {needed}")
     req.checker_id = actor.id
     req.decision_note = " ".join((note or "").split())[:200]
@@ -508,3 +526,192 @@ def decide(
     )  # fmt: skip
     session.commit()
     return req
+
+
+# ============================================================================
+# Separation of duties (issue 10, part 4): cash above the till limit; staff accounts and
+# partner keys. Kept in one block so other additions to ACTIONS merge cleanly.
+# ============================================================================
+
+
+class AboveTillLimit(DomainError):
+    """A partner key (no person to ask) tried a cash deposit above the till limit."""
+
+    code = "above_till_limit"
+    http_status = 403
+
+
+def _cash_payload(p: dict[str, Any]) -> tuple[str, int, str]:
+    target = p.get("target")
+    if target not in DEPOSIT_TARGETS:
+        raise InvalidInput("target must be savings, deposits or shares", field="target")
+    key = p.get("idempotency_key")
+    if not isinstance(key, str) or not CASH_KEY_RE.fullmatch(key):
+        raise InvalidInput(
+            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
+            field="Idempotency-Key",
+            reason="required",
+        )
+    return str(target), _amount(p), key
+
+
+def _check_cash_deposit(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    assert member_id is not None
+    _, amount, _ = _cash_payload(p)
+    member = session.get_one(Member, member_id)
+    if member.status not in ("pending_kyc", "active"):
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    return amount
+
+
+def _exec_cash_deposit(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.backoffice.cash_deposit`` as the teller who took the cash (the till's key),
+    in the approval's transaction: posted exactly once, or not at all."""
+    from core.staff import principal_for  # core.staff imports this module
+
+    assert req.member_id is not None
+    target, amount, key = _cash_payload(p)
+    maker = principal_for(session.get_one(StaffUser, req.maker_id))
+    posted = cash_deposit(
+        session, deps, maker, member_id=req.member_id, target=target, amount_cents=amount,
+        idempotency_key=key, commit=False, approval_id=req.id,
+    )  # fmt: skip
+    return {"entry": posted.reference, "target": target, "amount_cents": amount}
+
+
+ACTIONS["deposit.cash"] = ActionSpec(
+    "deposits:cash",
+    "record a cash deposit above the till limit",
+    True,
+    _check_cash_deposit,
+    _exec_cash_deposit,
+    one_pending_per_member=False,
+)
+
+
+def _earlier_cash_request(
+    session: Session, actor: Principal, member_id: int, key: str
+) -> ApprovalRequest | None:
+    if actor.kind != "staff":
+        return None
+    rows = session.scalars(
+        select(ApprovalRequest).where(
+            ApprovalRequest.action == "deposit.cash",
+            ApprovalRequest.maker_id == actor.id,
+            ApprovalRequest.member_id == member_id,
+        )
+    )
+    return next((r for r in rows if payload_of(r).get("idempotency_key") == key), None)
+
+
+def take_cash_deposit(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    member_id: int,
+    target: str,
+    amount_cents: int,
+    idempotency_key: str,
+    till_limit_cents: int,
+    large_threshold_cents: int,
+) -> ledger.PostedEntry | ApprovalRequest:
+    """Cash at the counter: posted at once up to ``till_limit_cents``; above it, a pending
+    request that another person approves (then it posts, in the approval's transaction).
+
+    The same ``Idempotency-Key`` again returns the first deposit or the first request;
+    with another amount or target it is an ``IdempotencyConflict``. Commits.
+    """
+    key = (idempotency_key or "").strip()
+    member = visible_member(session, actor, member_id)
+    wanted = {"target": target, "amount_cents": amount_cents, "idempotency_key": key}
+    if amount_cents > till_limit_cents:
+        # One request per till key even when the same POST races itself.
+        session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
+    earlier = _earlier_cash_request(session, actor, member.id, key)
+    if earlier is not None:
+        if {k: payload_of(earlier).get(k) for k in wanted} != wanted:
+            raise IdempotencyConflict(
+                "this idempotency key was already used for a different deposit",
+                idempotency_key=key,
+            )
+        session.commit()
+        return earlier
+    if amount_cents <= till_limit_cents:
+        return cash_deposit(
+            session, deps, actor, member_id=member.id, target=target,
+            amount_cents=amount_cents, idempotency_key=key,
+        )  # fmt: skip
+    if actor.kind != "staff":
+        raise AboveTillLimit(
+            "cash above the till limit needs a member of staff to ask and another to approve"
+        )
+    _cash_payload(wanted)  # a malformed key is refused before it is looked up
+    used = session.scalar(
+        select(JournalEntry.id).where(JournalEntry.idempotency_key == cash_ledger_key(actor, key))
+    )
+    if used is not None:
+        raise IdempotencyConflict(
+            "this idempotency key was already used for a different deposit", idempotency_key=key
+        )
+    return request_approval(
+        session, deps, actor, "deposit.cash", payload=wanted, member_id=member.id,
+        note="cash above the till limit", large_threshold_cents=large_threshold_cents,
+    )  # fmt: skip
+
+
+# Staff accounts and partner keys that can move money or read personal data
+# (core.permissions.PERMISSION_RISK): asked for with core.staff.request_staff_account /
+# request_api_client, decided by a holder of APPROVER_PERMISSION (never their maker).
+
+
+def _check_staff(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    from core import staff
+
+    staff.check_staff_request(session, deps, member_id, p)
+
+
+def _exec_staff(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    from core import staff
+
+    return staff.approve_staff_request(session, deps, req, p)
+
+
+def _check_key(session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]) -> None:
+    from core import staff
+
+    staff.check_api_client_request(session, deps, member_id, p)
+
+
+def _exec_key(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    from core import staff
+
+    return staff.approve_api_client_request(session, deps, req, p)
+
+
+ACTIONS["staff.create"] = ActionSpec(
+    "staff:manage",
+    "create a staff account that can move money or read personal data",
+    False,
+    _check_staff,
+    _exec_staff,
+    checker_permission=APPROVER_PERMISSION,
+)
+ACTIONS["apiclient.create"] = ActionSpec(
+    "apiclients:manage",
+    "create a partner key that can move money or read personal data",
+    False,
+    _check_key,
+    _exec_key,
+    checker_permission=APPROVER_PERMISSION,
+)

@@ -201,6 +201,14 @@ def member_statement(
     return lines
 
 
+CASH_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,80}")
+
+
+def cash_ledger_key(actor: Principal, idempotency_key: str) -> str:
+    """The ledger's idempotency key of a till's cash deposit (scoped to the caller)."""
+    return f"cash:{actor.kind}:{actor.id}:{idempotency_key}"
+
+
 def cash_deposit(
     session: Session,
     deps: CoreDeps,
@@ -210,15 +218,20 @@ def cash_deposit(
     target: str,
     amount_cents: int,
     idempotency_key: str,
+    commit: bool = True,
+    approval_id: int | None = None,
 ) -> ledger.PostedEntry:
     """A teller's cash deposit, exactly once per ``Idempotency-Key`` (a replay returns the first).
 
     Keys are scoped to the caller (as Stripe scopes them to an account): two tills
-    that happen to pick the same key never see each other's deposits.
+    that happen to pick the same key never see each other's deposits. Above the till
+    limit the API goes through ``core.approvals.take_cash_deposit``: the approved
+    request calls this with the maker as ``actor`` (so the key is still the till's),
+    ``commit=False`` and its ``approval_id``.
     """
     member = visible_member(session, actor, member_id)
     key = (idempotency_key or "").strip()
-    if not re.fullmatch(r"[A-Za-z0-9._:-]{8,80}", key):
+    if not CASH_KEY_RE.fullmatch(key):
         raise InvalidInput(
             "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
             field="Idempotency-Key",
@@ -234,16 +247,18 @@ def cash_deposit(
         target=target,
         amount=Money(amount_cents),
         source="cash",
-        idempotency_key=f"cash:{actor.kind}:{actor.id}:{key}",
+        idempotency_key=cash_ledger_key(actor, key),
         memo=f"Cash deposit to {target}",
         commit=False,
     )
     if posted.created:
         audit.record(
             session, actor, "member.cash_deposit", target_type="member", target_id=member.id,
-            after={"target": target, "amount_cents": amount_cents, "entry": posted.reference},
+            after={"target": target, "amount_cents": amount_cents, "entry": posted.reference,
+                   **({"approval": approval_id} if approval_id is not None else {})},
         )  # fmt: skip
-    session.commit()
+    if commit:
+        session.commit()
     return posted
 
 

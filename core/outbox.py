@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
+from core.notifications import REDACTED_BODY, SECRET_TEMPLATES
 from db.models import OutboxAttempt, OutboxMessage, SmsDeliveryReport
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,15 @@ class AttemptResult:
     cost_cents: int | None = None
     status_code: int | None = None
     detail: str | None = None
+
+
+def _body_once_done() -> ColumnElement[str]:
+    """The body to keep once a message is sent or given up: a secret-bearing one
+    (``core.notifications.SECRET_TEMPLATES``) is redacted, any other is kept."""
+    return case(
+        (OutboxMessage.template.in_(SECRET_TEMPLATES), REDACTED_BODY),
+        else_=OutboxMessage.body,
+    )
 
 
 def claim_message(session: Session, message_id: int, now: datetime) -> Claimed | None:
@@ -169,6 +179,7 @@ def record_attempt(
             )
             .values(
                 status=status,
+                body=_body_once_done(),
                 provider_message_id=result.provider_message_id,
                 cost_cents=result.cost_cents,
                 sent_at=now,
@@ -196,6 +207,8 @@ def record_attempt(
         values["next_attempt_at"] = now + timedelta(
             seconds=backoff_seconds(claimed.attempt, policy)
         )
+    else:
+        values["body"] = _body_once_done()
     session.execute(
         update(OutboxMessage)
         .where(
@@ -305,7 +318,13 @@ def _apply(
         return True  # progress only, an older attempt, or already settled
     reason = report.failure_reason or report.status
     message.last_error = f"{report.status}: {reason}"[:200]
-    if reason in RETRYABLE_REASONS and message.attempts < policy.max_attempts:
+    if message.template in SECRET_TEMPLATES:
+        # Its text was redacted when the gateway took it: never resend the placeholder.
+        message.status = "failed"
+        message.last_error = f"{report.status}: {reason}"[:120] + (
+            "; not resent (its one-time code is redacted): issue a new code"
+        )
+    elif reason in RETRYABLE_REASONS and message.attempts < policy.max_attempts:
         message.status = "pending"
         message.next_attempt_at = now + timedelta(seconds=backoff_seconds(message.attempts, policy))
     else:
@@ -353,7 +372,12 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
         session.scalars(
             update(OutboxMessage)
             .where(*stuck)
-            .values(status="failed", claimed_at=None, last_error="worker lost during send")
+            .values(
+                status="failed",
+                body=_body_once_done(),
+                claimed_at=None,
+                last_error="worker lost during send",
+            )
             .returning(OutboxMessage.id)
         )
     )
@@ -404,10 +428,16 @@ def outbox_counts(session: Session) -> dict[str, int]:
 
 
 def retry_failed(session: Session, message_id: int, now: datetime) -> bool:
-    """Staff action: give a failed message one more attempt now. Commits."""
+    """Staff action: give a failed message one more attempt now. Commits.
+
+    Not for a secret-bearing message: its text is redacted; issue a new code instead."""
     done = session.scalar(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status == "failed")
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status == "failed",
+            OutboxMessage.template.not_in(SECRET_TEMPLATES),
+        )
         .values(status="pending", next_attempt_at=now, attempts=OutboxMessage.attempts - 1)
         .returning(OutboxMessage.id)
     )

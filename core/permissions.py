@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ROLES = ("admin", "manager", "loan_officer", "teller", "auditor")
-# Roles that must pass TOTP before they get a full token.
-MFA_REQUIRED_ROLES = frozenset({"admin", "manager", "loan_officer"})
+# Roles that must pass TOTP before they get a full token: every role that moves money
+# (the teller's till too) or grants access.
+MFA_REQUIRED_ROLES = frozenset({"admin", "manager", "loan_officer", "teller"})
 
 # Permission name -> what it allows (shown in the README and the OpenAPI document).
 PERMISSIONS: dict[str, str] = {
@@ -46,6 +47,8 @@ PERMISSIONS: dict[str, str] = {
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold",
+    "access:approve": "approve another person's request for a staff account or partner key "
+    "that can move money or read personal data (checker)",
     "audit:read": "query the audit log",
 }
 
@@ -83,6 +86,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "approvals:decide",
             "approvals:decide_large",
+            "access:approve",
             "audit:read",
         }
     ),
@@ -131,6 +135,62 @@ INTEGRATION_GRANTABLE = frozenset({"members:read", "statements:read", "deposits:
 
 assert all(p in PERMISSIONS for perms in ROLE_PERMISSIONS.values() for p in perms)
 assert set(PERMISSIONS) >= INTEGRATION_GRANTABLE
+
+# --------------------------------------------------------- separation of duties
+# What holding each permission lets one do that matters for who may hand it out:
+# "money" moves money, or asks for or decides a move (a colluding pair is still two
+# people); "personal_data" reads members' personal or financial data; "access" creates
+# accounts or keys, or decides who gets them; "none" is none of these. A staff account
+# (its role) or a partner key holding any permission other than "none" is created only
+# through maker-checker (core.staff.request_staff_account / request_api_client): asked
+# by a holder of staff:manage / apiclients:manage, approved by another person holding
+# APPROVER_PERMISSION. The administrator alone cannot; see docs/security.md.
+PERMISSION_RISK: dict[str, str] = {
+    "self": "none",
+    "staff:read": "none",  # staff names and roles, not members' data
+    "staff:manage": "access",
+    "apiclients:manage": "access",
+    "webhooks:manage": "personal_data",  # deliveries carry member numbers and amounts
+    "members:read": "personal_data",  # names, balances; search by phone or national ID
+    "pii:read": "personal_data",
+    "members:assign_branch": "access",  # decides which branch's staff see a member
+    "statements:read": "personal_data",
+    "documents:upload": "none",
+    "documents:read": "personal_data",
+    "deposits:cash": "money",
+    "kyc:request": "money",  # an approved KYC lets the member transact
+    "kyc:reject": "none",
+    "member_status:request": "money",  # reactivating lets money move again
+    "pin_reset:request": "money",  # a reset code is the way into a member's account
+    "ledger:adjust": "money",
+    "suspense:reassign": "money",
+    "reconciliation:read": "personal_data",  # receipts, payers and amounts
+    "sim_swap:read": "personal_data",
+    "sim_swap:review": "money",  # a clearance lets withdrawals through again
+    "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
+    "approvals:decide": "money",
+    "approvals:decide_large": "money",
+    "access:approve": "access",
+    "audit:read": "none",  # who did what; personal data is never written into it
+}
+GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
+# The checker of staff-account and partner-key requests; held by no role that can ask.
+APPROVER_PERMISSION = "access:approve"
+
+assert set(PERMISSION_RISK) == set(PERMISSIONS), "classify every permission"
+assert not any(
+    APPROVER_PERMISSION in perms and {"staff:manage", "apiclients:manage"} & perms
+    for perms in ROLE_PERMISSIONS.values()
+), "whoever asks for access must not approve it"
+
+
+def grant_needs_approval(permissions: frozenset[str] | set[str]) -> bool:
+    """Whether an account or key holding these permissions needs a second person."""
+    return any(PERMISSION_RISK.get(p, "access") in GUARDED_RISKS for p in permissions)
+
+
+def role_needs_approval(role: str) -> bool:
+    return grant_needs_approval(permissions_for_role(role))
 
 
 @dataclass(frozen=True)

@@ -25,23 +25,36 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyotp
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import approvals, audit
 from core.deps import CoreDeps
 from core.errors import DomainError, InvalidInput, NotFound
 from core.passwords import hash_password, needs_rehash, password_weakness, verify_password
 from core.permissions import (
+    APPROVER_PERMISSION,
     INTEGRATION_GRANTABLE,
     MFA_REQUIRED_ROLES,
     ROLES,
+    SYSTEM,
     Principal,
+    grant_needs_approval,
     permissions_for_role,
+    role_needs_approval,
 )
-from db.models import ApiClient, RefreshToken, StaffRecoveryCode, StaffSession, StaffUser
+from db.models import (
+    ApiClient,
+    ApprovalRequest,
+    AuditChainHead,
+    RefreshToken,
+    StaffRecoveryCode,
+    StaffSession,
+    StaffUser,
+)
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9 _-]{1,24}$")
@@ -78,6 +91,19 @@ class MfaInvalid(DomainError):
 class RefreshReused(DomainError):
     code = "refresh_token_reused"
     http_status = 401
+
+
+class ApprovalRequired(DomainError):
+    """Only a second person's approval makes this account or key (or enables it)."""
+
+    code = "approval_required"
+    http_status = 403
+
+
+class BootstrapClosed(DomainError):
+    """The one-time command-line bootstrap is used up: ask through the API."""
+
+    code = "bootstrap_closed"
 
 
 @dataclass(frozen=True)
@@ -137,6 +163,7 @@ def _staff_view(staff: StaffUser) -> dict[str, object]:
         "branch": staff.branch,
         "is_active": staff.is_active,
         "mfa": staff.totp_enabled,
+        "pending_approval_id": staff.pending_approval_id,
     }
 
 
@@ -176,8 +203,40 @@ def create_staff(
     branch: str | None = None,
     must_change_password: bool = False,
 ) -> StaffUser:
-    """A new staff account. ``must_change_password`` when someone else chose the password
-    (the person then reaches only their own profile until they change it)."""
+    """A new staff account, made at once: for the system only (the command line's bounded
+    bootstrap, the demo, tests) when the role moves money, reads personal data or grants
+    access; a member of staff asks with ``request_staff_account`` instead.
+    ``must_change_password`` when someone else chose the password (the person then
+    reaches only their own profile until they change it)."""
+    if actor.kind != "system" and role_needs_approval(role):
+        raise ApprovalRequired(
+            f"a {role} account needs another person's approval: ask for it "
+            "(POST /api/v1/staff) and a manager approves it"
+        )
+    staff = _add_staff(
+        session, deps, actor, username=username, full_name=full_name, role=role,
+        password=password, branch=branch, must_change_password=must_change_password,
+        pending=False,
+    )  # fmt: skip
+    session.commit()
+    return staff
+
+
+def _add_staff(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    username: str,
+    full_name: str,
+    role: str,
+    password: str,
+    branch: str | None,
+    must_change_password: bool,
+    pending: bool,
+) -> StaffUser:
+    """Validate and insert an account (disabled and marked waiting when ``pending``);
+    audited; no commit."""
     name = normalize_username(username)
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
@@ -196,7 +255,8 @@ def create_staff(
         role=role,
         branch=branch,
         password_hash=hash_password(password),
-        is_active=True,
+        is_active=not pending,
+        pending_approval_id=0 if pending else None,  # the request's id once it exists
         failed_logins=0,
         totp_enabled=False,
         password_changed_at=now,
@@ -209,7 +269,6 @@ def create_staff(
         session, actor, "staff.create", target_type="staff", target_id=staff.id,
         after=_staff_view(staff),
     )  # fmt: skip
-    session.commit()
     return staff
 
 
@@ -235,6 +294,11 @@ def set_staff_active(
     staff = get_staff(session, staff_id)
     if actor.kind == "staff" and actor.id == staff_id and not active:
         raise DomainError("you cannot disable your own account", reason="self")
+    if staff.pending_approval_id is not None:
+        raise ApprovalRequired(
+            f"this account waits for approval request {staff.pending_approval_id} (or was "
+            "refused): only that approval enables it"
+        )
     before = _staff_view(staff)
     staff.is_active = active
     if not active:
@@ -376,28 +440,31 @@ def login(
 ) -> LoginResult:
     """Check username and password; open a session (its stage says what is still due).
 
-    Raises ``AuthFailed`` (the same for an unknown user and a wrong password)
-    or ``AccountLocked``. Failures count towards a lockout of the account.
+    Raises ``AuthFailed``, the same for an unknown name, a wrong password and a
+    disabled account, so the answer never tells which usernames exist. Wrong
+    passwords lock nothing (anyone could lock a colleague out): the API throttles
+    sign-in by address and by name instead. ``AccountLocked`` (a lock set by wrong
+    second factors, which only the password holder reaches) is told only after the
+    right password.
     """
     name = (username or "").strip().lower()[:64]
     who = _anonymous(name, address, request_id)
     staff = session.scalar(select(StaffUser).where(StaffUser.username == name).with_for_update())
-    now = deps.now()
-    if staff is not None:
-        _raise_if_locked(staff, now)
     ok = verify_password(staff.password_hash if staff else None, password or "")
     if staff is None or not ok or not staff.is_active:
         if staff is not None:
-            _count_failure(session, deps, policy, staff, who)
             audit.record(session, who, "auth.login_failed", target_type="staff", target_id=staff.id)
             session.commit()
-            _raise_if_locked(staff, deps.now())
         raise AuthFailed("wrong username or password")
-    staff.failed_logins = 0
-    staff.locked_until = None
+    _raise_if_locked(staff, deps.now())
     if needs_rehash(staff.password_hash):
         staff.password_hash = hash_password(password)
     result = _new_session(session, deps, policy, staff, address)
+    if result.stage == "active":
+        # Second-factor failures count until a second factor passes, not a password:
+        # else signing in again would reset the count and allow endless code guesses.
+        staff.failed_logins = 0
+        staff.locked_until = None
     audit.record(
         session, principal_for(staff, address=address, request_id=request_id), "auth.login",
         target_type="session", target_id=result.session_id, after={"stage": result.stage},
@@ -692,7 +759,32 @@ def create_api_client(
     permissions: list[str],
     branch: str | None = None,
 ) -> tuple[ApiClient, str]:
-    """A new partner key ``sk_<prefix>_<secret>``; returned once, stored as SHA-256."""
+    """A new partner key ``sk_<prefix>_<secret>``; returned once, stored as SHA-256.
+
+    Made at once for the system only when its permissions move money or read personal
+    data; a member of staff asks with ``request_api_client`` instead."""
+    if actor.kind != "system" and grant_needs_approval(set(permissions)):
+        raise ApprovalRequired(
+            "a key that can move money or read personal data needs another person's "
+            "approval: ask for it (POST /api/v1/api-clients) and a manager approves it"
+        )
+    client, key = _add_api_client(
+        session, deps, actor, name=name, permissions=permissions, branch=branch, pending=False
+    )
+    session.commit()
+    return client, key
+
+
+def _add_api_client(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    name: str,
+    permissions: list[str],
+    branch: str | None,
+    pending: bool,
+) -> tuple[ApiClient, str]:
     label = " ".join((name or "").split())
     if not 3 <= len(label) <= 80:
         raise InvalidInput("name: 3-80 characters", field="name")
@@ -714,7 +806,8 @@ def create_api_client(
         key_hash=token_digest(secret),
         permissions=" ".join(wanted),
         branch=branch,
-        is_active=True,
+        is_active=not pending,
+        pending_approval_id=0 if pending else None,
         created_by_id=actor.id if actor.kind == "staff" else None,
         created_at=deps.now(),
     )
@@ -722,9 +815,8 @@ def create_api_client(
     session.flush()
     audit.record(
         session, actor, "apiclient.create", target_type="api_client", target_id=client.id,
-        after={"name": label, "permissions": wanted, "branch": branch},
+        after={"name": label, "permissions": wanted, "branch": branch, "pending": pending},
     )  # fmt: skip
-    session.commit()
     return client, f"sk_{prefix}_{secret}"
 
 
@@ -767,6 +859,187 @@ def revoke_api_client(session: Session, actor: Principal, client_id: int) -> Api
     if client is None:
         raise NotFound("no such API client")
     client.is_active = False
+    client.pending_approval_id = None  # a key revoked while it waits: the approval fails
     audit.record(session, actor, "apiclient.revoke", target_type="api_client", target_id=client_id)
     session.commit()
     return client
+
+
+# ============================================================================
+# Separation of duties (issue 10, part 4): an account or key that can move money or
+# read personal data (core.permissions.PERMISSION_RISK) is asked for by one person and
+# approved by another holding APPROVER_PERMISSION; the approval runs in core.approvals
+# ("staff.create" / "apiclient.create") and enables it. Until then it does nothing.
+# ============================================================================
+
+
+def request_staff_account(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    username: str,
+    full_name: str,
+    role: str,
+    password: str,
+    branch: str | None = None,
+    large_threshold_cents: int,
+) -> tuple[StaffUser, ApprovalRequest | None]:
+    """A new account with a first password the person must change: made at once for a role
+    that needs no approval, else made disabled with a pending request. Commits."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    if not role_needs_approval(role):
+        staff = create_staff(
+            session, deps, actor, username=username, full_name=full_name, role=role,
+            password=password, branch=branch, must_change_password=True,
+        )  # fmt: skip
+        return staff, None
+    staff = _add_staff(
+        session, deps, actor, username=username, full_name=full_name, role=role,
+        password=password, branch=branch, must_change_password=True, pending=True,
+    )  # fmt: skip
+    req = approvals.request_approval(
+        session, deps, actor, "staff.create",
+        payload={"staff_id": staff.id, "username": staff.username, "full_name": staff.full_name,
+                 "role": staff.role, "branch": staff.branch},
+        note=f"new {role} account {staff.username}", large_threshold_cents=large_threshold_cents,
+    )  # fmt: skip
+    staff.pending_approval_id = req.id
+    session.commit()
+    return staff, req
+
+
+def request_api_client(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    name: str,
+    permissions: list[str],
+    branch: str | None = None,
+    large_threshold_cents: int,
+) -> tuple[ApiClient, str, ApprovalRequest | None]:
+    """A new partner key (shown once, now): active at once when its permissions need no
+    approval, else inactive until another person approves the pending request. Commits."""
+    if not grant_needs_approval(set(permissions)):
+        client, key = create_api_client(
+            session, deps, actor, name=name, permissions=permissions, branch=branch
+        )
+        return client, key, None
+    client, key = _add_api_client(
+        session, deps, actor, name=name, permissions=permissions, branch=branch, pending=True
+    )
+    req = approvals.request_approval(
+        session, deps, actor, "apiclient.create",
+        payload={"client_id": client.id, "name": client.name,
+                 "permissions": client.permissions.split(), "branch": client.branch},
+        note=f"new partner key {client.name}", large_threshold_cents=large_threshold_cents,
+    )  # fmt: skip
+    client.pending_approval_id = req.id
+    session.commit()
+    return client, key, req
+
+
+def _checker(session: Session, req: ApprovalRequest) -> Principal:
+    assert req.checker_id is not None
+    return principal_for(get_staff(session, req.checker_id))
+
+
+# The checks and executions of "staff.create" and "apiclient.create" (core.approvals
+# registers them).
+
+
+def check_staff_request(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    staff = session.get(StaffUser, p.get("staff_id"))
+    if staff is None or staff.pending_approval_id is None or staff.is_active:
+        raise InvalidInput("no such account waiting for approval", field="staff_id")
+
+
+def approve_staff_request(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    staff = session.scalar(select(StaffUser).where(StaffUser.id == p["staff_id"]).with_for_update())
+    if staff is None or staff.pending_approval_id != req.id:
+        raise DomainError("the account no longer waits for this approval", reason="changed")
+    if staff.role != p["role"] or staff.branch != p.get("branch"):
+        raise DomainError("the account is not the one asked for", reason="changed")
+    before = _staff_view(staff)
+    staff.is_active = True
+    staff.pending_approval_id = None
+    audit.record(
+        session, _checker(session, req), "staff.approved", target_type="staff",
+        target_id=staff.id, before=before, after=_staff_view(staff),
+    )  # fmt: skip
+    return {"staff_id": staff.id, "username": staff.username, "role": staff.role}
+
+
+def check_api_client_request(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    client = session.get(ApiClient, p.get("client_id"))
+    if client is None or client.pending_approval_id is None or client.is_active:
+        raise InvalidInput("no such key waiting for approval", field="client_id")
+
+
+def approve_api_client_request(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    client = session.scalar(
+        select(ApiClient).where(ApiClient.id == p["client_id"]).with_for_update()
+    )
+    if client is None or client.pending_approval_id != req.id:
+        raise DomainError("the key no longer waits for this approval (revoked?)", reason="changed")
+    if client.permissions.split() != p["permissions"] or client.branch != p.get("branch"):
+        raise DomainError("the key is not the one asked for", reason="changed")
+    client.is_active = True
+    client.pending_approval_id = None
+    audit.record(
+        session, _checker(session, req), "apiclient.approved", target_type="api_client",
+        target_id=client.id, after={"name": client.name, "permissions": p["permissions"]},
+    )  # fmt: skip
+    return {"client_id": client.id, "name": client.name, "permissions": p["permissions"]}
+
+
+def _serialise_bootstrap(session: Session) -> None:
+    """Two bootstraps at once run one after the other (the audit chain's head row)."""
+    session.execute(select(AuditChainHead.id).where(AuditChainHead.id == 1).with_for_update())
+
+
+def bootstrap_admin(
+    session: Session, deps: CoreDeps, *, username: str, full_name: str, password: str
+) -> StaffUser:
+    """The first administrator, on a system with no staff account at all (``create-admin``).
+
+    Bounded: once any account exists (accounts are disabled, never deleted), it refuses."""
+    _serialise_bootstrap(session)
+    if session.scalar(select(func.count()).select_from(StaffUser)):
+        raise BootstrapClosed(
+            "staff accounts exist: create-admin only sets up an empty system; ask for new "
+            "accounts through the API (POST /api/v1/staff), approved by a manager"
+        )
+    return create_staff(
+        session, deps, SYSTEM, username=username, full_name=full_name, role="admin",
+        password=password,
+    )  # fmt: skip
+
+
+def bootstrap_first_manager(
+    session: Session, deps: CoreDeps, *, username: str, full_name: str, password: str
+) -> StaffUser:
+    """The first approver (a manager), so that later requests have someone to approve
+    them (``create-first-manager``). Bounded: once an account of a role holding
+    ``APPROVER_PERMISSION`` exists or existed, it refuses."""
+    _serialise_bootstrap(session)
+    approver_roles = [r for r in ROLES if APPROVER_PERMISSION in permissions_for_role(r)]
+    if session.scalar(select(StaffUser.id).where(StaffUser.role.in_(approver_roles)).limit(1)):
+        raise BootstrapClosed(
+            "a manager account exists (or existed): ask for new accounts through the API "
+            "(POST /api/v1/staff), approved by a manager"
+        )
+    return create_staff(
+        session, deps, SYSTEM, username=username, full_name=full_name, role="manager",
+        password=password,
+    )  # fmt: skip

@@ -349,6 +349,11 @@ class StaffUser(Base):
     # Set when someone else chose the password (an account created by an admin).
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The maker-checker request this account waits for (migration 0011): set, the account
+    # stays disabled and cannot be enabled; the approval clears it. An id, not a foreign
+    # key: approval_requests already points here (maker_id), and a cycle of foreign keys
+    # would leave the tables with no creation order.
+    pending_approval_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class StaffRecoveryCode(Base):
@@ -413,6 +418,8 @@ class ApiClient(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # As for staff accounts: the key works only once this request is approved (0011).
+    pending_approval_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class AuditEvent(Base):

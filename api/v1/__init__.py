@@ -1,7 +1,8 @@
 """The staff and partner REST API under ``/api/v1``.
 
 ``init_app`` wires: flask-smorest (schemas -> OpenAPI 3 at
-``/api/v1/openapi.json``, Swagger UI at ``/api/v1/docs``), problem+json
+``/api/v1/openapi.json``, Swagger UI at ``/api/v1/docs``, its scripts and styles served
+from the ``swagger-ui-bundle`` package so the page needs no internet), problem+json
 errors, JWT settings, CORS allowlist, security headers and Flask-Limiter rate
 limits (Redis when configured, memory otherwise).
 """
@@ -14,12 +15,13 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from swagger_ui_bundle import swagger_ui_path
 
 from api.v1 import (
     approval_views,
@@ -45,6 +47,13 @@ BLUEPRINTS = [
     mpesa_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
+# Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO
+# office network often has no internet, and a CDN would see every page view.
+DOCS_ASSETS_URL = f"{DOCS_PATH}/static/"
+DOCS_ASSETS = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+     "favicon-16x16.png", "favicon-32x32.png"}
+)  # fmt: skip
 
 
 class SaccoApi(Api):  # type: ignore[misc]
@@ -74,6 +83,7 @@ class ApiState:
     document_dir: str
     document_max_bytes: int
     large_threshold_cents: int
+    till_limit_cents: int
     cors_origins: frozenset[str]
     limiter: Limiter
     sim_swap: SimSwapPolicy
@@ -91,11 +101,11 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# The docs page loads Swagger UI from its CDN.
+# The docs page loads Swagger UI from the app itself (its inline start-up script needs
+# 'unsafe-inline'); nothing from another origin.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
-    "https://cdn.jsdelivr.net; connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Request-ID"
 
@@ -137,6 +147,20 @@ def _public_view(fn: Any) -> Any:
     return view
 
 
+def _docs_asset(filename: str) -> Response:
+    """One of Swagger UI's own files (a fixed list: nothing else in the package is served)."""
+    if filename not in DOCS_ASSETS:
+        abort(404)
+    return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
+
+
+def _login_name() -> str:
+    """The throttle key of a sign-in: the username as ``core.staff.login`` reads it."""
+    body = request.get_json(silent=True)
+    name = body.get("username") if isinstance(body, dict) else None
+    return "login-name:" + (name.strip().lower()[:64] if isinstance(name, str) else "")
+
+
 def _limiter(app: Flask, settings: Settings) -> Limiter:
     runtime = app.extensions["sacco"]
     if runtime.redis is not None:
@@ -169,7 +193,9 @@ def init_app(app: Flask) -> None:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL,
+        # validatorUrl: Swagger UI would otherwise fetch a badge from validator.swagger.io.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         JWT_SECRET_KEY=settings.jwt_secret_key,
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
@@ -200,6 +226,10 @@ def init_app(app: Flask) -> None:
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
     problems.init_app(app)
+    app.add_url_rule(
+        f"{DOCS_ASSETS_URL}<path:filename>", endpoint="api-docs.swagger_ui_asset",
+        view_func=_docs_asset,
+    )  # fmt: skip
     for endpoint, fn in list(app.view_functions.items()):
         if endpoint.startswith("api-docs."):
             app.view_functions[endpoint] = _public_view(fn)
@@ -209,6 +239,14 @@ def init_app(app: Flask) -> None:
     for endpoint in ("api_auth.login", "api_auth.mfa_verify", "api_auth.refresh"):
         limited: Any = limiter.limit(settings.api_login_rate_limit, key_func=get_remote_address)
         app.view_functions[endpoint] = limited(app.view_functions[endpoint])
+    # Failed sign-ins per username, from any address: the same for names that do not exist,
+    # and it expires by itself (a lock-out would let anyone lock a colleague out).
+    by_name: Any = limiter.limit(
+        settings.api_login_name_rate_limit,
+        key_func=_login_name,
+        deduct_when=lambda response: response.status_code == 401,
+    )
+    app.view_functions["api_auth.login"] = by_name(app.view_functions["api_auth.login"])
     app.extensions["sacco_api"] = ApiState(
         policy=AuthPolicy(
             max_failures=settings.login_max_failures,
@@ -220,6 +258,7 @@ def init_app(app: Flask) -> None:
         document_dir=settings.document_dir,
         document_max_bytes=settings.document_max_bytes,
         large_threshold_cents=settings.approval_manager_threshold_cents,
+        till_limit_cents=settings.cash_deposit_till_limit_kes * 100,
         cors_origins=frozenset(
             o.strip() for o in settings.api_cors_origins.split(",") if o.strip()
         ),

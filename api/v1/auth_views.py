@@ -67,7 +67,10 @@ def login(body: dict[str, Any]) -> Any:
     ``stage`` says what comes next: ``active`` (tokens are in the answer),
     ``mfa_pending`` (post a TOTP code with ``mfa_token`` to ``/auth/mfa/verify``)
     or ``mfa_enrol`` (a role that needs MFA without it: enrol with ``mfa_token``
-    as the bearer token). Five failures lock the account for 15 minutes.
+    as the bearer token). A wrong password and an unknown name get the same 401;
+    failures are throttled per address and per username (429 with ``Retry-After``,
+    unknown names alike) and lock no account. 423 comes only with the right password,
+    for an account locked by wrong second factors.
     """
     rt = runtime()
     with rt.session() as s:

@@ -8,6 +8,7 @@ answer is the pending request (202), which another person decides under
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from api.v1 import schemas as sc
 from api.v1.security import api_state, current, requires, runtime
 from core import approvals, backoffice
 from core.members import has_pin_reset, member_balances, pin_lock
-from db.models import Member
+from db.models import ApprovalRequest, Member
 
 blp = Blueprint("api_members", __name__, url_prefix="/api/v1/members", description="Members")
 
@@ -176,22 +177,38 @@ def download(member_id: int, document_id: int) -> Any:
 @blp.arguments(sc.DepositIn)
 @blp.response(201, sc.DepositOut)
 @blp.alt_response(200, schema=sc.DepositOut, description="replay of the same Idempotency-Key")
+@blp.alt_response(
+    202,
+    schema=sc.ApprovalOut,
+    description="above the till limit (CASH_DEPOSIT_TILL_LIMIT_KES): a pending request that "
+    "another person approves under /approvals; the same Idempotency-Key returns it again",
+)
 def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> Any:
     """Record cash received at the counter. The ``Idempotency-Key`` header is required:
-    the same key again returns the first deposit (200) and moves no money."""
+    the same key again returns the first deposit (200) and moves no money. Above the till
+    limit nothing is posted yet: the answer is a pending request (202); the deposit posts
+    when a checker approves it (a manager above the approval threshold)."""
+    from api.v1.approval_views import approval_dict
+
     rt = runtime()
+    state = api_state()
     with rt.session() as s:
-        posted = backoffice.cash_deposit(
+        outcome = approvals.take_cash_deposit(
             s, rt.deps, current(), member_id=member_id, target=body["target"],
             amount_cents=body["amount_cents"], idempotency_key=headers["idempotency_key"],
+            till_limit_cents=state.till_limit_cents,
+            large_threshold_cents=state.large_threshold_cents,
         )  # fmt: skip
+        if isinstance(outcome, ApprovalRequest):
+            pending = sc.ApprovalOut().dump(approval_dict(outcome))
+            return Response(json.dumps(pending), status=202, mimetype="application/json")
         balances = member_balances(s, member_id)
     out = {
-        "entry_reference": posted.reference,
-        "created": posted.created,
+        "entry_reference": outcome.reference,
+        "created": outcome.created,
         "balances": asdict(balances),
     }
-    return out, (201 if posted.created else 200)
+    return out, (201 if outcome.created else 200)
 
 
 @blp.route("/<int:member_id>/statement", methods=["GET"])

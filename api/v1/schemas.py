@@ -87,6 +87,10 @@ class StaffOut(Schema):
     must_change_password = fields.Boolean(required=True)
     locked_until = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
+    pending_approval_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "the approval request this account waits for; disabled until"},
+    )
 
 
 class TokenOut(Schema):
@@ -178,12 +182,25 @@ class ApiClientOut(Schema):
     is_active = fields.Boolean(required=True)
     created_at = fields.DateTime(required=True)
     last_used_at = fields.DateTime(allow_none=True, required=True)
+    pending_approval_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "the approval request this key waits for; inactive until"},
+    )
 
 
 class ApiClientCreated(Schema):
     client = fields.Nested(ApiClientOut, required=True)
     api_key = fields.String(
-        required=True, metadata={"description": "shown once; send as the X-API-Key header"}
+        required=True,
+        metadata={
+            "description": "shown once; send as the X-API-Key header (it works once approved)"
+        },
+    )
+    approval = fields.Nested(
+        "ApprovalOut",
+        allow_none=True,
+        required=True,
+        metadata={"description": "the pending request a manager approves; null: active now"},
     )
 
 

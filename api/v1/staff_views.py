@@ -1,9 +1,12 @@
-"""Staff accounts and partner API keys (administrators)."""
+"""Staff accounts and partner API keys (administrators ask; a manager approves those that
+can move money or read personal data)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
@@ -32,14 +35,29 @@ def list_staff(args: dict[str, Any]) -> Any:
 @blp.route("/staff", methods=["POST"])
 @requires("staff:manage")
 @blp.arguments(sc.StaffIn)
-@blp.response(201, sc.StaffOut)
+@blp.response(202, sc.ApprovalOut)
+@blp.alt_response(201, schema=sc.StaffOut, description="a role that needs no approval")
 def create_staff(body: dict[str, Any]) -> Any:
-    """Create a staff account with a first password (12+ characters, not a common one).
+    """Ask for a staff account with a first password (12+ characters, not a common one).
 
-    The person must change it at first sign-in before doing anything else."""
+    An account that can move money, read personal data or grant access (every role
+    today) is made disabled, with a pending request (202) that another person holding
+    ``access:approve`` (a manager) approves under ``/approvals``; the approval enables it.
+    The person must change the first password at first sign-in before anything else."""
+    from api.v1.approval_views import approval_dict
+
     rt = runtime()
     with rt.session() as s:
-        return staff_core.create_staff(s, rt.deps, current(), **body, must_change_password=True)
+        staff, req = staff_core.request_staff_account(
+            s, rt.deps, current(), **body, large_threshold_cents=api_state().large_threshold_cents
+        )
+        if req is None:
+            return _json(sc.StaffOut().dump(staff), 201)
+        return approval_dict(req)
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 @blp.route("/staff/<int:staff_id>/active", methods=["PUT"])
@@ -85,13 +103,25 @@ def list_clients() -> Any:
 @blp.route("/api-clients", methods=["POST"])
 @requires("apiclients:manage")
 @blp.arguments(sc.ApiClientIn)
-@blp.response(201, sc.ApiClientCreated)
+@blp.response(202, sc.ApiClientCreated)
+@blp.alt_response(201, schema=sc.ApiClientCreated, description="permissions needing no approval")
 def create_client(body: dict[str, Any]) -> Any:
-    """Create a partner key, scoped to some permissions. The key is shown only here."""
+    """Create a partner key, scoped to some permissions. The key is shown only here.
+
+    A key that can move money or read personal data (every grantable permission today)
+    works only once another person holding ``access:approve`` (a manager) approves the
+    pending request in the answer (202)."""
+    from api.v1.approval_views import approval_dict
+
     rt = runtime()
     with rt.session() as s:
-        client, key = staff_core.create_api_client(s, rt.deps, current(), **body)
-    return {"client": client, "api_key": key}
+        client, key, req = staff_core.request_api_client(
+            s, rt.deps, current(), **body, large_threshold_cents=api_state().large_threshold_cents
+        )
+        out = {"client": client, "api_key": key, "approval": approval_dict(req) if req else None}
+        if req is None:
+            return _json(sc.ApiClientCreated().dump(out), 201)
+        return out
 
 
 @blp.route("/api-clients/<int:client_id>", methods=["DELETE"])

@@ -318,7 +318,11 @@ def test_statement_import_reports_missing_receipts_and_differing_amounts(
     assert "AMOUNT DIFFERS" in result.stdout and "KES 310" in result.stdout
 
 
-def test_staff_list_and_assign_suspense_from_the_command_line(env: Env) -> None:
+def test_staff_list_suspense_from_the_command_line_but_assign_it_only_through_the_api(
+    env: Env,
+) -> None:
+    """Moving money out of suspense is maker-checker, signed in and audited: the command
+    line, where anyone could claim any ``--staff`` name, moves nothing and says where to go."""
     body = {
         "TransactionType": "Pay Bill",
         "TransID": "RKL5SUSP01",
@@ -334,11 +338,12 @@ def test_staff_list_and_assign_suspense_from_the_command_line(env: Env) -> None:
     assert listed.returncode == 0 and "RKL5SUSP01" in listed.stdout and "99999X" in listed.stdout
     item_id = listed.stdout.split()[0]
     m = env.member("+254712000214")
-    done = manage("suspense-assign", item_id, str(m.member_number), "--staff", "clerk7")
-    assert done.returncode == 0, done.stderr
-    assert env.balance(m.id).balance_cents == 12_000
-    assert "0 open item(s)" in manage("suspense-list").stdout
-    assert manage("suspense-assign", "999", str(m.member_number), "--staff", "x").returncode == 1
+    refused = manage("suspense-assign", item_id, str(m.member_number), "--staff", "clerk7")
+    assert refused.returncode == 2
+    assert "POST /api/v1/suspense/reassignments" in refused.stderr
+    assert "Nothing was moved" in refused.stderr
+    assert env.balance(m.id).balance_cents == 0
+    assert "1 open item(s)" in manage("suspense-list").stdout
 
 
 def test_concurrent_withdrawals_never_hold_more_than_the_balance_and_one_key_is_one_payout(

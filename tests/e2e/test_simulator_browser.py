@@ -172,6 +172,29 @@ def test_the_page_needs_nothing_from_outside_the_app(demo_server: str) -> None:
     assert all(u.startswith(demo_server) for u in urls), urls
 
 
+def test_the_api_docs_render_with_nothing_from_outside_the_app(demo_server: str) -> None:
+    """Swagger UI at /api/v1/docs draws the API on a network without internet: its scripts
+    and styles come from the app (swagger-ui-bundle), not from a CDN."""
+    with chromium() as driver:
+        driver.get(f"{demo_server}/api/v1/docs")  # type: ignore[attr-defined]
+        page = WebPhone(driver)  # only its waiting and finding
+        title = page.wait(
+            lambda d: d.find_element(page.by.CSS_SELECTOR, ".swagger-ui .info .title"),
+            "Swagger UI's title",
+        )
+        assert "back office API" in title.text
+        page.wait(
+            lambda d: "/api/v1/auth/login" in d.find_element(page.by.TAG_NAME, "body").text,
+            "the operations listed",
+        )
+        urls = driver.execute_script(  # type: ignore[attr-defined]
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+    assert any(u.endswith("/api/v1/openapi.json") for u in urls), urls
+    assert any(u.endswith("swagger-ui-bundle.js") for u in urls), urls
+    assert all(u.startswith(demo_server) for u in urls), urls
+
+
 def test_hanging_up_mid_registration_is_offered_as_a_resume_on_the_next_call(
     demo_server: str, demo_db: str
 ) -> None:

@@ -15,7 +15,7 @@ from db.session import make_engine
 
 def test_there_is_exactly_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0010"]
+    assert script.get_heads() == ["0011"]
     assert MIGRATIONS.is_dir()
 
 
@@ -134,3 +134,38 @@ def test_0010_records_the_receipts_already_credited_so_no_path_credits_them_agai
         ("RB00000002", "c2b", None, 2),
     ]
     downgrade(url, "0009")
+
+
+def test_0011_redacts_reset_codes_already_sent_and_keeps_those_still_to_send(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    upgrade(url, "0009")
+    outbox = table(
+        "outbox_messages",
+        *(column(c) for c in ("business_key", "channel", "category", "recipient", "template",
+                              "language", "body", "status", "attempts", "next_attempt_at",
+                              "created_at")),
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    rows = [("sent", "pin_reset_code"), ("pending", "pin_reset_code"), ("sent", "sms_start_ok")]
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for i, (status, template) in enumerate(rows):
+            conn.execute(
+                insert(outbox).values(
+                    business_key=f"k{i}", channel="sms", category="transactional",
+                    recipient="+254712000001", template=template, language="en",
+                    body=f"your PIN reset code is 48261{i}", status=status, attempts=1,
+                    next_attempt_at=now, created_at=now,
+                )
+            )  # fmt: skip
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        bodies = [b for (b,) in conn.execute(select(outbox.c.body).order_by(outbox.c.business_key))]
+    engine.dispose()
+    assert "482610" not in bodies[0] and "redacted" in bodies[0]
+    assert bodies[1].endswith("482611")  # still to be sent: the member needs it
+    assert bodies[2].endswith("482612")  # not secret-bearing

@@ -19,7 +19,7 @@ def test_one_refresh_token_presented_twice_at_once(committed_pg: Engine, deps: C
     policy = staff_core.AuthPolicy()
     with factory() as s:
         staff_core.create_staff(s, deps, SYSTEM, username="racer", full_name="R",
-                                role="teller", password="a good long passphrase")  # fmt: skip
+                                role="auditor", password="a good long passphrase")  # fmt: skip
     with factory() as s:
         first = staff_core.login(
             s, deps, policy, username="racer", password="a good long passphrase"

@@ -66,7 +66,7 @@ def test_totp_code_is_accepted_once_per_step() -> None:
 
 def test_permission_table_is_consistent() -> None:
     assert set(ROLE_PERMISSIONS) == set(ROLES)
-    assert {"admin", "manager", "loan_officer"} == MFA_REQUIRED_ROLES
+    assert {"admin", "manager", "loan_officer", "teller"} == MFA_REQUIRED_ROLES
     for perms in ROLE_PERMISSIONS.values():
         assert perms <= set(PERMISSIONS)
     assert set(PERMISSIONS) >= INTEGRATION_GRANTABLE

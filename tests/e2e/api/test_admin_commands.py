@@ -59,7 +59,7 @@ def test_seed_demo_creates_staff_of_every_role_and_prints_how_to_sign_in(tmp_pat
 
 
 def test_the_demo_back_office_works_on_sqlite(tmp_path: Path) -> None:
-    """The embedded default: teller deposit, manager with TOTP approves a suspension."""
+    """The embedded default: teller (TOTP) deposit, manager (TOTP) approves a PIN reset."""
     import pyotp
 
     env = demo_env(tmp_path)
@@ -77,8 +77,17 @@ def test_the_demo_back_office_works_on_sqlite(tmp_path: Path) -> None:
         assert r.status_code == 200, r.json
         return dict(r.json or {})
 
-    teller = login("teller", "mango-market-2026")
-    t = {"Authorization": f"Bearer {teller['access_token']}"}
+    def enrolled(username: str, password: str) -> dict[str, str]:
+        """Sign in for the first time: every demo role but the auditor enrols TOTP."""
+        first = login(username, password)
+        e = {"Authorization": f"Bearer {first['mfa_token']}"}
+        secret = (client.post("/api/v1/auth/mfa/enrol", headers=e).json or {})["secret"]
+        confirmed = client.post("/api/v1/auth/mfa/confirm", headers=e,
+                                json={"code": pyotp.TOTP(secret).now()}).json  # fmt: skip
+        assert confirmed is not None
+        return {"Authorization": f"Bearer {confirmed['tokens']['access_token']}"}
+
+    t = enrolled("teller", "mango-market-2026")
     found = client.get("/api/v1/members?phone=0712000001", headers=t).json
     assert found is not None
     (amina,) = found["items"]
@@ -90,13 +99,7 @@ def test_the_demo_back_office_works_on_sqlite(tmp_path: Path) -> None:
                       json={"in_person": True}).json  # fmt: skip
     assert req is not None and req["status"] == "pending"
 
-    enrol = login("manager", "baobab-shade-2026")
-    e = {"Authorization": f"Bearer {enrol['mfa_token']}"}
-    secret = (client.post("/api/v1/auth/mfa/enrol", headers=e).json or {})["secret"]
-    confirmed = client.post("/api/v1/auth/mfa/confirm", headers=e,
-                            json={"code": pyotp.TOTP(secret).now()}).json  # fmt: skip
-    assert confirmed is not None
-    m = {"Authorization": f"Bearer {confirmed['tokens']['access_token']}"}
+    m = enrolled("manager", "baobab-shade-2026")
     approved = client.post(f"/api/v1/approvals/{req['id']}/approve", headers=m, json={})
     assert approved.json is not None and approved.json["status"] == "approved"
     audit_rows = client.get("/api/v1/audit?limit=100", headers=m).json

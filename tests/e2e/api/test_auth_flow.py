@@ -18,8 +18,8 @@ from core import staff as staff_core
 from core.deps import CoreDeps
 from core.errors import InvalidInput
 from core.permissions import SYSTEM
-from db.models import AuditEvent, StaffSession
-from tests.e2e.api.conftest import PASSWORD, Staffer, auth
+from db.models import AuditEvent, StaffSession, StaffUser
+from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row
 
 
 def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
@@ -58,17 +58,18 @@ def _shift_steps(session_factory: sessionmaker[Session], staff_id: int) -> None:
         s.commit()
 
 
-def test_teller_signs_in_with_password_and_gets_tokens(
+def test_auditor_signs_in_with_password_and_gets_tokens(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller", branch="Nairobi")
-    r = login(api, teller.username)
+    """The auditor (reads, changes nothing) is the one role without TOTP; tellers need it."""
+    auditor = make_staff("auditor", branch="Nairobi")
+    r = login(api, auditor.username)
     assert r.status_code == 200
     assert r.json["stage"] == "active"
-    assert r.json["staff"]["role"] == "teller"
+    assert r.json["staff"]["role"] == "auditor"
     me = api.get("/api/v1/auth/me", headers=auth(r.json["access_token"]))
     assert me.status_code == 200
-    assert "deposits:cash" in me.json["permissions"]
+    assert "audit:read" in me.json["permissions"]
     assert me.json["branch"] == "Nairobi"
 
 
@@ -83,19 +84,88 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(
     assert wrong.mimetype == "application/problem+json"
 
 
-def test_five_failures_lock_the_account_with_a_clear_message(
-    api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
+def _answer(r) -> tuple[int, str, str, bool]:  # type: ignore[no-untyped-def]
+    """What a caller sees of a sign-in answer (no request id, no timing)."""
+    return (
+        r.status_code,
+        r.json.get("code", ""),
+        r.json.get("detail", ""),
+        "Retry-After" in r.headers,
+    )
+
+
+def test_wrong_passwords_throttle_a_name_the_same_whether_it_exists_or_not(
+    api: FlaskClient, make_staff: Callable[..., Staffer], session_factory: sessionmaker[Session]
 ) -> None:
+    """Nobody learns which usernames exist from the answers (no 423 for real ones only)."""
     teller = make_staff("teller")
-    statuses = [login(api, teller.username, "wrong password 123").status_code for _ in range(5)]
-    assert statuses == [401, 401, 401, 401, 423]
-    locked = login(api, teller.username)  # even the right password is refused now
+    known = [_answer(login(api, teller.username, "wrong password 123")) for _ in range(6)]
+    unknown = [_answer(login(api, "nobody-here", "wrong password 123")) for _ in range(6)]
+    assert known == unknown
+    assert [a[0] for a in known] == [401, 401, 401, 401, 401, 429]
+    assert known[-1][3]  # Retry-After: the throttle ends by itself
+    # The right password is throttled too while the name is: guessing gains nothing.
+    assert login(api, teller.username).status_code == 429
+    row = staff_row(session_factory, teller.id)
+    assert row.locked_until is None  # no lock on the account itself
+
+
+def test_nobody_can_lock_a_staff_account_by_failing_its_sign_in(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session],
+    redis_client: redis.Redis,
+) -> None:
+    """Failed passwords only throttle (it expires: here the limiter's window is emptied);
+    the account needs no administrator to unlock it."""
+    teller = make_staff("teller")
+    for _ in range(12):
+        login(api, teller.username, "wrong password 123")
+    row = staff_row(session_factory, teller.id)
+    assert row.locked_until is None and row.failed_logins == 0
+    redis_client.flushdb()  # as when the throttle's window has passed
+    assert login(api, teller.username).status_code == 200
+
+
+def test_a_lock_is_told_only_to_whoever_knows_the_password(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    staff_by_role: dict[str, Staffer],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    """Wrong second factors still lock the account (only the password holder gets there);
+    then a wrong password is answered as for an unknown name, the right one with 423."""
+    teller = make_staff("teller")
+    with session_factory() as s:
+        row = s.get(StaffUser, teller.id)
+        assert row is not None
+        row.locked_until = deps.now() + timedelta(minutes=15)
+        s.commit()
+    assert _answer(login(api, teller.username, "wrong password 123")) == _answer(
+        login(api, "nobody-at-all", "wrong password 123")
+    )
+    locked = login(api, teller.username)
     assert locked.status_code == 423
     assert locked.json["code"] == "account_locked"
     assert "locked until" in locked.json["detail"]
     admin = staff_by_role["admin"]
     assert api.post(f"/api/v1/staff/{teller.id}/unlock", headers=auth(admin)).status_code == 200
     assert login(api, teller.username).status_code == 200
+
+
+def test_wrong_second_factors_lock_the_account(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    officer = make_staff("loan_officer")
+    totp, _ = enrol(api, login(api, officer.username).json["mfa_token"])
+    answers = []
+    for _ in range(5):
+        pending = login(api, officer.username).json["mfa_token"]
+        r = api.post("/api/v1/auth/mfa/verify", json={"mfa_token": pending, "code": "000000"})
+        answers.append(r.status_code)
+    assert answers == [401, 401, 401, 401, 423]
+    assert login(api, officer.username).status_code == 423
 
 
 def test_manager_must_enrol_mfa_then_sign_in_with_totp_never_replayed(
@@ -175,8 +245,8 @@ def test_mfa_token_cannot_be_used_as_access_token_or_twice(
 def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_family(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     r1 = api.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert r1.status_code == 200
     assert r1.json["refresh_token"] != tokens["refresh_token"]
@@ -198,8 +268,8 @@ def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_family(
 def test_logout_revokes_access_and_refresh_at_once(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     assert api.post("/api/v1/auth/logout", headers=auth(tokens["access_token"])).status_code == 204
     assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
     assert (
@@ -215,8 +285,8 @@ def test_revocation_lives_in_the_database_not_redis(
     make_staff: Callable[..., Staffer],
     redis_client: redis.Redis,
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     api.post("/api/v1/auth/logout", headers=auth(tokens["access_token"]))
     redis_client.flushdb()  # as after a Redis restart
     assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
@@ -248,18 +318,18 @@ def test_idle_and_absolute_session_limits(
 def test_password_change_refuses_weak_and_ends_other_sessions(
     api: FlaskClient, make_staff: Callable[..., Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    other = login(api, teller.username).json
-    weak = api.post("/api/v1/auth/password", headers=auth(teller),
+    auditor = make_staff("auditor")
+    other = login(api, auditor.username).json
+    weak = api.post("/api/v1/auth/password", headers=auth(auditor),
                     json={"current_password": PASSWORD, "new_password": "password2026!"})  # fmt: skip
     assert weak.status_code == 422
     assert "common" in weak.json["errors"]["password"][0]
-    ok = api.post("/api/v1/auth/password", headers=auth(teller),
+    ok = api.post("/api/v1/auth/password", headers=auth(auditor),
                   json={"current_password": PASSWORD, "new_password": "a much better passphrase"})  # fmt: skip
     assert ok.status_code == 204
     assert api.get("/api/v1/auth/me", headers=auth(other["access_token"])).status_code == 401
-    assert api.get("/api/v1/auth/me", headers=auth(teller)).status_code == 200
-    assert login(api, teller.username, "a much better passphrase").status_code == 200
+    assert api.get("/api/v1/auth/me", headers=auth(auditor)).status_code == 200
+    assert login(api, auditor.username, "a much better passphrase").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -298,11 +368,15 @@ def test_account_made_by_an_admin_must_change_its_password_first(
 ) -> None:
     admin = staff_by_role["admin"]
     made = api.post("/api/v1/staff", headers=auth(admin), json={
-        "username": "new.teller", "full_name": "New Teller", "role": "teller",
+        "username": "new.auditor", "full_name": "New Auditor", "role": "auditor",
         "branch": "Nairobi", "password": "first password from admin"})  # fmt: skip
-    assert made.status_code == 201
-    assert made.json["must_change_password"] is True
-    token = login(api, "new.teller", "first password from admin").json["access_token"]
+    assert made.status_code == 202  # reads personal data: a manager approves it first
+    approved = api.post(f"/api/v1/approvals/{made.json['id']}/approve",
+                        headers=auth(staff_by_role["manager"]), json={})  # fmt: skip
+    assert approved.json["status"] == "approved"
+    listed = api.get("/api/v1/staff", headers=auth(admin)).json["items"]
+    assert [s["must_change_password"] for s in listed if s["username"] == "new.auditor"] == [True]
+    token = login(api, "new.auditor", "first password from admin").json["access_token"]
     blocked = api.get("/api/v1/members", headers=auth(token))
     assert blocked.status_code == 403
     assert blocked.json["code"] == "password_change_required"
@@ -317,10 +391,10 @@ def test_account_made_by_an_admin_must_change_its_password_first(
 def test_disabling_an_account_ends_its_sessions_and_sign_in(
     api: FlaskClient, make_staff: Callable[..., Staffer], staff_by_role: dict[str, Staffer]
 ) -> None:
-    teller = make_staff("teller")
-    tokens = login(api, teller.username).json
+    auditor = make_staff("auditor")
+    tokens = login(api, auditor.username).json
     admin = staff_by_role["admin"]
-    r = api.put(f"/api/v1/staff/{teller.id}/active", headers=auth(admin), json={"active": False})
+    r = api.put(f"/api/v1/staff/{auditor.id}/active", headers=auth(admin), json={"active": False})
     assert r.status_code == 200 and r.json["is_active"] is False
     assert api.get("/api/v1/auth/me", headers=auth(tokens["access_token"])).status_code == 401
     assert (
@@ -329,7 +403,7 @@ def test_disabling_an_account_ends_its_sessions_and_sign_in(
         ).status_code
         == 401
     )
-    assert login(api, teller.username).status_code == 401
+    assert login(api, auditor.username).status_code == 401
     own = api.put(f"/api/v1/staff/{admin.id}/active", headers=auth(admin), json={"active": False})
     assert own.status_code == 409  # nobody locks themselves out
 
@@ -352,6 +426,9 @@ def test_revoked_partner_key_stops_at_once(
     admin = staff_by_role["admin"]
     created = api.post("/api/v1/api-clients", headers=auth(admin),
                        json={"name": "Check-off", "permissions": ["members:read"]}).json  # fmt: skip
+    manager = staff_by_role["manager"]
+    api.post(f"/api/v1/approvals/{created['approval']['id']}/approve", headers=auth(manager),
+             json={})  # fmt: skip
     key = {"X-API-Key": created["api_key"]}
     assert api.get("/api/v1/members", headers=key).status_code == 200
     assert api.get("/api/v1/members/1/statement", headers=key).status_code == 403  # not granted

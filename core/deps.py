@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.passwords import StaffPasswords
 from core.pins import PinHasher
 from core.security import PiiVault
 from db.base import utcnow
@@ -21,5 +22,6 @@ class CoreDeps:
     pins: PinHasher
     vault: PiiVault
     now: Callable[[], datetime] = field(default=utcnow)
+    passwords: StaffPasswords = field(default_factory=StaffPasswords)
     sacco_name: str = "Umoja SACCO"
     ussd_code: str = "*384*44135#"

@@ -19,11 +19,6 @@ MIN_LENGTH = 12
 MAX_LENGTH = 128
 COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent / "data" / "common-passwords.txt"
 
-_hasher = PasswordHasher()  # Argon2id with argon2-cffi's RFC 9106 low-memory profile
-# A hash of a random password, verified against when the username is unknown so
-# that a wrong username costs the same time as a wrong password.
-_DUMMY_HASH = _hasher.hash("dummy password that nobody has 8f2c1e")
-
 
 @cache
 def common_passwords() -> frozenset[str]:
@@ -49,17 +44,32 @@ def password_weakness(password: str, username: str = "") -> str | None:
     return None
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class StaffPasswords:
+    """Argon2id hashes of staff passwords. The defaults are argon2-cffi's RFC 9106
+    low-memory profile; the composition root builds one, and tests inject cheap
+    parameters (``CoreDeps.passwords``) so that hashing does not dominate the suite."""
 
+    def __init__(self, *, time_cost: int = 3, memory_cost: int = 65536, parallelism: int = 4):
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
+        )
+        self._dummy: str | None = None
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant work whether or not the account exists (pass None for a missing one)."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
 
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Constant work whether or not the account exists (pass None for a missing one):
+        an unknown username is checked against a hash of a random password."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("dummy password that nobody has 8f2c1e")
+        try:
+            return (
+                self._hasher.verify(password_hash or self._dummy, password)
+                and password_hash is not None
+            )
+        except (VerificationError, InvalidHashError):
+            return False
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)

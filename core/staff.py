@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from core import approvals, audit
 from core.deps import CoreDeps
 from core.errors import DomainError, InvalidInput, NotFound
-from core.passwords import hash_password, needs_rehash, password_weakness, verify_password
+from core.passwords import password_weakness
 from core.permissions import (
     APPROVER_PERMISSION,
     INTEGRATION_GRANTABLE,
@@ -254,7 +254,7 @@ def _add_staff(
         full_name=full,
         role=role,
         branch=branch,
-        password_hash=hash_password(password),
+        password_hash=deps.passwords.hash(password),
         is_active=not pending,
         pending_approval_id=0 if pending else None,  # the request's id once it exists
         failed_logins=0,
@@ -348,12 +348,12 @@ def change_password(
 ) -> None:
     """Change one's own password; every other session of the account is revoked."""
     staff = get_staff(session, actor.id)
-    if not verify_password(staff.password_hash, current):
+    if not deps.passwords.verify(staff.password_hash, current):
         raise AuthFailed("current password is wrong", field="current_password")
     check_new_password(new, staff.username)
-    if verify_password(staff.password_hash, new):
+    if deps.passwords.verify(staff.password_hash, new):
         raise InvalidInput("new password must differ", field="new_password", reason="same")
-    staff.password_hash = hash_password(new)
+    staff.password_hash = deps.passwords.hash(new)
     staff.password_changed_at = deps.now()
     staff.must_change_password = False
     session.execute(
@@ -450,15 +450,15 @@ def login(
     name = (username or "").strip().lower()[:64]
     who = _anonymous(name, address, request_id)
     staff = session.scalar(select(StaffUser).where(StaffUser.username == name).with_for_update())
-    ok = verify_password(staff.password_hash if staff else None, password or "")
+    ok = deps.passwords.verify(staff.password_hash if staff else None, password or "")
     if staff is None or not ok or not staff.is_active:
         if staff is not None:
             audit.record(session, who, "auth.login_failed", target_type="staff", target_id=staff.id)
             session.commit()
         raise AuthFailed("wrong username or password")
     _raise_if_locked(staff, deps.now())
-    if needs_rehash(staff.password_hash):
-        staff.password_hash = hash_password(password)
+    if deps.passwords.needs_rehash(staff.password_hash):
+        staff.password_hash = deps.passwords.hash(password)
     result = _new_session(session, deps, policy, staff, address)
     if result.stage == "active":
         # Second-factor failures count until a second factor passes, not a password:

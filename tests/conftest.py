@@ -25,9 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app_factory import create_app
 from config import Settings, load_settings
 from core.deps import CoreDeps
+from core.passwords import StaffPasswords
 from core.pins import PinHasher
 from core.runtime import Runtime
 from core.security import PiiVault
+from integrations.africastalking.standin import StandinHandle, start_standin
 from tests import preflight
 from tests.dbutil import Snapshot, create_pg_database, fresh_migrated_engine
 from tests.settings import PG_URL, REDIS_URL
@@ -122,10 +124,20 @@ def committed_pg(pg_engine: Engine) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def deps() -> CoreDeps:
+    # Cheap Argon2 parameters: the hashing is the same code, a thousand times less work.
     return CoreDeps(
-        pins=PinHasher(b"test-pepper-not-for-production"),
+        pins=PinHasher(b"test-pepper-not-for-production", time_cost=1, memory_cost=8),
+        passwords=StaffPasswords(time_cost=1, memory_cost=8, parallelism=1),
         vault=PiiVault([TEST_PII_KEY], b"test-blind-index-key-0123456789"),
     )
+
+
+@pytest.fixture
+def standin() -> Iterator[StandinHandle]:
+    """The Africa's Talking stand-in (SMS, delivery reports, the SIM-swap check) on a free
+    port, for one test; tests that need delivery reports posted back start their own."""
+    with start_standin(port=0, delivery_delay=0.05) as handle:
+        yield handle
 
 
 @pytest.fixture

@@ -35,13 +35,6 @@ Report = tuple[str, dict[str, str]]
 
 
 @pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    handle = start_standin(port=0, delivery_delay=0.05)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
 def delivery_reports() -> Iterator[tuple[str, queue.Queue[Report]]]:
     """A tiny HTTP server standing in for our app's delivery-report endpoint."""
     reports: queue.Queue[Report] = queue.Queue()

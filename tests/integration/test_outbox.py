@@ -8,7 +8,6 @@ the sweeper, STOP, and the after-commit hand-off with Redis up and down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -32,19 +31,13 @@ from core.outbox import (
 )
 from db.models import OutboxAttempt, OutboxMessage, SmsDeliveryReport, SmsOptOut
 from db.session import make_session_factory
-from integrations.africastalking.standin import StandinHandle, start_standin
+from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import T0, Clock, control, gateway_messages, make_ctx
 from workers.dispatch import RqDispatcher
 from workers.outbox import deliver, send
 from workers.sweeper import rq_enqueuer, sweep_once
 
 PHONE = "+254712000101"
-
-
-@pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    with start_standin() as handle:
-        yield handle
 
 
 def queue_sms(session: Session, key: str, phone: str = PHONE, **kw: object) -> OutboxMessage:

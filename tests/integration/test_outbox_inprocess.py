@@ -15,14 +15,8 @@ from core import members
 from core.runtime import Runtime
 from db.migrate import upgrade
 from db.models import OutboxMessage
-from integrations.africastalking.standin import StandinHandle, start_standin
+from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import gateway_messages
-
-
-@pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    with start_standin() as handle:
-        yield handle
 
 
 @pytest.fixture

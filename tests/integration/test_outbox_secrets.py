@@ -7,9 +7,7 @@ given up) the database row, and so every backup made after, no longer holds it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,18 +16,12 @@ from core.deps import CoreDeps
 from core.notifications import SECRET_TEMPLATES, notify
 from core.outbox import DeliveryReport, claim_message, receive_delivery_report, retry_failed
 from db.models import Member, OutboxMessage
-from integrations.africastalking.standin import StandinHandle, start_standin
+from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import T0, Clock, control, gateway_messages, make_ctx
 from workers.outbox import deliver
 from workers.sweeper import sweep_once
 
 PHONE = "+254712000201"
-
-
-@pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    with start_standin() as handle:
-        yield handle
 
 
 def reset_code_sms(session: Session, deps: CoreDeps, phone: str = PHONE) -> tuple[int, str]:

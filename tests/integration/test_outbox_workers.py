@@ -26,7 +26,7 @@ from core.outbox import OutboxPolicy, claim_message
 from db.base import utcnow
 from db.models import OutboxMessage
 from db.session import make_session_factory
-from integrations.africastalking.standin import StandinHandle, start_standin
+from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import control, gateway_messages, make_ctx
 from tests.settings import PG_URL, REDIS_URL
 from workers.queue import enqueue_messages
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "outbox-proc-test"
 WAIT_S = 60  # generous upper bound for polling; never asserted as a duration
-
-
-@pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    with start_standin() as handle:
-        yield handle
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ every check) or to report a swap. Time is the injected clock (``deps.now``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +28,7 @@ from db.models import Hold, OutboxMessage
 from db.models_mpesa import B2CPayout, SimSwapEvent
 from db.session import make_session_factory
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
-from integrations.africastalking.standin import StandinHandle, start_standin
+from integrations.africastalking.standin import StandinHandle
 from integrations.mpesa.wiring import policy_from_settings
 from tests.integration.test_africastalking import control, make_checker
 from tests.integration.test_mpesa_core import member
@@ -42,13 +41,6 @@ KES = 100
 # 08:00 in Nairobi on an ordinary Tuesday; Nairobi's next midnight is 21:00 UTC.
 MORNING = datetime(2026, 3, 10, 5, 0, tzinfo=UTC)
 NAIROBI_MIDNIGHT = datetime(2026, 3, 10, 21, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    handle = start_standin(port=0)
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture

@@ -3,10 +3,9 @@ stand-in, wired in as the composition root would (``app.extensions["sacco_sim_sw
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,16 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.deps import CoreDeps
 from db.models import Member
 from db.models_mpesa import SimSwapEvent
-from integrations.africastalking.standin import StandinHandle, start_standin
+from integrations.africastalking.standin import StandinHandle
 from tests.e2e.api.conftest import Staffer, auth
 from tests.integration.test_africastalking import control, make_checker
-
-
-@pytest.fixture
-def standin() -> Iterator[StandinHandle]:
-    handle = start_standin(port=0)
-    yield handle
-    handle.stop()
 
 
 def _reset(

@@ -79,14 +79,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from sms import views as sms_views
     from ussd import simulator
     from ussd import views as ussd_views
-    from workers import mpesa as mpesa_jobs
     from workers.runner import jobs_for
 
     health.init_app(app)
     v1.init_app(app)
     jobs = jobs_for(app.extensions["sacco"].redis, settings.jobs_queue)
     mpesa_context = mpesa_views.init_app(app, jobs=jobs)
-    mpesa_jobs.configure(mpesa_context)
     # Staff PIN resets ask the same SIM-swap checker as M-Pesa withdrawals (api/v1).
     app.extensions["sacco_sim_swap"] = mpesa_context.sim_swap
     # The USSD money menus get the M-Pesa context as plain ports (policy, SIM-swap

@@ -2,9 +2,9 @@
 
 Job entry points take only ids (RQ-ready): ``send_stk_push(request_id)``,
 ``send_b2c(payout_id)``, ``query_b2c_status(payout_id)``, ``reconcile_pending()``.
-They use the context set by ``configure`` (the app does it at start-up) or, in a
-worker process, one built from the environment on first use. The ``run_*``
-functions take the context explicitly (tests, commands).
+In process they get the context of the app whose runner queued them (``ctx=``); in an
+RQ worker process, the worker's own, built from the environment on first use. The
+``run_*`` functions take the context explicitly (tests, commands).
 """
 
 from __future__ import annotations
@@ -31,48 +31,46 @@ from integrations.mpesa.wiring import MpesaContext, build_context
 from workers.runner import InProcessJobs
 
 log = logging.getLogger(__name__)
-_context: MpesaContext | None = None
-_context_lock = threading.Lock()
 REPLAY_AFTER = timedelta(seconds=5)
+# An RQ worker process's own context, built from the environment on its first M-Pesa
+# job (the worker's composition root). An app never sets it: in-process runners pass
+# their app's context to every job (``InProcessJobs.bind``).
+_worker_context: MpesaContext | None = None
+_worker_context_lock = threading.Lock()
 
 
-def configure(ctx: MpesaContext | None) -> None:
-    global _context
-    with _context_lock:
-        _context = ctx
-
-
-def context() -> MpesaContext:
-    global _context
-    with _context_lock:
-        if _context is None:
+def worker_context() -> MpesaContext:
+    global _worker_context
+    with _worker_context_lock:
+        if _worker_context is None:
             from app_factory import build_runtime
             from config import load_settings
 
             settings = load_settings()
-            _context = build_context(
+            _worker_context = build_context(
                 settings, build_runtime(settings), InProcessJobs(synchronous=True)
             )
-        return _context
+        return _worker_context
 
 
 # ------------------------------------------------------------------ entry points
+# Each takes ids only (RQ-ready) and, in process, the context of the app that queued it.
 
 
-def send_stk_push(request_id: int) -> None:
-    run_send_stk_push(context(), request_id)
+def send_stk_push(request_id: int, *, ctx: MpesaContext | None = None) -> None:
+    run_send_stk_push(ctx or worker_context(), request_id)
 
 
-def send_b2c(payout_id: int) -> None:
-    run_send_b2c(context(), payout_id)
+def send_b2c(payout_id: int, *, ctx: MpesaContext | None = None) -> None:
+    run_send_b2c(ctx or worker_context(), payout_id)
 
 
-def query_b2c_status(payout_id: int) -> None:
-    run_query_b2c_status(context(), payout_id)
+def query_b2c_status(payout_id: int, *, ctx: MpesaContext | None = None) -> None:
+    run_query_b2c_status(ctx or worker_context(), payout_id)
 
 
-def reconcile_pending() -> None:
-    log.info("mpesa reconciliation: %s", run_reconcile(context()))
+def reconcile_pending(*, ctx: MpesaContext | None = None) -> None:
+    log.info("mpesa reconciliation: %s", run_reconcile(ctx or worker_context()))
 
 
 # ------------------------------------------------------------------ work

@@ -8,12 +8,18 @@ runner, not of callers. Enqueue only after the business change has committed.
   returns at once, the STK push or B2C call happens just after).
 * ``InProcessJobs(synchronous=True)``: runs the job inside ``enqueue`` (CLI, tests).
 
+In process, the runner hands each job the context its wiring bound to it
+(``bind(ctx)``: the M-Pesa context of the app that owns the runner) as the keyword
+``ctx``; an RQ worker process has no app, so there a job builds its worker's own.
+Nothing is kept in a module: two apps in one process never share a context.
+
 A job that raises is logged; nothing is lost, because every job's state is in
 the database and ``workers.mpesa.reconcile_pending`` picks up what is left.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -41,9 +47,16 @@ class InProcessJobs:
         self._futures: list[Future[Any]] = []
         self._lock = Lock()
         self._stop = threading.Event()
+        self._context: Any = None
+
+    def bind(self, context: Any) -> None:
+        """Every job this runner runs from now on gets ``ctx=context``."""
+        self._context = context
 
     def enqueue(self, job: str, *args: Any) -> None:
         func = resolve(job)
+        if self._context is not None:
+            func = functools.partial(func, ctx=self._context)
         if self.synchronous:
             self._run(job, func, args)
             return
@@ -101,6 +114,9 @@ class RqJobs:
     def enqueue(self, job: str, *args: Any) -> None:
         resolve(job)  # refuse a typo at the call site, not in the worker
         self._queue.enqueue(job, *args, result_ttl=300, failure_ttl=86400, job_timeout=120)
+
+    def bind(self, context: Any) -> None:
+        """Nothing to bind: an RQ worker process builds its own context."""
 
     def drain(self, timeout: float = 30.0) -> None:
         """Nothing to wait for here: workers run the jobs."""

@@ -128,7 +128,7 @@ def build_context(
         settings.at_insights_url,
         settings.at_timeout_seconds,
     )
-    return MpesaContext(
+    ctx = MpesaContext(
         runtime=runtime,
         policy=policy_from_settings(settings),
         settings=settings,
@@ -136,3 +136,7 @@ def build_context(
         sim_swap=checker,
         daraja_factory=daraja_factory,
     )
+    bind = getattr(jobs, "bind", None)
+    if bind is not None:
+        bind(ctx)  # in-process jobs run with this context, not a process-wide one
+    return ctx

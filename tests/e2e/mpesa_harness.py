@@ -30,7 +30,6 @@ from integrations.mpesa.client import DarajaClient
 from integrations.mpesa.standin import StandinHandle
 from integrations.mpesa.wiring import MpesaContext, daraja_config
 from tests.settings import PG_URL
-from workers import mpesa as jobs
 from workers.runner import InProcessJobs
 
 TOKEN = "test-callback-token-0123456789abcdef"
@@ -174,10 +173,10 @@ def serve(
     app = create_app(settings, runtime)
     ctx: MpesaContext = app.extensions["mpesa"]
     ctx.jobs = InProcessJobs(synchronous=True)
+    ctx.jobs.bind(ctx)
     ctx.daraja_factory = lambda: DarajaClient(
         daraja_config(settings, daraja.certificate_pem),
     )
-    jobs.configure(ctx)
     holder["app"] = app
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -190,7 +189,6 @@ def serve(
             report = verify_ledger(s)
         assert report.ok, report.problems
     finally:
-        jobs.configure(None)
         ctx.close()
         server.shutdown()
         server.server_close()

@@ -13,6 +13,7 @@ from flask import Flask
 from app_factory import create_app
 from config import load_settings
 from core import members, mpesa
+from core.runtime import Runtime
 from db.migrate import upgrade
 from db.models_mpesa import StkRequest
 from integrations.mpesa.standin import StandinHandle
@@ -58,7 +59,8 @@ def queue_push(app: Flask, phone: str) -> int:
 
 
 def status(app: Flask, request_id: int) -> str:
-    with app.extensions["mpesa"].runtime.session() as s:
+    runtime: Runtime = app.extensions["sacco"]
+    with runtime.session() as s:
         row = s.get(StkRequest, request_id)
         assert row is not None
         return row.status

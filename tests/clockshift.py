@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 VARIABLE = "SACCO_TEST_CLOCK"
@@ -52,3 +53,6 @@ def start() -> None:
     offset = offset_for(spec, real_now)
     os.environ[VARIABLE] = f"{'+' if offset >= timedelta(0) else '-'}{abs(offset).total_seconds()}s"
     time_machine.travel(real_now + offset, tick=True).start()
+    # time-machine starts ticking at the first read, not at start(): read now, or a process
+    # that first looks at the clock later would lag behind its children by that long.
+    time.time()

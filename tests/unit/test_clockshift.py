@@ -53,3 +53,26 @@ def test_a_process_and_its_children_see_the_moved_clock() -> None:
     parent_now, handed_down = parent.split()
     assert parent_now == "2028-02-29T20:59" and handed_down.startswith("+")
     assert child_line == f"2028 {handed_down}"
+
+
+def test_a_parent_that_reads_the_clock_late_does_not_lag_behind_its_children() -> None:
+    """time-machine starts ticking at the first read: start() reads at once, so a process
+    that first looks at the clock half a second later agrees with a child started then."""
+    code = (
+        "import subprocess, sys, time\n"
+        "from tests import clockshift\n"
+        "clockshift.start()\n"
+        "time.sleep(0.5)\n"
+        "before = time.time()\n"
+        "child = subprocess.run([sys.executable, '-c', "
+        "'from tests import clockshift; clockshift.start(); import time; print(time.time())'], "
+        "capture_output=True, text=True).stdout\n"
+        "after = time.time()\n"
+        "print(before <= float(child) <= after)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SACCO_TEST_CLOCK": "+365d"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-deps demo test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-outbox phone clean
+.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-outbox phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,8 +41,15 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## test: install, lint, then the whole suite against the real PostgreSQL and Redis (the CI gate)
-test: install system-deps lint
+## docs: build the documentation (mkdocs.yml, docs/) into var/site; strict: a broken link,
+## a missing anchor or a page left out of the nav fails it
+# NO_MKDOCS_2_WARNING: Material prints an end-of-life banner on every build (not a build warning).
+docs: install
+	@NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir var/site
+
+## test: install, lint, the docs build, then the whole suite against the real PostgreSQL and
+## Redis (the CI gate)
+test: install system-deps lint docs
 	@$(BIN)/python -m tests.preflight
 	@$(BIN)/python -m pytest
 

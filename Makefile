@@ -42,9 +42,13 @@ system-deps:
 	fi
 
 ## docs: build the documentation (mkdocs.yml, docs/) into var/site; strict: a broken link,
-## a missing anchor or a page left out of the nav fails it
+## a missing anchor or a page left out of the nav fails it. README.md is outside the site:
+## its links into docs/ are checked here (the file must exist).
 # NO_MKDOCS_2_WARNING: Material prints an end-of-life banner on every build (not a build warning).
 docs: install
+	@for target in $$(grep -o '](docs/[^)#]*' README.md | cut -c3-); do \
+	  test -f "$$target" || { echo "README.md links to $$target, which does not exist"; exit 1; }; \
+	done
 	@NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir var/site
 
 ## test: install, lint, the docs build, then the whole suite against the real PostgreSQL and

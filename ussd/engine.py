@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from core.pins import pin_weakness
+from core.kernel.pins import pin_weakness
 
 MAX_OPTIONS = 6
 MAX_INVALID = 3

@@ -21,10 +21,10 @@ until their issue adds them rather than shown as "coming soon").
 
 from __future__ import annotations
 
-from core import access
-from core.errors import InvalidInput
-from core.identity import normalize_name, normalize_national_id
-from core.money import MAX_INPUT_CENTS, format_cents, parse_amount
+from core.kernel.errors import InvalidInput
+from core.kernel.identity import normalize_name, normalize_national_id
+from core.kernel.money import MAX_INPUT_CENTS, format_cents, parse_amount
+from core.members import access
 from ussd.engine import (
     Confirm,
     Context,

@@ -11,8 +11,8 @@ import logging
 
 from rq import get_current_job
 
-from core.outbox import AttemptResult, Claimed, claim_message, record_attempt
-from core.webhooks import endpoint_secret
+from core.messaging.outbox import AttemptResult, Claimed, claim_message, record_attempt
+from core.messaging.webhooks import endpoint_secret
 from workers.context import DeliveryContext, process_context
 from workers.queue import forget
 

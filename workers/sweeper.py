@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.outbox import SweepResult, sweep
+from core.messaging.outbox import SweepResult, sweep
 from workers.context import DeliveryContext
 from workers.queue import enqueue_messages
 

@@ -35,8 +35,8 @@ from api.v1 import (
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
 from config import Settings
-from core.sim_swap import SimSwapPolicy
-from core.staff import AuthPolicy
+from core.risk.sim_swap import SimSwapPolicy
+from core.staff.accounts import AuthPolicy
 
 BLUEPRINTS = [
     auth_views.blp,

@@ -12,7 +12,8 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
 from api.v1.security import api_state, current, requires, runtime
-from core import approvals, mpesa
+from core.approvals import engine as approvals
+from core.payments.mpesa import flows as mpesa
 from db.models import ApprovalRequest
 
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")

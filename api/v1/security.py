@@ -28,10 +28,10 @@ from flask_jwt_extended import create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 
 from api.v1.problems import ApiProblem
-from core import audit
-from core import staff as staff_core
-from core.permissions import PERMISSIONS, Principal
-from core.runtime import Runtime
+from core.audit import log as audit
+from core.kernel.runtime import Runtime
+from core.staff import accounts as staff_core
+from core.staff.permissions import PERMISSIONS, Principal
 
 PUBLIC = "public"
 F = TypeVar("F", bound=Callable[..., Any])

@@ -63,7 +63,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from core.mpesa_rules import blocked_url_word
+from core.payments.mpesa.rules import blocked_url_word
 from integrations.mpesa.parse import NAIROBI, to_daraja_msisdn
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import InvalidOperation
 
-from core.mpesa_formats import (
+from core.payments.mpesa.formats import (
     NAIROBI,
     STATEMENT_COLUMNS,
     MalformedStatement,

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import requests
 
 from config import Settings
-from core.mpesa import SimSwapChecker
-from core.mpesa_rules import MpesaPolicy, parse_tariff
-from core.runtime import Runtime
+from core.kernel.runtime import Runtime
+from core.payments.mpesa.flows import SimSwapChecker
+from core.payments.mpesa.rules import MpesaPolicy, parse_tariff
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.mpesa.client import CallbackUrls, DarajaClient, DarajaConfig
 

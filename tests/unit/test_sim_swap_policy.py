@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.sim_swap import SimSwapVerdict, swap_status
+from core.risk.sim_swap import SimSwapVerdict, swap_status
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)

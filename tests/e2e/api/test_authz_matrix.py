@@ -23,9 +23,15 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.v1.security import PUBLIC
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import INTEGRATION_GRANTABLE, PERMISSIONS, ROLE_PERMISSIONS, ROLES, SYSTEM
+from core.kernel.deps import CoreDeps
+from core.staff import accounts as staff_core
+from core.staff.permissions import (
+    INTEGRATION_GRANTABLE,
+    PERMISSIONS,
+    ROLE_PERMISSIONS,
+    ROLES,
+    SYSTEM,
+)
 from db.models import StaffSession
 from tests.e2e.api.conftest import Staffer, auth
 

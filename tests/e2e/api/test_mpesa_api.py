@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import mpesa
-from core.deps import CoreDeps
-from core.mpesa_formats import NAIROBI, STATEMENT_COLUMNS
-from core.mpesa_rules import MpesaPolicy
+from core.kernel.deps import CoreDeps
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.formats import NAIROBI, STATEMENT_COLUMNS
+from core.payments.mpesa.rules import MpesaPolicy
 from db.models import AuditEvent, JournalEntry, Member
 from db.models_mpesa import SimSwapEvent, StkRequest
 from tests.e2e.api.conftest import Staffer, auth

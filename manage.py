@@ -555,7 +555,7 @@ def verify_audit_cmd() -> None:
 @click.option(
     "--events",
     default="*",
-    help="comma-separated, any of core.webhooks.EVENT_TYPES (default all)",
+    help="comma-separated, any of core.messaging.webhooks.EVENT_TYPES (default all)",
 )
 def webhook_add(url: str, name: str, events: str) -> None:
     """Register a partner's webhook URL; prints the signing secret once."""

@@ -1,7 +1,7 @@
 """The outbox job: ``deliver_message(message_id)``, one per message, thin.
 
 Claim (atomic, committed) -> send through the channel's transport (no
-transaction open) -> record the outcome (committed). See ``core.outbox`` for
+transaction open) -> record the outcome (committed). See ``core.messaging.outbox`` for
 the states and the one duplicate window.
 """
 

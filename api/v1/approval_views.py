@@ -86,7 +86,7 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
 
 def _facts(request_id: int) -> dict[str, str]:
     """Checks that call out (the SIM-swap provider), made by core before the decision's
-    transaction opens: ``core.approvals.decision_facts`` with the checker the composition
+    transaction opens: ``core.approvals.engine.decision_facts`` with the checker the composition
     root put in ``app.extensions["sacco_sim_swap"]`` (none: not checked)."""
     rt = runtime()
     with rt.session() as s:

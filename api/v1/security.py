@@ -6,7 +6,7 @@ walks the URL map and fails on a view with neither.
 
 Access tokens are JWTs (HS256, ``JWT_SECRET_KEY``, about 15 minutes) naming
 the staff id (``sub``) and the session (``sid``); each request also checks that
-session in the database (``core.staff.authenticate_session``), so logout and
+session in the database (``core.staff.accounts.authenticate_session``), so logout and
 revocation act at once. ``use`` separates full access tokens from the short
 tokens of a login still waiting for MFA (``mfa``) or MFA enrolment
 (``mfa_enrol``).

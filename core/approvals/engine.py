@@ -134,7 +134,7 @@ def decision_facts(
 ) -> dict[str, str]:
     """What ``decide`` needs learnt outside its transaction (the SIM-swap check calls out).
 
-    For a PIN reset: ``{"sim_swap": status}``, the status from ``core.sim_swap.assess``
+    For a PIN reset: ``{"sim_swap": status}``, the status from ``core.risk.sim_swap.assess``
     (the cached verdict, the provider, the staff clearances); ``not_checked`` when no
     checker is configured. Commits the verdict cache; ``{}`` for other actions.
     """
@@ -244,7 +244,7 @@ def _check_suspense(
 def _exec_suspense(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.mpesa.assign_suspense``: the parked payment goes to the member, the item is
+    """``core.payments.mpesa.flows.assign_suspense``: the parked payment goes to the member, the item is
     marked assigned and the member is told by SMS."""
     assert req.member_id is not None
     posted = assign_suspense(
@@ -263,7 +263,7 @@ def _check_sim_swap(
 def _exec_sim_swap(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.sim_swap_events.clear_event``: withdrawals resume for this phone and swap."""
+    """``core.risk.events.clear_event``: withdrawals resume for this phone and swap."""
     return sim_swap_events.clear_event(session, deps, req, p)
 
 
@@ -294,7 +294,7 @@ ACTIONS: dict[str, ActionSpec] = {
 # ----------------------------------------------- payouts only staff can settle (M-Pesa B2C)
 # Kept in a block of its own (other action kinds are added above by other changes).
 #
-# A payout that may have reached Daraja is never sent again by itself (core.mpesa):
+# A payout that may have reached Daraja is never sent again by itself (core.payments.mpesa.flows):
 # Daraja is not known for certain to refuse a repeated OriginatorConversationID, and
 # paying twice for one debit is worse than paying late. When no result or status answer
 # settles it, it waits in ``review`` until one member of staff asks (after looking in
@@ -315,7 +315,7 @@ def _check_payout(
 def _exec_payout(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.mpesa.resolve_payout``: resend, release the hold, or post it as paid."""
+    """``core.payments.mpesa.flows.resolve_payout``: resend, release the hold, or post it as paid."""
     from core.payments.mpesa.flows import resolve_payout
 
     return resolve_payout(
@@ -346,7 +346,7 @@ def _check_suspense_duplicate(
 def _exec_suspense_duplicate(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.mpesa.resolve_suspense_duplicate``: the parked copy is reversed."""
+    """``core.payments.mpesa.flows.resolve_suspense_duplicate``: the parked copy is reversed."""
     from core.payments.mpesa.flows import resolve_suspense_duplicate
 
     return resolve_suspense_duplicate(
@@ -571,7 +571,7 @@ def _check_cash_deposit(
 def _exec_cash_deposit(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.backoffice.cash_deposit`` as the teller who took the cash (the till's key),
+    """``core.members.backoffice.cash_deposit`` as the teller who took the cash (the till's key),
     in the approval's transaction: posted exactly once, or not at all."""
     from core.staff.accounts import principal_for  # core.staff imports this module
 
@@ -667,7 +667,7 @@ def take_cash_deposit(
 
 
 # Staff accounts and partner keys that can move money or read personal data
-# (core.permissions.PERMISSION_RISK): asked for with core.staff.request_staff_account /
+# (core.staff.permissions.PERMISSION_RISK): asked for with core.staff.accounts.request_staff_account /
 # request_api_client, decided by a holder of APPROVER_PERMISSION (never their maker).
 
 

@@ -1,7 +1,7 @@
 """Staff passwords: Argon2id hashes and the policy for new passwords (pure, offline).
 
 Policy (ASVS 2.1): at least 12 characters, at most 128, not one of the most
-common passwords (an offline list shipped in ``core/data``; no network call),
+common passwords (an offline list shipped in ``core/kernel/data``; no network call),
 not the username, and not a common password with digits or symbols tacked on
 (``password2026!``). Any character is allowed, spaces included.
 """

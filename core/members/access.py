@@ -59,7 +59,7 @@ class Caller:
         return self_service_features(self.status)
 
     def pin_reset_pending(self, now: datetime) -> bool:
-        """A reset code is waiting (``core.members.has_pin_reset``, without loading the
+        """A reset code is waiting (``core.members.registration.has_pin_reset``, without loading the
         member): the next dial opens the reset flow. Not for exited members."""
         return (
             bool(self.features) and self.pin_reset_until is not None and self.pin_reset_until > now

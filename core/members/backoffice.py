@@ -226,7 +226,7 @@ def cash_deposit(
 
     Keys are scoped to the caller (as Stripe scopes them to an account): two tills
     that happen to pick the same key never see each other's deposits. Above the till
-    limit the API goes through ``core.approvals.take_cash_deposit``: the approved
+    limit the API goes through ``core.approvals.engine.take_cash_deposit``: the approved
     request calls this with the maker as ``actor`` (so the key is still the till's),
     ``commit=False`` and its ``approval_id``.
     """

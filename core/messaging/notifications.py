@@ -39,7 +39,7 @@ FIRST_NAME_MAX = 15  # templates reserve 15 characters for a first name
 _PENDING_KEY = "sacco.outbox_pending_ids"
 # Templates whose text carries a secret (a one-time code): the one place that says so.
 # Their body is redacted once the gateway has taken the message or it is given up
-# (``core.outbox``), so the code does not stay in the database and its backups.
+# (``core.messaging.outbox``), so the code does not stay in the database and its backups.
 SECRET_TEMPLATES = frozenset({"pin_reset_code"})
 REDACTED_BODY = "[redacted: this message carried a one-time code]"
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def notify_email(
 def queue_webhook(
     session: Session, *, endpoint_id: int, url: str, event_type: str, body: str, business_key: str
 ) -> OutboxMessage:
-    """Queue one signed webhook delivery (see ``core.webhooks.publish_event``)."""
+    """Queue one signed webhook delivery (see ``core.messaging.webhooks.publish_event``)."""
     return _queue(
         session,
         {

@@ -86,7 +86,7 @@ class AttemptResult:
 
 def _body_once_done() -> ColumnElement[str]:
     """The body to keep once a message is sent or given up: a secret-bearing one
-    (``core.notifications.SECRET_TEMPLATES``) is redacted, any other is kept."""
+    (``core.messaging.notifications.SECRET_TEMPLATES``) is redacted, any other is kept."""
     return case(
         (OutboxMessage.template.in_(SECRET_TEMPLATES), REDACTED_BODY),
         else_=OutboxMessage.body,

@@ -86,7 +86,7 @@ def verify_signature(
     return timestamp
 
 
-# The events published today (core.mpesa): an endpoint names some of these, or none (all).
+# The events published today (core.payments.mpesa.flows): an endpoint names some of these, or none (all).
 EVENT_TYPES = ("deposit.received", "withdrawal.paid", "withdrawal.failed")
 
 

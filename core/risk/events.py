@@ -1,13 +1,13 @@
 """SIM-swap events for staff: withdrawals the SIM-swap guard refused (or let through on
 a failed check, by the SACCO's setting), as a work queue.
 
-``core.mpesa.guard_sim_swap`` writes an event and texts the member to come to the
+``core.payments.mpesa.flows.guard_sim_swap`` writes an event and texts the member to come to the
 office with their ID. Staff list the open events (``list_events``, branch-bound
 staff only their branch's members, phones masked) and close each one with what
 they found (``review_event``: who, when, a note; audited). Reviewing does not
 lift the guard: a withdrawal is allowed again once the swap is older than the
 SACCO's window (``SIM_SWAP_WINDOW_DAYS``), or sooner if staff **clear** the swap:
-a maker-checker request (``sim_swap.clear`` in ``core.approvals``, made after
+a maker-checker request (``sim_swap.clear`` in ``core.approvals.engine``, made after
 seeing the member's ID at the counter) that ``check_clearance`` validates and
 ``clear_event`` executes. The guard then allows this phone's swaps up to the
 cleared one; a later swap, or the SIM moving again, is refused as before.

@@ -3,14 +3,14 @@
 A recent SIM swap is how account takeover starts (the thief's new SIM receives the
 member's USSD session, PIN-reset code and M-Pesa payout), so every step that moves
 money out or hands over the account asks here: withdrawals and payouts
-(``core.mpesa.guard_sim_swap``), remote PIN resets (``core.approvals``) and, next,
+(``core.payments.mpesa.flows.guard_sim_swap``), remote PIN resets (``core.approvals.engine``) and, next,
 loan disbursements. Two parts:
 
 * ``swap_status`` — pure: a provider verdict, the time, the window and the staff
   clearances give ``none``, ``recent``, ``cleared`` or ``unknown``.
 * ``assess`` — the verb: the cached verdict if fresh, else ask the checker (a good
   answer is cached in ``sim_swap_checks``), plus the clearances staff recorded
-  (``core.sim_swap_events``), through ``swap_status``.
+  (``core.risk.events``), through ``swap_status``.
 
 Edge of the window: a swap exactly ``window`` ago is still **recent** (``<=``); it
 stops counting the instant after. When in doubt the guard refuses, so a swap at the
@@ -18,7 +18,7 @@ edge waits one more tick rather than passing one tick early. A swap dated in the
 future (clocks disagree) is recent too. ``unknown`` (the check failed, or gave no
 verdict) is never ``none``: each caller decides what no verdict costs, and it costs
 at least as much as a swap would, apart from the small capped allowance withdrawals
-have (``core.mpesa_rules.sim_swap_decision``).
+have (``core.payments.mpesa.rules.sim_swap_decision``).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def fetch_verdict(
 
 
 def cleared_swap_at(session: Session, member_id: int, msisdn: str) -> datetime | None:
-    """The latest swap of this member's phone that staff cleared (``core.sim_swap_events``)."""
+    """The latest swap of this member's phone that staff cleared (``core.risk.events``)."""
     value: datetime | None = session.scalar(
         select(func.max(SimSwapEvent.last_swap_at)).where(
             SimSwapEvent.member_id == member_id,

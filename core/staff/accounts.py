@@ -868,8 +868,8 @@ def revoke_api_client(session: Session, actor: Principal, client_id: int) -> Api
 
 # ============================================================================
 # Separation of duties (issue 10, part 4): an account or key that can move money or
-# read personal data (core.permissions.PERMISSION_RISK) is asked for by one person and
-# approved by another holding APPROVER_PERMISSION; the approval runs in core.approvals
+# read personal data (core.staff.permissions.PERMISSION_RISK) is asked for by one person and
+# approved by another holding APPROVER_PERMISSION; the approval runs in core.approvals.engine
 # ("staff.create" / "apiclient.create") and enables it. Until then it does nothing.
 # ============================================================================
 
@@ -947,7 +947,7 @@ def _checker(session: Session, req: ApprovalRequest) -> Principal:
     return principal_for(get_staff(session, req.checker_id))
 
 
-# The checks and executions of "staff.create" and "apiclient.create" (core.approvals
+# The checks and executions of "staff.create" and "apiclient.create" (core.approvals.engine
 # registers them).
 
 

@@ -9,7 +9,7 @@ checks (a branch-bound member of staff sees only that branch's members) are
 Separation of duties: the administrator manages accounts and keys but moves no
 money and reads no personal data; the auditor reads and changes nothing; the
 checker permission is separate from every maker permission, and a request is
-never decided by the member of staff who made it (``core.approvals``).
+never decided by the member of staff who made it (``core.approvals.engine``).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ assert set(PERMISSIONS) >= INTEGRATION_GRANTABLE
 # people); "personal_data" reads members' personal or financial data; "access" creates
 # accounts or keys, or decides who gets them; "none" is none of these. A staff account
 # (its role) or a partner key holding any permission other than "none" is created only
-# through maker-checker (core.staff.request_staff_account / request_api_client): asked
+# through maker-checker (core.staff.accounts.request_staff_account / request_api_client): asked
 # by a holder of staff:manage / apiclients:manage, approved by another person holding
 # APPROVER_PERMISSION. The administrator alone cannot; see docs/security.md.
 PERMISSION_RISK: dict[str, str] = {

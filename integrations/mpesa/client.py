@@ -139,7 +139,7 @@ class CallbackUrls:
 
         The routes given to Daraja are the neutral ``/hooks/mobile/...`` ones:
         Safaricom filters out callback URLs containing "M-Pesa", "MPesa" or
-        "Safaricom" in any case or spelling (``core.mpesa_rules.blocked_url_word``), so the
+        "Safaricom" in any case or spelling (``core.payments.mpesa.rules.blocked_url_word``), so the
         ``/mpesa/...`` routes named in the design are served too but never
         registered. A base URL with such a word is refused here, loudly.
         """

@@ -1,7 +1,7 @@
 """Everything the M-Pesa flows need at run time, built once from the settings.
 
 ``MpesaContext`` holds the runtime (database, core deps), the policy (limits,
-tariff, SIM-swap rules as plain values for ``core.mpesa``), the Daraja client
+tariff, SIM-swap rules as plain values for ``core.payments.mpesa.flows``), the Daraja client
 (made on first use, so a process that never calls Daraja never needs the
 certificate), the SIM-swap checker and the job queue. The Flask app keeps it in
 ``app.extensions["mpesa"]``; workers build their own (``workers.mpesa``).

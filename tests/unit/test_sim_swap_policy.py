@@ -1,4 +1,4 @@
-"""The one SIM-swap policy (``core.sim_swap.swap_status``): what withdrawals, payouts,
+"""The one SIM-swap policy (``core.risk.sim_swap.swap_status``): what withdrawals, payouts,
 PIN resets and loans all ask. At the window's edge a swap still counts as recent."""
 
 from __future__ import annotations

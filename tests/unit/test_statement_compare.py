@@ -1,4 +1,4 @@
-"""``core.mpesa_statement.compare_statement``, property-tested: a statement that renders
+"""``core.payments.mpesa.statement.compare_statement``, property-tested: a statement that renders
 exactly what we recorded is clean, and every difference made to it is reported once,
 in the right list, whatever else is in the file."""
 

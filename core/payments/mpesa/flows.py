@@ -1187,7 +1187,7 @@ def resolve_suspense_duplicate(
 # ------------------------------------------------------------------ SIM swap
 
 
-# The member's SMS for each refusal reason (``core.mpesa_rules.sim_swap_decision``).
+# The member's SMS for each refusal reason (``core.payments.mpesa.rules.sim_swap_decision``).
 SIM_SWAP_TEMPLATES = {
     "recent_swap": "withdrawal_blocked_sim_swap",
     "check_failed": "withdrawal_blocked_check",
@@ -1225,7 +1225,7 @@ def guard_sim_swap(
     assessment: SimSwapAssessment,
 ) -> None:
     """Money going out to ``member``'s phone, given their SIM-swap status
-    (``core.sim_swap.assess``, made before the member row lock: it may call out).
+    (``core.risk.sim_swap.assess``, made before the member row lock: it may call out).
 
     The caller holds the member row lock (``SELECT ... FOR UPDATE``), so today's
     unverified total is read and this attempt's event written one member at a time.

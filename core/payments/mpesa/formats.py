@@ -1,7 +1,7 @@
 """How M-Pesa writes amounts, times and statements: pure parsers, no I/O.
 
 Shared by the Daraja callback parsers (``integrations.mpesa.parse``) and the
-statement import (``core.mpesa_statement``, used by the
+statement import (``core.payments.mpesa.statement``, used by the
 ``reconcile-statement`` command and the staff API), so an amount or a Nairobi
 time is read one way everywhere.
 

@@ -1,6 +1,6 @@
 """Pure rules for M-Pesa money flows: limits, the withdrawal fee tariff, paybill
 account references and what a SIM-swap status costs a withdrawal. No database, no
-clock, no I/O (the SIM-swap status itself is ``core.sim_swap.swap_status``).
+clock, no I/O (the SIM-swap status itself is ``core.risk.sim_swap.swap_status``).
 
 Amounts are integer cents. Daraja moves whole shillings only, so every amount
 that goes to M-Pesa (STK push, B2C) must be a whole number of shillings.
@@ -213,7 +213,7 @@ def sim_swap_decision(
     policy: MpesaPolicy,
     unverified_today_cents: int = 0,
 ) -> str | None:
-    """What a SIM-swap status (``core.sim_swap.swap_status``) costs money going out:
+    """What a SIM-swap status (``core.risk.sim_swap.swap_status``) costs money going out:
     None to allow, else the refusal reason.
 
     ``none``/``cleared`` pass; ``recent`` is ``recent_swap``. ``unknown`` (no verdict)

@@ -181,5 +181,5 @@ def test_auditor_and_every_role_read_only_where_the_table_says(role: str) -> Non
         writes = {p for p in perms if not p.endswith(":read") and p != "self"}
         assert writes == set()
     # Nobody makes and decides the same request through permissions alone: the
-    # self-approval rule in core.approvals covers roles that hold both.
+    # self-approval rule in core.approvals.engine covers roles that hold both.
     assert all(p in PERMISSIONS for p in perms)

@@ -232,7 +232,7 @@ EVENTS = "/api/v1/mpesa/sim-swap-events"
 def stopped_withdrawal(
     session_factory: sessionmaker[Session], member: Member, outcome: str = "recent_swap"
 ) -> int:
-    """The row ``core.mpesa.guard_sim_swap`` writes when it stops a withdrawal."""
+    """The row ``core.payments.mpesa.flows.guard_sim_swap`` writes when it stops a withdrawal."""
     with session_factory() as s:
         event = SimSwapEvent(
             member_id=member.id, msisdn=member.msisdn, outcome=outcome, decision="refused",

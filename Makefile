@@ -81,6 +81,7 @@ lint: install
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy .
+	@$(BIN)/lint-imports --no-cache
 
 format: install
 	@$(BIN)/ruff format .

@@ -10,10 +10,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config import Settings, load_settings
-from core.deps import CoreDeps
-from core.pins import PinHasher
-from core.runtime import Runtime
-from core.security import PiiVault
+from core.kernel.deps import CoreDeps
+from core.kernel.pins import PinHasher
+from core.kernel.runtime import Runtime
+from core.kernel.security import PiiVault
 from db.session import make_engine, make_session_factory
 
 

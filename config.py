@@ -24,7 +24,7 @@ from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.mpesa_rules import blocked_url_word
+from core.payments.mpesa.rules import blocked_url_word
 
 Env = Literal["demo", "development", "test", "production"]
 

@@ -32,10 +32,10 @@ from sqlalchemy import func, select
 
 from app_factory import build_runtime
 from config import Settings, SettingsError, load_settings
-from core import ledger
-from core.errors import SaccoError
-from core.money import Money, format_cents
-from core.runtime import Runtime
+from core.kernel.errors import SaccoError
+from core.kernel.money import Money, format_cents
+from core.kernel.runtime import Runtime
+from core.ledger import entries as ledger
 from db.migrate import upgrade
 from db.models import Member
 
@@ -117,8 +117,8 @@ DEMO_STAFF = [
 
 
 def _seed_demo_staff(runtime: Runtime) -> None:
-    from core import staff as staff_core
-    from core.permissions import MFA_REQUIRED_ROLES, SYSTEM
+    from core.staff import accounts as staff_core
+    from core.staff.permissions import MFA_REQUIRED_ROLES, SYSTEM
     from db.models import StaffUser
 
     with runtime.session() as session:
@@ -145,8 +145,8 @@ def seed_demo() -> None:
 
     Demo and development only: it creates staff with published passwords and credits
     money that no one paid in."""
-    from core import members as members_core
-    from core import savings
+    from core.members import registration as members_core
+    from core.savings import accounts as savings
 
     settings = _settings()
     if settings.sacco_env not in DEMO_PROFILES:
@@ -207,7 +207,7 @@ def seed_demo() -> None:
 @cli.command("verify-ledger")
 def verify_ledger_cmd() -> None:
     """Recompute balances from postings; exit 1 on any mismatch."""
-    from core.verify import verify_ledger
+    from core.ledger.verify import verify_ledger
 
     runtime = _runtime()
     with runtime.session() as session:
@@ -252,9 +252,9 @@ def rotate_pii_keys() -> None:
     click.echo(f"re-encrypted {count} national IDs with the newest key")
     from pathlib import Path
 
-    from core.backoffice import rotate_document_keys
-    from core.staff import rotate_totp_secrets
-    from core.webhooks import rotate_webhook_secrets
+    from core.members.backoffice import rotate_document_keys
+    from core.messaging.webhooks import rotate_webhook_secrets
+    from core.staff.accounts import rotate_totp_secrets
 
     with runtime.session() as session:
         secrets_done = rotate_totp_secrets(session, runtime.deps)
@@ -279,7 +279,7 @@ def _mpesa_context(runtime: Runtime):  # type: ignore[no-untyped-def]
 @click.option("--status", default="open", type=click.Choice(["open", "assigned", "duplicate"]))
 def suspense_list(status: str) -> None:
     """List M-Pesa payments parked in suspense (account 2200)."""
-    from core import mpesa
+    from core.payments.mpesa import flows as mpesa
 
     runtime = _runtime()
     with runtime.session() as session:
@@ -320,8 +320,8 @@ def reconcile_statement_cmd(path: str) -> None:
     """Compare an M-Pesa org-portal statement (CSV) with the ledger; exit 1 on differences."""
     from pathlib import Path
 
-    from core import mpesa_statement
-    from core.mpesa_formats import MalformedStatement, decode_statement
+    from core.payments.mpesa import statement as mpesa_statement
+    from core.payments.mpesa.formats import MalformedStatement, decode_statement
 
     runtime = _runtime()
     try:
@@ -472,7 +472,7 @@ def _every(interval_s: float, stop: Any, call: Any, *args: Any) -> None:
 @click.option("--limit", default=20, help="failed messages to list")
 def outbox(limit: int) -> None:
     """Outbox counts by status and the latest messages that failed for good."""
-    from core.outbox import failed_messages, outbox_counts
+    from core.messaging.outbox import failed_messages, outbox_counts
 
     runtime = _runtime()
     with runtime.session() as session:
@@ -494,7 +494,7 @@ def create_admin(username: str, full_name: str, password: str) -> None:
 
     MFA enrolment follows at first login. Later accounts are asked for through the API
     and approved by a manager (the first one: create-first-manager)."""
-    from core import staff as staff_core
+    from core.staff import accounts as staff_core
 
     runtime = _runtime()
     with runtime.session() as session:
@@ -515,7 +515,7 @@ def create_first_manager(username: str, full_name: str, password: str) -> None:
     """Create the first manager, who approves the accounts the administrator asks for.
 
     Once only: refused when a manager account exists or ever existed."""
-    from core import staff as staff_core
+    from core.staff import accounts as staff_core
 
     runtime = _runtime()
     with runtime.session() as session:
@@ -531,7 +531,7 @@ def create_first_manager(username: str, full_name: str, password: str) -> None:
 @cli.command("verify-audit")
 def verify_audit_cmd() -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first broken row."""
-    from core.audit import verify_chain
+    from core.audit.log import verify_chain
 
     runtime = _runtime()
     with runtime.session() as session:
@@ -555,11 +555,11 @@ def verify_audit_cmd() -> None:
 @click.option(
     "--events",
     default="*",
-    help="comma-separated, any of core.webhooks.EVENT_TYPES (default all)",
+    help="comma-separated, any of core.messaging.webhooks.EVENT_TYPES (default all)",
 )
 def webhook_add(url: str, name: str, events: str) -> None:
     """Register a partner's webhook URL; prints the signing secret once."""
-    from core import webhooks
+    from core.messaging import webhooks
 
     wanted = [e.strip() for e in events.split(",") if e.strip() and e.strip() != "*"]
     runtime = _runtime()
@@ -575,7 +575,7 @@ def webhook_add(url: str, name: str, events: str) -> None:
 @cli.command("webhook-list")
 def webhook_list() -> None:
     """List the registered webhook endpoints (never their secrets)."""
-    from core import webhooks
+    from core.messaging import webhooks
 
     runtime = _runtime()
     with runtime.session() as session:

@@ -49,7 +49,7 @@ def recreate(db: str) -> None:
 
 
 def setup_ledger() -> tuple[int, list[int]]:
-    from core import ledger
+    from core.ledger import entries as ledger
     from db.migrate import upgrade
     from db.session import make_engine, make_session_factory
 
@@ -85,8 +85,8 @@ def setup_ledger() -> tuple[int, list[int]]:
 def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> int:
     """Import, connect and warm up first; then work from the shared start time for ``seconds``."""
     mode, float_id, ids, seconds, seed, tag, start_at = args
-    from core import ledger
-    from core.errors import InsufficientFunds
+    from core.kernel.errors import InsufficientFunds
+    from core.ledger import entries as ledger
     from db.session import make_engine, make_session_factory, run_in_transaction
 
     engine = make_engine(URL, pool_size=1)
@@ -205,7 +205,7 @@ def main() -> None:
         print(
             f"{clients:>7} {pg:>12.0f} {cold:>12.0f} {cold / pg:>6.2f} {hot:>11.0f} {hot / pg:>6.2f}"
         )
-    from core.verify import verify_ledger
+    from core.ledger.verify import verify_ledger
     from db.session import make_engine, make_session_factory
 
     engine = make_engine(URL)

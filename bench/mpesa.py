@@ -56,7 +56,7 @@ def recreate() -> None:
 def setup(members_n: int) -> list[str]:
     from app_factory import build_runtime
     from config import load_settings
-    from core import members
+    from core.members import registration as members
     from db.migrate import upgrade
 
     recreate()
@@ -178,7 +178,7 @@ def sender(
 def check_ledger(expected_cents: int, distinct: int) -> tuple[bool, str]:
     from sqlalchemy import func, select
 
-    from core.verify import verify_ledger
+    from core.ledger.verify import verify_ledger
     from db.models import Account, JournalEntry
     from db.models_mpesa import C2BPayment
     from db.session import make_engine, make_session_factory

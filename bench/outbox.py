@@ -33,7 +33,7 @@ import psycopg2  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from core.notifications import install_dispatch, notify, take_pending_ids  # noqa: E402
+from core.messaging.notifications import install_dispatch, notify, take_pending_ids  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import OutboxAttempt, OutboxMessage  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.pins import PinHasher  # noqa: E402
+from core.kernel.pins import PinHasher  # noqa: E402
 
 
 def main() -> None:

@@ -14,10 +14,15 @@ import logging
 from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
 
-from core.errors import InvalidInput
-from core.outbox import REPORT_STATUSES, DeliveryReport, OutboxPolicy, receive_delivery_report
-from core.runtime import Runtime
-from core.sms_commands import InboundSms, clean_text, handle_inbound_sms
+from core.kernel.errors import InvalidInput
+from core.kernel.runtime import Runtime
+from core.messaging.outbox import (
+    REPORT_STATUSES,
+    DeliveryReport,
+    OutboxPolicy,
+    receive_delivery_report,
+)
+from core.messaging.sms_commands import InboundSms, clean_text, handle_inbound_sms
 from db.base import utcnow
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")

@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app_factory import create_app
 from config import Settings, load_settings
-from core.deps import CoreDeps
-from core.passwords import StaffPasswords
-from core.pins import PinHasher
-from core.runtime import Runtime
-from core.security import PiiVault
+from core.kernel.deps import CoreDeps
+from core.kernel.passwords import StaffPasswords
+from core.kernel.pins import PinHasher
+from core.kernel.runtime import Runtime
+from core.kernel.security import PiiVault
 from integrations.africastalking.standin import StandinHandle, start_standin
 from tests import preflight
 from tests.dbutil import Snapshot, create_pg_database, fresh_migrated_engine

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 from sqlalchemy.orm import Session
 
-from core import ledger
+from core.ledger import entries as ledger
 
 
 def make_accounts(session: Session, n_members: int = 3) -> tuple[int, list[int]]:

@@ -10,8 +10,8 @@ import requests
 from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.outbox import OutboxPolicy
-from core.security import PiiVault
+from core.kernel.security import PiiVault
+from core.messaging.outbox import OutboxPolicy
 from integrations.email.smtp import SmtpSender
 from integrations.webhooks.sender import WebhookSender
 from sms.sender import AfricasTalkingSender

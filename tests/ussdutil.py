@@ -89,7 +89,7 @@ def make_member(
     language: str = "en",
 ) -> Member:
     """A registered member in the given status (through core's own verbs)."""
-    from core import members
+    from core.members import registration as members
 
     member = members.register_member(
         session,

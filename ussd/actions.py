@@ -33,18 +33,20 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from core import members, mpesa, statements
-from core.deps import CoreDeps
-from core.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
-from core.money import format_cents
-from core.mpesa_rules import (
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
+from core.kernel.money import format_cents
+from core.kernel.runtime import Runtime
+from core.ledger import statements
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import (
     LimitExceeded,
     MpesaPolicy,
     SimSwapBlocked,
     account_reference,
     check_deposit_amount,
 )
-from core.runtime import Runtime
 from ussd.engine import Effect, Result
 from ussd.texts import gsm7_safe, render
 

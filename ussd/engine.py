@@ -4,7 +4,7 @@ A menu tree is a ``Tree`` of screens, each a frozen dataclass naming its text
 key (in ``ussd/catalogues``) and where it goes next:
 
 * ``Menu``: numbered options (at most 6); an option may need a self-service
-  feature (``core.access``) and may set the session language. A menu without
+  feature (``core.members.access``) and may set the session language. A menu without
   options is an information screen (balances) with ``0`` back.
 * ``Prompt``: free input, checked by a parser that returns the normalised
   value or raises ``Invalid(reason_key)``; the value lands in ``inputs``.
@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from core.pins import pin_weakness
+from core.kernel.pins import pin_weakness
 
 MAX_OPTIONS = 6
 MAX_INVALID = 3

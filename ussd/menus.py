@@ -21,10 +21,10 @@ until their issue adds them rather than shown as "coming soon").
 
 from __future__ import annotations
 
-from core import access
-from core.errors import InvalidInput
-from core.identity import normalize_name, normalize_national_id
-from core.money import MAX_INPUT_CENTS, format_cents, parse_amount
+from core.kernel.errors import InvalidInput
+from core.kernel.identity import normalize_name, normalize_national_id
+from core.kernel.money import MAX_INPUT_CENTS, format_cents, parse_amount
+from core.members import access
 from ussd.engine import (
     Confirm,
     Context,
@@ -43,7 +43,7 @@ from ussd.engine import (
 ROOT_MEMBER = "main"
 ROOT_NEW = "welcome"
 ROOT_EXITED = "exited"
-ROOT_PIN_RESET = "pr_code"  # a member with a staff PIN reset pending (core.members)
+ROOT_PIN_RESET = "pr_code"  # a member with a staff PIN reset pending (core.members.registration)
 RESET_CODE_DIGITS = 6
 
 
@@ -80,7 +80,7 @@ def parse_deposit_target(text: str, ctx: Context) -> str:
         raise Invalid("why_choice") from None
 
 
-# What the M-Pesa limits refuse (``core.mpesa_rules.LimitExceeded``, one code per
+# What the M-Pesa limits refuse (``core.payments.mpesa.rules.LimitExceeded``, one code per
 # reason, ``why_limit_<reason>`` with ``{limit}``): the amount is asked again.
 LIMIT_REFUSALS = (
     "limit_not_whole",
@@ -114,7 +114,7 @@ _SCREENS: list[Screen] = [
         errors=(("*", "error"),),
         secrets=("pin",),
     ),
-    # The same END whether the ID was new or already a member's (core.members.
+    # The same END whether the ID was new or already a member's (core.members.registration.
     # register_from_phone): the member number comes by SMS to the phone that owns it.
     End("reg_done", "reg_done"),
     End("reg_declined", "reg_declined"),

@@ -21,9 +21,9 @@ import requests
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 
 from config import Settings
-from core.errors import InvalidInput
-from core.identity import normalize_msisdn
-from core.notifications import messages_for
+from core.kernel.errors import InvalidInput
+from core.kernel.identity import normalize_msisdn
+from core.messaging.notifications import messages_for
 
 ENABLED_IN = ("demo", "development")
 NAIROBI = ZoneInfo("Africa/Nairobi")

@@ -21,8 +21,8 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
 
 from config import Settings
-from core.errors import InvalidInput
-from core.identity import normalize_msisdn
+from core.kernel.errors import InvalidInput
+from core.kernel.identity import normalize_msisdn
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore

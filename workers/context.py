@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, load_settings
-from core.outbox import OutboxPolicy
-from core.security import PiiVault
+from core.kernel.security import PiiVault
+from core.messaging.outbox import OutboxPolicy
 from db.base import utcnow
 from db.session import make_engine, make_session_factory
 from integrations.email.smtp import SmtpSender

@@ -95,7 +95,7 @@ class InProcessDispatcher:
 
 def install_outbox_dispatch(settings: Any, session_factory: Any, redis: Any | None) -> Any:
     """Wire the after-commit hook on the runtime's session factory (composition root)."""
-    from core.notifications import install_dispatch
+    from core.messaging.notifications import install_dispatch
 
     dispatcher: Any
     if redis is not None:

@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import mpesa
+from core.payments.mpesa import flows as mpesa
 from db.models_mpesa import B2CPayout, MpesaCallback
 from db.session import run_in_transaction
 from integrations.mpesa import callbacks

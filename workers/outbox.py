@@ -1,7 +1,7 @@
 """The outbox job: ``deliver_message(message_id)``, one per message, thin.
 
 Claim (atomic, committed) -> send through the channel's transport (no
-transaction open) -> record the outcome (committed). See ``core.outbox`` for
+transaction open) -> record the outcome (committed). See ``core.messaging.outbox`` for
 the states and the one duplicate window.
 """
 
@@ -11,8 +11,8 @@ import logging
 
 from rq import get_current_job
 
-from core.outbox import AttemptResult, Claimed, claim_message, record_attempt
-from core.webhooks import endpoint_secret
+from core.messaging.outbox import AttemptResult, Claimed, claim_message, record_attempt
+from core.messaging.webhooks import endpoint_secret
 from workers.context import DeliveryContext, process_context
 from workers.queue import forget
 

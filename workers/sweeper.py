@@ -1,6 +1,6 @@
 """The sweeper: recover messages from dead workers and lost enqueues, retry due ones.
 
-``sweep_once`` runs ``core.outbox.sweep`` and hands the due ids to an enqueue
+``sweep_once`` runs ``core.messaging.outbox.sweep`` and hands the due ids to an enqueue
 function (RQ in production, the in-process executor in the demo).
 ``run_forever`` is what ``python manage.py scheduler`` runs: a plain loop, one
 process, every ``OUTBOX_SWEEP_INTERVAL_S`` seconds (see docs/readme/sms.md for why
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.outbox import SweepResult, sweep
+from core.messaging.outbox import SweepResult, sweep
 from workers.context import DeliveryContext
 from workers.queue import enqueue_messages
 

@@ -35,8 +35,8 @@ from api.v1 import (
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
 from config import Settings
-from core.sim_swap import SimSwapPolicy
-from core.staff import AuthPolicy
+from core.risk.sim_swap import SimSwapPolicy
+from core.staff.accounts import AuthPolicy
 
 BLUEPRINTS = [
     auth_views.blp,
@@ -155,7 +155,7 @@ def _docs_asset(filename: str) -> Response:
 
 
 def _login_name() -> str:
-    """The throttle key of a sign-in: the username as ``core.staff.login`` reads it."""
+    """The throttle key of a sign-in: the username as ``core.staff.accounts.login`` reads it."""
     body = request.get_json(silent=True)
     name = body.get("username") if isinstance(body, dict) else None
     return "login-name:" + (name.strip().lower()[:64] if isinstance(name, str) else "")

@@ -12,7 +12,8 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
 from api.v1.security import api_state, current, requires, runtime
-from core import approvals, mpesa
+from core.approvals import engine as approvals
+from core.payments.mpesa import flows as mpesa
 from db.models import ApprovalRequest
 
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
@@ -85,7 +86,7 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
 
 def _facts(request_id: int) -> dict[str, str]:
     """Checks that call out (the SIM-swap provider), made by core before the decision's
-    transaction opens: ``core.approvals.decision_facts`` with the checker the composition
+    transaction opens: ``core.approvals.engine.decision_facts`` with the checker the composition
     root put in ``app.extensions["sacco_sim_swap"]`` (none: not checked)."""
     rt = runtime()
     with rt.session() as s:

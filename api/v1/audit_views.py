@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.v1 import schemas as sc
 from api.v1.security import current, requires, runtime
-from core import audit
+from core.audit import log as audit
 from db.models import AuditEvent
 
 blp = Blueprint("api_audit", __name__, url_prefix="/api/v1/audit", description="Audit log")

@@ -23,8 +23,8 @@ from api.v1.security import (
     runtime,
     unauthorized,
 )
-from core import staff as staff_core
-from core.staff import LoginResult
+from core.staff import accounts as staff_core
+from core.staff.accounts import LoginResult
 
 blp = Blueprint("api_auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and MFA")
 

@@ -18,8 +18,9 @@ from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.security import api_state, current, requires, runtime
-from core import approvals, backoffice
-from core.members import has_pin_reset, member_balances, pin_lock
+from core.approvals import engine as approvals
+from core.members import backoffice
+from core.members.registration import has_pin_reset, member_balances, pin_lock
 from db.models import ApprovalRequest, Member
 
 blp = Blueprint("api_members", __name__, url_prefix="/api/v1/members", description="Members")

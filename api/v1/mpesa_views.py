@@ -16,7 +16,9 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.member_views import request_from_elsewhere
 from api.v1.security import current, requires, runtime
-from core import mpesa, mpesa_statement, sim_swap_events
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa import statement as mpesa_statement
+from core.risk import events as sim_swap_events
 
 blp = Blueprint("api_mpesa", __name__, url_prefix="/api/v1/mpesa", description="M-Pesa")
 

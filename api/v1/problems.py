@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
-from core.errors import SaccoError
+from core.kernel.errors import SaccoError
 
 PROBLEM_TYPE = "https://docs.sacco.example/problems/"
 MIMETYPE = "application/problem+json"

@@ -8,11 +8,11 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from core.backoffice import DOCUMENT_KINDS
-from core.errors import InvalidInput
-from core.permissions import INTEGRATION_GRANTABLE, ROLES
-from core.savings import DEPOSIT_TARGETS
-from core.webhooks import EVENT_TYPES
+from core.kernel.errors import InvalidInput
+from core.members.backoffice import DOCUMENT_KINDS
+from core.messaging.webhooks import EVENT_TYPES
+from core.savings.accounts import DEPOSIT_TARGETS
+from core.staff.permissions import INTEGRATION_GRANTABLE, ROLES
 
 BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
 

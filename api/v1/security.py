@@ -6,7 +6,7 @@ walks the URL map and fails on a view with neither.
 
 Access tokens are JWTs (HS256, ``JWT_SECRET_KEY``, about 15 minutes) naming
 the staff id (``sub``) and the session (``sid``); each request also checks that
-session in the database (``core.staff.authenticate_session``), so logout and
+session in the database (``core.staff.accounts.authenticate_session``), so logout and
 revocation act at once. ``use`` separates full access tokens from the short
 tokens of a login still waiting for MFA (``mfa``) or MFA enrolment
 (``mfa_enrol``).
@@ -28,10 +28,10 @@ from flask_jwt_extended import create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 
 from api.v1.problems import ApiProblem
-from core import audit
-from core import staff as staff_core
-from core.permissions import PERMISSIONS, Principal
-from core.runtime import Runtime
+from core.audit import log as audit
+from core.kernel.runtime import Runtime
+from core.staff import accounts as staff_core
+from core.staff.permissions import PERMISSIONS, Principal
 
 PUBLIC = "public"
 F = TypeVar("F", bound=Callable[..., Any])

@@ -11,8 +11,8 @@ from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.security import api_state, current, requires, runtime
-from core import staff as staff_core
-from core import webhooks
+from core.messaging import webhooks
+from core.staff import accounts as staff_core
 
 blp = Blueprint("api_staff", __name__, url_prefix="/api/v1", description="Staff and API keys")
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core import mpesa
-from core.deps import CoreDeps
-from core.mpesa_rules import MpesaPolicy
+from core.kernel.deps import CoreDeps
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import MpesaPolicy
 from db.models_mpesa import MpesaCallback
 from db.session import run_in_transaction
 from integrations.mpesa.parse import (

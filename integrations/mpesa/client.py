@@ -63,7 +63,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from core.mpesa_rules import blocked_url_word
+from core.payments.mpesa.rules import blocked_url_word
 from integrations.mpesa.parse import NAIROBI, to_daraja_msisdn
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class CallbackUrls:
 
         The routes given to Daraja are the neutral ``/hooks/mobile/...`` ones:
         Safaricom filters out callback URLs containing "M-Pesa", "MPesa" or
-        "Safaricom" in any case or spelling (``core.mpesa_rules.blocked_url_word``), so the
+        "Safaricom" in any case or spelling (``core.payments.mpesa.rules.blocked_url_word``), so the
         ``/mpesa/...`` routes named in the design are served too but never
         registered. A base URL with such a word is refused here, loudly.
         """

@@ -5,7 +5,7 @@ shared/GATEWAYS.md plus their documented variations, and raises
 ``MalformedCallback`` on anything else. The caller stores the raw body *before* parsing, so a parse
 failure parks the callback for staff instead of losing it.
 
-Amounts and times are read by ``core.mpesa_formats`` (integer cents through
+Amounts and times are read by ``core.payments.mpesa.formats`` (integer cents through
 ``Decimal``, never rounded; aware UTC from Nairobi wall-clock time), which also
 holds the org-portal statement parser the staff import uses; it is re-exported
 here. Phone numbers come out in E.164 (``+2547…``).
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import InvalidOperation
 
-from core.mpesa_formats import (
+from core.payments.mpesa.formats import (
     NAIROBI,
     STATEMENT_COLUMNS,
     MalformedStatement,
@@ -61,7 +61,7 @@ class MalformedCallback(ValueError):
 
 # --- phone numbers -----------------------------------------------------------
 #
-# Deliberately not ``core.identity.normalize_msisdn``: that one decides who may
+# Deliberately not ``core.kernel.identity.normalize_msisdn``: that one decides who may
 # register (libphonenumber's allocated mobile ranges, about three numbers in
 # four of the 2547/2541 space). This one only reshapes what Safaricom itself
 # sends or will be sent (every number a member has is already normalised by

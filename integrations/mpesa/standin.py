@@ -80,7 +80,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from core.mpesa_rules import blocked_url_word
+from core.payments.mpesa.rules import blocked_url_word
 from integrations.mpesa.parse import NAIROBI, STATEMENT_COLUMNS, amount_to_cents, to_daraja_msisdn
 
 log = logging.getLogger(__name__)

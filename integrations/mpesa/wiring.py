@@ -1,7 +1,7 @@
 """Everything the M-Pesa flows need at run time, built once from the settings.
 
 ``MpesaContext`` holds the runtime (database, core deps), the policy (limits,
-tariff, SIM-swap rules as plain values for ``core.mpesa``), the Daraja client
+tariff, SIM-swap rules as plain values for ``core.payments.mpesa.flows``), the Daraja client
 (made on first use, so a process that never calls Daraja never needs the
 certificate), the SIM-swap checker and the job queue. The Flask app keeps it in
 ``app.extensions["mpesa"]``; workers build their own (``workers.mpesa``).
@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import requests
 
 from config import Settings
-from core.mpesa import SimSwapChecker
-from core.mpesa_rules import MpesaPolicy, parse_tariff
-from core.runtime import Runtime
+from core.kernel.runtime import Runtime
+from core.payments.mpesa.flows import SimSwapChecker
+from core.payments.mpesa.rules import MpesaPolicy, parse_tariff
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.mpesa.client import CallbackUrls, DarajaClient, DarajaConfig
 

@@ -1,1 +1,1 @@
-"""Outbound partner webhooks (signed POSTs); signing and verification live in core.webhooks."""
+"""Outbound partner webhooks (signed POSTs); signing and verification live in core.messaging.webhooks."""

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from core.webhooks import EVENT_HEADER, SIGNATURE_HEADER, signature_header
+from core.messaging.webhooks import EVENT_HEADER, SIGNATURE_HEADER, signature_header
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from core.deps import CoreDeps
+from core.kernel.deps import CoreDeps
 from integrations.africastalking.standin import StandinHandle as AtHandle
 from integrations.africastalking.standin import start_standin as start_at
 from integrations.mpesa.standin import StandinHandle, start_standin

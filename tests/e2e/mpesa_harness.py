@@ -18,11 +18,13 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from app_factory import create_app
 from config import Settings, load_settings
-from core import ledger, members, savings
-from core.deps import CoreDeps
-from core.money import Money
-from core.runtime import Runtime
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.kernel.runtime import Runtime
+from core.ledger import entries as ledger
+from core.ledger.verify import verify_ledger
+from core.members import registration as members
+from core.savings import accounts as savings
 from db.models import Member, OutboxMessage
 from db.session import make_session_factory
 from integrations.africastalking.standin import StandinHandle as AtHandle

@@ -23,10 +23,10 @@ from sqlalchemy import Engine, func, select
 
 from app_factory import build_runtime
 from config import load_settings
-from core import members as members_core
-from core import savings
-from core.money import Money
-from core.notifications import messages_for
+from core.kernel.money import Money
+from core.members import registration as members_core
+from core.messaging.notifications import messages_for
+from core.savings import accounts as savings
 from db.models import Member
 from db.session import make_session_factory
 from tests.e2e.gateway import GatewayPhone

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core import mpesa
-from core.mpesa_rules import LimitExceeded
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import LimitExceeded
 from db.models import JournalEntry
 from db.models_mpesa import C2BPayment, MpesaCallback, StkRequest, SuspenseItem
 from tests.e2e.mpesa_harness import Env, post, wait_for

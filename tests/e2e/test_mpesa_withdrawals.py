@@ -15,9 +15,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from core import ledger, members, mpesa
-from core.errors import MemberNotAllowed
-from core.mpesa_rules import LimitExceeded, SimSwapBlocked
+from core.kernel.errors import MemberNotAllowed
+from core.ledger import entries as ledger
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import LimitExceeded, SimSwapBlocked
 from db.models import Hold
 from db.models_mpesa import B2CPayout, SimSwapEvent
 from tests.e2e.mpesa_harness import TOKEN, Env, post, wait_for

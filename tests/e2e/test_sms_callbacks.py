@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from app_factory import create_app
 from config import Settings
-from core import members, savings
-from core.deps import CoreDeps
-from core.money import Money
-from core.notifications import notify
-from core.runtime import Runtime
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.kernel.runtime import Runtime
+from core.members import registration as members
+from core.messaging.notifications import notify
+from core.savings import accounts as savings
 from db.models import Member, OutboxMessage, SmsDeliveryReport, SmsInbound, SmsOptOut
 
 SHORTCODE = "22384"

@@ -17,8 +17,8 @@ import requests
 from sqlalchemy.orm import Session
 
 from config import load_settings
-from core import sim_swap
-from core.deps import CoreDeps
+from core.kernel.deps import CoreDeps
+from core.risk import sim_swap
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.africastalking.standin import (
     DEFAULT_API_KEY,

@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from core import audit
-from core.permissions import Principal
+from core.audit import log as audit
+from core.staff.permissions import Principal
 from db.models import AuditEvent
 from db.session import make_session_factory
 from tests.settings import PG_URL

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from core.mpesa_rules import blocked_url_word
+from core.payments.mpesa.rules import blocked_url_word
 from integrations.mpesa import (
     CallbackUrls,
     DarajaAuthError,

@@ -18,9 +18,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from core import savings
-from core.deps import CoreDeps
-from core.money import Money
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.savings import accounts as savings
 from tests.settings import PG_ADMIN_DSN, PG_DBNAME, PG_URL
 from tests.ussdutil import make_member
 

@@ -18,10 +18,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.deps import CoreDeps
-from core.notifications import notify_email
-from core.security import PiiVault
-from core.webhooks import (
+from core.kernel.deps import CoreDeps
+from core.kernel.security import PiiVault
+from core.messaging.notifications import notify_email
+from core.messaging.webhooks import (
     SIGNATURE_HEADER,
     SignatureError,
     publish_event,

@@ -8,8 +8,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
-from core import ledger
-from core.errors import (
+from core.kernel.errors import (
     AlreadyReversed,
     HoldNotPending,
     IdempotencyConflict,
@@ -17,8 +16,9 @@ from core.errors import (
     InvalidInput,
     UnbalancedEntry,
 )
-from core.ledger import Leg
-from core.verify import verify_ledger
+from core.ledger import entries as ledger
+from core.ledger.entries import Leg
+from core.ledger.verify import verify_ledger
 from db.models import JournalEntry, Posting
 from tests.ledgerutil import fund, make_accounts
 

@@ -9,10 +9,10 @@ from collections import defaultdict
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from core import ledger
-from core.errors import InsufficientFunds
-from core.ledger import Leg
-from core.verify import verify_ledger
+from core.kernel.errors import InsufficientFunds
+from core.ledger import entries as ledger
+from core.ledger.entries import Leg
+from core.ledger.verify import verify_ledger
 from db.models import JournalEntry
 from db.session import make_session_factory, run_in_transaction
 from tests.ledgerutil import make_accounts

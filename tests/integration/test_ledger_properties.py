@@ -17,16 +17,16 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from core import ledger
-from core.errors import (
+from core.kernel.errors import (
     HoldNotPending,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidInput,
     UnbalancedEntry,
 )
-from core.ledger import Leg
-from core.verify import verify_ledger
+from core.ledger import entries as ledger
+from core.ledger.entries import Leg
+from core.ledger.verify import verify_ledger
 from tests.ledgerutil import make_accounts
 
 cents = st.integers(min_value=1, max_value=5_000_000)

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from core import members
-from core.deps import CoreDeps
-from core.errors import DuplicateMember, InvalidInput, PinInvalid, PinLocked
-from core.identity import is_valid_member_number
-from core.security import PiiVault
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import DuplicateMember, InvalidInput, PinInvalid, PinLocked
+from core.kernel.identity import is_valid_member_number
+from core.kernel.security import PiiVault
+from core.members import registration as members
 from db.models import Account, Member, OutboxMessage
 from db.session import make_session_factory
 
@@ -197,7 +197,7 @@ def test_pin_never_appears_in_errors_or_the_database(db_session: Session, deps: 
 
 
 def test_status_transitions(db_session: Session, deps: CoreDeps) -> None:
-    from core.errors import MemberNotAllowed
+    from core.kernel.errors import MemberNotAllowed
 
     member = register(db_session, deps)
     with pytest.raises(MemberNotAllowed):

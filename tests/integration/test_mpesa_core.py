@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import ledger, members, mpesa, savings
-from core.deps import CoreDeps
-from core.money import Money
-from core.mpesa_rules import FeeBand, MpesaPolicy
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.ledger import entries as ledger
+from core.ledger.verify import verify_ledger
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import FeeBand, MpesaPolicy
+from core.savings import accounts as savings
 from db.models_mpesa import B2CPayout, MpesaCallback
 from workers.runner import InProcessJobs
 

@@ -20,10 +20,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import ledger, members, mpesa
-from core.deps import CoreDeps
-from core.mpesa_rules import MpesaPolicy, account_reference
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.ledger import entries as ledger
+from core.ledger.verify import verify_ledger
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import MpesaPolicy, account_reference
 from db.models import OutboxMessage
 from db.models_mpesa import C2BPayment, StkRequest, SuspenseItem
 from db.session import make_session_factory, run_in_transaction
@@ -307,7 +309,7 @@ def test_staff_who_find_one_payment_reverse_the_parked_copy_whichever_came_first
 def test_the_receipt_is_recorded_once_per_path_and_the_statement_sees_one_payment(
     any_session: Session, deps: CoreDeps
 ) -> None:
-    from core.mpesa_statement import StatementLine, reconcile_statement
+    from core.payments.mpesa.statement import StatementLine, reconcile_statement
 
     s, deps = any_session, clock(deps)
     p = new_payment(s, deps)

@@ -17,9 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from core import ledger, members, mpesa
-from core.deps import CoreDeps
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.ledger import entries as ledger
+from core.ledger.verify import verify_ledger
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
 from db.models import Hold
 from db.models_mpesa import B2CPayout
 from tests.integration.test_mpesa_core import EVENTS, POLICY, NeverSwapped, _apply_event, member

@@ -16,10 +16,10 @@ from rq import Queue
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import members
-from core.deps import CoreDeps
-from core.notifications import install_dispatch, notify
-from core.outbox import (
+from core.kernel.deps import CoreDeps
+from core.members import registration as members
+from core.messaging.notifications import install_dispatch, notify
+from core.messaging.outbox import (
     DeliveryReport,
     OutboxPolicy,
     backoff_seconds,

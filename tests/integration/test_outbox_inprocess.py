@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from app_factory import build_runtime
 from config import load_settings
-from core import members
-from core.runtime import Runtime
+from core.kernel.runtime import Runtime
+from core.members import registration as members
 from db.migrate import upgrade
 from db.models import OutboxMessage
 from integrations.africastalking.standin import StandinHandle

@@ -11,10 +11,15 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import members
-from core.deps import CoreDeps
-from core.notifications import SECRET_TEMPLATES, notify
-from core.outbox import DeliveryReport, claim_message, receive_delivery_report, retry_failed
+from core.kernel.deps import CoreDeps
+from core.members import registration as members
+from core.messaging.notifications import SECRET_TEMPLATES, notify
+from core.messaging.outbox import (
+    DeliveryReport,
+    claim_message,
+    receive_delivery_report,
+    retry_failed,
+)
 from db.models import Member, OutboxMessage
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import T0, Clock, control, gateway_messages, make_ctx

@@ -21,8 +21,8 @@ import redis as redis_lib
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.notifications import notify, take_pending_ids
-from core.outbox import OutboxPolicy, claim_message
+from core.messaging.notifications import notify, take_pending_ids
+from core.messaging.outbox import OutboxPolicy, claim_message
 from db.base import utcnow
 from db.models import OutboxMessage
 from db.session import make_session_factory

@@ -8,12 +8,12 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session
 
-from core import backoffice
-from core import members as members_core
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import SYSTEM
-from core.security import PiiVault
+from core.kernel.deps import CoreDeps
+from core.kernel.security import PiiVault
+from core.members import backoffice
+from core.members import registration as members_core
+from core.staff import accounts as staff_core
+from core.staff.permissions import SYSTEM
 
 INDEX_KEY = b"rotation-blind-index-key-0123456789"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 50 + b"\xff\xd9"

@@ -19,11 +19,12 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from config import load_settings
-from core import members, mpesa
-from core.deps import CoreDeps
-from core.mpesa_rules import MpesaPolicy, SimSwapBlocked
-from core.runtime import Runtime
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.kernel.runtime import Runtime
+from core.ledger.verify import verify_ledger
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import MpesaPolicy, SimSwapBlocked
 from db.models import Hold, OutboxMessage
 from db.models_mpesa import B2CPayout, SimSwapEvent
 from db.session import make_session_factory

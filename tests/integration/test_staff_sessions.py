@@ -7,9 +7,9 @@ import threading
 
 from sqlalchemy import Engine
 
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import SYSTEM
+from core.kernel.deps import CoreDeps
+from core.staff import accounts as staff_core
+from core.staff.permissions import SYSTEM
 from db.models import StaffSession
 from db.session import make_session_factory
 

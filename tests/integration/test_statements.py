@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from core import ledger, members, savings, statements
-from core.access import ALL_FEATURES, self_service_features
-from core.deps import CoreDeps
-from core.money import Money
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.ledger import entries as ledger
+from core.ledger import statements
+from core.members import registration as members
+from core.members.access import ALL_FEATURES, self_service_features
+from core.savings import accounts as savings
 from tests.ussdutil import make_member
 
 
@@ -116,7 +119,7 @@ def test_self_service_features_by_status() -> None:
 def test_caller_by_msisdn_finds_the_member_in_any_phone_format(
     db_session: Session, deps: CoreDeps
 ) -> None:
-    from core.access import caller_by_msisdn
+    from core.members.access import caller_by_msisdn
 
     amina = make_member(db_session, deps, status="suspended", language="sw")
     caller = caller_by_msisdn(db_session, "0712000001")

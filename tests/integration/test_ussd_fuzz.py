@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import savings
-from core.deps import CoreDeps
-from core.money import Money
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.ledger.verify import verify_ledger
+from core.savings import accounts as savings
 from db.models import Account
 from tests.ussdutil import SERVICE_CODE, make_member
 

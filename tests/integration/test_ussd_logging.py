@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from core.deps import CoreDeps
+from core.kernel.deps import CoreDeps
 from tests.ussdutil import Phone, make_member
 
 OLD_PIN = "7391"

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput
-from core.ussd_sessions import last_session_end, parse_session_end, record_session_end
+from core.kernel.errors import InvalidInput
+from core.messaging.ussd_sessions import last_session_end, parse_session_end, record_session_end
 from db.models import UssdSessionEvent
 
 

@@ -13,9 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import load_settings
-from core import members, mpesa, webhooks
-from core.deps import CoreDeps
-from core.security import PiiVault
+from core.kernel.deps import CoreDeps
+from core.kernel.security import PiiVault
+from core.members import registration as members
+from core.messaging import webhooks
+from core.payments.mpesa import flows as mpesa
 from db.models import OutboxMessage, WebhookEndpoint
 from db.session import make_engine
 

@@ -9,9 +9,10 @@ import pyotp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.backoffice import mask_msisdn, mask_national_id, sniff_content_type
-from core.passwords import MIN_LENGTH, password_weakness
-from core.permissions import (
+from core.kernel.passwords import MIN_LENGTH, password_weakness
+from core.members.backoffice import mask_msisdn, mask_national_id, sniff_content_type
+from core.staff.accounts import totp_step
+from core.staff.permissions import (
     INTEGRATION_GRANTABLE,
     MFA_REQUIRED_ROLES,
     PERMISSIONS,
@@ -20,7 +21,6 @@ from core.permissions import (
     Principal,
     can_access_branch,
 )
-from core.staff import totp_step
 
 
 def test_masks_keep_only_what_identifies_at_a_glance() -> None:

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.errors import InvalidInput
-from core.identity import (
+from core.kernel.errors import InvalidInput
+from core.kernel.identity import (
     is_valid_member_number,
     member_number_for,
     normalize_msisdn,

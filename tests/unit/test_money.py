@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.errors import InvalidInput
-from core.money import Money, format_cents, parse_amount
+from core.kernel.errors import InvalidInput
+from core.kernel.money import Money, format_cents, parse_amount
 
 
 @pytest.mark.parametrize(

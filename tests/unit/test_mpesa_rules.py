@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import load_settings
-from core.identity import member_number_for
-from core.mpesa_rules import (
+from core.kernel.identity import member_number_for
+from core.messaging.notifications import SMS
+from core.payments.mpesa.rules import (
     FeeBand,
     LimitExceeded,
     MpesaPolicy,
@@ -20,8 +21,7 @@ from core.mpesa_rules import (
     sim_swap_decision,
     withdrawal_fee,
 )
-from core.notifications import SMS
-from core.sim_swap import SwapStatus
+from core.risk.sim_swap import SwapStatus
 from integrations.mpesa.wiring import policy_from_settings
 
 POLICY = policy_from_settings(load_settings(sacco_env="test"))

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.pins import (
+from core.kernel.pins import (
     LOCK_DURATION,
     PinHasher,
     PinState,

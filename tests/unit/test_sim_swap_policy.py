@@ -1,4 +1,4 @@
-"""The one SIM-swap policy (``core.sim_swap.swap_status``): what withdrawals, payouts,
+"""The one SIM-swap policy (``core.risk.sim_swap.swap_status``): what withdrawals, payouts,
 PIN resets and loans all ask. At the window's edge a swap still counts as recent."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.sim_swap import SimSwapVerdict, swap_status
+from core.risk.sim_swap import SimSwapVerdict, swap_status
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)

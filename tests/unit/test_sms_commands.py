@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.sms_commands import COMMANDS, KEYWORDS, parse_command, within_one_edit
+from core.messaging.sms_commands import COMMANDS, KEYWORDS, parse_command, within_one_edit
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.gsm import GSM7_BASIC, GSM7_EXTENSION, is_gsm7, sms_length, to_gsm7
-from core.notifications import SMS, Term, first_name, render_sms, sms_datetime
-from core.sms_commands import mini_lines
+from core.kernel.gsm import GSM7_BASIC, GSM7_EXTENSION, is_gsm7, sms_length, to_gsm7
+from core.messaging.notifications import SMS, Term, first_name, render_sms, sms_datetime
+from core.messaging.sms_commands import mini_lines
 
 # Worst cases the platform allows (README, "Templates and SMS length").
 WORST = {

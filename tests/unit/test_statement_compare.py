@@ -1,4 +1,4 @@
-"""``core.mpesa_statement.compare_statement``, property-tested: a statement that renders
+"""``core.payments.mpesa.statement.compare_statement``, property-tested: a statement that renders
 exactly what we recorded is clean, and every difference made to it is reported once,
 in the right list, whatever else is in the file."""
 
@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.mpesa_statement import SLACK, Recorded, StatementLine, Unreceipted, compare_statement
+from core.payments.mpesa.statement import (
+    SLACK,
+    Recorded,
+    StatementLine,
+    Unreceipted,
+    compare_statement,
+)
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 KINDS = ("stk", "c2b", "b2c")

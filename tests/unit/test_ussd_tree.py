@@ -7,9 +7,9 @@ import string
 
 import pytest
 
-from core.access import self_service_features
-from core.i18n import LANGUAGES
-from core.money import MAX_INPUT_CENTS, format_cents
+from core.kernel.i18n import LANGUAGES
+from core.kernel.money import MAX_INPUT_CENTS, format_cents
+from core.members.access import self_service_features
 from ussd.actions import NAME_CHARS
 from ussd.engine import (
     GSM7,

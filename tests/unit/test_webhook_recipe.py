@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.webhooks import signature_header
+from core.messaging.webhooks import signature_header
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

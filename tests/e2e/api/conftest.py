@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.v1.security import issue_token
 from config import Settings, load_settings
-from core import members as members_core
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import ROLES, SYSTEM
+from core.kernel.deps import CoreDeps
+from core.members import registration as members_core
+from core.staff import accounts as staff_core
+from core.staff.permissions import ROLES, SYSTEM
 from db.models import Member, StaffSession, StaffUser
 from tests.settings import PG_URL, REDIS_URL
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from app_factory import create_app
 from config import Settings, load_settings
-from core.runtime import Runtime
+from core.kernel.runtime import Runtime
 from db.models import Member
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth
 from tests.settings import PG_URL, REDIS_URL

@@ -12,10 +12,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import ledger, mpesa
-from core import members as members_core
-from core.deps import CoreDeps
-from core.errors import MemberNotAllowed, PinInvalid
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import MemberNotAllowed, PinInvalid
+from core.ledger import entries as ledger
+from core.members import registration as members_core
+from core.payments.mpesa import flows as mpesa
 from db.models import JournalEntry, Member, OutboxMessage
 from tests.e2e.api.conftest import Staffer, auth
 from tests.e2e.api.test_members_api import JPEG, PNG, upload
@@ -263,9 +264,9 @@ def test_two_checkers_approving_at_once_execute_it_once(
     committed_pg: Engine,
     deps: CoreDeps,
 ) -> None:
-    from core import approvals
-    from core import staff as staff_core
-    from core.permissions import SYSTEM
+    from core.approvals import engine as approvals
+    from core.staff import accounts as staff_core
+    from core.staff.permissions import SYSTEM
     from db.session import make_session_factory
 
     factory = make_session_factory(committed_pg)

@@ -14,10 +14,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.errors import InvalidInput
-from core.permissions import SYSTEM
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import InvalidInput
+from core.staff import accounts as staff_core
+from core.staff.permissions import SYSTEM
 from db.models import AuditEvent, StaffSession, StaffUser
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row
 

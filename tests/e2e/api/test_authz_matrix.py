@@ -23,9 +23,15 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.v1.security import PUBLIC
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import INTEGRATION_GRANTABLE, PERMISSIONS, ROLE_PERMISSIONS, ROLES, SYSTEM
+from core.kernel.deps import CoreDeps
+from core.staff import accounts as staff_core
+from core.staff.permissions import (
+    INTEGRATION_GRANTABLE,
+    PERMISSIONS,
+    ROLE_PERMISSIONS,
+    ROLES,
+    SYSTEM,
+)
 from db.models import StaffSession
 from tests.e2e.api.conftest import Staffer, auth
 
@@ -175,5 +181,5 @@ def test_auditor_and_every_role_read_only_where_the_table_says(role: str) -> Non
         writes = {p for p in perms if not p.endswith(":read") and p != "self"}
         assert writes == set()
     # Nobody makes and decides the same request through permissions alone: the
-    # self-approval rule in core.approvals covers roles that hold both.
+    # self-approval rule in core.approvals.engine covers roles that hold both.
     assert all(p in PERMISSIONS for p in perms)

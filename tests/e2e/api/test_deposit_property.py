@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.verify import verify_ledger
+from core.ledger.verify import verify_ledger
 from db.models import Member
 from tests.e2e.api.conftest import Staffer, auth
 

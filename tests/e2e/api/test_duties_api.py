@@ -15,9 +15,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import (
+from core.kernel.deps import CoreDeps
+from core.staff import accounts as staff_core
+from core.staff.permissions import (
     APPROVER_PERMISSION,
     INTEGRATION_GRANTABLE,
     PERMISSION_RISK,

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
-from core.deps import CoreDeps
-from core.members import national_id_of
+from core.kernel.deps import CoreDeps
+from core.members.registration import national_id_of
 from db.models import AuditEvent, Member, MemberDocument, OutboxMessage
 from tests.e2e.api.conftest import Staffer, auth
 

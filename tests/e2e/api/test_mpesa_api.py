@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import mpesa
-from core.deps import CoreDeps
-from core.mpesa_formats import NAIROBI, STATEMENT_COLUMNS
-from core.mpesa_rules import MpesaPolicy
+from core.kernel.deps import CoreDeps
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.formats import NAIROBI, STATEMENT_COLUMNS
+from core.payments.mpesa.rules import MpesaPolicy
 from db.models import AuditEvent, JournalEntry, Member
 from db.models_mpesa import SimSwapEvent, StkRequest
 from tests.e2e.api.conftest import Staffer, auth
@@ -232,7 +232,7 @@ EVENTS = "/api/v1/mpesa/sim-swap-events"
 def stopped_withdrawal(
     session_factory: sessionmaker[Session], member: Member, outcome: str = "recent_swap"
 ) -> int:
-    """The row ``core.mpesa.guard_sim_swap`` writes when it stops a withdrawal."""
+    """The row ``core.payments.mpesa.flows.guard_sim_swap`` writes when it stops a withdrawal."""
     with session_factory() as s:
         event = SimSwapEvent(
             member_id=member.id, msisdn=member.msisdn, outcome=outcome, decision="refused",

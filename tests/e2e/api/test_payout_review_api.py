@@ -14,11 +14,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import ledger, members, mpesa, savings
-from core.deps import CoreDeps
-from core.money import Money
-from core.mpesa_rules import MpesaPolicy
-from core.verify import verify_ledger
+from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.ledger import entries as ledger
+from core.ledger.verify import verify_ledger
+from core.members import registration as members
+from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.rules import MpesaPolicy
+from core.savings import accounts as savings
 from db.models import Hold, Member, OutboxMessage
 from db.models_mpesa import B2CPayout
 from tests.e2e.api.conftest import Staffer, auth
@@ -210,7 +213,7 @@ def test_a_possible_duplicate_is_listed_linked_and_closed_by_two_people(
     of the same payment: parked, linked to the push; staff close it as one payment."""
     from datetime import timedelta
 
-    from core.mpesa_rules import account_reference
+    from core.payments.mpesa.rules import account_reference
     from db.models_mpesa import SuspenseItem
 
     member = make_member(status="active")

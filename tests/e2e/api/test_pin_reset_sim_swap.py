@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.deps import CoreDeps
+from core.kernel.deps import CoreDeps
 from db.models import Member
 from db.models_mpesa import SimSwapEvent
 from integrations.africastalking.standin import StandinHandle

@@ -22,10 +22,10 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.v1.security import PUBLIC
-from core import approvals
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.permissions import ROLE_PERMISSIONS, SYSTEM
+from core.approvals import engine as approvals
+from core.kernel.deps import CoreDeps
+from core.staff import accounts as staff_core
+from core.staff.permissions import ROLE_PERMISSIONS, SYSTEM
 from db.models import Member
 from tests.e2e.api.conftest import Staffer
 from tests.e2e.api.test_authz_matrix import endpoints

@@ -15,13 +15,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import approvals
-from core import members as members_core
-from core import staff as staff_core
-from core.deps import CoreDeps
-from core.errors import SaccoError
-from core.permissions import MFA_REQUIRED_ROLES, SYSTEM
-from core.verify import verify_ledger
+from core.approvals import engine as approvals
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import SaccoError
+from core.ledger.verify import verify_ledger
+from core.members import registration as members_core
+from core.staff import accounts as staff_core
+from core.staff.permissions import MFA_REQUIRED_ROLES, SYSTEM
 from db.models import ApprovalRequest, JournalEntry, Member
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth
 

@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import webhooks
-from core.deps import CoreDeps
-from core.errors import InvalidInput
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import InvalidInput
+from core.messaging import webhooks
 from db.models import AuditEvent, WebhookEndpoint
 from tests.e2e.api.conftest import Staffer, auth
 

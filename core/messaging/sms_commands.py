@@ -1,0 +1,323 @@
+"""Inbound SMS commands: a pure parser and the use case that answers them.
+
+Keywords (any case, extra spaces and punctuation ignored, one typo tolerated —
+one insertion, deletion, substitution or swap of neighbours — when the word has
+3+ letters and the typo points at exactly one command):
+
+=========  ==========  ===========================================
+English    Kiswahili   meaning
+=========  ==========  ===========================================
+BAL        SALIO       balances (savings available, deposits, shares)
+MINI       TAARIFA     last 3 savings movements
+LOAN       MKOPO       loan status (completed by the loans issue)
+LIMIT      KIKOMO      loan limit (completed by the loans issue)
+ACCEPT c   KUBALI c    accept guarantee request c (loans issue)
+DECLINE c  KATAA c     decline guarantee request c (loans issue)
+HELP       MSAADA      the list of commands
+STOP       SIMAMA      no more promotional SMS (transactional still go)
+START      ANZA        promotional SMS again
+=========  ==========  ===========================================
+
+The reply is in the language of the keyword used (SALIO and MSAADA get
+Swahili, BAL and HELP English): the sender just showed which one they read.
+Unknown text gets the member's language (English for strangers).
+
+What a reply may reveal: the mobile operator authenticates the number, not the
+person; a lost or stolen phone (or a swapped SIM) is the risk, and SMS has no
+PIN (a PIN sent by SMS would sit in the phone's inbox and the gateway's logs).
+So SMS shows only what the member's own receipts already put in that phone's
+inbox: balances (BAL) and the last three savings movements with date and
+amount (MINI) — no references, counterparties, memos, names, ID or member
+numbers, and nothing that moves money or changes settings apart from STOP/START
+(which only touch promotional messages). ACCEPT/DECLINE will commit a member as
+guarantor: the loans issue must ask for USSD PIN confirmation, not trust SMS.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import InvalidInput
+from core.kernel.identity import normalize_msisdn
+from core.ledger import entries as ledger
+from core.members.registration import member_account_ids, member_balances
+from core.messaging.notifications import notify, sms_datetime
+from db.models import Member, SmsInbound, SmsOptOut
+from db.session import insert_for
+
+KEYWORDS: dict[str, tuple[str, str]] = {
+    "BAL": ("balance", "en"),
+    "BALANCE": ("balance", "en"),
+    "SALIO": ("balance", "sw"),
+    "MINI": ("mini", "en"),
+    "TAARIFA": ("mini", "sw"),
+    "LOAN": ("loan", "en"),
+    "MKOPO": ("loan", "sw"),
+    "LIMIT": ("limit", "en"),
+    "KIKOMO": ("limit", "sw"),
+    "ACCEPT": ("accept", "en"),
+    "KUBALI": ("accept", "sw"),
+    "DECLINE": ("decline", "en"),
+    "KATAA": ("decline", "sw"),
+    "HELP": ("help", "en"),
+    "MSAADA": ("help", "sw"),
+    "STOP": ("stop", "en"),
+    "SIMAMA": ("stop", "sw"),
+    "START": ("start", "en"),
+    "ANZA": ("start", "sw"),
+}
+COMMANDS = frozenset(kind for kind, _ in KEYWORDS.values()) | {"unknown", "empty"}
+TAKES_CODE = frozenset({"accept", "decline"})
+CODE_MAX = 10
+# Replies cost money and a looping phone or a prank can send hundreds of texts: a
+# number gets at most this many replies per rolling hour (the texts are still recorded,
+# and STOP/START still take effect).
+REPLIES_PER_HOUR = 10
+_WORD = re.compile(r"[A-Z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    kind: str  # one of COMMANDS
+    language: str | None = None  # the keyword's language; None for HELP-like defaults
+    code: str | None = None  # ACCEPT/DECLINE argument, upper case
+    keyword: str | None = None  # the keyword as recognised (after typo correction)
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).upper()
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """True if ``a`` and ``b`` differ by at most one insertion, deletion, substitution
+    or transposition of neighbours (optimal string alignment distance <= 1)."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diff = [i for i in range(la) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+    short, long_ = (a, b) if la < lb else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1 :]
+
+
+def match_keyword(word: str) -> str | None:
+    """The keyword ``word`` means, exactly or with one typo; None if none or ambiguous."""
+    if word in KEYWORDS:
+        return word
+    if len(word) < 3:
+        return None
+    close = [k for k in KEYWORDS if within_one_edit(word, k)]
+    kinds = {KEYWORDS[k][0] for k in close}
+    return close[0] if len(kinds) == 1 else None
+
+
+def parse_command(text: str) -> Command:
+    """What an inbound SMS asks for. Pure; never raises."""
+    if not isinstance(text, str):
+        return Command("empty")
+    words = _WORD.findall(_fold(text[:1000]))
+    if not words:
+        return Command("empty")
+    keyword = match_keyword(words[0])
+    if keyword is None and len(words) > 1:
+        # "B A L" or "BAL ANCE": letters split by spaces
+        keyword = match_keyword("".join(words))
+        if keyword is not None:
+            words = [keyword]
+    if keyword is None:
+        return Command("unknown")
+    kind, language = KEYWORDS[keyword]
+    code = None
+    if kind in TAKES_CODE and len(words) > 1:
+        code = words[1][:CODE_MAX]
+    return Command(kind, language, code, keyword)
+
+
+# ------------------------------------------------------------------------ the use case
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    gateway_id: str
+    sender: str
+    text: str
+    to: str = ""
+    link_id: str | None = None
+    network_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    duplicate: bool
+    command: str
+    reply_template: str | None
+    member_id: int | None = None
+
+
+def _amount(cents: int) -> str:
+    sign = "+" if cents > 0 else "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}" + (f".{frac:02d}" if frac else "")
+
+
+def _money(cents: int) -> str:
+    whole, frac = divmod(abs(cents), 100)
+    return ("-" if cents < 0 else "") + f"KES {whole:,}" + (f".{frac:02d}" if frac else "")
+
+
+def mini_lines(moves: list[tuple[datetime, int]]) -> str:
+    return "\n".join(f"{sms_datetime(at)[:5]} {_amount(cents)}" for at, cents in moves)
+
+
+def _reply(
+    session: Session, deps: CoreDeps, command: Command, member: Member | None
+) -> tuple[str, dict[str, object]]:
+    base: dict[str, object] = {"sacco": deps.sacco_name, "ussd_code": deps.ussd_code}
+    kind = command.kind
+    if kind in ("stop", "start"):
+        return ("sms_stop_ok" if kind == "stop" else "sms_start_ok"), base
+    if member is None:
+        return "sms_how_to_join", base
+    if member.status == "exited":
+        return "sms_not_active", base
+    if kind == "balance":
+        balances = member_balances(session, member.id)
+        return "sms_balance", {
+            **base,
+            "savings": _money(balances.savings_available_cents),
+            "deposits": _money(balances.deposits_cents),
+            "shares": _money(balances.shares_cents),
+            "date": sms_datetime(deps.now()),
+        }
+    if kind == "mini":
+        savings_id = member_account_ids(session, member.id)["savings"]
+        lines = ledger.statement(session, savings_id, limit=3)
+        available = _money(member_balances(session, member.id).savings_available_cents)
+        if not lines:
+            return "sms_mini_empty", {**base, "savings": available}
+        moves = [(line.created_at, line.amount_cents) for line in lines]
+        return "sms_mini", {**base, "lines": mini_lines(moves), "savings": available}
+    if kind == "loan":
+        return "sms_loans_soon", base
+    if kind == "limit":
+        return "sms_limit_soon", base
+    if kind in ("accept", "decline"):
+        return "sms_no_guarantee", {**base, "code": command.code or "-"}
+    if kind == "help":
+        return "sms_help", base
+    return "sms_unknown", base
+
+
+_PIN_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{4,6}(?![0-9A-Za-z])")
+
+
+def mask_pin_like(text: str) -> str:
+    """``BAL 1234`` -> ``BAL ****``: members sometimes text their PIN; we never store one.
+    (Codes for ACCEPT/DECLINE mix letters and digits, so they survive.)"""
+    return _PIN_LIKE.sub(lambda m: "*" * len(m.group()), text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Drop control characters (PostgreSQL refuses NUL) and lone surrogates; cut to limit."""
+    return _CONTROL.sub("", text[: limit * 2])[:limit]
+
+
+def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> InboundResult:
+    """Record an inbound SMS once (by the gateway's id) and queue the reply. Commits.
+
+    The same id again (the gateway retries for ~10 minutes) changes nothing and
+    queues no second reply. A sender that is not a phone number (a short code,
+    an alphanumeric sender) is recorded and gets no reply.
+    """
+    sms = InboundSms(
+        gateway_id=clean_text(sms.gateway_id, 64),
+        sender=clean_text(sms.sender, 20),
+        text=clean_text(sms.text, 1000),
+        to=clean_text(sms.to, 20),
+        link_id=clean_text(sms.link_id, 64) if sms.link_id else None,
+        network_code=clean_text(sms.network_code, 8) if sms.network_code else None,
+    )
+    if not sms.gateway_id:
+        raise InvalidInput("inbound SMS without an id", field="id")
+    command = parse_command(sms.text)
+    try:
+        msisdn: str | None = normalize_msisdn(sms.sender)
+    except InvalidInput:
+        msisdn = None
+    member = session.scalar(select(Member).where(Member.msisdn == msisdn)) if msisdn else None
+    inserted = session.execute(
+        insert_for(session, SmsInbound)
+        .values(
+            gateway_id=sms.gateway_id[:64],
+            sender=(msisdn or sms.sender)[:20],
+            to=sms.to[:20],
+            text=mask_pin_like(sms.text),
+            link_id=(sms.link_id or None) and sms.link_id[:64],
+            network_code=(sms.network_code or None) and sms.network_code[:8],
+            member_id=member.id if member else None,
+            command=command.kind,
+            received_at=deps.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["gateway_id"])
+        .returning(SmsInbound.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        session.rollback()
+        return InboundResult(True, command.kind, None, member.id if member else None)
+    if msisdn is None or command.kind == "empty":
+        session.commit()
+        return InboundResult(False, command.kind, None, None)
+    if command.kind == "stop":
+        session.execute(
+            insert_for(session, SmsOptOut)
+            .values(msisdn=msisdn, created_at=deps.now())
+            .on_conflict_do_nothing(index_elements=["msisdn"])
+        )
+    elif command.kind == "start":
+        session.execute(delete(SmsOptOut).where(SmsOptOut.msisdn == msisdn))
+    since = deps.now() - timedelta(hours=1)
+    recent = session.scalar(
+        select(func.count())
+        .select_from(SmsInbound)
+        .where(SmsInbound.sender == msisdn, SmsInbound.received_at > since)
+    )
+    if (recent or 0) > REPLIES_PER_HOUR:
+        session.commit()
+        return InboundResult(False, command.kind, None, member.id if member else None)
+    template, data = _reply(session, deps, command, member)
+    language = command.language or (member.language if member else "en")
+    notify(
+        session,
+        template=template,
+        business_key=f"sms_reply:{sms.gateway_id}"[:160],
+        data=data,
+        member=member,
+        msisdn=msisdn,
+        language=language,
+    )
+    session.commit()
+    return InboundResult(False, command.kind, template, member.id if member else None)

@@ -1,0 +1,224 @@
+"""Roles and permissions: one table, in code.
+
+Every API endpoint names one permission from ``PERMISSIONS`` (a test fails if
+one does not); a role holds the permissions in ``ROLE_PERMISSIONS``; a partner
+system's API key holds a subset of ``INTEGRATION_GRANTABLE``. Object-level
+checks (a branch-bound member of staff sees only that branch's members) are
+``can_access_branch``.
+
+Separation of duties: the administrator manages accounts and keys but moves no
+money and reads no personal data; the auditor reads and changes nothing; the
+checker permission is separate from every maker permission, and a request is
+never decided by the member of staff who made it (``core.approvals.engine``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLES = ("admin", "manager", "loan_officer", "teller", "auditor")
+# Roles that must pass TOTP before they get a full token: every role that moves money
+# (the teller's till too) or grants access.
+MFA_REQUIRED_ROLES = frozenset({"admin", "manager", "loan_officer", "teller"})
+
+# Permission name -> what it allows (shown in the README and the OpenAPI document).
+PERMISSIONS: dict[str, str] = {
+    "self": "any signed-in member of staff: own profile, logout, password, MFA enrolment",
+    "staff:read": "list staff accounts",
+    "staff:manage": "create, disable and unlock staff accounts; reset their MFA",
+    "apiclients:manage": "create, list and revoke partner API keys",
+    "webhooks:manage": "register, list and deactivate partners' webhook endpoints",
+    "members:read": "search members and read them with personal data masked",
+    "pii:read": "read members' phone number and national ID unmasked (audited)",
+    "members:assign_branch": "set the branch that serves a member",
+    "statements:read": "read a member's statement (audited)",
+    "documents:upload": "upload KYC documents",
+    "documents:read": "list and download KYC documents (audited)",
+    "deposits:cash": "record a teller cash deposit",
+    "kyc:request": "ask for a member's KYC approval (maker)",
+    "kyc:reject": "reject a member's KYC with a reason",
+    "member_status:request": "ask to suspend, reactivate or exit a member (maker)",
+    "pin_reset:request": "ask for a member's PIN reset (maker)",
+    "ledger:adjust": "ask for a manual ledger adjustment (maker)",
+    "suspense:reassign": "ask to move money from suspense to a member (maker)",
+    "reconciliation:read": "compare an M-Pesa statement export with the ledger (reads only)",
+    "sim_swap:read": "list withdrawals the SIM-swap guard stopped (phones masked)",
+    "sim_swap:review": "close a SIM-swap event with what the member showed at the office",
+    "approvals:read": "list and read maker-checker requests",
+    "approvals:decide": "approve or reject another person's request (checker)",
+    "approvals:decide_large": "decide requests above the manager threshold",
+    "access:approve": "approve another person's request for a staff account or partner key "
+    "that can move money or read personal data (checker)",
+    "audit:read": "query the audit log",
+}
+
+_READ = {"self", "members:read", "approvals:read"}
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset(
+        {
+            "self",
+            "staff:read",
+            "staff:manage",
+            "apiclients:manage",
+            "webhooks:manage",
+            "audit:read",
+            "approvals:read",
+        }
+    ),
+    "manager": frozenset(
+        _READ
+        | {
+            "staff:read",
+            "pii:read",
+            "members:assign_branch",
+            "statements:read",
+            "documents:upload",
+            "documents:read",
+            "kyc:request",
+            "kyc:reject",
+            "member_status:request",
+            "pin_reset:request",
+            "ledger:adjust",
+            "suspense:reassign",
+            "reconciliation:read",
+            "sim_swap:read",
+            "sim_swap:review",
+            "approvals:decide",
+            "approvals:decide_large",
+            "access:approve",
+            "audit:read",
+        }
+    ),
+    "loan_officer": frozenset(
+        _READ
+        | {
+            "pii:read",
+            "statements:read",
+            "documents:upload",
+            "documents:read",
+            "kyc:request",
+            "kyc:reject",
+            "pin_reset:request",
+            "sim_swap:read",
+            "sim_swap:review",
+            "approvals:decide",
+        }
+    ),
+    "teller": frozenset(
+        _READ
+        | {
+            "statements:read",
+            "documents:upload",
+            "deposits:cash",
+            "kyc:request",
+            "pin_reset:request",
+            "sim_swap:read",
+            "sim_swap:review",
+        }
+    ),
+    "auditor": frozenset(
+        _READ
+        | {
+            "staff:read",
+            "statements:read",
+            "documents:read",
+            "audit:read",
+            "reconciliation:read",
+            "sim_swap:read",
+        }
+    ),
+}
+
+# What a partner system's API key may be granted.
+INTEGRATION_GRANTABLE = frozenset({"members:read", "statements:read", "deposits:cash"})
+
+assert all(p in PERMISSIONS for perms in ROLE_PERMISSIONS.values() for p in perms)
+assert set(PERMISSIONS) >= INTEGRATION_GRANTABLE
+
+# --------------------------------------------------------- separation of duties
+# What holding each permission lets one do that matters for who may hand it out:
+# "money" moves money, or asks for or decides a move (a colluding pair is still two
+# people); "personal_data" reads members' personal or financial data; "access" creates
+# accounts or keys, or decides who gets them; "none" is none of these. A staff account
+# (its role) or a partner key holding any permission other than "none" is created only
+# through maker-checker (core.staff.accounts.request_staff_account / request_api_client): asked
+# by a holder of staff:manage / apiclients:manage, approved by another person holding
+# APPROVER_PERMISSION. The administrator alone cannot; see docs/security.md.
+PERMISSION_RISK: dict[str, str] = {
+    "self": "none",
+    "staff:read": "none",  # staff names and roles, not members' data
+    "staff:manage": "access",
+    "apiclients:manage": "access",
+    "webhooks:manage": "personal_data",  # deliveries carry member numbers and amounts
+    "members:read": "personal_data",  # names, balances; search by phone or national ID
+    "pii:read": "personal_data",
+    "members:assign_branch": "access",  # decides which branch's staff see a member
+    "statements:read": "personal_data",
+    "documents:upload": "none",
+    "documents:read": "personal_data",
+    "deposits:cash": "money",
+    "kyc:request": "money",  # an approved KYC lets the member transact
+    "kyc:reject": "none",
+    "member_status:request": "money",  # reactivating lets money move again
+    "pin_reset:request": "money",  # a reset code is the way into a member's account
+    "ledger:adjust": "money",
+    "suspense:reassign": "money",
+    "reconciliation:read": "personal_data",  # receipts, payers and amounts
+    "sim_swap:read": "personal_data",
+    "sim_swap:review": "money",  # a clearance lets withdrawals through again
+    "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
+    "approvals:decide": "money",
+    "approvals:decide_large": "money",
+    "access:approve": "access",
+    "audit:read": "none",  # who did what; personal data is never written into it
+}
+GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
+# The checker of staff-account and partner-key requests; held by no role that can ask.
+APPROVER_PERMISSION = "access:approve"
+
+assert set(PERMISSION_RISK) == set(PERMISSIONS), "classify every permission"
+assert not any(
+    APPROVER_PERMISSION in perms and {"staff:manage", "apiclients:manage"} & perms
+    for perms in ROLE_PERMISSIONS.values()
+), "whoever asks for access must not approve it"
+
+
+def grant_needs_approval(permissions: frozenset[str] | set[str]) -> bool:
+    """Whether an account or key holding these permissions needs a second person."""
+    return any(PERMISSION_RISK.get(p, "access") in GUARDED_RISKS for p in permissions)
+
+
+def role_needs_approval(role: str) -> bool:
+    return grant_needs_approval(permissions_for_role(role))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a member of staff (``kind="staff"``) or a partner (``"api_client"``)."""
+
+    kind: str
+    id: int
+    name: str
+    role: str  # the staff role, or "integration"
+    branch: str | None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    address: str = ""
+    request_id: str = ""
+    session_id: str | None = None
+    must_change_password: bool = False  # only "self" endpoints until it is changed
+
+    def has(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+SYSTEM = Principal(kind="system", id=0, name="system", role="system", branch=None)
+
+
+def permissions_for_role(role: str) -> frozenset[str]:
+    return ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def can_access_branch(principal: Principal, branch: str | None) -> bool:
+    """Branch-bound callers see only their branch; unbound ones (head office) see all."""
+    return principal.branch is None or principal.branch == branch

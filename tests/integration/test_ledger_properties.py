@@ -56,13 +56,24 @@ class LedgerMachine(RuleBasedStateMachine):
         self.n += 1
         return f"k{self.n}"
 
+    def _overdraws(self, legs: list[tuple[int, int]]) -> bool:
+        """Would these legs take a member account's available balance below zero? (A debit
+        of a member account, amount > 0, lowers it; the float may go negative.)"""
+        return any(
+            account != self.float_id and self.available(account) - amount < 0
+            for account, amount in legs
+        )
+
     def _post(self, legs: list[Leg], kind: str = "transfer") -> None:
         key = self.key()
+        warranted = self._overdraws([(leg.account_id, leg.amount_cents) for leg in legs])
         try:
             posted = ledger.post_entry(self.session, kind=kind, legs=legs, idempotency_key=key)
         except InsufficientFunds:
+            assert warranted, "an entry was refused although no member account would overdraw"
             self.session.commit()
             return
+        assert not warranted, "an entry that overdraws a member account was accepted"
         self.session.commit()
         self.keys[key] = (posted.entry_id, legs)
         self.reversible.append(posted.entry_id)
@@ -183,11 +194,14 @@ class LedgerMachine(RuleBasedStateMachine):
                 {"e": entry_id},
             )
         )
+        warranted = self._overdraws([(account_id, -amount) for account_id, amount in legs])
         try:
             ledger.reverse_entry(self.session, entry_id=entry_id, idempotency_key=self.key())
         except InsufficientFunds:
+            assert warranted, "a reversal was refused although no member account would overdraw"
             self.session.commit()
             return
+        assert not warranted, "a reversal that overdraws a member account was accepted"
         self.session.commit()
         for account_id, amount in legs:
             side = 1 if account_id == self.float_id else -1

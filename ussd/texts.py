@@ -36,7 +36,3 @@ def mask(text: str) -> str:
     """``text`` as the request log may show it: the shape (``x*x*xxxx``), never the digits."""
     masked = "".join("*" if c == "*" else "x" for c in text[:60])
     return masked + (f"..(+{len(text) - 60})" if len(text) > 60 else "")
-
-
-def mask_msisdn(msisdn: str) -> str:
-    return msisdn[:6] + "****" + msisdn[-2:] if len(msisdn) > 8 else "****"

@@ -22,11 +22,11 @@ from flask_limiter import Limiter, RequestLimit
 
 from config import Settings
 from core.kernel.errors import InvalidInput
-from core.kernel.identity import normalize_msisdn
+from core.kernel.identity import mask_msisdn, normalize_msisdn
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
-from ussd.texts import mask, mask_msisdn
+from ussd.texts import mask
 
 bp = Blueprint("ussd", __name__)
 log = logging.getLogger("sacco.ussd")

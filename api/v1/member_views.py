@@ -19,6 +19,7 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
+from core.kernel.identity import mask_msisdn
 from core.members import backoffice
 from core.members.registration import has_pin_reset, member_balances, pin_lock
 from db.models import ApprovalRequest, Member
@@ -59,7 +60,7 @@ def _summary(member: Member) -> dict[str, Any]:
         "id": member.id,
         "member_number": member.member_number,
         "full_name": member.full_name,
-        "msisdn": backoffice.mask_msisdn(member.msisdn),
+        "msisdn": mask_msisdn(member.msisdn),
         "status": member.status,
         "branch": member.branch,
     }

@@ -95,3 +95,12 @@ def normalize_name(text: str) -> str:
             "give first and last name in letters", field="full_name", reason="format"
         )
     return " ".join(w[:1].upper() + w[1:] for w in words)
+
+
+def mask_msisdn(msisdn: str) -> str:
+    """+254712345678 -> +2547*****678: enough to recognise, not to call. The one phone
+    masker: staff screens, member SMS, audit and logs all show a number this way. Anything
+    longer than an E.164 number (a forged gateway field) shows as ``****``, never itself."""
+    if len(msisdn) < 8 or len(msisdn) > 16:
+        return "*" * min(len(msisdn), 4)
+    return msisdn[:5] + "*" * (len(msisdn) - 8) + msisdn[-3:]

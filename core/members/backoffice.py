@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, MemberNotAllowed, NotFound
-from core.kernel.identity import is_valid_member_number
+from core.kernel.identity import is_valid_member_number, mask_msisdn
 from core.kernel.money import Money
 from core.ledger import entries as ledger
 from core.members.registration import (
@@ -43,13 +43,6 @@ KYC_REQUIRED_DOCUMENTS = ("id_front", "id_back")
 
 
 # ------------------------------------------------------------------ pure
-
-
-def mask_msisdn(msisdn: str) -> str:
-    """+254712345678 -> +2547*****678: enough to recognise, not to call."""
-    if len(msisdn) < 8:
-        return "*" * len(msisdn)
-    return msisdn[:5] + "*" * (len(msisdn) - 8) + msisdn[-3:]
 
 
 def mask_national_id(national_id: str) -> str:

@@ -23,6 +23,7 @@ from core.kernel.errors import (
     PinLocked,
 )
 from core.kernel.identity import (
+    mask_msisdn,
     member_number_for,
     normalize_msisdn,
     normalize_name,
@@ -206,15 +207,10 @@ def register_from_phone(
             template="registration_attempt",
             business_key=f"registration_attempt:{owner.id}:{day}",
             member=owner,
-            data={"sacco": deps.sacco_name, "msisdn": _masked(caller)},
+            data={"sacco": deps.sacco_name, "msisdn": mask_msisdn(caller)},
         )
         session.commit()
     return None
-
-
-def _masked(msisdn: str) -> str:
-    """+254712345678 -> +2547*****678 (as staff screens show it): enough to recognise."""
-    return msisdn[:5] + "*" * max(len(msisdn) - 8, 0) + msisdn[-3:]
 
 
 def get_member(session: Session, member_id: int) -> Member:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound
-from core.members.backoffice import mask_msisdn
+from core.kernel.identity import mask_msisdn
 from core.messaging.notifications import notify
 from core.staff.permissions import Principal, can_access_branch
 from db.models import ApprovalRequest, Member

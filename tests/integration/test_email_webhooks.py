@@ -135,7 +135,7 @@ def test_notify_email_refuses_header_injection(session_factory: sessionmaker[Ses
 
 
 class Receiver:
-    """A partner's endpoint: verifies the signature and the timestamp as the README says."""
+    """A partner's endpoint: verifies the signature and the timestamp as docs/channels/sms.md says."""
 
     def __init__(self, secret: str = "", clock_skew_s: int = 0, tolerance_s: int = 300) -> None:
         self.secret, self.skew, self.tolerance = secret, clock_skew_s, tolerance_s

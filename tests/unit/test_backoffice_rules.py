@@ -9,8 +9,9 @@ import pyotp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.kernel.identity import mask_msisdn
 from core.kernel.passwords import MIN_LENGTH, password_weakness
-from core.members.backoffice import mask_msisdn, mask_national_id, sniff_content_type
+from core.members.backoffice import mask_national_id, sniff_content_type
 from core.staff.accounts import totp_step
 from core.staff.permissions import (
     INTEGRATION_GRANTABLE,
@@ -25,6 +26,7 @@ from core.staff.permissions import (
 
 def test_masks_keep_only_what_identifies_at_a_glance() -> None:
     assert mask_msisdn("+254712345678") == "+2547*****678"
+    assert mask_msisdn("+2547" + "1" * 10_000) == "****"  # a forged field: never echoed
     assert mask_national_id("23456781") == "******81"
 
 

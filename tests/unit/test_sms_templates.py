@@ -13,7 +13,7 @@ from core.kernel.gsm import GSM7_BASIC, GSM7_EXTENSION, is_gsm7, sms_length, to_
 from core.messaging.notifications import SMS, Term, first_name, render_sms, sms_datetime
 from core.messaging.sms_commands import mini_lines
 
-# Worst cases the platform allows (README, "Templates and SMS length").
+# Worst cases the platform allows (docs/channels/sms.md, "Templates and SMS length").
 WORST = {
     "sacco": "Mwangaza Wakulima SA",  # SACCO_NAME: keep it to 20 characters
     "first_name": first_name("Wanjirumwangikamau Otieno"),  # cut to 15

@@ -46,9 +46,9 @@ from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
+from core.kernel.identity import mask_msisdn
 from core.kernel.money import format_cents
 from core.ledger import entries as ledger
-from core.members.backoffice import mask_msisdn
 from core.members.registration import get_member, member_account_ids
 from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event

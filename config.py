@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     redis_url: str = ""
     log_level: str = "INFO"
 
-    # USSD channel (README, "USSD channel").
+    # USSD channel (docs/channels/ussd.md).
     ussd_callback_token: str = Field(
         default="", description="secret the gateway's callback URL carries as ?token=; off if empty"
     )
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     sacco_terms_url: str = "umoja.example/terms"
     sacco_sms_code: str = "22384"
 
-    # Phone simulator (demo/development only, README, "Phone simulators"): base URL of the
+    # Phone simulator (demo/development only, docs/channels/ussd.md): base URL of the
     # Africa's Talking stand-in whose received SMS the simulator's inbox also shows.
     simulator_sms_standin_url: str = ""
 
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     pii_keys: str = Field(default="", description="comma-separated Fernet keys, newest first")
     blind_index_key: str = ""
 
-    # M-Pesa Daraja (README, "M-Pesa"). Empty in production = M-Pesa switched off.
+    # M-Pesa Daraja (docs/channels/mpesa.md). Empty in production = M-Pesa switched off.
     mpesa_base_url: str = ""
     mpesa_consumer_key: str = ""
     mpesa_consumer_secret: str = ""
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     mpesa_reconcile_after_minutes: int = 3
     # An STK push settled without a receipt (status query) and a paybill payment of the
     # same member and amount paid within this many minutes of it may be one payment: the
-    # later of the two is parked in suspense for staff, not credited (README, "M-Pesa").
+    # later of the two is parked in suspense for staff, not credited (docs/channels/mpesa.md).
     mpesa_twin_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # SIM-swap guard before a withdrawal (Africa's Talking Insights).
     sim_swap_window_days: int = 7
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     at_username: str = ""
     at_api_key: str = ""
     at_timeout_seconds: float = 5.0
-    # Staff back-office API (README, "Staff back-office API").
+    # Staff back-office API (docs/api/index.md).
     api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
     api_rate_limit: str = "300/minute"
     api_login_rate_limit: str = "10/minute"

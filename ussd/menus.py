@@ -2,7 +2,7 @@
 
 Adding a feature is declaring screens here and, when a screen loads data or
 runs a verb, one function in ``ussd/actions.py`` that calls ``core/``. A flow
-that moves money follows the Confirm pattern (see README, "USSD channel")::
+that moves money follows the Confirm pattern (see docs/channels/ussd.md)::
 
     Prompt("dep_amount", "dep_amount", field="amount", parse=parse_amount, goto="dep_confirm"),
     Confirm(

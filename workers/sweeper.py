@@ -3,7 +3,7 @@
 ``sweep_once`` runs ``core.messaging.outbox.sweep`` and hands the due ids to an enqueue
 function (RQ in production, the in-process executor in the demo).
 ``run_forever`` is what ``python manage.py scheduler`` runs: a plain loop, one
-process, every ``OUTBOX_SWEEP_INTERVAL_S`` seconds (see docs/readme/sms.md for why
+process, every ``OUTBOX_SWEEP_INTERVAL_S`` seconds (see docs/channels/sms.md for why
 not rq-scheduler).
 """
 

@@ -201,7 +201,7 @@ _hot_cache: weakref.WeakKeyDictionary[Engine, tuple[float, frozenset[int]]] = (
 
 # The hot path in plain SQL that PostgreSQL and SQLite (3.35+) both accept, built
 # once per process: an ORM-built statement costs more Python time per entry than
-# the database takes to run it (see bench/ledger.py and the README).
+# the database takes to run it (see bench/ledger.py and docs/benchmarks.md).
 _INSERT_ENTRY = text(
     "INSERT INTO journal_entries "
     "(idempotency_key, fingerprint, reference, kind, memo, reverses_entry_id, created_at) "

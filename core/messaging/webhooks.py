@@ -6,7 +6,7 @@ Signature (Stripe-style), sent in the ``Sacco-Signature`` header::
 
 ``t`` is the Unix time of *this* attempt (each retry is signed afresh), so a
 receiver can refuse stale or replayed deliveries. ``verify_signature`` is the
-receiver's recipe, pure, and what the README documents.
+receiver's recipe, pure, and what docs/channels/sms.md documents.
 
 The secret is stored encrypted with the PII keys (``PiiVault``) and re-encrypted by
 ``rotate_webhook_secrets`` (``manage.py rotate-pii-keys``); a database dump alone

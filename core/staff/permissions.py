@@ -21,7 +21,7 @@ ROLES = ("admin", "manager", "loan_officer", "teller", "auditor")
 # (the teller's till too) or grants access.
 MFA_REQUIRED_ROLES = frozenset({"admin", "manager", "loan_officer", "teller"})
 
-# Permission name -> what it allows (shown in the README and the OpenAPI document).
+# Permission name -> what it allows (shown in docs/api/index.md and the OpenAPI document).
 PERMISSIONS: dict[str, str] = {
     "self": "any signed-in member of staff: own profile, logout, password, MFA enrolment",
     "staff:read": "list staff accounts",

@@ -93,6 +93,14 @@ def format_cents(cents: int, currency: str = CURRENCY) -> str:
     return f"{sign}{currency} {text}"
 
 
+def format_signed(cents: int) -> str:
+    """A movement on a statement line: ``+1,500``, ``-250.50``, ``0``; no currency (the
+    column says it)."""
+    sign = "+" if cents > 0 else "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), CENTS)
+    return f"{sign}{whole:,}" + (f".{frac:02d}" if frac else "")
+
+
 def parse_amount(text: str, *, max_cents: int = MAX_INPUT_CENTS) -> Money:
     """Parse what a member typed: ``"1,500"``, ``"1500.50"``, ``" 200 "``.
 

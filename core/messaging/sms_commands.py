@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
 from core.kernel.identity import normalize_msisdn
+from core.kernel.money import format_cents, format_signed
 from core.ledger import entries as ledger
 from core.members.registration import member_account_ids, member_balances
 from core.messaging.notifications import notify, sms_datetime
@@ -175,19 +176,8 @@ class InboundResult:
     member_id: int | None = None
 
 
-def _amount(cents: int) -> str:
-    sign = "+" if cents > 0 else "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}" + (f".{frac:02d}" if frac else "")
-
-
-def _money(cents: int) -> str:
-    whole, frac = divmod(abs(cents), 100)
-    return ("-" if cents < 0 else "") + f"KES {whole:,}" + (f".{frac:02d}" if frac else "")
-
-
 def mini_lines(moves: list[tuple[datetime, int]]) -> str:
-    return "\n".join(f"{sms_datetime(at)[:5]} {_amount(cents)}" for at, cents in moves)
+    return "\n".join(f"{sms_datetime(at)[:5]} {format_signed(cents)}" for at, cents in moves)
 
 
 def _reply(
@@ -205,15 +195,15 @@ def _reply(
         balances = member_balances(session, member.id)
         return "sms_balance", {
             **base,
-            "savings": _money(balances.savings_available_cents),
-            "deposits": _money(balances.deposits_cents),
-            "shares": _money(balances.shares_cents),
+            "savings": format_cents(balances.savings_available_cents),
+            "deposits": format_cents(balances.deposits_cents),
+            "shares": format_cents(balances.shares_cents),
             "date": sms_datetime(deps.now()),
         }
     if kind == "mini":
         savings_id = member_account_ids(session, member.id)["savings"]
         lines = ledger.statement(session, savings_id, limit=3)
-        available = _money(member_balances(session, member.id).savings_available_cents)
+        available = format_cents(member_balances(session, member.id).savings_available_cents)
         if not lines:
             return "sms_mini_empty", {**base, "savings": available}
         moves = [(line.created_at, line.amount_cents) for line in lines]

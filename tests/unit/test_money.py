@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.kernel.errors import InvalidInput
-from core.kernel.money import Money, format_cents, parse_amount
+from core.kernel.money import Money, format_cents, format_signed, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,10 @@ def test_allocation_never_loses_or_invents_a_cent(cents: int, ratios: list[int])
 @given(st.integers(min_value=1, max_value=10**9))
 def test_format_then_parse_round_trips(cents: int) -> None:
     assert parse_amount(format_cents(cents).removeprefix("KES ")) == Money(cents)
+
+
+@given(st.integers(-(10**12), 10**12))
+def test_a_signed_movement_reads_as_the_amount_with_its_sign(cents: int) -> None:
+    text = format_signed(cents)
+    assert text.startswith("+" if cents > 0 else "-" if cents < 0 else "0")
+    assert format_cents(cents).endswith(text.lstrip("+-")) and "KES" not in text

@@ -30,6 +30,8 @@ CENTS = 100
 class JobQueue(Protocol):
     def enqueue(self, job: str, *args: Any) -> None: ...
 
+    def bind(self, context: Any) -> None: ...
+
 
 def policy_from_settings(settings: Settings) -> MpesaPolicy:
     return MpesaPolicy(
@@ -136,7 +138,5 @@ def build_context(
         sim_swap=checker,
         daraja_factory=daraja_factory,
     )
-    bind = getattr(jobs, "bind", None)
-    if bind is not None:
-        bind(ctx)  # in-process jobs run with this context, not a process-wide one
+    jobs.bind(ctx)  # in-process jobs run with this context, not a process-wide one
     return ctx

@@ -31,11 +31,11 @@ def _detail(member: Member) -> dict[str, Any]:
     rt = runtime()
     me = current()
     if me.has("pii:read"):
-        with rt.session() as s:
+        with rt.unit_of_work() as s:
             pii = backoffice.reveal_pii(s, rt.deps, me, member.id)
     else:
         pii = backoffice.masked_pii(rt.deps, member)
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         balances = member_balances(s, member.id)
     return {
         "id": member.id,
@@ -84,7 +84,7 @@ def search(args: dict[str, Any]) -> Any:
         name=args.get("name"),
         status=args.get("status"),
     )
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = backoffice.search_members(
             s, rt.deps, current(), query, limit=limit + 1, after_id=sc.decode_cursor(args["cursor"])
         )
@@ -100,7 +100,7 @@ def detail(member_id: int) -> Any:
     """One member. Phone and national ID are masked unless you hold ``pii:read``
     (then every read is audited)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member = backoffice.visible_member(s, current(), member_id)
     return _detail(member)
 
@@ -113,7 +113,7 @@ def assign_branch(body: dict[str, Any], member_id: int) -> Any:
     """Set the branch that serves a member (null = head office); branch-bound staff see
     only their branch's members."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member = backoffice.assign_branch(s, rt.deps, current(), member_id, body["branch"])
     return _summary(member)
 
@@ -136,7 +136,7 @@ def upload(args: dict[str, Any], files: dict[str, Any], member_id: int) -> Any:
     finally:
         if hasattr(upload_file, "close"):
             upload_file.close()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return backoffice.store_document(
             s, rt.deps, current(), member_id=member_id, kind=args["kind"], data=data,
             directory=Path(state.document_dir), max_bytes=state.document_max_bytes,
@@ -148,7 +148,7 @@ def upload(args: dict[str, Any], files: dict[str, Any], member_id: int) -> Any:
 @blp.response(200, sc.DocumentList)
 def documents(member_id: int) -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return {"items": backoffice.list_documents(s, current(), member_id)}
 
 
@@ -162,7 +162,7 @@ def documents(member_id: int) -> Any:
 def download(member_id: int, document_id: int) -> Any:
     """Download (decrypted) one document; audited."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         doc, data = backoffice.read_document(
             s, rt.deps, current(), member_id, document_id, Path(api_state().document_dir)
         )
@@ -194,7 +194,7 @@ def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> An
 
     rt = runtime()
     state = api_state()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         outcome = approvals.take_cash_deposit(
             s, rt.deps, current(), member_id=member_id, target=body["target"],
             amount_cents=body["amount_cents"], idempotency_key=headers["idempotency_key"],
@@ -221,7 +221,7 @@ def statement(args: dict[str, Any], member_id: int) -> Any:
     """Newest first with the running balance; ``next_cursor`` pages back in time. Audited."""
     rt = runtime()
     before = sc.decode_cursor(args["cursor"]) or None
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         lines = backoffice.member_statement(
             s, current(), member_id, args["account"], limit=args["limit"] + 1,
             before_posting_id=before,
@@ -241,7 +241,7 @@ def statement(args: dict[str, Any], member_id: int) -> Any:
 def kyc_reject(body: dict[str, Any], member_id: int) -> Any:
     """Refuse KYC with a short reason; the member is told by SMS and stays pending."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member = backoffice.reject_kyc(s, rt.deps, current(), member_id, body["reason"])
     return _summary(member)
 
@@ -250,7 +250,7 @@ def _request(action: str, member_id: int | None, payload: dict[str, Any], note: 
     from api.v1.approval_views import approval_dict
 
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         req = approvals.request_approval(
             s, rt.deps, current(), action, payload=payload, member_id=member_id, note=note,
             large_threshold_cents=api_state().large_threshold_cents,

@@ -25,7 +25,7 @@ StaffPage = sc.page_schema(sc.StaffOut, "StaffPage")
 @blp.response(200, StaffPage)
 def list_staff(args: dict[str, Any]) -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = staff_core.list_staff(
             s, limit=args["limit"] + 1, after_id=sc.decode_cursor(args["cursor"])
         )
@@ -47,7 +47,7 @@ def create_staff(body: dict[str, Any]) -> Any:
     from api.v1.approval_views import approval_dict
 
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         staff, req = staff_core.request_staff_account(
             s, rt.deps, current(), **body, large_threshold_cents=api_state().large_threshold_cents
         )
@@ -67,7 +67,7 @@ def _json(body: Any, status: int) -> Response:
 def set_active(body: dict[str, Any], staff_id: int) -> Any:
     """Disable (ending every session) or re-enable an account."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return staff_core.set_staff_active(s, rt.deps, current(), staff_id, body["active"])
 
 
@@ -77,7 +77,7 @@ def set_active(body: dict[str, Any], staff_id: int) -> Any:
 def unlock(staff_id: int) -> Any:
     """Lift a lockout after failed sign-ins."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return staff_core.unlock_staff(s, current(), staff_id)
 
 
@@ -87,7 +87,7 @@ def unlock(staff_id: int) -> Any:
 def mfa_reset(staff_id: int) -> Any:
     """Clear a lost authenticator; the person enrols again at the next sign-in."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return staff_core.reset_mfa(s, rt.deps, current(), staff_id)
 
 
@@ -96,7 +96,7 @@ def mfa_reset(staff_id: int) -> Any:
 @blp.response(200, sc.page_schema(sc.ApiClientOut, "ApiClientPage"))
 def list_clients() -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return {"items": staff_core.list_api_clients(s), "next_cursor": None}
 
 
@@ -114,7 +114,7 @@ def create_client(body: dict[str, Any]) -> Any:
     from api.v1.approval_views import approval_dict
 
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         client, key, req = staff_core.request_api_client(
             s, rt.deps, current(), **body, large_threshold_cents=api_state().large_threshold_cents
         )
@@ -130,7 +130,7 @@ def create_client(body: dict[str, Any]) -> Any:
 def revoke_client(client_id: int) -> Any:
     """Revoke a partner key at once."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         staff_core.revoke_api_client(s, current(), client_id)
     return None
 
@@ -141,7 +141,7 @@ def revoke_client(client_id: int) -> Any:
 def list_webhooks() -> Any:
     """Partners' webhook endpoints, active or not (never their secrets)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return {"items": webhooks.list_endpoints(s), "next_cursor": None}
 
 
@@ -153,7 +153,7 @@ def register_webhook(body: dict[str, Any]) -> Any:
     """Register a partner's URL for signed event deliveries (deposit.received,
     withdrawal.paid, withdrawal.failed). The signing secret is shown only here."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         endpoint, secret = webhooks.register_endpoint(
             s, rt.deps, name=body["name"], url=body["url"], events=body["events"],
             actor=current(), require_https=api_state().production,
@@ -167,6 +167,6 @@ def register_webhook(body: dict[str, Any]) -> Any:
 def deactivate_webhook(endpoint_id: int) -> Any:
     """Stop deliveries to an endpoint at once; messages still queued for it are dropped."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         webhooks.deactivate_endpoint(s, current(), endpoint_id)
     return None

@@ -64,7 +64,7 @@ def parse_session_end(form: dict[str, str]) -> SessionEnd:
 
 
 def record_session_end(session: Session, event: SessionEnd) -> bool:
-    """Store the notification once per session (a repeat is ignored). Commits.
+    """Store the notification once per session (a repeat is ignored).
 
     Returns True when this call stored it, False for a repeat.
     """
@@ -85,7 +85,7 @@ def record_session_end(session: Session, event: SessionEnd) -> bool:
         )
         .on_conflict_do_nothing(index_elements=["session_id"])
     )
-    session.commit()
+    session.flush()
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

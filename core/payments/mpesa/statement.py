@@ -316,5 +316,5 @@ def import_statement(session: Session, actor: Principal, data: bytes) -> Stateme
             "amount_mismatches": len(report.amount_mismatches),
         },
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return report

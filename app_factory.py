@@ -10,6 +10,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config import Settings, load_settings
+from core.actions import register_all
 from core.kernel.deps import CoreDeps
 from core.kernel.pins import PinHasher
 from core.kernel.runtime import Runtime
@@ -21,6 +22,7 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
     """``dispatch``: hand messages queued in a committed session to delivery (RQ with
     Redis, in-process without); operator commands pass False and leave them to the
     workers and the sweeper."""
+    register_all()  # every domain's maker-checker actions, before any request
     engine = make_engine(settings.database_url)
     deps = CoreDeps(
         pins=PinHasher(settings.pin_pepper.encode()),

@@ -117,8 +117,8 @@ DEMO_STAFF = [
 
 
 def _seed_demo_staff(runtime: Runtime) -> None:
+    from core.kernel.permissions import MFA_REQUIRED_ROLES, SYSTEM
     from core.staff import accounts as staff_core
-    from core.staff.permissions import MFA_REQUIRED_ROLES, SYSTEM
     from db.models import StaffUser
 
     with runtime.unit_of_work() as session:

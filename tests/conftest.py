@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app_factory import create_app
 from config import Settings, load_settings
+from core.actions import register_all
 from core.kernel.deps import CoreDeps
 from core.kernel.passwords import StaffPasswords
 from core.kernel.pins import PinHasher
@@ -33,6 +34,10 @@ from integrations.africastalking.standin import StandinHandle, start_standin
 from tests import preflight
 from tests.dbutil import Snapshot, create_pg_database, fresh_migrated_engine
 from tests.settings import PG_URL, REDIS_URL
+
+# As the composition root does (app_factory.build_runtime): tests that call core directly
+# ask and decide maker-checker requests too.
+register_all()
 
 TEST_PII_KEY = Fernet.generate_key()
 

@@ -20,6 +20,7 @@ from api.v1 import schemas as sc
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.kernel.identity import mask_msisdn
+from core.members import approval_actions as member_actions
 from core.members import backoffice
 from core.members.registration import has_pin_reset, member_balances, pin_lock
 from db.models import ApprovalRequest, Member
@@ -195,7 +196,7 @@ def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> An
     rt = runtime()
     state = api_state()
     with rt.unit_of_work() as s:
-        outcome = approvals.take_cash_deposit(
+        outcome = member_actions.take_cash_deposit(
             s, rt.deps, current(), member_id=member_id, target=body["target"],
             amount_cents=body["amount_cents"], idempotency_key=headers["idempotency_key"],
             till_limit_cents=state.till_limit_cents,

@@ -9,10 +9,10 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from core.kernel.errors import InvalidInput
+from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
 from core.members.backoffice import DOCUMENT_KINDS
 from core.messaging.webhooks import EVENT_TYPES
 from core.savings.accounts import DEPOSIT_TARGETS
-from core.staff.permissions import INTEGRATION_GRANTABLE, ROLES
 
 BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
 

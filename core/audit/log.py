@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.staff.permissions import Principal
+from core.kernel.permissions import Principal
 from db.base import utcnow
 from db.models import AuditChainHead, AuditEvent
 

@@ -24,6 +24,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, MemberNotAllowed, NotFound
 from core.kernel.identity import is_valid_member_number, mask_msisdn
 from core.kernel.money import Money
+from core.kernel.permissions import Principal, can_access_branch
 from core.ledger import entries as ledger
 from core.members.registration import (
     find_by_msisdn,
@@ -35,7 +36,6 @@ from core.members.registration import (
 )
 from core.messaging.notifications import notify
 from core.savings.accounts import DEPOSIT_TARGETS, record_deposit
-from core.staff.permissions import Principal, can_access_branch
 from db.models import Member, MemberDocument
 
 DOCUMENT_KINDS = ("id_front", "id_back", "photo", "signed_form")

@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
+from core.kernel.permissions import Principal
 from core.kernel.security import PiiVault
 from core.messaging.notifications import queue_webhook
-from core.staff.permissions import Principal
 from db.base import utcnow
 from db.models import OutboxMessage, WebhookEndpoint
 

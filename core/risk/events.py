@@ -26,8 +26,8 @@ from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.kernel.identity import mask_msisdn
+from core.kernel.permissions import Principal, can_access_branch
 from core.messaging.notifications import notify
-from core.staff.permissions import Principal, can_access_branch
 from db.models import ApprovalRequest, Member
 from db.models_mpesa import SimSwapEvent
 

@@ -36,8 +36,7 @@ from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.kernel.passwords import password_weakness
-from core.kernel.uow import keep
-from core.staff.permissions import (
+from core.kernel.permissions import (
     APPROVER_PERMISSION,
     INTEGRATION_GRANTABLE,
     MFA_REQUIRED_ROLES,
@@ -48,6 +47,7 @@ from core.staff.permissions import (
     permissions_for_role,
     role_needs_approval,
 )
+from core.kernel.uow import keep
 from db.models import (
     ApiClient,
     ApprovalRequest,
@@ -874,7 +874,7 @@ def revoke_api_client(session: Session, actor: Principal, client_id: int) -> Api
 
 # ============================================================================
 # Separation of duties (issue 10, part 4): an account or key that can move money or
-# read personal data (core.staff.permissions.PERMISSION_RISK) is asked for by one person and
+# read personal data (core.kernel.permissions.PERMISSION_RISK) is asked for by one person and
 # approved by another holding APPROVER_PERMISSION; the approval runs in core.approvals.engine
 # ("staff.create" / "apiclient.create") and enables it. Until then it does nothing.
 # ============================================================================
@@ -953,8 +953,8 @@ def _checker(session: Session, req: ApprovalRequest) -> Principal:
     return principal_for(get_staff(session, req.checker_id))
 
 
-# The checks and executions of "staff.create" and "apiclient.create" (core.approvals.engine
-# registers them).
+# The checks and executions of "staff.create" and "apiclient.create"
+# (core.staff.approval_actions registers them with core.approvals.engine).
 
 
 def check_staff_request(

@@ -13,10 +13,10 @@ import requests
 from sqlalchemy import select
 
 from core.approvals import engine as approvals
+from core.kernel.permissions import SYSTEM
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
 from core.staff import accounts as staff_core
-from core.staff.permissions import SYSTEM
 from db.models import Hold
 from db.models_mpesa import B2CPayout, SimSwapEvent, StkRequest
 from tests.e2e.gateway import GatewayPhone

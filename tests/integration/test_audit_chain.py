@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.audit import log as audit
-from core.staff.permissions import Principal
+from core.kernel.permissions import Principal
 from db.models import AuditEvent
 from db.session import make_session_factory, unit_of_work
 from tests.settings import PG_URL

@@ -9,11 +9,11 @@ from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
+from core.kernel.permissions import SYSTEM
 from core.kernel.security import PiiVault
 from core.members import backoffice
 from core.members import registration as members_core
 from core.staff import accounts as staff_core
-from core.staff.permissions import SYSTEM
 
 INDEX_KEY = b"rotation-blind-index-key-0123456789"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 50 + b"\xff\xd9"

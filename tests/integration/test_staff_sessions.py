@@ -8,8 +8,8 @@ import threading
 from sqlalchemy import Engine
 
 from core.kernel.deps import CoreDeps
+from core.kernel.permissions import SYSTEM
 from core.staff import accounts as staff_core
-from core.staff.permissions import SYSTEM
 from db.models import StaffSession
 from db.session import make_session_factory, unit_of_work
 

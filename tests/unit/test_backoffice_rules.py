@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 
 from core.kernel.identity import mask_msisdn
 from core.kernel.passwords import MIN_LENGTH, password_weakness
-from core.members.backoffice import mask_national_id, sniff_content_type
-from core.staff.accounts import totp_step
-from core.staff.permissions import (
+from core.kernel.permissions import (
     INTEGRATION_GRANTABLE,
     MFA_REQUIRED_ROLES,
     PERMISSIONS,
@@ -22,6 +20,8 @@ from core.staff.permissions import (
     Principal,
     can_access_branch,
 )
+from core.members.backoffice import mask_national_id, sniff_content_type
+from core.staff.accounts import totp_step
 
 
 def test_masks_keep_only_what_identifies_at_a_glance() -> None:

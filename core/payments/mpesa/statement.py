@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from core.audit import log as audit
 from core.kernel.errors import InvalidInput
+from core.kernel.permissions import Principal
 from core.payments.mpesa.formats import MalformedStatement, decode_statement, parse_statement_csv
 from core.payments.mpesa.rules import parse_bill_ref
-from core.staff.permissions import Principal
 from db.models import Member
 from db.models_mpesa import B2CPayout, C2BPayment, StkRequest
 

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.v1.security import issue_token
 from config import Settings, load_settings
 from core.kernel.deps import CoreDeps
+from core.kernel.permissions import ROLES, SYSTEM
 from core.members import registration as members_core
 from core.staff import accounts as staff_core
-from core.staff.permissions import ROLES, SYSTEM
 from db.models import Member, StaffSession, StaffUser
 from db.session import unit_of_work
 from tests.settings import PG_URL, REDIS_URL

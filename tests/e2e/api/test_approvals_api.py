@@ -266,8 +266,8 @@ def test_two_checkers_approving_at_once_execute_it_once(
     deps: CoreDeps,
 ) -> None:
     from core.approvals import engine as approvals
+    from core.kernel.permissions import SYSTEM
     from core.staff import accounts as staff_core
-    from core.staff.permissions import SYSTEM
     from db.session import make_session_factory
 
     factory = make_session_factory(committed_pg)

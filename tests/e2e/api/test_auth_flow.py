@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
+from core.kernel.permissions import SYSTEM
 from core.staff import accounts as staff_core
-from core.staff.permissions import SYSTEM
 from db.models import AuditEvent, StaffSession, StaffUser
 from db.session import unit_of_work
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row

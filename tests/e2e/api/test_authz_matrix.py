@@ -24,14 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.v1.security import PUBLIC
 from core.kernel.deps import CoreDeps
-from core.staff import accounts as staff_core
-from core.staff.permissions import (
+from core.kernel.permissions import (
     INTEGRATION_GRANTABLE,
     PERMISSIONS,
     ROLE_PERMISSIONS,
     ROLES,
     SYSTEM,
 )
+from core.staff import accounts as staff_core
 from db.models import StaffSession
 from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth

@@ -16,8 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.deps import CoreDeps
-from core.staff import accounts as staff_core
-from core.staff.permissions import (
+from core.kernel.permissions import (
     APPROVER_PERMISSION,
     INTEGRATION_GRANTABLE,
     PERMISSION_RISK,
@@ -27,6 +26,7 @@ from core.staff.permissions import (
     grant_needs_approval,
     permissions_for_role,
 )
+from core.staff import accounts as staff_core
 from db.models import Member
 from db.session import unit_of_work
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row

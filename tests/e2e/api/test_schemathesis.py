@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.v1.security import PUBLIC
 from core.approvals import engine as approvals
 from core.kernel.deps import CoreDeps
+from core.kernel.permissions import ROLE_PERMISSIONS, SYSTEM
 from core.staff import accounts as staff_core
-from core.staff.permissions import ROLE_PERMISSIONS, SYSTEM
 from db.models import Member
 from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer

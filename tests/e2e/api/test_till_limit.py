@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.approvals import engine as approvals
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import SaccoError
+from core.kernel.permissions import MFA_REQUIRED_ROLES, SYSTEM
 from core.ledger.verify import verify_ledger
+from core.members import approval_actions as member_actions
 from core.members import registration as members_core
 from core.staff import accounts as staff_core
-from core.staff.permissions import MFA_REQUIRED_ROLES, SYSTEM
 from db.models import ApprovalRequest, JournalEntry, Member
 from db.session import unit_of_work
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth
@@ -179,7 +180,7 @@ def test_racing_retries_of_one_large_deposit_make_one_request_and_one_credit(
         barrier.wait()
         try:
             with unit_of_work(factory) as s:
-                got = approvals.take_cash_deposit(
+                got = member_actions.take_cash_deposit(
                     s, deps, maker, member_id=member_id, target="savings",
                     amount_cents=250_000_00, idempotency_key="till-race-0001",
                     till_limit_cents=LIMIT_CENTS, large_threshold_cents=50_000_00,

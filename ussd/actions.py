@@ -13,6 +13,10 @@ Adding one::
         posted = core_verb(session, ..., idempotency_key=call.key)  # call.key: per session+screen
         return {"reference": posted.reference}
 
+A loader for a ``Choose`` screen returns ``{"items": [...]}`` of one ``ChoiceItem``
+subclass and names it (``@loader("deposit_accounts", items=AccountChoice)``): the fit
+test builds its worst screen from that type.
+
 A job for a worker (an STK push, a B2C payout) must only be queued once the verb's
 rows are committed, or a fast worker may not find them: an action calls
 ``call.enqueue("workers.mpesa.send_b2c", payout_id)``, and ``perform`` hands the
@@ -28,7 +32,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -47,7 +51,9 @@ from core.payments.mpesa.rules import (
     account_reference,
     check_deposit_amount,
 )
+from core.savings.accounts import DEPOSIT_TARGETS
 from ussd.engine import Effect, Result
+from ussd.screens import ChoiceItem, MaxChars
 from ussd.texts import gsm7_safe, render
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -93,11 +99,14 @@ class Call:
 Handler = Callable[[Session, CoreDeps, Call], Mapping[str, Any]]
 LOADERS: dict[str, Handler] = {}
 ACTIONS: dict[str, Handler] = {}
+LOADER_ITEMS: dict[str, type[ChoiceItem]] = {}  # a Choose loader -> the type of its items
 
 
-def loader(name: str) -> Callable[[Handler], Handler]:
+def loader(name: str, *, items: type[ChoiceItem] | None = None) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         LOADERS[name] = fn
+        if items is not None:
+            LOADER_ITEMS[name] = items
         return fn
 
     return register
@@ -319,6 +328,19 @@ def _amount(call: Call) -> int:
 def _deposit_amount(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     check_deposit_amount(_amount(call), _money(call).policy)
     return {}
+
+
+@dataclass(frozen=True)
+class AccountChoice(ChoiceItem):
+    """An account a deposit may go to: ``id`` savings, deposits or shares."""
+
+    account: Annotated[str, MaxChars(12)]
+
+
+@loader("deposit_accounts", items=AccountChoice)  # the deposit's "Deposit to:" choice
+def _deposit_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    items = [AccountChoice(t, render(f"acct_{t}", call.lang, {})) for t in DEPOSIT_TARGETS]
+    return {"items": items}
 
 
 @loader("deposit_quote")  # the confirmation: amount, account, (no) fee, paying phone

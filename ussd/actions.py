@@ -207,13 +207,16 @@ def _signed_amount(cents: int) -> str:
 def _balances(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     member_id = _member(call)
     b = members.member_balances(session, member_id)
-    return {
+    shown = {
         "savings": format_cents(b.savings_cents),
         "available": format_cents(b.savings_available_cents),
         "deposits": format_cents(b.deposits_cents),
         "shares": format_cents(b.shares_cents),
-        "loans": format_cents(statements.loans_outstanding_cents(session, member_id)),
     }
+    loans = statements.loans_owed_cents(session, member_id)
+    if loans is not None:  # the "Loans owed" line: only for a member with a loan account
+        shown["loans"] = format_cents(loans)
+    return shown
 
 
 @loader("statement")

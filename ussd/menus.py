@@ -110,7 +110,14 @@ _SCREENS: list[Screen] = [
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
-    Menu("balances", "balances", load="balances", needs_pin=True),
+    # The loans line only for a member with a loan account (the loader says).
+    Menu(
+        "balances",
+        "balances",
+        load="balances",
+        needs_pin=True,
+        extras=(("loans", "balances_loans"),),
+    ),
     Page(
         "statement",
         "stmt_title",

@@ -13,6 +13,10 @@ Adding one::
         posted = core_verb(session, ..., idempotency_key=call.key)  # call.key: per session+screen
         return {"reference": posted.reference}
 
+A loader for a ``Choose`` screen returns ``{"items": [...]}`` of one ``ChoiceItem``
+subclass and names it (``@loader("deposit_accounts", items=AccountChoice)``): the fit
+test builds its worst screen from that type.
+
 A handler never commits: ``perform`` commits its unit of work once it returned. A job
 for a worker (an STK push, a B2C payout) is deferred by the core verb itself
 (``core.kernel.uow.defer``) and handed to the queue only after that commit (never when
@@ -27,7 +31,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -47,7 +51,9 @@ from core.payments.mpesa.rules import (
     account_reference,
     check_deposit_amount,
 )
+from core.savings.accounts import DEPOSIT_TARGETS
 from ussd.engine import Effect, Result
+from ussd.screens import ChoiceItem, MaxChars
 from ussd.texts import gsm7_safe, render
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -82,11 +88,14 @@ class Call:
 Handler = Callable[[Session, CoreDeps, Call], Mapping[str, Any]]
 LOADERS: dict[str, Handler] = {}
 ACTIONS: dict[str, Handler] = {}
+LOADER_ITEMS: dict[str, type[ChoiceItem]] = {}  # a Choose loader -> the type of its items
 
 
-def loader(name: str) -> Callable[[Handler], Handler]:
+def loader(name: str, *, items: type[ChoiceItem] | None = None) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         LOADERS[name] = fn
+        if items is not None:
+            LOADER_ITEMS[name] = items
         return fn
 
     return register
@@ -168,13 +177,16 @@ def _signed_amount(cents: int) -> str:
 def _balances(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     member_id = _member(call)
     b = members.member_balances(session, member_id)
-    return {
+    shown = {
         "savings": format_cents(b.savings_cents),
         "available": format_cents(b.savings_available_cents),
         "deposits": format_cents(b.deposits_cents),
         "shares": format_cents(b.shares_cents),
-        "loans": format_cents(statements.loans_outstanding_cents(session, member_id)),
     }
+    loans = statements.loans_owed_cents(session, member_id)
+    if loans is not None:  # the "Loans owed" line: only for a member with a loan account
+        shown["loans"] = format_cents(loans)
+    return shown
 
 
 @loader("statement")
@@ -289,6 +301,19 @@ def _amount(call: Call) -> int:
 def _deposit_amount(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     check_deposit_amount(_amount(call), _money(call).policy)
     return {}
+
+
+@dataclass(frozen=True)
+class AccountChoice(ChoiceItem):
+    """An account a deposit may go to: ``id`` savings, deposits or shares."""
+
+    account: Annotated[str, MaxChars(12)]
+
+
+@loader("deposit_accounts", items=AccountChoice)  # the deposit's "Deposit to:" choice
+def _deposit_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    items = [AccountChoice(t, render(f"acct_{t}", call.lang, {})) for t in DEPOSIT_TARGETS]
+    return {"items": items}
 
 
 @loader("deposit_quote")  # the confirmation: amount, account, (no) fee, paying phone

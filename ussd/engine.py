@@ -1,54 +1,38 @@
 """The USSD menu engine: screens declared as data, one pure step function.
 
-A menu tree is a ``Tree`` of screens, each a frozen dataclass naming its text
-key (in ``ussd/catalogues``) and where it goes next:
+A menu tree is a ``Tree`` of screens, each a frozen dataclass naming its text key (in
+``ussd/catalogues``) and where it goes next. This module is the engine: what a session
+keeps (``State``), what the shell performs (``Effect``, ``Result``), the ``Screen``
+interface, and the moves every screen makes (forward, back, ask again, fail through
+its flow's error table). The screen types are in ``ussd/screens.py``, each owning its
+behaviour; ``ussd/checks.py`` validates a tree, one check per rule.
 
-* ``Menu``: numbered options (at most 6); an option may need a self-service
-  feature (``core.members.access``) and may set the session language. A menu without
-  options is an information screen (balances) with ``0`` back.
-* ``Prompt``: free input, checked by a parser that returns the normalised
-  value or raises ``Invalid(reason_key)``; the value lands in ``inputs``.
-  ``check="loader"`` also checks it against data (an amount against the
-  SACCO's limits and the balance): a refusal listed in ``refusals`` asks
-  again under ``why_<code>``.
-* ``PinPrompt``: 4 digits. ``mode="verify"`` is the session PIN check (one
-  screen per tree, ``Tree.pin``); ``collect`` takes a PIN for a later action
-  (the old PIN of a PIN change; with ``digits=6`` and its own ``format_reason``
-  the one-time code of a PIN reset); ``new`` checks the PIN policy;
-  ``same_as`` asks for it again and compares.
-* ``Confirm``: shows what will happen (amount, fee, total, destination) with
-  ``1`` confirm / ``2`` cancel; confirming asks the session PIN first when it
-  has not been given yet, then goes to ``yes`` (normally a ``Run``).
-* ``Run``: not shown; calls one action (a verb in ``core/`` through
-  ``ussd/actions.py``) and goes to ``ok`` or to ``errors[code]``.
-* ``Page``: a list loaded by a loader, shown ``per_page`` items a screen,
-  ``98`` for more.
-* ``End``: the last screen (``END``).
-
-``step(state, text, ctx)`` is pure: it returns the new state and either the
-reply or one ``Effect`` (load data / run an action) that the shell performs;
-the shell hands the ``Result`` back with ``feed``. ``run_hop`` is that loop.
+``step(state, text, ctx)`` is pure: it returns the new state and either the reply or
+one ``Effect`` (load data / run an action) that the shell performs; the shell hands
+the ``Result`` back with ``feed``. ``run_hop`` is that loop. Neither asks which type
+a screen is: each screen answers for itself through the methods of ``Screen``.
 
 PINs never enter the state: a PIN collected for a later action is kept as its
-position in the gateway's ``text`` (which the gateway resends every hop) and
-read back from the current ``text`` when the action runs.
+position in the gateway's ``text`` (which the gateway resends every hop) and read
+back from the current ``text`` when the action runs.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from core.kernel.pins import pin_weakness
-
-MAX_OPTIONS = 6
+MAX_OPTIONS = 6  # choices a screen shows at once (a longer menu or list pages with 98)
 MAX_INVALID = 3
 MAX_SCREEN_CHARS = 160  # including the "CON " / "END " prefix
 MAX_HISTORY = 20
 MAX_INPUT_CHARS = 200  # longer input is refused before any parser sees it
+MAX_CHOICES = 60  # a Choose offers at most this many items: numbers stay below 98
+MAX_CHOICE_ID = 40  # characters of an item's id (it is kept in the session state)
 BACK, HOME, MORE = "0", "00", "98"
 PIN_DIGITS = 4
 
@@ -57,6 +41,21 @@ GSM7 = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
+_NO_DECOMPOSITION = {"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ı": "i", "œ": "oe", "Œ": "OE"}
+
+
+def gsm7_safe(text: str, max_len: int) -> str:
+    """Data for a screen (a name, say) in GSM-7 and at most ``max_len`` characters:
+    accents are dropped where GSM-7 lacks the letter, anything else becomes ``?``."""
+    out = []
+    for ch in unicodedata.normalize("NFC", text):
+        if ch in GSM7 and ch not in "\r\n":
+            out.append(ch)
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if c in GSM7 and c.isalpha())
+        out.append(base or _NO_DECOMPOSITION.get(ch, "?"))
+    clean = "".join(out)
+    return clean if len(clean) <= max_len else clean[: max_len - 2].rstrip() + ".."
 
 
 class Invalid(Exception):
@@ -68,112 +67,83 @@ class Invalid(Exception):
         self.data = data
 
 
+# ------------------------------------------------------------ error tables
+
+# A flow's error table: (result code, screen) pairs, declared once per flow and named by
+# each of its screens that loads, checks or acts. A code is exact, ``prefix_*`` (every code
+# with that prefix: ``limit_*`` is every M-Pesa limit) or ``*`` (anything else). Unlisted
+# codes go to the tree's error screen.
+Errors = tuple[tuple[str, str], ...]
+
+
+def route(errors: Errors, code: str) -> str | None:
+    """The screen ``errors`` sends ``code`` to: the exact code, else the longest matching
+    ``prefix_*``, else ``*``; None when the table does not say."""
+    table = dict(errors)
+    if code in table:
+        return table[code]
+    prefixes = [k for k in table if k.endswith("*") and k != "*" and code.startswith(k[:-1])]
+    if prefixes:
+        return table[max(prefixes, key=len)]
+    return table.get("*")
+
+
 # ------------------------------------------------------------------ screens
 
 
-@dataclass(frozen=True)
-class Option:
-    label: str  # catalogue key, e.g. "menu_balances"
-    goto: str
-    feature: str | None = None  # shown only when the member has this feature
-    lang: str | None = None  # choosing it switches the session language
+class Screen:
+    """What every screen type (``ussd/screens.py``) answers for itself.
 
+    The engine calls these and never asks a screen's type: a new type is a new subclass.
+    Screens are frozen dataclasses; the defaults here suit a screen that shows a text."""
 
-@dataclass(frozen=True)
-class Menu:
     id: str
-    text: str
-    options: tuple[Option, ...] = ()
-    load: str | None = None
-    needs_pin: bool = False
-    notes: tuple[tuple[str, str], ...] = ()  # (member status, catalogue key) shown on top
+    needs_pin: bool
+    load: str | None
+    errors: Errors = ()  # the flow's table, for a screen that loads, checks or acts
+    interactive: ClassVar[bool] = True  # waits for input (False: an END, an action)
+    acts: ClassVar[bool] = False  # runs a verb (a Run): never from a replayed text
 
+    # ---- the tree's shape (for ``validate`` and the fit test)
 
-Parser = Callable[[str, "Context"], str]
+    def targets(self) -> list[str]:
+        """Every screen this one can lead to."""
+        return [target for _, target in self.errors]
 
+    def texts(self) -> list[str]:
+        """Every catalogue key this screen shows (besides reasons and navigation)."""
+        return []
 
-@dataclass(frozen=True)
-class Prompt:
-    id: str
-    text: str
-    field: str
-    parse: Parser
-    goto: str
-    load: str | None = None
-    needs_pin: bool = False
-    # A loader that checks the parsed value against data (limits, balance) before going
-    # on: a failure whose code is in ``refusals`` re-asks under ``why_<code>``; any
-    # other failure ends with the error screen.
-    check: str | None = None
-    refusals: tuple[str, ...] = ()
+    def finishes(self) -> bool:
+        """A flow may stop here (an END, a list, an information screen)."""
+        return False
 
+    # ---- one hop
 
-@dataclass(frozen=True)
-class PinPrompt:
-    id: str
-    text: str
-    goto: str = ""  # unused for mode="verify": it returns to the screen that asked
-    mode: Literal["verify", "collect", "new"] = "verify"
-    field: str = ""  # secret name for collect/new
-    same_as: str = ""  # mode="new" only: must equal this secret (a "PIN again" screen)
-    needs_pin: bool = False
-    load: str | None = None
-    digits: int = PIN_DIGITS  # mode="collect" only: a one-time code may be longer
-    format_reason: str = "why_pin_format"  # shown when the input is not ``digits`` digits
+    def arrive(self, st: State, ctx: Context) -> Step:
+        """Entered (past the PIN gate): load what it shows, or show it."""
+        if self.load:
+            return Step(st, effect=Effect("load", self.load, st.lang, inputs=dict(st.inputs)))
+        return show(st, ctx)
 
+    def compose(self, view: View) -> Shown:
+        raise ValueError(f"{self.id} is not a screen that can be shown")
 
-@dataclass(frozen=True)
-class Confirm:
-    id: str
-    text: str
-    yes: str
-    no: str = ""  # empty: the tree's "cancelled" end
-    load: str | None = None
-    ask_pin: bool = True  # after "1", the session PIN is asked unless already given
-    # (code, screen): the loaded quote refused (the balance changed meanwhile, a resumed
-    # flow): back to that screen under ``why_<code>``; other failures: the error screen.
-    load_errors: tuple[tuple[str, str], ...] = ()
-    # PIN before the screen is even shown: only for a confirmation whose quote itself
-    # reveals money (a withdrawal: "Not enough savings: KES 987 available").
-    needs_pin: bool = False
+    def handle(self, st: State, value: str, start: int, ctx: Context) -> Step:
+        """The member's input (``0``, ``00`` and over-long input never get here)."""
+        return invalid(st, "why_choice", ctx)
 
+    def loaded(self, st: State, result: Result, ctx: Context) -> Step:
+        """The shell performed this screen's effect."""
+        if not result.ok:
+            return fail(st, result, ctx, self.errors)
+        st.data.update(result.data)
+        return show(st, ctx)
 
-@dataclass(frozen=True)
-class Run:
-    id: str
-    action: str
-    ok: str
-    errors: tuple[tuple[str, str], ...] = (("*", ""),)  # (error code or "*", screen; "" = error)
-    secrets: tuple[str, ...] = ()
-    needs_pin: bool = False
-    load: str | None = None
-
-    def on_error(self, code: str) -> str:
-        table = dict(self.errors)
-        return table.get(code) or table.get("*") or ""
-
-
-@dataclass(frozen=True)
-class Page:
-    id: str
-    text: str  # title, gets {page} and {pages}
-    item: str  # one line per item, rendered with the item's fields
-    empty: str
-    load: str
-    per_page: int = 3
-    needs_pin: bool = False
-
-
-@dataclass(frozen=True)
-class End:
-    id: str
-    text: str
-    load: str | None = None
-    needs_pin: bool = False
-
-
-Screen = Menu | Prompt | PinPrompt | Confirm | Run | Page | End
-INTERACTIVE = (Menu, Prompt, PinPrompt, Confirm, Page)
+    def follow(self, choice: str, ctx: Context) -> tuple[str, str | None] | None:
+        """Where a direct-dial choice leads from here and the language it sets (menus
+        only), else None."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -206,6 +176,15 @@ class Tree:
             self.throttled,
         )
 
+    def session_errors(self) -> dict[str, str]:
+        """Failures that end the session whatever the flow (the PIN locked, blocked or
+        never set): code -> the END that says so. They come before any flow's table."""
+        return {
+            "pin_locked": self.pin_locked,
+            "pin_blocked": self.pin_blocked,
+            "no_pin": self.no_pin,
+        }
+
 
 # -------------------------------------------------------- state and effects
 
@@ -234,6 +213,9 @@ class State:
     # Who is calling, as ``ussd.service`` looked it up on the session's first hop
     # (phone, member id, status, language, PIN reset open); the engine ignores it.
     caller: list[Any] | None = None
+    # The ids of the items a Choose screen offered (in order), so the number typed on
+    # the next hop picks what the member saw.
+    choices: list[str] = field(default_factory=list)
     # Transient, never stored: this hop's text, loaded data, the notice line.
     text: str = field(default="", repr=False, metadata={"transient": True})  # holds PINs
     data: dict[str, Any] = field(default_factory=dict, metadata={"transient": True})
@@ -261,7 +243,11 @@ class State:
             state = cls(**{k: v for k, v in data.items() if k in names})
         except (ValueError, TypeError):
             return None
-        if not isinstance(state.screen, str) or not isinstance(state.text_len, int):
+        if (
+            not isinstance(state.screen, str)
+            or not isinstance(state.text_len, int)
+            or not isinstance(state.choices, list)
+        ):
             return None
         return state
 
@@ -318,6 +304,49 @@ class Context:
     resume: Mapping[str, Any] | None = None  # an offer to continue, first hop only
 
 
+@dataclass(frozen=True)
+class View:
+    """What a screen composes its text from: the state, the hop, and every value its
+    texts may name (configured constants, typed inputs, loaded data)."""
+
+    state: State
+    ctx: Context
+    data: Mapping[str, Any]
+
+    def t(self, key: str, extra: Mapping[str, Any] | None = None) -> str:
+        return self.ctx.render(key, self.state.lang, {**self.data, **(extra or {})})
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A screen's text as lines; ``footer`` (the "0 Back 00 Home" hint) is added only
+    where it still fits."""
+
+    lines: list[str]
+    end: bool = False
+    footer: str = ""
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Which slice of ``count`` items a page shows, ``per_page`` a screen."""
+
+    page: int  # 0-based, clamped to the last page
+    pages: int
+    start: int
+    stop: int
+
+    @classmethod
+    def of(cls, count: int, per_page: int, page: int) -> Paging:
+        pages = max(1, -(-count // per_page))
+        page = min(max(page, 0), pages - 1)
+        return cls(page, pages, page * per_page, min(count, (page + 1) * per_page))
+
+    @property
+    def more(self) -> bool:
+        return self.page + 1 < self.pages
+
+
 # --------------------------------------------------------------- the engine
 
 
@@ -337,70 +366,25 @@ def step(state: State | None, text: str, ctx: Context) -> Step:
                 st.resume = dict(ctx.resume)
                 st.lang = str(ctx.resume.get("lang") or st.lang)  # asked in the flow's language
                 st.screen = ctx.tree.resume
-                return _show(st, ctx)
-            return _enter(st, ctx.root, ctx)
+                return show(st, ctx)
+            return enter(st, ctx.root, ctx)
         return _replay(st, text.split("*"), ctx)
     st = copy.deepcopy(state)
     st.text, st.data, st.notice = text, {}, None
-    if st.screen not in ctx.tree.screens or not isinstance(ctx.tree[st.screen], INTERACTIVE):
-        return _enter(_reset(st), ctx.root, ctx)
+    if st.screen not in ctx.tree.screens or not ctx.tree[st.screen].interactive:
+        return enter(reset(st), ctx.root, ctx)
     new = _new_input(st.text_len, text)
     if new is None:  # the gateway repeated the hop, or text no longer extends: show again
-        return _enter(st, st.screen, ctx)
+        return enter(st, st.screen, ctx)
     value, start = new
     st.text_len = len(text)
     return _handle(st, value, start, ctx)
 
 
 def feed(state: State, result: Result, ctx: Context) -> Step:
-    """Continue after the shell performed the effect of the previous ``Step``."""
-    st = state
-    tree = ctx.tree
-    scr = tree[st.screen]
-    if st.screen == tree.pin:  # the session PIN check came back
-        if result.ok:
-            st.pin_ok = True
-            target, st.after_pin = st.after_pin or ctx.root, None
-            return _enter(st, target, ctx)
-        return _pin_failure(st, result, ctx, retry=tree.pin)
-    if isinstance(scr, Prompt) and st.checking:  # the prompt's check came back
-        st.checking = False
-        if result.ok:
-            st.data.update(result.data)
-            return _go(st, scr.goto, ctx)
-        st.inputs.pop(scr.field, None)
-        if result.error in scr.refusals:
-            return _invalid(st, f"why_{result.error}", ctx, result.data)
-        return _enter(st, tree.error, ctx)
-    if isinstance(scr, Run):
-        st.data.update(result.data)
-        if result.ok:
-            st.inputs, st.secrets = {}, {}
-            st.runs += 1
-            return _enter(st, scr.ok, ctx)
-        if result.error in ("pin_locked", "pin_blocked", "no_pin"):
-            st.secrets = {}
-            return _pin_failure(st, result, ctx, retry="")
-        target = scr.on_error(result.error) or tree.error
-        if isinstance(tree[target], INTERACTIVE):
-            st.notice = (f"why_{result.error}", dict(result.data))
-            _rewind_to(st, target)
-        else:
-            st.secrets = {}
-        return _enter(st, target, ctx)
-    if not result.ok:
-        back = dict(scr.load_errors).get(result.error) if isinstance(scr, Confirm) else None
-        if back and isinstance(tree[back], INTERACTIVE):
-            st.notice = (f"why_{result.error}", dict(result.data))
-            _rewind_to(st, back)
-            st.invalid = 0
-            return _enter(st, back, ctx)
-        return _enter(st, tree.error, ctx)
-    st.data.update(result.data)
-    if isinstance(scr, Page):  # "98" past the last page stays on the last page
-        pages = max(1, -(-len(list(st.data.get("items") or [])) // scr.per_page))
-        st.page = min(st.page, pages - 1)
-    return _show(st, ctx)
+    """Continue after the shell performed the effect of the previous ``Step``: the
+    screen that asked for it takes the result."""
+    return ctx.tree[state.screen].loaded(state, result, ctx)
 
 
 def run_hop(
@@ -427,7 +411,7 @@ def resume_point(state: State, tree: Tree, root: str) -> dict[str, Any] | None:
         return None
     if not state.inputs:  # nothing typed but menu choices (and PINs, never kept)
         return None
-    if not isinstance(tree[state.screen], INTERACTIVE):
+    if not tree[state.screen].interactive:
         return None
     screen, history = state.screen, list(state.history)
     if screen == tree.pin:  # back to the screen that led to the PIN (never into an action)
@@ -449,10 +433,6 @@ def resume_point(state: State, tree: Tree, root: str) -> dict[str, Any] | None:
     }
 
 
-def visible_options(menu: Menu, ctx: Context) -> list[Option]:
-    return [o for o in menu.options if o.feature is None or o.feature in ctx.features]
-
-
 def render_screen(state: State, ctx: Context) -> Reply:
     """The reply for the state's current screen, made safe for any phone."""
     end, text = compose(state, ctx)
@@ -462,52 +442,14 @@ def render_screen(state: State, ctx: Context) -> Reply:
 def compose(state: State, ctx: Context) -> tuple[bool, str]:
     """(is END, text) of the current screen exactly as declared (the tree-walk test
     checks this, before ``fit`` could hide an overflow)."""
-    tree, lang = ctx.tree, state.lang
-    scr = tree[state.screen]
-    data: dict[str, Any] = {**ctx.base, **state.inputs, **state.data}
-
-    def t(key: str, extra: Mapping[str, Any] | None = None) -> str:
-        return ctx.render(key, lang, {**data, **(extra or {})})
-
-    lines: list[str] = []
-    if state.notice is not None:
-        lines.append(t(state.notice[0], state.notice[1]))
-    footer: list[str] = []
-    end = False
-    if isinstance(scr, Menu):
-        if scr.text:
-            lines.append(t(scr.text))
-        note = dict(scr.notes).get(ctx.status or "")
-        if note:
-            lines.append(t(note))
-        for n, opt in enumerate(visible_options(scr, ctx), start=1):
-            lines.append(f"{n}. {t(opt.label)}")
-        if state.screen not in tree.roots and state.screen != tree.resume:
-            footer.append(t("nav_back"))
-    elif isinstance(scr, Confirm):
-        lines += [t(scr.text), f"1. {t('opt_confirm')}", f"2. {t('opt_cancel')}"]
-    elif isinstance(scr, Page):
-        items = list(data.get("items") or [])
-        pages = max(1, -(-len(items) // scr.per_page))
-        page = min(state.page, pages - 1)
-        lines.append(t(scr.text, {"page": page + 1, "pages": pages}))
-        chunk = items[page * scr.per_page : (page + 1) * scr.per_page]
-        lines += [t(scr.item, item) for item in chunk] or [t(scr.empty)]
-        if page + 1 < pages:
-            lines.append(t("nav_more"))
-        footer.append(t("nav_back"))
-    elif isinstance(scr, End):
-        lines.append(t(scr.text))
-        end = True
-    elif isinstance(scr, Prompt | PinPrompt):
-        lines.append(t(scr.text))
-    else:  # a Run is never shown: reaching here is a bug in the tree
-        raise ValueError(f"{state.screen} is not a screen that can be shown")
-    text = "\n".join(lines)
+    view = View(state, ctx, {**ctx.base, **state.inputs, **state.data})
+    lines = [view.t(*state.notice)] if state.notice is not None else []
+    shown = ctx.tree[state.screen].compose(view)
+    text = "\n".join(lines + shown.lines)
     # The "0 Back 00 Home" hint is shown where it fits; 0 and 00 work everywhere.
-    if footer and len(text) + 1 + len(footer[0]) <= MAX_SCREEN_CHARS - 4:
-        text += "\n" + footer[0]
-    return end, text
+    if shown.footer and len(text) + 1 + len(shown.footer) <= MAX_SCREEN_CHARS - 4:
+        text += "\n" + shown.footer
+    return shown.end, text
 
 
 def fit(text: str) -> str:
@@ -516,6 +458,99 @@ def fit(text: str) -> str:
     clean = "".join(c if c in GSM7 else "?" for c in text)
     room = MAX_SCREEN_CHARS - 4
     return clean if len(clean) <= room else clean[: room - 2].rstrip() + ".."
+
+
+# ----------------------------------------------------- moves every screen makes
+
+
+def go(st: State, target: str, ctx: Context) -> Step:
+    """Move forward to ``target``, remembering the current screen for ``0``."""
+    st.history = (st.history + [st.screen])[-MAX_HISTORY:]
+    st.page, st.invalid, st.choices = 0, 0, []
+    return enter(st, target, ctx)
+
+
+def enter(st: State, target: str, ctx: Context) -> Step:
+    """Arrive on ``target``: the session PIN first when it needs it and none was given."""
+    scr = ctx.tree[target]
+    if scr.needs_pin and not st.pin_ok:
+        st.after_pin, st.screen = target, ctx.tree.pin
+        return show(st, ctx)
+    st.screen = target
+    return scr.arrive(st, ctx)
+
+
+def show(st: State, ctx: Context) -> Step:
+    return Step(st, reply=render_screen(st, ctx))
+
+
+def ask_pin(st: State, then: str, ctx: Context) -> Step:
+    """The session PIN now, then ``then`` (``0`` on the PIN returns here)."""
+    st.history.append(st.screen)
+    st.after_pin, st.screen, st.invalid = then, ctx.tree.pin, 0
+    return show(st, ctx)
+
+
+def invalid(st: State, reason: str, ctx: Context, data: Mapping[str, Any] | None = None) -> Step:
+    """The same screen again under ``reason``; the third wrong entry in a row ends."""
+    st.invalid += 1
+    if st.invalid >= MAX_INVALID:
+        return enter(st, ctx.tree.too_many, ctx)
+    st.notice = (reason, dict(data or {}))
+    return enter(st, st.screen, ctx)
+
+
+def fail(st: State, result: Result, ctx: Context, errors: Errors) -> Step:
+    """A load, check or action failed: the session's own ends first (a locked PIN),
+    then the flow's table, then the error screen. A waiting screen is shown again
+    under ``why_<code>`` (the screen just answered counts it as a wrong entry; an
+    earlier one forgets what it and later screens collected); an END just ends."""
+    tree = ctx.tree
+    st.data.update(result.data)
+    end = tree.session_errors().get(result.error)
+    target = end or route(errors, result.error) or tree.error
+    notice = f"why_{result.error}"
+    if not end and tree[target].interactive:
+        if target == st.screen:
+            return invalid(st, notice, ctx, result.data)
+        st.notice = (notice, dict(result.data))
+        rewind_to(st, target)
+        st.invalid = 0
+        return enter(st, target, ctx)
+    st.secrets = {}
+    return enter(st, target, ctx)
+
+
+def rewind_to(st: State, target: str) -> None:
+    """Going back to ``target`` to ask again: forget what it and later screens collected."""
+    if target in st.history:
+        st.history = st.history[: st.history.index(target)]
+    own = [span for span in st.secrets.values() if span[0] == target]
+    if own:
+        cut = min(int(span[1]) for span in own)
+        st.secrets = {k: v for k, v in st.secrets.items() if int(v[1]) < cut}
+
+
+def reset(st: State) -> State:
+    st.history, st.inputs, st.secrets, st.page, st.invalid = [], {}, {}, 0, 0
+    st.after_pin, st.resume, st.choices = None, None, []
+    return st
+
+
+def secret(st: State, name: str) -> str:
+    """A PIN collected earlier, read back from this hop's ``text``."""
+    span = st.secrets.get(name)
+    if not span:
+        return ""
+    return st.text[int(span[1]) : int(span[2])].strip()
+
+
+def number(choice: str, count: int) -> int | None:
+    """``choice`` as an option number from 1 to ``count``, else None."""
+    choice = choice.strip()
+    if choice.isascii() and choice.isdigit() and 1 <= int(choice) <= count:
+        return int(choice)
+    return None
 
 
 # ------------------------------------------------------------------ helpers
@@ -532,112 +567,18 @@ def _new_input(prev_len: int, text: str) -> tuple[str, int] | None:
     return text[prev_len + 1 :], prev_len + 1
 
 
-def _rewind_to(st: State, target: str) -> None:
-    """Going back to ``target`` to ask again: forget what it and later screens collected."""
-    if target in st.history:
-        st.history = st.history[: st.history.index(target)]
-    own = [span for span in st.secrets.values() if span[0] == target]
-    if own:
-        cut = min(int(span[1]) for span in own)
-        st.secrets = {k: v for k, v in st.secrets.items() if int(v[1]) < cut}
-
-
-def _reset(st: State) -> State:
-    st.history, st.inputs, st.secrets, st.page, st.invalid = [], {}, {}, 0, 0
-    st.after_pin, st.resume = None, None
-    return st
-
-
 def _handle(st: State, value: str, start: int, ctx: Context) -> Step:
-    tree = ctx.tree
-    scr = tree[st.screen]
     if value == HOME:
-        return _enter(_reset(st), ctx.root, ctx)
+        return enter(reset(st), ctx.root, ctx)
     if value == BACK:
-        st.page, st.invalid, st.after_pin = 0, 0, None
+        st.page, st.invalid, st.after_pin, st.choices = 0, 0, None, []
         previous = st.history.pop() if st.history else ctx.root
-        return _enter(st, previous, ctx)
+        return enter(st, previous, ctx)
     if len(value) > MAX_INPUT_CHARS:
-        return _invalid(st, "why_too_long", ctx)
-    if st.screen == tree.resume:
+        return invalid(st, "why_too_long", ctx)
+    if st.screen == ctx.tree.resume:
         return _answer_resume(st, value, ctx)
-    if isinstance(scr, Menu):
-        options = visible_options(scr, ctx)
-        choice = value.strip()
-        if not (choice.isascii() and choice.isdigit() and 1 <= int(choice) <= len(options)):
-            return _invalid(st, "why_choice", ctx)
-        option = options[int(choice) - 1]
-        if option.lang:
-            st.lang = option.lang
-        return _go(st, option.goto, ctx)
-    if isinstance(scr, Prompt):
-        try:
-            st.inputs[scr.field] = scr.parse(value, ctx)
-        except Invalid as exc:
-            return _invalid(st, exc.reason, ctx, exc.data)
-        if scr.check:
-            st.checking = True
-            return Step(st, effect=Effect("load", scr.check, st.lang, inputs=dict(st.inputs)))
-        return _go(st, scr.goto, ctx)
-    if isinstance(scr, PinPrompt):
-        return _pin_input(st, scr, value, start, ctx)
-    if isinstance(scr, Confirm):
-        choice = value.strip()
-        if choice == "1":
-            if scr.ask_pin and not st.pin_ok:
-                st.history.append(st.screen)
-                st.after_pin = scr.yes
-                st.screen = tree.pin
-                st.invalid = 0
-                return _show(st, ctx)
-            return _go(st, scr.yes, ctx)
-        if choice == "2":
-            return _go(st, scr.no or tree.cancelled, ctx)
-        return _invalid(st, "why_choice", ctx)
-    if isinstance(scr, Page) and value.strip() == MORE:
-        st.page += 1
-        st.invalid = 0
-        return _enter(st, st.screen, ctx)
-    return _invalid(st, "why_choice", ctx)
-
-
-def _pin_input(st: State, scr: PinPrompt, value: str, start: int, ctx: Context) -> Step:
-    pin = value.strip()
-    if not (pin.isascii() and pin.isdigit() and len(pin) == scr.digits):
-        return _invalid(st, scr.format_reason, ctx)
-    if scr.mode == "verify":
-        st.invalid = 0
-        return Step(st, effect=Effect("act", "verify_pin", st.lang, secrets={"pin": pin}))
-    if scr.mode == "new":
-        if scr.same_as:
-            if _secret(st, scr.same_as) != pin:
-                first = st.secrets.pop(scr.same_as, [scr.id])[0]
-                st.notice = ("why_pin_mismatch", {})
-                st.invalid += 1
-                if st.invalid >= MAX_INVALID:
-                    return _enter(st, ctx.tree.too_many, ctx)
-                if first in st.history:
-                    st.history = st.history[: st.history.index(first)]
-                return _enter(st, first, ctx)
-        else:
-            weakness = _pin_weakness(pin, ctx)
-            if weakness:
-                return _invalid(st, f"why_pin_{weakness}", ctx)
-            st.secrets[scr.field] = [scr.id, start, start + len(value)]
-    else:  # collect
-        st.secrets[scr.field] = [scr.id, start, start + len(value)]
-    return _go(st, scr.goto, ctx)
-
-
-def _pin_weakness(pin: str, ctx: Context) -> str | None:
-    return pin_weakness(pin, ctx.msisdn or None)  # the PIN policy lives in core, once
-
-
-def _secret(st: State, name: str) -> str:
-    span = st.secrets.get(name)
-    if not span:
-        return ""
-    return st.text[int(span[1]) : int(span[2])].strip()
+    return ctx.tree[st.screen].handle(st, value, start, ctx)
 
 
 def _answer_resume(st: State, value: str, ctx: Context) -> Step:
@@ -647,7 +588,7 @@ def _answer_resume(st: State, value: str, ctx: Context) -> Step:
     if (
         choice == "1"
         and target in ctx.tree.screens
-        and isinstance(ctx.tree[target], INTERACTIVE)
+        and ctx.tree[target].interactive
         and target != ctx.tree.pin
     ):
         st.history = [str(s) for s in saved.get("history", []) if s in ctx.tree.screens]
@@ -657,70 +598,12 @@ def _answer_resume(st: State, value: str, ctx: Context) -> Step:
         runs = saved.get("runs", 0)
         st.runs = runs if isinstance(runs, int) else 0
         st.invalid = 0
-        return _enter(st, target, ctx)
+        return enter(st, target, ctx)
     if choice in ("1", "2"):
         st.lang = ctx.language
-        return _enter(_reset(st), ctx.root, ctx)
+        return enter(reset(st), ctx.root, ctx)
     st.resume = saved
-    return _invalid(st, "why_choice", ctx)
-
-
-def _go(st: State, target: str, ctx: Context) -> Step:
-    """Move forward to ``target``, remembering the current screen for ``0``."""
-    st.history = (st.history + [st.screen])[-MAX_HISTORY:]
-    st.page, st.invalid = 0, 0
-    return _enter(st, target, ctx)
-
-
-def _enter(st: State, target: str, ctx: Context) -> Step:
-    tree = ctx.tree
-    scr = tree[target]
-    if scr.needs_pin and not st.pin_ok:
-        st.after_pin, st.screen = target, tree.pin
-        return _show(st, ctx)
-    st.screen = target
-    if isinstance(scr, Run):
-        return Step(
-            st,
-            effect=Effect(
-                "act",
-                scr.action,
-                st.lang,
-                inputs=dict(st.inputs),
-                secrets={name: _secret(st, name) for name in scr.secrets},
-                key=f"ussd:{st.origin or ctx.session_id}:{st.runs}:{scr.id}",
-            ),
-        )
-    if scr.load:
-        return Step(st, effect=Effect("load", scr.load, st.lang, inputs=dict(st.inputs)))
-    return _show(st, ctx)
-
-
-def _show(st: State, ctx: Context) -> Step:
-    return Step(st, reply=render_screen(st, ctx))
-
-
-def _invalid(st: State, reason: str, ctx: Context, data: Mapping[str, Any] | None = None) -> Step:
-    st.invalid += 1
-    if st.invalid >= MAX_INVALID:
-        return _enter(st, ctx.tree.too_many, ctx)
-    st.notice = (reason, dict(data or {}))
-    return _enter(st, st.screen, ctx)
-
-
-def _pin_failure(st: State, result: Result, ctx: Context, *, retry: str) -> Step:
-    tree = ctx.tree
-    st.data.update(result.data)
-    if result.error == "pin_invalid" and retry:
-        st.notice = ("why_pin_invalid", dict(result.data))
-        st.screen = retry
-        return _show(st, ctx)
-    end = {
-        "pin_locked": tree.pin_locked,
-        "pin_blocked": tree.pin_blocked,
-        "no_pin": tree.no_pin,
-    }.get(result.error, tree.error)
-    return _enter(st, end, ctx)
+    return invalid(st, "why_choice", ctx)
 
 
 def _replay(st: State, parts: Sequence[str], ctx: Context) -> Step:
@@ -729,139 +612,20 @@ def _replay(st: State, parts: Sequence[str], ctx: Context) -> Step:
     screen that would take a PIN, a confirmation, free input or run an action."""
     tree = ctx.tree
     for part in parts:
-        scr = tree[st.screen]
-        if not isinstance(scr, Menu) or st.screen == tree.resume:
+        if st.screen == tree.resume:
             break
-        options = visible_options(scr, ctx)
-        choice = part.strip()
-        if not (choice.isascii() and choice.isdigit() and 1 <= int(choice) <= len(options)):
+        chosen = tree[st.screen].follow(part, ctx)  # None: not a menu, or not its number
+        if chosen is None:
             break
-        option = options[int(choice) - 1]
-        target = tree[option.goto]
-        if isinstance(target, Run):
+        goto, lang = chosen
+        target = tree[goto]
+        if target.acts:  # never run an action from a replayed text
             break
-        if option.lang:
-            st.lang = option.lang
+        if lang:
+            st.lang = lang
         st.history.append(st.screen)
         if target.needs_pin and not st.pin_ok:
-            st.after_pin, st.screen = target.id, tree.pin
+            st.after_pin, st.screen = goto, tree.pin
             break
-        st.screen = target.id
-        if not isinstance(target, Menu):
-            break
-    return _enter(st, st.screen, ctx)
-
-
-# --------------------------------------------------------------- validation
-
-
-def _targets(scr: Screen) -> list[str]:
-    if isinstance(scr, Menu):
-        return [o.goto for o in scr.options]
-    if isinstance(scr, Prompt):
-        return [scr.goto]
-    if isinstance(scr, PinPrompt):
-        return [scr.goto] if scr.mode != "verify" else []
-    if isinstance(scr, Confirm):
-        return [scr.yes] + ([scr.no] if scr.no else []) + [t for _, t in scr.load_errors]
-    if isinstance(scr, Run):
-        return [scr.ok] + [target for _, target in scr.errors if target]
-    return []
-
-
-def _keys(scr: Screen) -> list[str]:
-    keys = [] if isinstance(scr, Run) else [scr.text]
-    if isinstance(scr, PinPrompt):
-        keys.append(scr.format_reason)
-    if isinstance(scr, Menu):
-        keys += [o.label for o in scr.options] + [key for _, key in scr.notes]
-    if isinstance(scr, Page):
-        keys += [scr.item, scr.empty]
-    return [k for k in keys if k]
-
-
-def validate(tree: Tree, catalogue_keys: set[str] | None = None) -> list[str]:
-    """Problems with a tree as a whole: every goto exists, every screen is reachable,
-    every input path can reach an end, menus have at most 6 distinct options,
-    and (given the catalogue's keys) every text key exists."""
-    problems: list[str] = []
-    screens = tree.screens
-    for sid, scr in screens.items():
-        if scr.id != sid:
-            problems.append(f"{sid}: declared under another id ({scr.id})")
-        for target in _targets(scr):
-            if target not in screens:
-                problems.append(f"{sid}: goes to unknown screen {target!r}")
-        if isinstance(scr, Menu):
-            if len(scr.options) > MAX_OPTIONS:
-                problems.append(f"{sid}: {len(scr.options)} options (max {MAX_OPTIONS})")
-            labels = [o.label for o in scr.options]
-            if len(set(labels)) != len(labels):
-                problems.append(f"{sid}: two options with the same label")
-        if (
-            isinstance(scr, PinPrompt)
-            and scr.mode != "verify"
-            and not scr.field
-            and not scr.same_as
-        ):
-            problems.append(f"{sid}: a {scr.mode} PIN prompt needs a field")
-        if isinstance(scr, PinPrompt) and scr.digits != PIN_DIGITS and scr.mode != "collect":
-            problems.append(f"{sid}: only a collecting PIN prompt takes other than 4 digits")
-        if isinstance(scr, Run):
-            for name in scr.secrets:
-                if not any(isinstance(s, PinPrompt) and s.field == name for s in screens.values()):
-                    problems.append(f"{sid}: secret {name!r} is collected by no screen")
-        if catalogue_keys is not None:
-            problems += [
-                f"{sid}: missing text {k!r}" for k in _keys(scr) if k not in catalogue_keys
-            ]
-    for special in tree.specials() + tree.roots:
-        if special not in screens:
-            problems.append(f"missing special screen {special!r}")
-    if any("unknown screen" in p or "missing special" in p for p in problems):
-        return problems  # the walks below need every target to exist
-    pin = screens[tree.pin]
-    if not (isinstance(pin, PinPrompt) and pin.mode == "verify"):
-        problems.append(f"{tree.pin}: must be a PinPrompt with mode='verify'")
-    for root in tree.roots:
-        first = screens[root]
-        # A collecting PIN prompt may open a flow (the reset code of a PIN reset).
-        collects = isinstance(first, PinPrompt) and first.mode == "collect"
-        if not (isinstance(first, Menu | End) or collects) or first.needs_pin:
-            problems.append(f"{root}: a root must be a Menu, End or collecting PinPrompt")
-    # reachability from the roots (specials are reached by the engine itself)
-    seen: set[str] = set()
-    todo = [*tree.roots, *tree.specials()]
-    while todo:
-        sid = todo.pop()
-        if sid in seen:
-            continue
-        seen.add(sid)
-        todo += _targets(screens[sid])
-    problems += [f"{sid}: unreachable" for sid in screens if sid not in seen]
-    # every screen can reach an End (0/00 always lead home, but a flow must finish)
-    ends = {sid for sid, s in screens.items() if isinstance(s, End)}
-    finishing = set(ends)
-    changed = True
-    while changed:
-        changed = False
-        for sid, scr in screens.items():
-            if sid in finishing:
-                continue
-            targets = _targets(scr)
-            if (
-                any(t in finishing for t in targets)
-                or isinstance(scr, Page)
-                or (isinstance(scr, Menu) and not scr.options)
-                or (isinstance(scr, PinPrompt) and scr.mode == "verify")
-            ):
-                finishing.add(sid)
-                changed = True
-    problems += [f"{sid}: no path to an end" for sid in screens if sid not in finishing]
-    # Runs must not chain into Runs with no screen between (one action per hop)
-    for sid, scr in screens.items():
-        if isinstance(scr, Run):
-            for target in _targets(scr):
-                if isinstance(screens[target], Run):
-                    problems.append(f"{sid}: runs straight into another action {target}")
-    return problems
+        st.screen = goto
+    return enter(st, st.screen, ctx)

@@ -1,19 +1,11 @@
 """The SACCO's USSD menu tree, as data. Texts live in ``ussd/catalogues``.
 
-Adding a feature is declaring screens here and, when a screen loads data or
-runs a verb, one function in ``ussd/actions.py`` that calls ``core/``. A flow
-that moves money follows the Confirm pattern (see docs/channels/ussd.md)::
-
-    Prompt("dep_amount", "dep_amount", field="amount", parse=parse_amount, goto="dep_confirm"),
-    Confirm(
-        "dep_confirm",
-        "dep_confirm",
-        load="deposit_quote",
-        yes="dep_run",
-        load_errors=tuple((code, "dep_amount") for code in LIMIT_REFUSALS),
-    ),
-    Run("dep_run", action="deposit", ok="dep_done", errors=(("*", "dep_failed"),)),
-    End("dep_done", "dep_done"),   # "... Ref {reference}. We sent an SMS."
+Adding a screen is declaring it here, its texts in both catalogues and, when it loads
+data or runs a verb, one function in ``ussd/actions.py`` that calls ``core/`` (the
+README shows one). A flow that moves money follows the Confirm pattern (see
+docs/channels/ussd.md): amount, (account), confirmation with the quote, the PIN, one
+``Run``; each failure of its check, quote or action goes through the flow's one error
+table (``DEPOSIT_ERRORS`` below).
 
 Deposit and Withdraw (M-Pesa) are below; loans are not in the tree yet (hidden
 until their issue adds them rather than shown as "coming soon").
@@ -25,20 +17,8 @@ from core.kernel.errors import InvalidInput
 from core.kernel.identity import normalize_name, normalize_national_id
 from core.kernel.money import MAX_INPUT_CENTS, format_cents, parse_amount
 from core.members import access
-from ussd.engine import (
-    Confirm,
-    Context,
-    End,
-    Invalid,
-    Menu,
-    Option,
-    Page,
-    PinPrompt,
-    Prompt,
-    Run,
-    Screen,
-    Tree,
-)
+from ussd.engine import Context, Errors, Invalid, Screen, Tree
+from ussd.screens import Choose, Confirm, End, Menu, Option, Page, PinPrompt, Prompt, Run
 
 ROOT_MEMBER = "main"
 ROOT_NEW = "welcome"
@@ -69,25 +49,29 @@ def parse_amount_input(text: str, ctx: Context) -> str:
         raise Invalid("why_amount", max=format_cents(MAX_INPUT_CENTS)) from None
 
 
-DEPOSIT_TARGETS = {"1": "savings", "2": "deposits", "3": "shares"}
-
-
-def parse_deposit_target(text: str, ctx: Context) -> str:
-    """``1``/``2``/``3`` on the deposit's account question -> savings/deposits/shares."""
-    try:
-        return DEPOSIT_TARGETS[text.strip()]
-    except KeyError:
-        raise Invalid("why_choice") from None
-
-
-# What the M-Pesa limits refuse (``core.payments.mpesa.rules.LimitExceeded``, one code per
-# reason, ``why_limit_<reason>`` with ``{limit}``): the amount is asked again.
-LIMIT_REFUSALS = (
-    "limit_not_whole",
-    "limit_below_minimum",
-    "limit_above_maximum",
-    "limit_daily_limit",
-    "limit_insufficient",
+# One error table per flow: a failed check, quote or action -> the screen it leads to
+# (``ussd.engine.route``). A waiting screen is asked again under ``why_<code>`` (the
+# prompt just answered counts it as a wrong entry); ``limit_*`` is every M-Pesa limit
+# (``core.payments.mpesa.rules.LimitExceeded``: ``limit_<reason>``, ``why_limit_<reason>``
+# with ``{limit}``). Anything unlisted ends on the error screen; a PIN locked, blocked or
+# never set ends the session in every flow (``Tree.session_errors``).
+CHANGE_PIN_ERRORS: Errors = (("pin_invalid", "cp_old"), ("invalid_input", "cp_new"))
+PIN_RESET_ERRORS: Errors = (
+    ("reset_code_invalid", ROOT_PIN_RESET),
+    ("invalid_input", "pr_new"),
+    ("member_not_allowed", "pr_dead"),
+)
+DEPOSIT_ERRORS: Errors = (
+    ("limit_target", "error"),  # an account not offered: a bug, not the member's mistake
+    ("limit_*", "dep_amount"),
+    ("member_not_allowed", "not_allowed"),
+)
+WITHDRAW_ERRORS: Errors = (
+    ("limit_*", "wd_amount"),
+    ("sim_swap_recent_swap", "wd_sim_swap"),
+    ("sim_swap_check_failed", "wd_sim_check"),
+    ("sim_swap_check_failed_daily_cap", "wd_sim_cap"),
+    ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
 )
 
 
@@ -107,13 +91,7 @@ _SCREENS: list[Screen] = [
     ),
     PinPrompt("reg_pin", "reg_pin", goto="reg_pin2", mode="new", field="pin"),
     PinPrompt("reg_pin2", "pin_again", goto="reg_run", mode="new", same_as="pin"),
-    Run(
-        "reg_run",
-        action="register",
-        ok="reg_done",
-        errors=(("*", "error"),),
-        secrets=("pin",),
-    ),
+    Run("reg_run", action="register", ok="reg_done", secrets=("pin",)),  # any failure: error
     # The same END whether the ID was new or already a member's (core.members.registration.
     # register_from_phone): the member number comes by SMS to the phone that owns it.
     End("reg_done", "reg_done"),
@@ -132,7 +110,14 @@ _SCREENS: list[Screen] = [
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
-    Menu("balances", "balances", load="balances", needs_pin=True),
+    # The loans line only for a member with a loan account (the loader says).
+    Menu(
+        "balances",
+        "balances",
+        load="balances",
+        needs_pin=True,
+        extras=(("loans", "balances_loans"),),
+    ),
     Page(
         "statement",
         "stmt_title",
@@ -164,7 +149,7 @@ _SCREENS: list[Screen] = [
         "cp_run",
         action="change_pin",
         ok="cp_done",
-        errors=(("pin_invalid", "cp_old"), ("invalid_input", "cp_new"), ("*", "error")),
+        errors=CHANGE_PIN_ERRORS,
         secrets=("old_pin", "new_pin"),
     ),
     End("cp_done", "cp_done"),
@@ -184,12 +169,7 @@ _SCREENS: list[Screen] = [
         "pr_run",
         action="redeem_pin_reset",
         ok="pr_done",
-        errors=(
-            ("reset_code_invalid", ROOT_PIN_RESET),
-            ("invalid_input", "pr_new"),
-            ("member_not_allowed", "pr_dead"),
-            ("*", "error"),
-        ),
+        errors=PIN_RESET_ERRORS,
         secrets=("reset_code", "new_pin"),
     ),
     End("pr_done", "pr_done"),
@@ -202,28 +182,21 @@ _SCREENS: list[Screen] = [
         parse=parse_amount_input,
         goto="dep_target",
         check="deposit_amount",
-        refusals=LIMIT_REFUSALS,
+        errors=DEPOSIT_ERRORS,
     ),
-    Prompt(
-        "dep_target", "dep_target", field="target", parse=parse_deposit_target, goto="dep_confirm"
+    Choose(
+        "dep_target",
+        "dep_target",
+        item="dep_target_item",
+        field="target",
+        load="deposit_accounts",
+        goto="dep_confirm",
+        errors=DEPOSIT_ERRORS,
     ),
     Confirm(
-        "dep_confirm",
-        "dep_confirm",
-        load="deposit_quote",
-        yes="dep_run",
-        load_errors=tuple((code, "dep_amount") for code in LIMIT_REFUSALS),
+        "dep_confirm", "dep_confirm", load="deposit_quote", yes="dep_run", errors=DEPOSIT_ERRORS
     ),
-    Run(
-        "dep_run",
-        action="deposit_stk",
-        ok="dep_done",
-        errors=(
-            *((code, "dep_amount") for code in LIMIT_REFUSALS),
-            ("member_not_allowed", "not_allowed"),
-            ("*", "error"),
-        ),
-    ),
+    Run("dep_run", action="deposit_stk", ok="dep_done", errors=DEPOSIT_ERRORS),
     End("dep_done", "dep_done"),
     # --- withdraw savings to M-Pesa (B2C): PIN, amount, confirm, payout ----
     # The PIN comes first: the amount's check and the quote answer from the member's
@@ -237,7 +210,7 @@ _SCREENS: list[Screen] = [
         parse=parse_amount_input,
         goto="wd_confirm",
         check="withdraw_quote",
-        refusals=LIMIT_REFUSALS,
+        errors=WITHDRAW_ERRORS,
         needs_pin=True,
     ),
     Confirm(
@@ -245,22 +218,10 @@ _SCREENS: list[Screen] = [
         "wd_confirm",
         load="withdraw_quote",
         yes="wd_run",
-        load_errors=tuple((code, "wd_amount") for code in LIMIT_REFUSALS),
+        errors=WITHDRAW_ERRORS,
         needs_pin=True,
     ),
-    Run(
-        "wd_run",
-        action="withdraw_b2c",
-        ok="wd_done",
-        errors=(
-            *((code, "wd_amount") for code in LIMIT_REFUSALS),
-            ("sim_swap_recent_swap", "wd_sim_swap"),
-            ("sim_swap_check_failed", "wd_sim_check"),
-            ("sim_swap_check_failed_daily_cap", "wd_sim_cap"),
-            ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
-            ("*", "error"),
-        ),
-    ),
+    Run("wd_run", action="withdraw_b2c", ok="wd_done", errors=WITHDRAW_ERRORS),
     End("wd_done", "wd_done"),
     End("not_allowed", "not_allowed"),
     End("wd_sim_swap", "wd_sim_swap"),

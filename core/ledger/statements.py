@@ -65,3 +65,14 @@ def loans_outstanding_cents(session: Session, member_id: int) -> int:
         )
     )
     return int(total or 0)
+
+
+def loans_owed_cents(session: Session, member_id: int) -> int | None:
+    """What the member owes on their loan accounts, or None when they have none (a
+    member who never borrowed is shown no loans line; one who repaid sees KES 0)."""
+    count, total = session.execute(
+        select(func.count(Account.id), func.coalesce(func.sum(Account.balance_cents), 0)).where(
+            Account.member_id == member_id, Account.purpose == LOAN_PURPOSE
+        )
+    ).one()
+    return int(total) if count else None

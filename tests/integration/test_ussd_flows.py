@@ -145,14 +145,65 @@ def test_balances_match_the_ledger_and_the_pin_is_asked_once(
         p: format_cents(ledger.get_balance(db_session, accounts[p]).balance_cents)
         for p in ("savings", "deposits", "shares")
     }
-    assert shown == (
+    assert shown == (  # no loan account: no "Loans owed" line
         f"CON Savings {expected['savings']}\nAvailable {expected['savings']}\n"
-        f"Deposits {expected['deposits']}\nShares {expected['shares']}\nLoans owed KES 0\n"
+        f"Deposits {expected['deposits']}\nShares {expected['shares']}\n"
         "0 Back 00 Home"
     )
     assert expected["savings"] == "KES 9,999,999.99"
     assert phone.send("0") == MAIN_EN
     assert phone.send("2").startswith("CON Statement (KES) 1/2")  # no second PIN
+
+
+def open_loan(session: Session, member: Member, owed_cents: int, n: int = 0) -> None:
+    """A loan account with ``owed_cents`` disbursed (as the loans work will post it)."""
+    loan = ledger.create_account(
+        session,
+        code=f"LN-{member.member_number}-{n}",
+        name="Loan",
+        type_="asset",
+        purpose=statements.LOAN_PURPOSE,
+        no_overdraft=False,
+        member_id=member.id,
+    )
+    if owed_cents:
+        ledger.post_entry(
+            session,
+            kind="loan.disbursement",
+            legs=[
+                ledger.Leg(loan.id, owed_cents),
+                ledger.Leg(ledger.account_id_by_code(session, "1020"), -owed_cents),
+            ],
+            idempotency_key=f"loan-{member.id}-{n}",
+        )
+    session.commit()
+
+
+def balances_screen(client: FlaskClient, member: Member) -> str:
+    phone = Phone(client, member.msisdn)
+    phone.dial()
+    phone.send("1")
+    return phone.send("4826")
+
+
+def test_the_loans_line_shows_only_for_a_member_with_a_loan_account(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, amina: Member
+) -> None:
+    assert "Loans" not in balances_screen(client, amina)
+    open_loan(db_session, amina, 500_000, 0)
+    open_loan(db_session, amina, 250_050, 1)
+    assert balances_screen(client, amina) == (
+        "CON Savings KES 0\nAvailable KES 0\nDeposits KES 0\nShares KES 0\n"
+        "Loans owed KES 7,500.50\n0 Back 00 Home"
+    )
+    juma = make_member(
+        db_session, deps, msisdn="+254722000002", national_id="34567812", language="sw"
+    )
+    assert "mkopo" not in balances_screen(client, juma)
+    open_loan(db_session, juma, 0)  # a loan account repaid (or not yet paid out): KES 0
+    assert balances_screen(client, juma).endswith(
+        "Hisa KES 0\nDeni la mkopo KES 0\n0 Rudi 00 Mwanzo"
+    )
 
 
 def test_wrong_pins_count_down_then_lock_with_help(

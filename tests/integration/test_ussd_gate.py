@@ -22,8 +22,8 @@ from core.savings import accounts as savings
 from db.models import Member, OutboxMessage
 from tests.settings import PG_URL, REDIS_URL
 from tests.ussdutil import SERVICE_CODE, Phone, make_member
-from ussd.engine import Confirm, Menu, Page, Prompt
 from ussd.menus import TREE
+from ussd.screens import Confirm, Menu, Page, Prompt
 from ussd.store import resume_key
 
 TOO_FAST_EN = (

@@ -14,28 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from ussd.checks import validate
 from ussd.engine import (
     MAX_SCREEN_CHARS,
-    Confirm,
     Context,
     Effect,
-    End,
     Invalid,
-    Menu,
-    Option,
-    Page,
-    PinPrompt,
-    Prompt,
     Result,
-    Run,
     Screen,
     State,
     Tree,
     resume_point,
     run_hop,
-    validate,
 )
 from ussd.menus import parse_amount_input
+from ussd.screens import Confirm, End, Menu, Option, Page, PinPrompt, Prompt, Run
 from ussd.store import MemoryStore
 from ussd.texts import gsm7_safe, mask
 
@@ -570,7 +563,7 @@ def checked_phone(backend: CheckingBackend) -> Session:
         parse=parse_amount_input,
         goto="confirm",
         check="limit",
-        refusals=("limit_low",),
+        errors=(("limit_low", "amount"),),  # refused: this prompt again
     )
     s = Session(backend)
     s.ctx = replace(s.ctx, tree=replace(TREE, screens=screens))

@@ -129,6 +129,34 @@ def perform(
     return _run(runtime, handler, call)
 
 
+def _limit(exc: Any, deps: CoreDeps) -> Result:
+    return Result(False, {"limit": format_cents(exc.limit_cents)}, f"limit_{exc.reason}")
+
+
+def _pin_locked(exc: Any, deps: CoreDeps) -> Result:
+    if exc.until is None:
+        return Result(False, error="pin_blocked")
+    seconds = (exc.until - deps.now()).total_seconds()
+    return Result(False, {"minutes": max(1, math.ceil(seconds / 60))}, "pin_locked")
+
+
+def _not_allowed(exc: Any, deps: CoreDeps) -> Result:
+    return Result(False, error="no_pin" if exc.context.get("reason") == "no_pin" else exc.code)
+
+
+# What a domain error becomes on the phone: a result code (and its data) that the flow's
+# error table (``ussd/menus.py``) sends to a screen. The first matching type wins; any
+# other domain error is its own code.
+RESULTS: tuple[tuple[type[SaccoError], Callable[[Any, CoreDeps], Result]], ...] = (
+    (LimitExceeded, _limit),  # limit_<reason>, with {limit}
+    (SimSwapBlocked, lambda exc, deps: Result(False, error=f"sim_swap_{exc.reason}")),
+    (PinLocked, _pin_locked),  # pin_locked with {minutes}, or pin_blocked
+    # pin_invalid, or reset_code_invalid, with {attempts_left}
+    (PinInvalid, lambda exc, deps: Result(False, {"attempts_left": exc.attempts_left}, exc.code)),
+    (MemberNotAllowed, _not_allowed),  # no_pin, or the member's status code
+)
+
+
 def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
     deps = runtime.deps
 
@@ -139,21 +167,10 @@ def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
         # A deadlock or serialization failure runs the whole unit again (each verb is
         # idempotent on ``call.key``) instead of reaching the gateway as an error.
         return Result(True, runtime.run_in_transaction(work))
-    except LimitExceeded as exc:
-        return Result(False, {"limit": format_cents(exc.limit_cents)}, f"limit_{exc.reason}")
-    except SimSwapBlocked as exc:
-        return Result(False, error=f"sim_swap_{exc.reason}")
-    except PinLocked as exc:
-        if exc.until is None:
-            return Result(False, error="pin_blocked")
-        seconds = (exc.until - deps.now()).total_seconds()
-        return Result(False, {"minutes": max(1, math.ceil(seconds / 60))}, "pin_locked")
-    except PinInvalid as exc:  # exc.code: pin_invalid, or reset_code_invalid
-        return Result(False, {"attempts_left": exc.attempts_left}, exc.code)
-    except MemberNotAllowed as exc:
-        no_pin = exc.context.get("reason") == "no_pin"
-        return Result(False, error="no_pin" if no_pin else exc.code)
     except SaccoError as exc:
+        for kind, result in RESULTS:
+            if isinstance(exc, kind):
+                return result(exc, deps)
         return Result(False, error=exc.code)
 
 

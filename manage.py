@@ -178,6 +178,7 @@ def seed_demo() -> None:
             for i, (target, kes) in enumerate(deposits):
                 savings.record_deposit(
                     session,
+                    runtime.deps,
                     member_id=member.id,
                     target=target,
                     amount=Money.of(kes),
@@ -188,6 +189,7 @@ def seed_demo() -> None:
             if status == "active":
                 savings.transfer_own(
                     session,
+                    runtime.deps,
                     member_id=member.id,
                     from_purpose="savings",
                     to_purpose="shares",

@@ -189,6 +189,7 @@ def seed_members(env: dict[str, str], count: int) -> list[Member]:
                 ):
                     savings.record_deposit(
                         session,
+                        runtime.deps,
                         member_id=member.id,
                         target=target,
                         amount=Money.of(kes + j),

@@ -219,7 +219,7 @@ class UssdService:
         except InvalidInput:
             return False
         with self.runtime.session() as session:
-            record_session_end(session, event)
+            record_session_end(session, event, now=self.runtime.deps.now())
         raw = self.store.get(session_key(event.session_id))
         self.store.delete(session_key(event.session_id))
         state = State.from_json(raw)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from core.approvals.vocabulary import ApprovalStatus
 from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import (
@@ -32,6 +33,7 @@ from core.kernel.errors import (
     SaccoError,
 )
 from core.ledger import entries as ledger
+from core.ledger.vocabulary import EntryKind
 from core.members.backoffice import (
     CASH_KEY_RE,
     approve_kyc,
@@ -41,7 +43,9 @@ from core.members.backoffice import (
     visible_member,
 )
 from core.members.registration import check_status_change, set_status, start_pin_reset
+from core.members.status import MemberStatus, check_may_deposit
 from core.payments.mpesa.flows import SuspenseAlreadyAssigned, assign_suspense
+from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.risk import events as sim_swap_events
 from core.risk.sim_swap import PASSES as SIM_SWAP_PASSES
 from core.risk.sim_swap import SimSwapChecker, SimSwapPolicy
@@ -51,7 +55,7 @@ from core.staff.permissions import APPROVER_PERMISSION, Principal, can_access_br
 from db.models import Account, ApprovalRequest, JournalEntry, Member, StaffUser
 from db.models_mpesa import SuspenseItem
 
-STATUS_CHANGES = ("active", "suspended", "exited")
+STATUS_CHANGES = (MemberStatus.ACTIVE, MemberStatus.SUSPENDED, MemberStatus.EXITED)
 
 
 class SelfApproval(DomainError):
@@ -94,7 +98,7 @@ def _exec_kyc(
 ) -> dict[str, Any]:
     assert req.member_id is not None
     approve_kyc(session, deps, req.member_id, business_key=f"kyc_approved:{req.id}")
-    return {"status": "active"}
+    return {"status": MemberStatus.ACTIVE}
 
 
 def _check_status(
@@ -119,7 +123,7 @@ def _check_pin_reset(
 ) -> None:
     assert member_id is not None
     member = session.get_one(Member, member_id)
-    if member.status == "exited":
+    if member.status == MemberStatus.EXITED:
         raise InvalidInput("the member has exited", field="member_id", reason="exited")
 
 
@@ -139,7 +143,11 @@ def decision_facts(
     checker is configured. Commits the verdict cache; ``{}`` for other actions.
     """
     req = visible_request(session, actor, request_id)
-    if req.action != "member.pin_reset" or req.member_id is None or req.status != "pending":
+    if (
+        req.action != "member.pin_reset"
+        or req.member_id is None
+        or req.status != ApprovalStatus.PENDING
+    ):
         return {}
     if sim_swap is None:
         return {"sim_swap": "not_checked"}
@@ -212,12 +220,13 @@ def _exec_adjustment(
     amount = _amount(p)
     posted = ledger.post_entry(
         session,
-        kind="adjustment.manual",
+        kind=EntryKind.ADJUSTMENT_MANUAL,
         legs=[
             ledger.Leg(_system_account(session, p["debit_account"], "debit_account"), amount),
             ledger.Leg(_system_account(session, p["credit_account"], "credit_account"), -amount),
         ],
         idempotency_key=f"approval:{req.id}",
+        now=deps.now(),
         memo=str(p["memo"])[:160],
     )
     return {"entry": posted.reference}
@@ -228,7 +237,7 @@ def _open_item(session: Session, p: dict[str, Any]) -> SuspenseItem:
     item = session.get(SuspenseItem, item_id) if isinstance(item_id, int) else None
     if item is None:
         raise InvalidInput("no such suspense item", field="item_id", reason="unknown")
-    if item.status != "open":
+    if item.status != SuspenseStatus.OPEN:
         raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already assigned")
     return item
 
@@ -396,7 +405,7 @@ def request_approval(
             select(ApprovalRequest.id).where(
                 ApprovalRequest.member_id == member_id,
                 ApprovalRequest.action == action,
-                ApprovalRequest.status == "pending",
+                ApprovalRequest.status == ApprovalStatus.PENDING,
             )
         )
         if not spec.one_pending_per_member:
@@ -419,7 +428,7 @@ def request_approval(
         member_id=member_id,
         branch=branch,
         checker_permission=checker,
-        status="pending",
+        status=ApprovalStatus.PENDING,
         maker_id=actor.id,
         maker_note=" ".join((note or "").split())[:200],
         created_at=deps.now(),
@@ -475,7 +484,7 @@ def decide(
     )
     if req is None or not can_access_branch(actor, req.branch):
         raise NotFound("no such request")
-    if req.status != "pending":
+    if req.status != ApprovalStatus.PENDING:
         raise AlreadyDecided(f"request is already {req.status}")
     if actor.kind != "staff" or actor.id == req.maker_id:
         raise SelfApproval("nobody may decide their own request: ask another checker")
@@ -490,7 +499,7 @@ def decide(
     req.decision_note = " ".join((note or "").split())[:200]
     req.decided_at = deps.now()
     if not approve:
-        req.status = "rejected"
+        req.status = ApprovalStatus.REJECTED
         audit.record(
             session, actor, "approval.reject", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},
@@ -504,7 +513,7 @@ def decide(
                 session, deps, req, {**payload_of(req), "_facts": dict(facts or {})}
             )
     except SaccoError as exc:
-        req.status = "failed"
+        req.status = ApprovalStatus.FAILED
         req.result = audit.canonical(
             {
                 "error": exc.code,
@@ -518,7 +527,7 @@ def decide(
         )  # fmt: skip
         session.commit()
         return req
-    req.status = "approved"
+    req.status = ApprovalStatus.APPROVED
     req.result = audit.canonical(result)
     audit.record(
         session, actor, "approval.approve", target_type="approval", target_id=req.id,
@@ -562,9 +571,7 @@ def _check_cash_deposit(
 ) -> int:
     assert member_id is not None
     _, amount, _ = _cash_payload(p)
-    member = session.get_one(Member, member_id)
-    if member.status not in ("pending_kyc", "active"):
-        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    check_may_deposit(session.get_one(Member, member_id).status)
     return amount
 
 

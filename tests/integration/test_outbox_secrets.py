@@ -20,6 +20,7 @@ from core.messaging.outbox import (
     receive_delivery_report,
     retry_failed,
 )
+from db.base import utcnow
 from db.models import Member, OutboxMessage
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import T0, Clock, control, gateway_messages, make_ctx
@@ -134,7 +135,7 @@ def test_ordinary_messages_keep_their_text_after_delivery(
     with session_factory() as s:
         message = notify(
             s, template="sms_start_ok", business_key="plain", data={"sacco": "Umoja SACCO"},
-            msisdn=PHONE,
+            msisdn=PHONE, now=utcnow(),
         )  # fmt: skip
         s.commit()
         text = message.body

@@ -8,9 +8,13 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.members.backoffice import DOCUMENT_KINDS
+from core.members.status import MemberStatus
 from core.messaging.webhooks import EVENT_TYPES
+from core.payments.mpesa.flows import PAYOUT_LIST_STATUSES
+from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.savings.accounts import DEPOSIT_TARGETS
 from core.staff.permissions import INTEGRATION_GRANTABLE, ROLES
 
@@ -243,9 +247,7 @@ class MemberSearchArgs(PageArgs):
     phone = fields.String(validate=validate.Length(1, 20))
     national_id = fields.String(validate=validate.Length(1, 20))
     name = fields.String(validate=validate.Length(1, 60))
-    status = fields.String(
-        validate=validate.OneOf(["pending_kyc", "active", "suspended", "exited"])
-    )
+    status = fields.String(validate=validate.OneOf([status.value for status in MemberStatus]))
 
 
 class MemberSummary(Schema):
@@ -361,7 +363,10 @@ class PinResetIn(NoteIn):
 
 class StatusChangeIn(NoteIn):
     status = fields.String(
-        required=True, validate=validate.OneOf(["active", "suspended", "exited"])
+        required=True,
+        validate=validate.OneOf(
+            [MemberStatus.ACTIVE.value, MemberStatus.SUSPENDED.value, MemberStatus.EXITED.value]
+        ),
     )
 
 
@@ -380,7 +385,8 @@ class SuspenseIn(NoteIn):
 
 class SuspenseArgs(PageArgs):
     status = fields.String(
-        load_default="open", validate=validate.OneOf(["open", "assigned", "duplicate"])
+        load_default=SuspenseStatus.OPEN.value,
+        validate=validate.OneOf([status.value for status in SuspenseStatus]),
     )
 
 
@@ -417,8 +423,8 @@ class SuspenseItemOut(Schema):
 
 class ApprovalArgs(PageArgs):
     status = fields.String(
-        load_default="pending",
-        validate=validate.OneOf(["pending", "approved", "rejected", "failed", "all"]),
+        load_default=ApprovalStatus.PENDING.value,
+        validate=validate.OneOf([*(status.value for status in ApprovalStatus), "all"]),
     )
 
 
@@ -574,7 +580,7 @@ class SimSwapEventOut(Schema):
 class PayoutArgs(PageArgs):
     status = fields.String(
         load_default="review",
-        validate=validate.OneOf(["review", "unknown", "sent", "requested", "sending", "all"]),
+        validate=validate.OneOf([str(status) for status in PAYOUT_LIST_STATUSES]),
     )
 
 

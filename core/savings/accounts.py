@@ -24,7 +24,7 @@ SOURCE_KINDS = {
     "cash": EntryKind.DEPOSIT_CASH,
     "bank": EntryKind.DEPOSIT_BANK,
 }
-DEPOSIT_TARGETS: tuple[str, ...] = MEMBER_PURPOSES  # savings, deposits, shares
+DEPOSIT_TARGETS = tuple(purpose.value for purpose in MEMBER_PURPOSES)  # savings, deposits, shares
 
 
 def record_deposit(

@@ -17,6 +17,7 @@ from core.kernel.errors import (
     UnbalancedEntry,
 )
 from core.ledger import entries as ledger
+from core.ledger.chart import SystemAccount
 from core.ledger.entries import Leg
 from core.ledger.verify import verify_ledger
 from core.ledger.vocabulary import EntryKind
@@ -108,8 +109,8 @@ def test_no_overdraft_refuses_and_leaves_nothing_written(any_session: Session) -
 
 def test_hold_reserves_then_partial_post_returns_the_rest(any_session: Session) -> None:
     float_id, (a, *_rest) = make_accounts(any_session)
-    fees = ledger.account_id_by_code(any_session, "4100")
-    payout = ledger.account_id_by_code(any_session, "1020")
+    fees = ledger.account_id_by_code(any_session, SystemAccount.FEE_INCOME)
+    payout = ledger.account_id_by_code(any_session, SystemAccount.MPESA_DISBURSEMENT_FLOAT)
     fund(any_session, float_id, a, 10_000)
     hold = ledger.reserve_hold(
         any_session, account_id=a, amount_cents=6_030, idempotency_key="h1", now=utcnow()
@@ -158,7 +159,7 @@ def test_released_hold_gives_the_money_back_once(any_session: Session) -> None:
 
 def test_a_hold_cannot_post_more_than_it_holds(any_session: Session) -> None:
     float_id, (a, *_rest) = make_accounts(any_session)
-    payout = ledger.account_id_by_code(any_session, "1020")
+    payout = ledger.account_id_by_code(any_session, SystemAccount.MPESA_DISBURSEMENT_FLOAT)
     fund(any_session, float_id, a, 5_000)
     hold = ledger.reserve_hold(
         any_session, account_id=a, amount_cents=1_000, idempotency_key="h", now=utcnow()

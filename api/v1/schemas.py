@@ -342,6 +342,9 @@ class StatementLineOut(Schema):
     kind = fields.String(required=True)
     memo = fields.String(required=True)
     created_at = fields.DateTime(required=True)
+    value_date = fields.Date(
+        required=True, metadata={"description": "the business day (Nairobi) the money counts from"}
+    )
     amount_cents = fields.Integer(required=True)
     balance_after_cents = fields.Integer(required=True)
 

@@ -208,11 +208,19 @@ def test_0012_dates_existing_entries_by_their_nairobi_day_on_sqlite(tmp_path: Pa
     engine = make_engine(url)
     with engine.begin() as conn:
         _entries_at(conn, MOMENTS)
+        conn.execute(  # the first entry's postings: the rebuilt table keeps their references
+            text(
+                "INSERT INTO postings (entry_id, account_id, amount_cents, balance_after_cents) "
+                "VALUES (1, 1, 500, 500), (1, 2, -500, 500)"
+            )
+        )
     engine.dispose()
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as conn:
         dates = conn.scalars(text("SELECT value_date FROM journal_entries ORDER BY id")).all()
+        assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+        assert conn.scalar(text("SELECT count(*) FROM postings WHERE entry_id = 1")) == 2
     engine.dispose()
     assert [date.fromisoformat(str(d)) for d in dates] == NAIROBI_DATES
     downgrade(url, "0011")

@@ -99,8 +99,8 @@ ACCOUNT_LABELS = {
     "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
     "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
 }
-STK_FINAL = (StkStatus.SUCCEEDED, StkStatus.FAILED)
-B2C_FINAL = (PayoutStatus.SUCCEEDED, PayoutStatus.FAILED)
+STK_FINAL = ("succeeded", "failed")
+B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
 RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")

@@ -10,20 +10,27 @@
   and must not be a demo value, or start-up stops with one clear message
   naming what is missing.
 
-``.env.example`` documents every variable.
+``.env.example`` documents every variable. Money is whole KES in the environment
+(what an operator writes, and how the SACCO's own tariffs and limits read) and
+integer cents in the code: each ``*_kes`` setting has a ``*_cents`` property, the
+one place the two meet. A variable that was renamed is refused at start with its
+new name (``RENAMED``), never silently ignored.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.kernel.deps import DEFAULT_SACCO_NAME, DEFAULT_USSD_CODE
+from core.kernel.money import CENTS
 from core.payments.mpesa.rules import blocked_url_word
 
 Env = Literal["demo", "development", "test", "production"]
@@ -81,16 +88,30 @@ _DEMO_VALUES = frozenset(
 )
 
 
+# Variables that were renamed: an environment that still sets one is refused at start
+# (an operator's old value must not be silently ignored for the default).
+RENAMED = {
+    "APPROVAL_MANAGER_THRESHOLD_CENTS": (
+        "APPROVAL_MANAGER_THRESHOLD_KES",
+        "money settings are whole KES (5000000 cents is 50000)",
+    ),
+}
+
+
 class SettingsError(RuntimeError):
     """Start-up configuration is wrong; the message says what to set."""
+
+
+def _cents(kes: int) -> int:
+    return kes * CENTS
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     sacco_env: Env = "production"
-    sacco_name: str = "Umoja SACCO"
-    ussd_service_code: str = "*384*44135#"
+    sacco_name: str = DEFAULT_SACCO_NAME
+    ussd_service_code: str = DEFAULT_USSD_CODE
     database_url: str = ""
     redis_url: str = ""
     log_level: str = "INFO"
@@ -169,7 +190,8 @@ class Settings(BaseSettings):
     session_absolute_hours: int = Field(default=12, ge=1)
     login_max_failures: int = Field(default=5, ge=1)  # wrong second factors (TOTP)
     login_lockout_minutes: int = Field(default=15, ge=1)
-    approval_manager_threshold_cents: int = Field(default=5_000_000, ge=0)
+    # Maker-checker requests above this (whole KES) need a manager (approvals:decide_large).
+    approval_manager_threshold_kes: int = Field(default=50_000, ge=0)
     # A teller's cash deposit above this (whole KES) waits for another person's approval.
     cash_deposit_till_limit_kes: int = Field(default=100_000, ge=0)
     document_dir: str = "var/documents"
@@ -185,6 +207,13 @@ class Settings(BaseSettings):
     # 0 trusts none: behind a proxy every client would then look like the proxy itself,
     # which breaks per-address login throttling and the audit log's "from where".
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
+
+    # gunicorn (deploy/gunicorn.conf.py reads these from this object too): bind address and
+    # port, worker processes (the demo and development profiles always run one), threads each.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=4, ge=1)
+    gunicorn_threads: int = Field(default=4, ge=1)
 
     # Background jobs (M-Pesa STK push, B2C, status queries) and their schedule.
     jobs_queue: str = "jobs"
@@ -213,6 +242,16 @@ class Settings(BaseSettings):
     # Production refuses to deliver to loopback/private/link-local addresses unless this
     # is set (a partner on the SACCO's own network); demo and tests always allow them.
     webhook_allow_private_networks: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_renamed(cls, data: Any) -> Any:
+        given = {str(name).upper() for name in data} if isinstance(data, dict) else set()
+        given |= {name.upper() for name in os.environ}
+        for old, (new, why) in RENAMED.items():
+            if old in given:
+                raise ValueError(f"{old} was renamed {new} ({why}): set {new} and remove {old}")
+        return data
 
     @field_validator("ussd_rate_limit")
     @classmethod
@@ -306,6 +345,43 @@ class Settings(BaseSettings):
                 if not getattr(self, name):
                     refusals.append(f"{name.upper()} is required for the SIM-swap check")
         return refusals
+
+    # Money in cents, converted once here from the whole KES the environment holds.
+    @property
+    def approval_manager_threshold_cents(self) -> int:
+        return _cents(self.approval_manager_threshold_kes)
+
+    @property
+    def cash_deposit_till_limit_cents(self) -> int:
+        return _cents(self.cash_deposit_till_limit_kes)
+
+    @property
+    def mpesa_deposit_min_cents(self) -> int:
+        return _cents(self.mpesa_deposit_min_kes)
+
+    @property
+    def mpesa_deposit_max_cents(self) -> int:
+        return _cents(self.mpesa_deposit_max_kes)
+
+    @property
+    def mpesa_withdrawal_min_cents(self) -> int:
+        return _cents(self.mpesa_withdrawal_min_kes)
+
+    @property
+    def mpesa_withdrawal_max_cents(self) -> int:
+        return _cents(self.mpesa_withdrawal_max_kes)
+
+    @property
+    def mpesa_withdrawal_daily_max_cents(self) -> int:
+        return _cents(self.mpesa_withdrawal_daily_max_kes)
+
+    @property
+    def sim_swap_failure_allow_max_cents(self) -> int:
+        return _cents(self.sim_swap_failure_allow_max_kes)
+
+    @property
+    def sim_swap_failure_daily_max_cents(self) -> int:
+        return _cents(self.sim_swap_failure_daily_max_kes)
 
     @property
     def mpesa_enabled(self) -> bool:

@@ -36,6 +36,7 @@ from core.kernel.errors import SaccoError
 from core.kernel.money import Money, format_cents
 from core.kernel.runtime import Runtime
 from core.ledger import entries as ledger
+from core.members.status import MemberStatus
 from db.migrate import upgrade
 from db.models import Member
 
@@ -79,7 +80,7 @@ DEMO_MEMBERS = [
         "+254712000001",
         "23456781",
         "en",
-        "active",
+        MemberStatus.ACTIVE,
         "4826",
         [("savings", 5000), ("deposits", 20000), ("shares", 2000), ("savings", 1250)],
     ),
@@ -88,17 +89,25 @@ DEMO_MEMBERS = [
         "+254722000002",
         "23456782",
         "sw",
-        "active",
+        MemberStatus.ACTIVE,
         "5937",
         [("savings", 12000), ("deposits", 8000), ("shares", 1000)],
     ),
-    ("Fatuma Hassan", "+254110000003", "23456783", "en", "pending_kyc", "6048", [("savings", 300)]),
+    (
+        "Fatuma Hassan",
+        "+254110000003",
+        "23456783",
+        "en",
+        MemberStatus.PENDING_KYC,
+        "6048",
+        [("savings", 300)],
+    ),
     (
         "Kiprop Chebet",
         "+254733000004",
         "23456784",
         "en",
-        "suspended",
+        MemberStatus.SUSPENDED,
         "7159",
         [("savings", 900), ("shares", 500)],
     ),
@@ -178,6 +187,7 @@ def seed_demo() -> None:
             for i, (target, kes) in enumerate(deposits):
                 savings.record_deposit(
                     session,
+                    runtime.deps,
                     member_id=member.id,
                     target=target,
                     amount=Money.of(kes),
@@ -185,18 +195,19 @@ def seed_demo() -> None:
                     idempotency_key=f"demo-{member.member_number}-{i}",
                     memo=f"M-Pesa deposit to {target}",
                 )
-            if status == "active":
+            if status == MemberStatus.ACTIVE:
                 savings.transfer_own(
                     session,
+                    runtime.deps,
                     member_id=member.id,
                     from_purpose="savings",
                     to_purpose="shares",
                     amount=Money.of(250),
                     idempotency_key=f"demo-{member.member_number}-xfer",
                 )
-            if status != "pending_kyc":
-                members_core.set_status(session, member.id, "active")
-                if status != "active":
+            if status != MemberStatus.PENDING_KYC:
+                members_core.set_status(session, member.id, MemberStatus.ACTIVE)
+                if status != MemberStatus.ACTIVE:
                     members_core.set_status(session, member.id, status)
             member.branch = DEMO_BRANCH
             click.echo(f"  {member.member_number}  {phone}  {name:<15} {status:<12} PIN {pin}")
@@ -296,7 +307,7 @@ SUSPENSE_VIA_API = (
     "suspense-assign moved to the API, so that one person asks and another approves, both "
     "signed in and audited: POST /api/v1/suspense/reassignments (permission "
     "suspense:reassign), then another person's POST /api/v1/approvals/{id}/approve (a "
-    "manager above APPROVAL_MANAGER_THRESHOLD_CENTS). Nothing was moved."
+    "manager above APPROVAL_MANAGER_THRESHOLD_KES). Nothing was moved."
 )
 
 

@@ -52,6 +52,9 @@ def recreate(db: str) -> None:
 
 def setup_ledger() -> tuple[int, list[int]]:
     from core.ledger import entries as ledger
+    from core.ledger.chart import SystemAccount
+    from core.ledger.vocabulary import EntryKind
+    from db.base import utcnow
     from db.migrate import upgrade
     from db.session import make_engine, make_session_factory
 
@@ -60,7 +63,7 @@ def setup_ledger() -> tuple[int, list[int]]:
     engine = make_engine(URL)
     factory = make_session_factory(engine)
     with unit_of_work(factory) as session:
-        float_id = ledger.account_id_by_code(session, "1010")
+        float_id = ledger.account_id_by_code(session, SystemAccount.MPESA_COLLECTIONS_FLOAT)
         ids = [
             ledger.create_account(
                 session,
@@ -69,15 +72,17 @@ def setup_ledger() -> tuple[int, list[int]]:
                 type_="liability",
                 purpose="savings",
                 no_overdraft=True,
+                now=utcnow(),
             ).id
             for i in range(ACCOUNTS)
         ]
         for account in ids:
             ledger.post_entry(
                 session,
-                kind="seed",
+                kind=EntryKind.DEPOSIT_MPESA,
                 legs=[ledger.Leg(float_id, 10**11), ledger.Leg(account, -(10**11))],
                 idempotency_key=f"seed-{account}",
+                now=utcnow(),
             )
         session.commit()
     engine.dispose()
@@ -89,6 +94,8 @@ def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> i
     mode, float_id, ids, seconds, seed, tag, start_at = args
     from core.kernel.errors import InsufficientFunds
     from core.ledger import entries as ledger
+    from core.ledger.vocabulary import EntryKind
+    from db.base import utcnow
     from db.session import make_engine, make_session_factory, run_in_transaction
 
     engine = make_engine(URL, pool_size=1)
@@ -109,7 +116,9 @@ def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> i
         key = f"{tag}-{seed}-{done}"
 
         def work(session, legs=legs, key=key):  # type: ignore[no-untyped-def]
-            ledger.post_entry(session, kind="bench", legs=legs, idempotency_key=key)
+            ledger.post_entry(
+                session, kind=EntryKind.DEPOSIT_MPESA, legs=legs, idempotency_key=key, now=utcnow()
+            )
             session.commit()
 
         with contextlib.suppress(InsufficientFunds):

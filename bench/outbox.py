@@ -34,6 +34,7 @@ import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from core.messaging.notifications import install_dispatch, notify, take_pending_ids  # noqa: E402
+from db.base import utcnow  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import OutboxAttempt, OutboxMessage  # noqa: E402
 from db.session import make_engine, make_session_factory, unit_of_work  # noqa: E402
@@ -98,6 +99,7 @@ def queue(session: object, key: str, n: int) -> None:
         session,  # type: ignore[arg-type]
         template="sms_start_ok",
         business_key=key,
+        now=utcnow(),
         data={"sacco": "Umoja SACCO"},
         msisdn=f"+2547{n % 100_000_000:08d}",
     )

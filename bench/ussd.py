@@ -189,6 +189,7 @@ def seed_members(env: dict[str, str], count: int) -> list[Member]:
                 ):
                     savings.record_deposit(
                         session,
+                        runtime.deps,
                         member_id=member.id,
                         target=target,
                         amount=Money.of(kes + j),
@@ -577,9 +578,8 @@ def main() -> int:
 
     path = f"/ussd?token={env['USSD_CALLBACK_TOKEN']}"
     app_proc, app_port = start_gunicorn("wsgi:app", env, args.workers, args.threads)
-    triv_proc, triv_port = start_gunicorn(
-        "bench.trivial_app:app", {"SACCO_ENV": "production"}, args.workers, args.threads
-    )
+    # The app's settings for both: gunicorn's config reads them (the trivial app does not).
+    triv_proc, triv_port = start_gunicorn("bench.trivial_app:app", env, args.workers, args.threads)
     print(
         f"bench: gunicorn x2 ({args.workers} workers x {args.threads} threads, gthread); "
         f"{args.members} concurrent members from {args.procs} load processes; "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -54,11 +55,18 @@ class Account(Base):
     )
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     held_cents: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # No default here or on the entries, holds, outbox rows and webhook endpoints below:
+    # core stamps them with the injected clock (``deps.now()``), never the wall clock.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class JournalEntry(Base):
-    """One balanced movement of money: immutable once written."""
+    """One balanced movement of money: immutable once written.
+
+    ``created_at`` is when it was written; ``value_date`` (migration 0012) the business
+    day the money counts from: the Nairobi date of ``created_at`` unless the use case
+    gave another (interest and loan schedules will).
+    """
 
     __tablename__ = "journal_entries"
 
@@ -71,7 +79,8 @@ class JournalEntry(Base):
     reverses_entry_id: Mapped[int | None] = mapped_column(
         ForeignKey("journal_entries.id"), unique=True, default=None
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    value_date: Mapped[date] = mapped_column(Date)
 
 
 class Posting(Base):
@@ -113,7 +122,7 @@ class Hold(Base):
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     reason: Mapped[str] = mapped_column(String(160), default="")
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
@@ -182,12 +191,12 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     cost_cents: Mapped[int | None] = mapped_column(Integer, default=None)
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Added by 0004: SMS parts of the body, e-mail subject, webhook endpoint, final
     # delivery status/reason from the gateway's report.
@@ -287,7 +296,7 @@ class WebhookEndpoint(Base):
     secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     events: Mapped[str] = mapped_column(String(500), default="*")  # comma-separated, or *
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class UssdSessionEvent(Base):
@@ -315,7 +324,7 @@ class UssdSessionEvent(Base):
     cost: Mapped[str] = mapped_column(String(20), default="")
     error_message: Mapped[str] = mapped_column(String(200), default="")
     gateway_date: Mapped[str] = mapped_column(String(40), default="")
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # ------------------------------------------------------------ staff back office

@@ -1,13 +1,27 @@
 """gunicorn settings. Production: several workers behind nginx. Demo: one worker,
-threads, because the embedded demo keeps USSD sessions and rate limits in memory."""
+threads, because the embedded demo keeps USSD sessions and rate limits in memory.
 
-import os
+Read from the same settings object as the app (``config.load_settings``: HOST, PORT,
+WEB_CONCURRENCY, GUNICORN_THREADS, SACCO_ENV), so a bad setting stops gunicorn at once
+with the app's own one-line message instead of letting every worker fail to boot."""
+
+import sys
+from pathlib import Path
 from typing import Any
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-_demo = os.environ.get("SACCO_ENV", "production") in ("demo", "development")
-workers = 1 if _demo else int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for config
+
+from config import SettingsError, load_settings  # noqa: E402
+
+try:
+    _settings = load_settings()
+except SettingsError as exc:
+    sys.exit(str(exc))
+
+bind = f"{_settings.host}:{_settings.port}"
+_demo = _settings.sacco_env in ("demo", "development")
+workers = 1 if _demo else _settings.web_concurrency
+threads = _settings.gunicorn_threads
 worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20

@@ -7,20 +7,24 @@ from uuid import uuid4
 from sqlalchemy.orm import Session
 
 from core.ledger import entries as ledger
+from core.ledger.chart import AccountType, Purpose, SystemAccount
+from core.ledger.vocabulary import EntryKind
+from db.base import utcnow
 
 
 def make_accounts(session: Session, n_members: int = 3) -> tuple[int, list[int]]:
     """The M-Pesa collections float (hot) and ``n_members`` savings accounts (no overdraft)."""
-    float_id = ledger.account_id_by_code(session, "1010")
+    float_id = ledger.account_id_by_code(session, SystemAccount.MPESA_COLLECTIONS_FLOAT)
     tag = uuid4().hex[:8]
     members = [
         ledger.create_account(
             session,
             code=f"T{tag}-{i}",
             name=f"Test savings {i}",
-            type_="liability",
-            purpose="savings",
+            type_=AccountType.LIABILITY,
+            purpose=Purpose.SAVINGS,
             no_overdraft=True,
+            now=utcnow(),
         ).id
         for i in range(n_members)
     ]
@@ -34,9 +38,10 @@ def fund(
     """A deposit: debit the float (asset up), credit the member account (liability up)."""
     posted = ledger.post_entry(
         session,
-        kind="deposit.mpesa",
+        kind=EntryKind.DEPOSIT_MPESA,
         legs=[ledger.Leg(float_id, cents), ledger.Leg(account_id, -cents)],
         idempotency_key=key or uuid4().hex,
+        now=utcnow(),
     )
     session.commit()
     return posted

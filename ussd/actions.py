@@ -60,7 +60,6 @@ NAIROBI = ZoneInfo("Africa/Nairobi")
 STATEMENT_LENGTH = 5
 NAME_CHARS = 40  # a member's name on a screen (the tree-walk test uses this limit)
 log = logging.getLogger("sacco.ussd")
-_KINDS = {"deposit", "withdrawal", "transfer", "loan", "repayment", "fee", "interest", "reversal"}
 
 
 class MoneyPorts(Protocol):
@@ -210,7 +209,6 @@ def _balances(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]
 def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     items = []
     for m in statements.recent_movements(session, _member(call), limit=STATEMENT_LENGTH):
-        kind = m.kind.split(".", 1)[0]
         purpose = m.account_purpose if m.account_purpose in members.MEMBER_ACCOUNTS else "other"
         if m.account_purpose == statements.LOAN_PURPOSE:
             purpose = "loan"
@@ -218,7 +216,7 @@ def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
             {
                 "date": m.created_at.astimezone(NAIROBI).strftime("%d/%m"),
                 "account": render(f"acct_{purpose}", call.lang, {}),
-                "what": render(f"kind_{kind if kind in _KINDS else 'other'}", call.lang, {}),
+                "what": render(f"kind_{m.label}", call.lang, {}),
                 "amount": _signed_amount(m.amount_cents),
             }
         )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.kernel.deps import DEFAULT_SACCO_NAME
 from core.kernel.errors import InvalidInput
 from core.kernel.i18n import LANGUAGES
 from core.kernel.identity import normalize_msisdn
@@ -30,7 +31,7 @@ MAX_TEXT = 20_000  # longer text is cut before the engine sees it (the gateway n
 
 @dataclass(frozen=True)
 class UssdConfig:
-    sacco_name: str = "Umoja SACCO"
+    sacco_name: str = DEFAULT_SACCO_NAME
     help_phone: str = "0700 000 000"
     terms_url: str = "umoja.example/terms"
     sms_code: str = "22384"
@@ -219,7 +220,7 @@ class UssdService:
         except InvalidInput:
             return False
         with self.runtime.unit_of_work() as session:
-            record_session_end(session, event)
+            record_session_end(session, event, now=self.runtime.deps.now())
         raw = self.store.get(session_key(event.session_id))
         self.store.delete(session_key(event.session_id))
         state = State.from_json(raw)

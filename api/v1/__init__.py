@@ -258,7 +258,7 @@ def init_app(app: Flask) -> None:
         document_dir=settings.document_dir,
         document_max_bytes=settings.document_max_bytes,
         large_threshold_cents=settings.approval_manager_threshold_cents,
-        till_limit_cents=settings.cash_deposit_till_limit_kes * 100,
+        till_limit_cents=settings.cash_deposit_till_limit_cents,
         cors_origins=frozenset(
             o.strip() for o in settings.api_cors_origins.split(",") if o.strip()
         ),

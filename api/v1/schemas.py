@@ -8,10 +8,14 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
 from core.members.backoffice import DOCUMENT_KINDS
+from core.members.status import MemberStatus
 from core.messaging.webhooks import EVENT_TYPES
+from core.payments.mpesa.flows import PAYOUT_LIST_STATUSES
+from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.savings.accounts import DEPOSIT_TARGETS
 
 BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
@@ -243,9 +247,7 @@ class MemberSearchArgs(PageArgs):
     phone = fields.String(validate=validate.Length(1, 20))
     national_id = fields.String(validate=validate.Length(1, 20))
     name = fields.String(validate=validate.Length(1, 60))
-    status = fields.String(
-        validate=validate.OneOf(["pending_kyc", "active", "suspended", "exited"])
-    )
+    status = fields.String(validate=validate.OneOf([status.value for status in MemberStatus]))
 
 
 class MemberSummary(Schema):
@@ -340,6 +342,9 @@ class StatementLineOut(Schema):
     kind = fields.String(required=True)
     memo = fields.String(required=True)
     created_at = fields.DateTime(required=True)
+    value_date = fields.Date(
+        required=True, metadata={"description": "the business day (Nairobi) the money counts from"}
+    )
     amount_cents = fields.Integer(required=True)
     balance_after_cents = fields.Integer(required=True)
 
@@ -361,7 +366,10 @@ class PinResetIn(NoteIn):
 
 class StatusChangeIn(NoteIn):
     status = fields.String(
-        required=True, validate=validate.OneOf(["active", "suspended", "exited"])
+        required=True,
+        validate=validate.OneOf(
+            [MemberStatus.ACTIVE.value, MemberStatus.SUSPENDED.value, MemberStatus.EXITED.value]
+        ),
     )
 
 
@@ -380,7 +388,8 @@ class SuspenseIn(NoteIn):
 
 class SuspenseArgs(PageArgs):
     status = fields.String(
-        load_default="open", validate=validate.OneOf(["open", "assigned", "duplicate"])
+        load_default=SuspenseStatus.OPEN.value,
+        validate=validate.OneOf([status.value for status in SuspenseStatus]),
     )
 
 
@@ -417,8 +426,8 @@ class SuspenseItemOut(Schema):
 
 class ApprovalArgs(PageArgs):
     status = fields.String(
-        load_default="pending",
-        validate=validate.OneOf(["pending", "approved", "rejected", "failed", "all"]),
+        load_default=ApprovalStatus.PENDING.value,
+        validate=validate.OneOf([*(status.value for status in ApprovalStatus), "all"]),
     )
 
 
@@ -574,7 +583,7 @@ class SimSwapEventOut(Schema):
 class PayoutArgs(PageArgs):
     status = fields.String(
         load_default="review",
-        validate=validate.OneOf(["review", "unknown", "sent", "requested", "sending", "all"]),
+        validate=validate.OneOf([str(status) for status in PAYOUT_LIST_STATUSES]),
     )
 
 

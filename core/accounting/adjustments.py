@@ -13,6 +13,7 @@ from core.approvals.engine import ActionSpec, payload_amount, register
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
 from core.ledger import entries as ledger
+from core.ledger.vocabulary import EntryKind
 from db.models import Account, ApprovalRequest
 
 
@@ -42,7 +43,8 @@ def _exec_adjustment(
     amount = payload_amount(p)
     posted = ledger.post_entry(
         session,
-        kind="adjustment.manual",
+        kind=EntryKind.ADJUSTMENT_MANUAL,
+        now=deps.now(),
         legs=[
             ledger.Leg(_system_account(session, p["debit_account"], "debit_account"), amount),
             ledger.Leg(_system_account(session, p["credit_account"], "credit_account"), -amount),

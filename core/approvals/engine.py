@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from core.approvals.vocabulary import ApprovalStatus
 from core.audit import log as audit
 from core.kernel import uow
 from core.kernel.deps import CoreDeps
@@ -126,7 +127,7 @@ def request_approval(
             select(ApprovalRequest.id).where(
                 ApprovalRequest.member_id == member_id,
                 ApprovalRequest.action == action,
-                ApprovalRequest.status == "pending",
+                ApprovalRequest.status == ApprovalStatus.PENDING,
             )
         )
         if not spec.one_pending_per_member:
@@ -149,7 +150,7 @@ def request_approval(
         member_id=member_id,
         branch=branch,
         checker_permission=checker,
-        status="pending",
+        status=ApprovalStatus.PENDING,
         maker_id=actor.id,
         maker_note=" ".join((note or "").split())[:200],
         created_at=deps.now(),
@@ -192,7 +193,7 @@ def decision_facts(
     ``ports``: what the edge holds for such checks (``sim_swap=``, ``policy=``)."""
     req = visible_request(session, actor, request_id)
     spec = ACTIONS.get(req.action)
-    if spec is None or spec.facts is None or req.status != "pending":
+    if spec is None or spec.facts is None or req.status != ApprovalStatus.PENDING:
         return {}
     return spec.facts(session, deps, req, **ports)
 
@@ -218,7 +219,7 @@ def decide(
     )
     if req is None or not can_access_branch(actor, req.branch):
         raise NotFound("no such request")
-    if req.status != "pending":
+    if req.status != ApprovalStatus.PENDING:
         raise AlreadyDecided(f"request is already {req.status}")
     if actor.kind != "staff" or actor.id == req.maker_id:
         raise SelfApproval("nobody may decide their own request: ask another checker")
@@ -233,7 +234,7 @@ def decide(
     req.decision_note = " ".join((note or "").split())[:200]
     req.decided_at = deps.now()
     if not approve:
-        req.status = "rejected"
+        req.status = ApprovalStatus.REJECTED
         audit.record(
             session, actor, "approval.reject", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},
@@ -249,7 +250,7 @@ def decide(
                 session, deps, req, {**payload_of(req), "_facts": dict(facts or {})}
             )
     except SaccoError as exc:
-        req.status = "failed"
+        req.status = ApprovalStatus.FAILED
         req.result = audit.canonical(
             {
                 "error": exc.code,
@@ -263,7 +264,7 @@ def decide(
         )  # fmt: skip
         session.flush()
         return req
-    req.status = "approved"
+    req.status = ApprovalStatus.APPROVED
     req.result = audit.canonical(result)
     audit.record(
         session, actor, "approval.approve", target_type="approval", target_id=req.id,

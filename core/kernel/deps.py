@@ -16,6 +16,11 @@ from core.kernel.pins import PinHasher
 from core.kernel.security import PiiVault
 from db.base import utcnow
 
+# The one default SACCO name and USSD code: settings (config.py), CoreDeps and the USSD
+# channel's own config fall back to these, so a demo without SACCO_NAME names one SACCO.
+DEFAULT_SACCO_NAME = "Umoja SACCO"
+DEFAULT_USSD_CODE = "*384*44135#"
+
 
 @dataclass(frozen=True)
 class CoreDeps:
@@ -23,5 +28,5 @@ class CoreDeps:
     vault: PiiVault
     now: Callable[[], datetime] = field(default=utcnow)
     passwords: StaffPasswords = field(default_factory=StaffPasswords)
-    sacco_name: str = "Umoja SACCO"
-    ussd_code: str = "*384*44135#"
+    sacco_name: str = DEFAULT_SACCO_NAME
+    ussd_code: str = DEFAULT_USSD_CODE

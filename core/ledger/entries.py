@@ -17,9 +17,12 @@ Rules (ARCHITECTURE.md, "Money and the ledger"):
   reserve -> post (in full or in part, the rest released) or release.
 
 Every function here takes the caller's session and never commits (nor does the
-use case that calls it: the edge commits once, ``core.kernel.uow``). Each write
-runs inside a SAVEPOINT, so a refused entry leaves nothing written and the
-caller's transaction usable.
+use case that calls it: the edge commits once, ``core.kernel.uow``). Every write
+takes its time from the caller (``now``: the use case passes ``deps.now()``, the
+injected clock), never from the wall clock; an entry also carries a value date, the
+business date in Nairobi of ``now`` unless the caller gives one. Each write runs
+inside a SAVEPOINT, so a refused entry leaves nothing written and the caller's
+transaction usable.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Engine, Select, bindparam, func, select, text, update
+from sqlalchemy import Date, Engine, Select, bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from core.kernel.calendar import business_date
 from core.kernel.errors import (
     AlreadyReversed,
     HoldNotPending,
@@ -47,7 +51,9 @@ from core.kernel.errors import (
     NotFound,
     UnbalancedEntry,
 )
-from db.base import UTCDateTime, utcnow
+from core.ledger.chart import AccountType, NormalSide
+from core.ledger.vocabulary import EntryKind, HoldStatus
+from db.base import UTCDateTime
 from db.models import Account, Hold, JournalEntry, Posting
 from db.session import insert_for
 
@@ -76,7 +82,7 @@ class HoldInfo:
     hold_id: int
     account_id: int
     amount_cents: int
-    status: str
+    status: HoldStatus
     created: bool
 
 
@@ -99,6 +105,7 @@ class StatementLine:
     kind: str
     memo: str
     created_at: datetime
+    value_date: date
     amount_cents: int  # signed on the account's normal side: + raises the balance
     balance_after_cents: int
 
@@ -152,7 +159,7 @@ def entry_fingerprint(kind: str, legs: Iterable[Leg], reverses_entry_id: int | N
 
 def normal_delta(normal_side: str, amount_cents: int) -> int:
     """How a debit-positive amount moves a balance kept on its normal side."""
-    return amount_cents if normal_side == "D" else -amount_cents
+    return amount_cents if normal_side == NormalSide.DEBIT else -amount_cents
 
 
 def lock_order(legs: Iterable[Leg], hot: Mapping[int, bool]) -> list[Leg]:
@@ -205,10 +212,11 @@ _hot_cache: weakref.WeakKeyDictionary[Engine, tuple[float, frozenset[int]]] = (
 # the database takes to run it (see bench/ledger.py and docs/benchmarks.md).
 _INSERT_ENTRY = text(
     "INSERT INTO journal_entries "
-    "(idempotency_key, fingerprint, reference, kind, memo, reverses_entry_id, created_at) "
-    "VALUES (:key, :fingerprint, :reference, :kind, :memo, :reverses, :created_at) "
+    "(idempotency_key, fingerprint, reference, kind, memo, reverses_entry_id, created_at, "
+    "value_date) "
+    "VALUES (:key, :fingerprint, :reference, :kind, :memo, :reverses, :created_at, :value_date) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-).bindparams(bindparam("created_at", type_=UTCDateTime()))
+).bindparams(bindparam("created_at", type_=UTCDateTime()), bindparam("value_date", type_=Date()))
 
 # Guarded atomic update: the change is +amount on a debit-normal account and
 # -amount on a credit-normal one; an account with no_overdraft may not end with
@@ -281,15 +289,20 @@ def _existing_entry(session: Session, idempotency_key: str, fingerprint: str) ->
 def post_entry(
     session: Session,
     *,
-    kind: str,
+    kind: EntryKind,
     legs: Sequence[Leg],
     idempotency_key: str,
+    now: datetime,
+    value_date: date | None = None,
     memo: str = "",
     reverses_entry_id: int | None = None,
     release_holds: Mapping[int, int] | None = None,
 ) -> PostedEntry:
     """Write one balanced entry and move the balances, or write nothing.
 
+    ``now`` stamps the entry (``created_at``); ``value_date`` is the day the money
+    counts from, by default the business date in Nairobi of ``now``. Neither is part
+    of the idempotency fingerprint: a replay on another day returns the first entry.
     ``release_holds`` maps account id -> cents of holds released in the same
     atomic update (used by ``post_hold``).
     """
@@ -311,7 +324,8 @@ def post_entry(
                 "kind": kind,
                 "memo": memo[:160],
                 "reverses": reverses_entry_id,
-                "created_at": utcnow(),
+                "created_at": now,
+                "value_date": value_date or business_date(now),
             },
         ).scalar_one_or_none()
         if entry_id is None:
@@ -353,6 +367,7 @@ def reserve_hold(
     account_id: int,
     amount_cents: int,
     idempotency_key: str,
+    now: datetime,
     reason: str = "",
 ) -> HoldInfo:
     """Reserve ``amount_cents`` of an account's available balance until posted or released."""
@@ -365,10 +380,10 @@ def reserve_hold(
                 account_id=account_id,
                 amount_cents=amount_cents,
                 posted_cents=0,
-                status="pending",
+                status=HoldStatus.PENDING,
                 idempotency_key=idempotency_key,
                 reason=reason[:160],
-                created_at=utcnow(),
+                created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(Hold.id)
@@ -379,7 +394,9 @@ def reserve_hold(
             ).scalar_one()
             if hold.account_id != account_id or hold.amount_cents != amount_cents:
                 raise IdempotencyConflict("hold key reused for a different hold")
-            return HoldInfo(hold.id, hold.account_id, hold.amount_cents, hold.status, False)
+            return HoldInfo(
+                hold.id, hold.account_id, hold.amount_cents, HoldStatus(hold.status), False
+            )
         meta = _account_meta(session, [account_id])[account_id]
         stmt = (
             update(Account)
@@ -391,7 +408,7 @@ def reserve_hold(
             stmt = stmt.where(Account.balance_cents - Account.held_cents - amount_cents >= 0)
         if session.execute(stmt).scalar_one_or_none() is None:
             raise InsufficientFunds("not enough available balance", account_id=account_id)
-    return HoldInfo(hold_id, account_id, amount_cents, "pending", True)
+    return HoldInfo(hold_id, account_id, amount_cents, HoldStatus.PENDING, True)
 
 
 def _lock_hold(session: Session, hold_id: int) -> Hold:
@@ -409,7 +426,8 @@ def post_hold(
     hold_id: int,
     legs: Sequence[Leg],
     idempotency_key: str,
-    kind: str,
+    kind: EntryKind,
+    now: datetime,
     memo: str = "",
 ) -> PostedEntry:
     """Post a pending hold: the held account's leg may take up to the held amount.
@@ -420,7 +438,7 @@ def post_hold(
     """
     with session.begin_nested():
         hold = _lock_hold(session, hold_id)
-        if hold.status == "posted" and hold.entry_id is not None:
+        if hold.status == HoldStatus.POSTED and hold.entry_id is not None:
             existing = session.execute(
                 select(JournalEntry.idempotency_key).where(JournalEntry.id == hold.entry_id)
             ).scalar_one()
@@ -428,7 +446,7 @@ def post_hold(
                 return _existing_entry(
                     session, idempotency_key, entry_fingerprint(kind, legs, None)
                 )
-        if hold.status != "pending":
+        if hold.status != HoldStatus.PENDING:
             raise HoldNotPending(f"hold {hold_id} is {hold.status}")
         held_leg = [leg for leg in legs if leg.account_id == hold.account_id]
         meta = _account_meta(session, [hold.account_id])[hold.account_id]
@@ -443,42 +461,52 @@ def post_hold(
             kind=kind,
             legs=legs,
             idempotency_key=idempotency_key,
+            now=now,
             memo=memo,
             release_holds={hold.account_id: hold.amount_cents},
         )
         if not posted.created:
             raise IdempotencyConflict("entry key already used by another entry")
-        hold.status = "posted"
+        hold.status = HoldStatus.POSTED
         hold.posted_cents = taken
         hold.entry_id = posted.entry_id
-        hold.settled_at = utcnow()
+        hold.settled_at = now
         session.flush()
     return posted
 
 
-def release_hold(session: Session, *, hold_id: int) -> HoldInfo:
+def release_hold(session: Session, *, hold_id: int, now: datetime) -> HoldInfo:
     """Give a pending hold back to the available balance. Releasing twice is a no-op."""
     with session.begin_nested():
         hold = _lock_hold(session, hold_id)
-        if hold.status == "released":
-            return HoldInfo(hold.id, hold.account_id, hold.amount_cents, hold.status, False)
-        if hold.status != "pending":
+        if hold.status == HoldStatus.RELEASED:
+            return HoldInfo(hold.id, hold.account_id, hold.amount_cents, HoldStatus.RELEASED, False)
+        if hold.status != HoldStatus.PENDING:
             raise HoldNotPending(f"hold {hold_id} is {hold.status}")
         session.execute(
             update(Account)
             .where(Account.id == hold.account_id)
             .values(held_cents=Account.held_cents - hold.amount_cents)
         )
-        hold.status = "released"
-        hold.settled_at = utcnow()
+        hold.status = HoldStatus.RELEASED
+        hold.settled_at = now
         session.flush()
-    return HoldInfo(hold.id, hold.account_id, hold.amount_cents, hold.status, True)
+    return HoldInfo(hold.id, hold.account_id, hold.amount_cents, HoldStatus.RELEASED, True)
 
 
 def reverse_entry(
-    session: Session, *, entry_id: int, idempotency_key: str, memo: str = ""
+    session: Session,
+    *,
+    entry_id: int,
+    idempotency_key: str,
+    now: datetime,
+    value_date: date | None = None,
+    memo: str = "",
 ) -> PostedEntry:
-    """Post the mirror image of an entry, pointing at it. An entry is reversed at most once."""
+    """Post the mirror image of an entry, pointing at it. An entry is reversed at most once.
+
+    The reversal is dated ``now`` (value date: that day in Nairobi unless given), not
+    back-dated to the original: the books of a closed day do not change."""
     original = session.get(JournalEntry, entry_id)
     if original is None:
         raise NotFound(f"no such entry: {entry_id}")
@@ -496,9 +524,11 @@ def reverse_entry(
     try:
         return post_entry(
             session,
-            kind="reversal",
+            kind=EntryKind.REVERSAL,
             legs=legs,
             idempotency_key=idempotency_key,
+            now=now,
+            value_date=value_date,
             memo=memo or f"Reversal of {original.reference}",
             reverses_entry_id=entry_id,
         )
@@ -544,6 +574,7 @@ def statement(
             kind=e.kind,
             memo=e.memo,
             created_at=e.created_at,
+            value_date=e.value_date,
             amount_cents=normal_delta(side, p.amount_cents),
             balance_after_cents=p.balance_after_cents,
         )
@@ -561,8 +592,8 @@ def trial_balance(session: Session) -> TrialBalance:
     by_type: dict[str, int] = {}
     for type_, side, total in rows:
         total = int(total or 0)
-        by_type[type_] = by_type.get(type_, 0) + (total if side == "D" else -total)
-        if side == "D":
+        by_type[type_] = by_type.get(type_, 0) + (total if side == NormalSide.DEBIT else -total)
+        if side == NormalSide.DEBIT:
             debit += total
         else:
             credit += total
@@ -585,24 +616,26 @@ def create_account(
     type_: str,
     purpose: str,
     no_overdraft: bool,
+    now: datetime,
     member_id: int | None = None,
     is_hot: bool = False,
 ) -> Account:
-    normal = {"asset": "D", "expense": "D", "liability": "C", "equity": "C", "income": "C"}
-    if type_ not in normal:
-        raise InvalidInput(f"unknown account type {type_}", field="type")
+    try:
+        account_type = AccountType(type_)
+    except ValueError:
+        raise InvalidInput(f"unknown account type {type_}", field="type") from None
     account = Account(
         code=code,
         name=name,
-        type=type_,
-        normal_side=normal[type_],
+        type=account_type,
+        normal_side=account_type.normal_side,
         purpose=purpose,
         no_overdraft=no_overdraft,
         is_hot=is_hot,
         member_id=member_id,
         balance_cents=0,
         held_cents=0,
-        created_at=utcnow(),
+        created_at=now,
     )
     session.add(account)
     session.flush()

@@ -4,20 +4,65 @@
 (savings, deposits, shares, and loan accounts once loans exist), newest first.
 ``loans_outstanding_cents`` sums the member's loan accounts (purpose ``loan``:
 assets, so a positive balance is what the member owes).
+
+``STATEMENT_LABELS`` names every entry kind on a member's statement: each
+``EntryKind`` has a ``StatementLabel``, whose text each channel keeps in its
+catalogues in both languages (USSD: ``kind_<label>``). A kind the ledger does
+not know (a row older than this vocabulary) shows as ``other``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.ledger.chart import Purpose
 from core.ledger.entries import normal_delta
+from core.ledger.vocabulary import EntryKind
 from db.models import Account, JournalEntry, Posting
 
-LOAN_PURPOSE = "loan"
+LOAN_PURPOSE = Purpose.LOAN
+
+
+class StatementLabel(StrEnum):
+    """What a member reads on a statement line; texts: ``kind_<value>`` in the catalogues."""
+
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+    TRANSFER = "transfer"
+    REVERSAL = "reversal"
+    ADJUSTMENT = "adjustment"
+    SUSPENSE = "suspense"
+    LOAN = "loan"  # the credit side's labels, kept in the catalogues for the loans to come
+    REPAYMENT = "repayment"
+    FEE = "fee"
+    INTEREST = "interest"
+    OTHER = "other"
+
+
+# Every kind core can post, by the label a member reads. A parked M-Pesa payment that
+# staff assign to a member is, to that member, a deposit.
+STATEMENT_LABELS: Mapping[str, StatementLabel] = {
+    EntryKind.DEPOSIT_MPESA: StatementLabel.DEPOSIT,
+    EntryKind.DEPOSIT_CASH: StatementLabel.DEPOSIT,
+    EntryKind.DEPOSIT_BANK: StatementLabel.DEPOSIT,
+    EntryKind.MPESA_SUSPENSE_ASSIGN: StatementLabel.DEPOSIT,
+    EntryKind.TRANSFER_OWN: StatementLabel.TRANSFER,
+    EntryKind.WITHDRAWAL_MPESA: StatementLabel.WITHDRAWAL,
+    EntryKind.MPESA_SUSPENSE: StatementLabel.SUSPENSE,  # SACCO accounts only
+    EntryKind.ADJUSTMENT_MANUAL: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.REVERSAL: StatementLabel.REVERSAL,
+}
+
+
+def statement_label(kind: str) -> StatementLabel:
+    """The label of an entry kind as stored (``other`` for a kind no longer posted)."""
+    return STATEMENT_LABELS.get(kind, StatementLabel.OTHER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +72,14 @@ class Movement:
     kind: str
     memo: str
     created_at: datetime
+    value_date: date
     account_purpose: str
     amount_cents: int  # + raised the member's balance on that account, - lowered it
     balance_after_cents: int
+
+    @property
+    def label(self) -> StatementLabel:
+        return statement_label(self.kind)
 
 
 def recent_movements(session: Session, member_id: int, *, limit: int = 5) -> list[Movement]:
@@ -49,6 +99,7 @@ def recent_movements(session: Session, member_id: int, *, limit: int = 5) -> lis
             kind=e.kind,
             memo=e.memo,
             created_at=e.created_at,
+            value_date=e.value_date,
             account_purpose=purpose,
             amount_cents=normal_delta(side, p.amount_cents),
             balance_after_cents=p.balance_after_cents,

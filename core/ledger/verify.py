@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from core.ledger.entries import trial_balance
+from core.ledger.vocabulary import HoldStatus
 from db.models import Account, Hold, JournalEntry, Posting
 
 
@@ -78,7 +79,10 @@ def verify_ledger(session: Session, *, max_problems: int = 50) -> LedgerReport:
             Account.code,
             Account.held_cents,
             func.coalesce(
-                func.sum(case((Hold.status == "pending", Hold.amount_cents), else_=literal(0))), 0
+                func.sum(
+                    case((Hold.status == HoldStatus.PENDING, Hold.amount_cents), else_=literal(0))
+                ),
+                0,
             ).label("pending"),
         )
         .outerjoin(Hold, Hold.account_id == Account.id)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
 from core.kernel.identity import normalize_msisdn
+from core.members.status import MemberStatus
 from db.models import Member
 
 BALANCES = "balances"
@@ -32,11 +33,13 @@ LOANS = "loans"
 
 ALL_FEATURES = frozenset({BALANCES, STATEMENT, ACCOUNT, CHANGE_PIN, DEPOSIT, WITHDRAW, LOANS})
 
+# DEPOSIT here is the self-service menu; it follows ``core.members.status.may_deposit``,
+# the rule every money-in path applies (a test holds the two together).
 _BY_STATUS: dict[str, frozenset[str]] = {
-    "active": ALL_FEATURES,
-    "pending_kyc": frozenset({BALANCES, ACCOUNT, CHANGE_PIN, DEPOSIT}),
-    "suspended": frozenset({BALANCES}),
-    "exited": frozenset(),
+    MemberStatus.ACTIVE: ALL_FEATURES,
+    MemberStatus.PENDING_KYC: frozenset({BALANCES, ACCOUNT, CHANGE_PIN, DEPOSIT}),
+    MemberStatus.SUSPENDED: frozenset({BALANCES}),
+    MemberStatus.EXITED: frozenset(),
 }
 
 

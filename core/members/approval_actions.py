@@ -22,13 +22,14 @@ from core.members.backoffice import (
     visible_member,
 )
 from core.members.registration import check_status_change, set_status, start_pin_reset
+from core.members.status import MemberStatus, check_may_deposit
 from core.risk.sim_swap import PASSES as SIM_SWAP_PASSES
 from core.risk.sim_swap import SimSwapChecker, SimSwapPolicy
 from core.risk.sim_swap import assess as assess_sim_swap
 from core.savings.accounts import DEPOSIT_TARGETS
 from db.models import ApprovalRequest, JournalEntry, Member, StaffUser
 
-STATUS_CHANGES = ("active", "suspended", "exited")
+STATUS_CHANGES = (MemberStatus.ACTIVE, MemberStatus.SUSPENDED, MemberStatus.EXITED)
 
 
 def _check_kyc(session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]) -> None:
@@ -41,7 +42,7 @@ def _exec_kyc(
 ) -> dict[str, Any]:
     assert req.member_id is not None
     approve_kyc(session, deps, req.member_id, business_key=f"kyc_approved:{req.id}")
-    return {"status": "active"}
+    return {"status": MemberStatus.ACTIVE}
 
 
 def _check_status(
@@ -66,7 +67,7 @@ def _check_pin_reset(
 ) -> None:
     assert member_id is not None
     member = session.get_one(Member, member_id)
-    if member.status == "exited":
+    if member.status == MemberStatus.EXITED:
         raise InvalidInput("the member has exited", field="member_id", reason="exited")
 
 
@@ -148,9 +149,7 @@ def _check_cash_deposit(
 ) -> int:
     assert member_id is not None
     _, amount, _ = _cash_payload(p)
-    member = session.get_one(Member, member_id)
-    if member.status not in ("pending_kyc", "active"):
-        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    check_may_deposit(session.get_one(Member, member_id).status)
     return amount
 
 

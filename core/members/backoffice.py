@@ -34,6 +34,7 @@ from core.members.registration import (
     member_account_ids,
     national_id_of,
 )
+from core.members.status import MemberStatus
 from core.messaging.notifications import notify
 from core.savings.accounts import DEPOSIT_TARGETS, record_deposit
 from db.models import Member, MemberDocument
@@ -236,6 +237,7 @@ def cash_deposit(
         raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
     posted = record_deposit(
         session,
+        deps,
         member_id=member.id,
         target=target,
         amount=Money(amount_cents),
@@ -264,7 +266,7 @@ def reject_kyc(
     text = " ".join((reason or "").split())
     if not 3 <= len(text) <= 60:
         raise InvalidInput("reason: 3-60 characters (it goes into an SMS)", field="reason")
-    if member.status != "pending_kyc":
+    if member.status != MemberStatus.PENDING_KYC:
         raise MemberNotAllowed(f"member is {member.status}, not pending KYC", reason=member.status)
     before = {"kyc_rejection_reason": member.kyc_rejection_reason}
     member.kyc_rejection_reason = text
@@ -277,6 +279,7 @@ def reject_kyc(
         session,
         template="kyc_rejected",
         business_key=f"kyc_rejected:{member.id}:{count}:{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+        now=deps.now(),
         member=member,
         data={"sacco": deps.sacco_name, "reason": text, "ussd_code": deps.ussd_code},
     )
@@ -289,7 +292,7 @@ def reject_kyc(
 
 
 def check_kyc_ready(session: Session, member: Member) -> None:
-    if member.status != "pending_kyc":
+    if member.status != MemberStatus.PENDING_KYC:
         raise MemberNotAllowed(f"member is {member.status}, not pending KYC", reason=member.status)
     have = set(
         session.scalars(select(MemberDocument.kind).where(MemberDocument.member_id == member.id))
@@ -305,12 +308,13 @@ def approve_kyc(session: Session, deps: CoreDeps, member_id: int, *, business_ke
     """Activate a pending member and tell them by SMS."""
     member = get_member(session, member_id)
     check_kyc_ready(session, member)
-    member.status = "active"
+    member.status = MemberStatus.ACTIVE
     member.kyc_rejection_reason = None
     notify(
         session,
         template="kyc_approved",
         business_key=business_key,
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,

@@ -39,21 +39,19 @@ from core.kernel.pins import (
 )
 from core.kernel.uow import keep
 from core.ledger import entries as ledger
+from core.ledger.chart import MemberAccount
+from core.members.status import TRANSITIONS, MemberStatus
 from core.messaging.notifications import NAIROBI, notify, sms_datetime, sms_time
 from db.models import Account, Member
 
-STATUSES = ("pending_kyc", "active", "suspended", "exited")
+STATUSES = tuple(MemberStatus)
 LANGUAGES = ("en", "sw")
 CONSENT_VERSION = "2026-11"
 
-# Per-member accounts: purpose -> (code prefix, name, type). Savings are
+# Per-member accounts by purpose (``core.ledger.chart.MemberAccount``: savings are
 # withdrawable; deposits back loans and are not withdrawable; share capital is
-# equity. None of them may go below zero.
-MEMBER_ACCOUNTS = {
-    "savings": ("2000", "Savings", "liability"),
-    "deposits": ("2100", "Deposits", "liability"),
-    "shares": ("3000", "Share capital", "equity"),
-}
+# equity; none of them may go below zero).
+MEMBER_ACCOUNTS = {account.purpose: account for account in MemberAccount}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +118,7 @@ def register_member(
         msisdn=phone,
         national_id_ciphertext=deps.vault.encrypt(id_number),
         national_id_index=index,
-        status="pending_kyc",
+        status=MemberStatus.PENDING_KYC,
         language=language,
         consent_at=now,
         consent_version=CONSENT_VERSION,
@@ -139,20 +137,22 @@ def register_member(
     except IntegrityError as exc:  # a concurrent registration won the unique constraint
         raise DuplicateMember("phone or ID already registered") from exc
     member.member_number = member_number_for(member.id)
-    for purpose, (prefix, label, type_) in MEMBER_ACCOUNTS.items():
+    for account in MemberAccount:
         ledger.create_account(
             session,
-            code=f"{prefix}-{member.member_number}",
-            name=f"{label} {member.member_number}",
-            type_=type_,
-            purpose=purpose,
+            code=account.code_for(member.member_number),
+            name=account.name_for(member.member_number),
+            type_=account.account_type,
+            purpose=account.purpose,
             no_overdraft=True,
+            now=now,
             member_id=member.id,
         )
     notify(
         session,
         template="member_registered",
         business_key=f"member_registered:{member.id}",
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,
@@ -207,6 +207,7 @@ def register_from_phone(
             session,
             template="registration_attempt",
             business_key=f"registration_attempt:{owner.id}:{day}",
+            now=deps.now(),
             member=owner,
             data={"sacco": deps.sacco_name, "msisdn": mask_msisdn(caller)},
         )
@@ -325,6 +326,7 @@ def _notify_pin_event(
         session,
         template=template,
         business_key=f"{template}:{member.id}:{now.isoformat()}",
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,
@@ -371,18 +373,10 @@ def set_language(session: Session, member_id: int, language: str) -> None:
     session.flush()
 
 
-_TRANSITIONS = {
-    "pending_kyc": {"active", "exited"},
-    "active": {"suspended", "exited"},
-    "suspended": {"active", "exited"},
-    "exited": set(),
-}
-
-
 def check_status_change(member: Member, status: str) -> None:
     if status not in STATUSES:
         raise InvalidInput("unknown status", field="status")
-    if status not in _TRANSITIONS[member.status]:
+    if status not in TRANSITIONS[MemberStatus(member.status)]:
         raise MemberNotAllowed(f"cannot go from {member.status} to {status}")
 
 
@@ -411,6 +405,7 @@ def start_pin_reset(session: Session, deps: CoreDeps, member_id: int, *, busines
         session,
         template="pin_reset_code",
         business_key=business_key,
+        now=deps.now(),
         member=member,
         data={"sacco": deps.sacco_name, "code": code, "ussd_code": deps.ussd_code},
     )

@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.gsm import SmsLength, sms_length, to_gsm7
 from core.kernel.i18n import Catalogue
-from db.base import utcnow
 from db.models import Member, OutboxMessage, SmsOptOut
 from db.session import insert_for
 
@@ -77,8 +76,9 @@ def measure(body: str) -> SmsLength:
     return sms_length(body)
 
 
-def _queue(session: Session, values: dict[str, Any]) -> OutboxMessage:
-    now = utcnow()
+def _queue(session: Session, values: dict[str, Any], now: datetime) -> OutboxMessage:
+    """Insert the row once per business key, stamped (and due) at ``now``, the use
+    case's clock: core never stamps with the wall clock."""
     values = {
         "status": "pending",
         "attempts": 0,
@@ -108,6 +108,7 @@ def notify(
     *,
     template: str,
     business_key: str,
+    now: datetime,
     data: Mapping[str, Any] | None = None,
     member: Member | None = None,
     msisdn: str | None = None,
@@ -139,7 +140,7 @@ def notify(
     }
     if category == "promotional" and is_opted_out(session, recipient):
         values.update(status="cancelled", last_error="recipient sent STOP")
-    return _queue(session, values)
+    return _queue(session, values, now)
 
 
 def notify_email(
@@ -149,6 +150,7 @@ def notify_email(
     subject: str,
     body: str,
     business_key: str,
+    now: datetime,
     template: str = "staff_email",
 ) -> OutboxMessage:
     """Queue an e-mail (staff alerts, reports)."""
@@ -166,11 +168,19 @@ def notify_email(
             "subject": " ".join(subject.split())[:200],
             "body": body,
         },
+        now,
     )
 
 
 def queue_webhook(
-    session: Session, *, endpoint_id: int, url: str, event_type: str, body: str, business_key: str
+    session: Session,
+    *,
+    endpoint_id: int,
+    url: str,
+    event_type: str,
+    body: str,
+    business_key: str,
+    now: datetime,
 ) -> OutboxMessage:
     """Queue one signed webhook delivery (see ``core.messaging.webhooks.publish_event``)."""
     return _queue(
@@ -185,6 +195,7 @@ def queue_webhook(
             "language": "en",
             "body": body,
         },
+        now,
     )
 
 

@@ -49,6 +49,7 @@ from core.kernel.identity import normalize_msisdn
 from core.kernel.money import format_cents, format_signed
 from core.ledger import entries as ledger
 from core.members.registration import member_account_ids, member_balances
+from core.members.status import MemberStatus
 from core.messaging.notifications import notify, sms_datetime
 from db.models import Member, SmsInbound, SmsOptOut
 from db.session import insert_for
@@ -189,7 +190,7 @@ def _reply(
         return ("sms_stop_ok" if kind == "stop" else "sms_start_ok"), base
     if member is None:
         return "sms_how_to_join", base
-    if member.status == "exited":
+    if member.status == MemberStatus.EXITED:
         return "sms_not_active", base
     if kind == "balance":
         balances = member_balances(session, member.id)
@@ -303,6 +304,7 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
         session,
         template=template,
         business_key=f"sms_reply:{sms.gateway_id}"[:160],
+        now=deps.now(),
         data=data,
         member=member,
         msisdn=msisdn,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
 from core.kernel.identity import normalize_msisdn
-from db.base import utcnow
 from db.models import UssdSessionEvent
 from db.session import insert_for
 
@@ -63,7 +63,7 @@ def parse_session_end(form: dict[str, str]) -> SessionEnd:
     )
 
 
-def record_session_end(session: Session, event: SessionEnd) -> bool:
+def record_session_end(session: Session, event: SessionEnd, *, now: datetime) -> bool:
     """Store the notification once per session (a repeat is ignored).
 
     Returns True when this call stored it, False for a repeat.
@@ -81,7 +81,7 @@ def record_session_end(session: Session, event: SessionEnd) -> bool:
             cost=event.cost,
             error_message=event.error_message,
             gateway_date=event.gateway_date,
-            received_at=utcnow(),
+            received_at=now,
         )
         .on_conflict_do_nothing(index_elements=["session_id"])
     )

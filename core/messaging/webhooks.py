@@ -21,6 +21,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -32,7 +33,6 @@ from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.permissions import Principal
 from core.kernel.security import PiiVault
 from core.messaging.notifications import queue_webhook
-from db.base import utcnow
 from db.models import OutboxMessage, WebhookEndpoint
 
 SIGNATURE_HEADER = "Sacco-Signature"
@@ -129,7 +129,7 @@ def register_endpoint(
         secret_ciphertext=deps.vault.encrypt(secret),
         events=",".join(events) if events else "*",
         active=True,
-        created_at=utcnow(),
+        created_at=deps.now(),
     )
     session.add(endpoint)
     session.flush()
@@ -177,12 +177,18 @@ def event_body(event_id: str, event_type: str, data: Mapping[str, Any], created:
 
 
 def publish_event(
-    session: Session, *, event_type: str, event_id: str, data: Mapping[str, Any]
+    session: Session,
+    *,
+    event_type: str,
+    event_id: str,
+    data: Mapping[str, Any],
+    now: datetime,
 ) -> list[OutboxMessage]:
     """Queue ``event_type`` for every active endpoint that wants it, in the caller's
     transaction. ``event_id`` is the event's business key: the same
-    event published twice queues once per endpoint."""
-    created = int(utcnow().timestamp())
+    event published twice queues once per endpoint. ``now`` (the use case's clock) is
+    the event's ``created``."""
+    created = int(now.timestamp())
     body = event_body(event_id, event_type, data, created)
     return [
         queue_webhook(
@@ -192,6 +198,7 @@ def publish_event(
             event_type=event_type,
             body=body,
             business_key=f"webhook:{endpoint.id}:{event_id}"[:160],
+            now=now,
         )
         for endpoint in session.scalars(
             select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))

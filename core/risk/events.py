@@ -194,6 +194,7 @@ def clear_event(
         session,
         template="withdrawals_resumed",
         business_key=f"sim_swap_clear:{event.id}",
+        now=deps.now(),
         member=session.get_one(Member, event.member_id),
         data={"sacco": deps.sacco_name, "ussd_code": deps.ussd_code},
     )

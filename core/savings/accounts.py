@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from core.kernel.errors import InvalidInput, MemberNotAllowed
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import InvalidInput
 from core.kernel.money import Money
 from core.ledger import entries as ledger
+from core.ledger.chart import MEMBER_PURPOSES, Purpose, SystemAccount
+from core.ledger.vocabulary import EntryKind
 from core.members.registration import get_member, member_account_ids
+from core.members.status import check_may_deposit
 
-# Where money comes from when it enters a member account.
+# Where money comes from when it enters a member account, and the entry it makes.
 SOURCE_ACCOUNTS = {
-    "mpesa": "1010",  # M-Pesa collections float (STK push, paybill)
-    "cash": "1000",  # teller cash, banked
-    "bank": "1000",
+    "mpesa": SystemAccount.MPESA_COLLECTIONS_FLOAT,  # STK push, paybill
+    "cash": SystemAccount.BANK,  # teller cash, banked
+    "bank": SystemAccount.BANK,
 }
-DEPOSIT_TARGETS = ("savings", "deposits", "shares")
+SOURCE_KINDS = {
+    "mpesa": EntryKind.DEPOSIT_MPESA,
+    "cash": EntryKind.DEPOSIT_CASH,
+    "bank": EntryKind.DEPOSIT_BANK,
+}
+DEPOSIT_TARGETS = tuple(purpose.value for purpose in MEMBER_PURPOSES)  # savings, deposits, shares
 
 
 def record_deposit(
     session: Session,
+    deps: CoreDeps,
     *,
     member_id: int,
     target: str,
@@ -30,7 +40,7 @@ def record_deposit(
 ) -> ledger.PostedEntry:
     """Credit a member's savings, deposits or shares from a source float, exactly once per key.
 
-    Pending and active members may deposit; suspended and exited members may not.
+    Who may deposit is ``core.members.status.may_deposit``: pending and active members.
     """
     if target not in DEPOSIT_TARGETS:
         raise InvalidInput("deposit target must be savings, deposits or shares", field="target")
@@ -39,17 +49,17 @@ def record_deposit(
     if not amount.is_positive():
         raise InvalidInput("amount must be more than zero", field="amount", reason="zero")
     member = get_member(session, member_id)
-    if member.status not in ("pending_kyc", "active"):
-        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    check_may_deposit(member.status)
     accounts = member_account_ids(session, member_id)
     posted = ledger.post_entry(
         session,
-        kind=f"deposit.{source}",
+        kind=SOURCE_KINDS[source],
         legs=[
             ledger.Leg(ledger.account_id_by_code(session, SOURCE_ACCOUNTS[source]), amount.cents),
             ledger.Leg(accounts[target], -amount.cents),
         ],
         idempotency_key=idempotency_key,
+        now=deps.now(),
         memo=memo or f"Deposit to {target}",
     )
     session.flush()
@@ -58,6 +68,7 @@ def record_deposit(
 
 def transfer_own(
     session: Session,
+    deps: CoreDeps,
     *,
     member_id: int,
     from_purpose: str,
@@ -66,17 +77,18 @@ def transfer_own(
     idempotency_key: str,
 ) -> ledger.PostedEntry:
     """Move money between a member's own accounts (savings -> shares, say)."""
-    if from_purpose != "savings" or to_purpose not in ("deposits", "shares"):
+    if from_purpose != Purpose.SAVINGS or to_purpose not in (Purpose.DEPOSITS, Purpose.SHARES):
         raise InvalidInput("only savings can move to deposits or shares", field="to")
     accounts = member_account_ids(session, member_id)
     posted = ledger.post_entry(
         session,
-        kind="transfer.own",
+        kind=EntryKind.TRANSFER_OWN,
         legs=[
             ledger.Leg(accounts[from_purpose], amount.cents),
             ledger.Leg(accounts[to_purpose], -amount.cents),
         ],
         idempotency_key=idempotency_key,
+        now=deps.now(),
         memo=f"Savings to {to_purpose}",
     )
     session.flush()

@@ -26,8 +26,6 @@ from core.payments.mpesa.rules import MpesaPolicy, parse_tariff
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.mpesa.client import CallbackUrls, DarajaClient, DarajaConfig
 
-CENTS = 100
-
 
 class JobQueue(Protocol):
     def submit(self, job: Job) -> None: ...
@@ -37,16 +35,16 @@ class JobQueue(Protocol):
 
 def policy_from_settings(settings: Settings) -> MpesaPolicy:
     return MpesaPolicy(
-        deposit_min_cents=settings.mpesa_deposit_min_kes * CENTS,
-        deposit_max_cents=settings.mpesa_deposit_max_kes * CENTS,
-        withdrawal_min_cents=settings.mpesa_withdrawal_min_kes * CENTS,
-        withdrawal_max_cents=settings.mpesa_withdrawal_max_kes * CENTS,
-        withdrawal_daily_max_cents=settings.mpesa_withdrawal_daily_max_kes * CENTS,
+        deposit_min_cents=settings.mpesa_deposit_min_cents,
+        deposit_max_cents=settings.mpesa_deposit_max_cents,
+        withdrawal_min_cents=settings.mpesa_withdrawal_min_cents,
+        withdrawal_max_cents=settings.mpesa_withdrawal_max_cents,
+        withdrawal_daily_max_cents=settings.mpesa_withdrawal_daily_max_cents,
         tariff=parse_tariff(settings.mpesa_withdrawal_fee_tariff),
         sim_swap_window=timedelta(days=settings.sim_swap_window_days),
         sim_swap_on_failure=settings.sim_swap_on_check_failure,
-        sim_swap_failure_allow_max_cents=settings.sim_swap_failure_allow_max_kes * CENTS,
-        sim_swap_failure_daily_max_cents=settings.sim_swap_failure_daily_max_kes * CENTS,
+        sim_swap_failure_allow_max_cents=settings.sim_swap_failure_allow_max_cents,
+        sim_swap_failure_daily_max_cents=settings.sim_swap_failure_daily_max_cents,
         sim_swap_cache=timedelta(seconds=settings.sim_swap_cache_seconds),
         reconcile_after=timedelta(minutes=settings.mpesa_reconcile_after_minutes),
         twin_window=timedelta(minutes=settings.mpesa_twin_window_minutes),

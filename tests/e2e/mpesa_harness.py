@@ -99,6 +99,7 @@ class Env:
             if savings_kes:
                 savings.record_deposit(
                     s,
+                    self.deps,
                     member_id=m.id,
                     target="savings",
                     amount=Money.of(savings_kes),

@@ -109,6 +109,7 @@ def seed_member(
             for i, kes in enumerate(deposits_kes):
                 savings.record_deposit(
                     session,
+                    runtime.deps,
                     member_id=member.id,
                     target=targets[i % 3],
                     amount=Money.of(kes),

@@ -21,6 +21,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.runtime import Runtime
 from core.members.registration import register_member
 from core.messaging.notifications import messages_for, notify
+from db.base import utcnow
 from tests.e2e.servers import free_port
 from tests.settings import PG_URL, REDIS_URL
 
@@ -103,6 +104,7 @@ def test_the_inbox_shows_what_was_queued_for_that_number_only(
         db_session,
         template="member_registered",
         business_key="other",
+        now=utcnow(),
         msisdn="+254722111222",
         data={"sacco": "X", "first_name": "Other", "member_number": "1", "ussd_code": "*1#"},
     )
@@ -133,6 +135,7 @@ def test_messages_for_lists_the_newest_first_and_stops_at_the_limit(db_session: 
             db_session,
             template="member_registered",
             business_key=f"k{i}",
+            now=utcnow(),
             msisdn="+254733000111",
             data={"sacco": "S", "first_name": f"N{i}", "member_number": "1", "ussd_code": "*1#"},
         )

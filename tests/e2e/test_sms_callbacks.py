@@ -21,6 +21,7 @@ from core.kernel.runtime import Runtime
 from core.members import registration as members
 from core.messaging.notifications import notify
 from core.savings import accounts as savings
+from db.base import utcnow
 from db.models import Member, OutboxMessage, SmsDeliveryReport, SmsInbound, SmsOptOut
 
 SHORTCODE = "22384"
@@ -77,6 +78,7 @@ def amina(db_session: Session, deps: CoreDeps) -> Member:
     ):
         savings.record_deposit(
             db_session,
+            deps,
             member_id=member.id,
             target=target,
             amount=Money.of(kes),
@@ -176,6 +178,7 @@ def test_stop_ends_promotions_but_not_receipts_and_start_resumes(
             db_session,
             template="sms_start_ok",
             business_key=key,
+            now=utcnow(),
             data={"sacco": "U"},
             member=amina,
             category="promotional",
@@ -190,6 +193,7 @@ def test_stop_ends_promotions_but_not_receipts_and_start_resumes(
         db_session,
         template="sms_start_ok",
         business_key="receipt-1",
+        now=utcnow(),
         data={"sacco": "U"},
         member=amina,
     )

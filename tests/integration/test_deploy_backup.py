@@ -95,6 +95,7 @@ def test_backup_is_encrypted_private_and_restores_to_verified_books(
         member = make_member(session, deps, name="Zawadi Backupova", msisdn="+254712000777")
         savings.record_deposit(
             session,
+            deps,
             member_id=member.id,
             target="savings",
             amount=Money.of("4321.09"),

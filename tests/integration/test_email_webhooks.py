@@ -82,6 +82,7 @@ def queue_mail(factory: sessionmaker[Session], to: str, key: str) -> int:
             subject="Suspense: 3 payments to match",
             body="See the report.",
             business_key=key,
+            now=utcnow(),
         )
         s.commit()
         return message.id
@@ -128,7 +129,12 @@ def test_an_unreachable_smtp_server_is_retried(session_factory: sessionmaker[Ses
 def test_notify_email_refuses_header_injection(session_factory: sessionmaker[Session]) -> None:
     with session_factory() as s, pytest.raises(ValueError):
         notify_email(
-            s, to="a@b.example\r\nBcc: x@y.example", subject="x", body="y", business_key="k"
+            s,
+            to="a@b.example\r\nBcc: x@y.example",
+            subject="x",
+            body="y",
+            business_key="k",
+            now=utcnow(),
         )
 
 
@@ -191,6 +197,7 @@ def publish(factory: sessionmaker[Session], event_id: str) -> list[int]:
             s,
             event_type="deposit.received",
             event_id=event_id,
+            now=utcnow(),
             data={"member_number": "10014", "amount_cents": 150050},
         )
         s.commit()

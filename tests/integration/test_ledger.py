@@ -17,8 +17,11 @@ from core.kernel.errors import (
     UnbalancedEntry,
 )
 from core.ledger import entries as ledger
+from core.ledger.chart import SystemAccount
 from core.ledger.entries import Leg
 from core.ledger.verify import verify_ledger
+from core.ledger.vocabulary import EntryKind
+from db.base import utcnow
 from db.models import JournalEntry, Posting
 from tests.ledgerutil import fund, make_accounts
 
@@ -49,7 +52,13 @@ def test_unbalanced_or_malformed_entries_write_nothing(any_session: Session, leg
     float_id, (a, *_rest) = make_accounts(any_session)
     before = count_entries(any_session)
     with pytest.raises((UnbalancedEntry, InvalidInput)):
-        ledger.post_entry(any_session, kind="x", legs=legs_fn(float_id, a), idempotency_key="k1")
+        ledger.post_entry(
+            any_session,
+            kind=EntryKind.DEPOSIT_MPESA,
+            legs=legs_fn(float_id, a),
+            idempotency_key="k1",
+            now=utcnow(),
+        )
     any_session.commit()
     assert count_entries(any_session) == before
     assert ledger.get_balance(any_session, a).balance_cents == 0
@@ -76,7 +85,11 @@ def test_no_overdraft_refuses_and_leaves_nothing_written(any_session: Session) -
     before = count_entries(any_session)
     with pytest.raises(InsufficientFunds):
         ledger.post_entry(
-            any_session, kind="transfer", legs=[Leg(a, 1_001), Leg(b, -1_001)], idempotency_key="t1"
+            any_session,
+            kind=EntryKind.TRANSFER_OWN,
+            legs=[Leg(a, 1_001), Leg(b, -1_001)],
+            idempotency_key="t1",
+            now=utcnow(),
         )
     any_session.commit()
     assert count_entries(any_session) == before
@@ -84,7 +97,11 @@ def test_no_overdraft_refuses_and_leaves_nothing_written(any_session: Session) -
     assert ledger.get_balance(any_session, b).balance_cents == 0
     # exactly the balance is allowed
     ledger.post_entry(
-        any_session, kind="transfer", legs=[Leg(a, 1_000), Leg(b, -1_000)], idempotency_key="t2"
+        any_session,
+        kind=EntryKind.TRANSFER_OWN,
+        legs=[Leg(a, 1_000), Leg(b, -1_000)],
+        idempotency_key="t2",
+        now=utcnow(),
     )
     assert ledger.get_balance(any_session, a).balance_cents == 0
     assert verify_ledger(any_session).ok
@@ -92,18 +109,22 @@ def test_no_overdraft_refuses_and_leaves_nothing_written(any_session: Session) -
 
 def test_hold_reserves_then_partial_post_returns_the_rest(any_session: Session) -> None:
     float_id, (a, *_rest) = make_accounts(any_session)
-    fees = ledger.account_id_by_code(any_session, "4100")
-    payout = ledger.account_id_by_code(any_session, "1020")
+    fees = ledger.account_id_by_code(any_session, SystemAccount.FEE_INCOME)
+    payout = ledger.account_id_by_code(any_session, SystemAccount.MPESA_DISBURSEMENT_FLOAT)
     fund(any_session, float_id, a, 10_000)
-    hold = ledger.reserve_hold(any_session, account_id=a, amount_cents=6_030, idempotency_key="h1")
+    hold = ledger.reserve_hold(
+        any_session, account_id=a, amount_cents=6_030, idempotency_key="h1", now=utcnow()
+    )
     bal = ledger.get_balance(any_session, a)
     assert (bal.balance_cents, bal.available_cents) == (10_000, 3_970)
     with pytest.raises(InsufficientFunds):
-        ledger.reserve_hold(any_session, account_id=a, amount_cents=3_971, idempotency_key="h2")
+        ledger.reserve_hold(
+            any_session, account_id=a, amount_cents=3_971, idempotency_key="h2", now=utcnow()
+        )
     # The same hold key again is the same hold.
     assert (
         ledger.reserve_hold(
-            any_session, account_id=a, amount_cents=6_030, idempotency_key="h1"
+            any_session, account_id=a, amount_cents=6_030, idempotency_key="h1", now=utcnow()
         ).hold_id
         == hold.hold_id
     )
@@ -111,40 +132,46 @@ def test_hold_reserves_then_partial_post_returns_the_rest(any_session: Session) 
     ledger.post_hold(
         any_session,
         hold_id=hold.hold_id,
-        kind="withdrawal",
+        kind=EntryKind.WITHDRAWAL_MPESA,
         idempotency_key="b2c:1",
         legs=[Leg(a, 5_030), Leg(payout, -5_000), Leg(fees, -30)],
+        now=utcnow(),
     )
     bal = ledger.get_balance(any_session, a)
     assert (bal.balance_cents, bal.held_cents, bal.available_cents) == (4_970, 0, 4_970)
     with pytest.raises(HoldNotPending):
-        ledger.release_hold(any_session, hold_id=hold.hold_id)
+        ledger.release_hold(any_session, hold_id=hold.hold_id, now=utcnow())
     assert verify_ledger(any_session).ok
 
 
 def test_released_hold_gives_the_money_back_once(any_session: Session) -> None:
     float_id, (a, *_rest) = make_accounts(any_session)
     fund(any_session, float_id, a, 2_000)
-    hold = ledger.reserve_hold(any_session, account_id=a, amount_cents=2_000, idempotency_key="h")
+    hold = ledger.reserve_hold(
+        any_session, account_id=a, amount_cents=2_000, idempotency_key="h", now=utcnow()
+    )
     assert ledger.get_balance(any_session, a).available_cents == 0
-    assert ledger.release_hold(any_session, hold_id=hold.hold_id).created
-    assert not ledger.release_hold(any_session, hold_id=hold.hold_id).created
+    assert ledger.release_hold(any_session, hold_id=hold.hold_id, now=utcnow()).created
+    assert not ledger.release_hold(any_session, hold_id=hold.hold_id, now=utcnow()).created
     assert ledger.get_balance(any_session, a).available_cents == 2_000
     assert verify_ledger(any_session).ok
 
 
 def test_a_hold_cannot_post_more_than_it_holds(any_session: Session) -> None:
     float_id, (a, *_rest) = make_accounts(any_session)
-    payout = ledger.account_id_by_code(any_session, "1020")
+    payout = ledger.account_id_by_code(any_session, SystemAccount.MPESA_DISBURSEMENT_FLOAT)
     fund(any_session, float_id, a, 5_000)
-    hold = ledger.reserve_hold(any_session, account_id=a, amount_cents=1_000, idempotency_key="h")
+    hold = ledger.reserve_hold(
+        any_session, account_id=a, amount_cents=1_000, idempotency_key="h", now=utcnow()
+    )
     with pytest.raises(InvalidInput):
         ledger.post_hold(
             any_session,
             hold_id=hold.hold_id,
-            kind="w",
+            kind=EntryKind.WITHDRAWAL_MPESA,
             idempotency_key="p",
             legs=[Leg(a, 1_001), Leg(payout, -1_001)],
+            now=utcnow(),
         )
     assert ledger.get_balance(any_session, a).held_cents == 1_000
 
@@ -152,17 +179,21 @@ def test_a_hold_cannot_post_more_than_it_holds(any_session: Session) -> None:
 def test_reversal_restores_balances_and_happens_once(any_session: Session) -> None:
     float_id, (a, *_rest) = make_accounts(any_session)
     posted = fund(any_session, float_id, a, 7_500)
-    rev = ledger.reverse_entry(any_session, entry_id=posted.entry_id, idempotency_key="rev-1")
+    rev = ledger.reverse_entry(
+        any_session, entry_id=posted.entry_id, idempotency_key="rev-1", now=utcnow()
+    )
     assert ledger.get_balance(any_session, a).balance_cents == 0
     assert ledger.get_balance(any_session, float_id).balance_cents == 0
     assert (
         ledger.reverse_entry(
-            any_session, entry_id=posted.entry_id, idempotency_key="rev-1"
+            any_session, entry_id=posted.entry_id, idempotency_key="rev-1", now=utcnow()
         ).entry_id
         == rev.entry_id
     )
     with pytest.raises(AlreadyReversed):
-        ledger.reverse_entry(any_session, entry_id=posted.entry_id, idempotency_key="rev-2")
+        ledger.reverse_entry(
+            any_session, entry_id=posted.entry_id, idempotency_key="rev-2", now=utcnow()
+        )
     assert verify_ledger(any_session).ok
 
 
@@ -171,7 +202,11 @@ def test_statement_shows_running_balance_newest_first(any_session: Session) -> N
     fund(any_session, float_id, a, 1_000)
     fund(any_session, float_id, a, 2_500)
     ledger.post_entry(
-        any_session, kind="transfer", legs=[Leg(a, 700), Leg(b, -700)], idempotency_key="t"
+        any_session,
+        kind=EntryKind.TRANSFER_OWN,
+        legs=[Leg(a, 700), Leg(b, -700)],
+        idempotency_key="t",
+        now=utcnow(),
     )
     lines = ledger.statement(any_session, a, limit=10)
     assert [(line.amount_cents, line.balance_after_cents) for line in lines] == [
@@ -207,8 +242,8 @@ def test_postgres_itself_refuses_unbalanced_and_edited_history(db_session: Sessi
     with pytest.raises(DBAPIError, match="unbalanced_entry"), db_session.begin_nested():
         db_session.execute(
             text(
-                "INSERT INTO journal_entries (idempotency_key, fingerprint, reference, kind, memo, created_at) "
-                "VALUES ('raw', 'x', 'SRAW', 'raw', '', now())"
+                "INSERT INTO journal_entries (idempotency_key, fingerprint, reference, kind, memo, "
+                "created_at, value_date) VALUES ('raw', 'x', 'SRAW', 'raw', '', now(), CURRENT_DATE)"
             )
         )
         entry_id = db_session.scalar(

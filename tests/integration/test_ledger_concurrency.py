@@ -13,11 +13,18 @@ from core.kernel.errors import InsufficientFunds
 from core.ledger import entries as ledger
 from core.ledger.entries import Leg
 from core.ledger.verify import verify_ledger
+from core.ledger.vocabulary import EntryKind
+from db.base import utcnow
 from db.models import JournalEntry
 from db.session import make_session_factory, run_in_transaction, unit_of_work
 from tests.ledgerutil import make_accounts
 
 THREADS = 8
+KINDS = {
+    "deposit": EntryKind.DEPOSIT_MPESA,
+    "transfer": EntryKind.TRANSFER_OWN,
+    "withdraw": EntryKind.WITHDRAWAL_MPESA,
+}
 
 
 def test_concurrent_transfers_conserve_money_and_post_each_key_once(
@@ -39,7 +46,7 @@ def test_concurrent_transfers_conserve_money_and_post_each_key_once(
             legs = [Leg(a, amount), Leg(float_id, -amount)]
         else:
             legs = [Leg(a, amount), Leg(b, -amount)]
-        operations.append((f"conc-{i}", kind, legs))
+        operations.append((f"conc-{i}", KINDS[kind], legs))
     # Each key is sent three times, in a shuffled order, from different threads.
     work = operations * 3
     rng.shuffle(work)
@@ -51,14 +58,16 @@ def test_concurrent_transfers_conserve_money_and_post_each_key_once(
     lock = threading.Lock()
     start = threading.Barrier(THREADS)
 
-    def worker(chunk: list[tuple[str, str, list[Leg]]]) -> None:
+    def worker(chunk: list[tuple[str, EntryKind, list[Leg]]]) -> None:
         start.wait()
         for key, kind, legs in chunk:
 
             def post(
-                session: Session, kind: str = kind, legs: list[Leg] = legs, key: str = key
+                session: Session, kind: EntryKind = kind, legs: list[Leg] = legs, key: str = key
             ) -> int:
-                posted = ledger.post_entry(session, kind=kind, legs=legs, idempotency_key=key)
+                posted = ledger.post_entry(
+                    session, kind=kind, legs=legs, idempotency_key=key, now=utcnow()
+                )
                 session.commit()
                 return posted.entry_id
 

@@ -27,6 +27,8 @@ from core.kernel.errors import (
 from core.ledger import entries as ledger
 from core.ledger.entries import Leg
 from core.ledger.verify import verify_ledger
+from core.ledger.vocabulary import EntryKind
+from db.base import utcnow
 from tests.ledgerutil import make_accounts
 
 cents = st.integers(min_value=1, max_value=5_000_000)
@@ -64,11 +66,13 @@ class LedgerMachine(RuleBasedStateMachine):
             for account, amount in legs
         )
 
-    def _post(self, legs: list[Leg], kind: str = "transfer") -> None:
+    def _post(self, legs: list[Leg], kind: EntryKind = EntryKind.TRANSFER_OWN) -> None:
         key = self.key()
         warranted = self._overdraws([(leg.account_id, leg.amount_cents) for leg in legs])
         try:
-            posted = ledger.post_entry(self.session, kind=kind, legs=legs, idempotency_key=key)
+            posted = ledger.post_entry(
+                self.session, kind=kind, legs=legs, idempotency_key=key, now=utcnow()
+            )
         except InsufficientFunds:
             assert warranted, "an entry was refused although no member account would overdraw"
             self.session.commit()
@@ -86,7 +90,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(member=st.integers(0, 2), amount=cents)
     def deposit(self, member: int, amount: int) -> None:
-        self._post([Leg(self.float_id, amount), Leg(self.members[member], -amount)], "deposit")
+        self._post(
+            [Leg(self.float_id, amount), Leg(self.members[member], -amount)],
+            EntryKind.DEPOSIT_MPESA,
+        )
 
     @rule(src=st.integers(0, 2), dst=st.integers(0, 2), amount=cents)
     def transfer(self, src: int, dst: int, amount: int) -> None:
@@ -96,16 +103,20 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(member=st.integers(0, 2), amount=cents)
     def withdraw(self, member: int, amount: int) -> None:
-        self._post([Leg(self.members[member], amount), Leg(self.float_id, -amount)], "withdrawal")
+        self._post(
+            [Leg(self.members[member], amount), Leg(self.float_id, -amount)],
+            EntryKind.WITHDRAWAL_MPESA,
+        )
 
     @rule(member=st.integers(0, 2), amount=cents, off=st.integers(-3, 3).filter(bool))
     def unbalanced_is_refused(self, member: int, amount: int, off: int) -> None:
         try:
             ledger.post_entry(
                 self.session,
-                kind="bad",
+                kind=EntryKind.ADJUSTMENT_MANUAL,
                 legs=[Leg(self.float_id, amount + off), Leg(self.members[member], -amount)],
                 idempotency_key=self.key(),
+                now=utcnow(),
             )
         except (UnbalancedEntry, InvalidInput):
             self.session.commit()
@@ -118,18 +129,24 @@ class LedgerMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(sorted(self.keys)))
         entry_id, legs = self.keys[key]
         again = ledger.post_entry(
-            self.session, kind=self._kind_of(entry_id), legs=legs, idempotency_key=key
+            self.session, kind=self._kind_of(entry_id), legs=legs, idempotency_key=key, now=utcnow()
         )
         assert (again.entry_id, again.created) == (entry_id, False)
         try:
-            ledger.post_entry(self.session, kind="other", legs=legs, idempotency_key=key)
+            ledger.post_entry(
+                self.session,
+                kind=EntryKind.ADJUSTMENT_MANUAL,
+                legs=legs,
+                idempotency_key=key,
+                now=utcnow(),
+            )
             raise AssertionError("a key reused for another entry was accepted")
         except IdempotencyConflict:
             pass
         self.session.commit()
 
-    def _kind_of(self, entry_id: int) -> str:
-        return str(
+    def _kind_of(self, entry_id: int) -> EntryKind:
+        return EntryKind(
             self.session.execute(
                 text("SELECT kind FROM journal_entries WHERE id = :i"), {"i": entry_id}
             ).scalar_one()
@@ -140,7 +157,11 @@ class LedgerMachine(RuleBasedStateMachine):
         account = self.members[member]
         try:
             hold = ledger.reserve_hold(
-                self.session, account_id=account, amount_cents=amount, idempotency_key=self.key()
+                self.session,
+                account_id=account,
+                amount_cents=amount,
+                idempotency_key=self.key(),
+                now=utcnow(),
             )
         except InsufficientFunds:
             assert amount > self.available(account)
@@ -158,15 +179,16 @@ class LedgerMachine(RuleBasedStateMachine):
         account, amount = self.holds.pop(hold_id)
         self.held[account] -= amount
         if release:
-            ledger.release_hold(self.session, hold_id=hold_id)
+            ledger.release_hold(self.session, hold_id=hold_id, now=utcnow())
         else:
             taken = data.draw(st.integers(1, amount))
             ledger.post_hold(
                 self.session,
                 hold_id=hold_id,
-                kind="withdrawal",
+                kind=EntryKind.WITHDRAWAL_MPESA,
                 idempotency_key=self.key(),
                 legs=[Leg(account, taken), Leg(self.float_id, -taken)],
+                now=utcnow(),
             )
             self.expected[account] -= taken
             self.expected[self.float_id] -= taken
@@ -175,9 +197,10 @@ class LedgerMachine(RuleBasedStateMachine):
             ledger.post_hold(
                 self.session,
                 hold_id=hold_id,
-                kind="withdrawal",
+                kind=EntryKind.WITHDRAWAL_MPESA,
                 idempotency_key=self.key(),
                 legs=[Leg(account, 1), Leg(self.float_id, -1)],
+                now=utcnow(),
             )
             raise AssertionError("a settled hold was posted again")
         except HoldNotPending:
@@ -196,7 +219,9 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         warranted = self._overdraws([(account_id, -amount) for account_id, amount in legs])
         try:
-            ledger.reverse_entry(self.session, entry_id=entry_id, idempotency_key=self.key())
+            ledger.reverse_entry(
+                self.session, entry_id=entry_id, idempotency_key=self.key(), now=utcnow()
+            )
         except InsufficientFunds:
             assert warranted, "a reversal was refused although no member account would overdraw"
             self.session.commit()

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import LargeBinary, TableClause, column, delete, insert, inspect, select, table
+from sqlalchemy import (
+    Connection,
+    LargeBinary,
+    TableClause,
+    column,
+    delete,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from db.migrate import MIGRATIONS, alembic_config, downgrade, upgrade
 from db.session import make_engine
@@ -15,7 +29,7 @@ from db.session import make_engine
 
 def test_there_is_exactly_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0011"]
+    assert script.get_heads() == ["0012"]
     assert MIGRATIONS.is_dir()
 
 
@@ -169,3 +183,91 @@ def test_0011_redacts_reset_codes_already_sent_and_keeps_those_still_to_send(
     assert "482610" not in bodies[0] and "redacted" in bodies[0]
     assert bodies[1].endswith("482611")  # still to be sent: the member needs it
     assert bodies[2].endswith("482612")  # not secret-bearing
+
+
+def _entries_at(conn: Connection, moments: list[datetime]) -> None:
+    """Journal entries as revision 0011 has them (no postings: only the entry rows matter)."""
+    for i, moment in enumerate(moments):
+        conn.execute(
+            text(
+                "INSERT INTO journal_entries (idempotency_key, fingerprint, reference, kind, "
+                "memo, created_at) VALUES (:k, 'f', :r, 'deposit.cash', '', :t)"
+            ),
+            {"k": f"k{i}", "r": f"SREF{i}", "t": moment},
+        )
+
+
+# 21:30 UTC on 28 February is already 1 March in Nairobi; 20:59 UTC is still 28 February.
+MOMENTS = [datetime(2026, 2, 28, 21, 30, tzinfo=UTC), datetime(2026, 2, 28, 20, 59, tzinfo=UTC)]
+NAIROBI_DATES = [date(2026, 3, 1), date(2026, 2, 28)]
+
+
+def test_0012_dates_existing_entries_by_their_nairobi_day_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    upgrade(url, "0011")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        _entries_at(conn, MOMENTS)
+        conn.execute(  # the first entry's postings: the rebuilt table keeps their references
+            text(
+                "INSERT INTO postings (entry_id, account_id, amount_cents, balance_after_cents) "
+                "VALUES (1, 1, 500, 500), (1, 2, -500, 500)"
+            )
+        )
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        dates = conn.scalars(text("SELECT value_date FROM journal_entries ORDER BY id")).all()
+        assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+        assert conn.scalar(text("SELECT count(*) FROM postings WHERE entry_id = 1")) == 2
+    engine.dispose()
+    assert [date.fromisoformat(str(d)) for d in dates] == NAIROBI_DATES
+    downgrade(url, "0011")
+    upgrade(url)
+
+
+@pytest.fixture
+def scratch_pg() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (dropped after): migrations run in it."""
+    import psycopg2
+
+    from tests.settings import PG_ADMIN_DSN, PG_URL
+
+    url = make_url(PG_URL)
+    name = f"{url.database}_m0012"
+
+    def run(sql: str) -> None:
+        conn = psycopg2.connect(PG_ADMIN_DSN)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.close()
+
+    run(f'DROP DATABASE IF EXISTS "{name}"')
+    run(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        run(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_0012_backfills_past_the_immutability_trigger_and_keeps_it_on_postgresql(
+    scratch_pg: str,
+) -> None:
+    upgrade(scratch_pg, "0011")
+    engine = make_engine(scratch_pg)
+    with engine.begin() as conn:
+        _entries_at(conn, MOMENTS)
+    upgrade(scratch_pg)
+    with engine.connect() as conn:
+        dates = conn.scalars(text("SELECT value_date FROM journal_entries ORDER BY id")).all()
+        assert dates == NAIROBI_DATES
+        with pytest.raises(DBAPIError, match="immutable"):
+            conn.execute(text("UPDATE journal_entries SET value_date = '2020-01-01'"))
+    engine.dispose()
+    downgrade(scratch_pg, "0011")
+    engine = make_engine(scratch_pg)
+    columns = {c["name"] for c in inspect(engine).get_columns("journal_entries")}
+    engine.dispose()
+    assert "value_date" not in columns

@@ -49,6 +49,7 @@ def member(session: Session, deps: CoreDeps, phone: str, savings_kes: int = 0) -
     if savings_kes:
         savings.record_deposit(
             session,
+            deps,
             member_id=m.id,
             target="savings",
             amount=Money.of(savings_kes),

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.deps import CoreDeps
 from core.ledger import entries as ledger
+from core.ledger.chart import SystemAccount
 from core.ledger.verify import verify_ledger
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
@@ -107,7 +108,9 @@ def savings_cents(session: Session, p: Payment) -> int:
 
 
 def float_cents(session: Session) -> int:
-    return ledger.get_balance(session, ledger.account_id_by_code(session, "1010")).balance_cents
+    return ledger.get_balance(
+        session, ledger.account_id_by_code(session, SystemAccount.MPESA_COLLECTIONS_FLOAT)
+    ).balance_cents
 
 
 def open_items(session: Session, p: Payment) -> list[SuspenseItem]:

@@ -29,6 +29,7 @@ from core.messaging.outbox import (
     record_attempt,
     retry_failed,
 )
+from db.base import utcnow
 from db.models import OutboxAttempt, OutboxMessage, SmsDeliveryReport, SmsOptOut
 from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.standin import StandinHandle
@@ -45,6 +46,7 @@ def queue_sms(session: Session, key: str, phone: str = PHONE, **kw: object) -> O
         session,
         template="sms_start_ok",
         business_key=key,
+        now=utcnow(),
         data={"sacco": "Umoja SACCO"},
         msisdn=phone,
         **kw,  # type: ignore[arg-type]
@@ -310,8 +312,15 @@ def test_after_commit_enqueues_and_a_rollback_enqueues_nothing(
     factory = make_session_factory(committed_pg)
     install_dispatch(factory, RqDispatcher(redis_client, "outbox-test", 60))
     queue = Queue("outbox-test", connection=redis_client)
-    with unit_of_work(factory) as s:
-        notify(s, template="sms_start_ok", business_key="rolled", data={"sacco": "U"}, msisdn=PHONE)
+    with factory() as s:
+        notify(
+            s,
+            template="sms_start_ok",
+            business_key="rolled",
+            now=utcnow(),
+            data={"sacco": "U"},
+            msisdn=PHONE,
+        )
         s.rollback()
     assert queue.count == 0
     with unit_of_work(factory) as s:

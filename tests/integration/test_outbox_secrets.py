@@ -20,6 +20,7 @@ from core.messaging.outbox import (
     receive_delivery_report,
     retry_failed,
 )
+from db.base import utcnow
 from db.models import Member, OutboxMessage
 from db.session import unit_of_work
 from integrations.africastalking.standin import StandinHandle
@@ -135,7 +136,7 @@ def test_ordinary_messages_keep_their_text_after_delivery(
     with unit_of_work(session_factory) as s:
         message = notify(
             s, template="sms_start_ok", business_key="plain", data={"sacco": "Umoja SACCO"},
-            msisdn=PHONE,
+            msisdn=PHONE, now=utcnow(),
         )  # fmt: skip
         s.commit()
         text = message.body

@@ -114,6 +114,7 @@ def queue_messages(factory: sessionmaker[Session], phones: list[str]) -> list[in
                 s,
                 template="sms_start_ok",
                 business_key=f"proc:{phone}",
+                now=utcnow(),
                 data={"sacco": "Umoja SACCO"},
                 msisdn=phone,
             )

@@ -8,9 +8,12 @@ from core.kernel.deps import CoreDeps
 from core.kernel.money import Money
 from core.ledger import entries as ledger
 from core.ledger import statements
+from core.ledger.chart import SystemAccount
+from core.ledger.vocabulary import EntryKind
 from core.members import registration as members
 from core.members.access import ALL_FEATURES, self_service_features
 from core.savings import accounts as savings
+from db.base import utcnow
 from tests.ussdutil import make_member
 
 
@@ -24,6 +27,7 @@ def test_recent_movements_merge_all_member_accounts_newest_first(
     ):
         savings.record_deposit(
             db_session,
+            deps,
             member_id=amina.id,
             target=target,
             amount=Money.of(kes),
@@ -32,6 +36,7 @@ def test_recent_movements_merge_all_member_accounts_newest_first(
         )
     savings.record_deposit(
         db_session,
+        deps,
         member_id=other.id,
         target="savings",
         amount=Money.of(999),
@@ -55,6 +60,7 @@ def test_a_transfer_between_own_accounts_shows_both_sides(
     amina = make_member(db_session, deps)
     savings.record_deposit(
         db_session,
+        deps,
         member_id=amina.id,
         target="savings",
         amount=Money.of(500),
@@ -63,6 +69,7 @@ def test_a_transfer_between_own_accounts_shows_both_sides(
     )
     savings.transfer_own(
         db_session,
+        deps,
         member_id=amina.id,
         from_purpose="savings",
         to_purpose="shares",
@@ -81,7 +88,7 @@ def test_loans_outstanding_sums_the_members_loan_accounts(
 ) -> None:
     amina = make_member(db_session, deps)
     assert statements.loans_outstanding_cents(db_session, amina.id) == 0  # no loans yet
-    disbursement = ledger.account_id_by_code(db_session, "1020")
+    disbursement = ledger.account_id_by_code(db_session, SystemAccount.MPESA_DISBURSEMENT_FLOAT)
     for i, cents in enumerate((500_000, 250_050)):
         loan = ledger.create_account(
             db_session,
@@ -91,12 +98,14 @@ def test_loans_outstanding_sums_the_members_loan_accounts(
             purpose=statements.LOAN_PURPOSE,
             no_overdraft=False,
             member_id=amina.id,
+            now=utcnow(),
         )
         ledger.post_entry(
             db_session,
-            kind="loan.disbursement",
+            kind=EntryKind.ADJUSTMENT_MANUAL,  # loans post no entries yet,
             legs=[ledger.Leg(loan.id, cents), ledger.Leg(disbursement, -cents)],
             idempotency_key=f"loan-{i}",
+            now=utcnow(),
         )
     db_session.commit()
     assert statements.loans_outstanding_cents(db_session, amina.id) == 750_050

@@ -69,6 +69,7 @@ def test_any_session_gets_a_screen_and_moves_no_money(
             if status != "suspended":
                 savings.record_deposit(
                     db_session,
+                    deps,
                     member_id=member.id,
                     target="savings",
                     amount=Money.of(1000),

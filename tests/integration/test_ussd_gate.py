@@ -111,6 +111,7 @@ def rich_member(db_session: Session, deps: CoreDeps) -> Member:
     for target, kes in (("savings", "12345.67"), ("deposits", "23456.78"), ("shares", "3456.89")):
         savings.record_deposit(
             db_session,
+            deps,
             member_id=member.id,
             target=target,
             amount=Money.of(kes),

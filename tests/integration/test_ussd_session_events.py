@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
 from core.messaging.ussd_sessions import last_session_end, parse_session_end, record_session_end
+from db.base import utcnow
 from db.models import UssdSessionEvent
 
 
@@ -47,8 +48,8 @@ def test_stored_once_per_session_on_postgresql_and_sqlite(any_session: Session) 
     event = parse_session_end(
         {"sessionId": "ATUid_2", "phoneNumber": "+254712345678", "status": "Success"}
     )
-    assert record_session_end(any_session, event) is True
-    assert record_session_end(any_session, event) is False
+    assert record_session_end(any_session, event, now=utcnow()) is True
+    assert record_session_end(any_session, event, now=utcnow()) is False
     count = any_session.scalar(select(func.count()).select_from(UssdSessionEvent))
     assert count == 1
     last = last_session_end(any_session, "+254712345678")

@@ -19,6 +19,7 @@ from core.payments.mpesa.flows import (
     resolve_payout,
     resolve_suspense_duplicate,
 )
+from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.savings.accounts import DEPOSIT_TARGETS
 from db.models import ApprovalRequest
 from db.models_mpesa import SuspenseItem
@@ -29,7 +30,7 @@ def _open_item(session: Session, p: dict[str, Any]) -> SuspenseItem:
     item = session.get(SuspenseItem, item_id) if isinstance(item_id, int) else None
     if item is None:
         raise InvalidInput("no such suspense item", field="item_id", reason="unknown")
-    if item.status != "open":
+    if item.status != SuspenseStatus.OPEN:
         raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already assigned")
     return item
 

@@ -51,7 +51,10 @@ from core.kernel.identity import mask_msisdn
 from core.kernel.money import format_cents
 from core.kernel.uow import keep
 from core.ledger import entries as ledger
+from core.ledger.chart import SystemAccount
+from core.ledger.vocabulary import EntryKind
 from core.members.registration import get_member, member_account_ids
+from core.members.status import MemberStatus, check_may_deposit, may_deposit
 from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
 from core.payments.mpesa.jobs import SendB2C, SendStkPush
@@ -66,6 +69,13 @@ from core.payments.mpesa.rules import (
     parse_bill_ref,
     quote,
     sim_swap_decision,
+)
+from core.payments.mpesa.vocabulary import (
+    C2BStatus,
+    CallbackStatus,
+    PayoutStatus,
+    StkStatus,
+    SuspenseStatus,
 )
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
@@ -84,11 +94,10 @@ from db.session import insert_for
 log = logging.getLogger(__name__)
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
-FLOAT_IN = "1010"  # M-Pesa collections float
-FLOAT_OUT = "1020"  # M-Pesa disbursement float
-SUSPENSE = "2200"
-FEE_INCOME = "4100"
-DEPOSIT_STATUSES = ("pending_kyc", "active")
+FLOAT_IN = SystemAccount.MPESA_COLLECTIONS_FLOAT
+FLOAT_OUT = SystemAccount.MPESA_DISBURSEMENT_FLOAT
+SUSPENSE = SystemAccount.SUSPENSE
+FEE_INCOME = SystemAccount.FEE_INCOME
 ACCOUNT_LABELS = {
     "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
     "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
@@ -141,7 +150,7 @@ def store_callback(
         kind=kind[:24],
         headers=json.dumps(dict(headers), default=str)[:8000],
         body=body,
-        status="received",
+        status=CallbackStatus.RECEIVED,
         received_at=deps.now(),
     )
     session.add(row)
@@ -177,7 +186,9 @@ def _done(
     if callback_id is not None:
         row = session.get(MpesaCallback, callback_id)
         if row is not None:
-            row.status = "unmatched" if outcome == "unmatched" else "processed"
+            row.status = (
+                CallbackStatus.UNMATCHED if outcome == "unmatched" else CallbackStatus.PROCESSED
+            )
             row.detail, row.processed_at = outcome, deps.now()
             if ref:
                 row.ref = ref[:100]
@@ -191,7 +202,9 @@ def callbacks_to_replay(session: Session, *, before: datetime, limit: int = 200)
         session.scalars(
             select(MpesaCallback.id)
             .where(
-                MpesaCallback.status.in_(("received", "unmatched", "error")),
+                MpesaCallback.status.in_(
+                    (CallbackStatus.RECEIVED, CallbackStatus.UNMATCHED, CallbackStatus.ERROR)
+                ),
                 MpesaCallback.received_at < before,
                 MpesaCallback.kind.in_(("stk", "c2b_confirmation", "b2c_result", "status_result")),
             )
@@ -227,7 +240,7 @@ def _credit(
     target: str | None,
     amount_cents: int,
     key: str,
-    kind: str,
+    kind: EntryKind,
     memo: str,
     park: _Park,
 ) -> tuple[ledger.PostedEntry, Member | None, int | None]:
@@ -240,7 +253,7 @@ def _credit(
         park.reason is None
         and member is not None
         and target is not None
-        and member.status in DEPOSIT_STATUSES
+        and may_deposit(member.status)
     ):
         account_id = member_account_ids(session, member.id)[target]
         posted = ledger.post_entry(
@@ -248,18 +261,20 @@ def _credit(
             kind=kind,
             legs=[ledger.Leg(float_in, amount_cents), ledger.Leg(account_id, -amount_cents)],
             idempotency_key=key,
+            now=deps.now(),
             memo=memo,
         )
         return posted, member, account_id
     reason = park.reason or ("unknown_account" if member is None else f"member_{member.status}")
     posted = ledger.post_entry(
         session,
-        kind="mpesa.suspense",
+        kind=EntryKind.MPESA_SUSPENSE,
         legs=[
             ledger.Leg(float_in, amount_cents),
             ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), -amount_cents),
         ],
         idempotency_key=key,
+        now=deps.now(),
         memo=(
             f"{'Possible duplicate' if park.reason == 'possible_duplicate' else 'Unmatched'} "
             f"M-Pesa {park.source_ref}"
@@ -276,7 +291,7 @@ def _credit(
                 msisdn_masked=park.msisdn[:80],
                 paid_at=park.paid_at or deps.now(),
                 reason=reason,
-                status="open",
+                status=SuspenseStatus.OPEN,
                 entry_id=posted.entry_id,
                 created_at=deps.now(),
                 stk_request_id=park.stk_request_id,
@@ -371,7 +386,7 @@ def _push_twin(
         select(StkRequest)
         .where(
             StkRequest.member_id == member_id,
-            StkRequest.status == "succeeded",
+            StkRequest.status == StkStatus.SUCCEEDED,
             StkRequest.receipt.is_(None),
             StkRequest.entry_id.is_not(None),
             func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents) == amount_cents,
@@ -396,7 +411,7 @@ def _paybill_twin(
         .where(
             MpesaReceipt.source == "c2b",
             C2BPayment.member_id == row.member_id,
-            C2BPayment.status == "credited",
+            C2BPayment.status == C2BStatus.CREDITED,
             C2BPayment.amount_cents == amount_cents,
             C2BPayment.trans_time.between(at - window, at + window),
             ~linked.exists(),
@@ -413,7 +428,7 @@ def _open_twin_items(session: Session, row: StkRequest) -> list[SuspenseItem]:
             .where(
                 SuspenseItem.stk_request_id == row.id,
                 SuspenseItem.reason == "possible_duplicate",
-                SuspenseItem.status == "open",
+                SuspenseItem.status == SuspenseStatus.OPEN,
             )
             .order_by(SuspenseItem.id)
             .with_for_update()
@@ -428,9 +443,10 @@ def _resolve_duplicate(session: Session, deps: CoreDeps, item: SuspenseItem, pro
         session,
         entry_id=item.entry_id,
         idempotency_key=f"mpesa:suspense:{item.id}:duplicate",
+        now=deps.now(),
         memo=f"Same M-Pesa payment, {proof}"[:160],
     )
-    item.status, item.assigned_entry_id = "duplicate", reversal.entry_id
+    item.status, item.assigned_entry_id = SuspenseStatus.DUPLICATE, reversal.entry_id
     item.assigned_by, item.assigned_at = proof[:80], deps.now()
 
 
@@ -499,7 +515,7 @@ def _settle_as_one_payment(
         row.result_desc = "one payment with the paybill confirmation; credited there"
         return
     # the paybill's money was parked: the push's credit stands and takes the receipt
-    c2b.status, c2b.entry_id = "duplicate_of_stk", row.entry_id
+    c2b.status, c2b.entry_id = C2BStatus.DUPLICATE_OF_STK, row.entry_id
     holder.source, holder.stk_request_id, holder.entry_id = "stk", row.id, row.entry_id
     session.flush()
     row.receipt = c2b.trans_id
@@ -521,6 +537,7 @@ def _notify_deposit(
         session,
         template="deposit_received",
         business_key=business_key,
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,
@@ -535,6 +552,7 @@ def _notify_deposit(
         session,
         event_type="deposit.received",
         event_id=business_key,
+        now=deps.now(),
         data={
             "member_number": member.member_number,
             "account": target,
@@ -589,15 +607,14 @@ def start_deposit(
         raise LimitExceeded("unknown deposit account", reason="target")
     check_deposit_amount(amount_cents, policy)
     member = get_member(session, member_id)
-    if member.status not in DEPOSIT_STATUSES:
-        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    check_may_deposit(member.status)
     row = StkRequest(
         member_id=member.id,
         target=target,
         amount_cents=amount_cents,
         msisdn=member.msisdn,
         idempotency_key=idempotency_key,
-        status="queued",
+        status=StkStatus.QUEUED,
         attempts=0,
         created_at=deps.now(),
     )
@@ -619,10 +636,10 @@ class StkPushJob:
 def claim_stk_push(session: Session, deps: CoreDeps, request_id: int) -> StkPushJob | None:
     """Mark a queued request ``sending`` and say what to send; None if not queued."""
     row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
-    if row is None or row.status != "queued":
+    if row is None or row.status != StkStatus.QUEUED:
         return None
     member = get_member(session, row.member_id)
-    row.status, row.attempts, row.sent_at = "sending", row.attempts + 1, deps.now()
+    row.status, row.attempts, row.sent_at = StkStatus.SENDING, row.attempts + 1, deps.now()
     job = StkPushJob(
         row.id,
         row.msisdn,
@@ -654,8 +671,8 @@ def record_stk_accepted(
     if row.checkout_request_id is None:
         row.checkout_request_id = checkout_request_id
         row.merchant_request_id = merchant_request_id
-    if row.status in ("sending", "unknown"):
-        row.status = "pending"
+    if row.status in (StkStatus.SENDING, StkStatus.UNKNOWN):
+        row.status = StkStatus.PENDING
     session.flush()
 
 
@@ -670,13 +687,13 @@ def record_stk_send_failed(
     """The push failed. If it may have reached the member: ``unknown`` (a callback can
     still adopt it); else ``failed`` and an SMS saying no money was taken."""
     row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
-    if row is None or row.status != "sending":
+    if row is None or row.status != StkStatus.SENDING:
         return
     row.result_desc = detail[:200]
     if may_have_taken_effect:
-        row.status = "unknown"
+        row.status = StkStatus.UNKNOWN
     else:
-        row.status, row.settled_at = "failed", deps.now()
+        row.status, row.settled_at = StkStatus.FAILED, deps.now()
         _notify_stk_failure(session, deps, row, code=None)
     session.flush()
 
@@ -689,6 +706,7 @@ def _notify_stk_failure(
         session,
         template="deposit_cancelled" if code == 1032 else "deposit_failed",
         business_key=f"deposit_failed:stk:{row.id}",
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,
@@ -725,7 +743,7 @@ def _find_stk(session: Session, deps: CoreDeps, outcome: StkOutcome) -> StkReque
         select(StkRequest)
         .where(
             StkRequest.checkout_request_id.is_(None),
-            StkRequest.status.in_(("sending", "unknown")),
+            StkRequest.status.in_((StkStatus.SENDING, StkStatus.UNKNOWN)),
             StkRequest.msisdn == outcome.phone,
             StkRequest.created_at > deps.now() - ADOPT_WINDOW,
         )
@@ -758,13 +776,18 @@ def settle_stk(
     if row is None:
         return _done(session, deps, "unmatched", callback_id, outcome.checkout_request_id)
     success = outcome.result_code == 0
-    if row.status == "succeeded" or (row.status == "failed" and not success):
-        if success and outcome.receipt and row.receipt is None and row.status == "succeeded":
+    if row.status == StkStatus.SUCCEEDED or (row.status == StkStatus.FAILED and not success):
+        if (
+            success
+            and outcome.receipt
+            and row.receipt is None
+            and row.status == StkStatus.SUCCEEDED
+        ):
             _learn_stk_receipt(session, deps, row, outcome.receipt)
         return _done(session, deps, "duplicate", callback_id, outcome.checkout_request_id)
     now = deps.now()
     if not success:
-        row.status, row.settled_at = "failed", now
+        row.status, row.settled_at = StkStatus.FAILED, now
         row.result_code, row.result_desc = outcome.result_code, outcome.result_desc[:200]
         _notify_stk_failure(session, deps, row, code=outcome.result_code)
         return _done(session, deps, "failed", callback_id, outcome.checkout_request_id)
@@ -793,13 +816,13 @@ def settle_stk(
         target=row.target,
         amount_cents=amount,
         key=key,
-        kind="deposit.mpesa",
+        kind=EntryKind.DEPOSIT_MPESA,
         memo=f"M-Pesa deposit {receipt or outcome.checkout_request_id}"[:160],
         park=park,
     )
     if receipt:
         _record_receipt_entry(session, receipt, posted.entry_id)
-    row.status, row.settled_at, row.result_code = "succeeded", now, 0
+    row.status, row.settled_at, row.result_code = StkStatus.SUCCEEDED, now, 0
     row.result_desc = outcome.result_desc[:200] or None
     if park.reason == "possible_duplicate":
         row.result_desc = f"parked: may be paybill payment {_twin_ref(session, park)}"
@@ -836,14 +859,14 @@ def _paid_by_paybill(
     """The push's receipt was already brought in by the paybill confirmation (the same
     payment reached us both ways): the push is settled by that money, not credited."""
     holder = _receipt_holder(session, receipt)
-    row.status, row.settled_at, row.result_code = "succeeded", deps.now(), 0
+    row.status, row.settled_at, row.result_code = StkStatus.SUCCEEDED, deps.now(), 0
     row.paid_cents, row.entry_id = amount_cents, holder.entry_id
     if holder.source == "c2b":
         row.receipt = receipt
         item = session.scalar(
             select(SuspenseItem).where(
                 SuspenseItem.c2b_payment_id == holder.c2b_payment_id,
-                SuspenseItem.status == "open",
+                SuspenseItem.status == SuspenseStatus.OPEN,
             )
         )
         row.result_desc = (
@@ -902,7 +925,7 @@ def validate_c2b(
     status = session.scalar(
         select(Member.status).where(Member.member_number == parsed.member_number)
     )
-    if status not in DEPOSIT_STATUSES:
+    if status is None or not may_deposit(status):
         return "C2B00012", "Rejected"
     return "0", "Accepted"
 
@@ -939,7 +962,7 @@ def record_c2b(
             shortcode=payment.shortcode[:12],
             msisdn_masked=payment.msisdn_masked[:80],
             payer_name=payment.payer_name[:120],
-            status="suspense",
+            status=C2BStatus.SUSPENSE,
             created_at=deps.now(),
         )
         .on_conflict_do_nothing(index_elements=["trans_id"])
@@ -952,12 +975,12 @@ def record_c2b(
     if not _claim_receipt(session, deps, payment.trans_id, c2b_payment_id=row.id):
         holder = _receipt_holder(session, payment.trans_id)
         stk = session.get(StkRequest, holder.stk_request_id) if holder.stk_request_id else None
-        row.status, row.entry_id = "duplicate_of_stk", holder.entry_id
+        row.status, row.entry_id = C2BStatus.DUPLICATE_OF_STK, holder.entry_id
         if stk is not None:
             row.member_id, row.target = stk.member_id, stk.target
         return _done(session, deps, "duplicate_of_stk", callback_id, payment.trans_id)
     if payment.amount_cents <= 0:
-        row.status = "suspense"
+        row.status = C2BStatus.SUSPENSE
         return _done(session, deps, "suspense", callback_id, payment.trans_id)
     park = _Park(
         "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
@@ -979,14 +1002,14 @@ def record_c2b(
         target=parsed.target if parsed is not None else None,
         amount_cents=payment.amount_cents,
         key=_receipt_key(payment.trans_id),
-        kind="deposit.mpesa",
+        kind=EntryKind.DEPOSIT_MPESA,
         memo=f"M-Pesa paybill {payment.trans_id}",
         park=park,
     )
     _record_receipt_entry(session, payment.trans_id, posted.entry_id)
     row.entry_id = posted.entry_id
     if credited is not None and parsed is not None and account_id is not None:
-        row.status = "credited"
+        row.status = C2BStatus.CREDITED
         _notify_deposit(
             session,
             deps,
@@ -1029,7 +1052,7 @@ class SuspenseView:
 
 
 def list_suspense(
-    session: Session, *, status: str = "open", limit: int = 100, after_id: int = 0
+    session: Session, *, status: str = SuspenseStatus.OPEN, limit: int = 100, after_id: int = 0
 ) -> list[SuspenseView]:
     """Suspense items with this status in id order, the first ``limit`` after ``after_id``."""
     rows = session.scalars(
@@ -1084,27 +1107,31 @@ def assign_suspense(
     if item is None:
         raise NotFound(f"no suspense item {item_id}")
     key = f"mpesa:suspense:{item.id}"
-    if item.status == "assigned":
+    if item.status == SuspenseStatus.ASSIGNED:
         if item.assigned_member_id == member_id and item.assigned_target == target:
             entry = session.scalar(select(JournalEntry).where(JournalEntry.idempotency_key == key))
             assert entry is not None
             return ledger.PostedEntry(entry.id, entry.reference, created=False)
         raise SuspenseAlreadyAssigned(f"item {item_id} already assigned")
     member = get_member(session, member_id)
-    if member.status not in DEPOSIT_STATUSES:
-        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    check_may_deposit(member.status)
     account_id = member_account_ids(session, member.id)[target]
     posted = ledger.post_entry(
         session,
-        kind="mpesa.suspense_assign",
+        kind=EntryKind.MPESA_SUSPENSE_ASSIGN,
         legs=[
             ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), item.amount_cents),
             ledger.Leg(account_id, -item.amount_cents),
         ],
         idempotency_key=key,
+        now=deps.now(),
         memo=f"Suspense {item.source_ref} to {member.member_number}"[:160],
     )
-    item.status, item.assigned_member_id, item.assigned_target = "assigned", member.id, target
+    item.status, item.assigned_member_id, item.assigned_target = (
+        SuspenseStatus.ASSIGNED,
+        member.id,
+        target,
+    )
     item.assigned_entry_id, item.assigned_by = posted.entry_id, staff[:80]
     item.assigned_at, item.note = deps.now(), (note or None) and note[:200]
     _notify_deposit(
@@ -1132,7 +1159,7 @@ def _open_possible_duplicate(session: Session, item_id: object) -> SuspenseItem:
         raise InvalidInput(
             "no such possible duplicate in suspense", field="item_id", reason="unknown"
         )
-    if item.status != "open":
+    if item.status != SuspenseStatus.OPEN:
         raise SuspenseAlreadyAssigned(f"suspense item {item.id} is already {item.status}")
     return item
 
@@ -1265,6 +1292,7 @@ def guard_sim_swap(
         session,
         template=SIM_SWAP_TEMPLATES[decision],
         business_key=f"sim_swap_event:{event.id}",
+        now=deps.now(),
         member=member,
         data={"sacco": deps.sacco_name, "days": policy.sim_swap_window.days},
     )
@@ -1280,7 +1308,7 @@ def withdrawn_today_cents(session: Session, member_id: int, now: datetime) -> in
     total = session.scalar(
         select(func.coalesce(func.sum(B2CPayout.amount_cents), 0)).where(
             B2CPayout.member_id == member_id,
-            B2CPayout.status != "failed",
+            B2CPayout.status != PayoutStatus.FAILED,
             B2CPayout.created_at >= _nairobi_midnight(now),
         )
     )
@@ -1309,7 +1337,7 @@ def quote_withdrawal(
     ``insufficient`` (``limit_cents`` = the bound to show). Reads only.
     """
     member = get_member(session, member_id)
-    if member.status != "active":
+    if member.status != MemberStatus.ACTIVE:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
     savings = _savings(session, member_id)
     return quote(
@@ -1399,6 +1427,7 @@ def request_withdrawal(
         account_id=_savings(session, member_id).id,
         amount_cents=final.total_cents,
         idempotency_key=f"mpesa:b2c:{ocid}:hold",
+        now=deps.now(),
         reason=f"M-Pesa withdrawal {format_cents(final.amount_cents)}",
     )
     payout = B2CPayout(
@@ -1411,7 +1440,7 @@ def request_withdrawal(
         amount_cents=final.amount_cents,
         fee_cents=final.fee_cents,
         hold_id=hold.hold_id,
-        status="requested",
+        status=PayoutStatus.REQUESTED,
         attempts=0,
         created_at=deps.now(),
     )
@@ -1434,7 +1463,7 @@ class B2CJob:
 def claim_b2c(session: Session, deps: CoreDeps, payout_id: int) -> B2CJob | None:
     """Mark a ``requested`` payout ``sending`` and say what to send; else None."""
     row = session.scalar(select(B2CPayout).where(B2CPayout.id == payout_id).with_for_update())
-    if row is None or row.status != "requested":
+    if row is None or row.status != PayoutStatus.REQUESTED:
         return None
     job = B2CJob(
         row.id,
@@ -1444,7 +1473,7 @@ def claim_b2c(session: Session, deps: CoreDeps, payout_id: int) -> B2CJob | None
         row.reference,
         resent=row.attempts > 0,
     )
-    row.status, row.attempts, row.sent_at = "sending", row.attempts + 1, deps.now()
+    row.status, row.attempts, row.sent_at = PayoutStatus.SENDING, row.attempts + 1, deps.now()
     session.flush()
     return job
 
@@ -1464,8 +1493,8 @@ def record_b2c_accepted(
     if row is None:
         raise NotFound(f"no payout {payout_id}")
     row.conversation_id = row.conversation_id or conversation_id[:64]
-    if row.status in ("sending", "unknown"):
-        row.status = "sent"
+    if row.status in (PayoutStatus.SENDING, PayoutStatus.UNKNOWN):
+        row.status = PayoutStatus.SENT
     session.flush()
 
 
@@ -1485,15 +1514,15 @@ def record_b2c_send_error(
     Never sent: back to ``requested`` so reconciliation sends it again (same id).
     """
     row = _lock_payout(session, id=payout_id)
-    if row is None or row.status != "sending":
+    if row is None or row.status != PayoutStatus.SENDING:
         return row.status if row is not None else "missing"
     row.last_error = detail[:200]
     if refused and not may_have_taken_effect:
         _fail_payout(session, deps, row, code=None, desc=detail)
     elif may_have_taken_effect:
-        row.status = "unknown"
+        row.status = PayoutStatus.UNKNOWN
     else:
-        row.status = "requested"
+        row.status = PayoutStatus.REQUESTED
     session.flush()
     return row.status
 
@@ -1511,10 +1540,11 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
         hold_id=row.hold_id,
         legs=legs,
         idempotency_key=f"mpesa:b2c:{row.originator_conversation_id}",
-        kind="withdrawal.mpesa",
+        kind=EntryKind.WITHDRAWAL_MPESA,
+        now=deps.now(),
         memo=f"M-Pesa withdrawal {row.reference} {receipt or ''}".strip()[:160],
     )
-    row.status, row.settled_at, row.entry_id = "succeeded", deps.now(), posted.entry_id
+    row.status, row.settled_at, row.entry_id = PayoutStatus.SUCCEEDED, deps.now(), posted.entry_id
     if receipt and not session.scalar(select(B2CPayout.id).where(B2CPayout.receipt == receipt)):
         row.receipt = receipt[:20]
     member = get_member(session, row.member_id)
@@ -1522,6 +1552,7 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
         session,
         template="withdrawal_paid",
         business_key=f"withdrawal_result:{row.id}",
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,
@@ -1533,16 +1564,22 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
             "balance": _balance_text(session, savings.id),
         },
     )
-    _publish_payout(session, row, member, "withdrawal.paid", receipt)
+    _publish_payout(session, deps, row, member, "withdrawal.paid", receipt)
 
 
 def _publish_payout(
-    session: Session, row: B2CPayout, member: Member, event_type: str, receipt: str | None
+    session: Session,
+    deps: CoreDeps,
+    row: B2CPayout,
+    member: Member,
+    event_type: str,
+    receipt: str | None,
 ) -> None:
     publish_event(
         session,
         event_type=event_type,
         event_id=f"{event_type}:{row.id}",
+        now=deps.now(),
         data={
             "member_number": member.member_number,
             "amount_cents": row.amount_cents,
@@ -1556,14 +1593,15 @@ def _publish_payout(
 def _fail_payout(
     session: Session, deps: CoreDeps, row: B2CPayout, *, code: int | None, desc: str
 ) -> None:
-    ledger.release_hold(session, hold_id=row.hold_id)
-    row.status, row.settled_at = "failed", deps.now()
+    ledger.release_hold(session, hold_id=row.hold_id, now=deps.now())
+    row.status, row.settled_at = PayoutStatus.FAILED, deps.now()
     row.result_code, row.result_desc = code, desc[:200] or None
     member = get_member(session, row.member_id)
     notify(
         session,
         template="withdrawal_failed",
         business_key=f"withdrawal_result:{row.id}",
+        now=deps.now(),
         member=member,
         data={
             "sacco": deps.sacco_name,
@@ -1572,7 +1610,7 @@ def _fail_payout(
             "balance": _balance_text(session, _savings(session, row.member_id).id),
         },
     )
-    _publish_payout(session, row, member, "withdrawal.failed", None)
+    _publish_payout(session, deps, row, member, "withdrawal.failed", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1603,7 +1641,10 @@ def settle_b2c(
     if outcome.conversation_id and not row.conversation_id:
         row.conversation_id = outcome.conversation_id[:64]
     if timeout:
-        row.status, row.last_error = "unknown", f"queue timeout: {outcome.result_desc}"[:200]
+        row.status, row.last_error = (
+            PayoutStatus.UNKNOWN,
+            f"queue timeout: {outcome.result_desc}"[:200],
+        )
         return _done(session, deps, "unknown", callback_id, outcome.originator_conversation_id)
     row.result_code, row.result_desc = outcome.result_code, outcome.result_desc[:200]
     if outcome.result_code == 0:
@@ -1664,12 +1705,16 @@ def settle_status(
         return _done(
             session, deps, "failed", callback_id, outcome.original_originator_conversation_id
         )
-    if outcome.found is False and row.status in ("sent", "unknown", "sending"):
+    if outcome.found is False and row.status in (
+        PayoutStatus.SENT,
+        PayoutStatus.UNKNOWN,
+        PayoutStatus.SENDING,
+    ):
         # "Not found" does not prove the request never arrived (it may not be processed
         # yet, or be filed under another id), and Daraja is not known for certain to
         # refuse a repeated OriginatorConversationID: resending could pay twice for one
         # debit. The hold stays; staff look at the org portal and decide (payout.resolve).
-        row.status, row.last_error = "review", f"status query: {outcome.detail}"[:200]
+        row.status, row.last_error = PayoutStatus.REVIEW, f"status query: {outcome.detail}"[:200]
         return _done(
             session, deps, "review", callback_id, outcome.original_originator_conversation_id
         )
@@ -1680,7 +1725,14 @@ def settle_status(
 # ------------------------------------------------------------------ payouts only staff can settle
 
 PAYOUT_RESOLUTIONS = ("resend", "release", "paid")
-PAYOUT_LIST_STATUSES = ("review", "unknown", "sent", "requested", "sending", "all")
+PAYOUT_LIST_STATUSES = (
+    PayoutStatus.REVIEW,
+    PayoutStatus.UNKNOWN,
+    PayoutStatus.SENT,
+    PayoutStatus.REQUESTED,
+    PayoutStatus.SENDING,
+    "all",
+)
 
 
 class PayoutNotInReview(DomainError):
@@ -1709,7 +1761,7 @@ class PayoutView:
 def list_payouts(
     session: Session,
     *,
-    status: str = "review",
+    status: str = PayoutStatus.REVIEW,
     branch: str | None = None,
     limit: int = 50,
     after_id: int = 0,
@@ -1769,7 +1821,7 @@ def check_payout_resolution(
     row = session.get(B2CPayout, payout_id) if type(payout_id) is int else None
     if row is None or row.member_id != member_id:
         raise InvalidInput("no such payout for this member", field="payout_id", reason="unknown")
-    if row.status != "review":
+    if row.status != PayoutStatus.REVIEW:
         raise PayoutNotInReview(f"payout {row.reference} is {row.status}, not waiting for staff")
     resolution = payload.get("resolution")
     if resolution not in PAYOUT_RESOLUTIONS:
@@ -1811,11 +1863,11 @@ def resolve_payout(
     row = _lock_payout(session, id=payout_id)
     if row is None:
         raise NotFound(f"no payout {payout_id}")
-    if row.status != "review":
+    if row.status != PayoutStatus.REVIEW:
         raise PayoutNotInReview(f"payout {row.reference} is {row.status}, not waiting for staff")
     note = f"staff ({staff}): {resolution}"[:200]
     if resolution == "resend":
-        row.status, row.last_error = "requested", note
+        row.status, row.last_error = PayoutStatus.REQUESTED, note
     elif resolution == "release":
         _fail_payout(session, deps, row, code=None, desc=note)
     elif resolution == "paid" and receipt:
@@ -1860,20 +1912,23 @@ def due_for_reconciliation(
     due = DueWork()
     for row in session.scalars(
         select(StkRequest)
-        .where(StkRequest.status.in_(("queued", "sending")), StkRequest.created_at < cutoff)
+        .where(
+            StkRequest.status.in_((StkStatus.QUEUED, StkStatus.SENDING)),
+            StkRequest.created_at < cutoff,
+        )
         .limit(limit)
         .with_for_update(skip_locked=True)
     ):
-        if row.status == "queued":
-            row.status, row.settled_at, row.result_desc = "failed", deps.now(), "never sent"
+        if row.status == StkStatus.QUEUED:
+            row.status, row.settled_at, row.result_desc = StkStatus.FAILED, deps.now(), "never sent"
             due.stk_expired += 1
         else:
-            row.status = "unknown"
+            row.status = StkStatus.UNKNOWN
             due.stk_unknown += 1
     for row in session.scalars(
         select(StkRequest)
         .where(
-            StkRequest.status == "unknown",
+            StkRequest.status == StkStatus.UNKNOWN,
             StkRequest.checkout_request_id.is_(None),
             StkRequest.created_at < deps.now() - ADOPT_WINDOW,
         )
@@ -1882,7 +1937,7 @@ def due_for_reconciliation(
     ):
         # No id and no callback to adopt it for hours: nothing was paid that we can see;
         # a payment that did go through shows up in the statement import.
-        row.status, row.settled_at = "failed", deps.now()
+        row.status, row.settled_at = StkStatus.FAILED, deps.now()
         row.result_desc = "no answer from M-Pesa; see the statement import"
         due.stk_expired += 1
     due.stk_to_query = [
@@ -1890,7 +1945,7 @@ def due_for_reconciliation(
         for r in session.scalars(
             select(StkRequest)
             .where(
-                StkRequest.status.in_(("pending", "unknown")),
+                StkRequest.status.in_((StkStatus.PENDING, StkStatus.UNKNOWN)),
                 StkRequest.checkout_request_id.is_not(None),
                 StkRequest.created_at < cutoff,
             )
@@ -1900,18 +1955,18 @@ def due_for_reconciliation(
     ]
     for payout in session.scalars(
         select(B2CPayout)
-        .where(B2CPayout.status == "sending", B2CPayout.sent_at < cutoff)
+        .where(B2CPayout.status == PayoutStatus.SENDING, B2CPayout.sent_at < cutoff)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ):
-        payout.status = "unknown"
+        payout.status = PayoutStatus.UNKNOWN
         payout.last_error = "worker lost during the call; asking M-Pesa, not resending"
         due.b2c_stuck += 1
     session.flush()
     due.b2c_to_send = list(
         session.scalars(
             select(B2CPayout.id)
-            .where(B2CPayout.status == "requested", B2CPayout.created_at < cutoff)
+            .where(B2CPayout.status == PayoutStatus.REQUESTED, B2CPayout.created_at < cutoff)
             .order_by(B2CPayout.id)
             .limit(limit)
         )
@@ -1921,7 +1976,7 @@ def due_for_reconciliation(
         for p in session.scalars(
             select(B2CPayout)
             .where(
-                B2CPayout.status.in_(("sent", "unknown")),
+                B2CPayout.status.in_((PayoutStatus.SENT, PayoutStatus.UNKNOWN)),
                 B2CPayout.created_at < cutoff,
                 (B2CPayout.queried_at.is_(None)) | (B2CPayout.queried_at < cutoff),
             )

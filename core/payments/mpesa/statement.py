@@ -24,6 +24,7 @@ from core.kernel.errors import InvalidInput
 from core.kernel.permissions import Principal
 from core.payments.mpesa.formats import MalformedStatement, decode_statement, parse_statement_csv
 from core.payments.mpesa.rules import parse_bill_ref
+from core.payments.mpesa.vocabulary import PayoutStatus, StkStatus
 from db.models import Member
 from db.models_mpesa import B2CPayout, C2BPayment, StkRequest
 
@@ -217,10 +218,10 @@ def _our_receipts(
     """Succeeded STK deposits with a receipt, paybill payments, succeeded payouts."""
     tables = (
         ("stk", StkRequest.receipt, func.coalesce(StkRequest.paid_cents, StkRequest.amount_cents),
-         StkRequest.settled_at, StkRequest.status == "succeeded"),
+         StkRequest.settled_at, StkRequest.status == StkStatus.SUCCEEDED),
         ("c2b", C2BPayment.trans_id, C2BPayment.amount_cents, C2BPayment.trans_time, true()),
         ("b2c", B2CPayout.receipt, B2CPayout.amount_cents, B2CPayout.settled_at,
-         B2CPayout.status == "succeeded"),
+         B2CPayout.status == PayoutStatus.SUCCEEDED),
     )  # fmt: skip
     ours: dict[str, Recorded] = {}
     for kind, receipt_col, cents_col, when_col, ok in tables:
@@ -254,7 +255,7 @@ def _unreceipted_stk(
         )
         .join(Member, Member.id == StkRequest.member_id)
         .where(
-            StkRequest.status == "succeeded", StkRequest.receipt.is_(None),
+            StkRequest.status == StkStatus.SUCCEEDED, StkRequest.receipt.is_(None),
             StkRequest.created_at <= end, StkRequest.created_at >= start - slack,
         )
     )  # fmt: skip

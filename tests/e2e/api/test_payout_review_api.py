@@ -47,8 +47,8 @@ def parked_payout(
     """A KES 500 withdrawal whose send timed out and whose status M-Pesa did not find."""
     with unit_of_work(session_factory) as s:
         savings.record_deposit(
-            s, member_id=member.id, target="savings", amount=Money.of(2_000), source="cash",
-            idempotency_key=f"seed-{key}",
+            s, deps, member_id=member.id, target="savings", amount=Money.of(2_000),
+            source="cash", idempotency_key=f"seed-{key}",
         )  # fmt: skip
         s.commit()
         w = mpesa.request_withdrawal(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
 from core.messaging import webhooks
+from db.base import utcnow
 from db.models import AuditEvent, WebhookEndpoint
 from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
@@ -41,7 +42,11 @@ def test_admin_registers_lists_and_stops_a_partner_endpoint(
         assert row is not None and row.secret is None
         assert webhooks.endpoint_secret(s, deps.vault, row.id) == secret
         queued = webhooks.publish_event(
-            s, event_type="deposit.received", event_id="dep-1", data={"amount_cents": 100}
+            s,
+            event_type="deposit.received",
+            event_id="dep-1",
+            data={"amount_cents": 100},
+            now=utcnow(),
         )
         assert [m.endpoint_id for m in queued] == [endpoint["id"]]
         s.rollback()
@@ -53,7 +58,11 @@ def test_admin_registers_lists_and_stops_a_partner_endpoint(
     with unit_of_work(session_factory) as s:
         assert (
             webhooks.publish_event(
-                s, event_type="deposit.received", event_id="dep-2", data={"amount_cents": 100}
+                s,
+                event_type="deposit.received",
+                event_id="dep-2",
+                data={"amount_cents": 100},
+                now=utcnow(),
             )
             == []
         )

@@ -1,0 +1,159 @@
+"""The chart of accounts: every account code the platform posts to, named and typed.
+
+The one place an account code is written down. Code elsewhere names an account
+(``SystemAccount.SUSPENSE``), never its number (``"2200"``); a typo is then an
+``AttributeError`` at import, not a ``NotFound`` at the first payment.
+
+* ``SystemAccount``: the SACCO's own accounts, one row each, seeded by migration
+  0001 with exactly these codes, names, types, normal sides and hot flags
+  (``tests/integration/test_chart.py`` compares them with the database).
+* ``MemberAccount``: the three accounts every member gets at registration; a
+  member's account code is the prefix and the member number (``2000-10019``).
+* ``AccountType`` and ``NormalSide``: what the ``accounts`` table's CHECK
+  constraints allow; ``Purpose``: what an account is for (``accounts.purpose``).
+
+Room for credit: ``LOANS_RECEIVABLE`` (the control account), interest and
+provision accounts are seeded already; per-loan accounts will get a prefix here
+(purpose ``Purpose.LOAN``), as members' accounts have.
+
+Each enum is a ``StrEnum``: a member *is* its stored string, so rows, JSON and
+SQL parameters keep the same values and no migration is needed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class NormalSide(StrEnum):
+    """The side on which an account's balance is kept positive (``accounts.normal_side``)."""
+
+    DEBIT = "D"
+    CREDIT = "C"
+
+
+class AccountType(StrEnum):
+    """``accounts.type``. Assets and expenses are debit-normal, the rest credit-normal."""
+
+    ASSET = "asset"
+    LIABILITY = "liability"
+    EQUITY = "equity"
+    INCOME = "income"
+    EXPENSE = "expense"
+
+    @property
+    def normal_side(self) -> NormalSide:
+        """The usual normal side of the type (a contra account is the exception)."""
+        if self in (AccountType.ASSET, AccountType.EXPENSE):
+            return NormalSide.DEBIT
+        return NormalSide.CREDIT
+
+
+class Purpose(StrEnum):
+    """``accounts.purpose``: what an account is for."""
+
+    SYSTEM = "system"  # the SACCO's own accounts (SystemAccount)
+    SAVINGS = "savings"  # a member's withdrawable savings
+    DEPOSITS = "deposits"  # a member's non-withdrawable deposits (they back loans)
+    SHARES = "shares"  # a member's share capital
+    LOAN = "loan"  # a member's loan, once loans exist (an asset: what the member owes)
+
+
+class SystemAccount(StrEnum):
+    """The SACCO's own accounts: ``code, name, type[, hot[, normal side]]``.
+
+    Hot accounts (the floats, suspense, income, M-Pesa charges) are touched by almost
+    every entry: the ledger locks them last (``core.ledger.entries.lock_order``).
+    """
+
+    label: str
+    account_type: AccountType
+    hot: bool
+    normal_side: NormalSide
+
+    def __new__(
+        cls,
+        code: str,
+        label: str,
+        account_type: AccountType,
+        hot: bool = False,
+        normal_side: NormalSide | None = None,
+    ) -> SystemAccount:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.label = label
+        member.account_type = account_type
+        member.hot = hot
+        member.normal_side = normal_side or account_type.normal_side
+        return member
+
+    # Assets
+    BANK = "1000", "Bank", AccountType.ASSET  # teller cash is banked here
+    MPESA_COLLECTIONS_FLOAT = "1010", "M-Pesa collections float", AccountType.ASSET, True
+    MPESA_DISBURSEMENT_FLOAT = "1020", "M-Pesa disbursement float", AccountType.ASSET, True
+    LOANS_RECEIVABLE = "1100", "Loans receivable (control)", AccountType.ASSET
+    INTEREST_RECEIVABLE = "1200", "Interest receivable", AccountType.ASSET
+    # A contra asset: kept on the credit side, it reduces the loans' carrying value.
+    LOAN_LOSS_PROVISION = (
+        "1300", "Loan-loss provision", AccountType.ASSET, False, NormalSide.CREDIT
+    )  # fmt: skip
+    # Liabilities
+    SUSPENSE = "2200", "Suspense", AccountType.LIABILITY, True  # M-Pesa money nobody can take yet
+    INTEREST_PAYABLE = "2300", "Interest payable", AccountType.LIABILITY
+    DIVIDENDS_PAYABLE = "2400", "Dividends payable", AccountType.LIABILITY
+    WITHHOLDING_TAX = "2500", "Withholding tax", AccountType.LIABILITY
+    # Equity
+    RESERVES = "3100", "Reserves", AccountType.EQUITY
+    RETAINED_EARNINGS = "3200", "Retained earnings", AccountType.EQUITY
+    # Income
+    LOAN_INTEREST_INCOME = "4000", "Loan interest income", AccountType.INCOME, True
+    FEE_INCOME = "4100", "Fee income", AccountType.INCOME, True  # M-Pesa withdrawal fees
+    PENALTY_INCOME = "4200", "Penalty income", AccountType.INCOME, True
+    # Expenses
+    INTEREST_ON_DEPOSITS = "5000", "Interest on deposits", AccountType.EXPENSE
+    PROVISIONS_EXPENSE = "5100", "Provisions expense", AccountType.EXPENSE
+    MPESA_CHARGES = "5200", "M-Pesa charges", AccountType.EXPENSE, True
+
+
+class MemberAccount(StrEnum):
+    """A member's accounts, by code prefix: ``prefix, name, type, purpose``.
+
+    None of them may go below zero (``no_overdraft``). Savings are withdrawable;
+    deposits back loans and are not; share capital is equity.
+    """
+
+    label: str
+    account_type: AccountType
+    purpose: Purpose
+
+    def __new__(
+        cls, prefix: str, label: str, account_type: AccountType, purpose: Purpose
+    ) -> MemberAccount:
+        member = str.__new__(cls, prefix)
+        member._value_ = prefix
+        member.label = label
+        member.account_type = account_type
+        member.purpose = purpose
+        return member
+
+    SAVINGS = "2000", "Savings", AccountType.LIABILITY, Purpose.SAVINGS
+    DEPOSITS = "2100", "Deposits", AccountType.LIABILITY, Purpose.DEPOSITS
+    SHARES = "3000", "Share capital", AccountType.EQUITY, Purpose.SHARES
+
+    def code_for(self, member_number: str) -> str:
+        """The member's account code: ``2000-10019``."""
+        return f"{self.value}-{member_number}"
+
+    def name_for(self, member_number: str) -> str:
+        return f"{self.label} {member_number}"
+
+    @classmethod
+    def for_purpose(cls, purpose: str) -> MemberAccount:
+        """The member account with this purpose (``ValueError`` if none)."""
+        for account in cls:
+            if account.purpose == purpose:
+                return account
+        raise ValueError(f"no member account with purpose {purpose!r}")
+
+
+MEMBER_PURPOSES: tuple[Purpose, ...] = tuple(account.purpose for account in MemberAccount)

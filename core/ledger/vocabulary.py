@@ -1,0 +1,34 @@
+"""The ledger's words: the kinds of journal entry and the states of a hold.
+
+``StrEnum``: a member *is* the string stored in ``journal_entries.kind`` and
+``holds.status``, so the values in the database, in JSON and in SQL stay what
+they were. ``post_entry`` takes an ``EntryKind``: the type checker refuses a
+kind that is not listed here, so this list is every kind core can post, and a
+statement can name each one (``core.ledger.statements.STATEMENT_LABELS``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EntryKind(StrEnum):
+    """``journal_entries.kind``: what a movement of money was."""
+
+    DEPOSIT_MPESA = "deposit.mpesa"  # M-Pesa (STK push or paybill) into a member account
+    DEPOSIT_CASH = "deposit.cash"  # teller cash into a member account
+    DEPOSIT_BANK = "deposit.bank"  # a bank transfer into a member account
+    TRANSFER_OWN = "transfer.own"  # between a member's own accounts (savings -> shares)
+    WITHDRAWAL_MPESA = "withdrawal.mpesa"  # savings -> M-Pesa (B2C), with its fee
+    MPESA_SUSPENSE = "mpesa.suspense"  # an M-Pesa payment nobody could take yet, parked
+    MPESA_SUSPENSE_ASSIGN = "mpesa.suspense_assign"  # a parked payment reaches its member
+    ADJUSTMENT_MANUAL = "adjustment.manual"  # between SACCO accounts, maker-checker
+    REVERSAL = "reversal"  # the mirror image of an earlier entry
+
+
+class HoldStatus(StrEnum):
+    """``holds.status``: ``pending`` until posted (in full or in part) or released."""
+
+    PENDING = "pending"
+    POSTED = "posted"
+    RELEASED = "released"

@@ -1,0 +1,44 @@
+"""Membership status: the states, the moves between them, and who may deposit.
+
+``pending_kyc -> active <-> suspended -> exited`` (exited is final; a pending
+member may also exit). ``MemberStatus`` is a ``StrEnum``: a member *is* the string
+``members.status`` stores, so the database and the API keep the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from core.kernel.errors import MemberNotAllowed
+
+
+class MemberStatus(StrEnum):
+    PENDING_KYC = "pending_kyc"  # registered, ID not yet checked
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    EXITED = "exited"
+
+
+TRANSITIONS: Mapping[MemberStatus, frozenset[MemberStatus]] = {
+    MemberStatus.PENDING_KYC: frozenset({MemberStatus.ACTIVE, MemberStatus.EXITED}),
+    MemberStatus.ACTIVE: frozenset({MemberStatus.SUSPENDED, MemberStatus.EXITED}),
+    MemberStatus.SUSPENDED: frozenset({MemberStatus.ACTIVE, MemberStatus.EXITED}),
+    MemberStatus.EXITED: frozenset(),
+}
+
+# Money may come in before KYC (nothing goes out until then); a suspended or exited
+# member's money waits in suspense for staff instead.
+DEPOSIT_STATUSES = frozenset({MemberStatus.PENDING_KYC, MemberStatus.ACTIVE})
+
+
+def may_deposit(status: str) -> bool:
+    """Whether money may be credited to a member with this status, from any source
+    (M-Pesa STK push or paybill, teller cash, a suspense reassignment)."""
+    return status in DEPOSIT_STATUSES
+
+
+def check_may_deposit(status: str) -> None:
+    """``MemberNotAllowed`` (reason: the status) unless ``may_deposit(status)``."""
+    if not may_deposit(status):
+        raise MemberNotAllowed(f"member is {status}", reason=status)

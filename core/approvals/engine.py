@@ -56,12 +56,10 @@ STATUS_CHANGES = ("active", "suspended", "exited")
 
 class SelfApproval(DomainError):
     code = "self_approval"
-    http_status = 403
 
 
 class NotAChecker(DomainError):
     code = "forbidden"
-    http_status = 403
 
 
 class AlreadyDecided(DomainError):
@@ -540,7 +538,6 @@ class AboveTillLimit(DomainError):
     """A partner key (no person to ask) tried a cash deposit above the till limit."""
 
     code = "above_till_limit"
-    http_status = 403
 
 
 def _cash_payload(p: dict[str, Any]) -> tuple[str, int, str]:

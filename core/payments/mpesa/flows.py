@@ -90,7 +90,6 @@ ACCOUNT_LABELS = {
     "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
     "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
 }
-STK_FINAL = ("succeeded", "failed")
 B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window

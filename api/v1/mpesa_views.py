@@ -14,7 +14,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.member_views import request_from_elsewhere
+from api.v1.maker_checker import ask
 from api.v1.security import current, requires, runtime
 from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa import statement as mpesa_statement
@@ -118,7 +118,7 @@ def sim_swap_event_clearance(body: dict[str, Any], event_id: int) -> Any:
     with rt.session() as s:
         member_id = sim_swap_events.event_member_id(s, current(), event_id)
     payload = {"event_id": event_id, "in_person": body["in_person"]}
-    return request_from_elsewhere("sim_swap.clear", member_id, payload, body["note"])
+    return ask("sim_swap.clear", member_id, payload, body["note"])
 
 
 @blp.route("/payouts", methods=["GET"])
@@ -158,7 +158,7 @@ def payout_resolution(body: dict[str, Any], payout_id: int) -> Any:
     payload: dict[str, Any] = {"payout_id": payout_id, "resolution": body["resolution"]}
     if body.get("receipt"):
         payload["receipt"] = body["receipt"]
-    return request_from_elsewhere("payout.resolve", member_id, payload, body["note"])
+    return ask("payout.resolve", member_id, payload, body["note"])
 
 
 @blp.route("/suspense-items/<int:item_id>/duplicate", methods=["POST"])
@@ -173,6 +173,4 @@ def suspense_duplicate(body: dict[str, Any], item_id: int) -> Any:
     rt = runtime()
     with rt.session() as s:
         member_id = mpesa.possible_duplicate_member_id(s, item_id)
-    return request_from_elsewhere(
-        "suspense.duplicate", member_id, {"item_id": item_id}, body["note"]
-    )
+    return ask("suspense.duplicate", member_id, {"item_id": item_id}, body["note"])

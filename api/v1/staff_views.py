@@ -10,6 +10,7 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
+from api.v1.maker_checker import approval_dict
 from api.v1.security import api_state, current, requires, runtime
 from core.messaging import webhooks
 from core.staff import accounts as staff_core
@@ -44,8 +45,6 @@ def create_staff(body: dict[str, Any]) -> Any:
     today) is made disabled, with a pending request (202) that another person holding
     ``access:approve`` (a manager) approves under ``/approvals``; the approval enables it.
     The person must change the first password at first sign-in before anything else."""
-    from api.v1.approval_views import approval_dict
-
     rt = runtime()
     with rt.session() as s:
         staff, req = staff_core.request_staff_account(
@@ -111,8 +110,6 @@ def create_client(body: dict[str, Any]) -> Any:
     A key that can move money or read personal data (every grantable permission today)
     works only once another person holding ``access:approve`` (a manager) approves the
     pending request in the answer (202)."""
-    from api.v1.approval_views import approval_dict
-
     rt = runtime()
     with rt.session() as s:
         client, key, req = staff_core.request_api_client(

@@ -30,14 +30,13 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
-from app_factory import build_runtime
 from config import Settings, SettingsError, load_settings
 from core.kernel.errors import SaccoError
 from core.kernel.money import Money, format_cents
-from core.kernel.runtime import Runtime
 from core.ledger import entries as ledger
 from db.migrate import upgrade
 from db.models import Member
+from runtime import Runtime, build_runtime
 
 
 def _settings() -> Settings:

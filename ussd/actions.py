@@ -36,7 +36,6 @@ from sqlalchemy.orm import Session
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
 from core.kernel.money import format_cents
-from core.kernel.runtime import Runtime
 from core.ledger import statements
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
@@ -47,6 +46,7 @@ from core.payments.mpesa.rules import (
     account_reference,
     check_deposit_amount,
 )
+from runtime import Runtime
 from ussd.engine import Effect, Result
 from ussd.texts import gsm7_safe, render
 

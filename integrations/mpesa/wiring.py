@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import requests
 
 from config import Settings
-from core.kernel.runtime import Runtime
 from core.payments.mpesa.flows import SimSwapChecker
 from core.payments.mpesa.rules import MpesaPolicy, parse_tariff
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.mpesa.client import CallbackUrls, DarajaClient, DarajaConfig
+from runtime import Runtime
 
 CENTS = 100
 

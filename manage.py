@@ -320,16 +320,16 @@ def reconcile_statement_cmd(path: str) -> None:
     from pathlib import Path
 
     from core.payments.mpesa import statement as mpesa_statement
-    from core.payments.mpesa.formats import MalformedStatement, decode_statement
+    from integrations.mpesa.statement import MalformedStatement, read_statement
 
-    runtime = _runtime()
     try:
-        text = decode_statement(Path(path).read_bytes())
-        with runtime.session() as session:
-            report = mpesa_statement.reconcile_statement_csv(session, text)
+        statement = read_statement(Path(path).read_bytes())
     except MalformedStatement as exc:
         click.echo(f"cannot read the statement: {exc}", err=True)
         sys.exit(2)
+    runtime = _runtime()
+    with runtime.session() as session:
+        report = mpesa_statement.reconcile_statement_file(session, statement)
     click.echo(
         f"{report.lines} statement lines, {report.matched} matched"
         + (f", {report.skipped} not completed (skipped)" if report.skipped else "")

@@ -16,9 +16,11 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.maker_checker import ask
 from api.v1.security import current, requires, runtime
+from core.kernel.errors import InvalidInput
 from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa import statement as mpesa_statement
 from core.risk import events as sim_swap_events
+from integrations.mpesa.statement import MalformedStatement, read_statement
 
 blp = Blueprint("api_mpesa", __name__, url_prefix="/api/v1/mpesa", description="M-Pesa")
 
@@ -38,9 +40,15 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
     finally:
         if hasattr(upload_file, "close"):
             upload_file.close()
+    try:
+        statement = read_statement(data)
+    except MalformedStatement as exc:
+        raise InvalidInput(
+            f"cannot read the statement: {exc}", field="file", reason="malformed_statement"
+        ) from None
     rt = runtime()
     with rt.session() as s:
-        report = mpesa_statement.import_statement(s, current(), data)
+        report = mpesa_statement.import_statement(s, current(), statement)
     return {
         "clean": report.clean,
         "lines": report.lines,

@@ -1,6 +1,6 @@
 """What a running process holds, built by the composition root: the database engine and
-session factory, the core's dependencies, the Redis client and the outbox's after-commit
-dispatch.
+session factory (with its unit-of-work hooks: staff alerts, the outbox's after-commit
+dispatch), the core's dependencies and the Redis client.
 
 ``build_runtime(settings)`` builds it for the web app (``app_factory.create_app`` puts it
 in ``app.extensions["sacco"]``), for the workers and for ``manage.py``; channels and
@@ -25,6 +25,7 @@ from config import Settings
 from core.kernel.deps import CoreDeps
 from core.kernel.pins import PinHasher
 from core.kernel.security import PiiVault
+from core.staff.alerts import install_approval_alerts
 from db.session import make_engine, make_session_factory, run_in_transaction
 
 T = TypeVar("T")
@@ -74,6 +75,8 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
         else None
     )
     session_factory = make_session_factory(engine)
+    # Staff hear of requests waiting for them in the same unit of work (core.staff.alerts).
+    install_approval_alerts(session_factory)
     dispatcher = None
     if dispatch:
         from workers.dispatch import install_outbox_dispatch

@@ -14,6 +14,7 @@ from api.v1.maker_checker import approval_dict
 from api.v1.security import api_state, current, requires, runtime
 from core.messaging import webhooks
 from core.staff import accounts as staff_core
+from core.staff import alerts as staff_alerts
 
 blp = Blueprint("api_staff", __name__, url_prefix="/api/v1", description="Staff and API keys")
 
@@ -68,6 +69,21 @@ def set_active(body: dict[str, Any], staff_id: int) -> Any:
     rt = runtime()
     with rt.session() as s:
         return staff_core.set_staff_active(s, rt.deps, current(), staff_id, body["active"])
+
+
+@blp.route("/staff/<int:staff_id>/email", methods=["PUT"])
+@requires("staff:manage")
+@blp.arguments(sc.StaffEmailIn)
+@blp.response(200, sc.StaffOut)
+def set_email(body: dict[str, Any], staff_id: int) -> Any:
+    """Set the address this person's alerts go to, or remove it (``null``): requests
+    waiting for a permission they hold, and, for holders of ``ledger:adjust``, M-Pesa
+    payouts that failed or wait for staff. Audited."""
+    rt = runtime()
+    with rt.session() as s:
+        staff = staff_alerts.set_staff_email(s, current(), staff_id, body["email"])
+        s.commit()
+        return staff
 
 
 @blp.route("/staff/<int:staff_id>/unlock", methods=["POST"])

@@ -66,6 +66,7 @@ from core.payments.mpesa.rules import (
 )
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
+from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
     B2CPayout,
@@ -1553,7 +1554,13 @@ def _publish_payout(
 
 
 def _fail_payout(
-    session: Session, deps: CoreDeps, row: B2CPayout, *, code: int | None, desc: str
+    session: Session,
+    deps: CoreDeps,
+    row: B2CPayout,
+    *,
+    code: int | None,
+    desc: str,
+    alert_staff: bool = True,  # False when staff released it themselves
 ) -> None:
     ledger.release_hold(session, hold_id=row.hold_id)
     row.status, row.settled_at = "failed", deps.now()
@@ -1572,6 +1579,8 @@ def _fail_payout(
         },
     )
     _publish_payout(session, row, member, "withdrawal.failed", None)
+    if alert_staff:
+        staff_alerts.payout_needs_staff(session, row, member, "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1669,6 +1678,7 @@ def settle_status(
         # refuse a repeated OriginatorConversationID: resending could pay twice for one
         # debit. The hold stays; staff look at the org portal and decide (payout.resolve).
         row.status, row.last_error = "review", f"status query: {outcome.detail}"[:200]
+        staff_alerts.payout_needs_staff(session, row, get_member(session, row.member_id), "review")
         return _done(
             session, deps, "review", callback_id, outcome.original_originator_conversation_id
         )
@@ -1816,7 +1826,7 @@ def resolve_payout(
     if resolution == "resend":
         row.status, row.last_error = "requested", note
     elif resolution == "release":
-        _fail_payout(session, deps, row, code=None, desc=note)
+        _fail_payout(session, deps, row, code=None, desc=note, alert_staff=False)
     elif resolution == "paid" and receipt:
         row.result_code, row.result_desc = 0, note
         _pay_payout(session, deps, row, receipt)

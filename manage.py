@@ -120,13 +120,13 @@ def _seed_demo_staff(runtime: Runtime) -> None:
     from core.staff.permissions import MFA_REQUIRED_ROLES, SYSTEM
     from db.models import StaffUser
 
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         if session.scalar(select(func.count()).select_from(StaffUser)):
             click.echo("demo staff already present")
             return
     click.echo("Demo staff (DEMO ONLY passwords; POST /api/v1/auth/login):")
     for username, full_name, role, branch, password in DEMO_STAFF:
-        with runtime.session() as session:
+        with runtime.unit_of_work() as session:
             staff_core.create_staff(
                 session, runtime.deps, SYSTEM, username=username, full_name=full_name,
                 role=role, password=password, branch=branch,
@@ -158,12 +158,12 @@ def seed_demo() -> None:
         sys.exit(2)
     runtime = _runtime()
     _seed_demo_staff(runtime)
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         if session.scalar(select(func.count()).select_from(Member)):
             click.echo("demo data already present")
             return
     for name, phone, nid, lang, status, pin, deposits in DEMO_MEMBERS:
-        with runtime.session() as session:
+        with runtime.unit_of_work() as session:
             member = members_core.register_member(
                 session,
                 runtime.deps,
@@ -198,7 +198,6 @@ def seed_demo() -> None:
                 if status != "active":
                     members_core.set_status(session, member.id, status)
             member.branch = DEMO_BRANCH
-            session.commit()
             click.echo(f"  {member.member_number}  {phone}  {name:<15} {status:<12} PIN {pin}")
     click.echo("demo SACCO seeded")
 
@@ -209,7 +208,7 @@ def verify_ledger_cmd() -> None:
     from core.ledger.verify import verify_ledger
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         report = verify_ledger(session)
     click.echo(
         f"checked {report.entries} entries, {report.postings} postings, {report.accounts} accounts"
@@ -224,7 +223,7 @@ def verify_ledger_cmd() -> None:
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         tb = ledger.trial_balance(session)
     for type_, cents in sorted(tb.by_type.items()):
         natural = cents if type_ in ("asset", "expense") else -cents  # shown on its normal side
@@ -243,11 +242,10 @@ def rotate_pii_keys() -> None:
     clear from before migration 0008."""
     runtime = _runtime()
     count = 0
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         for member in session.scalars(select(Member)):
             member.national_id_ciphertext = runtime.deps.vault.rotate(member.national_id_ciphertext)
             count += 1
-        session.commit()
     click.echo(f"re-encrypted {count} national IDs with the newest key")
     from pathlib import Path
 
@@ -255,11 +253,11 @@ def rotate_pii_keys() -> None:
     from core.messaging.webhooks import rotate_webhook_secrets
     from core.staff.accounts import rotate_totp_secrets
 
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         secrets_done = rotate_totp_secrets(session, runtime.deps)
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         webhook_secrets = rotate_webhook_secrets(session, runtime.deps)
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         documents = rotate_document_keys(session, runtime.deps, Path(_settings().document_dir))
     click.echo(
         f"re-encrypted {secrets_done} staff TOTP secrets, {webhook_secrets} webhook signing "
@@ -281,7 +279,7 @@ def suspense_list(status: str) -> None:
     from core.payments.mpesa import flows as mpesa
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         items = mpesa.list_suspense(session, status=status)
     for item in items:
         click.echo(
@@ -328,7 +326,7 @@ def reconcile_statement_cmd(path: str) -> None:
         click.echo(f"cannot read the statement: {exc}", err=True)
         sys.exit(2)
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         report = mpesa_statement.reconcile_statement_file(session, statement)
     click.echo(
         f"{report.lines} statement lines, {report.matched} matched"
@@ -438,6 +436,7 @@ def scheduler(interval: float | None, once: bool) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if settings.mpesa_enabled or not settings.is_production:
+        from core.payments.mpesa.jobs import ReconcilePending
         from workers.runner import RqJobs
 
         jobs = RqJobs(connection, settings.jobs_queue)
@@ -446,8 +445,8 @@ def scheduler(interval: float | None, once: bool) -> None:
             args=(
                 settings.mpesa_reconcile_interval_s,
                 stop,
-                jobs.enqueue,
-                "workers.mpesa.reconcile_pending",
+                jobs.submit,
+                ReconcilePending(),
             ),
             name="mpesa-reconcile",
             daemon=True,
@@ -474,7 +473,7 @@ def outbox(limit: int) -> None:
     from core.messaging.outbox import failed_messages, outbox_counts
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         for status, count in sorted(outbox_counts(session).items()):
             click.echo(f"{status:<10} {count}")
         for message in failed_messages(session, limit=limit):
@@ -496,7 +495,7 @@ def create_admin(username: str, full_name: str, password: str) -> None:
     from core.staff import accounts as staff_core
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         staff = staff_core.bootstrap_admin(
             session, runtime.deps, username=username, full_name=full_name, password=password
         )
@@ -517,7 +516,7 @@ def create_first_manager(username: str, full_name: str, password: str) -> None:
     from core.staff import accounts as staff_core
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         staff = staff_core.bootstrap_first_manager(
             session, runtime.deps, username=username, full_name=full_name, password=password
         )
@@ -533,7 +532,7 @@ def verify_audit_cmd() -> None:
     from core.audit.log import verify_chain
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         report = verify_chain(session)
     if report.first_broken_id is not None:
         click.echo(
@@ -562,7 +561,7 @@ def webhook_add(url: str, name: str, events: str) -> None:
 
     wanted = [e.strip() for e in events.split(",") if e.strip() and e.strip() != "*"]
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         endpoint, secret = webhooks.register_endpoint(
             session, runtime.deps, name=name, url=url, events=wanted or None,
             require_https=_settings().is_production,
@@ -577,7 +576,7 @@ def webhook_list() -> None:
     from core.messaging import webhooks
 
     runtime = _runtime()
-    with runtime.session() as session:
+    with runtime.unit_of_work() as session:
         rows = webhooks.list_endpoints(session)
     for row in rows:
         state = "active" if row.active else "inactive"

@@ -12,6 +12,7 @@ builds its runtime without building an app.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.pins import PinHasher
 from core.kernel.security import PiiVault
 from core.staff.alerts import install_approval_alerts
-from db.session import make_engine, make_session_factory, run_in_transaction
+from db.session import make_engine, make_session_factory, run_in_transaction, unit_of_work
 
 T = TypeVar("T")
 
@@ -42,12 +43,17 @@ class Runtime:
     outbox_dispatch: Any | None = None
 
     def session(self) -> Session:
-        """A new unit of work; use as ``with runtime.session() as s:``."""
+        """A session for reading; use as ``with runtime.session() as s:`` (it rolls back)."""
         return self.session_factory()
 
+    def unit_of_work(self) -> AbstractContextManager[Session]:
+        """One use case's transaction, committed when the ``with`` block ends
+        (``db.session.unit_of_work``)."""
+        return unit_of_work(self.session_factory)
+
     def run_in_transaction(self, work: Callable[[Session], T]) -> T:
-        """``work`` in a fresh unit of work, run again whole on a deadlock or a
-        serialization failure (``db.session.run_in_transaction``); ``work`` commits."""
+        """``work`` in a fresh unit of work, committed when it returns and run again whole
+        on a deadlock or a serialization failure (``db.session.run_in_transaction``)."""
         return run_in_transaction(self.session_factory, work)
 
 

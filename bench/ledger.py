@@ -30,6 +30,8 @@ import contextlib
 
 import psycopg2  # noqa: E402
 
+from db.session import unit_of_work
+
 HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PORT = os.environ.get("BENCH_PG_PORT", "5432")
 USER = os.environ.get("BENCH_PG_USER", "postgres")
@@ -57,7 +59,7 @@ def setup_ledger() -> tuple[int, list[int]]:
     upgrade(URL)
     engine = make_engine(URL)
     factory = make_session_factory(engine)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         float_id = ledger.account_id_by_code(session, "1010")
         ids = [
             ledger.create_account(
@@ -91,7 +93,7 @@ def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> i
 
     engine = make_engine(URL, pool_size=1)
     factory = make_session_factory(engine)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         ledger.hot_account_ids(session)
     rng = random.Random(seed)
     done = 0

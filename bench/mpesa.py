@@ -64,7 +64,7 @@ def setup(members_n: int) -> list[str]:
     runtime = build_runtime(load_settings(sacco_env="test", database_url=URL))
     numbers = []
     for i in range(members_n):
-        with runtime.session() as session:
+        with runtime.unit_of_work() as session:
             m = members.register_member(
                 session,
                 runtime.deps,

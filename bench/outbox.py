@@ -36,7 +36,7 @@ from sqlalchemy import func, select  # noqa: E402
 from core.messaging.notifications import install_dispatch, notify, take_pending_ids  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import OutboxAttempt, OutboxMessage  # noqa: E402
-from db.session import make_engine, make_session_factory  # noqa: E402
+from db.session import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from integrations.africastalking.standin import start_standin  # noqa: E402
 from workers.dispatch import RqDispatcher  # noqa: E402
 from workers.queue import enqueue_messages  # noqa: E402
@@ -122,7 +122,7 @@ def main() -> None:
         time.sleep(2)  # workers up
         # 1. throughput
         n = args.messages
-        with factory() as s:
+        with unit_of_work(factory) as s:
             for i in range(n):
                 queue(s, f"bench-t-{i}", i)
             ids = take_pending_ids(s)
@@ -144,7 +144,7 @@ def main() -> None:
         committed: dict[int, datetime] = {}
         t0 = time.monotonic()
         for i in range(m):
-            with factory() as s:
+            with unit_of_work(factory) as s:
                 queue(s, f"bench-d-{i}", n + i)
                 message_id = s.execute(
                     select(OutboxMessage.id).where(OutboxMessage.business_key == f"bench-d-{i}")
@@ -155,7 +155,7 @@ def main() -> None:
             if pause > 0:
                 time.sleep(pause)
         wait_all_sent(factory, n + m)
-        with factory() as s:
+        with unit_of_work(factory) as s:
             rows = s.execute(
                 select(OutboxMessage.id, OutboxMessage.sent_at).where(
                     OutboxMessage.id.in_(list(committed))
@@ -169,7 +169,7 @@ def main() -> None:
             f"commit -> sent at {rate:.0f} msg/s ({m} messages): "
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {delays[-1]:.1f} ms"
         )
-        with factory() as s:
+        with unit_of_work(factory) as s:
             attempts = s.execute(
                 select(
                     OutboxAttempt.message_id, OutboxAttempt.started_at, OutboxAttempt.finished_at

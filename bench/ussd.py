@@ -173,7 +173,7 @@ def seed_members(env: dict[str, str], count: int) -> list[Member]:
                 for p in (f"{(2749 + 7919 * (i + k)) % 10000:04d}" for k in range(50))
                 if pin_weakness(p, msisdn) is None
             )
-            with runtime.session() as session:
+            with runtime.unit_of_work() as session:
                 member = members_core.register_member(
                     session,
                     runtime.deps,

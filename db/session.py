@@ -7,7 +7,8 @@ A session that leaves its ``with`` block uncommitted rolls back.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -87,6 +88,31 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _commit_kept(session: Session, exc: BaseException) -> None:
+    """A refusal marked ``keep_work`` (``core.kernel.uow.keep``) commits what the use
+    case recorded before it reaches the caller; any other error rolls back."""
+    if getattr(exc, "keep_work", False):
+        session.commit()
+    else:
+        session.rollback()
+
+
+@contextmanager
+def unit_of_work(session_factory: Callable[[], Session]) -> Iterator[Session]:
+    """One use case's transaction at the edge: committed once when the block ends,
+    rolled back when it raises (committed first for a refusal marked ``keep_work``).
+
+    ``with unit_of_work(factory) as session: use_case(session, ...)``
+    """
+    with session_factory() as session:
+        try:
+            yield session
+        except BaseException as exc:
+            _commit_kept(session, exc)
+            raise
+        session.commit()
+
+
 def run_in_transaction(
     session_factory: Callable[[], Session],
     work: Callable[[Session], T],
@@ -94,18 +120,19 @@ def run_in_transaction(
     attempts: int = 5,
     backoff_s: float = 0.01,
 ) -> T:
-    """Run ``work`` in a fresh session, retrying the whole unit on transient conflicts.
+    """``work`` in a fresh unit of work, committed once it returns (see
+    ``unit_of_work``), run again whole on a transient conflict (deadlock, serialization
+    failure, dropped connection, busy SQLite).
 
-    ``work`` must commit itself (use cases do) and be safe to repeat, which
-    every money use case is through its idempotency key.
+    ``work`` must not commit and must be safe to repeat, which every money use case
+    is through its idempotency key.
     """
     for attempt in range(1, attempts + 1):
-        with session_factory() as session:
-            try:
+        try:
+            with unit_of_work(session_factory) as session:
                 return work(session)
-            except DBAPIError as exc:
-                session.rollback()
-                if attempt == attempts or not is_transient(exc):
-                    raise
+        except DBAPIError as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
         time.sleep(backoff_s * (2 ** (attempt - 1)))
     raise AssertionError("unreachable")  # pragma: no cover

@@ -25,10 +25,11 @@ def post_worker_init(worker: Any) -> None:
     grow a background thread that reaches into someone else's database session."""
     if not _demo:
         return
+    from core.payments.mpesa.jobs import ReconcilePending
     from workers.runner import InProcessJobs
 
     app = worker.wsgi
     ctx = app.extensions.get("mpesa")
     if ctx is not None and isinstance(ctx.jobs, InProcessJobs):
         interval = app.config["SACCO_SETTINGS"].mpesa_reconcile_interval_s
-        ctx.jobs.every(interval, "workers.mpesa.reconcile_pending")
+        ctx.jobs.every(interval, ReconcilePending())

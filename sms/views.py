@@ -65,11 +65,11 @@ def inbound() -> ResponseReturnValue:
         network_code=_field("networkCode", 8) or None,
     )
     runtime = _runtime()
-    with runtime.session() as session:
-        try:
+    try:
+        with runtime.unit_of_work() as session:
             result = handle_inbound_sms(session, runtime.deps, sms)
-        except InvalidInput as exc:
-            return f"invalid {exc.field}", 400, {"Content-Type": "text/plain"}
+    except InvalidInput as exc:
+        return f"invalid {exc.field}", 400, {"Content-Type": "text/plain"}
     log.info("sms inbound %s: %s%s", gateway_id, result.command, " (dup)" * result.duplicate)
     return "OK", 200, {"Content-Type": "text/plain"}
 
@@ -90,7 +90,7 @@ def delivery() -> ResponseReturnValue:
         phone_number=_field("phoneNumber", 20) or None,
     )
     settings = current_app.config["SACCO_SETTINGS"]
-    with _runtime().session() as session:
+    with _runtime().unit_of_work() as session:
         receive_delivery_report(session, report, OutboxPolicy.from_settings(settings), utcnow())
     return "OK", 200, {"Content-Type": "text/plain"}
 

@@ -13,13 +13,12 @@ Adding one::
         posted = core_verb(session, ..., idempotency_key=call.key)  # call.key: per session+screen
         return {"reference": posted.reference}
 
-A job for a worker (an STK push, a B2C payout) must only be queued once the verb's
-rows are committed, or a fast worker may not find them: an action calls
-``call.enqueue("workers.mpesa.send_b2c", payout_id)``, and ``perform`` hands the
-job to the queue after the unit of work has committed (never when it failed).
-The M-Pesa policy, SIM-swap checker and job queue reach the money actions as
-``call.money`` (``MoneyPorts``), handed over by the composition root: ``ussd/``
-never imports ``integrations/``.
+A handler never commits: ``perform`` commits its unit of work once it returned. A job
+for a worker (an STK push, a B2C payout) is deferred by the core verb itself
+(``core.kernel.uow.defer``) and handed to the queue only after that commit (never when
+it failed), so a fast worker always finds the rows. The M-Pesa policy and SIM-swap
+checker reach the money actions as ``call.money`` (``MoneyPorts``), handed over by the
+composition root: ``ussd/`` never imports ``integrations/``.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
 from core.kernel.money import format_cents
+from core.kernel.uow import keep
 from core.ledger import statements
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
@@ -57,10 +57,6 @@ log = logging.getLogger("sacco.ussd")
 _KINDS = {"deposit", "withdrawal", "transfer", "loan", "repayment", "fee", "interest", "reversal"}
 
 
-class JobQueue(Protocol):
-    def enqueue(self, job: str, *args: Any) -> None: ...
-
-
 class MoneyPorts(Protocol):
     """What the money menus need from the M-Pesa wiring (its context satisfies this)."""
 
@@ -68,8 +64,6 @@ class MoneyPorts(Protocol):
     def policy(self) -> MpesaPolicy: ...
     @property
     def sim_swap(self) -> mpesa.SimSwapChecker: ...
-    @property
-    def jobs(self) -> JobQueue: ...
 
 
 @dataclass(frozen=True)
@@ -83,11 +77,6 @@ class Call:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     key: str = ""  # idempotency key of this action in this session
     money: MoneyPorts | None = None  # None: M-Pesa is not configured
-    jobs: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list, repr=False)
-
-    def enqueue(self, job: str, *args: Any) -> None:
-        """Queue ``job(*args)`` once this unit of work has committed."""
-        self.jobs.append((job, args))
 
 
 Handler = Callable[[Session, CoreDeps, Call], Mapping[str, Any]]
@@ -119,10 +108,8 @@ def perform(
     msisdn: str,
     money: MoneyPorts | None = None,
 ) -> Result:
-    """Run one effect in its own unit of work; domain errors become result codes.
-
-    Jobs the handler queued with ``call.enqueue`` go to ``money.jobs`` after the
-    commit, and only when the handler succeeded."""
+    """Run one effect in its own unit of work, committed when it returned; domain errors
+    become result codes (and roll it back, unless the refusal is kept: a wrong PIN)."""
     table = LOADERS if effect.kind == "load" else ACTIONS
     handler = table.get(effect.name)
     if handler is None:
@@ -130,31 +117,14 @@ def perform(
     call = Call(
         member_id, msisdn, effect.lang, effect.inputs, effect.secrets, effect.key, money=money
     )
-    result = _run(runtime, handler, call)
-    if result.ok and call.jobs:
-        _enqueue_after_commit(call)
-    return result
-
-
-def _enqueue_after_commit(call: Call) -> None:
-    queue = call.money.jobs if call.money is not None else None
-    for job, args in call.jobs:
-        try:
-            if queue is None:
-                raise RuntimeError("no job queue")
-            queue.enqueue(job, *args)
-        except Exception as exc:  # committed: reconciliation sends what was not queued
-            log.error("could not queue %s%r after commit: %s", job, args, type(exc).__name__)
+    return _run(runtime, handler, call)
 
 
 def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
     deps = runtime.deps
 
     def work(session: Session) -> dict[str, Any]:
-        call.jobs.clear()  # a unit of work run again queues its jobs again, once
-        data = dict(handler(session, deps, call))
-        session.commit()  # verbs commit themselves; this makes it true for every handler
-        return data
+        return dict(handler(session, deps, call))
 
     try:
         # A deadlock or serialization failure runs the whole unit again (each verb is
@@ -289,10 +259,10 @@ def _redeem_pin_reset(session: Session, deps: CoreDeps, call: Call) -> Mapping[s
             call.secrets.get("reset_code", ""),
             call.secrets.get("new_pin", ""),
         )
-    except PinInvalid as exc:
+    except PinInvalid as exc:  # kept: the wrong try is counted (core.kernel.uow.keep)
         if exc.attempts_left <= 0:  # core has cancelled the code
-            raise MemberNotAllowed("reset code used up", reason="no_reset") from None
-        raise ResetCodeInvalid("wrong reset code", attempts_left=exc.attempts_left) from None
+            raise keep(MemberNotAllowed("reset code used up", reason="no_reset")) from None
+        raise keep(ResetCodeInvalid("wrong reset code", attempts_left=exc.attempts_left)) from None
     return {}
 
 
@@ -335,7 +305,7 @@ def _deposit_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     }
 
 
-@action("deposit_stk")  # record the STK push (idempotent on call.key), push after commit
+@action("deposit_stk")  # record the STK push (idempotent on call.key); core defers the push
 def _deposit_stk(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     money = _money(call)
     member = members.get_member(session, _member(call))
@@ -348,9 +318,6 @@ def _deposit_stk(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, A
         policy=money.policy,
         idempotency_key=call.key,
     )
-    # Also for a repeated confirm (started.created False): the job claims only a push
-    # still queued, so it is sent once; a crash between commit and queue is healed.
-    call.enqueue("workers.mpesa.send_stk_push", started.request_id)
     return {
         "amount": format_cents(started.amount_cents),
         "phone": started.msisdn,
@@ -375,7 +342,7 @@ def _withdraw_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str
     }
 
 
-@action("withdraw_b2c")  # hold amount + fee (idempotent on call.key), pay out after commit
+@action("withdraw_b2c")  # hold amount + fee (idempotent on call.key); core defers the payout
 def _withdraw_b2c(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     money = _money(call)
     w = mpesa.request_withdrawal(
@@ -387,9 +354,6 @@ def _withdraw_b2c(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, 
         sim_swap=money.sim_swap,
         idempotency_key=call.key,
     )
-    # A repeated confirm gets the first payout back; the job claims only a payout
-    # still ``requested``, so queueing it again never pays twice.
-    call.enqueue("workers.mpesa.send_b2c", w.payout_id)
     return {
         "amount": format_cents(w.amount_cents),
         "fee": format_cents(w.fee_cents),

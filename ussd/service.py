@@ -219,7 +219,7 @@ class UssdService:
             event = parse_session_end(dict(form))
         except InvalidInput:
             return False
-        with self.runtime.session() as session:
+        with self.runtime.unit_of_work() as session:
             record_session_end(session, event)
         raw = self.store.get(session_key(event.session_id))
         self.store.delete(session_key(event.session_id))

@@ -13,6 +13,7 @@ from rq import get_current_job
 
 from core.messaging.outbox import AttemptResult, Claimed, claim_message, record_attempt
 from core.messaging.webhooks import endpoint_secret
+from db.session import unit_of_work
 from workers.context import DeliveryContext, process_context
 from workers.queue import forget
 
@@ -29,12 +30,12 @@ def deliver_message(message_id: int) -> str:
 
 def deliver(ctx: DeliveryContext, message_id: int) -> str:
     """Deliver one message if it is due; returns what happened (for logs and tests)."""
-    with ctx.session_factory() as session:
+    with unit_of_work(ctx.session_factory) as session:
         claimed = claim_message(session, message_id, ctx.now())
     if claimed is None:
         return "skipped"
     result = send(ctx, claimed)
-    with ctx.session_factory() as session:
+    with unit_of_work(ctx.session_factory) as session:
         status = record_attempt(session, claimed, result, ctx.policy, ctx.now())
     log.info("outbox %s attempt %s: %s", claimed.id, claimed.attempt, status)
     return status

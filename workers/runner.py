@@ -1,8 +1,11 @@
 """Job runners: RQ in production, a small in-process pool in the embedded demo.
 
-Jobs are named by dotted path and take only ids (``"workers.mpesa.send_b2c", 42``),
-exactly as ``rq.Queue.enqueue`` takes them, so switching to RQ is a change of
-runner, not of callers. Enqueue only after the business change has committed.
+Core asks for typed jobs (``core.payments.mpesa.jobs.SendB2C(42)``, deferred on its unit
+of work and handed over after the commit: ``core.kernel.uow``); ``JOBS`` maps each type
+to its worker function here, the one place that names them. ``submit(job)`` queues one;
+underneath, a job is a dotted path and ids (``"workers.mpesa.send_b2c", 42``), exactly
+as ``rq.Queue.enqueue`` takes them, so switching to RQ is a change of runner, not of
+callers.
 
 * ``InProcessJobs()``: a small thread pool (the embedded demo: the USSD hop
   returns at once, the STK push or B2C call happens just after).
@@ -28,7 +31,26 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from threading import Lock
 from typing import Any
 
+from core.kernel.uow import Job
+from core.payments.mpesa.jobs import QueryB2CStatus, ReconcilePending, SendB2C, SendStkPush
+
 log = logging.getLogger(__name__)
+
+# Every job type core can defer, and the worker function that does it.
+JOBS: dict[type[Job], str] = {
+    SendStkPush: "workers.mpesa.send_stk_push",
+    SendB2C: "workers.mpesa.send_b2c",
+    QueryB2CStatus: "workers.mpesa.query_b2c_status",
+    ReconcilePending: "workers.mpesa.reconcile_pending",
+}
+
+
+def job_path(job: Job) -> str:
+    """The worker function of a typed job; an unknown type is a programming error."""
+    try:
+        return JOBS[type(job)]
+    except KeyError:
+        raise ValueError(f"no worker for {type(job).__name__}") from None
 
 
 def resolve(job: str) -> Callable[..., Any]:
@@ -52,6 +74,10 @@ class InProcessJobs:
     def bind(self, context: Any) -> None:
         """Every job this runner runs from now on gets ``ctx=context``."""
         self._context = context
+
+    def submit(self, job: Job) -> None:
+        """Queue a typed job (``core.kernel.uow.Job``)."""
+        self.enqueue(job_path(job), *job.args())
 
     def enqueue(self, job: str, *args: Any) -> None:
         func = resolve(job)
@@ -79,15 +105,15 @@ class InProcessJobs:
             futures = list(self._futures)
         wait(futures, timeout=timeout)
 
-    def every(self, interval_s: float, job: str, *args: Any) -> None:
-        """Enqueue ``job`` every ``interval_s`` on a daemon thread (the demo's scheduler)."""
-        resolve(job)
+    def every(self, interval_s: float, job: Job) -> None:
+        """Submit ``job`` every ``interval_s`` on a daemon thread (the demo's scheduler)."""
+        path = job_path(job)
 
         def loop() -> None:
             while not self._stop.wait(interval_s):
-                self.enqueue(job, *args)
+                self.submit(job)
 
-        threading.Thread(target=loop, name=f"every-{job}", daemon=True).start()
+        threading.Thread(target=loop, name=f"every-{path}", daemon=True).start()
 
     def close(self) -> None:
         self._stop.set()
@@ -110,6 +136,10 @@ class RqJobs:
         from rq import Queue
 
         self._queue = Queue(queue_name, connection=redis)
+
+    def submit(self, job: Job) -> None:
+        """Queue a typed job (``core.kernel.uow.Job``)."""
+        self.enqueue(job_path(job), *job.args())
 
     def enqueue(self, job: str, *args: Any) -> None:
         resolve(job)  # refuse a typo at the call site, not in the worker

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.messaging.outbox import SweepResult, sweep
+from db.session import unit_of_work
 from workers.context import DeliveryContext
 from workers.queue import enqueue_messages
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def sweep_once(ctx: DeliveryContext, enqueue: Callable[[list[int], list[int]], Any]) -> SweepResult:
     """One sweep; ``enqueue(due_ids, reclaimed_ids)`` (reclaimed ones must bypass dedup)."""
-    with ctx.session_factory() as session:
+    with unit_of_work(ctx.session_factory) as session:
         result = sweep(session, ctx.policy, ctx.now())
     if result.due:
         enqueue(result.due, result.reclaimed)

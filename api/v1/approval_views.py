@@ -25,7 +25,7 @@ def list_approvals(args: dict[str, Any]) -> Any:
     """Requests, pending ones by default, oldest first."""
     rt = runtime()
     status = None if args["status"] == "all" else args["status"]
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = approvals.list_requests(
             s, current(), status=status, limit=args["limit"] + 1,
             after_id=sc.decode_cursor(args["cursor"]),
@@ -40,7 +40,7 @@ def list_approvals(args: dict[str, Any]) -> Any:
 @blp.response(200, sc.ApprovalOut)
 def get_approval(request_id: int) -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return approval_dict(approvals.visible_request(s, current(), request_id))
 
 
@@ -55,7 +55,7 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
     action was refused (nothing of it was done)."""
     rt = runtime()
     facts = _facts(request_id)
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         req = approvals.decide(
             s, rt.deps, current(), request_id, approve=True, note=body["note"], facts=facts
         )
@@ -67,7 +67,7 @@ def _facts(request_id: int) -> dict[str, str]:
     transaction opens: ``core.approvals.engine.decision_facts`` with the checker the composition
     root put in ``app.extensions["sacco_sim_swap"]`` (none: not checked)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return approvals.decision_facts(
             s, rt.deps, current(), request_id,
             sim_swap=current_app.extensions.get("sacco_sim_swap"), policy=api_state().sim_swap,
@@ -80,7 +80,7 @@ def _facts(request_id: int) -> dict[str, str]:
 @blp.response(200, sc.ApprovalOut)
 def reject(body: dict[str, Any], request_id: int) -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         req = approvals.decide(s, rt.deps, current(), request_id, approve=False, note=body["note"])
         return approval_dict(req)
 
@@ -103,7 +103,7 @@ def adjustment(body: dict[str, Any]) -> Any:
 def suspense_items(args: dict[str, Any]) -> Any:
     """M-Pesa payments parked in suspense (2200): unknown account or member not allowed."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = mpesa.list_suspense(
             s, status=args["status"], limit=args["limit"] + 1,
             after_id=sc.decode_cursor(args["cursor"]),

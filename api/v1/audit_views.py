@@ -27,7 +27,7 @@ def query(args: dict[str, Any]) -> Any:
     for name in ("actor_type", "actor_id", "action", "target_type", "target_id"):
         if args.get(name) is not None:
             stmt = stmt.where(getattr(AuditEvent, name) == args[name])
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = list(s.scalars(stmt.order_by(AuditEvent.id).limit(args["limit"] + 1)))
         result = sc.page(rows, args["limit"])
         result["items"] = [
@@ -43,5 +43,4 @@ def query(args: dict[str, Any]) -> Any:
         ]  # fmt: skip
         filters = {k: v for k, v in args.items() if k not in ("limit", "cursor")}
         audit.record(s, current(), "audit.read", after={"filters": filters})
-        s.commit()
     return result

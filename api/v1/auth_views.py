@@ -73,7 +73,7 @@ def login(body: dict[str, Any]) -> Any:
     for an account locked by wrong second factors.
     """
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         result = staff_core.login(
             s, rt.deps, _policy(), username=body["username"], password=body["password"],
             address=client_address(), request_id=request_id(),
@@ -89,15 +89,15 @@ def mfa_verify(body: dict[str, Any]) -> Any:
     """Finish signing in with a TOTP code (or a one-time recovery code)."""
     claims = decode(body["mfa_token"], ("mfa",))
     rt = runtime()
-    with rt.session() as s:
-        try:
+    try:
+        with rt.unit_of_work() as s:
             result = staff_core.verify_mfa(
                 s, rt.deps, _policy(), claims["sid"], code=body.get("code"),
                 recovery_code=body.get("recovery_code"), address=client_address(),
                 request_id=request_id(),
             )  # fmt: skip
-        except staff_core.SessionInvalid as exc:
-            raise unauthorized(exc.detail, "session_invalid") from None
+    except staff_core.SessionInvalid as exc:  # after the unit of work kept the revocation
+        raise unauthorized(exc.detail, "session_invalid") from None
     return _tokens(result)
 
 
@@ -111,7 +111,7 @@ def refresh(body: dict[str, Any]) -> Any:
     Each refresh token works once. Sending one again revokes the session.
     """
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         result = staff_core.refresh(
             s, rt.deps, _policy(), body["refresh_token"], address=client_address()
         )
@@ -125,7 +125,7 @@ def logout() -> Any:
     """End this session: its access and refresh tokens stop working at once."""
     rt = runtime()
     me = current()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         staff_core.revoke_session(s, rt.deps, me, me.session_id or "", "logout")
     return None
 
@@ -154,7 +154,7 @@ def me() -> Any:
 def change_password(body: dict[str, Any]) -> Any:
     """Change my password (12+ characters, not a common one); my other sessions end."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         staff_core.change_password(
             s, rt.deps, current(), body["current_password"], body["new_password"]
         )
@@ -167,7 +167,7 @@ def change_password(body: dict[str, Any]) -> Any:
 def mfa_enrol() -> Any:
     """Start TOTP enrolment: put the secret or the ``otpauth://`` URI in an authenticator app."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         secret, uri = staff_core.begin_mfa_enrolment(
             s, rt.deps, current(), current().id, rt.sacco_name
         )
@@ -192,7 +192,7 @@ def mfa_confirm(body: dict[str, Any]) -> Any:
     """
     rt = runtime()
     me = current()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         codes, result = staff_core.confirm_mfa_enrolment(
             s, rt.deps, _policy(), me, me.id, body["code"], session_id=me.session_id
         )

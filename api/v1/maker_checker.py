@@ -38,7 +38,7 @@ def approval_dict(req: ApprovalRequest) -> dict[str, Any]:
 def ask(action: str, member_id: int | None, payload: dict[str, Any], note: str) -> Any:
     """Record a pending maker-checker request for ``action``; answers it with 202."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         req = approvals.request_approval(
             s, rt.deps, current(), action, payload=payload, member_id=member_id, note=note,
             large_threshold_cents=api_state().large_threshold_cents,

@@ -32,11 +32,11 @@ def _detail(member: Member) -> dict[str, Any]:
     rt = runtime()
     me = current()
     if me.has("pii:read"):
-        with rt.session() as s:
+        with rt.unit_of_work() as s:
             pii = backoffice.reveal_pii(s, rt.deps, me, member.id)
     else:
         pii = backoffice.masked_pii(rt.deps, member)
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         balances = member_balances(s, member.id)
     return {
         "id": member.id,
@@ -85,7 +85,7 @@ def search(args: dict[str, Any]) -> Any:
         name=args.get("name"),
         status=args.get("status"),
     )
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = backoffice.search_members(
             s, rt.deps, current(), query, limit=limit + 1, after_id=sc.decode_cursor(args["cursor"])
         )
@@ -101,7 +101,7 @@ def detail(member_id: int) -> Any:
     """One member. Phone and national ID are masked unless you hold ``pii:read``
     (then every read is audited)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member = backoffice.visible_member(s, current(), member_id)
     return _detail(member)
 
@@ -114,7 +114,7 @@ def assign_branch(body: dict[str, Any], member_id: int) -> Any:
     """Set the branch that serves a member (null = head office); branch-bound staff see
     only their branch's members."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member = backoffice.assign_branch(s, rt.deps, current(), member_id, body["branch"])
     return _summary(member)
 
@@ -137,7 +137,7 @@ def upload(args: dict[str, Any], files: dict[str, Any], member_id: int) -> Any:
     finally:
         if hasattr(upload_file, "close"):
             upload_file.close()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return backoffice.store_document(
             s, rt.deps, current(), member_id=member_id, kind=args["kind"], data=data,
             directory=Path(state.document_dir), max_bytes=state.document_max_bytes,
@@ -149,7 +149,7 @@ def upload(args: dict[str, Any], files: dict[str, Any], member_id: int) -> Any:
 @blp.response(200, sc.DocumentList)
 def documents(member_id: int) -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return {"items": backoffice.list_documents(s, current(), member_id)}
 
 
@@ -163,7 +163,7 @@ def documents(member_id: int) -> Any:
 def download(member_id: int, document_id: int) -> Any:
     """Download (decrypted) one document; audited."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         doc, data = backoffice.read_document(
             s, rt.deps, current(), member_id, document_id, Path(api_state().document_dir)
         )
@@ -193,7 +193,7 @@ def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> An
     when a checker approves it (a manager above the approval threshold)."""
     rt = runtime()
     state = api_state()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         outcome = approvals.take_cash_deposit(
             s, rt.deps, current(), member_id=member_id, target=body["target"],
             amount_cents=body["amount_cents"], idempotency_key=headers["idempotency_key"],
@@ -220,7 +220,7 @@ def statement(args: dict[str, Any], member_id: int) -> Any:
     """Newest first with the running balance; ``next_cursor`` pages back in time. Audited."""
     rt = runtime()
     before = sc.decode_cursor(args["cursor"]) or None
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         lines = backoffice.member_statement(
             s, current(), member_id, args["account"], limit=args["limit"] + 1,
             before_posting_id=before,
@@ -240,7 +240,7 @@ def statement(args: dict[str, Any], member_id: int) -> Any:
 def kyc_reject(body: dict[str, Any], member_id: int) -> Any:
     """Refuse KYC with a short reason; the member is told by SMS and stays pending."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member = backoffice.reject_kyc(s, rt.deps, current(), member_id, body["reason"])
     return _summary(member)
 

@@ -47,7 +47,7 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
             f"cannot read the statement: {exc}", field="file", reason="malformed_statement"
         ) from None
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         report = mpesa_statement.import_statement(s, current(), statement)
     return {
         "clean": report.clean,
@@ -89,7 +89,7 @@ def sim_swap_event_list(args: dict[str, Any]) -> Any:
     ones by default, oldest first; branch-bound staff see their branch's members only.
     The member was told by SMS to come to the office with their ID."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = sim_swap_events.list_events(
             s, current(), status=args["status"], limit=args["limit"] + 1,
             after_id=sc.decode_cursor(args["cursor"]),
@@ -108,7 +108,7 @@ def sim_swap_event_review(body: dict[str, Any], event_id: int) -> Any:
     withdrawals resume when the swap is older than the SACCO's window, or once a
     clearance (below) is approved."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return asdict(
             sim_swap_events.review_event(s, rt.deps, current(), event_id, note=body["note"])
         )
@@ -123,7 +123,7 @@ def sim_swap_event_clearance(body: dict[str, Any], event_id: int) -> Any:
     their ID at the counter (``in_person``: true). Another person decides; once approved,
     withdrawals from this phone pass the guard unless the SIM is swapped again."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member_id = sim_swap_events.event_member_id(s, current(), event_id)
     payload = {"event_id": event_id, "in_person": body["in_person"]}
     return ask("sim_swap.clear", member_id, payload, body["note"])
@@ -139,7 +139,7 @@ def payout_list(args: dict[str, Any]) -> Any:
     by themselves (a second request could pay twice); look for the payment in the org
     portal, then ask for a resolution (below). The member's money stays held meanwhile."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = mpesa.list_payouts(
             s, status=args["status"], branch=current().branch, limit=args["limit"] + 1,
             after_id=sc.decode_cursor(args["cursor"]),
@@ -161,7 +161,7 @@ def payout_resolution(body: dict[str, Any], payout_id: int) -> Any:
     record it ``paid`` with its M-Pesa receipt. Another person decides (a manager above
     the threshold); it fails if a result settled the payout meanwhile."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member_id = mpesa.payout_member_id(s, payout_id)
     payload: dict[str, Any] = {"payout_id": payout_id, "resolution": body["resolution"]}
     if body.get("receipt"):
@@ -179,6 +179,6 @@ def suspense_duplicate(body: dict[str, Any], item_id: int) -> Any:
     entry is reversed (out of suspense and the float). Another person decides. If they are
     two payments, move it to the member instead (``/api/v1/suspense/reassignments``)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         member_id = mpesa.possible_duplicate_member_id(s, item_id)
     return ask("suspense.duplicate", member_id, {"item_id": item_id}, body["note"])

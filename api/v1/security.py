@@ -108,19 +108,19 @@ def authenticate(uses: tuple[str, ...] = ("access",)) -> Principal:
     key = request.headers.get("X-API-Key")
     token = _bearer()
     if key is not None and token is None and "access" in uses:
-        with rt.session() as s:
-            try:
+        try:
+            with rt.unit_of_work() as s:
                 return staff_core.authenticate_api_key(
                     s, rt.deps, key, address=client_address(), request_id=request_id()
                 )
-            except staff_core.AuthFailed:
-                raise unauthorized("invalid API key", "invalid_api_key") from None
+        except staff_core.AuthFailed:
+            raise unauthorized("invalid API key", "invalid_api_key") from None
     if token is None:
         raise unauthorized("sign in first: send 'Authorization: Bearer <access token>'")
     claims = decode(token, uses)
     staff_id, session_id = int(claims["sub"]), claims["sid"]
-    with rt.session() as s:
-        try:
+    try:
+        with rt.unit_of_work() as s:
             if claims["use"] == "access":
                 staff = staff_core.authenticate_session(s, rt.deps, policy, session_id, staff_id)
                 principal = staff_core.principal_for(
@@ -136,8 +136,8 @@ def authenticate(uses: tuple[str, ...] = ("access",)) -> Principal:
                     staff, address=client_address(), request_id=request_id()
                 )
                 principal = Principal(**{**principal.__dict__, "permissions": frozenset({"self"})})
-        except staff_core.SessionInvalid as exc:
-            raise unauthorized(exc.detail, "session_invalid") from None
+    except staff_core.SessionInvalid as exc:  # after the unit of work kept the revocation
+        raise unauthorized(exc.detail, "session_invalid") from None
     return Principal(**{**principal.__dict__, "session_id": session_id})
 
 
@@ -149,13 +149,12 @@ def _audit_denied(principal: Principal, permission: str) -> None:
     """A refused call is a security event: audited (best effort, the 403 stands anyway)."""
     rt = runtime()
     try:
-        with rt.session() as s:
+        with rt.unit_of_work() as s:
             audit.record(
                 s, principal, "authz.denied", target_type="endpoint",
                 target_id=f"{request.method} {request.path}",
                 after={"permission": permission},
             )  # fmt: skip
-            s.commit()
     except Exception:
         current_app.logger.exception("could not audit a refused call")
 

@@ -27,7 +27,7 @@ StaffPage = sc.page_schema(sc.StaffOut, "StaffPage")
 @blp.response(200, StaffPage)
 def list_staff(args: dict[str, Any]) -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         rows = staff_core.list_staff(
             s, limit=args["limit"] + 1, after_id=sc.decode_cursor(args["cursor"])
         )
@@ -47,7 +47,7 @@ def create_staff(body: dict[str, Any]) -> Any:
     ``access:approve`` (a manager) approves under ``/approvals``; the approval enables it.
     The person must change the first password at first sign-in before anything else."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         staff, req = staff_core.request_staff_account(
             s, rt.deps, current(), **body, large_threshold_cents=api_state().large_threshold_cents
         )
@@ -67,7 +67,7 @@ def _json(body: Any, status: int) -> Response:
 def set_active(body: dict[str, Any], staff_id: int) -> Any:
     """Disable (ending every session) or re-enable an account."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return staff_core.set_staff_active(s, rt.deps, current(), staff_id, body["active"])
 
 
@@ -80,10 +80,8 @@ def set_email(body: dict[str, Any], staff_id: int) -> Any:
     waiting for a permission they hold, and, for holders of ``ledger:adjust``, M-Pesa
     payouts that failed or wait for staff. Audited."""
     rt = runtime()
-    with rt.session() as s:
-        staff = staff_alerts.set_staff_email(s, current(), staff_id, body["email"])
-        s.commit()
-        return staff
+    with rt.unit_of_work() as s:
+        return staff_alerts.set_staff_email(s, current(), staff_id, body["email"])
 
 
 @blp.route("/staff/<int:staff_id>/unlock", methods=["POST"])
@@ -92,7 +90,7 @@ def set_email(body: dict[str, Any], staff_id: int) -> Any:
 def unlock(staff_id: int) -> Any:
     """Lift a lockout after failed sign-ins."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return staff_core.unlock_staff(s, current(), staff_id)
 
 
@@ -102,7 +100,7 @@ def unlock(staff_id: int) -> Any:
 def mfa_reset(staff_id: int) -> Any:
     """Clear a lost authenticator; the person enrols again at the next sign-in."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return staff_core.reset_mfa(s, rt.deps, current(), staff_id)
 
 
@@ -111,7 +109,7 @@ def mfa_reset(staff_id: int) -> Any:
 @blp.response(200, sc.page_schema(sc.ApiClientOut, "ApiClientPage"))
 def list_clients() -> Any:
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return {"items": staff_core.list_api_clients(s), "next_cursor": None}
 
 
@@ -127,7 +125,7 @@ def create_client(body: dict[str, Any]) -> Any:
     works only once another person holding ``access:approve`` (a manager) approves the
     pending request in the answer (202)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         client, key, req = staff_core.request_api_client(
             s, rt.deps, current(), **body, large_threshold_cents=api_state().large_threshold_cents
         )
@@ -143,7 +141,7 @@ def create_client(body: dict[str, Any]) -> Any:
 def revoke_client(client_id: int) -> Any:
     """Revoke a partner key at once."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         staff_core.revoke_api_client(s, current(), client_id)
     return None
 
@@ -154,7 +152,7 @@ def revoke_client(client_id: int) -> Any:
 def list_webhooks() -> Any:
     """Partners' webhook endpoints, active or not (never their secrets)."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         return {"items": webhooks.list_endpoints(s), "next_cursor": None}
 
 
@@ -166,7 +164,7 @@ def register_webhook(body: dict[str, Any]) -> Any:
     """Register a partner's URL for signed event deliveries (deposit.received,
     withdrawal.paid, withdrawal.failed). The signing secret is shown only here."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         endpoint, secret = webhooks.register_endpoint(
             s, rt.deps, name=body["name"], url=body["url"], events=body["events"],
             actor=current(), require_https=api_state().production,
@@ -180,6 +178,6 @@ def register_webhook(body: dict[str, Any]) -> Any:
 def deactivate_webhook(endpoint_id: int) -> Any:
     """Stop deliveries to an endpoint at once; messages still queued for it are dropped."""
     rt = runtime()
-    with rt.session() as s:
+    with rt.unit_of_work() as s:
         webhooks.deactivate_endpoint(s, current(), endpoint_id)
     return None

@@ -22,6 +22,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.audit import log as audit
+from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import (
     DomainError,
@@ -108,7 +109,7 @@ def _exec_status(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
     assert req.member_id is not None
-    set_status(session, req.member_id, p["status"], commit=False)
+    set_status(session, req.member_id, p["status"])
     return {"status": p["status"]}
 
 
@@ -134,7 +135,7 @@ def decision_facts(
 
     For a PIN reset: ``{"sim_swap": status}``, the status from ``core.risk.sim_swap.assess``
     (the cached verdict, the provider, the staff clearances); ``not_checked`` when no
-    checker is configured. Commits the verdict cache; ``{}`` for other actions.
+    checker is configured. Flushes the verdict cache; ``{}`` for other actions.
     """
     req = visible_request(session, actor, request_id)
     if req.action != "member.pin_reset" or req.member_id is None or req.status != "pending":
@@ -145,7 +146,7 @@ def decision_facts(
     found = assess_sim_swap(
         session, deps, sim_swap, member_id=member.id, msisdn=member.msisdn, policy=policy
     )
-    session.commit()
+    session.flush()
     return {"sim_swap": found.status}
 
 
@@ -247,7 +248,7 @@ def _exec_suspense(
     assert req.member_id is not None
     posted = assign_suspense(
         session, deps, item_id=p["item_id"], member_id=req.member_id, target=p["target"],
-        staff=f"approval {req.id}", note=req.maker_note, commit=False,
+        staff=f"approval {req.id}", note=req.maker_note,
     )  # fmt: skip
     return {"entry": posted.reference}
 
@@ -428,7 +429,7 @@ def request_approval(
         session, actor, "approval.request", target_type="approval", target_id=req.id,
         after={"action": action, "member_id": member_id, "payload": body, "checker": checker},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return req
 
 
@@ -462,7 +463,7 @@ def decide(
     note: str = "",
     facts: Mapping[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """Approve (and execute, exactly once) or reject a pending request. Commits.
+    """Approve (and execute, exactly once) or reject a pending request.
 
     ``facts``: what the edge learnt outside the transaction for this decision, from
     ``decision_facts`` (``{"sim_swap": "none" | "cleared" | "recent" | "unknown" |
@@ -493,11 +494,11 @@ def decide(
             session, actor, "approval.reject", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},
         )  # fmt: skip
-        session.commit()
+        session.flush()
         return req
     spec = ACTIONS[req.action]
     try:
-        with session.begin_nested():
+        with uow.savepoint(session):
             result = spec.execute(
                 session, deps, req, {**payload_of(req), "_facts": dict(facts or {})}
             )
@@ -514,7 +515,7 @@ def decide(
             session, actor, "approval.failed", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "failed", "error": exc.code},
         )  # fmt: skip
-        session.commit()
+        session.flush()
         return req
     req.status = "approved"
     req.result = audit.canonical(result)
@@ -524,7 +525,7 @@ def decide(
         after={"status": "approved", "action": req.action, "member_id": req.member_id,
                "result": result},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return req
 
 
@@ -577,7 +578,7 @@ def _exec_cash_deposit(
     maker = principal_for(session.get_one(StaffUser, req.maker_id))
     posted = cash_deposit(
         session, deps, maker, member_id=req.member_id, target=target, amount_cents=amount,
-        idempotency_key=key, commit=False, approval_id=req.id,
+        idempotency_key=key, approval_id=req.id,
     )  # fmt: skip
     return {"entry": posted.reference, "target": target, "amount_cents": amount}
 
@@ -623,7 +624,7 @@ def take_cash_deposit(
     request that another person approves (then it posts, in the approval's transaction).
 
     The same ``Idempotency-Key`` again returns the first deposit or the first request;
-    with another amount or target it is an ``IdempotencyConflict``. Commits.
+    with another amount or target it is an ``IdempotencyConflict``.
     """
     key = (idempotency_key or "").strip()
     member = visible_member(session, actor, member_id)
@@ -638,7 +639,7 @@ def take_cash_deposit(
                 "this idempotency key was already used for a different deposit",
                 idempotency_key=key,
             )
-        session.commit()
+        session.flush()
         return earlier
     if amount_cents <= till_limit_cents:
         return cash_deposit(

@@ -104,7 +104,7 @@ def record(
     after: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> AuditEvent:
-    """Append one row to the chain in the caller's transaction (no commit)."""
+    """Append one row to the chain in the caller's transaction."""
     head = session.scalar(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update())
     if head is None:  # pragma: no cover - the migration seeds it
         raise RuntimeError("audit_chain_head row missing: run the migrations")

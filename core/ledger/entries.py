@@ -16,9 +16,10 @@ Rules (ARCHITECTURE.md, "Money and the ledger"):
 * Holds reserve money for a two-phase move (withdrawal, B2C disbursement):
   reserve -> post (in full or in part, the rest released) or release.
 
-Every function here takes the caller's session and never commits: the use
-case that calls it commits once. Each write runs inside a SAVEPOINT, so a
-refused entry leaves nothing written and the caller's transaction usable.
+Every function here takes the caller's session and never commits (nor does the
+use case that calls it: the edge commits once, ``core.kernel.uow``). Each write
+runs inside a SAVEPOINT, so a refused entry leaves nothing written and the
+caller's transaction usable.
 """
 
 from __future__ import annotations

@@ -135,21 +135,21 @@ def search_members(
 def reveal_pii(
     session: Session, deps: CoreDeps, actor: Principal, member_id: int
 ) -> dict[str, str]:
-    """The member's phone and national ID in the clear; the read is audited. Commits."""
+    """The member's phone and national ID in the clear; the read is audited."""
     member = visible_member(session, actor, member_id)
     values = {"msisdn": member.msisdn, "national_id": national_id_of(deps, member)}
     audit.record(
         session, actor, "member.pii_read", target_type="member", target_id=member.id,
         after={"fields": sorted(values)},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return values
 
 
 def assign_branch(
     session: Session, deps: CoreDeps, actor: Principal, member_id: int, branch: str | None
 ) -> Member:
-    """Set the branch that serves a member (None = head office). Audited. Commits."""
+    """Set the branch that serves a member (None = head office). Audited."""
     member = visible_member(session, actor, member_id)
     if branch is not None and not re.fullmatch(r"[A-Za-z0-9 _-]{1,24}", branch):
         raise InvalidInput("branch: 1-24 letters, digits, space, dash", field="branch")
@@ -161,7 +161,7 @@ def assign_branch(
         session, actor, "member.assign_branch", target_type="member", target_id=member.id,
         before=before, after={"branch": branch},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return member
 
 
@@ -181,7 +181,7 @@ def member_statement(
     limit: int,
     before_posting_id: int | None = None,
 ) -> list[ledger.StatementLine]:
-    """A member's statement (newest first, running balance); the read is audited. Commits."""
+    """A member's statement (newest first, running balance); the read is audited."""
     member = visible_member(session, actor, member_id)
     if account not in DEPOSIT_TARGETS:
         raise InvalidInput("account must be savings, deposits or shares", field="account")
@@ -191,7 +191,7 @@ def member_statement(
         session, actor, "member.statement_read", target_type="member", target_id=member.id,
         after={"account": account, "lines": len(lines)},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return lines
 
 
@@ -212,7 +212,6 @@ def cash_deposit(
     target: str,
     amount_cents: int,
     idempotency_key: str,
-    commit: bool = True,
     approval_id: int | None = None,
 ) -> ledger.PostedEntry:
     """A teller's cash deposit, exactly once per ``Idempotency-Key`` (a replay returns the first).
@@ -221,7 +220,7 @@ def cash_deposit(
     that happen to pick the same key never see each other's deposits. Above the till
     limit the API goes through ``core.approvals.engine.take_cash_deposit``: the approved
     request calls this with the maker as ``actor`` (so the key is still the till's),
-    ``commit=False`` and its ``approval_id``.
+    ```` and its ``approval_id``.
     """
     member = visible_member(session, actor, member_id)
     key = (idempotency_key or "").strip()
@@ -243,7 +242,6 @@ def cash_deposit(
         source="cash",
         idempotency_key=cash_ledger_key(actor, key),
         memo=f"Cash deposit to {target}",
-        commit=False,
     )
     if posted.created:
         audit.record(
@@ -251,8 +249,7 @@ def cash_deposit(
             after={"target": target, "amount_cents": amount_cents, "entry": posted.reference,
                    **({"approval": approval_id} if approval_id is not None else {})},
         )  # fmt: skip
-    if commit:
-        session.commit()
+    session.flush()
     return posted
 
 
@@ -287,7 +284,7 @@ def reject_kyc(
         session, actor, "member.kyc_reject", target_type="member", target_id=member.id,
         before=before, after={"kyc_rejection_reason": text},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return member
 
 
@@ -305,7 +302,7 @@ def check_kyc_ready(session: Session, member: Member) -> None:
 
 
 def approve_kyc(session: Session, deps: CoreDeps, member_id: int, *, business_key: str) -> None:
-    """Activate a pending member and tell them by SMS. No commit (maker-checker executes it)."""
+    """Activate a pending member and tell them by SMS."""
     member = get_member(session, member_id)
     check_kyc_ready(session, member)
     member.status = "active"
@@ -375,7 +372,7 @@ def store_document(
         session, actor, "member.document_upload", target_type="member", target_id=member.id,
         after={"document": doc.id, "kind": kind, "sha256": doc.sha256, "bytes": len(data)},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return doc
 
 
@@ -414,7 +411,7 @@ def read_document(
     document_id: int,
     directory: Path,
 ) -> tuple[MemberDocument, bytes]:
-    """Decrypt a stored document; the read is audited. Commits."""
+    """Decrypt a stored document; the read is audited."""
     member = visible_member(session, actor, member_id)
     doc = session.get(MemberDocument, document_id)
     if doc is None or doc.member_id != member.id:
@@ -424,5 +421,5 @@ def read_document(
         session, actor, "member.document_read", target_type="member", target_id=member.id,
         after={"document": doc.id},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return doc, data

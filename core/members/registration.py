@@ -1,6 +1,6 @@
 """Member use cases: registration, look-ups, PINs, language and status.
 
-Each verb takes the caller's session and ``CoreDeps`` and commits once.
+Each verb takes the caller's session (its unit of work: ``core.kernel.uow``) and ``CoreDeps``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from core.kernel.pins import (
     current_lock,
     pin_weakness,
 )
+from core.kernel.uow import keep
 from core.ledger import entries as ledger
 from core.messaging.notifications import NAIROBI, notify, sms_datetime, sms_time
 from db.models import Account, Member
@@ -160,7 +161,7 @@ def register_member(
             "ussd_code": deps.ussd_code,
         },
     )
-    session.commit()
+    session.flush()
     return member
 
 
@@ -182,7 +183,7 @@ def register_from_phone(
     member ("if these details are right, we will SMS your member number"). The new
     member's proof is the welcome SMS; when the ID belongs to a member on another phone,
     that member gets an SMS on the phone on file (at most one a day, so that repeated
-    tries cost us one SMS), and the caller gets nothing. Commits.
+    tries cost us one SMS), and the caller gets nothing.
     """
     try:
         return register_member(
@@ -209,7 +210,7 @@ def register_from_phone(
             member=owner,
             data={"sacco": deps.sacco_name, "msisdn": mask_msisdn(caller)},
         )
-        session.commit()
+        session.flush()
     return None
 
 
@@ -280,7 +281,7 @@ def pin_lock(deps: CoreDeps, member: Member) -> tuple[bool, datetime | None]:
 
 
 def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> None:
-    """Check a member's PIN, counting failures. Commits the count either way.
+    """Check a member's PIN, counting failures. The count is kept either way (a wrong PIN is raised with ``keep``).
 
     Raises ``PinLocked`` (without checking the PIN) while locked, ``PinInvalid``
     with the attempts left on a wrong PIN, ``PinLocked`` when this failure
@@ -292,10 +293,8 @@ def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> No
     now = deps.now()
     lock = current_lock(_pin_state(member), now)
     if lock.locked:
-        session.rollback()
         raise PinLocked("PIN use is locked", until=lock.until)
     if member.pin_hash is None:
-        session.rollback()
         raise MemberNotAllowed("no PIN set", reason="no_pin")
     ok = isinstance(pin, str) and len(pin) <= 12 and deps.pins.verify(member.pin_hash, pin)
     if ok:
@@ -303,7 +302,7 @@ def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> No
             _apply_pin_state(member, after_success())
         if deps.pins.needs_rehash(member.pin_hash):
             member.pin_hash = deps.pins.hash(pin)
-        session.commit()
+        session.flush()
         return
     state = after_failure(_pin_state(member), now)
     _apply_pin_state(member, state)
@@ -313,10 +312,9 @@ def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> No
         _notify_pin_event(
             session, deps, member, "pin_blocked" if lock.blocked else "pin_locked", lock.until
         )
-    session.commit()
     if lock.locked:
-        raise PinLocked("PIN use is locked", until=lock.until)
-    raise PinInvalid("wrong PIN", attempts_left=attempts_left(state))
+        raise keep(PinLocked("PIN use is locked", until=lock.until))
+    raise keep(PinInvalid("wrong PIN", attempts_left=attempts_left(state)))
 
 
 def _notify_pin_event(
@@ -344,7 +342,7 @@ def set_pin(session: Session, deps: CoreDeps, member_id: int, new_pin: str) -> N
     member.pin_set_at = deps.now()
     _apply_pin_state(member, after_success())
     _notify_pin_event(session, deps, member, "pin_changed", None)
-    session.commit()
+    session.flush()
 
 
 def change_pin(
@@ -363,7 +361,7 @@ def set_language(session: Session, member_id: int, language: str) -> None:
     if language not in LANGUAGES:
         raise InvalidInput("language must be en or sw", field="language")
     get_member(session, member_id).language = language
-    session.commit()
+    session.flush()
 
 
 _TRANSITIONS = {
@@ -381,12 +379,11 @@ def check_status_change(member: Member, status: str) -> None:
         raise MemberNotAllowed(f"cannot go from {member.status} to {status}")
 
 
-def set_status(session: Session, member_id: int, status: str, *, commit: bool = True) -> None:
+def set_status(session: Session, member_id: int, status: str) -> None:
     member = get_member(session, member_id)
     check_status_change(member, status)
     member.status = status
-    if commit:
-        session.commit()
+    session.flush()
 
 
 # A staff PIN reset (maker-checker in the API) sends the member a one-time code
@@ -396,7 +393,7 @@ PIN_RESET_MAX_ATTEMPTS = 5
 
 
 def start_pin_reset(session: Session, deps: CoreDeps, member_id: int, *, business_key: str) -> None:
-    """Clear the PIN lock, store a hashed one-time code and queue it by SMS. No commit."""
+    """Clear the PIN lock, store a hashed one-time code and queue it by SMS."""
     member = get_member(session, member_id)
     code = f"{secrets.randbelow(10**6):06d}"
     member.pin_reset_hash = deps.pins.hash(code)
@@ -427,13 +424,12 @@ def redeem_pin_reset(
 
     Raises ``MemberNotAllowed`` when no reset is pending (or it expired),
     ``PinInvalid`` on a wrong code (the code dies after 5 wrong tries) and
-    ``InvalidInput`` for a weak PIN (the code stays usable). Commits.
+    ``InvalidInput`` for a weak PIN (the code stays usable).
     """
     member = session.scalar(select(Member).where(Member.id == member_id).with_for_update())
     if member is None:
         raise NotFound("no such member")
     if not has_pin_reset(deps, member) or member.pin_reset_hash is None:
-        session.rollback()
         raise MemberNotAllowed("no PIN reset pending", reason="no_reset")
     check_new_pin(new_pin, member.msisdn)
     if not (
@@ -444,12 +440,11 @@ def redeem_pin_reset(
         if left <= 0:
             member.pin_reset_hash = None
             member.pin_reset_expires_at = None
-        session.commit()
-        raise PinInvalid("wrong reset code", attempts_left=max(left, 0))
+        raise keep(PinInvalid("wrong reset code", attempts_left=max(left, 0)))
     member.pin_hash = deps.pins.hash(new_pin)
     member.pin_set_at = deps.now()
     member.pin_reset_hash = None
     member.pin_reset_expires_at = None
     member.pin_reset_attempts = 0
     _apply_pin_state(member, after_success())
-    session.commit()
+    session.flush()

@@ -114,7 +114,7 @@ def notify(
     language: str | None = None,
     category: str = "transactional",
 ) -> OutboxMessage:
-    """Queue an SMS to a member (or a bare number). Does not commit: the caller does.
+    """Queue an SMS to a member (or a bare number).
 
     A promotional message to a number that sent STOP is recorded ``cancelled``
     (so staff can see why it never went); transactional messages always go.
@@ -151,7 +151,7 @@ def notify_email(
     business_key: str,
     template: str = "staff_email",
 ) -> OutboxMessage:
-    """Queue an e-mail (staff alerts, reports). Does not commit."""
+    """Queue an e-mail (staff alerts, reports)."""
     if "@" not in to or any(c in to for c in "\r\n,;<>") or len(to) > 320:
         raise ValueError("not a single e-mail address")
     return _queue(

@@ -95,7 +95,7 @@ def _body_once_done() -> ColumnElement[str]:
 
 def claim_message(session: Session, message_id: int, now: datetime) -> Claimed | None:
     """Take a due pending message for sending, atomically; None if someone else has it,
-    it is not due, or it is already done. Opens its attempt in the log. Commits."""
+    it is not due, or it is already done. Opens its attempt in the log."""
     row = session.execute(
         update(OutboxMessage)
         .where(
@@ -116,10 +116,9 @@ def claim_message(session: Session, message_id: int, now: datetime) -> Claimed |
         )
     ).one_or_none()
     if row is None:
-        session.rollback()
         return None
     session.add(OutboxAttempt(message_id=row.id, attempt=row.attempts, started_at=now))
-    session.commit()
+    session.flush()
     return Claimed(
         id=row.id,
         channel=row.channel,
@@ -160,7 +159,7 @@ def record_attempt(
     policy: OutboxPolicy,
     now: datetime,
 ) -> str:
-    """Store the outcome of a claimed send; returns the message's new status. Commits.
+    """Store the outcome of a claimed send; returns the message's new status.
 
     Accepted: ``sent`` (``delivered`` for a webhook, whose 2xx is the delivery),
     even if the sweeper meanwhile made it pending or failed (a slow, not dead,
@@ -190,7 +189,7 @@ def record_attempt(
             .returning(OutboxMessage.id)
         )
         _close_attempt(session, claimed, "accepted", result, now)
-        session.commit()
+        session.flush()
         if done is None:
             log.warning("outbox %s: accepted again after another attempt finished", claimed.id)
         if result.provider_message_id:
@@ -219,7 +218,7 @@ def record_attempt(
         .values(**values)
     )
     _close_attempt(session, claimed, "retry" if retry else "failed", result, now)
-    session.commit()
+    session.flush()
     return status
 
 
@@ -251,7 +250,7 @@ class DeliveryReport:
 def receive_delivery_report(
     session: Session, report: DeliveryReport, policy: OutboxPolicy, now: datetime
 ) -> bool:
-    """Store a report, then apply it if its message is known. Commits.
+    """Store a report, then apply it if its message is known.
 
     Returns True if it was applied now; False if it waits for its message (the
     report outran the worker's record of the send: the worker or the sweeper
@@ -271,14 +270,14 @@ def receive_delivery_report(
     session.add(stored)
     session.flush()
     applied = _apply(session, stored, policy, now)
-    session.commit()
+    session.flush()
     return applied
 
 
 def apply_pending_reports(
     session: Session, policy: OutboxPolicy, now: datetime, provider_message_id: str | None = None
 ) -> int:
-    """Apply stored reports whose message is now known (oldest first). Commits."""
+    """Apply stored reports whose message is now known (oldest first)."""
     query = (
         select(SmsDeliveryReport)
         .where(SmsDeliveryReport.applied_at.is_(None))
@@ -289,7 +288,7 @@ def apply_pending_reports(
     if provider_message_id is not None:
         query = query.where(SmsDeliveryReport.provider_message_id == provider_message_id)
     applied = sum(_apply(session, r, policy, now) for r in session.scalars(query).all())
-    session.commit()
+    session.flush()
     return applied
 
 
@@ -344,7 +343,7 @@ class SweepResult:
 
 
 def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
-    """Recover from dead workers and lost jobs; list what is due. Commits.
+    """Recover from dead workers and lost jobs; list what is due.
 
     A message claimed longer than ``claim_timeout_s`` ago belongs to a worker
     that died (a live one finishes within the transport timeout): its attempt
@@ -391,7 +390,7 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
             .values(status="abandoned", finished_at=now, detail="worker lost during send")
         )
         log.warning("outbox: reclaimed %s, failed %s from dead workers", reclaimed, given_up)
-    session.commit()
+    session.flush()
     reports = apply_pending_reports(session, policy, now)
     due = list(
         session.scalars(
@@ -401,7 +400,6 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
             .limit(policy.batch)
         )
     )
-    session.rollback()
     return SweepResult(sorted(reclaimed), sorted(given_up), due, reports)
 
 
@@ -428,7 +426,7 @@ def outbox_counts(session: Session) -> dict[str, int]:
 
 
 def retry_failed(session: Session, message_id: int, now: datetime) -> bool:
-    """Staff action: give a failed message one more attempt now. Commits.
+    """Staff action: give a failed message one more attempt now.
 
     Not for a secret-bearing message: its text is redacted; issue a new code instead."""
     done = session.scalar(
@@ -441,7 +439,7 @@ def retry_failed(session: Session, message_id: int, now: datetime) -> bool:
         .values(status="pending", next_attempt_at=now, attempts=OutboxMessage.attempts - 1)
         .returning(OutboxMessage.id)
     )
-    session.commit()
+    session.flush()
     return done is not None
 
 

@@ -237,7 +237,7 @@ def clean_text(text: str, limit: int) -> str:
 
 
 def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> InboundResult:
-    """Record an inbound SMS once (by the gateway's id) and queue the reply. Commits.
+    """Record an inbound SMS once (by the gateway's id) and queue the reply.
 
     The same id again (the gateway retries for ~10 minutes) changes nothing and
     queues no second reply. A sender that is not a phone number (a short code,
@@ -276,10 +276,9 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
         .returning(SmsInbound.id)
     ).scalar_one_or_none()
     if inserted is None:
-        session.rollback()
         return InboundResult(True, command.kind, None, member.id if member else None)
     if msisdn is None or command.kind == "empty":
-        session.commit()
+        session.flush()
         return InboundResult(False, command.kind, None, None)
     if command.kind == "stop":
         session.execute(
@@ -296,7 +295,7 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
         .where(SmsInbound.sender == msisdn, SmsInbound.received_at > since)
     )
     if (recent or 0) > REPLIES_PER_HOUR:
-        session.commit()
+        session.flush()
         return InboundResult(False, command.kind, None, member.id if member else None)
     template, data = _reply(session, deps, command, member)
     language = command.language or (member.language if member else "en")
@@ -309,5 +308,5 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
         msisdn=msisdn,
         language=language,
     )
-    session.commit()
+    session.flush()
     return InboundResult(False, command.kind, template, member.id if member else None)

@@ -31,7 +31,7 @@ class SessionEnd:
 
 
 def record_session_end(session: Session, event: SessionEnd) -> bool:
-    """Store the notification once per session (a repeat is ignored). Commits.
+    """Store the notification once per session (a repeat is ignored).
 
     Returns True when this call stored it, False for a repeat.
     """
@@ -52,7 +52,7 @@ def record_session_end(session: Session, event: SessionEnd) -> bool:
         )
         .on_conflict_do_nothing(index_elements=["session_id"])
     )
-    session.commit()
+    session.flush()
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -101,7 +101,7 @@ def register_endpoint(
     require_https: bool = False,
 ) -> tuple[WebhookEndpoint, str]:
     """Register a partner URL; returns the endpoint and its new secret (shown once; only
-    its ciphertext is stored). Commits.
+    its ciphertext is stored).
 
     ``require_https`` (production): deliveries carry member numbers and amounts, so
     they travel over TLS only.
@@ -138,7 +138,7 @@ def register_endpoint(
             session, actor, "webhook.register", target_type="webhook_endpoint",
             target_id=endpoint.id, after={"name": endpoint.name, "url": url, "events": endpoint.events},
         )  # fmt: skip
-    session.commit()
+    session.flush()
     return endpoint, secret
 
 
@@ -149,7 +149,7 @@ def list_endpoints(session: Session) -> list[WebhookEndpoint]:
 
 def deactivate_endpoint(session: Session, actor: Principal, endpoint_id: int) -> WebhookEndpoint:
     """Stop sending to an endpoint at once (messages still queued for it are not sent).
-    Audited; commits. Deactivating twice is a no-op."""
+    Audited. Deactivating twice is a no-op."""
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None:
         raise NotFound("no such webhook endpoint")
@@ -159,7 +159,7 @@ def deactivate_endpoint(session: Session, actor: Principal, endpoint_id: int) ->
             session, actor, "webhook.deactivate", target_type="webhook_endpoint",
             target_id=endpoint.id, after={"url": endpoint.url},
         )  # fmt: skip
-        session.commit()
+        session.flush()
     return endpoint
 
 
@@ -180,7 +180,7 @@ def publish_event(
     session: Session, *, event_type: str, event_id: str, data: Mapping[str, Any]
 ) -> list[OutboxMessage]:
     """Queue ``event_type`` for every active endpoint that wants it, in the caller's
-    transaction (does not commit). ``event_id`` is the event's business key: the same
+    transaction. ``event_id`` is the event's business key: the same
     event published twice queues once per endpoint."""
     created = int(utcnow().timestamp())
     body = event_body(event_id, event_type, data, created)
@@ -218,7 +218,7 @@ def endpoint_secret(session: Session, vault: PiiVault, endpoint_id: int) -> str 
 def rotate_webhook_secrets(session: Session, deps: CoreDeps) -> int:
     """Re-encrypt every webhook signing secret under the newest PII key, and encrypt the
     plaintext ones left from before migration 0008, clearing the plaintext
-    (``rotate-pii-keys``). Returns how many secrets were written. Commits."""
+    (``rotate-pii-keys``). Returns how many secrets were written."""
     count = 0
     for endpoint in session.scalars(
         select(WebhookEndpoint).where(
@@ -232,5 +232,5 @@ def rotate_webhook_secrets(session: Session, deps: CoreDeps) -> int:
             endpoint.secret_ciphertext = deps.vault.encrypt(endpoint.secret)
         endpoint.secret = None
         count += 1
-    session.commit()
+    session.flush()
     return count

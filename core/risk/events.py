@@ -109,7 +109,7 @@ def review_event(
     session: Session, deps: CoreDeps, actor: Principal, event_id: int, *, note: str
 ) -> EventView:
     """Close an event with what staff found (e.g. "member came with ID, SIM replaced
-    after loss"). Once only; audited. Commits."""
+    after loss"). Once only; audited."""
     text = " ".join((note or "").split())
     if not 3 <= len(text) <= NOTE_MAX:
         raise InvalidInput(f"note: 3-{NOTE_MAX} characters", field="note")
@@ -131,7 +131,7 @@ def review_event(
         session, actor, "mpesa.sim_swap_reviewed", target_type="member", target_id=member.id,
         after={"event": event.id, "outcome": event.outcome, "note": text},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return _view(event, member)
 
 
@@ -182,7 +182,7 @@ def clear_event(
     session: Session, deps: CoreDeps, request: ApprovalRequest, payload: dict[str, Any]
 ) -> dict[str, Any]:
     """The checker approved ``request``: this phone's swaps up to this one no longer stop
-    withdrawals, and the member is told so by SMS. Flushes; the approval commits."""
+    withdrawals, and the member is told so by SMS."""
     event = _clearable(session, request.member_id, payload)
     now = deps.now()
     event.cleared_at = now

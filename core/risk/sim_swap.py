@@ -176,7 +176,7 @@ def assess(
     policy: SimSwapPolicy,
 ) -> SimSwapAssessment:
     """This member's SIM-swap status now: ``fetch_verdict`` and the staff clearances
-    through ``swap_status``. Flushes the cache row; the caller commits."""
+    through ``swap_status``."""
     verdict = fetch_verdict(session, deps, checker, msisdn, cache=policy.cache)
     status = swap_status(
         verdict,

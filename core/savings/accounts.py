@@ -27,7 +27,6 @@ def record_deposit(
     source: str,
     idempotency_key: str,
     memo: str = "",
-    commit: bool = True,
 ) -> ledger.PostedEntry:
     """Credit a member's savings, deposits or shares from a source float, exactly once per key.
 
@@ -53,8 +52,7 @@ def record_deposit(
         idempotency_key=idempotency_key,
         memo=memo or f"Deposit to {target}",
     )
-    if commit:
-        session.commit()
+    session.flush()
     return posted
 
 
@@ -81,5 +79,5 @@ def transfer_own(
         idempotency_key=idempotency_key,
         memo=f"Savings to {to_purpose}",
     )
-    session.commit()
+    session.flush()
     return posted

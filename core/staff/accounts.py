@@ -36,6 +36,7 @@ from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.kernel.passwords import password_weakness
+from core.kernel.uow import keep
 from core.staff.permissions import (
     APPROVER_PERMISSION,
     INTEGRATION_GRANTABLE,
@@ -213,7 +214,7 @@ def create_staff(
         password=password, branch=branch, must_change_password=must_change_password,
         pending=False,
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return staff
 
 
@@ -231,7 +232,7 @@ def _add_staff(
     pending: bool,
 ) -> StaffUser:
     """Validate and insert an account (disabled and marked waiting when ``pending``);
-    audited; no commit."""
+    audited."""
     name = normalize_username(username)
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
@@ -302,7 +303,7 @@ def set_staff_active(
         session, actor, "staff.enable" if active else "staff.disable", target_type="staff",
         target_id=staff_id, before=before, after=_staff_view(staff),
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return staff
 
 
@@ -315,7 +316,7 @@ def unlock_staff(session: Session, actor: Principal, staff_id: int) -> StaffUser
         session, actor, "staff.unlock", target_type="staff", target_id=staff_id, before=before,
         after={"locked_until": None, "failed_logins": 0},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return staff
 
 
@@ -334,7 +335,7 @@ def reset_mfa(session: Session, deps: CoreDeps, actor: Principal, staff_id: int)
     )
     _revoke_all(session, deps, staff_id, "mfa_reset")
     audit.record(session, actor, "staff.mfa_reset", target_type="staff", target_id=staff_id)
-    session.commit()
+    session.flush()
     return staff
 
 
@@ -361,7 +362,7 @@ def change_password(
         .values(revoked_at=deps.now(), revoked_reason="password_changed")
     )
     audit.record(session, actor, "staff.password_change", target_type="staff", target_id=staff.id)
-    session.commit()
+    session.flush()
 
 
 # ------------------------------------------------------------------- login
@@ -414,13 +415,20 @@ def _count_failure(
         )  # fmt: skip
 
 
-def _raise_if_locked(staff: StaffUser, now: datetime) -> None:
+def _locked_error(staff: StaffUser, now: datetime) -> AccountLocked | None:
     if staff.locked_until is not None and staff.locked_until > now:
-        raise AccountLocked(
+        return AccountLocked(
             "too many failed attempts: this account is locked until "
             f"{staff.locked_until:%H:%M} UTC; an administrator can unlock it sooner",
             until=staff.locked_until,
         )
+    return None
+
+
+def _raise_if_locked(staff: StaffUser, now: datetime) -> None:
+    error = _locked_error(staff, now)
+    if error is not None:
+        raise error
 
 
 def login(
@@ -449,8 +457,7 @@ def login(
     if staff is None or not ok or not staff.is_active:
         if staff is not None:
             audit.record(session, who, "auth.login_failed", target_type="staff", target_id=staff.id)
-            session.commit()
-        raise AuthFailed("wrong username or password")
+        raise keep(AuthFailed("wrong username or password"))
     _raise_if_locked(staff, deps.now())
     if deps.passwords.needs_rehash(staff.password_hash):
         staff.password_hash = deps.passwords.hash(password)
@@ -464,7 +471,7 @@ def login(
         session, principal_for(staff, address=address, request_id=request_id), "auth.login",
         target_type="session", target_id=result.session_id, after={"stage": result.stage},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return result
 
 
@@ -481,15 +488,14 @@ def _live_session(
     if now - row.last_seen_at > policy.idle:
         row.revoked_at = now
         row.revoked_reason = "idle"
-        session.commit()
-        raise SessionInvalid("session idle too long: sign in again", reason="idle")
+        raise keep(SessionInvalid("session idle too long: sign in again", reason="idle"))
     return row
 
 
 def authenticate_session(
     session: Session, deps: CoreDeps, policy: AuthPolicy, session_id: str, staff_id: int
 ) -> StaffUser:
-    """Check the session behind an access token; keeps it alive (idle clock). Commits."""
+    """Check the session behind an access token; keeps it alive (idle clock)."""
     row = _live_session(session, deps, policy, session_id)
     if row.staff_id != staff_id or row.stage != "active":
         raise SessionInvalid("token does not match an active session", reason="mismatch")
@@ -499,7 +505,7 @@ def authenticate_session(
     now = deps.now()
     if now - row.last_seen_at >= policy.touch_every:
         row.last_seen_at = now
-        session.commit()
+        session.flush()
     return staff
 
 
@@ -514,8 +520,7 @@ def pending_session(
     if deps.now() - row.created_at > window:
         row.revoked_at = deps.now()
         row.revoked_reason = "mfa_timeout"
-        session.commit()
-        raise SessionInvalid("took too long: sign in again", reason="mfa_timeout")
+        raise keep(SessionInvalid("took too long: sign in again", reason="mfa_timeout"))
     return row, get_staff(session, row.staff_id)
 
 
@@ -585,9 +590,9 @@ def verify_mfa(
     if not ok:
         _count_failure(session, deps, policy, staff, who)
         audit.record(session, who, "auth.mfa_failed", target_type="session", target_id=row.id)
-        session.commit()
-        _raise_if_locked(staff, deps.now())
-        raise MfaInvalid("wrong, expired or already used code")
+        raise keep(
+            _locked_error(staff, deps.now()) or MfaInvalid("wrong, expired or already used code")
+        )
     staff.failed_logins = 0
     row.stage = "active"
     row.last_seen_at = deps.now()
@@ -596,7 +601,7 @@ def verify_mfa(
         session, who, "auth.mfa_passed", target_type="session", target_id=row.id,
         after={"method": "totp" if code else "recovery_code"},
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return LoginResult(staff, row.id, "active", token)
 
 
@@ -613,7 +618,7 @@ def begin_mfa_enrolment(
     staff.totp_secret_ciphertext = deps.vault.encrypt(secret)
     staff.totp_last_step = None
     audit.record(session, actor, "staff.mfa_enrol_started", target_type="staff", target_id=staff.id)
-    session.commit()
+    session.flush()
     uri = pyotp.TOTP(secret, interval=TOTP_STEP_S).provisioning_uri(
         name=staff.username, issuer_name=issuer
     )
@@ -663,7 +668,7 @@ def confirm_mfa_enrolment(
             row.last_seen_at = deps.now()
             result = LoginResult(staff, row.id, "active", _issue_refresh(session, deps, row))
     audit.record(session, actor, "staff.mfa_enrolled", target_type="staff", target_id=staff.id)
-    session.commit()
+    session.flush()
     return codes, result
 
 
@@ -688,8 +693,9 @@ def refresh(
                 session, principal_for(owner, address=address), "auth.refresh_reuse",
                 target_type="session", target_id=stolen.id,
             )  # fmt: skip
-            session.commit()
-        raise RefreshReused("refresh token already used: the session is revoked; sign in again")
+        raise keep(
+            RefreshReused("refresh token already used: the session is revoked; sign in again")
+        )
     live = _live_session(session, deps, policy, row.session_id, lock=True)
     if live.stage != "active":
         raise SessionInvalid("session is not active", reason="stage")
@@ -699,7 +705,7 @@ def refresh(
     row.used_at = deps.now()
     live.last_seen_at = deps.now()
     new = _issue_refresh(session, deps, live)
-    session.commit()
+    session.flush()
     return LoginResult(staff, live.id, "active", new)
 
 
@@ -711,7 +717,7 @@ def revoke_session(
         row.revoked_at = deps.now()
         row.revoked_reason = reason
         audit.record(session, actor, f"auth.{reason}", target_type="session", target_id=row.id)
-        session.commit()
+        session.flush()
 
 
 def _revoke_all(session: Session, deps: CoreDeps, staff_id: int, reason: str) -> None:
@@ -723,7 +729,7 @@ def _revoke_all(session: Session, deps: CoreDeps, staff_id: int, reason: str) ->
 
 
 def rotate_totp_secrets(session: Session, deps: CoreDeps) -> int:
-    """Re-encrypt every TOTP secret under the newest PII key (``rotate-pii-keys``). Commits."""
+    """Re-encrypt every TOTP secret under the newest PII key (``rotate-pii-keys``)."""
     count = 0
     for staff in session.scalars(
         select(StaffUser).where(StaffUser.totp_secret_ciphertext.is_not(None))
@@ -731,7 +737,7 @@ def rotate_totp_secrets(session: Session, deps: CoreDeps) -> int:
         assert staff.totp_secret_ciphertext is not None
         staff.totp_secret_ciphertext = deps.vault.rotate(staff.totp_secret_ciphertext)
         count += 1
-    session.commit()
+    session.flush()
     return count
 
 
@@ -766,7 +772,7 @@ def create_api_client(
     client, key = _add_api_client(
         session, deps, actor, name=name, permissions=permissions, branch=branch, pending=False
     )
-    session.commit()
+    session.flush()
     return client, key
 
 
@@ -832,7 +838,7 @@ def authenticate_api_key(
     now = deps.now()
     if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=1):
         client.last_used_at = now
-        session.commit()
+        session.flush()
     return Principal(
         kind="api_client",
         id=client.id,
@@ -856,7 +862,7 @@ def revoke_api_client(session: Session, actor: Principal, client_id: int) -> Api
     client.is_active = False
     client.pending_approval_id = None  # a key revoked while it waits: the approval fails
     audit.record(session, actor, "apiclient.revoke", target_type="api_client", target_id=client_id)
-    session.commit()
+    session.flush()
     return client
 
 
@@ -881,7 +887,7 @@ def request_staff_account(
     large_threshold_cents: int,
 ) -> tuple[StaffUser, ApprovalRequest | None]:
     """A new account with a first password the person must change: made at once for a role
-    that needs no approval, else made disabled with a pending request. Commits."""
+    that needs no approval, else made disabled with a pending request."""
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if not role_needs_approval(role):
@@ -901,7 +907,7 @@ def request_staff_account(
         note=f"new {role} account {staff.username}", large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
     staff.pending_approval_id = req.id
-    session.commit()
+    session.flush()
     return staff, req
 
 
@@ -916,7 +922,7 @@ def request_api_client(
     large_threshold_cents: int,
 ) -> tuple[ApiClient, str, ApprovalRequest | None]:
     """A new partner key (shown once, now): active at once when its permissions need no
-    approval, else inactive until another person approves the pending request. Commits."""
+    approval, else inactive until another person approves the pending request."""
     if not grant_needs_approval(set(permissions)):
         client, key = create_api_client(
             session, deps, actor, name=name, permissions=permissions, branch=branch
@@ -932,7 +938,7 @@ def request_api_client(
         note=f"new partner key {client.name}", large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
     client.pending_approval_id = req.id
-    session.commit()
+    session.flush()
     return client, key, req
 
 

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import requests
 
 from config import Settings
+from core.kernel import uow
+from core.kernel.uow import Job
 from core.payments.mpesa.flows import SimSwapChecker
 from core.payments.mpesa.rules import MpesaPolicy, parse_tariff
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
@@ -28,7 +30,7 @@ CENTS = 100
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job: str, *args: Any) -> None: ...
+    def submit(self, job: Job) -> None: ...
 
     def bind(self, context: Any) -> None: ...
 
@@ -139,4 +141,7 @@ def build_context(
         daraja_factory=daraja_factory,
     )
     jobs.bind(ctx)  # in-process jobs run with this context, not a process-wide one
+    # Jobs core defers (an STK push, a payout) go to this context's queue once their unit
+    # of work commits; looked up at each commit, so a test may swap the queue.
+    uow.install_jobs(runtime.session_factory, lambda job: ctx.jobs.submit(job))
     return ctx

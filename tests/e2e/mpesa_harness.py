@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from app_factory import create_app
 from config import Settings, load_settings
+from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.money import Money
 from core.ledger import entries as ledger
@@ -51,8 +53,14 @@ class Env:
     def deps(self) -> CoreDeps:
         return self.runtime.deps
 
-    def session(self) -> Session:
-        return self.runtime.session()
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """A session committed when the block ends, as an edge would (core never commits).
+        The jobs core deferred are dropped: a test sends pushes and payouts itself, step by
+        step (``run_send_b2c``), where a channel would hand them to the queue."""
+        with self.runtime.unit_of_work() as s:
+            yield s
+            uow.take_deferred(s)
 
     def control(self, **body: Any) -> None:
         post(self.daraja.url + "/_control", body)
@@ -77,7 +85,7 @@ class Env:
     def member(
         self, msisdn: str, *, status: str = "active", savings_kes: int = 0, name: str = "Jane Doe"
     ) -> Member:
-        with self.session() as s:
+        with self.unit_of_work() as s:
             national_id = str(20_000_000 + int(msisdn[-6:]))
             m = members.register_member(
                 s,
@@ -104,26 +112,26 @@ class Env:
             return m
 
     def balance(self, member_id: int, purpose: str = "savings") -> ledger.Balance:
-        with self.session() as s:
+        with self.unit_of_work() as s:
             return ledger.get_balance(s, members.member_account_ids(s, member_id)[purpose])
 
     def code_balance(self, code: str) -> int:
-        with self.session() as s:
+        with self.unit_of_work() as s:
             return ledger.get_balance(s, ledger.account_id_by_code(s, code)).balance_cents
 
     def sms(self, member_id: int, template: str | None = None) -> list[OutboxMessage]:
-        with self.session() as s:
+        with self.unit_of_work() as s:
             q = select(OutboxMessage).where(OutboxMessage.member_id == member_id)
             if template:
                 q = q.where(OutboxMessage.template == template)
             return list(s.scalars(q.order_by(OutboxMessage.id)))
 
     def count(self, model: Any, *where: Any) -> int:
-        with self.session() as s:
+        with self.unit_of_work() as s:
             return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
     def row(self, model: Any, row_id: int) -> Any:
-        with self.session() as s:
+        with self.unit_of_work() as s:
             return s.get(model, row_id)
 
 
@@ -187,7 +195,7 @@ def serve(
         ctx.daraja.register_c2b_urls()
         yield env
         daraja.state.join_workers(timeout=30)  # every callback served before the checks
-        with env.session() as s:
+        with env.unit_of_work() as s:
             report = verify_ledger(s)
         assert report.ok, report.problems
     finally:

@@ -94,7 +94,7 @@ def seed_member(
     """A member as the back office leaves one: active, with a PIN and deposits (via core/)."""
     runtime = build_runtime(load_settings(**{k.lower(): v for k, v in server.env.items()}))
     try:
-        with runtime.session() as session:
+        with runtime.unit_of_work() as session:
             member = members_core.register_member(
                 session,
                 runtime.deps,

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def deposit(env: Env, member_id: int, kes: int, target: str = "savings", key: str = "") -> int:
-    with env.session() as s:
+    with env.unit_of_work() as s:
         started = mpesa.start_deposit(
             s,
             env.deps,
@@ -48,7 +48,7 @@ def test_stk_deposit_credits_the_member_once_and_queues_a_receipt_with_the_refer
     assert row.status == "succeeded" and row.receipt and row.paid_cents == 150_000
     assert env.balance(m.id).balance_cents == 150_000
     assert env.code_balance("1010") - float_before == 150_000
-    with env.session() as s:
+    with env.unit_of_work() as s:
         reference = s.scalar(select(JournalEntry.reference).where(JournalEntry.id == row.entry_id))
     [sms] = env.sms(m.id, "deposit_received")
     assert "KES 1,500" in sms.body and row.receipt in sms.body and str(reference) in sms.body
@@ -150,7 +150,7 @@ def stk_body(checkout: str, amount: Any, receipt: str, phone: int) -> dict[str, 
 def test_callback_amounts_as_strings_and_numbers_credit_the_same(env: Env, amount: Any) -> None:
     env.control(never=True)
     m = env.member("+254712000105")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         started = mpesa.start_deposit(
             s,
             env.deps,
@@ -226,16 +226,16 @@ def test_a_confirmation_for_an_unknown_account_lands_in_suspense_and_staff_reass
         status, answer = env.callback("/mpesa/c2b/confirmation", c2b_body("RKL51ZDR99", "ABC 12"))
         assert (status, answer) == (200, {"ResultCode": 0, "ResultDesc": "Success"})
     assert env.code_balance("2200") - suspense_before == 50_000
-    with env.session() as s:
+    with env.unit_of_work() as s:
         [item] = mpesa.list_suspense(s)
     assert (item.source_ref, item.bill_ref, item.payer_name) == ("RKL51ZDR99", "ABC 12", "JANE")
     assert item.reason == "unknown_account" and item.amount_cents == 50_000
     m = env.member("+254712000108")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         posted = mpesa.assign_suspense(
             s, env.deps, item_id=item.item_id, member_id=m.id, target="savings", staff="clerk1"
         )
-    with env.session() as s:
+    with env.unit_of_work() as s:
         again = mpesa.assign_suspense(
             s, env.deps, item_id=item.item_id, member_id=m.id, target="savings", staff="clerk1"
         )
@@ -243,7 +243,7 @@ def test_a_confirmation_for_an_unknown_account_lands_in_suspense_and_staff_reass
     assert env.balance(m.id).balance_cents == 50_000
     assert env.code_balance("2200") == suspense_before
     other = env.member("+254712000109")
-    with env.session() as s, pytest.raises(mpesa.SuspenseAlreadyAssigned):
+    with env.unit_of_work() as s, pytest.raises(mpesa.SuspenseAlreadyAssigned):
         mpesa.assign_suspense(s, env.deps, item_id=item.item_id, member_id=other.id, staff="x")
     assert env.row(SuspenseItem, item.item_id).status == "assigned"
     assert [p.status for p in _c2b(env)] == ["suspense"]
@@ -251,7 +251,7 @@ def test_a_confirmation_for_an_unknown_account_lands_in_suspense_and_staff_reass
 
 
 def _c2b(env: Env) -> list[C2BPayment]:
-    with env.session() as s:
+    with env.unit_of_work() as s:
         return list(s.scalars(select(C2BPayment)))
 
 
@@ -289,7 +289,7 @@ def test_callbacks_need_the_token_and_malformed_bodies_are_kept_never_a_500(env:
 
 def test_start_deposit_refuses_amounts_outside_the_limits_and_repeats_by_key(env: Env) -> None:
     m = env.member("+254712000111", status="pending_kyc")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         for cents, reason in (
             (500, "below_minimum"),
             (1_050, "not_whole"),

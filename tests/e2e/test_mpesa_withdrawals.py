@@ -32,7 +32,7 @@ NOW = timedelta(0)
 
 
 def withdraw(env: Env, member_id: int, kes: int, key: str = "") -> mpesa.WithdrawalRequested:
-    with env.session() as s:
+    with env.unit_of_work() as s:
         return mpesa.request_withdrawal(
             s,
             env.deps,
@@ -69,7 +69,7 @@ def b2c_txns(env: Env, ocid: str) -> list[Any]:
 def test_a_withdrawal_holds_then_posts_amount_and_fee_and_sends_the_reference(env: Env) -> None:
     m = env.member("+254712000201", savings_kes=10_000)
     fees_before, float_before = env.code_balance("4100"), env.code_balance("1020")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         q = mpesa.quote_withdrawal(
             s, env.deps, member_id=m.id, amount_cents=100_000, policy=env.ctx.policy
         )
@@ -216,7 +216,7 @@ def test_a_recent_sim_swap_refuses_the_withdrawal_and_staff_see_it(env: Env) -> 
         withdraw(env, m.id, 500)
     assert err.value.reason == "recent_swap"
     assert env.balance(m.id).held_cents == 0 and env.count(B2CPayout) == 0
-    with env.session() as s:
+    with env.unit_of_work() as s:
         [event] = s.scalars(select(SimSwapEvent))
     assert (event.member_id, event.outcome, event.decision) == (m.id, "recent_swap", "refused")
     [sms] = env.sms(m.id, "withdrawal_blocked_sim_swap")
@@ -242,7 +242,7 @@ def test_a_failed_sim_swap_check_follows_the_setting(env: Env) -> None:
     with pytest.raises(SimSwapBlocked) as err:
         withdraw(env, large.id, 5_000)
     assert err.value.reason == "check_failed"
-    with env.session() as s:
+    with env.unit_of_work() as s:
         events = {(e.member_id, e.outcome, e.decision) for e in s.scalars(select(SimSwapEvent))}
     assert events == {(small.id, "check_failed", "allowed"), (large.id, "check_failed", "refused")}
     assert env.balance(large.id).held_cents == 0
@@ -253,7 +253,7 @@ def test_withdrawal_limits_and_who_may_withdraw(env: Env) -> None:
     pending = env.member("+254712000211", status="pending_kyc", savings_kes=1_000)
     policy = env.ctx.policy
     cases = [(50, "below_minimum"), (70_001, "above_maximum"), (150.5, "not_whole")]
-    with env.session() as s:
+    with env.unit_of_work() as s:
         for kes, reason in cases:
             with pytest.raises(LimitExceeded) as err:
                 mpesa.quote_withdrawal(
@@ -266,14 +266,14 @@ def test_withdrawal_limits_and_who_may_withdraw(env: Env) -> None:
             )
     withdraw(env, m.id, 70_000, key="a")
     withdraw(env, m.id, 70_000, key="b")
-    with env.session() as s, pytest.raises(LimitExceeded) as err:
+    with env.unit_of_work() as s, pytest.raises(LimitExceeded) as err:
         mpesa.quote_withdrawal(s, env.deps, member_id=m.id, amount_cents=20_000_00, policy=policy)
     assert err.value.reason == "daily_limit" and err.value.limit_cents == 10_000_00
     poor = env.member("+254712000212", savings_kes=1_000)
-    with env.session() as s, pytest.raises(LimitExceeded) as err:
+    with env.unit_of_work() as s, pytest.raises(LimitExceeded) as err:
         mpesa.quote_withdrawal(s, env.deps, member_id=poor.id, amount_cents=100_000, policy=policy)
     assert err.value.reason == "insufficient"
-    with env.session() as s:
+    with env.unit_of_work() as s:
         assert ledger.get_balance(s, members.member_account_ids(s, m.id)["savings"]).held_cents > 0
 
 

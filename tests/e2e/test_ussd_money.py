@@ -38,17 +38,17 @@ def phone(env: Env, http: requests.Session, msisdn: str) -> GatewayPhone:
 
 
 def stk_rows(env: Env, member_id: int) -> list[StkRequest]:
-    with env.session() as s:
+    with env.unit_of_work() as s:
         return list(s.scalars(select(StkRequest).where(StkRequest.member_id == member_id)))
 
 
 def payouts(env: Env, member_id: int) -> list[B2CPayout]:
-    with env.session() as s:
+    with env.unit_of_work() as s:
         return list(s.scalars(select(B2CPayout).where(B2CPayout.member_id == member_id)))
 
 
 def holds(env: Env, member_id: int) -> list[Hold]:
-    with env.session() as s:
+    with env.unit_of_work() as s:
         savings = members.member_account_ids(s, member_id)["savings"]
         return list(s.scalars(select(Hold).where(Hold.account_id == savings)))
 
@@ -123,7 +123,7 @@ def test_ussd_deposit_to_shares_in_swahili_and_limits_reprompt(
     env: Env, http: requests.Session
 ) -> None:
     m = env.member("+254712000202")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         members.set_language(s, m.id, "sw")
     p = phone(env, http, m.msisdn)
     p.dial()
@@ -252,7 +252,7 @@ def test_savings_spent_before_the_confirm_are_refused_at_the_confirm_without_a_h
     p.send("6")
     p.send(PIN)
     assert p.send("1500").startswith("Withdraw KES 1,500\nFee: KES 23\n")
-    with env.session() as s:  # meanwhile another withdrawal takes most of the savings
+    with env.unit_of_work() as s:  # meanwhile another withdrawal takes most of the savings
         mpesa.request_withdrawal(
             s,
             env.deps,
@@ -318,7 +318,7 @@ def test_a_confirmation_shown_again_after_the_savings_changed_asks_the_amount_ag
     p.send("6")
     p.send(PIN)
     assert p.send("1500").startswith("Withdraw KES 1,500\n")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         mpesa.request_withdrawal(
             s,
             env.deps,
@@ -390,7 +390,7 @@ def test_a_member_suspended_mid_session_cannot_withdraw_and_sees_it_on_the_next_
     p.send("6")
     p.send(PIN)
     assert p.send("500").startswith("Withdraw KES 500\n")
-    with env.session() as s:  # staff suspend the member while the session is open
+    with env.unit_of_work() as s:  # staff suspend the member while the session is open
         member = members.get_member(s, m.id)
         member.status = "suspended"
         s.commit()
@@ -417,7 +417,7 @@ def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
         return p.send("1")
 
     assert withdraw_1000().startswith("For your safety, withdrawals are paused")
-    with env.session() as s:
+    with env.unit_of_work() as s:
         [event] = s.scalars(select(SimSwapEvent).where(SimSwapEvent.member_id == m.id)).all()
         teller, manager = (
             staff_core.principal_for(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.audit import log as audit
 from core.staff.permissions import Principal
 from db.models import AuditEvent
-from db.session import make_session_factory
+from db.session import make_session_factory, unit_of_work
 from tests.settings import PG_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ def test_concurrent_appends_keep_one_chain(committed_pg: Engine) -> None:
 
     def work() -> None:
         try:
-            with factory() as s:
+            with unit_of_work(factory) as s:
                 for _ in range(20):
                     _append(s, 1)
         except BaseException as exc:  # surfaced by the assertion below
@@ -90,7 +90,7 @@ def test_concurrent_appends_keep_one_chain(committed_pg: Engine) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    with factory() as s:
+    with unit_of_work(factory) as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent)) == 80
         report = audit.verify_chain(s)
     assert report.ok, report
@@ -106,7 +106,7 @@ def _verify_cli() -> subprocess.CompletedProcess[str]:
 
 def test_verify_audit_command_names_the_first_broken_row(committed_pg: Engine) -> None:
     factory = make_session_factory(committed_pg)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         ids = _append(s, 3)
     ok = _verify_cli()
     assert ok.returncode == 0, ok.stderr

@@ -33,6 +33,7 @@ from core.messaging.webhooks import (
 )
 from db.base import utcnow
 from db.models import OutboxAttempt, OutboxMessage, WebhookEndpoint
+from db.session import unit_of_work
 from integrations.email.smtp import SmtpSender
 from integrations.webhooks.sender import WebhookSender
 from tests.outboxutil import make_ctx
@@ -74,7 +75,7 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
 
 
 def queue_mail(factory: sessionmaker[Session], to: str, key: str) -> int:
-    with factory() as s:
+    with unit_of_work(factory) as s:
         message = notify_email(
             s,
             to=to,
@@ -185,7 +186,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def publish(factory: sessionmaker[Session], event_id: str) -> list[int]:
-    with factory() as s:
+    with unit_of_work(factory) as s:
         messages = publish_event(
             s,
             event_type="deposit.received",
@@ -199,7 +200,7 @@ def publish(factory: sessionmaker[Session], event_id: str) -> list[int]:
 def test_a_partner_receives_and_verifies_signed_events(
     session_factory: sessionmaker[Session], receiver: Receiver, deps: CoreDeps
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         _, receiver.secret = register_endpoint(
             s, deps, name="Bank", url=receiver.url, events=["deposit.received"]
         )
@@ -214,7 +215,7 @@ def test_a_partner_receives_and_verifies_signed_events(
     [event] = receiver.accepted
     assert event["type"] == "deposit.received" and event["id"] == "evt_1"
     assert event["data"] == {"member_number": "10014", "amount_cents": 150050}
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         [attempt] = s.scalars(select(OutboxAttempt).where(OutboxAttempt.message_id == ids[0]))
         assert attempt.status == "accepted" and attempt.status_code == 204
 
@@ -222,9 +223,9 @@ def test_a_partner_receives_and_verifies_signed_events(
 def test_the_signing_secret_is_never_stored_in_clear(
     session_factory: sessionmaker[Session], deps: CoreDeps
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         endpoint, secret = register_endpoint(s, deps, name="Bank", url="https://bank.example/h")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(WebhookEndpoint, endpoint.id)
         assert row is not None and row.secret is None
         assert row.secret_ciphertext is not None
@@ -235,7 +236,7 @@ def test_the_signing_secret_is_never_stored_in_clear(
 
 def add_legacy_endpoint(factory: sessionmaker[Session], url: str, secret: str) -> int:
     """An endpoint as registered before migration 0008: its secret in the plaintext column."""
-    with factory() as s:
+    with unit_of_work(factory) as s:
         row = WebhookEndpoint(
             name="Legacy", url=url, secret=secret, events="*", active=True, created_at=utcnow()
         )
@@ -255,7 +256,7 @@ def test_a_legacy_plaintext_secret_signs_until_rotation_encrypts_it_under_the_ne
     legacy, current = Receiver(secret="whsec_registered_before_0008"), Receiver()
     try:
         legacy_id = add_legacy_endpoint(session_factory, legacy.url, legacy.secret)
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             current_endpoint, current.secret = register_endpoint(
                 s, old, name="New", url=current.url
             )
@@ -263,9 +264,9 @@ def test_a_legacy_plaintext_secret_signs_until_rotation_encrypts_it_under_the_ne
         ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=old.vault)
         assert [deliver(ctx, i) for i in ids] == ["delivered", "delivered"]
 
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             assert rotate_webhook_secrets(s, both) == 2
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             rows = {r.id: r for r in s.scalars(select(WebhookEndpoint))}
             assert rows[legacy_id].secret is None and rows[current_endpoint.id].secret is None
             legacy_token = rows[legacy_id].secret_ciphertext
@@ -289,14 +290,14 @@ def test_a_legacy_plaintext_secret_signs_until_rotation_encrypts_it_under_the_ne
 def test_a_secret_no_configured_key_decrypts_is_retried_not_sent(
     session_factory: sessionmaker[Session], receiver: Receiver, deps: CoreDeps
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         _, receiver.secret = register_endpoint(s, deps, name="Bank", url=receiver.url)
     [message_id] = publish(session_factory, "evt_wrong_keys")
     other_keys = PiiVault([Fernet.generate_key()], b"some-other-blind-index-key")
     ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=other_keys)
     assert deliver(ctx, message_id) == "pending"
     assert receiver.accepted == [] and receiver.rejected == []  # nothing went out
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = s.get(OutboxMessage, message_id)
         assert message is not None and "PII_KEYS" in (message.last_error or "")
 
@@ -307,7 +308,7 @@ def test_a_receiver_rejects_a_wrong_secret_and_a_stale_timestamp(
     wrong = Receiver(secret="whsec_not_the_one")
     late = Receiver(clock_skew_s=600)  # the delivery looks 10 minutes old to this receiver
     try:
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             register_endpoint(s, deps, name="Wrong", url=wrong.url)
             _, late.secret = register_endpoint(s, deps, name="Late", url=late.url)
         ids = publish(session_factory, "evt_2")
@@ -315,7 +316,7 @@ def test_a_receiver_rejects_a_wrong_secret_and_a_stale_timestamp(
         assert [deliver(ctx, i) for i in ids] == ["failed", "failed"]  # 400: not retried
         assert wrong.rejected == ["signature does not match"] and wrong.accepted == []
         assert late.rejected == ["timestamp outside the tolerance"] and late.accepted == []
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             errors = s.scalars(select(OutboxMessage.last_error).where(OutboxMessage.id.in_(ids)))
             assert all((e or "").startswith("HTTP 400") for e in errors)
     finally:
@@ -326,7 +327,7 @@ def test_a_receiver_rejects_a_wrong_secret_and_a_stale_timestamp(
 def test_an_unreachable_receiver_is_retried_with_backoff(
     session_factory: sessionmaker[Session], deps: CoreDeps
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         register_endpoint(s, deps, name="Down", url="http://127.0.0.1:1/hooks")
     [message_id] = publish(session_factory, "evt_3")
     ctx = make_ctx(session_factory, "http://127.0.0.1:1", vault=deps.vault)

@@ -44,7 +44,7 @@ def demo_app(tmp_path: Path, name: str, daraja: StandinHandle) -> Flask:
 def queue_push(app: Flask, phone: str) -> int:
     ctx = app.extensions["mpesa"]
     runtime = ctx.runtime
-    with runtime.session() as s:
+    with runtime.unit_of_work() as s:
         m = members.register_member(
             s, runtime.deps, full_name="Grace Akinyi", msisdn=phone, national_id=phone[-8:],
             consent=True,
@@ -61,7 +61,7 @@ def queue_push(app: Flask, phone: str) -> int:
 
 def status(app: Flask, request_id: int) -> str:
     runtime: Runtime = app.extensions["sacco"]
-    with runtime.session() as s:
+    with runtime.unit_of_work() as s:
         row = s.get(StkRequest, request_id)
         assert row is not None
         return row.status

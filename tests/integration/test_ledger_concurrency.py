@@ -14,7 +14,7 @@ from core.ledger import entries as ledger
 from core.ledger.entries import Leg
 from core.ledger.verify import verify_ledger
 from db.models import JournalEntry
-from db.session import make_session_factory, run_in_transaction
+from db.session import make_session_factory, run_in_transaction, unit_of_work
 from tests.ledgerutil import make_accounts
 
 THREADS = 8
@@ -24,7 +24,7 @@ def test_concurrent_transfers_conserve_money_and_post_each_key_once(
     committed_engine: Engine,
 ) -> None:
     factory = make_session_factory(committed_engine)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         float_id, members = make_accounts(session, 4)
     unique = 1200 if committed_engine.dialect.name == "postgresql" else 400
     rng = random.Random(20261127)
@@ -84,7 +84,7 @@ def test_concurrent_transfers_conserve_money_and_post_each_key_once(
     assert errors == []
     # Every successful key maps to exactly one entry, however often it was sent.
     assert all(len(ids) == 1 for ids in results.values())
-    with factory() as session:
+    with unit_of_work(factory) as session:
         entries = session.scalar(
             select(func.count())
             .select_from(JournalEntry)

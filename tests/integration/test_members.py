@@ -17,7 +17,7 @@ from core.kernel.identity import is_valid_member_number
 from core.kernel.security import PiiVault
 from core.members import registration as members
 from db.models import Account, Member, OutboxMessage
-from db.session import make_session_factory
+from db.session import make_session_factory, unit_of_work
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -238,7 +238,7 @@ def test_racing_registrations_of_one_phone_create_exactly_one_member(
 
     def attempt(i: int) -> None:
         barrier.wait()
-        with factory() as session:
+        with unit_of_work(factory) as session:
             try:
                 register(session, deps, national_id=f"3000000{i}")
                 outcomes.append("created")
@@ -251,7 +251,7 @@ def test_racing_registrations_of_one_phone_create_exactly_one_member(
     for t in threads:
         t.join(timeout=60)
     assert sorted(outcomes) == ["created"] + ["duplicate"] * 5
-    with factory() as session:
+    with unit_of_work(factory) as session:
         count = session.scalar(
             select(func.count()).select_from(Member).where(Member.msisdn == "+254712000001")
         )

@@ -28,7 +28,7 @@ from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.rules import MpesaPolicy, account_reference
 from db.models import OutboxMessage
 from db.models_mpesa import C2BPayment, StkRequest, SuspenseItem
-from db.session import make_session_factory, run_in_transaction
+from db.session import make_session_factory, run_in_transaction, unit_of_work
 from tests.integration.test_mpesa_core import member
 
 T0 = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)  # the injected clock; nothing reads the wall clock
@@ -358,12 +358,12 @@ def test_stk_callback_and_paybill_with_one_receipt_at_the_same_moment_credit_onc
 ) -> None:
     factory, deps = make_session_factory(committed_pg), clock(deps)
     for _ in range(TRIALS):
-        with factory() as s:
+        with unit_of_work(factory) as s:
             p = new_payment(s, deps)
             before = float_cents(s)
         answers = race(factory, [stk_callback(p, deps), paybill(p, deps)])
         assert answers in (["credited", "duplicate_of_stk"], ["credited", "duplicate"])
-        with factory() as s:
+        with unit_of_work(factory) as s:
             assert_credited_once(s, p, before)
 
 
@@ -372,12 +372,12 @@ def test_five_paybill_confirmations_of_one_payment_at_once_credit_once(
 ) -> None:
     factory, deps = make_session_factory(committed_pg), clock(deps)
     for _ in range(3):
-        with factory() as s:
+        with unit_of_work(factory) as s:
             p = new_payment(s, deps)
             before = float_cents(s)
         answers = race(factory, [paybill(p, deps) for _ in range(5)])
         assert answers == ["credited"] + ["duplicate"] * 4
-        with factory() as s:
+        with unit_of_work(factory) as s:
             assert_credited_once(s, p, before)
 
 
@@ -386,12 +386,12 @@ def test_reconciliation_and_paybill_at_the_same_moment_credit_once_and_park_the_
 ) -> None:
     factory, deps = make_session_factory(committed_pg), clock(deps)
     for _ in range(TRIALS):
-        with factory() as s:
+        with unit_of_work(factory) as s:
             p = new_payment(s, deps)
             before = float_cents(s)
         answers = race(factory, [stk_query(p, deps), paybill(p, deps)])
         assert answers == ["credited", "suspense"]
-        with factory() as s:
+        with unit_of_work(factory) as s:
             assert savings_cents(s, p) == AMOUNT
             assert receipts_sent(s, p) == 1
             [item] = open_items(s, p)
@@ -400,7 +400,7 @@ def test_reconciliation_and_paybill_at_the_same_moment_credit_once_and_park_the_
             assert verify_ledger(s).ok
         # The callback comes at last and proves it was one payment: the parked copy goes.
         assert run_in_transaction(factory, stk_callback(p, deps)) == "duplicate"
-        with factory() as s:
+        with unit_of_work(factory) as s:
             assert_credited_once(s, p, before)
 
 
@@ -409,10 +409,10 @@ def test_all_three_paths_and_their_repeats_at_the_same_moment_credit_once(
 ) -> None:
     factory, deps = make_session_factory(committed_pg), clock(deps)
     for _ in range(TRIALS):
-        with factory() as s:
+        with unit_of_work(factory) as s:
             p = new_payment(s, deps)
             before = float_cents(s)
         works = [stk_callback(p, deps), stk_query(p, deps), paybill(p, deps)] * 2
         race(factory, works)
-        with factory() as s:
+        with unit_of_work(factory) as s:
             assert_credited_once(s, p, before)

@@ -30,7 +30,7 @@ from core.messaging.outbox import (
     retry_failed,
 )
 from db.models import OutboxAttempt, OutboxMessage, SmsDeliveryReport, SmsOptOut
-from db.session import make_session_factory
+from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import T0, Clock, control, gateway_messages, make_ctx
 from workers.dispatch import RqDispatcher
@@ -54,14 +54,14 @@ def queue_sms(session: Session, key: str, phone: str = PHONE, **kw: object) -> O
 
 
 def reload(session_factory: sessionmaker[Session], message_id: int) -> OutboxMessage:
-    with session_factory() as session:
+    with unit_of_work(session_factory) as session:
         return session.get_one(OutboxMessage, message_id)
 
 
 def test_a_queued_sms_is_sent_with_the_gateway_id_and_cost(
     session_factory: sessionmaker[Session], standin: StandinHandle
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t1")
     ctx = make_ctx(session_factory, standin.url)
     assert deliver(ctx, message.id) == "sent"
@@ -74,7 +74,7 @@ def test_a_queued_sms_is_sent_with_the_gateway_id_and_cost(
 
 
 def test_the_same_business_key_queues_once(session_factory: sessionmaker[Session]) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         first = queue_sms(s, "same")
         second = queue_sms(s, "same")
         assert first.id == second.id
@@ -86,7 +86,7 @@ def test_gateway_500_backs_off_exponentially_then_succeeds(
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t500")
         s.execute(
             update(OutboxMessage).where(OutboxMessage.id == message.id).values(next_attempt_at=T0)
@@ -104,7 +104,7 @@ def test_gateway_500_backs_off_exponentially_then_succeeds(
     clock.advance(60)
     assert deliver(ctx, message.id) == "sent"
     assert len(gateway_messages(standin.url, PHONE)) == 1
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         log = s.scalars(
             select(OutboxAttempt.status).where(OutboxAttempt.message_id == message.id)
         ).all()
@@ -117,7 +117,7 @@ def test_a_gateway_that_keeps_failing_ends_failed_for_staff_after_the_limit(
     clock = Clock()
     policy = OutboxPolicy(max_attempts=3, backoff_base_s=10)
     ctx = make_ctx(session_factory, standin.url, now=clock, policy=policy)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t-fail")
         s.get_one(OutboxMessage, message.id).next_attempt_at = T0
         s.commit()
@@ -128,7 +128,7 @@ def test_a_gateway_that_keeps_failing_ends_failed_for_staff_after_the_limit(
         clock.advance(3600)
     assert outcomes == ["pending", "pending", "failed"]
     assert deliver(ctx, message.id) == "skipped"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         [failed] = failed_messages(s)
         assert failed.id == message.id and failed.attempts == 3
         assert "HTTP 500" in (failed.last_error or "")
@@ -141,7 +141,7 @@ def test_a_refused_number_fails_at_once_without_retrying(
     session_factory: sessionmaker[Session], standin: StandinHandle
 ) -> None:
     control(standin.url, number=PHONE, status_code=403)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t403")
     assert deliver(make_ctx(session_factory, standin.url), message.id) == "failed"
     assert "InvalidPhoneNumber" in (reload(session_factory, message.id).last_error or "")
@@ -152,7 +152,7 @@ def test_a_gateway_that_does_not_answer_in_time_is_retried(
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock, sms_timeout=0.5)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t-timeout")
         s.get_one(OutboxMessage, message.id).next_attempt_at = T0
         s.commit()
@@ -171,22 +171,22 @@ def test_a_delivery_report_that_outruns_our_record_is_kept_and_applied(
     session_factory: sessionmaker[Session], standin: StandinHandle
 ) -> None:
     ctx = make_ctx(session_factory, standin.url)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t-dr-early")
         claimed = claim_message(s, message.id, ctx.now())
     assert claimed is not None
     result = send(ctx, claimed)
     assert result.accepted and result.provider_message_id
     # the report arrives before the worker records the send
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         report = DeliveryReport(result.provider_message_id, "Success")
         assert receive_delivery_report(s, report, ctx.policy, ctx.now()) is False
     assert reload(session_factory, message.id).status == "sending"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert record_attempt(s, claimed, result, ctx.policy, ctx.now()) == "sent"
     done = reload(session_factory, message.id)
     assert done.status == "delivered" and done.delivered_at is not None
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         stored = s.scalars(select(SmsDeliveryReport)).one()
         assert stored.message_id == message.id and stored.applied_at is not None
 
@@ -195,11 +195,11 @@ def test_a_report_left_unmatched_by_a_race_is_applied_by_the_sweeper(
     session_factory: sessionmaker[Session], standin: StandinHandle, redis_client: redis_lib.Redis
 ) -> None:
     ctx = make_ctx(session_factory, standin.url)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "t-dr-race")
     assert deliver(ctx, message.id) == "sent"
     pmid = reload(session_factory, message.id).provider_message_id
-    with session_factory() as s:  # stored as if its match had lost the race
+    with unit_of_work(session_factory) as s:  # stored as if its match had lost the race
         s.add(SmsDeliveryReport(provider_message_id=pmid, status="Success", received_at=T0))
         s.commit()
     result = sweep_once(ctx, rq_enqueuer(redis_client, "outbox-test", 60))
@@ -215,14 +215,14 @@ def test_failed_delivery_is_retried_only_when_a_retry_can_fix_it(
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, f"t-dr-{reason}")
         s.get_one(OutboxMessage, message.id).next_attempt_at = T0
         s.commit()
     deliver(ctx, message.id)
     first_id = reload(session_factory, message.id).provider_message_id
     assert first_id
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         for status in ("Submitted", "Failed"):
             report = DeliveryReport(first_id, status, failure_reason=reason, retry_count=0)
             receive_delivery_report(s, report, ctx.policy, clock())
@@ -233,13 +233,13 @@ def test_failed_delivery_is_retried_only_when_a_retry_can_fix_it(
         assert deliver(ctx, message.id) == "sent"  # a new attempt, same row and key
         again = reload(session_factory, message.id)
         assert again.attempts == 2 and again.provider_message_id != first_id
-        with session_factory() as s:  # a late success for the first attempt also counts
+        with unit_of_work(session_factory) as s:  # a late success for the first attempt also counts
             receive_delivery_report(s, DeliveryReport(first_id, "Success"), ctx.policy, clock())
         assert reload(session_factory, message.id).status == "delivered"
 
 
 def test_stop_suppresses_promotional_messages_only(session_factory: sessionmaker[Session]) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         s.add(SmsOptOut(msisdn=PHONE, created_at=T0))
         s.commit()
         promo = queue_sms(s, "promo", category="promotional")
@@ -253,7 +253,7 @@ def test_sweeper_reclaims_a_dead_workers_message_and_leaves_a_live_one(
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         dead = queue_sms(s, "dead")
         live = queue_sms(s, "live", phone="+254712000102")
         for m in (dead, live):
@@ -261,7 +261,7 @@ def test_sweeper_reclaims_a_dead_workers_message_and_leaves_a_live_one(
         s.commit()
         assert claim_message(s, dead.id, clock()) is not None  # its worker then dies
     clock.advance(61)  # beyond the claim timeout
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert claim_message(s, live.id, clock()) is not None  # a worker busy with it
     enqueue = rq_enqueuer(redis_client, "outbox-test", 60)
     result = sweep_once(ctx, enqueue)
@@ -270,7 +270,7 @@ def test_sweeper_reclaims_a_dead_workers_message_and_leaves_a_live_one(
     assert Queue("outbox-test", connection=redis_client).count == 1
     assert deliver(ctx, dead.id) == "sent"
     assert len(gateway_messages(standin.url)) == 1  # claimed, never sent: no duplicate
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         log = s.scalars(
             select(OutboxAttempt.status)
             .where(OutboxAttempt.message_id == dead.id)
@@ -283,14 +283,14 @@ def test_only_one_of_many_racing_workers_claims_a_message(
     committed_pg: Engine,
 ) -> None:
     factory = make_session_factory(committed_pg)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         message = queue_sms(s, "race")
     wins: list[object] = []
     barrier = threading.Barrier(8)
 
     def worker() -> None:
         barrier.wait()
-        with factory() as s:
+        with unit_of_work(factory) as s:
             # Due from the moment it was queued (at the wall clock): claim it a minute later.
             wins.append(
                 claim_message(s, message.id, message.next_attempt_at + timedelta(minutes=1))
@@ -310,11 +310,11 @@ def test_after_commit_enqueues_and_a_rollback_enqueues_nothing(
     factory = make_session_factory(committed_pg)
     install_dispatch(factory, RqDispatcher(redis_client, "outbox-test", 60))
     queue = Queue("outbox-test", connection=redis_client)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         notify(s, template="sms_start_ok", business_key="rolled", data={"sacco": "U"}, msisdn=PHONE)
         s.rollback()
     assert queue.count == 0
-    with factory() as s:
+    with unit_of_work(factory) as s:
         member = members.register_member(
             s,
             deps,
@@ -324,7 +324,7 @@ def test_after_commit_enqueues_and_a_rollback_enqueues_nothing(
             consent=True,
         )
     [job] = queue.jobs
-    with factory() as s:
+    with unit_of_work(factory) as s:
         welcome = s.scalars(select(OutboxMessage).where(OutboxMessage.member_id == member.id)).one()
     assert job.args == (welcome.id,) and job.func_name == "workers.outbox.deliver_message"
 
@@ -335,7 +335,7 @@ def test_redis_down_at_commit_keeps_the_change_and_the_sweeper_catches_up(
     factory = make_session_factory(committed_pg)
     dead_redis = redis_lib.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
     install_dispatch(factory, RqDispatcher(dead_redis, "outbox-test", 60))
-    with factory() as s:  # the business change commits although the enqueue fails
+    with unit_of_work(factory) as s:  # the business change commits although the enqueue fails
         member = members.register_member(
             s,
             deps,
@@ -345,7 +345,7 @@ def test_redis_down_at_commit_keeps_the_change_and_the_sweeper_catches_up(
             consent=True,
         )
     dead_redis.close()
-    with factory() as s:
+    with unit_of_work(factory) as s:
         welcome = s.scalars(select(OutboxMessage).where(OutboxMessage.member_id == member.id)).one()
         assert welcome.status == "pending"
     queue = Queue("outbox-test", connection=redis_client)
@@ -364,7 +364,7 @@ def test_a_slow_worker_outlived_by_its_claim_still_records_and_prevents_a_resend
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = queue_sms(s, "slow")
         s.get_one(OutboxMessage, message.id).next_attempt_at = T0
         s.commit()
@@ -373,7 +373,7 @@ def test_a_slow_worker_outlived_by_its_claim_still_records_and_prevents_a_resend
     result = send(ctx, claimed)  # the gateway takes it, but the worker is slow to record
     clock.advance(61)
     assert sweep_once(ctx, rq_enqueuer(redis_client, "outbox-test", 60)).reclaimed == [message.id]
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert record_attempt(s, claimed, result, ctx.policy, clock()) == "sent"
     assert deliver(ctx, message.id) == "skipped"  # the re-enqueued job finds it done
     assert reload(session_factory, message.id).status == "sent"

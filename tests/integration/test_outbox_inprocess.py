@@ -40,7 +40,7 @@ def demo_runtime(tmp_path: Path, standin: StandinHandle) -> Iterator[Runtime]:
 def wait_until_sent(runtime: Runtime, member_id: int) -> OutboxMessage:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with runtime.session() as s:
+        with runtime.unit_of_work() as s:
             message = s.scalars(
                 select(OutboxMessage).where(OutboxMessage.member_id == member_id)
             ).one()
@@ -53,7 +53,7 @@ def wait_until_sent(runtime: Runtime, member_id: int) -> OutboxMessage:
 def test_a_registration_sms_goes_out_in_process_after_commit(
     demo_runtime: Runtime, standin: StandinHandle
 ) -> None:
-    with demo_runtime.session() as s:
+    with demo_runtime.unit_of_work() as s:
         member = members.register_member(
             s,
             demo_runtime.deps,
@@ -71,7 +71,7 @@ def test_in_process_retries_after_a_gateway_failure(
     demo_runtime: Runtime, standin: StandinHandle
 ) -> None:
     standin.state.fail_next = 1
-    with demo_runtime.session() as s:
+    with demo_runtime.unit_of_work() as s:
         member = members.register_member(
             s,
             demo_runtime.deps,

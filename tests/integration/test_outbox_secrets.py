@@ -21,6 +21,7 @@ from core.messaging.outbox import (
     retry_failed,
 )
 from db.models import Member, OutboxMessage
+from db.session import unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import T0, Clock, control, gateway_messages, make_ctx
 from workers.outbox import deliver
@@ -50,7 +51,7 @@ def reset_code_sms(session: Session, deps: CoreDeps, phone: str = PHONE) -> tupl
 
 
 def body_of(session_factory: sessionmaker[Session], message_id: int) -> OutboxMessage:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         return s.get_one(OutboxMessage, message_id)
 
 
@@ -61,7 +62,7 @@ def test_the_pin_reset_template_is_marked_secret_bearing() -> None:
 def test_after_delivery_the_row_no_longer_holds_the_reset_code(
     session_factory: sessionmaker[Session], standin: StandinHandle, deps: CoreDeps
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message_id, code = reset_code_sms(s, deps)
     ctx = make_ctx(session_factory, standin.url, now=Clock())
     assert deliver(ctx, message_id) == "sent"
@@ -70,7 +71,7 @@ def test_after_delivery_the_row_no_longer_holds_the_reset_code(
     row = body_of(session_factory, message_id)
     assert row.status == "sent"
     assert code not in row.body and "redacted" in row.body
-    with session_factory() as s:  # nowhere else in the outbox either
+    with unit_of_work(session_factory) as s:  # nowhere else in the outbox either
         bodies = s.scalars(select(OutboxMessage.body)).all()
         assert not any(code in b for b in bodies)
         # the member row keeps only the hash: the code still works for the member
@@ -82,12 +83,12 @@ def test_a_reset_code_given_up_for_good_is_redacted_too(
     session_factory: sessionmaker[Session], standin: StandinHandle, deps: CoreDeps
 ) -> None:
     control(standin.url, number=PHONE, status_code=403)  # the gateway refuses the number
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message_id, code = reset_code_sms(s, deps)
     assert deliver(make_ctx(session_factory, standin.url, now=Clock()), message_id) == "failed"
     row = body_of(session_factory, message_id)
     assert code not in row.body
-    with session_factory() as s:  # and staff cannot resend a text that is gone
+    with unit_of_work(session_factory) as s:  # and staff cannot resend a text that is gone
         assert not retry_failed(s, message_id, T0)
     assert body_of(session_factory, message_id).status == "failed"
 
@@ -97,7 +98,7 @@ def test_a_reset_code_abandoned_by_a_dead_worker_with_no_attempts_left_is_redact
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message_id, code = reset_code_sms(s, deps)
         s.get_one(OutboxMessage, message_id).attempts = ctx.policy.max_attempts - 1
         s.commit()
@@ -113,12 +114,12 @@ def test_a_failure_report_after_redaction_never_resends_the_redacted_text(
 ) -> None:
     clock = Clock()
     ctx = make_ctx(session_factory, standin.url, now=clock)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message_id, _code = reset_code_sms(s, deps)
     assert deliver(ctx, message_id) == "sent"
     provider_id = body_of(session_factory, message_id).provider_message_id
     assert provider_id
-    with session_factory() as s:  # the phone was off: normally worth another attempt
+    with unit_of_work(session_factory) as s:  # the phone was off: normally worth another attempt
         report = DeliveryReport(provider_id, "Failed", failure_reason="AbsentSubscriber")
         receive_delivery_report(s, report, ctx.policy, clock())
     row = body_of(session_factory, message_id)
@@ -131,7 +132,7 @@ def test_a_failure_report_after_redaction_never_resends_the_redacted_text(
 def test_ordinary_messages_keep_their_text_after_delivery(
     session_factory: sessionmaker[Session], standin: StandinHandle
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         message = notify(
             s, template="sms_start_ok", business_key="plain", data={"sacco": "Umoja SACCO"},
             msisdn=PHONE,

@@ -25,7 +25,7 @@ from core.messaging.notifications import notify, take_pending_ids
 from core.messaging.outbox import OutboxPolicy, claim_message
 from db.base import utcnow
 from db.models import OutboxMessage
-from db.session import make_session_factory
+from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import control, gateway_messages, make_ctx
 from tests.settings import PG_URL, REDIS_URL
@@ -108,7 +108,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 
 
 def queue_messages(factory: sessionmaker[Session], phones: list[str]) -> list[int]:
-    with factory() as s:
+    with unit_of_work(factory) as s:
         for phone in phones:
             notify(
                 s,
@@ -123,7 +123,7 @@ def queue_messages(factory: sessionmaker[Session], phones: list[str]) -> list[in
 
 
 def statuses(factory: sessionmaker[Session], ids: list[int]) -> dict[int, str]:
-    with factory() as s:
+    with unit_of_work(factory) as s:
         rows = s.execute(
             select(OutboxMessage.id, OutboxMessage.status).where(OutboxMessage.id.in_(ids))
         ).all()
@@ -184,7 +184,7 @@ def test_a_worker_that_died_before_reaching_the_gateway_causes_no_duplicate(
 ) -> None:
     numbers = phones(3, start=400)
     ids = queue_messages(factory, numbers)
-    with factory() as s:  # a worker claims one, then dies before sending
+    with unit_of_work(factory) as s:  # a worker claims one, then dies before sending
         assert claim_message(s, ids[0], utcnow()) is not None
     procs.worker()
     enqueue_messages(redis_client, ids, queue_name=QUEUE)
@@ -214,7 +214,7 @@ def test_gateway_errors_back_off_through_the_scheduler_then_send_or_fail_at_the_
     broken_ids = queue_messages(factory, [broken])
     enqueue_messages(redis_client, broken_ids, queue_name=QUEUE)
     wait_for(lambda: statuses(factory, broken_ids)[broken_ids[0]] == "failed", "failed")
-    with factory() as s:
+    with unit_of_work(factory) as s:
         sent = s.get_one(OutboxMessage, ids[0])
         failed = s.get_one(OutboxMessage, broken_ids[0])
     assert sent.attempts == 3 and failed.attempts == 3

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from config import load_settings
+from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.ledger.verify import verify_ledger
 from core.members import registration as members
@@ -26,7 +27,7 @@ from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.rules import MpesaPolicy, SimSwapBlocked
 from db.models import Hold, OutboxMessage
 from db.models_mpesa import B2CPayout, SimSwapEvent
-from db.session import make_session_factory
+from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.africastalking.standin import StandinHandle
 from integrations.mpesa.wiring import policy_from_settings
@@ -189,7 +190,6 @@ class Ports:
 
     policy: MpesaPolicy
     sim_swap: AfricasTalkingSimSwapChecker
-    jobs: RqJobs
 
 
 @pytest.mark.slow
@@ -204,9 +204,11 @@ def test_concurrent_ussd_withdrawals_while_the_check_fails_neither_deadlock_nor_
     timed = replace(deps, now=Clock(MORNING))
     factory = make_session_factory(committed_pg)
     runtime = Runtime(committed_pg, factory, timed, redis_client, "Umoja SACCO")
-    with factory() as s:
+    with unit_of_work(factory) as s:
         m = member(s, timed, "+254712000506", savings_kes=50_000)
-    ports = Ports(POLICY, failing, RqJobs(redis_client, "sim-swap-test"))
+    ports = Ports(POLICY, failing)
+    # As the composition root does: jobs core defers go to the queue after each commit.
+    uow.install_jobs(factory, RqJobs(redis_client, "sim-swap-test").submit)
     start = threading.Barrier(THREADS)
     results: list[Result] = []
     errors: list[BaseException] = []
@@ -238,7 +240,7 @@ def test_concurrent_ussd_withdrawals_while_the_check_fails_neither_deadlock_nor_
     refused = [r.error for r in results if not r.ok]
     assert len(allowed) == 2  # KES 500 twice is the daily cap of KES 1,000
     assert refused == ["sim_swap_check_failed_daily_cap"] * (THREADS - 2)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         payouts = s.scalars(select(B2CPayout).where(B2CPayout.member_id == m)).all()
         assert sum(p.amount_cents for p in payouts) == 1_000 * KES
         assert held_cents(s, m) == sum(p.amount_cents + p.fee_cents for p in payouts)
@@ -255,7 +257,7 @@ def test_a_ussd_action_that_hits_a_deadlock_is_run_again_not_failed(
     runs it again on a fresh unit of work instead of letting the error reach the hop."""
     factory = make_session_factory(committed_pg)
     runtime = Runtime(committed_pg, factory, deps, redis_client, "Umoja SACCO")
-    with factory() as s:
+    with unit_of_work(factory) as s:
         first = member(s, deps, "+254712000507")
         second = member(s, deps, "+254712000508")
     both = threading.Barrier(2)

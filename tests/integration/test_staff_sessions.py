@@ -11,16 +11,16 @@ from core.kernel.deps import CoreDeps
 from core.staff import accounts as staff_core
 from core.staff.permissions import SYSTEM
 from db.models import StaffSession
-from db.session import make_session_factory
+from db.session import make_session_factory, unit_of_work
 
 
 def test_one_refresh_token_presented_twice_at_once(committed_pg: Engine, deps: CoreDeps) -> None:
     factory = make_session_factory(committed_pg)
     policy = staff_core.AuthPolicy()
-    with factory() as s:
+    with unit_of_work(factory) as s:
         staff_core.create_staff(s, deps, SYSTEM, username="racer", full_name="R",
                                 role="auditor", password="a good long passphrase")  # fmt: skip
-    with factory() as s:
+    with unit_of_work(factory) as s:
         first = staff_core.login(
             s, deps, policy, username="racer", password="a good long passphrase"
         )
@@ -30,7 +30,7 @@ def test_one_refresh_token_presented_twice_at_once(committed_pg: Engine, deps: C
 
     def present() -> None:
         barrier.wait()
-        with factory() as s:
+        with unit_of_work(factory) as s:
             try:
                 staff_core.refresh(s, deps, policy, first.refresh_token or "")
                 outcomes.append("rotated")
@@ -45,6 +45,6 @@ def test_one_refresh_token_presented_twice_at_once(committed_pg: Engine, deps: C
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["reused", "rotated"]
-    with factory() as s:
+    with unit_of_work(factory) as s:
         row = s.get(StaffSession, first.session_id)
         assert row is not None and row.revoked_reason == "refresh_reuse"

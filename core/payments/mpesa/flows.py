@@ -27,7 +27,7 @@ Exactly-once, whatever Safaricom does (late, twice, out of order, never):
   otherwise for staff (``review``; maker-checker ``payout.resolve``: resend, release,
   or record it paid).
 
-Each verb takes the caller's session and commits once (or says it does not).
+Each verb takes the caller's session as its unit of work (``core.kernel.uow``).
 """
 
 from __future__ import annotations
@@ -44,14 +44,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
 from core.kernel.identity import mask_msisdn
 from core.kernel.money import format_cents
+from core.kernel.uow import keep
 from core.ledger import entries as ledger
 from core.members.registration import get_member, member_account_ids
 from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
+from core.payments.mpesa.jobs import SendB2C, SendStkPush
 from core.payments.mpesa.rules import (
     LimitExceeded,
     MpesaPolicy,
@@ -133,7 +136,7 @@ def store_callback(
     headers: Mapping[str, str],
     body: bytes,
 ) -> int:
-    """Keep a callback exactly as received, before any parsing. Commits."""
+    """Keep a callback exactly as received, before any parsing."""
     row = MpesaCallback(
         kind=kind[:24],
         headers=json.dumps(dict(headers), default=str)[:8000],
@@ -142,7 +145,7 @@ def store_callback(
         received_at=deps.now(),
     )
     session.add(row)
-    session.commit()
+    session.flush()
     return row.id
 
 
@@ -155,7 +158,7 @@ def mark_callback(
     detail: str | None = None,
     ref: str | None = None,
 ) -> None:
-    """Record what processing made of a stored callback. Commits."""
+    """Record what processing made of a stored callback."""
     row = session.get(MpesaCallback, callback_id)
     if row is None:
         raise NotFound(f"no callback {callback_id}")
@@ -164,13 +167,13 @@ def mark_callback(
     if ref:
         row.ref = ref[:100]
     row.processed_at = deps.now()
-    session.commit()
+    session.flush()
 
 
 def _done(
     session: Session, deps: CoreDeps, outcome: str, callback_id: int | None, ref: str | None
 ) -> str:
-    """Commit a callback's effect together with the callback's own status, then answer."""
+    """Record a callback's effect together with the callback's own status, then answer."""
     if callback_id is not None:
         row = session.get(MpesaCallback, callback_id)
         if row is not None:
@@ -178,7 +181,7 @@ def _done(
             row.detail, row.processed_at = outcome, deps.now()
             if ref:
                 row.ref = ref[:100]
-    session.commit()
+    session.flush()
     return outcome
 
 
@@ -442,7 +445,7 @@ def _release_twin(
         with session.begin_nested():
             assign_suspense(
                 session, deps, item_id=item.id, member_id=member_id, target=target,
-                staff="M-Pesa receipts differ", commit=False,
+                staff="M-Pesa receipts differ",
             )  # fmt: skip
     except DomainError as exc:
         log.warning("suspense item %d stays open for staff: %s", item.id, exc)
@@ -564,11 +567,13 @@ def start_deposit(
     policy: MpesaPolicy,
     idempotency_key: str,
 ) -> DepositStarted:
-    """Record an STK-push deposit to send (status ``queued``). Commits.
+    """Record an STK-push deposit to send (status ``queued``).
 
-    The channel then enqueues ``workers.mpesa.send_stk_push(request_id)`` and tells
+    Defers ``SendStkPush(request_id)`` (sent after the commit); the channel tells
     the member to approve the M-Pesa prompt. The same ``idempotency_key`` (e.g. the
-    USSD session id) returns the first request. Pending and active members may
+    USSD session id) returns the first request (and defers the push again: the worker
+    claims only a request still queued, so it is sent once, and a push lost between
+    the commit and the queue is healed). Pending and active members may
     deposit. Raises ``InvalidInput``, ``LimitExceeded`` (reason ``not_whole``,
     ``below_minimum``, ``above_maximum``), ``MemberNotAllowed``.
     """
@@ -576,6 +581,7 @@ def start_deposit(
         select(StkRequest).where(StkRequest.idempotency_key == idempotency_key)
     )
     if existing is not None:
+        uow.defer(session, SendStkPush(existing.id))
         return DepositStarted(
             existing.id, existing.amount_cents, existing.target, existing.msisdn, False
         )
@@ -596,7 +602,8 @@ def start_deposit(
         created_at=deps.now(),
     )
     session.add(row)
-    session.commit()
+    session.flush()
+    uow.defer(session, SendStkPush(row.id))
     return DepositStarted(row.id, amount_cents, target, member.msisdn, True)
 
 
@@ -610,10 +617,9 @@ class StkPushJob:
 
 
 def claim_stk_push(session: Session, deps: CoreDeps, request_id: int) -> StkPushJob | None:
-    """Mark a queued request ``sending`` (commits) and say what to send; None if not queued."""
+    """Mark a queued request ``sending`` and say what to send; None if not queued."""
     row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
     if row is None or row.status != "queued":
-        session.rollback()
         return None
     member = get_member(session, row.member_id)
     row.status, row.attempts, row.sent_at = "sending", row.attempts + 1, deps.now()
@@ -624,7 +630,7 @@ def claim_stk_push(session: Session, deps: CoreDeps, request_id: int) -> StkPush
         account_reference(member.member_number or str(member.id), row.target),
         "SACCO deposit",
     )
-    session.commit()
+    session.flush()
     return job
 
 
@@ -636,7 +642,7 @@ def record_stk_accepted(
     checkout_request_id: str,
     merchant_request_id: str,
 ) -> None:
-    """Daraja accepted the push: remember its CheckoutRequestID. Commits.
+    """Daraja accepted the push: remember its CheckoutRequestID.
 
     The callback may already have arrived and settled (or adopted) the row, or
     have been kept as unmatched: the caller replays those after this commit.
@@ -650,7 +656,7 @@ def record_stk_accepted(
         row.merchant_request_id = merchant_request_id
     if row.status in ("sending", "unknown"):
         row.status = "pending"
-    session.commit()
+    session.flush()
 
 
 def record_stk_send_failed(
@@ -662,10 +668,9 @@ def record_stk_send_failed(
     detail: str,
 ) -> None:
     """The push failed. If it may have reached the member: ``unknown`` (a callback can
-    still adopt it); else ``failed`` and an SMS saying no money was taken. Commits."""
+    still adopt it); else ``failed`` and an SMS saying no money was taken."""
     row = session.scalar(select(StkRequest).where(StkRequest.id == request_id).with_for_update())
     if row is None or row.status != "sending":
-        session.rollback()
         return
     row.result_desc = detail[:200]
     if may_have_taken_effect:
@@ -673,7 +678,7 @@ def record_stk_send_failed(
     else:
         row.status, row.settled_at = "failed", deps.now()
         _notify_stk_failure(session, deps, row, code=None)
-    session.commit()
+    session.flush()
 
 
 def _notify_stk_failure(
@@ -744,7 +749,7 @@ def settle_stk(
     callback_id: int | None = None,
     twin_window: timedelta = TWIN_WINDOW,
 ) -> str:
-    """Apply an STK result exactly once. Commits. Returns ``credited``, ``failed``,
+    """Apply an STK result exactly once. Returns ``credited``, ``failed``,
     ``duplicate`` (already settled, or its receipt was credited by the paybill
     confirmation), ``suspense`` (member can no longer take deposits, or settled without
     a receipt while a paybill payment that may be the same one was already credited) or
@@ -910,7 +915,7 @@ def record_c2b(
     callback_id: int | None = None,
     twin_window: timedelta = TWIN_WINDOW,
 ) -> str:
-    """Apply a paybill confirmation exactly once; never refuse it. Commits.
+    """Apply a paybill confirmation exactly once; never refuse it.
 
     Returns ``credited``, ``suspense`` (account unknown, member not allowed, or the
     possible twin of an STK push settled without a receipt: parked on 2200 with an item
@@ -1067,10 +1072,8 @@ def assign_suspense(
     target: str = "savings",
     staff: str,
     note: str = "",
-    commit: bool = True,
 ) -> ledger.PostedEntry:
-    """Staff move a parked payment from suspense to a member's account. Commits
-    (unless ``commit=False``: the maker-checker approval commits it with its own rows).
+    """Staff move a parked payment from suspense to a member's account.
 
     Repeating the same assignment returns the first entry; assigning an item
     already given to someone else raises ``SuspenseAlreadyAssigned``.
@@ -1085,8 +1088,6 @@ def assign_suspense(
         if item.assigned_member_id == member_id and item.assigned_target == target:
             entry = session.scalar(select(JournalEntry).where(JournalEntry.idempotency_key == key))
             assert entry is not None
-            if commit:
-                session.rollback()
             return ledger.PostedEntry(entry.id, entry.reference, created=False)
         raise SuspenseAlreadyAssigned(f"item {item_id} already assigned")
     member = get_member(session, member_id)
@@ -1117,8 +1118,7 @@ def assign_suspense(
         reference=posted.reference,
         business_key=f"deposit_received:suspense:{item.id}",
     )
-    if commit:
-        session.commit()
+    session.flush()
     return posted
 
 
@@ -1165,7 +1165,7 @@ def resolve_suspense_duplicate(
 ) -> dict[str, object]:
     """Staff found one payment, not two (the org portal lists one receipt): the parked
     copy of a ``possible_duplicate`` item leaves suspense and the float (its entry is
-    reversed). Does not commit (the maker-checker approval does). A payment of its own
+    reversed). A payment of its own
     is moved to the member with ``assign_suspense`` instead."""
     item = _open_possible_duplicate(session, item_id)
     row = session.scalar(
@@ -1268,9 +1268,8 @@ def guard_sim_swap(
         member=member,
         data={"sacco": deps.sacco_name, "days": policy.sim_swap_window.days},
     )
-    session.commit()
     error_type = SimSwapDailyCapReached if decision == "check_failed_daily_cap" else SimSwapBlocked
-    raise error_type(reason=decision, last_swap_at=verdict.last_swap_at)
+    raise keep(error_type(reason=decision, last_swap_at=verdict.last_swap_at))
 
 
 # ------------------------------------------------------------------ withdrawals
@@ -1355,11 +1354,12 @@ def request_withdrawal(
     sim_swap: SimSwapChecker,
     idempotency_key: str,
 ) -> WithdrawalRequested:
-    """Hold amount + fee on savings and record the payout to send. Commits.
+    """Hold amount + fee on savings and record the payout to send.
 
-    The channel must have checked the member's PIN in this session. It then
-    enqueues ``workers.mpesa.send_b2c(payout_id)`` and ends with ``reference``.
-    The same ``idempotency_key`` returns the first request. Raises what
+    The channel must have checked the member's PIN in this session; it ends with
+    ``reference``. Defers ``SendB2C(payout_id)``, also when the same
+    ``idempotency_key`` returns the first request (the worker claims only a payout
+    still ``requested``, so it is never paid twice). Raises what
     ``quote_withdrawal`` raises, and ``SimSwapBlocked`` (``reason``
     ``recent_swap`` or ``check_failed``; ``SimSwapDailyCapReached`` with
     ``check_failed_daily_cap`` once today's unverified allowance is used up).
@@ -1367,6 +1367,7 @@ def request_withdrawal(
     """
     existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
     if existing is not None:
+        uow.defer(session, SendB2C(existing.id))
         return _requested(existing, False)
     quote_withdrawal(session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy)
     member = get_member(session, member_id)
@@ -1383,7 +1384,7 @@ def request_withdrawal(
     # The same request made meanwhile (a double-tapped confirm) is the first one.
     existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == idempotency_key))
     if existing is not None:
-        session.commit()
+        uow.defer(session, SendB2C(existing.id))
         return _requested(existing, False)
     final = quote_withdrawal(
         session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy
@@ -1415,7 +1416,8 @@ def request_withdrawal(
         created_at=deps.now(),
     )
     session.add(payout)
-    session.commit()
+    session.flush()
+    uow.defer(session, SendB2C(payout.id))
     return _requested(payout, True)
 
 
@@ -1430,10 +1432,9 @@ class B2CJob:
 
 
 def claim_b2c(session: Session, deps: CoreDeps, payout_id: int) -> B2CJob | None:
-    """Mark a ``requested`` payout ``sending`` (commits) and say what to send; else None."""
+    """Mark a ``requested`` payout ``sending`` and say what to send; else None."""
     row = session.scalar(select(B2CPayout).where(B2CPayout.id == payout_id).with_for_update())
     if row is None or row.status != "requested":
-        session.rollback()
         return None
     job = B2CJob(
         row.id,
@@ -1444,7 +1445,7 @@ def claim_b2c(session: Session, deps: CoreDeps, payout_id: int) -> B2CJob | None
         resent=row.attempts > 0,
     )
     row.status, row.attempts, row.sent_at = "sending", row.attempts + 1, deps.now()
-    session.commit()
+    session.flush()
     return job
 
 
@@ -1458,14 +1459,14 @@ def _lock_payout(session: Session, **where: object) -> B2CPayout | None:
 def record_b2c_accepted(
     session: Session, deps: CoreDeps, payout_id: int, *, conversation_id: str
 ) -> None:
-    """Daraja accepted the payout request. Commits. (Its result may already be in.)"""
+    """Daraja accepted the payout request. (Its result may already be in.)"""
     row = _lock_payout(session, id=payout_id)
     if row is None:
         raise NotFound(f"no payout {payout_id}")
     row.conversation_id = row.conversation_id or conversation_id[:64]
     if row.status in ("sending", "unknown"):
         row.status = "sent"
-    session.commit()
+    session.flush()
 
 
 def record_b2c_send_error(
@@ -1477,7 +1478,7 @@ def record_b2c_send_error(
     may_have_taken_effect: bool,
     detail: str,
 ) -> str:
-    """The payout request did not get a clean answer. Commits; returns the new status.
+    """The payout request did not get a clean answer. Returns the new status.
 
     Refused outright (nothing happened): the hold is released and the member told.
     May have taken effect: ``unknown``, the hold stays until a status query settles it.
@@ -1485,7 +1486,6 @@ def record_b2c_send_error(
     """
     row = _lock_payout(session, id=payout_id)
     if row is None or row.status != "sending":
-        session.rollback()
         return row.status if row is not None else "missing"
     row.last_error = detail[:200]
     if refused and not may_have_taken_effect:
@@ -1494,7 +1494,7 @@ def record_b2c_send_error(
         row.status = "unknown"
     else:
         row.status = "requested"
-    session.commit()
+    session.flush()
     return row.status
 
 
@@ -1600,7 +1600,7 @@ def settle_b2c(
     timeout: bool = False,
     callback_id: int | None = None,
 ) -> str:
-    """Apply a B2C result (or queue timeout) exactly once. Commits. Returns ``paid``,
+    """Apply a B2C result (or queue timeout) exactly once. Returns ``paid``,
     ``failed``, ``unknown`` (queue timeout: the hold stays, a status query decides),
     ``duplicate`` or ``unmatched``."""
     row = _lock_payout(session, originator_conversation_id=outcome.originator_conversation_id)
@@ -1625,7 +1625,7 @@ def record_status_query(session: Session, deps: CoreDeps, payout_id: int, query_
     row = _lock_payout(session, id=payout_id)
     if row is not None:
         row.status_query_id, row.queried_at = query_id[:64], deps.now()
-    session.commit()
+    session.flush()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1644,7 +1644,7 @@ class StatusOutcome:
 def settle_status(
     session: Session, deps: CoreDeps, outcome: StatusOutcome, *, callback_id: int | None = None
 ) -> str:
-    """Apply a status answer to a payout still open. Commits. Returns ``paid``, ``failed``,
+    """Apply a status answer to a payout still open. Returns ``paid``, ``failed``,
     ``review`` (M-Pesa says "not found": parked for staff, never resent by itself),
     ``unknown``, ``duplicate`` or ``unmatched``."""
     row = None
@@ -1807,7 +1807,7 @@ def resolve_payout(
     staff: str,
 ) -> dict[str, object]:
     """Settle a payout parked for staff (``review``), after a checker approved what the
-    maker saw in the M-Pesa org portal. Does not commit (the approval does).
+    maker saw in the M-Pesa org portal.
 
     * ``resend``: M-Pesa shows no such payment: sent again (same OriginatorConversationID,
       flagged as a resend) by the next reconciliation run.
@@ -1852,7 +1852,7 @@ class DueWork:
 def due_for_reconciliation(
     session: Session, deps: CoreDeps, *, older_than: timedelta, limit: int = 200
 ) -> DueWork:
-    """What the reconciliation job must do now; stale states are moved on here. Commits.
+    """What the reconciliation job must do now; stale states are moved on here.
 
     * STK ``pending`` older than the cut-off: query it.
     * STK ``queued`` never sent: expired (``failed``; the member saw no prompt).
@@ -1938,5 +1938,5 @@ def due_for_reconciliation(
             .limit(limit)
         )
     ]
-    session.commit()
+    session.flush()
     return due

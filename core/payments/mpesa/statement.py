@@ -306,5 +306,5 @@ def import_statement(
             "amount_mismatches": len(report.amount_mismatches),
         },
     )  # fmt: skip
-    session.commit()
+    session.flush()
     return report

@@ -21,6 +21,7 @@ from core.members import registration as members_core
 from core.staff import accounts as staff_core
 from core.staff.permissions import ROLES, SYSTEM
 from db.models import Member, StaffSession, StaffUser
+from db.session import unit_of_work
 from tests.settings import PG_URL, REDIS_URL
 
 PASSWORD = "correct horse battery staple"
@@ -57,7 +58,7 @@ def make_staff(
 
     def make(role: str, branch: str | None = None, username: str | None = None) -> Staffer:
         name = username or f"{role.replace('_', '')}{secrets.token_hex(3)}"
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             staff = staff_core.create_staff(
                 s, deps, SYSTEM, username=name, full_name=f"Test {role}", role=role,
                 password=PASSWORD, branch=branch,
@@ -99,7 +100,7 @@ def make_member(session_factory: sessionmaker[Session], deps: CoreDeps) -> Calla
 
     def make(branch: str | None = None, status: str = "pending_kyc", **kw: Any) -> Member:
         n = next(counter)
-        with session_factory() as s:
+        with unit_of_work(session_factory) as s:
             member = members_core.register_member(
                 s, deps, full_name=kw.get("full_name", f"Wanjiku Test {chr(65 + n % 26)}"),
                 msisdn=f"+2547{secrets.randbelow(10**8):08d}",
@@ -121,7 +122,7 @@ def api(client: FlaskClient) -> FlaskClient:
 
 
 def staff_row(session_factory: sessionmaker[Session], staff_id: int) -> StaffUser:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(StaffUser, staff_id)
         assert row is not None
         return row

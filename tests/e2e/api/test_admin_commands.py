@@ -52,7 +52,7 @@ def test_seed_demo_creates_staff_of_every_role_and_prints_how_to_sign_in(tmp_pat
     assert "demo staff already present" in again.stdout
     assert run(["verify-audit"], env).returncode == 0
     app = create_app(load_settings(sacco_env="demo", database_url=env["DATABASE_URL"]))
-    with app.extensions["sacco"].session() as s:
+    with app.extensions["sacco"].unit_of_work() as s:
         roles = sorted(s.scalars(select(StaffUser.role)))
     app.extensions["sacco"].engine.dispose()
     assert roles == ["admin", "auditor", "loan_officer", "manager", "teller"]

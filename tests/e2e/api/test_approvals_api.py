@@ -18,6 +18,7 @@ from core.ledger import entries as ledger
 from core.members import registration as members_core
 from core.payments.mpesa import flows as mpesa
 from db.models import JournalEntry, Member, OutboxMessage
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 from tests.e2e.api.test_members_api import JPEG, PNG, upload
 
@@ -50,7 +51,7 @@ def test_kyc_approval_needs_documents_a_second_person_and_runs_once(
     own = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(officer), json={})
     assert own.status_code == 403
     assert own.json["code"] == "self_approval"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(Member, member.id).status == "pending_kyc"
 
     done = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(other_officer), json={})
@@ -59,7 +60,7 @@ def test_kyc_approval_needs_documents_a_second_person_and_runs_once(
     assert done.json["checker_id"] == other_officer.id
     again = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(other_officer), json={})
     assert again.status_code == 409
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(Member, member.id).status == "active"
         sms = s.scalars(
             select(OutboxMessage.body).where(
@@ -85,7 +86,7 @@ def test_rejected_request_changes_nothing(
         f"/api/v1/approvals/{req['id']}/reject", headers=auth(checker), json={"note": "no reason"}
     )
     assert r.json["status"] == "rejected"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(Member, member.id).status == "active"
 
 
@@ -132,7 +133,7 @@ def test_large_adjustment_needs_a_manager_and_posts_one_entry(
     assert "manager" in refused.json["detail"]
     ok = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(checker), json={})
     assert ok.json["status"] == "approved"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         entries = s.scalar(
             select(func.count())
             .select_from(JournalEntry)
@@ -159,7 +160,7 @@ def test_suspense_item_is_reassigned_to_the_member_once(
 ) -> None:
     member = make_member(status="active")
     maker, checker = make_staff("manager"), make_staff("manager")
-    with session_factory() as s:  # a paybill payment to an account number nobody has
+    with unit_of_work(session_factory) as s:  # a paybill payment to an account number nobody has
         payment = mpesa.C2BIn("QKT1234567", datetime.now(UTC), 700_00, "NOSUCHACCT", "174379")
         assert mpesa.record_c2b(s, deps, payment) == "suspense"
     items = api.get("/api/v1/suspense", headers=auth(checker)).json["items"]
@@ -173,7 +174,7 @@ def test_suspense_item_is_reassigned_to_the_member_once(
     assert done.json["status"] == "approved"
     detail = api.get(f"/api/v1/members/{member.id}", headers=auth(checker)).json
     assert detail["balances"]["savings_cents"] == 700_00
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents == 0
         sms = s.scalars(select(OutboxMessage.body).where(OutboxMessage.member_id == member.id,
                         OutboxMessage.template == "deposit_received")).all()  # fmt: skip
@@ -194,13 +195,13 @@ def test_approval_that_no_longer_fits_fails_and_writes_nothing(
     maker, checker = make_staff("manager"), make_staff("manager")
     req = api.post(f"/api/v1/members/{member.id}/status", headers=auth(maker),
                    json={"status": "suspended"}).json  # fmt: skip
-    with session_factory() as s:  # meanwhile the member exited through another channel
+    with unit_of_work(session_factory) as s:  # meanwhile the member exited through another channel
         members_core.set_status(s, member.id, "exited")
     r = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(checker), json={})
     assert r.status_code == 200
     assert r.json["status"] == "failed"
     assert r.json["result"]["error"] == "member_not_allowed"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(Member, member.id).status == "exited"
 
 
@@ -224,7 +225,7 @@ def test_pin_reset_sends_a_code_the_member_redeems_once(
     )
     ok = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(officer), json={})
     assert ok.json["status"] == "approved"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         sms = s.scalars(
             select(OutboxMessage.body).where(
                 OutboxMessage.template == "pin_reset_code", OutboxMessage.member_id == member.id
@@ -236,9 +237,9 @@ def test_pin_reset_sends_a_code_the_member_redeems_once(
         members_core.redeem_pin_reset(
             s, deps, member.id, "000000" if code != "000000" else "111111", "7391"
         )
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         members_core.redeem_pin_reset(s, deps, member.id, code, "7391")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         members_core.verify_pin(s, deps, member.id, "7391")
     with session_factory() as s, pytest.raises(MemberNotAllowed):
         members_core.redeem_pin_reset(s, deps, member.id, code, "8402")
@@ -270,7 +271,7 @@ def test_two_checkers_approving_at_once_execute_it_once(
     from db.session import make_session_factory
 
     factory = make_session_factory(committed_pg)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         maker = staff_core.create_staff(s, deps, SYSTEM, username="maker1", full_name="M",
                                         role="manager", password="a good long passphrase")  # fmt: skip
         checkers = [
@@ -295,7 +296,7 @@ def test_two_checkers_approving_at_once_execute_it_once(
     outcomes: list[str] = []
 
     def approve(checker_id: int) -> None:
-        with factory() as s:
+        with unit_of_work(factory) as s:
             who = staff_core.principal_for(staff_core.get_staff(s, checker_id))
             s.rollback()
             barrier.wait()
@@ -310,7 +311,7 @@ def test_two_checkers_approving_at_once_execute_it_once(
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["already", "approved"]
-    with factory() as s:
+    with unit_of_work(factory) as s:
         count = s.scalar(
             select(func.count())
             .select_from(JournalEntry)
@@ -325,7 +326,7 @@ def test_suspense_pages_reach_every_item_once(
     session_factory: sessionmaker[Session],
     deps: CoreDeps,
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         for n in range(5):
             payment = mpesa.C2BIn(f"QKP{n:07d}", datetime.now(UTC), 100_00, "NOSUCHACCT", "174379")
             assert mpesa.record_c2b(s, deps, payment) == "suspense"

@@ -19,6 +19,7 @@ from core.kernel.errors import InvalidInput
 from core.staff import accounts as staff_core
 from core.staff.permissions import SYSTEM
 from db.models import AuditEvent, StaffSession, StaffUser
+from db.session import unit_of_work
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row
 
 
@@ -41,7 +42,7 @@ def _last_step(session_factory: sessionmaker[Session], staff_id: int) -> int:
     """The TOTP time step of the last code the server accepted for this staff member."""
     from db.models import StaffUser
 
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(StaffUser, staff_id)
         assert row is not None and row.totp_last_step is not None
         return int(row.totp_last_step)
@@ -51,7 +52,7 @@ def _shift_steps(session_factory: sessionmaker[Session], staff_id: int) -> None:
     """Pretend the last accepted TOTP step was long ago (instead of waiting 30 s)."""
     from db.models import StaffUser
 
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(StaffUser, staff_id)
         assert row is not None
         row.totp_last_step = (row.totp_last_step or 0) - 10
@@ -137,7 +138,7 @@ def test_a_lock_is_told_only_to_whoever_knows_the_password(
     """Wrong second factors still lock the account (only the password holder gets there);
     then a wrong password is answered as for an unknown name, the right one with 423."""
     teller = make_staff("teller")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(StaffUser, teller.id)
         assert row is not None
         row.locked_until = deps.now() + timedelta(minutes=15)
@@ -299,7 +300,7 @@ def test_idle_and_absolute_session_limits(
     deps: CoreDeps,
 ) -> None:
     idle, old = make_staff("teller"), make_staff("teller")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(StaffSession, idle.session_id)
         assert row is not None
         row.last_seen_at = deps.now() - timedelta(minutes=31)
@@ -352,7 +353,7 @@ def test_logins_and_failures_are_audited_with_the_address(
     teller = make_staff("teller")
     login(api, teller.username, "wrong password 123")
     login(api, teller.username)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         rows = s.scalars(
             select(AuditEvent).where(
                 AuditEvent.target_type.in_(["staff", "session"]), AuditEvent.action.like("auth.%")

@@ -33,6 +33,7 @@ from core.staff.permissions import (
     SYSTEM,
 )
 from db.models import StaffSession
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 
 Endpoint = tuple[str, str, str | None]  # method, url, permission
@@ -95,7 +96,7 @@ def test_partner_key_matrix(
     session_factory: sessionmaker[Session],
     deps: CoreDeps,
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         _, key = staff_core.create_api_client(
             s, deps, SYSTEM, name="Matrix partner", permissions=sorted(INTEGRATION_GRANTABLE)
         )
@@ -132,7 +133,7 @@ def test_bad_credentials_matrix(
 ) -> None:
     manager = make_staff("manager")
     revoked = make_staff("manager")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(StaffSession, revoked.session_id)
         assert row is not None
         row.revoked_at = deps.now()

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.ledger.verify import verify_ledger
 from db.models import Member
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 
 TILL_LIMIT_CENTS = 100_000_00  # CASH_DEPOSIT_TILL_LIMIT_KES's default
@@ -53,5 +54,5 @@ def test_balance_is_the_sum_of_first_amounts_per_key(
     detail = api.get(f"/api/v1/members/{member.id}", headers=auth(teller)).json
     posted = [c for c in first.values() if c <= TILL_LIMIT_CENTS]
     assert detail["balances"]["savings_cents"] == sum(posted)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert verify_ledger(s).ok

@@ -28,6 +28,7 @@ from core.staff.permissions import (
     permissions_for_role,
 )
 from db.models import Member
+from db.session import unit_of_work
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth, staff_row
 
 NEW_PASSWORD = "first password from admin"
@@ -70,7 +71,7 @@ def test_the_core_verb_refuses_a_member_of_staff_making_such_an_account_directly
     session_factory: sessionmaker[Session], deps: CoreDeps, make_staff: Callable[..., Staffer]
 ) -> None:
     admin = make_staff("admin")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         actor = staff_core.principal_for(staff_row(session_factory, admin.id))
         with pytest.raises(staff_core.ApprovalRequired):
             staff_core.create_staff(s, deps, actor, username="sneaky.manager", full_name="S",

@@ -14,6 +14,7 @@ from werkzeug.test import TestResponse
 from core.kernel.deps import CoreDeps
 from core.members.registration import national_id_of
 from db.models import AuditEvent, Member, MemberDocument, OutboxMessage
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 
 JPEG = (
@@ -56,7 +57,7 @@ def upload(
 
 
 def audit_actions(session_factory: sessionmaker[Session], member_id: int) -> list[str]:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         return list(
             s.scalars(
                 select(AuditEvent.action)
@@ -87,7 +88,7 @@ def test_teller_sees_masked_pii_and_manager_sees_it_audited(
     assert clear["msisdn"] == member.msisdn
     assert clear["national_id"] == national_id
     assert audit_actions(session_factory, member.id).count("member.pii_read") == 1
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.scalars(select(AuditEvent).where(AuditEvent.action == "member.pii_read")).one()
     assert (row.actor_id, row.actor_name) == (manager.id, manager.username)
 
@@ -196,7 +197,7 @@ def test_documents_are_checked_by_content_and_stored_encrypted(
     for kind, data in (("id_front", JPEG), ("id_back", PNG), ("signed_form", PDF)):
         r = upload(api, teller, member.id, kind, data)
         assert r.status_code == 201, r.json
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         docs = s.scalars(select(MemberDocument).where(MemberDocument.member_id == member.id)).all()
     assert [d.content_type for d in docs] == ["image/jpeg", "image/png", "application/pdf"]
     stored = (tmp_path / "documents" / docs[0].storage_name).read_bytes()
@@ -228,7 +229,7 @@ def test_kyc_rejection_tells_the_member_by_sms(
     )
     assert r.status_code == 200
     assert r.json["status"] == "pending_kyc"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         sms = s.scalars(
             select(OutboxMessage).where(
                 OutboxMessage.member_id == member.id, OutboxMessage.template == "kyc_rejected"

@@ -17,6 +17,7 @@ from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.rules import MpesaPolicy
 from db.models import AuditEvent, JournalEntry, Member
 from db.models_mpesa import SimSwapEvent, StkRequest
+from db.session import unit_of_work
 from integrations.mpesa.formats import NAIROBI, STATEMENT_COLUMNS
 from tests.e2e.api.conftest import Staffer, auth
 from tests.e2e.api.test_members_api import post_file
@@ -52,14 +53,14 @@ def paid_by_paybill(
     *payments: tuple[str, datetime, int],
 ) -> None:  # fmt: skip
     """Paybill payments to the member's savings, as Daraja's confirmations record them."""
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         for receipt, at, cents in payments:
             paid = mpesa.C2BIn(receipt, at, cents, str(member.member_number), "174379")
             assert mpesa.record_c2b(s, deps, paid) == "credited"
 
 
 def journal_entries(session_factory: sessionmaker[Session]) -> int:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         return int(s.scalar(select(func.count()).select_from(JournalEntry)) or 0)
 
 
@@ -109,7 +110,7 @@ def test_statement_upload_reports_every_difference_and_changes_nothing(
         {"receipt": "QKA1000002", "ledger_cents": 250_00, "statement_cents": 260_00}
     ]
     assert journal_entries(session_factory) == entries
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         event = s.scalars(
             select(AuditEvent).where(AuditEvent.action == "mpesa.statement_reconciled")
         ).one()
@@ -158,7 +159,7 @@ def test_unreadable_statements_are_refused_with_the_line_and_leave_no_trace(
     assert no_file.status_code == 422
     too_big = post_file(api, manager, URL, statement(*[line("QKD4000001", T0, "1.00")] * 40_000))
     assert too_big.status_code == 413
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         actions = s.scalars(
             select(AuditEvent.action).where(AuditEvent.action == "mpesa.statement_reconciled")
         ).all()
@@ -169,7 +170,7 @@ def stk_settled_by_query(
     session_factory: sessionmaker[Session], deps: CoreDeps, member: Member, cents: int, key: str
 ) -> StkRequest:
     """An STK deposit whose callback never came: the status query settles it, no receipt."""
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         started = mpesa.start_deposit(
             s, deps, member_id=member.id, target="deposits", amount_cents=cents,
             policy=MpesaPolicy(), idempotency_key=key,
@@ -233,7 +234,7 @@ def stopped_withdrawal(
     session_factory: sessionmaker[Session], member: Member, outcome: str = "recent_swap"
 ) -> int:
     """The row ``core.payments.mpesa.flows.guard_sim_swap`` writes when it stops a withdrawal."""
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         event = SimSwapEvent(
             member_id=member.id, msisdn=member.msisdn, outcome=outcome, decision="refused",
             amount_cents=5_000_00, last_swap_at=T0, created_at=T0 + timedelta(days=1),
@@ -275,7 +276,7 @@ def test_staff_see_stopped_withdrawals_of_their_branch_and_close_each_once(
     assert api.get(EVENTS, headers=auth(teller)).json["items"] == []
     reviewed = api.get(EVENTS + "?status=reviewed", headers=auth(teller)).json["items"]
     assert [e["id"] for e in reviewed] == [mine]
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         actions = s.scalars(
             select(AuditEvent.action).where(AuditEvent.action == "mpesa.sim_swap_reviewed")
         ).all()

@@ -24,6 +24,7 @@ from core.payments.mpesa.rules import MpesaPolicy
 from core.savings import accounts as savings
 from db.models import Hold, Member, OutboxMessage
 from db.models_mpesa import B2CPayout
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 
 URL = "/api/v1/mpesa/payouts"
@@ -44,7 +45,7 @@ def parked_payout(
     session_factory: sessionmaker[Session], deps: CoreDeps, member: Member, key: str
 ) -> B2CPayout:
     """A KES 500 withdrawal whose send timed out and whose status M-Pesa did not find."""
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         savings.record_deposit(
             s, member_id=member.id, target="savings", amount=Money.of(2_000), source="cash",
             idempotency_key=f"seed-{key}",
@@ -69,7 +70,7 @@ def parked_payout(
 
 
 def available(session_factory: sessionmaker[Session], member: Member) -> int:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         account_id = members.member_account_ids(s, member.id)["savings"]
         return ledger.get_balance(s, account_id).available_cents
 
@@ -113,7 +114,7 @@ def test_a_parked_payout_is_listed_and_released_once_by_two_people(
         f"/api/v1/approvals/{asked.json['id']}/approve", headers=auth(checker), json={}
     ).json["status"] == "approved"  # fmt: skip
     assert available(session_factory, member) == 2_000_00
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         payout = s.get_one(B2CPayout, row.id)
         assert payout.status == "failed"
         assert s.get_one(Hold, payout.hold_id).status == "released"
@@ -147,7 +148,7 @@ def test_a_parked_payout_recorded_paid_posts_the_hold_with_its_receipt(
     assert no_receipt.status_code == 422
     result = resolve(api, maker, checker, row.id, resolution="paid", receipt="QPD1234567")
     assert result["status"] == "approved"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         payout = s.get_one(B2CPayout, row.id)
         assert (payout.status, payout.receipt) == ("succeeded", "QPD1234567")
         account_id = members.member_account_ids(s, member.id)["savings"]
@@ -170,7 +171,7 @@ def test_a_parked_payout_resent_goes_out_again_flagged_as_a_resend(
     row = parked_payout(session_factory, deps, member, "resend-1")
     maker, checker = make_staff("manager"), make_staff("manager")
     resolve(api, maker, checker, row.id, resolution="resend", note="not in the org portal")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(B2CPayout, row.id).status == "requested"
         job = mpesa.claim_b2c(s, deps, row.id)
     assert job is not None and job.resent  # same id; a refusal now means "maybe paid"
@@ -191,13 +192,13 @@ def test_a_result_that_arrives_first_makes_the_approval_fail_and_change_nothing(
         f"{URL}/{row.id}/resolution", headers=auth(maker), json={"resolution": "release"}
     )
     assert asked.status_code == 202
-    with session_factory() as s:  # M-Pesa's result comes at last: it was paid
+    with unit_of_work(session_factory) as s:  # M-Pesa's result comes at last: it was paid
         paid = mpesa.B2COutcome(row.originator_conversation_id, 0, "ok", "AG_9", "QLT1234567")
         assert mpesa.settle_b2c(s, deps, paid) == "paid"
     done = api.post(f"/api/v1/approvals/{asked.json['id']}/approve", headers=auth(checker), json={})
     assert done.json["status"] == "failed"
     assert done.json["result"]["error"] == "payout_not_in_review"
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(B2CPayout, row.id).status == "succeeded"
         assert verify_ledger(s).ok
 
@@ -217,7 +218,7 @@ def test_a_possible_duplicate_is_listed_linked_and_closed_by_two_people(
     from db.models_mpesa import SuspenseItem
 
     member = make_member(status="active")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         started = mpesa.start_deposit(
             s, deps, member_id=member.id, target="savings", amount_cents=700_00,
             policy=MpesaPolicy(), idempotency_key="twin-api",
@@ -235,7 +236,7 @@ def test_a_possible_duplicate_is_listed_linked_and_closed_by_two_people(
     [item] = api.get("/api/v1/suspense", headers=auth(maker)).json["items"]
     assert (item["reason"], item["stk_request_id"]) == ("possible_duplicate", started.request_id)
     assert item["c2b_payment_id"] is not None
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         parked = ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents
     url = f"/api/v1/mpesa/suspense-items/{item['id']}/duplicate"
     asked = api.post(url, headers=auth(maker), json={"note": "one receipt in the org portal"})
@@ -245,7 +246,7 @@ def test_a_possible_duplicate_is_listed_linked_and_closed_by_two_people(
     assert api.get("/api/v1/suspense", headers=auth(maker)).json["items"] == []
     closed = api.get("/api/v1/suspense?status=duplicate", headers=auth(maker)).json["items"]
     assert [i["id"] for i in closed] == [item["id"]]
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.get_one(SuspenseItem, item["id"]).status == "duplicate"
         suspense = ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents
         assert suspense == parked - 700_00  # the parked copy left suspense

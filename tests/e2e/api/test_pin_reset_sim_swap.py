@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.kernel.deps import CoreDeps
 from db.models import Member
 from db.models_mpesa import SimSwapEvent
+from db.session import unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from tests.e2e.api.conftest import Staffer, auth
 from tests.integration.test_africastalking import control, make_checker
@@ -108,7 +109,7 @@ def test_a_swap_two_staff_cleared_lets_a_remote_reset_through(
     control(standin, number=member.msisdn, swapped=True, last_swap_date=swapped_at.isoformat())
     app.extensions["sacco_sim_swap"] = make_checker(standin.url)
     maker, checker = make_staff("teller"), make_staff("manager")
-    with session_factory() as s:  # a withdrawal the guard stopped for this swap
+    with unit_of_work(session_factory) as s:  # a withdrawal the guard stopped for this swap
         event = SimSwapEvent(
             member_id=member.id, msisdn=member.msisdn, outcome="recent_swap",
             decision="refused", amount_cents=5_000_00, last_swap_at=swapped_at,

@@ -27,6 +27,7 @@ from core.kernel.deps import CoreDeps
 from core.staff import accounts as staff_core
 from core.staff.permissions import ROLE_PERMISSIONS, SYSTEM
 from db.models import Member
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer
 from tests.e2e.api.test_authz_matrix import endpoints
 from tests.e2e.api.test_members_api import JPEG, upload
@@ -89,7 +90,7 @@ def test_every_operation_conforms_to_its_schema_and_never_5xx(
     staff = {role: make_staff(role) for role in ROLE_PERMISSIONS}
     member = make_member(status="active")
     doc = upload(app.test_client(), staff["teller"], member.id, "id_front", JPEG).json
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         req = approvals.request_approval(
             s, deps, staff_core.principal_for(staff_core.get_staff(s, staff["teller"].id)),
             "member.pin_reset", payload={}, member_id=member.id, large_threshold_cents=10**9,

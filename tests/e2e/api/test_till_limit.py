@@ -23,6 +23,7 @@ from core.members import registration as members_core
 from core.staff import accounts as staff_core
 from core.staff.permissions import MFA_REQUIRED_ROLES, SYSTEM
 from db.models import ApprovalRequest, JournalEntry, Member
+from db.session import unit_of_work
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth
 
 LIMIT_CENTS = 100_000_00  # the default till limit, KES 100,000
@@ -66,7 +67,7 @@ def test_a_teller_alone_cannot_post_nine_million_shillings(
     # The same POST again (a retry): the same request, nothing new.
     again = deposit(api, teller, member.id, 9_000_000_00, "till-7-big-0001")
     assert again.status_code == 202 and again.json["id"] == req["id"]
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert s.scalar(select(func.count()).select_from(ApprovalRequest)) == 1
     # Nobody approves their own; a loan officer is not enough at this size.
     own = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(teller), json={})
@@ -87,7 +88,7 @@ def test_a_teller_alone_cannot_post_nine_million_shillings(
     assert savings(api, manager, member.id) == 9_000_000_00
     statement = api.get(f"/api/v1/members/{member.id}/statement", headers=auth(manager)).json
     assert [line["amount_cents"] for line in statement["items"]] == [9_000_000_00]
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert verify_ledger(s).ok
 
 
@@ -122,7 +123,7 @@ def test_a_partner_key_cannot_deposit_above_the_till_limit(
     deps: CoreDeps,
 ) -> None:
     member = make_member(status="active")
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         _, key = staff_core.create_api_client(
             s, deps, SYSTEM, name="Agent bank", permissions=["deposits:cash", "members:read"]
         )
@@ -158,7 +159,7 @@ def test_racing_retries_of_one_large_deposit_make_one_request_and_one_credit(
 ) -> None:
     """Ten threads send the same large POST at once: one request; approved, one credit."""
     factory = sessionmaker(bind=committed_pg, expire_on_commit=False)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         member = members_core.register_member(
             s, deps, full_name="Otieno Kamau", msisdn="+254722000302", national_id="23456792",
             consent=True,
@@ -177,7 +178,7 @@ def test_racing_retries_of_one_large_deposit_make_one_request_and_one_credit(
     def send() -> None:
         barrier.wait()
         try:
-            with factory() as s:
+            with unit_of_work(factory) as s:
                 got = approvals.take_cash_deposit(
                     s, deps, maker, member_id=member_id, target="savings",
                     amount_cents=250_000_00, idempotency_key="till-race-0001",
@@ -194,9 +195,9 @@ def test_racing_retries_of_one_large_deposit_make_one_request_and_one_credit(
     for t in threads:
         t.join(timeout=60)
     assert errors == [] and len(ids) == 10 and len(set(ids)) == 1
-    with factory() as s:
+    with unit_of_work(factory) as s:
         approvals.decide(s, deps, checker, ids[0], approve=True)
-    with factory() as s:
+    with unit_of_work(factory) as s:
         assert members_core.member_balances(s, member_id).savings_cents == 250_000_00
         keys = s.scalars(
             select(JournalEntry.idempotency_key).where(JournalEntry.idempotency_key.like("cash:%"))

@@ -14,6 +14,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
 from core.messaging import webhooks
 from db.models import AuditEvent, WebhookEndpoint
+from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 
 URL = "/api/v1/webhooks"
@@ -35,7 +36,7 @@ def test_admin_registers_lists_and_stops_a_partner_endpoint(
     listed = api.get(URL, headers=auth(admin)).json["items"]
     assert [(e["id"], e["active"]) for e in listed] == [(endpoint["id"], True)]
     assert secret not in str(listed)
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         row = s.get(WebhookEndpoint, endpoint["id"])
         assert row is not None and row.secret is None
         assert webhooks.endpoint_secret(s, deps.vault, row.id) == secret
@@ -49,7 +50,7 @@ def test_admin_registers_lists_and_stops_a_partner_endpoint(
     assert api.delete(f"{URL}/{endpoint['id']}", headers=auth(admin)).status_code == 204
     assert api.delete(f"{URL}/999999", headers=auth(admin)).status_code == 404
     assert api.get(URL, headers=auth(admin)).json["items"][0]["active"] is False
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         assert (
             webhooks.publish_event(
                 s, event_type="deposit.received", event_id="dep-2", data={"amount_cents": 100}
@@ -87,7 +88,7 @@ def test_bad_endpoints_are_refused_with_a_reason(
 def test_production_takes_only_https_endpoints(
     session_factory: sessionmaker[Session], deps: CoreDeps
 ) -> None:
-    with session_factory() as s:
+    with unit_of_work(session_factory) as s:
         with pytest.raises(InvalidInput) as refused:
             webhooks.register_endpoint(
                 s, deps, name="Plain", url="http://hooks.bank.example/x", require_https=True

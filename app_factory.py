@@ -1,61 +1,14 @@
-"""The composition root: settings -> runtime -> Flask app with its blueprints."""
+"""The composition root: settings -> runtime (``runtime.build_runtime``) -> Flask app with
+its blueprints."""
 
 from __future__ import annotations
 
 import logging
 
-import redis
 from flask import Flask
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from config import Settings, load_settings
-from core.actions import register_all
-from core.kernel.deps import CoreDeps
-from core.kernel.pins import PinHasher
-from core.kernel.runtime import Runtime
-from core.kernel.security import PiiVault
-from db.session import make_engine, make_session_factory
-
-
-def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
-    """``dispatch``: hand messages queued in a committed session to delivery (RQ with
-    Redis, in-process without); operator commands pass False and leave them to the
-    workers and the sweeper."""
-    register_all()  # every domain's maker-checker actions, before any request
-    engine = make_engine(settings.database_url)
-    deps = CoreDeps(
-        pins=PinHasher(settings.pin_pepper.encode()),
-        vault=PiiVault.from_settings(settings),
-        sacco_name=settings.sacco_name,
-        ussd_code=settings.ussd_service_code,
-    )
-    client = (
-        # One quick retry at most: a USSD hop must answer within the gateway's 15 s,
-        # so a Redis outage has to fail fast (the hop then ends politely).
-        redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
-        )
-        if settings.redis_url
-        else None
-    )
-    session_factory = make_session_factory(engine)
-    dispatcher = None
-    if dispatch:
-        from workers.dispatch import install_outbox_dispatch
-
-        dispatcher = install_outbox_dispatch(settings, session_factory, client)
-    return Runtime(
-        engine=engine,
-        session_factory=session_factory,
-        deps=deps,
-        redis=client,
-        sacco_name=settings.sacco_name,
-        outbox_dispatch=dispatcher,
-    )
+from runtime import Runtime, build_runtime
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:

@@ -30,15 +30,14 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
-from app_factory import build_runtime
 from config import Settings, SettingsError, load_settings
 from core.kernel.errors import SaccoError
 from core.kernel.money import Money, format_cents
-from core.kernel.runtime import Runtime
 from core.ledger import entries as ledger
 from core.members.status import MemberStatus
 from db.migrate import upgrade
 from db.models import Member
+from runtime import Runtime, build_runtime
 
 
 def _settings() -> Settings:
@@ -330,16 +329,16 @@ def reconcile_statement_cmd(path: str) -> None:
     from pathlib import Path
 
     from core.payments.mpesa import statement as mpesa_statement
-    from core.payments.mpesa.formats import MalformedStatement, decode_statement
+    from integrations.mpesa.statement import MalformedStatement, read_statement
 
-    runtime = _runtime()
     try:
-        text = decode_statement(Path(path).read_bytes())
-        with runtime.unit_of_work() as session:
-            report = mpesa_statement.reconcile_statement_csv(session, text)
+        statement = read_statement(Path(path).read_bytes())
     except MalformedStatement as exc:
         click.echo(f"cannot read the statement: {exc}", err=True)
         sys.exit(2)
+    runtime = _runtime()
+    with runtime.unit_of_work() as session:
+        report = mpesa_statement.reconcile_statement_file(session, statement)
     click.echo(
         f"{report.lines} statement lines, {report.matched} matched"
         + (f", {report.skipped} not completed (skipped)" if report.skipped else "")

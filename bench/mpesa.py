@@ -54,10 +54,10 @@ def recreate() -> None:
 
 
 def setup(members_n: int) -> list[str]:
-    from app_factory import build_runtime
     from config import load_settings
     from core.members import registration as members
     from db.migrate import upgrade
+    from runtime import build_runtime
 
     recreate()
     upgrade(URL)

@@ -155,12 +155,12 @@ class Member:
 
 def seed_members(env: dict[str, str], count: int) -> list[Member]:
     """Members with PINs and history, created through core/ as the app would."""
-    from app_factory import build_runtime
     from config import load_settings
     from core.kernel.money import Money
     from core.kernel.pins import pin_weakness
     from core.members import registration as members_core
     from core.savings import accounts as savings
+    from runtime import build_runtime
 
     settings = load_settings(**{k.lower(): v for k, v in env.items()})
     runtime = build_runtime(settings)

@@ -363,6 +363,8 @@ class StaffUser(Base):
     # key: approval_requests already points here (maker_id), and a cycle of foreign keys
     # would leave the tables with no creation order.
     pending_approval_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Where alerts about work waiting for this person go (migration 0013); None: no e-mail.
+    email: Mapped[str | None] = mapped_column(String(254), default=None)
 
 
 class StaffRecoveryCode(Base):

@@ -15,7 +15,6 @@ from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
 
 from core.kernel.errors import InvalidInput
-from core.kernel.runtime import Runtime
 from core.messaging.outbox import (
     REPORT_STATUSES,
     DeliveryReport,
@@ -24,6 +23,7 @@ from core.messaging.outbox import (
 )
 from core.messaging.sms_commands import InboundSms, clean_text, handle_inbound_sms
 from db.base import utcnow
+from runtime import Runtime
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
 log = logging.getLogger(__name__)

@@ -28,9 +28,9 @@ from core.actions import register_all
 from core.kernel.deps import CoreDeps
 from core.kernel.passwords import StaffPasswords
 from core.kernel.pins import PinHasher
-from core.kernel.runtime import Runtime
 from core.kernel.security import PiiVault
 from integrations.africastalking.standin import StandinHandle, start_standin
+from runtime import Runtime
 from tests import preflight
 from tests.dbutil import Snapshot, create_pg_database, fresh_migrated_engine
 from tests.settings import PG_URL, REDIS_URL

@@ -39,7 +39,6 @@ from sqlalchemy.orm import Session
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
 from core.kernel.money import format_cents
-from core.kernel.runtime import Runtime
 from core.kernel.uow import keep
 from core.ledger import statements
 from core.members import registration as members
@@ -52,6 +51,7 @@ from core.payments.mpesa.rules import (
     check_deposit_amount,
 )
 from core.savings.accounts import DEPOSIT_TARGETS
+from runtime import Runtime
 from ussd.engine import Effect, Result
 from ussd.screens import ChoiceItem, MaxChars
 from ussd.texts import gsm7_safe, render

@@ -15,11 +15,12 @@ from core.kernel.deps import DEFAULT_SACCO_NAME
 from core.kernel.errors import InvalidInput
 from core.kernel.i18n import LANGUAGES
 from core.kernel.identity import normalize_msisdn
-from core.kernel.runtime import Runtime
 from core.members import access
-from core.messaging.ussd_sessions import parse_session_end, record_session_end
+from core.messaging.ussd_sessions import record_session_end
+from runtime import Runtime
 from ussd import actions
 from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
+from ussd.gateway import parse_session_end
 from ussd.menus import TREE, root_for
 from ussd.store import Store, resume_key, session_key
 from ussd.texts import gsm7_safe, render

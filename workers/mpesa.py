@@ -43,8 +43,8 @@ def worker_context() -> MpesaContext:
     global _worker_context
     with _worker_context_lock:
         if _worker_context is None:
-            from app_factory import build_runtime
             from config import load_settings
+            from runtime import build_runtime
 
             settings = load_settings()
             _worker_context = build_context(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Any
 
@@ -10,33 +9,12 @@ from flask import current_app
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.member_views import request_from_elsewhere
+from api.v1.maker_checker import approval_dict, ask
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.payments.mpesa import flows as mpesa
-from db.models import ApprovalRequest
 
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
-
-
-def approval_dict(req: ApprovalRequest) -> dict[str, Any]:
-    return {
-        "id": req.id,
-        "action": req.action,
-        "payload": json.loads(req.payload),
-        "amount_cents": req.amount_cents,
-        "member_id": req.member_id,
-        "branch": req.branch,
-        "checker_permission": req.checker_permission,
-        "status": req.status,
-        "maker_id": req.maker_id,
-        "maker_note": req.maker_note,
-        "checker_id": req.checker_id,
-        "decision_note": req.decision_note,
-        "result": json.loads(req.result) if req.result else None,
-        "created_at": req.created_at,
-        "decided_at": req.decided_at,
-    }
 
 
 @blp.route("/approvals", methods=["GET"])
@@ -115,7 +93,7 @@ def adjustment(body: dict[str, Any]) -> Any:
     """Ask for a manual entry between two SACCO accounts (by chart code); a checker decides
     (a manager above the threshold)."""
     note = body.pop("note")
-    return request_from_elsewhere("ledger.adjustment", None, body, note)
+    return ask("ledger.adjustment", None, body, note)
 
 
 @blp.route("/suspense", methods=["GET"])
@@ -147,4 +125,4 @@ def suspense(body: dict[str, Any]) -> Any:
     person decides (a manager above the threshold)."""
     note = body.pop("note")
     member_id = body.pop("member_id")
-    return request_from_elsewhere("suspense.reassign", member_id, body, note)
+    return ask("suspense.reassign", member_id, body, note)

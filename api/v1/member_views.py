@@ -17,8 +17,8 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
+from api.v1.maker_checker import approval_dict, ask
 from api.v1.security import api_state, current, requires, runtime
-from core.approvals import engine as approvals
 from core.kernel.identity import mask_msisdn
 from core.members import approval_actions as member_actions
 from core.members import backoffice
@@ -191,8 +191,6 @@ def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> An
     the same key again returns the first deposit (200) and moves no money. Above the till
     limit nothing is posted yet: the answer is a pending request (202); the deposit posts
     when a checker approves it (a manager above the approval threshold)."""
-    from api.v1.approval_views import approval_dict
-
     rt = runtime()
     state = api_state()
     with rt.unit_of_work() as s:
@@ -247,25 +245,13 @@ def kyc_reject(body: dict[str, Any], member_id: int) -> Any:
     return _summary(member)
 
 
-def _request(action: str, member_id: int | None, payload: dict[str, Any], note: str) -> Any:
-    from api.v1.approval_views import approval_dict
-
-    rt = runtime()
-    with rt.unit_of_work() as s:
-        req = approvals.request_approval(
-            s, rt.deps, current(), action, payload=payload, member_id=member_id, note=note,
-            large_threshold_cents=api_state().large_threshold_cents,
-        )  # fmt: skip
-    return approval_dict(req), 202
-
-
 @blp.route("/<int:member_id>/kyc/approve", methods=["POST"])
 @requires("kyc:request")
 @blp.arguments(sc.NoteIn)
 @blp.response(202, sc.ApprovalOut)
 def kyc_approve(body: dict[str, Any], member_id: int) -> Any:
     """Ask for KYC approval (needs ID front and back uploaded); another person decides."""
-    return _request("kyc.approve", member_id, {}, body["note"])
+    return ask("kyc.approve", member_id, {}, body["note"])
 
 
 @blp.route("/<int:member_id>/status", methods=["POST"])
@@ -274,7 +260,7 @@ def kyc_approve(body: dict[str, Any], member_id: int) -> Any:
 @blp.response(202, sc.ApprovalOut)
 def change_status(body: dict[str, Any], member_id: int) -> Any:
     """Ask to suspend, reactivate or exit a member; another person decides."""
-    return _request("member.status", member_id, {"status": body["status"]}, body["note"])
+    return ask("member.status", member_id, {"status": body["status"]}, body["note"])
 
 
 @blp.route("/<int:member_id>/pin-reset", methods=["POST"])
@@ -285,10 +271,4 @@ def pin_reset(body: dict[str, Any], member_id: int) -> Any:
     """Ask for a PIN reset; once approved the member gets a one-time code by SMS and
     sets a new PIN on the next dial. Where a SIM-swap check is configured, a swap in the
     last 7 days fails the approval unless ``in_person`` (ID checked at the counter)."""
-    return _request("member.pin_reset", member_id, {"in_person": body["in_person"]}, body["note"])
-
-
-def request_from_elsewhere(
-    action: str, member_id: int | None, payload: dict[str, Any], note: str
-) -> Any:
-    return _request(action, member_id, payload, note)
+    return ask("member.pin_reset", member_id, {"in_person": body["in_person"]}, body["note"])

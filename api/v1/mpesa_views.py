@@ -14,11 +14,13 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.member_views import request_from_elsewhere
+from api.v1.maker_checker import ask
 from api.v1.security import current, requires, runtime
+from core.kernel.errors import InvalidInput
 from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa import statement as mpesa_statement
 from core.risk import events as sim_swap_events
+from integrations.mpesa.statement import MalformedStatement, read_statement
 
 blp = Blueprint("api_mpesa", __name__, url_prefix="/api/v1/mpesa", description="M-Pesa")
 
@@ -38,9 +40,15 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
     finally:
         if hasattr(upload_file, "close"):
             upload_file.close()
+    try:
+        statement = read_statement(data)
+    except MalformedStatement as exc:
+        raise InvalidInput(
+            f"cannot read the statement: {exc}", field="file", reason="malformed_statement"
+        ) from None
     rt = runtime()
     with rt.unit_of_work() as s:
-        report = mpesa_statement.import_statement(s, current(), data)
+        report = mpesa_statement.import_statement(s, current(), statement)
     return {
         "clean": report.clean,
         "lines": report.lines,
@@ -118,7 +126,7 @@ def sim_swap_event_clearance(body: dict[str, Any], event_id: int) -> Any:
     with rt.unit_of_work() as s:
         member_id = sim_swap_events.event_member_id(s, current(), event_id)
     payload = {"event_id": event_id, "in_person": body["in_person"]}
-    return request_from_elsewhere("sim_swap.clear", member_id, payload, body["note"])
+    return ask("sim_swap.clear", member_id, payload, body["note"])
 
 
 @blp.route("/payouts", methods=["GET"])
@@ -158,7 +166,7 @@ def payout_resolution(body: dict[str, Any], payout_id: int) -> Any:
     payload: dict[str, Any] = {"payout_id": payout_id, "resolution": body["resolution"]}
     if body.get("receipt"):
         payload["receipt"] = body["receipt"]
-    return request_from_elsewhere("payout.resolve", member_id, payload, body["note"])
+    return ask("payout.resolve", member_id, payload, body["note"])
 
 
 @blp.route("/suspense-items/<int:item_id>/duplicate", methods=["POST"])
@@ -173,6 +181,4 @@ def suspense_duplicate(body: dict[str, Any], item_id: int) -> Any:
     rt = runtime()
     with rt.unit_of_work() as s:
         member_id = mpesa.possible_duplicate_member_id(s, item_id)
-    return request_from_elsewhere(
-        "suspense.duplicate", member_id, {"item_id": item_id}, body["note"]
-    )
+    return ask("suspense.duplicate", member_id, {"item_id": item_id}, body["note"])

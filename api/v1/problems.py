@@ -4,6 +4,9 @@ Body: ``type``, ``title``, ``status``, ``detail``, plus ``code`` (a stable
 snake_case code, the core's ``SaccoError.code`` where there is one) and
 ``errors`` (field -> list of messages) for invalid input. Only paths under
 ``/api/`` get this shape; other channels (USSD, SMS) keep their own.
+
+Domain errors carry no HTTP status (``core`` knows nothing of HTTP): ``STATUS_BY_CODE``
+below is the one place that gives a core error code its status.
 """
 
 from __future__ import annotations
@@ -18,6 +21,43 @@ from core.kernel.errors import SaccoError
 
 PROBLEM_TYPE = "https://docs.sacco.example/problems/"
 MIMETYPE = "application/problem+json"
+
+# The HTTP status of each core error code. An error is looked up by its own code, then
+# by the codes of the classes it derives from, so an error added to core without a row
+# here answers with its family's status: ``invalid_input`` 422, ``domain_error`` 409,
+# ``error`` (any other ``SaccoError``) 400. Never a 500: a unit test walks every
+# ``SaccoError`` in core through the API (tests/unit/test_error_statuses.py).
+STATUS_BY_CODE: dict[str, int] = {
+    "error": 400,
+    "invalid_input": 422,
+    "domain_error": 409,
+    "not_found": 404,
+    "unbalanced_entry": 422,
+    "limit_exceeded": 422,
+    "pin_invalid": 401,
+    "invalid_credentials": 401,
+    "session_invalid": 401,
+    "mfa_invalid": 401,
+    "refresh_token_reused": 401,
+    "member_not_allowed": 403,
+    "self_approval": 403,
+    "forbidden": 403,  # not a checker of this request (core.approvals.engine.NotAChecker)
+    "above_till_limit": 403,
+    "approval_required": 403,
+    "sim_swap_recent": 403,
+    "pin_locked": 423,
+    "account_locked": 423,
+}
+DEFAULT_STATUS = 400
+
+
+def status_for(exc: SaccoError) -> int:
+    """The HTTP status of a domain error (``STATUS_BY_CODE``, along its class's ancestry)."""
+    codes = [exc.code, *(vars(cls).get("code") for cls in type(exc).__mro__)]
+    for code in codes:
+        if isinstance(code, str) and code in STATUS_BY_CODE:
+            return STATUS_BY_CODE[code]
+    return DEFAULT_STATUS
 
 
 def _snake(text: str) -> str:
@@ -128,9 +168,10 @@ def handle_sacco(exc: SaccoError) -> Any:
     if field:
         errors = {str(field): [exc.detail]}
     headers = {}
-    if exc.http_status == 401:
+    status = status_for(exc)
+    if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="sacco"'
-    return problem(exc.http_status, exc.code, exc.detail, errors=errors, headers=headers)
+    return problem(status, exc.code, exc.detail, errors=errors, headers=headers)
 
 
 def handle_api_problem(exc: ApiProblem) -> Any:

@@ -95,6 +95,10 @@ class StaffOut(Schema):
         allow_none=True,
         metadata={"description": "the approval request this account waits for; disabled until"},
     )
+    email = fields.String(
+        allow_none=True,
+        metadata={"description": "where this person's alerts go (work waiting for them)"},
+    )
 
 
 class TokenOut(Schema):
@@ -165,6 +169,15 @@ class StaffIn(Strict):
 
 class ActiveIn(Strict):
     active = fields.Boolean(required=True)
+
+
+class StaffEmailIn(Strict):
+    email = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.Length(1, 254),
+        metadata={"description": "one plain address; null removes it"},
+    )
 
 
 class ApiClientIn(Strict):

@@ -30,8 +30,8 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from api.v1.problems import ApiProblem
 from core.audit import log as audit
 from core.kernel.permissions import PERMISSIONS, Principal
-from core.kernel.runtime import Runtime
 from core.staff import accounts as staff_core
+from runtime import Runtime
 
 PUBLIC = "public"
 F = TypeVar("F", bound=Callable[..., Any])

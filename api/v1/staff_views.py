@@ -10,9 +10,11 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
+from api.v1.maker_checker import approval_dict
 from api.v1.security import api_state, current, requires, runtime
 from core.messaging import webhooks
 from core.staff import accounts as staff_core
+from core.staff import alerts as staff_alerts
 
 blp = Blueprint("api_staff", __name__, url_prefix="/api/v1", description="Staff and API keys")
 
@@ -44,8 +46,6 @@ def create_staff(body: dict[str, Any]) -> Any:
     today) is made disabled, with a pending request (202) that another person holding
     ``access:approve`` (a manager) approves under ``/approvals``; the approval enables it.
     The person must change the first password at first sign-in before anything else."""
-    from api.v1.approval_views import approval_dict
-
     rt = runtime()
     with rt.unit_of_work() as s:
         staff, req = staff_core.request_staff_account(
@@ -69,6 +69,19 @@ def set_active(body: dict[str, Any], staff_id: int) -> Any:
     rt = runtime()
     with rt.unit_of_work() as s:
         return staff_core.set_staff_active(s, rt.deps, current(), staff_id, body["active"])
+
+
+@blp.route("/staff/<int:staff_id>/email", methods=["PUT"])
+@requires("staff:manage")
+@blp.arguments(sc.StaffEmailIn)
+@blp.response(200, sc.StaffOut)
+def set_email(body: dict[str, Any], staff_id: int) -> Any:
+    """Set the address this person's alerts go to, or remove it (``null``): requests
+    waiting for a permission they hold, and, for holders of ``ledger:adjust``, M-Pesa
+    payouts that failed or wait for staff. Audited."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        return staff_alerts.set_staff_email(s, current(), staff_id, body["email"])
 
 
 @blp.route("/staff/<int:staff_id>/unlock", methods=["POST"])
@@ -111,8 +124,6 @@ def create_client(body: dict[str, Any]) -> Any:
     A key that can move money or read personal data (every grantable permission today)
     works only once another person holding ``access:approve`` (a manager) approves the
     pending request in the answer (202)."""
-    from api.v1.approval_views import approval_dict
-
     rt = runtime()
     with rt.unit_of_work() as s:
         client, key, req = staff_core.request_api_client(

@@ -36,12 +36,10 @@ from db.models import ApprovalRequest, Member
 
 class SelfApproval(DomainError):
     code = "self_approval"
-    http_status = 403
 
 
 class NotAChecker(DomainError):
     code = "forbidden"
-    http_status = 403
 
 
 class AlreadyDecided(DomainError):
@@ -70,6 +68,16 @@ class ActionSpec:
 
 
 ACTIONS: dict[str, ActionSpec] = {}
+# Called for every new request inside its unit of work (staff e-mail alerts).
+RequestListener = Callable[[Session, CoreDeps, ApprovalRequest], object]
+_ON_REQUEST: list[RequestListener] = []
+
+
+def on_request(listener: RequestListener) -> None:
+    """Call ``listener(session, deps, request)`` for every request made from now on, in
+    the request's own transaction (so what it writes commits with it, or not at all)."""
+    if listener not in _ON_REQUEST:
+        _ON_REQUEST.append(listener)
 
 
 def register(action: str, spec: ActionSpec) -> None:
@@ -161,6 +169,8 @@ def request_approval(
         session, actor, "approval.request", target_type="approval", target_id=req.id,
         after={"action": action, "member_id": member_id, "payload": body, "checker": checker},
     )  # fmt: skip
+    for listener in _ON_REQUEST:
+        listener(session, deps, req)
     session.flush()
     return req
 

@@ -1,6 +1,6 @@
 """What use cases need besides a session: secrets-backed services and a clock.
 
-Built once by the composition root (``app_factory``, ``manage.py``, workers)
+Built once per process by ``runtime.build_runtime`` (the app, ``manage.py``, workers)
 from the settings and passed to every use case, so ``core/`` reads no
 environment and tests can pass a fixed clock.
 """

@@ -15,7 +15,6 @@ class SaccoError(Exception):
     """Base of every error the domain raises on purpose."""
 
     code = "error"
-    http_status = 400
 
     def __init__(self, detail: str = "", **context: Any) -> None:
         super().__init__(detail or self.code)
@@ -27,7 +26,6 @@ class InvalidInput(SaccoError):
     """Input that can never be valid: a malformed amount, phone, PIN or ID."""
 
     code = "invalid_input"
-    http_status = 422
 
     def __init__(
         self, detail: str = "", *, field: str | None = None, reason: str | None = None
@@ -41,17 +39,14 @@ class DomainError(SaccoError):
     """A valid request that the rules refuse in the current state."""
 
     code = "domain_error"
-    http_status = 409
 
 
 class NotFound(DomainError):
     code = "not_found"
-    http_status = 404
 
 
 class UnbalancedEntry(DomainError):
     code = "unbalanced_entry"
-    http_status = 422
 
 
 class InsufficientFunds(DomainError):
@@ -80,7 +75,6 @@ class PinLocked(DomainError):
     """PIN use is locked; ``until`` is None when only a staff reset unlocks it."""
 
     code = "pin_locked"
-    http_status = 423
 
     def __init__(self, detail: str = "", *, until: Any = None) -> None:
         super().__init__(detail, until=until)
@@ -89,7 +83,6 @@ class PinLocked(DomainError):
 
 class PinInvalid(DomainError):
     code = "pin_invalid"
-    http_status = 401
 
     def __init__(self, detail: str = "", *, attempts_left: int = 0) -> None:
         super().__init__(detail, attempts_left=attempts_left)
@@ -100,4 +93,3 @@ class MemberNotAllowed(DomainError):
     """The member's status does not allow this action."""
 
     code = "member_not_allowed"
-    http_status = 403

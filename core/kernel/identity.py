@@ -1,4 +1,5 @@
-"""Identity values: phone numbers, member numbers, national IDs. Pure functions."""
+"""Identity values: phone numbers, member numbers, national IDs, e-mail addresses. Pure
+functions."""
 
 from __future__ import annotations
 
@@ -95,6 +96,21 @@ def normalize_name(text: str) -> str:
             "give first and last name in letters", field="full_name", reason="format"
         )
     return " ".join(w[:1].upper() + w[1:] for w in words)
+
+
+# One plain address: a local part and a domain with a dot, printable ASCII, nothing that
+# could start a second address or a header (``,;<>"()[]\``, spaces, line breaks).
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+EMAIL_MAX = 254  # the longest address SMTP carries (RFC 5321 path, less the brackets)
+
+
+def normalize_email(text: str) -> str:
+    """A staff member's e-mail address, one plain address, the domain lower-cased."""
+    address = text.strip() if isinstance(text, str) else ""
+    if len(address) > EMAIL_MAX or not _EMAIL.fullmatch(address):
+        raise InvalidInput("not a single plain e-mail address", field="email", reason="format")
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
 
 
 def mask_msisdn(msisdn: str) -> str:

@@ -127,7 +127,6 @@ class AboveTillLimit(DomainError):
     """A partner key (no person to ask) tried a cash deposit above the till limit."""
 
     code = "above_till_limit"
-    http_status = 403
 
 
 def _cash_payload(p: dict[str, Any]) -> tuple[str, int, str]:

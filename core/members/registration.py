@@ -359,13 +359,6 @@ def change_pin(
     set_pin(session, deps, member_id, new_pin)
 
 
-def reset_pin_lock(session: Session, member_id: int) -> None:
-    """Staff action (maker-checker in the API): clear lockouts and the block."""
-    member = get_member(session, member_id)
-    _apply_pin_state(member, after_success())
-    session.flush()
-
-
 def set_language(session: Session, member_id: int, language: str) -> None:
     if language not in LANGUAGES:
         raise InvalidInput("language must be en or sw", field="language")

@@ -66,12 +66,10 @@ RECOVERY_CODES = 10
 
 class AuthFailed(DomainError):
     code = "invalid_credentials"
-    http_status = 401
 
 
 class AccountLocked(DomainError):
     code = "account_locked"
-    http_status = 423
 
     def __init__(self, detail: str = "", *, until: datetime | None = None) -> None:
         super().__init__(detail, until=until)
@@ -82,24 +80,20 @@ class SessionInvalid(DomainError):
     """The session behind a token is revoked, idle too long, past its absolute limit or unknown."""
 
     code = "session_invalid"
-    http_status = 401
 
 
 class MfaInvalid(DomainError):
     code = "mfa_invalid"
-    http_status = 401
 
 
 class RefreshReused(DomainError):
     code = "refresh_token_reused"
-    http_status = 401
 
 
 class ApprovalRequired(DomainError):
     """Only a second person's approval makes this account or key (or enables it)."""
 
     code = "approval_required"
-    http_status = 403
 
 
 class BootstrapClosed(DomainError):

@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.approvals.engine import ActionSpec, register
+from core.approvals.engine import ActionSpec, on_request, register
 from core.kernel.deps import CoreDeps
 from core.kernel.permissions import APPROVER_PERMISSION
 from core.staff import accounts as staff
+from core.staff import alerts
 from db.models import ApprovalRequest
 
 
@@ -38,6 +39,7 @@ def _exec_key(
 
 
 def register_actions() -> None:
+    on_request(alerts.approval_waiting)  # e-mail the checkers a request waits for
     register(
         "staff.create",
         ActionSpec(

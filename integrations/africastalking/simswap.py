@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import requests
 
 PRODUCTION_INSIGHTS_URL = "https://insights.africastalking.com"
-SANDBOX_INSIGHTS_URL = "https://insights.sandbox.africastalking.com"
 _E164 = re.compile(r"^\+[0-9]{4,15}$")
 
 

@@ -5,7 +5,7 @@ shared/GATEWAYS.md plus their documented variations, and raises
 ``MalformedCallback`` on anything else. The caller stores the raw body *before* parsing, so a parse
 failure parks the callback for staff instead of losing it.
 
-Amounts and times are read by ``core.payments.mpesa.formats`` (integer cents through
+Amounts and times are read by ``integrations.mpesa.formats`` (integer cents through
 ``Decimal``, never rounded; aware UTC from Nairobi wall-clock time), which also
 holds the org-portal statement parser the staff import uses; it is re-exported
 here. Phone numbers come out in E.164 (``+2547…``).
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import InvalidOperation
 
-from core.payments.mpesa.formats import (
+from integrations.mpesa.formats import (
     NAIROBI,
     STATEMENT_COLUMNS,
     MalformedStatement,

@@ -19,12 +19,12 @@ import requests
 
 from config import Settings
 from core.kernel import uow
-from core.kernel.runtime import Runtime
 from core.kernel.uow import Job
 from core.payments.mpesa.flows import SimSwapChecker
 from core.payments.mpesa.rules import MpesaPolicy, parse_tariff
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.mpesa.client import CallbackUrls, DarajaClient, DarajaConfig
+from runtime import Runtime
 
 
 class JobQueue(Protocol):

@@ -22,7 +22,6 @@ from config import Settings, load_settings
 from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.money import Money
-from core.kernel.runtime import Runtime
 from core.ledger import entries as ledger
 from core.ledger.verify import verify_ledger
 from core.members import registration as members
@@ -33,6 +32,7 @@ from integrations.africastalking.standin import StandinHandle as AtHandle
 from integrations.mpesa.client import DarajaClient
 from integrations.mpesa.standin import StandinHandle
 from integrations.mpesa.wiring import MpesaContext, daraja_config
+from runtime import Runtime
 from tests.settings import PG_URL
 from workers.runner import InProcessJobs
 

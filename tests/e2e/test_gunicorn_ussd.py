@@ -21,7 +21,6 @@ import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select
 
-from app_factory import build_runtime
 from config import load_settings
 from core.kernel.money import Money
 from core.members import registration as members_core
@@ -29,6 +28,7 @@ from core.messaging.notifications import messages_for
 from core.savings import accounts as savings
 from db.models import Member
 from db.session import make_session_factory
+from runtime import build_runtime
 from tests.e2e.gateway import GatewayPhone
 from tests.e2e.servers import gunicorn, run_manage
 from tests.settings import PG_URL, REDIS_URL

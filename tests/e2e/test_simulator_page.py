@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from app_factory import create_app
 from config import load_settings
 from core.kernel.deps import CoreDeps
-from core.kernel.runtime import Runtime
 from core.members.registration import register_member
 from core.messaging.notifications import messages_for, notify
 from db.base import utcnow
+from runtime import Runtime
 from tests.e2e.servers import free_port
 from tests.settings import PG_URL, REDIS_URL
 

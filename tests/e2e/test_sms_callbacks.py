@@ -17,12 +17,12 @@ from app_factory import create_app
 from config import Settings
 from core.kernel.deps import CoreDeps
 from core.kernel.money import Money
-from core.kernel.runtime import Runtime
 from core.members import registration as members
 from core.messaging.notifications import notify
 from core.savings import accounts as savings
 from db.base import utcnow
 from db.models import Member, OutboxMessage, SmsDeliveryReport, SmsInbound, SmsOptOut
+from runtime import Runtime
 
 SHORTCODE = "22384"
 

@@ -55,7 +55,7 @@ def holds(env: Env, member_id: int) -> list[Hold]:
 
 def settled_stk(env: Env, member_id: int) -> StkRequest | None:
     rows = stk_rows(env, member_id)
-    return rows[0] if rows and rows[0].status in mpesa.STK_FINAL else None
+    return rows[0] if rows and rows[0].status in ("succeeded", "failed") else None
 
 
 def settled_payout(env: Env, member_id: int) -> B2CPayout | None:

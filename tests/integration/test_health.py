@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app_factory import build_runtime, create_app
+from app_factory import create_app
 from config import load_settings
+from runtime import build_runtime
 from tests.settings import PG_URL, REDIS_URL
 
 

@@ -12,13 +12,13 @@ from flask import Flask
 
 from app_factory import create_app
 from config import load_settings
-from core.kernel.runtime import Runtime
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
 from db.migrate import upgrade
 from db.models_mpesa import StkRequest
 from integrations.mpesa.standin import StandinHandle
 from integrations.mpesa.standin import start_standin as start_daraja
+from runtime import Runtime
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,20 @@ def register(session: Session, deps: CoreDeps, **overrides: object) -> Member:
     }
     fields.update(overrides)
     return members.register_member(session, deps, **fields)  # type: ignore[arg-type]
+
+
+def staff_reset_pin(session: Session, deps: CoreDeps, member: Member) -> str:
+    """What an approved ``member.pin_reset`` does; returns the code from the queued SMS."""
+    members.start_pin_reset(session, deps, member.id, business_key=f"pin_reset:{member.id}")
+    session.commit()
+    sms = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.member_id == member.id, OutboxMessage.template == "pin_reset_code"
+        )
+    ).one()
+    found = re.search(r"\b(\d{6})\b", sms.body)
+    assert found is not None, sms.body
+    return found.group(1)
 
 
 def test_registration_creates_a_pending_member_with_three_accounts_and_a_welcome_sms(
@@ -156,8 +171,13 @@ def test_three_wrong_pins_lock_for_thirty_minutes_then_repeated_lockout_needs_st
     clock.now = T0 + timedelta(days=3)
     with pytest.raises(PinLocked):
         members.verify_pin(db_session, timed, member.id, "4826")
-    members.reset_pin_lock(db_session, member.id)
-    members.verify_pin(db_session, timed, member.id, "4826")
+    # Staff reset the PIN (an approved member.pin_reset); the member redeems the SMS code.
+    code = staff_reset_pin(db_session, timed, member)
+    members.redeem_pin_reset(db_session, timed, member.id, code, "7391")
+    members.verify_pin(db_session, timed, member.id, "7391")
+    with pytest.raises(PinInvalid) as old:
+        members.verify_pin(db_session, timed, member.id, "4826")
+    assert old.value.attempts_left == 2
 
 
 def test_a_correct_pin_resets_the_count(db_session: Session, deps: CoreDeps) -> None:
@@ -267,6 +287,7 @@ def test_member_is_told_by_sms_of_a_lockout_a_block_and_a_pin_change(
         with pytest.raises((PinInvalid, PinLocked)):
             members.verify_pin(db_session, timed, member.id, "9999")
     assert sms_templates(db_session, member.id)[-1] == "pin_blocked"
-    members.reset_pin_lock(db_session, member.id)
+    # An approved staff reset lifts the block (and texts a code the member need not use).
+    staff_reset_pin(db_session, timed, member)
     members.change_pin(db_session, timed, member.id, "4826", "7391")
-    assert sms_templates(db_session, member.id)[-1] == "pin_changed"
+    assert sms_templates(db_session, member.id)[-2:] == ["pin_reset_code", "pin_changed"]

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app_factory import build_runtime
 from config import load_settings
-from core.kernel.runtime import Runtime
 from core.members import registration as members
 from db.migrate import upgrade
 from db.models import OutboxMessage
 from integrations.africastalking.standin import StandinHandle
+from runtime import Runtime, build_runtime
 from tests.outboxutil import gateway_messages
 
 

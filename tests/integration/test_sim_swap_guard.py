@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from config import load_settings
 from core.kernel import uow
 from core.kernel.deps import CoreDeps
-from core.kernel.runtime import Runtime
 from core.ledger.verify import verify_ledger
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
@@ -32,6 +31,7 @@ from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.simswap import AfricasTalkingSimSwapChecker
 from integrations.africastalking.standin import StandinHandle
 from integrations.mpesa.wiring import policy_from_settings
+from runtime import Runtime
 from tests.integration.test_africastalking import control, make_checker
 from tests.integration.test_mpesa_core import member
 from ussd import actions

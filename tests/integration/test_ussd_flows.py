@@ -19,7 +19,6 @@ from app_factory import create_app
 from config import load_settings
 from core.kernel.deps import CoreDeps
 from core.kernel.money import Money, format_cents
-from core.kernel.runtime import Runtime
 from core.ledger import entries as ledger
 from core.ledger import statements
 from core.ledger.vocabulary import EntryKind
@@ -27,6 +26,7 @@ from core.members import registration as members
 from core.savings import accounts as savings
 from db.base import utcnow
 from db.models import Member, OutboxMessage, UssdSessionEvent
+from runtime import Runtime
 from tests.settings import PG_URL, REDIS_URL
 from tests.ussdutil import SERVICE_CODE, Phone, make_member
 

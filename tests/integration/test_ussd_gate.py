@@ -17,9 +17,9 @@ from app_factory import create_app
 from config import SettingsError, load_settings
 from core.kernel.deps import CoreDeps
 from core.kernel.money import Money
-from core.kernel.runtime import Runtime
 from core.savings import accounts as savings
 from db.models import Member, OutboxMessage
+from runtime import Runtime
 from tests.settings import PG_URL, REDIS_URL
 from tests.ussdutil import SERVICE_CODE, Phone, make_member
 from ussd.menus import TREE

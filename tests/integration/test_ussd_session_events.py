@@ -7,9 +7,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
-from core.messaging.ussd_sessions import last_session_end, parse_session_end, record_session_end
+from core.messaging.ussd_sessions import last_session_end, record_session_end
 from db.base import utcnow
 from db.models import UssdSessionEvent
+from ussd.gateway import parse_session_end
 
 
 def test_parse_keeps_what_support_needs_and_tolerates_odd_values() -> None:

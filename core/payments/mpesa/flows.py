@@ -79,6 +79,7 @@ from core.payments.mpesa.vocabulary import (
 )
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
+from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
     B2CPayout,
@@ -102,7 +103,6 @@ ACCOUNT_LABELS = {
     "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
     "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
 }
-STK_FINAL = ("succeeded", "failed")
 B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
@@ -1591,7 +1591,13 @@ def _publish_payout(
 
 
 def _fail_payout(
-    session: Session, deps: CoreDeps, row: B2CPayout, *, code: int | None, desc: str
+    session: Session,
+    deps: CoreDeps,
+    row: B2CPayout,
+    *,
+    code: int | None,
+    desc: str,
+    alert_staff: bool = True,  # False when staff released it themselves
 ) -> None:
     ledger.release_hold(session, hold_id=row.hold_id, now=deps.now())
     row.status, row.settled_at = PayoutStatus.FAILED, deps.now()
@@ -1611,6 +1617,8 @@ def _fail_payout(
         },
     )
     _publish_payout(session, deps, row, member, "withdrawal.failed", None)
+    if alert_staff:
+        staff_alerts.payout_needs_staff(session, deps, row, member, "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1715,6 +1723,9 @@ def settle_status(
         # refuse a repeated OriginatorConversationID: resending could pay twice for one
         # debit. The hold stays; staff look at the org portal and decide (payout.resolve).
         row.status, row.last_error = PayoutStatus.REVIEW, f"status query: {outcome.detail}"[:200]
+        staff_alerts.payout_needs_staff(
+            session, deps, row, get_member(session, row.member_id), "review"
+        )
         return _done(
             session, deps, "review", callback_id, outcome.original_originator_conversation_id
         )
@@ -1869,7 +1880,7 @@ def resolve_payout(
     if resolution == "resend":
         row.status, row.last_error = PayoutStatus.REQUESTED, note
     elif resolution == "release":
-        _fail_payout(session, deps, row, code=None, desc=note)
+        _fail_payout(session, deps, row, code=None, desc=note, alert_staff=False)
     elif resolution == "paid" and receipt:
         row.result_code, row.result_desc = 0, note
         _pay_payout(session, deps, row, receipt)

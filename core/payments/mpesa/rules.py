@@ -23,7 +23,6 @@ class LimitExceeded(DomainError):
     """An amount outside the SACCO's limits; ``reason`` says which and ``limit_cents`` the bound."""
 
     code = "limit_exceeded"
-    http_status = 422
 
     def __init__(self, detail: str = "", *, reason: str, limit_cents: int = 0) -> None:
         super().__init__(detail or reason, reason=reason, limit_cents=limit_cents)
@@ -35,7 +34,6 @@ class SimSwapBlocked(DomainError):
     """The member's SIM changed recently (or the check failed and the policy refuses)."""
 
     code = "sim_swap_recent"
-    http_status = 403
 
     def __init__(
         self, detail: str = "", *, reason: str, last_swap_at: datetime | None = None

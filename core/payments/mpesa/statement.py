@@ -2,15 +2,18 @@
 
 ``compare_statement`` is the rule, pure (a property test drives it);
 ``reconcile_statement`` loads our side from the database and calls it;
-``reconcile_statement_csv`` reads an export (``manage.py reconcile-statement``);
+``reconcile_statement_file`` compares a whole export (``manage.py reconcile-statement``);
 ``import_statement`` is the staff upload (``POST /api/v1/mpesa/statement-reconciliations``),
 audited. All of them read only: a difference is for staff to look into (a suspense
 item, a missing callback replayed by reconciliation), never corrected from a file.
+
+Core never reads the file: the M-Pesa integration does (``integrations.mpesa.statement``:
+the org portal's CSV, its columns, Nairobi times and amounts) and hands over a
+``StatementFile`` of typed lines.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -20,9 +23,7 @@ from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from core.audit import log as audit
-from core.kernel.errors import InvalidInput
 from core.kernel.permissions import Principal
-from core.payments.mpesa.formats import MalformedStatement, decode_statement, parse_statement_csv
 from core.payments.mpesa.rules import parse_bill_ref
 from core.payments.mpesa.vocabulary import PayoutStatus, StkStatus
 from db.models import Member
@@ -45,6 +46,19 @@ class StatementLine:
     def is_charge(self) -> bool:
         """M-Pesa's own fee, listed as a line of its own under the transaction's receipt."""
         return "charge" in f"{self.details} {self.reason_type}".lower()
+
+
+@dataclass(frozen=True, slots=True)
+class StatementFile:
+    """An org-portal statement export as the M-Pesa integration read it: its completed
+    ``lines``; ``skipped``, how many lines of another status it had (failed or cancelled:
+    they moved no money, so they are not compared); the file's SHA-256 and size in
+    bytes, which the audit of an import records."""
+
+    lines: tuple[StatementLine, ...]
+    skipped: int = 0
+    sha256: str = ""
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,51 +279,27 @@ def _unreceipted_stk(
     ]
 
 
-def reconcile_statement_csv(session: Session, text: str) -> StatementReport:
-    """An org-portal statement export (CSV text) compared with the ledger. Reads only.
-
-    Only completed lines are compared (failed or cancelled ones moved no money
-    and are counted in ``skipped``). Raises ``MalformedStatement`` (with the line
-    number) on anything that can't be read without guessing.
-    """
-    rows = parse_statement_csv(text)
-    lines = [
-        StatementLine(
-            r.receipt,
-            r.completed_at,
-            r.paid_in_cents,
-            r.withdrawn_cents,
-            r.details,
-            r.account_no,
-            r.reason_type,
-        )  # fmt: skip
-        for r in rows
-        if r.status.lower() in ("", "completed")
-    ]
-    report = reconcile_statement(session, lines)
-    report.skipped = len(rows) - len(lines)
+def reconcile_statement_file(session: Session, statement: StatementFile) -> StatementReport:
+    """A whole statement export compared with the ledger. Reads only."""
+    report = reconcile_statement(session, statement.lines)
+    report.skipped = statement.skipped
     return report
 
 
-def import_statement(session: Session, actor: Principal, data: bytes) -> StatementReport:
+def import_statement(
+    session: Session, actor: Principal, statement: StatementFile
+) -> StatementReport:
     """A member of staff's upload of an org-portal statement, compared with the ledger.
 
     Reads the ledger only; the comparison itself is audited (who, the file's
     SHA-256 and the counts), so a reconciliation can be shown to have been run.
-    An unreadable file is ``InvalidInput`` naming the line.
     """
-    try:
-        report = reconcile_statement_csv(session, decode_statement(data))
-    except MalformedStatement as exc:
-        raise InvalidInput(
-            f"cannot read the statement: {exc}", field="file", reason="malformed_statement"
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
+    report = reconcile_statement_file(session, statement)
     audit.record(
         session, actor, "mpesa.statement_reconciled", target_type="mpesa_statement",
-        target_id=digest[:16],
+        target_id=statement.sha256[:16],
         after={
-            "sha256": digest, "bytes": len(data),
+            "sha256": statement.sha256, "bytes": statement.size,
             "lines": report.lines, "skipped": report.skipped, "matched": report.matched,
             "charge_lines": report.charge_lines,
             "missing_in_ledger": len(report.missing_in_ledger),

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from app_factory import create_app
 from config import Settings, load_settings
-from core.kernel.runtime import Runtime
 from db.models import Member
+from runtime import Runtime
 from tests.e2e.api.conftest import PASSWORD, Staffer, auth
 from tests.settings import PG_URL, REDIS_URL
 

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.deps import CoreDeps
 from core.payments.mpesa import flows as mpesa
-from core.payments.mpesa.formats import NAIROBI, STATEMENT_COLUMNS
 from core.payments.mpesa.rules import MpesaPolicy
 from db.models import AuditEvent, JournalEntry, Member
 from db.models_mpesa import SimSwapEvent, StkRequest
 from db.session import unit_of_work
+from integrations.mpesa.formats import NAIROBI, STATEMENT_COLUMNS
 from tests.e2e.api.conftest import Staffer, auth
 from tests.e2e.api.test_members_api import post_file
 

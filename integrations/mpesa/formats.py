@@ -1,9 +1,9 @@
 """How M-Pesa writes amounts, times and statements: pure parsers, no I/O.
 
-Shared by the Daraja callback parsers (``integrations.mpesa.parse``) and the
-statement import (``core.payments.mpesa.statement``, used by the
-``reconcile-statement`` command and the staff API), so an amount or a Nairobi
-time is read one way everywhere.
+Shared by the Daraja callback parsers (``integrations.mpesa.parse``), the statement
+reader (``integrations.mpesa.statement``, used by the ``reconcile-statement`` command
+and the staff API) and the stand-in, so an amount or a Nairobi time is read one way
+everywhere. Core never sees these formats: it gets cents, aware times and typed rows.
 
 Money comes out as integer cents, converted through ``Decimal``: an amount with
 more than two decimals, a negative amount, a bool, NaN or an exponent is

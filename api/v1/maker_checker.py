@@ -1,0 +1,46 @@
+"""What every view that asks for a second person shares: a request as the API shows it
+(``approval_dict``) and asking for one (``ask``).
+
+Its own module so that the view modules never import each other (an import-linter
+contract in pyproject.toml keeps them independent).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.v1.security import api_state, current, runtime
+from core.approvals import engine as approvals
+from db.models import ApprovalRequest
+
+
+def approval_dict(req: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "id": req.id,
+        "action": req.action,
+        "payload": json.loads(req.payload),
+        "amount_cents": req.amount_cents,
+        "member_id": req.member_id,
+        "branch": req.branch,
+        "checker_permission": req.checker_permission,
+        "status": req.status,
+        "maker_id": req.maker_id,
+        "maker_note": req.maker_note,
+        "checker_id": req.checker_id,
+        "decision_note": req.decision_note,
+        "result": json.loads(req.result) if req.result else None,
+        "created_at": req.created_at,
+        "decided_at": req.decided_at,
+    }
+
+
+def ask(action: str, member_id: int | None, payload: dict[str, Any], note: str) -> Any:
+    """Record a pending maker-checker request for ``action``; answers it with 202."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        req = approvals.request_approval(
+            s, rt.deps, current(), action, payload=payload, member_id=member_id, note=note,
+            large_threshold_cents=api_state().large_threshold_cents,
+        )  # fmt: skip
+    return approval_dict(req), 202

@@ -184,15 +184,18 @@ def seed_demo() -> None:
                 pin=pin,
             )
             for i, (target, kes) in enumerate(deposits):
-                savings.record_deposit(
+                savings.credit_member(
                     session,
                     runtime.deps,
-                    member_id=member.id,
-                    target=target,
-                    amount=Money.of(kes),
-                    source="mpesa",
-                    idempotency_key=f"demo-{member.member_number}-{i}",
-                    memo=f"M-Pesa deposit to {target}",
+                    savings.Credit(
+                        member_id=member.id,
+                        target=target,
+                        amount_cents=Money.of(kes).cents,
+                        source=savings.CreditSource.MPESA,
+                        idempotency_key=f"demo-{member.member_number}-{i}",
+                        business_key=f"deposit_received:demo-{member.member_number}-{i}",
+                        memo=f"M-Pesa deposit to {target}",
+                    ),
                 )
             if status == MemberStatus.ACTIVE:
                 savings.transfer_own(

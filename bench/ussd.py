@@ -187,15 +187,18 @@ def seed_members(env: dict[str, str], count: int) -> list[Member]:
                 for j, (target, kes) in enumerate(
                     [("savings", 5000), ("deposits", 2000), ("shares", 500)] * 3
                 ):
-                    savings.record_deposit(
+                    savings.credit_member(
                         session,
                         runtime.deps,
-                        member_id=member.id,
-                        target=target,
-                        amount=Money.of(kes + j),
-                        source="mpesa",
-                        idempotency_key=f"bench-{i}-{j}",
-                        memo="M-Pesa deposit",
+                        savings.Credit(
+                            member_id=member.id,
+                            target=target,
+                            amount_cents=Money.of(kes + j).cents,
+                            source=savings.CreditSource.MPESA,
+                            idempotency_key=f"bench-{i}-{j}",
+                            business_key=f"deposit_received:bench-{i}-{j}",
+                            memo="M-Pesa deposit",
+                        ),
                     )
             seeded.append(Member(msisdn, pin))
             if (i + 1) % 50 == 0:

@@ -23,7 +23,6 @@ from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, MemberNotAllowed, NotFound
 from core.kernel.identity import is_valid_member_number, mask_msisdn
-from core.kernel.money import Money
 from core.kernel.permissions import Principal, can_access_branch
 from core.ledger import entries as ledger
 from core.members.registration import (
@@ -36,7 +35,7 @@ from core.members.registration import (
 )
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
-from core.savings.accounts import DEPOSIT_TARGETS, record_deposit
+from core.savings.accounts import DEPOSIT_TARGETS, Credit, CreditSource, credit_member
 from db.models import Member, MemberDocument
 
 DOCUMENT_KINDS = ("id_front", "id_back", "photo", "signed_form")
@@ -219,9 +218,10 @@ def cash_deposit(
 
     Keys are scoped to the caller (as Stripe scopes them to an account): two tills
     that happen to pick the same key never see each other's deposits. Above the till
-    limit the API goes through ``core.approvals.engine.take_cash_deposit``: the approved
-    request calls this with the maker as ``actor`` (so the key is still the till's),
-    ```` and its ``approval_id``.
+    limit the API goes through ``core.members.approval_actions.take_cash_deposit``: the
+    approved request calls this with the maker as ``actor`` (so the key is still the
+    till's) and its ``approval_id``. The credit itself is ``credit_member``'s: the member's
+    receipt SMS, the partners' ``deposit.received`` event and the audit row come with it.
     """
     member = visible_member(session, actor, member_id)
     key = (idempotency_key or "").strip()
@@ -231,28 +231,17 @@ def cash_deposit(
             field="Idempotency-Key",
             reason="required",
         )
-    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
-        raise InvalidInput("amount must be more than zero", field="amount_cents")
-    if amount_cents > ledger.MAX_POSTING_CENTS:
-        raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
-    posted = record_deposit(
+    return credit_member(
         session,
         deps,
-        member_id=member.id,
-        target=target,
-        amount=Money(amount_cents),
-        source="cash",
-        idempotency_key=cash_ledger_key(actor, key),
-        memo=f"Cash deposit to {target}",
-    )
-    if posted.created:
-        audit.record(
-            session, actor, "member.cash_deposit", target_type="member", target_id=member.id,
-            after={"target": target, "amount_cents": amount_cents, "entry": posted.reference,
-                   **({"approval": approval_id} if approval_id is not None else {})},
-        )  # fmt: skip
-    session.flush()
-    return posted
+        Credit(
+            member_id=member.id, target=target, amount_cents=amount_cents,
+            source=CreditSource.CASH, idempotency_key=cash_ledger_key(actor, key),
+            business_key=f"deposit_received:{cash_ledger_key(actor, key)}",
+            memo=f"Cash deposit to {target}", actor=actor,
+            audit={"approval": approval_id} if approval_id is not None else {},
+        ),
+    ).posted  # fmt: skip
 
 
 # ------------------------------------------------------------------ KYC

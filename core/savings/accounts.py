@@ -1,69 +1,171 @@
-"""Savings use cases shared by every channel: deposits and own-account transfers."""
+"""Savings use cases shared by every channel: money in (``credit_member``, the one credit
+path) and own-account transfers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
 from sqlalchemy.orm import Session
 
+from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
-from core.kernel.money import Money
+from core.kernel.money import Money, format_cents
+from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.ledger.chart import MEMBER_PURPOSES, Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
 from core.members.registration import get_member, member_account_ids
 from core.members.status import check_may_deposit
+from core.messaging.notifications import notify
+from core.messaging.webhooks import publish_event
+from db.models import Member
 
-# Where money comes from when it enters a member account, and the entry it makes.
-SOURCE_ACCOUNTS = {
-    "mpesa": SystemAccount.MPESA_COLLECTIONS_FLOAT,  # STK push, paybill
-    "cash": SystemAccount.BANK,  # teller cash, banked
-    "bank": SystemAccount.BANK,
-}
-SOURCE_KINDS = {
-    "mpesa": EntryKind.DEPOSIT_MPESA,
-    "cash": EntryKind.DEPOSIT_CASH,
-    "bank": EntryKind.DEPOSIT_BANK,
+# What a member's account is called in an SMS, by language.
+ACCOUNT_LABELS = {
+    "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
+    "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
 }
 DEPOSIT_TARGETS = tuple(purpose.value for purpose in MEMBER_PURPOSES)  # savings, deposits, shares
 
 
-def record_deposit(
-    session: Session,
-    deps: CoreDeps,
-    *,
-    member_id: int,
-    target: str,
-    amount: Money,
-    source: str,
-    idempotency_key: str,
-    memo: str = "",
-) -> ledger.PostedEntry:
-    """Credit a member's savings, deposits or shares from a source float, exactly once per key.
+class CreditSource(StrEnum):
+    """Where money that enters a member account comes from."""
 
-    Who may deposit is ``core.members.status.may_deposit``: pending and active members.
+    MPESA = "mpesa"  # an STK push or a paybill payment, from the collections float
+    CASH = "cash"  # a teller's cash, banked
+    BANK = "bank"  # a bank transfer
+    SUSPENSE = "suspense"  # an M-Pesa payment parked in suspense, given to its member by staff
+
+
+# Per source: the SACCO account the money leaves, the entry it makes, the receipt SMS.
+_SOURCES: dict[CreditSource, tuple[SystemAccount, EntryKind, str]] = {
+    CreditSource.MPESA: (
+        SystemAccount.MPESA_COLLECTIONS_FLOAT, EntryKind.DEPOSIT_MPESA, "deposit_received"
+    ),
+    CreditSource.CASH: (SystemAccount.BANK, EntryKind.DEPOSIT_CASH, "deposit_received_cash"),
+    CreditSource.BANK: (SystemAccount.BANK, EntryKind.DEPOSIT_BANK, "deposit_received_bank"),
+    CreditSource.SUSPENSE: (
+        SystemAccount.SUSPENSE, EntryKind.MPESA_SUSPENSE_ASSIGN, "deposit_received"
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Credit:
+    """Money in for one member: what, from where, and the keys that make it happen once."""
+
+    member_id: int
+    target: str  # savings, deposits or shares
+    amount_cents: int
+    source: CreditSource
+    idempotency_key: str  # the ledger entry's: the same key again credits nothing more
+    business_key: str  # the receipt SMS's and the webhook event's: one per money-in event
+    memo: str = ""
+    receipt: str | None = None  # the M-Pesa receipt, shown to the member and the partner
+    actor: Principal | None = None  # who took the money (a teller): audited; None: M-Pesa
+    audit: Mapping[str, Any] = field(default_factory=dict)  # more for the audit row
+
+
+@dataclass(frozen=True)
+class Credited:
+    posted: ledger.PostedEntry
+    member: Member
+    account_id: int
+
+
+def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
+    """The one way money enters a member's savings, deposits or shares, from every source
+    (M-Pesa STK push and paybill, teller cash, a bank transfer, a suspense reassignment; the
+    loans issue adds repayments and disbursements here).
+
+    Posts the entry once per ``idempotency_key`` and, the first time only, tells everyone
+    the same way: the receipt SMS to the member (``deposit_received``; ``…_cash`` /
+    ``…_bank`` for money not from M-Pesa), the ``deposit.received`` webhook event to
+    partners, and an audit row when a person took the money. Who may deposit is
+    ``core.members.status.may_deposit`` (pending and active members).
     """
-    if target not in DEPOSIT_TARGETS:
+    if credit.target not in DEPOSIT_TARGETS:
         raise InvalidInput("deposit target must be savings, deposits or shares", field="target")
-    if source not in SOURCE_ACCOUNTS:
+    if credit.source not in _SOURCES:
         raise InvalidInput("unknown source of funds", field="source")
-    if not amount.is_positive():
-        raise InvalidInput("amount must be more than zero", field="amount", reason="zero")
-    member = get_member(session, member_id)
+    amount = credit.amount_cents
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInput("amount must be more than zero", field="amount_cents")
+    if amount > ledger.MAX_POSTING_CENTS:
+        raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
+    member = get_member(session, credit.member_id)
     check_may_deposit(member.status)
-    accounts = member_account_ids(session, member_id)
+    account_id = member_account_ids(session, member.id)[credit.target]
+    from_code, kind, template = _SOURCES[credit.source]
+    now = deps.now()
     posted = ledger.post_entry(
         session,
-        kind=SOURCE_KINDS[source],
+        kind=kind,
         legs=[
-            ledger.Leg(ledger.account_id_by_code(session, SOURCE_ACCOUNTS[source]), amount.cents),
-            ledger.Leg(accounts[target], -amount.cents),
+            ledger.Leg(ledger.account_id_by_code(session, from_code), amount),
+            ledger.Leg(account_id, -amount),
         ],
-        idempotency_key=idempotency_key,
-        now=deps.now(),
-        memo=memo or f"Deposit to {target}",
+        idempotency_key=credit.idempotency_key,
+        now=now,
+        memo=(credit.memo or f"Deposit to {credit.target}")[:160],
     )
+    if posted.created:
+        _tell(session, deps, credit, member, account_id, posted, template)
     session.flush()
-    return posted
+    return Credited(posted, member, account_id)
+
+
+def _tell(
+    session: Session,
+    deps: CoreDeps,
+    credit: Credit,
+    member: Member,
+    account_id: int,
+    posted: ledger.PostedEntry,
+    template: str,
+) -> None:
+    now = deps.now()
+    labels = ACCOUNT_LABELS.get(member.language, ACCOUNT_LABELS["en"])
+    notify(
+        session,
+        template=template,
+        business_key=credit.business_key,
+        now=now,
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "amount": format_cents(credit.amount_cents),
+            "account": labels[credit.target],
+            "receipt": credit.receipt or "-",
+            "reference": posted.reference,
+            "balance": format_cents(ledger.get_balance(session, account_id).balance_cents),
+        },
+    )
+    publish_event(
+        session,
+        event_type="deposit.received",
+        event_id=credit.business_key,
+        now=now,
+        data={
+            "member_number": member.member_number,
+            "account": credit.target,
+            "amount_cents": credit.amount_cents,
+            "source": credit.source.value,
+            "mpesa_receipt": credit.receipt,
+            "reference": posted.reference,
+        },
+    )
+    if credit.actor is not None:
+        audit.record(
+            session, credit.actor, f"member.{credit.source.value}_deposit", target_type="member",
+            target_id=member.id,
+            after={"target": credit.target, "amount_cents": credit.amount_cents,
+                   "entry": posted.reference, **credit.audit},
+        )  # fmt: skip
 
 
 def transfer_own(

@@ -97,14 +97,17 @@ class Env:
                 pin="4826",
             )
             if savings_kes:
-                savings.record_deposit(
+                savings.credit_member(
                     s,
                     self.deps,
-                    member_id=m.id,
-                    target="savings",
-                    amount=Money.of(savings_kes),
-                    source="cash",
-                    idempotency_key=f"seed-{m.id}",
+                    savings.Credit(
+                        member_id=m.id,
+                        target="savings",
+                        amount_cents=Money.of(savings_kes).cents,
+                        source=savings.CreditSource.CASH,
+                        idempotency_key=f"seed-{m.id}",
+                        business_key=f"deposit_received:seed-{m.id}",
+                    ),
                 )
             if status != "pending_kyc":
                 members.set_status(s, m.id, "active")

@@ -107,15 +107,18 @@ def seed_member(
             members_core.set_status(session, member.id, "active")
             targets = ["savings", "deposits", "shares"]
             for i, kes in enumerate(deposits_kes):
-                savings.record_deposit(
+                savings.credit_member(
                     session,
                     runtime.deps,
-                    member_id=member.id,
-                    target=targets[i % 3],
-                    amount=Money.of(kes),
-                    source="mpesa",
-                    idempotency_key=f"e2e-{msisdn}-{i}",
-                    memo="M-Pesa deposit",
+                    savings.Credit(
+                        member_id=member.id,
+                        target=targets[i % 3],
+                        amount_cents=Money.of(kes).cents,
+                        source=savings.CreditSource.MPESA,
+                        idempotency_key=f"e2e-{msisdn}-{i}",
+                        business_key=f"deposit_received:e2e-{msisdn}-{i}",
+                        memo="M-Pesa deposit",
+                    ),
                 )
             return str(member.member_number)
     finally:

@@ -76,14 +76,17 @@ def amina(db_session: Session, deps: CoreDeps) -> Member:
             ("savings", 75),
         ]
     ):
-        savings.record_deposit(
+        savings.credit_member(
             db_session,
             deps,
-            member_id=member.id,
-            target=target,
-            amount=Money.of(kes),
-            source="mpesa",
-            idempotency_key=f"sms-e2e-{i}",
+            savings.Credit(
+                member_id=member.id,
+                target=target,
+                amount_cents=Money.of(kes).cents,
+                source=savings.CreditSource.MPESA,
+                idempotency_key=f"sms-e2e-{i}",
+                business_key=f"deposit_received:sms-e2e-{i}",
+            ),
         )
     members.set_status(db_session, member.id, "active")
     return member

@@ -93,14 +93,17 @@ def test_backup_is_encrypted_private_and_restores_to_verified_books(
 ) -> None:
     with Session(committed_pg) as session:
         member = make_member(session, deps, name="Zawadi Backupova", msisdn="+254712000777")
-        savings.record_deposit(
+        savings.credit_member(
             session,
             deps,
-            member_id=member.id,
-            target="savings",
-            amount=Money.of("4321.09"),
-            source="mpesa",
-            idempotency_key="backup-1",
+            savings.Credit(
+                member_id=member.id,
+                target="savings",
+                amount_cents=Money.of("4321.09").cents,
+                source=savings.CreditSource.MPESA,
+                idempotency_key="backup-1",
+                business_key="deposit_received:backup-1",
+            ),
         )
         session.commit()
         member_id = member.id

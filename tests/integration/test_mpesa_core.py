@@ -47,14 +47,17 @@ def member(session: Session, deps: CoreDeps, phone: str, savings_kes: int = 0) -
     )
     members.set_status(session, m.id, "active")
     if savings_kes:
-        savings.record_deposit(
+        savings.credit_member(
             session,
             deps,
-            member_id=m.id,
-            target="savings",
-            amount=Money.of(savings_kes),
-            source="cash",
-            idempotency_key=f"seed-{m.id}",
+            savings.Credit(
+                member_id=m.id,
+                target="savings",
+                amount_cents=Money.of(savings_kes).cents,
+                source=savings.CreditSource.CASH,
+                idempotency_key=f"seed-{m.id}",
+                business_key=f"deposit_received:seed-{m.id}",
+            ),
         )
     return m.id
 

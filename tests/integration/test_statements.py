@@ -25,23 +25,29 @@ def test_recent_movements_merge_all_member_accounts_newest_first(
     for i, (target, kes) in enumerate(
         [("savings", "100"), ("deposits", "200"), ("shares", "300"), ("savings", "400")]
     ):
-        savings.record_deposit(
+        savings.credit_member(
             db_session,
             deps,
-            member_id=amina.id,
-            target=target,
-            amount=Money.of(kes),
-            source="mpesa",
-            idempotency_key=f"a{i}",
+            savings.Credit(
+                member_id=amina.id,
+                target=target,
+                amount_cents=Money.of(kes).cents,
+                source=savings.CreditSource.MPESA,
+                idempotency_key=f"a{i}",
+                business_key=f"deposit_received:a{i}",
+            ),
         )
-    savings.record_deposit(
+    savings.credit_member(
         db_session,
         deps,
-        member_id=other.id,
-        target="savings",
-        amount=Money.of(999),
-        source="mpesa",
-        idempotency_key="o1",
+        savings.Credit(
+            member_id=other.id,
+            target="savings",
+            amount_cents=Money.of(999).cents,
+            source=savings.CreditSource.MPESA,
+            idempotency_key="o1",
+            business_key="deposit_received:o1",
+        ),
     )
     moves = statements.recent_movements(db_session, amina.id, limit=3)
     assert [(m.account_purpose, m.amount_cents, m.kind) for m in moves] == [
@@ -58,14 +64,17 @@ def test_a_transfer_between_own_accounts_shows_both_sides(
     db_session: Session, deps: CoreDeps
 ) -> None:
     amina = make_member(db_session, deps)
-    savings.record_deposit(
+    savings.credit_member(
         db_session,
         deps,
-        member_id=amina.id,
-        target="savings",
-        amount=Money.of(500),
-        source="mpesa",
-        idempotency_key="d",
+        savings.Credit(
+            member_id=amina.id,
+            target="savings",
+            amount_cents=Money.of(500).cents,
+            source=savings.CreditSource.MPESA,
+            idempotency_key="d",
+            business_key="deposit_received:d",
+        ),
     )
     savings.transfer_own(
         db_session,

@@ -49,14 +49,17 @@ def amina(db_session: Session, deps: CoreDeps) -> Member:
 def deposit(
     session: Session, deps: CoreDeps, member: Member, target: str, kes: str, key: str
 ) -> None:
-    savings.record_deposit(
+    savings.credit_member(
         session,
         deps,
-        member_id=member.id,
-        target=target,
-        amount=Money.of(kes),
-        source="mpesa",
-        idempotency_key=key,
+        savings.Credit(
+            member_id=member.id,
+            target=target,
+            amount_cents=Money.of(kes).cents,
+            source=savings.CreditSource.MPESA,
+            idempotency_key=key,
+            business_key=f"deposit_received:{key}",
+        ),
     )
 
 

@@ -67,14 +67,17 @@ def test_any_session_gets_a_screen_and_moves_no_money(
                 db_session, deps, msisdn=msisdn, national_id=f"2345678{i}", status=status
             )
             if status != "suspended":
-                savings.record_deposit(
+                savings.credit_member(
                     db_session,
                     deps,
-                    member_id=member.id,
-                    target="savings",
-                    amount=Money.of(1000),
-                    source="mpesa",
-                    idempotency_key=f"fuzz-{i}",
+                    savings.Credit(
+                        member_id=member.id,
+                        target="savings",
+                        amount_cents=Money.of(1000).cents,
+                        source=savings.CreditSource.MPESA,
+                        idempotency_key=f"fuzz-{i}",
+                        business_key=f"deposit_received:fuzz-{i}",
+                    ),
                 )
     before = balances(db_session)
     session_id = f"ATUid_fuzz_{next(_sessions)}"

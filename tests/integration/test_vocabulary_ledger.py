@@ -72,10 +72,14 @@ def test_entries_holds_accounts_and_outbox_rows_take_the_injected_clock(
     ).all()
     assert welcome and {(m.created_at, m.next_attempt_at) for m in welcome} == {(T, T)}
 
-    posted = savings.record_deposit(
-        any_session, timed, member_id=member.id, target="savings", amount=Money.of(500),
-        source="cash", idempotency_key="clock-cash-1",
-    )  # fmt: skip
+    posted = savings.credit_member(
+        any_session, timed,
+        savings.Credit(
+            member_id=member.id, target="savings", amount_cents=Money.of(500).cents,
+            source=savings.CreditSource.CASH, idempotency_key="clock-cash-1",
+            business_key="deposit_received:clock-cash-1",
+        ),
+    ).posted  # fmt: skip
     entry = any_session.get_one(JournalEntry, posted.entry_id)
     assert (entry.created_at, entry.value_date, entry.kind) == (T, NAIROBI_DAY, "deposit.cash")
     [line] = [
@@ -154,9 +158,13 @@ def test_every_money_in_path_refuses_the_members_the_one_rule_refuses(
             db_session, deps, SYSTEM, member_id=member.id, target="savings",
             amount_cents=100_00, idempotency_key="rule-cash-0001",
         ),
-        "savings.record_deposit": lambda: savings.record_deposit(
-            db_session, deps, member_id=member.id, target="savings", amount=Money.of(100),
-            source="bank", idempotency_key="rule-bank",
+        "a bank transfer (credit_member)": lambda: savings.credit_member(
+            db_session, deps,
+            savings.Credit(
+                member_id=member.id, target="savings", amount_cents=100_00,
+                source=savings.CreditSource.BANK, idempotency_key="rule-bank",
+                business_key="deposit_received:rule-bank",
+            ),
         ),
         "STK push": lambda: mpesa.start_deposit(
             db_session, deps, member_id=member.id, target="savings", amount_cents=100_00,

@@ -79,6 +79,7 @@ from core.payments.mpesa.vocabulary import (
 )
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
+from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
 from db.models_mpesa import (
@@ -99,10 +100,6 @@ FLOAT_IN = SystemAccount.MPESA_COLLECTIONS_FLOAT
 FLOAT_OUT = SystemAccount.MPESA_DISBURSEMENT_FLOAT
 SUSPENSE = SystemAccount.SUSPENSE
 FEE_INCOME = SystemAccount.FEE_INCOME
-ACCOUNT_LABELS = {
-    "en": {"savings": "savings", "deposits": "deposits", "shares": "shares"},
-    "sw": {"savings": "akiba", "deposits": "amana", "shares": "hisa"},
-}
 B2C_FINAL = ("succeeded", "failed")
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
@@ -124,10 +121,6 @@ def _serialise_on(session: Session, key: str) -> None:
     and the worker that records the request's CheckoutRequestID a moment later."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
-
-
-def _label(member: Member, target: str) -> str:
-    return ACCOUNT_LABELS.get(member.language, ACCOUNT_LABELS["en"])[target]
 
 
 def _balance_text(session: Session, account_id: int) -> str:
@@ -240,13 +233,15 @@ def _credit(
     target: str | None,
     amount_cents: int,
     key: str,
-    kind: EntryKind,
     memo: str,
     park: _Park,
+    receipt: str | None,
+    business_key: str,
 ) -> tuple[ledger.PostedEntry, Member | None, int | None]:
-    """Float -> member account, or float -> suspense (with an item) when the member
-    cannot take it or ``park.reason`` says it must wait for staff. Returns (entry,
-    member credited or None, member account id)."""
+    """Float -> member account (``core.savings.accounts.credit_member``: the receipt SMS and
+    the webhook event with it), or float -> suspense (with an item) when the member cannot
+    take it or ``park.reason`` says it must wait for staff. Returns (entry, member
+    credited or None, member account id)."""
     member = session.get(Member, member_id) if member_id is not None else None
     float_in = ledger.account_id_by_code(session, FLOAT_IN)
     if (
@@ -255,16 +250,16 @@ def _credit(
         and target is not None
         and may_deposit(member.status)
     ):
-        account_id = member_account_ids(session, member.id)[target]
-        posted = ledger.post_entry(
+        credited = credit_member(
             session,
-            kind=kind,
-            legs=[ledger.Leg(float_in, amount_cents), ledger.Leg(account_id, -amount_cents)],
-            idempotency_key=key,
-            now=deps.now(),
-            memo=memo,
-        )
-        return posted, member, account_id
+            deps,
+            Credit(
+                member_id=member.id, target=target, amount_cents=amount_cents,
+                source=CreditSource.MPESA, idempotency_key=key, business_key=business_key,
+                memo=memo, receipt=receipt,
+            ),
+        )  # fmt: skip
+        return credited.posted, member, credited.account_id
     reason = park.reason or ("unknown_account" if member is None else f"member_{member.status}")
     posted = ledger.post_entry(
         session,
@@ -521,48 +516,6 @@ def _settle_as_one_payment(
     row.receipt = c2b.trans_id
 
 
-def _notify_deposit(
-    session: Session,
-    deps: CoreDeps,
-    *,
-    member: Member,
-    target: str,
-    account_id: int,
-    amount_cents: int,
-    receipt: str | None,
-    reference: str,
-    business_key: str,
-) -> None:
-    notify(
-        session,
-        template="deposit_received",
-        business_key=business_key,
-        now=deps.now(),
-        member=member,
-        data={
-            "sacco": deps.sacco_name,
-            "amount": format_cents(amount_cents),
-            "account": _label(member, target),
-            "receipt": receipt or "-",
-            "reference": reference,
-            "balance": _balance_text(session, account_id),
-        },
-    )
-    publish_event(
-        session,
-        event_type="deposit.received",
-        event_id=business_key,
-        now=deps.now(),
-        data={
-            "member_number": member.member_number,
-            "account": target,
-            "amount_cents": amount_cents,
-            "mpesa_receipt": receipt,
-            "reference": reference,
-        },
-    )
-
-
 # ------------------------------------------------------------------ STK deposits
 
 
@@ -816,9 +769,10 @@ def settle_stk(
         target=row.target,
         amount_cents=amount,
         key=key,
-        kind=EntryKind.DEPOSIT_MPESA,
         memo=f"M-Pesa deposit {receipt or outcome.checkout_request_id}"[:160],
         park=park,
+        receipt=receipt,
+        business_key=f"deposit_received:stk:{row.id}",
     )
     if receipt:
         _record_receipt_entry(session, receipt, posted.entry_id)
@@ -827,18 +781,6 @@ def settle_stk(
     if park.reason == "possible_duplicate":
         row.result_desc = f"parked: may be paybill payment {_twin_ref(session, park)}"
     row.receipt, row.paid_cents, row.entry_id = receipt, amount, posted.entry_id
-    if member is not None and account_id is not None:
-        _notify_deposit(
-            session,
-            deps,
-            member=member,
-            target=row.target,
-            account_id=account_id,
-            amount_cents=amount,
-            receipt=receipt,
-            reference=posted.reference,
-            business_key=f"deposit_received:stk:{row.id}",
-        )
     return _done(
         session,
         deps,
@@ -1002,25 +944,15 @@ def record_c2b(
         target=parsed.target if parsed is not None else None,
         amount_cents=payment.amount_cents,
         key=_receipt_key(payment.trans_id),
-        kind=EntryKind.DEPOSIT_MPESA,
         memo=f"M-Pesa paybill {payment.trans_id}",
         park=park,
+        receipt=payment.trans_id,
+        business_key=f"deposit_received:c2b:{payment.trans_id}",
     )
     _record_receipt_entry(session, payment.trans_id, posted.entry_id)
     row.entry_id = posted.entry_id
-    if credited is not None and parsed is not None and account_id is not None:
+    if credited is not None:
         row.status = C2BStatus.CREDITED
-        _notify_deposit(
-            session,
-            deps,
-            member=credited,
-            target=parsed.target,
-            account_id=account_id,
-            amount_cents=payment.amount_cents,
-            receipt=payment.trans_id,
-            reference=posted.reference,
-            business_key=f"deposit_received:c2b:{payment.trans_id}",
-        )
     return _done(
         session,
         deps,
@@ -1114,19 +1046,17 @@ def assign_suspense(
             return ledger.PostedEntry(entry.id, entry.reference, created=False)
         raise SuspenseAlreadyAssigned(f"item {item_id} already assigned")
     member = get_member(session, member_id)
-    check_may_deposit(member.status)
-    account_id = member_account_ids(session, member.id)[target]
-    posted = ledger.post_entry(
+    posted = credit_member(
         session,
-        kind=EntryKind.MPESA_SUSPENSE_ASSIGN,
-        legs=[
-            ledger.Leg(ledger.account_id_by_code(session, SUSPENSE), item.amount_cents),
-            ledger.Leg(account_id, -item.amount_cents),
-        ],
-        idempotency_key=key,
-        now=deps.now(),
-        memo=f"Suspense {item.source_ref} to {member.member_number}"[:160],
-    )
+        deps,
+        Credit(
+            member_id=member.id, target=target, amount_cents=item.amount_cents,
+            source=CreditSource.SUSPENSE, idempotency_key=key,
+            business_key=f"deposit_received:suspense:{item.id}",
+            memo=f"Suspense {item.source_ref} to {member.member_number}",
+            receipt=item.source_ref if item.source == "c2b" else None,
+        ),
+    ).posted  # fmt: skip
     item.status, item.assigned_member_id, item.assigned_target = (
         SuspenseStatus.ASSIGNED,
         member.id,
@@ -1134,17 +1064,6 @@ def assign_suspense(
     )
     item.assigned_entry_id, item.assigned_by = posted.entry_id, staff[:80]
     item.assigned_at, item.note = deps.now(), (note or None) and note[:200]
-    _notify_deposit(
-        session,
-        deps,
-        member=member,
-        target=target,
-        account_id=account_id,
-        amount_cents=item.amount_cents,
-        receipt=item.source_ref if item.source == "c2b" else None,
-        reference=posted.reference,
-        business_key=f"deposit_received:suspense:{item.id}",
-    )
     session.flush()
     return posted
 

@@ -46,9 +46,13 @@ def parked_payout(
 ) -> B2CPayout:
     """A KES 500 withdrawal whose send timed out and whose status M-Pesa did not find."""
     with unit_of_work(session_factory) as s:
-        savings.record_deposit(
-            s, deps, member_id=member.id, target="savings", amount=Money.of(2_000),
-            source="cash", idempotency_key=f"seed-{key}",
+        savings.credit_member(
+            s, deps,
+            savings.Credit(
+                member_id=member.id, target="savings", amount_cents=Money.of(2_000).cents,
+                source=savings.CreditSource.CASH, idempotency_key=f"seed-{key}",
+                business_key=f"deposit_received:seed-{key}",
+            ),
         )  # fmt: skip
         s.commit()
         w = mpesa.request_withdrawal(

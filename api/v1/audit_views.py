@@ -42,5 +42,5 @@ def query(args: dict[str, Any]) -> Any:
             for r in result["items"]
         ]  # fmt: skip
         filters = {k: v for k, v in args.items() if k not in ("limit", "cursor")}
-        audit.record(s, current(), "audit.read", after={"filters": filters})
+        audit.record(s, current(), "audit.read", after={"filters": filters}, now=rt.deps.now())
     return result

@@ -222,7 +222,7 @@ def statement(args: dict[str, Any], member_id: int) -> Any:
     before = sc.decode_cursor(args["cursor"]) or None
     with rt.unit_of_work() as s:
         lines = backoffice.member_statement(
-            s, current(), member_id, args["account"], limit=args["limit"] + 1,
+            s, rt.deps, current(), member_id, args["account"], limit=args["limit"] + 1,
             before_posting_id=before,
         )  # fmt: skip
     items = lines[: args["limit"]]

@@ -48,7 +48,7 @@ def reconcile_statement(files: dict[str, Any]) -> Any:
         ) from None
     rt = runtime()
     with rt.unit_of_work() as s:
-        report = mpesa_statement.import_statement(s, current(), statement)
+        report = mpesa_statement.import_statement(s, rt.deps, current(), statement)
     return {
         "clean": report.clean,
         "lines": report.lines,

@@ -153,7 +153,7 @@ def _audit_denied(principal: Principal, permission: str) -> None:
             audit.record(
                 s, principal, "authz.denied", target_type="endpoint",
                 target_id=f"{request.method} {request.path}",
-                after={"permission": permission},
+                after={"permission": permission}, now=rt.deps.now(),
             )  # fmt: skip
     except Exception:
         current_app.logger.exception("could not audit a refused call")

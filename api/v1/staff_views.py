@@ -81,7 +81,7 @@ def set_email(body: dict[str, Any], staff_id: int) -> Any:
     payouts that failed or wait for staff. Audited."""
     rt = runtime()
     with rt.unit_of_work() as s:
-        return staff_alerts.set_staff_email(s, current(), staff_id, body["email"])
+        return staff_alerts.set_staff_email(s, rt.deps, current(), staff_id, body["email"])
 
 
 @blp.route("/staff/<int:staff_id>/unlock", methods=["POST"])
@@ -91,7 +91,7 @@ def unlock(staff_id: int) -> Any:
     """Lift a lockout after failed sign-ins."""
     rt = runtime()
     with rt.unit_of_work() as s:
-        return staff_core.unlock_staff(s, current(), staff_id)
+        return staff_core.unlock_staff(s, rt.deps, current(), staff_id)
 
 
 @blp.route("/staff/<int:staff_id>/mfa-reset", methods=["POST"])
@@ -142,7 +142,7 @@ def revoke_client(client_id: int) -> Any:
     """Revoke a partner key at once."""
     rt = runtime()
     with rt.unit_of_work() as s:
-        staff_core.revoke_api_client(s, current(), client_id)
+        staff_core.revoke_api_client(s, rt.deps, current(), client_id)
     return None
 
 
@@ -179,5 +179,5 @@ def deactivate_webhook(endpoint_id: int) -> Any:
     """Stop deliveries to an endpoint at once; messages still queued for it are dropped."""
     rt = runtime()
     with rt.unit_of_work() as s:
-        webhooks.deactivate_endpoint(s, current(), endpoint_id)
+        webhooks.deactivate_endpoint(s, rt.deps, current(), endpoint_id)
     return None

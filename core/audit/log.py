@@ -25,7 +25,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.permissions import Principal
-from db.base import utcnow
 from db.models import AuditChainHead, AuditEvent
 
 GENESIS = "0" * 64
@@ -102,13 +101,14 @@ def record(
     target_id: object = "",
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> AuditEvent:
-    """Append one row to the chain in the caller's transaction."""
+    """Append one row to the chain in the caller's transaction, stamped ``now`` (the use
+    case's injected clock, ``deps.now()``)."""
     head = session.scalar(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update())
     if head is None:  # pragma: no cover - the migration seeds it
         raise RuntimeError("audit_chain_head row missing: run the migrations")
-    created = now or utcnow()
+    created = now
     row = AuditEvent(
         created_at=created,
         actor_type=actor.kind,

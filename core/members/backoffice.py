@@ -140,7 +140,7 @@ def reveal_pii(
     values = {"msisdn": member.msisdn, "national_id": national_id_of(deps, member)}
     audit.record(
         session, actor, "member.pii_read", target_type="member", target_id=member.id,
-        after={"fields": sorted(values)},
+        after={"fields": sorted(values)}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return values
@@ -159,7 +159,7 @@ def assign_branch(
     member.branch = branch
     audit.record(
         session, actor, "member.assign_branch", target_type="member", target_id=member.id,
-        before=before, after={"branch": branch},
+        before=before, after={"branch": branch}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return member
@@ -174,6 +174,7 @@ def masked_pii(deps: CoreDeps, member: Member) -> dict[str, str]:
 
 def member_statement(
     session: Session,
+    deps: CoreDeps,
     actor: Principal,
     member_id: int,
     account: str,
@@ -189,7 +190,7 @@ def member_statement(
     lines = ledger.statement(session, account_id, limit=limit, before_posting_id=before_posting_id)
     audit.record(
         session, actor, "member.statement_read", target_type="member", target_id=member.id,
-        after={"account": account, "lines": len(lines)},
+        after={"account": account, "lines": len(lines)}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return lines
@@ -274,7 +275,7 @@ def reject_kyc(
     )
     audit.record(
         session, actor, "member.kyc_reject", target_type="member", target_id=member.id,
-        before=before, after={"kyc_rejection_reason": text},
+        before=before, after={"kyc_rejection_reason": text}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return member
@@ -363,7 +364,7 @@ def store_document(
     session.flush()
     audit.record(
         session, actor, "member.document_upload", target_type="member", target_id=member.id,
-        after={"document": doc.id, "kind": kind, "sha256": doc.sha256, "bytes": len(data)},
+        after={"document": doc.id, "kind": kind, "sha256": doc.sha256, "bytes": len(data)}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return doc
@@ -412,7 +413,7 @@ def read_document(
     data = deps.vault.decrypt_bytes((directory / doc.storage_name).read_bytes())
     audit.record(
         session, actor, "member.document_read", target_type="member", target_id=member.id,
-        after={"document": doc.id},
+        after={"document": doc.id}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return doc, data

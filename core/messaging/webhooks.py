@@ -136,7 +136,7 @@ def register_endpoint(
     if actor is not None:
         audit.record(
             session, actor, "webhook.register", target_type="webhook_endpoint",
-            target_id=endpoint.id, after={"name": endpoint.name, "url": url, "events": endpoint.events},
+            target_id=endpoint.id, after={"name": endpoint.name, "url": url, "events": endpoint.events}, now=deps.now(),
         )  # fmt: skip
     session.flush()
     return endpoint, secret
@@ -147,7 +147,9 @@ def list_endpoints(session: Session) -> list[WebhookEndpoint]:
     return list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
 
 
-def deactivate_endpoint(session: Session, actor: Principal, endpoint_id: int) -> WebhookEndpoint:
+def deactivate_endpoint(
+    session: Session, deps: CoreDeps, actor: Principal, endpoint_id: int
+) -> WebhookEndpoint:
     """Stop sending to an endpoint at once (messages still queued for it are not sent).
     Audited. Deactivating twice is a no-op."""
     endpoint = session.get(WebhookEndpoint, endpoint_id)
@@ -157,7 +159,7 @@ def deactivate_endpoint(session: Session, actor: Principal, endpoint_id: int) ->
         endpoint.active = False
         audit.record(
             session, actor, "webhook.deactivate", target_type="webhook_endpoint",
-            target_id=endpoint.id, after={"url": endpoint.url},
+            target_id=endpoint.id, after={"url": endpoint.url}, now=deps.now(),
         )  # fmt: skip
         session.flush()
     return endpoint

@@ -129,7 +129,7 @@ def review_event(
     event.review_note = text
     audit.record(
         session, actor, "mpesa.sim_swap_reviewed", target_type="member", target_id=member.id,
-        after={"event": event.id, "outcome": event.outcome, "note": text},
+        after={"event": event.id, "outcome": event.outcome, "note": text}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return _view(event, member)

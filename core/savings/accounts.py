@@ -164,7 +164,7 @@ def _tell(
             session, credit.actor, f"member.{credit.source.value}_deposit", target_type="member",
             target_id=member.id,
             after={"target": credit.target, "amount_cents": credit.amount_cents,
-                   "entry": posted.reference, **credit.audit},
+                   "entry": posted.reference, **credit.audit}, now=deps.now(),
         )  # fmt: skip
 
 

@@ -263,7 +263,7 @@ def _add_staff(
     session.flush()
     audit.record(
         session, actor, "staff.create", target_type="staff", target_id=staff.id,
-        after=_staff_view(staff),
+        after=_staff_view(staff), now=deps.now(),
     )  # fmt: skip
     return staff
 
@@ -301,20 +301,20 @@ def set_staff_active(
         _revoke_all(session, deps, staff_id, "disabled")
     audit.record(
         session, actor, "staff.enable" if active else "staff.disable", target_type="staff",
-        target_id=staff_id, before=before, after=_staff_view(staff),
+        target_id=staff_id, before=before, after=_staff_view(staff), now=deps.now(),
     )  # fmt: skip
     session.flush()
     return staff
 
 
-def unlock_staff(session: Session, actor: Principal, staff_id: int) -> StaffUser:
+def unlock_staff(session: Session, deps: CoreDeps, actor: Principal, staff_id: int) -> StaffUser:
     staff = get_staff(session, staff_id)
     before = {"locked_until": staff.locked_until, "failed_logins": staff.failed_logins}
     staff.locked_until = None
     staff.failed_logins = 0
     audit.record(
         session, actor, "staff.unlock", target_type="staff", target_id=staff_id, before=before,
-        after={"locked_until": None, "failed_logins": 0},
+        after={"locked_until": None, "failed_logins": 0}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return staff
@@ -334,7 +334,9 @@ def reset_mfa(session: Session, deps: CoreDeps, actor: Principal, staff_id: int)
         .values(used_at=deps.now())
     )
     _revoke_all(session, deps, staff_id, "mfa_reset")
-    audit.record(session, actor, "staff.mfa_reset", target_type="staff", target_id=staff_id)
+    audit.record(
+        session, actor, "staff.mfa_reset", target_type="staff", target_id=staff_id, now=deps.now()
+    )
     session.flush()
     return staff
 
@@ -361,7 +363,14 @@ def change_password(
         )
         .values(revoked_at=deps.now(), revoked_reason="password_changed")
     )
-    audit.record(session, actor, "staff.password_change", target_type="staff", target_id=staff.id)
+    audit.record(
+        session,
+        actor,
+        "staff.password_change",
+        target_type="staff",
+        target_id=staff.id,
+        now=deps.now(),
+    )
     session.flush()
 
 
@@ -411,7 +420,7 @@ def _count_failure(
         staff.failed_logins = 0
         audit.record(
             session, who, "auth.locked", target_type="staff", target_id=staff.id,
-            after={"locked_until": staff.locked_until},
+            after={"locked_until": staff.locked_until}, now=deps.now(),
         )  # fmt: skip
 
 
@@ -456,7 +465,14 @@ def login(
     ok = deps.passwords.verify(staff.password_hash if staff else None, password or "")
     if staff is None or not ok or not staff.is_active:
         if staff is not None:
-            audit.record(session, who, "auth.login_failed", target_type="staff", target_id=staff.id)
+            audit.record(
+                session,
+                who,
+                "auth.login_failed",
+                target_type="staff",
+                target_id=staff.id,
+                now=deps.now(),
+            )
         raise keep(AuthFailed("wrong username or password"))
     _raise_if_locked(staff, deps.now())
     if deps.passwords.needs_rehash(staff.password_hash):
@@ -469,7 +485,7 @@ def login(
         staff.locked_until = None
     audit.record(
         session, principal_for(staff, address=address, request_id=request_id), "auth.login",
-        target_type="session", target_id=result.session_id, after={"stage": result.stage},
+        target_type="session", target_id=result.session_id, after={"stage": result.stage}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return result
@@ -589,7 +605,9 @@ def verify_mfa(
         ok = _use_recovery_code(session, deps, staff, recovery_code)
     if not ok:
         _count_failure(session, deps, policy, staff, who)
-        audit.record(session, who, "auth.mfa_failed", target_type="session", target_id=row.id)
+        audit.record(
+            session, who, "auth.mfa_failed", target_type="session", target_id=row.id, now=deps.now()
+        )
         raise keep(
             _locked_error(staff, deps.now()) or MfaInvalid("wrong, expired or already used code")
         )
@@ -599,7 +617,7 @@ def verify_mfa(
     token = _issue_refresh(session, deps, row)
     audit.record(
         session, who, "auth.mfa_passed", target_type="session", target_id=row.id,
-        after={"method": "totp" if code else "recovery_code"},
+        after={"method": "totp" if code else "recovery_code"}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return LoginResult(staff, row.id, "active", token)
@@ -617,7 +635,14 @@ def begin_mfa_enrolment(
     secret = pyotp.random_base32()
     staff.totp_secret_ciphertext = deps.vault.encrypt(secret)
     staff.totp_last_step = None
-    audit.record(session, actor, "staff.mfa_enrol_started", target_type="staff", target_id=staff.id)
+    audit.record(
+        session,
+        actor,
+        "staff.mfa_enrol_started",
+        target_type="staff",
+        target_id=staff.id,
+        now=deps.now(),
+    )
     session.flush()
     uri = pyotp.TOTP(secret, interval=TOTP_STEP_S).provisioning_uri(
         name=staff.username, issuer_name=issuer
@@ -667,7 +692,14 @@ def confirm_mfa_enrolment(
             row.stage = "active"
             row.last_seen_at = deps.now()
             result = LoginResult(staff, row.id, "active", _issue_refresh(session, deps, row))
-    audit.record(session, actor, "staff.mfa_enrolled", target_type="staff", target_id=staff.id)
+    audit.record(
+        session,
+        actor,
+        "staff.mfa_enrolled",
+        target_type="staff",
+        target_id=staff.id,
+        now=deps.now(),
+    )
     session.flush()
     return codes, result
 
@@ -691,7 +723,7 @@ def refresh(
             owner = get_staff(session, stolen.staff_id)
             audit.record(
                 session, principal_for(owner, address=address), "auth.refresh_reuse",
-                target_type="session", target_id=stolen.id,
+                target_type="session", target_id=stolen.id, now=deps.now(),
             )  # fmt: skip
         raise keep(
             RefreshReused("refresh token already used: the session is revoked; sign in again")
@@ -716,7 +748,14 @@ def revoke_session(
     if row is not None and row.revoked_at is None:
         row.revoked_at = deps.now()
         row.revoked_reason = reason
-        audit.record(session, actor, f"auth.{reason}", target_type="session", target_id=row.id)
+        audit.record(
+            session,
+            actor,
+            f"auth.{reason}",
+            target_type="session",
+            target_id=row.id,
+            now=deps.now(),
+        )
         session.flush()
 
 
@@ -816,7 +855,7 @@ def _add_api_client(
     session.flush()
     audit.record(
         session, actor, "apiclient.create", target_type="api_client", target_id=client.id,
-        after={"name": label, "permissions": wanted, "branch": branch, "pending": pending},
+        after={"name": label, "permissions": wanted, "branch": branch, "pending": pending}, now=deps.now(),
     )  # fmt: skip
     return client, f"sk_{prefix}_{secret}"
 
@@ -855,13 +894,22 @@ def list_api_clients(session: Session) -> list[ApiClient]:
     return list(session.scalars(select(ApiClient).order_by(ApiClient.id)))
 
 
-def revoke_api_client(session: Session, actor: Principal, client_id: int) -> ApiClient:
+def revoke_api_client(
+    session: Session, deps: CoreDeps, actor: Principal, client_id: int
+) -> ApiClient:
     client = session.get(ApiClient, client_id)
     if client is None:
         raise NotFound("no such API client")
     client.is_active = False
     client.pending_approval_id = None  # a key revoked while it waits: the approval fails
-    audit.record(session, actor, "apiclient.revoke", target_type="api_client", target_id=client_id)
+    audit.record(
+        session,
+        actor,
+        "apiclient.revoke",
+        target_type="api_client",
+        target_id=client_id,
+        now=deps.now(),
+    )
     session.flush()
     return client
 
@@ -972,7 +1020,7 @@ def approve_staff_request(
     staff.pending_approval_id = None
     audit.record(
         session, _checker(session, req), "staff.approved", target_type="staff",
-        target_id=staff.id, before=before, after=_staff_view(staff),
+        target_id=staff.id, before=before, after=_staff_view(staff), now=deps.now(),
     )  # fmt: skip
     return {"staff_id": staff.id, "username": staff.username, "role": staff.role}
 
@@ -999,7 +1047,7 @@ def approve_api_client_request(
     client.pending_approval_id = None
     audit.record(
         session, _checker(session, req), "apiclient.approved", target_type="api_client",
-        target_id=client.id, after={"name": client.name, "permissions": p["permissions"]},
+        target_id=client.id, after={"name": client.name, "permissions": p["permissions"]}, now=deps.now(),
     )  # fmt: skip
     return {"client_id": client.id, "name": client.name, "permissions": p["permissions"]}
 

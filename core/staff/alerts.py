@@ -39,7 +39,7 @@ PAYOUT_REASONS = ("failed", "review")
 
 
 def set_staff_email(
-    session: Session, actor: Principal, staff_id: int, email: str | None
+    session: Session, deps: CoreDeps, actor: Principal, staff_id: int, email: str | None
 ) -> StaffUser:
     """Set (or, with None, remove) the address a member of staff's alerts go to. Audited;
     no commit (the caller's unit of work)."""
@@ -50,7 +50,7 @@ def set_staff_email(
     staff.email = normalize_email(email) if email is not None else None
     audit.record(
         session, actor, "staff.email_set", target_type="staff", target_id=staff_id,
-        before=before, after={"email": staff.email},
+        before=before, after={"email": staff.email}, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return staff

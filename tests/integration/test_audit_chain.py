@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import log as audit
 from core.kernel.permissions import Principal
+from db.base import utcnow
 from db.models import AuditEvent
 from db.session import make_session_factory, unit_of_work
 from tests.settings import PG_URL
@@ -29,6 +30,7 @@ def _append(session: Session, n: int) -> list[int]:
         row = audit.record(
             session, TELLER, "member.cash_deposit", target_type="member", target_id=i,
             before={"balance_cents": i}, after={"balance_cents": i + 100, "note": "ü ✓"},
+            now=utcnow(),
         )  # fmt: skip
         ids.append(row.id)
     session.commit()

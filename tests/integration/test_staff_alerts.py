@@ -34,7 +34,7 @@ def staff(
         branch=branch,
     )  # fmt: skip
     if email is not None:
-        set_staff_email(s, SYSTEM, row.id, email)
+        set_staff_email(s, deps, SYSTEM, row.id, email)
     s.commit()
     return row.id
 

@@ -125,10 +125,9 @@ def test_no_other_module_writes_the_deposit_statuses_again() -> None:
     assert found == []
 
 
-# Reading the wall clock inside core. The two places allowed: the default clock a
-# composition root may leave in CoreDeps, and the audit log's fallback (its 35 callers
-# will pass deps.now() once the unit of work carries the deps).
-WALL_CLOCK_ALLOWED = {ROOT / "core" / "kernel" / "deps.py", ROOT / "core" / "audit" / "log.py"}
+# Reading the wall clock inside core. The one place allowed: the default clock a
+# composition root may leave in CoreDeps (every audit row, too, takes deps.now()).
+WALL_CLOCK_ALLOWED = {ROOT / "core" / "kernel" / "deps.py"}
 
 
 def wall_clock_reads(path: Path) -> list[str]:

@@ -100,7 +100,7 @@ FLOAT_IN = SystemAccount.MPESA_COLLECTIONS_FLOAT
 FLOAT_OUT = SystemAccount.MPESA_DISBURSEMENT_FLOAT
 SUSPENSE = SystemAccount.SUSPENSE
 FEE_INCOME = SystemAccount.FEE_INCOME
-B2C_FINAL = ("succeeded", "failed")
+B2C_FINAL = (PayoutStatus.SUCCEEDED, PayoutStatus.FAILED)
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
 RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")

@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from core.audit import log as audit
+from core.kernel.deps import CoreDeps
 from core.kernel.permissions import Principal
 from core.payments.mpesa.rules import parse_bill_ref
 from core.payments.mpesa.vocabulary import PayoutStatus, StkStatus
@@ -287,7 +288,7 @@ def reconcile_statement_file(session: Session, statement: StatementFile) -> Stat
 
 
 def import_statement(
-    session: Session, actor: Principal, statement: StatementFile
+    session: Session, deps: CoreDeps, actor: Principal, statement: StatementFile
 ) -> StatementReport:
     """A member of staff's upload of an org-portal statement, compared with the ledger.
 
@@ -305,7 +306,7 @@ def import_statement(
             "missing_in_ledger": len(report.missing_in_ledger),
             "missing_in_statement": len(report.missing_in_statement),
             "amount_mismatches": len(report.amount_mismatches),
-        },
+        }, now=deps.now(),
     )  # fmt: skip
     session.flush()
     return report

@@ -167,7 +167,8 @@ def request_approval(
     session.flush()
     audit.record(
         session, actor, "approval.request", target_type="approval", target_id=req.id,
-        after={"action": action, "member_id": member_id, "payload": body, "checker": checker}, now=deps.now(),
+        after={"action": action, "member_id": member_id, "payload": body, "checker": checker},
+        now=deps.now(),
     )  # fmt: skip
     for listener in _ON_REQUEST:
         listener(session, deps, req)
@@ -247,7 +248,8 @@ def decide(
         req.status = ApprovalStatus.REJECTED
         audit.record(
             session, actor, "approval.reject", target_type="approval", target_id=req.id,
-            before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note}, now=deps.now(),
+            before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},
+            now=deps.now(),
         )  # fmt: skip
         session.flush()
         return req
@@ -270,7 +272,8 @@ def decide(
         )
         audit.record(
             session, actor, "approval.failed", target_type="approval", target_id=req.id,
-            before={"status": "pending"}, after={"status": "failed", "error": exc.code}, now=deps.now(),
+            before={"status": "pending"}, after={"status": "failed", "error": exc.code},
+            now=deps.now(),
         )  # fmt: skip
         session.flush()
         return req

@@ -364,7 +364,8 @@ def store_document(
     session.flush()
     audit.record(
         session, actor, "member.document_upload", target_type="member", target_id=member.id,
-        after={"document": doc.id, "kind": kind, "sha256": doc.sha256, "bytes": len(data)}, now=deps.now(),
+        after={"document": doc.id, "kind": kind, "sha256": doc.sha256, "bytes": len(data)},
+        now=deps.now(),
     )  # fmt: skip
     session.flush()
     return doc

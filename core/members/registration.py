@@ -282,7 +282,8 @@ def pin_lock(deps: CoreDeps, member: Member) -> tuple[bool, datetime | None]:
 
 
 def verify_pin(session: Session, deps: CoreDeps, member_id: int, pin: str) -> None:
-    """Check a member's PIN, counting failures. The count is kept either way (a wrong PIN is raised with ``keep``).
+    """Check a member's PIN, counting failures. The count is kept either way (a wrong
+    PIN is raised with ``keep``, so the edge commits it).
 
     Raises ``PinLocked`` (without checking the PIN) while locked, ``PinInvalid``
     with the attempts left on a wrong PIN, ``PinLocked`` when this failure

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.gsm import SmsLength, sms_length, to_gsm7
 from core.kernel.i18n import Catalogue
+from core.messaging.vocabulary import OutboxStatus
 from db.models import Member, OutboxMessage, SmsOptOut
 from db.session import insert_for
 
@@ -80,7 +81,7 @@ def _queue(session: Session, values: dict[str, Any], now: datetime) -> OutboxMes
     """Insert the row once per business key, stamped (and due) at ``now``, the use
     case's clock: core never stamps with the wall clock."""
     values = {
-        "status": "pending",
+        "status": OutboxStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
@@ -94,7 +95,7 @@ def _queue(session: Session, values: dict[str, Any], now: datetime) -> OutboxMes
     message = session.execute(
         select(OutboxMessage).where(OutboxMessage.business_key == values["business_key"])
     ).scalar_one()
-    if message.status == "pending":
+    if message.status == OutboxStatus.PENDING:
         session.info.setdefault(_PENDING_KEY, set()).add(message.id)
     return message
 
@@ -139,7 +140,7 @@ def notify(
         "parts": measure(body).parts,
     }
     if category == "promotional" and is_opted_out(session, recipient):
-        values.update(status="cancelled", last_error="recipient sent STOP")
+        values.update(status=OutboxStatus.CANCELLED, last_error="recipient sent STOP")
     return _queue(session, values, now)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.messaging.notifications import REDACTED_BODY, SECRET_TEMPLATES
+from core.messaging.vocabulary import OutboxStatus
 from db.models import OutboxAttempt, OutboxMessage, SmsDeliveryReport
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,10 @@ def claim_message(session: Session, message_id: int, now: datetime) -> Claimed |
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message_id,
-            OutboxMessage.status == "pending",
+            OutboxMessage.status == OutboxStatus.PENDING,
             OutboxMessage.next_attempt_at <= now,
         )
-        .values(status="sending", claimed_at=now, attempts=OutboxMessage.attempts + 1)
+        .values(status=OutboxStatus.SENDING, claimed_at=now, attempts=OutboxMessage.attempts + 1)
         .returning(
             OutboxMessage.id,
             OutboxMessage.channel,
@@ -168,13 +169,15 @@ def record_attempt(
     ``failed``.
     """
     if result.accepted:
-        status = "delivered" if claimed.channel == "webhook" else "sent"
+        status = OutboxStatus.DELIVERED if claimed.channel == "webhook" else OutboxStatus.SENT
         done = session.scalar(
             update(OutboxMessage)
             .where(
                 OutboxMessage.id == claimed.id,
                 # pending/failed: the sweeper gave this slow (not dead) worker up
-                OutboxMessage.status.in_(("sending", "pending", "failed")),
+                OutboxMessage.status.in_(
+                    (OutboxStatus.SENDING, OutboxStatus.PENDING, OutboxStatus.FAILED)
+                ),
             )
             .values(
                 status=status,
@@ -182,7 +185,7 @@ def record_attempt(
                 provider_message_id=result.provider_message_id,
                 cost_cents=result.cost_cents,
                 sent_at=now,
-                delivered_at=now if status == "delivered" else None,
+                delivered_at=now if status == OutboxStatus.DELIVERED else None,
                 claimed_at=None,
                 last_error=None,
             )
@@ -196,7 +199,7 @@ def record_attempt(
             apply_pending_reports(session, policy, now, result.provider_message_id)
         return status
     retry = result.retryable and claimed.attempt < policy.max_attempts
-    status = "pending" if retry else "failed"
+    status = OutboxStatus.PENDING if retry else OutboxStatus.FAILED
     values: dict[str, object] = {
         "status": status,
         "claimed_at": None,
@@ -212,7 +215,7 @@ def record_attempt(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == claimed.id,
-            OutboxMessage.status == "sending",
+            OutboxMessage.status == OutboxStatus.SENDING,
             OutboxMessage.claimed_at == claimed.claimed_at,
         )
         .values(**values)
@@ -308,26 +311,26 @@ def _apply(
     current = message.provider_message_id == report.provider_message_id
     if report.status == FINAL_SUCCESS:
         # Delivered, whichever attempt it was: stop any retry that is queued.
-        if message.status in ("sent", "pending", "failed"):
-            message.status = "delivered"
+        if message.status in (OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.FAILED):
+            message.status = OutboxStatus.DELIVERED
             message.delivered_at = now
             message.last_error = None
         return True
-    if report.status in INTERMEDIATE or not current or message.status != "sent":
+    if report.status in INTERMEDIATE or not current or message.status != OutboxStatus.SENT:
         return True  # progress only, an older attempt, or already settled
     reason = report.failure_reason or report.status
     message.last_error = f"{report.status}: {reason}"[:200]
     if message.template in SECRET_TEMPLATES:
         # Its text was redacted when the gateway took it: never resend the placeholder.
-        message.status = "failed"
+        message.status = OutboxStatus.FAILED
         message.last_error = f"{report.status}: {reason}"[:120] + (
             "; not resent (its one-time code is redacted): issue a new code"
         )
     elif reason in RETRYABLE_REASONS and message.attempts < policy.max_attempts:
-        message.status = "pending"
+        message.status = OutboxStatus.PENDING
         message.next_attempt_at = now + timedelta(seconds=backoff_seconds(message.attempts, policy))
     else:
-        message.status = "failed"
+        message.status = OutboxStatus.FAILED
     return True
 
 
@@ -353,13 +356,13 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
     backoff has elapsed.
     """
     stale = now - timedelta(seconds=policy.claim_timeout_s)
-    stuck = OutboxMessage.status == "sending", OutboxMessage.claimed_at < stale
+    stuck = OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < stale
     reclaimed = list(
         session.scalars(
             update(OutboxMessage)
             .where(*stuck, OutboxMessage.attempts < policy.max_attempts)
             .values(
-                status="pending",
+                status=OutboxStatus.PENDING,
                 claimed_at=None,
                 next_attempt_at=now,
                 last_error="worker lost during send",
@@ -372,7 +375,7 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
             update(OutboxMessage)
             .where(*stuck)
             .values(
-                status="failed",
+                status=OutboxStatus.FAILED,
                 body=_body_once_done(),
                 claimed_at=None,
                 last_error="worker lost during send",
@@ -395,7 +398,9 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
     due = list(
         session.scalars(
             select(OutboxMessage.id)
-            .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+            .where(
+                OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now
+            )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(policy.batch)
         )
@@ -411,7 +416,7 @@ def failed_messages(session: Session, *, limit: int = 100) -> list[OutboxMessage
     return list(
         session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.status == "failed")
+            .where(OutboxMessage.status == OutboxStatus.FAILED)
             .order_by(OutboxMessage.id.desc())
             .limit(max(1, min(limit, 1000)))
         )
@@ -433,10 +438,12 @@ def retry_failed(session: Session, message_id: int, now: datetime) -> bool:
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message_id,
-            OutboxMessage.status == "failed",
+            OutboxMessage.status == OutboxStatus.FAILED,
             OutboxMessage.template.not_in(SECRET_TEMPLATES),
         )
-        .values(status="pending", next_attempt_at=now, attempts=OutboxMessage.attempts - 1)
+        .values(
+            status=OutboxStatus.PENDING, next_attempt_at=now, attempts=OutboxMessage.attempts - 1
+        )
         .returning(OutboxMessage.id)
     )
     session.flush()

@@ -136,7 +136,8 @@ def register_endpoint(
     if actor is not None:
         audit.record(
             session, actor, "webhook.register", target_type="webhook_endpoint",
-            target_id=endpoint.id, after={"name": endpoint.name, "url": url, "events": endpoint.events}, now=deps.now(),
+            target_id=endpoint.id, after={"name": endpoint.name, "url": url, "events": endpoint.events},
+            now=deps.now(),
         )  # fmt: skip
     session.flush()
     return endpoint, secret

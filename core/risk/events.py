@@ -28,6 +28,7 @@ from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.kernel.identity import mask_msisdn
 from core.kernel.permissions import Principal, can_access_branch
 from core.messaging.notifications import notify
+from core.risk.vocabulary import SimSwapOutcome
 from db.models import ApprovalRequest, Member
 from db.models_mpesa import SimSwapEvent
 
@@ -155,7 +156,7 @@ def _clearable(session: Session, member_id: int | None, payload: dict[str, Any])
     event = session.get(SimSwapEvent, event_id) if type(event_id) is int else None
     if event is None or event.member_id != member_id:
         raise InvalidInput("no such SIM-swap event for this member", field="event_id")
-    if event.outcome != "recent_swap" or event.last_swap_at is None:
+    if event.outcome != SimSwapOutcome.RECENT_SWAP or event.last_swap_at is None:
         raise InvalidInput(
             "only a swap with a known date can be cleared (a failed check has none)",
             field="event_id", reason="not_clearable",

@@ -48,6 +48,7 @@ from core.kernel.permissions import (
     role_needs_approval,
 )
 from core.kernel.uow import keep
+from core.staff.vocabulary import SessionStage
 from db.models import (
     ApiClient,
     ApprovalRequest,
@@ -381,11 +382,11 @@ def _new_session(
     session: Session, deps: CoreDeps, policy: AuthPolicy, staff: StaffUser, address: str
 ) -> LoginResult:
     if staff.totp_enabled:
-        stage = "mfa_pending"
+        stage = SessionStage.MFA_PENDING
     elif staff.role in MFA_REQUIRED_ROLES:
-        stage = "mfa_enrol"
+        stage = SessionStage.MFA_ENROL
     else:
-        stage = "active"
+        stage = SessionStage.ACTIVE
     now = deps.now()
     row = StaffSession(
         id=secrets.token_hex(16),
@@ -398,7 +399,7 @@ def _new_session(
     )
     session.add(row)
     session.flush()
-    token = _issue_refresh(session, deps, row) if stage == "active" else None
+    token = _issue_refresh(session, deps, row) if stage == SessionStage.ACTIVE else None
     return LoginResult(staff, row.id, stage, token)
 
 
@@ -478,14 +479,15 @@ def login(
     if deps.passwords.needs_rehash(staff.password_hash):
         staff.password_hash = deps.passwords.hash(password)
     result = _new_session(session, deps, policy, staff, address)
-    if result.stage == "active":
+    if result.stage == SessionStage.ACTIVE:
         # Second-factor failures count until a second factor passes, not a password:
         # else signing in again would reset the count and allow endless code guesses.
         staff.failed_logins = 0
         staff.locked_until = None
     audit.record(
         session, principal_for(staff, address=address, request_id=request_id), "auth.login",
-        target_type="session", target_id=result.session_id, after={"stage": result.stage}, now=deps.now(),
+        target_type="session", target_id=result.session_id, after={"stage": result.stage},
+        now=deps.now(),
     )  # fmt: skip
     session.flush()
     return result
@@ -513,7 +515,7 @@ def authenticate_session(
 ) -> StaffUser:
     """Check the session behind an access token; keeps it alive (idle clock)."""
     row = _live_session(session, deps, policy, session_id)
-    if row.staff_id != staff_id or row.stage != "active":
+    if row.staff_id != staff_id or row.stage != SessionStage.ACTIVE:
         raise SessionInvalid("token does not match an active session", reason="mismatch")
     staff = get_staff(session, staff_id)
     if not staff.is_active:
@@ -532,7 +534,7 @@ def pending_session(
     row = _live_session(session, deps, policy, session_id, lock=True)
     if row.stage != stage:
         raise SessionInvalid("this step is already done or not due", reason="stage")
-    window = policy.enrol_window if stage == "mfa_enrol" else policy.mfa_window
+    window = policy.enrol_window if stage == SessionStage.MFA_ENROL else policy.mfa_window
     if deps.now() - row.created_at > window:
         row.revoked_at = deps.now()
         row.revoked_reason = "mfa_timeout"
@@ -612,7 +614,7 @@ def verify_mfa(
             _locked_error(staff, deps.now()) or MfaInvalid("wrong, expired or already used code")
         )
     staff.failed_logins = 0
-    row.stage = "active"
+    row.stage = SessionStage.ACTIVE
     row.last_seen_at = deps.now()
     token = _issue_refresh(session, deps, row)
     audit.record(
@@ -688,8 +690,8 @@ def confirm_mfa_enrolment(
     result = None
     if session_id is not None:
         row = session.get(StaffSession, session_id)
-        if row is not None and row.stage == "mfa_enrol" and row.revoked_at is None:
-            row.stage = "active"
+        if row is not None and row.stage == SessionStage.MFA_ENROL and row.revoked_at is None:
+            row.stage = SessionStage.ACTIVE
             row.last_seen_at = deps.now()
             result = LoginResult(staff, row.id, "active", _issue_refresh(session, deps, row))
     audit.record(
@@ -729,7 +731,7 @@ def refresh(
             RefreshReused("refresh token already used: the session is revoked; sign in again")
         )
     live = _live_session(session, deps, policy, row.session_id, lock=True)
-    if live.stage != "active":
+    if live.stage != SessionStage.ACTIVE:
         raise SessionInvalid("session is not active", reason="stage")
     staff = get_staff(session, live.staff_id)
     if not staff.is_active:
@@ -855,7 +857,8 @@ def _add_api_client(
     session.flush()
     audit.record(
         session, actor, "apiclient.create", target_type="api_client", target_id=client.id,
-        after={"name": label, "permissions": wanted, "branch": branch, "pending": pending}, now=deps.now(),
+        after={"name": label, "permissions": wanted, "branch": branch, "pending": pending},
+        now=deps.now(),
     )  # fmt: skip
     return client, f"sk_{prefix}_{secret}"
 
@@ -1047,7 +1050,8 @@ def approve_api_client_request(
     client.pending_approval_id = None
     audit.record(
         session, _checker(session, req), "apiclient.approved", target_type="api_client",
-        target_id=client.id, after={"name": client.name, "permissions": p["permissions"]}, now=deps.now(),
+        target_id=client.id, after={"name": client.name, "permissions": p["permissions"]},
+        now=deps.now(),
     )  # fmt: skip
     return {"client_id": client.id, "name": client.name, "permissions": p["permissions"]}
 

@@ -46,8 +46,8 @@ def _check_suspense(
 def _exec_suspense(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.payments.mpesa.flows.assign_suspense``: the parked payment goes to the member, the item is
-    marked assigned and the member is told by SMS."""
+    """``core.payments.mpesa.flows.assign_suspense``: the parked payment goes to the member,
+    the item is marked assigned and the member is told by SMS."""
     assert req.member_id is not None
     posted = assign_suspense(
         session, deps, item_id=p["item_id"], member_id=req.member_id, target=p["target"],
@@ -78,7 +78,8 @@ def _check_payout(
 def _exec_payout(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.payments.mpesa.flows.resolve_payout``: resend, release the hold, or post it as paid."""
+    """``core.payments.mpesa.flows.resolve_payout``: resend, release the hold, or post it
+    as paid."""
 
     return resolve_payout(
         session, deps, payout_id=p["payout_id"], resolution=p["resolution"],

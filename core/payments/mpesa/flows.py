@@ -79,6 +79,7 @@ from core.payments.mpesa.vocabulary import (
 )
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
+from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
@@ -1196,8 +1197,10 @@ def guard_sim_swap(
     event = SimSwapEvent(
         member_id=member.id,
         msisdn=member.msisdn,
-        outcome="recent_swap" if decision == "recent_swap" else "check_failed",
-        decision="refused" if decision else "allowed",
+        outcome=(
+            SimSwapOutcome.RECENT_SWAP if decision == "recent_swap" else SimSwapOutcome.CHECK_FAILED
+        ),
+        decision=SimSwapDecision.REFUSED if decision else SimSwapDecision.ALLOWED,
         amount_cents=amount_cents,
         last_swap_at=verdict.last_swap_at,
         error=error and str(error)[:200],

@@ -1,6 +1,7 @@
 """What a running process holds, built by the composition root: the database engine and
-session factory (with its unit-of-work hooks: staff alerts, the outbox's after-commit
-dispatch), the core's dependencies and the Redis client.
+session factory (with the outbox's after-commit dispatch), the core's dependencies and
+the Redis client. It also registers every domain's maker-checker actions
+(``core.actions.register_all``).
 
 ``build_runtime(settings)`` builds it for the web app (``app_factory.create_app`` puts it
 in ``app.extensions["sacco"]``), for the workers and for ``manage.py``; channels and

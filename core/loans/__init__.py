@@ -1,0 +1,1 @@
+"""Loans: products, schedules, appraisal, applications, guarantors, disbursement and repayment."""

@@ -1,0 +1,1 @@
+"""Loans: products, schedules, appraisal, guarantors, approval, disbursement and repayment."""

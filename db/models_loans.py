@@ -159,9 +159,7 @@ class LoanProductFee(Base):
 
     __tablename__ = "loan_product_fees"
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('processing', 'insurance', 'top_up_commission')", name="kind"
-        ),
+        CheckConstraint("kind IN ('processing', 'insurance', 'top_up_commission')", name="kind"),
         CheckConstraint(
             "timing IN ('deducted_at_disbursement', 'added_to_schedule')", name="timing"
         ),

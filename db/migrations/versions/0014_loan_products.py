@@ -89,7 +89,8 @@ def upgrade() -> None:
             name=op.f("ck_loan_product_versions_not_negative"),
         ),
         sa.CheckConstraint(
-            "rate_period IN ('annual', 'monthly')", name=op.f("ck_loan_product_versions_rate_period")
+            "rate_period IN ('annual', 'monthly')",
+            name=op.f("ck_loan_product_versions_rate_period"),
         ),
         sa.CheckConstraint(
             "penalty_rate_period IN ('annual', 'monthly')",
@@ -114,11 +115,13 @@ def upgrade() -> None:
             name=op.f("ck_loan_product_versions_pledge_release"),
         ),
         sa.ForeignKeyConstraint(
-            ["product_id"], ["loan_products.id"],
+            ["product_id"],
+            ["loan_products.id"],
             name=op.f("fk_loan_product_versions_product_id_loan_products"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["approval_id"], ["approval_requests.id"],
+            ["approval_id"],
+            ["approval_requests.id"],
             name=op.f("fk_loan_product_versions_approval_id_approval_requests"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_product_versions")),
@@ -155,7 +158,8 @@ def upgrade() -> None:
             name=op.f("ck_loan_product_fees_term"),
         ),
         sa.ForeignKeyConstraint(
-            ["version_id"], ["loan_product_versions.id"],
+            ["version_id"],
+            ["loan_product_versions.id"],
             name=op.f("fk_loan_product_fees_version_id_loan_product_versions"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_product_fees")),

@@ -658,7 +658,8 @@ DECIMAL_TEXT = {
 
 
 def _decimal(**kw: Any) -> fields.String:
-    return fields.String(validate=validate.Length(1, 24), metadata=DECIMAL_TEXT, **kw)
+    kw.setdefault("metadata", DECIMAL_TEXT)
+    return fields.String(validate=validate.Length(1, 24), **kw)
 
 
 def _one_of(kind: Any) -> validate.OneOf:

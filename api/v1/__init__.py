@@ -27,6 +27,7 @@ from api.v1 import (
     approval_views,
     audit_views,
     auth_views,
+    loan_product_views,
     member_views,
     mpesa_views,
     problems,
@@ -45,6 +46,7 @@ BLUEPRINTS = [
     approval_views.blp,
     audit_views.blp,
     mpesa_views.blp,
+    loan_product_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

@@ -11,6 +11,17 @@ from marshmallow import Schema, fields, validate
 from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
+from core.loans.vocabulary import (
+    Channel,
+    FeeKind,
+    FeeTiming,
+    Frequency,
+    GuarantorPolicy,
+    PledgeRelease,
+    RatePeriod,
+    RepaymentMethod,
+    Rounding,
+)
 from core.members.backoffice import DOCUMENT_KINDS
 from core.members.status import MemberStatus
 from core.messaging.webhooks import EVENT_TYPES
@@ -636,3 +647,183 @@ class PayoutResolutionIn(NoteIn):
         validate=validate.Regexp(r"^[A-Z0-9]{8,20}$"),
         metadata={"description": "with paid: the payment's M-Pesa receipt"},
     )
+
+
+# --------------------------------------------------------------- loan products
+
+DECIMAL_TEXT = {
+    "description": 'an exact decimal written as text, such as "1.2" (never a JSON number)',
+    "example": "1.2",
+}
+
+
+def _decimal(**kw: Any) -> fields.String:
+    kw.setdefault("metadata", DECIMAL_TEXT)
+    return fields.String(validate=validate.Length(1, 24), **kw)
+
+
+def _one_of(kind: Any) -> validate.OneOf:
+    return validate.OneOf([k.value for k in kind])
+
+
+class LoanProductFeeIn(Strict):
+    kind = fields.String(required=True, validate=_one_of(FeeKind))
+    timing = fields.String(required=True, validate=_one_of(FeeTiming))
+    percent = _decimal(
+        allow_none=True, metadata={**DECIMAL_TEXT, "description": "percent of the principal"}
+    )
+    fixed_cents = fields.Integer(
+        allow_none=True, metadata={"description": "a processing fee's fixed amount"}
+    )
+    min_term = fields.Integer(
+        allow_none=True, metadata={"description": "only for terms from (instalments)"}
+    )
+    max_term = fields.Integer(allow_none=True, metadata={"description": "only for terms up to"})
+
+
+class LoanProductFeeOut(Schema):
+    kind = fields.String(required=True)
+    timing = fields.String(required=True)
+    percent = fields.String(allow_none=True, required=True)
+    fixed_cents = fields.Integer(allow_none=True, required=True)
+    min_term = fields.Integer(allow_none=True, required=True)
+    max_term = fields.Integer(allow_none=True, required=True)
+
+
+class LoanProductChangeIn(Strict):
+    """Any fields of a definition; what is left out stays as it is (``fees`` and
+    ``channels`` are replaced whole). Validated in ``core.loans.products``."""
+
+    name = fields.String(validate=validate.Length(1, 80))
+    rate_percent = _decimal(
+        metadata={**DECIMAL_TEXT, "description": "percent per rate_period: 1 is 1%"}
+    )
+    rate_period = fields.String(validate=_one_of(RatePeriod))
+    method = fields.String(validate=_one_of(RepaymentMethod))
+    frequency = fields.String(validate=_one_of(Frequency))
+    min_term = fields.Integer(metadata={"description": "fewest instalments"})
+    max_term = fields.Integer(metadata={"description": "most instalments"})
+    min_amount_cents = fields.Integer()
+    max_amount_cents = fields.Integer()
+    deposit_multiplier = _decimal(
+        metadata={
+            **DECIMAL_TEXT,
+            "description": "limit = multiplier x free deposits",
+            "example": "3",
+        }
+    )
+    min_membership_months = fields.Integer()
+    min_deposits_cents = fields.Integer()
+    fees = fields.List(fields.Nested(LoanProductFeeIn), validate=validate.Length(max=20))
+    penalty_rate_percent = _decimal(
+        metadata={**DECIMAL_TEXT, "description": "percent of arrears per penalty_rate_period"}
+    )
+    penalty_rate_period = fields.String(validate=_one_of(RatePeriod))
+    grace_instalments = fields.Integer(
+        metadata={"description": "instalments of interest only at the start"}
+    )
+    penalty_grace_days = fields.Integer(
+        metadata={"description": "days after a due date before a penalty accrues"}
+    )
+    guarantor_policy = fields.String(validate=_one_of(GuarantorPolicy))
+    guarantor_cover_percent = _decimal(
+        allow_none=True,
+        metadata={
+            **DECIMAL_TEXT,
+            "description": "own free deposits plus pledges must cover this percent of the "
+            "principal (guarantor_policy required)",
+            "example": "100",
+        },
+    )
+    max_guarantees_per_guarantor = fields.Integer()
+    self_guarantee_allowed = fields.Boolean()
+    pledge_release = fields.String(validate=_one_of(PledgeRelease))
+    rounding = fields.String(validate=_one_of(Rounding))
+    auto_approve_ceiling_cents = fields.Integer(
+        metadata={"description": "applications up to this amount may be approved without a person"}
+    )
+    channels = fields.List(
+        fields.String(validate=_one_of(Channel)), validate=validate.Length(max=10)
+    )
+    active = fields.Boolean(metadata={"description": "false: no new applications"})
+    note = fields.String(
+        validate=validate.Length(max=200), metadata={"description": "for the checker"}
+    )
+
+
+class LoanProductIn(LoanProductChangeIn):
+    """A new product: what is left out of the optional fields takes its default
+    (``core.loans.products.DEFAULTS``)."""
+
+    code = fields.String(
+        required=True, validate=validate.Length(1, 8),
+        metadata={"description": "2-8 capital letters or digits, never changed", "example": "DEV"},
+    )  # fmt: skip
+    name = fields.String(required=True, validate=validate.Length(1, 80))
+    rate_percent = _decimal(
+        required=True, metadata={**DECIMAL_TEXT, "description": "percent per rate_period"}
+    )
+    rate_period = fields.String(required=True, validate=_one_of(RatePeriod))
+    method = fields.String(required=True, validate=_one_of(RepaymentMethod))
+    frequency = fields.String(required=True, validate=_one_of(Frequency))
+    min_term = fields.Integer(required=True)
+    max_term = fields.Integer(required=True)
+    min_amount_cents = fields.Integer(required=True)
+    max_amount_cents = fields.Integer(required=True)
+    deposit_multiplier = _decimal(required=True, metadata={**DECIMAL_TEXT, "example": "3"})
+
+
+class LoanProductArgs(PageArgs):
+    active = fields.Boolean(
+        load_default=None, metadata={"description": "only active (true) or inactive (false)"}
+    )
+
+
+class LoanProductVersionArgs(Strict):
+    version = fields.Integer(
+        load_default=None, validate=validate.Range(1, 1_000_000),
+        metadata={"description": "an earlier version (default: the current one)"},
+    )  # fmt: skip
+
+
+class LoanProductOut(Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    version = fields.Integer(required=True, metadata={"description": "the version shown"})
+    current_version = fields.Integer(required=True)
+    versions = fields.List(
+        fields.Integer(), metadata={"description": "every version, oldest first"}
+    )
+    name = fields.String(required=True)
+    rate_percent = fields.String(required=True)
+    rate_period = fields.String(required=True)
+    method = fields.String(required=True)
+    frequency = fields.String(required=True)
+    min_term = fields.Integer(required=True)
+    max_term = fields.Integer(required=True)
+    min_amount_cents = fields.Integer(required=True)
+    max_amount_cents = fields.Integer(required=True)
+    deposit_multiplier = fields.String(required=True)
+    min_membership_months = fields.Integer(required=True)
+    min_deposits_cents = fields.Integer(required=True)
+    fees = fields.List(fields.Nested(LoanProductFeeOut), required=True)
+    penalty_rate_percent = fields.String(required=True)
+    penalty_rate_period = fields.String(required=True)
+    grace_instalments = fields.Integer(required=True)
+    penalty_grace_days = fields.Integer(required=True)
+    guarantor_policy = fields.String(required=True)
+    guarantor_cover_percent = fields.String(allow_none=True, required=True)
+    max_guarantees_per_guarantor = fields.Integer(required=True)
+    self_guarantee_allowed = fields.Boolean(required=True)
+    pledge_release = fields.String(required=True)
+    rounding = fields.String(required=True)
+    auto_approve_ceiling_cents = fields.Integer(required=True)
+    channels = fields.List(fields.String(), required=True)
+    active = fields.Boolean(required=True)
+    approval_id = fields.Integer(
+        allow_none=True, required=True,
+        metadata={"description": "the request that made this version (none: seeded)"},
+    )  # fmt: skip
+    version_created_at = fields.DateTime(required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)

@@ -46,13 +46,16 @@ PERMISSIONS: dict[str, str] = {
     "sim_swap:review": "close a SIM-swap event with what the member showed at the office",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
-    "approvals:decide_large": "decide requests above the manager threshold",
+    "approvals:decide_large": "decide requests above the manager threshold, and new or "
+    "changed loan products",
     "access:approve": "approve another person's request for a staff account or partner key "
     "that can move money or read personal data (checker)",
     "audit:read": "query the audit log",
+    "loan_products:read": "list and read loan products, their current and earlier versions",
+    "loan_products:manage": "ask to create or change (or deactivate) a loan product (maker)",
 }
 
-_READ = {"self", "members:read", "approvals:read"}
+_READ = {"self", "members:read", "approvals:read", "loan_products:read"}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
@@ -88,6 +91,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "approvals:decide_large",
             "access:approve",
             "audit:read",
+            "loan_products:manage",
         }
     ),
     "loan_officer": frozenset(
@@ -103,6 +107,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "sim_swap:review",
             "approvals:decide",
+            "loan_products:manage",
         }
     ),
     "teller": frozenset(
@@ -172,6 +177,8 @@ PERMISSION_RISK: dict[str, str] = {
     "approvals:decide_large": "money",
     "access:approve": "access",
     "audit:read": "none",  # who did what; personal data is never written into it
+    "loan_products:read": "none",  # the SACCO's published terms, nobody's data
+    "loan_products:manage": "money",  # asks for the terms every loan is made on
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

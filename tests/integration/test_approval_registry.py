@@ -25,6 +25,8 @@ EVERY_ACTION = {
     "sim_swap.clear": "core.risk.approval_actions",
     "staff.create": "core.staff.approval_actions",
     "apiclient.create": "core.staff.approval_actions",
+    "loan_product.create": "core.loans.approval_actions",
+    "loan_product.change": "core.loans.approval_actions",
 }
 
 

@@ -29,7 +29,7 @@ from db.session import make_engine
 
 def test_there_is_exactly_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0013"]
+    assert script.get_heads() == ["0014"]
     assert MIGRATIONS.is_dir()
 
 
@@ -271,3 +271,28 @@ def test_0012_backfills_past_the_immutability_trigger_and_keeps_it_on_postgresql
     columns = {c["name"] for c in inspect(engine).get_columns("journal_entries")}
     engine.dispose()
     assert "value_date" not in columns
+
+
+LOAN_TABLES = {"loan_products", "loan_product_versions", "loan_product_fees"}
+
+
+def test_0014_loan_products_go_down_and_up_again_on_postgresql(scratch_pg: str) -> None:
+    upgrade(scratch_pg)
+    engine = make_engine(scratch_pg)
+    assert set(inspect(engine).get_table_names()) >= LOAN_TABLES
+    with engine.connect() as conn:
+        triggers = set(
+            conn.scalars(
+                text("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'loan_product%immutable'")
+            )
+        )
+        assert triggers == {"loan_product_versions_immutable", "loan_product_fees_immutable"}
+    engine.dispose()
+    downgrade(scratch_pg, "0013")
+    engine = make_engine(scratch_pg)
+    assert not LOAN_TABLES & set(inspect(engine).get_table_names())
+    engine.dispose()
+    upgrade(scratch_pg)
+    engine = make_engine(scratch_pg)
+    assert set(inspect(engine).get_table_names()) >= LOAN_TABLES
+    engine.dispose()

@@ -20,13 +20,15 @@ Arithmetic is exact: the rate is a ``Decimal`` and every intermediate value is a
 * **Reducing balance, equal instalments**: the instalment (principal + interest) is the
   annuity ``B·r / (1 − (1 + r)^−m)`` (``B / m`` at rate 0) on the balance ``B`` left after
   the grace periods, over the ``m`` remaining instalments, rounded *up* to the unit so the
-  loan never runs long; the principal is the instalment less that period's interest.
+  loan does not run long (the last instalment, the remainder, is normally the smaller);
+  the principal is the instalment less that period's interest.
 * **Reducing balance, equal principal**: each instalment (principal + interest) is
   ``B / m`` plus the period's interest, rounded up to the unit.
 * When rounding up would repay the loan before its last instalment (a small principal over
   many instalments), the instalment is rounded *down* instead and the last instalment is
-  the larger one; terms that neither way gives a schedule (a balance that would grow) are
-  refused (``InvalidInput``, reason ``instalment_rounding``).
+  the larger one. Terms that neither way gives a schedule for (the balance would grow, or
+  the last instalment would be more than twice the others) are refused (``InvalidInput``,
+  reason ``instalment_rounding``).
 * **Flat**: principal / (instalments − grace) and interest / instalments per instalment,
   each rounded *down* to the unit (KES 100,000 at 1 % a month over 12 months:
   8,333.33 + 1,000.00 = 9,333.33), the remainders in the last instalment.
@@ -312,8 +314,9 @@ def _annuity(balance: int, rate: Fraction, periods: int) -> Fraction:
 
 def _reducing(terms: ScheduleTerms, rounder: Rounder) -> list[Row] | None:
     """Rows of a reducing-balance schedule with the instalment rounded by ``rounder``, or
-    None when that rounding does not give a schedule (the balance would reach 0 before the
-    last instalment, or grow)."""
+    None when that rounding does not give a schedule: the balance would reach 0 before the
+    last instalment or grow, or the last instalment would be more than twice the first
+    after the grace periods."""
     rate, unit, n = terms.periodic_rate, terms.unit_cents, terms.instalments
     grace, balance = terms.grace_periods, terms.principal_cents
     equal_instalments = terms.method is RepaymentMethod.REDUCING_EQUAL_INSTALMENTS
@@ -339,6 +342,8 @@ def _reducing(terms: ScheduleTerms, rounder: Rounder) -> list[Row] | None:
             return None
         balance -= principal
         rows.append((principal, interest, balance))
+    if grace < n - 1 and sum(rows[-1][:2]) > 2 * sum(rows[grace][:2]):
+        return None  # a balloon: the last instalment more than twice the others
     return rows
 
 

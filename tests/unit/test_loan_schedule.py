@@ -156,77 +156,55 @@ def test_shilling_rounding_makes_every_instalment_but_the_last_whole_shillings()
 
 
 def test_rounding_up_that_would_repay_early_rounds_down_and_the_last_is_larger() -> None:
-    # KES 10,000 at 0 % over 300 weeks: 33.333… a week. 34 a week would repay it in
-    # week 295, so 33 a week and KES 133 in the last.
+    # KES 100,000 at 12 % a year over 600 weeks: 308.03 a week. KES 309 a week would repay
+    # it early, so KES 308 a week and the remainder, KES 345.49, in the last.
     schedule = build_schedule(
         terms(
-            principal_cents=10_000 * KES,
-            rate=Decimal(0),
+            rate=Decimal("0.12"),
+            rate_period="annual",
             frequency=Frequency.WEEKLY,
-            instalments=300,
+            instalments=600,
             rounding=Rounding.SHILLING,
         )
     )
-    assert totals(schedule) == [33 * KES] * 299 + [133 * KES]
+    assert 308 * KES < float(npf.pmt(0.12 / 52, 600, -100_000)) * KES < 309 * KES
+    assert totals(schedule) == [308 * KES] * 599 + [34_549]
     check_balances(schedule)
 
 
-def test_terms_no_rounding_can_repay_are_refused() -> None:
-    # KES 100.50 at 1 % a month over 600 months in whole shillings: the annuity (1.0076)
-    # rounds up to KES 2 (repaid within 100 months) or down to KES 1, less than the first
-    # month's interest (KES 1.01): the balance would grow.
+@pytest.mark.parametrize(
+    ("principal_cents", "instalments", "method"),
+    [
+        # KES 100.50 over 600 months: the annuity (1.0076) rounds up to KES 2 (repaid
+        # within 100 months) or down to KES 1, less than the first month's interest
+        # (KES 1.01): the balance would grow.
+        (10_050, 600, EI),
+        # KES 100,000 over 600 months: KES 1,003 a month repays it early; KES 1,002 leaves
+        # KES 22,875.73 for the last month, a balloon.
+        (100_000 * KES, 600, EI),
+        # KES 1,000 over 300 months at equal principal (3.33 a month): KES 4 a month repays
+        # it early; KES 3 leaves KES 103 + interest for the last month.
+        (1_000 * KES, 300, EP),
+    ],
+)
+def test_terms_no_whole_unit_instalment_can_repay_are_refused(
+    principal_cents: int, instalments: int, method: RepaymentMethod
+) -> None:
     with pytest.raises(InvalidInput) as refused:
-        build_schedule(terms(principal_cents=10_050, instalments=600, rounding="shilling"))
+        build_schedule(
+            terms(
+                principal_cents=principal_cents,
+                instalments=instalments,
+                method=method,
+                rounding="shilling",
+            )
+        )
     assert (refused.value.field, refused.value.reason) == ("instalments", "instalment_rounding")
 
 
-def test_weekly_instalments_use_a_52nd_of_the_annual_rate_every_7_days() -> None:
-    weekly = terms(rate=Decimal("0.13"), rate_period="annual", frequency="weekly", instalments=26)
-    schedule = build_schedule(weekly)
-    assert weekly.periodic_rate * 52 == Decimal("0.13")
-    assert schedule.instalments[0].due_on == date(2028, 1, 22)
-    gaps = {
-        (b.due_on - a.due_on).days
-        for a, b in zip(schedule.instalments, schedule.instalments[1:], strict=False)
-    }
-    assert gaps == {7}
-    payment = float(npf.pmt(0.13 / 52, 26, -100_000))
-    assert 0 <= schedule.instalment_cents - payment * KES < 1
-    assert schedule.apr == Decimal("0.13")
-    check_balances(schedule)
-    # A monthly rate on a weekly loan: × 12 / 52.
-    monthly_rate = terms(frequency="weekly", instalments=26)
-    assert monthly_rate.periodic_rate * 52 == Decimal("0.12")
-
-
-def test_grace_periods_pay_interest_only_then_the_annuity_over_the_rest() -> None:
-    schedule = build_schedule(terms(grace_periods=2))
-    first, second, third = schedule.instalments[:3]
-    assert (first.principal_cents, first.interest_cents) == (0, 100_000)
-    assert (second.principal_cents, second.interest_cents) == (0, 100_000)
-    payment = float(npf.pmt(0.01, 10, -100_000))  # 10,558.207…
-    assert third.total_cents == schedule.instalment_cents == 1_055_821
-    assert 0 <= third.total_cents - payment * KES < 1
-    check_balances(schedule)
-
-    flat = build_schedule(terms(method=FLAT, grace_periods=2))
-    assert [i.principal_cents for i in flat.instalments[:2]] == [0, 0]
-    assert [i.principal_cents for i in flat.instalments[2:]] == [1_000_000] * 10
-    assert flat.interest_cents == 1_200_000
-    check_balances(flat)
-
-
-def test_interest_only_grace_in_whole_shillings_pays_the_odd_cents_off_the_principal() -> None:
-    schedule = build_schedule(
-        terms(principal_cents=100_050 * KES + 50, grace_periods=1, rounding="shilling")
-    )
-    first = schedule.instalments[0]
-    # Interest 1,000.5050 → 1,000.51; paid as KES 1,001: 0.49 off the principal.
-    assert (first.total_cents, first.interest_cents, first.principal_cents) == (
-        100_100,
-        100_051,
-        49,
-    )
+def test_in_cents_a_long_loan_has_a_schedule_whole_shillings_cannot_give() -> None:
+    schedule = build_schedule(terms(instalments=600))
+    assert totals(schedule) == [100_257] * 599 + [62_574]
     check_balances(schedule)
 
 

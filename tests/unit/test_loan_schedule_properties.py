@@ -11,8 +11,8 @@ for the float's own error on top of the tolerance the rules give:
   to the cent (``|ours − ipmt| ≤ ½ cent``).
 * **Whole schedule.** Against ``npf.ipmt``/``npf.ppmt`` of the exact annuity from the
   first amortising period, our balance drifts by the accumulated rounding: after ``j``
-  periods ``|D_j| ≤ (unit + ½)·s_j`` cents, ``s_j = ((1 + r)^j − 1) / r`` (``j`` at rate
-  0), because each period adds less than one unit of instalment rounding and half a cent
+  periods by at most ``T(j) = (unit + ½)·s_j`` cents, ``s_j = ((1 + r)^j − 1) / r`` (``j``
+  at rate 0), because each period adds less than one unit of instalment rounding and half a cent
   of interest rounding to a difference that grows by ``(1 + r)``. So period ``j``'s
   interest is within ``r·T(j−1) + ½`` of ``ipmt`` and its principal within
   ``T(j−1) + T(j)`` of ``ppmt``.
@@ -90,11 +90,17 @@ def schedule_terms(
     )
 
 
+def growth(rate: float, periods: int) -> float:
+    """s_j = ((1 + r)^j − 1) / r, or j at rate 0: what one cent a period adds up to."""
+    return periods if rate == 0 else ((1 + rate) ** periods - 1) / rate
+
+
 @QUIET_NUMPY
 def build(terms: ScheduleTerms) -> Schedule:
-    """The schedule. Terms that no level instalment in whole units repays are refused, and
-    left out here: only a reducing-balance loan whose exact first principal repayment is
-    below about one unit (a tiny balance, or a long term at a high rate) may be refused."""
+    """The schedule. Terms that no level instalment in whole units repays are refused and
+    left out here; only a reducing-balance loan may be refused, and only when rounding by
+    a unit moves the end of the loan by about as much as an instalment (a tiny principal,
+    or a long term: one unit more or less each period adds up to ``unit·s_m`` by the end)."""
     try:
         return build_schedule(terms)
     except InvalidInput as refused:
@@ -103,10 +109,10 @@ def build(terms: ScheduleTerms) -> Schedule:
         periods = terms.instalments - terms.grace_periods
         rate = float(terms.periodic_rate)
         if terms.method is EI:
-            first_principal = float(npf.ppmt(rate, 1, periods, -terms.principal_cents))
+            instalment = float(npf.pmt(rate, periods, -terms.principal_cents))
         else:
-            first_principal = terms.principal_cents / periods
-        assert first_principal < 2 * terms.unit_cents + 1
+            instalment = terms.principal_cents * (1 / periods + rate)
+        assert (terms.unit_cents + 1) * (1 + rate) * growth(rate, periods) >= instalment / 2
         assume(False)
         raise  # pragma: no cover - assume(False) never returns
 
@@ -179,8 +185,7 @@ def test_adding_months_never_drifts(anchor: date, months: int) -> None:
 def drift_bound(rate: float, periods: int, unit: int) -> float:
     """T(j): how far, in cents, the rounded balance may be from the exact one after j
     periods (see the module docstring)."""
-    growth = periods if rate == 0 else ((1 + rate) ** periods - 1) / rate
-    return (unit + 0.5) * growth
+    return (unit + 0.5) * growth(rate, periods)
 
 
 @EXAMPLES

@@ -140,15 +140,24 @@ class ScheduleTerms:
             raise InvalidInput("the rate must be between 0 and 1", field="rate", reason="range")
         if type(self.disbursed_on) is not date:
             raise InvalidInput("a date is needed", field="disbursed_on", reason="format")
-        if self.first_due_on is not None:
-            if type(self.first_due_on) is not date:
-                raise InvalidInput("a date is needed", field="first_due_on", reason="format")
-            if not self.disbursed_on < self.first_due_on <= self._latest_first_due():
-                raise InvalidInput(
-                    "the first instalment falls after disbursement, within two periods",
-                    field="first_due_on",
-                    reason="range",
-                )
+        if self.first_due_on is not None and type(self.first_due_on) is not date:
+            raise InvalidInput("a date is needed", field="first_due_on", reason="format")
+        try:
+            latest_first_due = self._latest_first_due()
+            self.due_dates()
+        except (ValueError, OverflowError):  # beyond the year 9999
+            raise InvalidInput(
+                "the schedule ends after the last date there is",
+                field="disbursed_on",
+                reason="range",
+            ) from None
+        first_due = self.first_due_on
+        if first_due is not None and not self.disbursed_on < first_due <= latest_first_due:
+            raise InvalidInput(
+                "the first instalment falls after disbursement, within two periods",
+                field="first_due_on",
+                reason="range",
+            )
 
     @property
     def periodic_rate(self) -> Fraction:

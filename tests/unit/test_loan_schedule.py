@@ -312,6 +312,8 @@ def test_fees_in_the_schedule_are_spread_evenly_with_the_remainder_last() -> Non
         ({"deducted_fee_cents": -1}, "deducted_fee_cents", "range"),
         ({"scheduled_fee_cents": -1}, "scheduled_fee_cents", "range"),
         ({"disbursed_on": "2028-01-15"}, "disbursed_on", "format"),
+        ({"disbursed_on": date(9999, 1, 15)}, "disbursed_on", "range"),
+        ({"first_due_on": "2028-02-15"}, "first_due_on", "format"),
     ],
 )
 def test_bad_terms_are_refused_naming_the_field(

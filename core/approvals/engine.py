@@ -12,6 +12,8 @@ maker, only by someone holding its checker permission (``approvals:decide``, or
 its branch. Approval runs the action's verb inside the approval's unit of work, in a
 savepoint, so it executes exactly once; if the verb refuses (say the member changed
 meanwhile), nothing of it is written and the request is marked ``failed`` with the reason.
+An action may also say what a rejection does (``on_reject``: a loan application is
+rejected with its request), run in the rejection's transaction.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class ActionSpec:
     # Who decides, when not the amount-based approvals:decide / approvals:decide_large.
     checker_permission: str | None = None
     facts: Facts | None = None
+    # Run when a checker rejects the request, in the rejection's transaction (a loan
+    # application is rejected with it and the member told); None: nothing to undo.
+    on_reject: Execute | None = None
 
 
 ACTIONS: dict[str, ActionSpec] = {}
@@ -246,6 +251,9 @@ def decide(
     req.decided_at = deps.now()
     if not approve:
         req.status = ApprovalStatus.REJECTED
+        spec = ACTIONS.get(req.action)
+        if spec is not None and spec.on_reject is not None:
+            spec.on_reject(session, deps, req, payload_of(req))
         audit.record(
             session, actor, "approval.reject", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},

@@ -31,7 +31,7 @@ from core.audit import log as audit
 from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound, SaccoError
-from core.kernel.permissions import Principal, can_access_branch
+from core.kernel.permissions import SYSTEM, Principal, can_access_branch
 from core.ledger import entries as ledger
 from db.models import ApprovalRequest, Member
 
@@ -212,6 +212,26 @@ def decision_facts(
     if spec is None or spec.facts is None or req.status != ApprovalStatus.PENDING:
         return {}
     return spec.facts(session, deps, req, **ports)
+
+
+def lapse(session: Session, deps: CoreDeps, request_id: int, reason: SaccoError) -> None:
+    """Mark a pending request ``failed`` because its domain knows it can no longer run (a
+    loan recommendation whose guarantor withdrew): nobody is left deciding a request that
+    would fail, and a new one may be asked. Audited as the system's; no-op unless pending."""
+    req = session.scalar(
+        select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
+    )
+    if req is None or req.status != ApprovalStatus.PENDING:
+        return
+    req.status = ApprovalStatus.FAILED
+    req.decided_at = deps.now()
+    req.result = audit.canonical({"error": reason.code, "detail": reason.detail})
+    audit.record(
+        session, SYSTEM, "approval.failed", target_type="approval", target_id=req.id,
+        before={"status": "pending"}, after={"status": "failed", "error": reason.code},
+        now=deps.now(),
+    )  # fmt: skip
+    session.flush()
 
 
 def decide(

@@ -20,6 +20,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.approvals import engine as approvals
 from core.audit import log as audit
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
@@ -229,6 +230,12 @@ def route(session: Session, deps: CoreDeps, application: LoanApplication) -> Non
         ApplicationStatus.PENDING_APPROVAL if complete else ApplicationStatus.AWAITING_GUARANTORS
     )
     if status != application.status:
+        if application.approval_id is not None and not complete:
+            # Back to waiting: the recommendation pending on it can no longer succeed.
+            approvals.lapse(
+                session, deps, application.approval_id,
+                LoanStateError("a pledge was withdrawn", reason="cover_incomplete"),
+            )  # fmt: skip
         application.status = status
         application.updated_at = now
         session.flush()

@@ -235,13 +235,29 @@ def test_a_guarantor_may_withdraw_before_approval_and_the_loan_waits_again(
     )  # fmt: skip
     guarantees.accept_guarantee(s, deps, guarantee_id=g.id, guarantor_id=guarantor.id)
     assert application.status == "pending_approval"
+    officer = staff(s, "loan_officer", "officer.wd")
+    manager = staff(s, "manager", "manager.wd")
+    first = approval_actions.recommend(s, deps, officer, application.id, large_threshold_cents=1)
     guarantees.withdraw_guarantee(s, deps, guarantee_id=g.id, guarantor_id=guarantor.id)
     assert (g.status, application.status) == ("withdrawn", "awaiting_guarantors")
     assert balances(s, guarantor)["deposits"] == (50_000 * KES, 0)
-    officer = staff(s, "loan_officer", "officer.wd")
+    assert first.status == "failed"  # the recommendation can no longer succeed
+    with pytest.raises(approvals.AlreadyDecided):
+        approvals.decide(s, deps, manager, first.id, approve=True)
     with pytest.raises(LoanStateError) as refused:
         approval_actions.recommend(s, deps, officer, application.id, large_threshold_cents=1)
     assert refused.value.reason == "not_pending_approval"
+    # Another guarantor completes the cover: a new recommendation, approved and paid.
+    other = funded_member(s, deps, deposits_cents=50_000 * KES)
+    g2 = guarantees.request_guarantee(
+        s, deps, application_id=application.id, borrower_id=borrower.id,
+        guarantor=other.member_number or "", amount_cents=20_000 * KES,
+    )  # fmt: skip
+    guarantees.accept_guarantee(s, deps, guarantee_id=g2.id, guarantor_id=other.id)
+    second = approval_actions.recommend(s, deps, officer, application.id, large_threshold_cents=1)
+    assert approvals.decide(s, deps, manager, second.id, approve=True).status == "approved"
+    assert application.status == "disbursed"
+    assert verify_ledger(s).ok
 
 
 # ------------------------------------------------------------------ refusals

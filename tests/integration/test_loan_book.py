@@ -575,3 +575,24 @@ def test_pledges_and_own_free_deposits_always_cover_an_approved_loan(
     assert own_free + pledged >= application.required_cover_cents
     held = ledger.get_balance(s, member_account_ids(s, borrower.id)[Purpose.DEPOSITS]).held_cents
     assert held == 0  # the borrower's own deposits are counted, never held for their loan
+
+
+def test_the_member_may_withdraw_an_application_before_approval(
+    db_session: Session, deps: CoreDeps, waiting: tuple[LoanApplication, Member]
+) -> None:
+    s = db_session
+    application, borrower = waiting
+    guarantor = funded_member(s, deps, deposits_cents=50_000 * KES)
+    g = guarantees.request_guarantee(
+        s, deps, application_id=application.id, borrower_id=borrower.id,
+        guarantor=guarantor.msisdn, amount_cents=20_000 * KES,
+    )  # fmt: skip
+    guarantees.accept_guarantee(s, deps, guarantee_id=g.id, guarantor_id=guarantor.id)
+    stranger = funded_member(s, deps)
+    with pytest.raises(NotFound):
+        book.withdraw_application(s, deps, member_id=stranger.id, application_id=application.id)
+    book.withdraw_application(s, deps, member_id=borrower.id, application_id=application.id)
+    assert (application.status, g.status) == ("withdrawn", "released")
+    assert balances(s, guarantor)["deposits"] == (50_000 * KES, 0)
+    assert len(sms(s, guarantor, "guarantee_released")) == 1
+    assert book.open_application(s, borrower.id) is None  # the member may apply again

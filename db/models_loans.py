@@ -178,3 +178,163 @@ class LoanProductFee(Base):
     timing: Mapped[str] = mapped_column(String(28))
     min_term: Mapped[int | None] = mapped_column(Integer, default=None)
     max_term: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+# =========================================================================================
+# The loan book (issue 12, parts 3, 5, 6, 7; migration 0015): applications, loans, their
+# fixed schedules and guarantees. Statuses are core.loans.vocabulary's StrEnums. Written by
+# core/loans/book.py, guarantees.py and disbursement.py.
+# =========================================================================================
+
+from datetime import date  # noqa: E402  (kept with the block it serves)
+
+from sqlalchemy import Date, Index  # noqa: E402
+
+
+class LoanApplication(Base):
+    """A member's application under one product version, from apply to disbursed."""
+
+    __tablename__ = "loan_applications"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('submitted', 'awaiting_guarantors', 'pending_approval', 'approved', "
+            "'rejected', 'withdrawn', 'disbursed')",
+            name="status",
+        ),
+        CheckConstraint("channel IN ('ussd', 'sms', 'staff')", name="channel"),
+        CheckConstraint("amount_cents > 0 AND term >= 1", name="amount_term"),
+        CheckConstraint(
+            "required_cover_cents >= 0 AND own_cover_cents >= 0 AND guarantor_cover_cents >= 0",
+            name="cover",
+        ),
+        UniqueConstraint("member_id", "idempotency_key", name="uq_loan_applications_key"),
+        Index("ix_loan_applications_member_status", "member_id", "status"),
+        Index("ix_loan_applications_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(12), unique=True)  # L + 7: read on a phone
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    product_version_id: Mapped[int] = mapped_column(ForeignKey("loan_product_versions.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    term: Mapped[int] = mapped_column(Integer)  # instalments
+    status: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(8))
+    idempotency_key: Mapped[str] = mapped_column(String(80))
+    # The appraisal when applied (and, for staff, the reasons an approval found later).
+    limit_cents: Mapped[int] = mapped_column(BigInteger)
+    reasons: Mapped[str] = mapped_column(String(200), default="")  # space-separated Reason codes
+    # Security (SASRA reg. 32): the product's cover of the principal, the borrower's own free
+    # deposits counted towards it when applying, and what guarantors must pledge.
+    required_cover_cents: Mapped[int] = mapped_column(BigInteger)
+    own_cover_cents: Mapped[int] = mapped_column(BigInteger)
+    guarantor_cover_cents: Mapped[int] = mapped_column(BigInteger)
+    # The schedule preview shown before the PIN (dated from the application day).
+    instalment_cents: Mapped[int] = mapped_column(BigInteger)
+    total_repayable_cents: Mapped[int] = mapped_column(BigInteger)
+    deducted_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    scheduled_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    apr: Mapped[Decimal] = mapped_column(ExactDecimal(8, 4))  # a fraction: 0.1268 is 12.68%
+    approval_id: Mapped[int | None] = mapped_column(
+        ForeignKey("approval_requests.id"), default=None
+    )
+    decision_note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Loan(Base):
+    """A disbursed loan: its own ledger account (what the member owes) and its schedule."""
+
+    __tablename__ = "loans"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'closed', 'written_off')", name="status"),
+        CheckConstraint("principal_cents > 0 AND term >= 1", name="principal_term"),
+        Index("ix_loans_member_status", "member_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(12), unique=True)  # the application's
+    application_id: Mapped[int] = mapped_column(ForeignKey("loan_applications.id"), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    product_version_id: Mapped[int] = mapped_column(ForeignKey("loan_product_versions.id"))
+    principal_cents: Mapped[int] = mapped_column(BigInteger)
+    term: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    disbursement_entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    deducted_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    disbursed_on: Mapped[date] = mapped_column(Date)  # the Nairobi business date
+    status: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class LoanInstalment(Base):
+    """One row of a loan's schedule, fixed at disbursement; ``paid_*`` grow with repayments."""
+
+    __tablename__ = "loan_instalments"
+    __table_args__ = (
+        UniqueConstraint("loan_id", "number", name="uq_loan_instalments_number"),
+        CheckConstraint(
+            "number >= 1 AND principal_cents >= 0 AND interest_cents >= 0 AND fee_cents >= 0",
+            name="amounts",
+        ),
+        CheckConstraint(
+            "paid_principal_cents BETWEEN 0 AND principal_cents AND "
+            "paid_interest_cents BETWEEN 0 AND interest_cents AND "
+            "paid_fee_cents BETWEEN 0 AND fee_cents",
+            name="paid",
+        ),
+        Index("ix_loan_instalments_due_on", "due_on"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[date] = mapped_column(Date)
+    principal_cents: Mapped[int] = mapped_column(BigInteger)
+    interest_cents: Mapped[int] = mapped_column(BigInteger)
+    fee_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_principal_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_interest_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_fee_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    @property
+    def due_cents(self) -> int:
+        return self.principal_cents + self.interest_cents + self.fee_cents
+
+    @property
+    def paid_cents(self) -> int:
+        return self.paid_principal_cents + self.paid_interest_cents + self.paid_fee_cents
+
+
+class LoanGuarantee(Base):
+    """A guarantor's pledge for an application (and then its loan): while accepted, a ledger
+    hold on the guarantor's deposits account."""
+
+    __tablename__ = "loan_guarantees"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('requested', 'accepted', 'declined', 'withdrawn', 'released')",
+            name="status",
+        ),
+        CheckConstraint("amount_cents > 0", name="amount"),
+        CheckConstraint("status <> 'accepted' OR hold_id IS NOT NULL", name="hold"),
+        UniqueConstraint(
+            "application_id", "guarantor_id", name="uq_loan_guarantees_application_guarantor"
+        ),
+        Index("ix_loan_guarantees_guarantor_status", "guarantor_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("loan_applications.id"), index=True)
+    loan_id: Mapped[int | None] = mapped_column(ForeignKey("loans.id"), default=None, index=True)
+    guarantor_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(12))
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"), default=None)
+    code: Mapped[str] = mapped_column(String(8), unique=True)  # ACCEPT <code> / DECLINE <code>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

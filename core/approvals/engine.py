@@ -12,6 +12,8 @@ maker, only by someone holding its checker permission (``approvals:decide``, or
 its branch. Approval runs the action's verb inside the approval's unit of work, in a
 savepoint, so it executes exactly once; if the verb refuses (say the member changed
 meanwhile), nothing of it is written and the request is marked ``failed`` with the reason.
+An action may also say what a rejection does (``on_reject``: a loan application is
+rejected with its request), run in the rejection's transaction.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from core.audit import log as audit
 from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound, SaccoError
-from core.kernel.permissions import Principal, can_access_branch
+from core.kernel.permissions import SYSTEM, Principal, can_access_branch
 from core.ledger import entries as ledger
 from db.models import ApprovalRequest, Member
 
@@ -65,6 +67,9 @@ class ActionSpec:
     # Who decides, when not the amount-based approvals:decide / approvals:decide_large.
     checker_permission: str | None = None
     facts: Facts | None = None
+    # Run when a checker rejects the request, in the rejection's transaction (a loan
+    # application is rejected with it and the member told); None: nothing to undo.
+    on_reject: Execute | None = None
 
 
 ACTIONS: dict[str, ActionSpec] = {}
@@ -209,6 +214,26 @@ def decision_facts(
     return spec.facts(session, deps, req, **ports)
 
 
+def lapse(session: Session, deps: CoreDeps, request_id: int, reason: SaccoError) -> None:
+    """Mark a pending request ``failed`` because its domain knows it can no longer run (a
+    loan recommendation whose guarantor withdrew): nobody is left deciding a request that
+    would fail, and a new one may be asked. Audited as the system's; no-op unless pending."""
+    req = session.scalar(
+        select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
+    )
+    if req is None or req.status != ApprovalStatus.PENDING:
+        return
+    req.status = ApprovalStatus.FAILED
+    req.decided_at = deps.now()
+    req.result = audit.canonical({"error": reason.code, "detail": reason.detail})
+    audit.record(
+        session, SYSTEM, "approval.failed", target_type="approval", target_id=req.id,
+        before={"status": "pending"}, after={"status": "failed", "error": reason.code},
+        now=deps.now(),
+    )  # fmt: skip
+    session.flush()
+
+
 def decide(
     session: Session,
     deps: CoreDeps,
@@ -246,6 +271,9 @@ def decide(
     req.decided_at = deps.now()
     if not approve:
         req.status = ApprovalStatus.REJECTED
+        spec = ACTIONS.get(req.action)
+        if spec is not None and spec.on_reject is not None:
+            spec.on_reject(session, deps, req, payload_of(req))
         audit.record(
             session, actor, "approval.reject", target_type="approval", target_id=req.id,
             before={"status": "pending"}, after={"status": "rejected", "note": req.decision_note},

@@ -44,6 +44,9 @@ PERMISSIONS: dict[str, str] = {
     "reconciliation:read": "compare an M-Pesa statement export with the ledger (reads only)",
     "sim_swap:read": "list withdrawals the SIM-swap guard stopped (phones masked)",
     "sim_swap:review": "close a SIM-swap event with what the member showed at the office",
+    "loans:read": "list and read loan applications, loans, schedules and guarantees",
+    "loans:recommend": "recommend a loan application for approval (maker of loan.approve), "
+    "or reject one before it is recommended",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold, and new or "
@@ -87,6 +90,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "reconciliation:read",
             "sim_swap:read",
             "sim_swap:review",
+            "loans:read",
+            "loans:recommend",
             "approvals:decide",
             "approvals:decide_large",
             "access:approve",
@@ -106,6 +111,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "pin_reset:request",
             "sim_swap:read",
             "sim_swap:review",
+            "loans:read",
+            "loans:recommend",
             "approvals:decide",
             "loan_products:manage",
         }
@@ -131,6 +138,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "audit:read",
             "reconciliation:read",
             "sim_swap:read",
+            "loans:read",
         }
     ),
 }
@@ -172,6 +180,8 @@ PERMISSION_RISK: dict[str, str] = {
     "reconciliation:read": "personal_data",  # receipts, payers and amounts
     "sim_swap:read": "personal_data",
     "sim_swap:review": "money",  # a clearance lets withdrawals through again
+    "loans:read": "personal_data",  # members' borrowing, deposits pledged, guarantors
+    "loans:recommend": "money",  # asks for a loan to be paid out
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",
     "approvals:decide_large": "money",

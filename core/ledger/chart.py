@@ -12,9 +12,10 @@ The one place an account code is written down. Code elsewhere names an account
 * ``AccountType`` and ``NormalSide``: what the ``accounts`` table's CHECK
   constraints allow; ``Purpose``: what an account is for (``accounts.purpose``).
 
-Room for credit: ``LOANS_RECEIVABLE`` (the control account), interest and
-provision accounts are seeded already; per-loan accounts will get a prefix here
-(purpose ``Purpose.LOAN``), as members' accounts have.
+Credit: ``LOANS_RECEIVABLE`` is the control account; each loan has an account of
+its own under it (``loan_account_code``: ``1100-10019-L7K2M9QX``, purpose
+``Purpose.LOAN``, an asset: what the member owes), created at disbursement. The
+loans' postings go to those accounts, so the control figure is their sum.
 
 Each enum is a ``StrEnum``: a member *is* its stored string, so rows, JSON and
 SQL parameters keep the same values and no migration is needed.
@@ -157,3 +158,13 @@ class MemberAccount(StrEnum):
 
 
 MEMBER_PURPOSES: tuple[Purpose, ...] = tuple(account.purpose for account in MemberAccount)
+
+
+def loan_account_code(member_number: str, loan_reference: str) -> str:
+    """A loan's own account, under loans receivable: ``1100-10019-L7K2M9QX`` (the
+    member's number and the loan's reference)."""
+    return f"{SystemAccount.LOANS_RECEIVABLE.value}-{member_number}-{loan_reference}"
+
+
+def loan_account_name(member_number: str, loan_reference: str) -> str:
+    return f"Loan {loan_reference} {member_number}"

@@ -38,7 +38,7 @@ class StatementLabel(StrEnum):
     REVERSAL = "reversal"
     ADJUSTMENT = "adjustment"
     SUSPENSE = "suspense"
-    LOAN = "loan"  # the credit side's labels, kept in the catalogues for the loans to come
+    LOAN = "loan"  # a loan paid out (and, on the loan account, the principal owed)
     REPAYMENT = "repayment"
     FEE = "fee"
     INTEREST = "interest"
@@ -57,6 +57,7 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.MPESA_SUSPENSE: StatementLabel.SUSPENSE,  # SACCO accounts only
     EntryKind.ADJUSTMENT_MANUAL: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.REVERSAL: StatementLabel.REVERSAL,
+    EntryKind.LOAN_DISBURSEMENT: StatementLabel.LOAN,
 }
 
 

@@ -24,6 +24,9 @@ class EntryKind(StrEnum):
     MPESA_SUSPENSE_ASSIGN = "mpesa.suspense_assign"  # a parked payment reaches its member
     ADJUSTMENT_MANUAL = "adjustment.manual"  # between SACCO accounts, maker-checker
     REVERSAL = "reversal"  # the mirror image of an earlier entry
+    # A loan paid out to the member's savings: the loan account debited with the principal,
+    # savings credited with the principal less the fees deducted, fee income with those fees.
+    LOAN_DISBURSEMENT = "loan.disbursement"
 
 
 class HoldStatus(StrEnum):

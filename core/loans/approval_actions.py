@@ -1,8 +1,16 @@
-"""Loans' maker-checker actions (registered with ``core.approvals.engine``): a new loan
-product (``loan_product.create``) and a change to one (``loan_product.change``, also how a
-product is deactivated). Asked by a holder of ``loan_products:manage``; decided by another
-person holding ``approvals:decide_large`` (a manager): a product sets the terms of every
-loan made under it."""
+"""Loans' maker-checker actions (registered with ``core.approvals.engine``).
+
+* ``loan_product.create`` / ``loan_product.change`` (also how a product is deactivated):
+  asked by a holder of ``loan_products:manage``, decided by another person holding
+  ``approvals:decide_large`` (a manager): a product sets the terms of every loan made under it.
+* ``loan.approve``: a loan officer recommends an application that is pending approval
+  (maker permission ``loans:recommend``); another person decides with the engine's rules
+  (``approvals:decide``; above the manager threshold ``approvals:decide_large``). Approval
+  appraises again, checks the cover and disburses to the member's savings in the approval's
+  transaction (``core.loans.disbursement``); rejection rejects the application with the
+  checker's note as the reason the member reads by SMS (``on_reject``). An application
+  within its product's auto-approval ceiling needs no request (``core.loans.book.route``).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,124 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.approvals import engine
 from core.approvals.engine import ActionSpec, register
+from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.deps import CoreDeps
-from core.kernel.permissions import Principal
-from core.loans import products
+from core.kernel.errors import InvalidInput, NotFound
+from core.kernel.permissions import SYSTEM, Principal, can_access_branch
+from core.loans import book, products
+from core.loans.disbursement import approve_application, check_approvable, disburse_to_savings
+from core.loans.vocabulary import BEFORE_APPROVAL
+from core.members.registration import get_member
 from core.staff import accounts as staff
 from db.models import ApprovalRequest
+from db.models_loans import LoanApplication
+
+ACTION = "loan.approve"
+MAKER_PERMISSION = "loans:recommend"
+DEFAULT_REASON = "not approved"
+
+
+def _application(session: Session, member_id: int | None, p: dict[str, Any]) -> LoanApplication:
+    application_id = p.get("application_id")
+    if isinstance(application_id, bool) or not isinstance(application_id, int):
+        raise InvalidInput("application_id is required", field="application_id")
+    application = session.get(LoanApplication, application_id)
+    if application is None or (member_id is not None and application.member_id != member_id):
+        raise NotFound("no such loan application")
+    return application
+
+
+def _check(session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]) -> int:
+    application = _application(session, member_id, p)
+    check_approvable(session, deps, application)
+    return application.amount_cents
+
+
+def _execute(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    application = _application(session, req.member_id, p)
+    approve_application(
+        session, deps, SYSTEM, application.id, approval_id=req.id, note=req.decision_note
+    )
+    loan = disburse_to_savings(session, deps, SYSTEM, application.id)
+    return {"application": application.reference, "loan_id": loan.id, "to": "savings"}
+
+
+def _on_reject(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    application = _application(session, req.member_id, p)
+    if application.status not in BEFORE_APPROVAL:
+        return {}
+    reason = " ".join(req.decision_note.split())[:60]
+    book.reject(
+        session,
+        deps,
+        SYSTEM,
+        application.id,
+        reason=reason if len(reason) >= 3 else DEFAULT_REASON,
+        approval_id=req.id,
+    )
+    return {"application": application.reference, "status": application.status}
+
+
+def recommend(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    application_id: int,
+    *,
+    note: str = "",
+    large_threshold_cents: int,
+) -> ApprovalRequest:
+    """The loan officer recommends an application pending approval: a ``loan.approve``
+    request for another person to decide."""
+    application = session.get(LoanApplication, application_id)
+    if application is None:
+        raise NotFound("no such loan application")
+    req = engine.request_approval(
+        session,
+        deps,
+        actor,
+        ACTION,
+        payload={"application_id": application.id},
+        member_id=application.member_id,
+        note=note or f"loan {application.reference}",
+        large_threshold_cents=large_threshold_cents,
+    )
+    application.approval_id = req.id
+    application.updated_at = deps.now()
+    session.flush()
+    return req
+
+
+def reject_application(
+    session: Session, deps: CoreDeps, actor: Principal, application_id: int, *, reason: str
+) -> LoanApplication:
+    """Reject an application with ``reason`` (3-60 characters, texted to the member). When
+    a recommendation is pending, this is the checker's decision on it (the engine's rules:
+    not its maker, a checker's permission); before one, a loan officer's (``loans:recommend``)."""
+    text = book.check_reason(reason)
+    application = session.get(LoanApplication, application_id)
+    if application is None:
+        raise NotFound("no such loan application")
+    member = get_member(session, application.member_id)
+    if not can_access_branch(actor, member.branch):
+        raise NotFound("no such loan application")
+    pending = (
+        session.get(ApprovalRequest, application.approval_id)
+        if application.approval_id is not None
+        else None
+    )
+    if pending is not None and pending.status == ApprovalStatus.PENDING:
+        engine.decide(session, deps, actor, pending.id, approve=False, note=text)
+        return application
+    if not actor.has(MAKER_PERMISSION):
+        raise engine.NotAChecker("you may not reject loan applications")
+    return book.reject(session, deps, actor, application.id, reason=text)
 
 
 def _check_create(
@@ -68,5 +188,16 @@ def register_actions() -> None:
             _check_change,
             _exec_change,
             checker_permission=products.CHECKER_PERMISSION,
+        ),
+    )
+    engine.register(
+        ACTION,
+        engine.ActionSpec(
+            MAKER_PERMISSION,
+            "approve a loan",
+            True,
+            _check,
+            _execute,
+            on_reject=_on_reject,
         ),
     )

@@ -71,3 +71,63 @@ class Channel(StrEnum):
     USSD = "ussd"
     SMS = "sms"
     STAFF = "staff"
+
+
+# ---------------------------------------------------------------------------------------
+# The loan book (applications, loans, guarantees): core/loans/book.py, guarantees.py,
+# disbursement.py; tables of migration 0015.
+
+
+class ApplicationStatus(StrEnum):
+    """``loan_applications.status``. ``submitted`` only while the application is being
+    routed in its own transaction; then it waits for guarantors or for approval."""
+
+    SUBMITTED = "submitted"
+    AWAITING_GUARANTORS = "awaiting_guarantors"  # pledges do not yet cover the principal
+    PENDING_APPROVAL = "pending_approval"  # covered; a loan officer recommends, a manager decides
+    APPROVED = "approved"  # decided; disbursement follows in the same transaction (savings)
+    REJECTED = "rejected"  # by staff, with a reason the member reads by SMS
+    WITHDRAWN = "withdrawn"  # by the member, before approval
+    DISBURSED = "disbursed"  # the loan exists (``loans``)
+
+    @property
+    def is_open(self) -> bool:
+        """Still going somewhere: a member has at most one open application."""
+        return self in OPEN_APPLICATION_STATUSES
+
+
+OPEN_APPLICATION_STATUSES = frozenset(
+    {
+        ApplicationStatus.SUBMITTED,
+        ApplicationStatus.AWAITING_GUARANTORS,
+        ApplicationStatus.PENDING_APPROVAL,
+        ApplicationStatus.APPROVED,
+    }
+)
+# Before approval: the member may withdraw, a guarantor may withdraw consent.
+BEFORE_APPROVAL = frozenset(
+    {
+        ApplicationStatus.SUBMITTED,
+        ApplicationStatus.AWAITING_GUARANTORS,
+        ApplicationStatus.PENDING_APPROVAL,
+    }
+)
+
+
+class LoanStatus(StrEnum):
+    """``loans.status``."""
+
+    ACTIVE = "active"
+    CLOSED = "closed"  # repaid in full
+    WRITTEN_OFF = "written_off"  # defaulted: its guarantors may not borrow
+
+
+class GuaranteeStatus(StrEnum):
+    """``loan_guarantees.status``. Only an accepted guarantee holds a pledge (a ledger hold
+    on the guarantor's deposits)."""
+
+    REQUESTED = "requested"  # SMS sent with a code, waiting for ACCEPT or DECLINE
+    ACCEPTED = "accepted"  # pledged: the hold is in place
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"  # consent withdrawn before approval, or the request lapsed
+    RELEASED = "released"  # the pledge was given back (application refused, loan repaid)

@@ -19,6 +19,7 @@ EVERY_ACTION = {
     "member.pin_reset": "core.members.approval_actions",
     "deposit.cash": "core.members.approval_actions",
     "ledger.adjustment": "core.accounting.adjustments",
+    "loan.approve": "core.loans.approval_actions",
     "suspense.reassign": "core.payments.mpesa.approval_actions",
     "payout.resolve": "core.payments.mpesa.approval_actions",
     "suspense.duplicate": "core.payments.mpesa.approval_actions",

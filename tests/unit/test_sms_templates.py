@@ -34,6 +34,11 @@ WORST = {
     "fee": "KES 108",
     "days": "30",
     "reason": "x" * 60,  # staff reason for a KYC refusal: 3-60 characters
+    "pledge": "KES 9,999,999.99",  # loans: a guarantor's pledge
+    "remaining": "KES 9,999,999.99",
+    "received": "KES 9,999,999.99",
+    "instalment": "KES 9,999,999.99",
+    "due_on": "31/12/2026",
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]

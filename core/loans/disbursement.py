@@ -1,0 +1,256 @@
+"""Approval and disbursement to the member's savings (issue 12, parts 6 and 7).
+
+``approve_application`` appraises the application again (the member's facts may have
+changed since they applied) and checks its security is still complete, then marks it
+approved. ``disburse_to_savings`` makes the loan, in the same transaction:
+
+* the loan's own ledger account (``core.ledger.chart.loan_account_code``, purpose ``loan``,
+  an asset that never goes below zero);
+* one balanced entry (``EntryKind.LOAN_DISBURSEMENT``, keyed ``loan.disbursement:<id>``):
+  the loan account debited with the principal, the member's savings credited with the
+  principal less the fees deducted at disbursement, fee income credited with those fees;
+* the schedule, fixed from the disbursement's business date (``loan_instalments``);
+* the accepted guarantees attached to the loan (their holds stay), requests never
+  answered closed;
+* an SMS: amount, what reached savings, the first instalment and its date.
+
+Disbursement to the member's savings is a loan's own entry, not a deposit: the member
+reads "Loan" on the statement and ``loan_disbursed``, not a deposit receipt, so it does not
+go through ``core.savings.accounts.credit_member`` (the one path for money coming *in*).
+M-Pesa B2C disbursement (from approved) comes next in issue 12.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit import log as audit
+from core.kernel.calendar import business_date
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import MemberNotAllowed, NotFound
+from core.kernel.money import format_cents
+from core.kernel.permissions import Principal
+from core.ledger import entries as ledger
+from core.ledger.chart import (
+    AccountType,
+    Purpose,
+    SystemAccount,
+    loan_account_code,
+    loan_account_name,
+)
+from core.ledger.vocabulary import EntryKind
+from core.loans.appraisal import appraise
+from core.loans.errors import LoanRefused, LoanStateError
+from core.loans.facts import member_facts
+from core.loans.pledges import cover, lock_guarantees, release
+from core.loans.schedule import Schedule, build_schedule
+from core.loans.terms import version_terms
+from core.loans.vocabulary import ApplicationStatus, GuaranteeStatus, LoanStatus
+from core.members.registration import get_member, member_account_ids
+from core.members.status import MemberStatus
+from core.messaging.notifications import notify
+from db.models import Member
+from db.models_loans import Loan, LoanApplication, LoanInstalment
+
+_REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+
+
+def new_application_reference() -> str:
+    """``L`` + 7 base32 characters: short enough to read out on a phone."""
+    return "L" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(7))
+
+
+def lock_application(session: Session, application_id: int) -> LoanApplication:
+    application = session.scalar(
+        select(LoanApplication)
+        .where(LoanApplication.id == application_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if application is None:
+        raise NotFound("no such loan application")
+    return application
+
+
+def check_approvable(session: Session, deps: CoreDeps, application: LoanApplication) -> None:
+    """Refuse (``LoanRefused`` with the reasons, ``LoanStateError`` ``cover_incomplete``)
+    unless the application may be approved now; records the reasons found."""
+    if application.status != ApplicationStatus.PENDING_APPROVAL:
+        raise LoanStateError(
+            f"the application is {application.status}", reason="not_pending_approval"
+        )
+    terms = version_terms(session, application.product_version_id)
+    member = get_member(session, application.member_id)
+    facts = member_facts(session, member, business_date(deps.now()))
+    found = appraise(terms.lending_rules, facts, application.amount_cents)
+    if not found.ok:
+        raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
+    if not cover(session, application).complete:
+        raise LoanStateError(
+            "own free deposits and pledges no longer cover the loan", reason="cover_incomplete"
+        )
+
+
+def approve_application(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    application_id: int,
+    *,
+    approval_id: int | None = None,
+    note: str = "",
+) -> LoanApplication:
+    """Approve a covered application whose appraisal still passes (see the module)."""
+    application = lock_application(session, application_id)
+    check_approvable(session, deps, application)
+    now = deps.now()
+    application.status = ApplicationStatus.APPROVED
+    application.approval_id = approval_id or application.approval_id
+    application.decision_note = " ".join(note.split())[:200]
+    application.decided_at = application.updated_at = now
+    session.flush()
+    audit.record(
+        session, actor, "loan.approve", target_type="loan_application",
+        target_id=application.id,
+        after={"reference": application.reference, "amount_cents": application.amount_cents,
+               "approval_id": approval_id},
+        now=now,
+    )  # fmt: skip
+    return application
+
+
+def disburse_to_savings(
+    session: Session, deps: CoreDeps, actor: Principal, application_id: int
+) -> Loan:
+    """Pay an approved application out to the member's savings (see the module). A second
+    call for a disbursed application returns its loan and writes nothing."""
+    application = lock_application(session, application_id)
+    if application.status == ApplicationStatus.DISBURSED:
+        return session.scalars(select(Loan).where(Loan.application_id == application.id)).one()
+    if application.status != ApplicationStatus.APPROVED:
+        raise LoanStateError(f"the application is {application.status}", reason="not_approved")
+    member = get_member(session, application.member_id)
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    assert member.member_number is not None
+    now = deps.now()
+    disbursed_on = business_date(now)
+    terms = version_terms(session, application.product_version_id)
+    schedule = build_schedule(
+        terms.schedule_terms(application.amount_cents, application.term, disbursed_on)
+    )
+    account = ledger.create_account(
+        session,
+        code=loan_account_code(member.member_number, application.reference),
+        name=loan_account_name(member.member_number, application.reference),
+        type_=AccountType.ASSET,
+        purpose=Purpose.LOAN,
+        no_overdraft=True,
+        member_id=member.id,
+        now=now,
+    )
+    posted = _post_disbursement(session, application, schedule, account.id, now=now)
+    loan = Loan(
+        reference=application.reference,
+        application_id=application.id,
+        member_id=member.id,
+        product_version_id=application.product_version_id,
+        principal_cents=application.amount_cents,
+        term=application.term,
+        account_id=account.id,
+        disbursement_entry_id=posted.entry_id,
+        deducted_fee_cents=schedule.terms.deducted_fee_cents,
+        disbursed_on=disbursed_on,
+        status=LoanStatus.ACTIVE,
+        created_at=now,
+    )
+    session.add(loan)
+    session.flush()
+    session.add_all(
+        LoanInstalment(
+            loan_id=loan.id,
+            number=row.number,
+            due_on=row.due_on,
+            principal_cents=row.principal_cents,
+            interest_cents=row.interest_cents,
+            fee_cents=row.fee_cents,
+            paid_principal_cents=0,
+            paid_interest_cents=0,
+            paid_fee_cents=0,
+        )
+        for row in schedule.instalments
+    )
+    for guarantee in lock_guarantees(session, application.id):
+        if guarantee.status == GuaranteeStatus.ACCEPTED:
+            guarantee.loan_id = loan.id
+        elif guarantee.status == GuaranteeStatus.REQUESTED:
+            release(session, guarantee, status=GuaranteeStatus.WITHDRAWN, now=now)
+    application.status = ApplicationStatus.DISBURSED
+    application.updated_at = now
+    session.flush()
+    _tell_disbursed(session, deps, member, application, schedule)
+    audit.record(
+        session, actor, "loan.disburse", target_type="loan", target_id=loan.id,
+        after={"reference": loan.reference, "principal_cents": loan.principal_cents,
+               "fees_deducted_cents": loan.deducted_fee_cents, "entry": posted.reference,
+               "to": "savings"},
+        now=now,
+    )  # fmt: skip
+    return loan
+
+
+def _post_disbursement(
+    session: Session,
+    application: LoanApplication,
+    schedule: Schedule,
+    loan_account_id: int,
+    *,
+    now: datetime,
+) -> ledger.PostedEntry:
+    principal = application.amount_cents
+    fees = schedule.terms.deducted_fee_cents
+    savings_id = member_account_ids(session, application.member_id)[Purpose.SAVINGS]
+    legs = [
+        ledger.Leg(loan_account_id, principal),
+        ledger.Leg(savings_id, -(principal - fees)),
+    ]
+    if fees:
+        legs.append(ledger.Leg(ledger.account_id_by_code(session, SystemAccount.FEE_INCOME), -fees))
+    return ledger.post_entry(
+        session,
+        kind=EntryKind.LOAN_DISBURSEMENT,
+        legs=legs,
+        idempotency_key=f"loan.disbursement:{application.id}",
+        now=now,
+        value_date=schedule.terms.disbursed_on,
+        memo=f"Loan {application.reference}",
+    )
+
+
+def _tell_disbursed(
+    session: Session,
+    deps: CoreDeps,
+    member: Member,
+    application: LoanApplication,
+    schedule: Schedule,
+) -> None:
+    first = schedule.instalments[0]
+    notify(
+        session,
+        template="loan_disbursed",
+        business_key=f"loan_disbursed:{application.id}",
+        now=deps.now(),
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "reference": application.reference,
+            "amount": format_cents(application.amount_cents),
+            "received": format_cents(schedule.disbursed_cents),
+            "instalment": format_cents(first.total_cents),
+            "due_on": first.due_on.strftime("%d/%m/%Y"),
+        },
+    )

@@ -1,0 +1,59 @@
+"""The loan book's refusals. Each carries a stable ``code`` (the API maps it to a status,
+``api/v1/problems.py``) and a ``reason`` the channels turn into a text in both languages.
+A refusal writes nothing: it is raised before the first write of its use case."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.kernel.errors import DomainError
+
+
+class LoanRefused(DomainError):
+    """The appraisal said no: ``reasons`` (``core.loans.appraisal.Reason`` codes, most
+    fundamental first) and the member's ``limit_cents`` under the product."""
+
+    code = "loan_refused"
+
+    def __init__(
+        self, detail: str = "", *, reasons: Sequence[str] = (), limit_cents: int = 0
+    ) -> None:
+        main = reasons[0] if reasons else "refused"
+        super().__init__(
+            detail or f"loan refused: {', '.join(reasons) or 'refused'}",
+            reason=main,
+            reasons=list(reasons),
+            limit_cents=limit_cents,
+        )
+        self.reasons = tuple(reasons)
+        self.reason = main
+        self.limit_cents = limit_cents
+
+
+class ProductUnavailable(DomainError):
+    """The product is inactive, or not open to the channel the member applied on."""
+
+    code = "product_unavailable"
+
+
+class GuaranteeRefused(DomainError):
+    """A guarantee cannot be asked or accepted; ``reason``: ``self_guarantee``,
+    ``guarantor_not_active``, ``lacks_deposits``, ``max_guarantees``, ``already_asked``,
+    ``more_than_needed``, ``not_needed``."""
+
+    code = "guarantee_refused"
+
+    def __init__(self, detail: str = "", *, reason: str = "refused") -> None:
+        super().__init__(detail or f"guarantee refused: {reason}", reason=reason)
+        self.reason = reason
+
+
+class LoanStateError(DomainError):
+    """The application or guarantee is not in a state that allows this (``reason``: e.g.
+    ``application_open``, ``not_pending_approval``, ``cover_incomplete``, ``decided``)."""
+
+    code = "loan_state"
+
+    def __init__(self, detail: str = "", *, reason: str = "state") -> None:
+        super().__init__(detail or reason, reason=reason)
+        self.reason = reason

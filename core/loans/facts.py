@@ -1,0 +1,106 @@
+"""What the SACCO knows of a member when lending: read from the ledger and the loan book,
+never written. ``member_facts`` gathers the appraisal's ``MemberFacts``.
+
+* **Free deposits**: the deposits account's balance less what is held on it (pledges for
+  others' loans are holds). Share capital is never counted.
+* **Principal outstanding**: the balances of the member's loan accounts (purpose ``loan``;
+  ``core.ledger.statements``).
+* **Joined on**: the Nairobi business date of the member's registration.
+* **In arrears**: an active loan of the member's with an instalment past its due date (due
+  before today) and not paid in full.
+* **Guarantees a defaulted loan**: an accepted guarantee on a written-off loan.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from core.kernel.calendar import business_date
+from core.ledger.chart import Purpose
+from core.ledger.statements import loans_outstanding_cents
+from core.loans.appraisal import MemberFacts
+from core.loans.vocabulary import GuaranteeStatus, LoanStatus
+from core.members.status import MemberStatus
+from db.models import Account, Member
+from db.models_loans import Loan, LoanGuarantee, LoanInstalment
+
+
+def deposits_account(session: Session, member_id: int) -> Account:
+    return session.scalars(
+        select(Account).where(Account.member_id == member_id, Account.purpose == Purpose.DEPOSITS)
+    ).one()
+
+
+def free_deposits_cents(session: Session, member_id: int) -> int:
+    """Deposits not pledged: balance less holds (never below zero)."""
+    row = session.execute(
+        select(Account.balance_cents, Account.held_cents).where(
+            Account.member_id == member_id, Account.purpose == Purpose.DEPOSITS
+        )
+    ).one_or_none()
+    return 0 if row is None else max(0, row.balance_cents - row.held_cents)
+
+
+def in_arrears(session: Session, member_id: int, today: date) -> bool:
+    paid = (
+        LoanInstalment.paid_principal_cents
+        + LoanInstalment.paid_interest_cents
+        + LoanInstalment.paid_fee_cents
+    )
+    due = LoanInstalment.principal_cents + LoanInstalment.interest_cents + LoanInstalment.fee_cents
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    LoanInstalment.loan_id == Loan.id,
+                    Loan.member_id == member_id,
+                    Loan.status == LoanStatus.ACTIVE,
+                    LoanInstalment.due_on < today,
+                    paid < due,
+                )
+            )
+        )
+    )
+
+
+def guarantees_defaulted_loan(session: Session, member_id: int) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    LoanGuarantee.loan_id == Loan.id,
+                    LoanGuarantee.guarantor_id == member_id,
+                    LoanGuarantee.status == GuaranteeStatus.ACCEPTED,
+                    Loan.status == LoanStatus.WRITTEN_OFF,
+                )
+            )
+        )
+    )
+
+
+def active_guarantees(session: Session, member_id: int) -> int:
+    """How many pledges the member holds for others now (accepted guarantees)."""
+    return int(
+        session.scalar(
+            select(func.count(LoanGuarantee.id)).where(
+                LoanGuarantee.guarantor_id == member_id,
+                LoanGuarantee.status == GuaranteeStatus.ACCEPTED,
+            )
+        )
+        or 0
+    )
+
+
+def member_facts(session: Session, member: Member, today: date) -> MemberFacts:
+    return MemberFacts(
+        today=today,
+        joined_on=business_date(member.created_at),
+        active=member.status == MemberStatus.ACTIVE,
+        free_deposits_cents=free_deposits_cents(session, member.id),
+        principal_outstanding_cents=loans_outstanding_cents(session, member.id),
+        in_arrears=in_arrears(session, member.id, today),
+        guarantees_defaulted_loan=guarantees_defaulted_loan(session, member.id),
+    )

@@ -1,0 +1,111 @@
+"""Loan products and funded members for loan-book tests.
+
+Products are written straight into the product tables (migration 0014): the products'
+own use cases (maker-checker) belong to another part of issue 12. This and
+``core.loans.terms`` are the only places the book's tests and code touch those columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.orm import Session
+
+from core.kernel.deps import CoreDeps
+from core.savings.accounts import Credit, CreditSource, credit_member
+from db.models import Member
+from db.models_loans import LoanProduct, LoanProductFee, LoanProductVersion
+from tests.ussdutil import make_member
+
+_phones = itertools.count(1)
+
+# A development loan: 1% a month reducing, 1-48 months, KES 1,000-5,000,000, 3x deposits,
+# guarantors for whatever own deposits do not cover, 1% processing fee deducted.
+DEVELOPMENT: dict[str, Any] = {
+    "name": "Development loan",
+    "rate_percent": Decimal("1.0000"),
+    "rate_period": "monthly",
+    "method": "reducing_equal_instalments",
+    "frequency": "monthly",
+    "min_term": 1,
+    "max_term": 48,
+    "min_amount_cents": 100_000,
+    "max_amount_cents": 500_000_000,
+    "deposit_multiplier": Decimal("3.00"),
+    "min_membership_months": 0,
+    "min_deposits_cents": 0,
+    "penalty_rate_percent": Decimal("1.0000"),
+    "penalty_rate_period": "monthly",
+    "grace_instalments": 0,
+    "penalty_grace_days": 7,
+    "guarantor_policy": "required",
+    "guarantor_cover_percent": Decimal("100.00"),
+    "max_guarantees_per_guarantor": 3,
+    "self_guarantee_allowed": False,
+    "pledge_release": "pro_rata",
+    "rounding": "shilling",
+    "auto_approve_ceiling_cents": 0,
+    "channels": "sms staff ussd",
+    "active": True,
+}
+PROCESSING_1PC = {"kind": "processing", "percent": Decimal("1.0000"), "timing":
+                  "deducted_at_disbursement"}  # fmt: skip
+
+
+def make_product(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    code: str | None = None,
+    fees: list[dict[str, Any]] | None = None,
+    **changes: Any,
+) -> LoanProduct:
+    now = deps.now()
+    product = LoanProduct(
+        code=code or f"D{uuid4().hex[:6].upper()}", current_version=1, created_at=now,
+        updated_at=now,
+    )  # fmt: skip
+    session.add(product)
+    session.flush()
+    version = LoanProductVersion(
+        product_id=product.id, version=1, created_at=now, **{**DEVELOPMENT, **changes}
+    )
+    session.add(version)
+    session.flush()
+    for position, fee in enumerate([PROCESSING_1PC] if fees is None else fees):
+        session.add(LoanProductFee(version_id=version.id, position=position, **fee))
+    session.flush()
+    return product
+
+
+def funded_member(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    deposits_cents: int = 0,
+    savings_cents: int = 0,
+    status: str = "active",
+    name: str = "Amina Wanjiru",
+) -> Member:
+    """An active member (unless ``status``) with deposits and savings paid in cash."""
+    n = next(_phones)
+    member = make_member(
+        session, deps, msisdn=f"+2547{n:08d}", national_id=f"{30_000_000 + n}", name=name,
+        status="active",
+    )  # fmt: skip
+    for target, cents in (("deposits", deposits_cents), ("savings", savings_cents)):
+        if cents:
+            key = f"fund:{member.id}:{target}:{uuid4().hex[:8]}"
+            credit_member(
+                session, deps,
+                Credit(member.id, target, cents, CreditSource.CASH, key, key),
+            )  # fmt: skip
+    if status != "active":
+        from core.members import registration
+
+        registration.set_status(session, member.id, status)
+    session.flush()
+    return member

@@ -286,6 +286,11 @@ class LoanInstalment(Base):
             "paid_fee_cents BETWEEN 0 AND fee_cents",
             name="paid",
         ),
+        CheckConstraint(
+            "waived_interest_cents >= 0 AND "
+            "paid_interest_cents + waived_interest_cents <= interest_cents",
+            name="waived",
+        ),
         Index("ix_loan_instalments_due_on", "due_on"),
     )
 
@@ -299,6 +304,9 @@ class LoanInstalment(Base):
     paid_principal_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     paid_interest_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     paid_fee_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Interest not charged when the loan was paid off early (migration 0016): the
+    # interest of instalments not yet due on the payoff day (docs/loans/repayment.md).
+    waived_interest_cents: Mapped[int] = mapped_column(BigInteger, default=0)
 
     @property
     def due_cents(self) -> int:
@@ -338,3 +346,56 @@ class LoanGuarantee(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+# =========================================================================================
+# Repayments (issue 12, part 8; migration 0016): one row per repayment, written by
+# core/loans/repayments.py in the repayment's unit of work.
+# =========================================================================================
+
+
+class LoanRepayment(Base):
+    """One repayment: how it was split, what went to savings, the loan's balance after.
+
+    ``idempotency_key`` is the ledger entry's (``mpesa:receipt:<receipt>`` for M-Pesa):
+    the same key again returns this row and writes nothing. A repayment to a closed loan
+    (all of it to savings) has no repayment entry, only ``savings_entry_id``."""
+
+    __tablename__ = "loan_repayments"
+    __table_args__ = (
+        CheckConstraint("source IN ('mpesa', 'savings', 'cash')", name="source"),
+        CheckConstraint(
+            "amount_cents > 0 AND penalty_cents >= 0 AND fee_cents >= 0 AND "
+            "interest_cents >= 0 AND principal_cents >= 0 AND waived_interest_cents >= 0 AND "
+            "to_savings_cents >= 0 AND balance_after_cents >= 0",
+            name="amounts",
+        ),
+        CheckConstraint(
+            "penalty_cents + fee_cents + interest_cents + principal_cents + to_savings_cents "
+            "= amount_cents",
+            name="parts",
+        ),
+        Index("ix_loan_repayments_loan_id", "loan_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    business_key: Mapped[str] = mapped_column(String(120))
+    source: Mapped[str] = mapped_column(String(8))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    penalty_cents: Mapped[int] = mapped_column(BigInteger)
+    fee_cents: Mapped[int] = mapped_column(BigInteger)
+    interest_cents: Mapped[int] = mapped_column(BigInteger)
+    principal_cents: Mapped[int] = mapped_column(BigInteger)
+    waived_interest_cents: Mapped[int] = mapped_column(BigInteger)
+    to_savings_cents: Mapped[int] = mapped_column(BigInteger)
+    balance_after_cents: Mapped[int] = mapped_column(BigInteger)  # the payoff amount after
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
+    savings_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journal_entries.id"), default=None
+    )
+    receipt: Mapped[str | None] = mapped_column(String(20), default=None)
+    closed_loan: Mapped[bool] = mapped_column(Boolean)  # this repayment closed the loan
+    value_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -58,6 +58,7 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.ADJUSTMENT_MANUAL: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.REVERSAL: StatementLabel.REVERSAL,
     EntryKind.LOAN_DISBURSEMENT: StatementLabel.LOAN,
+    EntryKind.LOAN_REPAYMENT: StatementLabel.REPAYMENT,
 }
 
 

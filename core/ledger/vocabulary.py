@@ -27,6 +27,9 @@ class EntryKind(StrEnum):
     # A loan paid out to the member's savings: the loan account debited with the principal,
     # savings credited with the principal less the fees deducted, fee income with those fees.
     LOAN_DISBURSEMENT = "loan.disbursement"
+    # A repayment of a loan (M-Pesa, savings, teller cash): the source debited, the loan
+    # account credited with the principal, interest, fee and penalty income with theirs.
+    LOAN_REPAYMENT = "loan.repayment"
 
 
 class HoldStatus(StrEnum):

@@ -5,10 +5,20 @@ An accepted guarantee holds its amount on the guarantor's deposits account
 acceptance places one hold); giving it back releases the hold. ``cover`` adds the
 borrower's own free deposits and the accepted pledges and compares them with the security
 the product asks of the principal (SASRA Regulations 2010, reg. 32).
+
+As the loan is repaid (``core.loans.repayments``), each pledge still held is what
+``held_pledge_cents`` says for the principal outstanding, by the product's
+``pledge_release``: ``pro_rata`` gives back the pledge in proportion to principal repaid
+(the part still held rounded up to the cent, so the loan is never less secured than the
+rule says); ``at_own_deposits`` keeps it whole until the principal outstanding is no more
+than the borrower's own free deposits, then gives it all back. At zero every pledge is
+released. ``reduce`` moves a pledge's hold down to a smaller amount (a new hold for the
+smaller amount, keyed ``guarantee:<id>:held:<cents>``, and the old one released).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +29,8 @@ from core.kernel.errors import InsufficientFunds
 from core.ledger import entries as ledger
 from core.loans.errors import GuaranteeRefused
 from core.loans.facts import deposits_account, free_deposits_cents
-from core.loans.vocabulary import GuaranteeStatus
+from core.loans.vocabulary import GuaranteeStatus, PledgeRelease
+from db.models import Hold
 from db.models_loans import LoanApplication, LoanGuarantee
 
 
@@ -95,6 +106,69 @@ def lock_guarantees(session: Session, application_id: int) -> list[LoanGuarantee
         session.scalars(
             select(LoanGuarantee)
             .where(LoanGuarantee.application_id == application_id)
+            .order_by(LoanGuarantee.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def held_pledge_cents(
+    pledge_cents: int,
+    principal_cents: int,
+    outstanding_cents: int,
+    *,
+    release_rule: str,
+    own_free_deposits_cents: int,
+) -> int:
+    """What of a pledge stays held when ``outstanding_cents`` of ``principal_cents`` is
+    still owed (see the module). Pure."""
+    if outstanding_cents <= 0:
+        return 0
+    if release_rule == PledgeRelease.AT_OWN_DEPOSITS:
+        return 0 if outstanding_cents <= own_free_deposits_cents else pledge_cents
+    held = math.ceil(pledge_cents * min(outstanding_cents, principal_cents) / principal_cents)
+    return min(pledge_cents, held)
+
+
+def hold_cents(session: Session, guarantee: LoanGuarantee) -> int:
+    """What the guarantee holds on the guarantor's deposits now (0 once released)."""
+    if guarantee.hold_id is None or guarantee.status != GuaranteeStatus.ACCEPTED:
+        return 0
+    hold = session.get(Hold, guarantee.hold_id)
+    return 0 if hold is None else hold.amount_cents
+
+
+def reduce(session: Session, guarantee: LoanGuarantee, to_cents: int, *, now: datetime) -> bool:
+    """Hold only ``to_cents`` (more than 0, less than held now) of an accepted pledge: the
+    new, smaller hold is placed and the old one released. True if it moved."""
+    assert guarantee.hold_id is not None and guarantee.status == GuaranteeStatus.ACCEPTED
+    if not 0 < to_cents < hold_cents(session, guarantee):
+        return False
+    old = guarantee.hold_id
+    ledger.release_hold(session, hold_id=old, now=now)
+    account = deposits_account(session, guarantee.guarantor_id)
+    hold = ledger.reserve_hold(
+        session,
+        account_id=account.id,
+        amount_cents=to_cents,
+        idempotency_key=f"guarantee:{guarantee.id}:held:{to_cents}",
+        now=now,
+        reason=f"Loan guarantee {guarantee.code} (part repaid)",
+    )
+    guarantee.hold_id = hold.hold_id
+    return True
+
+
+def loan_guarantees(session: Session, loan_id: int) -> list[LoanGuarantee]:
+    """The loan's accepted guarantees, locked, in id order."""
+    return list(
+        session.scalars(
+            select(LoanGuarantee)
+            .where(
+                LoanGuarantee.loan_id == loan_id,
+                LoanGuarantee.status == GuaranteeStatus.ACCEPTED,
+            )
             .order_by(LoanGuarantee.id)
             .with_for_update()
             .execution_options(populate_existing=True)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core.kernel.errors import NotFound
 from core.loans.appraisal import LendingRules
 from core.loans.schedule import ScheduleTerms
-from core.loans.vocabulary import FeeKind, FeeTiming, GuarantorPolicy
+from core.loans.vocabulary import FeeKind, FeeTiming, GuarantorPolicy, PledgeRelease
 from db.models_loans import LoanProduct, LoanProductFee, LoanProductVersion
 
 FULL_COVER_PERCENT = Decimal(100)  # SASRA Regulations 2010, reg. 32: every loan fully secured
@@ -82,6 +82,7 @@ class ProductTerms:
     self_guarantee_allowed: bool
     auto_approve_ceiling_cents: int
     fees: tuple[FeeRule, ...]
+    pledge_release: str = PledgeRelease.PRO_RATA  # how pledges are given back as it is repaid
 
     @property
     def lending_rules(self) -> LendingRules:
@@ -169,6 +170,7 @@ def _terms(session: Session, product: LoanProduct, version: LoanProductVersion) 
             FeeRule(f.kind, f.timing, f.percent, f.fixed_cents, f.min_term, f.max_term)
             for f in fees
         ),
+        pledge_release=version.pledge_release,
     )
 
 

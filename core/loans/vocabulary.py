@@ -131,3 +131,24 @@ class GuaranteeStatus(StrEnum):
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"  # consent withdrawn before approval, or the request lapsed
     RELEASED = "released"  # the pledge was given back (application refused, loan repaid)
+
+
+# ---------------------------------------------------------------------------------------
+# Repayments (core/loans/repayments.py; migration 0016).
+
+
+class RepaymentSource(StrEnum):
+    """Where a repayment's money comes from (``loan_repayments.source``)."""
+
+    MPESA = "mpesa"  # paybill with the loan reference as the account, or an STK push
+    SAVINGS = "savings"  # the member's own savings account
+    CASH = "cash"  # a teller's cash, banked
+
+
+class LoanPart(StrEnum):
+    """What a repayment pays, in the default allocation order (issue 12, part 8)."""
+
+    PENALTY = "penalty"
+    FEE = "fee"
+    INTEREST = "interest"
+    PRINCIPAL = "principal"

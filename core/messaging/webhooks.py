@@ -86,8 +86,9 @@ def verify_signature(
     return timestamp
 
 
-# The events published today (core.payments.mpesa.flows): an endpoint names some of these, or none (all).
-EVENT_TYPES = ("deposit.received", "withdrawal.paid", "withdrawal.failed")
+# The events published today (core.payments.mpesa.flows, core.loans.repayments): an endpoint
+# names some of these, or none (all).
+EVENT_TYPES = ("deposit.received", "withdrawal.paid", "withdrawal.failed", "loan.repaid")
 
 
 def register_endpoint(

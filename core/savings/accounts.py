@@ -68,6 +68,10 @@ class Credit:
     receipt: str | None = None  # the M-Pesa receipt, shown to the member and the partner
     actor: Principal | None = None  # who took the money (a teller): audited; None: M-Pesa
     audit: Mapping[str, Any] = field(default_factory=dict)  # more for the audit row
+    # The receipt SMS in place of the source's own (a loan repayment that reached savings:
+    # ``loan_overpaid_to_savings``, ``loan_closed_to_savings``) and what else it shows.
+    template: str | None = None
+    notice: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
         memo=(credit.memo or f"Deposit to {credit.target}")[:160],
     )
     if posted.created:
-        _tell(session, deps, credit, member, account_id, posted, template)
+        _tell(session, deps, credit, member, account_id, posted, credit.template or template)
     session.flush()
     return Credited(posted, member, account_id)
 
@@ -143,6 +147,7 @@ def _tell(
             "receipt": credit.receipt or "-",
             "reference": posted.reference,
             "balance": format_cents(ledger.get_balance(session, account_id).balance_cents),
+            **credit.notice,
         },
     )
     publish_event(

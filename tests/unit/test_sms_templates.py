@@ -39,6 +39,7 @@ WORST = {
     "received": "KES 9,999,999.99",
     "instalment": "KES 9,999,999.99",
     "due_on": "31/12/2026",
+    "loan": "L7K2M9QX",  # a loan's reference: L + 7
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]

@@ -1,0 +1,678 @@
+"""Loan repayments (issue 12, part 8; docs/loans/repayment.md): the ONE use case every
+source of a repayment calls.
+
+``repay_loan(session, deps, Repayment(...))`` is called by the M-Pesa paybill (a loan
+reference as the account) and the STK push started from the USSD Loans menu
+(``core.payments.mpesa.flows``, source ``mpesa``), the USSD "repay from savings" screen
+(source ``savings``) and the teller (``POST /api/v1/loans/{id}/repayments``, source
+``cash``). It:
+
+1. splits the amount (``allocate``, pure): over the instalments due on or before today,
+   penalties -> fees -> interest -> principal, oldest instalment first; then, as a
+   prepayment, the fees and principal of instalments not yet due, oldest first. Interest
+   of instalments not yet due is never taken by a prepayment, and when the loan is paid
+   off it is not charged at all (waived: the default early-payoff rule). Whatever is
+   beyond what would pay the loan off goes to the member's savings;
+2. posts one balanced entry (``EntryKind.LOAN_REPAYMENT``, keyed by the repayment's
+   idempotency key): the source (M-Pesa collections float, bank for teller cash, the
+   member's savings) debited; the loan's account credited with the principal, loan
+   interest income, fee income and penalty income with theirs (as the disbursement
+   posts: core/loans/disbursement.py);
+3. updates the instalments; credits an overpayment to savings through
+   ``core.savings.accounts.credit_member`` (same unit of work); closes the loan at zero;
+   gives back guarantors' pledges by the product's ``pledge_release``
+   (``core.loans.pledges``);
+4. tells the member (``loan_repayment`` with the new balance, or ``loan_repaid`` when it
+   closes), partners (``loan.repaid`` webhook event) and, when a person took the money,
+   the audit log (``loan.repayment``).
+
+The same idempotency key again returns the first repayment and writes nothing. A
+repayment to a closed loan goes to savings (``credit_member``) with an SMS saying so
+(``loan_closed_to_savings``); from savings it is refused. Every refusal is raised before
+the first write. Never commits (``core.kernel.uow``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit import log as audit
+from core.kernel.calendar import business_date
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import IdempotencyConflict, InvalidInput, MemberNotAllowed, NotFound
+from core.kernel.money import format_cents
+from core.kernel.permissions import Principal
+from core.ledger import entries as ledger
+from core.ledger.chart import Purpose, SystemAccount
+from core.ledger.vocabulary import EntryKind
+from core.loans import pledges
+from core.loans.book import tell_pledge_released
+from core.loans.errors import LoanStateError
+from core.loans.facts import free_deposits_cents
+from core.loans.terms import version_terms
+from core.loans.vocabulary import GuaranteeStatus, LoanPart, LoanStatus, RepaymentSource
+from core.members.registration import get_member, member_account_ids
+from core.members.status import may_deposit
+from core.messaging.notifications import notify
+from core.messaging.webhooks import publish_event
+from core.savings.accounts import Credit, CreditSource, credit_member
+from db.models import JournalEntry, Member
+from db.models_loans import Loan, LoanApplication, LoanInstalment, LoanRepayment
+
+# The allocation order when the product names none (products have no field for it yet).
+DEFAULT_ORDER: tuple[LoanPart, ...] = (
+    LoanPart.PENALTY,
+    LoanPart.FEE,
+    LoanPart.INTEREST,
+    LoanPart.PRINCIPAL,
+)
+KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,120}")
+# A loan's reference (``core.loans.disbursement.new_application_reference``): L + 7
+# Crockford base32 characters. What a member types as the paybill account.
+LOAN_REFERENCE_RE = re.compile(r"L[0-9ABCDEFGHJKMNPQRSTVWXYZ]{7}")
+
+_SOURCE_ACCOUNT = {
+    RepaymentSource.MPESA: SystemAccount.MPESA_COLLECTIONS_FLOAT,
+    RepaymentSource.CASH: SystemAccount.BANK,
+}
+_CREDIT_SOURCE = {
+    RepaymentSource.MPESA: CreditSource.MPESA,
+    RepaymentSource.CASH: CreditSource.CASH,
+}
+_INCOME = {
+    LoanPart.PENALTY: SystemAccount.PENALTY_INCOME,
+    LoanPart.FEE: SystemAccount.FEE_INCOME,
+    LoanPart.INTEREST: SystemAccount.LOAN_INTEREST_INCOME,
+}
+
+
+def normalize_loan_reference(text: object) -> str | None:
+    """``l7k2-m9qx`` -> ``L7K2M9QX``; None when it is not a loan reference's shape."""
+    if not isinstance(text, str):
+        return None
+    cleaned = re.sub(r"[\s\-/]", "", text).upper()
+    return cleaned if LOAN_REFERENCE_RE.fullmatch(cleaned) else None
+
+
+# ------------------------------------------------------------------ the pure allocation
+
+
+@dataclass(frozen=True)
+class Owed:
+    """What is still unpaid of one instalment; ``due``: on or before the repayment's day."""
+
+    number: int
+    due: bool
+    penalty_cents: int
+    fee_cents: int
+    interest_cents: int
+    principal_cents: int
+
+    def part(self, part: LoanPart) -> int:
+        return {
+            LoanPart.PENALTY: self.penalty_cents,
+            LoanPart.FEE: self.fee_cents,
+            LoanPart.INTEREST: self.interest_cents,
+            LoanPart.PRINCIPAL: self.principal_cents,
+        }[part]
+
+
+@dataclass(frozen=True)
+class InstalmentPaid:
+    number: int
+    penalty_cents: int = 0
+    fee_cents: int = 0
+    interest_cents: int = 0
+    principal_cents: int = 0
+    waived_interest_cents: int = 0
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """How one repayment splits. ``loan_cents + to_savings_cents`` is the amount."""
+
+    penalty_cents: int
+    fee_cents: int
+    interest_cents: int
+    principal_cents: int
+    waived_interest_cents: int
+    to_savings_cents: int
+    closes: bool  # nothing is left to pay: the loan closes
+    instalments: tuple[InstalmentPaid, ...] = field(default=())
+
+    @property
+    def loan_cents(self) -> int:
+        return self.penalty_cents + self.fee_cents + self.interest_cents + self.principal_cents
+
+    def cents(self, part: LoanPart) -> int:
+        return {
+            LoanPart.PENALTY: self.penalty_cents,
+            LoanPart.FEE: self.fee_cents,
+            LoanPart.INTEREST: self.interest_cents,
+            LoanPart.PRINCIPAL: self.principal_cents,
+        }[part]
+
+
+def payoff_cents(owed: Sequence[Owed]) -> int:
+    """What pays the loan off today: everything due, and the fees and principal of the
+    instalments not yet due (their interest is not charged)."""
+    return sum(
+        o.penalty_cents + o.fee_cents + o.interest_cents + o.principal_cents
+        if o.due
+        else o.penalty_cents + o.fee_cents + o.principal_cents
+        for o in owed
+    )
+
+
+def allocate(
+    owed: Sequence[Owed], amount_cents: int, order: Sequence[LoanPart] = DEFAULT_ORDER
+) -> Allocation:
+    """Split ``amount_cents`` over the unpaid instalments (see the module): first what is
+    due, part by part in ``order``, oldest instalment first; then a prepayment of the
+    parts of instalments not yet due, interest excepted; the rest to savings. When the
+    loan is paid off, the interest of instalments not yet due is waived."""
+    if amount_cents < 0:
+        raise ValueError("amount must not be negative")
+    rows = sorted(owed, key=lambda o: o.number)
+    taken: dict[int, dict[LoanPart, int]] = {o.number: {} for o in rows}
+    remaining = amount_cents
+    for due in (True, False):
+        for part in order:
+            if not due and part == LoanPart.INTEREST:
+                continue  # interest not yet due is never prepaid
+            for o in rows:
+                if o.due != due or remaining == 0:
+                    continue
+                take = min(remaining, o.part(part))
+                if take:
+                    taken[o.number][part] = take
+                    remaining -= take
+    left = {o.number: {p: o.part(p) - taken[o.number].get(p, 0) for p in LoanPart} for o in rows}
+    closes = all(
+        all(v == 0 for p, v in left[o.number].items() if o.due or p != LoanPart.INTEREST)
+        for o in rows
+    )
+    paid = []
+    for o in rows:
+        waived = left[o.number][LoanPart.INTEREST] if closes and not o.due else 0
+        t = taken[o.number]
+        if t or waived:
+            paid.append(
+                InstalmentPaid(
+                    o.number,
+                    penalty_cents=t.get(LoanPart.PENALTY, 0),
+                    fee_cents=t.get(LoanPart.FEE, 0),
+                    interest_cents=t.get(LoanPart.INTEREST, 0),
+                    principal_cents=t.get(LoanPart.PRINCIPAL, 0),
+                    waived_interest_cents=waived,
+                )
+            )
+    return Allocation(
+        penalty_cents=sum(p.penalty_cents for p in paid),
+        fee_cents=sum(p.fee_cents for p in paid),
+        interest_cents=sum(p.interest_cents for p in paid),
+        principal_cents=sum(p.principal_cents for p in paid),
+        waived_interest_cents=sum(p.waived_interest_cents for p in paid),
+        to_savings_cents=remaining,
+        closes=closes,
+        instalments=tuple(paid),
+    )
+
+
+# ------------------------------------------------------------------ reading a loan
+
+
+def owed_rows(instalments: Sequence[LoanInstalment], today: date) -> list[Owed]:
+    """The unpaid parts of a loan's instalments on ``today``. No penalty accrues yet (no
+    accrual is written): the allocation takes penalties first once one does."""
+    return [
+        Owed(
+            number=i.number,
+            due=i.due_on <= today,
+            penalty_cents=0,
+            fee_cents=i.fee_cents - i.paid_fee_cents,
+            interest_cents=i.interest_cents - i.paid_interest_cents - i.waived_interest_cents,
+            principal_cents=i.principal_cents - i.paid_principal_cents,
+        )
+        for i in instalments
+    ]
+
+
+def instalments_of(session: Session, loan_id: int, *, lock: bool = False) -> list[LoanInstalment]:
+    query = (
+        select(LoanInstalment)
+        .where(LoanInstalment.loan_id == loan_id)
+        .order_by(LoanInstalment.number)
+    )
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a loan stands today, for a member's screen or staff."""
+
+    loan_id: int
+    reference: str
+    status: str
+    principal_cents: int
+    principal_outstanding_cents: int  # the loan account's balance
+    arrears_cents: int  # due before today and unpaid
+    due_now_cents: int  # due on or before today and unpaid (arrears included)
+    payoff_cents: int  # what would close the loan today
+    next_due_on: date | None  # the first instalment not fully paid
+    next_due_cents: int
+
+
+def position(session: Session, deps: CoreDeps, loan_id: int) -> Position:
+    """The loan's balance, arrears, payoff and next instalment today (``NotFound``)."""
+    loan = session.get(Loan, loan_id)
+    if loan is None:
+        raise NotFound("no such loan")
+    today = business_date(deps.now())
+    rows = instalments_of(session, loan.id)
+    owed = owed_rows(rows, today)
+    unpaid = [
+        (i, o)
+        for i, o in zip(rows, owed, strict=True)
+        if o.fee_cents + o.interest_cents + o.principal_cents + o.penalty_cents
+    ]
+    nxt = unpaid[0] if unpaid else None
+    return Position(
+        loan_id=loan.id,
+        reference=loan.reference,
+        status=loan.status,
+        principal_cents=loan.principal_cents,
+        principal_outstanding_cents=ledger.get_balance(session, loan.account_id).balance_cents,
+        arrears_cents=sum(_total(o) for i, o in unpaid if i.due_on < today),
+        due_now_cents=sum(_total(o) for o in owed if o.due),
+        payoff_cents=payoff_cents(owed) if loan.status == LoanStatus.ACTIVE else 0,
+        next_due_on=nxt[0].due_on if nxt else None,
+        next_due_cents=_total(nxt[1]) if nxt else 0,
+    )
+
+
+def _total(o: Owed) -> int:
+    return o.penalty_cents + o.fee_cents + o.interest_cents + o.principal_cents
+
+
+# ------------------------------------------------------------------ the use case
+
+
+@dataclass(frozen=True)
+class Repayment:
+    """One repayment, from any source. Give ``loan_id`` or ``reference``.
+
+    ``idempotency_key`` (8-120 of letters, digits, ``. _ : -``) keys the ledger entry:
+    M-Pesa passes ``mpesa:receipt:<receipt>``, the teller ``cash:<Idempotency-Key>``, USSD
+    its session. ``business_key`` keys the SMS and the webhook event. ``member_id``, when
+    given, must be the loan's borrower (a member repaying from their own phone).
+    ``actor``: the member of staff who took the money (audited); None for M-Pesa and the
+    member's own channels."""
+
+    amount_cents: int
+    source: RepaymentSource
+    idempotency_key: str
+    business_key: str
+    loan_id: int | None = None
+    reference: str | None = None
+    receipt: str | None = None
+    actor: Principal | None = None
+    member_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Repaid:
+    repayment_id: int
+    loan_id: int
+    loan_reference: str
+    amount_cents: int
+    penalty_cents: int
+    fee_cents: int
+    interest_cents: int
+    principal_cents: int
+    waived_interest_cents: int
+    to_savings_cents: int
+    balance_after_cents: int  # what would pay the loan off after this repayment
+    closed: bool  # the loan is closed (by this repayment, or was already)
+    entry_reference: str | None  # the repayment's entry (None: all of it went to savings)
+    savings_entry_reference: str | None
+    created: bool  # False: this key was seen before and nothing was written
+
+
+def _check(r: Repayment) -> None:
+    amount = r.amount_cents
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidInput("amount must be a whole number of cents", field="amount_cents",
+                           reason="format")  # fmt: skip
+    if amount <= 0:
+        raise InvalidInput("amount must be more than zero", field="amount_cents", reason="range")
+    if amount > ledger.MAX_POSTING_CENTS:
+        raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
+    if r.source not in tuple(RepaymentSource):
+        raise InvalidInput("source must be mpesa, savings or cash", field="source")
+    for name, key in (("idempotency_key", r.idempotency_key), ("business_key", r.business_key)):
+        if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+            raise InvalidInput(f"{name}: 8-120 of letters, digits, . _ : -", field=name,
+                               reason="required")  # fmt: skip
+    if r.loan_id is None and r.reference is None:
+        raise InvalidInput("a loan id or reference is needed", field="loan")
+
+
+def _lock_loan(session: Session, r: Repayment) -> Loan:
+    query = select(Loan)
+    if r.loan_id is not None:
+        if isinstance(r.loan_id, bool) or not isinstance(r.loan_id, int):
+            raise NotFound("no such loan")
+        query = query.where(Loan.id == r.loan_id)
+    else:
+        reference = normalize_loan_reference(r.reference)
+        if reference is None:
+            raise NotFound("no such loan")
+        query = query.where(Loan.reference == reference)
+    loan = session.scalar(query.with_for_update().execution_options(populate_existing=True))
+    if loan is None or (r.member_id is not None and loan.member_id != r.member_id):
+        raise NotFound("no such loan")
+    return loan
+
+
+def find_loan(session: Session, reference: str) -> Loan | None:
+    """The loan with this reference as a member types it (any case, ``-`` or spaces)."""
+    normalized = normalize_loan_reference(reference)
+    if normalized is None:
+        return None
+    return session.scalar(select(Loan).where(Loan.reference == normalized))
+
+
+def _earlier(session: Session, loan: Loan, r: Repayment) -> Repaid | None:
+    row = session.scalar(
+        select(LoanRepayment).where(LoanRepayment.idempotency_key == r.idempotency_key)
+    )
+    if row is None:
+        return None
+    if (row.loan_id, row.amount_cents, row.source) != (loan.id, r.amount_cents, r.source):
+        raise IdempotencyConflict(
+            "this idempotency key was already used for another repayment",
+            idempotency_key=r.idempotency_key,
+        )
+    return _repaid(session, loan, row, created=False)
+
+
+def _repaid(session: Session, loan: Loan, row: LoanRepayment, *, created: bool) -> Repaid:
+    def ref(entry_id: int | None) -> str | None:
+        if entry_id is None:
+            return None
+        return session.scalar(select(JournalEntry.reference).where(JournalEntry.id == entry_id))
+
+    return Repaid(
+        repayment_id=row.id,
+        loan_id=loan.id,
+        loan_reference=loan.reference,
+        amount_cents=row.amount_cents,
+        penalty_cents=row.penalty_cents,
+        fee_cents=row.fee_cents,
+        interest_cents=row.interest_cents,
+        principal_cents=row.principal_cents,
+        waived_interest_cents=row.waived_interest_cents,
+        to_savings_cents=row.to_savings_cents,
+        balance_after_cents=row.balance_after_cents,
+        closed=loan.status == LoanStatus.CLOSED,
+        entry_reference=ref(row.entry_id),
+        savings_entry_reference=ref(row.savings_entry_id),
+        created=created,
+    )
+
+
+def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid:
+    """Repay a loan from any source (see the module). Refusals, before any write:
+    ``InvalidInput`` (amount 0, negative, not an int, above the ledger's maximum; source;
+    keys), ``NotFound``
+    (loan, or not this member's), ``InsufficientFunds`` (savings), ``LoanStateError``
+    (``closed`` from savings, ``more_than_owed`` from savings beyond the payoff,
+    ``written_off``), ``MemberNotAllowed`` (money for savings of a
+    member who may not deposit), ``IdempotencyConflict``."""
+    _check(repayment)
+    loan = _lock_loan(session, repayment)
+    earlier = _earlier(session, loan, repayment)
+    if earlier is not None:
+        return earlier
+    member = get_member(session, loan.member_id)
+    if loan.status == LoanStatus.WRITTEN_OFF:
+        raise LoanStateError("this loan was written off: see the office", reason="written_off")
+    if loan.status == LoanStatus.CLOSED:
+        return _to_savings_of_closed_loan(session, deps, loan, member, repayment)
+    now = deps.now()
+    today = business_date(now)
+    rows = instalments_of(session, loan.id, lock=True)
+    split = allocate(owed_rows(rows, today), repayment.amount_cents)
+    if split.to_savings_cents:
+        if repayment.source == RepaymentSource.SAVINGS:
+            raise LoanStateError(
+                f"more than the {format_cents(split.loan_cents)} that pays this loan off",
+                reason="more_than_owed",
+            )
+        if not may_deposit(member.status):
+            raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    posted = _post(session, deps, loan, split, repayment, today)
+    by_number = {i.number: i for i in rows}
+    for paid in split.instalments:
+        row = by_number[paid.number]
+        row.paid_fee_cents += paid.fee_cents
+        row.paid_interest_cents += paid.interest_cents
+        row.paid_principal_cents += paid.principal_cents
+        row.waived_interest_cents += paid.waived_interest_cents
+    savings_entry_id = None
+    if split.to_savings_cents:
+        credited = credit_member(
+            session, deps,
+            Credit(
+                member_id=member.id, target="savings", amount_cents=split.to_savings_cents,
+                source=_CREDIT_SOURCE[repayment.source],
+                idempotency_key=f"{repayment.idempotency_key}:savings"[:120],
+                business_key=f"{repayment.business_key}:savings"[:160],
+                memo=f"Loan {loan.reference} overpaid", receipt=repayment.receipt,
+                actor=repayment.actor, template="loan_overpaid_to_savings",
+                notice={"loan": loan.reference},
+            ),
+        )  # fmt: skip
+        savings_entry_id = credited.posted.entry_id
+    if split.closes:
+        loan.status = LoanStatus.CLOSED
+        loan.closed_at = now
+    session.flush()
+    balance = payoff_cents(owed_rows(rows, today)) if not split.closes else 0
+    record = LoanRepayment(
+        loan_id=loan.id,
+        idempotency_key=repayment.idempotency_key,
+        business_key=repayment.business_key,
+        source=repayment.source,
+        amount_cents=repayment.amount_cents,
+        penalty_cents=split.penalty_cents,
+        fee_cents=split.fee_cents,
+        interest_cents=split.interest_cents,
+        principal_cents=split.principal_cents,
+        waived_interest_cents=split.waived_interest_cents,
+        to_savings_cents=split.to_savings_cents,
+        balance_after_cents=balance,
+        entry_id=posted.entry_id if posted is not None else None,
+        savings_entry_id=savings_entry_id,
+        receipt=repayment.receipt,
+        closed_loan=split.closes,
+        value_date=today,
+        created_at=now,
+    )
+    session.add(record)
+    session.flush()
+    release_pledges(session, deps, loan)
+    repaid = _repaid(session, loan, record, created=True)
+    _tell(session, deps, loan, member, repayment, repaid)
+    return repaid
+
+
+def _post(
+    session: Session, deps: CoreDeps, loan: Loan, split: Allocation, r: Repayment, today: date
+) -> ledger.PostedEntry | None:
+    """The repayment's one balanced entry (none when all of it goes to savings)."""
+    if split.loan_cents == 0:
+        return None
+    if r.source == RepaymentSource.SAVINGS:
+        source_id = member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
+    else:
+        source_id = ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
+    legs = [ledger.Leg(source_id, split.loan_cents)]
+    if split.principal_cents:
+        legs.append(ledger.Leg(loan.account_id, -split.principal_cents))
+    for part, code in _INCOME.items():
+        if split.cents(part):
+            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -split.cents(part)))
+    return ledger.post_entry(
+        session,
+        kind=EntryKind.LOAN_REPAYMENT,
+        legs=legs,
+        idempotency_key=r.idempotency_key,
+        now=deps.now(),
+        value_date=today,
+        memo=f"Loan {loan.reference} repayment" + (f" M-Pesa {r.receipt}" if r.receipt else ""),
+    )
+
+
+def _to_savings_of_closed_loan(
+    session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Repayment
+) -> Repaid:
+    """Money for a loan already repaid: all of it to the member's savings, with an SMS
+    that says so (``loan_closed_to_savings``, in place of the deposit receipt)."""
+    if r.source == RepaymentSource.SAVINGS:
+        raise LoanStateError("this loan is already repaid", reason="closed")
+    if not may_deposit(member.status):
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    now = deps.now()
+    credited = credit_member(
+        session, deps,
+        Credit(
+            member_id=member.id, target="savings", amount_cents=r.amount_cents,
+            source=_CREDIT_SOURCE[r.source], idempotency_key=r.idempotency_key,
+            business_key=r.business_key, memo=f"Loan {loan.reference} already repaid",
+            receipt=r.receipt, actor=r.actor, template="loan_closed_to_savings",
+            notice={"loan": loan.reference},
+        ),
+    )  # fmt: skip
+    record = LoanRepayment(
+        loan_id=loan.id,
+        idempotency_key=r.idempotency_key,
+        business_key=r.business_key,
+        source=r.source,
+        amount_cents=r.amount_cents,
+        penalty_cents=0,
+        fee_cents=0,
+        interest_cents=0,
+        principal_cents=0,
+        waived_interest_cents=0,
+        to_savings_cents=r.amount_cents,
+        balance_after_cents=0,
+        entry_id=None,
+        savings_entry_id=credited.posted.entry_id,
+        receipt=r.receipt,
+        closed_loan=False,
+        value_date=business_date(now),
+        created_at=now,
+    )
+    session.add(record)
+    session.flush()
+    repaid = _repaid(session, loan, record, created=True)
+    _publish(session, deps, loan, member, r, repaid)
+    return repaid
+
+
+def release_pledges(session: Session, deps: CoreDeps, loan: Loan) -> None:
+    """Give back what the product's ``pledge_release`` frees now (core.loans.pledges): all
+    of every pledge once the loan is closed; each guarantor whose pledge is released in
+    full is told (``guarantee_released``)."""
+    guarantees = pledges.loan_guarantees(session, loan.id)
+    if not guarantees:
+        return
+    now = deps.now()
+    outstanding = (
+        0
+        if loan.status == LoanStatus.CLOSED
+        else ledger.get_balance(session, loan.account_id).balance_cents
+    )
+    rule = version_terms(session, loan.product_version_id).pledge_release
+    own = free_deposits_cents(session, loan.member_id)
+    application = session.get_one(LoanApplication, loan.application_id)
+    for guarantee in guarantees:
+        keep = pledges.held_pledge_cents(
+            guarantee.amount_cents, loan.principal_cents, outstanding,
+            release_rule=rule, own_free_deposits_cents=own,
+        )  # fmt: skip
+        if keep == 0:
+            pledges.release(session, guarantee, status=GuaranteeStatus.RELEASED, now=now)
+            session.flush()
+            tell_pledge_released(session, deps, guarantee, application)
+        else:
+            pledges.reduce(session, guarantee, keep, now=now)
+    session.flush()
+
+
+def _tell(
+    session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Repayment, repaid: Repaid
+) -> None:
+    notify(
+        session,
+        template="loan_repaid" if repaid.closed else "loan_repayment",
+        business_key=r.business_key,
+        now=deps.now(),
+        member=member,
+        data={
+            "sacco": deps.sacco_name,
+            "amount": format_cents(repaid.amount_cents - repaid.to_savings_cents),
+            "loan": loan.reference,
+            "receipt": r.receipt or "-",
+            "reference": repaid.entry_reference or "-",
+            "balance": format_cents(repaid.balance_after_cents),
+        },
+    )
+    _publish(session, deps, loan, member, r, repaid)
+    if r.actor is not None:
+        audit.record(
+            session, r.actor, "loan.repayment", target_type="loan", target_id=loan.id,
+            after={"reference": loan.reference, "amount_cents": repaid.amount_cents,
+                   "source": str(r.source), "principal_cents": repaid.principal_cents,
+                   "interest_cents": repaid.interest_cents, "fee_cents": repaid.fee_cents,
+                   "to_savings_cents": repaid.to_savings_cents,
+                   "entry": repaid.entry_reference, "closed": repaid.closed},
+            now=deps.now(),
+        )  # fmt: skip
+
+
+def _publish(
+    session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Repayment, repaid: Repaid
+) -> None:
+    publish_event(
+        session,
+        event_type="loan.repaid",
+        event_id=r.business_key,
+        now=deps.now(),
+        data={
+            "member_number": member.member_number,
+            "loan": loan.reference,
+            "amount_cents": repaid.amount_cents,
+            "source": str(r.source),
+            "mpesa_receipt": r.receipt,
+            "reference": repaid.entry_reference,
+            "penalty_cents": repaid.penalty_cents,
+            "fee_cents": repaid.fee_cents,
+            "interest_cents": repaid.interest_cents,
+            "principal_cents": repaid.principal_cents,
+            "waived_interest_cents": repaid.waived_interest_cents,
+            "to_savings_cents": repaid.to_savings_cents,
+            "balance_cents": repaid.balance_after_cents,
+            "closed": repaid.closed,
+        },
+    )

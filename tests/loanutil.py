@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from core.kernel.deps import CoreDeps
 from core.savings.accounts import Credit, CreditSource, credit_member
 from db.models import Member
-from db.models_loans import LoanProduct, LoanProductFee, LoanProductVersion
+from db.models_loans import Loan, LoanProduct, LoanProductFee, LoanProductVersion
 from tests.ussdutil import make_member
 
 _phones = itertools.count(1)
@@ -109,3 +109,50 @@ def funded_member(
         registration.set_status(session, member.id, status)
     session.flush()
     return member
+
+
+def disbursed_loan(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    amount_cents: int = 10_000_000,
+    term: int = 12,
+    deposits_cents: int = 5_000_000,
+    savings_cents: int = 0,
+    guarantor_deposits_cents: int = 0,
+    pledge_cents: int = 0,
+    key: str | None = None,
+    **product_changes: Any,
+) -> tuple[Loan, Member, Member | None]:
+    """A loan disbursed to savings by auto-approval (KES 100,000 at 1% a month reducing over
+    12 months, to the cent, no fee, unless changed): (loan, borrower, guarantor or None).
+    With ``pledge_cents`` a guarantor pledges that much and the loan needs guarantors."""
+    from sqlalchemy import select
+
+    from core.loans import book, guarantees
+
+    changes: dict[str, Any] = {
+        "rounding": "cent",
+        "auto_approve_ceiling_cents": 500_000_000,
+        "guarantor_policy": "required" if pledge_cents else "none",
+        **product_changes,
+    }
+    product = make_product(session, deps, fees=[], **changes)
+    borrower = funded_member(session, deps, deposits_cents=deposits_cents,
+                             savings_cents=savings_cents)  # fmt: skip
+    application = book.apply_for_loan(
+        session, deps, borrower.id, product.code, amount_cents, term, "staff",
+        key or f"apply-{uuid4().hex[:12]}",
+    )  # fmt: skip
+    guarantor = None
+    if pledge_cents:
+        guarantor = funded_member(session, deps, deposits_cents=guarantor_deposits_cents,
+                                  name="Otieno Kamau")  # fmt: skip
+        asked = guarantees.request_guarantee(
+            session, deps, application_id=application.id, borrower_id=borrower.id,
+            guarantor=guarantor.member_number or "", amount_cents=pledge_cents,
+        )  # fmt: skip
+        guarantees.accept_guarantee(session, deps, guarantee_id=asked.id,
+                                    guarantor_id=guarantor.id)  # fmt: skip
+    loan = session.scalars(select(Loan).where(Loan.application_id == application.id)).one()
+    return loan, borrower, guarantor

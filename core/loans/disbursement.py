@@ -47,6 +47,7 @@ from core.loans.appraisal import appraise
 from core.loans.errors import LoanRefused, LoanStateError
 from core.loans.facts import member_facts
 from core.loans.pledges import cover, lock_guarantees, release
+from core.loans.references import REFERENCE_ALPHABET
 from core.loans.schedule import Schedule, build_schedule
 from core.loans.terms import version_terms
 from core.loans.vocabulary import ApplicationStatus, GuaranteeStatus, LoanStatus
@@ -56,12 +57,10 @@ from core.messaging.notifications import notify
 from db.models import Member
 from db.models_loans import Loan, LoanApplication, LoanInstalment
 
-_REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
-
 
 def new_application_reference() -> str:
     """``L`` + 7 base32 characters: short enough to read out on a phone."""
-    return "L" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(7))
+    return "L" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(7))
 
 
 def lock_application(session: Session, application_id: int) -> LoanApplication:

@@ -55,6 +55,7 @@ from core.loans import pledges
 from core.loans.book import tell_pledge_released
 from core.loans.errors import LoanStateError
 from core.loans.facts import free_deposits_cents
+from core.loans.references import normalize_loan_reference
 from core.loans.terms import version_terms
 from core.loans.vocabulary import GuaranteeStatus, LoanPart, LoanStatus, RepaymentSource
 from core.members.registration import get_member, member_account_ids
@@ -73,9 +74,6 @@ DEFAULT_ORDER: tuple[LoanPart, ...] = (
     LoanPart.PRINCIPAL,
 )
 KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,120}")
-# A loan's reference (``core.loans.disbursement.new_application_reference``): L + 7
-# Crockford base32 characters. What a member types as the paybill account.
-LOAN_REFERENCE_RE = re.compile(r"L[0-9ABCDEFGHJKMNPQRSTVWXYZ]{7}")
 
 _SOURCE_ACCOUNT = {
     RepaymentSource.MPESA: SystemAccount.MPESA_COLLECTIONS_FLOAT,
@@ -90,14 +88,6 @@ _INCOME = {
     LoanPart.FEE: SystemAccount.FEE_INCOME,
     LoanPart.INTEREST: SystemAccount.LOAN_INTEREST_INCOME,
 }
-
-
-def normalize_loan_reference(text: object) -> str | None:
-    """``l7k2-m9qx`` -> ``L7K2M9QX``; None when it is not a loan reference's shape."""
-    if not isinstance(text, str):
-        return None
-    cleaned = re.sub(r"[\s\-/]", "", text).upper()
-    return cleaned if LOAN_REFERENCE_RE.fullmatch(cleaned) else None
 
 
 # ------------------------------------------------------------------ the pure allocation
@@ -345,6 +335,8 @@ class Repaid:
     entry_reference: str | None  # the repayment's entry (None: all of it went to savings)
     savings_entry_reference: str | None
     created: bool  # False: this key was seen before and nothing was written
+    entry_id: int | None = None
+    savings_entry_id: int | None = None
 
 
 def _check(r: Repayment) -> None:
@@ -427,6 +419,8 @@ def _repaid(session: Session, loan: Loan, row: LoanRepayment, *, created: bool) 
         entry_reference=ref(row.entry_id),
         savings_entry_reference=ref(row.savings_entry_id),
         created=created,
+        entry_id=row.entry_id,
+        savings_entry_id=row.savings_entry_id,
     )
 
 

@@ -53,6 +53,8 @@ from core.kernel.uow import keep
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
+from core.loans.repayments import Repayment, find_loan, repay_loan
+from core.loans.vocabulary import LoanStatus, RepaymentSource
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus, check_may_deposit, may_deposit
 from core.messaging.notifications import notify
@@ -67,6 +69,7 @@ from core.payments.mpesa.rules import (
     account_reference,
     check_deposit_amount,
     parse_bill_ref,
+    parse_loan_ref,
     quote,
     sim_swap_decision,
 )
@@ -83,6 +86,7 @@ from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
+from db.models_loans import Loan
 from db.models_mpesa import (
     B2CPayout,
     C2BPayment,
@@ -298,6 +302,57 @@ def _credit(
     return posted, None, None
 
 
+def _credit_or_repay(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member_id: int | None,
+    target: str | None,
+    amount_cents: int,
+    key: str,
+    memo: str,
+    park: _Park,
+    receipt: str | None,
+    business_key: str,
+) -> tuple[ledger.PostedEntry, Member | None, int | None]:
+    """Money for a loan (``target`` is a loan's reference: a paybill payment with the loan
+    reference as the account, or an STK push started to repay a loan) repays it through
+    ``core.loans.repayments.repay_loan``, keyed like any M-Pesa credit; a repayment the
+    loan book refuses (no such loan, not the payer's, written off, the member may not take
+    money in savings) is parked in suspense for staff with the reason. Anything else is
+    ``_credit``."""
+    loan_reference = parse_loan_ref(target or "")
+    if loan_reference is None or park.reason is not None:
+        return _credit(
+            session, deps, member_id=member_id, target=target, amount_cents=amount_cents,
+            key=key, memo=memo, park=park, receipt=receipt, business_key=business_key,
+        )  # fmt: skip
+    try:
+        with uow.savepoint(session):
+            repaid = repay_loan(
+                session,
+                deps,
+                Repayment(
+                    amount_cents=amount_cents, source=RepaymentSource.MPESA,
+                    idempotency_key=key, business_key=business_key, reference=loan_reference,
+                    receipt=receipt, member_id=member_id,
+                ),
+            )  # fmt: skip
+    except DomainError as exc:
+        reason = "unknown_account" if isinstance(exc, NotFound) else f"loan_{exc.code}"
+        log.warning("M-Pesa %s for loan %s parked: %s", park.source_ref, loan_reference, exc)
+        return _credit(
+            session, deps, member_id=member_id, target=target, amount_cents=amount_cents,
+            key=key, memo=memo, park=replace(park, reason=reason[:40]), receipt=receipt,
+            business_key=business_key,
+        )  # fmt: skip
+    entry_id = repaid.entry_id if repaid.entry_id is not None else repaid.savings_entry_id
+    reference = repaid.entry_reference or repaid.savings_entry_reference
+    assert entry_id is not None and reference is not None
+    member = session.get_one(Member, session.get_one(Loan, repaid.loan_id).member_id)
+    return ledger.PostedEntry(entry_id, reference, repaid.created), member, None
+
+
 # One receipt, one credit. The receipt is the key of the money it brought in, whatever
 # path brings it: a row in ``mpesa_receipts`` (primary key: the receipt) is inserted
 # before anything is credited. PostgreSQL makes a second inserter of the same key wait
@@ -451,8 +506,8 @@ def _release_twin(
 ) -> None:
     """The parked money was a payment of its own after all: it goes to the member, or
     stays open for staff if the member can no longer take deposits."""
-    if member_id is None or target is None:
-        return
+    if member_id is None or target is None or parse_loan_ref(target) is not None:
+        return  # money for a loan: staff decide (docs/loans/repayment.md)
     try:
         with session.begin_nested():
             assign_suspense(
@@ -763,7 +818,7 @@ def settle_stk(
         twin = _paybill_twin(session, row, amount, twin_window)
         if twin is not None:
             park = replace(park, reason="possible_duplicate", c2b_payment_id=twin.id)
-    posted, member, account_id = _credit(
+    posted, member, account_id = _credit_or_repay(
         session,
         deps,
         member_id=row.member_id,
@@ -773,7 +828,11 @@ def settle_stk(
         memo=f"M-Pesa deposit {receipt or outcome.checkout_request_id}"[:160],
         park=park,
         receipt=receipt,
-        business_key=f"deposit_received:stk:{row.id}",
+        business_key=(
+            f"loan_repayment:stk:{row.id}"
+            if parse_loan_ref(row.target)
+            else f"deposit_received:stk:{row.id}"
+        ),
     )
     if receipt:
         _record_receipt_entry(session, receipt, posted.entry_id)
@@ -855,8 +914,9 @@ def validate_c2b(
     """Daraja's validation answer: ``("0", "Accepted")`` or ``("C2B000xx", "Rejected")``.
 
     C2B00015 another shortcode, C2B00013 an amount that is not whole shillings or
-    outside the deposit limits, C2B00012 an account that is not a member number
-    (bare = savings, ``D`` deposits, ``S`` shares) of a member who may deposit.
+    outside the deposit limits, C2B00012 an account that is neither a member number
+    (bare = savings, ``D`` deposits, ``S`` shares) of a member who may deposit nor the
+    reference of an active loan (``L7K2M9QX``: a repayment).
     """
     if expected_shortcode and shortcode != expected_shortcode:
         return "C2B00015", "Rejected"
@@ -864,7 +924,10 @@ def validate_c2b(
         return "C2B00013", "Rejected"
     parsed = parse_bill_ref(bill_ref)
     if parsed is None:
-        return "C2B00012", "Rejected"
+        loan = find_loan(session, bill_ref)
+        if loan is None or loan.status != LoanStatus.ACTIVE:
+            return "C2B00012", "Rejected"
+        return "0", "Accepted"
     status = session.scalar(
         select(Member.status).where(Member.member_number == parsed.member_number)
     )
@@ -894,6 +957,10 @@ def record_c2b(
         if parsed is not None
         else None
     )
+    target = parsed.target if parsed is not None else None
+    loan = find_loan(session, payment.bill_ref) if parsed is None else None
+    if loan is not None:  # a loan's reference as the account: a repayment
+        member, target = session.get(Member, loan.member_id), loan.reference
     # The payment row first: a concurrent duplicate waits here, then does nothing.
     inserted = session.execute(
         insert_for(session, C2BPayment)
@@ -929,8 +996,8 @@ def record_c2b(
         "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
         msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=row.id,
     )  # fmt: skip
-    if member is not None and parsed is not None:
-        row.member_id, row.target = member.id, parsed.target
+    if member is not None and target is not None:
+        row.member_id, row.target = member.id, target
         _lock_member_deposits(session, member.id)
         twin = _push_twin(
             session, member_id=member.id, amount_cents=payment.amount_cents,
@@ -938,17 +1005,21 @@ def record_c2b(
         )  # fmt: skip
         if twin is not None:
             park = replace(park, reason="possible_duplicate", stk_request_id=twin.id)
-    posted, credited, account_id = _credit(
+    posted, credited, account_id = _credit_or_repay(
         session,
         deps,
         member_id=member.id if member is not None else None,
-        target=parsed.target if parsed is not None else None,
+        target=target,
         amount_cents=payment.amount_cents,
         key=_receipt_key(payment.trans_id),
         memo=f"M-Pesa paybill {payment.trans_id}",
         park=park,
         receipt=payment.trans_id,
-        business_key=f"deposit_received:c2b:{payment.trans_id}",
+        business_key=(
+            f"loan_repayment:c2b:{payment.trans_id}"
+            if loan is not None
+            else f"deposit_received:c2b:{payment.trans_id}"
+        ),
     )
     _record_receipt_entry(session, payment.trans_id, posted.entry_id)
     row.entry_id = posted.entry_id

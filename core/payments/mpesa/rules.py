@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from core.kernel.errors import DomainError, InvalidInput
 from core.kernel.identity import is_valid_member_number
+from core.loans.references import normalize_loan_reference
 from core.risk.sim_swap import SimSwapPolicy, SwapStatus
 
 CENTS = 100
@@ -196,8 +197,20 @@ def parse_bill_ref(text: str) -> BillRef | None:
     return BillRef(number, SUFFIXES[suffix])
 
 
+def parse_loan_ref(text: str) -> str | None:
+    """A loan's reference typed as the paybill account (``L7K2M9QX``; any case, ``-`` or
+    spaces allowed): the loan reference, or None. Member numbers are digits only, so the
+    two never meet: a member number still pays into savings (deposits, shares)."""
+    return normalize_loan_reference(text)
+
+
 def account_reference(member_number: str, target: str) -> str:
-    """The STK ``AccountReference`` (<= 12 chars), in the same form a paybill payment uses."""
+    """The STK ``AccountReference`` (<= 12 chars), in the same form a paybill payment uses:
+    the member number and the account's suffix, or, for a loan repayment (a push whose
+    target is a loan's reference), the loan's reference."""
+    loan = parse_loan_ref(target)
+    if loan is not None:
+        return loan
     return f"{member_number}{TARGET_SUFFIX[target]}"
 
 

@@ -28,6 +28,7 @@ from api.v1 import (
     audit_views,
     auth_views,
     loan_product_views,
+    loan_views,
     member_views,
     mpesa_views,
     problems,
@@ -47,6 +48,7 @@ BLUEPRINTS = [
     audit_views.blp,
     mpesa_views.blp,
     loan_product_views.blp,
+    loan_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

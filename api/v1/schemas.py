@@ -12,11 +12,13 @@ from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
 from core.loans.vocabulary import (
+    ApplicationStatus,
     Channel,
     FeeKind,
     FeeTiming,
     Frequency,
     GuarantorPolicy,
+    LoanStatus,
     PledgeRelease,
     RatePeriod,
     RepaymentMethod,
@@ -827,3 +829,197 @@ class LoanProductOut(Schema):
     version_created_at = fields.DateTime(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
+
+
+# ------------------------------------------------------------------ the loan book (issue 12, part 9)
+
+CENTS = validate.Range(1, 10**12)
+
+
+class LoanApplicationArgs(PageArgs):
+    status = fields.String(load_default=None, validate=validate.OneOf(list(ApplicationStatus)))
+    member_id = fields.Integer(load_default=None, validate=validate.Range(1, 2**62))
+
+
+class LoanArgs(PageArgs):
+    status = fields.String(load_default=None, validate=validate.OneOf(list(LoanStatus)))
+    member_id = fields.Integer(load_default=None, validate=validate.Range(1, 2**62))
+
+
+class GuaranteeOut(Schema):
+    id = fields.Integer(required=True)
+    guarantor_id = fields.Integer(required=True)
+    guarantor_number = fields.String(allow_none=True, required=True)
+    guarantor_name = fields.String(required=True)
+    amount_cents = fields.Integer(required=True, metadata={"description": "pledged"})
+    held_cents = fields.Integer(
+        required=True, metadata={"description": "held on the guarantor's deposits now"}
+    )
+    status = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    decided_at = fields.DateTime(allow_none=True, required=True)
+    released_at = fields.DateTime(allow_none=True, required=True)
+
+
+class LoanApplicationOut(Schema):
+    id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    member_id = fields.Integer(required=True)
+    member_number = fields.String(allow_none=True, required=True)
+    member_name = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    product_code = fields.String(required=True)
+    product_name = fields.String(required=True)
+    product_version_id = fields.Integer(required=True)
+    amount_cents = fields.Integer(required=True)
+    term = fields.Integer(required=True)
+    status = fields.String(required=True)
+    channel = fields.String(required=True)
+    limit_cents = fields.Integer(required=True)
+    reasons = fields.List(fields.String(), required=True)
+    required_cover_cents = fields.Integer(required=True)
+    own_cover_cents = fields.Integer(required=True)
+    guarantor_cover_cents = fields.Integer(required=True)
+    instalment_cents = fields.Integer(required=True)
+    total_repayable_cents = fields.Integer(required=True)
+    deducted_fee_cents = fields.Integer(required=True)
+    scheduled_fee_cents = fields.Integer(required=True)
+    apr = fields.String(required=True, metadata={"description": "a fraction: 0.1268 is 12.68%"})
+    approval_id = fields.Integer(allow_none=True, required=True)
+    decision_note = fields.String(required=True)
+    loan_id = fields.Integer(allow_none=True, required=True)
+    guarantees = fields.List(fields.Nested(GuaranteeOut), required=True)
+    created_at = fields.DateTime(required=True)
+    decided_at = fields.DateTime(allow_none=True, required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class RecommendIn(Strict):
+    note = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class RejectIn(Strict):
+    reason = fields.String(
+        required=True, validate=validate.Length(3, 60),
+        metadata={"description": "texted to the member"},
+    )  # fmt: skip
+
+
+class InstalmentOut(Schema):
+    number = fields.Integer(required=True)
+    due_on = fields.Date(required=True)
+    principal_cents = fields.Integer(required=True)
+    interest_cents = fields.Integer(required=True)
+    fee_cents = fields.Integer(required=True)
+    total_cents = fields.Integer(required=True)
+    paid_principal_cents = fields.Integer(required=True)
+    paid_interest_cents = fields.Integer(required=True)
+    paid_fee_cents = fields.Integer(required=True)
+    waived_interest_cents = fields.Integer(
+        required=True, metadata={"description": "not charged: the loan was paid off early"}
+    )
+
+
+class LoanRepaymentOut(Schema):
+    id = fields.Integer(required=True)
+    amount_cents = fields.Integer(required=True)
+    source = fields.String(required=True)
+    penalty_cents = fields.Integer(required=True)
+    fee_cents = fields.Integer(required=True)
+    interest_cents = fields.Integer(required=True)
+    principal_cents = fields.Integer(required=True)
+    waived_interest_cents = fields.Integer(required=True)
+    to_savings_cents = fields.Integer(required=True)
+    balance_after_cents = fields.Integer(
+        required=True, metadata={"description": "what would pay the loan off after it"}
+    )
+    closed_loan = fields.Boolean(required=True)
+    receipt = fields.String(allow_none=True, required=True)
+    entry_reference = fields.String(allow_none=True, required=True)
+    savings_entry_reference = fields.String(allow_none=True, required=True)
+    value_date = fields.Date(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class LoanSummaryOut(Schema):
+    id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    application_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    member_number = fields.String(allow_none=True, required=True)
+    member_name = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    product_code = fields.String(required=True)
+    product_name = fields.String(required=True)
+    principal_cents = fields.Integer(required=True)
+    term = fields.Integer(required=True)
+    deducted_fee_cents = fields.Integer(required=True)
+    disbursed_on = fields.Date(required=True)
+    status = fields.String(required=True)
+    principal_outstanding_cents = fields.Integer(required=True)
+    arrears_cents = fields.Integer(required=True)
+    due_now_cents = fields.Integer(required=True)
+    payoff_cents = fields.Integer(
+        required=True, metadata={"description": "what would close the loan today"}
+    )
+    next_due_on = fields.Date(allow_none=True, required=True)
+    next_due_cents = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    closed_at = fields.DateTime(allow_none=True, required=True)
+
+
+class LoanOut(LoanSummaryOut):
+    schedule = fields.List(fields.Nested(InstalmentOut), required=True)
+    transactions = fields.List(fields.Nested(LoanRepaymentOut), required=True)
+    guarantors = fields.List(fields.Nested(GuaranteeOut), required=True)
+
+
+class LoanRepaymentIn(Strict):
+    amount_cents = fields.Integer(required=True, strict=True, validate=CENTS)
+
+
+class LoanRepaymentResultOut(Schema):
+    repayment = fields.Nested(LoanRepaymentOut, required=True)
+    created = fields.Boolean(required=True, metadata={"description": "false on a replay"})
+    loan = fields.Nested(LoanSummaryOut, required=True)
+
+
+class SchedulePreviewIn(Strict):
+    amount_cents = fields.Integer(required=True, strict=True, validate=CENTS)
+    term = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000))
+    disbursed_on = fields.Date(
+        load_default=None, metadata={"description": "default: today (Africa/Nairobi)"}
+    )
+
+
+class PreviewInstalmentOut(Schema):
+    number = fields.Integer(required=True)
+    due_on = fields.Date(required=True)
+    principal_cents = fields.Integer(required=True)
+    interest_cents = fields.Integer(required=True)
+    fee_cents = fields.Integer(required=True)
+    total_cents = fields.Integer(required=True)
+    balance_cents = fields.Integer(
+        required=True, metadata={"description": "principal still owed after it"}
+    )
+
+
+class SchedulePreviewOut(Schema):
+    product_id = fields.Integer(required=True)
+    product_version_id = fields.Integer(required=True)
+    amount_cents = fields.Integer(required=True)
+    term = fields.Integer(required=True)
+    disbursed_on = fields.Date(required=True)
+    instalments = fields.List(fields.Nested(PreviewInstalmentOut), required=True)
+    instalment_cents = fields.Integer(required=True)
+    principal_cents = fields.Integer(required=True)
+    interest_cents = fields.Integer(required=True)
+    deducted_fee_cents = fields.Integer(required=True)
+    scheduled_fee_cents = fields.Integer(required=True)
+    fee_cents = fields.Integer(required=True)
+    total_repayable_cents = fields.Integer(required=True)
+    received_cents = fields.Integer(
+        required=True, metadata={"description": "the cash received: principal less fees deducted"}
+    )
+    cost_of_credit_cents = fields.Integer(required=True)
+    apr = fields.String(required=True, metadata={"description": "a fraction: 0.1268 is 12.68%"})

@@ -47,6 +47,7 @@ PERMISSIONS: dict[str, str] = {
     "loans:read": "list and read loan applications, loans, schedules and guarantees",
     "loans:recommend": "recommend a loan application for approval (maker of loan.approve), "
     "or reject one before it is recommended",
+    "loans:repay_cash": "record a teller cash repayment of a loan",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold, and new or "
@@ -123,6 +124,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "statements:read",
             "documents:upload",
             "deposits:cash",
+            "loans:repay_cash",
             "kyc:request",
             "pin_reset:request",
             "sim_swap:read",
@@ -182,6 +184,7 @@ PERMISSION_RISK: dict[str, str] = {
     "sim_swap:review": "money",  # a clearance lets withdrawals through again
     "loans:read": "personal_data",  # members' borrowing, deposits pledged, guarantors
     "loans:recommend": "money",  # asks for a loan to be paid out
+    "loans:repay_cash": "money",  # takes cash for a loan
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",
     "approvals:decide_large": "money",

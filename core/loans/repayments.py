@@ -73,7 +73,7 @@ DEFAULT_ORDER: tuple[LoanPart, ...] = (
     LoanPart.INTEREST,
     LoanPart.PRINCIPAL,
 )
-KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,120}")
+KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,110}")  # room for ":savings" (the ledger takes 120)
 
 _SOURCE_ACCOUNT = {
     RepaymentSource.MPESA: SystemAccount.MPESA_COLLECTIONS_FLOAT,
@@ -300,7 +300,7 @@ def _total(o: Owed) -> int:
 class Repayment:
     """One repayment, from any source. Give ``loan_id`` or ``reference``.
 
-    ``idempotency_key`` (8-120 of letters, digits, ``. _ : -``) keys the ledger entry:
+    ``idempotency_key`` (8-110 of letters, digits, ``. _ : -``) keys the ledger entry:
     M-Pesa passes ``mpesa:receipt:<receipt>``, the teller ``cash:<Idempotency-Key>``, USSD
     its session. ``business_key`` keys the SMS and the webhook event. ``member_id``, when
     given, must be the loan's borrower (a member repaying from their own phone).
@@ -352,7 +352,7 @@ def _check(r: Repayment) -> None:
         raise InvalidInput("source must be mpesa, savings or cash", field="source")
     for name, key in (("idempotency_key", r.idempotency_key), ("business_key", r.business_key)):
         if not isinstance(key, str) or not KEY_RE.fullmatch(key):
-            raise InvalidInput(f"{name}: 8-120 of letters, digits, . _ : -", field=name,
+            raise InvalidInput(f"{name}: 8-110 of letters, digits, . _ : -", field=name,
                                reason="required")  # fmt: skip
     if r.loan_id is None and r.reference is None:
         raise InvalidInput("a loan id or reference is needed", field="loan")
@@ -427,11 +427,10 @@ def _repaid(session: Session, loan: Loan, row: LoanRepayment, *, created: bool) 
 def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid:
     """Repay a loan from any source (see the module). Refusals, before any write:
     ``InvalidInput`` (amount 0, negative, not an int, above the ledger's maximum; source;
-    keys), ``NotFound``
-    (loan, or not this member's), ``InsufficientFunds`` (savings), ``LoanStateError``
-    (``closed`` from savings, ``more_than_owed`` from savings beyond the payoff,
-    ``written_off``), ``MemberNotAllowed`` (money for savings of a
-    member who may not deposit), ``IdempotencyConflict``."""
+    keys), ``NotFound`` (loan, or not this member's), ``InsufficientFunds`` (savings),
+    ``LoanStateError`` (``closed`` or ``more_than_owed`` from savings, ``written_off``),
+    ``MemberNotAllowed`` (money for the savings of a member who may not deposit),
+    ``IdempotencyConflict``."""
     _check(repayment)
     loan = _lock_loan(session, repayment)
     earlier = _earlier(session, loan, repayment)
@@ -469,8 +468,8 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
             Credit(
                 member_id=member.id, target="savings", amount_cents=split.to_savings_cents,
                 source=_CREDIT_SOURCE[repayment.source],
-                idempotency_key=f"{repayment.idempotency_key}:savings"[:120],
-                business_key=f"{repayment.business_key}:savings"[:160],
+                idempotency_key=f"{repayment.idempotency_key}:savings",
+                business_key=f"{repayment.business_key}:savings",
                 memo=f"Loan {loan.reference} overpaid", receipt=repayment.receipt,
                 actor=repayment.actor, template="loan_overpaid_to_savings",
                 notice={"loan": loan.reference},

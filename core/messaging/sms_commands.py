@@ -49,12 +49,13 @@ from sqlalchemy.orm import Session
 
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
-from core.kernel.errors import InvalidInput
+from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.identity import normalize_msisdn
 from core.kernel.money import format_cents, format_signed
 from core.ledger import entries as ledger
 from core.loans import guarantees
 from core.loans import views as loan_views
+from core.loans.errors import LoanStateError
 from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus
 from core.members.registration import member_account_ids, member_balances
 from core.members.status import MemberStatus
@@ -304,7 +305,10 @@ def _decline(
     ask = loan_views.request_by_code(session, member.msisdn, code)
     if ask is None:
         return "sms_no_guarantee", {**base, "code": code or "-"}
-    guarantees.decline_by_code(session, deps, msisdn=member.msisdn, code=code)
+    try:
+        guarantees.decline_by_code(session, deps, msisdn=member.msisdn, code=code)
+    except (NotFound, LoanStateError):  # answered meanwhile: refused before any write
+        return "sms_no_guarantee", {**base, "code": code or "-"}
     return "sms_declined", {
         **base,
         "first_name": first_name(ask.borrower_name),

@@ -27,21 +27,40 @@ composition root: ``ussd/`` never imports ``integrations/``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
-from core.kernel.errors import MemberNotAllowed, PinInvalid, PinLocked, SaccoError
+from core.kernel.errors import (
+    DomainError,
+    InvalidInput,
+    MemberNotAllowed,
+    NotFound,
+    PinInvalid,
+    PinLocked,
+    SaccoError,
+)
 from core.kernel.money import format_cents
 from core.kernel.uow import keep
 from core.ledger import statements
+from core.loans import book as core_book
+from core.loans import guarantees
+from core.loans import views as loan_views
+from core.loans.book import check_product_open
+from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError
+from core.loans.terms import ProductTerms, current_terms
+from core.loans.vocabulary import ApplicationStatus, Channel
 from core.members import registration as members
+from core.messaging.notifications import first_name
 from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.rules import (
     LimitExceeded,
@@ -153,7 +172,15 @@ RESULTS: tuple[tuple[type[SaccoError], Callable[[Any, CoreDeps], Result]], ...] 
     # pin_invalid, or reset_code_invalid, with {attempts_left}
     (PinInvalid, lambda exc, deps: Result(False, {"attempts_left": exc.attempts_left}, exc.code)),
     (MemberNotAllowed, _not_allowed),  # no_pin, or the member's status code
+    # Loans: the appraisal's main reason (with {limit}), a guarantee's or a state's reason
+    (LoanRefused, lambda exc, deps: _limit_data(exc, f"loan_{exc.reason}")),
+    (GuaranteeRefused, lambda exc, deps: Result(False, error=f"guarantee_{exc.reason}")),
+    (LoanStateError, lambda exc, deps: Result(False, error=f"loan_state_{exc.reason}")),
 )
+
+
+def _limit_data(exc: Any, code: str) -> Result:
+    return Result(False, {"limit": format_cents(exc.limit_cents)}, code)
 
 
 def _run(runtime: Runtime, handler: Handler, call: Call) -> Result:
@@ -401,3 +428,332 @@ def _withdraw_b2c(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, 
         "phone": w.msisdn,
         "reference": w.reference,
     }
+
+
+# ------------------------------------------------------------------ loans (issue 12)
+#
+# Every loans screen is behind the session PIN (the Loans menu and each screen that
+# loads: a resumed flow asks it again). The verbs are core's: ``core.loans.book``
+# (apply), ``core.loans.guarantees`` (ask, accept, decline); what the screens show comes
+# from ``core.loans.views`` (read-only). Refusals become codes (``RESULTS`` above):
+# ``loan_<reason>`` (with ``{limit}``), ``guarantee_<reason>``, ``loan_state_<reason>``,
+# ``product_unavailable``, ``term_range``, that the flows' tables in ``ussd/menus.py`` map.
+
+PRODUCT_CHARS = 20  # a loan product's name on a screen
+PERSON_CHARS = 18  # a borrower's or guarantor's name on a screen
+
+
+class TermOutOfRange(DomainError):
+    """The number of instalments typed is outside the product's range."""
+
+    code = "term_range"
+
+
+def _product_name(terms: ProductTerms) -> str:
+    return gsm7_safe(terms.name, PRODUCT_CHARS)
+
+
+def _loan_terms(session: Session, call: Call) -> ProductTerms:
+    """The product chosen on ``ln_product``, still active and open on USSD."""
+    terms = current_terms(session, call.inputs.get("product", ""))
+    check_product_open(terms, Channel.USSD, terms.min_term)
+    return terms
+
+
+def _term(call: Call) -> int:
+    return int(call.inputs.get("term", "0") or 0)
+
+
+def _unit(terms: ProductTerms, lang: str) -> str:
+    return render(f"ln_unit_{terms.frequency}", lang, {})
+
+
+def _date(day: date | None) -> str:
+    return day.strftime("%d/%m/%Y") if day else "-"
+
+
+def _loan_key(key: str) -> str:
+    """``call.key`` as the book's idempotency key (8-80 of ``[A-Za-z0-9._:-]``): a long or
+    odd gateway session id is hashed, the same way every time."""
+    if core_book.KEY_RE.fullmatch(key):
+        return key
+    return "ussd:" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+@loader("loan_limits")  # My limit: each product open on USSD, its limit or main reason
+def _loan_limits(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    products = loan_views.open_products(session, Channel.USSD)
+    items = []
+    for found in loan_views.member_limits(session, deps, member_id, products):
+        shown = (
+            format_cents(found.limit_cents)
+            if found.reason is None
+            else render(f"ln_why_{found.reason}", call.lang, {})
+        )
+        items.append({"product": gsm7_safe(found.name, PRODUCT_CHARS), "limit": shown})
+    return {"items": items}
+
+
+@dataclass(frozen=True)
+class ProductChoice(ChoiceItem):
+    """A loan product open on USSD: ``id`` its code."""
+
+    name: Annotated[str, MaxChars(PRODUCT_CHARS)]
+
+
+@loader("loan_products", items=ProductChoice)  # Apply: which product (one open at a time)
+def _loan_products(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    if core_book.open_application(session, member_id) is not None:
+        raise LoanStateError("an application is still open", reason="application_open")
+    products = loan_views.open_products(session, Channel.USSD)
+    return {"items": [ProductChoice(terms.code, terms.name) for terms in products]}
+
+
+@loader("loan_product")  # the amount and term prompts: the product's ranges and the limit
+def _loan_product(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _loan_terms(session, call)
+    found = loan_views.product_limit(session, deps, _member(call), terms)
+    if found.reason is not None:  # nothing to ask: the member cannot borrow under it now
+        raise LoanRefused(reasons=[found.reason], limit_cents=found.limit_cents)
+    return {
+        "product": _product_name(terms),
+        "min_amount": format_cents(terms.min_amount_cents),
+        "max_amount": format_cents(terms.max_amount_cents),
+        "limit": format_cents(found.limit_cents),
+        "min_term": terms.min_term,
+        "max_term": terms.max_term,
+        "unit": _unit(terms, call.lang),
+    }
+
+
+@loader("loan_amount")  # the amount prompt's check: the appraisal of that amount
+def _loan_amount(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _loan_terms(session, call)
+    loan_views.check_amount(session, deps, _member(call), terms, _amount(call))
+    return {}
+
+
+@loader("loan_term")  # the term prompt's check: within the product's range
+def _loan_term(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _loan_terms(session, call)
+    try:
+        check_product_open(terms, Channel.USSD, _term(call))
+    except InvalidInput:
+        raise TermOutOfRange("term outside the product's range") from None
+    return {}
+
+
+@loader("loan_quote")  # the confirmation: instalment, total repayable and fees (book.quote)
+def _loan_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _loan_terms(session, call)
+    amount, term = _amount(call), _term(call)
+    loan_views.check_amount(session, deps, _member(call), terms, amount)
+    try:
+        check_product_open(terms, Channel.USSD, term)
+    except InvalidInput:
+        raise TermOutOfRange("term outside the product's range") from None
+    q = core_book.quote(terms, amount, term, deps)
+    return {
+        "amount": format_cents(amount),
+        "term": term,
+        "unit": _unit(terms, call.lang),
+        "instalment": format_cents(q.instalment_cents),
+        "total": format_cents(q.total_repayable_cents),
+        "fees": format_cents(q.deducted_fee_cents + q.scheduled_fee_cents),
+    }
+
+
+@action("loan_apply")  # apply (idempotent on call.key); auto-approved ones are paid at once
+def _loan_apply(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    application = core_book.apply_for_loan(
+        session,
+        deps,
+        member_id,
+        call.inputs.get("product", ""),
+        _amount(call),
+        _term(call),
+        Channel.USSD,
+        _loan_key(call.key),
+    )
+    shown: dict[str, Any] = {
+        "reference": application.reference,
+        "status": application.status,
+        "amount": format_cents(application.amount_cents),
+        "received": format_cents(application.amount_cents - application.deducted_fee_cents),
+    }
+    if application.status == ApplicationStatus.DISBURSED:
+        line = loan_views.latest(session, member_id, business_date(deps.now()))
+        if line is not None and line.reference == application.reference:
+            shown["instalment"] = format_cents(line.next_due_cents)
+            shown["due_on"] = _date(line.next_due_on)
+    return shown
+
+
+def _need(session: Session, call: Call) -> loan_views.GuarantorNeed:
+    need = loan_views.guarantor_need(session, _member(call))
+    if need is None:
+        raise GuaranteeRefused("no application waits for guarantors", reason="not_needed")
+    return need
+
+
+@loader("guarantor_need")  # the guarantor prompts: the application and what it still needs
+def _guarantor_need(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    need = _need(session, call)
+    return {
+        "reference": need.reference,
+        "missing": format_cents(need.missing_cents),
+        "asked": format_cents(need.asked_cents),
+    }
+
+
+@loader("guarantor_check")  # the guarantor prompt's check: a member with that number/phone
+def _guarantor_check(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    guarantees.find_guarantor(session, call.inputs.get("guarantor", ""))
+    return {}
+
+
+def _first_name(full_name: str) -> str:
+    return gsm7_safe(first_name(full_name), PERSON_CHARS)
+
+
+@loader("guarantor_quote")  # the confirmation: who is asked, for how much, for which loan
+def _guarantor_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    need = _need(session, call)
+    guarantor = guarantees.find_guarantor(session, call.inputs.get("guarantor", ""))
+    return {
+        "guarantor": _first_name(guarantor.full_name),
+        "pledge": format_cents(int(call.inputs.get("pledge", "0") or 0)),
+        "reference": need.reference,
+    }
+
+
+@action("ask_guarantor")  # the guarantee request use case: SMS to the guarantor with a code
+def _ask_guarantor(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    need = _need(session, call)
+    pledge = int(call.inputs.get("pledge", "0") or 0)
+    guarantee = guarantees.request_guarantee(
+        session,
+        deps,
+        application_id=need.application_id,
+        borrower_id=_member(call),
+        guarantor=call.inputs.get("guarantor", ""),
+        amount_cents=pledge,
+    )
+    after = _need(session, call)
+    return {
+        "guarantor": _first_name(members.get_member(session, guarantee.guarantor_id).full_name),
+        "pledge": format_cents(pledge),
+        "reference": after.reference,
+        "missing": format_cents(after.missing_cents),
+        "asked": format_cents(after.asked_cents),
+        "more": "1" if after.missing_cents > after.asked_cents else "0",
+    }
+
+
+@dataclass(frozen=True)
+class RequestChoice(ChoiceItem):
+    """A guarantee request waiting for the member: ``id`` the guarantee's id."""
+
+    borrower: Annotated[str, MaxChars(14)]
+    pledge: Annotated[str, MaxChars(16)]  # KES 9,999,999.99
+
+
+@loader("guarantee_requests", items=RequestChoice)  # requests waiting for this member
+def _guarantee_requests(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    items = [
+        RequestChoice(str(ask.guarantee_id), ask.borrower_name, format_cents(ask.pledge_cents))
+        for ask in loan_views.waiting_requests(session, _member(call))
+    ]
+    return {"items": items}
+
+
+def _request(session: Session, call: Call) -> loan_views.GuaranteeAsk:
+    wanted = call.inputs.get("guarantee", "")
+    for ask in loan_views.waiting_requests(session, _member(call)):
+        if str(ask.guarantee_id) == wanted:
+            return ask
+    raise LoanStateError("the request is no longer waiting", reason="decided")
+
+
+@loader("guarantee_request")  # one request: borrower, loan, pledge, the member's exposure
+def _guarantee_request(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    ask = _request(session, call)
+    return {
+        "borrower": gsm7_safe(ask.borrower_name, PERSON_CHARS),
+        "pledge": format_cents(ask.pledge_cents),
+        "loan": format_cents(ask.loan_cents),
+        "pledged": format_cents(ask.pledged_cents),
+        "free": format_cents(ask.free_deposits_cents),
+    }
+
+
+@action("accept_guarantee")  # consent, after the PIN: the pledge is held on the deposits
+def _accept_guarantee(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    ask = _request(session, call)
+    guarantees.accept_guarantee(
+        session, deps, guarantee_id=ask.guarantee_id, guarantor_id=_member(call)
+    )
+    return {
+        "borrower": gsm7_safe(ask.borrower_name, PERSON_CHARS),
+        "pledge": format_cents(ask.pledge_cents),
+    }
+
+
+@action("decline_guarantee")
+def _decline_guarantee(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    ask = _request(session, call)
+    guarantees.decline_guarantee(
+        session, deps, guarantee_id=ask.guarantee_id, guarantor_id=_member(call)
+    )
+    return {"borrower": gsm7_safe(ask.borrower_name, PERSON_CHARS)}
+
+
+LOAN_REF_CHARS = 8  # L + 7 (core.loans.disbursement.new_application_reference)
+STATE_CHARS = 18
+
+
+@dataclass(frozen=True)
+class LoanChoice(ChoiceItem):
+    """One of the member's loans (``id`` ``l<loan id>``) or applications (``a<id>``)."""
+
+    reference: Annotated[str, MaxChars(LOAN_REF_CHARS)]
+    state: Annotated[str, MaxChars(STATE_CHARS)]
+
+
+def _state(status: str, lang: str) -> str:
+    return render(f"ln_state_{status}", lang, {})
+
+
+@loader("my_loans", items=LoanChoice)  # My loans: newest first
+def _my_loans(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    lines = loan_views.member_loans(session, _member(call), business_date(deps.now()))
+    items = [
+        LoanChoice(f"{line.kind[0]}{line.id}", line.reference, _state(line.status, call.lang))
+        for line in lines
+    ]
+    return {"items": items}
+
+
+@loader("my_loan")  # one loan (balance, next instalment, arrears) or application
+def _my_loan(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    wanted = call.inputs.get("loan", "")
+    for line in loan_views.member_loans(session, _member(call), business_date(deps.now())):
+        if f"{line.kind[0]}{line.id}" != wanted:
+            continue
+        shown: dict[str, Any] = {
+            "reference": line.reference,
+            "product": gsm7_safe(line.product, PRODUCT_CHARS),
+            "state": _state(line.status, call.lang),
+            "amount": format_cents(line.amount_cents),
+            "balance": format_cents(line.balance_cents),
+            "instalment": format_cents(line.next_due_cents),
+            "due_on": _date(line.next_due_on),
+            "arrears": format_cents(line.arrears_cents),
+        }
+        if line.missing_cents:
+            shown["missing"] = format_cents(line.missing_cents)
+        return shown
+    raise NotFound("no such loan")

@@ -7,8 +7,9 @@ docs/channels/ussd.md): amount, (account), confirmation with the quote, the PIN,
 ``Run``; each failure of its check, quote or action goes through the flow's one error
 table (``DEPOSIT_ERRORS`` below).
 
-Deposit and Withdraw (M-Pesa) are below; loans are not in the tree yet (hidden
-until their issue adds them rather than shown as "coming soon").
+Deposit and Withdraw (M-Pesa) and Loans (issue 12: my limit, apply, my loans, ask a
+guarantor, guarantee requests) are below. Repaying a loan is not offered yet: it comes
+with the repayment use case.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from core.kernel.identity import normalize_name, normalize_national_id
 from core.kernel.money import MAX_INPUT_CENTS, format_cents, parse_amount
 from core.members import access
 from ussd.engine import Context, Errors, Invalid, Screen, Tree
-from ussd.screens import Choose, Confirm, End, Menu, Option, Page, PinPrompt, Prompt, Run
+from ussd.screens import (
+    Choose,
+    Confirm,
+    End,
+    Fork,
+    Menu,
+    Option,
+    Page,
+    PinPrompt,
+    Prompt,
+    Run,
+)
 
 ROOT_MEMBER = "main"
 ROOT_NEW = "welcome"
@@ -49,6 +61,30 @@ def parse_amount_input(text: str, ctx: Context) -> str:
         raise Invalid("why_amount", max=format_cents(MAX_INPUT_CENTS)) from None
 
 
+MAX_TERM_DIGITS = 3  # instalments: core.loans.products.MAX_TERM is 360
+MAX_GUARANTOR_CHARS = 16  # a member number or a phone number, as typed
+
+
+def parse_term(text: str, ctx: Context) -> str:
+    """A number of instalments (the product's range is the check's: ``loan_term``)."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and 0 < len(value) <= MAX_TERM_DIGITS):
+        raise Invalid("why_term")
+    if int(value) == 0:
+        raise Invalid("why_term")
+    return str(int(value))
+
+
+def parse_guarantor(text: str, ctx: Context) -> str:
+    """A member number or a phone number, in any way a Kenyan number is written (who it
+    is, is the check's: ``guarantor_check``)."""
+    value = text.strip().replace(" ", "")
+    digits = value.removeprefix("+")
+    if not (digits.isascii() and digits.isdigit() and 4 <= len(value) <= MAX_GUARANTOR_CHARS):
+        raise Invalid("why_guarantor")
+    return value
+
+
 # One error table per flow: a failed check, quote or action -> the screen it leads to
 # (``ussd.engine.route``). A waiting screen is asked again under ``why_<code>`` (the
 # prompt just answered counts it as a wrong entry); ``limit_*`` is every M-Pesa limit
@@ -73,6 +109,226 @@ WITHDRAW_ERRORS: Errors = (
     ("sim_swap_check_failed_daily_cap", "wd_sim_cap"),
     ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
 )
+
+# Loans (issue 12). An amount the member may fix is asked again under its reason; a
+# reason they cannot fix by typing ends with what to do. Core's refusals:
+# ``core.loans.errors`` (LoanRefused -> ``loan_<reason>``, GuaranteeRefused ->
+# ``guarantee_<reason>``, LoanStateError -> ``loan_state_<reason>``, ProductUnavailable).
+APPLY_ERRORS: Errors = (
+    ("loan_above_limit", "ln_amount"),
+    ("loan_below_minimum", "ln_amount"),
+    ("loan_above_maximum", "ln_amount"),
+    ("loan_not_active", "ln_not_active"),
+    ("loan_guaranteed_default", "ln_guaranteed_default"),
+    ("loan_in_arrears", "ln_in_arrears"),
+    ("loan_too_new", "ln_too_new"),
+    ("loan_deposits_too_low", "ln_deposits_too_low"),
+    ("loan_no_limit", "ln_no_limit"),
+    ("loan_*", "ln_refused"),  # a credit score's refusal (issue 15), any reason to come
+    ("term_range", "ln_term"),
+    ("loan_state_application_open", "ln_open"),
+    ("product_unavailable", "ln_unavailable"),
+    ("not_found", "ln_unavailable"),  # the product's code is gone
+    ("member_not_allowed", "not_allowed"),
+)
+GUARANTOR_ERRORS: Errors = (
+    ("guarantee_not_needed", "gq_none"),
+    ("guarantee_self_guarantee", "gq_who"),
+    ("guarantee_guarantor_not_active", "gq_who"),
+    ("guarantee_max_guarantees", "gq_who"),
+    ("guarantee_already_asked", "gq_who"),
+    ("guarantee_lacks_deposits", "gq_who"),
+    ("guarantee_more_than_needed", "gq_amount"),
+    ("not_found", "gq_who"),  # no member with that number or phone
+    ("member_not_allowed", "not_allowed"),
+)
+CONSENT_ERRORS: Errors = (
+    ("guarantee_lacks_deposits", "gr_lacks"),
+    ("guarantee_max_guarantees", "gr_max"),
+    ("guarantee_guarantor_not_active", "not_allowed"),
+    ("guarantee_not_needed", "gr_gone"),
+    ("loan_state_*", "gr_gone"),  # answered meanwhile (another session, an SMS)
+    ("not_found", "gr_gone"),
+    ("member_not_allowed", "not_allowed"),
+)
+
+LOAN_SCREENS: list[Screen] = [
+    # Every loans screen is behind the session PIN: limits, amounts, names. Those that
+    # load need it themselves too, for a flow resumed in a new session.
+    Menu(
+        "loans",
+        "loans",
+        (
+            Option("menu_loan_limit", "ln_limits"),
+            Option("menu_loan_apply", "ln_product"),
+            Option("menu_my_loans", "ml_list"),
+            Option("menu_loan_guarantors", "gq_who"),
+            Option("menu_guarantee_requests", "gr_list"),
+        ),
+        needs_pin=True,
+    ),
+    # --- my limit: per product open on USSD, the limit or the main reason in words
+    Page(
+        "ln_limits",
+        "ln_limits",
+        item="ln_limit_line",
+        empty="ln_no_products",
+        load="loan_limits",
+        per_page=2,
+        needs_pin=True,
+    ),
+    # --- apply: product, amount, term, quote, PIN, submitted (then guarantors)
+    Choose(
+        "ln_product",
+        "ln_product",
+        item="ln_product_item",
+        field="product",
+        load="loan_products",
+        goto="ln_amount",
+        empty="ln_no_products",
+        per_page=4,
+        needs_pin=True,
+        errors=APPLY_ERRORS,
+    ),
+    Prompt(
+        "ln_amount",
+        "ln_amount",
+        field="amount",
+        parse=parse_amount_input,
+        goto="ln_term",
+        load="loan_product",
+        check="loan_amount",
+        errors=APPLY_ERRORS,
+        needs_pin=True,
+    ),
+    Prompt(
+        "ln_term",
+        "ln_term",
+        field="term",
+        parse=parse_term,
+        goto="ln_confirm",
+        load="loan_product",
+        check="loan_term",
+        errors=APPLY_ERRORS,
+        needs_pin=True,
+    ),
+    Confirm(
+        "ln_confirm",
+        "ln_confirm",
+        load="loan_quote",
+        yes="ln_run",
+        errors=APPLY_ERRORS,
+        needs_pin=True,
+    ),
+    Run("ln_run", action="loan_apply", ok="ln_applied", errors=APPLY_ERRORS),
+    # Where the application went: paid out (within the auto-approval ceiling), waiting for
+    # guarantors (asked next, in this session), or waiting for staff.
+    Fork(
+        "ln_applied",
+        field="status",
+        ways=(("disbursed", "ln_paid"), ("awaiting_guarantors", "gq_who"), ("*", "ln_submitted")),
+        fresh=True,
+    ),
+    End("ln_paid", "ln_paid"),
+    End("ln_submitted", "ln_submitted"),
+    End("ln_open", "ln_open"),
+    End("ln_unavailable", "ln_unavailable"),
+    End("ln_not_active", "ln_not_active"),
+    End("ln_guaranteed_default", "ln_guaranteed_default"),
+    End("ln_in_arrears", "ln_in_arrears"),
+    End("ln_too_new", "ln_too_new"),
+    End("ln_deposits_too_low", "ln_deposits_too_low"),
+    End("ln_no_limit", "ln_no_limit"),
+    End("ln_refused", "ln_refused"),
+    # --- ask a guarantor for the application waiting for them (one or more)
+    Prompt(
+        "gq_who",
+        "gq_who",
+        field="guarantor",
+        parse=parse_guarantor,
+        goto="gq_amount",
+        load="guarantor_need",
+        check="guarantor_check",
+        errors=GUARANTOR_ERRORS,
+        needs_pin=True,
+    ),
+    Prompt(
+        "gq_amount",
+        "gq_amount",
+        field="pledge",
+        parse=parse_amount_input,
+        goto="gq_confirm",
+        load="guarantor_need",
+        errors=GUARANTOR_ERRORS,
+        needs_pin=True,
+    ),
+    Confirm(
+        "gq_confirm",
+        "gq_confirm",
+        load="guarantor_quote",
+        yes="gq_run",
+        errors=GUARANTOR_ERRORS,
+        needs_pin=True,
+    ),
+    Run("gq_run", action="ask_guarantor", ok="gq_asked", errors=GUARANTOR_ERRORS),
+    Fork("gq_asked", field="more", ways=(("1", "gq_sent"), ("*", "gq_done")), fresh=True),
+    Menu("gq_sent", "gq_sent", (Option("opt_ask_another", "gq_who"),)),
+    End("gq_done", "gq_done"),
+    End("gq_none", "gq_none"),
+    # --- my loans: loans and applications, newest first, then one in full
+    Choose(
+        "ml_list",
+        "ml_list",
+        item="ml_item",
+        field="loan",
+        load="my_loans",
+        goto="ml_show",
+        empty="ml_none",
+        per_page=3,
+        needs_pin=True,
+    ),
+    Fork("ml_show", field="loan", ways=(("l*", "ml_loan"), ("*", "ml_app"))),
+    Menu("ml_loan", "ml_loan", load="my_loan", needs_pin=True),
+    Menu("ml_app", "ml_app", load="my_loan", needs_pin=True, extras=(("missing", "ml_missing"),)),
+    # --- guarantee requests waiting for this member: see, then accept or decline
+    Choose(
+        "gr_list",
+        "gr_list",
+        item="gr_item",
+        field="guarantee",
+        load="guarantee_requests",
+        goto="gr_detail",
+        empty="gr_none",
+        per_page=3,
+        needs_pin=True,
+    ),
+    Menu(
+        "gr_detail",
+        "gr_detail",
+        (Option("opt_accept", "gr_accept"), Option("opt_decline", "gr_decline")),
+        load="guarantee_request",
+        needs_pin=True,
+    ),
+    Run(
+        "gr_accept",
+        action="accept_guarantee",
+        ok="gr_accepted",
+        errors=CONSENT_ERRORS,
+        needs_pin=True,
+    ),
+    Run(
+        "gr_decline",
+        action="decline_guarantee",
+        ok="gr_declined",
+        errors=CONSENT_ERRORS,
+        needs_pin=True,
+    ),
+    End("gr_accepted", "gr_accepted"),
+    End("gr_declined", "gr_declined"),
+    End("gr_lacks", "gr_lacks"),
+    End("gr_max", "gr_max"),
+    End("gr_gone", "gr_gone"),
+]
 
 
 _SCREENS: list[Screen] = [
@@ -107,6 +363,7 @@ _SCREENS: list[Screen] = [
             Option("menu_change_pin", "cp_old", feature=access.CHANGE_PIN),
             Option("menu_deposit", "dep_amount", feature=access.DEPOSIT),
             Option("menu_withdraw", "wd_amount", feature=access.WITHDRAW),
+            Option("menu_loans", "loans", feature=access.LOANS),  # past six: 98 More
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
@@ -227,6 +484,7 @@ _SCREENS: list[Screen] = [
     End("wd_sim_swap", "wd_sim_swap"),
     End("wd_sim_check", "wd_sim_check"),
     End("wd_sim_cap", "wd_sim_cap"),
+    *LOAN_SCREENS,
     End(ROOT_EXITED, "exited"),
     # --- screens the engine goes to by itself -------------------------------
     PinPrompt("pin", "pin", mode="verify"),

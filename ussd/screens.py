@@ -24,6 +24,9 @@ result (``loaded``).
 * ``Choose``: numbered options from a loader (``ChoiceItem`` subclasses, typed with
   ``MaxChars``), ``per_page`` a screen, ``98`` for more; the chosen item's ``id``
   lands in ``inputs[field]``.
+* ``Fork``: not shown; goes on to the screen its ``ways`` give a field's value (what
+  an action just answered, a loaded field, or a typed input): after applying for a
+  loan, to the guarantors when the application waits for them, else to its end.
 * ``End``: the last screen (``END``).
 """
 
@@ -61,6 +64,7 @@ from ussd.engine import (
     gsm7_safe,
     invalid,
     number,
+    route,
     secret,
     show,
 )
@@ -502,6 +506,45 @@ class Choose(Screen):
         st.choices = [item.id for item in items]
         st.page = Paging.of(len(items), self.per_page, st.page).page
         return show(st, ctx)
+
+
+@dataclass(frozen=True)
+class Fork(Screen):
+    """Not shown: on to one of ``ways`` by the value of ``field`` in the data just
+    loaded or acted on (else the typed inputs), matched like an error table: the exact
+    value, the longest ``prefix*``, else ``*``. With ``load``, it loads first (a failure
+    goes through ``errors``). ``fresh``: the way here is forgotten, so ``0`` after a
+    finished action leads home rather than back into the flow that ran it."""
+
+    id: str
+    field: str
+    ways: Errors  # (value, screen)
+    load: str | None = None
+    needs_pin: bool = False
+    errors: Errors = ()
+    fresh: bool = False
+    interactive: ClassVar[bool] = False
+
+    def targets(self) -> list[str]:
+        return [target for _, target in self.ways] + super().targets()
+
+    def arrive(self, st: State, ctx: Context) -> Step:
+        if self.load:
+            return Step(st, effect=Effect("load", self.load, st.lang, inputs=dict(st.inputs)))
+        return self._follow(st, ctx)
+
+    def loaded(self, st: State, result: Result, ctx: Context) -> Step:
+        if not result.ok:
+            return fail(st, result, ctx, self.errors)
+        st.data.update(result.data)
+        return self._follow(st, ctx)
+
+    def _follow(self, st: State, ctx: Context) -> Step:
+        value = st.data.get(self.field, st.inputs.get(self.field, ""))
+        target = route(self.ways, str(value)) or ctx.tree.error
+        if self.fresh:
+            st.history = []
+        return enter(st, target, ctx)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ English    Kiswahili   meaning
 =========  ==========  ===========================================
 BAL        SALIO       balances (savings available, deposits, shares)
 MINI       TAARIFA     last 3 savings movements
-LOAN       MKOPO       loan status (completed by the loans issue)
-LIMIT      KIKOMO      loan limit (completed by the loans issue)
-ACCEPT c   KUBALI c    accept guarantee request c (loans issue)
-DECLINE c  KATAA c     decline guarantee request c (loans issue)
+LOAN       MKOPO       the latest loan (balance, next instalment) or application
+LIMIT      KIKOMO      the loan limit under the main product, or why none
+ACCEPT c   KUBALI c    how to accept guarantee request c (USSD, with the PIN)
+DECLINE c  KATAA c     decline guarantee request c
 HELP       MSAADA      the list of commands
 STOP       SIMAMA      no more promotional SMS (transactional still go)
 START      ANZA        promotional SMS again
@@ -29,8 +29,12 @@ So SMS shows only what the member's own receipts already put in that phone's
 inbox: balances (BAL) and the last three savings movements with date and
 amount (MINI) — no references, counterparties, memos, names, ID or member
 numbers, and nothing that moves money or changes settings apart from STOP/START
-(which only touch promotional messages). ACCEPT/DECLINE will commit a member as
-guarantor: the loans issue must ask for USSD PIN confirmation, not trust SMS.
+(which only touch promotional messages). The loan replies stay within what the
+loan SMS already put there: LOAN the loan's reference, balance and next
+instalment (as ``loan_disbursed``), LIMIT a figure derived from the deposits BAL
+shows, ACCEPT the borrower's first name (as ``guarantee_request``). ACCEPT does
+not pledge: consent to a pledge is confirmed on USSD with the PIN, and the reply
+says how. DECLINE commits no money and no consent, so the SMS is enough.
 """
 
 from __future__ import annotations
@@ -43,14 +47,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
-from core.kernel.errors import InvalidInput
+from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.identity import normalize_msisdn
 from core.kernel.money import format_cents, format_signed
 from core.ledger import entries as ledger
+from core.loans import guarantees
+from core.loans import views as loan_views
+from core.loans.errors import LoanStateError
+from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus
 from core.members.registration import member_account_ids, member_balances
 from core.members.status import MemberStatus
-from core.messaging.notifications import notify, sms_datetime
+from core.messaging.notifications import Term, first_name, notify, sms_datetime
 from db.models import Member, SmsInbound, SmsOptOut
 from db.session import insert_for
 
@@ -210,14 +219,101 @@ def _reply(
         moves = [(line.created_at, line.amount_cents) for line in lines]
         return "sms_mini", {**base, "lines": mini_lines(moves), "savings": available}
     if kind == "loan":
-        return "sms_loans_soon", base
+        return _loan_status(session, deps, member, base)
     if kind == "limit":
-        return "sms_limit_soon", base
-    if kind in ("accept", "decline"):
-        return "sms_no_guarantee", {**base, "code": command.code or "-"}
+        return _limit(session, deps, member, base)
+    if kind == "accept":
+        return _accept(session, member, command.code or "", base)
+    if kind == "decline":
+        return _decline(session, deps, member, command.code or "", base)
     if kind == "help":
         return "sms_help", base
     return "sms_unknown", base
+
+
+# ------------------------------------------------------------------- loans (issue 12)
+
+SMS_PRODUCT_CHARS = 20  # a product's name in a reply (one SMS part with worst-case data)
+# Where a member applies by phone: the main product is the first of these open to them.
+MEMBER_CHANNELS = (Channel.USSD, Channel.SMS)
+
+
+def _product(name: str) -> str:
+    """A product's name cut to fit (names are plain ASCII: ``core.loans.products``)."""
+    name = " ".join(name.split())
+    if len(name) <= SMS_PRODUCT_CHARS:
+        return name
+    return name[: SMS_PRODUCT_CHARS - 2].rstrip() + ".."
+
+
+def _limit(
+    session: Session, deps: CoreDeps, member: Member, base: dict[str, object]
+) -> tuple[str, dict[str, object]]:
+    """LIMIT: the limit under the main product, or the appraisal's main reason."""
+    found = loan_views.main_limit(session, deps, member.id, MEMBER_CHANNELS)
+    if found is None:
+        return "sms_limit_no_product", base
+    product = _product(found.name)
+    if found.reason is not None:
+        return "sms_limit_none", {**base, "product": product, "why": Term(f"why_{found.reason}")}
+    return "sms_limit", {**base, "product": product, "limit": format_cents(found.limit_cents)}
+
+
+def _loan_status(
+    session: Session, deps: CoreDeps, member: Member, base: dict[str, object]
+) -> tuple[str, dict[str, object]]:
+    """LOAN: the latest loan (balance, next instalment, arrears) or application (status)."""
+    line = loan_views.latest(session, member.id, business_date(deps.now()))
+    if line is None:
+        return "sms_loan_none", base
+    data = {**base, "reference": line.reference, "amount": format_cents(line.amount_cents)}
+    if line.kind == "loan" and line.status == LoanStatus.ACTIVE and line.next_due_on:
+        return "sms_loan", {
+            **data,
+            "balance": format_cents(line.balance_cents),
+            "instalment": format_cents(line.next_due_cents),
+            "due_on": line.next_due_on.strftime("%d/%m/%Y"),
+            "arrears": format_cents(line.arrears_cents),
+        }
+    if line.status == ApplicationStatus.AWAITING_GUARANTORS:
+        return "sms_loan_guarantors", {**data, "remaining": format_cents(line.missing_cents)}
+    return "sms_loan_state", {**data, "state": Term(f"state_{line.status}")}
+
+
+def _accept(
+    session: Session, member: Member, code: str, base: dict[str, object]
+) -> tuple[str, dict[str, object]]:
+    """ACCEPT <code> pledges nothing by itself: consent to a pledge is given on USSD with
+    the PIN (an SMS proves the SIM, not the person). The reply says how."""
+    ask = loan_views.request_by_code(session, member.msisdn, code)
+    if ask is None:
+        return "sms_no_guarantee", {**base, "code": code or "-"}
+    return "sms_accept_ussd", {
+        **base,
+        "pledge": format_cents(ask.pledge_cents),
+        "first_name": first_name(ask.borrower_name),
+        "reference": ask.reference,
+    }
+
+
+def _decline(
+    session: Session, deps: CoreDeps, member: Member, code: str, base: dict[str, object]
+) -> tuple[str, dict[str, object]]:
+    """DECLINE <code>: refusing commits no money and no consent, so the SMS is enough
+    (``core.loans.guarantees.decline_by_code``: the code works from its guarantor's
+    phone only; the borrower is told)."""
+    ask = loan_views.request_by_code(session, member.msisdn, code)
+    if ask is None:
+        return "sms_no_guarantee", {**base, "code": code or "-"}
+    try:
+        guarantees.decline_by_code(session, deps, msisdn=member.msisdn, code=code)
+    except (NotFound, LoanStateError):  # answered meanwhile: refused before any write
+        return "sms_no_guarantee", {**base, "code": code or "-"}
+    return "sms_declined", {
+        **base,
+        "first_name": first_name(ask.borrower_name),
+        "reference": ask.reference,
+    }
 
 
 _PIN_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{4,6}(?![0-9A-Za-z])")

@@ -158,15 +158,15 @@ def test_unknown_text_gets_help_in_the_members_language(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("LOAN", "loans by SMS are coming soon"),
-        ("mkopo", "huduma za mkopo kwa SMS"),
-        ("limit", "your loan limit will be shown here soon"),
+        ("LOAN", "you have no loans. Send LIMIT"),
+        ("mkopo", "huna mkopo. Tuma KIKOMO"),
+        ("limit", "no loan is open to apply for by phone now"),
         ("ACCEPT G7K2", "no pending guarantee request with code G7K2"),
         ("kataa g7k2", "hakuna ombi la udhamini linalosubiri lenye nambari G7K2"),
         ("hlep", "BAL balance"),
     ],
 )
-def test_loan_commands_answer_sensibly_until_loans_exist(
+def test_loan_commands_answer_a_member_without_loans_or_products(
     client: FlaskClient, db_session: Session, amina: Member, text: str, expected: str
 ) -> None:
     assert inbound(client, amina.msisdn, text) == 200

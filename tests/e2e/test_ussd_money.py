@@ -88,7 +88,7 @@ def test_ussd_deposit_pushes_once_credits_once_and_queues_the_receipt(
     m = env.member("+254712000201")
     float_before = env.code_balance("1010")
     p = phone(env, http, m.msisdn)
-    assert p.dial().endswith("5. Deposit\n6. Withdraw")
+    assert p.dial().endswith("5. Deposit\n6. Withdraw\n98 More")
     assert p.send("5") == "Deposit by M-Pesa. Enter amount in KES:"
     assert p.send("500") == "Deposit to:\n1. Savings\n2. Deposits\n3. Shares"
     assert p.send("1") == (

@@ -37,7 +37,7 @@ REGISTERED_EN = (
 )
 MAIN_EN = (
     "CON Umoja SACCO\n1. Check balances\n2. Mini statement\n3. My account\n4. Change PIN\n"
-    "5. Deposit\n6. Withdraw"
+    "5. Deposit\n6. Withdraw\n98 More"  # 7. Loans on the next page
 )
 
 
@@ -487,7 +487,7 @@ def test_language_switch_changes_the_next_screen(
     assert amina.language == "sw"
     assert Phone(client, amina.msisdn).dial() == (
         "CON Umoja SACCO\n1. Angalia salio\n2. Taarifa fupi\n3. Akaunti yangu\n4. Badilisha PIN\n"
-        "5. Weka pesa\n6. Toa pesa"
+        "5. Weka pesa\n6. Toa pesa\n98 Zaidi"
     )
 
 

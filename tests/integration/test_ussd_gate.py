@@ -23,7 +23,7 @@ from runtime import Runtime
 from tests.settings import PG_URL, REDIS_URL
 from tests.ussdutil import SERVICE_CODE, Phone, make_member
 from ussd.menus import TREE
-from ussd.screens import Confirm, Menu, Page, Prompt
+from ussd.screens import Choose, Confirm, Fork, Menu, Page, Prompt
 from ussd.store import resume_key
 
 TOO_FAST_EN = (
@@ -221,10 +221,15 @@ def test_a_resumed_withdrawal_asks_the_pin_again_before_the_quote(
 def test_every_screen_that_loads_member_data_needs_the_pin() -> None:
     # Loaders that read what a member owns or who they are; a new one belongs here.
     revealing = {"balances", "statement", "account", "withdraw_quote"}
+    revealing |= {  # loans: limits, amounts owed, names of borrowers and guarantors
+        "loan_limits", "loan_products", "loan_product", "loan_amount", "loan_quote",
+        "guarantor_need", "guarantor_check", "guarantor_quote", "guarantee_requests",
+        "guarantee_request", "my_loans", "my_loan",
+    }  # fmt: skip
     unguarded = [
         sid
         for sid, scr in TREE.screens.items()
-        if isinstance(scr, Menu | Page | Prompt | Confirm)
+        if isinstance(scr, Menu | Page | Prompt | Confirm | Choose | Fork)
         and ({scr.load, getattr(scr, "check", None)} & revealing)
         and not scr.needs_pin
     ]

@@ -40,6 +40,11 @@ WORST = {
     "instalment": "KES 9,999,999.99",
     "due_on": "31/12/2026",
     "loan": "L7K2M9QX",  # a loan's reference: L + 7
+    "product": "W" * 20,  # a loan product's name, cut (core.messaging.sms_commands)
+    "limit": "KES 9,999,999.99",
+    "arrears": "KES 9,999,999.99",
+    "why": Term("why_guaranteed_default"),  # every why_/state_ term: test below
+    "state": Term("state_pending_approval"),
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]
@@ -113,3 +118,16 @@ def test_placeholders_are_simple_names() -> None:
         for lang in ("en", "sw"):
             for field in SMS.placeholders(SMS.text(template, lang)):
                 assert set(field) <= set(string.ascii_lowercase + "_")
+
+
+@pytest.mark.parametrize("language", ["en", "sw"])
+@pytest.mark.parametrize("kind", ["why", "state"])
+def test_loan_replies_fit_with_every_reason_and_status(kind: str, language: str) -> None:
+    terms = [k.removeprefix("term_") for k in SMS.texts["en"] if k.startswith(f"term_{kind}_")]
+    assert terms
+    for template in TEMPLATES:
+        if kind not in SMS.placeholders(SMS.text(template, language)):
+            continue
+        for term in terms:
+            body = render_sms(template, language, {**WORST, kind: Term(term)})
+            assert sms_length(body).parts == 1, f"{template}/{language}/{term}: {body}"

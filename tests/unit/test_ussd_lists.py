@@ -304,8 +304,8 @@ def test_direct_dial_shortcuts_reach_options_on_every_page(phone: Phone) -> None
 
 
 def grown_tree() -> Tree:
-    """The real tree with two more main-menu options for active members, as loans will
-    add (``access.LOANS``): an active member's seventh and eighth."""
+    """The real tree (seven options for an active member since Loans) with two more
+    main-menu options for active members: an active member's eighth and ninth."""
     main = REAL_TREE["main"]
     assert isinstance(main, Menu)
     more = (
@@ -337,13 +337,14 @@ def where(tree: Tree, text: str, status: str) -> tuple[str, str | None]:
 @pytest.mark.parametrize("status", ["active", "pending_kyc", "suspended"])
 def test_todays_shortcuts_lead_where_they_led_once_the_main_menu_grows(status: str) -> None:
     grown = grown_tree()
-    for n in range(1, 7):
+    for n in range(1, 8):
         for rest in ("", "*1", "*2"):
             text = f"{n}{rest}"
             assert where(grown, text, status) == where(REAL_TREE, text, status), text
-    if status == "active":  # six options today: the new ones are 7 and 8
-        assert where(grown, "7", status) == ("account_lang", None)
-        assert where(grown, "8*2", status) == ("account_lang", None)  # not chosen: a Run
+    if status == "active":  # seven options today (7: Loans): the new ones are 8 and 9
+        assert where(REAL_TREE, "7", status) == ("pin", "loans")  # Loans is behind the PIN
+        assert where(grown, "8", status) == ("account_lang", None)
+        assert where(grown, "9*2", status) == ("account_lang", None)  # not chosen: a Run
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -15,8 +15,8 @@ import pytest
 from core.kernel.i18n import LANGUAGES
 from core.kernel.money import MAX_INPUT_CENTS, format_cents
 from core.members.access import self_service_features
-from ussd import checks
-from ussd.actions import LOADER_ITEMS, NAME_CHARS
+from ussd import checks, menus
+from ussd.actions import LOADER_ITEMS, NAME_CHARS, PERSON_CHARS, PRODUCT_CHARS
 from ussd.checks import CHECKS, reason_keys, validate
 from ussd.engine import GSM7, MAX_CHOICES, MAX_SCREEN_CHARS, Context, Screen, State, Tree, compose
 from ussd.menus import TREE, root_for
@@ -24,9 +24,11 @@ from ussd.screens import (
     Choose,
     Confirm,
     End,
+    Fork,
     Menu,
     Option,
     Page,
+    Parser,
     PinPrompt,
     Prompt,
     Run,
@@ -74,6 +76,28 @@ def worst_data(lang: str) -> dict[str, object]:
         "account": longest("acct_", lang),
         "ref": "W" * 12,  # an STK AccountReference is at most 12 characters
         "limit": BIG,
+        # loans (ussd/actions.py cuts names: PRODUCT_CHARS, PERSON_CHARS)
+        "product": "W" * PRODUCT_CHARS,
+        "min_amount": BIG,
+        "max_amount": BIG,
+        "min_term": "360",  # core.loans.products.MAX_TERM
+        "max_term": "360",
+        "term": "360",
+        "unit": longest("ln_unit_", lang),
+        "instalment": BIG,
+        "fees": BIG,
+        "received": BIG,
+        "due_on": "31/12/2026",
+        "missing": BIG,
+        "asked": BIG,
+        "guarantor": "W" * PERSON_CHARS,
+        "borrower": "W" * PERSON_CHARS,
+        "pledge": BIG,
+        "pledged": BIG,
+        "loan": BIG,
+        "balance": BIG,
+        "arrears": BIG,
+        "state": longest("ln_state_", lang),
     }
 
 
@@ -84,6 +108,9 @@ def item_lists(screen_id: str, lang: str) -> list[list[object]]:
     if isinstance(scr, Choose):
         worst = worst_item(LOADER_ITEMS[scr.load])
         return [[worst] * MAX_CHOICES, [worst] * scr.per_page, []]
+    if isinstance(scr, Page) and scr.item == "ln_limit_line":  # a limit, or a reason
+        limit = {"product": "W" * PRODUCT_CHARS, "limit": max(BIG, longest("ln_why_", lang))}
+        return [[limit] * 9, []]
     if isinstance(scr, Page):  # the statement's lines
         line = {
             "date": "27/11",
@@ -95,6 +122,16 @@ def item_lists(screen_id: str, lang: str) -> list[list[object]]:
     return [[]]
 
 
+# The reasons each prompt's parser gives (``Invalid(...)``); a new parser belongs here.
+PARSER_REASONS: dict[Parser, list[str]] = {
+    menus.parse_name: ["why_name"],
+    menus.parse_national_id: ["why_national_id"],
+    menus.parse_amount_input: ["why_amount"],
+    menus.parse_term: ["why_term"],
+    menus.parse_guarantor: ["why_guarantor"],
+}
+
+
 def notices_for(screen_id: str) -> list[str | None]:
     """Every one-line reason the engine may show above this screen: its own, and each
     that an error table routes back to it."""
@@ -103,8 +140,8 @@ def notices_for(screen_id: str) -> list[str | None]:
     if not scr.interactive:
         return keys
     keys += ["why_choice", "why_too_long"]
-    if isinstance(scr, Prompt):
-        keys += ["why_name", "why_national_id", "why_amount"]
+    if isinstance(scr, Prompt):  # what its parser may say
+        keys += PARSER_REASONS[scr.parse]
     if isinstance(scr, PinPrompt):
         keys += [k for k in KEYS if k.startswith("why_pin_")] + [scr.format_reason]
     for other in TREE.screens.values():
@@ -128,7 +165,7 @@ def test_every_screen_fits_160_gsm7_characters(lang: str) -> None:
     too_long: list[str] = []
     checked = 0
     for screen_id, scr in TREE.screens.items():
-        if isinstance(scr, Run):
+        if isinstance(scr, Run | Fork):  # never shown
             continue
         for status in STATUSES:
             ctx = Context(

@@ -1,0 +1,393 @@
+"""Loans on USSD (issue 12, part 4), through the Flask client with the gateway's form
+fields, on PostgreSQL and the Redis session store: apply (a development loan with a
+guarantor who consents on their own phone; an instant loan paid out at once), my limit,
+my loans, guarantee requests, and every refusal a clear screen that writes nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kernel.deps import CoreDeps
+from core.ledger.verify import verify_ledger
+from core.loans import book, guarantees
+from core.loans.facts import free_deposits_cents
+from db.models import Hold, Member, OutboxMessage
+from db.models_loans import Loan, LoanApplication, LoanGuarantee, LoanInstalment
+from tests.loanutil import funded_member, make_product
+from tests.ussdutil import Phone
+
+KES = 100
+PIN = "4826"  # tests.ussdutil.make_member's
+LOANS_EN = (
+    "CON Loans\n1. My limit\n2. Apply for a loan\n3. My loans\n4. Ask a guarantor\n"
+    "5. Guarantee requests\n0 Back 00 Home"
+)
+INSTANT: dict[str, Any] = {  # the demo's INST (manage.py DEMO_PRODUCTS)
+    "name": "Instant mobile loan",
+    "rate_percent": Decimal("0.0000"),
+    "method": "flat",
+    "min_term": 1,
+    "max_term": 3,
+    "min_amount_cents": 500 * KES,
+    "max_amount_cents": 20_000 * KES,
+    "deposit_multiplier": Decimal("1.00"),
+    "guarantor_policy": "none",
+    "guarantor_cover_percent": None,
+    "auto_approve_ceiling_cents": 20_000 * KES,
+}
+INSTANT_FEES = [
+    {"kind": "processing", "timing": "added_to_schedule", "percent": Decimal("7.5000"),
+     "min_term": 1, "max_term": 1},
+    {"kind": "processing", "timing": "added_to_schedule", "percent": Decimal("10.0000"),
+     "min_term": 2, "max_term": 3},
+]  # fmt: skip
+
+
+def loans_menu(client: FlaskClient, member: Member) -> Phone:
+    """A new dial to the Loans menu: 7 (on the main menu's second page), the PIN."""
+    phone = Phone(client, member.msisdn)
+    phone.dial()
+    assert phone.send("7") in ("CON Enter your PIN:", "CON Andika PIN yako:")
+    phone.send(PIN)
+    return phone
+
+
+def sms(s: Session, member: Member, template: str) -> list[str]:
+    return list(
+        s.scalars(
+            select(OutboxMessage.body).where(
+                OutboxMessage.member_id == member.id, OutboxMessage.template == template
+            )
+        )
+    )
+
+
+def count(s: Session, model: Any) -> int:
+    return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.fixture
+def dev(db_session: Session, deps: CoreDeps) -> str:
+    """A development loan: 1% a month reducing, 1-48 months, KES 1,000-5,000,000, 3x
+    deposits, guarantors for what own deposits do not cover, 1% processing fee."""
+    return make_product(db_session, deps, name="Development loan").code
+
+
+@pytest.fixture
+def amina(db_session: Session, deps: CoreDeps) -> Member:
+    return funded_member(db_session, deps, deposits_cents=20_000 * KES, name="Amina Wanjiru")
+
+
+@pytest.fixture
+def otieno(db_session: Session, deps: CoreDeps) -> Member:
+    return funded_member(db_session, deps, deposits_cents=50_000 * KES, name="Otieno Kamau")
+
+
+# ------------------------------------------------------------------ apply
+
+
+def test_a_development_loan_with_a_guarantor_who_accepts_on_their_phone(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str, amina: Member,
+    otieno: Member,
+) -> None:  # fmt: skip
+    phone = loans_menu(client, amina)
+    assert phone.last == LOANS_EN
+    assert phone.send("2") == "CON Apply for which loan?\n1. Development loan"
+    assert phone.send("1") == (
+        "CON Development loan: KES 1,000 to KES 5,000,000. Your limit KES 60,000.\n"
+        "Enter amount in KES:"
+    )
+    assert phone.send("50000") == "CON Development loan: repay over how many months? (1-48)"
+    assert phone.send("12") == (
+        "CON Loan KES 50,000, 12 months\nInstalment KES 4,443\nTotal to repay KES 53,308.91\n"
+        "Fees KES 500\n1. Confirm\n2. Cancel"
+    )
+    assert count(db_session, LoanApplication) == 0  # nothing before the confirmation
+    asking = phone.send("1")  # the PIN was given at the Loans menu
+    application = db_session.scalars(select(LoanApplication)).one()
+    assert (
+        application.status,
+        application.amount_cents,
+        application.term,
+        application.channel,
+    ) == ("awaiting_guarantors", 50_000 * KES, 12, "ussd")
+    # Own free deposits (20,000) count towards the cover: guarantors pledge the rest.
+    assert asking == (
+        f"CON Loan {application.reference}: guarantors must pledge KES 30,000. "
+        "Enter a guarantor's member no. or phone:"
+    )
+    local = "0" + otieno.msisdn.removeprefix("+254")  # a phone as members write it
+    assert phone.send(local) == (
+        "CON How much should they pledge? Still needed KES 30,000. Amount in KES:"
+    )
+    assert phone.send("30000") == (
+        f"CON Ask Otieno to pledge KES 30,000 for loan {application.reference}? "
+        "We will SMS them.\n1. Confirm\n2. Cancel"
+    )
+    assert phone.send("1") == (
+        "END Request sent to Otieno. All that is needed is now asked; we will SMS you their "
+        "answers."
+    )
+    guarantee = db_session.scalars(select(LoanGuarantee)).one()
+    assert (guarantee.guarantor_id, guarantee.amount_cents, guarantee.status) == (
+        otieno.id,
+        30_000 * KES,
+        "requested",
+    )
+    [request] = sms(db_session, otieno, "guarantee_request")
+    assert f"ACCEPT {guarantee.code}" in request
+
+    # The guarantor consents on their own phone, in their own session, with their PIN.
+    other = loans_menu(client, otieno)
+    assert other.send("5") == "CON Guarantee requests\n1. Amina Wanjiru KES 30,000"
+    assert other.send("1") == (
+        "CON Amina Wanjiru asks you to pledge KES 30,000 for a loan of KES 50,000.\n"
+        "You pledge KES 0 now.\n1. Accept\n2. Decline\n0 Back 00 Home"
+    )
+    assert other.send("1") == (
+        "END You pledged KES 30,000 for Amina Wanjiru. It is held on your deposits until "
+        "the loan is repaid."
+    )
+    db_session.refresh(application)
+    db_session.refresh(guarantee)
+    assert application.status == "pending_approval"  # covered: staff decide next
+    assert guarantee.status == "accepted" and guarantee.hold_id is not None
+    assert free_deposits_cents(db_session, otieno.id) == 20_000 * KES
+    assert len(sms(db_session, amina, "guarantee_accepted")) == 1
+
+    # The borrower sees it in My loans.
+    mine = loans_menu(client, amina)
+    assert mine.send("3") == f"CON My loans 1/1\n1. {application.reference} Awaiting approval"
+    assert mine.send("1") == (
+        f"CON Application {application.reference}: Awaiting approval\n"
+        "Development loan KES 50,000\n0 Back 00 Home"
+    )
+    assert verify_ledger(db_session).ok
+
+
+def test_an_instant_loan_within_the_ceiling_is_paid_to_savings_at_once(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    make_product(db_session, deps, fees=INSTANT_FEES, **INSTANT)
+    member = funded_member(db_session, deps, deposits_cents=10_000 * KES, name="Fatuma Ali")
+    phone = loans_menu(client, member)
+    phone.send("2")
+    assert phone.send("1").startswith(
+        "CON Instant mobile loan: KES 500 to KES 20,000. Your limit KES 10,000."
+    )
+    assert phone.send("5000") == "CON Instant mobile loan: repay over how many months? (1-3)"
+    assert phone.send("1") == (
+        "CON Loan KES 5,000, 1 months\nInstalment KES 5,375\nTotal to repay KES 5,375\n"
+        "Fees KES 375\n1. Confirm\n2. Cancel"
+    )
+    done = phone.send("1")
+    loan = db_session.scalars(select(Loan).where(Loan.member_id == member.id)).one()
+    first = db_session.scalars(
+        select(LoanInstalment).where(LoanInstalment.loan_id == loan.id)
+    ).one()
+    assert done == (
+        f"END Loan {loan.reference} approved: KES 5,000 is in your savings. First instalment "
+        f"KES 5,375 due {first.due_on:%d/%m/%Y}."
+    )
+    assert len(sms(db_session, member, "loan_disbursed")) == 1
+    balances = Phone(client, member.msisdn)
+    balances.dial()
+    balances.send("1")
+    assert balances.send(PIN) == (
+        "CON Savings KES 5,000\nAvailable KES 5,000\nDeposits KES 10,000\nShares KES 0\n"
+        "Loans owed KES 5,000\n0 Back 00 Home"
+    )
+    mine = loans_menu(client, member)
+    assert mine.send("3") == f"CON My loans 1/1\n1. {loan.reference} Repaying"
+    assert mine.send("1") == (
+        f"CON Loan {loan.reference}: Repaying\nBalance KES 5,000\n"
+        f"Next KES 5,375 due {first.due_on:%d/%m/%Y}\nArrears KES 0\n0 Back 00 Home"
+    )
+    assert verify_ledger(db_session).ok
+
+
+def test_my_limit_shows_each_product_limit_or_its_reason_in_swahili(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str, amina: Member
+) -> None:
+    make_product(db_session, deps, name="Emergency loan", min_membership_months=6)
+    amina.language = "sw"
+    db_session.flush()
+    phone = loans_menu(client, amina)
+    assert phone.last.startswith("CON Mikopo\n1. Kikomo changu\n2. Omba mkopo\n")
+    assert phone.send("1") == (
+        "CON Vikomo vya mkopo 1/1\nDevelopment loan: KES 60,000\n"
+        "Emergency loan: uanachama bado mpya\n0 Rudi 00 Mwanzo"
+    )
+
+
+def test_members_who_may_not_borrow_see_no_loans_or_the_reason(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str
+) -> None:
+    pending = funded_member(db_session, deps, deposits_cents=1_000 * KES, status="active")
+    pending.status = "pending_kyc"
+    db_session.flush()
+    assert "Loans" not in Phone(client, pending.msisdn).dial()  # the feature is active-only
+    broke = funded_member(db_session, deps)  # no deposits: no limit
+    phone = loans_menu(client, broke)
+    assert phone.send("1") == "CON Loan limits 1/1\nDevelopment loan: limit used up\n0 Back 00 Home"
+    phone.send("0")
+    phone.send("2")
+    assert phone.send("1") == (
+        "END Your limit for this loan is used up by what you owe. See My limit."
+    )
+    assert count(db_session, LoanApplication) == 0
+
+
+# ------------------------------------------------------ bad input writes nothing
+
+
+def test_bad_amounts_and_terms_are_asked_again_and_write_nothing(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str, amina: Member
+) -> None:
+    messages = count(db_session, OutboxMessage)
+    phone = loans_menu(client, amina)
+    phone.send("2")
+    prompt = phone.send("1").removeprefix("CON ")
+    assert phone.send("1e9") == "CON Enter an amount up to KES 10,000,000.\n" + prompt
+    assert phone.send("-5") == "CON Enter an amount up to KES 10,000,000.\n" + prompt
+    assert phone.send("2000").startswith("CON Development loan: repay over")  # resets the count
+    phone.send("0")
+    assert phone.send("abc") == "CON Enter an amount up to KES 10,000,000.\n" + prompt
+    assert phone.send("70000") == "CON Above your limit of KES 60,000.\n" + prompt
+    assert phone.send("900") == "END Too many wrong entries. Please dial again."
+
+    phone = loans_menu(client, amina)
+    phone.send("2")
+    phone.send("1")
+    assert phone.send("900").startswith("CON The minimum is KES 1,000.\n")
+    term = phone.send("5000").removeprefix("CON ")
+    assert phone.send("49") == "CON Choose 1 to 48.\n" + term
+    assert phone.send("twelve") == "CON Enter a number of months.\n" + term
+    assert phone.send("0").startswith("CON Development loan: KES 1,000")  # back: the amount
+    assert count(db_session, LoanApplication) == 0
+    assert count(db_session, OutboxMessage) == messages
+
+
+def test_one_application_at_a_time_and_cancel_does_nothing(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str, amina: Member
+) -> None:
+    phone = loans_menu(client, amina)
+    for typed in ("2", "1", "5000", "6"):
+        phone.send(typed)
+    assert phone.send("2") == "END Cancelled. Nothing was done."
+    assert count(db_session, LoanApplication) == 0
+    book.apply_for_loan(db_session, deps, amina.id, dev, 5_000 * KES, 6, "ussd", "test-open-1")
+    phone = loans_menu(client, amina)
+    assert phone.send("2") == (
+        "END You already have a loan application in progress: see Loans, My loans. One at a time."
+    )
+
+
+def test_guarantors_the_rules_refuse_are_asked_again_and_nothing_is_written(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, amina: Member, otieno: Member
+) -> None:
+    code = make_product(db_session, deps, max_guarantees_per_guarantor=1).code
+    application = book.apply_for_loan(
+        db_session, deps, amina.id, code, 50_000 * KES, 12, "ussd", "test-guarantors-1"
+    )
+    suspended = funded_member(db_session, deps, deposits_cents=50_000 * KES, status="suspended")
+    poor = funded_member(db_session, deps, deposits_cents=1_000 * KES)
+    busy = funded_member(db_session, deps, deposits_cents=90_000 * KES)
+    other = funded_member(db_session, deps, deposits_cents=10_000 * KES)
+    taken = book.apply_for_loan(
+        db_session, deps, other.id, code, 20_000 * KES, 6, "ussd", "test-busy-1"
+    )
+    g = guarantees.request_guarantee(
+        db_session, deps, application_id=taken.id, borrower_id=other.id,
+        guarantor=busy.member_number or "", amount_cents=5_000 * KES,
+    )  # fmt: skip
+    guarantees.accept_guarantee(db_session, deps, guarantee_id=g.id, guarantor_id=busy.id)
+    before = (
+        count(db_session, LoanGuarantee),
+        count(db_session, Hold),
+        count(db_session, OutboxMessage),
+    )
+
+    phone = loans_menu(client, amina)
+    who = phone.send("4").removeprefix("CON ")
+    assert who.startswith(f"Loan {application.reference}: guarantors must pledge KES 30,000.")
+    assert phone.send("12ab") == "CON Enter a member number or a phone number.\n" + who
+    assert phone.send("99999") == "CON No member has that number or phone.\n" + who
+    cases = [
+        (amina, "You cannot guarantee your own loan."),
+        (suspended, "That member cannot guarantee now."),
+        (poor, "That member's free deposits do not cover it."),
+        (busy, "That member guarantees the most loans allowed."),
+    ]
+    for guarantor, reason in cases:
+        phone.send(guarantor.member_number or "")
+        phone.send("10000")
+        assert phone.send("1") == f"CON {reason}\n" + who, guarantor.full_name
+    assert phone.send(otieno.member_number or "").startswith("CON How much")
+    assert phone.send("40000").startswith("CON Ask Otieno to pledge KES 40,000")
+    assert phone.send("1") == (
+        "CON More than still needed (KES 30,000).\n"
+        "How much should they pledge? Still needed KES 30,000. Amount in KES:"
+    )
+    after = (
+        count(db_session, LoanGuarantee),
+        count(db_session, Hold),
+        count(db_session, OutboxMessage),
+    )
+    assert after == before
+    phone.send("10000")
+    assert phone.send("1") == (
+        "CON Request sent to Otieno. Still needed KES 30,000; asked so far KES 10,000.\n"
+        "1. Ask another guarantor\n0 Back 00 Home"
+    )
+    assert phone.send("1").startswith(f"CON Loan {application.reference}: guarantors must")
+
+
+def test_a_guarantor_declines_and_the_borrower_is_told(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str, amina: Member,
+    otieno: Member,
+) -> None:  # fmt: skip
+    application = book.apply_for_loan(
+        db_session, deps, amina.id, dev, 50_000 * KES, 12, "ussd", "test-decline-1"
+    )
+    guarantees.request_guarantee(
+        db_session, deps, application_id=application.id, borrower_id=amina.id,
+        guarantor=otieno.msisdn, amount_cents=30_000 * KES,
+    )  # fmt: skip
+    phone = loans_menu(client, otieno)
+    phone.send("5")
+    phone.send("1")
+    assert phone.send("2") == (
+        "END You declined Amina Wanjiru's request. Nothing of yours is pledged."
+    )
+    assert db_session.scalars(select(LoanGuarantee.status)).one() == "declined"
+    assert len(sms(db_session, amina, "guarantee_declined")) == 1
+    again = loans_menu(client, otieno)
+    assert again.send("5") == (
+        "CON Guarantee requests\nNo guarantee requests wait for you.\n0 Back 00 Home"
+    )
+
+
+def test_a_request_answered_meanwhile_is_no_longer_open(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, dev: str, amina: Member,
+    otieno: Member,
+) -> None:  # fmt: skip
+    application = book.apply_for_loan(
+        db_session, deps, amina.id, dev, 50_000 * KES, 12, "ussd", "test-meanwhile-1"
+    )
+    g = guarantees.request_guarantee(
+        db_session, deps, application_id=application.id, borrower_id=amina.id,
+        guarantor=otieno.msisdn, amount_cents=30_000 * KES,
+    )  # fmt: skip
+    phone = loans_menu(client, otieno)
+    phone.send("5")
+    phone.send("1")
+    guarantees.decline_by_code(db_session, deps, msisdn=otieno.msisdn, code=g.code)  # by SMS
+    assert phone.send("1") == "END This request is no longer open. Nothing was pledged."
+    assert count(db_session, Hold) == 0

@@ -144,6 +144,7 @@ def request_guarantee(
             "member_number": borrower.member_number or "-",
             "pledge": format_cents(amount_cents),
             "code": guarantee.code,
+            "ussd_code": deps.ussd_code,  # consent is given on USSD, with the PIN
         },
     )
     return guarantee

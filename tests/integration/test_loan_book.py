@@ -100,7 +100,7 @@ def test_apply_guarantor_accepts_approve_disbursed(db_session: Session, deps: Co
         guarantor=guarantor.member_number or "", amount_cents=300_000 * KES,
     )  # fmt: skip
     [asked] = sms(s, guarantor, "guarantee_request")
-    assert f"ACCEPT {request.code} or DECLINE {request.code}" in asked
+    assert "dial *384*44135# > Loans" in asked and f"DECLINE {request.code}" in asked
     assert "Amina" in asked and "KES 300,000" in asked
 
     accepted = guarantees.accept_by_code(

@@ -141,7 +141,7 @@ def test_a_development_loan_with_a_guarantor_who_accepts_on_their_phone(
         "requested",
     )
     [request] = sms(db_session, otieno, "guarantee_request")
-    assert f"ACCEPT {guarantee.code}" in request
+    assert "dial *384*44135# > Loans" in request and f"DECLINE {guarantee.code}" in request
 
     # The guarantor consents on their own phone, in their own session, with their PIN.
     other = loans_menu(client, otieno)

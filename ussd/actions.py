@@ -42,6 +42,7 @@ from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import (
     DomainError,
+    InsufficientFunds,
     InvalidInput,
     MemberNotAllowed,
     NotFound,
@@ -54,11 +55,12 @@ from core.kernel.uow import keep
 from core.ledger import statements
 from core.loans import book as core_book
 from core.loans import guarantees
+from core.loans import repayments as core_repayments
 from core.loans import views as loan_views
 from core.loans.book import check_product_open
 from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError
 from core.loans.terms import ProductTerms, current_terms
-from core.loans.vocabulary import ApplicationStatus, Channel
+from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus, RepaymentSource
 from core.members import registration as members
 from core.messaging.notifications import first_name
 from core.payments.mpesa import flows as mpesa
@@ -88,6 +90,8 @@ class MoneyPorts(Protocol):
     def policy(self) -> MpesaPolicy: ...
     @property
     def sim_swap(self) -> mpesa.SimSwapChecker: ...
+    @property
+    def shortcode(self) -> str: ...  # the paybill (loan repayments: the loan reference)
 
 
 @dataclass(frozen=True)
@@ -757,3 +761,119 @@ def _my_loan(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
             shown["missing"] = format_cents(line.missing_cents)
         return shown
     raise NotFound("no such loan")
+
+
+# ------------------------------------------------------------------ repay (issue 12)
+#
+# Repay: one of the member's active loans, then from savings (``core.loans.repayments.
+# repay_loan``, source ``savings``, after the confirmation and the PIN) or by M-Pesa (the
+# paybill and the loan's reference: that path repays the loan by itself). The balance
+# shown is the payoff (``position().payoff_cents``): what the SMS calls "Loan balance".
+
+
+@dataclass(frozen=True)
+class RepayChoice(ChoiceItem):
+    """An active loan of the member: ``id`` the loan's id; its payoff balance shown."""
+
+    reference: Annotated[str, MaxChars(LOAN_REF_CHARS)]
+    balance: Annotated[str, MaxChars(16)]  # KES 9,999,999.99
+
+
+def _active_loans(session: Session, deps: CoreDeps, call: Call) -> list[loan_views.LoanLine]:
+    lines = loan_views.member_loans(session, _member(call), business_date(deps.now()))
+    return [ln for ln in lines if ln.kind == "loan" and ln.status == LoanStatus.ACTIVE]
+
+
+@loader("repay_loans", items=RepayChoice)  # Repay: which loan (active ones, newest first)
+def _repay_loans(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    items = [
+        RepayChoice(
+            str(line.id),
+            line.reference,
+            format_cents(core_repayments.position(session, deps, line.id).payoff_cents),
+        )
+        for line in _active_loans(session, deps, call)
+    ]
+    return {"items": items}
+
+
+def _repay_position(session: Session, deps: CoreDeps, call: Call) -> core_repayments.Position:
+    """The loan chosen on ``rp_loan``: the member's, and still being repaid."""
+    wanted = call.inputs.get("loan", "")
+    for line in _active_loans(session, deps, call):
+        if str(line.id) == wanted:
+            return core_repayments.position(session, deps, line.id)
+    raise LoanStateError("the loan is no longer being repaid", reason="closed")
+
+
+@loader("repay_loan")  # the amount prompt: the loan's balance and the savings available
+def _repay_loan(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    pos = _repay_position(session, deps, call)
+    available = members.member_balances(session, _member(call)).savings_available_cents
+    return {
+        "reference": pos.reference,
+        "balance": format_cents(pos.payoff_cents),
+        "available": format_cents(available),
+    }
+
+
+def _repay_quote_data(session: Session, deps: CoreDeps, call: Call) -> dict[str, Any]:
+    """The amount against the loan's payoff and the savings available: the refusals
+    ``repay_loan`` would give, before anything is shown or written."""
+    pos = _repay_position(session, deps, call)
+    amount = _amount(call)
+    if amount > pos.payoff_cents:
+        raise LoanStateError("more than the loan's balance", reason="more_than_owed")
+    available = members.member_balances(session, _member(call)).savings_available_cents
+    if amount > available:
+        raise InsufficientFunds("not enough savings")
+    return {
+        "reference": pos.reference,
+        "amount": format_cents(amount),
+        "balance": format_cents(pos.payoff_cents - amount),
+    }
+
+
+@loader("repay_check")  # the amount prompt's check
+def _repay_check(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    _repay_quote_data(session, deps, call)
+    return {}
+
+
+@loader("repay_quote")  # the confirmation: amount, loan, the balance after
+def _repay_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    return _repay_quote_data(session, deps, call)
+
+
+@action("repay_savings")  # repay_loan from savings (idempotent on call.key); core sends the SMS
+def _repay_savings(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    pos = _repay_position(session, deps, call)
+    key = _loan_key(call.key)
+    repaid = core_repayments.repay_loan(
+        session,
+        deps,
+        core_repayments.Repayment(
+            amount_cents=_amount(call),
+            source=RepaymentSource.SAVINGS,
+            idempotency_key=key,
+            business_key=f"loan_repayment:{key}",
+            loan_id=pos.loan_id,
+            member_id=_member(call),
+        ),
+    )
+    return {
+        "reference": repaid.loan_reference,
+        "amount": format_cents(repaid.amount_cents),
+        "balance": format_cents(repaid.balance_after_cents),
+        "closed": "1" if repaid.closed else "0",
+    }
+
+
+SHORTCODE_CHARS = 10  # a paybill number on a screen (Safaricom's have 5-7 digits)
+
+
+@loader("repay_paybill")  # By M-Pesa: the paybill and the loan's reference as the account
+def _repay_paybill(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    money = _money(call)
+    pos = _repay_position(session, deps, call)
+    return {"shortcode": gsm7_safe(money.shortcode, SHORTCODE_CHARS), "reference": pos.reference}

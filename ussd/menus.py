@@ -8,8 +8,7 @@ docs/channels/ussd.md): amount, (account), confirmation with the quote, the PIN,
 table (``DEPOSIT_ERRORS`` below).
 
 Deposit and Withdraw (M-Pesa) and Loans (issue 12: my limit, apply, my loans, ask a
-guarantor, guarantee requests) are below. Repaying a loan is not offered yet: it comes
-with the repayment use case.
+guarantor, guarantee requests, repay from savings or by M-Pesa paybill) are below.
 """
 
 from __future__ import annotations
@@ -37,6 +36,9 @@ ROOT_NEW = "welcome"
 ROOT_EXITED = "exited"
 ROOT_PIN_RESET = "pr_code"  # a member with a staff PIN reset pending (core.members.registration)
 RESET_CODE_DIGITS = 6
+# Not a member's feature but the channel's: M-Pesa is configured (``ussd.service`` adds it
+# to every caller's features then). An option that needs M-Pesa names it.
+MPESA = "mpesa"
 
 
 def parse_name(text: str, ctx: Context) -> str:
@@ -152,6 +154,17 @@ CONSENT_ERRORS: Errors = (
     ("member_not_allowed", "not_allowed"),
 )
 
+# Repay (from savings): the amount is asked again when it is more than the loan's balance
+# or the savings available; a loan repaid or gone meanwhile ends. ``repay_loan`` gives
+# the same refusals, before any write, should they change after the check.
+REPAY_ERRORS: Errors = (
+    ("loan_state_more_than_owed", "rp_amount"),
+    ("insufficient_funds", "rp_amount"),
+    ("loan_state_*", "rp_gone"),  # closed or written off meanwhile
+    ("not_found", "rp_gone"),
+    ("member_not_allowed", "not_allowed"),
+)
+
 LOAN_SCREENS: list[Screen] = [
     # Every loans screen is behind the session PIN: limits, amounts, names. Those that
     # load need it themselves too, for a flow resumed in a new session.
@@ -164,6 +177,7 @@ LOAN_SCREENS: list[Screen] = [
             Option("menu_my_loans", "ml_list"),
             Option("menu_loan_guarantors", "gq_who"),
             Option("menu_guarantee_requests", "gr_list"),
+            Option("menu_loan_repay", "rp_loan"),  # last: the shortcuts above keep their numbers
         ),
         needs_pin=True,
     ),
@@ -328,6 +342,49 @@ LOAN_SCREENS: list[Screen] = [
     End("gr_lacks", "gr_lacks"),
     End("gr_max", "gr_max"),
     End("gr_gone", "gr_gone"),
+    # --- repay: the loan, then from savings (amount, confirm, PIN) or the M-Pesa paybill
+    Choose(
+        "rp_loan",
+        "rp_loan",
+        item="rp_item",
+        field="loan",
+        load="repay_loans",
+        goto="rp_how",
+        empty="rp_none",
+        per_page=3,
+        needs_pin=True,
+        errors=REPAY_ERRORS,
+    ),
+    Menu(
+        "rp_how",
+        "rp_how",
+        (Option("opt_from_savings", "rp_amount"), Option("opt_by_mpesa", "rp_paybill", MPESA)),
+    ),
+    Prompt(
+        "rp_amount",
+        "rp_amount",
+        field="amount",
+        parse=parse_amount_input,
+        goto="rp_confirm",
+        load="repay_loan",
+        check="repay_check",
+        errors=REPAY_ERRORS,
+        needs_pin=True,
+    ),
+    Confirm(
+        "rp_confirm",
+        "rp_confirm",
+        load="repay_quote",
+        yes="rp_run",
+        errors=REPAY_ERRORS,
+        needs_pin=True,
+    ),
+    Run("rp_run", action="repay_savings", ok="rp_paid", errors=REPAY_ERRORS),
+    Fork("rp_paid", field="closed", ways=(("1", "rp_closed"), ("*", "rp_done")), fresh=True),
+    End("rp_done", "rp_done"),
+    End("rp_closed", "rp_closed"),
+    End("rp_gone", "rp_gone"),
+    End("rp_paybill", "rp_paybill", load="repay_paybill", needs_pin=True),
 ]
 
 

@@ -21,7 +21,7 @@ from runtime import Runtime
 from ussd import actions
 from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
 from ussd.gateway import parse_session_end
-from ussd.menus import TREE, root_for
+from ussd.menus import MPESA, TREE, root_for
 from ussd.store import Store, resume_key, session_key
 from ussd.texts import gsm7_safe, render
 
@@ -87,7 +87,7 @@ class UssdService:
             return frozenset()
         if self.money is None:
             return caller.features - MONEY_FEATURES
-        return caller.features
+        return caller.features | {MPESA}  # the channel's: options that need M-Pesa
 
     # ------------------------------------------------------------------ hops
 

@@ -190,6 +190,7 @@ class Ports:
 
     policy: MpesaPolicy
     sim_swap: AfricasTalkingSimSwapChecker
+    shortcode: str = "174379"
 
 
 @pytest.mark.slow

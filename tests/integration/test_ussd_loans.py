@@ -14,19 +14,25 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
+from core.kernel.money import Money
+from core.ledger import entries as ledger
+from core.ledger.chart import Purpose
 from core.ledger.verify import verify_ledger
 from core.loans import book, guarantees
 from core.loans.facts import free_deposits_cents
-from db.models import Hold, Member, OutboxMessage
-from db.models_loans import Loan, LoanApplication, LoanGuarantee, LoanInstalment
-from tests.loanutil import funded_member, make_product
+from core.members.registration import member_account_ids
+from core.savings.accounts import transfer_own
+from db.models import Hold, JournalEntry, Member, OutboxMessage
+from db.models_loans import Loan, LoanApplication, LoanGuarantee, LoanInstalment, LoanRepayment
+from tests.loanutil import disbursed_loan, funded_member, make_product
 from tests.ussdutil import Phone
+from ussd.views import EXTENSION
 
 KES = 100
 PIN = "4826"  # tests.ussdutil.make_member's
 LOANS_EN = (
     "CON Loans\n1. My limit\n2. Apply for a loan\n3. My loans\n4. Ask a guarantor\n"
-    "5. Guarantee requests\n0 Back 00 Home"
+    "5. Guarantee requests\n6. Repay a loan\n0 Back 00 Home"
 )
 INSTANT: dict[str, Any] = {  # the demo's INST (manage.py DEMO_PRODUCTS)
     "name": "Instant mobile loan",
@@ -391,3 +397,150 @@ def test_a_request_answered_meanwhile_is_no_longer_open(
     guarantees.decline_by_code(db_session, deps, msisdn=otieno.msisdn, code=g.code)  # by SMS
     assert phone.send("1") == "END This request is no longer open. Nothing was pledged."
     assert count(db_session, Hold) == 0
+
+
+# ------------------------------------------------------------------ repay
+
+
+def balance_of(s: Session, account_id: int) -> int:
+    return ledger.get_balance(s, account_id).balance_cents
+
+
+def savings_of(s: Session, member: Member) -> int:
+    return balance_of(s, member_account_ids(s, member.id)[Purpose.SAVINGS])
+
+
+def writes(s: Session) -> tuple[int, ...]:
+    return tuple(count(s, model) for model in (JournalEntry, LoanRepayment, OutboxMessage, Hold))
+
+
+def test_repay_from_savings_reduces_the_loan_and_savings_exactly(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    # KES 100,000 over 12 months, disbursed to savings today: nothing is due, so a
+    # repayment is a prepayment of principal (no interest is taken before it is due).
+    loan, borrower, _ = disbursed_loan(s, deps)
+    had = savings_of(s, borrower)
+    assert had == 100_000 * KES
+    phone = loans_menu(client, borrower)
+    assert phone.send("6") == f"CON Repay which loan?\n1. {loan.reference} KES 100,000"
+    assert phone.send("1") == "CON Repay how?\n1. From savings\n2. By M-Pesa\n0 Back 00 Home"
+    assert phone.send("1") == (
+        f"CON Loan {loan.reference}: balance KES 100,000. Savings available KES 100,000.\n"
+        "Enter amount in KES:"
+    )
+    seen = writes(s)
+    assert phone.send("10000.50") == (
+        f"CON Repay KES 10,000.50 to loan {loan.reference} from savings?\n"
+        "Loan balance after KES 89,999.50\n1. Confirm\n2. Cancel"
+    )
+    assert writes(s) == seen  # nothing before the confirmation
+    assert phone.send("1") == (  # the PIN was given at the Loans menu
+        f"END Paid KES 10,000.50 to loan {loan.reference}. Loan balance KES 89,999.50. "
+        "We will SMS you."
+    )
+    assert savings_of(s, borrower) == had - 1_000_050
+    assert balance_of(s, loan.account_id) == 10_000_000 - 1_000_050
+    [repayment] = s.scalars(select(LoanRepayment)).all()
+    assert (repayment.source, repayment.amount_cents, repayment.principal_cents) == (
+        "savings",
+        1_000_050,
+        1_000_050,
+    )
+    assert repayment.business_key.startswith("loan_repayment:ussd:")
+    [receipt] = sms(s, borrower, "loan_repayment")
+    assert "KES 10,000.50" in receipt and loan.reference in receipt
+    assert verify_ledger(s).ok
+    # My loans shows the new balance.
+    mine = loans_menu(client, borrower)
+    mine.send("3")
+    assert "Balance KES 89,999.50" in mine.send("1")
+
+
+def test_repay_the_whole_balance_closes_the_loan(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps, savings_cents=1_000 * KES)
+    phone = loans_menu(client, borrower)
+    phone.send("6")
+    phone.send("1")
+    phone.send("1")
+    phone.send("100000")
+    assert phone.send("1") == (
+        f"END Paid KES 100,000: loan {loan.reference} is fully repaid. We will SMS you."
+    )
+    s.refresh(loan)
+    assert loan.status == "closed" and balance_of(s, loan.account_id) == 0
+    assert savings_of(s, borrower) == 1_000 * KES
+    # No loan left to repay.
+    assert loans_menu(client, borrower).send("6") == (
+        "CON Repay which loan?\nYou have no loan to repay.\n0 Back 00 Home"
+    )
+    assert verify_ledger(s).ok
+
+
+def test_repay_refusals_are_asked_again_and_write_nothing(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps)
+    # Most of the savings moved to shares: KES 5,000 left to repay from.
+    transfer_own(s, deps, member_id=borrower.id, from_purpose="savings", to_purpose="shares",
+                 amount=Money(95_000 * KES), idempotency_key="to-shares-0001")  # fmt: skip
+    seen = writes(s)
+    phone = loans_menu(client, borrower)
+    phone.send("6")
+    phone.send("1")
+    prompt = (
+        f"Loan {loan.reference}: balance KES 100,000. Savings available KES 5,000.\n"
+        "Enter amount in KES:"
+    )
+    assert phone.send("1") == "CON " + prompt
+    assert phone.send("abc") == "CON Enter an amount up to KES 10,000,000.\n" + prompt
+    assert phone.send("100000.01") == "CON More than the loan balance.\n" + prompt
+    # A third wrong entry would end the session: dial again and continue where it was left
+    # (the PIN asked again first: a new session).
+    phone = Phone(client, borrower.msisdn)
+    assert phone.dial().startswith("CON You did not finish last time.")
+    assert phone.send("1") == "CON Enter your PIN:"
+    assert phone.send(PIN) == "CON " + prompt
+    assert phone.send("6000") == "CON Not enough savings.\n" + prompt
+    assert phone.send("5000").startswith("CON Repay KES 5,000 to loan")
+    assert phone.send("2").startswith("END ")  # cancelled
+    assert writes(s) == seen
+    assert savings_of(s, borrower) == 5_000 * KES
+    assert balance_of(s, loan.account_id) == 100_000 * KES
+    assert verify_ledger(s).ok
+
+
+def test_repay_by_mpesa_shows_the_paybill_and_the_loan_reference(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps)
+    seen = writes(s)
+    phone = loans_menu(client, borrower)
+    phone.send("6")
+    phone.send("1")
+    assert phone.send("2") == (
+        f"END Pay via M-Pesa Paybill 174379, Account {loan.reference}. "
+        "We will SMS you when it is received."
+    )
+    assert writes(s) == seen
+
+
+def test_without_mpesa_only_from_savings_is_offered(
+    app: Any, client: FlaskClient, db_session: Session, deps: CoreDeps,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(app.extensions[EXTENSION], "money", None)  # M-Pesa not configured
+    loan, borrower, _ = disbursed_loan(db_session, deps)
+    phone = Phone(client, borrower.msisdn)
+    phone.dial()
+    phone.send("5")  # no Deposit or Withdraw either: Loans is fifth
+    assert phone.send(PIN) == LOANS_EN
+    phone.send("6")
+    assert phone.send("1") == "CON Repay how?\n1. From savings\n0 Back 00 Home"
+    assert phone.send("2") == "CON Invalid choice.\nRepay how?\n1. From savings\n0 Back 00 Home"

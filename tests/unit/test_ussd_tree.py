@@ -16,7 +16,7 @@ from core.kernel.i18n import LANGUAGES
 from core.kernel.money import MAX_INPUT_CENTS, format_cents
 from core.members.access import self_service_features
 from ussd import checks, menus
-from ussd.actions import LOADER_ITEMS, NAME_CHARS, PERSON_CHARS, PRODUCT_CHARS
+from ussd.actions import LOADER_ITEMS, NAME_CHARS, PERSON_CHARS, PRODUCT_CHARS, SHORTCODE_CHARS
 from ussd.checks import CHECKS, reason_keys, validate
 from ussd.engine import GSM7, MAX_CHOICES, MAX_SCREEN_CHARS, Context, Screen, State, Tree, compose
 from ussd.menus import TREE, root_for
@@ -98,6 +98,7 @@ def worst_data(lang: str) -> dict[str, object]:
         "balance": BIG,
         "arrears": BIG,
         "state": longest("ln_state_", lang),
+        "shortcode": "9" * SHORTCODE_CHARS,  # the paybill (M-Pesa settings, cut to this)
     }
 
 
@@ -173,7 +174,7 @@ def test_every_screen_fits_160_gsm7_characters(lang: str) -> None:
                 render=render,
                 root=root_for(status),
                 status=status,
-                features=self_service_features(status) if status else frozenset(),
+                features=self_service_features(status) | {menus.MPESA} if status else frozenset(),
                 base={k: data[k] for k in CONSTANT_LIMITS},
             )
             for notice in notices_for(screen_id):

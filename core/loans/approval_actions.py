@@ -23,7 +23,7 @@ from core.approvals.engine import ActionSpec, register
 from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
-from core.kernel.permissions import SYSTEM, Principal, can_access_branch
+from core.kernel.permissions import Principal, can_access_branch
 from core.loans import book, products
 from core.loans.disbursement import approve_application, check_approvable, disburse_to_savings
 from core.loans.vocabulary import BEFORE_APPROVAL
@@ -57,10 +57,11 @@ def _execute(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
     application = _application(session, req.member_id, p)
+    checker = staff.checker_of(session, req)
     approve_application(
-        session, deps, SYSTEM, application.id, approval_id=req.id, note=req.decision_note
+        session, deps, checker, application.id, approval_id=req.id, note=req.decision_note
     )
-    loan = disburse_to_savings(session, deps, SYSTEM, application.id)
+    loan = disburse_to_savings(session, deps, checker, application.id)
     return {"application": application.reference, "loan_id": loan.id, "to": "savings"}
 
 
@@ -74,7 +75,7 @@ def _on_reject(
     book.reject(
         session,
         deps,
-        SYSTEM,
+        staff.checker_of(session, req),
         application.id,
         reason=reason if len(reason) >= 3 else DEFAULT_REASON,
         approval_id=req.id,
@@ -150,21 +151,16 @@ def _check_change(
     products.check_change(session, p)
 
 
-def _checker(session: Session, req: ApprovalRequest) -> Principal:
-    assert req.checker_id is not None
-    return staff.principal_for(staff.get_staff(session, req.checker_id))
-
-
 def _exec_create(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    return products.approve_create(session, deps, _checker(session, req), req.id, p)
+    return products.approve_create(session, deps, staff.checker_of(session, req), req.id, p)
 
 
 def _exec_change(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    return products.approve_change(session, deps, _checker(session, req), req.id, p)
+    return products.approve_change(session, deps, staff.checker_of(session, req), req.id, p)
 
 
 def register_actions() -> None:

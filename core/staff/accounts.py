@@ -993,7 +993,9 @@ def request_api_client(
     return client, key, req
 
 
-def _checker(session: Session, req: ApprovalRequest) -> Principal:
+def checker_of(session: Session, req: ApprovalRequest) -> Principal:
+    """The member of staff deciding ``req``, as the actor of what the approval does (its
+    audit rows name the checker, not the system)."""
     assert req.checker_id is not None
     return principal_for(get_staff(session, req.checker_id))
 
@@ -1022,7 +1024,7 @@ def approve_staff_request(
     staff.is_active = True
     staff.pending_approval_id = None
     audit.record(
-        session, _checker(session, req), "staff.approved", target_type="staff",
+        session, checker_of(session, req), "staff.approved", target_type="staff",
         target_id=staff.id, before=before, after=_staff_view(staff), now=deps.now(),
     )  # fmt: skip
     return {"staff_id": staff.id, "username": staff.username, "role": staff.role}
@@ -1049,7 +1051,7 @@ def approve_api_client_request(
     client.is_active = True
     client.pending_approval_id = None
     audit.record(
-        session, _checker(session, req), "apiclient.approved", target_type="api_client",
+        session, checker_of(session, req), "apiclient.approved", target_type="api_client",
         target_id=client.id, after={"name": client.name, "permissions": p["permissions"]},
         now=deps.now(),
     )  # fmt: skip

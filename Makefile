@@ -31,8 +31,9 @@ demo: install
 
 ## system-deps: the Debian packages the suite drives, installed when missing (as root, or
 ## with sudo): chromium + chromium-driver for the simulator's browser test, nginx-light to
-## run deploy/nginx.conf for real. Nothing is downloaded from anywhere but Debian's archive.
-SYSTEM_PACKAGES := chromium chromium-driver nginx-light
+## run deploy/nginx.conf for real, systemd for systemd-analyze (the units' checks).
+## Nothing is downloaded from anywhere but Debian's archive.
+SYSTEM_PACKAGES := chromium chromium-driver nginx-light systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

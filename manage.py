@@ -24,7 +24,10 @@ webhook-list    list the registered webhook endpoints
 
 from __future__ import annotations
 
+import io
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,8 +57,35 @@ def _runtime() -> Runtime:
 
 
 @click.group()
-def cli() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SACCO_ENV_FILE",
+    help="Read settings from this file first (KEY=VALUE lines, as systemd's EnvironmentFile): "
+    "e.g. /etc/sacco/env. A variable already set in the environment wins over the file. "
+    "Also read from SACCO_ENV_FILE.",
+)
+def cli(env_file: Path | None) -> None:
     """SACCO platform operator commands."""
+    if env_file is not None:
+        _load_env_file(env_file)
+
+
+def _load_env_file(path: Path) -> None:
+    """The production settings live in one file the units read (``EnvironmentFile=``); an
+    operator's command reads the same file instead of guessing ``set -a; . /etc/sacco/env``.
+    Variables already in the environment win, so ``DATABASE_URL=…restore… manage.py
+    --env-file /etc/sacco/env verify-ledger`` checks a restored copy with the live keys."""
+    from dotenv import dotenv_values
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"cannot read the settings file {path}: {exc.strerror}", err=True)
+        sys.exit(2)
+    for key, value in dotenv_values(stream=io.StringIO(text), interpolate=False).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
 
 
 @cli.command()
@@ -63,8 +93,6 @@ def migrate() -> None:
     """Apply all migrations (alembic upgrade head)."""
     settings = _settings()
     if settings.database_url.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
             parents=True, exist_ok=True
         )

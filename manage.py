@@ -174,7 +174,9 @@ def _seed_demo_staff(runtime: Runtime) -> None:
 
 # The demo's loan products, from issue 12's "Products seen in the field" (and "Practice to
 # model": 1% a month reducing, 3x deposits, a processing fee of 0.5-1% at disbursement).
-# What the issue gives no figure for is left at the product defaults (docs/loans/products.md).
+# What the issue gives no figure for is left at the product defaults (docs/loans/products.md);
+# the repayment allocation order and the early-payoff rule are named, at those defaults,
+# so the definitions show how each product is repaid (docs/loans/repayment.md).
 DEMO_PRODUCTS: list[dict[str, object]] = [
     {
         "code": "DEV",
@@ -192,6 +194,8 @@ DEMO_PRODUCTS: list[dict[str, object]] = [
         "guarantor_cover_percent": "100",
         "fees": [{"kind": "processing", "timing": "deducted_at_disbursement", "percent": "1"}],
         "rounding": "shilling",
+        "allocation_order": "penalties_fees_interest_principal",
+        "early_payoff_interest": "waive",
         "channels": ["staff", "ussd"],
     },
     {
@@ -210,6 +214,8 @@ DEMO_PRODUCTS: list[dict[str, object]] = [
         "guarantor_cover_percent": "100",
         "fees": [{"kind": "processing", "timing": "deducted_at_disbursement", "percent": "0.5"}],
         "rounding": "shilling",
+        "allocation_order": "penalties_fees_interest_principal",
+        "early_payoff_interest": "waive",
         "channels": ["staff", "ussd"],
     },
     {
@@ -234,6 +240,8 @@ DEMO_PRODUCTS: list[dict[str, object]] = [
              "min_term": 2, "max_term": 3},
         ],
         "rounding": "shilling",
+        "allocation_order": "penalties_fees_interest_principal",
+        "early_payoff_interest": "waive",
         "auto_approve_ceiling_cents": 20_000 * 100,
         "channels": ["staff", "ussd"],
     },

@@ -116,6 +116,15 @@ class LoanProductVersion(Base):
         CheckConstraint("rounding IN ('cent', 'shilling')", name="rounding"),
         CheckConstraint("guarantor_policy IN ('none', 'required')", name="guarantor_policy"),
         CheckConstraint("pledge_release IN ('pro_rata', 'at_own_deposits')", name="pledge_release"),
+        CheckConstraint(
+            "allocation_order IN ('penalties_fees_interest_principal', 'oldest_instalment_first', "
+            "'interest_principal_penalties_fees')",
+            name="allocation_order",
+        ),
+        CheckConstraint(
+            "early_payoff_interest IN ('waive', 'charge_current_period', 'charge_all')",
+            name="early_payoff_interest",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -144,6 +153,12 @@ class LoanProductVersion(Base):
     pledge_release: Mapped[str] = mapped_column(String(16))
     rounding: Mapped[str] = mapped_column(String(8))
     auto_approve_ceiling_cents: Mapped[int] = mapped_column(BigInteger)
+    # How a repayment is split, and what an early payoff pays of interest not yet due
+    # (migration 0017; core.loans.vocabulary AllocationOrder, EarlyPayoffInterest).
+    allocation_order: Mapped[str] = mapped_column(
+        String(40), default="penalties_fees_interest_principal"
+    )
+    early_payoff_interest: Mapped[str] = mapped_column(String(24), default="waive")
     channels: Mapped[str] = mapped_column(String(24))  # space-separated, sorted
     active: Mapped[bool] = mapped_column(Boolean)
     # The maker-checker request that made this version (none for a seeded product).

@@ -122,10 +122,12 @@ def disbursed_loan(
     guarantor_deposits_cents: int = 0,
     pledge_cents: int = 0,
     key: str | None = None,
+    fees: list[dict[str, Any]] | None = None,
     **product_changes: Any,
 ) -> tuple[Loan, Member, Member | None]:
     """A loan disbursed to savings by auto-approval (KES 100,000 at 1% a month reducing over
-    12 months, to the cent, no fee, unless changed): (loan, borrower, guarantor or None).
+    12 months, to the cent, no fee unless ``fees``, unless changed): (loan, borrower,
+    guarantor or None).
     With ``pledge_cents`` a guarantor pledges that much and the loan needs guarantors."""
     from sqlalchemy import select
 
@@ -137,7 +139,7 @@ def disbursed_loan(
         "guarantor_policy": "required" if pledge_cents else "none",
         **product_changes,
     }
-    product = make_product(session, deps, fees=[], **changes)
+    product = make_product(session, deps, fees=fees or [], **changes)
     borrower = funded_member(session, deps, deposits_cents=deposits_cents,
                              savings_cents=savings_cents)  # fmt: skip
     application = book.apply_for_loan(

@@ -12,8 +12,10 @@ from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
 from core.loans.vocabulary import (
+    AllocationOrder,
     ApplicationStatus,
     Channel,
+    EarlyPayoffInterest,
     FeeKind,
     FeeTiming,
     Frequency,
@@ -740,6 +742,23 @@ class LoanProductChangeIn(Strict):
     max_guarantees_per_guarantor = fields.Integer()
     self_guarantee_allowed = fields.Boolean()
     pledge_release = fields.String(validate=_one_of(PledgeRelease))
+    allocation_order = fields.String(
+        validate=_one_of(AllocationOrder),
+        metadata={
+            "description": "how a repayment is split: penalties_fees_interest_principal "
+            "(part by part across what is due; the default), oldest_instalment_first (each "
+            "instalment cleared whole, oldest first), interest_principal_penalties_fees (each "
+            "instalment: interest, principal, then its charges)"
+        },
+    )
+    early_payoff_interest = fields.String(
+        validate=_one_of(EarlyPayoffInterest),
+        metadata={
+            "description": "interest of instalments not yet due when the loan is paid off "
+            "early: waive (the default), charge_current_period (the instalment in progress), "
+            "charge_all (the whole schedule's)"
+        },
+    )
     rounding = fields.String(validate=_one_of(Rounding))
     auto_approve_ceiling_cents = fields.Integer(
         metadata={"description": "applications up to this amount may be approved without a person"}
@@ -818,6 +837,8 @@ class LoanProductOut(Schema):
     max_guarantees_per_guarantor = fields.Integer(required=True)
     self_guarantee_allowed = fields.Boolean(required=True)
     pledge_release = fields.String(required=True)
+    allocation_order = fields.String(required=True)
+    early_payoff_interest = fields.String(required=True)
     rounding = fields.String(required=True)
     auto_approve_ceiling_cents = fields.Integer(required=True)
     channels = fields.List(fields.String(), required=True)

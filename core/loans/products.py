@@ -38,7 +38,9 @@ from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.kernel.permissions import Principal
 from core.ledger.entries import MAX_POSTING_CENTS
 from core.loans.vocabulary import (
+    AllocationOrder,
     Channel,
+    EarlyPayoffInterest,
     FeeKind,
     FeeTiming,
     Frequency,
@@ -100,12 +102,20 @@ DEFAULTS: dict[str, Any] = {
     "max_guarantees_per_guarantor": 3,
     "self_guarantee_allowed": False,
     "pledge_release": PledgeRelease.PRO_RATA.value,
+    "allocation_order": AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL.value,
+    "early_payoff_interest": EarlyPayoffInterest.WAIVE.value,
     "rounding": Rounding.CENT.value,
     "auto_approve_ceiling_cents": 0,
     "channels": [Channel.STAFF.value],
     "active": True,
 }
 TERM_FIELDS = frozenset(REQUIRED) | frozenset(DEFAULTS)
+# Fields added after products were first written (migration 0017). A maker-checker request
+# stored before then holds a whole definition without them; approving it takes these,
+# which are what every product had until then.
+LATER_FIELDS: dict[str, Any] = {
+    name: DEFAULTS[name] for name in ("allocation_order", "early_payoff_interest")
+}
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -155,6 +165,8 @@ class ProductTerms:
     max_guarantees_per_guarantor: int
     self_guarantee_allowed: bool
     pledge_release: PledgeRelease
+    allocation_order: AllocationOrder
+    early_payoff_interest: EarlyPayoffInterest
     rounding: Rounding
     auto_approve_ceiling_cents: int
     channels: frozenset[Channel]
@@ -420,6 +432,10 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
         max_guarantees_per_guarantor=_int(raw, "max_guarantees_per_guarantor", 1, MAX_GUARANTEES),
         self_guarantee_allowed=_bool(raw, "self_guarantee_allowed"),
         pledge_release=_choice(raw["pledge_release"], PledgeRelease, "pledge_release"),
+        allocation_order=_choice(raw["allocation_order"], AllocationOrder, "allocation_order"),
+        early_payoff_interest=_choice(
+            raw["early_payoff_interest"], EarlyPayoffInterest, "early_payoff_interest"
+        ),
         rounding=_choice(raw["rounding"], Rounding, "rounding"),
         auto_approve_ceiling_cents=_int(raw, "auto_approve_ceiling_cents", 0, MAX_POSTING_CENTS),
         channels=frozenset(channels),
@@ -470,6 +486,8 @@ def terms_payload(terms: ProductTerms) -> dict[str, Any]:
         "max_guarantees_per_guarantor": terms.max_guarantees_per_guarantor,
         "self_guarantee_allowed": terms.self_guarantee_allowed,
         "pledge_release": terms.pledge_release.value,
+        "allocation_order": terms.allocation_order.value,
+        "early_payoff_interest": terms.early_payoff_interest.value,
         "rounding": terms.rounding.value,
         "auto_approve_ceiling_cents": terms.auto_approve_ceiling_cents,
         "channels": sorted(c.value for c in terms.channels),
@@ -533,6 +551,8 @@ def _terms_of(row: LoanProductVersion, fees: list[LoanProductFee]) -> ProductTer
         max_guarantees_per_guarantor=row.max_guarantees_per_guarantor,
         self_guarantee_allowed=row.self_guarantee_allowed,
         pledge_release=PledgeRelease(row.pledge_release),
+        allocation_order=AllocationOrder(row.allocation_order),
+        early_payoff_interest=EarlyPayoffInterest(row.early_payoff_interest),
         rounding=Rounding(row.rounding),
         auto_approve_ceiling_cents=row.auto_approve_ceiling_cents,
         channels=frozenset(Channel(c) for c in row.channels.split()),
@@ -650,6 +670,8 @@ def _write_version(
         max_guarantees_per_guarantor=terms.max_guarantees_per_guarantor,
         self_guarantee_allowed=terms.self_guarantee_allowed,
         pledge_release=terms.pledge_release.value,
+        allocation_order=terms.allocation_order.value,
+        early_payoff_interest=terms.early_payoff_interest.value,
         rounding=terms.rounding.value,
         auto_approve_ceiling_cents=terms.auto_approve_ceiling_cents,
         channels=" ".join(sorted(c.value for c in terms.channels)),
@@ -824,10 +846,17 @@ def check_change(session: Session, body: dict[str, Any]) -> None:
     )
 
 
+def _with_later_fields(terms: Any) -> Mapping[str, Any]:
+    """A stored request's definition, with ``LATER_FIELDS`` where it predates them."""
+    if not isinstance(terms, Mapping):
+        return {}
+    return {**LATER_FIELDS, **terms}
+
+
 def approve_create(
     session: Session, deps: CoreDeps, checker: Principal, approval_id: int, p: Mapping[str, Any]
 ) -> dict[str, Any]:
-    terms = parse_terms(p.get("terms") or {})
+    terms = parse_terms(_with_later_fields(p.get("terms")))
     view = create_product(
         session, deps, checker, str(p.get("code", "")), terms, approval_id=approval_id
     )
@@ -837,7 +866,7 @@ def approve_create(
 def approve_change(
     session: Session, deps: CoreDeps, checker: Principal, approval_id: int, p: Mapping[str, Any]
 ) -> dict[str, Any]:
-    terms = parse_terms(p.get("terms") or {})
+    terms = parse_terms(_with_later_fields(p.get("terms")))
     base = p.get("base_version")
     product_id = p.get("product_id")
     if not isinstance(base, int) or not isinstance(product_id, int):

@@ -7,12 +7,13 @@ reference as the account) and the STK push started from the USSD Loans menu
 (source ``savings``) and the teller (``POST /api/v1/loans/{id}/repayments``, source
 ``cash``). It:
 
-1. splits the amount (``allocate``, pure): over the instalments due on or before today,
-   penalties -> fees -> interest -> principal, oldest instalment first; then, as a
-   prepayment, the fees and principal of instalments not yet due, oldest first. Interest
-   of instalments not yet due is never taken by a prepayment, and when the loan is paid
-   off it is not charged at all (waived: the default early-payoff rule). Whatever is
-   beyond what would pay the loan off goes to the member's savings;
+1. splits the amount (``allocate``, pure) in the order of the loan's product version
+   (``allocation_order``; by default penalties -> fees -> interest -> principal, part by
+   part over the instalments due on or before today, oldest first); then, as a
+   prepayment, what the instalments not yet due owe, in the same order. Of their
+   interest, only what the product's ``early_payoff_interest`` rule charges is taken
+   (by default none: it is waived when the loan is paid off). Whatever is beyond what
+   would pay the loan off goes to the member's savings;
 2. posts one balanced entry (``EntryKind.LOAN_REPAYMENT``, keyed by the repayment's
    idempotency key): the source (M-Pesa collections float, bank for teller cash, the
    member's savings) debited; the loan's account credited with the principal, loan
@@ -57,7 +58,14 @@ from core.loans.errors import LoanStateError
 from core.loans.facts import free_deposits_cents
 from core.loans.references import normalize_loan_reference
 from core.loans.terms import version_terms
-from core.loans.vocabulary import GuaranteeStatus, LoanPart, LoanStatus, RepaymentSource
+from core.loans.vocabulary import (
+    AllocationOrder,
+    EarlyPayoffInterest,
+    GuaranteeStatus,
+    LoanPart,
+    LoanStatus,
+    RepaymentSource,
+)
 from core.members.registration import get_member, member_account_ids
 from core.members.status import may_deposit
 from core.messaging.notifications import notify
@@ -66,13 +74,24 @@ from core.savings.accounts import Credit, CreditSource, credit_member
 from db.models import JournalEntry, Member
 from db.models_loans import Loan, LoanApplication, LoanInstalment, LoanRepayment
 
-# The allocation order when the product names none (products have no field for it yet).
-DEFAULT_ORDER: tuple[LoanPart, ...] = (
-    LoanPart.PENALTY,
-    LoanPart.FEE,
-    LoanPart.INTEREST,
-    LoanPart.PRINCIPAL,
-)
+# Each allocation order (docs/loans/repayment.md): instalment by instalment (True) or part
+# by part across the instalments (False), and the parts in the order they are paid.
+ORDERS: dict[AllocationOrder, tuple[bool, tuple[LoanPart, ...]]] = {
+    AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL: (
+        False,
+        (LoanPart.PENALTY, LoanPart.FEE, LoanPart.INTEREST, LoanPart.PRINCIPAL),
+    ),
+    AllocationOrder.OLDEST_INSTALMENT_FIRST: (
+        True,
+        (LoanPart.PENALTY, LoanPart.FEE, LoanPart.INTEREST, LoanPart.PRINCIPAL),
+    ),
+    AllocationOrder.INTEREST_PRINCIPAL_PENALTIES_FEES: (
+        True,
+        (LoanPart.INTEREST, LoanPart.PRINCIPAL, LoanPart.PENALTY, LoanPart.FEE),
+    ),
+}
+DEFAULT_ORDER = AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL
+DEFAULT_PAYOFF = EarlyPayoffInterest.WAIVE
 KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,110}")  # room for ":savings" (the ledger takes 120)
 
 _SOURCE_ACCOUNT = {
@@ -149,49 +168,80 @@ class Allocation:
         }[part]
 
 
-def payoff_cents(owed: Sequence[Owed]) -> int:
-    """What pays the loan off today: everything due, and the fees and principal of the
-    instalments not yet due (their interest is not charged)."""
-    return sum(
-        o.penalty_cents + o.fee_cents + o.interest_cents + o.principal_cents
-        if o.due
-        else o.penalty_cents + o.fee_cents + o.principal_cents
-        for o in owed
-    )
+def _charged(o: Owed, part: LoanPart, rule: EarlyPayoffInterest, current: int | None) -> bool:
+    """Whether paying the loan off today pays this part of this instalment: all of what
+    is due; of an instalment not yet due, all but its interest, which ``rule`` charges
+    for none, the instalment in progress (``current``: the first not yet due) or all."""
+    if o.due or part != LoanPart.INTEREST:
+        return True
+    if rule == EarlyPayoffInterest.CHARGE_ALL:
+        return True
+    return rule == EarlyPayoffInterest.CHARGE_CURRENT_PERIOD and o.number == current
+
+
+def _in_progress(rows: Sequence[Owed]) -> int | None:
+    """The instalment in progress: the first not yet due (None once all are due)."""
+    return min((o.number for o in rows if not o.due), default=None)
+
+
+def slots(
+    owed: Sequence[Owed],
+    order: AllocationOrder = DEFAULT_ORDER,
+    early_payoff: EarlyPayoffInterest = DEFAULT_PAYOFF,
+) -> list[tuple[int, LoanPart]]:
+    """(instalment, part) in the order a repayment pays them: first the instalments due,
+    then those not yet due (a prepayment), each group in ``order``; a part an early
+    payoff does not charge (``early_payoff``) is never a slot."""
+    by_instalment, parts = ORDERS[order]
+    rows = sorted(owed, key=lambda o: o.number)
+    current = _in_progress(rows)
+    out: list[tuple[int, LoanPart]] = []
+    for group in ([o for o in rows if o.due], [o for o in rows if not o.due]):
+        if by_instalment:
+            pairs = [(o, p) for o in group for p in parts]
+        else:
+            pairs = [(o, p) for p in parts for o in group]
+        out += [(o.number, p) for o, p in pairs if _charged(o, p, early_payoff, current)]
+    return out
+
+
+def payoff_cents(owed: Sequence[Owed], early_payoff: EarlyPayoffInterest = DEFAULT_PAYOFF) -> int:
+    """What pays the loan off today: everything due, and what the instalments not yet due
+    owe but the interest ``early_payoff`` does not charge (by default, all of it)."""
+    current = _in_progress(owed)
+    return sum(o.part(p) for o in owed for p in LoanPart if _charged(o, p, early_payoff, current))
 
 
 def allocate(
-    owed: Sequence[Owed], amount_cents: int, order: Sequence[LoanPart] = DEFAULT_ORDER
+    owed: Sequence[Owed],
+    amount_cents: int,
+    order: AllocationOrder = DEFAULT_ORDER,
+    early_payoff: EarlyPayoffInterest = DEFAULT_PAYOFF,
 ) -> Allocation:
-    """Split ``amount_cents`` over the unpaid instalments (see the module): first what is
-    due, part by part in ``order``, oldest instalment first; then a prepayment of the
-    parts of instalments not yet due, interest excepted; the rest to savings. When the
-    loan is paid off, the interest of instalments not yet due is waived."""
+    """Split ``amount_cents`` over the unpaid instalments (see the module): slot by slot
+    (``slots``), each taking what it owes while money is left; the rest to savings. When
+    every slot is paid the loan is paid off, and the interest of instalments not yet due
+    that ``early_payoff`` does not charge is waived."""
     if amount_cents < 0:
         raise ValueError("amount must not be negative")
     rows = sorted(owed, key=lambda o: o.number)
+    by_number = {o.number: o for o in rows}
+    order_slots = slots(rows, order, early_payoff)
     taken: dict[int, dict[LoanPart, int]] = {o.number: {} for o in rows}
     remaining = amount_cents
-    for due in (True, False):
-        for part in order:
-            if not due and part == LoanPart.INTEREST:
-                continue  # interest not yet due is never prepaid
-            for o in rows:
-                if o.due != due or remaining == 0:
-                    continue
-                take = min(remaining, o.part(part))
-                if take:
-                    taken[o.number][part] = take
-                    remaining -= take
-    left = {o.number: {p: o.part(p) - taken[o.number].get(p, 0) for p in LoanPart} for o in rows}
-    closes = all(
-        all(v == 0 for p, v in left[o.number].items() if o.due or p != LoanPart.INTEREST)
-        for o in rows
-    )
+    closes = True
+    for number, part in order_slots:
+        owes = by_number[number].part(part)
+        take = min(remaining, owes)
+        if take:
+            taken[number][part] = take
+            remaining -= take
+        if take < owes:
+            closes = False
     paid = []
     for o in rows:
-        waived = left[o.number][LoanPart.INTEREST] if closes and not o.due else 0
         t = taken[o.number]
+        waived = o.interest_cents - t.get(LoanPart.INTEREST, 0) if closes and not o.due else 0
         if t or waived:
             paid.append(
                 InstalmentPaid(
@@ -269,6 +319,7 @@ def position(session: Session, deps: CoreDeps, loan_id: int) -> Position:
     today = business_date(deps.now())
     rows = instalments_of(session, loan.id)
     owed = owed_rows(rows, today)
+    _, early_payoff = rules_of(session, loan)
     unpaid = [
         (i, o)
         for i, o in zip(rows, owed, strict=True)
@@ -283,10 +334,17 @@ def position(session: Session, deps: CoreDeps, loan_id: int) -> Position:
         principal_outstanding_cents=ledger.get_balance(session, loan.account_id).balance_cents,
         arrears_cents=sum(_total(o) for i, o in unpaid if i.due_on < today),
         due_now_cents=sum(_total(o) for o in owed if o.due),
-        payoff_cents=payoff_cents(owed) if loan.status == LoanStatus.ACTIVE else 0,
+        payoff_cents=payoff_cents(owed, early_payoff) if loan.status == LoanStatus.ACTIVE else 0,
         next_due_on=nxt[0].due_on if nxt else None,
         next_due_cents=_total(nxt[1]) if nxt else 0,
     )
+
+
+def rules_of(session: Session, loan: Loan) -> tuple[AllocationOrder, EarlyPayoffInterest]:
+    """The allocation order and early-payoff rule of the product version the loan was
+    made under (a later version of the product never changes them)."""
+    terms = version_terms(session, loan.product_version_id)
+    return terms.allocation_order, terms.early_payoff_interest
 
 
 def _total(o: Owed) -> int:
@@ -444,7 +502,8 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
     now = deps.now()
     today = business_date(now)
     rows = instalments_of(session, loan.id, lock=True)
-    split = allocate(owed_rows(rows, today), repayment.amount_cents)
+    order, early_payoff = rules_of(session, loan)
+    split = allocate(owed_rows(rows, today), repayment.amount_cents, order, early_payoff)
     if split.to_savings_cents:
         if repayment.source == RepaymentSource.SAVINGS:
             raise LoanStateError(
@@ -480,7 +539,7 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
         loan.status = LoanStatus.CLOSED
         loan.closed_at = now
     session.flush()
-    balance = payoff_cents(owed_rows(rows, today)) if not split.closes else 0
+    balance = payoff_cents(owed_rows(rows, today), early_payoff) if not split.closes else 0
     record = LoanRepayment(
         loan_id=loan.id,
         idempotency_key=repayment.idempotency_key,

@@ -5,7 +5,8 @@ products' columns touches this module only.
 ``current_terms(session, code)`` is the version a new application is made under;
 ``version_terms(session, version_id)`` the one an application or a loan keeps. From the
 terms: the appraisal's ``LendingRules``, the fees for a principal and term, the schedule's
-``ScheduleTerms`` and the security a principal needs.
+``ScheduleTerms``, the security a principal needs, and how a repayment is split and an
+early payoff charged (``allocation_order``, ``early_payoff_interest``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from sqlalchemy.orm import Session
 from core.kernel.errors import NotFound
 from core.loans.appraisal import LendingRules
 from core.loans.schedule import ScheduleTerms
-from core.loans.vocabulary import FeeKind, FeeTiming, GuarantorPolicy, PledgeRelease
+from core.loans.vocabulary import (
+    AllocationOrder,
+    EarlyPayoffInterest,
+    FeeKind,
+    FeeTiming,
+    GuarantorPolicy,
+    PledgeRelease,
+)
 from db.models_loans import LoanProduct, LoanProductFee, LoanProductVersion
 
 FULL_COVER_PERCENT = Decimal(100)  # SASRA Regulations 2010, reg. 32: every loan fully secured
@@ -83,6 +91,10 @@ class ProductTerms:
     auto_approve_ceiling_cents: int
     fees: tuple[FeeRule, ...]
     pledge_release: str = PledgeRelease.PRO_RATA  # how pledges are given back as it is repaid
+    # How a repayment is split, and what an early payoff pays of interest not yet due
+    # (core.loans.repayments.allocate, docs/loans/repayment.md).
+    allocation_order: AllocationOrder = AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL
+    early_payoff_interest: EarlyPayoffInterest = EarlyPayoffInterest.WAIVE
 
     @property
     def lending_rules(self) -> LendingRules:
@@ -171,6 +183,8 @@ def _terms(session: Session, product: LoanProduct, version: LoanProductVersion) 
             for f in fees
         ),
         pledge_release=version.pledge_release,
+        allocation_order=AllocationOrder(version.allocation_order),
+        early_payoff_interest=EarlyPayoffInterest(version.early_payoff_interest),
     )
 
 

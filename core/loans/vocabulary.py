@@ -65,6 +65,30 @@ class PledgeRelease(StrEnum):
     AT_OWN_DEPOSITS = "at_own_deposits"  # all at once when the balance falls to own deposits
 
 
+class AllocationOrder(StrEnum):
+    """How a repayment is split over what is owed (issue 12, part 8;
+    docs/loans/repayment.md "Allocation orders"). Each names the order of the parts and
+    whether it goes part by part across the instalments or instalment by instalment."""
+
+    # Part by part across everything due, oldest instalment first within a part: every
+    # penalty, then every fee, then all interest, then principal (the default).
+    PENALTIES_FEES_INTEREST_PRINCIPAL = "penalties_fees_interest_principal"
+    # Instalment by instalment, oldest first, each cleared whole in the order penalties,
+    # fees, interest, principal before the next is touched.
+    OLDEST_INSTALMENT_FIRST = "oldest_instalment_first"
+    # Instalment by instalment, oldest first: interest, principal, then penalties, fees.
+    INTEREST_PRINCIPAL_PENALTIES_FEES = "interest_principal_penalties_fees"
+
+
+class EarlyPayoffInterest(StrEnum):
+    """What a loan paid off before its last due date pays of the interest of the
+    instalments not yet due (docs/loans/repayment.md "Early payoff")."""
+
+    WAIVE = "waive"  # none of it (the default)
+    CHARGE_CURRENT_PERIOD = "charge_current_period"  # the instalment in progress; later waived
+    CHARGE_ALL = "charge_all"  # all of it: the schedule's whole interest
+
+
 class Channel(StrEnum):
     """Where a member may apply for a product."""
 

@@ -26,7 +26,9 @@ from core.kernel.errors import DomainError, InvalidInput
 from core.kernel.permissions import SYSTEM, Principal
 from core.loans import products
 from core.loans.vocabulary import (
+    AllocationOrder,
     Channel,
+    EarlyPayoffInterest,
     FeeKind,
     FeeTiming,
     GuarantorPolicy,
@@ -287,6 +289,12 @@ BAD: list[tuple[dict[str, Any], str]] = [
                {"kind": "processing", "timing": "added_to_schedule", "percent": "2",
                 "min_term": 12}]}, "fees[1].min_term"),  # two processing fees for 12
     ({"unknown_field": 1}, "unknown_field"),
+    ({"allocation_order": "principal_first"}, "allocation_order"),
+    ({"allocation_order": None}, "allocation_order"),
+    ({"allocation_order": ["interest", "principal"]}, "allocation_order"),
+    ({"early_payoff_interest": "charge_half"}, "early_payoff_interest"),
+    ({"early_payoff_interest": -5}, "early_payoff_interest"),
+    ({"early_payoff_interest": "waive" * 10_000}, "early_payoff_interest"),
 ]  # fmt: skip
 
 
@@ -390,3 +398,6 @@ def test_the_demo_seeds_the_three_products_seen_in_the_field(tmp_path: Path) -> 
     )
     assert [f.percent for f in inst.fees_for(1)] == [Decimal("7.5")]
     assert [f.percent for f in inst.fees_for(3)] == [Decimal(10)]
+    for seeded_terms in (dev, emg, inst):  # named in the definitions: today's behaviour
+        assert seeded_terms.allocation_order is AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL
+        assert seeded_terms.early_payoff_interest is EarlyPayoffInterest.WAIVE

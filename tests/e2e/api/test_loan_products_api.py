@@ -144,6 +144,9 @@ BAD_NEW: list[tuple[dict[str, Any], str]] = [
     ({"fees": [{"kind": "insurance", "timing": "added_to_schedule"}]}, "fees[0].percent"),
     ({"grace_instalments": 1}, "grace_instalments"),
     ({"surprise": True}, "surprise"),
+    ({"allocation_order": "principal_first"}, "allocation_order"),
+    ({"early_payoff_interest": "charge_half"}, "early_payoff_interest"),
+    ({"early_payoff_interest": 7}, "early_payoff_interest"),
 ]
 
 
@@ -207,6 +210,30 @@ def test_who_may_read_and_who_may_ask(
         assert asked.status_code == 202, role
 
 
+def test_the_allocation_order_and_early_payoff_rule_change_as_a_new_version(
+    api: FlaskClient, product: tuple[int, Staffer, Staffer]
+) -> None:
+    product_id, officer, manager = product
+    v1 = api.get(f"{URL}/{product_id}", headers=auth(officer)).json
+    assert (v1["allocation_order"], v1["early_payoff_interest"]) == (
+        "penalties_fees_interest_principal", "waive"
+    )  # fmt: skip
+    asked = api.put(
+        f"{URL}/{product_id}", headers=auth(officer),
+        json={"allocation_order": "interest_principal_penalties_fees",
+              "early_payoff_interest": "charge_current_period"},
+    )  # fmt: skip
+    assert asked.status_code == 202, asked.json
+    assert asked.json["payload"]["changed"] == ["allocation_order", "early_payoff_interest"]
+    approve(api, manager, asked.json["id"])
+    v2 = api.get(f"{URL}/{product_id}", headers=auth(officer)).json
+    assert (v2["version"], v2["allocation_order"], v2["early_payoff_interest"]) == (
+        2, "interest_principal_penalties_fees", "charge_current_period"
+    )  # fmt: skip
+    old = api.get(f"{URL}/{product_id}?version=1", headers=auth(officer)).json
+    assert old["early_payoff_interest"] == "waive"  # loans made under it keep it
+
+
 def test_the_openapi_document_describes_the_products(api: FlaskClient) -> None:
     spec = api.get("/api/v1/openapi.json").json
     assert {"get", "post"} <= set(spec["paths"]["/api/v1/loan-products"])
@@ -214,3 +241,13 @@ def test_the_openapi_document_describes_the_products(api: FlaskClient) -> None:
     product_in = spec["components"]["schemas"]["LoanProductIn"]
     assert product_in["properties"]["rate_percent"]["type"] == "string"
     assert "rate_percent" in product_in["required"]
+    assert product_in["properties"]["allocation_order"]["enum"] == [
+        "penalties_fees_interest_principal",
+        "oldest_instalment_first",
+        "interest_principal_penalties_fees",
+    ]
+    assert product_in["properties"]["early_payoff_interest"]["enum"] == [
+        "waive", "charge_current_period", "charge_all"
+    ]  # fmt: skip
+    product_out = spec["components"]["schemas"]["LoanProductOut"]
+    assert {"allocation_order", "early_payoff_interest"} <= set(product_out["required"])

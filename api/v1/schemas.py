@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
+from core.loans.references import normalize_loan_reference
 from core.loans.vocabulary import (
     ApplicationStatus,
     Channel,
@@ -24,7 +25,6 @@ from core.loans.vocabulary import (
     RepaymentMethod,
     Rounding,
 )
-from core.loans.references import normalize_loan_reference
 from core.members.backoffice import DOCUMENT_KINDS
 from core.members.status import MemberStatus
 from core.messaging.webhooks import EVENT_TYPES

@@ -13,8 +13,8 @@ import requests
 from sqlalchemy import select
 
 from core.approvals import engine as approvals
-from core.ledger import entries as ledger
 from core.kernel.permissions import SYSTEM
+from core.ledger import entries as ledger
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
 from core.staff import accounts as staff_core
@@ -212,8 +212,13 @@ def test_ussd_loan_repayment_by_mpesa_pushes_once_and_repays_the_loan_once(
     p.send(PIN)
     p.send("6")  # Repay a loan
     p.send("1")  # the loan
-    assert p.send("2") == f"Loan {reference}: balance KES 100,000.\nEnter amount in KES to pay by M-Pesa:"
-    assert p.send("2500").startswith(f"Repay KES 2,500 to loan {reference} by M-Pesa from {msisdn}?")
+    assert (
+        p.send("2")
+        == f"Loan {reference}: balance KES 100,000.\nEnter amount in KES to pay by M-Pesa:"
+    )
+    assert p.send("2500").startswith(
+        f"Repay KES 2,500 to loan {reference} by M-Pesa from {msisdn}?"
+    )
     assert p.send("1").startswith("Check your phone for the M-Pesa prompt for KES 2,500")
     assert p.ended
     row = wait_for(lambda: settled_stk(env, borrower.id), what="the STK callback")

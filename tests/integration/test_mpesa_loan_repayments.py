@@ -486,9 +486,9 @@ def test_two_staff_moving_one_parked_payment_at_once_move_it_once(
             moved = repayments(s, loan)
             assert len(moved) <= 1
             savings_entries = s.scalar(
-                select(func.count()).select_from(JournalEntry).where(
-                    JournalEntry.idempotency_key == f"mpesa:suspense:{item_id}"
-                )
+                select(func.count())
+                .select_from(JournalEntry)
+                .where(JournalEntry.idempotency_key == f"mpesa:suspense:{item_id}")
             )
             assert savings_entries == 1  # one entry moved the item's money, whichever won
             assert owed(s, loan) == before - (500_000 if moved else 0)

@@ -48,8 +48,8 @@ from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
 from core.kernel.identity import mask_msisdn
-from core.kernel.permissions import Principal
 from core.kernel.money import format_cents
+from core.kernel.permissions import Principal
 from core.kernel.uow import keep
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount

@@ -235,9 +235,7 @@ def test_a_parked_loan_payment_is_moved_to_the_members_loan_by_two_people(
         loan = s.get_one(Loan, loan_id)
         assert ledger.get_balance(s, loan.account_id).balance_cents == owed_before - 700_00
         assert ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents == 0
-        [repaid] = s.scalars(
-            select(LoanRepayment).where(LoanRepayment.loan_id == loan_id)
-        ).all()
+        [repaid] = s.scalars(select(LoanRepayment).where(LoanRepayment.loan_id == loan_id)).all()
         assert (repaid.source, repaid.receipt, repaid.amount_cents) == ("mpesa", "QKL0000002",
                                                                          700_00)  # fmt: skip
         assert done.json["result"]["entry"] == s.scalar(

@@ -2,8 +2,9 @@
 source of a repayment calls.
 
 ``repay_loan(session, deps, Repayment(...))`` is called by the M-Pesa paybill (a loan
-reference as the account) and the STK push started from the USSD Loans menu
-(``core.payments.mpesa.flows``, source ``mpesa``), the USSD "repay from savings" screen
+reference as the account), the STK push started from the USSD Loans menu and staff moving
+a parked payment out of suspense (``core.payments.mpesa.flows``, source ``mpesa``; from
+suspense, ``from_suspense``), the USSD "repay from savings" screen
 (source ``savings``) and the teller (``POST /api/v1/loans/{id}/repayments``, source
 ``cash``). It:
 

@@ -92,6 +92,8 @@ class MoneyPorts(Protocol):
     def sim_swap(self) -> mpesa.SimSwapChecker: ...
     @property
     def shortcode(self) -> str: ...  # the paybill (loan repayments: the loan reference)
+    @property
+    def stk(self) -> bool: ...  # STK pushes can be sent (M-Pesa Express: its passkey is set)
 
 
 @dataclass(frozen=True)
@@ -877,3 +879,75 @@ def _repay_paybill(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     money = _money(call)
     pos = _repay_position(session, deps, call)
     return {"shortcode": gsm7_safe(money.shortcode, SHORTCODE_CHARS), "reference": pos.reference}
+
+
+# By M-Pesa: an STK push whose target is the loan's reference (``core.payments.mpesa.
+# flows.start_deposit``, checked by ``loan_push``: the member's own active loan, whole
+# shillings within the deposit limits, at most the payoff rounded up to a shilling); its
+# callback repays the loan. Without M-Pesa Express (``MoneyPorts.stk``) the paybill.
+
+
+LOAN_ID_DIGITS = 18  # a loan's id as the Choose stored it
+
+
+@loader("repay_mpesa_way")  # By M-Pesa: the push, or the paybill without M-Pesa Express
+def _repay_mpesa_way(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    money = _money(call)
+    _repay_position(session, deps, call)
+    return {"way": "stk" if money.stk else "paybill"}
+
+
+def _loan_push(session: Session, deps: CoreDeps, call: Call, *, amount: bool) -> mpesa.LoanPush:
+    pos = _repay_position(session, deps, call)
+    return mpesa.loan_push(
+        session, deps, member_id=_member(call), reference=pos.reference,
+        amount_cents=_amount(call) if amount else None, policy=_money(call).policy,
+    )  # fmt: skip
+
+
+@loader("repay_mpesa_loan")  # the amount prompt: the loan and its balance
+def _repay_mpesa_loan(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    push = _loan_push(session, deps, call, amount=False)
+    return {"reference": push.reference, "balance": format_cents(push.payoff_cents)}
+
+
+@loader("repay_mpesa_check")  # the amount prompt's check: M-Pesa's limits and the balance
+def _repay_mpesa_check(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    _loan_push(session, deps, call, amount=True)
+    return {}
+
+
+@loader("repay_mpesa_quote")  # the confirmation: amount, loan, paying phone, balance after
+def _repay_mpesa_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    push = _loan_push(session, deps, call, amount=True)
+    amount = _amount(call)
+    return {
+        "amount": format_cents(amount),
+        "reference": push.reference,
+        "phone": members.get_member(session, _member(call)).msisdn,
+        "balance": format_cents(max(0, push.payoff_cents - amount)),
+    }
+
+
+@action("repay_stk")  # record the STK push to the loan (idempotent on call.key); core defers it
+def _repay_stk(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    # The loan as chosen, whatever its state: the same key again (a repeated hop) returns
+    # the first push even once it has closed the loan; a new push is checked by core
+    # (the member's own active loan).
+    wanted = call.inputs.get("loan", "")
+    if not (wanted.isascii() and wanted.isdigit() and len(wanted) <= LOAN_ID_DIGITS):
+        raise NotFound("no such loan")
+    started = mpesa.start_deposit(
+        session,
+        deps,
+        member_id=_member(call),
+        target=core_repayments.position(session, deps, int(wanted)).reference,
+        amount_cents=_amount(call),
+        policy=_money(call).policy,
+        idempotency_key=call.key,
+    )
+    return {
+        "amount": format_cents(started.amount_cents),
+        "reference": started.target,
+        "phone": started.msisdn,
+    }

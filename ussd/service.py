@@ -87,7 +87,10 @@ class UssdService:
             return frozenset()
         if self.money is None:
             return caller.features - MONEY_FEATURES
-        return caller.features | {MPESA}  # the channel's: options that need M-Pesa
+        features = caller.features | {MPESA}  # the channel's: options that need M-Pesa
+        # Deposit is an STK push: not offered without M-Pesa Express (loan repayments
+        # then show the paybill, ``ussd.actions._repay_mpesa_way``).
+        return features if self.money.stk else features - {access.DEPOSIT}
 
     # ------------------------------------------------------------------ hops
 

@@ -6,11 +6,12 @@ import base64
 import binascii
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.errors import InvalidInput
 from core.kernel.permissions import INTEGRATION_GRANTABLE, ROLES
+from core.loans.references import normalize_loan_reference
 from core.loans.vocabulary import (
     AllocationOrder,
     ApplicationStatus,
@@ -408,10 +409,22 @@ class AdjustmentIn(NoteIn):
     memo = fields.String(required=True, validate=validate.Length(3, 160))
 
 
+def _suspense_target(value: str) -> None:
+    if value not in DEPOSIT_TARGETS and normalize_loan_reference(value) is None:
+        raise ValidationError("savings, deposits, shares or a loan's reference (L7K2M9QX)")
+
+
 class SuspenseIn(NoteIn):
     item_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
     member_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
-    target = fields.String(load_default="savings", validate=validate.OneOf(DEPOSIT_TARGETS))
+    target = fields.String(
+        load_default="savings",
+        validate=_suspense_target,
+        metadata={
+            "description": "savings (default), deposits, shares, or the reference of the "
+            "member's own active loan (L7K2M9QX): the money repays that loan"
+        },
+    )
 
 
 class SuspenseArgs(PageArgs):

@@ -2,8 +2,9 @@
 source of a repayment calls.
 
 ``repay_loan(session, deps, Repayment(...))`` is called by the M-Pesa paybill (a loan
-reference as the account) and the STK push started from the USSD Loans menu
-(``core.payments.mpesa.flows``, source ``mpesa``), the USSD "repay from savings" screen
+reference as the account), the STK push started from the USSD Loans menu and staff moving
+a parked payment out of suspense (``core.payments.mpesa.flows``, source ``mpesa``; from
+suspense, ``from_suspense``), the USSD "repay from savings" screen
 (source ``savings``) and the teller (``POST /api/v1/loans/{id}/repayments``, source
 ``cash``). It:
 
@@ -374,6 +375,10 @@ class Repayment:
     receipt: str | None = None
     actor: Principal | None = None
     member_id: int | None = None
+    # M-Pesa money that was parked in suspense (2200) and that staff assign to the loan
+    # (``core.payments.mpesa.flows.assign_suspense``): the entry debits suspense, not the
+    # float, and an overpayment reaches savings from suspense. Only with source ``mpesa``.
+    from_suspense: bool = False
 
 
 @dataclass(frozen=True)
@@ -414,6 +419,13 @@ def _check(r: Repayment) -> None:
                                reason="required")  # fmt: skip
     if r.loan_id is None and r.reference is None:
         raise InvalidInput("a loan id or reference is needed", field="loan")
+    if r.from_suspense and r.source != RepaymentSource.MPESA:
+        raise InvalidInput("only M-Pesa money waits in suspense", field="source")
+
+
+def _credit_source(r: Repayment) -> CreditSource:
+    """Where money beyond the loan comes from, as ``credit_member`` names it."""
+    return CreditSource.SUSPENSE if r.from_suspense else _CREDIT_SOURCE[r.source]
 
 
 def _lock_loan(session: Session, r: Repayment) -> Loan:
@@ -526,7 +538,7 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
             session, deps,
             Credit(
                 member_id=member.id, target="savings", amount_cents=split.to_savings_cents,
-                source=_CREDIT_SOURCE[repayment.source],
+                source=_credit_source(repayment),
                 idempotency_key=f"{repayment.idempotency_key}:savings",
                 business_key=f"{repayment.business_key}:savings",
                 memo=f"Loan {loan.reference} overpaid", receipt=repayment.receipt,
@@ -576,6 +588,8 @@ def _post(
         return None
     if r.source == RepaymentSource.SAVINGS:
         source_id = member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
+    elif r.from_suspense:
+        source_id = ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
     else:
         source_id = ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
     legs = [ledger.Leg(source_id, split.loan_cents)]
@@ -591,7 +605,11 @@ def _post(
         idempotency_key=r.idempotency_key,
         now=deps.now(),
         value_date=today,
-        memo=f"Loan {loan.reference} repayment" + (f" M-Pesa {r.receipt}" if r.receipt else ""),
+        memo=(
+            f"Loan {loan.reference} repayment"
+            + (" from suspense" if r.from_suspense else "")
+            + (f" M-Pesa {r.receipt}" if r.receipt else "")
+        ),
     )
 
 
@@ -609,7 +627,7 @@ def _to_savings_of_closed_loan(
         session, deps,
         Credit(
             member_id=member.id, target="savings", amount_cents=r.amount_cents,
-            source=_CREDIT_SOURCE[r.source], idempotency_key=r.idempotency_key,
+            source=_credit_source(r), idempotency_key=r.idempotency_key,
             business_key=r.business_key, memo=f"Loan {loan.reference} already repaid",
             receipt=r.receipt, actor=r.actor, template="loan_closed_to_savings",
             notice={"loan": loan.reference},

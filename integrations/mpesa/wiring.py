@@ -99,6 +99,12 @@ class MpesaContext:
         return self.settings.mpesa_shortcode
 
     @property
+    def stk(self) -> bool:
+        """STK pushes can be sent: M-Pesa Express (Lipa na M-Pesa Online) has its own
+        passkey; the paybill's C2B confirmations need none."""
+        return bool(self.settings.mpesa_passkey)
+
+    @property
     def daraja(self) -> DarajaClient:
         with self._lock:
             if self._daraja is None:

@@ -14,13 +14,16 @@ from sqlalchemy import select
 
 from core.approvals import engine as approvals
 from core.kernel.permissions import SYSTEM
+from core.ledger import entries as ledger
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
 from core.staff import accounts as staff_core
 from db.models import Hold
+from db.models_loans import LoanRepayment
 from db.models_mpesa import B2CPayout, SimSwapEvent, StkRequest
 from tests.e2e.gateway import GatewayPhone
 from tests.e2e.mpesa_harness import Env, post, wait_for
+from tests.loanutil import disbursed_loan
 from ussd.store import resume_key
 
 pytestmark = pytest.mark.slow
@@ -190,6 +193,47 @@ def test_a_replayed_deposit_confirm_never_pushes_twice(env: Env, http: requests.
     assert len(env.sms(m.id, "deposit_received")) == 1
     pushes = [e for e in env.log()["requests"] if e["path"].endswith("/stkpush/v1/processrequest")]
     assert len(pushes) == 1
+
+
+def test_ussd_loan_repayment_by_mpesa_pushes_once_and_repays_the_loan_once(
+    env: Env, http: requests.Session
+) -> None:
+    """Loans > Repay a loan > By M-Pesa: an STK push whose account is the loan's reference;
+    the stand-in's callback repays the loan (not savings), once."""
+    with env.unit_of_work() as s:
+        loan, borrower, _ = disbursed_loan(s, env.deps)
+        reference, loan_account, msisdn = loan.reference, loan.account_id, borrower.msisdn
+        owed = ledger.get_balance(s, loan_account).balance_cents
+    env.control(outcomes={msisdn: 0})  # the member approves, whatever the number's digits
+    savings_before = env.balance(borrower.id).balance_cents
+    p = phone(env, http, msisdn)
+    p.dial()
+    assert p.send("7") == "Enter your PIN:"
+    p.send(PIN)
+    p.send("6")  # Repay a loan
+    p.send("1")  # the loan
+    assert (
+        p.send("2")
+        == f"Loan {reference}: balance KES 100,000.\nEnter amount in KES to pay by M-Pesa:"
+    )
+    assert p.send("2500").startswith(
+        f"Repay KES 2,500 to loan {reference} by M-Pesa from {msisdn}?"
+    )
+    assert p.send("1").startswith("Check your phone for the M-Pesa prompt for KES 2,500")
+    assert p.ended
+    row = wait_for(lambda: settled_stk(env, borrower.id), what="the STK callback")
+    assert (row.status, row.target, row.paid_cents) == ("succeeded", reference, 250_000)
+    [push] = [e for e in env.log()["requests"] if e["path"].endswith("/stkpush/v1/processrequest")]
+    assert push["body"]["AccountReference"] == reference
+    with env.unit_of_work() as s:
+        assert ledger.get_balance(s, loan_account).balance_cents == owed - 250_000
+        [repaid] = s.scalars(select(LoanRepayment).where(LoanRepayment.loan_id == loan.id)).all()
+        assert (repaid.source, repaid.receipt, repaid.amount_cents) == ("mpesa", row.receipt,
+                                                                         250_000)  # fmt: skip
+    assert env.balance(borrower.id).balance_cents == savings_before  # not a deposit
+    [sms] = env.sms(borrower.id, "loan_repayment")
+    assert f"KES 2,500 received for loan {reference}" in sms.body
+    assert len(stk_rows(env, borrower.id)) == 1
 
 
 # ------------------------------------------------------------------ withdrawals

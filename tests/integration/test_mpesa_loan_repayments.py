@@ -9,15 +9,21 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
+from core.kernel.errors import InvalidInput, NotFound
 from core.ledger import entries as ledger
+from core.ledger.chart import Purpose
 from core.ledger.verify import verify_ledger
+from core.loans.errors import LoanStateError
+from core.loans.vocabulary import RepaymentSource
+from core.members.registration import member_account_ids
 from core.payments.mpesa import flows as mpesa
-from core.payments.mpesa.rules import MpesaPolicy, account_reference, parse_loan_ref
-from db.models import OutboxMessage
+from core.payments.mpesa.rules import LimitExceeded, MpesaPolicy, account_reference, parse_loan_ref
+from db.models import JournalEntry, Member, OutboxMessage
 from db.models_loans import Loan, LoanRepayment
 from db.models_mpesa import C2BPayment, StkRequest, SuspenseItem
 from db.session import make_session_factory, unit_of_work
@@ -199,3 +205,292 @@ def test_a_paybill_payment_to_a_closed_loan_goes_to_savings_with_an_sms(
     )
     assert count == 1
     assert verify_ledger(s).ok
+
+
+# ------------------------------------------------------------------ STK push to a loan
+
+
+def stk_rows(s: Session) -> int:
+    return int(s.scalar(select(func.count()).select_from(StkRequest)) or 0)
+
+
+def test_an_stk_push_to_the_members_own_active_loan_is_recorded_with_the_loan_reference(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps)
+    started = mpesa.start_deposit(
+        s, deps, member_id=borrower.id, target=loan.reference.lower(), amount_cents=500_000,
+        policy=POLICY, idempotency_key="ussd:stk-loan-own-1",
+    )  # fmt: skip
+    assert (started.target, started.amount_cents, started.created) == (
+        loan.reference, 500_000, True,
+    )  # fmt: skip
+    job = mpesa.claim_stk_push(s, deps, started.request_id)
+    assert job is not None
+    assert (job.account_reference, job.description) == (loan.reference, "Loan payment")
+    again = mpesa.start_deposit(
+        s, deps, member_id=borrower.id, target=loan.reference, amount_cents=500_000,
+        policy=POLICY, idempotency_key="ussd:stk-loan-own-1",
+    )  # fmt: skip
+    assert (again.request_id, again.created) == (started.request_id, False)
+    assert stk_rows(s) == 1
+    # Its callback repays the loan once (the settlement side: _credit_or_repay).
+    mpesa.record_stk_accepted(s, deps, started.request_id, checkout_request_id="ws_CO_own_1",
+                              merchant_request_id="m-1")  # fmt: skip
+    before = owed(s, loan)
+    outcome = mpesa.StkOutcome("ws_CO_own_1", 0, "ok", 500_000, "RLK0000001", borrower.msisdn)
+    assert mpesa.settle_stk(s, deps, outcome) == "credited"
+    assert mpesa.settle_stk(s, deps, outcome) == "duplicate"
+    [repaid] = repayments(s, loan)
+    assert (repaid.source, repaid.receipt, repaid.amount_cents) == ("mpesa", "RLK0000001", 500_000)
+    assert owed(s, loan) == before - 500_000
+    assert verify_ledger(s).ok
+
+
+def test_an_stk_push_to_another_members_closed_or_unknown_loan_is_refused_writing_nothing(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps)
+    other_loan, other, _ = disbursed_loan(s, deps)
+    closed, closer, _ = disbursed_loan(s, deps, term=1, amount_cents=100_000)
+    assert mpesa.record_c2b(s, deps, confirmation(closed.reference, "RLK0000009", 101_000)) == (
+        "credited"
+    )
+    assert closed.status == "closed"
+    entries = s.scalar(select(func.count()).select_from(JournalEntry))
+
+    def push(member_id: int, target: object, cents: int = 500_000) -> None:
+        mpesa.start_deposit(
+            s, deps, member_id=member_id, target=target, amount_cents=cents,  # type: ignore[arg-type]
+            policy=POLICY, idempotency_key=f"ussd:refused:{member_id}:{target}:{cents}",
+        )  # fmt: skip
+
+    with pytest.raises(NotFound):
+        push(borrower.id, other_loan.reference)  # another member's: as if there were none
+    with pytest.raises(NotFound):
+        push(other.id, loan.reference)
+    with pytest.raises(NotFound):
+        push(borrower.id, "LZZZZZZZ")
+    with pytest.raises(LoanStateError) as state:
+        push(closer.id, closed.reference)
+    assert state.value.reason == "closed"
+    for target in ("not-a-loan", "L" * 500, "", None, 123):
+        with pytest.raises(LimitExceeded) as bad:
+            push(borrower.id, target)
+        assert bad.value.reason == "target"
+    for cents, reason in ((50_050, "not_whole"), (500, "below_minimum"), (10**9, "above_maximum")):
+        with pytest.raises(LimitExceeded) as limit:
+            push(borrower.id, loan.reference, cents)
+        assert limit.value.reason == reason
+    with pytest.raises(LimitExceeded) as more:
+        push(borrower.id, loan.reference, 10_000_100)  # the payoff is KES 100,000
+    assert (more.value.reason, more.value.limit_cents) == ("more_than_owed", 10_000_000)
+    assert stk_rows(s) == 0
+    assert s.scalar(select(func.count()).select_from(JournalEntry)) == entries
+
+
+def test_a_push_may_round_a_payoff_with_cents_up_to_the_shilling_and_the_cents_reach_savings(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps)
+    assert mpesa.record_c2b(s, deps, confirmation(loan.reference, "RLK0000010", 100)) == "credited"
+    assert mpesa.record_c2b(s, deps, confirmation(loan.reference, "RLK0000011", 100)) == "credited"
+    # KES 99,998 owed; pay KES 0.50 of it from savings: KES 99,997.50 pays it off.
+    from core.loans.repayments import Repayment, position, repay_loan
+
+    repay_loan(s, deps, Repayment(50, RepaymentSource.SAVINGS, "savings-cents-1",
+                                  "loan_repayment:savings-cents-1", loan_id=loan.id))  # fmt: skip
+    assert position(s, deps, loan.id).payoff_cents == 9_999_750
+    push = mpesa.loan_push(s, deps, member_id=borrower.id, reference=loan.reference, policy=POLICY)
+    assert (push.payoff_cents, push.max_cents) == (9_999_750, 9_999_800)
+    with pytest.raises(LimitExceeded):
+        mpesa.loan_push(s, deps, member_id=borrower.id, reference=loan.reference,
+                        amount_cents=9_999_900, policy=POLICY)  # fmt: skip
+    started = mpesa.start_deposit(
+        s, deps, member_id=borrower.id, target=loan.reference, amount_cents=9_999_800,
+        policy=POLICY, idempotency_key="ussd:round-up-1",
+    )  # fmt: skip
+    mpesa.record_stk_accepted(s, deps, started.request_id, checkout_request_id="ws_CO_round",
+                              merchant_request_id="m-2")  # fmt: skip
+    savings_before = savings_of(s, borrower)
+    outcome = mpesa.StkOutcome("ws_CO_round", 0, "ok", 9_999_800, "RLK0000012", borrower.msisdn)
+    assert mpesa.settle_stk(s, deps, outcome) == "credited"
+    assert loan.status == "closed" and owed(s, loan) == 0
+    assert savings_of(s, borrower) == savings_before + 50
+    assert len(sms_of(s, borrower, "loan_overpaid_to_savings")) == 1
+    assert verify_ledger(s).ok
+
+
+# ------------------------------------------------------------------ suspense to a loan
+
+
+def savings_of(s: Session, member: Member) -> int:
+    return ledger.get_balance(s, member_account_ids(s, member.id)[Purpose.SAVINGS]).balance_cents
+
+
+def suspense_cents(s: Session) -> int:
+    return ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents
+
+
+def sms_of(s: Session, member: Member, template: str) -> list[str]:
+    return list(
+        s.scalars(
+            select(OutboxMessage.body).where(
+                OutboxMessage.template == template, OutboxMessage.member_id == member.id
+            )
+        )
+    )
+
+
+def parked(s: Session, deps: CoreDeps, receipt: str, cents: int = 500_000) -> SuspenseItem:
+    """A paybill payment whose account was a mistyped loan reference: in suspense."""
+    assert mpesa.record_c2b(s, deps, confirmation("LZZZZZZZ", receipt, cents)) == "suspense"
+    return s.scalars(select(SuspenseItem).where(SuspenseItem.source_ref == receipt)).one()
+
+
+def test_staff_move_a_parked_loan_payment_to_the_loan_once(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps)
+    item = parked(s, deps, "RLP0000001")
+    before, float_before, suspense_before = owed(s, loan), float_in(s), suspense_cents(s)
+    posted = mpesa.assign_suspense(s, deps, item_id=item.id, member_id=borrower.id,
+                                   target=loan.reference.lower(), staff="approval 1")  # fmt: skip
+    assert posted.created
+    [repaid] = repayments(s, loan)
+    assert (repaid.source, repaid.receipt, repaid.amount_cents, repaid.idempotency_key) == (
+        "mpesa", "RLP0000001", 500_000, f"mpesa:suspense:{item.id}",
+    )  # fmt: skip
+    assert repaid.entry_id == posted.entry_id
+    assert owed(s, loan) == before - 500_000
+    assert suspense_cents(s) == suspense_before - 500_000  # out of suspense, not the float
+    assert float_in(s) == float_before
+    s.refresh(item)
+    assert (item.status, item.assigned_member_id, item.assigned_target) == (
+        "assigned", borrower.id, loan.reference,
+    )  # fmt: skip
+    [receipt] = sms_of(s, borrower, "loan_repayment")
+    assert f"KES 5,000 received for loan {loan.reference}" in receipt
+    # The same assignment again: the first entry, nothing new.
+    again = mpesa.assign_suspense(s, deps, item_id=item.id, member_id=borrower.id,
+                                  target=loan.reference, staff="approval 2")  # fmt: skip
+    assert (again.entry_id, again.created) == (posted.entry_id, False)
+    with pytest.raises(mpesa.SuspenseAlreadyAssigned):
+        mpesa.assign_suspense(s, deps, item_id=item.id, member_id=borrower.id, staff="x")
+    assert len(repayments(s, loan)) == 1 and owed(s, loan) == before - 500_000
+    assert verify_ledger(s).ok
+
+
+def test_a_parked_payment_beyond_the_payoff_closes_the_loan_and_the_rest_reaches_savings(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps, term=1, amount_cents=100_000)
+    item = parked(s, deps, "RLP0000002", 150_000)  # payoff KES 1,000: interest not yet due
+    savings_before, suspense_before = savings_of(s, borrower), suspense_cents(s)
+    mpesa.assign_suspense(s, deps, item_id=item.id, member_id=borrower.id,
+                          target=loan.reference, staff="approval 3")  # fmt: skip
+    assert loan.status == "closed" and owed(s, loan) == 0
+    [repaid] = repayments(s, loan)
+    assert (repaid.to_savings_cents, repaid.closed_loan) == (50_000, True)
+    assert savings_of(s, borrower) == savings_before + 50_000
+    assert suspense_cents(s) == suspense_before - 150_000
+    assert len(sms_of(s, borrower, "loan_repaid")) == 1
+    assert verify_ledger(s).ok
+
+
+def test_a_parked_payment_is_not_moved_to_another_members_loan_nor_an_unknown_one(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps)
+    _, other, _ = disbursed_loan(s, deps)
+    item = parked(s, deps, "RLP0000003")
+    entries = s.scalar(select(func.count()).select_from(JournalEntry))
+    for member, target in ((other, loan.reference), (borrower, "LZZZZZZZ")):
+        with pytest.raises(NotFound):
+            mpesa.assign_suspense(s, deps, item_id=item.id, member_id=member.id,
+                                  target=target, staff="x")  # fmt: skip
+    with pytest.raises(LimitExceeded):
+        mpesa.assign_suspense(s, deps, item_id=item.id, member_id=borrower.id,
+                              target="L" + "Q" * 300, staff="x")  # fmt: skip
+    with pytest.raises(InvalidInput):
+        mpesa.check_suspense_loan(s, member_id=other.id, reference=loan.reference)
+    s.refresh(item)
+    assert item.status == "open" and repayments(s, loan) == []
+    assert s.scalar(select(func.count()).select_from(JournalEntry)) == entries
+    assert verify_ledger(s).ok
+
+
+def test_an_item_closed_as_a_duplicate_is_not_moved_anywhere(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    """Its parking entry was reversed: moving it would take money suspense no longer holds."""
+    s, deps = db_session, clock(deps)
+    loan, borrower, _ = disbursed_loan(s, deps)
+    item = parked(s, deps, "RLP0000004")
+    item.status = "duplicate"  # as _resolve_duplicate leaves it (its entry reversed)
+    s.flush()
+    for target in (loan.reference, "savings"):
+        with pytest.raises(mpesa.SuspenseAlreadyAssigned):
+            mpesa.assign_suspense(s, deps, item_id=item.id, member_id=borrower.id,
+                                  target=target, staff="x")  # fmt: skip
+    assert repayments(s, loan) == []
+
+
+def float_in(s: Session) -> int:
+    return ledger.get_balance(s, ledger.account_id_by_code(s, "1010")).balance_cents
+
+
+def assign_work(
+    deps: CoreDeps, item_id: int, member_id: int, target: str
+) -> Callable[[Session], str]:
+    def work(s: Session) -> str:
+        try:
+            posted = mpesa.assign_suspense(s, deps, item_id=item_id, member_id=member_id,
+                                           target=target, staff="race")  # fmt: skip
+        except mpesa.SuspenseAlreadyAssigned:
+            return "refused"
+        return "moved" if posted.created else "same"
+
+    return work
+
+
+def test_two_staff_moving_one_parked_payment_at_once_move_it_once(
+    committed_pg: Engine, deps: CoreDeps
+) -> None:
+    factory, deps = make_session_factory(committed_pg), clock(deps)
+    for trial in range(3):
+        with unit_of_work(factory) as s:
+            loan, borrower, _ = disbursed_loan(s, deps)
+            item = parked(s, deps, f"RLR{trial:07d}{next(_SERIAL)}")
+            ids = (loan.id, borrower.id, item.id, loan.reference)
+            before, suspense_before = owed(s, loan), suspense_cents(s)
+        loan_id, member_id, item_id, reference = ids
+        # Twice the same loan, and once to savings: one of them moves the money.
+        answers = race(
+            factory,
+            [
+                assign_work(deps, item_id, member_id, reference),
+                assign_work(deps, item_id, member_id, reference.lower()),
+                assign_work(deps, item_id, member_id, "savings"),
+            ],
+        )
+        assert answers in (["moved", "refused", "same"], ["moved", "refused", "refused"])
+        with unit_of_work(factory) as s:
+            loan = s.get_one(Loan, loan_id)
+            moved = repayments(s, loan)
+            assert len(moved) <= 1
+            savings_entries = s.scalar(
+                select(func.count())
+                .select_from(JournalEntry)
+                .where(JournalEntry.idempotency_key == f"mpesa:suspense:{item_id}")
+            )
+            assert savings_entries == 1  # one entry moved the item's money, whichever won
+            assert owed(s, loan) == before - (500_000 if moved else 0)
+            assert suspense_cents(s) == suspense_before - 500_000
+            assert verify_ledger(s).ok

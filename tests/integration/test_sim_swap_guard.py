@@ -191,6 +191,7 @@ class Ports:
     policy: MpesaPolicy
     sim_swap: AfricasTalkingSimSwapChecker
     shortcode: str = "174379"
+    stk: bool = True
 
 
 @pytest.mark.slow

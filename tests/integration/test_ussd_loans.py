@@ -5,6 +5,7 @@ my loans, guarantee requests, and every refusal a clear screen that writes nothi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -21,9 +22,11 @@ from core.ledger.verify import verify_ledger
 from core.loans import book, guarantees
 from core.loans.facts import free_deposits_cents
 from core.members.registration import member_account_ids
+from core.payments.mpesa import flows as mpesa
 from core.savings.accounts import transfer_own
 from db.models import Hold, JournalEntry, Member, OutboxMessage
 from db.models_loans import Loan, LoanApplication, LoanGuarantee, LoanInstalment, LoanRepayment
+from db.models_mpesa import StkRequest
 from tests.loanutil import disbursed_loan, funded_member, make_product
 from tests.ussdutil import Phone
 from ussd.views import EXTENSION
@@ -515,20 +518,180 @@ def test_repay_refusals_are_asked_again_and_write_nothing(
     assert verify_ledger(s).ok
 
 
-def test_repay_by_mpesa_shows_the_paybill_and_the_loan_reference(
+def stk_writes(s: Session) -> tuple[int, ...]:
+    return (*writes(s), count(s, StkRequest))
+
+
+def by_mpesa(client: FlaskClient, borrower: Member) -> Phone:
+    """Loans > Repay a loan > the first loan > By M-Pesa (a new dial; an unfinished flow's
+    offer to continue is declined)."""
+    phone = Phone(client, borrower.msisdn)
+    if phone.dial().startswith(("CON You did not finish", "CON Hukumaliza")):
+        phone.send("2")  # no, start again
+    assert phone.send("7") in ("CON Enter your PIN:", "CON Andika PIN yako:")
+    phone.send(PIN)
+    phone.send("6")
+    phone.send("1")
+    phone.send("2")
+    return phone
+
+
+def test_repay_by_mpesa_pushes_an_stk_for_the_loan_and_its_callback_repays_it(
     client: FlaskClient, db_session: Session, deps: CoreDeps
 ) -> None:
     s = db_session
     loan, borrower, _ = disbursed_loan(s, deps)
-    seen = writes(s)
-    phone = loans_menu(client, borrower)
+    seen = stk_writes(s)
+    phone = by_mpesa(client, borrower)
+    assert phone.last == (
+        f"CON Loan {loan.reference}: balance KES 100,000.\nEnter amount in KES to pay by M-Pesa:"
+    )
+    assert phone.send("5000") == (
+        f"CON Repay KES 5,000 to loan {loan.reference} by M-Pesa from {borrower.msisdn}?\n"
+        "Loan balance after KES 95,000\n1. Confirm\n2. Cancel"
+    )
+    assert stk_writes(s) == seen  # nothing before the confirmation
+    assert phone.send("1") == (  # the PIN was given at the Loans menu
+        f"END Check your phone for the M-Pesa prompt for KES 5,000 to loan {loan.reference} "
+        "and enter your M-Pesa PIN. We will SMS you."
+    )
+    [row] = s.scalars(select(StkRequest)).all()
+    assert (row.member_id, row.target, row.amount_cents, row.status) == (
+        borrower.id, loan.reference, 500_000, "queued",
+    )  # fmt: skip
+    assert writes(s) == seen[:-1]  # no money moved yet: the member approves on the phone
+    # The push goes out and M-Pesa calls back: the loan is repaid once.
+    job = mpesa.claim_stk_push(s, deps, row.id)
+    assert job is not None and job.account_reference == loan.reference
+    mpesa.record_stk_accepted(s, deps, row.id, checkout_request_id="ws_CO_ussd_loan_1",
+                              merchant_request_id="m-1")  # fmt: skip
+    outcome = mpesa.StkOutcome("ws_CO_ussd_loan_1", 0, "ok", 500_000, "RUL0000001",
+                               borrower.msisdn)  # fmt: skip
+    assert mpesa.settle_stk(s, deps, outcome) == "credited"
+    [repayment] = s.scalars(select(LoanRepayment)).all()
+    assert (repayment.source, repayment.amount_cents, repayment.receipt) == (
+        "mpesa", 500_000, "RUL0000001",
+    )  # fmt: skip
+    assert balance_of(s, loan.account_id) == 9_500_000
+    [receipt] = sms(s, borrower, "loan_repayment")
+    assert f"KES 5,000 received for loan {loan.reference}" in receipt
+    assert verify_ledger(s).ok
+
+
+def test_repay_by_mpesa_refuses_amounts_mpesa_cannot_take_and_writes_nothing(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps)
+    borrower.language = "sw"
+    s.flush()
+    seen = stk_writes(s)
+    prompt = (
+        f"Mkopo {loan.reference}: salio KES 100,000.\nAndika kiasi (KES) cha kulipa kwa M-Pesa:"
+    )
+    phone = by_mpesa(client, borrower)
+    assert phone.last == "CON " + prompt
+    assert phone.send("-5") == "CON Andika kiasi hadi KES 10,000,000.\n" + prompt
+    assert phone.send("1e9") == "CON Andika kiasi hadi KES 10,000,000.\n" + prompt
+    assert phone.send("abc") == "END Makosa mengi mno. Tafadhali piga tena."  # a third in a row
+    again = by_mpesa(client, borrower)
+    assert again.send("100.50") == "CON M-Pesa inapokea shilingi kamili tu.\n" + prompt
+    assert again.send("5") == "CON Kiwango cha chini ni KES 10.\n" + prompt
+    assert again.send("0").startswith("CON Lipa vipi?")  # 0 is Back, not an amount
+    third = by_mpesa(client, borrower)
+    assert third.send("100001") == "CON Zaidi ya salio la mkopo: hadi KES 100,000.\n" + prompt
+    assert third.send("200000").startswith("CON Kiwango cha juu ni KES 150,000.\n")
+    assert third.send("100000").startswith(f"CON Lipa KES 100,000 kwa mkopo {loan.reference}")
+    assert third.send("2").startswith("END ")  # cancelled
+    assert stk_writes(s) == seen
+    assert balance_of(s, loan.account_id) == 100_000 * KES
+
+
+def test_repay_by_mpesa_after_a_wrong_pin_pushes_nothing_until_the_right_one(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps)
+    seen = stk_writes(s)
+    phone = by_mpesa(client, borrower)
+    phone.send("2500")  # at the confirmation, then the call drops
+    assert phone.hang_up() == 200
+    resumed = Phone(client, borrower.msisdn)
+    assert resumed.dial().startswith("CON You did not finish last time.")
+    assert resumed.send("1") == "CON Enter your PIN:"  # a new session: the PIN again
+    assert resumed.send("1111") == "CON Wrong PIN. 2 tries left.\nEnter your PIN:"
+    assert stk_writes(s) == seen
+    assert resumed.send(PIN).startswith(f"CON Repay KES 2,500 to loan {loan.reference} by M-Pesa")
+    assert resumed.send("1").startswith("END Check your phone for the M-Pesa prompt for KES 2,500")
+    [row] = s.scalars(select(StkRequest)).all()
+    assert (row.target, row.amount_cents) == (loan.reference, 250_000)
+
+
+def test_a_loan_repaid_before_the_confirmation_ends_without_a_push(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps, savings_cents=1_000 * KES)
+    phone = by_mpesa(client, borrower)
+    phone.send("100")
+    # Meanwhile the whole loan is repaid from savings in another session.
+    other = Phone(client, borrower.msisdn)
+    other.dial()
+    other.send("2")  # no, start again (the first session's flow is on offer)
+    other.send("7")
+    other.send(PIN)
+    for typed in ("6", "1", "1", "100000"):
+        other.send(typed)
+    assert other.send("1").startswith("END Paid KES 100,000: loan")
+    assert phone.send("1") == "END This loan is no longer being repaid. Nothing was paid."
+    assert count(s, StkRequest) == 0
+
+
+def test_without_mpesa_express_by_mpesa_shows_the_paybill_and_the_loan_reference(
+    app: Any, client: FlaskClient, db_session: Session, deps: CoreDeps,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A paybill with its C2B API but no STK passkey: no Deposit, and repaying by M-Pesa
+    shows the paybill (``MoneyPorts.stk`` false)."""
+    service = app.extensions[EXTENSION]
+    monkeypatch.setattr(service, "money", PaybillOnly(service.money))
+    s = db_session
+    loan, borrower, _ = disbursed_loan(s, deps)
+    seen = stk_writes(s)
+    phone = Phone(client, borrower.msisdn)
+    assert phone.dial() == (
+        "CON Umoja SACCO\n1. Check balances\n2. Mini statement\n3. My account\n"
+        "4. Change PIN\n5. Withdraw\n6. Loans"
+    )
+    phone.send("6")
+    assert phone.send(PIN) == LOANS_EN
     phone.send("6")
     phone.send("1")
     assert phone.send("2") == (
         f"END Pay via M-Pesa Paybill 174379, Account {loan.reference}. "
         "We will SMS you when it is received."
     )
-    assert writes(s) == seen
+    assert stk_writes(s) == seen
+
+
+@dataclass(frozen=True)
+class PaybillOnly:
+    """The M-Pesa ports of a SACCO without M-Pesa Express (no STK passkey)."""
+
+    ports: Any
+    stk: bool = False
+
+    @property
+    def policy(self) -> Any:
+        return self.ports.policy
+
+    @property
+    def sim_swap(self) -> Any:
+        return self.ports.sim_swap
+
+    @property
+    def shortcode(self) -> str:
+        return str(self.ports.shortcode)
 
 
 def test_without_mpesa_only_from_savings_is_offered(

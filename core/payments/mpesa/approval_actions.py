@@ -1,6 +1,6 @@
 """M-Pesa's maker-checker actions (registered with ``core.approvals.engine``): a parked
-payment moved from suspense to a member, a parked duplicate closed, a payout only staff
-can settle."""
+payment moved from suspense to a member (an account, or a repayment of their loan), a
+parked duplicate closed, a payout only staff can settle."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from core.payments.mpesa.flows import (
     assign_suspense,
     check_payout_resolution,
     check_suspense_duplicate,
+    check_suspense_loan,
     resolve_payout,
     resolve_suspense_duplicate,
 )
+from core.payments.mpesa.rules import parse_loan_ref
 from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.savings.accounts import DEPOSIT_TARGETS
+from core.staff.accounts import checker_of
 from db.models import ApprovalRequest
 from db.models_mpesa import SuspenseItem
 
@@ -38,20 +41,30 @@ def _open_item(session: Session, p: dict[str, Any]) -> SuspenseItem:
 def _check_suspense(
     session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
 ) -> int:
-    if p.get("target") not in DEPOSIT_TARGETS:
-        raise InvalidInput("target must be savings, deposits or shares", field="target")
+    """The item is open, and the target is one of the member's accounts or the
+    reference of the member's own active loan (stored as the loan has it)."""
+    target = p.get("target")
+    if target not in DEPOSIT_TARGETS:
+        reference = parse_loan_ref(target) if isinstance(target, str) else None
+        if reference is None:
+            raise InvalidInput(
+                "target must be savings, deposits, shares or a loan's reference",
+                field="target",
+            )
+        p["target"] = check_suspense_loan(session, member_id=member_id, reference=reference)
     return _open_item(session, p).amount_cents
 
 
 def _exec_suspense(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """``core.payments.mpesa.flows.assign_suspense``: the parked payment goes to the member,
-    the item is marked assigned and the member is told by SMS."""
+    """``core.payments.mpesa.flows.assign_suspense``: the parked payment goes to the member
+    (or repays the member's loan, audited in the checker's name), the item is marked
+    assigned and the member is told by SMS."""
     assert req.member_id is not None
     posted = assign_suspense(
         session, deps, item_id=p["item_id"], member_id=req.member_id, target=p["target"],
-        staff=f"approval {req.id}", note=req.maker_note,
+        staff=f"approval {req.id}", note=req.maker_note, actor=checker_of(session, req),
     )  # fmt: skip
     return {"entry": posted.reference}
 

@@ -49,11 +49,13 @@ from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, MemberNotAllowed, NotFound
 from core.kernel.identity import mask_msisdn
 from core.kernel.money import format_cents
+from core.kernel.permissions import Principal
 from core.kernel.uow import keep
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
-from core.loans.repayments import Repayment, find_loan, repay_loan
+from core.loans.errors import LoanStateError
+from core.loans.repayments import Repayment, find_loan, position, repay_loan
 from core.loans.vocabulary import LoanStatus, RepaymentSource
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus, check_may_deposit, may_deposit
@@ -61,6 +63,7 @@ from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
 from core.payments.mpesa.jobs import SendB2C, SendStkPush
 from core.payments.mpesa.rules import (
+    CENTS,
     LimitExceeded,
     MpesaPolicy,
     SimSwapBlocked,
@@ -584,6 +587,51 @@ class DepositStarted:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class LoanPush:
+    """What an STK push to repay a loan may take: the member's active loan, what pays it
+    off today, and the most a push may ask (the payoff rounded up to a whole shilling:
+    M-Pesa moves whole shillings; the cents beyond the payoff reach savings)."""
+
+    loan_id: int
+    reference: str
+    payoff_cents: int
+    max_cents: int
+
+
+def loan_push(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    member_id: int,
+    reference: str,
+    amount_cents: int | None = None,
+    policy: MpesaPolicy,
+) -> LoanPush:
+    """Check a push to repay the loan ``reference`` (any case, ``-`` or spaces) for
+    ``member_id``, and ``amount_cents`` if given. Raises ``NotFound`` (no such loan, or
+    another member's: the same answer), ``LoanStateError`` (``closed``, ``written_off``),
+    ``InvalidInput`` and ``LimitExceeded`` (``not_whole``, ``below_minimum``,
+    ``above_maximum``, and ``more_than_owed`` with the push's maximum as the limit).
+    Writes nothing."""
+    loan = find_loan(session, reference)
+    if loan is None or loan.member_id != member_id:
+        raise NotFound("no such loan")
+    if loan.status != LoanStatus.ACTIVE:
+        raise LoanStateError(f"loan {loan.reference} is {loan.status}", reason=loan.status)
+    payoff = position(session, deps, loan.id).payoff_cents
+    most = -(-payoff // CENTS) * CENTS  # up to a whole shilling
+    if amount_cents is not None:
+        check_deposit_amount(amount_cents, policy)
+        if amount_cents > most:
+            raise LimitExceeded(
+                f"more than the {format_cents(payoff)} that pays loan {loan.reference} off",
+                reason="more_than_owed",
+                limit_cents=most,
+            )
+    return LoanPush(loan.id, loan.reference, payoff, most)
+
+
 def start_deposit(
     session: Session,
     deps: CoreDeps,
@@ -596,13 +644,19 @@ def start_deposit(
 ) -> DepositStarted:
     """Record an STK-push deposit to send (status ``queued``).
 
+    ``target``: ``savings``, ``deposits``, ``shares``, or the reference of the member's
+    own active loan (a repayment: ``loan_push`` checks it; the push's account reference
+    is the loan's, and its callback repays the loan, ``_credit_or_repay``).
+
     Defers ``SendStkPush(request_id)`` (sent after the commit); the channel tells
     the member to approve the M-Pesa prompt. The same ``idempotency_key`` (e.g. the
     USSD session id) returns the first request (and defers the push again: the worker
     claims only a request still queued, so it is sent once, and a push lost between
     the commit and the queue is healed). Pending and active members may
-    deposit. Raises ``InvalidInput``, ``LimitExceeded`` (reason ``not_whole``,
-    ``below_minimum``, ``above_maximum``), ``MemberNotAllowed``.
+    deposit. Raises ``InvalidInput``, ``LimitExceeded`` (reason ``target``,
+    ``not_whole``, ``below_minimum``, ``above_maximum``, ``more_than_owed``),
+    ``NotFound`` and ``LoanStateError`` (a loan target), ``MemberNotAllowed``; all
+    before anything is written.
     """
     existing = session.scalar(
         select(StkRequest).where(StkRequest.idempotency_key == idempotency_key)
@@ -613,7 +667,12 @@ def start_deposit(
             existing.id, existing.amount_cents, existing.target, existing.msisdn, False
         )
     if target not in ACCOUNT_LABELS["en"]:
-        raise LimitExceeded("unknown deposit account", reason="target")
+        if not isinstance(target, str) or parse_loan_ref(target) is None:
+            raise LimitExceeded("unknown deposit account", reason="target")
+        target = loan_push(
+            session, deps, member_id=member_id, reference=target, amount_cents=amount_cents,
+            policy=policy,
+        ).reference  # fmt: skip
     check_deposit_amount(amount_cents, policy)
     member = get_member(session, member_id)
     check_may_deposit(member.status)
@@ -654,7 +713,7 @@ def claim_stk_push(session: Session, deps: CoreDeps, request_id: int) -> StkPush
         row.msisdn,
         row.amount_cents,
         account_reference(member.member_number or str(member.id), row.target),
-        "SACCO deposit",
+        "Loan payment" if parse_loan_ref(row.target) else "SACCO deposit",  # <= 13 chars
     )
     session.flush()
     return job
@@ -1099,36 +1158,63 @@ def assign_suspense(
     target: str = "savings",
     staff: str,
     note: str = "",
+    actor: Principal | None = None,
 ) -> ledger.PostedEntry:
-    """Staff move a parked payment from suspense to a member's account.
+    """Staff move a parked payment from suspense to a member's account (``savings``,
+    ``deposits``, ``shares``: ``credit_member``), or to the member's loan (``target`` a
+    loan's reference: ``repay_loan``, money from suspense, an overpayment to savings; the
+    loan must be this member's). Keyed ``mpesa:suspense:<item id>`` either way, so the
+    item's money moves once. ``actor``: the member of staff who decided (a loan
+    repayment's audit row names them).
 
     Repeating the same assignment returns the first entry; assigning an item
-    already given to someone else raises ``SuspenseAlreadyAssigned``.
+    already given to someone else, or no longer open (closed as a duplicate), raises
+    ``SuspenseAlreadyAssigned``. A loan target also raises ``NotFound`` (no such loan,
+    or another member's) and ``repay_loan``'s refusals (``LoanStateError``
+    ``written_off``); a loan closed since the request takes the money into savings, as
+    any late payment to a closed loan does.
     """
+    reference = None
     if target not in ACCOUNT_LABELS["en"]:
-        raise LimitExceeded("unknown account", reason="target")
-    item = session.scalar(select(SuspenseItem).where(SuspenseItem.id == item_id).with_for_update())
+        reference = parse_loan_ref(target) if isinstance(target, str) else None
+        if reference is None:
+            raise LimitExceeded("unknown account", reason="target")
+        target = reference
+    item = session.scalar(
+        select(SuspenseItem)
+        .where(SuspenseItem.id == item_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if item is None:
         raise NotFound(f"no suspense item {item_id}")
     key = f"mpesa:suspense:{item.id}"
     if item.status == SuspenseStatus.ASSIGNED:
         if item.assigned_member_id == member_id and item.assigned_target == target:
-            entry = session.scalar(select(JournalEntry).where(JournalEntry.idempotency_key == key))
+            entry = session.get(JournalEntry, item.assigned_entry_id)
             assert entry is not None
             return ledger.PostedEntry(entry.id, entry.reference, created=False)
         raise SuspenseAlreadyAssigned(f"item {item_id} already assigned")
+    if item.status != SuspenseStatus.OPEN:  # closed as a duplicate: its money is gone
+        raise SuspenseAlreadyAssigned(f"item {item_id} is already {item.status}")
     member = get_member(session, member_id)
-    posted = credit_member(
-        session,
-        deps,
-        Credit(
-            member_id=member.id, target=target, amount_cents=item.amount_cents,
-            source=CreditSource.SUSPENSE, idempotency_key=key,
-            business_key=f"deposit_received:suspense:{item.id}",
-            memo=f"Suspense {item.source_ref} to {member.member_number}",
-            receipt=item.source_ref if item.source == "c2b" else None,
-        ),
-    ).posted  # fmt: skip
+    receipt = item.source_ref if item.source == "c2b" else None
+    if reference is not None:
+        posted = _repay_from_suspense(
+            session, deps, item, member, reference, key=key, receipt=receipt, actor=actor
+        )
+    else:
+        posted = credit_member(
+            session,
+            deps,
+            Credit(
+                member_id=member.id, target=target, amount_cents=item.amount_cents,
+                source=CreditSource.SUSPENSE, idempotency_key=key,
+                business_key=f"deposit_received:suspense:{item.id}",
+                memo=f"Suspense {item.source_ref} to {member.member_number}",
+                receipt=receipt,
+            ),
+        ).posted  # fmt: skip
     item.status, item.assigned_member_id, item.assigned_target = (
         SuspenseStatus.ASSIGNED,
         member.id,
@@ -1138,6 +1224,54 @@ def assign_suspense(
     item.assigned_at, item.note = deps.now(), (note or None) and note[:200]
     session.flush()
     return posted
+
+
+def check_suspense_loan(session: Session, *, member_id: int | None, reference: str) -> str:
+    """A loan a suspense item may repay, checked when staff ask: the member's own active
+    loan. Returns its reference as stored. ``InvalidInput`` (field ``target``) names the
+    reason."""
+    loan = find_loan(session, reference)
+    if loan is None or member_id is None or loan.member_id != member_id:
+        raise InvalidInput("no such loan of this member", field="target", reason="unknown")
+    if loan.status != LoanStatus.ACTIVE:
+        raise InvalidInput(
+            f"loan {loan.reference} is {loan.status}: move the money to savings instead",
+            field="target",
+            reason=loan.status,
+        )
+    return loan.reference
+
+
+def _repay_from_suspense(
+    session: Session,
+    deps: CoreDeps,
+    item: SuspenseItem,
+    member: Member,
+    reference: str,
+    *,
+    key: str,
+    receipt: str | None,
+    actor: Principal | None,
+) -> ledger.PostedEntry:
+    """The parked money repays the member's loan (``repay_loan``: from suspense, keyed by
+    the item; the borrower's SMS and the ``loan.repaid`` event are the use case's)."""
+    loan = find_loan(session, reference)
+    if loan is None or loan.member_id != member.id:
+        raise NotFound("no such loan of this member")
+    repaid = repay_loan(
+        session,
+        deps,
+        Repayment(
+            amount_cents=item.amount_cents, source=RepaymentSource.MPESA,
+            idempotency_key=key, business_key=f"loan_repayment:suspense:{item.id}",
+            loan_id=loan.id, member_id=member.id, receipt=receipt, actor=actor,
+            from_suspense=True,
+        ),
+    )  # fmt: skip
+    entry_id = repaid.entry_id if repaid.entry_id is not None else repaid.savings_entry_id
+    reference_out = repaid.entry_reference or repaid.savings_entry_reference
+    assert entry_id is not None and reference_out is not None
+    return ledger.PostedEntry(entry_id, reference_out, repaid.created)
 
 
 def _open_possible_duplicate(session: Session, item_id: object) -> SuspenseItem:

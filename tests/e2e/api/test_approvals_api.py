@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,12 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import MemberNotAllowed, PinInvalid
 from core.ledger import entries as ledger
+from core.ledger.verify import verify_ledger
 from core.members import registration as members_core
 from core.payments.mpesa import flows as mpesa
-from db.models import JournalEntry, Member, OutboxMessage
+from db.models import AuditEvent, JournalEntry, Member, OutboxMessage
+from db.models_loans import Loan, LoanRepayment
 from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
 from tests.e2e.api.test_members_api import JPEG, PNG, upload
+from tests.loanutil import disbursed_loan
 
 
 def pending(api: FlaskClient, who: Staffer) -> list[int]:
@@ -183,6 +187,76 @@ def test_suspense_item_is_reassigned_to_the_member_once(
     assert again.status_code == 409
     assert again.json["code"] == "suspense_already_assigned"
     assert api.get("/api/v1/suspense", headers=auth(checker)).json["items"] == []
+
+
+def test_a_parked_loan_payment_is_moved_to_the_members_loan_by_two_people(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    maker, checker = make_staff("manager"), make_staff("manager")
+    with unit_of_work(session_factory) as s:
+        loan, borrower, _ = disbursed_loan(s, deps)
+        closed, closer, _ = disbursed_loan(s, deps, term=1, amount_cents=100_000)
+        for payment in (  # closes the second loan; a mistyped loan reference: suspense
+            mpesa.C2BIn("QKL0000001", datetime.now(UTC), 100_000, closed.reference, "174379"),
+            mpesa.C2BIn("QKL0000002", datetime.now(UTC), 700_00, "LZZZZZZZ", "174379"),
+        ):
+            mpesa.record_c2b(s, deps, payment)
+        ids = (loan.id, loan.reference, borrower.id, closed.reference, closer.id)
+        owed_before = ledger.get_balance(s, loan.account_id).balance_cents
+    loan_id, reference, member_id, closed_reference, closer_id = ids
+    items = api.get("/api/v1/suspense", headers=auth(checker)).json["items"]
+    (item,) = [i for i in items if i["source_ref"] == "QKL0000002"]
+    url, entries = "/api/v1/suspense/reassignments", journal_count(session_factory)
+
+    def ask(member: int, target: object) -> Any:
+        body = {"item_id": item["id"], "member_id": member, "target": target, "note": "SMS seen"}
+        return api.post(url, headers=auth(maker), json=body)
+
+    for member, target in (
+        (member_id, "L123"),  # not a loan reference
+        (member_id, "L" * 10_000),
+        (member_id, 5),
+        (closer_id, reference),  # another member's loan
+        (member_id, "LZZZZZZZ"),  # no such loan
+        (closer_id, closed_reference),  # repaid: savings instead
+    ):
+        refused = ask(member, target)
+        assert refused.status_code == 422, (target, refused.json)
+    assert journal_count(session_factory) == entries and pending(api, checker) == []
+    move = ask(member_id, reference.lower())
+    assert move.status_code == 202
+    assert move.json["payload"]["target"] == reference  # as the loan has it
+    done = api.post(f"/api/v1/approvals/{move.json['id']}/approve", headers=auth(checker), json={})
+    assert done.json["status"] == "approved", done.json
+    with unit_of_work(session_factory) as s:
+        loan = s.get_one(Loan, loan_id)
+        assert ledger.get_balance(s, loan.account_id).balance_cents == owed_before - 700_00
+        assert ledger.get_balance(s, ledger.account_id_by_code(s, "2200")).balance_cents == 0
+        [repaid] = s.scalars(select(LoanRepayment).where(LoanRepayment.loan_id == loan_id)).all()
+        assert (repaid.source, repaid.receipt, repaid.amount_cents) == ("mpesa", "QKL0000002",
+                                                                         700_00)  # fmt: skip
+        assert done.json["result"]["entry"] == s.scalar(
+            select(JournalEntry.reference).where(JournalEntry.id == repaid.entry_id)
+        )
+        [audit] = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "loan.repayment",
+                                     AuditEvent.target_id == str(loan_id))
+        ).all()  # fmt: skip
+        assert (audit.actor_type, audit.actor_id) == ("staff", checker.id)
+        sms = s.scalars(select(OutboxMessage.body).where(OutboxMessage.member_id == member_id,
+                        OutboxMessage.template == "loan_repayment")).all()  # fmt: skip
+        assert len(sms) == 1 and "KES 700 received for loan" in sms[0]
+        assert verify_ledger(s).ok
+    again = ask(member_id, reference)
+    assert (again.status_code, again.json["code"]) == (409, "suspense_already_assigned")
+
+
+def journal_count(session_factory: sessionmaker[Session]) -> int:
+    with unit_of_work(session_factory) as s:
+        return int(s.scalar(select(func.count()).select_from(JournalEntry)) or 0)
 
 
 def test_approval_that_no_longer_fits_fails_and_writes_nothing(

@@ -77,7 +77,9 @@ def payout_member(session: Session, request_id: int) -> int | None:
     if req is None or req.action != ACTION or req.status != ApprovalStatus.PENDING:
         return None
     application_id = engine.payload_of(req).get("application_id")
-    application = session.get(LoanApplication, application_id) if type(application_id) is int else None
+    application = (
+        session.get(LoanApplication, application_id) if type(application_id) is int else None
+    )
     if application is None or application.disburse_to != DisburseTo.MPESA:
         return None
     return application.member_id

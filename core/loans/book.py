@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from core.approvals import engine as approvals
 from core.audit import log as audit
+from core.kernel import uow
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
-from core.kernel import uow
 from core.kernel.errors import DomainError, IdempotencyConflict, InvalidInput, NotFound
 from core.kernel.money import format_cents
 from core.kernel.permissions import SYSTEM, Principal

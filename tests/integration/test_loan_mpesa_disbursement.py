@@ -7,6 +7,7 @@ write nothing."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -108,7 +109,11 @@ def apply(
 
 
 def port(
-    s: Session, deps: CoreDeps, member: Member, checker: Checker = NEVER, policy: MpesaPolicy = POLICY
+    s: Session,
+    deps: CoreDeps,
+    member: Member,
+    checker: Checker = NEVER,
+    policy: MpesaPolicy = POLICY,
 ) -> disbursement.LoanPayout:
     return prepare_loan_payout(s, deps, member_id=member.id, policy=policy, sim_swap=checker)
 
@@ -321,6 +326,14 @@ def test_bad_destinations_are_refused_and_write_nothing(
     assert application.approval_id is None and application.disburse_to == "mpesa"
 
 
+def _disburse_work(deps: CoreDeps, application_id: int, member_id: int) -> Callable[[Session], str]:
+    def work(s: Session) -> str:
+        payout = prepare_loan_payout(s, deps, member_id=member_id, policy=POLICY, sim_swap=NEVER)
+        return disbursement.disburse(s, deps, SYSTEM, application_id, payout=payout).reference
+
+    return work
+
+
 def test_two_disbursements_of_one_application_at_once_make_one_loan_and_one_payout(
     committed_pg: Engine, clock: CoreDeps
 ) -> None:
@@ -332,13 +345,7 @@ def test_two_disbursements_of_one_application_at_once_make_one_loan_and_one_payo
             application_id, member_id = application.id, member.id
             savings_before = savings(s, member)
 
-        def work(s: Session) -> str:
-            payout = prepare_loan_payout(
-                s, deps, member_id=member_id, policy=POLICY, sim_swap=NEVER
-            )
-            loan = disbursement.disburse(s, deps, SYSTEM, application_id, payout=payout)
-            return loan.reference
-
+        work = _disburse_work(deps, application_id, member_id)
         answers = race(factory, [work, work])
         assert len(set(answers)) == 1, (trial, answers)
         with unit_of_work(factory) as s:

@@ -86,7 +86,9 @@ class MpesaLoanPayout:
             raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
         amount = payout_amount(net_cents)
         if amount < self.policy.withdrawal_min_cents:
-            raise LimitExceeded(reason="below_minimum", limit_cents=self.policy.withdrawal_min_cents)
+            raise LimitExceeded(
+                reason="below_minimum", limit_cents=self.policy.withdrawal_min_cents
+            )
         if amount > self.policy.loan_payout_max_cents:
             raise LimitExceeded(
                 "above M-Pesa's per-transaction limit: disburse to savings",

@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     mpesa_context = mpesa_views.init_app(app, jobs=jobs)
     # Staff PIN resets ask the same SIM-swap checker as M-Pesa withdrawals (api/v1).
     app.extensions["sacco_sim_swap"] = mpesa_context.sim_swap
+    # Loans disbursed by M-Pesa (api/v1 approvals): the payout limits; none when M-Pesa is
+    # switched off, so such an approval is refused rather than sent nowhere.
+    app.extensions["sacco_mpesa_policy"] = mpesa_context.policy if settings.mpesa_enabled else None
     # The USSD money menus get the M-Pesa context as plain ports (policy, SIM-swap
     # checker, job queue): channels never import each other.
     ussd_views.init_app(app, money=mpesa_context if settings.mpesa_enabled else None)

@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     mpesa_withdrawal_min_kes: int = 100
     mpesa_withdrawal_max_kes: int = 70_000
     mpesa_withdrawal_daily_max_kes: int = 150_000
+    # One loan disbursement by B2C (a loan payout): Safaricom's per-transaction limit,
+    # KES 150,000 since CBK's approval of March 2020 (docs/loans/book.md). Above it, staff
+    # disburse to savings.
+    mpesa_loan_payout_max_kes: int = Field(default=150_000, ge=1)
     # "up_to_kes:fee_kes,..." ascending; an amount takes the fee of the first band it fits.
     mpesa_withdrawal_fee_tariff: str = "100:0,500:7,1000:13,1500:23,2500:33,3500:53,5000:57,7500:78,10000:90,15000:100,20000:105,35000:108,50000:108,70000:108"
     # Pending STK/B2C older than this are queried by the reconciliation job.
@@ -374,6 +378,10 @@ class Settings(BaseSettings):
     @property
     def mpesa_withdrawal_daily_max_cents(self) -> int:
         return _cents(self.mpesa_withdrawal_daily_max_kes)
+
+    @property
+    def mpesa_loan_payout_max_cents(self) -> int:
+        return _cents(self.mpesa_loan_payout_max_kes)
 
     @property
     def sim_swap_failure_allow_max_cents(self) -> int:

@@ -217,6 +217,7 @@ class LoanApplication(Base):
             name="status",
         ),
         CheckConstraint("channel IN ('ussd', 'sms', 'staff')", name="channel"),
+        CheckConstraint("disburse_to IN ('savings', 'mpesa')", name="disburse_to"),
         CheckConstraint("amount_cents > 0 AND term >= 1", name="amount_term"),
         CheckConstraint(
             "required_cover_cents >= 0 AND own_cover_cents >= 0 AND guarantor_cover_cents >= 0",
@@ -235,6 +236,8 @@ class LoanApplication(Base):
     term: Mapped[int] = mapped_column(Integer)  # instalments
     status: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(8))
+    # Where the loan goes (migration 0018): the member's savings, or savings then M-Pesa.
+    disburse_to: Mapped[str] = mapped_column(String(8), default="savings")
     idempotency_key: Mapped[str] = mapped_column(String(80))
     # The appraisal when applied (and, for staff, the reasons an approval found later).
     limit_cents: Mapped[int] = mapped_column(BigInteger)

@@ -9,7 +9,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.maker_checker import approval_dict, ask
+from api.v1.maker_checker import approval_dict, ask, decision_ports
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.payments.mpesa import flows as mpesa
@@ -56,9 +56,11 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
     rt = runtime()
     facts = _facts(request_id)
     with rt.unit_of_work() as s:
+        ports = decision_ports(s, request_id)
         req = approvals.decide(
-            s, rt.deps, current(), request_id, approve=True, note=body["note"], facts=facts
-        )
+            s, rt.deps, current(), request_id, approve=True, note=body["note"], facts=facts,
+            ports=ports,
+        )  # fmt: skip
         return approval_dict(req)
 
 

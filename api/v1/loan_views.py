@@ -15,7 +15,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.maker_checker import approval_dict
+from api.v1.maker_checker import approval_dict, decision_ports
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.approvals.vocabulary import ApprovalStatus
@@ -68,6 +68,7 @@ def _application(view: queries.ApplicationView) -> dict[str, Any]:
         "term": a.term,
         "status": a.status,
         "channel": a.channel,
+        "disburse_to": a.disburse_to,
         "limit_cents": a.limit_cents,
         "reasons": a.reasons.split(),
         "required_cover_cents": a.required_cover_cents,
@@ -194,13 +195,16 @@ def get_application(application_id: int) -> Any:
 @blp.response(202, sc.ApprovalOut)
 def recommend(body: dict[str, Any], application_id: int) -> Any:
     """A loan officer recommends an application pending approval: a ``loan.approve``
-    request (202) for another person to decide (``…/approve`` or ``/approvals/{id}``)."""
+    request (202) for another person to decide (``…/approve`` or ``/approvals/{id}``).
+    ``disburse_to`` (``savings`` | ``mpesa``) changes where the member asked the money to
+    go; the checker approves what the request says."""
     rt = runtime()
     with rt.unit_of_work() as s:
         queries.get_application(s, current(), application_id)  # 404 outside the branch
         req = approval_actions.recommend(
             s, rt.deps, current(), application_id, note=body["note"],
             large_threshold_cents=api_state().large_threshold_cents,
+            disburse_to=body.get("disburse_to"),
         )  # fmt: skip
         return approval_dict(req), 202
 
@@ -211,9 +215,12 @@ def recommend(body: dict[str, Any], application_id: int) -> Any:
 @blp.response(200, sc.ApprovalOut)
 def approve(body: dict[str, Any], application_id: int) -> Any:
     """Approve the application's pending ``loan.approve`` request: appraised again, the
-    cover checked, approved and disbursed to the member's savings in this transaction.
-    ``status`` is ``approved``, or ``failed`` with ``result.error`` when refused (nothing
-    done). 409 ``loan_state`` (``not_recommended``) when no recommendation is pending."""
+    cover checked, approved and disbursed in this transaction where the request says: to
+    the member's savings, or to savings and on by M-Pesa (a hold and a payout, the
+    SIM-swap guard). ``status`` is ``approved``, or ``failed`` with ``result.error`` when
+    refused (nothing done; ``limit_exceeded`` above M-Pesa's per-transaction limit,
+    ``sim_swap_recent``, ``loan_state`` ``mpesa_unavailable``). 409 ``loan_state``
+    (``not_recommended``) when no recommendation is pending."""
     rt = runtime()
     with rt.unit_of_work() as s:
         view = queries.get_application(s, current(), application_id)
@@ -224,7 +231,10 @@ def approve(body: dict[str, Any], application_id: int) -> Any:
         )
         if req is None or req.status != ApprovalStatus.PENDING:
             raise LoanStateError("no recommendation is pending", reason="not_recommended")
-        decided = approvals.decide(s, rt.deps, current(), req.id, approve=True, note=body["note"])
+        ports = decision_ports(s, req.id)
+        decided = approvals.decide(
+            s, rt.deps, current(), req.id, approve=True, note=body["note"], ports=ports
+        )
         return approval_dict(decided)
 
 

@@ -10,8 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flask import current_app
+from sqlalchemy.orm import Session
+
 from api.v1.security import api_state, current, runtime
 from core.approvals import engine as approvals
+from core.loans import approval_actions as loan_actions
+from core.payments.mpesa.loan_payouts import prepare_loan_payout
 from db.models import ApprovalRequest
 
 
@@ -44,3 +49,20 @@ def ask(action: str, member_id: int | None, payload: dict[str, Any], note: str) 
             large_threshold_cents=api_state().large_threshold_cents,
         )  # fmt: skip
     return approval_dict(req), 202
+
+
+def decision_ports(session: Session, request_id: int) -> dict[str, Any]:
+    """What deciding this request may need from the edge (``core.approvals.engine.decide``
+    ``ports``): for a loan to be paid by M-Pesa, the payout port, its member's SIM-swap
+    status assessed now (it may call the provider), before the decision takes its locks.
+    Empty when M-Pesa is not configured: such an approval then fails ``mpesa_unavailable``
+    and nothing is done."""
+    member_id = loan_actions.payout_member(session, request_id)
+    policy = current_app.extensions.get("sacco_mpesa_policy")
+    checker = current_app.extensions.get("sacco_sim_swap")
+    if member_id is None or policy is None or checker is None:
+        return {}
+    port = prepare_loan_payout(
+        session, runtime().deps, member_id=member_id, policy=policy, sim_swap=checker
+    )
+    return {"loan_payout": port}

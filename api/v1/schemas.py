@@ -909,6 +909,7 @@ class LoanApplicationOut(Schema):
     term = fields.Integer(required=True)
     status = fields.String(required=True)
     channel = fields.String(required=True)
+    disburse_to = fields.String(required=True, metadata={"description": "savings | mpesa"})
     limit_cents = fields.Integer(required=True)
     reasons = fields.List(fields.String(), required=True)
     required_cover_cents = fields.Integer(required=True)
@@ -930,6 +931,10 @@ class LoanApplicationOut(Schema):
 
 class RecommendIn(Strict):
     note = fields.String(load_default="", validate=validate.Length(max=200))
+    disburse_to = fields.String(
+        load_default=None, validate=validate.OneOf(["savings", "mpesa"]),
+        metadata={"description": "where the money goes; default: what the member chose"},
+    )  # fmt: skip
 
 
 class RejectIn(Strict):

@@ -243,12 +243,15 @@ def decide(
     approve: bool,
     note: str = "",
     facts: Mapping[str, Any] | None = None,
+    ports: Mapping[str, Any] | None = None,
 ) -> ApprovalRequest:
     """Approve (and execute, exactly once) or reject a pending request.
 
     ``facts``: what the edge learnt outside the transaction for this decision, from
     ``decision_facts`` (``{"sim_swap": "none" | "cleared" | "recent" | "unknown" |
-    "not_checked"}`` for a PIN reset).
+    "not_checked"}`` for a PIN reset). ``ports``: objects the edge holds that the verb
+    may need (a loan approval's M-Pesa payout, ``loan_payout``), given to it as
+    ``p["_ports"]``; never stored.
     """
     req = session.scalar(
         select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
@@ -287,7 +290,10 @@ def decide(
     try:
         with uow.savepoint(session):
             result = spec.execute(
-                session, deps, req, {**payload_of(req), "_facts": dict(facts or {})}
+                session,
+                deps,
+                req,
+                {**payload_of(req), "_facts": dict(facts or {}), "_ports": dict(ports or {})},
             )
     except SaccoError as exc:
         req.status = ApprovalStatus.FAILED

@@ -6,8 +6,9 @@
 * ``loan.approve``: a loan officer recommends an application that is pending approval
   (maker permission ``loans:recommend``); another person decides with the engine's rules
   (``approvals:decide``; above the manager threshold ``approvals:decide_large``). Approval
-  appraises again, checks the cover and disburses to the member's savings in the approval's
-  transaction (``core.loans.disbursement``); rejection rejects the application with the
+  appraises again, checks the cover and disburses where the application asks (savings, or
+  savings then M-Pesa with the payout port the edge passes as ``ports["loan_payout"]``) in
+  the approval's transaction (``core.loans.disbursement``); rejection rejects the application with the
   checker's note as the reason the member reads by SMS (``on_reject``). An application
   within its product's auto-approval ceiling needs no request (``core.loans.book.route``).
 """
@@ -25,8 +26,8 @@ from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.permissions import Principal, can_access_branch
 from core.loans import book, products
-from core.loans.disbursement import approve_application, check_approvable, disburse_to_savings
-from core.loans.vocabulary import BEFORE_APPROVAL
+from core.loans.disbursement import approve_application, check_approvable, disburse
+from core.loans.vocabulary import BEFORE_APPROVAL, DisburseTo
 from core.members.registration import get_member
 from core.staff import accounts as staff
 from db.models import ApprovalRequest
@@ -58,11 +59,30 @@ def _execute(
 ) -> dict[str, Any]:
     application = _application(session, req.member_id, p)
     checker = staff.checker_of(session, req)
+    if p.get("disburse_to") in tuple(DisburseTo):  # what the request says is what is done
+        application.disburse_to = p["disburse_to"]
     approve_application(
         session, deps, checker, application.id, approval_id=req.id, note=req.decision_note
     )
-    loan = disburse_to_savings(session, deps, checker, application.id)
-    return {"application": application.reference, "loan_id": loan.id, "to": "savings"}
+    payout = (p.get("_ports") or {}).get("loan_payout")
+    loan = disburse(session, deps, checker, application.id, payout=payout)
+    return {"application": application.reference, "loan_id": loan.id, "to": application.disburse_to}
+
+
+def payout_member(session: Session, request_id: int) -> int | None:
+    """The member an approval of this request would pay by M-Pesa (a pending
+    ``loan.approve`` of an application to be disbursed by M-Pesa), else None: the edge
+    then prepares the payout port (its SIM-swap check calls out) before deciding."""
+    req = session.get(ApprovalRequest, request_id)
+    if req is None or req.action != ACTION or req.status != ApprovalStatus.PENDING:
+        return None
+    application_id = engine.payload_of(req).get("application_id")
+    application = (
+        session.get(LoanApplication, application_id) if type(application_id) is int else None
+    )
+    if application is None or application.disburse_to != DisburseTo.MPESA:
+        return None
+    return application.member_id
 
 
 def _on_reject(
@@ -91,23 +111,33 @@ def recommend(
     *,
     note: str = "",
     large_threshold_cents: int,
+    disburse_to: str | None = None,
 ) -> ApprovalRequest:
     """The loan officer recommends an application pending approval: a ``loan.approve``
-    request for another person to decide."""
+    request for another person to decide. ``disburse_to`` (``savings`` or ``mpesa``)
+    changes where the member asked the money to go (say, to savings above M-Pesa's limit,
+    or after a SIM swap); the checker approves what the request says."""
+    if disburse_to is not None and disburse_to not in tuple(DisburseTo):
+        raise InvalidInput("disburse_to must be savings or mpesa", field="disburse_to")
     application = session.get(LoanApplication, application_id)
     if application is None:
         raise NotFound("no such loan application")
+    payload: dict[str, Any] = {"application_id": application.id}
+    if disburse_to is not None:
+        payload["disburse_to"] = disburse_to
     req = engine.request_approval(
         session,
         deps,
         actor,
         ACTION,
-        payload={"application_id": application.id},
+        payload=payload,
         member_id=application.member_id,
         note=note or f"loan {application.reference}",
         large_threshold_cents=large_threshold_cents,
     )
     application.approval_id = req.id
+    if disburse_to is not None:
+        application.disburse_to = disburse_to
     application.updated_at = deps.now()
     session.flush()
     return req

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from core.approvals import engine as approvals
 from core.audit import log as audit
+from core.kernel import uow
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
-from core.kernel.errors import IdempotencyConflict, InvalidInput, NotFound
+from core.kernel.errors import DomainError, IdempotencyConflict, InvalidInput, NotFound
 from core.kernel.money import format_cents
 from core.kernel.permissions import SYSTEM, Principal
 from core.ledger.entries import MAX_POSTING_CENTS
@@ -40,6 +41,7 @@ from core.loans.vocabulary import (
     OPEN_APPLICATION_STATUSES,
     ApplicationStatus,
     Channel,
+    DisburseTo,
     GuaranteeStatus,
 )
 from core.members.registration import get_member
@@ -155,13 +157,20 @@ def apply_for_loan(
     term: int,
     channel: str,
     idempotency_key: str,
+    *,
+    disburse_to: str = DisburseTo.SAVINGS,
+    payout: disbursement.LoanPayout | None = None,
 ) -> LoanApplication:
     """Apply for ``amount_cents`` over ``term`` instalments of the product ``product_code``
-    (see the module). Refusals: ``InvalidInput`` (amount, term, channel, key),
+    (see the module), to be paid to savings or by M-Pesa (``disburse_to``; ``payout``: the
+    edge's M-Pesa payout port, for an auto-approved M-Pesa application).
+    Refusals: ``InvalidInput`` (amount, term, channel, key, disburse_to),
     ``NotFound`` (member, product), ``ProductUnavailable``, ``LoanRefused`` (the appraisal's
     reasons and the limit), ``LoanStateError`` ``application_open`` (one open application
     per member), ``IdempotencyConflict``."""
     _check_input(amount_cents, term, channel, idempotency_key)
+    if disburse_to not in tuple(DisburseTo):
+        raise InvalidInput("disburse_to must be savings or mpesa", field="disburse_to")
     member = _lock_member(session, member_id)  # one application at a time per member
     terms = current_terms(session, product_code)
     earlier = _earlier(
@@ -192,6 +201,7 @@ def apply_for_loan(
         term=term,
         status=ApplicationStatus.SUBMITTED,
         channel=channel,
+        disburse_to=disburse_to,
         idempotency_key=idempotency_key,
         limit_cents=found.limit_cents,
         reasons="",
@@ -213,11 +223,17 @@ def apply_for_loan(
         application.reference = disbursement.new_application_reference()
     session.add(application)
     session.flush()
-    route(session, deps, application)
+    route(session, deps, application, payout=payout)
     return application
 
 
-def route(session: Session, deps: CoreDeps, application: LoanApplication) -> None:
+def route(
+    session: Session,
+    deps: CoreDeps,
+    application: LoanApplication,
+    *,
+    payout: disbursement.LoanPayout | None = None,
+) -> None:
     """Move a not-yet-approved application to where its security puts it: waiting for
     guarantors while the cover is short, pending approval once it is complete, and, within
     the product's auto-approval ceiling with every rule passing, approved and disbursed
@@ -240,10 +256,15 @@ def route(session: Session, deps: CoreDeps, application: LoanApplication) -> Non
         application.updated_at = now
         session.flush()
     if complete:
-        _auto_approve(session, deps, application)
+        _auto_approve(session, deps, application, payout)
 
 
-def _auto_approve(session: Session, deps: CoreDeps, application: LoanApplication) -> None:
+def _auto_approve(
+    session: Session,
+    deps: CoreDeps,
+    application: LoanApplication,
+    payout: disbursement.LoanPayout | None = None,
+) -> None:
     terms = version_terms(session, application.product_version_id)
     if application.amount_cents > terms.auto_approve_ceiling_cents:
         return
@@ -255,10 +276,22 @@ def _auto_approve(session: Session, deps: CoreDeps, application: LoanApplication
         return
     except LoanStateError:
         return
+    if application.disburse_to == DisburseTo.MPESA:
+        try:  # no M-Pesa at this edge, above the payout maximum, a SIM swap: staff decide
+            with uow.savepoint(session):
+                disbursement.approve_application(
+                    session, deps, SYSTEM, application.id,
+                    note="auto-approved within the product ceiling",
+                )  # fmt: skip
+                disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout)
+        except DomainError as refused:
+            application.reasons = str(refused.context.get("reason") or refused.code)[:200]
+            session.flush()
+        return
     disbursement.approve_application(
         session, deps, SYSTEM, application.id, note="auto-approved within the product ceiling"
     )
-    disbursement.disburse_to_savings(session, deps, SYSTEM, application.id)
+    disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout)
 
 
 def _close(

@@ -17,13 +17,21 @@ approved. ``disburse_to_savings`` makes the loan, in the same transaction:
 Disbursement to the member's savings is a loan's own entry, not a deposit: the member
 reads "Loan" on the statement and ``loan_disbursed``, not a deposit receipt, so it does not
 go through ``core.savings.accounts.credit_member`` (the one path for money coming *in*).
-M-Pesa B2C disbursement (from approved) comes next in issue 12.
+
+``disburse`` pays an approved application out where it asked (``disburse_to``): to
+savings as above, or by M-Pesa: the same loan entry to savings, then, in the same
+transaction, a B2C payout of what reached savings (whole shillings) through a
+``LoanPayout`` the edge passes in (``core.payments.mpesa.loan_payouts``: a hold on savings,
+the payout row, the send job deferred on the unit of work, the SIM-swap guard). The
+payout's checks run before anything is written; without a payout port (M-Pesa not
+configured at that edge) an M-Pesa application is refused (``mpesa_unavailable``).
 """
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,7 +58,7 @@ from core.loans.pledges import cover, lock_guarantees, release
 from core.loans.references import REFERENCE_ALPHABET
 from core.loans.schedule import Schedule, build_schedule
 from core.loans.terms import version_terms
-from core.loans.vocabulary import ApplicationStatus, GuaranteeStatus, LoanStatus
+from core.loans.vocabulary import ApplicationStatus, DisburseTo, GuaranteeStatus, LoanStatus
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
@@ -122,11 +130,77 @@ def approve_application(
     return application
 
 
+class LoanPayout(Protocol):
+    """Sends a disbursed loan's money on from the member's savings to their phone. The
+    loans domain may not import payments, so an edge that has M-Pesa passes one in
+    (``core.payments.mpesa.loan_payouts.prepare_loan_payout``), made for one member."""
+
+    @property
+    def member_id(self) -> int: ...
+
+    def check(self, session: Session, deps: CoreDeps, net_cents: int) -> int:
+        """Refuse (a ``DomainError``) before anything is written, or return the amount to
+        send for ``net_cents`` reaching savings."""
+        ...
+
+    def pay(self, session: Session, deps: CoreDeps, loan: Loan, amount_cents: int) -> str:
+        """Hold ``amount_cents`` on savings and record the payout; its reference."""
+        ...
+
+
+def check_payout(
+    session: Session, deps: CoreDeps, application: LoanApplication, payout: LoanPayout | None
+) -> int:
+    """What an M-Pesa disbursement of ``application`` would send now, or the refusal:
+    ``LoanStateError`` ``mpesa_unavailable`` without a payout port for its member, and
+    whatever the port refuses (limits, the SIM-swap guard). Writes nothing."""
+    if payout is None or payout.member_id != application.member_id:
+        raise LoanStateError(
+            "M-Pesa payouts are not available here: disburse to savings or approve where "
+            "M-Pesa is configured",
+            reason="mpesa_unavailable",
+        )
+    terms = version_terms(session, application.product_version_id)
+    schedule = build_schedule(
+        terms.schedule_terms(application.amount_cents, application.term, business_date(deps.now()))
+    )
+    return payout.check(session, deps, schedule.disbursed_cents)
+
+
+def disburse(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    application_id: int,
+    *,
+    payout: LoanPayout | None = None,
+) -> Loan:
+    """Pay an approved application out where it asked (``disburse_to``; see the module). A
+    second call for a disbursed application returns its loan and writes nothing."""
+    application = lock_application(session, application_id)
+    if (
+        application.disburse_to != DisburseTo.MPESA
+        or application.status != ApplicationStatus.APPROVED
+    ):
+        return disburse_to_savings(session, deps, actor, application.id)
+    amount = check_payout(session, deps, application, payout)
+    assert payout is not None
+    loan = disburse_to_savings(session, deps, actor, application.id, mpesa_cents=amount)
+    payout.pay(session, deps, loan, amount)
+    return loan
+
+
 def disburse_to_savings(
-    session: Session, deps: CoreDeps, actor: Principal, application_id: int
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    application_id: int,
+    *,
+    mpesa_cents: int | None = None,
 ) -> Loan:
     """Pay an approved application out to the member's savings (see the module). A second
-    call for a disbursed application returns its loan and writes nothing."""
+    call for a disbursed application returns its loan and writes nothing. ``mpesa_cents``:
+    the caller sends that much on by M-Pesa (``disburse``), which the SMS says."""
     application = lock_application(session, application_id)
     if application.status == ApplicationStatus.DISBURSED:
         return session.scalars(select(Loan).where(Loan.application_id == application.id)).one()
@@ -191,12 +265,12 @@ def disburse_to_savings(
     application.status = ApplicationStatus.DISBURSED
     application.updated_at = now
     session.flush()
-    _tell_disbursed(session, deps, member, application, schedule)
+    _tell_disbursed(session, deps, member, application, schedule, mpesa_cents)
     audit.record(
         session, actor, "loan.disburse", target_type="loan", target_id=loan.id,
         after={"reference": loan.reference, "principal_cents": loan.principal_cents,
                "fees_deducted_cents": loan.deducted_fee_cents, "entry": posted.reference,
-               "to": "savings"},
+               "to": DisburseTo.SAVINGS if mpesa_cents is None else DisburseTo.MPESA},
         now=now,
     )  # fmt: skip
     return loan
@@ -236,20 +310,24 @@ def _tell_disbursed(
     member: Member,
     application: LoanApplication,
     schedule: Schedule,
+    mpesa_cents: int | None = None,
 ) -> None:
     first = schedule.instalments[0]
+    data = {
+        "sacco": deps.sacco_name,
+        "reference": application.reference,
+        "amount": format_cents(application.amount_cents),
+        "received": format_cents(schedule.disbursed_cents),
+        "instalment": format_cents(first.total_cents),
+        "due_on": first.due_on.strftime("%d/%m/%Y"),
+    }
+    if mpesa_cents is not None:  # where the money went: on its way to M-Pesa
+        data |= {"sent": format_cents(mpesa_cents), "msisdn": member.msisdn}
     notify(
         session,
-        template="loan_disbursed",
+        template="loan_disbursed" if mpesa_cents is None else "loan_disbursed_mpesa",
         business_key=f"loan_disbursed:{application.id}",
         now=deps.now(),
         member=member,
-        data={
-            "sacco": deps.sacco_name,
-            "reference": application.reference,
-            "amount": format_cents(application.amount_cents),
-            "received": format_cents(schedule.disbursed_cents),
-            "instalment": format_cents(first.total_cents),
-            "due_on": first.due_on.strftime("%d/%m/%Y"),
-        },
+        data=data,
     )

@@ -176,3 +176,14 @@ class LoanPart(StrEnum):
     FEE = "fee"
     INTEREST = "interest"
     PRINCIPAL = "principal"
+
+
+# ---------------------------------------------------------------------------------------
+# Disbursement (core/loans/disbursement.py; migration 0018).
+
+
+class DisburseTo(StrEnum):
+    """Where an application's money goes (``loan_applications.disburse_to``)."""
+
+    SAVINGS = "savings"  # the loan's entry credits the member's savings
+    MPESA = "mpesa"  # the same entry, then a B2C payout of what reached savings

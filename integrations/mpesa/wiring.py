@@ -40,6 +40,7 @@ def policy_from_settings(settings: Settings) -> MpesaPolicy:
         withdrawal_min_cents=settings.mpesa_withdrawal_min_cents,
         withdrawal_max_cents=settings.mpesa_withdrawal_max_cents,
         withdrawal_daily_max_cents=settings.mpesa_withdrawal_daily_max_cents,
+        loan_payout_max_cents=settings.mpesa_loan_payout_max_cents,
         tariff=parse_tariff(settings.mpesa_withdrawal_fee_tariff),
         sim_swap_window=timedelta(days=settings.sim_swap_window_days),
         sim_swap_on_failure=settings.sim_swap_on_check_failure,

@@ -37,6 +37,7 @@ WORST = {
     "pledge": "KES 9,999,999.99",  # loans: a guarantor's pledge
     "remaining": "KES 9,999,999.99",
     "received": "KES 9,999,999.99",
+    "sent": "KES 9,999,999",  # a loan's M-Pesa payout: whole shillings
     "instalment": "KES 9,999,999.99",
     "due_on": "31/12/2026",
     "loan": "L7K2M9QX",  # a loan's reference: L + 7

@@ -1732,7 +1732,9 @@ def _fail_payout(
     member = get_member(session, row.member_id)
     notify(
         session,
-        template="withdrawal_failed",
+        # A loan paid out by M-Pesa (core.payments.mpesa.loan_payouts): the loan stands,
+        # its money stays in savings, and the member reads that, not "withdrawal".
+        template="loan_payout_failed" if row.purpose == "loan" else "withdrawal_failed",
         business_key=f"withdrawal_result:{row.id}",
         now=deps.now(),
         member=member,
@@ -1741,6 +1743,7 @@ def _fail_payout(
             "amount": format_cents(row.amount_cents),
             "reference": row.reference,
             "balance": _balance_text(session, _savings(session, row.member_id).id),
+            "ussd_code": deps.ussd_code,
         },
     )
     _publish_payout(session, deps, row, member, "withdrawal.failed", None)

@@ -98,6 +98,8 @@ class MpesaPolicy:
     withdrawal_min_cents: int = 100 * CENTS
     withdrawal_max_cents: int = 70_000 * CENTS
     withdrawal_daily_max_cents: int = 150_000 * CENTS
+    # A loan disbursed by B2C: Safaricom's per-transaction limit (config.py cites it).
+    loan_payout_max_cents: int = 150_000 * CENTS
     tariff: tuple[FeeBand, ...] = (FeeBand(70_000 * CENTS, 0),)
     sim_swap_window: timedelta = timedelta(days=7)
     sim_swap_on_failure: str = "refuse_above"  # refuse | allow | refuse_above

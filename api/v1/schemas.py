@@ -748,6 +748,13 @@ class LoanProductChangeIn(Strict):
         fields.String(validate=_one_of(Channel)), validate=validate.Length(max=10)
     )
     active = fields.Boolean(metadata={"description": "false: no new applications"})
+    top_up_min_instalments_paid = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "null: no top-ups; N: a loan may be topped up once N of its "
+            "instalments are paid in full"
+        },
+    )
     note = fields.String(
         validate=validate.Length(max=200), metadata={"description": "for the checker"}
     )
@@ -822,6 +829,7 @@ class LoanProductOut(Schema):
     auto_approve_ceiling_cents = fields.Integer(required=True)
     channels = fields.List(fields.String(), required=True)
     active = fields.Boolean(required=True)
+    top_up_min_instalments_paid = fields.Integer(allow_none=True, required=True)
     approval_id = fields.Integer(
         allow_none=True, required=True,
         metadata={"description": "the request that made this version (none: seeded)"},

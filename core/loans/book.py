@@ -233,6 +233,50 @@ def apply_for_loan(
     return application
 
 
+@dataclass(frozen=True)
+class Applied:
+    application: LoanApplication
+    created: bool  # False: the key was seen before and nothing was written
+
+
+def apply_by_staff(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
+    product_code: str,
+    amount_cents: int,
+    term: int,
+    idempotency_key: str,
+    top_up_of: int | str | None = None,
+) -> Applied:
+    """A member of staff applies on a member's behalf (channel ``staff``), possibly for a
+    top-up: ``apply_for_loan``, audited ``loan.apply`` the first time (the same refusals).
+    The caller checks the member is within the actor's branch."""
+    seen = session.scalar(
+        select(LoanApplication.id).where(
+            LoanApplication.member_id == member_id,
+            LoanApplication.idempotency_key == idempotency_key,
+        )
+    )
+    application = apply_for_loan(
+        session, deps, member_id, product_code, amount_cents, term, Channel.STAFF,
+        idempotency_key, top_up_of=top_up_of,
+    )  # fmt: skip
+    if seen is None:
+        audit.record(
+            session, actor, "loan.apply", target_type="loan_application",
+            target_id=application.id,
+            after={"reference": application.reference, "amount_cents": amount_cents,
+                   "term": term, "product": product_code, "status": application.status,
+                   "top_up_of_loan_id": application.top_up_of_loan_id,
+                   "top_up_payoff_cents": application.top_up_payoff_cents,
+                   "top_up_commission_cents": application.top_up_commission_cents},
+            now=deps.now(),
+        )  # fmt: skip
+    return Applied(application, created=seen is None)
+
+
 def route(session: Session, deps: CoreDeps, application: LoanApplication) -> None:
     """Move a not-yet-approved application to where its security puts it: waiting for
     guarantors while the cover is short, pending approval once it is complete, and, within

@@ -233,11 +233,11 @@ def record(
     loan, split, now = settlement.loan, settlement.split, deps.now()
     by_number = {i.number: i for i in settlement.instalments}
     for paid in split.instalments:
-        row = by_number[paid.number]
-        row.paid_fee_cents += paid.fee_cents
-        row.paid_interest_cents += paid.interest_cents
-        row.paid_principal_cents += paid.principal_cents
-        row.waived_interest_cents += paid.waived_interest_cents
+        instalment = by_number[paid.number]
+        instalment.paid_fee_cents += paid.fee_cents
+        instalment.paid_interest_cents += paid.interest_cents
+        instalment.paid_principal_cents += paid.principal_cents
+        instalment.waived_interest_cents += paid.waived_interest_cents
     loan.status = LoanStatus.CLOSED
     loan.closed_at = now
     session.flush()

@@ -135,8 +135,16 @@ def sms(s: Session, member: Member, template: str) -> list[str]:
 def footprint(s: Session) -> tuple[int, ...]:
     return tuple(
         s.scalar(select(func.count()).select_from(model)) or 0
-        for model in (LoanApplication, Loan, LoanRepayment, LoanGuarantee, Hold, JournalEntry,
-                      OutboxMessage, AuditEvent)  # fmt: skip
+        for model in (
+            LoanApplication,
+            Loan,
+            LoanRepayment,
+            LoanGuarantee,
+            Hold,
+            JournalEntry,
+            OutboxMessage,
+            AuditEvent,
+        )  # fmt: skip
     )
 
 

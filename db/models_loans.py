@@ -214,9 +214,7 @@ class LoanApplication(Base):
             "required_cover_cents >= 0 AND own_cover_cents >= 0 AND guarantor_cover_cents >= 0",
             name="cover",
         ),
-        CheckConstraint(
-            "top_up_payoff_cents >= 0 AND top_up_commission_cents >= 0", name="top_up"
-        ),
+        CheckConstraint("top_up_payoff_cents >= 0 AND top_up_commission_cents >= 0", name="top_up"),
         UniqueConstraint("member_id", "idempotency_key", name="uq_loan_applications_key"),
         Index("ix_loan_applications_member_status", "member_id", "status"),
         Index("ix_loan_applications_status_id", "status", "id"),
@@ -258,9 +256,7 @@ class LoanApplication(Base):
     # would leave them with no creation order; the loan's own column has one.
     top_up_of_loan_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     top_up_payoff_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    top_up_commission_cents: Mapped[int] = mapped_column(
-        BigInteger, default=0, server_default="0"
-    )
+    top_up_commission_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Loan(Base):
@@ -270,9 +266,7 @@ class Loan(Base):
     __table_args__ = (
         CheckConstraint("status IN ('active', 'closed', 'written_off')", name="status"),
         CheckConstraint("principal_cents > 0 AND term >= 1", name="principal_term"),
-        CheckConstraint(
-            "top_up_payoff_cents >= 0 AND top_up_commission_cents >= 0", name="top_up"
-        ),
+        CheckConstraint("top_up_payoff_cents >= 0 AND top_up_commission_cents >= 0", name="top_up"),
         Index("ix_loans_member_status", "member_id", "status"),
     )
 
@@ -296,9 +290,7 @@ class Loan(Base):
         ForeignKey("loans.id"), unique=True, default=None
     )
     top_up_payoff_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    top_up_commission_cents: Mapped[int] = mapped_column(
-        BigInteger, default=0, server_default="0"
-    )
+    top_up_commission_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LoanInstalment(Base):

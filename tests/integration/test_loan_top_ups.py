@@ -225,7 +225,7 @@ def test_a_top_up_clears_the_old_loan_in_its_own_entry_and_releases_its_pledges(
     postings = select(Posting.account_id, Posting.amount_cents).where(
         Posting.entry_id == loan.disbursement_entry_id
     )
-    legs = {account_id: cents for account_id, cents in s.execute(postings)}
+    legs = dict(s.execute(postings).tuples().all())
     assert legs[loan.account_id] == 120_000 * KES
     assert legs[old.account_id] == -sum(r.principal_cents for r in schedule[1:])
     assert legs[member_account_ids(s, borrower.id)[Purpose.SAVINGS]] == -received

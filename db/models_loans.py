@@ -125,6 +125,10 @@ class LoanProductVersion(Base):
             "early_payoff_interest IN ('waive', 'charge_current_period', 'charge_all')",
             name="early_payoff_interest",
         ),
+        CheckConstraint(
+            "top_up_min_instalments_paid IS NULL OR top_up_min_instalments_paid >= 0",
+            name="top_up",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -161,6 +165,9 @@ class LoanProductVersion(Base):
     early_payoff_interest: Mapped[str] = mapped_column(String(24), default="waive")
     channels: Mapped[str] = mapped_column(String(24))  # space-separated, sorted
     active: Mapped[bool] = mapped_column(Boolean)
+    # Top-ups (migration 0019): None, the product offers none; N, a loan may be topped up
+    # once N of its instalments are paid in full (docs/loans/book.md, "Top-ups").
+    top_up_min_instalments_paid: Mapped[int | None] = mapped_column(Integer, default=None)
     # The maker-checker request that made this version (none for a seeded product).
     approval_id: Mapped[int | None] = mapped_column(
         ForeignKey("approval_requests.id"), default=None
@@ -223,6 +230,7 @@ class LoanApplication(Base):
             "required_cover_cents >= 0 AND own_cover_cents >= 0 AND guarantor_cover_cents >= 0",
             name="cover",
         ),
+        CheckConstraint("top_up_payoff_cents >= 0 AND top_up_commission_cents >= 0", name="top_up"),
         UniqueConstraint("member_id", "idempotency_key", name="uq_loan_applications_key"),
         Index("ix_loan_applications_member_status", "member_id", "status"),
         Index("ix_loan_applications_status_id", "status", "id"),
@@ -260,6 +268,13 @@ class LoanApplication(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A top-up (migration 0019): the active loan it clears first, and what the member was
+    # shown when applying: that loan's payoff and the product's commission on it. No
+    # foreign key: ``loans`` already refers to this table, and a cycle between the two
+    # would leave them with no creation order; the loan's own column has one.
+    top_up_of_loan_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    top_up_payoff_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    top_up_commission_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Loan(Base):
@@ -269,6 +284,7 @@ class Loan(Base):
     __table_args__ = (
         CheckConstraint("status IN ('active', 'closed', 'written_off')", name="status"),
         CheckConstraint("principal_cents > 0 AND term >= 1", name="principal_term"),
+        CheckConstraint("top_up_payoff_cents >= 0 AND top_up_commission_cents >= 0", name="top_up"),
         Index("ix_loans_member_status", "member_id", "status"),
     )
 
@@ -286,6 +302,13 @@ class Loan(Base):
     status: Mapped[str] = mapped_column(String(12))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A top-up (migration 0019): the loan it cleared at disbursement (unique: one top-up per
+    # loan), the payoff it paid and the commission charged on it, as computed that day.
+    top_up_of_loan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("loans.id"), unique=True, default=None
+    )
+    top_up_payoff_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    top_up_commission_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LoanInstalment(Base):
@@ -381,7 +404,7 @@ class LoanRepayment(Base):
 
     __tablename__ = "loan_repayments"
     __table_args__ = (
-        CheckConstraint("source IN ('mpesa', 'savings', 'cash')", name="source"),
+        CheckConstraint("source IN ('mpesa', 'savings', 'cash', 'top_up')", name="source"),
         CheckConstraint(
             "amount_cents > 0 AND penalty_cents >= 0 AND fee_cents >= 0 AND "
             "interest_cents >= 0 AND principal_cents >= 0 AND waived_interest_cents >= 0 AND "

@@ -19,7 +19,7 @@ from api.v1.maker_checker import approval_dict, decision_ports
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.approvals.vocabulary import ApprovalStatus
-from core.loans import approval_actions, queries
+from core.loans import approval_actions, book, queries
 from core.loans.errors import LoanStateError
 from core.loans.repayments import Repayment, repay_loan
 from core.loans.vocabulary import RepaymentSource
@@ -82,6 +82,13 @@ def _application(view: queries.ApplicationView) -> dict[str, Any]:
         "approval_id": a.approval_id,
         "decision_note": a.decision_note,
         "loan_id": view.loan_id,
+        "top_up_of_loan_id": a.top_up_of_loan_id,
+        "top_up_payoff_cents": a.top_up_payoff_cents,
+        "top_up_commission_cents": a.top_up_commission_cents,
+        "received_cents": a.amount_cents
+        - a.deducted_fee_cents
+        - a.top_up_payoff_cents
+        - a.top_up_commission_cents,
         "guarantees": [_guarantee(g) for g in view.guarantees],
         "created_at": a.created_at,
         "decided_at": a.decided_at,
@@ -114,6 +121,9 @@ def _loan(view: queries.LoanView, *, full: bool) -> dict[str, Any]:
         "next_due_cents": where.next_due_cents,
         "created_at": loan.created_at,
         "closed_at": loan.closed_at,
+        "top_up_of_loan_id": loan.top_up_of_loan_id,
+        "top_up_payoff_cents": loan.top_up_payoff_cents,
+        "top_up_commission_cents": loan.top_up_commission_cents,
     }
     if full:
         out["schedule"] = [
@@ -177,6 +187,31 @@ def list_applications(args: dict[str, Any]) -> Any:
         page = _page(rows, args["limit"], lambda v: v.application.id)
         page["items"] = [_application(v) for v in page["items"]]
     return page
+
+
+@blp.route("/loan-applications", methods=["POST"])
+@requires("loans:recommend")
+@blp.arguments(sc.IdempotencyHeader, location="headers")
+@blp.arguments(sc.LoanApplicationIn)
+@blp.response(201, sc.LoanApplicationOut)
+@blp.alt_response(200, schema=sc.LoanApplicationOut, description="replay of the same key")
+def apply(headers: dict[str, Any], body: dict[str, Any]) -> Any:
+    """A loan officer applies on a member's behalf (channel ``staff``), routed like any
+    application (guarantors, approval, or paid out at once within the auto-approval
+    ceiling). ``top_up_of``: a top-up of the member's active loan with that reference,
+    which the loan clears first; the answer shows its payoff, the commission and what the
+    member will receive. The ``Idempotency-Key`` header is required: the same key again
+    returns the first application (200)."""
+    rt = runtime()
+    me = current()
+    with rt.unit_of_work() as s:
+        queries.visible_member(s, me, body["member_id"])
+        applied = book.apply_by_staff(
+            s, rt.deps, me, body["member_id"], body["product_code"], body["amount_cents"],
+            body["term"], headers["idempotency_key"], top_up_of=body["top_up_of"],
+        )  # fmt: skip
+        out = _application(queries.get_application(s, me, applied.application.id))
+    return out, (201 if applied.created else 200)
 
 
 @blp.route("/loan-applications/<int:application_id>", methods=["GET"])

@@ -780,6 +780,13 @@ class LoanProductChangeIn(Strict):
         fields.String(validate=_one_of(Channel)), validate=validate.Length(max=10)
     )
     active = fields.Boolean(metadata={"description": "false: no new applications"})
+    top_up_min_instalments_paid = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "null: no top-ups; N: a loan may be topped up once N of its "
+            "instalments are paid in full"
+        },
+    )
     note = fields.String(
         validate=validate.Length(max=200), metadata={"description": "for the checker"}
     )
@@ -856,6 +863,7 @@ class LoanProductOut(Schema):
     auto_approve_ceiling_cents = fields.Integer(required=True)
     channels = fields.List(fields.String(), required=True)
     active = fields.Boolean(required=True)
+    top_up_min_instalments_paid = fields.Integer(allow_none=True, required=True)
     approval_id = fields.Integer(
         allow_none=True, required=True,
         metadata={"description": "the request that made this version (none: seeded)"},
@@ -923,10 +931,36 @@ class LoanApplicationOut(Schema):
     approval_id = fields.Integer(allow_none=True, required=True)
     decision_note = fields.String(required=True)
     loan_id = fields.Integer(allow_none=True, required=True)
+    top_up_of_loan_id = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "the loan a top-up clears"}
+    )
+    top_up_payoff_cents = fields.Integer(
+        required=True, metadata={"description": "that loan's payoff when applying"}
+    )
+    top_up_commission_cents = fields.Integer(required=True)
+    received_cents = fields.Integer(
+        required=True,
+        metadata={"description": "amount - fees deducted - payoff - commission, when applying"},
+    )
     guarantees = fields.List(fields.Nested(GuaranteeOut), required=True)
     created_at = fields.DateTime(required=True)
     decided_at = fields.DateTime(allow_none=True, required=True)
     updated_at = fields.DateTime(required=True)
+
+
+class LoanApplicationIn(Strict):
+    member_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**62))
+    product_code = fields.String(required=True, validate=validate.Length(1, 8))
+    amount_cents = fields.Integer(required=True, strict=True, validate=CENTS)
+    term = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, 1000),
+        metadata={"description": "instalments, within the product's range"},
+    )  # fmt: skip
+    top_up_of = fields.String(
+        load_default=None, validate=validate.Length(1, 20),
+        metadata={"description": "a top-up: the reference of the member's active loan it "
+                  "clears first (same product)", "example": "L7K2M9QX"},
+    )  # fmt: skip
 
 
 class RecommendIn(Strict):
@@ -1005,6 +1039,11 @@ class LoanSummaryOut(Schema):
     next_due_cents = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)
     closed_at = fields.DateTime(allow_none=True, required=True)
+    top_up_of_loan_id = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "the loan this top-up cleared"}
+    )
+    top_up_payoff_cents = fields.Integer(required=True)
+    top_up_commission_cents = fields.Integer(required=True)
 
 
 class LoanOut(LoanSummaryOut):

@@ -29,11 +29,11 @@ from core.kernel.errors import DomainError, IdempotencyConflict, InvalidInput, N
 from core.kernel.money import format_cents
 from core.kernel.permissions import SYSTEM, Principal
 from core.ledger.entries import MAX_POSTING_CENTS
-from core.loans import disbursement
+from core.loans import disbursement, top_ups
 from core.loans.appraisal import appraise
 from core.loans.errors import LoanRefused, LoanStateError, ProductUnavailable
 from core.loans.facts import member_facts
-from core.loans.pledges import cover, lock_guarantees, release
+from core.loans.pledges import cover, lock_guarantees, release, tell_pledge_released
 from core.loans.schedule import build_schedule
 from core.loans.terms import ProductTerms, current_terms, version_terms
 from core.loans.vocabulary import (
@@ -121,7 +121,7 @@ def _lock_member(session: Session, member_id: int) -> Member:
 
 
 def _earlier(
-    session: Session, member_id: int, key: str, wanted: tuple[int, int, int, str]
+    session: Session, member_id: int, key: str, wanted: tuple[int, int, int, str, int | None]
 ) -> LoanApplication | None:
     earlier = session.scalar(
         select(LoanApplication).where(
@@ -131,7 +131,9 @@ def _earlier(
     if earlier is None:
         return None
     product_id = version_terms(session, earlier.product_version_id).product_id
-    if (product_id, earlier.amount_cents, earlier.term, earlier.channel) != wanted:
+    had = (product_id, earlier.amount_cents, earlier.term, earlier.channel,
+           earlier.top_up_of_loan_id)  # fmt: skip
+    if had != wanted:
         raise IdempotencyConflict(
             "this idempotency key was already used for another application",
             idempotency_key=key,
@@ -160,27 +162,38 @@ def apply_for_loan(
     *,
     disburse_to: str = DisburseTo.SAVINGS,
     payout: disbursement.LoanPayout | None = None,
+    top_up_of: int | str | None = None,
 ) -> LoanApplication:
     """Apply for ``amount_cents`` over ``term`` instalments of the product ``product_code``
     (see the module), to be paid to savings or by M-Pesa (``disburse_to``; ``payout``: the
-    edge's M-Pesa payout port, for an auto-approved M-Pesa application).
-    Refusals: ``InvalidInput`` (amount, term, channel, key, disburse_to),
-    ``NotFound`` (member, product), ``ProductUnavailable``, ``LoanRefused`` (the appraisal's
-    reasons and the limit), ``LoanStateError`` ``application_open`` (one open application
-    per member), ``IdempotencyConflict``."""
+    edge's M-Pesa payout port, for an auto-approved M-Pesa application); with ``top_up_of``
+    (a loan's id or reference), a top-up that clears that loan of the member's first
+    (``core.loans.top_ups``). Refusals: ``InvalidInput`` (amount, term, channel, key,
+    disburse_to), ``NotFound`` (member, product, the loan to top up), ``ProductUnavailable``,
+    ``TopUpRefused``, ``LoanRefused`` (the appraisal's reasons and the limit),
+    ``LoanStateError`` ``application_open`` (one open application per member),
+    ``IdempotencyConflict``."""
     _check_input(amount_cents, term, channel, idempotency_key)
     if disburse_to not in tuple(DisburseTo):
         raise InvalidInput("disburse_to must be savings or mpesa", field="disburse_to")
+    if top_up_of is not None and disburse_to != DisburseTo.SAVINGS:
+        # What a top-up leaves is known only at disbursement (the old loan's payoff that
+        # day), after the M-Pesa payout's checks would have to run: it goes to savings.
+        raise InvalidInput("a top-up is paid to savings", field="disburse_to")
     member = _lock_member(session, member_id)  # one application at a time per member
     terms = current_terms(session, product_code)
+    old = None if top_up_of is None else top_ups.loan_to_clear(session, member.id, top_up_of)
     earlier = _earlier(
-        session, member.id, idempotency_key, (terms.product_id, amount_cents, term, channel)
-    )
+        session, member.id, idempotency_key,
+        (terms.product_id, amount_cents, term, channel, old.id if old else None),
+    )  # fmt: skip
     if earlier is not None:
         return earlier
     check_product_open(terms, channel, term)
+    if old is not None:
+        top_ups.check_may_top_up(session, terms, old)
     now = deps.now()
-    facts = member_facts(session, member, business_date(now))
+    facts = top_ups.facts_without(session, member_facts(session, member, business_date(now)), old)
     found = appraise(terms.lending_rules, facts, amount_cents)
     if not found.ok:
         raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
@@ -191,6 +204,10 @@ def apply_for_loan(
             reason="application_open",
         )
     preview = quote(terms, amount_cents, term, deps)
+    cleared = None
+    if old is not None:
+        cleared = top_ups.clearing(session, deps, terms, old, term)
+        top_ups.check_receives(amount_cents, preview.deducted_fee_cents, cleared)
     required = terms.required_cover_cents(amount_cents)
     own = min(required, facts.free_deposits_cents)
     application = LoanApplication(
@@ -216,6 +233,9 @@ def apply_for_loan(
         decision_note="",
         created_at=now,
         updated_at=now,
+        top_up_of_loan_id=cleared.loan_id if cleared else None,
+        top_up_payoff_cents=cleared.payoff_cents if cleared else 0,
+        top_up_commission_cents=cleared.commission_cents if cleared else 0,
     )
     while session.scalar(
         select(LoanApplication.id).where(LoanApplication.reference == application.reference)
@@ -225,6 +245,50 @@ def apply_for_loan(
     session.flush()
     route(session, deps, application, payout=payout)
     return application
+
+
+@dataclass(frozen=True)
+class Applied:
+    application: LoanApplication
+    created: bool  # False: the key was seen before and nothing was written
+
+
+def apply_by_staff(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
+    product_code: str,
+    amount_cents: int,
+    term: int,
+    idempotency_key: str,
+    top_up_of: int | str | None = None,
+) -> Applied:
+    """A member of staff applies on a member's behalf (channel ``staff``), possibly for a
+    top-up: ``apply_for_loan``, audited ``loan.apply`` the first time (the same refusals).
+    The caller checks the member is within the actor's branch."""
+    seen = session.scalar(
+        select(LoanApplication.id).where(
+            LoanApplication.member_id == member_id,
+            LoanApplication.idempotency_key == idempotency_key,
+        )
+    )
+    application = apply_for_loan(
+        session, deps, member_id, product_code, amount_cents, term, Channel.STAFF,
+        idempotency_key, top_up_of=top_up_of,
+    )  # fmt: skip
+    if seen is None:
+        audit.record(
+            session, actor, "loan.apply", target_type="loan_application",
+            target_id=application.id,
+            after={"reference": application.reference, "amount_cents": amount_cents,
+                   "term": term, "product": product_code, "status": application.status,
+                   "top_up_of_loan_id": application.top_up_of_loan_id,
+                   "top_up_payoff_cents": application.top_up_payoff_cents,
+                   "top_up_commission_cents": application.top_up_commission_cents},
+            now=deps.now(),
+        )  # fmt: skip
+    return Applied(application, created=seen is None)
 
 
 def route(
@@ -319,23 +383,6 @@ def _close(
     for guarantee in released:
         tell_pledge_released(session, deps, guarantee, application)
     return released
-
-
-def tell_pledge_released(
-    session: Session, deps: CoreDeps, guarantee: LoanGuarantee, application: LoanApplication
-) -> None:
-    notify(
-        session,
-        template="guarantee_released",
-        business_key=f"guarantee_released:{guarantee.id}",
-        now=deps.now(),
-        member=get_member(session, guarantee.guarantor_id),
-        data={
-            "sacco": deps.sacco_name,
-            "pledge": format_cents(guarantee.amount_cents),
-            "reference": application.reference,
-        },
-    )
 
 
 def withdraw_application(

@@ -51,6 +51,7 @@ from core.ledger.chart import (
     loan_account_name,
 )
 from core.ledger.vocabulary import EntryKind
+from core.loans import top_ups
 from core.loans.appraisal import appraise
 from core.loans.errors import LoanRefused, LoanStateError
 from core.loans.facts import member_facts
@@ -92,7 +93,10 @@ def check_approvable(session: Session, deps: CoreDeps, application: LoanApplicat
         )
     terms = version_terms(session, application.product_version_id)
     member = get_member(session, application.member_id)
-    facts = member_facts(session, member, business_date(deps.now()))
+    old = _loan_to_clear(session, application)
+    facts = top_ups.facts_without(
+        session, member_facts(session, member, business_date(deps.now())), old
+    )
     found = appraise(terms.lending_rules, facts, application.amount_cents)
     if not found.ok:
         raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
@@ -100,6 +104,19 @@ def check_approvable(session: Session, deps: CoreDeps, application: LoanApplicat
         raise LoanStateError(
             "own free deposits and pledges no longer cover the loan", reason="cover_incomplete"
         )
+    if old is not None and old.status != LoanStatus.CLOSED:  # closed meanwhile: nothing to clear
+        top_ups.check_may_top_up(session, terms, old)
+        top_ups.check_receives(
+            application.amount_cents,
+            terms.fee_cents(application.amount_cents, application.term)[0],
+            top_ups.clearing(session, deps, terms, old, application.term),
+        )
+
+
+def _loan_to_clear(session: Session, application: LoanApplication) -> Loan | None:
+    if application.top_up_of_loan_id is None:
+        return None
+    return session.get_one(Loan, application.top_up_of_loan_id)
 
 
 def approve_application(
@@ -216,6 +233,11 @@ def disburse_to_savings(
     schedule = build_schedule(
         terms.schedule_terms(application.amount_cents, application.term, disbursed_on)
     )
+    settlement = None  # a top-up: the loan it clears, split as a repayment (before any write)
+    if application.top_up_of_loan_id is not None:
+        settlement = top_ups.settle(
+            session, deps, application, terms, schedule.terms.deducted_fee_cents
+        )
     account = ledger.create_account(
         session,
         code=loan_account_code(member.member_number, application.reference),
@@ -226,7 +248,10 @@ def disburse_to_savings(
         member_id=member.id,
         now=now,
     )
-    posted = _post_disbursement(session, application, schedule, account.id, now=now)
+    posted = _post_disbursement(
+        session, application, schedule, account.id, now=now, settlement=settlement
+    )
+    cleared = settlement.clearing if settlement else None
     loan = Loan(
         reference=application.reference,
         application_id=application.id,
@@ -240,6 +265,9 @@ def disburse_to_savings(
         disbursed_on=disbursed_on,
         status=LoanStatus.ACTIVE,
         created_at=now,
+        top_up_of_loan_id=cleared.loan_id if cleared else None,
+        top_up_payoff_cents=cleared.payoff_cents if cleared else 0,
+        top_up_commission_cents=cleared.commission_cents if cleared else 0,
     )
     session.add(loan)
     session.flush()
@@ -265,12 +293,16 @@ def disburse_to_savings(
     application.status = ApplicationStatus.DISBURSED
     application.updated_at = now
     session.flush()
-    _tell_disbursed(session, deps, member, application, schedule, mpesa_cents)
+    if settlement is not None:
+        top_ups.record(session, deps, settlement, application, entry_id=posted.entry_id)
+    _tell_disbursed(session, deps, member, application, schedule, mpesa_cents, cleared)
     audit.record(
         session, actor, "loan.disburse", target_type="loan", target_id=loan.id,
         after={"reference": loan.reference, "principal_cents": loan.principal_cents,
                "fees_deducted_cents": loan.deducted_fee_cents, "entry": posted.reference,
-               "to": DisburseTo.SAVINGS if mpesa_cents is None else DisburseTo.MPESA},
+               "to": DisburseTo.SAVINGS if mpesa_cents is None else DisburseTo.MPESA,
+               **({"top_up_of": cleared.reference, "payoff_cents": cleared.payoff_cents,
+                   "commission_cents": cleared.commission_cents} if cleared else {})},
         now=now,
     )  # fmt: skip
     return loan
@@ -283,16 +315,23 @@ def _post_disbursement(
     loan_account_id: int,
     *,
     now: datetime,
+    settlement: top_ups.Settlement | None = None,
 ) -> ledger.PostedEntry:
+    """The loan's one entry. A top-up's (``settlement``) also credits the old loan's
+    account and the income its payoff pays, as a repayment would, and fee income with the
+    commission; savings get what is left (legs on one account are added together)."""
     principal = application.amount_cents
     fees = schedule.terms.deducted_fee_cents
     savings_id = member_account_ids(session, application.member_id)[Purpose.SAVINGS]
-    legs = [
-        ledger.Leg(loan_account_id, principal),
-        ledger.Leg(savings_id, -(principal - fees)),
-    ]
-    if fees:
-        legs.append(ledger.Leg(ledger.account_id_by_code(session, SystemAccount.FEE_INCOME), -fees))
+    cleared = settlement.clearing if settlement else None
+    payoff, commission = (cleared.payoff_cents, cleared.commission_cents) if cleared else (0, 0)
+    fee_income = ledger.account_id_by_code(session, SystemAccount.FEE_INCOME)
+    cents: dict[int, int] = {loan_account_id: principal, savings_id: 0, fee_income: 0}
+    cents[savings_id] -= top_ups.received_cents(principal, fees, payoff, commission)
+    cents[fee_income] -= fees + commission
+    for leg in top_ups.settlement_legs(session, settlement) if settlement else []:
+        cents[leg.account_id] = cents.get(leg.account_id, 0) + leg.amount_cents
+    legs = [ledger.Leg(account_id, amount) for account_id, amount in cents.items() if amount]
     return ledger.post_entry(
         session,
         kind=EntryKind.LOAN_DISBURSEMENT,
@@ -300,7 +339,8 @@ def _post_disbursement(
         idempotency_key=f"loan.disbursement:{application.id}",
         now=now,
         value_date=schedule.terms.disbursed_on,
-        memo=f"Loan {application.reference}",
+        memo=f"Loan {application.reference}"
+        + (f" top-up, clears loan {cleared.reference}" if cleared else ""),
     )
 
 
@@ -311,21 +351,31 @@ def _tell_disbursed(
     application: LoanApplication,
     schedule: Schedule,
     mpesa_cents: int | None = None,
+    cleared: top_ups.Clearing | None = None,
 ) -> None:
+    """``loan_disbursed``; for a top-up ``loan_topped_up``: the loan it paid off and what
+    reached savings after the payoff, the commission and the fees."""
     first = schedule.instalments[0]
+    received = schedule.disbursed_cents
+    if cleared is not None:
+        received -= cleared.payoff_cents + cleared.commission_cents
     data = {
         "sacco": deps.sacco_name,
         "reference": application.reference,
         "amount": format_cents(application.amount_cents),
-        "received": format_cents(schedule.disbursed_cents),
+        "received": format_cents(received),
         "instalment": format_cents(first.total_cents),
         "due_on": first.due_on.strftime("%d/%m/%Y"),
     }
-    if mpesa_cents is not None:  # where the money went: on its way to M-Pesa
+    template = "loan_disbursed"
+    if cleared is not None:  # a top-up is paid to savings only (book.apply_for_loan)
+        data["loan"], template = cleared.reference, "loan_topped_up"
+    elif mpesa_cents is not None:  # where the money went: on its way to M-Pesa
         data |= {"sent": format_cents(mpesa_cents), "msisdn": member.msisdn}
+        template = "loan_disbursed_mpesa"
     notify(
         session,
-        template="loan_disbursed" if mpesa_cents is None else "loan_disbursed_mpesa",
+        template=template,
         business_key=f"loan_disbursed:{application.id}",
         now=deps.now(),
         member=member,

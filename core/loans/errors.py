@@ -57,3 +57,17 @@ class LoanStateError(DomainError):
     def __init__(self, detail: str = "", *, reason: str = "state") -> None:
         super().__init__(detail or reason, reason=reason)
         self.reason = reason
+
+
+class TopUpRefused(DomainError):
+    """A top-up cannot go ahead (``reason``): ``not_offered`` (the product allows no
+    top-ups), ``other_product`` (a loan of another product), ``too_early`` (fewer
+    instalments paid than the product asks), ``loan_not_active`` (closed or written off),
+    ``nothing_to_receive`` (the old loan's payoff, the commission and the fees take the
+    whole principal)."""
+
+    code = "top_up_refused"
+
+    def __init__(self, detail: str = "", *, reason: str = "refused", **extra: object) -> None:
+        super().__init__(detail or f"top-up refused: {reason}", reason=reason, **extra)
+        self.reason = reason

@@ -25,11 +25,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.kernel.deps import CoreDeps
 from core.kernel.errors import InsufficientFunds
+from core.kernel.money import format_cents
 from core.ledger import entries as ledger
 from core.loans.errors import GuaranteeRefused
 from core.loans.facts import deposits_account, free_deposits_cents
 from core.loans.vocabulary import GuaranteeStatus, PledgeRelease
+from core.members.registration import get_member
+from core.messaging.notifications import notify
 from db.models import Hold
 from db.models_loans import LoanApplication, LoanGuarantee
 
@@ -173,4 +177,24 @@ def loan_guarantees(session: Session, loan_id: int) -> list[LoanGuarantee]:
             .with_for_update()
             .execution_options(populate_existing=True)
         )
+    )
+
+
+def tell_pledge_released(
+    session: Session, deps: CoreDeps, guarantee: LoanGuarantee, application: LoanApplication
+) -> None:
+    """The guarantor's SMS when their pledge is given back in full (``guarantee_released``).
+    Here, not in ``core.loans.book``, so the repayments (and a top-up's disbursement) can
+    tell guarantors without importing the book, which imports the disbursement."""
+    notify(
+        session,
+        template="guarantee_released",
+        business_key=f"guarantee_released:{guarantee.id}",
+        now=deps.now(),
+        member=get_member(session, guarantee.guarantor_id),
+        data={
+            "sacco": deps.sacco_name,
+            "pledge": format_cents(guarantee.amount_cents),
+            "reference": application.reference,
+        },
     )

@@ -108,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "auto_approve_ceiling_cents": 0,
     "channels": [Channel.STAFF.value],
     "active": True,
+    "top_up_min_instalments_paid": None,  # no top-ups unless the product says when
 }
 TERM_FIELDS = frozenset(REQUIRED) | frozenset(DEFAULTS)
 # Fields added after products were first written (migration 0017). A maker-checker request
@@ -171,6 +172,9 @@ class ProductTerms:
     auto_approve_ceiling_cents: int
     channels: frozenset[Channel]
     active: bool = True
+    # None: the product offers no top-ups; N: an active loan may be topped up once N of its
+    # instalments are paid in full (docs/loans/book.md, "Top-ups").
+    top_up_min_instalments_paid: int | None = None
 
     def fees_for(self, term: int) -> tuple[Fee, ...]:
         """The fees a loan of ``term`` instalments pays."""
@@ -277,6 +281,12 @@ def _fee(raw: Any, i: int, min_term: int, max_term: int) -> Fee:
         raise InvalidInput(f"{label}: unknown field {sorted(unknown)[0]}", field=label)
     kind = _choice(raw.get("kind"), FeeKind, f"{label}.kind")
     timing = _choice(raw.get("timing"), FeeTiming, f"{label}.timing")
+    if kind is FeeKind.TOP_UP_COMMISSION and timing is not FeeTiming.DEDUCTED:
+        # Charged on the balance a top-up clears, when it clears it: from what it pays out.
+        raise InvalidInput(
+            f"{label}.timing: a top-up commission is deducted_at_disbursement",
+            field=f"{label}.timing",
+        )
     percent = None
     if raw.get("percent") is not None:
         percent = parse_decimal(
@@ -323,7 +333,7 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"unknown field {name}", field=name)
-    for name in sorted(TERM_FIELDS):
+    for name in sorted(TERM_FIELDS - {"top_up_min_instalments_paid"}):  # optional, None: no
         if name not in raw or (raw[name] is None and name != "guarantor_cover_percent"):
             raise InvalidInput(f"{name} is required", field=name, reason="required")
     name = " ".join(_text(raw, "name").split())
@@ -409,6 +419,10 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
     channels = [_choice(c, Channel, "channels") for c in channels_raw]
     if len(set(channels)) != len(channels):
         raise InvalidInput("channels: each at most once", field="channels")
+    top_up = None
+    if raw.get("top_up_min_instalments_paid") is not None:
+        # More than the longest term would offer top-ups that can never happen.
+        top_up = _int(raw, "top_up_min_instalments_paid", 0, max_term)
     return ProductTerms(
         name=name,
         rate_percent=rate,
@@ -440,6 +454,7 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
         auto_approve_ceiling_cents=_int(raw, "auto_approve_ceiling_cents", 0, MAX_POSTING_CENTS),
         channels=frozenset(channels),
         active=_bool(raw, "active"),
+        top_up_min_instalments_paid=top_up,
     )
 
 
@@ -492,6 +507,7 @@ def terms_payload(terms: ProductTerms) -> dict[str, Any]:
         "auto_approve_ceiling_cents": terms.auto_approve_ceiling_cents,
         "channels": sorted(c.value for c in terms.channels),
         "active": terms.active,
+        "top_up_min_instalments_paid": terms.top_up_min_instalments_paid,
     }
 
 
@@ -557,6 +573,7 @@ def _terms_of(row: LoanProductVersion, fees: list[LoanProductFee]) -> ProductTer
         auto_approve_ceiling_cents=row.auto_approve_ceiling_cents,
         channels=frozenset(Channel(c) for c in row.channels.split()),
         active=row.active,
+        top_up_min_instalments_paid=row.top_up_min_instalments_paid,
     )
 
 
@@ -676,6 +693,7 @@ def _write_version(
         auto_approve_ceiling_cents=terms.auto_approve_ceiling_cents,
         channels=" ".join(sorted(c.value for c in terms.channels)),
         active=terms.active,
+        top_up_min_instalments_paid=terms.top_up_min_instalments_paid,
         approval_id=approval_id,
         created_at=deps.now(),
     )

@@ -156,6 +156,14 @@ def get_application(session: Session, actor: Principal, application_id: int) -> 
     return view
 
 
+def visible_member(session: Session, actor: Principal, member_id: int) -> Member:
+    """The member, if the caller may see them (their branch); ``NotFound`` otherwise."""
+    member = session.get(Member, member_id)
+    if member is None or not can_access_branch(actor, member.branch):
+        raise NotFound("no such member")
+    return member
+
+
 def visible_loan(session: Session, actor: Principal, loan_id: int) -> Loan:
     """The loan, if the caller may see its member; ``NotFound`` otherwise."""
     loan = session.get(Loan, loan_id)

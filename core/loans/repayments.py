@@ -54,12 +54,13 @@ from core.ledger import entries as ledger
 from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
 from core.loans import pledges
-from core.loans.book import tell_pledge_released
 from core.loans.errors import LoanStateError
 from core.loans.facts import free_deposits_cents
+from core.loans.pledges import tell_pledge_released
 from core.loans.references import normalize_loan_reference
 from core.loans.terms import version_terms
 from core.loans.vocabulary import (
+    PAYING_SOURCES,
     AllocationOrder,
     EarlyPayoffInterest,
     GuaranteeStatus,
@@ -411,7 +412,7 @@ def _check(r: Repayment) -> None:
         raise InvalidInput("amount must be more than zero", field="amount_cents", reason="range")
     if amount > ledger.MAX_POSTING_CENTS:
         raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
-    if r.source not in tuple(RepaymentSource):
+    if r.source not in PAYING_SOURCES:  # a top-up settles its old loan itself (top_ups)
         raise InvalidInput("source must be mpesa, savings or cash", field="source")
     for name, key in (("idempotency_key", r.idempotency_key), ("business_key", r.business_key)):
         if not isinstance(key, str) or not KEY_RE.fullmatch(key):
@@ -611,6 +612,19 @@ def _post(
             + (f" M-Pesa {r.receipt}" if r.receipt else "")
         ),
     )
+
+
+def settlement_legs(session: Session, loan: Loan, split: Allocation) -> list[ledger.Leg]:
+    """The credit legs of what ``split`` pays of ``loan``, as a repayment posts them: the
+    loan's account with the principal, interest, fee and penalty income with theirs. A
+    top-up's disbursement entry (``core.loans.top_ups``) adds them to its own legs."""
+    legs = []
+    if split.principal_cents:
+        legs.append(ledger.Leg(loan.account_id, -split.principal_cents))
+    for part, code in _INCOME.items():
+        if split.cents(part):
+            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -split.cents(part)))
+    return legs
 
 
 def _to_savings_of_closed_loan(

@@ -49,6 +49,10 @@ class FeeRule:
         for the terms it names."""
         if self.kind == FeeKind.TOP_UP_COMMISSION:
             return False
+        return self.in_term(term)
+
+    def in_term(self, term: int) -> bool:
+        """The fee is for loans of ``term`` instalments (its ``min_term``..``max_term``)."""
         return (self.min_term is None or term >= self.min_term) and (
             self.max_term is None or term <= self.max_term
         )
@@ -95,6 +99,7 @@ class ProductTerms:
     # (core.loans.repayments.allocate, docs/loans/repayment.md).
     allocation_order: AllocationOrder = AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL
     early_payoff_interest: EarlyPayoffInterest = EarlyPayoffInterest.WAIVE
+    top_up_min_instalments_paid: int | None = None  # None: no top-ups (docs/loans/book.md)
 
     @property
     def lending_rules(self) -> LendingRules:
@@ -109,6 +114,22 @@ class ProductTerms:
     @property
     def needs_guarantors(self) -> bool:
         return self.guarantor_policy == GuarantorPolicy.REQUIRED
+
+    @property
+    def offers_top_ups(self) -> bool:
+        return self.top_up_min_instalments_paid is not None
+
+    def top_up_commission_cents(self, cleared_cents: int, term: int) -> int:
+        """The product's commission on a top-up that clears ``cleared_cents`` (the old
+        loan's payoff), for a new loan of ``term`` instalments: each ``top_up_commission``
+        fee that applies to the term, a percent of the balance cleared (to the cent, half
+        up). Taken from what the top-up pays out (products accept no other timing for it:
+        ``core.loans.products``), once, when the balance is cleared."""
+        return sum(
+            fee.cents(cleared_cents)
+            for fee in self.fees
+            if fee.kind == FeeKind.TOP_UP_COMMISSION and fee.in_term(term)
+        )
 
     def fee_cents(self, principal_cents: int, term: int) -> tuple[int, int]:
         """(deducted at disbursement, added to the schedule) for this principal and term."""
@@ -185,6 +206,7 @@ def _terms(session: Session, product: LoanProduct, version: LoanProductVersion) 
         pledge_release=version.pledge_release,
         allocation_order=AllocationOrder(version.allocation_order),
         early_payoff_interest=EarlyPayoffInterest(version.early_payoff_interest),
+        top_up_min_instalments_paid=version.top_up_min_instalments_paid,
     )
 
 

@@ -167,6 +167,12 @@ class RepaymentSource(StrEnum):
     MPESA = "mpesa"  # paybill with the loan reference as the account, or an STK push
     SAVINGS = "savings"  # the member's own savings account
     CASH = "cash"  # a teller's cash, banked
+    TOP_UP = "top_up"  # cleared by a top-up loan's disbursement (core.loans.disbursement)
+
+
+# What a member, a teller or M-Pesa may pay with: a top-up is never a repayment source of
+# ``repay_loan`` (the top-up's disbursement settles the old loan itself).
+PAYING_SOURCES = frozenset({RepaymentSource.MPESA, RepaymentSource.SAVINGS, RepaymentSource.CASH})
 
 
 class LoanPart(StrEnum):

@@ -6,7 +6,7 @@ and sent through the withdrawal machinery; docs/loans/book.md). Chosen when appl
 changeable by the loan officer who recommends the application.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-08
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

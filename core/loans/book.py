@@ -31,7 +31,7 @@ from core.kernel.permissions import SYSTEM, Principal
 from core.ledger.entries import MAX_POSTING_CENTS
 from core.loans import disbursement, top_ups
 from core.loans.appraisal import appraise
-from core.loans.errors import LoanRefused, LoanStateError, ProductUnavailable
+from core.loans.errors import LoanRefused, LoanStateError, ProductUnavailable, TopUpRefused
 from core.loans.facts import member_facts
 from core.loans.pledges import cover, lock_guarantees, release, tell_pledge_released
 from core.loans.schedule import build_schedule
@@ -336,6 +336,10 @@ def _auto_approve(
         disbursement.check_approvable(session, deps, application)
     except LoanRefused as refused:  # rules changed since applying: staff decide
         application.reasons = " ".join(refused.reasons)[:200]
+        session.flush()
+        return
+    except TopUpRefused as refused:  # e.g. the payoff grew since applying: staff decide
+        application.reasons = f"top_up_{refused.reason}"[:200]
         session.flush()
         return
     except LoanStateError:

@@ -497,3 +497,42 @@ def test_received_payoff_commission_and_fees_add_up_to_the_principal(
     )
     assert old.status == "closed" and balance(s, old.account_id) == 0
     assert verify_ledger(s).ok
+
+
+def test_a_guarantor_accepting_after_the_payoff_grew_leaves_the_top_up_to_staff(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    cover = {"guarantor_policy": "required", "guarantor_cover_percent": Decimal("100")}
+    prod = product(s, deps, fees=[], **cover)
+    borrower = funded_member(s, deps, deposits_cents=20_000 * KES)
+    start = dataclasses.replace(deps, now=lambda: START)
+    first = book.apply_for_loan(
+        s, start, borrower.id, prod.code, 50_000 * KES, 12, "staff", "accept-late-00"
+    )
+    backer = funded_member(s, deps, deposits_cents=40_000 * KES, name="Njeri Mwangi")
+    pledge = guarantees.request_guarantee(
+        s, start, application_id=first.id, borrower_id=borrower.id,
+        guarantor=backer.member_number or "", amount_cents=30_000 * KES,
+    )  # fmt: skip
+    guarantees.accept_guarantee(s, start, guarantee_id=pledge.id, guarantor_id=backer.id)
+    old = new_loan(s, first)
+    schedule = rows(s, old)
+    pay_instalments(s, deps, old, 1)
+    applied = on(deps, date(2026, 2, 20))
+    application = book.apply_for_loan(
+        s, applied, borrower.id, prod.code, old_balance(s, old) + 100 * KES, 12, "staff",
+        "accept-late-01", top_up_of=old.id,
+    )  # fmt: skip
+    assert application.status == "awaiting_guarantors"
+    guarantor = funded_member(s, deps, deposits_cents=90_000 * KES, name="Otieno Kamau")
+    asked = guarantees.request_guarantee(
+        s, applied, application_id=application.id, borrower_id=borrower.id,
+        guarantor=guarantor.member_number or "", amount_cents=application.guarantor_cover_cents,
+    )  # fmt: skip
+    later = on(deps, schedule[1].due_on)  # the 2nd instalment's interest is now due too
+    guarantees.accept_guarantee(s, later, guarantee_id=asked.id, guarantor_id=guarantor.id)
+    assert application.status == "pending_approval"  # the pledge stands; staff decide
+    assert application.reasons == "top_up_nothing_to_receive"
+    assert old.status == "active" and asked.status == "accepted"
+    assert verify_ledger(s).ok

@@ -387,6 +387,24 @@ def test_another_members_loan_a_made_up_one_and_bad_input_are_not_found(
     refuses(s, top_up(s, day, borrower, prod.code, old.id, -5), InvalidInput)
 
 
+def test_a_top_up_is_paid_to_savings_only(
+    db_session: Session, deps: CoreDeps, topped: tuple[LoanProduct, Loan, Member]
+) -> None:
+    """What a top-up leaves is known only at disbursement, after an M-Pesa payout's checks
+    would have run: asking for M-Pesa is refused before anything is written."""
+    s, (prod, old, borrower) = db_session, topped
+    day = on(deps, date(2026, 2, 20))
+    refused = refuses(
+        s,
+        lambda: book.apply_for_loan(
+            s, day, borrower.id, prod.code, 110_000 * KES, 12, "staff", "topup-mpesa-1",
+            top_up_of=old.id, disburse_to="mpesa",
+        ),  # fmt: skip
+        InvalidInput,
+    )
+    assert refused.context["field"] == "disburse_to"
+
+
 def test_a_closed_loan_another_product_and_a_product_without_top_ups_are_refused(
     db_session: Session, deps: CoreDeps, topped: tuple[LoanProduct, Loan, Member]
 ) -> None:

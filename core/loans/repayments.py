@@ -51,7 +51,7 @@ from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
-from core.loans import pledges
+from core.loans import close_of_day, pledges
 from core.loans.book import tell_pledge_released
 from core.loans.errors import LoanStateError
 from core.loans.facts import free_deposits_cents
@@ -82,11 +82,6 @@ _SOURCE_ACCOUNT = {
 _CREDIT_SOURCE = {
     RepaymentSource.MPESA: CreditSource.MPESA,
     RepaymentSource.CASH: CreditSource.CASH,
-}
-_INCOME = {
-    LoanPart.PENALTY: SystemAccount.PENALTY_INCOME,
-    LoanPart.FEE: SystemAccount.FEE_INCOME,
-    LoanPart.INTEREST: SystemAccount.LOAN_INTEREST_INCOME,
 }
 
 
@@ -522,9 +517,22 @@ def _post(
     legs = [ledger.Leg(source_id, split.loan_cents)]
     if split.principal_cents:
         legs.append(ledger.Leg(loan.account_id, -split.principal_cents))
-    for part, code in _INCOME.items():
-        if split.cents(part):
-            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -split.cents(part)))
+    # Interest close of day has accrued settles interest receivable; interest not accrued
+    # yet is income now, and accrued interest an early payoff waives leaves income again
+    # (core.loans.accrual; docs/loans/close-of-day.md).
+    interest_income = close_of_day.recognise_repayment(
+        session, loan.id, loan.disbursed_on,
+        {p.number: (p.interest_cents, p.waived_interest_cents) for p in split.instalments},
+    )  # fmt: skip
+    credits = {
+        SystemAccount.PENALTY_INCOME: split.penalty_cents,
+        SystemAccount.FEE_INCOME: split.fee_cents,
+        SystemAccount.LOAN_INTEREST_INCOME: interest_income,
+        SystemAccount.INTEREST_RECEIVABLE: split.interest_cents - interest_income,
+    }
+    for code, cents in credits.items():
+        if cents:
+            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -cents))
     return ledger.post_entry(
         session,
         kind=EntryKind.LOAN_REPAYMENT,

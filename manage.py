@@ -5,6 +5,8 @@ seed-demo       seed a demo SACCO (members with balances and history); idempoten
                 SACCO_ENV=demo or development only
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
+close-day       close the loan book's business days up to --date (default yesterday):
+                accrual, arrears, SASRA classification, provisioning; catches up, resumes
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -316,6 +318,47 @@ def verify_ledger_cmd() -> None:
     if not report.ok:
         sys.exit(1)
     click.echo("ledger OK: every entry balances and every balance matches its postings")
+
+
+@cli.command("close-day")
+@click.option("--date", "day", default=None, help="close up to this business date (YYYY-MM-DD); "
+              "default: yesterday in Nairobi")  # fmt: skip
+@click.option(
+    "--stop-after",
+    type=click.Choice(["accrue", "classify"]),
+    default=None,
+    help="stop after this step of the first date (the next run resumes)",
+)
+def close_day_cmd(day: str | None, stop_after: str | None) -> None:
+    """Close of day for the loan book: every date since the last one closed, in order.
+
+    Exit 0 when done (or nothing to do), 1 when refused, 3 when another run holds the lock."""
+    from datetime import date as date_type
+
+    from core.loans.close_of_day import CloseDayBusy
+    from core.loans.vocabulary import CloseDayStep
+    from workers.close_day import run_close_day
+
+    through = None
+    if day is not None:
+        try:
+            through = date_type.fromisoformat(day)
+        except ValueError:
+            click.echo(f"--date {day!r}: use YYYY-MM-DD", err=True)
+            sys.exit(2)
+    runtime = _runtime()
+    try:
+        report = run_close_day(
+            runtime.session_factory, runtime.deps, through=through, lock_engine=runtime.engine,
+            stop_after=CloseDayStep(stop_after) if stop_after else None,
+        )  # fmt: skip
+    except CloseDayBusy as exc:
+        click.echo(f"close-day: {exc}", err=True)
+        sys.exit(3)
+    except SaccoError as exc:
+        click.echo(f"close-day refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(report))
 
 
 @cli.command("trial-balance")

@@ -74,7 +74,7 @@ class CloseDayOutOfOrder(DomainError):
 class StepResult:
     business_date: date
     step: CloseDayStep
-    loans: int  # loans whose figures changed
+    loans: int  # loans the step brought up to the date
     amount_cents: int  # accrue: interest accrued (net); classify: provision change (net)
     detail: dict[str, Any]
     ran: bool  # False: the step was done before, nothing was changed
@@ -128,6 +128,17 @@ def _band_version(session: Session, day: date) -> int:
 
 
 def _lock_run(session: Session, deps: CoreDeps, day: date) -> CloseDayRun:
+    """The date's run row, locked (made first when none): the bands version in force on
+    the date is fixed when the run starts, so a resumed run classifies as it began."""
+    query = (
+        select(CloseDayRun)
+        .where(CloseDayRun.business_date == day)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    run = session.scalars(query).one_or_none()
+    if run is not None:
+        return run
     session.execute(
         insert_for(session, CloseDayRun)
         .values(
@@ -138,12 +149,7 @@ def _lock_run(session: Session, deps: CoreDeps, day: date) -> CloseDayRun:
         )
         .on_conflict_do_nothing(index_elements=["business_date"])
     )
-    return session.scalars(
-        select(CloseDayRun)
-        .where(CloseDayRun.business_date == day)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    return session.scalars(query).one()
 
 
 def run_step(session: Session, deps: CoreDeps, day: date, step: CloseDayStep) -> StepResult:
@@ -236,8 +242,7 @@ _ACCRUE = text(
     "), upd AS ("
     " UPDATE loan_day_states s SET accrued_interest_cents = c.cents, accrued_through = :day"
     " FROM changes c WHERE s.loan_id = c.loan_id RETURNING s.loan_id"
-    ") SELECT c.product_id, SUM(c.delta) AS delta, COUNT(*) FILTER (WHERE c.delta <> 0) AS n,"
-    " (SELECT count(*) FROM upd) AS touched"
+    ") SELECT c.product_id, SUM(c.delta) AS delta, COUNT(*) AS n"
     " FROM changes c GROUP BY c.product_id ORDER BY c.product_id"
 )
 
@@ -309,7 +314,7 @@ _CLASSIFY = text(
     " SELECT loan_id, :day, old_category, category, dpd, missed, exposure, :version"
     " FROM changes WHERE old_category IS DISTINCT FROM category RETURNING loan_id"
     ") SELECT c.product_id, SUM(c.delta) AS delta, COUNT(*) AS n,"
-    " (SELECT count(*) FROM upd) AS touched, (SELECT count(*) FROM hist) AS changed"
+    " (SELECT count(*) FROM hist) AS changed"
     " FROM changes c GROUP BY c.product_id ORDER BY c.product_id"
 )
 
@@ -324,6 +329,14 @@ _BY_CATEGORY = text(
 
 def _classify(session: Session, deps: CoreDeps, day: date, version: int) -> StepResult:
     params = {"day": day, "active": LoanStatus.ACTIVE, "version": version}
+    ranks = session.scalar(
+        select(func.count()).select_from(LoanRiskBand).where(
+            LoanRiskBand.version == version, LoanRiskBand.min_days == 0,
+            LoanRiskBand.min_missed == 0,
+        )
+    )  # fmt: skip
+    if not ranks:  # without a band from 0 days, a loan would silently go unclassified
+        raise DomainError(f"loan risk bands version {version} has no band from 0 days")
     session.execute(_ENSURE_STATES, params)
     _lock_states(
         session, day, "classified_on", extra="OR (l.status <> :active AND s.provision_cents > 0)"

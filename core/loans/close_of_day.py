@@ -403,11 +403,12 @@ class RunView:
     steps: tuple[StepRow, ...]
 
 
-def list_runs(session: Session, *, limit: int, before: date | None = None) -> list[RunView]:
-    """Runs, newest date first, with their steps."""
-    query = select(CloseDayRun).order_by(CloseDayRun.business_date.desc()).limit(limit)
-    if before is not None:
-        query = query.where(CloseDayRun.business_date < before)
+def list_runs(session: Session, *, limit: int, before_id: int | None = None) -> list[RunView]:
+    """Runs, newest first (dates are closed in order, so ids follow the dates), with their
+    steps; ``before_id`` pages on."""
+    query = select(CloseDayRun).order_by(CloseDayRun.id.desc()).limit(limit)
+    if before_id:
+        query = query.where(CloseDayRun.id < before_id)
     runs = list(session.scalars(query))
     steps: dict[int, list[StepRow]] = {r.id: [] for r in runs}
     if runs:

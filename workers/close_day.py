@@ -71,6 +71,13 @@ def advisory_lock(engine: Engine | None) -> Iterator[None]:
             conn.commit()
 
 
+def _step(deps: CoreDeps, day: date, step: CloseDayStep) -> Callable[[Session], StepResult]:
+    def work(session: Session) -> StepResult:
+        return close_of_day.run_step(session, deps, day, step)
+
+    return work
+
+
 def run_close_day(
     session_factory: Callable[[], Session],
     deps: CoreDeps,
@@ -87,10 +94,7 @@ def run_close_day(
         for day in dates:
             report.dates.append(day)
             for step in CLOSE_DAY_STEPS:
-                result = run_in_transaction(
-                    session_factory,
-                    lambda s, d=day, st=step: close_of_day.run_step(s, deps, d, st),
-                )
+                result = run_in_transaction(session_factory, _step(deps, day, step))
                 report.steps.append(result)
                 if stop_after is not None and step == stop_after:
                     report.stopped = True

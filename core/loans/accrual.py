@@ -65,7 +65,9 @@ def recognised_cents(periods: Sequence[PeriodInterest], day: date | None) -> int
     return sum(recognised_in_period(p, day) for p in periods)
 
 
-def periods(disbursed_on: date, rows: Sequence[tuple[int, date, int, int, int]]) -> list[PeriodInterest]:
+def periods(
+    disbursed_on: date, rows: Sequence[tuple[int, date, int, int, int]]
+) -> list[PeriodInterest]:
     """Periods from instalment rows ``(number, due_on, interest, paid, waived)``."""
     out: list[PeriodInterest] = []
     starts = disbursed_on

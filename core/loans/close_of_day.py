@@ -85,9 +85,7 @@ class StepResult:
 
 def last_closed(session: Session) -> date | None:
     return session.scalar(
-        select(func.max(CloseDayRun.business_date)).where(
-            CloseDayRun.status == CloseDayStatus.DONE
-        )
+        select(func.max(CloseDayRun.business_date)).where(CloseDayRun.status == CloseDayStatus.DONE)
     )
 
 
@@ -160,8 +158,7 @@ def run_step(session: Session, deps: CoreDeps, day: date, step: CloseDayStep) ->
     step = CloseDayStep(step)
     run = _lock_run(session, deps, day)
     done = {
-        row.step: row
-        for row in session.scalars(select(StepRow).where(StepRow.run_id == run.id))
+        row.step: row for row in session.scalars(select(StepRow).where(StepRow.run_id == run.id))
     }
     if step in done:
         row = done[step]
@@ -423,9 +420,7 @@ def get_run(session: Session, day: date) -> RunView | None:
     run = session.scalar(select(CloseDayRun).where(CloseDayRun.business_date == day))
     if run is None:
         return None
-    rows = session.scalars(
-        select(StepRow).where(StepRow.run_id == run.id).order_by(StepRow.id)
-    )
+    rows = session.scalars(select(StepRow).where(StepRow.run_id == run.id).order_by(StepRow.id))
     return RunView(run, tuple(rows))
 
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.risk.vocabulary import LoanCategory as Category
+from core.risk.vocabulary import LoanCategory
 
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    category: Category
+    category: LoanCategory
     rank: int
     min_days: int
     min_missed: int
@@ -29,11 +29,11 @@ class Band:
 
 # Version 1, as migration 0020 seeds it (a test compares the two).
 DEFAULT_BANDS: tuple[Band, ...] = (
-    Band(Category.PERFORMING, 0, 0, 0, Decimal("1.00")),
-    Band(Category.WATCH, 1, 1, 1, Decimal("5.00")),
-    Band(Category.SUBSTANDARD, 2, 31, 2, Decimal("25.00")),
-    Band(Category.DOUBTFUL, 3, 181, 7, Decimal("50.00")),
-    Band(Category.LOSS, 4, 361, 13, Decimal("100.00")),
+    Band(LoanCategory.PERFORMING, 0, 0, 0, Decimal("1.00")),
+    Band(LoanCategory.WATCH, 1, 1, 1, Decimal("5.00")),
+    Band(LoanCategory.SUBSTANDARD, 2, 31, 2, Decimal("25.00")),
+    Band(LoanCategory.DOUBTFUL, 3, 181, 7, Decimal("50.00")),
+    Band(LoanCategory.LOSS, 4, 361, 13, Decimal("100.00")),
 )
 
 

@@ -18,11 +18,11 @@ from core.loans.vocabulary import Frequency, RatePeriod, RepaymentMethod, Roundi
 from core.risk.classification import (
     DEFAULT_BANDS,
     Band,
-    Category,
     check_bands,
     classify,
     provision_cents,
 )
+from core.risk.vocabulary import LoanCategory as Category
 
 
 @st.composite
@@ -62,13 +62,16 @@ def test_daily_accruals_over_any_period_add_up_to_the_schedules_interest_exactly
     except InvalidInput:
         return  # terms no level instalment repays (docs/loans/schedules.md)
     periods = accrual.periods(
-        terms.disbursed_on, [(i.number, i.due_on, i.interest_cents, 0, 0) for i in schedule.instalments]
+        terms.disbursed_on,
+        [(i.number, i.due_on, i.interest_cents, 0, 0) for i in schedule.instalments],
     )
     # Any period: the day-by-day accruals from its start to its due date sum to its interest.
     p = data.draw(st.sampled_from(periods))
     days = (p.due_on - p.starts_on).days
     cumulative = [
-        accrual.accrued_in_period(p.interest_cents, p.starts_on, p.due_on, p.starts_on + timedelta(n))
+        accrual.accrued_in_period(
+            p.interest_cents, p.starts_on, p.due_on, p.starts_on + timedelta(n)
+        )
         for n in range(days + 1)
     ]
     daily = [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]

@@ -550,8 +550,9 @@ def worker(burst: bool, name: str | None) -> None:
 @click.option("--interval", type=float, default=None, help="seconds between sweeps")
 @click.option("--once", is_flag=True, help="sweep once and exit")
 def scheduler(interval: float | None, once: bool) -> None:
-    """Sweep the outbox (dead workers, lost enqueues, due retries) and, every
-    MPESA_RECONCILE_INTERVAL_S, enqueue the M-Pesa reconciliation job."""
+    """Sweep the outbox (dead workers, lost enqueues, due retries), every
+    MPESA_RECONCILE_INTERVAL_S enqueue the M-Pesa reconciliation job, and every
+    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day)."""
     import signal
     import threading
 
@@ -592,8 +593,34 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="mpesa-reconcile",
             daemon=True,
         ).start()
+    if not settings.database_url.startswith("sqlite"):  # close of day needs PostgreSQL
+        threading.Thread(
+            target=_every,
+            args=(settings.close_day_interval_s, stop, _scheduled_close_day, settings),
+            name="close-day",
+            daemon=True,
+        ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
+
+
+def _scheduled_close_day(settings: Settings) -> None:
+    """Close every business date that is over (``close-day`` without ``--date``); another
+    run holding the lock (a second scheduler, an operator) is not an error."""
+    import logging
+
+    from core.loans.close_of_day import CloseDayBusy
+    from workers.close_day import run_close_day
+
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        report = run_close_day(runtime.session_factory, runtime.deps, lock_engine=runtime.engine)
+        if report.dates:
+            logging.getLogger("sacco.scheduler").info("close of day:\n%s", report)
+    except CloseDayBusy:
+        pass
+    finally:
+        runtime.engine.dispose()
 
 
 def _every(interval_s: float, stop: Any, call: Any, *args: Any) -> None:

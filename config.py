@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     # Background jobs (M-Pesa STK push, B2C, status queries) and their schedule.
     jobs_queue: str = "jobs"
     mpesa_reconcile_interval_s: float = Field(default=60.0, gt=0)
+    # How often the scheduler runs close of day for the loan book (issue 13): each run closes
+    # whatever dates are over and not closed yet, so yesterday is closed within this long
+    # after midnight in Nairobi; a run with nothing to do costs one query.
+    close_day_interval_s: float = Field(default=900.0, gt=0)
 
     # Outbox delivery (workers, retries, sweeper).
     outbox_queue: str = "outbox"

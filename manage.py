@@ -5,6 +5,8 @@ seed-demo       seed a demo SACCO (members with balances and history); idempoten
                 SACCO_ENV=demo or development only
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
+close-day       close the loan book's business days up to --date (default yesterday):
+                accrual, arrears, SASRA classification, provisioning; catches up, resumes
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -354,6 +356,47 @@ def verify_ledger_cmd() -> None:
     click.echo("ledger OK: every entry balances and every balance matches its postings")
 
 
+@cli.command("close-day")
+@click.option("--date", "day", default=None, help="close up to this business date (YYYY-MM-DD); "
+              "default: yesterday in Nairobi")  # fmt: skip
+@click.option(
+    "--stop-after",
+    type=click.Choice(["accrue", "classify"]),
+    default=None,
+    help="stop after this step of the first date (the next run resumes)",
+)
+def close_day_cmd(day: str | None, stop_after: str | None) -> None:
+    """Close of day for the loan book: every date since the last one closed, in order.
+
+    Exit 0 when done (or nothing to do), 1 when refused, 3 when another run holds the lock."""
+    from datetime import date as date_type
+
+    from core.loans.close_of_day import CloseDayBusy
+    from core.loans.vocabulary import CloseDayStep
+    from workers.close_day import run_close_day
+
+    through = None
+    if day is not None:
+        try:
+            through = date_type.fromisoformat(day)
+        except ValueError:
+            click.echo(f"--date {day!r}: use YYYY-MM-DD", err=True)
+            sys.exit(2)
+    runtime = _runtime()
+    try:
+        report = run_close_day(
+            runtime.session_factory, runtime.deps, through=through, lock_engine=runtime.engine,
+            stop_after=CloseDayStep(stop_after) if stop_after else None,
+        )  # fmt: skip
+    except CloseDayBusy as exc:
+        click.echo(f"close-day: {exc}", err=True)
+        sys.exit(3)
+    except SaccoError as exc:
+        click.echo(f"close-day refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(report))
+
+
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()
@@ -543,8 +586,9 @@ def worker(burst: bool, name: str | None) -> None:
 @click.option("--interval", type=float, default=None, help="seconds between sweeps")
 @click.option("--once", is_flag=True, help="sweep once and exit")
 def scheduler(interval: float | None, once: bool) -> None:
-    """Sweep the outbox (dead workers, lost enqueues, due retries) and, every
-    MPESA_RECONCILE_INTERVAL_S, enqueue the M-Pesa reconciliation job."""
+    """Sweep the outbox (dead workers, lost enqueues, due retries), every
+    MPESA_RECONCILE_INTERVAL_S enqueue the M-Pesa reconciliation job, and every
+    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day)."""
     import signal
     import threading
 
@@ -585,8 +629,34 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="mpesa-reconcile",
             daemon=True,
         ).start()
+    if not settings.database_url.startswith("sqlite"):  # close of day needs PostgreSQL
+        threading.Thread(
+            target=_every,
+            args=(settings.close_day_interval_s, stop, _scheduled_close_day, settings),
+            name="close-day",
+            daemon=True,
+        ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
+
+
+def _scheduled_close_day(settings: Settings) -> None:
+    """Close every business date that is over (``close-day`` without ``--date``); another
+    run holding the lock (a second scheduler, an operator) is not an error."""
+    import logging
+
+    from core.loans.close_of_day import CloseDayBusy
+    from workers.close_day import run_close_day
+
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        report = run_close_day(runtime.session_factory, runtime.deps, lock_engine=runtime.engine)
+        if report.dates:
+            logging.getLogger("sacco.scheduler").info("close of day:\n%s", report)
+    except CloseDayBusy:
+        pass
+    finally:
+        runtime.engine.dispose()
 
 
 def _every(interval_s: float, stop: Any, call: Any, *args: Any) -> None:

@@ -27,6 +27,7 @@ from api.v1 import (
     approval_views,
     audit_views,
     auth_views,
+    close_day_views,
     loan_product_views,
     loan_views,
     member_views,
@@ -49,6 +50,7 @@ BLUEPRINTS = [
     mpesa_views.blp,
     loan_product_views.blp,
     loan_views.blp,
+    close_day_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

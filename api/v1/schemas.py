@@ -1101,3 +1101,31 @@ class SchedulePreviewOut(Schema):
     )
     cost_of_credit_cents = fields.Integer(required=True)
     apr = fields.String(required=True, metadata={"description": "a fraction: 0.1268 is 12.68%"})
+
+
+# ------------------------------------------------------------------ close of day (issue 13)
+
+
+class CloseDayStepOut(Schema):
+    step = fields.String(required=True, metadata={"description": "accrue, then classify"})
+    loans = fields.Integer(required=True, metadata={"description": "loans brought to the date"})
+    amount_cents = fields.Integer(
+        required=True,
+        metadata={"description": "accrue: interest accrued (net); classify: provision change"},
+    )
+    detail = fields.Dict(
+        required=True,
+        metadata={"description": "accrue: interest by product id; classify: provision change "
+                  "by product id, the book by category, category changes, band version"},
+    )  # fmt: skip
+    finished_at = fields.DateTime(required=True)
+
+
+class CloseDayRunOut(Schema):
+    id = fields.Integer(required=True)
+    business_date = fields.Date(required=True)
+    status = fields.String(required=True, metadata={"description": "running or done"})
+    band_version = fields.Integer(required=True)
+    started_at = fields.DateTime(required=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
+    steps = fields.List(fields.Nested(CloseDayStepOut), required=True)

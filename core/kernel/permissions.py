@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, str] = {
     "loans:recommend": "recommend a loan application for approval (maker of loan.approve), "
     "or reject one before it is recommended",
     "loans:repay_cash": "record a teller cash repayment of a loan",
+    "close_day:read": "list the loan book's close-of-day runs and their results (accrual, "
+    "arrears, classification and provisions by product and category)",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold, and new or "
@@ -93,6 +95,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "loans:read",
             "loans:recommend",
+            "close_day:read",
             "approvals:decide",
             "approvals:decide_large",
             "access:approve",
@@ -114,6 +117,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "loans:read",
             "loans:recommend",
+            "close_day:read",
             "approvals:decide",
             "loan_products:manage",
         }
@@ -141,6 +145,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "reconciliation:read",
             "sim_swap:read",
             "loans:read",
+            "close_day:read",
         }
     ),
 }
@@ -185,6 +190,7 @@ PERMISSION_RISK: dict[str, str] = {
     "loans:read": "personal_data",  # members' borrowing, deposits pledged, guarantors
     "loans:recommend": "money",  # asks for a loan to be paid out
     "loans:repay_cash": "money",  # takes cash for a loan
+    "close_day:read": "none",  # the book's totals by product and category; no member's data
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",
     "approvals:decide_large": "money",

@@ -59,6 +59,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.REVERSAL: StatementLabel.REVERSAL,
     EntryKind.LOAN_DISBURSEMENT: StatementLabel.LOAN,
     EntryKind.LOAN_REPAYMENT: StatementLabel.REPAYMENT,
+    EntryKind.LOAN_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
+    EntryKind.LOAN_PROVISION: StatementLabel.ADJUSTMENT,  # SACCO accounts only
 }
 
 

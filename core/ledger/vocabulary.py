@@ -30,6 +30,11 @@ class EntryKind(StrEnum):
     # A repayment of a loan (M-Pesa, savings, teller cash): the source debited, the loan
     # account credited with the principal, interest, fee and penalty income with theirs.
     LOAN_REPAYMENT = "loan.repayment"
+    # Close of day (issue 13), one entry per product and business date: interest accrued
+    # (Dr interest receivable / Cr loan interest income, or the reverse) and the change in
+    # the loan-loss provision (Dr provisions expense / Cr loan-loss provision, or the reverse).
+    LOAN_ACCRUAL = "loan.accrual"
+    LOAN_PROVISION = "loan.provision"
 
 
 class HoldStatus(StrEnum):

@@ -53,7 +53,7 @@ from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
-from core.loans import pledges
+from core.loans import close_of_day, pledges
 from core.loans.errors import LoanStateError
 from core.loans.facts import free_deposits_cents
 from core.loans.pledges import tell_pledge_released
@@ -103,11 +103,6 @@ _SOURCE_ACCOUNT = {
 _CREDIT_SOURCE = {
     RepaymentSource.MPESA: CreditSource.MPESA,
     RepaymentSource.CASH: CreditSource.CASH,
-}
-_INCOME = {
-    LoanPart.PENALTY: SystemAccount.PENALTY_INCOME,
-    LoanPart.FEE: SystemAccount.FEE_INCOME,
-    LoanPart.INTEREST: SystemAccount.LOAN_INTEREST_INCOME,
 }
 
 
@@ -593,12 +588,7 @@ def _post(
         source_id = ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
     else:
         source_id = ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
-    legs = [ledger.Leg(source_id, split.loan_cents)]
-    if split.principal_cents:
-        legs.append(ledger.Leg(loan.account_id, -split.principal_cents))
-    for part, code in _INCOME.items():
-        if split.cents(part):
-            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -split.cents(part)))
+    legs = [ledger.Leg(source_id, split.loan_cents), *settlement_legs(session, loan, split)]
     return ledger.post_entry(
         session,
         kind=EntryKind.LOAN_REPAYMENT,
@@ -615,15 +605,29 @@ def _post(
 
 
 def settlement_legs(session: Session, loan: Loan, split: Allocation) -> list[ledger.Leg]:
-    """The credit legs of what ``split`` pays of ``loan``, as a repayment posts them: the
-    loan's account with the principal, interest, fee and penalty income with theirs. A
-    top-up's disbursement entry (``core.loans.top_ups``) adds them to its own legs."""
+    """The credit legs of what ``split`` pays of ``loan``: the loan's account with the
+    principal, penalty and fee income with theirs, and the interest split by what close of
+    day has accrued: accrued interest settles interest receivable, interest not accrued yet
+    is income now, and accrued interest an early payoff waives leaves income again
+    (``close_of_day.recognise_repayment``; docs/loans/close-of-day.md). A repayment's entry
+    (``_post``) and a top-up's disbursement entry (``core.loans.top_ups``) both use them.
+    Call it before the instalments' ``paid_*`` change."""
     legs = []
     if split.principal_cents:
         legs.append(ledger.Leg(loan.account_id, -split.principal_cents))
-    for part, code in _INCOME.items():
-        if split.cents(part):
-            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -split.cents(part)))
+    interest_income = close_of_day.recognise_repayment(
+        session, loan.id, loan.disbursed_on,
+        {p.number: (p.interest_cents, p.waived_interest_cents) for p in split.instalments},
+    )  # fmt: skip
+    credits = {
+        SystemAccount.PENALTY_INCOME: split.penalty_cents,
+        SystemAccount.FEE_INCOME: split.fee_cents,
+        SystemAccount.LOAN_INTEREST_INCOME: interest_income,
+        SystemAccount.INTEREST_RECEIVABLE: split.interest_cents - interest_income,
+    }
+    for code, cents in credits.items():
+        if cents:
+            legs.append(ledger.Leg(ledger.account_id_by_code(session, code), -cents))
     return legs
 
 

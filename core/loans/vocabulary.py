@@ -193,3 +193,23 @@ class DisburseTo(StrEnum):
 
     SAVINGS = "savings"  # the loan's entry credits the member's savings
     MPESA = "mpesa"  # the same entry, then a B2C payout of what reached savings
+
+
+# Close of day (core/loans/close_of_day.py; migration 0020).
+
+
+class CloseDayStep(StrEnum):
+    """The steps of a business date's run, in order (``close_day_steps.step``)."""
+
+    ACCRUE = "accrue"  # interest accrued per loan; Dr interest receivable / Cr income
+    CLASSIFY = "classify"  # arrears, SASRA category, provision; Dr/Cr provision
+
+
+CLOSE_DAY_STEPS: tuple[CloseDayStep, ...] = (CloseDayStep.ACCRUE, CloseDayStep.CLASSIFY)
+
+
+class CloseDayStatus(StrEnum):
+    """``close_day_runs.status``."""
+
+    RUNNING = "running"  # started; some steps may be done (a stopped run resumes)
+    DONE = "done"

@@ -14,3 +14,14 @@ class SimSwapOutcome(StrEnum):
 class SimSwapDecision(StrEnum):
     REFUSED = "refused"
     ALLOWED = "allowed"  # a failed check let through under the unverified allowance
+
+
+class LoanCategory(StrEnum):
+    """SASRA loan classification (``loan_day_states.category``), best to worst; the bands
+    that decide it are data (``loan_risk_bands``, core/risk/classification.py)."""
+
+    PERFORMING = "performing"
+    WATCH = "watch"
+    SUBSTANDARD = "substandard"
+    DOUBTFUL = "doubtful"
+    LOSS = "loss"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import uuid4
@@ -29,8 +29,9 @@ from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.verify import verify_ledger
 from core.loans import book, disbursement, guarantees
 from core.loans.errors import LoanRefused, TopUpRefused
+from core.loans.close_of_day import run_step
 from core.loans.repayments import Repayment, repay_loan
-from core.loans.vocabulary import RepaymentSource
+from core.loans.vocabulary import CloseDayStep, RepaymentSource
 from core.members.registration import member_account_ids
 from db.models import AuditEvent, Hold, JournalEntry, Member, OutboxMessage, Posting
 from db.models_loans import (
@@ -304,6 +305,36 @@ def test_the_payoff_is_recomputed_at_disbursement(db_session: Session, deps: Cor
     assert verify_ledger(s).ok
 
 
+def test_interest_close_of_day_accrued_on_the_old_loan_is_settled_by_the_top_up(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    """Close of day has moved part of the old loan's interest into interest receivable;
+    the top-up's entry settles it there (not in income a second time), as a repayment does."""
+    s = db_session
+    prod = product(s, deps, auto_approve_ceiling_cents=0)
+    borrower = funded_member(s, deps, deposits_cents=50_000 * KES)
+    old = first_loan(s, deps, prod, borrower)
+    pay_instalments(s, deps, old, 1)
+    closed_day = date(2026, 2, 19)
+    for step in (CloseDayStep.ACCRUE, CloseDayStep.CLASSIFY):
+        run_step(s, on(deps, closed_day + timedelta(days=1)), closed_day, step)
+    accrued = balance(s, SystemAccount.INTEREST_RECEIVABLE)
+    assert accrued > 0  # the second instalment's interest, accrued day by day
+    income_before = balance(s, SystemAccount.LOAN_INTEREST_INCOME)
+    day = on(deps, date(2026, 2, 20))
+    application = book.apply_for_loan(
+        s, day, borrower.id, prod.code, 110_000 * KES, 12, "staff", "accrued-topup-1",
+        top_up_of=old.id,
+    )  # fmt: skip
+    disbursement.approve_application(s, day, SYSTEM, application.id)
+    disbursement.disburse_to_savings(s, day, SYSTEM, application.id)
+    assert old.status == "closed"
+    assert balance(s, SystemAccount.INTEREST_RECEIVABLE) == 0
+    # Interest not yet due is waived on the payoff: what was accrued leaves income again.
+    assert balance(s, SystemAccount.LOAN_INTEREST_INCOME) == income_before - accrued
+    assert verify_ledger(s).ok
+
+
 def old_balance(s: Session, loan: Loan) -> int:
     return balance(s, loan.account_id)
 
@@ -397,8 +428,16 @@ def test_a_top_up_is_paid_to_savings_only(
     refused = refuses(
         s,
         lambda: book.apply_for_loan(
-            s, day, borrower.id, prod.code, 110_000 * KES, 12, "staff", "topup-mpesa-1",
-            top_up_of=old.id, disburse_to="mpesa",
+            s,
+            day,
+            borrower.id,
+            prod.code,
+            110_000 * KES,
+            12,
+            "staff",
+            "topup-mpesa-1",
+            top_up_of=old.id,
+            disburse_to="mpesa",
         ),  # fmt: skip
         InvalidInput,
     )

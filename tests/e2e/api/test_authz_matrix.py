@@ -46,7 +46,7 @@ def endpoints(app: Flask) -> list[Endpoint]:
             continue
         view = app.view_functions[rule.endpoint]
         permission = getattr(view, "_permission", None)
-        url = re.sub(r"<(?:int:)?[a-z_]+>", "999999", rule.rule)
+        url = re.sub(r"<(?:int:|string:)?[a-z_]+>", "999999", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((method, url, permission))
     # Logging out ends the caller's session: probe it last.

@@ -9,6 +9,7 @@ schema (errors included, as application/problem+json).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,7 @@ def _permissions(app: Flask) -> dict[tuple[str, str], str | None]:
     found = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
-            path = rule.rule.replace("<int:", "{").replace(">", "}")
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             for method in rule.methods or ():
                 found[(method, path)] = getattr(
                     app.view_functions[rule.endpoint], "_permission", None

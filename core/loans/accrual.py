@@ -1,0 +1,97 @@
+"""Interest accrual, pure (issue 13, part 3; docs/loans/close-of-day.md).
+
+A schedule charges interest per instalment period (``core.loans.schedule``: whatever the
+method, the period's interest is fixed at disbursement). Accrual spreads each period's
+interest over the period's days, straight line on actual days, and carries the rounding
+remainder: through day ``d`` of a period of ``D`` days, ``floor(interest × d / D)`` is
+accrued, so each day's accrual is the difference of two such figures and the last day
+takes what is left. The sum of a period's daily accruals is the period's interest,
+exactly.
+
+Period ``k`` runs from the previous due date (the disbursement date for the first) to
+its due date; closing day ``day`` accrues the days elapsed, ``day − starts_on`` (0 on the
+first day of the period, all of them on its due date).
+
+What the loan has *recognised* as income (``recognised_cents``) is per instalment the
+larger of what is accrued and what is already paid (interest paid before it is accrued
+goes to income at once), and never more than the interest less what an early payoff
+waived. Close of day books ``recognised(day) − recognised so far``; a repayment books the
+change it makes to ``recognised`` at the loan's accrued-through date
+(``recognised_change``), so the nightly figure and the repayment's never count a shilling
+twice. ``core.loans.close_of_day`` computes the same in SQL over the whole book; the tests
+hold the two together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodInterest:
+    """One instalment's interest period and what is paid or waived of its interest."""
+
+    number: int
+    starts_on: date
+    due_on: date
+    interest_cents: int
+    paid_interest_cents: int = 0
+    waived_interest_cents: int = 0
+
+
+def accrued_in_period(interest_cents: int, starts_on: date, due_on: date, day: date) -> int:
+    """Interest of one period accrued by the close of ``day``: ``floor(interest × elapsed /
+    days)``, elapsed clamped to the period (a period of no days accrues at its due date)."""
+    days = (due_on - starts_on).days
+    if days <= 0:
+        return interest_cents if day >= due_on else 0
+    elapsed = min(max((day - starts_on).days, 0), days)
+    return interest_cents * elapsed // days
+
+
+def recognised_in_period(p: PeriodInterest, day: date) -> int:
+    """What is income of this instalment's interest by ``day`` (see the module)."""
+    accrued = accrued_in_period(p.interest_cents, p.starts_on, p.due_on, day)
+    return max(p.paid_interest_cents, min(accrued, p.interest_cents - p.waived_interest_cents))
+
+
+def recognised_cents(periods: Sequence[PeriodInterest], day: date | None) -> int:
+    """The loan's interest recognised by the close of ``day`` (None: never closed; only
+    what is paid counts)."""
+    if day is None:
+        return sum(p.paid_interest_cents for p in periods)
+    return sum(recognised_in_period(p, day) for p in periods)
+
+
+def periods(
+    disbursed_on: date, rows: Sequence[tuple[int, date, int, int, int]]
+) -> list[PeriodInterest]:
+    """Periods from instalment rows ``(number, due_on, interest, paid, waived)``."""
+    out: list[PeriodInterest] = []
+    starts = disbursed_on
+    for number, due_on, interest, paid, waived in sorted(rows):
+        out.append(PeriodInterest(number, starts, due_on, interest, paid, waived))
+        starts = due_on
+    return out
+
+
+def recognised_change(
+    before: Sequence[PeriodInterest],
+    paid: dict[int, tuple[int, int]],
+    day: date | None,
+) -> int:
+    """How a repayment changes the loan's recognised interest at ``day`` (its
+    accrued-through date): ``paid`` maps an instalment number to (interest paid, interest
+    waived) by the repayment. Positive: interest paid that was not yet accrued, income
+    now; negative: accrued interest an early payoff waived, taken back from income."""
+    after = [
+        replace(
+            p,
+            paid_interest_cents=p.paid_interest_cents + paid.get(p.number, (0, 0))[0],
+            waived_interest_cents=p.waived_interest_cents + paid.get(p.number, (0, 0))[1],
+        )
+        for p in before
+    ]
+    return recognised_cents(after, day) - recognised_cents(before, day)

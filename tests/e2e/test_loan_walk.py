@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -81,6 +82,7 @@ class Walk:
         raise AssertionError(f"the walk stopped (exit {self.proc.wait()}):\n{''.join(lines)}")
 
 
+@contextmanager
 def run_walk(steps: list[str], base: str, daraja: str) -> Iterator[Walk]:
     """bash with the README's steps, the demo's URLs swapped for this test's servers; it
     waits for a line on its stdin before each step, and prints ``DONE`` after it."""
@@ -188,12 +190,8 @@ def test_the_readme_loan_walk_from_application_to_closed_loan(
             env["MPESA_CALLBACK_BASE_URL"] = base  # as tools/demo.py registers them
             daraja.state.callback_base = base
             run_manage(["mpesa-register-urls"], env)
-            walk = run_walk(steps, base, daraja.url)
-            shell = next(walk)
-            try:
+            with run_walk(steps, base, daraja.url) as shell:
                 _walk(shell, env, at.url, committed_pg)
-            finally:
-                walk.close()
             daraja.state.join_workers(timeout=30)
     ledger_ok(env)
 
@@ -224,8 +222,10 @@ def _walk(walk: Walk, env: dict[str, str], at_url: str, engine: Engine) -> None:
     assert application.status == "pending_approval" and loan is None
     assert [(p.status, p.amount_cents) for p in pledges] == [("accepted", 500_000)]
     wait_sms(
-        at_url, AMINA, rf"Otieno pledged KES 5,000 for your loan {application.reference}\. "
-        r"Still needed from guarantors: KES 0\."
+        at_url,
+        AMINA,
+        rf"Otieno pledged KES 5,000 for your loan {application.reference}\. "
+        r"Still needed from guarantors: KES 0\.",
     )
     ledger_ok(env)
 
@@ -238,8 +238,10 @@ def _walk(walk: Walk, env: dict[str, str], at_url: str, engine: Engine) -> None:
     assert application.status == "disbursed" and loan is not None
     assert loan.principal_cents == 2_500_000 and loan.status == "active"
     wait_sms(
-        at_url, AMINA, rf"loan {loan.reference} of KES 25,000 paid to your savings "
-        r"\(KES 24,750 after fees\)"
+        at_url,
+        AMINA,
+        rf"loan {loan.reference} of KES 25,000 paid to your savings "
+        r"\(KES 24,750 after fees\)",
     )
     ledger_ok(env)
 

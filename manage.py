@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import click
 from sqlalchemy import func, select
 
 from config import Settings, SettingsError, load_settings
+from core.kernel.deps import CoreDeps
 from core.kernel.errors import SaccoError
 from core.kernel.money import Money, format_cents
 from core.ledger import entries as ledger
@@ -43,6 +45,7 @@ from core.members.status import MemberStatus
 from db.migrate import upgrade
 from db.models import Member
 from runtime import Runtime, build_runtime
+from tools.demo_loans import at
 
 
 def _settings() -> Settings:
@@ -140,7 +143,48 @@ DEMO_MEMBERS = [
         "7159",
         [("savings", 900), ("shares", 500)],
     ),
+    # The loan book's people (tools/demo_loans.py): a borrower repaying, a guarantor with
+    # a loan pending approval, a closed loan and a guarantee request, a borrower waiting.
+    (
+        "Wanjiku Njeri",
+        "+254712000006",
+        "23456786",
+        "en",
+        MemberStatus.ACTIVE,
+        "3715",
+        [("savings", 3000), ("deposits", 15000), ("shares", 1000)],
+    ),
+    (
+        "Achieng Auma",
+        "+254722000007",
+        "23456787",
+        "en",
+        MemberStatus.ACTIVE,
+        "2648",
+        [("savings", 2000), ("deposits", 30000), ("shares", 1000)],
+    ),
+    (
+        "Juma Mwangi",
+        "+254733000008",
+        "23456788",
+        "sw",
+        MemberStatus.ACTIVE,
+        "8261",
+        [("savings", 4000), ("deposits", 40000), ("shares", 1000)],
+    ),
+    (
+        "Mwangi Kariuki",
+        "+254711000009",
+        "23456789",
+        "en",
+        MemberStatus.ACTIVE,
+        "9372",
+        [("savings", 1500), ("deposits", 20000), ("shares", 1000)],
+    ),
 ]
+# The demo's history starts this many days before the seeding day (tools/demo_loans.py):
+# staff and products first, members joining two days apart, their deposits ten days apart.
+HISTORY_DAYS = 420
 
 
 DEMO_BRANCH = "Nairobi"
@@ -154,7 +198,7 @@ DEMO_STAFF = [
 ]
 
 
-def _seed_demo_staff(runtime: Runtime) -> None:
+def _seed_demo_staff(runtime: Runtime, deps: CoreDeps) -> None:
     from core.kernel.permissions import MFA_REQUIRED_ROLES, SYSTEM
     from core.staff import accounts as staff_core
     from db.models import StaffUser
@@ -167,7 +211,7 @@ def _seed_demo_staff(runtime: Runtime) -> None:
     for username, full_name, role, branch, password in DEMO_STAFF:
         with runtime.unit_of_work() as session:
             staff_core.create_staff(
-                session, runtime.deps, SYSTEM, username=username, full_name=full_name,
+                session, deps, SYSTEM, username=username, full_name=full_name,
                 role=role, password=password, branch=branch,
             )  # fmt: skip
         mfa = "  (enrols TOTP at first login)" if role in MFA_REQUIRED_ROLES else ""
@@ -250,7 +294,7 @@ DEMO_PRODUCTS: list[dict[str, object]] = [
 ]  # fmt: skip
 
 
-def _seed_demo_products(runtime: Runtime) -> None:
+def _seed_demo_products(runtime: Runtime, deps: CoreDeps) -> None:
     from core.kernel.permissions import SYSTEM
     from core.loans import products
 
@@ -261,7 +305,7 @@ def _seed_demo_products(runtime: Runtime) -> None:
         for definition in DEMO_PRODUCTS:
             raw = {**products.DEFAULTS, **definition}
             code = str(raw.pop("code"))
-            products.create_product(session, runtime.deps, SYSTEM, code, products.parse_terms(raw))
+            products.create_product(session, deps, SYSTEM, code, products.parse_terms(raw))
             click.echo(f"  loan product {code}: {definition['name']}")
 
 
@@ -270,13 +314,11 @@ DEMO_PROFILES = ("demo", "development")
 
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Seed demo staff of each role and demo members with balances and history (idempotent).
+    """Seed demo staff of each role, loan products, demo members with balances and history
+    and a few loans in different states (idempotent).
 
     Demo and development only: it creates staff with published passwords and credits
     money that no one paid in."""
-    from core.members import registration as members_core
-    from core.savings import accounts as savings
-
     settings = _settings()
     if settings.sacco_env not in DEMO_PROFILES:
         click.echo(
@@ -287,17 +329,29 @@ def seed_demo() -> None:
         )
         sys.exit(2)
     runtime = _runtime()
-    _seed_demo_staff(runtime)
-    _seed_demo_products(runtime)
-    with runtime.unit_of_work() as session:
-        if session.scalar(select(func.count()).select_from(Member)):
-            click.echo("demo data already present")
-            return
-    for name, phone, nid, lang, status, pin, deposits in DEMO_MEMBERS:
+    # History is told with the clock set back (tools/demo_loans.at): the demo SACCO has
+    # run for months, its members joined and saved, borrowed and repaid.
+    base = runtime.deps.now()
+    _seed_demo_staff(runtime, at(runtime.deps, base, HISTORY_DAYS))
+    _seed_demo_products(runtime, at(runtime.deps, base, HISTORY_DAYS))
+    added = _seed_demo_members(runtime, base)
+    added += _seed_demo_loans(runtime, settings, base)
+    click.echo("demo SACCO seeded" if added else "demo data already present")
+
+
+def _seed_demo_members(runtime: Runtime, base: datetime) -> int:
+    from core.members import registration as members_core
+    from core.savings import accounts as savings
+
+    added = 0
+    for n, (name, phone, nid, lang, status, pin, deposits) in enumerate(DEMO_MEMBERS):
+        joined = HISTORY_DAYS - 10 - 2 * n
         with runtime.unit_of_work() as session:
+            if members_core.find_by_msisdn(session, phone) is not None:
+                continue
             member = members_core.register_member(
                 session,
-                runtime.deps,
+                at(runtime.deps, base, joined),
                 full_name=name,
                 msisdn=phone,
                 national_id=nid,
@@ -308,7 +362,7 @@ def seed_demo() -> None:
             for i, (target, kes) in enumerate(deposits):
                 savings.credit_member(
                     session,
-                    runtime.deps,
+                    at(runtime.deps, base, joined - 10 * (i + 1)),
                     savings.Credit(
                         member_id=member.id,
                         target=target,
@@ -322,7 +376,7 @@ def seed_demo() -> None:
             if status == MemberStatus.ACTIVE:
                 savings.transfer_own(
                     session,
-                    runtime.deps,
+                    at(runtime.deps, base, joined - 10 * len(deposits) - 5),
                     member_id=member.id,
                     from_purpose="savings",
                     to_purpose="shares",
@@ -335,7 +389,31 @@ def seed_demo() -> None:
                     members_core.set_status(session, member.id, status)
             member.branch = DEMO_BRANCH
             click.echo(f"  {member.member_number}  {phone}  {name:<15} {status:<12} PIN {pin}")
-    click.echo("demo SACCO seeded")
+            added += 1
+    return added
+
+
+def _seed_demo_loans(runtime: Runtime, settings: Settings, base: datetime) -> int:
+    """The demo's loan book (tools/demo_loans.py), each loan in its own unit of work and
+    skipped when its borrower has applied before."""
+    from tools import demo_loans as loans
+
+    seeding = loans.Seeding(runtime.deps, base, settings.approval_manager_threshold_cents)
+    wanjiku, achieng, juma, mwangi = (m[1] for m in DEMO_MEMBERS[4:8])
+    scenarios: list[tuple[str, Any]] = [
+        (achieng, lambda s: loans.closed_instant_loan(s, seeding, achieng)),
+        (wanjiku, lambda s: loans.repaying_development_loan(s, seeding, wanjiku, juma)),
+        (juma, lambda s: loans.pending_emergency_loan(s, seeding, juma)),
+        (mwangi, lambda s: loans.awaiting_guarantor_loan(s, seeding, mwangi, achieng)),
+    ]
+    added = 0
+    for borrower, scenario in scenarios:
+        with runtime.unit_of_work() as session:
+            if loans.has_applied(session, borrower):
+                continue
+            click.echo(f"  loan {scenario(session)}")
+            added += 1
+    return added
 
 
 @cli.command("verify-ledger")

@@ -35,6 +35,10 @@ DEMO_PHONES = (
     ("+254722000002", "Otieno (active, SW)"),
     ("+254110000003", "Fatuma (pending KYC)"),
     ("+254733000004", "Kiprop (suspended)"),
+    ("+254712000006", "Wanjiku (repaying a loan)"),
+    ("+254722000007", "Achieng (asked to guarantee)"),
+    ("+254733000008", "Juma (loan pending approval)"),
+    ("+254711000009", "Mwangi (waiting for a guarantor)"),
     ("+254700000099", "a new phone (not registered)"),
 )
 

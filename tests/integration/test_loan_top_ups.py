@@ -28,8 +28,8 @@ from core.ledger import entries as ledger
 from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.verify import verify_ledger
 from core.loans import book, disbursement, guarantees
-from core.loans.errors import LoanRefused, TopUpRefused
 from core.loans.close_of_day import run_step
+from core.loans.errors import LoanRefused, TopUpRefused
 from core.loans.repayments import Repayment, repay_loan
 from core.loans.vocabulary import CloseDayStep, RepaymentSource
 from core.members.registration import member_account_ids

@@ -251,9 +251,9 @@ def _walk(walk: Walk, env: dict[str, str], at_url: str, engine: Engine) -> None:
     wait_sms(at_url, AMINA, rf"KES 2,000 received for loan {loan.reference}\. .*Loan balance")
     ledger_ok(env)
 
-    # 5. The paybill and the account on USSD, then the payment through Daraja's C2B.
+    # 5. The loan's reference on USSD (My loans), then the paybill payment through Daraja's C2B.
     out = walk.step()
-    assert f"Account {loan.reference}" in screens(out), out
+    assert f"Loan {loan.reference}: " in screens(out), out
     paid = last_json(out)
     assert paid["completed"] is True, out
     wait_sms(at_url, AMINA, rf"Loan {loan.reference} is fully repaid and closed")

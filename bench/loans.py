@@ -8,26 +8,29 @@ percentiles):
 
 1. Re-creates PostgreSQL database ``sacco_bench_loans`` (``BENCH_LOANS_DATABASE_URL``),
    migrates it, flushes Redis db 13 (``BENCH_LOANS_REDIS_URL``), creates the demo's three
-   loan products (``manage.DEMO_PRODUCTS``) asking ``--min-months`` of membership, and
-   seeds ``--seed`` members (default 200) through ``core/`` with a clock set back: each
-   joined a year ago and has paid in deposits, savings and shares every month since.
+   loan products (``manage.DEMO_PRODUCTS``) asking ``BENCH_LOANS_MIN_MONTHS`` (6) months
+   of membership, and seeds ``--seed`` members (default 200) through ``core/`` with a
+   clock set back: each joined a year ago, bought shares, and has paid in deposits and
+   savings every quarter since.
 2. Starts the app on gunicorn with production settings (``deploy/gunicorn.conf.py``).
 3. Each round measures, one after the other and in alternating order, ``--members``
    members pausing ``--think-ms`` on average before each hop (*paced*: the latency aims)
    doing either session:
 
-   * **loans**: dial, 98 More, Loans, PIN, My limit, back, My loans, the newest, back,
-     back, Apply, the instant loan (a ``Choose``), an amount, a term, the instalment
-     screen, Confirm: the application is appraised, approved within the product's ceiling
-     and paid to savings in that hop (``write``: counted as a menu hop and also shown on
-     its own); then the session-end notification;
+   * **loans**: dial, 98 More, Loans, PIN, then (one purpose a dial) half the time My
+     limit, back, My loans, the newest, home; the other half Apply, the instant loan (a
+     ``Choose``), an amount, a term, the instalment screen, Confirm: the application is
+     appraised, approved within the product's ceiling and paid to savings in that hop
+     (the *apply hop*: counted as a menu hop and also shown on its own); then the
+     session-end notification;
    * **savings** (the baseline): ``bench/ussd.py``'s session, dial, balances (PIN), back,
      mini statement, more, home;
 
    then each session with one member alone (*solo*: the service time, no queueing).
 4. Prints p50/p95/p99 of menu hops and PIN hops for both, per round and as medians over
    the rounds, and the ratios loans ÷ savings (the machine is noisy: the ratio is what
-   travels). Aim (reported, not asserted): paced loans menu hop p99 < 20 ms.
+   travels); then how many loans were paid out and ``verify-ledger``. Aim (reported, not
+   asserted): paced loans menu hop p99 < 20 ms.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def loans_menu(call: Call) -> str:
 
 
 def look(call: Call) -> None:
-    """My limit, back, My loans and the newest of them, home, exit."""
+    """My limit, back, My loans and the newest of them, home, hang up."""
     if "KES" not in call.send(choose(loans_menu(call), "my limit")):
         raise Aborted(f"no limit shown: {call.screen[:80]!r}")
     call.send("0")

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-outbox phone clean
+.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-loans bench-outbox phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,6 +104,10 @@ bench-pins: install
 ## bench-ussd: gunicorn (production settings, PostgreSQL + Redis) under 50 simulated members
 bench-ussd: install
 	@$(BIN)/python bench/ussd.py
+
+## bench-loans: the USSD loans menus (apply, my limit, my loans) beside the savings menu, paced
+bench-loans: install
+	@$(BIN)/python bench/loans.py
 
 ## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=..., TOKEN=...)
 PHONE ?= +254712000001

@@ -45,12 +45,18 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from core.kernel.deps import CoreDeps
+    from runtime import Runtime
 
 BENCH_DB = os.environ.get(
     "BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/sacco_bench"
@@ -98,13 +104,13 @@ OPTION = re.compile(r"^\s*(\d{1,2})[.)]\s*(.+?)\s*$")
 # --------------------------------------------------------------------------- setup
 
 
-def production_env() -> dict[str, str]:
+def production_env(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     return {
         "SACCO_ENV": "production",
-        "DATABASE_URL": BENCH_DB,
-        "REDIS_URL": BENCH_REDIS,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         "SECRET_KEY": secrets.token_urlsafe(32),
         "JWT_SECRET_KEY": secrets.token_urlsafe(32),
@@ -117,14 +123,14 @@ def production_env() -> dict[str, str]:
     }
 
 
-def recreate_database() -> None:
+def recreate_database(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS) -> None:
     import psycopg2
     import redis
     from sqlalchemy.engine import make_url
 
     from db.migrate import upgrade
 
-    url = make_url(BENCH_DB)
+    url = make_url(database_url)
     admin = psycopg2.connect(
         host=url.host or "127.0.0.1",
         port=url.port or 5432,
@@ -141,8 +147,8 @@ def recreate_database() -> None:
         cur.execute(f'DROP DATABASE IF EXISTS "{url.database}"')
         cur.execute(f'CREATE DATABASE "{url.database}"')
     admin.close()
-    upgrade(BENCH_DB)
-    client = redis.Redis.from_url(BENCH_REDIS)
+    upgrade(database_url)
+    client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
 
@@ -153,58 +159,81 @@ class Member:
     pin: str
 
 
-def seed_members(env: dict[str, str], count: int) -> list[Member]:
-    """Members with PINs and history, created through core/ as the app would."""
+# What each member has paid in before the bench: (account, KES), in order.
+SAVINGS_HISTORY = (("savings", 5000), ("deposits", 2000), ("shares", 500)) * 3
+
+
+@contextmanager
+def bench_runtime(env: dict[str, str]) -> Iterator[Runtime]:
+    """The app's runtime on the bench settings, for seeding through core/ as the app would."""
     from config import load_settings
+    from runtime import build_runtime
+
+    runtime = build_runtime(load_settings(**{k.lower(): v for k, v in env.items()}))
+    try:
+        yield runtime
+    finally:
+        runtime.engine.dispose()
+
+
+def seed_members(
+    runtime: Runtime,
+    count: int,
+    *,
+    history: Sequence[tuple[str, int]] = SAVINGS_HISTORY,
+    joined_days_ago: float = 0.0,
+) -> list[Member]:
+    """Active members with PINs and ``history`` (deposits by M-Pesa), created through core/
+    as the app would. With ``joined_days_ago``, each joined that many days ago and paid in
+    at even intervals since (a clock set back: ``tools.demo_loans.at``), so products that
+    ask for months of membership accept them."""
     from core.kernel.money import Money
     from core.kernel.pins import pin_weakness
     from core.members import registration as members_core
     from core.savings import accounts as savings
-    from runtime import build_runtime
+    from tools.demo_loans import at
 
-    settings = load_settings(**{k.lower(): v for k, v in env.items()})
-    runtime = build_runtime(settings)
+    base = runtime.deps.now()
+
+    def clock(days_ago: float) -> CoreDeps:
+        return at(runtime.deps, base, days_ago) if joined_days_ago else runtime.deps
+
     seeded: list[Member] = []
-    try:
-        for i in range(count):
-            msisdn = f"+254711{i:06d}"
-            pin = next(
-                p
-                for p in (f"{(2749 + 7919 * (i + k)) % 10000:04d}" for k in range(50))
-                if pin_weakness(p, msisdn) is None
+    for i in range(count):
+        msisdn = f"+254711{i:06d}"
+        pin = next(
+            p
+            for p in (f"{(2749 + 7919 * (i + k)) % 10000:04d}" for k in range(50))
+            if pin_weakness(p, msisdn) is None
+        )
+        with runtime.unit_of_work() as session:
+            member = members_core.register_member(
+                session,
+                clock(joined_days_ago),
+                full_name=f"{FIRST[i % len(FIRST)]} {LAST[i // len(FIRST) % len(LAST)]}",
+                msisdn=msisdn,
+                national_id=f"{30000000 + i}",
+                consent=True,
+                pin=pin,
             )
-            with runtime.unit_of_work() as session:
-                member = members_core.register_member(
+            members_core.set_status(session, member.id, "active")
+            for j, (target, kes) in enumerate(history):
+                savings.credit_member(
                     session,
-                    runtime.deps,
-                    full_name=f"{FIRST[i % len(FIRST)]} {LAST[i // len(FIRST) % len(LAST)]}",
-                    msisdn=msisdn,
-                    national_id=f"{30000000 + i}",
-                    consent=True,
-                    pin=pin,
+                    clock(joined_days_ago * (1 - (j + 1) / (len(history) + 1))),
+                    savings.Credit(
+                        member_id=member.id,
+                        target=target,
+                        amount_cents=Money.of(kes + j).cents,
+                        source=savings.CreditSource.MPESA,
+                        idempotency_key=f"bench-{i}-{j}",
+                        business_key=f"deposit_received:bench-{i}-{j}",
+                        memo="M-Pesa deposit",
+                    ),
                 )
-                members_core.set_status(session, member.id, "active")
-                for j, (target, kes) in enumerate(
-                    [("savings", 5000), ("deposits", 2000), ("shares", 500)] * 3
-                ):
-                    savings.credit_member(
-                        session,
-                        runtime.deps,
-                        savings.Credit(
-                            member_id=member.id,
-                            target=target,
-                            amount_cents=Money.of(kes + j).cents,
-                            source=savings.CreditSource.MPESA,
-                            idempotency_key=f"bench-{i}-{j}",
-                            business_key=f"deposit_received:bench-{i}-{j}",
-                            memo="M-Pesa deposit",
-                        ),
-                    )
-            seeded.append(Member(msisdn, pin))
-            if (i + 1) % 50 == 0:
-                print(f"  seeded {i + 1}/{count} members", flush=True)
-    finally:
-        runtime.engine.dispose()
+        seeded.append(Member(msisdn, pin))
+        if (i + 1) % 50 == 0:
+            print(f"  seeded {i + 1}/{count} members", flush=True)
     return seeded
 
 
@@ -264,11 +293,20 @@ class Aborted(Exception):
 
 @dataclass
 class Tally:
-    menu_ms: list[float] = field(default_factory=list)
+    menu_ms: list[float] = field(default_factory=list)  # every hop but the PIN's
     pin_ms: list[float] = field(default_factory=list)
+    write_ms: list[float] = field(default_factory=list)  # menu hops that change money too
     sessions: int = 0
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+
+    def add(self, other: Tally, samples: int = 3) -> None:
+        self.menu_ms += other.menu_ms
+        self.pin_ms += other.pin_ms
+        self.write_ms += other.write_ms
+        self.sessions += other.sessions
+        self.errors += other.errors
+        self.error_samples += other.error_samples[:samples]
 
 
 class Handset:
@@ -300,7 +338,9 @@ class Handset:
                     raise
         raise AssertionError("unreachable")
 
-    def hop(self, sid: str, msisdn: str, inputs: list[str], pin_hop: bool) -> str:
+    def hop(
+        self, sid: str, msisdn: str, inputs: list[str], pin_hop: bool, write_hop: bool = False
+    ) -> str:
         fields = {
             "sessionId": sid,
             "serviceCode": SERVICE_CODE,
@@ -316,6 +356,8 @@ class Handset:
         if status != 200 or not text.startswith(("CON ", "END ")):
             raise Aborted(f"HTTP {status}: {text[:60]!r}")
         (self.tally.pin_ms if pin_hop else self.tally.menu_ms).append(ms)
+        if write_hop:
+            self.tally.write_ms.append(ms)
         return text
 
     def end(self, sid: str, msisdn: str, inputs: list[str], status: str, last: str) -> None:
@@ -360,57 +402,76 @@ def asks_for_pin(screen: str) -> bool:
     return screen.startswith("CON") and "PIN" in screen and not options(screen)
 
 
+class Call:
+    """One USSD session of a member on a handset: the gateway's session id and what the
+    member typed so far, sent one hop at a time."""
+
+    def __init__(self, phone: Handset, member: Member) -> None:
+        self.phone, self.member = phone, member
+        self.sid = f"ATUid_{secrets.token_hex(12)}"
+        self.inputs: list[str] = []
+        self.screen = ""
+
+    def send(self, typed: str | None = None, pin: bool = False, write: bool = False) -> str:
+        if typed is not None:
+            self.inputs.append(typed)
+        self.screen = self.phone.hop(self.sid, self.member.msisdn, self.inputs, pin, write)
+        return self.screen
+
+    def dial(self) -> str:
+        """The first hop; a new session past any "continue where you left off" offer."""
+        screen = self.send()
+        if "left off" in screen.lower() or "continue" in screen.lower():
+            screen = self.send(choose(screen, "start", "main", "menu", "new"))
+        return screen
+
+    def pin_if_asked(self) -> str:
+        if asks_for_pin(self.screen):
+            self.send(self.member.pin, pin=True)
+        return self.screen
+
+    def leave(self) -> None:
+        """Exit from the main menu if it offers one, then the session-end notification."""
+        status = "Success" if self.screen.startswith("END") else "Incomplete"
+        exits = [
+            n for label, n in options(self.screen).items() if "exit" in label or "quit" in label
+        ]
+        if exits:
+            status = "Success" if self.send(exits[0]).startswith("END") else "Incomplete"
+        self.phone.end(self.sid, self.member.msisdn, self.inputs, status, self.screen)
+
+
+SessionFn = Callable[[Handset, Member], None]
+
+
 def app_session(phone: Handset, member: Member) -> None:
     """Dial, balances (PIN), back, mini statement, more, home, hang up after the goodbye."""
-    sid = f"ATUid_{secrets.token_hex(12)}"
-    inputs: list[str] = []
-
-    def send(typed: str | None, pin: bool = False) -> str:
-        if typed is not None:
-            inputs.append(typed)
-        return phone.hop(sid, member.msisdn, inputs, pin)
-
-    screen = send(None)
-    if "left off" in screen.lower() or "continue" in screen.lower():
-        screen = send(choose(screen, "start", "main", "menu", "new"))
-    screen = send(choose(screen, "balance"))
-    if asks_for_pin(screen):
-        screen = send(member.pin, pin=True)
-    if "KES" not in screen:
-        raise Aborted(f"no balances after PIN: {screen[:80]!r}")
-    screen = send("0")
-    screen = send(choose(screen, "statement"))
-    if asks_for_pin(screen):
-        screen = send(member.pin, pin=True)
+    call = Call(phone, member)
+    call.send(choose(call.dial(), "balance"))
+    if "KES" not in call.pin_if_asked():
+        raise Aborted(f"no balances after PIN: {call.screen[:80]!r}")
+    call.send("0")
+    call.send(choose(call.screen, "statement"))
+    screen = call.pin_if_asked()
     if "98" in options(screen).values() or "98" in screen:
-        screen = send("98")
-    screen = send("00")
-    status = "Incomplete"
-    exits = [n for label, n in options(screen).items() if "exit" in label or "quit" in label]
-    if exits:
-        screen = send(exits[0])
-        status = "Success" if screen.startswith("END") else "Incomplete"
-    phone.end(sid, member.msisdn, inputs, status, screen)
+        call.send("98")
+    call.send("00")
+    call.leave()
 
 
 def trivial_session(phone: Handset, member: Member) -> None:
     """The same number and shape of hops against the trivial endpoint."""
-    sid = f"ATUid_{secrets.token_hex(12)}"
-    inputs: list[str] = []
+    call = Call(phone, member)
     script = [(None, False), ("1", False), (member.pin, True), ("0", False), ("2", False)]
-    script += [("98", False), ("00", False)]
-    last = ""
-    for typed, pin in script:
-        if typed is not None:
-            inputs.append(typed)
-        last = phone.hop(sid, member.msisdn, inputs, pin)
-    phone.end(sid, member.msisdn, inputs, "Success", last)
+    for typed, pin in script + [("98", False), ("00", False)]:
+        call.send(typed, pin)
+    phone.end(call.sid, member.msisdn, call.inputs, "Success", call.screen)
 
 
 def load_process(
     port: int,
     path: str,
-    kind: str,
+    session_fn: SessionFn,
     members: list[list[Member]],
     start_at: float,
     stop_at: float,
@@ -418,7 +479,6 @@ def load_process(
     out: Any,
 ) -> None:
     """One load process: a thread per simulated member slot, each cycling its members."""
-    session_fn = app_session if kind == "app" else trivial_session
     tallies = [Tally() for _ in members]
 
     def run(own: list[Member], tally: Tally) -> None:
@@ -453,18 +513,14 @@ def load_process(
         thread.join()
     total = Tally()
     for part in tallies:
-        total.menu_ms += part.menu_ms
-        total.pin_ms += part.pin_ms
-        total.sessions += part.sessions
-        total.errors += part.errors
-        total.error_samples += part.error_samples[:1]
+        total.add(part, samples=1)
     out.put(total)
 
 
 def drive(
     port: int,
     path: str,
-    kind: str,
+    session_fn: SessionFn,
     members: list[Member],
     slots: int,
     seconds: float,
@@ -481,7 +537,8 @@ def drive(
     stop_at = start_at + seconds
     workers = [
         ctx.Process(
-            target=load_process, args=(port, path, kind, g, start_at, stop_at, think_s, out)
+            target=load_process,
+            args=(port, path, session_fn, g, start_at, stop_at, think_s, out),
         )
         for g in groups
         if g
@@ -490,12 +547,7 @@ def drive(
         w.start()
     merged = Tally()
     for _ in workers:
-        part = out.get(timeout=seconds + 120)
-        merged.menu_ms += part.menu_ms
-        merged.pin_ms += part.pin_ms
-        merged.sessions += part.sessions
-        merged.errors += part.errors
-        merged.error_samples += part.error_samples
+        merged.add(out.get(timeout=seconds + 120))
     for w in workers:
         w.join(timeout=30)
     out.close()
@@ -548,12 +600,27 @@ def hops_per_s(t: Tally, secs: float) -> float:
     return (len(t.menu_ms) + len(t.pin_ms)) / secs
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def med(results: Sequence[Any], f: Callable[[Any], float]) -> float:
+    """The median over the rounds of one figure of a round's result."""
+    return float(statistics.median(f(r) for r in results))
+
+
+def med3(results: Sequence[Any], f: Callable[[Any], Pcts]) -> Pcts:
+    return (
+        med(results, lambda r: f(r)[0]),
+        med(results, lambda r: f(r)[1]),
+        med(results, lambda r: f(r)[2]),
+    )
+
+
+def load_args(description: str, seed: int = 200, seconds: float = 10.0) -> argparse.Namespace:
+    """The options every USSD load bench takes, parsed and kept in sane ranges; adds
+    ``think_s`` (seconds)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="load time per phase")
+    parser.add_argument("--seconds", type=float, default=seconds, help="load time per phase")
     parser.add_argument("--members", type=int, default=50, help="concurrent simulated members")
-    parser.add_argument("--seed", type=int, default=200, help="members to create")
+    parser.add_argument("--seed", type=int, default=seed, help="members to create")
     parser.add_argument("--procs", type=int, default=4, help="load generator processes")
     parser.add_argument(
         "--think-ms", type=float, default=1000.0, help="mean pause before each hop (paced phase)"
@@ -561,22 +628,47 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 4)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", 4)))
     args = parser.parse_args()
-    args.members = max(1, min(args.members, 200))
+    args.seed = max(1, min(args.seed, 100_000))
+    args.members = max(1, min(args.members, 200, args.seed))
     args.seconds = max(1.0, min(args.seconds, 120.0))
     args.rounds = max(1, min(args.rounds, 10))
-    think = max(0.0, min(args.think_ms, 10_000.0)) / 1000
+    args.procs = max(1, min(args.procs, 16))
+    args.think_s = max(0.0, min(args.think_ms, 10_000.0)) / 1000
+    return args
 
-    env = production_env()
+
+def prepare(database_url: str, redis_url: str) -> dict[str, str]:
+    """Print the machine's load, re-create the bench databases; the app's production
+    settings on them (fresh secrets)."""
     print(
         f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before start "
-        f"(other work on the machine skews every number); database {BENCH_DB}; redis {BENCH_REDIS}",
+        f"(other work on the machine skews every number); database {database_url}; "
+        f"redis {redis_url}",
         flush=True,
     )
     print("bench: re-creating and migrating the bench database ...", flush=True)
-    recreate_database()
+    recreate_database(database_url, redis_url)
+    return production_env(database_url, redis_url)
+
+
+def stop(procs: Sequence[Any]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    args = load_args(__doc__.split("\n")[0])
+    think = args.think_s
+    env = prepare(BENCH_DB, BENCH_REDIS)
     print(f"bench: seeding {args.seed} members with PINs through core/ ...", flush=True)
     t0 = time.monotonic()
-    members = seed_members(env, args.seed)
+    with bench_runtime(env) as runtime:
+        members = seed_members(runtime, args.seed)
     print(f"  seeded in {time.monotonic() - t0:.1f}s", flush=True)
 
     path = f"/ussd?token={env['USSD_CALLBACK_TOKEN']}"
@@ -595,15 +687,15 @@ def main() -> int:
     n, secs, procs = args.members, args.seconds, args.procs
     try:
         # Warm-up: imports, connection pools, Redis, argon2 memory; not counted.
-        drive(triv_port, "/ussd", "trivial", members, n, 2, procs, 0.0)
-        warm, _ = drive(app_port, path, "app", members, n, 3, procs, 0.0)
+        drive(triv_port, "/ussd", trivial_session, members, n, 2, procs, 0.0)
+        warm, _ = drive(app_port, path, app_session, members, n, 3, procs, 0.0)
         if warm.errors:
             print(f"  warm-up errors: {warm.errors} e.g. {warm.error_samples[:2]}", flush=True)
         for r in range(1, args.rounds + 1):
-            triv, _ = drive(triv_port, "/ussd", "trivial", members, n, secs, procs, 0.0)
-            flat, _ = drive(app_port, path, "app", members, n, secs, procs, 0.0)
-            paced, _ = drive(app_port, path, "app", members, n, secs, procs, think)
-            solo, _ = drive(app_port, path, "app", members, 1, min(secs, 5.0), 1, 0.0)
+            triv, _ = drive(triv_port, "/ussd", trivial_session, members, n, secs, procs, 0.0)
+            flat, _ = drive(app_port, path, app_session, members, n, secs, procs, 0.0)
+            paced, _ = drive(app_port, path, app_session, members, n, secs, procs, think)
+            solo, _ = drive(app_port, path, app_session, members, 1, min(secs, 5.0), 1, 0.0)
             res = RoundResult(
                 trivial_hops_s=hops_per_s(triv, secs),
                 app_hops_s=hops_per_s(flat, secs),
@@ -637,37 +729,28 @@ def main() -> int:
             for sample in (samples + solo.error_samples)[:3]:
                 print(f"   error: {sample}", flush=True)
     finally:
-        for proc in (app_proc, triv_proc):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (app_proc, triv_proc):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop((app_proc, triv_proc))
 
-    def med(f: Any) -> float:
-        return float(statistics.median(f(r) for r in results))
-
-    def med3(f: Any) -> Pcts:
-        return (med(lambda r: f(r)[0]), med(lambda r: f(r)[1]), med(lambda r: f(r)[2]))
-
-    ratio = med(lambda r: r.ratio)
-    paced_menu, paced_pin = med3(lambda r: r.paced_menu), med3(lambda r: r.paced_pin)
+    ratio = med(results, lambda r: r.ratio)
+    paced_menu = med3(results, lambda r: r.paced_menu)
+    paced_pin = med3(results, lambda r: r.paced_pin)
     print()
     print(f"median of {len(results)} rounds, {n} concurrent members:")
     print(
-        f"  throughput  app {med(lambda r: r.app_hops_s):.1f} hops/s, trivial "
-        f"{med(lambda r: r.trivial_hops_s):.1f} hops/s, ratio {ratio:.1%} "
+        f"  throughput  app {med(results, lambda r: r.app_hops_s):.1f} hops/s, trivial "
+        f"{med(results, lambda r: r.trivial_hops_s):.1f} hops/s, ratio {ratio:.1%} "
         f"(target >= {TARGETS['ratio']:.0%})"
     )
     print(f"  paced menu hop  {fmt3(paced_menu)}  (target p99 < {TARGETS['menu_p99_ms']:.0f} ms)")
     print(f"  paced PIN hop   {fmt3(paced_pin)}  (target p99 < {TARGETS['pin_p99_ms']:.0f} ms)")
-    print(f"  paced load      {med(lambda r: r.paced_hops_s):.1f} hops/s")
-    print(f"  flat-out menu   {fmt3(med3(lambda r: r.flat_menu))}")
-    print(f"  flat-out PIN    {fmt3(med3(lambda r: r.flat_pin))}")
-    print(f"  flat-out trivial {fmt3(med3(lambda r: r.trivial_lat))}")
-    print(f"  solo menu       {fmt3(med3(lambda r: r.solo_menu))}  (one member, no queueing)")
-    print(f"  solo PIN        {fmt3(med3(lambda r: r.solo_pin))}")
+    print(f"  paced load      {med(results, lambda r: r.paced_hops_s):.1f} hops/s")
+    print(f"  flat-out menu   {fmt3(med3(results, lambda r: r.flat_menu))}")
+    print(f"  flat-out PIN    {fmt3(med3(results, lambda r: r.flat_pin))}")
+    print(f"  flat-out trivial {fmt3(med3(results, lambda r: r.trivial_lat))}")
+    print(
+        f"  solo menu       {fmt3(med3(results, lambda r: r.solo_menu))}  (one member, no queueing)"
+    )
+    print(f"  solo PIN        {fmt3(med3(results, lambda r: r.solo_pin))}")
     met = [
         ("menu p99", paced_menu[2] < TARGETS["menu_p99_ms"]),
         ("PIN p99", paced_pin[2] < TARGETS["pin_p99_ms"]),

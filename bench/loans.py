@@ -21,7 +21,8 @@ percentiles):
      limit, back, My loans, the newest, home; the other half Apply, the instant loan (a
      ``Choose``), an amount, a term, the instalment screen, Confirm: the application is
      appraised, approved within the product's ceiling and paid to savings in that hop
-     (the *apply hop*: counted as a menu hop and also shown on its own); then the
+     (the *apply hop*: it moves money, so it is measured on its own, like the PIN hop, and
+     not counted in the menu hops); then the
      session-end notification;
    * **savings** (the baseline): ``bench/ussd.py``'s session, dial, balances (PIN), back,
      mini statement, more, home;

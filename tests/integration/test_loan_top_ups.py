@@ -157,6 +157,32 @@ def refuses(s: Session, call: Callable[[], object], error: type[Exception]) -> A
     return refused.value
 
 
+def pledge(
+    s: Session,
+    deps: CoreDeps,
+    application: LoanApplication,
+    borrower: Member,
+    guarantor: Member,
+    amount_cents: int,
+    *,
+    accepted_on: CoreDeps | None = None,
+) -> LoanGuarantee:
+    """``guarantor`` is asked to pledge ``amount_cents`` for ``application`` and accepts
+    (on ``accepted_on``'s clock when given)."""
+    asked = guarantees.request_guarantee(
+        s,
+        deps,
+        application_id=application.id,
+        borrower_id=borrower.id,
+        guarantor=guarantor.member_number or "",
+        amount_cents=amount_cents,
+    )
+    guarantees.accept_guarantee(
+        s, accepted_on or deps, guarantee_id=asked.id, guarantor_id=guarantor.id
+    )
+    return asked
+
+
 def new_loan(s: Session, application: LoanApplication) -> Loan:
     return s.scalars(select(Loan).where(Loan.application_id == application.id)).one()
 
@@ -175,11 +201,7 @@ def test_a_top_up_clears_the_old_loan_in_its_own_entry_and_releases_its_pledges(
         s, start, borrower.id, prod.code, 100_000 * KES, 12, "staff", "topup-first-01"
     )
     old_guarantor = funded_member(s, deps, deposits_cents=90_000 * KES, name="Otieno Kamau")
-    asked = guarantees.request_guarantee(
-        s, start, application_id=first.id, borrower_id=borrower.id,
-        guarantor=old_guarantor.member_number or "", amount_cents=50_000 * KES,
-    )  # fmt: skip
-    guarantees.accept_guarantee(s, start, guarantee_id=asked.id, guarantor_id=old_guarantor.id)
+    asked = pledge(s, start, first, borrower, old_guarantor, 50_000 * KES)
     old = new_loan(s, first)
     schedule = rows(s, old)
     pay_instalments(s, deps, old, 1)
@@ -205,11 +227,7 @@ def test_a_top_up_clears_the_old_loan_in_its_own_entry_and_releases_its_pledges(
     )
     assert application.status == "awaiting_guarantors"  # 120,000 less own 50,000
     new_guarantor = funded_member(s, deps, deposits_cents=80_000 * KES, name="Njeri Mwangi")
-    asked = guarantees.request_guarantee(
-        s, day, application_id=application.id, borrower_id=borrower.id,
-        guarantor=new_guarantor.member_number or "", amount_cents=70_000 * KES,
-    )  # fmt: skip
-    guarantees.accept_guarantee(s, day, guarantee_id=asked.id, guarantor_id=new_guarantor.id)
+    pledge(s, day, application, borrower, new_guarantor, 70_000 * KES)
     assert application.status == "disbursed"  # auto-approved within the ceiling
     loan = new_loan(s, application)
     received = 120_000 * KES - payoff - commission - processing
@@ -568,11 +586,7 @@ def test_a_guarantor_accepting_after_the_payoff_grew_leaves_the_top_up_to_staff(
         s, start, borrower.id, prod.code, 50_000 * KES, 12, "staff", "accept-late-00"
     )
     backer = funded_member(s, deps, deposits_cents=40_000 * KES, name="Njeri Mwangi")
-    pledge = guarantees.request_guarantee(
-        s, start, application_id=first.id, borrower_id=borrower.id,
-        guarantor=backer.member_number or "", amount_cents=30_000 * KES,
-    )  # fmt: skip
-    guarantees.accept_guarantee(s, start, guarantee_id=pledge.id, guarantor_id=backer.id)
+    pledge(s, start, first, borrower, backer, 30_000 * KES)
     old = new_loan(s, first)
     schedule = rows(s, old)
     pay_instalments(s, deps, old, 1)
@@ -583,12 +597,16 @@ def test_a_guarantor_accepting_after_the_payoff_grew_leaves_the_top_up_to_staff(
     )  # fmt: skip
     assert application.status == "awaiting_guarantors"
     guarantor = funded_member(s, deps, deposits_cents=90_000 * KES, name="Otieno Kamau")
-    asked = guarantees.request_guarantee(
-        s, applied, application_id=application.id, borrower_id=borrower.id,
-        guarantor=guarantor.member_number or "", amount_cents=application.guarantor_cover_cents,
-    )  # fmt: skip
     later = on(deps, schedule[1].due_on)  # the 2nd instalment's interest is now due too
-    guarantees.accept_guarantee(s, later, guarantee_id=asked.id, guarantor_id=guarantor.id)
+    asked = pledge(
+        s,
+        applied,
+        application,
+        borrower,
+        guarantor,
+        application.guarantor_cover_cents,
+        accepted_on=later,
+    )
     assert application.status == "pending_approval"  # the pledge stands; staff decide
     assert application.reasons == "top_up_nothing_to_receive"
     assert old.status == "active" and asked.status == "accepted"

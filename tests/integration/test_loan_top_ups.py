@@ -201,7 +201,7 @@ def test_a_top_up_clears_the_old_loan_in_its_own_entry_and_releases_its_pledges(
         s, start, borrower.id, prod.code, 100_000 * KES, 12, "staff", "topup-first-01"
     )
     old_guarantor = funded_member(s, deps, deposits_cents=90_000 * KES, name="Otieno Kamau")
-    asked = pledge(s, start, first, borrower, old_guarantor, 50_000 * KES)
+    pledge(s, start, first, borrower, old_guarantor, 50_000 * KES)
     old = new_loan(s, first)
     schedule = rows(s, old)
     pay_instalments(s, deps, old, 1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core.ledger.chart import Purpose
@@ -112,14 +112,16 @@ def recent_movements(session: Session, member_id: int, *, limit: int = 5) -> lis
     ]
 
 
+def loans_outstanding(member_id: int) -> Select[tuple[int]]:
+    """The statement of ``loans_outstanding_cents`` (a sub-query of the appraisal's facts)."""
+    return select(func.coalesce(func.sum(Account.balance_cents), 0)).where(
+        Account.member_id == member_id, Account.purpose == LOAN_PURPOSE
+    )
+
+
 def loans_outstanding_cents(session: Session, member_id: int) -> int:
     """What the member owes on all their loan accounts (0 when they have none)."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(Account.balance_cents), 0)).where(
-            Account.member_id == member_id, Account.purpose == LOAN_PURPOSE
-        )
-    )
-    return int(total or 0)
+    return int(session.scalar(loans_outstanding(member_id)) or 0)
 
 
 def loans_owed_cents(session: Session, member_id: int) -> int | None:

@@ -243,7 +243,7 @@ def apply_for_loan(
         application.reference = disbursement.new_application_reference()
     session.add(application)
     session.flush()
-    route(session, deps, application, payout=payout)
+    route(session, deps, application, payout=payout, free_cents=facts.free_deposits_cents)
     return application
 
 
@@ -297,15 +297,17 @@ def route(
     application: LoanApplication,
     *,
     payout: disbursement.LoanPayout | None = None,
+    free_cents: int | None = None,
 ) -> None:
     """Move a not-yet-approved application to where its security puts it: waiting for
     guarantors while the cover is short, pending approval once it is complete, and, within
     the product's auto-approval ceiling with every rule passing, approved and disbursed
-    by the system with no request."""
+    by the system with no request. ``free_cents``: the borrower's free deposits, when the
+    caller read them in this unit of work (``pledges.cover``)."""
     if application.status not in BEFORE_APPROVAL:
         return
     now = deps.now()
-    complete = cover(session, application).complete
+    complete = cover(session, application, free_cents=free_cents).complete
     status = (
         ApplicationStatus.PENDING_APPROVAL if complete else ApplicationStatus.AWAITING_GUARANTORS
     )
@@ -349,7 +351,7 @@ def _auto_approve(
             with uow.savepoint(session):
                 disbursement.approve_application(
                     session, deps, SYSTEM, application.id,
-                    note="auto-approved within the product ceiling",
+                    note="auto-approved within the product ceiling", checked=True,
                 )  # fmt: skip
                 disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout)
         except DomainError as refused:
@@ -357,8 +359,9 @@ def _auto_approve(
             session.flush()
         return
     disbursement.approve_application(
-        session, deps, SYSTEM, application.id, note="auto-approved within the product ceiling"
-    )
+        session, deps, SYSTEM, application.id, note="auto-approved within the product ceiling",
+        checked=True,
+    )  # fmt: skip
     disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout)
 
 

@@ -94,13 +94,12 @@ def check_approvable(session: Session, deps: CoreDeps, application: LoanApplicat
     terms = version_terms(session, application.product_version_id)
     member = get_member(session, application.member_id)
     old = _loan_to_clear(session, application)
-    facts = top_ups.facts_without(
-        session, member_facts(session, member, business_date(deps.now())), old
-    )
+    gathered = member_facts(session, member, business_date(deps.now()))
+    facts = top_ups.facts_without(session, gathered, old)
     found = appraise(terms.lending_rules, facts, application.amount_cents)
     if not found.ok:
         raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
-    if not cover(session, application).complete:
+    if not cover(session, application, free_cents=gathered.free_deposits_cents).complete:
         raise LoanStateError(
             "own free deposits and pledges no longer cover the loan", reason="cover_incomplete"
         )
@@ -127,10 +126,14 @@ def approve_application(
     *,
     approval_id: int | None = None,
     note: str = "",
+    checked: bool = False,
 ) -> LoanApplication:
-    """Approve a covered application whose appraisal still passes (see the module)."""
+    """Approve a covered application whose appraisal still passes (see the module).
+    ``checked``: the caller has just run ``check_approvable`` on it in this unit of work,
+    under the member's lock (the auto-approval), so it is not run twice."""
     application = lock_application(session, application_id)
-    check_approvable(session, deps, application)
+    if not checked:
+        check_approvable(session, deps, application)
     now = deps.now()
     application.status = ApplicationStatus.APPROVED
     application.approval_id = approval_id or application.approval_id

@@ -65,11 +65,17 @@ def pledged_cents(session: Session, application_id: int) -> int:
     )
 
 
-def cover(session: Session, application: LoanApplication) -> Cover:
+def cover(
+    session: Session, application: LoanApplication, *, free_cents: int | None = None
+) -> Cover:
     """The application's security now: the borrower's free deposits today (a pledge they
-    made for someone else since applying counts against them) plus accepted pledges."""
+    made for someone else since applying counts against them) plus accepted pledges.
+    ``free_cents``: the borrower's free deposits, when the caller read them in this unit of
+    work already (``facts.member_facts``)."""
     required = application.required_cover_cents
-    own = min(required, free_deposits_cents(session, application.member_id))
+    if free_cents is None:
+        free_cents = free_deposits_cents(session, application.member_id)
+    own = min(required, free_cents)
     return Cover(required, own, pledged_cents(session, application.id))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import NotFound
@@ -168,12 +168,9 @@ class ProductTerms:
         return math.ceil(Decimal(principal_cents) * percent / 100)
 
 
-def _terms(session: Session, product: LoanProduct, version: LoanProductVersion) -> ProductTerms:
-    fees = session.scalars(
-        select(LoanProductFee)
-        .where(LoanProductFee.version_id == version.id)
-        .order_by(LoanProductFee.position, LoanProductFee.id)
-    )
+def _terms(
+    product: LoanProduct, version: LoanProductVersion, fees: list[LoanProductFee]
+) -> ProductTerms:
     return ProductTerms(
         product_id=product.id,
         version_id=version.id,
@@ -210,29 +207,69 @@ def _terms(session: Session, product: LoanProduct, version: LoanProductVersion) 
     )
 
 
+# A version is never changed once written (a change to a product is a new version), so the
+# terms of a version read once hold for the rest of the unit of work: the apply path reads
+# them at the appraisal, the approval, the disbursement and the SMS without going back to
+# the database. Kept on the session (``Session.info``): a unit of work is one session, so
+# nothing outlives it.
+_SESSION_CACHE = "core.loans.terms"
+
+
+def _cache(session: Session) -> dict[int, ProductTerms]:
+    cache: dict[int, ProductTerms] = session.info.setdefault(_SESSION_CACHE, {})
+    return cache
+
+
+def _load(session: Session, *where: ColumnElement[bool]) -> list[ProductTerms]:
+    """The versions matching ``where`` with their fees, in ONE statement (the fees outer
+    joined, grouped here), by product id; each remembered for the unit of work."""
+    rows = session.execute(
+        select(LoanProduct, LoanProductVersion, LoanProductFee)
+        .join(LoanProductVersion, LoanProductVersion.product_id == LoanProduct.id)
+        .outerjoin(LoanProductFee, LoanProductFee.version_id == LoanProductVersion.id)
+        .where(*where)
+        .order_by(LoanProduct.id, LoanProductVersion.id, LoanProductFee.position, LoanProductFee.id)
+    ).tuples()
+    grouped: dict[int, tuple[LoanProduct, LoanProductVersion, list[LoanProductFee]]] = {}
+    for product, version, fee in rows:
+        _, _, fees = grouped.setdefault(version.id, (product, version, []))
+        if fee is not None:
+            fees.append(fee)
+    cache = _cache(session)
+    found = []
+    for version_id, (product, version, fees) in grouped.items():
+        cache[version_id] = terms = _terms(product, version, fees)
+        found.append(terms)
+    return found
+
+
 def current_terms(session: Session, code: str) -> ProductTerms:
     """The current version of the product with this code (``NotFound`` if none)."""
     code = code.strip() if isinstance(code, str) else ""
-    row = session.execute(
-        select(LoanProduct, LoanProductVersion)
-        .join(LoanProductVersion, LoanProductVersion.product_id == LoanProduct.id)
-        .where(
-            LoanProduct.code == code,
-            LoanProductVersion.version == LoanProduct.current_version,
-        )
-    ).one_or_none()
-    if row is None:
+    found = _load(
+        session, LoanProduct.code == code, LoanProductVersion.version == LoanProduct.current_version
+    )
+    if not found:
         raise NotFound("no such loan product")
-    return _terms(session, *row)
+    return found[0]
+
+
+def current_products(session: Session, *, active: bool) -> list[ProductTerms]:
+    """The current version of every product whose version is ``active`` (or not), by
+    product id, in one statement."""
+    return _load(
+        session,
+        LoanProductVersion.version == LoanProduct.current_version,
+        LoanProductVersion.active.is_(active),
+    )
 
 
 def version_terms(session: Session, version_id: int) -> ProductTerms:
     """The terms of one version (the one an application or loan was made under)."""
-    row = session.execute(
-        select(LoanProduct, LoanProductVersion)
-        .join(LoanProductVersion, LoanProductVersion.product_id == LoanProduct.id)
-        .where(LoanProductVersion.id == version_id)
-    ).one_or_none()
-    if row is None:
+    cached = _cache(session).get(version_id)
+    if cached is not None:
+        return cached
+    found = _load(session, LoanProductVersion.id == version_id)
+    if not found:
         raise NotFound("no such loan product version")
-    return _terms(session, *row)
+    return found[0]

@@ -28,8 +28,7 @@ from core.loans.appraisal import MemberFacts, appraise
 from core.loans.errors import LoanRefused
 from core.loans.facts import free_deposits_cents, member_facts
 from core.loans.pledges import cover
-from core.loans.products import list_products
-from core.loans.terms import ProductTerms, current_terms, version_terms
+from core.loans.terms import ProductTerms, current_products, version_terms
 from core.loans.vocabulary import ApplicationStatus, GuaranteeStatus, LoanStatus
 from core.members.registration import find_by_msisdn, get_member
 from db.models import Account, Member
@@ -41,12 +40,8 @@ MAX_LINES = 20  # loans and applications listed, newest first
 
 def open_products(session: Session, channel: str) -> list[ProductTerms]:
     """Active products open to ``channel``, in the order they were created."""
-    found = []
-    for view in list_products(session, active=True, limit=MAX_PRODUCTS):
-        terms = current_terms(session, view.code)
-        if terms.active and channel in terms.channels:
-            found.append(terms)
-    return found
+    found = [terms for terms in current_products(session, active=True) if channel in terms.channels]
+    return found[:MAX_PRODUCTS]
 
 
 @dataclass(frozen=True)
@@ -104,9 +99,8 @@ def main_limit(
 ) -> ProductLimit | None:
     """The limit under the SACCO's main product for members: the first active product
     (by creation) open to one of ``channels``; None when there is none."""
-    for view in list_products(session, active=True, limit=MAX_PRODUCTS):
-        terms = current_terms(session, view.code)
-        if terms.active and terms.channels & set(channels):
+    for terms in current_products(session, active=True):
+        if terms.channels & set(channels):
             return product_limit(session, deps, member_id, terms)
     return None
 

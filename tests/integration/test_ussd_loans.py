@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
@@ -27,6 +27,7 @@ from core.savings.accounts import transfer_own
 from db.models import Hold, JournalEntry, Member, OutboxMessage
 from db.models_loans import Loan, LoanApplication, LoanGuarantee, LoanInstalment, LoanRepayment
 from db.models_mpesa import StkRequest
+from runtime import Runtime
 from tests.loanutil import disbursed_loan, funded_member, make_product
 from tests.ussdutil import Phone
 from ussd.views import EXTENSION
@@ -707,3 +708,69 @@ def test_without_mpesa_only_from_savings_is_offered(
     phone.send("6")
     assert phone.send("1") == "CON Repay how?\n1. From savings\n0 Back 00 Home"
     assert phone.send("2") == "CON Invalid choice.\nRepay how?\n1. From savings\n0 Back 00 Home"
+
+
+# ------------------------------------------------------------------ statement budgets
+#
+# What a loans hop costs in SQL statements, counted on the app's own engine (like Django's
+# assertNumQueries): the bench (bench/loans.py) measures the time, this keeps the work
+# from creeping back. A hop reads a product's terms with its fees in one statement and a
+# member's appraisal facts in one, however many products there are; the apply hop reads
+# them once on the way from the appraisal to the payout. Savepoints are not counted.
+
+APPLY_HOP_BUDGET = 45  # appraise, approve, open the loan account, post, schedule, SMS, 2 audits
+
+
+class Statements:
+    def __init__(self, runtime: Runtime) -> None:
+        self.count = 0
+        event.listen(runtime.engine, "before_cursor_execute", self._seen)
+        self.engine = runtime.engine
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # Savepoints are not counted: the tests' units of work are savepoints in the
+        # test's transaction, where the app's are transactions of their own.
+        if not statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            self.count += 1
+
+    def hop(self, phone: Phone, typed: str) -> tuple[str, int]:
+        self.count = 0
+        screen = phone.send(typed)
+        return screen, self.count
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def test_loans_hops_keep_to_their_statement_budget(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, runtime: Runtime
+) -> None:
+    make_product(db_session, deps, fees=INSTANT_FEES, **INSTANT)
+    for n in range(4):  # more products: the menus' cost must not grow with them
+        make_product(db_session, deps, name=f"Development loan {n}")
+    member = funded_member(db_session, deps, deposits_cents=10_000 * KES, name="Fatuma Ali")
+    db_session.commit()
+    phone = loans_menu(client, member)
+    counted = Statements(runtime)
+    try:
+        limits, at_limits = counted.hop(phone, "1")
+        assert limits.startswith("CON Loan limits 1/")
+        phone.send("0")
+        products, at_products = counted.hop(phone, "2")
+        assert "Instant mobile loan" in products
+        _, at_product = counted.hop(phone, "1")
+        _, at_amount = counted.hop(phone, "5000")
+        quote, at_term = counted.hop(phone, "1")
+        assert quote.startswith("CON Loan KES 5,000, 1 months\nInstalment KES 5,375")
+        done, at_apply = counted.hop(phone, "1")
+        assert done.startswith("END Loan ") and "approved" in done
+    finally:
+        counted.close()
+    # My limit: the products (one statement for all five), the member, their facts.
+    assert at_limits <= 3, at_limits
+    assert at_products <= 2, at_products  # an open application? the products
+    assert at_product <= 3, at_product  # the product, the member, the facts
+    assert at_amount <= 6, at_amount  # the amount's appraisal, then the term prompt's limit
+    assert at_term <= 4, at_term  # the term's check, the quote's appraisal
+    assert at_apply <= APPLY_HOP_BUDGET, at_apply
+    assert verify_ledger(db_session).ok

@@ -232,7 +232,7 @@ def test_a_date_closed_twice_is_closed_once(
     disbursed_loan(s, on(deps, START))
     day = date(2026, 3, 1)
     first = close(session_factory, deps, day)
-    assert [r.ran for r in first.steps] == [True, True]
+    assert [r.ran for r in first.steps] == [True, True, True]
     ledger_after, book_after = close_day_ledger(s), book_state(s)
     again = close(session_factory, deps, day)
     assert again.dates == [] and "nothing to close" in str(again)
@@ -274,7 +274,7 @@ def test_a_run_stopped_between_steps_resumes_to_one_clean_run(
     assert not any(k.startswith(f"close_day:{day}:provision") for k in keys)
     resumed = close(session_factory, deps, day)
     assert [(r.step, r.ran) for r in resumed.steps] == [
-        (CloseDayStep.ACCRUE, False), (CloseDayStep.CLASSIFY, True)
+        (CloseDayStep.ACCRUE, False), (CloseDayStep.CLASSIFY, True), (CloseDayStep.NOTIFY, True)
     ]  # fmt: skip
     assert (close_day_ledger(s), book_state(s)) == clean
     s.expire_all()
@@ -345,8 +345,8 @@ def test_which_dates_a_run_closes(db_session: Session, deps: CoreDeps) -> None:
     assert refused.value.reason == "not_over"
     with pytest.raises(InvalidInput):
         dates_to_close(s, on(deps, today), date(1990, 1, 1))
-    run_step(s, on(deps, today), date(2026, 5, 15), CloseDayStep.ACCRUE)
-    run_step(s, on(deps, today), date(2026, 5, 15), CloseDayStep.CLASSIFY)
+    for step in CloseDayStep:
+        run_step(s, on(deps, today), date(2026, 5, 15), step)
     assert dates_to_close(s, on(deps, today)) == [date(2026, 5, d) for d in (16, 17, 18, 19)]
     assert dates_to_close(s, on(deps, today), date(2026, 5, 10)) == []
 

@@ -62,7 +62,7 @@ def told(s: Session, loan: Loan) -> list[tuple[str, int, date, int]]:
         .where(LoanNotice.loan_id == loan.id)
         .order_by(LoanNotice.business_date, LoanNotice.kind, LoanNotice.member_id)
     ).all()  # fmt: skip
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [tuple(r) for r in rows]
 
 
 def sms(s: Session, member: Member) -> list[OutboxMessage]:

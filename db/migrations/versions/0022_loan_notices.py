@@ -45,7 +45,9 @@ def upgrade() -> None:
         sa.Column("outbox_key", sa.String(length=80), nullable=False),
         sa.CheckConstraint(f"kind IN {KINDS}", name=op.f("ck_loan_notices_kind")),
         sa.CheckConstraint("instalment_number >= 0", name=op.f("ck_loan_notices_instalment")),
-        sa.ForeignKeyConstraint(["loan_id"], ["loans.id"], name=op.f("fk_loan_notices_loan_id_loans")),
+        sa.ForeignKeyConstraint(
+            ["loan_id"], ["loans.id"], name=op.f("fk_loan_notices_loan_id_loans")
+        ),
         sa.ForeignKeyConstraint(
             ["member_id"], ["members.id"], name=op.f("fk_loan_notices_member_id_members")
         ),

@@ -26,8 +26,7 @@ from core.ledger.verify import verify_ledger
 from core.ledger.vocabulary import EntryKind
 from core.loans import accrual
 from core.loans.close_of_day import CloseDayBusy, dates_to_close, run_step
-from core.loans.repayments import Repayment, repay_loan
-from core.loans.vocabulary import CloseDayStatus, CloseDayStep, RepaymentSource
+from core.loans.vocabulary import CloseDayStatus, CloseDayStep
 from core.risk.classification import DEFAULT_BANDS, Band, classify, provision_cents
 from core.risk.vocabulary import LoanCategory as Category
 from db.models import Account, JournalEntry, Posting
@@ -40,7 +39,7 @@ from db.models_close_day import (
 from db.models_close_day import CloseDayStep as StepRow
 from db.models_loans import Loan, LoanInstalment
 from db.session import make_session_factory
-from tests.loanutil import disbursed_loan
+from tests.loanutil import disbursed_loan, pay
 from workers.close_day import advisory_lock, run_close_day
 
 KES = 100
@@ -127,14 +126,6 @@ def undone(s: Session) -> Iterator[None]:
     finally:
         nested.rollback()
         s.expire_all()
-
-
-def pay(s: Session, deps: CoreDeps, loan: Loan, cents: int, key: str) -> Any:
-    return repay_loan(
-        s, deps,
-        Repayment(amount_cents=cents, source=RepaymentSource.MPESA, idempotency_key=key,
-                  business_key=f"loan_repayment:{key}", loan_id=loan.id),
-    )  # fmt: skip
 
 
 def receivable_matches_loans(s: Session) -> None:

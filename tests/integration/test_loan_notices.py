@@ -19,13 +19,12 @@ from core.kernel.gsm import sms_length
 from core.kernel.money import format_cents
 from core.loans import notices
 from core.loans.notices import NoticePolicy
-from core.loans.repayments import Repayment, repay_loan
-from core.loans.vocabulary import CloseDayStep, LoanStatus, RepaymentSource
+from core.loans.vocabulary import CloseDayStep, LoanStatus
 from core.messaging.notifications import render_sms
 from db.models import Member, OutboxMessage
 from db.models_loans import Loan, LoanInstalment
 from db.models_notices import LoanBureauMark, LoanNotice
-from tests.loanutil import disbursed_loan
+from tests.loanutil import disbursed_loan, pay
 from workers.close_day import run_close_day
 
 START = date(2026, 1, 10)  # monthly loans fall due on the 10th
@@ -83,14 +82,6 @@ def mark(s: Session, loan: Loan) -> LoanBureauMark | None:
         .where(LoanBureauMark.loan_id == loan.id)
         .execution_options(populate_existing=True)
     ).one_or_none()
-
-
-def pay(s: Session, deps: CoreDeps, loan: Loan, cents: int, key: str) -> Any:
-    return repay_loan(
-        s, deps,
-        Repayment(amount_cents=cents, source=RepaymentSource.MPESA, idempotency_key=key,
-                  business_key=f"loan_repayment:{key}", loan_id=loan.id),
-    )  # fmt: skip
 
 
 def on_day(deps: CoreDeps, day: date) -> CoreDeps:

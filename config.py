@@ -226,6 +226,17 @@ class Settings(BaseSettings):
     # whatever dates are over and not closed yet, so yesterday is closed within this long
     # after midnight in Nairobi; a run with nothing to do costs one query.
     close_day_interval_s: float = Field(default=900.0, gt=0)
+    # Close of day's notices (issue 13, part 6): the reminder of an instalment due in this
+    # many days (besides the one on the due day), and the hour (Nairobi) before which no
+    # reminder or notice is sent: a run after midnight queues them for the morning.
+    notice_due_soon_days: int = Field(default=3, ge=1, le=30)
+    notice_send_from_hour: int = Field(default=8, ge=0, le=23)
+    # Credit-bureau listing hook (part 9): a loan is marked listable as negative information
+    # when its arrears are above this many shillings (Banking (Credit Reference Bureau)
+    # Regulations, 2020: nothing at or below KES 1,000) and this many days have passed since
+    # the member's pre-listing notice (30 days' notice before negative information is sent).
+    bureau_listing_threshold_kes: int = Field(default=1_000, ge=0)
+    bureau_listing_notice_days: int = Field(default=30, ge=0, le=365)
 
     # Outbox delivery (workers, retries, sweeper).
     outbox_queue: str = "outbox"

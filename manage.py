@@ -439,7 +439,7 @@ def verify_ledger_cmd() -> None:
               "default: yesterday in Nairobi")  # fmt: skip
 @click.option(
     "--stop-after",
-    type=click.Choice(["accrue", "classify"]),
+    type=click.Choice(["accrue", "classify", "notify"]),
     default=None,
     help="stop after this step of the first date (the next run resumes)",
 )
@@ -451,7 +451,7 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
 
     from core.loans.close_of_day import CloseDayBusy
     from core.loans.vocabulary import CloseDayStep
-    from workers.close_day import run_close_day
+    from workers.close_day import notice_policy, run_close_day
 
     through = None
     if day is not None:
@@ -460,11 +460,13 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
         except ValueError:
             click.echo(f"--date {day!r}: use YYYY-MM-DD", err=True)
             sys.exit(2)
-    runtime = _runtime()
+    settings = _settings()
+    runtime = build_runtime(settings, dispatch=False)
     try:
         report = run_close_day(
             runtime.session_factory, runtime.deps, through=through, lock_engine=runtime.engine,
             stop_after=CloseDayStep(stop_after) if stop_after else None,
+            notices=notice_policy(settings),
         )  # fmt: skip
     except CloseDayBusy as exc:
         click.echo(f"close-day: {exc}", err=True)
@@ -724,11 +726,14 @@ def _scheduled_close_day(settings: Settings) -> None:
     import logging
 
     from core.loans.close_of_day import CloseDayBusy
-    from workers.close_day import run_close_day
+    from workers.close_day import notice_policy, run_close_day
 
     runtime = build_runtime(settings, dispatch=False)
     try:
-        report = run_close_day(runtime.session_factory, runtime.deps, lock_engine=runtime.engine)
+        report = run_close_day(
+            runtime.session_factory, runtime.deps, lock_engine=runtime.engine,
+            notices=notice_policy(settings),
+        )  # fmt: skip
         if report.dates:
             logging.getLogger("sacco.scheduler").info("close of day:\n%s", report)
     except CloseDayBusy:

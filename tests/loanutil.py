@@ -158,3 +158,15 @@ def disbursed_loan(
                                     guarantor_id=guarantor.id)  # fmt: skip
     loan = session.scalars(select(Loan).where(Loan.application_id == application.id)).one()
     return loan, borrower, guarantor
+
+
+def pay(session: Session, deps: CoreDeps, loan: Loan, cents: int, key: str) -> Any:
+    """An M-Pesa repayment of ``cents`` to ``loan`` (``repay_loan``), keyed ``key``."""
+    from core.loans.repayments import Repayment, repay_loan
+    from core.loans.vocabulary import RepaymentSource
+
+    return repay_loan(
+        session, deps,
+        Repayment(amount_cents=cents, source=RepaymentSource.MPESA, idempotency_key=key,
+                  business_key=f"loan_repayment:{key}", loan_id=loan.id),
+    )  # fmt: skip

@@ -21,9 +21,11 @@ from datetime import date
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from config import Settings
 from core.kernel.deps import CoreDeps
 from core.loans import close_of_day
 from core.loans.close_of_day import CloseDayBusy, StepResult
+from core.loans.notices import NoticePolicy
 from core.loans.vocabulary import CLOSE_DAY_STEPS, CloseDayStep
 from db.session import run_in_transaction, unit_of_work
 
@@ -49,6 +51,16 @@ class CloseDayReport:
         return "\n".join(lines)
 
 
+def notice_policy(settings: Settings) -> NoticePolicy:
+    """The ``notify`` step's settings (``config.Settings``)."""
+    return NoticePolicy(
+        due_soon_days=settings.notice_due_soon_days,
+        listing_threshold_cents=settings.bureau_listing_threshold_kes * 100,
+        listing_notice_days=settings.bureau_listing_notice_days,
+        send_from_hour=settings.notice_send_from_hour,
+    )
+
+
 @contextmanager
 def advisory_lock(engine: Engine | None) -> Iterator[None]:
     """The run's advisory lock on its own connection, refused at once when held."""
@@ -71,9 +83,11 @@ def advisory_lock(engine: Engine | None) -> Iterator[None]:
             conn.commit()
 
 
-def _step(deps: CoreDeps, day: date, step: CloseDayStep) -> Callable[[Session], StepResult]:
+def _step(
+    deps: CoreDeps, day: date, step: CloseDayStep, policy: NoticePolicy | None
+) -> Callable[[Session], StepResult]:
     def work(session: Session) -> StepResult:
-        return close_of_day.run_step(session, deps, day, step)
+        return close_of_day.run_step(session, deps, day, step, policy=policy)
 
     return work
 
@@ -85,8 +99,10 @@ def run_close_day(
     through: date | None = None,
     lock_engine: Engine | None = None,
     stop_after: CloseDayStep | None = None,
+    notices: NoticePolicy | None = None,
 ) -> CloseDayReport:
-    """Close every date still open up to ``through`` (default yesterday), oldest first."""
+    """Close every date still open up to ``through`` (default yesterday), oldest first;
+    ``notices``: the ``notify`` step's settings (``notice_policy(settings)``)."""
     report = CloseDayReport()
     with advisory_lock(lock_engine):
         with unit_of_work(session_factory) as session:
@@ -94,7 +110,7 @@ def run_close_day(
         for day in dates:
             report.dates.append(day)
             for step in CLOSE_DAY_STEPS:
-                result = run_in_transaction(session_factory, _step(deps, day, step))
+                result = run_in_transaction(session_factory, _step(deps, day, step, notices))
                 report.steps.append(result)
                 if stop_after is not None and step == stop_after:
                     report.stopped = True

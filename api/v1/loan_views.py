@@ -143,6 +143,12 @@ def _loan(view: queries.LoanView, *, full: bool) -> dict[str, Any]:
         ]
         out["transactions"] = [_repayment(r) for r in view.repayments]
         out["guarantors"] = [_guarantee(g) for g in view.guarantees]
+        mark = view.bureau
+        out["credit_bureau"] = None if mark is None else {
+            "pre_listing_notice_on": mark.notice_on, "listable": mark.listable,
+            "listable_since": mark.listable_since, "arrears_cents": mark.arrears_cents,
+            "as_of": mark.marked_on,
+        }  # fmt: skip
     return out
 
 

@@ -1046,10 +1046,32 @@ class LoanSummaryOut(Schema):
     top_up_commission_cents = fields.Integer(required=True)
 
 
+class CreditBureauMarkOut(Schema):
+    pre_listing_notice_on = fields.Date(
+        allow_none=True,
+        metadata={"description": "the day the member read the pre-listing SMS"},
+    )
+    listable = fields.Boolean(
+        required=True,
+        metadata={"description": "would be listed as negative information: arrears above "
+                  "the threshold and the notice period since the pre-listing SMS over"},
+    )  # fmt: skip
+    listable_since = fields.Date(allow_none=True)
+    arrears_cents = fields.Integer(required=True)
+    as_of = fields.Date(required=True, metadata={"description": "the business date closed"})
+
+
 class LoanOut(LoanSummaryOut):
     schedule = fields.List(fields.Nested(InstalmentOut), required=True)
     transactions = fields.List(fields.Nested(LoanRepaymentOut), required=True)
     guarantors = fields.List(fields.Nested(GuaranteeOut), required=True)
+    credit_bureau = fields.Nested(
+        CreditBureauMarkOut,
+        allow_none=True,
+        required=True,
+        metadata={"description": "close of day's credit-bureau listing mark, read-only; "
+                  "null until the loan is first in arrears above the listing threshold"},
+    )  # fmt: skip
 
 
 class LoanRepaymentIn(Strict):

@@ -2,8 +2,9 @@
 
 A run closes one business date in steps (``CLOSE_DAY_STEPS``), each its own unit of work
 at the edge (``workers.close_day``): ``accrue`` (interest accrued per loan, one ledger
-entry per product) and ``classify`` (arrears, SASRA category, provision, category history,
-one provision entry per product). Each step is a few SQL statements over the whole book,
+entry per product), ``classify`` (arrears, SASRA category, provision, category history,
+one provision entry per product) and ``notify`` (reminders, overdue and guarantor notices
+through the outbox, credit-bureau marks: ``core.loans.notices``). Each step is a few SQL statements over the whole book,
 never a Python loop over loans:
 
 * it first makes sure every loan has its ``loan_day_states`` row and locks the rows of
@@ -40,7 +41,7 @@ from core.kernel.errors import DomainError, InvalidInput
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
-from core.loans import accrual
+from core.loans import accrual, notices
 from core.loans.vocabulary import CLOSE_DAY_STEPS, CloseDayStatus, CloseDayStep, LoanStatus
 from db.models_close_day import CloseDayRun, LoanDayState, LoanRiskBand
 from db.models_close_day import CloseDayStep as StepRow
@@ -150,9 +151,17 @@ def _lock_run(session: Session, deps: CoreDeps, day: date) -> CloseDayRun:
     return session.scalars(query).one()
 
 
-def run_step(session: Session, deps: CoreDeps, day: date, step: CloseDayStep) -> StepResult:
+def run_step(
+    session: Session,
+    deps: CoreDeps,
+    day: date,
+    step: CloseDayStep,
+    *,
+    policy: notices.NoticePolicy | None = None,
+) -> StepResult:
     """Run one step of ``day``'s close (see the module); a step already done returns its
-    recorded figures with ``ran=False`` and changes nothing. Never commits."""
+    recorded figures with ``ran=False`` and changes nothing. Never commits. ``policy``:
+    the ``notify`` step's settings (the defaults when None)."""
     if session.get_bind().dialect.name != "postgresql":
         raise CloseDayUnsupported("close of day runs on PostgreSQL only")
     step = CloseDayStep(step)
@@ -168,8 +177,11 @@ def run_step(session: Session, deps: CoreDeps, day: date, step: CloseDayStep) ->
         raise CloseDayOutOfOrder(f"{step} of {day} before {', '.join(earlier)}")
     if step is CloseDayStep.ACCRUE:
         result = _accrue(session, deps, day)
-    else:
+    elif step is CloseDayStep.CLASSIFY:
         result = _classify(session, deps, day, run.band_version)
+    else:
+        told = notices.run(session, deps, day, policy or notices.NoticePolicy())
+        result = StepResult(day, step, told.loans, told.amount_cents, told.detail, True)
     session.add(
         StepRow(
             run_id=run.id, step=step, loans=result.loans, amount_cents=result.amount_cents,

@@ -33,6 +33,7 @@ from db.models_loans import (
     LoanProduct,
     LoanRepayment,
 )
+from db.models_notices import LoanBureauMark
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class LoanView:
     instalments: tuple[LoanInstalment, ...]
     repayments: tuple[RepaymentView, ...]
     guarantees: tuple[GuaranteeView, ...]
+    # Close of day's credit-bureau mark (core.loans.notices), read-only; None until the loan
+    # is first in arrears above the listing threshold (and in the list view).
+    bureau: LoanBureauMark | None = None
 
 
 def _branch_filter(query: Select, actor: Principal, member_column: object) -> Select:  # type: ignore[type-arg]
@@ -231,6 +235,7 @@ def _loan_view(session: Session, deps: CoreDeps, loan: Loan, *, full: bool) -> L
         instalments=tuple(instalments_of(session, loan.id)) if full else (),
         repayments=repayments,
         guarantees=(_guarantees(session, loan_id=loan.id) if full else ()),
+        bureau=session.get(LoanBureauMark, loan.id) if full else None,
     )
 
 

@@ -203,9 +203,14 @@ class CloseDayStep(StrEnum):
 
     ACCRUE = "accrue"  # interest accrued per loan; Dr interest receivable / Cr income
     CLASSIFY = "classify"  # arrears, SASRA category, provision; Dr/Cr provision
+    NOTIFY = "notify"  # reminders, overdue and guarantor notices, credit-bureau marks
 
 
-CLOSE_DAY_STEPS: tuple[CloseDayStep, ...] = (CloseDayStep.ACCRUE, CloseDayStep.CLASSIFY)
+CLOSE_DAY_STEPS: tuple[CloseDayStep, ...] = (
+    CloseDayStep.ACCRUE,
+    CloseDayStep.CLASSIFY,
+    CloseDayStep.NOTIFY,
+)
 
 
 class CloseDayStatus(StrEnum):
@@ -213,3 +218,16 @@ class CloseDayStatus(StrEnum):
 
     RUNNING = "running"  # started; some steps may be done (a stopped run resumes)
     DONE = "done"
+
+
+class NoticeKind(StrEnum):
+    """What a close-of-day notice is about (``loan_notices.kind``; core/loans/notices.py).
+    Each is sent once per loan, instalment and recipient."""
+
+    DUE_SOON = "due_soon"  # an instalment falls due in N days (setting, default 3)
+    DUE_TODAY = "due_today"  # an instalment falls due on the day the member reads it
+    OVERDUE_1 = "overdue_1"  # 1 day past due (the classify step's days past due)
+    OVERDUE_7 = "overdue_7"
+    OVERDUE_30 = "overdue_30"
+    GUARANTOR_30 = "guarantor_30"  # to each guarantor of a loan 30 days past due
+    PRE_LISTING = "pre_listing"  # before the loan may be listed with a credit bureau

@@ -115,11 +115,14 @@ def notify(
     msisdn: str | None = None,
     language: str | None = None,
     category: str = "transactional",
+    not_before: datetime | None = None,
 ) -> OutboxMessage:
     """Queue an SMS to a member (or a bare number).
 
     A promotional message to a number that sent STOP is recorded ``cancelled``
     (so staff can see why it never went); transactional messages always go.
+    ``not_before`` (later than ``now``) holds it back until then: the sweeper sends it
+    once it is due (close of day's reminders wait for the morning).
     """
     recipient = member.msisdn if member is not None else msisdn
     if not recipient:
@@ -139,6 +142,8 @@ def notify(
         "body": body,
         "parts": measure(body).parts,
     }
+    if not_before is not None and not_before > now:
+        values["next_attempt_at"] = not_before
     if category == "promotional" and is_opted_out(session, recipient):
         values.update(status=OutboxStatus.CANCELLED, last_error="recipient sent STOP")
     return _queue(session, values, now)

@@ -26,8 +26,7 @@ from core.ledger.verify import verify_ledger
 from core.ledger.vocabulary import EntryKind
 from core.loans import accrual
 from core.loans.close_of_day import CloseDayBusy, dates_to_close, run_step
-from core.loans.repayments import Repayment, repay_loan
-from core.loans.vocabulary import CloseDayStatus, CloseDayStep, RepaymentSource
+from core.loans.vocabulary import CloseDayStatus, CloseDayStep
 from core.risk.classification import DEFAULT_BANDS, Band, classify, provision_cents
 from core.risk.vocabulary import LoanCategory as Category
 from db.models import Account, JournalEntry, Posting
@@ -40,7 +39,7 @@ from db.models_close_day import (
 from db.models_close_day import CloseDayStep as StepRow
 from db.models_loans import Loan, LoanInstalment
 from db.session import make_session_factory
-from tests.loanutil import disbursed_loan
+from tests.loanutil import disbursed_loan, pay
 from workers.close_day import advisory_lock, run_close_day
 
 KES = 100
@@ -127,14 +126,6 @@ def undone(s: Session) -> Iterator[None]:
     finally:
         nested.rollback()
         s.expire_all()
-
-
-def pay(s: Session, deps: CoreDeps, loan: Loan, cents: int, key: str) -> Any:
-    return repay_loan(
-        s, deps,
-        Repayment(amount_cents=cents, source=RepaymentSource.MPESA, idempotency_key=key,
-                  business_key=f"loan_repayment:{key}", loan_id=loan.id),
-    )  # fmt: skip
 
 
 def receivable_matches_loans(s: Session) -> None:
@@ -232,7 +223,7 @@ def test_a_date_closed_twice_is_closed_once(
     disbursed_loan(s, on(deps, START))
     day = date(2026, 3, 1)
     first = close(session_factory, deps, day)
-    assert [r.ran for r in first.steps] == [True, True]
+    assert [r.ran for r in first.steps] == [True, True, True]
     ledger_after, book_after = close_day_ledger(s), book_state(s)
     again = close(session_factory, deps, day)
     assert again.dates == [] and "nothing to close" in str(again)
@@ -274,7 +265,7 @@ def test_a_run_stopped_between_steps_resumes_to_one_clean_run(
     assert not any(k.startswith(f"close_day:{day}:provision") for k in keys)
     resumed = close(session_factory, deps, day)
     assert [(r.step, r.ran) for r in resumed.steps] == [
-        (CloseDayStep.ACCRUE, False), (CloseDayStep.CLASSIFY, True)
+        (CloseDayStep.ACCRUE, False), (CloseDayStep.CLASSIFY, True), (CloseDayStep.NOTIFY, True)
     ]  # fmt: skip
     assert (close_day_ledger(s), book_state(s)) == clean
     s.expire_all()
@@ -345,8 +336,8 @@ def test_which_dates_a_run_closes(db_session: Session, deps: CoreDeps) -> None:
     assert refused.value.reason == "not_over"
     with pytest.raises(InvalidInput):
         dates_to_close(s, on(deps, today), date(1990, 1, 1))
-    run_step(s, on(deps, today), date(2026, 5, 15), CloseDayStep.ACCRUE)
-    run_step(s, on(deps, today), date(2026, 5, 15), CloseDayStep.CLASSIFY)
+    for step in CloseDayStep:
+        run_step(s, on(deps, today), date(2026, 5, 15), step)
     assert dates_to_close(s, on(deps, today)) == [date(2026, 5, d) for d in (16, 17, 18, 19)]
     assert dates_to_close(s, on(deps, today), date(2026, 5, 10)) == []
 

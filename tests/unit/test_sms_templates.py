@@ -44,6 +44,7 @@ WORST = {
     "product": "W" * 20,  # a loan product's name, cut (core.messaging.sms_commands)
     "limit": "KES 9,999,999.99",
     "arrears": "KES 9,999,999.99",
+    "list_on": "31/12/2026",  # close of day: from when a loan may be listed with a CRB
     "why": Term("why_guaranteed_default"),  # every why_/state_ term: test below
     "state": Term("state_pending_approval"),
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),

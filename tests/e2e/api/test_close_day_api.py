@@ -29,7 +29,7 @@ def test_staff_read_the_runs_and_their_results(
 ) -> None:  # fmt: skip
     start = date(2026, 1, 10)
     with unit_of_work(session_factory) as s:
-        disbursed_loan(s, on(deps, start))
+        loan_id = disbursed_loan(s, on(deps, start))[0].id
     run_close_day(session_factory, on(deps, start + timedelta(days=40)),
                   through=start + timedelta(days=38))  # fmt: skip
     run_close_day(session_factory, on(deps, start + timedelta(days=40)),
@@ -46,9 +46,17 @@ def test_staff_read_the_runs_and_their_results(
                     headers=auth(auditor)).json or {}  # fmt: skip
     [first] = older["items"]
     assert first["business_date"] == "2026-02-17" and first["status"] == "done"
-    accrue, classify = first["steps"]
+    accrue, classify, notify = first["steps"]
     assert accrue["amount_cents"] > 0 and list(accrue["detail"]["interest_cents_by_product"])
     assert classify["detail"]["by_category"]["watch"]["loans"] == 1  # 7 days past due
+    # Closed two days late: no notice sent (it would be read late), the bureau mark kept.
+    assert notify["detail"]["late_run_sent_nothing"] and notify["detail"]["sent"] == 0
+    assert notify["detail"]["marked_loans"] == 1 and notify["detail"]["listable_loans"] == 0
+    loan = api.get(f"/api/v1/loans/{loan_id}", headers=auth(make_staff("manager"))).json or {}
+    assert loan["credit_bureau"] == {
+        "pre_listing_notice_on": None, "listable": False, "listable_since": None,
+        "arrears_cents": 888_488, "as_of": "2026-02-17",
+    }  # fmt: skip
     one = api.get("/api/v1/close-day/runs/2026-02-17", headers=auth(make_staff("manager")))
     assert one.status_code == 200 and one.json == first
     for bad, status in (("2026-13-01", 422), ("yesterday", 422), ("2026-2-1", 422),

@@ -110,6 +110,7 @@ def test_recommend_then_approve_disburses_and_the_loan_shows_its_schedule(
     )  # fmt: skip
     assert loan["principal_outstanding_cents"] == 50_000 * KES
     assert loan["transactions"] == [] and loan["guarantors"] == []
+    assert loan["credit_bureau"] is None  # never in arrears: no credit-bureau mark
     listed = api.get(f"/api/v1/loans?member_id={detail['member_id']}", headers=auth(manager))
     assert [x["id"] for x in listed.json["items"]] == [detail["loan_id"]]
 

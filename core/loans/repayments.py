@@ -687,9 +687,7 @@ def _to_savings_of_closed_loan(
     return repaid
 
 
-def _recover(
-    session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Repayment
-) -> Repaid:
+def _recover(session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Repayment) -> Repaid:
     """Money for a written-off loan (docs/loans/write-off-and-rescheduling.md): up to what
     is still to recover of what was written off goes to recoveries income (4300) in one
     ``loan.recovery`` entry, the loan's ``recovered_cents`` grows; anything beyond goes to

@@ -41,8 +41,7 @@ AMOUNTS_BEFORE = (
     "to_savings_cents >= 0 AND balance_after_cents >= 0"
 )
 PARTS_BEFORE = (
-    "penalty_cents + fee_cents + interest_cents + principal_cents + to_savings_cents "
-    "= amount_cents"
+    "penalty_cents + fee_cents + interest_cents + principal_cents + to_savings_cents = amount_cents"
 )
 AMOUNTS_AFTER = AMOUNTS_BEFORE + " AND recovery_cents >= 0"
 PARTS_AFTER = (
@@ -102,11 +101,13 @@ def upgrade() -> None:
             ["loan_id"], ["loans.id"], name=op.f("fk_loan_write_offs_loan_id_loans")
         ),
         sa.ForeignKeyConstraint(
-            ["approval_id"], ["approval_requests.id"],
+            ["approval_id"],
+            ["approval_requests.id"],
             name=op.f("fk_loan_write_offs_approval_id_approval_requests"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entries.id"],
+            ["entry_id"],
+            ["journal_entries.id"],
             name=op.f("fk_loan_write_offs_entry_id_journal_entries"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_write_offs")),
@@ -139,11 +140,13 @@ def upgrade() -> None:
             ["loan_id"], ["loans.id"], name=op.f("fk_loan_reschedules_loan_id_loans")
         ),
         sa.ForeignKeyConstraint(
-            ["approval_id"], ["approval_requests.id"],
+            ["approval_id"],
+            ["approval_requests.id"],
             name=op.f("fk_loan_reschedules_approval_id_approval_requests"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entries.id"],
+            ["entry_id"],
+            ["journal_entries.id"],
             name=op.f("fk_loan_reschedules_entry_id_journal_entries"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_reschedules")),
@@ -165,7 +168,8 @@ def upgrade() -> None:
         _cents("paid_fee_cents"),
         _cents("waived_interest_cents"),
         sa.ForeignKeyConstraint(
-            ["reschedule_id"], ["loan_reschedules.id"],
+            ["reschedule_id"],
+            ["loan_reschedules.id"],
             name=op.f("fk_loan_superseded_instalments_reschedule_id_loan_reschedules"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(

@@ -96,7 +96,7 @@ def legs(s: Session, entry_id: int) -> dict[str, int]:
         .join(Posting, Posting.account_id == Account.id)
         .where(Posting.entry_id == entry_id)
     ).all()
-    return {code: cents for code, cents in rows}
+    return dict(rows)  # type: ignore[arg-type]
 
 
 def sms(s: Session, template: str) -> list[str]:

@@ -1111,11 +1111,7 @@ class WriteOffIn(Strict):
     )  # fmt: skip
 
 
-class RescheduleIn(Strict):
-    note = fields.String(
-        required=True, validate=validate.Length(3, 200),
-        metadata={"description": "why: the checker reads it"},
-    )  # fmt: skip
+class RescheduleIn(WriteOffIn):
     term = fields.Integer(
         load_default=None, strict=True, validate=validate.Range(1, 600),
         metadata={"description": "the new number of instalments (or instalment_cents)"},

@@ -522,13 +522,9 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
     order, early_payoff = rules_of(session, loan)
     split = allocate(owed_rows(rows, today), repayment.amount_cents, order, early_payoff)
     if split.to_savings_cents:
-        if repayment.source == RepaymentSource.SAVINGS:
-            raise LoanStateError(
-                f"more than the {format_cents(split.loan_cents)} that pays this loan off",
-                reason="more_than_owed",
-            )
-        if not may_deposit(member.status):
-            raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+        _check_beyond(
+            member, repayment, f"the {format_cents(split.loan_cents)} that pays this loan off"
+        )
     posted = _post(session, deps, loan, split, repayment, today)
     by_number = {i.number: i for i in rows}
     for paid in split.instalments:
@@ -585,19 +581,34 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
     return repaid
 
 
+def _check_beyond(member: Member, r: Repayment, owed: str) -> None:
+    """Money beyond what the loan takes goes to savings: refused from savings
+    (``more_than_owed``) and for a member who may not deposit."""
+    if r.source == RepaymentSource.SAVINGS:
+        raise LoanStateError(f"more than {owed}", reason="more_than_owed")
+    if not may_deposit(member.status):
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+
+
+def _source_id(session: Session, loan: Loan, r: Repayment) -> int:
+    """The account the repayment's money comes from."""
+    if r.source == RepaymentSource.SAVINGS:
+        return member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
+    if r.from_suspense:
+        return ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
+    return ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
+
+
 def _post(
     session: Session, deps: CoreDeps, loan: Loan, split: Allocation, r: Repayment, today: date
 ) -> ledger.PostedEntry | None:
     """The repayment's one balanced entry (none when all of it goes to savings)."""
     if split.loan_cents == 0:
         return None
-    if r.source == RepaymentSource.SAVINGS:
-        source_id = member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
-    elif r.from_suspense:
-        source_id = ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
-    else:
-        source_id = ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
-    legs = [ledger.Leg(source_id, split.loan_cents), *settlement_legs(session, loan, split)]
+    legs = [
+        ledger.Leg(_source_id(session, loan, r), split.loan_cents),
+        *settlement_legs(session, loan, split),
+    ]
     return ledger.post_entry(
         session,
         kind=EntryKind.LOAN_REPAYMENT,
@@ -700,27 +711,16 @@ def _recover(session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Re
     recovery = min(r.amount_cents, written_off.recoverable_cents)
     beyond = r.amount_cents - recovery
     if beyond:
-        if r.source == RepaymentSource.SAVINGS:
-            raise LoanStateError(
-                f"more than the {format_cents(recovery)} still owed on this loan",
-                reason="more_than_owed",
-            )
-        if not may_deposit(member.status):
-            raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+        _check_beyond(member, r, f"the {format_cents(recovery)} still owed on this loan")
     now = deps.now()
     today = business_date(now)
     posted = None
     if recovery:
-        if r.source == RepaymentSource.SAVINGS:
-            source_id = member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
-        elif r.from_suspense:
-            source_id = ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
-        else:
-            source_id = ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
         recoveries = ledger.account_id_by_code(session, SystemAccount.RECOVERIES_INCOME)
         posted = ledger.post_entry(
             session, kind=EntryKind.LOAN_RECOVERY,
-            legs=[ledger.Leg(source_id, recovery), ledger.Leg(recoveries, -recovery)],
+            legs=[ledger.Leg(_source_id(session, loan, r), recovery),
+                  ledger.Leg(recoveries, -recovery)],
             idempotency_key=r.idempotency_key, now=now, value_date=today,
             memo=f"Loan {loan.reference} recovery after write-off"
             + (f" M-Pesa {r.receipt}" if r.receipt else ""),

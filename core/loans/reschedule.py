@@ -4,7 +4,8 @@ Maker-checker (``loan.reschedule``): a holder of ``loans:reschedule`` proposes a
 (number of instalments) or a new instalment (the largest the member can pay; the shortest
 term whose first instalment is no more is chosen); another person decides with the
 engine's amount rules (the principal outstanding). On approval, in the approval's
-transaction, with the loan's row locked, on the rescheduling day ``today``:
+transaction, with the loan's row and then its day-state row locked (the order a repayment
+takes them, so close of day and a rescheduling queue), on the rescheduling day ``today``:
 
 1. every instalment not fully settled is **superseded**: kept as it stood in
    ``loan_superseded_instalments``; the interest accrued on it through ``today`` and its
@@ -39,7 +40,7 @@ from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.money import format_cents
-from core.kernel.permissions import Principal, can_access_branch
+from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
@@ -48,7 +49,13 @@ from core.loans.errors import LoanStateError
 from core.loans.schedule import MAX_INSTALMENTS, Schedule, ScheduleTerms, build_schedule
 from core.loans.terms import version_terms
 from core.loans.vocabulary import LoanStatus
-from core.loans.write_off import loan_id_of, lock_loan, principal_outstanding
+from core.loans.write_off import (
+    ask_about_loan,
+    loan_id_of,
+    lock_loan,
+    lock_state,
+    principal_outstanding,
+)
 from core.members.registration import get_member
 from core.messaging.notifications import notify
 from core.staff import accounts as staff
@@ -240,17 +247,13 @@ def propose_reschedule(
 ) -> ApprovalRequest:
     """Ask for ``loan_id`` to be rescheduled over ``term`` instalments, or at about
     ``instalment_cents`` an instalment: a ``loan.reschedule`` request."""
-    loan = session.get(Loan, loan_id)
-    if loan is None or not can_access_branch(actor, get_member(session, loan.member_id).branch):
-        raise NotFound("no such loan")
-    payload: dict[str, Any] = {"loan_id": loan.id}
+    payload: dict[str, Any] = {}
     if term is not None:
         payload["term"] = term
     if instalment_cents is not None:
         payload["instalment_cents"] = instalment_cents
-    return engine.request_approval(
-        session, deps, actor, ACTION, payload=payload, member_id=loan.member_id,
-        note=note or f"reschedule loan {loan.reference}",
+    return ask_about_loan(
+        session, deps, actor, ACTION, loan_id, payload, note=note, what="reschedule",
         large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
 
@@ -260,6 +263,7 @@ def _execute(
 ) -> dict[str, Any]:
     checker = staff.checker_of(session, req)
     loan = lock_loan(session, loan_id_of(p), req.member_id)
+    lock_state(session, loan.id)  # close of day and this queue on it, as with a repayment
     term, instalment = _ask(p)
     now = deps.now()
     today = business_date(now)

@@ -117,12 +117,32 @@ def propose_write_off(
 ) -> ApprovalRequest:
     """Ask for ``loan_id`` to be written off: a ``loan.write_off`` request (refusals as
     ``check_write_off``; ``NotFound`` outside the actor's branch)."""
+    return ask_about_loan(
+        session, deps, actor, ACTION, loan_id, {}, note=note, what="write off",
+        large_threshold_cents=large_threshold_cents,
+    )  # fmt: skip
+
+
+def ask_about_loan(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    action: str,
+    loan_id: int,
+    payload: dict[str, Any],
+    *,
+    note: str,
+    what: str,
+    large_threshold_cents: int,
+) -> ApprovalRequest:
+    """A request for ``action`` on a loan the actor may see (``NotFound`` otherwise), its
+    payload the loan's id and ``payload``; the note by default "<what> loan <reference>"."""
     loan = session.get(Loan, loan_id)
     if loan is None or not can_access_branch(actor, get_member(session, loan.member_id).branch):
         raise NotFound("no such loan")
     return engine.request_approval(
-        session, deps, actor, ACTION, payload={"loan_id": loan.id}, member_id=loan.member_id,
-        note=note or f"write off loan {loan.reference}",
+        session, deps, actor, action, payload={"loan_id": loan.id, **payload},
+        member_id=loan.member_id, note=note or f"{what} loan {loan.reference}",
         large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
 

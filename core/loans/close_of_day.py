@@ -319,10 +319,12 @@ _CLASSIFY = text(
     " FROM changes c GROUP BY c.product_id ORDER BY c.product_id"
 )
 
-# The book's standing after the step, by category (the run's result for staff).
+# The book's standing after the step, by category (the run's result for staff), with the
+# restructured loans among them counted apart.
 _BY_CATEGORY = text(
     "SELECT s.category, COUNT(*) AS loans, SUM(s.exposure_cents) AS exposure,"
-    " SUM(s.provision_cents) AS provision, SUM(s.arrears_cents) AS arrears"
+    " SUM(s.provision_cents) AS provision, SUM(s.arrears_cents) AS arrears,"
+    " COUNT(*) FILTER (WHERE l.restructured) AS restructured"
     " FROM loan_day_states s JOIN loans l ON l.id = s.loan_id"
     " WHERE l.status = :active AND s.classified_on = :day GROUP BY s.category"
 )
@@ -355,6 +357,7 @@ def _classify(session: Session, deps: CoreDeps, day: date, version: int) -> Step
         str(r.category): {
             "loans": int(r.loans), "exposure_cents": int(r.exposure),
             "provision_cents": int(r.provision), "arrears_cents": int(r.arrears),
+            "restructured_loans": int(r.restructured),
         }
         for r in session.execute(_BY_CATEGORY, params)
     }  # fmt: skip

@@ -338,8 +338,10 @@ def test_rescheduling_capitalises_what_is_due_and_the_new_schedule_sums_to_the_b
     assert entry.kind == EntryKind.LOAN_RESCHEDULE
     books_exact(s)
     # The nightly run: cured arrears do not upgrade a restructured loan; it may worsen.
-    close(session_factory, deps, day)
+    report = close(session_factory, deps, day)
     assert (state(s, loan).category, state(s, loan).days_past_due) == ("substandard", 0)
+    classified = report.steps[-1].detail["by_category"]["substandard"]
+    assert classified["restructured_loans"] == 1 == classified["loans"]  # reported apart
     books_exact(s)
     close(session_factory, deps, date(2026, 9, 25))  # four new instalments missed
     assert state(s, loan).category == "substandard" and state(s, loan).missed_instalments == 4

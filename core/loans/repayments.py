@@ -707,7 +707,9 @@ def _recover(session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Re
     written_off = session.scalars(
         select(LoanWriteOff).where(LoanWriteOff.loan_id == loan.id).with_for_update()
         .execution_options(populate_existing=True)
-    ).one()  # fmt: skip
+    ).one_or_none()  # fmt: skip
+    if written_off is None:  # marked written off before write-offs were recorded (0024)
+        raise LoanStateError("this loan was written off: see the office", reason="written_off")
     recovery = min(r.amount_cents, written_off.recoverable_cents)
     beyond = r.amount_cents - recovery
     if beyond:

@@ -52,6 +52,7 @@ from db.models_loans import (
     LoanSupersededInstalment,
     LoanWriteOff,
 )
+from db.models_mpesa import SuspenseItem
 from db.session import make_session_factory, unit_of_work
 from tests.integration.test_close_of_day import (
     START,
@@ -264,6 +265,18 @@ def test_a_paybill_payment_to_a_written_off_loan_lands_in_recoveries(
     assert row.recovered_cents == 500_000 and row.recoverable_cents == owed - 500_000
     [receipt] = sms(s, "loan_recovery")
     assert "KES 5,000" in receipt and loan.reference in receipt
+    # A payment parked in suspense, moved by staff to the written-off loan: a recovery too.
+    stray = mpesa.C2BIn("RWO0000002", later.now(), 100_000, "LZZZZZZZ", "174379",
+                        "2547 ***** 126", "GRACE")  # fmt: skip
+    assert mpesa.record_c2b(s, later, stray) == "suspense"
+    item = s.scalars(select(SuspenseItem).where(SuspenseItem.source_ref == "RWO0000002")).one()
+    assert mpesa.check_suspense_loan(s, member_id=borrower.id, reference=loan.reference)
+    mpesa.assign_suspense(s, later, item_id=item.id, member_id=borrower.id,
+                          target=loan.reference, staff="approval 9")  # fmt: skip
+    assert balance(s, SystemAccount.RECOVERIES_INCOME) == 600_000
+    s.refresh(row)
+    assert row.recovered_cents == 600_000
+    recovered = 600_000
     # From savings, more than is still owed is refused; what is owed goes through.
     savings = member_account_ids(s, borrower.id)[Purpose.SAVINGS]
     kept = ledger.get_balance(s, savings).balance_cents  # the loan was paid out there
@@ -274,18 +287,18 @@ def test_a_paybill_payment_to_a_written_off_loan_lands_in_recoveries(
                                        idempotency_key="wo:savings:1",
                                        business_key="wo:savings:1", loan_id=loan.id))  # fmt: skip
     assert more.value.reason == "more_than_owed"
-    repay_loan(s, later, Repayment(amount_cents=owed - 500_000, source=RepaymentSource.SAVINGS,
+    repay_loan(s, later, Repayment(amount_cents=owed - recovered, source=RepaymentSource.SAVINGS,
                                    idempotency_key="wo:savings:2", business_key="wo:savings:2",
                                    loan_id=loan.id))  # fmt: skip
     s.refresh(row)
     assert row.recoverable_cents == 0 and balance(s, SystemAccount.RECOVERIES_INCOME) == owed
-    assert ledger.get_balance(s, savings).balance_cents == kept + 500_000
+    assert ledger.get_balance(s, savings).balance_cents == kept + recovered
     # Cash beyond what is owed: all of it to savings, told as an overpayment.
     repaid = repay_loan(s, later, Repayment(amount_cents=200_000, source=RepaymentSource.CASH,
                                             idempotency_key="wo:cash:1",
                                             business_key="wo:cash:1", loan_id=loan.id))  # fmt: skip
     assert (repaid.recovery_cents, repaid.to_savings_cents) == (0, 200_000)
-    assert ledger.get_balance(s, savings).balance_cents == kept + 700_000
+    assert ledger.get_balance(s, savings).balance_cents == kept + recovered + 200_000
     assert len(sms(s, "loan_overpaid_to_savings")) == 1
     books_exact(s)
 

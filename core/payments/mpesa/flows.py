@@ -1230,12 +1230,12 @@ def assign_suspense(
 
 def check_suspense_loan(session: Session, *, member_id: int | None, reference: str) -> str:
     """A loan a suspense item may repay, checked when staff ask: the member's own active
-    loan. Returns its reference as stored. ``InvalidInput`` (field ``target``) names the
-    reason."""
+    loan, or written-off one (a recovery). Returns its reference as stored.
+    ``InvalidInput`` (field ``target``) names the reason."""
     loan = find_loan(session, reference)
     if loan is None or member_id is None or loan.member_id != member_id:
         raise InvalidInput("no such loan of this member", field="target", reason="unknown")
-    if loan.status != LoanStatus.ACTIVE:
+    if loan.status not in (LoanStatus.ACTIVE, LoanStatus.WRITTEN_OFF):
         raise InvalidInput(
             f"loan {loan.reference} is {loan.status}: move the money to savings instead",
             field="target",

@@ -508,3 +508,50 @@ def test_two_checkers_approving_one_write_off_at_once_write_it_off_once(
         assert writes == 1
         assert s.get_one(Loan, loan_id).status == LoanStatus.WRITTEN_OFF
         books_exact(s)
+
+
+def test_two_checkers_approving_one_rescheduling_at_once_reschedule_once(
+    committed_pg: Engine, deps: CoreDeps
+) -> None:
+    factory = make_session_factory(committed_pg)
+    day = date(2026, 4, 20)
+    with unit_of_work(factory) as s:
+        loan_id = disbursed_loan(s, on(deps, START))[0].id
+        checkers = [staff(s, "manager", f"mgr{n}") for n in range(2)]
+        officer = staff(s, "loan_officer", "maker")
+        s.commit()
+    close(factory, deps, day - timedelta(days=1))
+    with unit_of_work(factory) as s:
+        req_id = reschedule.propose_reschedule(
+            s, on(deps, day), officer, loan_id, term=18, note="concurrent",
+            large_threshold_cents=THRESHOLD,
+        ).id  # fmt: skip
+        s.commit()
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(checker: Principal) -> None:
+        barrier.wait()
+        try:
+            with unit_of_work(factory) as s:
+                engine.decide(s, on(deps, day), checker, req_id, approve=True)
+                s.commit()
+            outcomes.append("approved")
+        except engine.AlreadyDecided:
+            outcomes.append("already")
+
+    threads = [threading.Thread(target=decide, args=(c,)) for c in checkers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["already", "approved"]
+    with unit_of_work(factory) as s:
+        assert s.scalar(select(func.count()).select_from(LoanReschedule)) == 1
+        loan = s.get_one(Loan, loan_id)
+        rows = instalments(s, loan)
+        assert sum(i.principal_cents - i.paid_principal_cents for i in rows) == loan_balance(
+            s, loan
+        )
+        assert len([i for i in rows if i.paid_cents < i.due_cents]) == 18
+        books_exact(s)

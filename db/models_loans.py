@@ -309,6 +309,9 @@ class Loan(Base):
     )
     top_up_payoff_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     top_up_commission_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Rescheduled at least once (migration 0024): reported apart, never upgraded by close
+    # of day (docs/loans/write-off-and-rescheduling.md).
+    restructured: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 class LoanInstalment(Base):
@@ -348,6 +351,9 @@ class LoanInstalment(Base):
     # Interest not charged when the loan was paid off early (migration 0016): the
     # interest of instalments not yet due on the payoff day (docs/loans/repayment.md).
     waived_interest_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Where the interest period starts when not at the previous due date (migration 0024):
+    # the first instalment of a rescheduled loan's new schedule starts on its day.
+    starts_on: Mapped[date | None] = mapped_column(Date, default=None)
 
     @property
     def due_cents(self) -> int:
@@ -408,12 +414,12 @@ class LoanRepayment(Base):
         CheckConstraint(
             "amount_cents > 0 AND penalty_cents >= 0 AND fee_cents >= 0 AND "
             "interest_cents >= 0 AND principal_cents >= 0 AND waived_interest_cents >= 0 AND "
-            "to_savings_cents >= 0 AND balance_after_cents >= 0",
+            "to_savings_cents >= 0 AND balance_after_cents >= 0 AND recovery_cents >= 0",
             name="amounts",
         ),
         CheckConstraint(
-            "penalty_cents + fee_cents + interest_cents + principal_cents + to_savings_cents "
-            "= amount_cents",
+            "penalty_cents + fee_cents + interest_cents + principal_cents + recovery_cents "
+            "+ to_savings_cents = amount_cents",
             name="parts",
         ),
         Index("ix_loan_repayments_loan_id", "loan_id", "id"),
@@ -431,6 +437,8 @@ class LoanRepayment(Base):
     principal_cents: Mapped[int] = mapped_column(BigInteger)
     waived_interest_cents: Mapped[int] = mapped_column(BigInteger)
     to_savings_cents: Mapped[int] = mapped_column(BigInteger)
+    # Paid on a written-off loan, to recoveries income (migration 0024).
+    recovery_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     balance_after_cents: Mapped[int] = mapped_column(BigInteger)  # the payoff amount after
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
     savings_entry_id: Mapped[int | None] = mapped_column(
@@ -440,3 +448,93 @@ class LoanRepayment(Base):
     closed_loan: Mapped[bool] = mapped_column(Boolean)  # this repayment closed the loan
     value_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# ---------------------------------------------------------------------------------------
+# Write-off and rescheduling (issue 13, part 8; migration 0024;
+# docs/loans/write-off-and-rescheduling.md).
+
+
+class LoanWriteOff(Base):
+    """A loan written off against its provision: what the entry took off the books and
+    what has been recovered since (recoveries income)."""
+
+    __tablename__ = "loan_write_offs"
+    __table_args__ = (
+        CheckConstraint(
+            "principal_cents >= 0 AND interest_cents >= 0 AND provision_cents >= 0 "
+            "AND recovered_cents >= 0 AND recovered_cents <= principal_cents + interest_cents",
+            name="amounts",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"), unique=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approval_requests.id"))
+    principal_cents: Mapped[int] = mapped_column(BigInteger)  # the loan account's balance
+    interest_cents: Mapped[int] = mapped_column(BigInteger)  # accrued, not paid
+    provision_cents: Mapped[int] = mapped_column(BigInteger)  # the loan's provision used
+    category: Mapped[str] = mapped_column(String(12))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    written_off_on: Mapped[date] = mapped_column(Date)
+    recovered_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def recoverable_cents(self) -> int:
+        """What is still to recover of what was written off."""
+        return self.principal_cents + self.interest_cents - self.recovered_cents
+
+
+class LoanReschedule(Base):
+    """One rescheduling: the new schedule's principal, term and instalment, and what was
+    capitalised from the superseded instalments."""
+
+    __tablename__ = "loan_reschedules"
+    __table_args__ = (
+        CheckConstraint(
+            "principal_cents > 0 AND term >= 1 AND instalment_cents > 0 AND "
+            "capitalised_interest_cents >= 0 AND capitalised_fee_cents >= 0 AND "
+            "carried_fee_cents >= 0",
+            name="amounts",
+        ),
+        Index("ix_loan_reschedules_loan_id", "loan_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"))
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approval_requests.id"), unique=True)
+    rescheduled_on: Mapped[date] = mapped_column(Date)
+    principal_cents: Mapped[int] = mapped_column(BigInteger)
+    capitalised_interest_cents: Mapped[int] = mapped_column(BigInteger)
+    capitalised_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    carried_fee_cents: Mapped[int] = mapped_column(BigInteger)  # fees not yet due, re-spread
+    term: Mapped[int] = mapped_column(Integer)
+    asked_term: Mapped[int | None] = mapped_column(Integer, default=None)
+    asked_instalment_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    instalment_cents: Mapped[int] = mapped_column(BigInteger)  # the new first instalment
+    first_due_on: Mapped[date] = mapped_column(Date)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LoanSupersededInstalment(Base):
+    """An instalment as it stood when a rescheduling superseded it (history)."""
+
+    __tablename__ = "loan_superseded_instalments"
+    __table_args__ = (
+        UniqueConstraint("reschedule_id", "number", name="uq_loan_superseded_instalments"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reschedule_id: Mapped[int] = mapped_column(ForeignKey("loan_reschedules.id"))
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[date] = mapped_column(Date)
+    principal_cents: Mapped[int] = mapped_column(BigInteger)
+    interest_cents: Mapped[int] = mapped_column(BigInteger)
+    fee_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_principal_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_interest_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_fee_cents: Mapped[int] = mapped_column(BigInteger)
+    waived_interest_cents: Mapped[int] = mapped_column(BigInteger)

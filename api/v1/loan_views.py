@@ -1,6 +1,7 @@
 """The loan book over the staff API (issue 12, part 9): applications (list, detail,
 recommend, approve, reject), loans (list, detail with schedule, transactions and
-guarantors), a product's schedule preview and teller cash repayments.
+guarantors), a product's schedule preview and teller cash repayments; proposals to write a
+loan off or reschedule it (issue 13, part 8), decided on ``/approvals/{id}``.
 
 Approving is the maker-checker decision on the application's ``loan.approve`` request
 (the engine's rules: not its maker, ``approvals:decide``, above the manager threshold
@@ -19,7 +20,7 @@ from api.v1.maker_checker import approval_dict, decision_ports
 from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.approvals.vocabulary import ApprovalStatus
-from core.loans import approval_actions, book, queries
+from core.loans import approval_actions, book, queries, reschedule, write_off
 from core.loans.errors import LoanStateError
 from core.loans.repayments import Repayment, repay_loan
 from core.loans.vocabulary import RepaymentSource
@@ -113,6 +114,7 @@ def _loan(view: queries.LoanView, *, full: bool) -> dict[str, Any]:
         "deducted_fee_cents": loan.deducted_fee_cents,
         "disbursed_on": loan.disbursed_on,
         "status": loan.status,
+        "restructured": loan.restructured,
         "principal_outstanding_cents": where.principal_outstanding_cents,
         "arrears_cents": where.arrears_cents,
         "due_now_cents": where.due_now_cents,
@@ -149,7 +151,40 @@ def _loan(view: queries.LoanView, *, full: bool) -> dict[str, Any]:
             "listable_since": mark.listable_since, "arrears_cents": mark.arrears_cents,
             "as_of": mark.marked_on,
         }  # fmt: skip
+        out["write_off"] = _write_off(view)
+        out["reschedules"] = [
+            {name: getattr(r, name) for name in _RESCHEDULE_FIELDS} for r in view.reschedules
+        ]
+        out["superseded_instalments"] = [
+            {**{name: getattr(i, name) for name in _SUPERSEDED_FIELDS},
+             "total_cents": i.principal_cents + i.interest_cents + i.fee_cents}
+            for i in view.superseded
+        ]  # fmt: skip
     return out
+
+
+_RESCHEDULE_FIELDS = (
+    "id", "rescheduled_on", "approval_id", "principal_cents", "capitalised_interest_cents",
+    "capitalised_fee_cents", "carried_fee_cents", "term", "asked_term",
+    "asked_instalment_cents", "instalment_cents", "first_due_on",
+)  # fmt: skip
+_SUPERSEDED_FIELDS = (
+    "reschedule_id", "number", "due_on", "principal_cents", "interest_cents", "fee_cents",
+    "paid_principal_cents", "paid_interest_cents", "paid_fee_cents", "waived_interest_cents",
+)  # fmt: skip
+
+
+def _write_off(view: queries.LoanView) -> dict[str, Any] | None:
+    w = view.write_off
+    if w is None:
+        return None
+    return {
+        "written_off_on": w.written_off_on, "principal_cents": w.principal_cents,
+        "interest_cents": w.interest_cents, "provision_cents": w.provision_cents,
+        "category": w.category, "entry_reference": view.write_off_entry or "",
+        "approval_id": w.approval_id, "recovered_cents": w.recovered_cents,
+        "recoverable_cents": w.recoverable_cents,
+    }  # fmt: skip
 
 
 def _repayment(r: queries.RepaymentView) -> dict[str, Any]:
@@ -164,6 +199,7 @@ def _repayment(r: queries.RepaymentView) -> dict[str, Any]:
         "principal_cents": row.principal_cents,
         "waived_interest_cents": row.waived_interest_cents,
         "to_savings_cents": row.to_savings_cents,
+        "recovery_cents": row.recovery_cents,
         "balance_after_cents": row.balance_after_cents,
         "closed_loan": row.closed_loan,
         "receipt": row.receipt,
@@ -360,6 +396,55 @@ def repay(headers: dict[str, Any], body: dict[str, Any], loan_id: int) -> Any:
             "loan": _loan(view, full=False),
         }
     return out, (201 if repaid.created else 200)
+
+
+# ------------------------------------------------------------------ write-off, rescheduling
+
+
+@blp.route("/loans/<int:loan_id>/write-off", methods=["POST"])
+@requires("loans:write_off")
+@blp.arguments(sc.WriteOffIn)
+@blp.response(202, sc.ApprovalOut)
+def propose_write_off(body: dict[str, Any], loan_id: int) -> Any:
+    """Propose writing the loan off against its provision: a ``loan.write_off`` request
+    (202) a manager decides (``/approvals/{id}/approve``; not its maker). Only a loan in
+    the loss category at its last close of day: 409 ``loan_state`` (``not_loss``,
+    ``not_active``) otherwise; one pending per member. On approval, one entry: Dr
+    loan-loss provision / Cr the loan's principal, accrued interest not paid taken back
+    from income; the loan becomes ``written_off``, its pledges are released; later
+    payments go to recoveries income."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        queries.visible_loan(s, current(), loan_id)  # 404 outside the branch
+        req = write_off.propose_write_off(
+            s, rt.deps, current(), loan_id, note=body["note"],
+            large_threshold_cents=api_state().large_threshold_cents,
+        )  # fmt: skip
+        return approval_dict(req), 202
+
+
+@blp.route("/loans/<int:loan_id>/reschedule", methods=["POST"])
+@requires("loans:reschedule")
+@blp.arguments(sc.RescheduleIn)
+@blp.response(202, sc.ApprovalOut)
+def propose_reschedule(body: dict[str, Any], loan_id: int) -> Any:
+    """Propose a new term (``term``) or instalment (``instalment_cents``; exactly one) for
+    an active loan: a ``loan.reschedule`` request (202) another person decides
+    (``/approvals/{id}/approve``; by amount, the principal outstanding). On approval the
+    instalments not settled are superseded (kept, see ``superseded_instalments``), the
+    interest accrued and fees due on them capitalised, a new schedule built over the
+    principal outstanding from today; the loan is flagged ``restructured`` and the member
+    texted the new instalment. 422 for a term or instalment no schedule fits
+    (``instalment_too_small``, ``one_of``); 409 ``loan_state`` for a loan not active."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        queries.visible_loan(s, current(), loan_id)
+        req = reschedule.propose_reschedule(
+            s, rt.deps, current(), loan_id, term=body["term"],
+            instalment_cents=body["instalment_cents"], note=body["note"],
+            large_threshold_cents=api_state().large_threshold_cents,
+        )  # fmt: skip
+        return approval_dict(req), 202
 
 
 # ------------------------------------------------------------------ schedule preview

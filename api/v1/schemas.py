@@ -1006,6 +1006,9 @@ class LoanRepaymentOut(Schema):
     balance_after_cents = fields.Integer(
         required=True, metadata={"description": "what would pay the loan off after it"}
     )
+    recovery_cents = fields.Integer(
+        required=True, metadata={"description": "paid after write-off, to recoveries income"}
+    )
     closed_loan = fields.Boolean(required=True)
     receipt = fields.String(allow_none=True, required=True)
     entry_reference = fields.String(allow_none=True, required=True)
@@ -1029,6 +1032,10 @@ class LoanSummaryOut(Schema):
     deducted_fee_cents = fields.Integer(required=True)
     disbursed_on = fields.Date(required=True)
     status = fields.String(required=True)
+    restructured = fields.Boolean(
+        required=True,
+        metadata={"description": "rescheduled at least once: reported apart, never upgraded"},
+    )
     principal_outstanding_cents = fields.Integer(required=True)
     arrears_cents = fields.Integer(required=True)
     due_now_cents = fields.Integer(required=True)
@@ -1061,6 +1068,45 @@ class CreditBureauMarkOut(Schema):
     as_of = fields.Date(required=True, metadata={"description": "the business date closed"})
 
 
+class WriteOffOut(Schema):
+    written_off_on = fields.Date(required=True)
+    principal_cents = fields.Integer(
+        required=True, metadata={"description": "the principal outstanding written off"}
+    )
+    interest_cents = fields.Integer(
+        required=True, metadata={"description": "interest accrued and not paid, taken back"}
+    )
+    provision_cents = fields.Integer(required=True, metadata={"description": "provision used"})
+    category = fields.String(required=True)
+    entry_reference = fields.String(required=True)
+    approval_id = fields.Integer(required=True)
+    recovered_cents = fields.Integer(
+        required=True, metadata={"description": "paid since, to recoveries income"}
+    )
+    recoverable_cents = fields.Integer(required=True, metadata={"description": "still owed"})
+
+
+class RescheduleOut(Schema):
+    id = fields.Integer(required=True)
+    rescheduled_on = fields.Date(required=True)
+    approval_id = fields.Integer(required=True)
+    principal_cents = fields.Integer(
+        required=True, metadata={"description": "the new schedule's principal"}
+    )
+    capitalised_interest_cents = fields.Integer(required=True)
+    capitalised_fee_cents = fields.Integer(required=True)
+    carried_fee_cents = fields.Integer(required=True)
+    term = fields.Integer(required=True)
+    asked_term = fields.Integer(allow_none=True, required=True)
+    asked_instalment_cents = fields.Integer(allow_none=True, required=True)
+    instalment_cents = fields.Integer(required=True)
+    first_due_on = fields.Date(required=True)
+
+
+class SupersededInstalmentOut(InstalmentOut):
+    reschedule_id = fields.Integer(required=True)
+
+
 class LoanOut(LoanSummaryOut):
     schedule = fields.List(fields.Nested(InstalmentOut), required=True)
     transactions = fields.List(fields.Nested(LoanRepaymentOut), required=True)
@@ -1071,6 +1117,31 @@ class LoanOut(LoanSummaryOut):
         required=True,
         metadata={"description": "close of day's credit-bureau listing mark, read-only; "
                   "null until the loan is first in arrears above the listing threshold"},
+    )  # fmt: skip
+    write_off = fields.Nested(WriteOffOut, allow_none=True, required=True)
+    reschedules = fields.List(fields.Nested(RescheduleOut), required=True)
+    superseded_instalments = fields.List(
+        fields.Nested(SupersededInstalmentOut), required=True,
+        metadata={"description": "instalments as they stood when a rescheduling replaced them"},
+    )  # fmt: skip
+
+
+class WriteOffIn(Strict):
+    note = fields.String(
+        required=True, validate=validate.Length(3, 200),
+        metadata={"description": "why: the checker reads it"},
+    )  # fmt: skip
+
+
+class RescheduleIn(WriteOffIn):
+    term = fields.Integer(
+        load_default=None, strict=True, validate=validate.Range(1, 600),
+        metadata={"description": "the new number of instalments (or instalment_cents)"},
+    )  # fmt: skip
+    instalment_cents = fields.Integer(
+        load_default=None, strict=True, validate=CENTS,
+        metadata={"description": "the most the member can pay an instalment: the shortest "
+                  "term whose instalment is no more is chosen (or term)"},
     )  # fmt: skip
 
 

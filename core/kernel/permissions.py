@@ -48,6 +48,9 @@ PERMISSIONS: dict[str, str] = {
     "loans:recommend": "recommend a loan application for approval (maker of loan.approve), "
     "or reject one before it is recommended",
     "loans:repay_cash": "record a teller cash repayment of a loan",
+    "loans:write_off": "propose writing off a loan in the loss category against its provision "
+    "(maker of loan.write_off; a manager decides)",
+    "loans:reschedule": "propose a new term or instalment for a loan (maker of loan.reschedule)",
     "close_day:read": "list the loan book's close-of-day runs and their results (accrual, "
     "arrears, classification and provisions by product and category)",
     "approvals:read": "list and read maker-checker requests",
@@ -95,6 +98,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "loans:read",
             "loans:recommend",
+            "loans:write_off",
+            "loans:reschedule",
             "close_day:read",
             "approvals:decide",
             "approvals:decide_large",
@@ -117,6 +122,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "loans:read",
             "loans:recommend",
+            "loans:write_off",
+            "loans:reschedule",
             "close_day:read",
             "approvals:decide",
             "loan_products:manage",
@@ -190,6 +197,8 @@ PERMISSION_RISK: dict[str, str] = {
     "loans:read": "personal_data",  # members' borrowing, deposits pledged, guarantors
     "loans:recommend": "money",  # asks for a loan to be paid out
     "loans:repay_cash": "money",  # takes cash for a loan
+    "loans:write_off": "money",  # asks for a loan to leave the books
+    "loans:reschedule": "money",  # asks for what a member owes to be re-spread
     "close_day:read": "none",  # the book's totals by product and category; no member's data
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",

@@ -110,6 +110,8 @@ class SystemAccount(StrEnum):
     LOAN_INTEREST_INCOME = "4000", "Loan interest income", AccountType.INCOME, True
     FEE_INCOME = "4100", "Fee income", AccountType.INCOME, True  # M-Pesa withdrawal fees
     PENALTY_INCOME = "4200", "Penalty income", AccountType.INCOME, True
+    # What members pay on loans written off (migration 0024; core.loans.write_off).
+    RECOVERIES_INCOME = "4300", "Recoveries on written-off loans", AccountType.INCOME, True
     # Expenses
     INTEREST_ON_DEPOSITS = "5000", "Interest on deposits", AccountType.EXPENSE
     PROVISIONS_EXPENSE = "5100", "Provisions expense", AccountType.EXPENSE

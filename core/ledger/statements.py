@@ -61,6 +61,9 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.LOAN_REPAYMENT: StatementLabel.REPAYMENT,
     EntryKind.LOAN_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
     EntryKind.LOAN_PROVISION: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.LOAN_WRITE_OFF: StatementLabel.ADJUSTMENT,  # the loan account's last line
+    EntryKind.LOAN_RECOVERY: StatementLabel.REPAYMENT,
+    EntryKind.LOAN_RESCHEDULE: StatementLabel.INTEREST,  # interest and fees added to the loan
 }
 
 

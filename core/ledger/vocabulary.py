@@ -35,6 +35,9 @@ class EntryKind(StrEnum):
     # the loan-loss provision (Dr provisions expense / Cr loan-loss provision, or the reverse).
     LOAN_ACCRUAL = "loan.accrual"
     LOAN_PROVISION = "loan.provision"
+    LOAN_WRITE_OFF = "loan.write_off"  # Dr provision / Cr the loan (core.loans.write_off)
+    LOAN_RECOVERY = "loan.recovery"  # paid on a written-off loan: Cr recoveries income
+    LOAN_RESCHEDULE = "loan.reschedule"  # interest and fees due, capitalised
 
 
 class HoldStatus(StrEnum):

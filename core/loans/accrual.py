@@ -24,7 +24,7 @@ hold the two together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -66,14 +66,20 @@ def recognised_cents(periods: Sequence[PeriodInterest], day: date | None) -> int
 
 
 def periods(
-    disbursed_on: date, rows: Sequence[tuple[int, date, int, int, int]]
+    disbursed_on: date,
+    rows: Sequence[tuple[int, date, int, int, int]],
+    starts: Mapping[int, date] | None = None,
 ) -> list[PeriodInterest]:
-    """Periods from instalment rows ``(number, due_on, interest, paid, waived)``."""
+    """Periods from instalment rows ``(number, due_on, interest, paid, waived)``. A period
+    starts at the previous due date (the disbursement for the first) unless ``starts``
+    gives its own start (``loan_instalments.starts_on``: the first instalment of a
+    rescheduled loan's new schedule starts on the day of the rescheduling)."""
     out: list[PeriodInterest] = []
-    starts = disbursed_on
+    previous = disbursed_on
     for number, due_on, interest, paid, waived in sorted(rows):
-        out.append(PeriodInterest(number, starts, due_on, interest, paid, waived))
-        starts = due_on
+        begins = (starts or {}).get(number, previous)
+        out.append(PeriodInterest(number, begins, due_on, interest, paid, waived))
+        previous = due_on
     return out
 
 

@@ -232,7 +232,7 @@ _ACCRUE = text(
     "WITH periods AS ("
     " SELECT i.loan_id, i.interest_cents AS interest, i.paid_interest_cents AS paid,"
     "  i.waived_interest_cents AS waived, i.due_on,"
-    "  COALESCE(LAG(i.due_on) OVER (PARTITION BY i.loan_id ORDER BY i.number),"
+    "  COALESCE(i.starts_on, LAG(i.due_on) OVER (PARTITION BY i.loan_id ORDER BY i.number),"
     "           l.disbursed_on) AS starts_on"
     " FROM loan_instalments i JOIN loans l ON l.id = i.loan_id"
     " JOIN loan_day_states s ON s.loan_id = l.id"
@@ -278,7 +278,9 @@ def _accrue(session: Session, deps: CoreDeps, day: date) -> StepResult:
 # (the worst band it reaches by days or by missed instalments), the exposure (principal
 # outstanding: the loan account's balance) and the provision (half up to the cent); a
 # history row where the category changed; the provision change summed per product. Loans
-# that left the book (repaid, written off) give their provision back.
+# that left the book (repaid, written off) give their provision back. A restructured loan
+# (rescheduled: core.loans.reschedule) is never upgraded: its current band counts as
+# reached, so it stays or worsens.
 _CLASSIFY = text(
     "WITH owed AS ("
     " SELECT i.loan_id, i.due_on, i.principal_cents + i.interest_cents + i.fee_cents"
@@ -299,9 +301,11 @@ _CLASSIFY = text(
     "  v.product_id"
     " FROM per_loan p JOIN loans l ON l.id = p.loan_id JOIN accounts a ON a.id = l.account_id"
     " JOIN loan_product_versions v ON v.id = l.product_version_id"
-    " CROSS JOIN LATERAL (SELECT category, provision_percent FROM loan_risk_bands"
-    "  WHERE version = :version AND (min_days <= p.dpd OR min_missed <= p.missed)"
-    "  ORDER BY rank DESC LIMIT 1) b"
+    " JOIN loan_day_states ps ON ps.loan_id = p.loan_id"
+    " CROSS JOIN LATERAL (SELECT rb.category, rb.provision_percent FROM loan_risk_bands rb"
+    "  WHERE rb.version = :version AND (rb.min_days <= p.dpd OR rb.min_missed <= p.missed"
+    "   OR (l.restructured AND rb.category = ps.category))"
+    "  ORDER BY rb.rank DESC LIMIT 1) b"
     "), gone AS ("
     " SELECT s.loan_id, 0 AS dpd, 0 AS missed, 0 AS arrears, s.category, 0 AS exposure,"
     "  0 AS provision, v.product_id"
@@ -327,10 +331,12 @@ _CLASSIFY = text(
     " FROM changes c GROUP BY c.product_id ORDER BY c.product_id"
 )
 
-# The book's standing after the step, by category (the run's result for staff).
+# The book's standing after the step, by category (the run's result for staff), with the
+# restructured loans among them counted apart.
 _BY_CATEGORY = text(
     "SELECT s.category, COUNT(*) AS loans, SUM(s.exposure_cents) AS exposure,"
-    " SUM(s.provision_cents) AS provision, SUM(s.arrears_cents) AS arrears"
+    " SUM(s.provision_cents) AS provision, SUM(s.arrears_cents) AS arrears,"
+    " COUNT(*) FILTER (WHERE l.restructured) AS restructured"
     " FROM loan_day_states s JOIN loans l ON l.id = s.loan_id"
     " WHERE l.status = :active AND s.classified_on = :day GROUP BY s.category"
 )
@@ -363,6 +369,7 @@ def _classify(session: Session, deps: CoreDeps, day: date, version: int) -> Step
         str(r.category): {
             "loans": int(r.loans), "exposure_cents": int(r.exposure),
             "provision_cents": int(r.provision), "arrears_cents": int(r.arrears),
+            "restructured_loans": int(r.restructured),
         }
         for r in session.execute(_BY_CATEGORY, params)
     }  # fmt: skip
@@ -466,9 +473,13 @@ def recognise_repayment(
         select(
             LoanInstalment.number, LoanInstalment.due_on, LoanInstalment.interest_cents,
             LoanInstalment.paid_interest_cents, LoanInstalment.waived_interest_cents,
+            LoanInstalment.starts_on,
         ).where(LoanInstalment.loan_id == loan_id)
     ).all()  # fmt: skip
-    before = accrual.periods(disbursed_on, [tuple(r) for r in rows])
+    before = accrual.periods(
+        disbursed_on, [tuple(r)[:5] for r in rows],
+        starts={r.number: r.starts_on for r in rows if r.starts_on is not None},
+    )  # fmt: skip
     change = accrual.recognised_change(before, paid, state.accrued_through)
     state.accrued_interest_cents += change
     session.flush()

@@ -32,6 +32,9 @@ from db.models_loans import (
     LoanInstalment,
     LoanProduct,
     LoanRepayment,
+    LoanReschedule,
+    LoanSupersededInstalment,
+    LoanWriteOff,
 )
 from db.models_notices import LoanBureauMark
 
@@ -80,6 +83,10 @@ class LoanView:
     # Close of day's credit-bureau mark (core.loans.notices), read-only; None until the loan
     # is first in arrears above the listing threshold (and in the list view).
     bureau: LoanBureauMark | None = None
+    write_off: LoanWriteOff | None = None  # written off: the figures and what is recovered
+    write_off_entry: str | None = None  # the write-off entry's reference
+    reschedules: tuple[LoanReschedule, ...] = ()
+    superseded: tuple[LoanSupersededInstalment, ...] = ()
 
 
 def _branch_filter(query: Select, actor: Principal, member_column: object) -> Select:  # type: ignore[type-arg]
@@ -226,6 +233,11 @@ def _loan_view(session: Session, deps: CoreDeps, loan: Loan, *, full: bool) -> L
                 .order_by(LoanRepayment.id)
             )
         )
+    written_off = (
+        session.scalar(select(LoanWriteOff).where(LoanWriteOff.loan_id == loan.id))
+        if full and loan.status == LoanStatus.WRITTEN_OFF
+        else None
+    )
     return LoanView(
         loan=loan,
         member=session.get_one(Member, loan.member_id),
@@ -236,7 +248,30 @@ def _loan_view(session: Session, deps: CoreDeps, loan: Loan, *, full: bool) -> L
         repayments=repayments,
         guarantees=(_guarantees(session, loan_id=loan.id) if full else ()),
         bureau=session.get(LoanBureauMark, loan.id) if full else None,
-    )
+        write_off=written_off,
+        write_off_entry=(
+            session.scalar(
+                select(JournalEntry.reference).where(JournalEntry.id == written_off.entry_id)
+            )
+            if written_off is not None
+            else None
+        ),
+        reschedules=(
+            tuple(session.scalars(select(LoanReschedule).where(LoanReschedule.loan_id == loan.id)
+                                  .order_by(LoanReschedule.id)))
+            if full and loan.restructured
+            else ()
+        ),
+        superseded=(
+            tuple(session.scalars(
+                select(LoanSupersededInstalment)
+                .where(LoanSupersededInstalment.loan_id == loan.id)
+                .order_by(LoanSupersededInstalment.reschedule_id, LoanSupersededInstalment.number)
+            ))
+            if full and loan.restructured
+            else ()
+        ),
+    )  # fmt: skip
 
 
 def preview_schedule(

@@ -74,7 +74,13 @@ from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
 from core.savings.accounts import Credit, CreditSource, credit_member
 from db.models import JournalEntry, Member
-from db.models_loans import Loan, LoanApplication, LoanInstalment, LoanRepayment
+from db.models_loans import (
+    Loan,
+    LoanApplication,
+    LoanInstalment,
+    LoanRepayment,
+    LoanWriteOff,
+)
 
 # Each allocation order (docs/loans/repayment.md): instalment by instalment (True) or part
 # by part across the instalments (False), and the parts in the order they are paid.
@@ -396,6 +402,7 @@ class Repaid:
     created: bool  # False: this key was seen before and nothing was written
     entry_id: int | None = None
     savings_entry_id: int | None = None
+    recovery_cents: int = 0  # paid on a written-off loan, to recoveries income
 
 
 def _check(r: Repayment) -> None:
@@ -487,6 +494,7 @@ def _repaid(session: Session, loan: Loan, row: LoanRepayment, *, created: bool) 
         created=created,
         entry_id=row.entry_id,
         savings_entry_id=row.savings_entry_id,
+        recovery_cents=row.recovery_cents,
     )
 
 
@@ -494,7 +502,8 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
     """Repay a loan from any source (see the module). Refusals, before any write:
     ``InvalidInput`` (amount 0, negative, not an int, above the ledger's maximum; source;
     keys), ``NotFound`` (loan, or not this member's), ``InsufficientFunds`` (savings),
-    ``LoanStateError`` (``closed`` or ``more_than_owed`` from savings, ``written_off``),
+    ``LoanStateError`` (``closed`` or ``more_than_owed`` from savings; a written-off loan
+    takes a recovery: ``_recover``),
     ``MemberNotAllowed`` (money for the savings of a member who may not deposit),
     ``IdempotencyConflict``."""
     _check(repayment)
@@ -504,7 +513,7 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
         return earlier
     member = get_member(session, loan.member_id)
     if loan.status == LoanStatus.WRITTEN_OFF:
-        raise LoanStateError("this loan was written off: see the office", reason="written_off")
+        return _recover(session, deps, loan, member, repayment)
     if loan.status == LoanStatus.CLOSED:
         return _to_savings_of_closed_loan(session, deps, loan, member, repayment)
     now = deps.now()
@@ -513,13 +522,9 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
     order, early_payoff = rules_of(session, loan)
     split = allocate(owed_rows(rows, today), repayment.amount_cents, order, early_payoff)
     if split.to_savings_cents:
-        if repayment.source == RepaymentSource.SAVINGS:
-            raise LoanStateError(
-                f"more than the {format_cents(split.loan_cents)} that pays this loan off",
-                reason="more_than_owed",
-            )
-        if not may_deposit(member.status):
-            raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+        _check_beyond(
+            member, repayment, f"the {format_cents(split.loan_cents)} that pays this loan off"
+        )
     posted = _post(session, deps, loan, split, repayment, today)
     by_number = {i.number: i for i in rows}
     for paid in split.instalments:
@@ -576,19 +581,34 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
     return repaid
 
 
+def _check_beyond(member: Member, r: Repayment, owed: str) -> None:
+    """Money beyond what the loan takes goes to savings: refused from savings
+    (``more_than_owed``) and for a member who may not deposit."""
+    if r.source == RepaymentSource.SAVINGS:
+        raise LoanStateError(f"more than {owed}", reason="more_than_owed")
+    if not may_deposit(member.status):
+        raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+
+
+def _source_id(session: Session, loan: Loan, r: Repayment) -> int:
+    """The account the repayment's money comes from."""
+    if r.source == RepaymentSource.SAVINGS:
+        return member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
+    if r.from_suspense:
+        return ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
+    return ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
+
+
 def _post(
     session: Session, deps: CoreDeps, loan: Loan, split: Allocation, r: Repayment, today: date
 ) -> ledger.PostedEntry | None:
     """The repayment's one balanced entry (none when all of it goes to savings)."""
     if split.loan_cents == 0:
         return None
-    if r.source == RepaymentSource.SAVINGS:
-        source_id = member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
-    elif r.from_suspense:
-        source_id = ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
-    else:
-        source_id = ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
-    legs = [ledger.Leg(source_id, split.loan_cents), *settlement_legs(session, loan, split)]
+    legs = [
+        ledger.Leg(_source_id(session, loan, r), split.loan_cents),
+        *settlement_legs(session, loan, split),
+    ]
     return ledger.post_entry(
         session,
         kind=EntryKind.LOAN_REPAYMENT,
@@ -675,6 +695,81 @@ def _to_savings_of_closed_loan(
     session.flush()
     repaid = _repaid(session, loan, record, created=True)
     _publish(session, deps, loan, member, r, repaid)
+    return repaid
+
+
+def _recover(session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Repayment) -> Repaid:
+    """Money for a written-off loan (docs/loans/write-off-and-rescheduling.md): up to what
+    is still to recover of what was written off goes to recoveries income (4300) in one
+    ``loan.recovery`` entry, the loan's ``recovered_cents`` grows; anything beyond goes to
+    savings as an overpayment (refused from savings: ``more_than_owed``). Receipt SMS
+    ``loan_recovery``; audited when a person took the money."""
+    written_off = session.scalars(
+        select(LoanWriteOff).where(LoanWriteOff.loan_id == loan.id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()  # fmt: skip
+    if written_off is None:  # marked written off before write-offs were recorded (0024)
+        raise LoanStateError("this loan was written off: see the office", reason="written_off")
+    recovery = min(r.amount_cents, written_off.recoverable_cents)
+    beyond = r.amount_cents - recovery
+    if beyond:
+        _check_beyond(member, r, f"the {format_cents(recovery)} still owed on this loan")
+    now = deps.now()
+    today = business_date(now)
+    posted = None
+    if recovery:
+        recoveries = ledger.account_id_by_code(session, SystemAccount.RECOVERIES_INCOME)
+        posted = ledger.post_entry(
+            session, kind=EntryKind.LOAN_RECOVERY,
+            legs=[ledger.Leg(_source_id(session, loan, r), recovery),
+                  ledger.Leg(recoveries, -recovery)],
+            idempotency_key=r.idempotency_key, now=now, value_date=today,
+            memo=f"Loan {loan.reference} recovery after write-off"
+            + (f" M-Pesa {r.receipt}" if r.receipt else ""),
+        )  # fmt: skip
+        written_off.recovered_cents += recovery
+    savings_entry_id = None
+    if beyond:
+        credited = credit_member(
+            session, deps,
+            Credit(
+                member_id=member.id, target="savings", amount_cents=beyond,
+                source=_credit_source(r), idempotency_key=f"{r.idempotency_key}:savings",
+                business_key=f"{r.business_key}:savings", memo=f"Loan {loan.reference} overpaid",
+                receipt=r.receipt, actor=r.actor, template="loan_overpaid_to_savings",
+                notice={"loan": loan.reference},
+            ),
+        )  # fmt: skip
+        savings_entry_id = credited.posted.entry_id
+    record = LoanRepayment(
+        loan_id=loan.id, idempotency_key=r.idempotency_key, business_key=r.business_key,
+        source=r.source, amount_cents=r.amount_cents, penalty_cents=0, fee_cents=0,
+        interest_cents=0, principal_cents=0, waived_interest_cents=0, recovery_cents=recovery,
+        to_savings_cents=beyond, balance_after_cents=written_off.recoverable_cents,
+        entry_id=posted.entry_id if posted is not None else None,
+        savings_entry_id=savings_entry_id, receipt=r.receipt, closed_loan=False,
+        value_date=today, created_at=now,
+    )  # fmt: skip
+    session.add(record)
+    session.flush()
+    repaid = _repaid(session, loan, record, created=True)
+    if recovery:
+        notify(
+            session, template="loan_recovery", business_key=r.business_key, now=now,
+            member=member,
+            data={"sacco": deps.sacco_name, "amount": format_cents(recovery),
+                  "loan": loan.reference, "reference": repaid.entry_reference or "-",
+                  "balance": format_cents(written_off.recoverable_cents)},
+        )  # fmt: skip
+    _publish(session, deps, loan, member, r, repaid)
+    if r.actor is not None:
+        audit.record(
+            session, r.actor, "loan.recovery", target_type="loan", target_id=loan.id,
+            after={"reference": loan.reference, "amount_cents": r.amount_cents,
+                   "source": str(r.source), "recovery_cents": recovery,
+                   "to_savings_cents": beyond, "entry": repaid.entry_reference},
+            now=now,
+        )  # fmt: skip
     return repaid
 
 

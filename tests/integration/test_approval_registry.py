@@ -28,6 +28,8 @@ EVERY_ACTION = {
     "apiclient.create": "core.staff.approval_actions",
     "loan_product.create": "core.loans.approval_actions",
     "loan_product.change": "core.loans.approval_actions",
+    "loan.write_off": "core.loans.write_off",
+    "loan.reschedule": "core.loans.reschedule",
 }
 
 
@@ -57,11 +59,11 @@ def test_an_unknown_action_is_refused_when_asked_and_when_decided(
     asker = Principal("staff", maker.id, maker.username, "manager", None, everything)
     with pytest.raises(InvalidInput, match="unknown action"):
         approvals.request_approval(
-            db_session, deps, asker, "loan.write_off", payload={}, large_threshold_cents=1
+            db_session, deps, asker, "loan.forgive", payload={}, large_threshold_cents=1
         )
     # A request stored by a version that knew an action this one does not: a clear refusal.
     stray = ApprovalRequest(
-        action="loan.write_off", payload=json.dumps({}), status="pending", maker_id=maker.id,
+        action="loan.forgive", payload=json.dumps({}), status="pending", maker_id=maker.id,
         checker_permission="approvals:decide", created_at=deps.now(), maker_note="",
     )  # fmt: skip
     db_session.add(stray)

@@ -975,7 +975,8 @@ def validate_c2b(
     C2B00015 another shortcode, C2B00013 an amount that is not whole shillings or
     outside the deposit limits, C2B00012 an account that is neither a member number
     (bare = savings, ``D`` deposits, ``S`` shares) of a member who may deposit nor the
-    reference of an active loan (``L7K2M9QX``: a repayment).
+    reference of an active loan (``L7K2M9QX``: a repayment) or of a written-off one (a
+    recovery).
     """
     if expected_shortcode and shortcode != expected_shortcode:
         return "C2B00015", "Rejected"
@@ -984,7 +985,8 @@ def validate_c2b(
     parsed = parse_bill_ref(bill_ref)
     if parsed is None:
         loan = find_loan(session, bill_ref)
-        if loan is None or loan.status != LoanStatus.ACTIVE:
+        # A written-off loan takes money too: a recovery (core.loans.repayments._recover).
+        if loan is None or loan.status not in (LoanStatus.ACTIVE, LoanStatus.WRITTEN_OFF):
             return "C2B00012", "Rejected"
         return "0", "Accepted"
     status = session.scalar(
@@ -1170,8 +1172,8 @@ def assign_suspense(
     Repeating the same assignment returns the first entry; assigning an item
     already given to someone else, or no longer open (closed as a duplicate), raises
     ``SuspenseAlreadyAssigned``. A loan target also raises ``NotFound`` (no such loan,
-    or another member's) and ``repay_loan``'s refusals (``LoanStateError``
-    ``written_off``); a loan closed since the request takes the money into savings, as
+    or another member's) and ``repay_loan``'s refusals (a written-off loan takes a
+    recovery); a loan closed since the request takes the money into savings, as
     any late payment to a closed loan does.
     """
     reference = None
@@ -1228,12 +1230,12 @@ def assign_suspense(
 
 def check_suspense_loan(session: Session, *, member_id: int | None, reference: str) -> str:
     """A loan a suspense item may repay, checked when staff ask: the member's own active
-    loan. Returns its reference as stored. ``InvalidInput`` (field ``target``) names the
-    reason."""
+    loan, or written-off one (a recovery). Returns its reference as stored.
+    ``InvalidInput`` (field ``target``) names the reason."""
     loan = find_loan(session, reference)
     if loan is None or member_id is None or loan.member_id != member_id:
         raise InvalidInput("no such loan of this member", field="target", reason="unknown")
-    if loan.status != LoanStatus.ACTIVE:
+    if loan.status not in (LoanStatus.ACTIVE, LoanStatus.WRITTEN_OFF):
         raise InvalidInput(
             f"loan {loan.reference} is {loan.status}: move the money to savings instead",
             field="target",

@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, str] = {
     "loans:recommend": "recommend a loan application for approval (maker of loan.approve), "
     "or reject one before it is recommended",
     "loans:repay_cash": "record a teller cash repayment of a loan",
+    "loans:recover": "ask to recover a defaulted loan from the borrower's deposits and the "
+    "guarantors' pledges (maker of loan.recover)",
     "close_day:read": "list the loan book's close-of-day runs and their results (accrual, "
     "arrears, classification and provisions by product and category)",
     "approvals:read": "list and read maker-checker requests",
@@ -95,6 +97,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "loans:read",
             "loans:recommend",
+            "loans:recover",
             "close_day:read",
             "approvals:decide",
             "approvals:decide_large",
@@ -117,6 +120,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:review",
             "loans:read",
             "loans:recommend",
+            "loans:recover",
             "close_day:read",
             "approvals:decide",
             "loan_products:manage",
@@ -190,6 +194,7 @@ PERMISSION_RISK: dict[str, str] = {
     "loans:read": "personal_data",  # members' borrowing, deposits pledged, guarantors
     "loans:recommend": "money",  # asks for a loan to be paid out
     "loans:repay_cash": "money",  # takes cash for a loan
+    "loans:recover": "money",  # asks for deposits and pledges to be taken to a loan
     "close_day:read": "none",  # the book's totals by product and category; no member's data
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",

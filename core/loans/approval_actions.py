@@ -11,6 +11,9 @@
   the approval's transaction (``core.loans.disbursement``); rejection rejects the application with the
   checker's note as the reason the member reads by SMS (``on_reject``). An application
   within its product's auto-approval ceiling needs no request (``core.loans.book.route``).
+* ``loan.recover``: a holder of ``loans:recover`` asks for a defaulted loan to be recovered
+  from the borrower's deposits and the guarantors' pledges; another person decides by the
+  amount (``core.loans.recovery``, docs/loans/recovery.md).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.permissions import Principal, can_access_branch
-from core.loans import book, products
+from core.loans import book, products, recovery
 from core.loans.disbursement import approve_application, check_approvable, disburse
 from core.loans.vocabulary import BEFORE_APPROVAL, DisburseTo
 from core.members.registration import get_member
@@ -194,6 +197,7 @@ def _exec_change(
 
 
 def register_actions() -> None:
+    recovery.register()
     register(
         products.CREATE_ACTION,
         ActionSpec(

@@ -8,24 +8,34 @@ never written. ``member_facts`` gathers the appraisal's ``MemberFacts``.
 * **Joined on**: the Nairobi business date of the member's registration.
 * **In arrears**: an active loan of the member's with an instalment past its due date (due
   before today) and not paid in full.
-* **Guarantees a defaulted loan**: an accepted guarantee on a written-off loan.
+* **Guarantees a defaulted loan**: an accepted guarantee (a pledge still standing) on a
+  written-off loan, or on an active loan whose category at the last close of day is in
+  ``DEFAULTED_CATEGORIES`` (doubtful or loss: the loans default recovery takes,
+  core/loans/recovery.py). A guarantor whose pledge was called by a recovery has paid
+  their part and is no longer held back by that loan.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel.calendar import business_date
 from core.ledger.chart import Purpose
 from core.ledger.statements import loans_outstanding_cents
 from core.loans.appraisal import MemberFacts
+from core.risk.vocabulary import LoanCategory
 from core.loans.vocabulary import GuaranteeStatus, LoanStatus
 from core.members.status import MemberStatus
 from db.models import Account, Member
+from db.models_close_day import LoanDayState
 from db.models_loans import Loan, LoanGuarantee, LoanInstalment
+
+# A loan in one of these categories at the last close of day is defaulted
+# (docs/loans/recovery.md): recovery may take it, its guarantors may not borrow.
+DEFAULTED_CATEGORIES = frozenset({LoanCategory.DOUBTFUL, LoanCategory.LOSS})
 
 
 def deposits_account(session: Session, member_id: int) -> Account:
@@ -67,6 +77,10 @@ def in_arrears(session: Session, member_id: int, today: date) -> bool:
 
 
 def guarantees_defaulted_loan(session: Session, member_id: int) -> bool:
+    classified_defaulted = exists().where(
+        LoanDayState.loan_id == Loan.id,
+        LoanDayState.category.in_(sorted(DEFAULTED_CATEGORIES)),
+    )
     return bool(
         session.scalar(
             select(
@@ -74,7 +88,10 @@ def guarantees_defaulted_loan(session: Session, member_id: int) -> bool:
                     LoanGuarantee.loan_id == Loan.id,
                     LoanGuarantee.guarantor_id == member_id,
                     LoanGuarantee.status == GuaranteeStatus.ACCEPTED,
-                    Loan.status == LoanStatus.WRITTEN_OFF,
+                    or_(
+                        Loan.status == LoanStatus.WRITTEN_OFF,
+                        and_(Loan.status == LoanStatus.ACTIVE, classified_defaulted),
+                    ),
                 )
             )
         )

@@ -11,6 +11,7 @@ import db.models  # noqa: F401  (registers the tables on Base.metadata)
 import db.models_close_day  # noqa: F401
 import db.models_loans  # noqa: F401
 import db.models_mpesa  # noqa: F401
+import db.models_recovery  # noqa: F401
 from db.base import Base
 
 config = context.config

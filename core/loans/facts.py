@@ -26,9 +26,9 @@ from core.kernel.calendar import business_date
 from core.ledger.chart import Purpose
 from core.ledger.statements import loans_outstanding_cents
 from core.loans.appraisal import MemberFacts
-from core.risk.vocabulary import LoanCategory
 from core.loans.vocabulary import GuaranteeStatus, LoanStatus
 from core.members.status import MemberStatus
+from core.risk.vocabulary import LoanCategory
 from db.models import Account, Member
 from db.models_close_day import LoanDayState
 from db.models_loans import Loan, LoanGuarantee, LoanInstalment

@@ -33,7 +33,7 @@ and an execution that finds its recovery written returns it. Never commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
@@ -163,7 +163,9 @@ def _visible_loan(session: Session, actor: Principal | None, loan_id: object) ->
     loan = session.get(Loan, loan_id)
     if loan is None:
         raise NotFound("no such loan")
-    if actor is not None and not can_access_branch(actor, get_member(session, loan.member_id).branch):
+    if actor is not None and not can_access_branch(
+        actor, get_member(session, loan.member_id).branch
+    ):
         raise NotFound("no such loan")
     return loan
 
@@ -189,10 +191,13 @@ def _plan(
     members = {g.guarantor_id: session.get_one(Member, g.guarantor_id) for g in guarantees}
     people = tuple(
         GuarantorShare(
-            guarantee_id=g.id, guarantor_id=g.guarantor_id,
+            guarantee_id=g.id,
+            guarantor_id=g.guarantor_id,
             member_number=members[g.guarantor_id].member_number,
-            name=members[g.guarantor_id].full_name, pledge_cents=g.amount_cents,
-            held_cents=h, share_cents=share,
+            name=members[g.guarantor_id].full_name,
+            pledge_cents=g.amount_cents,
+            held_cents=h,
+            share_cents=share,
         )  # fmt: skip
         for g, h, share in zip(guarantees, held, shares, strict=True)
     )
@@ -209,8 +214,9 @@ def _accepted(session: Session, loan_id: int) -> list[LoanGuarantee]:
     return list(
         session.scalars(
             select(LoanGuarantee)
-            .where(LoanGuarantee.loan_id == loan_id,
-                   LoanGuarantee.status == GuaranteeStatus.ACCEPTED)
+            .where(
+                LoanGuarantee.loan_id == loan_id, LoanGuarantee.status == GuaranteeStatus.ACCEPTED
+            )
             .order_by(LoanGuarantee.id)
         )  # fmt: skip
     )
@@ -311,18 +317,28 @@ def _recovered(session: Session, row: LoanRecovery, loan: Loan, *, created: bool
 
 
 def _step(
-    session: Session, deps: CoreDeps, loan: Loan, rows: list[LoanInstalment], amount: int,
-    key: str, post: Callable[[list[ledger.Leg]], ledger.PostedEntry],
+    session: Session, deps: CoreDeps, loan: Loan, rows: list[LoanInstalment], *,
+    source: ledger.Leg, key: str, kind: EntryKind, memo: str, hold_id: int | None = None,
 ) -> ledger.PostedEntry:  # fmt: skip
-    """One step: ``amount`` split as a repayment (the product's order and payoff rule),
-    posted by ``post`` with the settlement legs, the instalments paid and a
-    ``loan_repayments`` row (source ``recovery``)."""
+    """One step: ``source.amount_cents`` split as a repayment (the product's order and
+    payoff rule), posted with the settlement legs (from the hold ``hold_id`` when given),
+    the instalments paid and a ``loan_repayments`` row (source ``recovery``)."""
     now = deps.now()
     today = business_date(now)
+    amount = source.amount_cents
     order, early_payoff = repayments.rules_of(session, loan)
     split = repayments.allocate(repayments.owed_rows(rows, today), amount, order, early_payoff)
     assert split.to_savings_cents == 0, "a recovery never takes more than the payoff"
-    posted = post(repayments.settlement_legs(session, loan, split))
+    legs = [source, *repayments.settlement_legs(session, loan, split)]
+    if hold_id is None:
+        posted = ledger.post_entry(
+            session, kind=kind, legs=legs, idempotency_key=key, now=now, memo=memo
+        )
+    else:
+        posted = ledger.post_hold(
+            session, hold_id=hold_id, legs=legs, idempotency_key=key, kind=kind, now=now,
+            memo=memo,
+        )  # fmt: skip
     by_number = {i.number: i for i in rows}
     for paid in split.instalments:
         row = by_number[paid.number]
@@ -376,13 +392,9 @@ def recover(
     if the.from_deposits_cents:
         account = deposits_account(session, loan.member_id)
         deposits_entry = _step(
-            session, deps, loan, rows, the.from_deposits_cents, f"{prefix}:deposits",
-            lambda legs: ledger.post_entry(
-                session, kind=EntryKind.LOAN_RECOVERY_DEPOSITS,
-                legs=[ledger.Leg(account.id, the.from_deposits_cents), *legs],
-                idempotency_key=f"{prefix}:deposits", now=now,
-                memo=f"Loan {loan.reference} recovered from own deposits",
-            ),
+            session, deps, loan, rows, source=ledger.Leg(account.id, the.from_deposits_cents),
+            key=f"{prefix}:deposits", kind=EntryKind.LOAN_RECOVERY_DEPOSITS,
+            memo=f"Loan {loan.reference} recovered from own deposits",
         ).entry_id  # fmt: skip
     record = LoanRecovery(
         loan_id=loan.id, approval_id=approval_id, payoff_cents=the.payoff_cents,
@@ -400,15 +412,10 @@ def recover(
         guarantee = by_id[share.guarantee_id]
         key = f"{prefix}:pledge:{guarantee.id}"
         account = deposits_account(session, guarantee.guarantor_id)
-        assert guarantee.hold_id is not None
-        hold_id = guarantee.hold_id
         posted = _step(
-            session, deps, loan, rows, share.share_cents, key,
-            lambda legs, a=account.id, h=hold_id, k=key, c=share.share_cents: ledger.post_hold(
-                session, hold_id=h, legs=[ledger.Leg(a, c), *legs], idempotency_key=k,
-                kind=EntryKind.LOAN_RECOVERY_PLEDGE, now=now,
-                memo=f"Loan {loan.reference} recovered from a guarantor's pledge",
-            ),
+            session, deps, loan, rows, source=ledger.Leg(account.id, share.share_cents),
+            key=key, kind=EntryKind.LOAN_RECOVERY_PLEDGE, hold_id=guarantee.hold_id,
+            memo=f"Loan {loan.reference} recovered from a guarantor's pledge",
         )  # fmt: skip
         guarantee.status = GuaranteeStatus.CALLED
         guarantee.released_at = now

@@ -61,11 +61,13 @@ def upgrade() -> None:
             ["loan_id"], ["loans.id"], name=op.f("fk_loan_recoveries_loan_id_loans")
         ),
         sa.ForeignKeyConstraint(
-            ["approval_id"], ["approval_requests.id"],
+            ["approval_id"],
+            ["approval_requests.id"],
             name=op.f("fk_loan_recoveries_approval_id_approval_requests"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["deposits_entry_id"], ["journal_entries.id"],
+            ["deposits_entry_id"],
+            ["journal_entries.id"],
             name=op.f("fk_loan_recoveries_deposits_entry_id_journal_entries"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_recoveries")),
@@ -87,19 +89,23 @@ def upgrade() -> None:
             name=op.f("ck_loan_recovery_shares_amounts"),
         ),
         sa.ForeignKeyConstraint(
-            ["recovery_id"], ["loan_recoveries.id"],
+            ["recovery_id"],
+            ["loan_recoveries.id"],
             name=op.f("fk_loan_recovery_shares_recovery_id_loan_recoveries"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["guarantee_id"], ["loan_guarantees.id"],
+            ["guarantee_id"],
+            ["loan_guarantees.id"],
             name=op.f("fk_loan_recovery_shares_guarantee_id_loan_guarantees"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["guarantor_id"], ["members.id"],
+            ["guarantor_id"],
+            ["members.id"],
             name=op.f("fk_loan_recovery_shares_guarantor_id_members"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entries.id"],
+            ["entry_id"],
+            ["journal_entries.id"],
             name=op.f("fk_loan_recovery_shares_entry_id_journal_entries"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_recovery_shares")),

@@ -196,8 +196,35 @@ def _exec_change(
     return products.approve_change(session, deps, staff.checker_of(session, req), req.id, p)
 
 
+def _check_recover(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    return recovery.check_proposal(session, deps, member_id, p)
+
+
+def _exec_recover(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    loan_id = p.get("loan_id")
+    if isinstance(loan_id, bool) or not isinstance(loan_id, int):
+        raise InvalidInput("loan_id is required", field="loan_id")
+    done = recovery.recover(
+        session, deps, staff.checker_of(session, req), loan_id, approval_id=req.id
+    )
+    return done.as_dict()
+
+
 def register_actions() -> None:
-    recovery.register()
+    register(
+        recovery.ACTION,
+        ActionSpec(
+            recovery.MAKER_PERMISSION,
+            "recover a defaulted loan",
+            True,
+            _check_recover,
+            _exec_recover,
+        ),
+    )
     register(
         products.CREATE_ACTION,
         ActionSpec(

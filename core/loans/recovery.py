@@ -56,7 +56,6 @@ from core.loans.facts import DEFAULTED_CATEGORIES, deposits_account, free_deposi
 from core.loans.vocabulary import GuaranteeStatus, LoanStatus, RepaymentSource
 from core.members.registration import get_member
 from core.messaging.notifications import first_name, notify
-from core.staff import accounts as staff
 from db.models import ApprovalRequest, Member
 from db.models_close_day import LoanDayState
 from db.models_loans import Loan, LoanGuarantee, LoanInstalment, LoanRepayment
@@ -250,7 +249,7 @@ def propose(
     )  # fmt: skip
 
 
-def check_request(
+def check_proposal(
     session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
 ) -> int:
     """The engine's check when the request is made: the loan the borrower's and defaulted;
@@ -463,25 +462,3 @@ def _tell(session: Session, deps: CoreDeps, loan: Loan, the: Plan, approval_id: 
                   "amount": format_cents(share.share_cents),
                   "pledge": format_cents(share.pledge_cents)},
         )  # fmt: skip
-
-
-# ------------------------------------------------------------------ the engine's hooks
-
-
-def execute_request(
-    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
-) -> dict[str, Any]:
-    loan_id = p.get("loan_id")
-    if isinstance(loan_id, bool) or not isinstance(loan_id, int):
-        raise InvalidInput("loan_id is required", field="loan_id")
-    done = recover(session, deps, staff.checker_of(session, req), loan_id, approval_id=req.id)
-    return done.as_dict()
-
-
-def register() -> None:
-    engine.register(
-        ACTION,
-        engine.ActionSpec(
-            MAKER_PERMISSION, "recover a defaulted loan", True, check_request, execute_request
-        ),
-    )

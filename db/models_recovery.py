@@ -65,3 +65,5 @@ class LoanRecoveryShare(Base):
     held_cents: Mapped[int] = mapped_column(BigInteger)  # what the pledge still held
     share_cents: Mapped[int] = mapped_column(BigInteger)  # taken from their deposits
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    # The share turned into a loan to the guarantor (their deposits untouched), or None.
+    recovery_loan_id: Mapped[int | None] = mapped_column(ForeignKey("loans.id"), default=None)

@@ -62,6 +62,7 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.LOAN_REPAYMENT: StatementLabel.REPAYMENT,
     EntryKind.LOAN_RECOVERY_DEPOSITS: StatementLabel.RECOVERY,
     EntryKind.LOAN_RECOVERY_PLEDGE: StatementLabel.RECOVERY,
+    EntryKind.LOAN_RECOVERY_LOAN: StatementLabel.RECOVERY,
     EntryKind.LOAN_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
     EntryKind.LOAN_PROVISION: StatementLabel.ADJUSTMENT,  # SACCO accounts only
 }

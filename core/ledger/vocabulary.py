@@ -39,6 +39,9 @@ class EntryKind(StrEnum):
     # (``loan.recovery_pledge``); the loan account and income credited as a repayment is.
     LOAN_RECOVERY_DEPOSITS = "loan.recovery_deposits"
     LOAN_RECOVERY_PLEDGE = "loan.recovery_pledge"
+    # A guarantor's share turned into a recovery loan to them: the new loan is paid to their
+    # savings (``loan.disbursement``) and straight on from there to the defaulted loan.
+    LOAN_RECOVERY_LOAN = "loan.recovery_loan"
     LOAN_ACCRUAL = "loan.accrual"
     LOAN_PROVISION = "loan.provision"
 

@@ -34,7 +34,7 @@ from core.loans.vocabulary import BEFORE_APPROVAL, DisburseTo
 from core.members.registration import get_member
 from core.staff import accounts as staff
 from db.models import ApprovalRequest
-from db.models_loans import LoanApplication
+from db.models_loans import Loan, LoanApplication
 
 ACTION = "loan.approve"
 MAKER_PERMISSION = "loans:recommend"
@@ -208,9 +208,13 @@ def _exec_recover(
     loan_id = p.get("loan_id")
     if isinstance(loan_id, bool) or not isinstance(loan_id, int):
         raise InvalidInput("loan_id is required", field="loan_id")
+    loan = session.get(Loan, loan_id)
+    if loan is None:
+        raise NotFound("no such loan")
     done = recovery.recover(
-        session, deps, staff.checker_of(session, req), loan_id, approval_id=req.id
-    )
+        session, deps, staff.checker_of(session, req), loan_id, approval_id=req.id,
+        as_loan=recovery.as_loan_of(session, loan, p),
+    )  # fmt: skip
     return done.as_dict()
 
 

@@ -49,16 +49,34 @@ from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.money import format_cents
 from core.kernel.permissions import Principal, can_access_branch
 from core.ledger import entries as ledger
+from core.ledger.chart import Purpose
 from core.ledger.vocabulary import EntryKind
 from core.loans import pledges, repayments
+from core.loans.book import check_product_open, quote
+from core.loans.disbursement import disburse_to_savings, new_application_reference
 from core.loans.errors import LoanStateError
 from core.loans.facts import DEFAULTED_CATEGORIES, deposits_account, free_deposits_cents
-from core.loans.vocabulary import GuaranteeStatus, LoanStatus, RepaymentSource
-from core.members.registration import get_member
+from core.loans.terms import current_terms
+from core.loans.vocabulary import (
+    ApplicationStatus,
+    Channel,
+    DisburseTo,
+    FeeTiming,
+    GuaranteeStatus,
+    LoanStatus,
+    RepaymentSource,
+)
+from core.members.registration import get_member, member_account_ids
 from core.messaging.notifications import first_name, notify
 from db.models import ApprovalRequest, Member
 from db.models_close_day import LoanDayState
-from db.models_loans import Loan, LoanGuarantee, LoanInstalment, LoanRepayment
+from db.models_loans import (
+    Loan,
+    LoanApplication,
+    LoanGuarantee,
+    LoanInstalment,
+    LoanRepayment,
+)
 from db.models_recovery import LoanRecovery, LoanRecoveryShare
 
 ACTION = "loan.recover"
@@ -235,15 +253,67 @@ def plan(session: Session, deps: CoreDeps, loan_id: int, actor: Principal | None
 # ------------------------------------------------------------------ asking
 
 
+@dataclass(frozen=True)
+class AsLoan:
+    """Guarantees whose share becomes a recovery loan to the guarantor (their deposits
+    untouched), under ``product_code`` (its current version) over ``term`` instalments."""
+
+    guarantee_ids: frozenset[int]
+    product_code: str
+    term: int
+
+
+AS_LOAN_FIELDS = ("as_loan", "recovery_product", "recovery_term")
+
+
+def as_loan_of(session: Session, loan: Loan, p: dict[str, Any]) -> AsLoan | None:
+    """The proposal's recovery-loan option, checked (``InvalidInput`` for the fields;
+    ``ProductUnavailable`` for a product not offered to staff or a term out of its range;
+    ``LoanStateError`` ``recovery_product_fees`` for a product that deducts fees: the loan
+    must pay its whole share on)."""
+    ids = p.get("as_loan") or []
+    if not ids:
+        if p.get("recovery_product") is not None or p.get("recovery_term") is not None:
+            raise InvalidInput("recovery_product and recovery_term go with as_loan",
+                               field="as_loan")  # fmt: skip
+        return None
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+        raise InvalidInput("as_loan: a list of guarantee ids", field="as_loan")
+    accepted = {g.id for g in _accepted(session, loan.id)}
+    if not set(ids) <= accepted:
+        raise InvalidInput("as_loan: guarantees of this loan still pledged", field="as_loan")
+    code, term = p.get("recovery_product"), p.get("recovery_term")
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidInput("recovery_product: the recovery loans' product code",
+                           field="recovery_product")  # fmt: skip
+    if type(term) is not int or term < 1:
+        raise InvalidInput("recovery_term: a number of instalments", field="recovery_term")
+    terms = current_terms(session, code.strip())
+    check_product_open(terms, Channel.STAFF, term)
+    if any(f.timing == FeeTiming.DEDUCTED and f.applies(term) for f in terms.fees):
+        raise LoanStateError(
+            f"{terms.name} deducts fees at disbursement: a recovery loan pays its whole share",
+            reason="recovery_product_fees",
+        )
+    return AsLoan(frozenset(ids), code.strip(), term)
+
+
 def propose(
     session: Session, deps: CoreDeps, actor: Principal, loan_id: int, *, note: str = "",
-    large_threshold_cents: int,
+    large_threshold_cents: int, as_loan: list[int] | None = None,
+    recovery_product: str | None = None, recovery_term: int | None = None,
 ) -> ApprovalRequest:  # fmt: skip
     """Ask for ``loan_id`` to be recovered (maker ``loans:recover``): a ``loan.recover``
-    request with the preview in its payload, for another person to decide."""
+    request with the preview in its payload, for another person to decide. ``as_loan``:
+    guarantee ids whose share becomes a loan to the guarantor under ``recovery_product``
+    over ``recovery_term`` instalments (``as_loan_of``)."""
     loan = _visible_loan(session, actor, loan_id)
+    payload: dict[str, Any] = {"loan_id": loan.id}
+    if as_loan:
+        payload |= {"as_loan": as_loan, "recovery_product": recovery_product,
+                    "recovery_term": recovery_term}  # fmt: skip
     return engine.request_approval(
-        session, deps, actor, ACTION, payload={"loan_id": loan.id}, member_id=loan.member_id,
+        session, deps, actor, ACTION, payload=payload, member_id=loan.member_id,
         note=note or f"recover loan {loan.reference}",
         large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
@@ -255,13 +325,14 @@ def check_proposal(
     """The engine's check when the request is made: the loan the borrower's and defaulted;
     the preview goes into the payload (what the checker reads), the payoff is the amount
     that decides who may approve."""
-    unknown = set(p) - {"loan_id"}
+    unknown = set(p) - {"loan_id", *AS_LOAN_FIELDS}
     if unknown:
         raise InvalidInput(f"unknown field {sorted(unknown)[0]}", field=sorted(unknown)[0])
     loan = _visible_loan(session, None, p.get("loan_id"))
     if member_id is not None and loan.member_id != member_id:
         raise NotFound("no such loan")
     preview = plan(session, deps, loan.id)
+    as_loan_of(session, loan, p)
     p["preview"] = {
         "payoff_cents": preview.payoff_cents,
         "from_deposits_cents": preview.from_deposits_cents,
@@ -269,7 +340,9 @@ def check_proposal(
         "balance_after_cents": preview.balance_after_cents,
         "guarantors": [
             {"guarantee_id": g.guarantee_id, "guarantor_id": g.guarantor_id,
-             "share_cents": g.share_cents} for g in preview.guarantors
+             "share_cents": g.share_cents,
+             "as_loan": g.guarantee_id in (p.get("as_loan") or [])}
+            for g in preview.guarantors
         ],
     }  # fmt: skip
     return preview.payoff_cents
@@ -287,7 +360,7 @@ class Recovered:
     from_guarantors_cents: int
     balance_after_cents: int
     closed: bool
-    shares: tuple[tuple[int, int], ...]  # (guarantee id, cents taken)
+    shares: tuple[tuple[int, int, int | None], ...]  # (guarantee id, cents, recovery loan id)
     created: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -296,7 +369,8 @@ class Recovered:
             "from_deposits_cents": self.from_deposits_cents,
             "from_guarantors_cents": self.from_guarantors_cents,
             "balance_after_cents": self.balance_after_cents, "closed": self.closed,
-            "guarantors": [{"guarantee_id": g, "share_cents": c} for g, c in self.shares],
+            "guarantors": [{"guarantee_id": g, "share_cents": c, "recovery_loan_id": n}
+                           for g, c, n in self.shares],
         }  # fmt: skip
 
 
@@ -311,7 +385,8 @@ def _recovered(session: Session, row: LoanRecovery, loan: Loan, *, created: bool
         from_deposits_cents=row.from_deposits_cents,
         from_guarantors_cents=row.from_guarantors_cents,
         balance_after_cents=row.balance_after_cents, closed=row.closed_loan,
-        shares=tuple((s.guarantee_id, s.share_cents) for s in shares), created=created,
+        shares=tuple((s.guarantee_id, s.share_cents, s.recovery_loan_id) for s in shares),
+        created=created,
     )  # fmt: skip
 
 
@@ -364,12 +439,72 @@ def _step(
     return posted
 
 
+def _recovery_loan(
+    session: Session, deps: CoreDeps, actor: Principal, loan: Loan,
+    rows: list[LoanInstalment], guarantee: LoanGuarantee, cents: int, as_loan: AsLoan, *,
+    key: str, approval_id: int,
+) -> tuple[Loan, ledger.PostedEntry]:  # fmt: skip
+    """A guarantor's share as a new loan to them: an application approved by this
+    recovery's approval, paid out by the book's own disbursement (the loan account, the
+    schedule, ``loan.disbursement`` to their savings, audited ``loan.disburse``; no SMS of
+    its own), then straight on from their savings to the defaulted loan
+    (``loan.recovery_loan``, the repayments' allocation). Their pledge's hold is released:
+    their deposits stay theirs. Told by ``loan_recovered_as_loan``."""
+    now = deps.now()
+    terms = current_terms(session, as_loan.product_code)
+    check_product_open(terms, Channel.STAFF, as_loan.term)
+    shown = quote(terms, cents, as_loan.term, deps)
+    if shown.deducted_fee_cents:
+        raise LoanStateError(f"{terms.name} deducts fees at disbursement",
+                             reason="recovery_product_fees")  # fmt: skip
+    application = LoanApplication(
+        reference=new_application_reference(), member_id=guarantee.guarantor_id,
+        product_version_id=terms.version_id, amount_cents=cents, term=as_loan.term,
+        status=ApplicationStatus.APPROVED, channel=Channel.STAFF, disburse_to=DisburseTo.SAVINGS,
+        idempotency_key=f"recovery:{approval_id}:{guarantee.id}", limit_cents=0, reasons="",
+        required_cover_cents=0, own_cover_cents=0, guarantor_cover_cents=0,
+        instalment_cents=shown.instalment_cents,
+        total_repayable_cents=shown.total_repayable_cents, deducted_fee_cents=0,
+        scheduled_fee_cents=shown.scheduled_fee_cents, apr=shown.apr,
+        approval_id=approval_id, decision_note=f"recovery of loan {loan.reference}",
+        created_at=now, decided_at=now, updated_at=now,
+    )  # fmt: skip
+    while session.scalar(
+        select(LoanApplication.id).where(LoanApplication.reference == application.reference)
+    ):  # taken (1 in 34 billion): draw again
+        application.reference = new_application_reference()
+    session.add(application)
+    session.flush()
+    new = disburse_to_savings(session, deps, actor, application.id, tell=False)
+    savings = member_account_ids(session, guarantee.guarantor_id)[Purpose.SAVINGS]
+    posted = _step(
+        session, deps, loan, rows, source=ledger.Leg(savings, cents), key=key,
+        kind=EntryKind.LOAN_RECOVERY_LOAN,
+        memo=f"Loan {loan.reference} recovered by a guarantor's loan {new.reference}",
+    )  # fmt: skip
+    pledges.release(session, guarantee, status=GuaranteeStatus.CALLED, now=now)
+    first = session.scalars(
+        select(LoanInstalment).where(LoanInstalment.loan_id == new.id)
+        .order_by(LoanInstalment.number).limit(1)
+    ).one()  # fmt: skip
+    notify(
+        session, template="loan_recovered_as_loan", business_key=f"loan_recovered_as_loan:{new.id}",
+        now=now, member=get_member(session, guarantee.guarantor_id),
+        data={"sacco": deps.sacco_name, "loan": loan.reference, "amount": format_cents(cents),
+              "reference": new.reference, "instalment": format_cents(first.due_cents),
+              "due_on": first.due_on.strftime("%d/%m/%Y")},
+    )  # fmt: skip
+    return new, posted
+
+
 def recover(
-    session: Session, deps: CoreDeps, actor: Principal, loan_id: int, *, approval_id: int
-) -> Recovered:
+    session: Session, deps: CoreDeps, actor: Principal, loan_id: int, *, approval_id: int,
+    as_loan: AsLoan | None = None,
+) -> Recovered:  # fmt: skip
     """Recover a defaulted loan (see the module), as ``approval_id`` approved it. The
     figures are the plan at this moment. ``LoanStateError`` (``not_defaulted``,
-    ``not_active``) before any write."""
+    ``not_active``) before any write. ``as_loan``: the guarantees whose share becomes a
+    recovery loan to the guarantor (``_recovery_loan``) instead of leaving their deposits."""
     earlier = session.scalar(select(LoanRecovery).where(LoanRecovery.approval_id == approval_id))
     if earlier is not None:
         return _recovered(session, earlier, session.get_one(Loan, earlier.loan_id), created=False)
@@ -409,13 +544,20 @@ def recover(
         if not share.share_cents:
             continue
         guarantee = by_id[share.guarantee_id]
-        key = f"{prefix}:pledge:{guarantee.id}"
-        account = deposits_account(session, guarantee.guarantor_id)
-        posted = _step(
-            session, deps, loan, rows, source=ledger.Leg(account.id, share.share_cents),
-            key=key, kind=EntryKind.LOAN_RECOVERY_PLEDGE, hold_id=guarantee.hold_id,
-            memo=f"Loan {loan.reference} recovered from a guarantor's pledge",
-        )  # fmt: skip
+        new_loan = None
+        if as_loan is not None and guarantee.id in as_loan.guarantee_ids:
+            new_loan, posted = _recovery_loan(
+                session, deps, actor, loan, rows, guarantee, share.share_cents, as_loan,
+                key=f"{prefix}:loan:{guarantee.id}", approval_id=approval_id,
+            )  # fmt: skip
+        else:
+            account = deposits_account(session, guarantee.guarantor_id)
+            posted = _step(
+                session, deps, loan, rows, source=ledger.Leg(account.id, share.share_cents),
+                key=f"{prefix}:pledge:{guarantee.id}", kind=EntryKind.LOAN_RECOVERY_PLEDGE,
+                hold_id=guarantee.hold_id,
+                memo=f"Loan {loan.reference} recovered from a guarantor's pledge",
+            )  # fmt: skip
         guarantee.status = GuaranteeStatus.CALLED
         guarantee.released_at = now
         session.add(
@@ -423,14 +565,14 @@ def recover(
                 recovery_id=record.id, guarantee_id=guarantee.id,
                 guarantor_id=guarantee.guarantor_id, pledge_cents=guarantee.amount_cents,
                 held_cents=share.held_cents, share_cents=share.share_cents,
-                entry_id=posted.entry_id,
+                entry_id=posted.entry_id, recovery_loan_id=new_loan.id if new_loan else None,
             )
         )  # fmt: skip
         session.flush()
     if loan.status == LoanStatus.CLOSED:
         repayments.release_pledges(session, deps, loan)  # pledges not called go back
     done = _recovered(session, record, loan, created=True)
-    _tell(session, deps, loan, the, approval_id)
+    _tell(session, deps, loan, the, approval_id, as_loan)
     audit.record(
         session, actor, "loan.recovery", target_type="loan", target_id=loan.id,
         after={**done.as_dict(), "approval_id": approval_id, "payoff_cents": the.payoff_cents},
@@ -439,7 +581,10 @@ def recover(
     return done
 
 
-def _tell(session: Session, deps: CoreDeps, loan: Loan, the: Plan, approval_id: int) -> None:
+def _tell(
+    session: Session, deps: CoreDeps, loan: Loan, the: Plan, approval_id: int,
+    as_loan: AsLoan | None,
+) -> None:  # fmt: skip
     now = deps.now()
     borrower = get_member(session, loan.member_id)
     notify(
@@ -451,8 +596,8 @@ def _tell(session: Session, deps: CoreDeps, loan: Loan, the: Plan, approval_id: 
               "balance": format_cents(the.balance_after_cents)},
     )  # fmt: skip
     for share in the.guarantors:
-        if not share.share_cents:
-            continue
+        if not share.share_cents or (as_loan and share.guarantee_id in as_loan.guarantee_ids):
+            continue  # nothing taken, or told of their recovery loan (``_recovery_loan``)
         notify(
             session, template="loan_recovered_guarantor",
             business_key=f"loan_recovered_guarantor:{share.guarantee_id}", now=now,

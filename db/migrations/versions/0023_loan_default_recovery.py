@@ -4,7 +4,8 @@
   (``approval_id``): what came from the borrower's own free deposits, from guarantors,
   and the payoff left after; the deposits step's entry.
 * ``loan_recovery_shares``: one row per guarantee called (unique per guarantee): the
-  pledge, what it still held, the guarantor's share and the entry that took it.
+  pledge, what it still held, the guarantor's share, the entry that took it and, when the
+  share was turned into a recovery loan to the guarantor, that loan.
 * ``loan_guarantees.status`` gains ``called``: the pledge was taken to repay the loan.
 * ``loan_repayments.source`` gains ``recovery``: each step of a recovery is recorded as a
   repayment whose entry is the step's.
@@ -84,6 +85,7 @@ def upgrade() -> None:
         _cents("held_cents"),
         _cents("share_cents"),
         sa.Column("entry_id", ID, nullable=False),
+        sa.Column("recovery_loan_id", ID, nullable=True),
         sa.CheckConstraint(
             "share_cents > 0 AND share_cents <= held_cents AND held_cents <= pledge_cents",
             name=op.f("ck_loan_recovery_shares_amounts"),
@@ -107,6 +109,10 @@ def upgrade() -> None:
             ["entry_id"],
             ["journal_entries.id"],
             name=op.f("fk_loan_recovery_shares_entry_id_journal_entries"),
+        ),  # fmt: skip
+        sa.ForeignKeyConstraint(
+            ["recovery_loan_id"], ["loans.id"],
+            name=op.f("fk_loan_recovery_shares_recovery_loan_id_loans"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_recovery_shares")),
         sa.UniqueConstraint("guarantee_id", name="uq_loan_recovery_shares_guarantee_id"),

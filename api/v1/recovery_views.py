@@ -33,18 +33,23 @@ def preview(loan_id: int) -> Any:
 
 @blp.route("/loans/<int:loan_id>/recovery", methods=["POST"])
 @requires("loans:recover")
-@blp.arguments(sc.NoteIn)
+@blp.arguments(sc.RecoveryIn)
 @blp.response(202, sc.ApprovalOut)
 def propose(body: dict[str, Any], loan_id: int) -> Any:
     """Propose recovering a defaulted loan: a ``loan.recover`` request (202) whose
     ``payload.preview`` is who pays what as proposed; another person approves it
     (``approvals:decide``, above the manager threshold ``approvals:decide_large``), and the
-    approval recovers with the figures of that moment. 409 ``loan_state`` when the loan is
-    not defaulted, ``duplicate`` when a recovery of this member's is already pending."""
+    approval recovers with the figures of that moment. ``as_loan`` (guarantee ids) with
+    ``recovery_product`` and ``recovery_term``: those guarantors' shares become recovery
+    loans to them instead of leaving their deposits. 409 ``loan_state`` when the loan is
+    not defaulted (or the product deducts fees: ``recovery_product_fees``),
+    ``product_unavailable``, ``duplicate`` when a recovery of this member's is already
+    pending; 422 bad input."""
     rt = runtime()
     with rt.unit_of_work() as s:
         req = recovery.propose(
             s, rt.deps, current(), loan_id, note=body["note"],
-            large_threshold_cents=api_state().large_threshold_cents,
+            large_threshold_cents=api_state().large_threshold_cents, as_loan=body["as_loan"],
+            recovery_product=body["recovery_product"], recovery_term=body["recovery_term"],
         )  # fmt: skip
         return approval_dict(req), 202

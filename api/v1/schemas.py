@@ -1134,6 +1134,24 @@ class CloseDayRunOut(Schema):
 # ------------------------------------------------------------------ default recovery (issue 13)
 
 
+class RecoveryIn(Strict):
+    note = fields.String(load_default="", validate=validate.Length(max=200))
+    as_loan = fields.List(
+        fields.Integer(strict=True), load_default=None, validate=validate.Length(max=50),
+        metadata={"description": "guarantee ids whose share becomes a recovery loan to the "
+                  "guarantor (their deposits untouched); with recovery_product and recovery_term"},
+    )  # fmt: skip
+    recovery_product = fields.String(
+        load_default=None, validate=validate.Length(min=1, max=20),
+        metadata={"description": "the recovery loans' product code (offered to staff, no fee "
+                  "deducted at disbursement)"},
+    )  # fmt: skip
+    recovery_term = fields.Integer(
+        strict=True, load_default=None, validate=validate.Range(min=1, max=600),
+        metadata={"description": "the recovery loans' instalments, within the product's range"},
+    )  # fmt: skip
+
+
 class RecoveryShareOut(Schema):
     guarantee_id = fields.Integer(required=True)
     guarantor_id = fields.Integer(required=True)

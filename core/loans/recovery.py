@@ -309,9 +309,9 @@ def propose(
     over ``recovery_term`` instalments (``as_loan_of``)."""
     loan = _visible_loan(session, actor, loan_id)
     payload: dict[str, Any] = {"loan_id": loan.id}
-    if as_loan:
-        payload |= {"as_loan": as_loan, "recovery_product": recovery_product,
-                    "recovery_term": recovery_term}  # fmt: skip
+    asked = {"as_loan": as_loan, "recovery_product": recovery_product,
+             "recovery_term": recovery_term}  # fmt: skip
+    payload |= {k: v for k, v in asked.items() if v is not None}
     return engine.request_approval(
         session, deps, actor, ACTION, payload=payload, member_id=loan.member_id,
         note=note or f"recover loan {loan.reference}",

@@ -243,6 +243,77 @@ def test_a_pledge_partly_released_gives_no_more_than_it_still_holds(
     assert verify_ledger(s).ok
 
 
+def test_a_guarantors_share_as_a_recovery_loan_leaves_their_deposits(
+    db_session: Session, session_factory: sessionmaker[Session], deps: CoreDeps
+) -> None:
+    s = db_session
+    d = book_a_default(s, session_factory, deps)
+    product = make_product(
+        s, d.deps, code=f"R{uuid4().hex[:5].upper()}", guarantor_policy="none",
+        guarantor_cover_percent=None, auto_approve_ceiling_cents=0, fees=[], channels="staff",
+        rounding="cent",
+    )  # fmt: skip
+    gids = s.scalars(select(LoanGuarantee.id).where(LoanGuarantee.loan_id == d.loan.id)
+                     .order_by(LoanGuarantee.id)).all()  # fmt: skip
+    officer, manager = staff(s, "loan_officer"), staff(s, "manager")
+    before = {g.id: (deposits(s, g), savings(s, g)) for g in d.guarantors}
+    for bad, field in (
+        ({"as_loan": [gids[2]], "recovery_product": product.code, "recovery_term": 99}, "term"),
+        ({"as_loan": [10**9], "recovery_product": product.code, "recovery_term": 6}, "as_loan"),
+        ({"as_loan": [gids[2]], "recovery_term": 6}, "recovery_product"),
+        ({"recovery_product": product.code}, "as_loan"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            recovery.propose(s, d.deps, officer, d.loan.id, large_threshold_cents=THRESHOLD,
+                             **bad)  # type: ignore[arg-type]  # fmt: skip
+        assert refused.value.field == field
+    req = recovery.propose(
+        s, d.deps, officer, d.loan.id, large_threshold_cents=THRESHOLD, as_loan=[gids[2]],
+        recovery_product=product.code, recovery_term=6,
+    )  # fmt: skip
+    done = approvals.decide(s, d.deps, manager, req.id, approve=True)
+    assert done.status == "approved", done.result
+    s.expire_all()
+    third = d.guarantors[2]
+    # Their deposits are untouched and free; their savings got the loan and passed it on.
+    assert deposits(s, third) == (before[third.id][0][0], 0)
+    assert savings(s, third) == before[third.id][1]
+    [share] = s.scalars(select(LoanRecoveryShare).where(LoanRecoveryShare.guarantee_id == gids[2]))
+    assert share.share_cents == PLEDGES[2] and share.recovery_loan_id is not None
+    new = s.get_one(Loan, share.recovery_loan_id)
+    assert (new.member_id, new.principal_cents, new.term, new.status) == (
+        third.id, PLEDGES[2], 6, "active",
+    )  # fmt: skip
+    assert ledger.get_balance(s, new.account_id).balance_cents == PLEDGES[2]
+    kinds = s.scalars(select(JournalEntry.kind).where(JournalEntry.id == share.entry_id)).all()
+    assert kinds == ["loan.recovery_loan"]
+    [told] = sms(s, third, "loan_recovered_as_loan")
+    assert new.reference in told and not sms(s, third, "loan_recovered_guarantor")
+    assert not sms(s, third, "loan_disbursed")
+    # The other two paid from their deposits, as before.
+    for g, pledge in zip(d.guarantors[:2], PLEDGES[:2], strict=True):
+        assert deposits(s, g) == (before[g.id][0][0] - pledge, 0)
+    assert ledger.get_balance(s, d.loan.account_id).balance_cents == 1_000 * KES
+    assert verify_ledger(s).ok
+
+
+def test_a_recovery_product_that_deducts_fees_is_refused(
+    db_session: Session, session_factory: sessionmaker[Session], deps: CoreDeps
+) -> None:
+    s = db_session
+    d = book_a_default(s, session_factory, deps)
+    product = make_product(s, d.deps, guarantor_policy="none", guarantor_cover_percent=None)
+    gid = s.scalars(select(LoanGuarantee.id).where(LoanGuarantee.loan_id == d.loan.id)).first()
+    seen = footprint(s)
+    with pytest.raises(LoanStateError) as refused:
+        recovery.propose(
+            s, d.deps, staff(s, "loan_officer"), d.loan.id, large_threshold_cents=THRESHOLD,
+            as_loan=[gid], recovery_product=product.code, recovery_term=6,
+        )  # fmt: skip
+    assert refused.value.reason == "recovery_product_fees"
+    assert footprint(s) == seen
+
+
 # ------------------------------------------------------------------ the rule of issue 12
 
 

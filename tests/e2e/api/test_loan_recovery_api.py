@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from db.models import ApprovalRequest, AuditEvent, JournalEntry
+from db.models_loans import LoanGuarantee
 from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
+from tests.loanutil import make_product
 from tests.recoveryutil import KES, defaulted_loan
 
 PLEDGES = [10_000 * KES, 20_000 * KES, 30_000 * KES]
@@ -122,3 +124,39 @@ def test_a_loan_not_defaulted_is_a_409_that_writes_nothing(
         problem = answer.json or {}
         assert problem["code"] == "loan_state" and "is watch" in problem["detail"]
     assert written(session_factory) == before
+
+
+def test_a_share_turned_into_a_recovery_loan_over_the_api(
+    api: FlaskClient, make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session], deps: CoreDeps,
+) -> None:  # fmt: skip
+    d = a_default(session_factory, deps, days=200)
+    with unit_of_work(session_factory) as s:
+        code = make_product(
+            s, deps, guarantor_policy="none", guarantor_cover_percent=None, fees=[],
+            channels="staff", auto_approve_ceiling_cents=0,
+        ).code  # fmt: skip
+        gids = s.scalars(select(LoanGuarantee.id).where(LoanGuarantee.loan_id == d["loan"])
+                         .order_by(LoanGuarantee.id)).all()  # fmt: skip
+    officer, manager = make_staff("loan_officer"), make_staff("manager")
+    url = f"/api/v1/loans/{d['loan']}/recovery"
+    before = written(session_factory)
+    for bad in (
+        {"as_loan": ["x"]},
+        {"as_loan": [gids[0]], "recovery_term": 0},
+        {"as_loan": [gids[0]], "recovery_product": code, "recovery_term": 6, "x": 1},
+    ):
+        assert api.post(url, headers=auth(officer), json=bad).status_code == 422, bad
+    assert written(session_factory) == before
+    body = {"as_loan": [gids[0]], "recovery_product": code, "recovery_term": 6}
+    asked = api.post(url, headers=auth(officer), json=body)
+    assert asked.status_code == 202, asked.json
+    req = asked.json or {}
+    assert [g["as_loan"] for g in req["payload"]["preview"]["guarantors"]] == [True, False, False]
+    done = api.post(f"/api/v1/approvals/{req['id']}/approve", headers=auth(manager), json={})
+    assert done.status_code == 200 and (done.json or {})["status"] == "approved", done.json
+    shares = (done.json or {})["result"]["guarantors"]
+    loan_id = next(g["recovery_loan_id"] for g in shares if g["guarantee_id"] == gids[0])
+    new = api.get(f"/api/v1/loans/{loan_id}", headers=auth(officer)).json or {}
+    assert (new["principal_cents"], new["term"]) == (PLEDGES[0], 6)
+    assert all(g["recovery_loan_id"] is None for g in shares if g["guarantee_id"] != gids[0])

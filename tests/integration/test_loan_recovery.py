@@ -265,7 +265,7 @@ def test_a_guarantors_share_as_a_recovery_loan_leaves_their_deposits(
     ):
         with pytest.raises(InvalidInput) as refused:
             recovery.propose(s, d.deps, officer, d.loan.id, large_threshold_cents=THRESHOLD,
-                             **bad)  # type: ignore[arg-type]  # fmt: skip
+                             **bad)  # fmt: skip
         assert refused.value.field == field
     req = recovery.propose(
         s, d.deps, officer, d.loan.id, large_threshold_cents=THRESHOLD, as_loan=[gids[2]],
@@ -303,7 +303,7 @@ def test_a_recovery_product_that_deducts_fees_is_refused(
     s = db_session
     d = book_a_default(s, session_factory, deps)
     product = make_product(s, d.deps, guarantor_policy="none", guarantor_cover_percent=None)
-    gid = s.scalars(select(LoanGuarantee.id).where(LoanGuarantee.loan_id == d.loan.id)).first()
+    gid = s.scalars(select(LoanGuarantee.id).where(LoanGuarantee.loan_id == d.loan.id)).first() or 0
     seen = footprint(s)
     with pytest.raises(LoanStateError) as refused:
         recovery.propose(

@@ -111,7 +111,8 @@ def upgrade() -> None:
             name=op.f("fk_loan_recovery_shares_entry_id_journal_entries"),
         ),  # fmt: skip
         sa.ForeignKeyConstraint(
-            ["recovery_loan_id"], ["loans.id"],
+            ["recovery_loan_id"],
+            ["loans.id"],
             name=op.f("fk_loan_recovery_shares_recovery_loan_id_loans"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loan_recovery_shares")),

@@ -413,13 +413,7 @@ def _step(
             session, hold_id=hold_id, legs=legs, idempotency_key=key, kind=kind, now=now,
             memo=memo,
         )  # fmt: skip
-    by_number = {i.number: i for i in rows}
-    for paid in split.instalments:
-        row = by_number[paid.number]
-        row.paid_fee_cents += paid.fee_cents
-        row.paid_interest_cents += paid.interest_cents
-        row.paid_principal_cents += paid.principal_cents
-        row.waived_interest_cents += paid.waived_interest_cents
+    repayments.mark_paid(rows, split)
     if split.closes:
         loan.status = LoanStatus.CLOSED
         loan.closed_at = now

@@ -418,18 +418,25 @@ def _step(
         loan.status = LoanStatus.CLOSED
         loan.closed_at = now
     session.flush()
-    session.add(
-        LoanRepayment(
-            loan_id=loan.id, idempotency_key=key, business_key=key, source=RepaymentSource.RECOVERY,
-            amount_cents=amount, penalty_cents=split.penalty_cents, fee_cents=split.fee_cents,
-            interest_cents=split.interest_cents, principal_cents=split.principal_cents,
-            waived_interest_cents=split.waived_interest_cents, to_savings_cents=0,
-            balance_after_cents=0 if split.closes else _payoff(session, loan, rows, today),
-            entry_id=posted.entry_id, savings_entry_id=None, receipt=None,
-            closed_loan=split.closes, value_date=today, created_at=now,
-        )
+    row = LoanRepayment(
+        loan_id=loan.id, idempotency_key=key, business_key=key, source=RepaymentSource.RECOVERY,
+        amount_cents=amount, penalty_cents=split.penalty_cents, fee_cents=split.fee_cents,
+        interest_cents=split.interest_cents, principal_cents=split.principal_cents,
+        waived_interest_cents=split.waived_interest_cents, to_savings_cents=0,
+        balance_after_cents=0 if split.closes else _payoff(session, loan, rows, today),
+        entry_id=posted.entry_id, savings_entry_id=None, receipt=None,
+        closed_loan=split.closes, value_date=today, created_at=now,
     )  # fmt: skip
+    session.add(row)
     session.flush()
+    told = repayments.Repayment(
+        amount_cents=amount, source=RepaymentSource.RECOVERY, idempotency_key=key,
+        business_key=key, loan_id=loan.id,
+    )  # fmt: skip
+    repayments._publish(  # partners hear of each step as of any repayment, source recovery
+        session, deps, loan, get_member(session, loan.member_id), told,
+        repayments._repaid(session, loan, row, created=True),
+    )  # fmt: skip
     return posted
 
 

@@ -30,7 +30,15 @@ from core.loans.repayments import Repayment, repay_loan
 from core.loans.vocabulary import RepaymentSource
 from core.members.registration import member_account_ids
 from core.savings.accounts import Credit, CreditSource, credit_member
-from db.models import ApprovalRequest, AuditEvent, JournalEntry, Member, OutboxMessage, StaffUser
+from db.models import (
+    ApprovalRequest,
+    AuditEvent,
+    JournalEntry,
+    Member,
+    OutboxMessage,
+    StaffUser,
+    WebhookEndpoint,
+)
 from db.models_loans import Loan, LoanGuarantee, LoanInstalment, LoanRepayment
 from db.models_recovery import LoanRecovery, LoanRecoveryShare
 from db.session import make_session_factory, unit_of_work
@@ -172,6 +180,12 @@ def test_all_recovered_closes_the_loan_pro_rata_to_the_cent(
     pledges = [10_000 * KES + 1, 20_000 * KES, 30_000 * KES - 1]
     d = book_a_default(s, session_factory, deps, pledges=pledges)
     add_deposits(s, d.deps, d.borrower, 10_000 * KES + 1)  # the borrower saved a little since
+    s.add(
+        WebhookEndpoint(
+            name="Partner", url="https://partner.example/hook", secret="whsec_test_partner",
+            events="loan.repaid", active=True, created_at=d.deps.now(),
+        )
+    )  # fmt: skip
     before = {g.id: deposits(s, g) for g in d.guarantors}
     receivable = system(s, SystemAccount.INTEREST_RECEIVABLE)
     assert receivable == 1_000 * KES  # close of day accrued the month's interest
@@ -194,6 +208,9 @@ def test_all_recovered_closes_the_loan_pro_rata_to_the_cent(
     instalments = s.scalars(select(LoanInstalment).where(LoanInstalment.loan_id == loan.id))
     assert all(i.paid_cents == i.due_cents for i in instalments)
     assert system(s, SystemAccount.INTEREST_RECEIVABLE) == 0
+    events = s.scalars(select(OutboxMessage.body).where(OutboxMessage.channel == "webhook")).all()
+    assert len(events) == 4 and all('"source":"recovery"' in e for e in events)
+    assert sum('"closed":true' in e for e in events) == 1  # the last step closed the loan
     assert verify_ledger(s).ok
 
 

@@ -24,7 +24,11 @@ what each pledged, on a maker-checker approval (``loan.recover``).
   row (source ``recovery``); the guarantee becomes ``called``. When the loan is paid off it
   closes and any pledge not called is released (``guarantee_released``). SMS to the
   borrower (``loan_recovered``) and each guarantor called (``loan_recovered_guarantor``);
-  audited (``loan.recovery``).
+  audited (``loan.recovery``); partners get ``loan.repaid`` per step (source ``recovery``).
+* A **recovery loan** (``as_loan`` on the proposal, ``_recovery_loan``): a guarantor's
+  share made a new loan to them under a recovery product, paid out by the book's own
+  disbursement and straight on to the defaulted loan (``loan.recovery_loan``), their
+  pledge released and their deposits untouched.
 
 One recovery per approval (``loan_recoveries.approval_id`` unique; entry keys
 ``loan.recovery:<approval id>:…``): the engine decides a request once under its row lock,

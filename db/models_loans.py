@@ -371,7 +371,7 @@ class LoanGuarantee(Base):
     __tablename__ = "loan_guarantees"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('requested', 'accepted', 'declined', 'withdrawn', 'released')",
+            "status IN ('requested', 'accepted', 'declined', 'withdrawn', 'released', 'called')",
             name="status",
         ),
         CheckConstraint("amount_cents > 0", name="amount"),
@@ -410,7 +410,9 @@ class LoanRepayment(Base):
 
     __tablename__ = "loan_repayments"
     __table_args__ = (
-        CheckConstraint("source IN ('mpesa', 'savings', 'cash', 'top_up')", name="source"),
+        CheckConstraint(
+            "source IN ('mpesa', 'savings', 'cash', 'top_up', 'recovery')", name="source"
+        ),
         CheckConstraint(
             "amount_cents > 0 AND penalty_cents >= 0 AND fee_cents >= 0 AND "
             "interest_cents >= 0 AND principal_cents >= 0 AND waived_interest_cents >= 0 AND "

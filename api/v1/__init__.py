@@ -33,6 +33,7 @@ from api.v1 import (
     member_views,
     mpesa_views,
     problems,
+    recovery_views,
     staff_views,
 )
 from api.v1.schemas import ProblemSchema
@@ -51,6 +52,7 @@ BLUEPRINTS = [
     loan_product_views.blp,
     loan_views.blp,
     close_day_views.blp,
+    recovery_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

@@ -1222,3 +1222,61 @@ class CloseDayRunOut(Schema):
     started_at = fields.DateTime(required=True)
     finished_at = fields.DateTime(required=True, allow_none=True)
     steps = fields.List(fields.Nested(CloseDayStepOut), required=True)
+
+
+# ------------------------------------------------------------------ default recovery (issue 13)
+
+
+class RecoveryIn(Strict):
+    note = fields.String(load_default="", validate=validate.Length(max=200))
+    as_loan = fields.List(
+        fields.Integer(strict=True), load_default=None, validate=validate.Length(max=50),
+        metadata={"description": "guarantee ids whose share becomes a recovery loan to the "
+                  "guarantor (their deposits untouched); with recovery_product and recovery_term"},
+    )  # fmt: skip
+    recovery_product = fields.String(
+        load_default=None, validate=validate.Length(min=1, max=20),
+        metadata={"description": "the recovery loans' product code (offered to staff, no fee "
+                  "deducted at disbursement)"},
+    )  # fmt: skip
+    recovery_term = fields.Integer(
+        strict=True, load_default=None, validate=validate.Range(min=1, max=600),
+        metadata={"description": "the recovery loans' instalments, within the product's range"},
+    )  # fmt: skip
+
+
+class RecoveryShareOut(Schema):
+    guarantee_id = fields.Integer(required=True)
+    guarantor_id = fields.Integer(required=True)
+    member_number = fields.String(required=True, allow_none=True)
+    name = fields.String(required=True)
+    pledge_cents = fields.Integer(required=True, metadata={"description": "what they pledged"})
+    held_cents = fields.Integer(
+        required=True, metadata={"description": "what the pledge still holds on their deposits"}
+    )
+    share_cents = fields.Integer(
+        required=True,
+        metadata={"description": "what recovery takes: pro rata to the pledges, largest "
+                  "remainder, never above held_cents"},
+    )  # fmt: skip
+
+
+class RecoveryPreviewOut(Schema):
+    loan_id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    member_id = fields.Integer(required=True)
+    category = fields.String(required=True, metadata={"description": "doubtful or loss"})
+    days_past_due = fields.Integer(required=True)
+    payoff_cents = fields.Integer(
+        required=True, metadata={"description": "what would close the loan today"}
+    )
+    free_deposits_cents = fields.Integer(required=True)
+    from_deposits_cents = fields.Integer(
+        required=True, metadata={"description": "taken first, from the borrower's free deposits"}
+    )
+    from_guarantors_cents = fields.Integer(required=True)
+    balance_after_cents = fields.Integer(
+        required=True, metadata={"description": "what would still be owed (0: the loan closes)"}
+    )
+    closes = fields.Boolean(required=True)
+    guarantors = fields.List(fields.Nested(RecoveryShareOut), required=True)

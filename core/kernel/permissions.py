@@ -51,6 +51,8 @@ PERMISSIONS: dict[str, str] = {
     "loans:write_off": "propose writing off a loan in the loss category against its provision "
     "(maker of loan.write_off; a manager decides)",
     "loans:reschedule": "propose a new term or instalment for a loan (maker of loan.reschedule)",
+    "loans:recover": "ask to recover a defaulted loan from the borrower's deposits and the "
+    "guarantors' pledges (maker of loan.recover)",
     "close_day:read": "list the loan book's close-of-day runs and their results (accrual, "
     "arrears, classification and provisions by product and category)",
     "approvals:read": "list and read maker-checker requests",
@@ -100,6 +102,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "loans:recommend",
             "loans:write_off",
             "loans:reschedule",
+            "loans:recover",
             "close_day:read",
             "approvals:decide",
             "approvals:decide_large",
@@ -124,6 +127,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "loans:recommend",
             "loans:write_off",
             "loans:reschedule",
+            "loans:recover",
             "close_day:read",
             "approvals:decide",
             "loan_products:manage",
@@ -199,6 +203,7 @@ PERMISSION_RISK: dict[str, str] = {
     "loans:repay_cash": "money",  # takes cash for a loan
     "loans:write_off": "money",  # asks for a loan to leave the books
     "loans:reschedule": "money",  # asks for what a member owes to be re-spread
+    "loans:recover": "money",  # asks for deposits and pledges to be taken to a loan
     "close_day:read": "none",  # the book's totals by product and category; no member's data
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",

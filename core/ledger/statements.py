@@ -40,6 +40,7 @@ class StatementLabel(StrEnum):
     SUSPENSE = "suspense"
     LOAN = "loan"  # a loan paid out (and, on the loan account, the principal owed)
     REPAYMENT = "repayment"
+    RECOVERY = "recovery"  # a defaulted loan repaid from deposits or a guarantor's pledge
     FEE = "fee"
     INTEREST = "interest"
     OTHER = "other"
@@ -59,6 +60,9 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.REVERSAL: StatementLabel.REVERSAL,
     EntryKind.LOAN_DISBURSEMENT: StatementLabel.LOAN,
     EntryKind.LOAN_REPAYMENT: StatementLabel.REPAYMENT,
+    EntryKind.LOAN_RECOVERY_DEPOSITS: StatementLabel.RECOVERY,
+    EntryKind.LOAN_RECOVERY_PLEDGE: StatementLabel.RECOVERY,
+    EntryKind.LOAN_RECOVERY_LOAN: StatementLabel.RECOVERY,
     EntryKind.LOAN_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
     EntryKind.LOAN_PROVISION: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.LOAN_WRITE_OFF: StatementLabel.ADJUSTMENT,  # the loan account's last line

@@ -33,6 +33,15 @@ class EntryKind(StrEnum):
     # Close of day (issue 13), one entry per product and business date: interest accrued
     # (Dr interest receivable / Cr loan interest income, or the reverse) and the change in
     # the loan-loss provision (Dr provisions expense / Cr loan-loss provision, or the reverse).
+    # Default recovery of a defaulted loan (issue 13, part 7; core.loans.recovery), each step
+    # its own entry through the repayments' allocation: the borrower's free deposits debited
+    # (``loan.recovery_deposits``), then each guarantor's deposits under their pledge's hold
+    # (``loan.recovery_pledge``); the loan account and income credited as a repayment is.
+    LOAN_RECOVERY_DEPOSITS = "loan.recovery_deposits"
+    LOAN_RECOVERY_PLEDGE = "loan.recovery_pledge"
+    # A guarantor's share turned into a recovery loan to them: the new loan is paid to their
+    # savings (``loan.disbursement``) and straight on from there to the defaulted loan.
+    LOAN_RECOVERY_LOAN = "loan.recovery_loan"
     LOAN_ACCRUAL = "loan.accrual"
     LOAN_PROVISION = "loan.provision"
     LOAN_WRITE_OFF = "loan.write_off"  # Dr provision / Cr the loan (core.loans.write_off)

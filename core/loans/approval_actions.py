@@ -14,6 +14,9 @@
 * ``loan.write_off`` (``core.loans.write_off``: maker ``loans:write_off``, checker a
   manager) and ``loan.reschedule`` (``core.loans.reschedule``: maker ``loans:reschedule``,
   checker by amount): issue 13, part 8, registered here with the others.
+* ``loan.recover``: a holder of ``loans:recover`` asks for a defaulted loan to be recovered
+  from the borrower's deposits and the guarantors' pledges; another person decides by the
+  amount (``core.loans.recovery``, docs/loans/recovery.md).
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from core.approvals.vocabulary import ApprovalStatus
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.permissions import Principal, can_access_branch
-from core.loans import book, products, reschedule, write_off
+from core.loans import book, products, recovery, reschedule, write_off
 from core.loans.disbursement import approve_application, check_approvable, disburse
 from core.loans.vocabulary import BEFORE_APPROVAL, DisburseTo
 from core.members.registration import get_member
 from core.staff import accounts as staff
 from db.models import ApprovalRequest
-from db.models_loans import LoanApplication
+from db.models_loans import Loan, LoanApplication
 
 ACTION = "loan.approve"
 MAKER_PERMISSION = "loans:recommend"
@@ -196,9 +199,41 @@ def _exec_change(
     return products.approve_change(session, deps, staff.checker_of(session, req), req.id, p)
 
 
+def _check_recover(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    return recovery.check_proposal(session, deps, member_id, p)
+
+
+def _exec_recover(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    loan_id = p.get("loan_id")
+    if isinstance(loan_id, bool) or not isinstance(loan_id, int):
+        raise InvalidInput("loan_id is required", field="loan_id")
+    loan = session.get(Loan, loan_id)
+    if loan is None:
+        raise NotFound("no such loan")
+    done = recovery.recover(
+        session, deps, staff.checker_of(session, req), loan_id, approval_id=req.id,
+        as_loan=recovery.as_loan_of(session, loan, p),
+    )  # fmt: skip
+    return done.as_dict()
+
+
 def register_actions() -> None:
     write_off.register_actions()  # loan.write_off (core/loans/write_off.py)
     reschedule.register_actions()  # loan.reschedule (core/loans/reschedule.py)
+    register(
+        recovery.ACTION,
+        ActionSpec(
+            recovery.MAKER_PERMISSION,
+            "recover a defaulted loan",
+            True,
+            _check_recover,
+            _exec_recover,
+        ),
+    )
     register(
         products.CREATE_ACTION,
         ActionSpec(

@@ -217,10 +217,13 @@ def disburse_to_savings(
     application_id: int,
     *,
     mpesa_cents: int | None = None,
+    tell: bool = True,
 ) -> Loan:
     """Pay an approved application out to the member's savings (see the module). A second
     call for a disbursed application returns its loan and writes nothing. ``mpesa_cents``:
-    the caller sends that much on by M-Pesa (``disburse``), which the SMS says."""
+    the caller sends that much on by M-Pesa (``disburse``), which the SMS says. ``tell``
+    False: the caller texts the member itself (a recovery loan, ``core.loans.recovery``,
+    whose money goes straight on to the loan it recovers)."""
     application = lock_application(session, application_id)
     if application.status == ApplicationStatus.DISBURSED:
         return session.scalars(select(Loan).where(Loan.application_id == application.id)).one()
@@ -298,7 +301,8 @@ def disburse_to_savings(
     session.flush()
     if settlement is not None:
         top_ups.record(session, deps, settlement, application, entry_id=posted.entry_id)
-    _tell_disbursed(session, deps, member, application, schedule, mpesa_cents, cleared)
+    if tell:
+        _tell_disbursed(session, deps, member, application, schedule, mpesa_cents, cleared)
     audit.record(
         session, actor, "loan.disburse", target_type="loan", target_id=loan.id,
         after={"reference": loan.reference, "principal_cents": loan.principal_cents,

@@ -8,14 +8,18 @@ never written. ``member_facts`` gathers the appraisal's ``MemberFacts``.
 * **Joined on**: the Nairobi business date of the member's registration.
 * **In arrears**: an active loan of the member's with an instalment past its due date (due
   before today) and not paid in full.
-* **Guarantees a defaulted loan**: an accepted guarantee on a written-off loan.
+* **Guarantees a defaulted loan**: an accepted guarantee (a pledge still standing) on a
+  written-off loan, or on an active loan whose category at the last close of day is in
+  ``DEFAULTED_CATEGORIES`` (doubtful or loss: the loans default recovery takes,
+  core/loans/recovery.py). A guarantor whose pledge was called by a recovery has paid
+  their part and is no longer held back by that loan.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Exists, Select, case, exists, func, select
+from sqlalchemy import Exists, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.kernel.calendar import business_date
@@ -24,8 +28,14 @@ from core.ledger.statements import loans_outstanding
 from core.loans.appraisal import MemberFacts
 from core.loans.vocabulary import GuaranteeStatus, LoanStatus
 from core.members.status import MemberStatus
+from core.risk.vocabulary import LoanCategory
 from db.models import Account, Member
+from db.models_close_day import LoanDayState
 from db.models_loans import Loan, LoanGuarantee, LoanInstalment
+
+# A loan in one of these categories at the last close of day is defaulted
+# (docs/loans/recovery.md): recovery may take it, its guarantors may not borrow.
+DEFAULTED_CATEGORIES = frozenset({LoanCategory.DOUBTFUL, LoanCategory.LOSS})
 
 
 def deposits_account(session: Session, member_id: int) -> Account:
@@ -67,11 +77,18 @@ def in_arrears(session: Session, member_id: int, today: date) -> bool:
 
 
 def _guarantees_defaulted_loan(member_id: int) -> Exists:
+    classified_defaulted = exists().where(
+        LoanDayState.loan_id == Loan.id,
+        LoanDayState.category.in_(sorted(DEFAULTED_CATEGORIES)),
+    )
     return exists().where(
         LoanGuarantee.loan_id == Loan.id,
         LoanGuarantee.guarantor_id == member_id,
         LoanGuarantee.status == GuaranteeStatus.ACCEPTED,
-        Loan.status == LoanStatus.WRITTEN_OFF,
+        or_(
+            Loan.status == LoanStatus.WRITTEN_OFF,
+            and_(Loan.status == LoanStatus.ACTIVE, classified_defaulted),
+        ),
     )
 
 

@@ -526,13 +526,7 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
             member, repayment, f"the {format_cents(split.loan_cents)} that pays this loan off"
         )
     posted = _post(session, deps, loan, split, repayment, today)
-    by_number = {i.number: i for i in rows}
-    for paid in split.instalments:
-        row = by_number[paid.number]
-        row.paid_fee_cents += paid.fee_cents
-        row.paid_interest_cents += paid.interest_cents
-        row.paid_principal_cents += paid.principal_cents
-        row.waived_interest_cents += paid.waived_interest_cents
+    mark_paid(rows, split)
     savings_entry_id = None
     if split.to_savings_cents:
         credited = credit_member(
@@ -622,6 +616,18 @@ def _post(
             + (f" M-Pesa {r.receipt}" if r.receipt else "")
         ),
     )
+
+
+def mark_paid(rows: Sequence[LoanInstalment], split: Allocation) -> None:
+    """What ``split`` paid (and waived) of each instalment, added to its row. After
+    ``settlement_legs``, which reads the rows as they were."""
+    by_number = {i.number: i for i in rows}
+    for paid in split.instalments:
+        row = by_number[paid.number]
+        row.paid_fee_cents += paid.fee_cents
+        row.paid_interest_cents += paid.interest_cents
+        row.paid_principal_cents += paid.principal_cents
+        row.waived_interest_cents += paid.waived_interest_cents
 
 
 def settlement_legs(session: Session, loan: Loan, split: Allocation) -> list[ledger.Leg]:

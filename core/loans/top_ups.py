@@ -233,13 +233,7 @@ def record(
     pledges released (``guarantee_released`` to each guarantor) and the ``loan.repaid``
     event for partners. The member's SMS is the disbursement's (``loan_topped_up``)."""
     loan, split, now = settlement.loan, settlement.split, deps.now()
-    by_number = {i.number: i for i in settlement.instalments}
-    for paid in split.instalments:
-        instalment = by_number[paid.number]
-        instalment.paid_fee_cents += paid.fee_cents
-        instalment.paid_interest_cents += paid.interest_cents
-        instalment.paid_principal_cents += paid.principal_cents
-        instalment.waived_interest_cents += paid.waived_interest_cents
+    repayments.mark_paid(settlement.instalments, split)
     loan.status = LoanStatus.CLOSED
     loan.closed_at = now
     session.flush()

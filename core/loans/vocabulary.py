@@ -155,6 +155,9 @@ class GuaranteeStatus(StrEnum):
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"  # consent withdrawn before approval, or the request lapsed
     RELEASED = "released"  # the pledge was given back (application refused, loan repaid)
+    # The pledge was taken to repay the defaulted loan (core.loans.recovery): what it held
+    # was posted from the guarantor's deposits to the loan, the rest of the hold given back.
+    CALLED = "called"
 
 
 # ---------------------------------------------------------------------------------------
@@ -168,6 +171,9 @@ class RepaymentSource(StrEnum):
     SAVINGS = "savings"  # the member's own savings account
     CASH = "cash"  # a teller's cash, banked
     TOP_UP = "top_up"  # cleared by a top-up loan's disbursement (core.loans.disbursement)
+    # Default recovery (core.loans.recovery): the borrower's free deposits, then guarantors'
+    # pledges, taken to the loan on a maker-checker approval.
+    RECOVERY = "recovery"
 
 
 # What a member, a teller or M-Pesa may pay with: a top-up is never a repayment source of

@@ -20,6 +20,7 @@ EVERY_ACTION = {
     "deposit.cash": "core.members.approval_actions",
     "ledger.adjustment": "core.accounting.adjustments",
     "loan.approve": "core.loans.approval_actions",
+    "loan.recover": "core.loans.approval_actions",
     "suspense.reassign": "core.payments.mpesa.approval_actions",
     "payout.resolve": "core.payments.mpesa.approval_actions",
     "suspense.duplicate": "core.payments.mpesa.approval_actions",

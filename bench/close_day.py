@@ -155,12 +155,14 @@ def create_products(factory: sessionmaker[Session], deps: CoreDeps) -> dict[str,
 
 def combos(opening: date, versions: dict[str, int]) -> list[tuple[str, int, int, date]]:
     """Every (product, amount, term, disbursement date) a seeded loan may take."""
-    out = []
+    out: list[tuple[str, int, int, date]] = []
     for month in range(1, AGES_MONTHS + 1):
         for offset in OFFSETS:
             disbursed_on = opening - timedelta(days=30 * (month - 1) + offset)
             for code, (amounts, terms) in MIX.items():
-                out.extend((code, kes * 100, term, disbursed_on) for kes in amounts for term in terms)
+                out.extend(
+                    (code, kes * 100, term, disbursed_on) for kes in amounts for term in terms
+                )
     return out
 
 
@@ -172,8 +174,9 @@ def schedules(
     from core.loans.schedule import build_schedule
     from core.loans.terms import version_terms
 
-    cols: dict[str, list[Any]] = {k: [] for k in "cid ver amt term disb fee sfee inst total apr".split()}
-    rows: dict[str, list[Any]] = {k: [] for k in "cid num due p i f".split()}
+    names = ("cid", "ver", "amt", "term", "disb", "fee", "sfee", "inst", "total", "apr")
+    cols: dict[str, list[Any]] = {k: [] for k in names}
+    rows: dict[str, list[Any]] = {k: [] for k in ("cid", "num", "due", "p", "i", "f")}
     for cid, (code, amount, term, disbursed_on) in wanted:
         terms = version_terms(session, versions[code])
         schedule = build_schedule(terms.schedule_terms(amount, term, disbursed_on))
@@ -429,7 +432,9 @@ def seed(database_url: str, loans: int, opening: date) -> Book:
             ),
             "float": ledger.account_id_by_code(session, SystemAccount.MPESA_COLLECTIONS_FLOAT),
         }  # fmt: skip
-        params["abase"] = session.execute(text("SELECT COALESCE(max(id), 0) FROM accounts")).scalar_one()
+        params["abase"] = session.execute(
+            text("SELECT COALESCE(max(id), 0) FROM accounts")
+        ).scalar_one()
         params["ebase"] = session.execute(
             text("SELECT COALESCE(max(id), 0) FROM journal_entries")
         ).scalar_one()
@@ -450,7 +455,9 @@ def seed(database_url: str, loans: int, opening: date) -> Book:
         for table in ("members", "accounts", "journal_entries", "postings", "loan_applications",
                       "loans", "loan_instalments", "loan_repayments"):  # fmt: skip
             session.execute(
-                text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
             )
         young, old = (
             session.execute(
@@ -466,7 +473,10 @@ def seed(database_url: str, loans: int, opening: date) -> Book:
             ).scalar()
             for a, b in (
                 (opening - timedelta(days=30), opening),
-                (opening - timedelta(days=30 * AGES_MONTHS + 30), opening - timedelta(days=30 * 23)),
+                (
+                    opening - timedelta(days=30 * AGES_MONTHS + 30),
+                    opening - timedelta(days=30 * 23),
+                ),
             )
         )
         counts = session.execute(
@@ -491,16 +501,39 @@ def step(session: Session, what: str, sql: str, params: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- the runs
 
 
-def close_through(book: Book, through: date) -> tuple[float, CloseDayReport]:
-    """``run_close_day`` up to ``through``, run the morning after: seconds and report."""
+class Stamped:
+    """The session factory, noting when each session is opened: ``run_close_day`` opens one
+    to find the dates, then one per step (two a date), so the stamps time each date."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+        self.opened: list[float] = []
+
+    def __call__(self) -> Session:
+        self.opened.append(time.monotonic())
+        return self.factory()
+
+    def per_date(self, dates: int, end: float) -> list[float]:
+        """Seconds per date (empty when a step was retried: the stamps no longer line up)."""
+        starts = self.opened[1::2]
+        if len(self.opened) != 1 + 2 * dates:
+            return []
+        return [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
+
+
+def close_through(book: Book, through: date) -> tuple[float, CloseDayReport, list[float]]:
+    """``run_close_day`` up to ``through``, run the morning after: seconds, report, and
+    seconds per date."""
     from workers.close_day import run_close_day
 
+    stamped = Stamped(book.factory)
     t0 = time.monotonic()
     report = run_close_day(
-        book.factory, on(book.deps, through + timedelta(days=1)), through=through,
+        stamped, on(book.deps, through + timedelta(days=1)), through=through,
         lock_engine=book.engine,
     )  # fmt: skip
-    return time.monotonic() - t0, report
+    end = time.monotonic()
+    return end - t0, report, stamped.per_date(len(report.dates), end)
 
 
 @dataclass(frozen=True)
@@ -585,7 +618,9 @@ def sample_ids(book: Book, size: int) -> list[int]:
     """``size`` active loans spread evenly over the book."""
     with book.factory() as session:
         ids = list(
-            session.execute(text("SELECT id FROM loans WHERE status = 'active' ORDER BY id")).scalars()
+            session.execute(
+                text("SELECT id FROM loans WHERE status = 'active' ORDER BY id")
+            ).scalars()
         )
     stride = max(1, len(ids) // max(1, size))
     return ids[::stride][:size]
@@ -673,12 +708,12 @@ def report(book: Book, day: date, catch_up_to: date, sample: int, reads: int) ->
         flush=True,
     )
     with phase(f"opening run: close {book.opening} (the book's first close)"):
-        opening_s, _ = close_through(book, book.opening)
+        opening_s, _, _ = close_through(book, book.opening)
     ids = sample_ids(book, sample)
     with phase(f"baseline: {day} closed by a naive per-loan Python loop, {len(ids):,} loans"):
         naive_s, naive = naive_day(book, day, ids)
     with phase(f"one day: close {day}"):
-        day_s, day_report = close_through(book, day)
+        day_s, day_report, _ = close_through(book, day)
     agree = run_figures(book, ids)
     mismatched = [i for i in ids if agree.get(i) != naive[i]]
     # The day after the one closed: the young loan is in its first month, the old one in
@@ -686,9 +721,14 @@ def report(book: Book, day: date, catch_up_to: date, sample: int, reads: int) ->
     with phase(f"reads: loan detail and My loans, {reads} each, on {day + timedelta(days=1)}"):
         reads_ms = read_times(book, day + timedelta(days=1), reads)
     with phase(f"catch-up: close {day + timedelta(days=1)} .. {catch_up_to}"):
-        catch_s, catch_report = close_through(book, catch_up_to)
+        catch_s, catch_report, per_date = close_through(book, catch_up_to)
     with book.factory() as session:
         verified = verify_ledger(session)
+        autovacuum = session.execute(text("SHOW autovacuum")).scalar_one()
+        dead = session.execute(
+            text("SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables "
+                 "WHERE relname = 'loan_day_states'")
+        ).one()  # fmt: skip
         by_category = session.execute(
             text(
                 "SELECT s.category, count(*) FROM loan_day_states s JOIN loans l "
@@ -710,6 +750,13 @@ def report(book: Book, day: date, catch_up_to: date, sample: int, reads: int) ->
         f"{catch_s / active / CATCH_UP_DAYS * 1e6:9.0f}  (per loan-day; "
         f"{catch_s / CATCH_UP_DAYS:.1f} s a day)"
     )
+    if per_date:
+        print(
+            f"  catch-up per date: first {per_date[0]:.1f} s, median "
+            f"{statistics.median(per_date):.1f} s, last {per_date[-1]:.1f} s; loan_day_states "
+            f"then {dead[0]:,} rows and {dead[1]:,} dead row versions (server autovacuum "
+            f"{autovacuum})"
+        )
     print(
         f"{'BASELINE naive loop, ' + format(len(ids), ',') + ' loans measured':<44} "
         f"{naive_s:9.1f} {naive_per_loan * 1e6:9.0f}"

@@ -123,9 +123,7 @@ def production_env(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS) -
     }
 
 
-def recreate_database(
-    database_url: str = BENCH_DB, redis_url: str | None = BENCH_REDIS
-) -> None:
+def recreate_database(database_url: str = BENCH_DB, redis_url: str | None = BENCH_REDIS) -> None:
     """Drop, create and migrate ``database_url``; flush ``redis_url`` (None: no Redis)."""
     import psycopg2
     import redis

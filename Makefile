@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-loans bench-outbox phone clean
+.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-loans bench-close-day bench-outbox phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -108,6 +108,12 @@ bench-ussd: install
 ## bench-loans: the USSD loans menus (apply, my limit, my loans) beside the savings menu, paced
 bench-loans: install
 	@$(BIN)/python bench/loans.py
+
+## bench-close-day: close of day over 100,000 seeded loans (one day, a 30-day catch-up) beside
+## a naive per-loan loop, and loan detail reads at month 1 and 24 (LOANS=N for a quick run)
+LOANS ?= 100000
+bench-close-day: install
+	@$(BIN)/python bench/close_day.py --loans $(LOANS)
 
 ## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=..., TOKEN=...)
 PHONE ?= +254712000001

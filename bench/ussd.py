@@ -123,7 +123,8 @@ def production_env(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS) -
     }
 
 
-def recreate_database(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS) -> None:
+def recreate_database(database_url: str = BENCH_DB, redis_url: str | None = BENCH_REDIS) -> None:
+    """Drop, create and migrate ``database_url``; flush ``redis_url`` (None: no Redis)."""
     import psycopg2
     import redis
     from sqlalchemy.engine import make_url
@@ -148,6 +149,8 @@ def recreate_database(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS
         cur.execute(f'CREATE DATABASE "{url.database}"')
     admin.close()
     upgrade(database_url)
+    if redis_url is None:
+        return
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()

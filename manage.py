@@ -683,7 +683,12 @@ def scheduler(interval: float | None, once: bool) -> None:
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5
     )
     ctx = DeliveryContext.from_settings(settings)
-    enqueue = rq_enqueuer(connection, settings.outbox_queue, settings.outbox_requeue_after_s)
+    enqueue = rq_enqueuer(
+        connection,
+        settings.outbox_queue,
+        settings.outbox_requeue_after_s,
+        settings.outbox_lost_job_after_s,
+    )
     if once:
         click.echo(str(sweep_once(ctx, enqueue)))
         return

@@ -7,15 +7,28 @@ Talking stand-in.
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import redis as redis_lib
 from rq import Queue
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.serving import make_server
 
-from db.session import make_session_factory
-from integrations.africastalking.standin import StandinHandle
-from tests.outboxutil import gateway_messages, make_ctx
+from app_factory import create_app
+from config import Settings
+from core.kernel.deps import CoreDeps
+from core.messaging.outbox import OutboxPolicy
+from db.models import SmsDeliveryReport
+from db.session import make_session_factory, unit_of_work
+from integrations.africastalking.standin import StandinHandle, start_standin
+from runtime import Runtime
+from tests.outboxutil import control, gateway_messages, make_ctx
 from tests.workerprocs import (
     QUEUE,
     Processes,
@@ -64,3 +77,63 @@ def test_a_job_lost_between_pop_and_start_is_enqueued_again_by_the_next_sweep(
     # the finished jobs' marks are gone; nothing more is enqueued however often it sweeps
     for _ in range(2):
         assert sweep_once(ctx, rq_enqueuer(redis_client, QUEUE, 300, lost_after_s=0)).due == []
+
+
+@pytest.fixture
+def delivery_app(settings: Settings, deps: CoreDeps, committed_pg: Engine) -> Iterator[str]:
+    """The app's ``/sms/delivery`` over HTTP on committed PostgreSQL; yields its URL."""
+    runtime = Runtime(committed_pg, make_session_factory(committed_pg), deps, None, "Umoja SACCO")
+    server = make_server("127.0.0.1", 0, create_app(settings, runtime), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/sms/delivery"
+    server.shutdown()
+    thread.join()
+
+
+def test_a_worker_killed_in_a_stalled_send_is_not_resent_when_its_report_arrived(
+    factory: sessionmaker[Session],
+    delivery_app: str,
+    tmp_path: Path,
+    redis_client: redis_lib.Redis,
+) -> None:
+    phone, other = phones(2, start=700)
+    with start_standin(port=0, delivery_callback=delivery_app, delivery_delay=0.05) as standin:
+        procs = Processes(tmp_path, standin.url)
+        try:
+            (message_id,) = queue_messages(factory, [phone])
+            control(standin.url, hang_next=1, hang_seconds=2)  # the send stalls at the gateway
+            worker = procs.worker()
+            enqueue_messages(redis_client, [message_id], queue_name=QUEUE)
+            wait_for(lambda: standin.state.hang_next == 0, "the gateway holding the send")
+            worker.send_signal(signal.SIGKILL)  # the worker dies before the answer
+            worker.wait()
+            # the gateway takes the message and its delivery report reaches the app, which
+            # stores it: an id no attempt of ours recorded
+            wait_for(lambda: len(gateway_messages(standin.url, phone)) == 1, "sent once")
+            wait_for(lambda: stored_reports(factory) == 1, "the report stored")
+            assert statuses(factory, [message_id]) == {message_id: "sending"}
+            procs.worker()  # a live worker, ready to send anything enqueued
+            ctx = make_ctx(factory, standin.url, policy=OutboxPolicy(claim_timeout_s=0.5))
+            time.sleep(0.6)  # the claim really ages: the worker processes read the real clock
+            result = sweep_once(ctx, rq_enqueuer(redis_client, QUEUE, 60))
+            assert result.adopted == [message_id] and result.reclaimed == []
+            assert statuses(factory, [message_id]) == {message_id: "delivered"}
+            # a later message to another phone goes through the live worker meanwhile
+            (later,) = queue_messages(factory, [other])
+            enqueue_messages(redis_client, [later], queue_name=QUEUE)
+            wait_for(lambda: statuses(factory, [later])[later] in ("sent", "delivered"), "sent")
+            wait_for(lambda: stored_reports(factory) == 2, "its report stored")
+            # (its report may race the worker's record; the sweeper applies what is left)
+            assert sweep_once(ctx, rq_enqueuer(redis_client, QUEUE, 60)).due == []
+            assert statuses(factory, [message_id, later]) == dict.fromkeys(
+                [message_id, later], "delivered"
+            )
+            assert len(gateway_messages(standin.url, phone)) == 1  # no duplicate
+        finally:
+            procs.stop_all()
+
+
+def stored_reports(factory: sessionmaker[Session]) -> int:
+    with unit_of_work(factory) as s:
+        return int(s.scalar(select(func.count()).select_from(SmsDeliveryReport)) or 0)

@@ -642,22 +642,20 @@ def mpesa_register_urls() -> None:
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 @click.option("--name", default=None, help="worker name (default: host and pid)")
 def worker(burst: bool, name: str | None) -> None:
-    """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL)."""
+    """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL); it outlives a
+    Redis restart, reconnecting with backoff."""
     import redis
-    from rq import Queue, SimpleWorker
+
+    from workers.rq_worker import run_worker
 
     settings = _settings()
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
         sys.exit(2)
-    connection = redis.Redis.from_url(settings.redis_url)
-    queues = [
-        Queue(settings.outbox_queue, connection=connection),
-        Queue(settings.jobs_queue, connection=connection),
-    ]
+    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     # SimpleWorker: jobs run in this process, so the database pool and the HTTP
     # sessions are reused across jobs (a fork per job would reconnect each time).
-    SimpleWorker(queues, connection=connection, name=name).work(burst=burst)
+    run_worker(connection, [settings.outbox_queue, settings.jobs_queue], name=name, burst=burst)
 
 
 @cli.command()

@@ -41,8 +41,8 @@ class Processes:
             AT_SMS_TIMEOUT_S="30",
             OUTBOX_QUEUE=QUEUE,
             PYTHONPATH=str(ROOT),
-            **extra,
         )
+        env.update(extra)  # may override the above (REDIS_URL through a proxy)
         return env
 
     def start(self, *args: str, **extra: str) -> subprocess.Popen[bytes]:

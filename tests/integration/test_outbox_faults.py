@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis as redis_lib
@@ -29,6 +30,8 @@ from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.standin import StandinHandle, start_standin
 from runtime import Runtime
 from tests.outboxutil import control, gateway_messages, make_ctx
+from tests.settings import REDIS_URL
+from tests.tcpproxy import TcpProxy
 from tests.workerprocs import (
     QUEUE,
     Processes,
@@ -137,3 +140,29 @@ def test_a_worker_killed_in_a_stalled_send_is_not_resent_when_its_report_arrived
 def stored_reports(factory: sessionmaker[Session]) -> int:
     with unit_of_work(factory) as s:
         return int(s.scalar(select(func.count()).select_from(SmsDeliveryReport)) or 0)
+
+
+def test_a_busy_worker_survives_a_redis_outage_and_takes_later_jobs(
+    factory: sessionmaker[Session],
+    procs: Processes,
+    standin: StandinHandle,
+    redis_client: redis_lib.Redis,
+) -> None:
+    server = urlsplit(REDIS_URL)
+    busy_phone, later_phone = phones(2, start=800)
+    with TcpProxy(server.hostname or "127.0.0.1", server.port or 6379) as proxy:
+        worker = procs.worker(REDIS_URL=f"redis://127.0.0.1:{proxy.port}{server.path}")
+        (busy,) = queue_messages(factory, [busy_phone])
+        control(standin.url, hang_next=1, hang_seconds=2)  # the worker is busy sending
+        enqueue_messages(redis_client, [busy], queue_name=QUEUE)
+        wait_for(lambda: standin.state.hang_next == 0, "the send in progress")
+        proxy.cut()  # Redis "restarts" while the job runs and ends: every RQ call fails
+        wait_for(lambda: statuses(factory, [busy]) == {busy: "sent"}, "the send recorded")
+        time.sleep(2)  # RQ's end-of-job bookkeeping and its next dequeue meet a dead Redis
+        proxy.start()
+        assert worker.poll() is None, "the worker exited"
+        (later,) = queue_messages(factory, [later_phone])
+        enqueue_messages(redis_client, [later], queue_name=QUEUE)
+        wait_for(lambda: statuses(factory, [later]) == {later: "sent"}, "a later job taken")
+        assert worker.poll() is None
+    assert [len(gateway_messages(standin.url, p)) for p in (busy_phone, later_phone)] == [1, 1]

@@ -14,6 +14,8 @@ suspense-assign (moved to the API: maker-checker, POST /api/v1/suspense/reassign
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
 mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
 mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
+backlog         M-Pesa callbacks not applied, STK pushes and payouts still waiting: counts
+                and oldest ages (exit 1 past --alert-after-minutes)
 worker          run an RQ worker for the outbox queue (SMS, e-mail, webhooks)
 scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
 outbox          show outbox counts and the messages that failed for good
@@ -622,6 +624,32 @@ def mpesa_reconcile(older_than_minutes: float | None) -> None:
         click.echo(str(run_reconcile(ctx, older_than=older)))
     finally:
         ctx.close()
+
+
+@cli.command()
+@click.option(
+    "--alert-after-minutes",
+    type=float,
+    default=None,
+    help="exit 1 if anything has waited longer than this (for cron or a health check)",
+)
+def backlog(alert_after_minutes: float | None) -> None:
+    """M-Pesa callbacks not applied, STK pushes and payouts without an outcome: counts and
+    the oldest age of each."""
+    from core.payments.mpesa.backlog import mpesa_backlog
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        lines = mpesa_backlog(session, runtime.deps.now())
+    late = []
+    for line in lines:
+        age = "-" if line.oldest_age_s is None else f"{line.oldest_age_s / 60:.1f} min"
+        click.echo(f"{line.name:<20} {line.count:>7}  oldest {age}")
+        if alert_after_minutes is not None and (line.oldest_age_s or 0) > alert_after_minutes * 60:
+            late.append(line.name)
+    if late:
+        click.echo(f"waiting longer than {alert_after_minutes} min: {', '.join(late)}", err=True)
+        sys.exit(1)
 
 
 @cli.command("mpesa-register-urls")

@@ -240,9 +240,7 @@ class SmsDeliveryReport(Base):
     ``unmatched_at`` once the sweeper stopped looking for it (0025)."""
 
     __tablename__ = "sms_delivery_reports"
-    __table_args__ = (
-        Index("ix_sms_delivery_reports_waiting", "applied_at", "unmatched_at", "id"),
-    )
+    __table_args__ = (Index("ix_sms_delivery_reports_waiting", "applied_at", "unmatched_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     provider_message_id: Mapped[str] = mapped_column(String(64), index=True)

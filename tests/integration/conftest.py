@@ -1,4 +1,4 @@
-"""Fixtures for integration tests that start real processes."""
+"""Fixtures for integration tests that commit for real and start real processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from db.session import make_session_factory
 from integrations.africastalking.standin import StandinHandle
 from tests.workerprocs import Processes
 
@@ -19,3 +22,9 @@ def procs(
     p = Processes(tmp_path, standin.url)
     yield p
     p.stop_all()
+
+
+@pytest.fixture
+def factory(committed_pg: Engine) -> sessionmaker[Session]:
+    """Sessions that really commit (other processes see the rows); seed rows restored after."""
+    return make_session_factory(committed_pg)

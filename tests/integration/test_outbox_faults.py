@@ -46,11 +46,6 @@ from workers.sweeper import rq_enqueuer, sweep_once
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def factory(committed_pg: Engine) -> sessionmaker[Session]:
-    return make_session_factory(committed_pg)
-
-
 def test_a_job_lost_between_pop_and_start_is_enqueued_again_by_the_next_sweep(
     factory: sessionmaker[Session],
     procs: Processes,

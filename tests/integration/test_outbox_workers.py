@@ -12,13 +12,12 @@ import time
 
 import pytest
 import redis as redis_lib
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.messaging.outbox import OutboxPolicy, claim_message
 from db.base import utcnow
 from db.models import OutboxMessage
-from db.session import make_session_factory, unit_of_work
+from db.session import unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import control, gateway_messages, make_ctx
 from tests.workerprocs import QUEUE, Processes, phones, queue_messages, statuses, wait_for
@@ -26,11 +25,6 @@ from workers.queue import enqueue_messages
 from workers.sweeper import rq_enqueuer, sweep_once
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def factory(committed_pg: Engine) -> sessionmaker[Session]:
-    return make_session_factory(committed_pg)
 
 
 def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_only_the_accepted_message(

@@ -4,13 +4,16 @@ stored report adopted instead of re-sending a message whose worker died after th
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from app_factory import create_app
 from config import Settings
@@ -23,6 +26,9 @@ from db.session import make_session_factory, unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from runtime import Runtime
 from tests.outboxutil import T0, Clock, gateway_messages, make_ctx
+from tests.settings import PG_URL
+from tests.tcpproxy import TcpProxy
+from tests.workerprocs import wait_for
 from workers.outbox import deliver
 from workers.sweeper import rq_enqueuer, sweep_once
 
@@ -190,3 +196,71 @@ def test_no_report_is_adopted_when_it_could_belong_to_another_message_or_predate
     for message_id in (first, second, early):  # sent again: the one duplicate window
         assert deliver(ctx, message_id) == "sent"
     assert len(gateway_messages(standin.url)) == 3
+
+
+def test_a_report_stored_before_the_database_went_away_is_answered_200_and_applied_later(
+    settings: Settings,
+    deps: CoreDeps,
+    committed_pg: Engine,
+    standin: StandinHandle,
+    redis_client: redis_lib.Redis,
+) -> None:
+    factory = make_session_factory(committed_pg)
+    message_id = queue_due(factory, "dr-cut")
+    ctx = make_ctx(factory, standin.url, now=Clock())
+    assert deliver(ctx, message_id) == "sent"
+    pmid = message(factory, message_id).provider_message_id
+    assert pmid is not None
+    target = make_url(PG_URL)
+    with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        via_proxy = create_engine(target.set(host="127.0.0.1", port=proxy.port), poolclass=NullPool)
+        app = create_app(
+            settings, Runtime(via_proxy, make_session_factory(via_proxy), deps, None, "Umoja")
+        )
+        answers: list[tuple[int, str]] = []
+        with committed_pg.connect() as holder:  # a worker holds the message row meanwhile
+            holder.execute(
+                select(OutboxMessage.id).where(OutboxMessage.id == message_id).with_for_update()
+            )
+            poster = threading.Thread(
+                target=lambda: answers.append(post_report(app.test_client(), pmid))
+            )
+            poster.start()
+            wait_for(lambda: stored(factory, pmid) == 1, "the report stored and committed")
+            wait_for(lambda: activity(committed_pg, "wait_event_type = 'Lock'") > 0, "apply waits")
+            proxy.cut()  # the database goes away between storing and applying
+            poster.join(timeout=30)
+            holder.rollback()
+        via_proxy.dispose()
+    assert answers == [(200, "OK")]  # stored: acknowledged, nothing for the gateway to resend
+    assert message(factory, message_id).status == "sent"
+    # (the server notices the cut connection once the lock is free, and rolls it back)
+    wait_for(lambda: not activity(committed_pg, "xact_start IS NOT NULL"), "its rollback")
+    assert sweep_once(ctx, rq_enqueuer(redis_client, "outbox-test", 60)).reports_applied == 1
+    assert message(factory, message_id).status == "delivered"
+
+
+def stored(factory: sessionmaker[Session], pmid: str) -> int:
+    with unit_of_work(factory) as s:
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(SmsDeliveryReport)
+                .where(SmsDeliveryReport.provider_message_id == pmid)
+            )
+            or 0
+        )
+
+
+def activity(engine: Engine, condition: str) -> int:
+    """Other sessions on this test database matching ``condition`` (pg_stat_activity)."""
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    f"AND pid <> pg_backend_pid() AND {condition}"
+                )
+            )
+            or 0
+        )

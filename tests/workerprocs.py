@@ -73,6 +73,24 @@ class Processes:
                 proc.wait()
 
 
+def run_manage(
+    *args: str, drop: tuple[str, ...] = ("DATABASE_", "REDIS_"), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``manage.py ARGS`` as a process on the test database, its output captured. ``drop``:
+    prefixes of this process's variables the child must not inherit; ``env``: added."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    child.update(SACCO_ENV="test", DATABASE_URL=PG_URL, PYTHONPATH=str(ROOT))
+    child.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def wait_for(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT_S
     while not condition():

@@ -4,12 +4,9 @@ prints it and exits 1 when something waited too long."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -20,9 +17,7 @@ from core.payments.mpesa.backlog import mpesa_backlog
 from db.base import utcnow
 from db.session import make_session_factory, unit_of_work
 from tests.integration.test_mpesa_payouts import T0, withdrawal
-from tests.settings import PG_URL
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.workerprocs import run_manage
 
 
 def callback(session: Session, deps: CoreDeps, status: str) -> int:
@@ -55,16 +50,7 @@ def test_the_backlog_counts_what_waits_and_the_age_of_the_oldest(
 
 
 def run_backlog(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    env.update(SACCO_ENV="test", DATABASE_URL=PG_URL, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "manage.py", "backlog", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage("backlog", *args)
 
 
 def test_manage_py_backlog_prints_each_line_and_exits_1_past_the_alert_age(

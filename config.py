@@ -246,6 +246,12 @@ class Settings(BaseSettings):
     outbox_claim_timeout_s: float = Field(default=120.0, gt=0)
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     outbox_requeue_after_s: float = Field(default=300.0, gt=0)
+    # A job RQ no longer holds (a worker killed between popping and starting it) is
+    # enqueued again by the sweeper once its enqueue mark is this old (issue 17).
+    outbox_lost_job_after_s: float = Field(default=10.0, ge=0)
+    # A delivery report still matching no message after this long is set aside
+    # (``unmatched_at``), so strangers never fill the sweeper's batch (issue 17).
+    outbox_report_unmatched_after_s: float = Field(default=3600.0, gt=0)
 
     # Staff e-mail (SMTP). No SMTP_HOST: e-mails stay pending (visible) until one is set.
     smtp_host: str = ""

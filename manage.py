@@ -14,6 +14,8 @@ suspense-assign (moved to the API: maker-checker, POST /api/v1/suspense/reassign
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
 mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
 mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
+backlog         M-Pesa callbacks not applied, STK pushes and payouts still waiting: counts
+                and oldest ages (exit 1 past --alert-after-minutes)
 worker          run an RQ worker for the outbox queue (SMS, e-mail, webhooks)
 scheduler       run the outbox sweeper every OUTBOX_SWEEP_INTERVAL_S seconds
 outbox          show outbox counts and the messages that failed for good
@@ -626,6 +628,32 @@ def mpesa_reconcile(older_than_minutes: float | None) -> None:
         ctx.close()
 
 
+@cli.command()
+@click.option(
+    "--alert-after-minutes",
+    type=float,
+    default=None,
+    help="exit 1 if anything has waited longer than this (for cron or a health check)",
+)
+def backlog(alert_after_minutes: float | None) -> None:
+    """M-Pesa callbacks not applied, STK pushes and payouts without an outcome: counts and
+    the oldest age of each."""
+    from core.payments.mpesa.backlog import mpesa_backlog
+
+    runtime = _runtime()
+    with runtime.session() as session:
+        lines = mpesa_backlog(session, runtime.deps.now())
+    late = []
+    for line in lines:
+        age = "-" if line.oldest_age_s is None else f"{line.oldest_age_s / 60:.1f} min"
+        click.echo(f"{line.name:<20} {line.count:>7}  oldest {age}")
+        if alert_after_minutes is not None and (line.oldest_age_s or 0) > alert_after_minutes * 60:
+            late.append(line.name)
+    if late:
+        click.echo(f"waiting longer than {alert_after_minutes} min: {', '.join(late)}", err=True)
+        sys.exit(1)
+
+
 @cli.command("mpesa-register-urls")
 def mpesa_register_urls() -> None:
     """Register the C2B validation and confirmation URLs (with the token) for the paybill."""
@@ -644,22 +672,20 @@ def mpesa_register_urls() -> None:
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 @click.option("--name", default=None, help="worker name (default: host and pid)")
 def worker(burst: bool, name: str | None) -> None:
-    """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL)."""
+    """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL); it outlives a
+    Redis restart, reconnecting with backoff."""
     import redis
-    from rq import Queue, SimpleWorker
+
+    from workers.rq_worker import run_worker
 
     settings = _settings()
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
         sys.exit(2)
-    connection = redis.Redis.from_url(settings.redis_url)
-    queues = [
-        Queue(settings.outbox_queue, connection=connection),
-        Queue(settings.jobs_queue, connection=connection),
-    ]
+    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     # SimpleWorker: jobs run in this process, so the database pool and the HTTP
     # sessions are reused across jobs (a fork per job would reconnect each time).
-    SimpleWorker(queues, connection=connection, name=name).work(burst=burst)
+    run_worker(connection, [settings.outbox_queue, settings.jobs_queue], name=name, burst=burst)
 
 
 @cli.command()
@@ -685,7 +711,12 @@ def scheduler(interval: float | None, once: bool) -> None:
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5
     )
     ctx = DeliveryContext.from_settings(settings)
-    enqueue = rq_enqueuer(connection, settings.outbox_queue, settings.outbox_requeue_after_s)
+    enqueue = rq_enqueuer(
+        connection,
+        settings.outbox_queue,
+        settings.outbox_requeue_after_s,
+        settings.outbox_lost_job_after_s,
+    )
     if once:
         click.echo(str(sweep_once(ctx, enqueue)))
         return

@@ -236,10 +236,11 @@ class OutboxAttempt(Base):
 
 
 class SmsDeliveryReport(Base):
-    """Every delivery report as received; ``applied_at`` once matched to its message."""
+    """Every delivery report as received; ``applied_at`` once matched to its message,
+    ``unmatched_at`` once the sweeper stopped looking for it (0025)."""
 
     __tablename__ = "sms_delivery_reports"
-    __table_args__ = (Index("ix_sms_delivery_reports_unapplied", "applied_at", "id"),)
+    __table_args__ = (Index("ix_sms_delivery_reports_waiting", "applied_at", "unmatched_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     provider_message_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -251,6 +252,7 @@ class SmsDeliveryReport(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_messages.id"), default=None)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    unmatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class SmsInbound(Base):

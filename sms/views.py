@@ -1,7 +1,10 @@
 """Africa's Talking SMS callbacks: ``POST /sms/inbound`` and ``POST /sms/delivery``.
 
 Thin: parse the form, call one core verb, answer 200 (the gateway retries
-anything else). Garbage gets a 400 with a reason, never a 500. When
+anything else). Garbage gets a 400 with a reason, never a 500. A delivery report is
+stored raw and committed first (like the M-Pesa callbacks), answered 200 once stored and
+applied after that; if even storing fails (the database is down) the answer is 503, so a
+gateway that retries sends it again. When
 ``SMS_CALLBACK_TOKEN`` is set, each URL must carry ``?token=<it>`` (the gateway
 signs nothing); a wrong or missing token gets 403.
 """
@@ -19,10 +22,10 @@ from core.messaging.outbox import (
     REPORT_STATUSES,
     DeliveryReport,
     OutboxPolicy,
-    receive_delivery_report,
+    apply_delivery_report,
+    store_delivery_report,
 )
 from core.messaging.sms_commands import InboundSms, clean_text, handle_inbound_sms
-from db.base import utcnow
 from runtime import Runtime
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
@@ -89,9 +92,19 @@ def delivery() -> ResponseReturnValue:
         network_code=_field("networkCode", 8) or None,
         phone_number=_field("phoneNumber", 20) or None,
     )
-    settings = current_app.config["SACCO_SETTINGS"]
-    with _runtime().unit_of_work() as session:
-        receive_delivery_report(session, report, OutboxPolicy.from_settings(settings), utcnow())
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            report_id = store_delivery_report(session, report, runtime.deps.now())
+    except Exception:
+        log.exception("sms delivery report %s could not be stored", message_id)
+        return "temporarily unavailable", 503, {"Content-Type": "text/plain", "Retry-After": "30"}
+    policy = OutboxPolicy.from_settings(current_app.config["SACCO_SETTINGS"])
+    try:  # stored: whatever happens now, the sweeper applies it later
+        with runtime.unit_of_work() as session:
+            apply_delivery_report(session, report_id, policy, runtime.deps.now())
+    except Exception:
+        log.exception("sms delivery report #%s stored, not applied yet", report_id)
     return "OK", 200, {"Content-Type": "text/plain"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from core.messaging.outbox import AttemptResult, Claimed, claim_message, record_attempt
@@ -24,7 +25,10 @@ def deliver_message(message_id: int) -> str:
     """RQ job entry point: deliver one outbox message with the process's context."""
     job = get_current_job()
     if job is not None:
-        forget(job.connection, message_id)
+        try:
+            forget(job.connection, message_id)
+        except RedisError:  # the mark expires by itself; the delivery matters more
+            log.warning("outbox %s: could not clear its enqueue mark", message_id)
     return deliver(process_context(), message_id)
 
 

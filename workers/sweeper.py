@@ -32,8 +32,12 @@ def sweep_once(ctx: DeliveryContext, enqueue: Callable[[list[int], list[int]], A
 
 
 def rq_enqueuer(
-    redis: Any, queue_name: str, requeue_after_s: float
+    redis: Any, queue_name: str, requeue_after_s: float, lost_after_s: float = 10.0
 ) -> Callable[[list[int], list[int]], list[int]]:
+    """Enqueue due messages on RQ: reclaimed ones at once, the others unless enqueued
+    recently and their job is still held by RQ (``workers.queue.job_is_alive``; a job
+    lost by a killed worker is replaced once its mark is ``lost_after_s`` old)."""
+
     def enqueue(due: list[int], reclaimed: list[int]) -> list[int]:
         forced = set(reclaimed)
         done = enqueue_messages(
@@ -48,6 +52,7 @@ def rq_enqueuer(
             [i for i in due if i not in forced],
             queue_name=queue_name,
             requeue_after_s=requeue_after_s,
+            lost_after_s=lost_after_s,
         )
         return done
 

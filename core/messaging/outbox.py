@@ -10,9 +10,12 @@ The life of a message::
 
 Every state change is one guarded UPDATE, so two workers, the sweeper and a
 delivery report can race without a message being sent twice by us. The one
-duplicate we cannot prevent: the gateway accepted a message and the worker
+duplicate we cannot always prevent: the gateway accepted a message and the worker
 died before committing that fact; after the claim timeout the sweeper makes it
-pending again and it is sent a second time (at most once per lost worker).
+pending again and it is sent a second time (at most once per lost worker), unless
+the gateway's delivery report for the first copy has arrived by then and can be
+matched to it safely (``adopt_report``: same phone, after the attempt started, the
+only candidate both ways), which is applied instead of re-sending.
 
 Transports (SMS gateway, SMTP, webhook HTTP) live outside core/; a worker calls
 ``claim_message``, sends, and hands the outcome to ``record_attempt``.
@@ -21,7 +24,7 @@ Transports (SMS gateway, SMTP, webhook HTTP) live outside core/; a worker calls
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +45,8 @@ class OutboxPolicy:
     backoff_max_s: float = 3600.0
     claim_timeout_s: float = 120.0  # must exceed the longest send (transport timeout)
     batch: int = 500
+    # A report matching no message after this long is set aside (``unmatched_at``).
+    report_unmatched_after_s: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> OutboxPolicy:
@@ -51,6 +56,7 @@ class OutboxPolicy:
             backoff_base_s=settings.outbox_backoff_base_s,
             backoff_max_s=settings.outbox_backoff_max_s,
             claim_timeout_s=settings.outbox_claim_timeout_s,
+            report_unmatched_after_s=settings.outbox_report_unmatched_after_s,
         )
 
 
@@ -250,15 +256,9 @@ class DeliveryReport:
     phone_number: str | None = None
 
 
-def receive_delivery_report(
-    session: Session, report: DeliveryReport, policy: OutboxPolicy, now: datetime
-) -> bool:
-    """Store a report, then apply it if its message is known.
-
-    Returns True if it was applied now; False if it waits for its message (the
-    report outran the worker's record of the send: the worker or the sweeper
-    applies it later, nothing is lost).
-    """
+def store_delivery_report(session: Session, report: DeliveryReport, now: datetime) -> int:
+    """Keep a report as received (before anything else: the edge commits this first and
+    answers the gateway only once it is stored); returns its row id."""
     if report.status not in REPORT_STATUSES:
         raise ValueError(f"unknown delivery status {report.status!r}")
     stored = SmsDeliveryReport(
@@ -272,27 +272,179 @@ def receive_delivery_report(
     )
     session.add(stored)
     session.flush()
+    return stored.id
+
+
+def apply_delivery_report(
+    session: Session, report_id: int, policy: OutboxPolicy, now: datetime
+) -> bool:
+    """Apply one stored report if its message is known; True if applied (now or before).
+
+    False: it waits for its message (the report outran the worker's record of the send:
+    the worker or the sweeper applies it later, nothing is lost)."""
+    stored = session.scalars(
+        select(SmsDeliveryReport)
+        .where(SmsDeliveryReport.id == report_id)
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+    if stored is None:  # someone else is applying it right now
+        return False
+    if stored.applied_at is not None:
+        return True
     applied = _apply(session, stored, policy, now)
     session.flush()
     return applied
 
 
+def receive_delivery_report(
+    session: Session, report: DeliveryReport, policy: OutboxPolicy, now: datetime
+) -> bool:
+    """Store a report, then apply it if its message is known, in one transaction (see
+    ``store_delivery_report`` and ``apply_delivery_report`` for the edge's two)."""
+    return apply_delivery_report(session, store_delivery_report(session, report, now), policy, now)
+
+
 def apply_pending_reports(
     session: Session, policy: OutboxPolicy, now: datetime, provider_message_id: str | None = None
 ) -> int:
-    """Apply stored reports whose message is now known (oldest first)."""
+    """Apply stored reports whose message is now known (oldest first).
+
+    Only reports naming a provider id one of our attempts recorded are read, so however
+    many strangers wait, every report that can be applied is (``age_out_reports`` sets
+    the strangers aside, which keeps the scan short)."""
+    known = select(OutboxAttempt.id).where(
+        OutboxAttempt.provider_message_id == SmsDeliveryReport.provider_message_id
+    )
     query = (
         select(SmsDeliveryReport)
-        .where(SmsDeliveryReport.applied_at.is_(None))
+        .where(SmsDeliveryReport.applied_at.is_(None), known.exists())
         .order_by(SmsDeliveryReport.id)
         .limit(policy.batch)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=SmsDeliveryReport)
     )
     if provider_message_id is not None:
         query = query.where(SmsDeliveryReport.provider_message_id == provider_message_id)
+    else:
+        query = query.where(SmsDeliveryReport.unmatched_at.is_(None))
     applied = sum(_apply(session, r, policy, now) for r in session.scalars(query).all())
     session.flush()
     return applied
+
+
+def age_out_reports(session: Session, policy: OutboxPolicy, now: datetime) -> int:
+    """Set aside reports that matched no message for ``report_unmatched_after_s``
+    (``unmatched_at``): kept for the record, no longer scanned. Returns how many."""
+    cutoff = now - timedelta(seconds=policy.report_unmatched_after_s)
+    aged = session.execute(
+        update(SmsDeliveryReport)
+        .where(
+            SmsDeliveryReport.applied_at.is_(None),
+            SmsDeliveryReport.unmatched_at.is_(None),
+            SmsDeliveryReport.received_at < cutoff,
+        )
+        .values(unmatched_at=now)
+    )
+    return int(aged.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _phone_forms(recipient: str) -> tuple[str, str]:
+    """A recipient as Africa's Talking may write it in a report: ``+2547…`` or ``2547…``."""
+    bare = recipient.removeprefix("+")
+    return f"+{bare}", bare
+
+
+def adopt_report(
+    session: Session, message: OutboxMessage, policy: OutboxPolicy, now: datetime
+) -> str | None:
+    """Before a stuck SMS is sent again: is there a stored report for the copy its dead
+    worker sent but never recorded? Returns the provider id adopted, or None.
+
+    The gateway's message id is in its answer to the send; the worker died before
+    recording it, so the report names an id no attempt of ours holds. It is matched to
+    this message only when all of these hold, else the message is sent again (the one
+    duplicate window, as before):
+
+    * the report's phone is the message's recipient and it was received after the
+      stuck attempt started (a report never precedes its send);
+    * exactly one such unknown provider id exists for that phone (several: which one?);
+    * no other message to that phone has an attempt with no recorded id that started
+      before the report arrived, within ``report_unmatched_after_s`` (it could be
+      that one's report).
+
+    Adopting records the id on the attempt and the message (``sent``), then applies the
+    report(s) as if the worker had recorded the send: ``Success`` -> delivered, a failure
+    -> the usual retry or failure.
+    """
+    if message.channel != "sms":
+        return None
+    attempt = session.scalars(
+        select(OutboxAttempt).where(
+            OutboxAttempt.message_id == message.id,
+            OutboxAttempt.attempt == message.attempts,
+            OutboxAttempt.status == "sending",
+        )
+    ).one_or_none()
+    if attempt is None:
+        return None
+    recorded = select(OutboxAttempt.provider_message_id).where(
+        OutboxAttempt.provider_message_id.is_not(None)
+    )
+    candidates = session.execute(
+        select(SmsDeliveryReport.provider_message_id, func.max(SmsDeliveryReport.received_at))
+        .where(
+            SmsDeliveryReport.applied_at.is_(None),
+            SmsDeliveryReport.phone_number.in_(_phone_forms(message.recipient)),
+            SmsDeliveryReport.received_at >= attempt.started_at,
+            SmsDeliveryReport.provider_message_id.not_in(recorded),
+        )
+        .group_by(SmsDeliveryReport.provider_message_id)
+    ).all()
+    if len(candidates) != 1:
+        return None
+    provider_message_id: str = candidates[0][0]
+    latest: datetime = candidates[0][1]
+    window = timedelta(seconds=policy.report_unmatched_after_s)
+    rivals = session.scalar(
+        select(func.count())
+        .select_from(OutboxAttempt)
+        .join(OutboxMessage, OutboxMessage.id == OutboxAttempt.message_id)
+        .where(
+            OutboxMessage.recipient == message.recipient,
+            OutboxMessage.channel == "sms",
+            OutboxMessage.id != message.id,
+            OutboxAttempt.provider_message_id.is_(None),
+            OutboxAttempt.status.in_(("sending", "abandoned")),
+            OutboxAttempt.started_at <= latest,
+            OutboxAttempt.started_at >= latest - window,
+        )
+    )
+    if rivals:
+        return None
+    attempt.status = "accepted"
+    attempt.provider_message_id = provider_message_id
+    attempt.finished_at = now
+    attempt.detail = "worker lost after the send; matched to the gateway's delivery report"
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id)
+        .values(
+            status=OutboxStatus.SENT,
+            body=_body_once_done(),
+            provider_message_id=provider_message_id,
+            sent_at=attempt.started_at,
+            claimed_at=None,
+            last_error=None,
+        )
+    )
+    session.flush()
+    session.expire(message)
+    apply_pending_reports(session, policy, now, provider_message_id)
+    log.warning(
+        "outbox %s: its worker died after the send; delivery report %s adopted, not resent",
+        message.id,
+        provider_message_id,
+    )
+    return provider_message_id
 
 
 def _apply(
@@ -343,6 +495,8 @@ class SweepResult:
     given_up: list[int]  # left "sending" with no attempts left: failed
     due: list[int]  # pending and due: to enqueue
     reports_applied: int
+    adopted: list[int] = field(default_factory=list)  # sent, shown by a stored report
+    reports_unmatched: int = 0  # set aside this round: no message matched them in time
 
 
 def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
@@ -357,6 +511,17 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
     """
     stale = now - timedelta(seconds=policy.claim_timeout_s)
     stuck = OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < stale
+    adopted = [
+        message.id
+        for message in session.scalars(
+            select(OutboxMessage)
+            .where(*stuck, OutboxMessage.channel == "sms")
+            .order_by(OutboxMessage.id)
+            .limit(policy.batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if adopt_report(session, message, policy, now) is not None
+    ]
     reclaimed = list(
         session.scalars(
             update(OutboxMessage)
@@ -395,6 +560,7 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
         log.warning("outbox: reclaimed %s, failed %s from dead workers", reclaimed, given_up)
     session.flush()
     reports = apply_pending_reports(session, policy, now)
+    unmatched = age_out_reports(session, policy, now)
     due = list(
         session.scalars(
             select(OutboxMessage.id)
@@ -405,7 +571,7 @@ def sweep(session: Session, policy: OutboxPolicy, now: datetime) -> SweepResult:
             .limit(policy.batch)
         )
     )
-    return SweepResult(sorted(reclaimed), sorted(given_up), due, reports)
+    return SweepResult(sorted(reclaimed), sorted(given_up), due, reports, adopted, unmatched)
 
 
 # --------------------------------------------------------------------- staff views
@@ -456,6 +622,9 @@ __all__ = [
     "DeliveryReport",
     "OutboxPolicy",
     "SweepResult",
+    "adopt_report",
+    "age_out_reports",
+    "apply_delivery_report",
     "apply_pending_reports",
     "backoff_seconds",
     "claim_message",
@@ -464,5 +633,6 @@ __all__ = [
     "receive_delivery_report",
     "record_attempt",
     "retry_failed",
+    "store_delivery_report",
     "sweep",
 ]

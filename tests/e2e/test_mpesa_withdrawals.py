@@ -24,6 +24,7 @@ from db.models import Hold
 from db.models_mpesa import B2CPayout, SimSwapEvent
 from tests.e2e.mpesa_harness import TOKEN, Env, post, wait_for
 from tests.settings import PG_URL
+from tests.workerprocs import run_manage
 from workers.mpesa import run_reconcile, run_send_b2c
 
 pytestmark = pytest.mark.slow
@@ -278,16 +279,7 @@ def test_withdrawal_limits_and_who_may_withdraw(env: Env) -> None:
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MPESA_", "AT_"))}
-    child_env.update(SACCO_ENV="test", DATABASE_URL=PG_URL, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(*args, drop=("MPESA_", "AT_"))
 
 
 def test_statement_import_reports_missing_receipts_and_differing_amounts(

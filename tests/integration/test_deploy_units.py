@@ -82,3 +82,14 @@ def test_nothing_migrates_on_a_restart() -> None:
     migrate = (DEPLOY / "sacco-migrate.service").read_text()
     assert "Type=oneshot" in migrate and "manage.py migrate" in migrate
     assert "[Install]" not in migrate  # started by the operator, never by boot
+
+
+@pytest.mark.parametrize("unit", LONG_RUNNING)
+def test_every_long_running_service_is_restarted_however_often_it_stops(unit: str) -> None:
+    text = (DEPLOY / unit).read_text()
+    unit_section, service = text.split("[Service]")
+    assert re.search(r"^Restart=always$", service, re.M), unit
+    assert re.search(r"^RestartSec=\d+", service, re.M), unit
+    # without it systemd stops restarting after 5 failures in 10 s (a Redis or PostgreSQL
+    # outage at start), and the unit stays down once they are back
+    assert re.search(r"^StartLimitIntervalSec=0$", unit_section, re.M), unit

@@ -7,132 +7,24 @@ not yet recorded"; backoff and the attempt limit through the scheduler process.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.messaging.notifications import notify, take_pending_ids
 from core.messaging.outbox import OutboxPolicy, claim_message
 from db.base import utcnow
 from db.models import OutboxMessage
-from db.session import make_session_factory, unit_of_work
+from db.session import unit_of_work
 from integrations.africastalking.standin import StandinHandle
 from tests.outboxutil import control, gateway_messages, make_ctx
-from tests.settings import PG_URL, REDIS_URL
+from tests.workerprocs import QUEUE, Processes, phones, queue_messages, statuses, wait_for
 from workers.queue import enqueue_messages
 from workers.sweeper import rq_enqueuer, sweep_once
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-QUEUE = "outbox-proc-test"
-WAIT_S = 60  # generous upper bound for polling; never asserted as a duration
-
-
-@pytest.fixture
-def factory(committed_pg: Engine) -> sessionmaker[Session]:
-    return make_session_factory(committed_pg)
-
-
-class Processes:
-    def __init__(self, tmp: Path, standin_url: str) -> None:
-        self.tmp, self.standin_url = tmp, standin_url
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-        env.update(
-            SACCO_ENV="test",
-            DATABASE_URL=PG_URL,
-            REDIS_URL=REDIS_URL,
-            AT_BASE_URL=self.standin_url,
-            AT_SMS_TIMEOUT_S="30",
-            OUTBOX_QUEUE=QUEUE,
-            PYTHONPATH=str(ROOT),
-            **extra,
-        )
-        return env
-
-    def start(self, *args: str, **extra: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{args[0]}-{uuid.uuid4().hex[:6]}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env(**extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        self.running.append(proc)
-        return proc
-
-    def worker(self, **extra: str) -> subprocess.Popen[bytes]:
-        return self.start("worker", "--name", f"test-{uuid.uuid4().hex[:8]}", **extra)
-
-    def stop_all(self) -> None:
-        for proc in self.running:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.running:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def procs(
-    tmp_path: Path, standin: StandinHandle, redis_client: redis_lib.Redis
-) -> Iterator[Processes]:
-    p = Processes(tmp_path, standin.url)
-    yield p
-    p.stop_all()
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.05)
-
-
-def queue_messages(factory: sessionmaker[Session], phones: list[str]) -> list[int]:
-    with unit_of_work(factory) as s:
-        for phone in phones:
-            notify(
-                s,
-                template="sms_start_ok",
-                business_key=f"proc:{phone}",
-                now=utcnow(),
-                data={"sacco": "Umoja SACCO"},
-                msisdn=phone,
-            )
-        ids = take_pending_ids(s)
-        s.commit()
-    return ids
-
-
-def statuses(factory: sessionmaker[Session], ids: list[int]) -> dict[int, str]:
-    with unit_of_work(factory) as s:
-        rows = s.execute(
-            select(OutboxMessage.id, OutboxMessage.status).where(OutboxMessage.id.in_(ids))
-        ).all()
-    return {int(i): str(st) for i, st in rows}
-
-
-def phones(n: int, start: int = 300) -> list[str]:
-    return [f"+2547120{start + i:05d}" for i in range(n)]
 
 
 def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_only_the_accepted_message(

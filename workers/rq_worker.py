@@ -1,0 +1,104 @@
+"""``manage.py worker``: an RQ ``SimpleWorker`` that outlives a Redis restart.
+
+RQ's own loop retries a lost connection only while it waits for a job; anywhere else (a
+job ending, its heartbeat, its bookkeeping) a Redis error makes ``work()`` log "found an
+unhandled exception, quitting" and return, and delivery would stop until something
+restarted the process. ``run_worker`` therefore runs ``work()`` again, after waiting for
+Redis with a capped exponential backoff, until the worker is asked to stop (SIGTERM,
+SIGINT) or, with ``burst``, has emptied its queues. systemd's ``Restart=always`` stays
+the second line: whatever still ends the process, the unit starts it again.
+
+Nothing is lost meanwhile: a job's state is in PostgreSQL (the outbox row, the M-Pesa
+request), the sweeper re-enqueues a message whose job vanished
+(``workers.queue.job_is_alive``), and the M-Pesa reconciliation settles requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker
+
+log = logging.getLogger(__name__)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Worker(SimpleWorker):
+    """Remembers that it was asked to stop (RQ does not say why ``work()`` returned)."""
+
+    stop_signalled = False
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self.stop_signalled = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+
+def _wait_for_redis(connection: Any, stop: threading.Event, delay_s: float, max_s: float) -> bool:
+    """Ping every ``delay_s`` (doubling up to ``max_s``) until Redis answers (True) or a
+    stop signal arrives (False)."""
+    while not stop.wait(delay_s):
+        try:
+            connection.ping()
+            return True
+        except RedisError as exc:
+            log.warning("Redis still unreachable (%s); next try in %s s", exc, delay_s)
+        delay_s = min(max_s, delay_s * 2)
+    return False
+
+
+def run_worker(
+    connection: Any,
+    queue_names: Sequence[str],
+    *,
+    name: str | None = None,
+    burst: bool = False,
+    first_backoff_s: float = 1.0,
+    max_backoff_s: float = 30.0,
+) -> None:
+    """Work the queues until stopped, starting RQ's loop again after a Redis outage
+    (also one at start). A loop that keeps ending at once backs off up to ``max_backoff_s``
+    between starts."""
+    stop = threading.Event()  # a stop signal while waiting (RQ handles its own in work())
+    delay = first_backoff_s
+    while True:
+        worker: _Worker | None = None
+        started = time.monotonic()
+        try:
+            worker = _Worker(
+                [Queue(q, connection=connection) for q in queue_names],
+                connection=connection,
+                name=name,
+            )
+            worker.work(burst=burst)
+        except RedisError as exc:  # at start, or its teardown could not reach Redis either
+            log.error("worker %s: Redis unreachable: %s", name or "", exc)
+        else:
+            if burst:
+                return
+        if worker is not None:
+            if worker.stop_signalled:
+                return
+            name = worker.name  # the same name again: it is ours
+        if time.monotonic() - started > max_backoff_s:
+            delay = first_backoff_s  # it had been working: a fresh outage
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
+        try:
+            log.warning("worker %s stopped working (Redis?); reconnecting", name or "")
+            if not _wait_for_redis(connection, stop, delay, max_backoff_s):
+                return
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        delay = min(max_backoff_s, delay * 2)
+        if worker is not None:
+            try:  # its first life may have ended without a death record; free its name
+                worker.register_death()  # type: ignore[no-untyped-call]
+            except RedisError:
+                log.warning("worker %s: could not clear its old registration", name)
+        log.info("worker %s: Redis answers, working again", name or "")

@@ -644,20 +644,31 @@ def mpesa_register_urls() -> None:
 def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker on OUTBOX_QUEUE and JOBS_QUEUE (needs REDIS_URL)."""
     import redis
-    from rq import Queue, SimpleWorker
+    from rq import Queue
+
+    from workers.rq_worker import RequestIdWorker
 
     settings = _settings()
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
         sys.exit(2)
+    _configure_logging(settings)
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [
         Queue(settings.outbox_queue, connection=connection),
         Queue(settings.jobs_queue, connection=connection),
     ]
     # SimpleWorker: jobs run in this process, so the database pool and the HTTP
-    # sessions are reused across jobs (a fork per job would reconnect each time).
-    SimpleWorker(queues, connection=connection, name=name).work(burst=burst)
+    # sessions are reused across jobs (a fork per job would reconnect each time); each
+    # job logs with the request id of the request that queued it.
+    RequestIdWorker(queues, connection=connection, name=name).work(burst=burst)
+
+
+def _configure_logging(settings: Settings) -> None:
+    """The long-running commands log as the app does: JSON lines, scrubbed."""
+    from observability.logs import configure_logging
+
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
 
 
 @cli.command()
@@ -679,6 +690,7 @@ def scheduler(interval: float | None, once: bool) -> None:
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo sweeps in-process", err=True)
         sys.exit(2)
+    _configure_logging(settings)
     connection = redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5
     )

@@ -5,7 +5,9 @@ Read from the same settings object as the app (``config.load_settings``: HOST, P
 WEB_CONCURRENCY, GUNICORN_THREADS, SACCO_ENV), so a bad setting stops gunicorn at once
 with the app's own one-line message instead of letting every worker fail to boot."""
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,14 @@ try:
     _settings = load_settings()
 except SettingsError as exc:
     sys.exit(str(exc))
+
+# Prometheus multiprocess mode (docs/operators/monitoring.md): every worker writes its
+# counters to files in one directory and a scrape answered by any worker adds them up. It
+# must be empty when gunicorn starts: the operator's PROMETHEUS_MULTIPROC_DIR is emptied in
+# on_starting; without one, a fresh directory under this service's own /tmp is made here,
+# before any worker (or the app's prometheus_client import) exists.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sacco-metrics-")
 
 bind = f"{_settings.host}:{_settings.port}"
 _demo = _settings.sacco_env in ("demo", "development")
@@ -47,3 +57,18 @@ def post_worker_init(worker: Any) -> None:
     if ctx is not None and isinstance(ctx.jobs, InProcessJobs):
         interval = app.config["SACCO_SETTINGS"].mpesa_reconcile_interval_s
         ctx.jobs.every(interval, ReconcilePending())
+
+
+def on_starting(server: Any) -> None:
+    """A restart must not add the last run's counts to this one's."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker that died or was replaced: its live gauges stop counting (its counters stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -13,6 +13,8 @@ from typing import Any
 
 from rq import Queue
 
+from observability.logs import job_meta
+
 JOB = "workers.outbox.deliver_message"
 MARK = "outbox:queued:{}"
 
@@ -46,6 +48,7 @@ def enqueue_messages(
             result_ttl=60,
             failure_ttl=86400,
             job_timeout=600,
+            meta=job_meta(),  # the request id, for the worker's log lines
         )
         enqueued.append(message_id)
     return enqueued

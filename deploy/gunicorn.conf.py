@@ -38,8 +38,36 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
 # The USSD request log must never carry `text` (a PIN rides in it): access lines log
-# the path only, never the body or the query string.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# the path only, never the body or the query string; and the request id the app answered.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+# gunicorn's own lines (start, workers, access) as JSON lines through the app's scrubbing
+# filter (observability/logs.py), like every other line the processes write; LOG_FORMAT=text
+# keeps gunicorn's plain format.
+if _settings.log_format == "json":
+
+    def _json_handler(stream: str) -> dict[str, Any]:
+        return {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["scrub"],
+            "stream": stream,
+        }
+
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": _settings.log_level.upper(), "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+        "handlers": {
+            "error": _json_handler("ext://sys.stderr"),
+            "access": _json_handler("ext://sys.stdout"),
+        },
+        "formatters": {"json": {"()": "observability.logs.JsonFormatter"}},
+        "filters": {"scrub": {"()": "observability.logs.ScrubFilter"}},
+    }
 
 
 def post_worker_init(worker: Any) -> None:

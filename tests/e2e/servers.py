@@ -55,10 +55,13 @@ def run_manage(args: list[str], env: Mapping[str, str]) -> str:
 
 
 @contextmanager
-def gunicorn(env: Mapping[str, str], app: str = "wsgi:app") -> Iterator[str]:
-    """Serve ``app`` with the project's gunicorn config; yields the base URL."""
+def gunicorn(
+    env: Mapping[str, str], app: str = "wsgi:app", output: IO[str] | None = None
+) -> Iterator[str]:
+    """Serve ``app`` with the project's gunicorn config; yields the base URL. ``output``: a
+    file that receives everything gunicorn and the app write (else a temporary one)."""
     port = free_port()
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with _log_file(output) as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app],
             cwd=ROOT,
@@ -77,6 +80,15 @@ def gunicorn(env: Mapping[str, str], app: str = "wsgi:app") -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@contextmanager
+def _log_file(given: IO[str] | None) -> Iterator[IO[str]]:
+    if given is not None:
+        yield given
+        return
+    with tempfile.TemporaryFile(mode="w+") as log:
+        yield log
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], base: str, log: IO[str]) -> None:

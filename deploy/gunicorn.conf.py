@@ -99,4 +99,4 @@ def child_exit(server: Any, worker: Any) -> None:
     """A worker that died or was replaced: its live gauges stop counting (its counters stay)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

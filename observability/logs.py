@@ -28,9 +28,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.kernel.identity import mask_msisdn
+
+if TYPE_CHECKING:  # the workers import this module and need no Flask
+    from flask import Flask, Response
 
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "sacco_request_id", default=None
@@ -200,7 +203,7 @@ def configure_logging(level: str = "INFO", *, stream: Any = None, json_lines: bo
     root.setLevel(level.upper())
 
 
-def init_app(app: Any) -> None:
+def init_app(app: Flask) -> None:
     """Bind a request id to each request (and answer it in ``X-Request-ID``)."""
     from flask import g, request
 
@@ -211,7 +214,7 @@ def init_app(app: Any) -> None:
         g._sacco_rid_token = _REQUEST_ID.set(rid)
 
     @app.after_request
-    def _answer(response: Any) -> Any:
+    def _answer(response: Response) -> Response:
         rid = _REQUEST_ID.get()
         if rid:
             response.headers.setdefault(REQUEST_ID_HEADER, rid)

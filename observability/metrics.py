@@ -316,7 +316,9 @@ class StateCollector(Collector):
         )
         for status in ("received", "error"):
             n = s.scalar(
-                select(func.count()).select_from(MpesaCallback).where(MpesaCallback.status == status)
+                select(func.count())
+                .select_from(MpesaCallback)
+                .where(MpesaCallback.status == status)
             )
             callbacks.add_metric([status], n or 0)
         payouts = GaugeMetricFamily(
@@ -335,7 +337,9 @@ class StateCollector(Collector):
         for status in open_payouts:
             payouts.add_metric([status], found.get(status, 0))
         stk = GaugeMetricFamily(
-            "sacco_mpesa_stk_open", "STK-push deposits not yet settled, by status", labels=["status"]
+            "sacco_mpesa_stk_open",
+            "STK-push deposits not yet settled, by status",
+            labels=["status"],
         )
         open_stk = ("queued", "sending", "pending", "unknown")
         found = dict(
@@ -353,9 +357,7 @@ class StateCollector(Collector):
         suspense.add_metric(
             [],
             s.scalar(
-                select(func.count())
-                .select_from(SuspenseItem)
-                .where(SuspenseItem.status == "open")
+                select(func.count()).select_from(SuspenseItem).where(SuspenseItem.status == "open")
             )
             or 0,
         )
@@ -449,7 +451,7 @@ class _ProcessDefaults(Collector):
 def exposition(state: Collector | None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_ProcessDefaults())
     if state is not None:
@@ -461,7 +463,9 @@ EXTENSION = "sacco.metrics"
 
 
 def _networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
+    return [
+        ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()
+    ]
 
 
 def allowed(remote: str | None, networks: list[Any]) -> bool:

@@ -178,7 +178,10 @@ def test_a_full_run_logs_json_with_nothing_secret_and_counts_every_hop(
         assert resp.status_code == 200 and resp.json()["ResultCode"] == 0
         assert resp.headers["X-Request-ID"] == PAYBILL_REQUEST_ID
         # A forged callback (no token) is refused and counted.
-        assert http.post(f"{d.base}/hooks/mobile/c2b/confirmation", json=body, timeout=15).status_code == 403
+        assert (
+            http.post(f"{d.base}/hooks/mobile/c2b/confirmation", json=body, timeout=15).status_code
+            == 403
+        )
 
     worker_output = _worker(d.env)
     deadline = time.monotonic() + 20
@@ -255,9 +258,10 @@ def test_a_full_run_logs_json_with_nothing_secret_and_counts_every_hop(
             == 1
         )
         assert _total(samples, "sacco_callbacks_total", gateway="mpesa", result="forbidden") == 1
-        assert _total(
-            samples, "sacco_callbacks_total", gateway="africastalking", kind="sms_delivery"
-        ) >= 1
+        assert (
+            _total(samples, "sacco_callbacks_total", gateway="africastalking", kind="sms_delivery")
+            >= 1
+        )
         assert _total(samples, "sacco_ledger_entries_total") >= 1
         assert _total(samples, "sacco_outbox_oldest_pending_age_seconds") == 0
     with requests.get(f"{d.base}/metrics", timeout=15) as resp:

@@ -142,7 +142,9 @@ def test_sms_and_mpesa_callbacks_are_counted_by_gateway_kind_and_result(
 ) -> None:
     before = scrape()
     assert client.post("/sms/delivery", data={"id": "", "status": "x"}).status_code == 400
-    assert client.post("/sms/delivery", data={"id": "ATXid_1", "status": "Success"}).status_code == 200
+    assert (
+        client.post("/sms/delivery", data={"id": "ATXid_1", "status": "Success"}).status_code == 200
+    )
     assert client.post("/mpesa/c2b/confirmation", json={}).status_code == 403  # no token
     token = client.application.config["SACCO_SETTINGS"].mpesa_callback_token
     bad = client.post(f"/mpesa/c2b/confirmation?token={token}", data=b"not json")

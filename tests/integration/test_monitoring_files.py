@@ -55,7 +55,11 @@ def metric_names(expr: str) -> set[str]:
         rest = text[match.end() :].lstrip()
         if rest.startswith("(") or word.lower() in KEYWORDS:
             continue  # a function or aggregation, or a keyword
-        if re.fullmatch(r"\d+[smhdwy]?", word) or match.start() and text[match.start() - 1].isdigit():
+        if (
+            re.fullmatch(r"\d+[smhdwy]?", word)
+            or match.start()
+            and text[match.start() - 1].isdigit()
+        ):
             continue
         names.add(word)
     return names
@@ -139,16 +143,14 @@ def test_the_dashboard_is_valid_and_reads_only_real_metrics(exposed: set[str]) -
     exprs = []
     for panel in panels:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
         for target in panel.get("targets", []):
             exprs.append(target["expr"])
     assert len(exprs) >= 20
     read = set().union(*(metric_names(expr) for expr in exprs))
     assert not read - exposed - set(EXTERNAL), read - exposed - set(EXTERNAL)
     # Every metric the app defines is on the dashboard somewhere.
-    ours = {
-        name for name in exposed if name.startswith("sacco_") and not name.endswith("_created")
-    }
+    ours = {name for name in exposed if name.startswith("sacco_") and not name.endswith("_created")}
     families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in ours}
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in read}
     assert families <= shown, families - shown

@@ -321,36 +321,20 @@ class StateCollector(Collector):
                 .where(MpesaCallback.status == status)
             )
             callbacks.add_metric([status], n or 0)
-        payouts = GaugeMetricFamily(
+        payouts = _by_status(
+            s,
             "sacco_mpesa_payouts_open",
             "B2C payouts not yet settled, by status",
-            labels=["status"],
+            B2CPayout.status,
+            ("requested", "sending", "sent", "unknown", "review"),
         )
-        open_payouts = ("requested", "sending", "sent", "unknown", "review")
-        found = dict(
-            s.execute(
-                select(B2CPayout.status, func.count())
-                .where(B2CPayout.status.in_(open_payouts))
-                .group_by(B2CPayout.status)
-            ).all()
-        )
-        for status in open_payouts:
-            payouts.add_metric([status], found.get(status, 0))
-        stk = GaugeMetricFamily(
+        stk = _by_status(
+            s,
             "sacco_mpesa_stk_open",
             "STK-push deposits not yet settled, by status",
-            labels=["status"],
+            StkRequest.status,
+            ("queued", "sending", "pending", "unknown"),
         )
-        open_stk = ("queued", "sending", "pending", "unknown")
-        found = dict(
-            s.execute(
-                select(StkRequest.status, func.count())
-                .where(StkRequest.status.in_(open_stk))
-                .group_by(StkRequest.status)
-            ).all()
-        )
-        for status in open_stk:
-            stk.add_metric([status], found.get(status, 0))
         suspense = GaugeMetricFamily(
             "sacco_mpesa_suspense_open", "M-Pesa payments in suspense waiting for staff"
         )
@@ -435,6 +419,19 @@ class StateCollector(Collector):
             failed.add_metric([name], FailedJobRegistry(queue=queue).count)
         workers.add_metric([], Worker.count(connection=redis))
         return [depth, failed, workers]
+
+
+def _by_status(
+    s: Any, name: str, documentation: str, column: Any, statuses: tuple[str, ...]
+) -> Metric:
+    """Rows of one table in each of ``statuses`` (0 for a status with none)."""
+    family = GaugeMetricFamily(name, documentation, labels=["status"])
+    found = dict(
+        s.execute(select(column, func.count()).where(column.in_(statuses)).group_by(column)).all()
+    )
+    for status in statuses:
+        family.add_metric([status], found.get(status, 0))
+    return family
 
 
 # ----------------------------------------------------------------- the endpoint

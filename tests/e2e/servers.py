@@ -38,8 +38,18 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_manage(args: list[str], env: Mapping[str, str]) -> str:
-    """``python manage.py …`` as an operator runs it; raises with its output on failure."""
+def flush_redis(url: str) -> None:
+    """Empty the test's Redis database (sessions, queues, rate limits)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def run_manage(args: list[str], env: Mapping[str, str], *, stderr: bool = False) -> str:
+    """``python manage.py …`` as an operator runs it; raises with its output on failure.
+    Returns what it printed (``stderr=True``: its log lines on standard error too)."""
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -51,7 +61,7 @@ def run_manage(args: list[str], env: Mapping[str, str]) -> str:
     )
     if done.returncode != 0:
         raise AssertionError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+    return done.stdout + (done.stderr if stderr else "")
 
 
 @contextmanager

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select
@@ -38,7 +35,7 @@ from db.session import make_session_factory
 from integrations.africastalking.standin import StandinHandle
 from integrations.africastalking.standin import start_standin as start_at
 from tests.e2e.gateway import GatewayPhone
-from tests.e2e.servers import ROOT, clean_env, gunicorn, run_manage
+from tests.e2e.servers import flush_redis, gunicorn, run_manage
 from tests.settings import PG_URL, REDIS_URL
 
 pytestmark = pytest.mark.slow
@@ -82,7 +79,7 @@ def deployment(pg_engine: Engine) -> Iterator[Deployment]:
         "USSD_RATE_LIMIT": "10000/minute",
     }
     pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
-    _flush_redis()
+    flush_redis(REDIS_URL)
     run_manage(["migrate"], env)
     try:
         with tempfile.TemporaryFile(mode="w+") as log, gunicorn(env, output=log) as base:
@@ -90,29 +87,8 @@ def deployment(pg_engine: Engine) -> Iterator[Deployment]:
             yield Deployment(base, env, tokens, log, at)
     finally:
         at.stop()
-        _flush_redis()
+        flush_redis(REDIS_URL)
         pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
-
-
-def _flush_redis() -> None:
-    client = redis_lib.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
-
-
-def _worker(env: dict[str, str]) -> str:
-    """``manage.py worker --burst``: deliver what is queued, then exit; its output."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", "worker", "--burst", "--name", "e2e-observability"],
-        cwd=ROOT,
-        env=clean_env(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout + done.stderr
 
 
 def _scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -183,7 +159,10 @@ def test_a_full_run_logs_json_with_nothing_secret_and_counts_every_hop(
             == 403
         )
 
-    worker_output = _worker(d.env)
+    # The RQ worker as the units run it (``--burst``: deliver what is queued, then exit).
+    worker_output = run_manage(
+        ["worker", "--burst", "--name", "e2e-observability"], d.env, stderr=True
+    )
     deadline = time.monotonic() + 20
     receipt: OutboxMessage | None = None
     while time.monotonic() < deadline:  # the stand-in's delivery report comes back

@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     redis_url: str = ""
     log_level: str = "INFO"
-    # Logs: JSON lines (one object a line, for a log shipper) or text (a person at a terminal).
+    # Logs: JSON lines (one object a line, for a log shipper) or text (a person at a
+    # terminal). Unset: json in production and test, text in the demo and development.
     log_format: Literal["json", "text"] = "json"
     # /metrics (docs/operators/monitoring.md): the scrape-time reads of PostgreSQL and Redis
     # are cached this long per process; and the addresses the app itself serves /metrics to
@@ -296,6 +297,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:
+        if self.sacco_env in ("demo", "development") and "log_format" not in self.model_fields_set:
+            object.__setattr__(self, "log_format", "text")
         if self.sacco_env != "production":
             for name, value in DEMO_SECRETS.items():
                 if not getattr(self, name):

@@ -25,7 +25,8 @@ except SettingsError as exc:
 # must be empty when gunicorn starts: the operator's PROMETHEUS_MULTIPROC_DIR is emptied in
 # on_starting; without one, a fresh directory under this service's own /tmp is made here,
 # before any worker (or the app's prometheus_client import) exists.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_made_multiproc_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _made_multiproc_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sacco-metrics-")
 
 bind = f"{_settings.host}:{_settings.port}"
@@ -100,3 +101,11 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    """The directory made above goes with the server (an operator's own stays)."""
+    if _made_multiproc_dir:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

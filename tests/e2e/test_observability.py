@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,7 +57,15 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(pg_engine: Engine) -> Iterator[Deployment]:
+def multiproc_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator's own PROMETHEUS_MULTIPROC_DIR, holding a stale file from a last run."""
+    directory = tmp_path_factory.mktemp("prometheus")
+    (directory / "counter_999999.db").write_bytes(b"stale")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def deployment(pg_engine: Engine, multiproc_dir: Path) -> Iterator[Deployment]:
     tokens = {
         "ussd": secrets.token_urlsafe(24),
         "sms": secrets.token_urlsafe(24),
@@ -77,6 +86,7 @@ def deployment(pg_engine: Engine) -> Iterator[Deployment]:
         "LOG_LEVEL": "DEBUG",  # the most a process can write
         "LOG_FORMAT": "json",
         "USSD_RATE_LIMIT": "10000/minute",
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
     }
     pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
     flush_redis(REDIS_URL)
@@ -108,7 +118,7 @@ def _total(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def test_a_full_run_logs_json_with_nothing_secret_and_counts_every_hop(
-    deployment: Deployment, pg_engine: Engine
+    deployment: Deployment, pg_engine: Engine, multiproc_dir: Path
 ) -> None:
     d = deployment
     hops = 0
@@ -220,7 +230,10 @@ def test_a_full_run_logs_json_with_nothing_secret_and_counts_every_hop(
     assert any(r["logger"] == "workers.outbox" and "sent" in r["message"] for r in tagged)
 
     # ---- the metrics: any worker answers, the counts are the sum of both
-    for _ in range(4):
+    files = sorted(p.name for p in multiproc_dir.glob("*.db"))
+    assert "counter_999999.db" not in files  # emptied when gunicorn started
+    assert len({name.rsplit("_", 1)[1] for name in files if name.startswith("counter_")}) == 2
+    for _ in range(10):  # a fresh connection each: both workers answer some
         samples = _scrape(d.base)
         assert _total(samples, "sacco_ussd_hops_total") == hops
         assert _total(samples, "sacco_ussd_hop_seconds_count") == hops

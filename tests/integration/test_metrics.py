@@ -368,3 +368,33 @@ def test_a_bad_network_in_the_setting_stops_start_up() -> None:
 
     with pytest.raises(SettingsError, match="METRICS_ALLOWED_NETWORKS"):
         load_settings(sacco_env="test", metrics_allowed_networks="10.0.0.0/8,monitoring")
+
+
+def test_throttled_and_forged_hops_are_counted_apart(
+    runtime: Runtime, db_session: Session, deps: CoreDeps
+) -> None:
+    settings = load_settings(
+        sacco_env="test",
+        database_url=PG_URL,
+        redis_url=REDIS_URL,
+        ussd_rate_limit="2/minute",
+        ussd_callback_token="t" * 24,
+        metrics_cache_seconds=0,
+    )
+    client = create_app(settings, runtime).test_client()
+    before = parse(client.get("/metrics").get_data(as_text=True))
+    phone = Phone(client, "+254712000206", path="/ussd?token=" + "t" * 24)
+    for _ in range(3):
+        phone.dial()
+    assert phone.last.startswith("END")  # the third dial is over the limit
+    assert client.post("/ussd?token=wrong", data={"sessionId": "x"}).status_code == 403
+    after = parse(client.get("/metrics").get_data(as_text=True))
+
+    def delta(**labels: str) -> float:
+        return value(after, "sacco_ussd_hops_total", **labels) - value(
+            before, "sacco_ussd_hops_total", **labels
+        )
+
+    assert delta(outcome="continue") == 2
+    assert delta(outcome="throttled") == 1
+    assert delta(outcome="forbidden") == 1

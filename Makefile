@@ -31,15 +31,21 @@ demo: install
 
 ## system-deps: the Debian packages the suite drives, installed when missing (as root, or
 ## with sudo): chromium + chromium-driver for the simulator's browser test, nginx-light to
-## run deploy/nginx.conf for real, systemd for systemd-analyze (the units' checks).
+## run deploy/nginx.conf for real, systemd for systemd-analyze (the units' checks),
+## prometheus for promtool (deploy/prometheus/alerts.yml; the server it ships is not started).
 ## Nothing is downloaded from anywhere but Debian's archive.
 SYSTEM_PACKAGES := chromium chromium-driver nginx-light systemd
+# Installed without their recommends (prometheus would bring the node exporter).
+LEAN_PACKAGES := prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:" $$missing; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	lean=$$(for p in $(LEAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing$$lean" ]; then \
+	  echo "installing Debian packages:" $$missing $$lean; \
+	  $(SUDO) apt-get update -qq || exit 1; \
+	  if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null || exit 1; fi; \
+	  if [ -n "$$lean" ]; then DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$lean >/dev/null || exit 1; fi; \
 	fi
 
 ## docs: build the documentation (mkdocs.yml, docs/) into var/site; strict: a broken link,

@@ -3,18 +3,19 @@ its blueprints."""
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from config import Settings, load_settings
+from observability import logs as observability_logs
+from observability import metrics as observability_metrics
 from runtime import Runtime, build_runtime
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     settings = settings or load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    # JSON lines, scrubbed (observability/logs.py; docs/operators/monitoring.md).
+    observability_logs.configure_logging(
+        settings.log_level, json_lines=settings.log_format == "json"
     )
     app = Flask(__name__)
     app.config.update(
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from ussd import views as ussd_views
     from workers.runner import jobs_for
 
+    observability_logs.init_app(app)  # first: every later hook logs with the request id
+    observability_metrics.init_app(app)
     health.init_app(app)
     v1.init_app(app)
     jobs = jobs_for(app.extensions["sacco"].redis, settings.jobs_queue)

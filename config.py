@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     database_url: str = ""
     redis_url: str = ""
     log_level: str = "INFO"
+    # Logs: JSON lines (one object a line, for a log shipper) or text (a person at a
+    # terminal). Unset: json in production and test, text in the demo and development.
+    log_format: Literal["json", "text"] = "json"
+    # /metrics (docs/operators/monitoring.md): the scrape-time reads of PostgreSQL and Redis
+    # are cached this long per process; and the addresses the app itself serves /metrics to
+    # (comma-separated networks; nginx's monitoring allowlist is the first guard, this the
+    # second; empty serves anyone who reaches the app).
+    metrics_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    metrics_allowed_networks: str = (
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    )
 
     # USSD channel (docs/channels/ussd.md).
     ussd_callback_token: str = Field(
@@ -278,6 +289,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"{old} was renamed {new} ({why}): set {new} and remove {old}")
         return data
 
+    @field_validator("metrics_allowed_networks")
+    @classmethod
+    def _networks_syntax(cls, value: str) -> str:
+        import ipaddress
+
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"METRICS_ALLOWED_NETWORKS: {part!r} is not a network like 10.20.0.0/24"
+                ) from None
+        return value
+
     @field_validator("ussd_rate_limit")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
@@ -289,6 +314,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:
+        if self.sacco_env in ("demo", "development") and "log_format" not in self.model_fields_set:
+            object.__setattr__(self, "log_format", "text")
         if self.sacco_env != "production":
             for name, value in DEMO_SECRETS.items():
                 if not getattr(self, name):

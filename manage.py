@@ -682,10 +682,19 @@ def worker(burst: bool, name: str | None) -> None:
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo delivers in-process", err=True)
         sys.exit(2)
+    _configure_logging(settings)
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     # SimpleWorker: jobs run in this process, so the database pool and the HTTP
-    # sessions are reused across jobs (a fork per job would reconnect each time).
+    # sessions are reused across jobs (a fork per job would reconnect each time); each
+    # job logs with the request id of the request that queued it (workers.rq_worker).
     run_worker(connection, [settings.outbox_queue, settings.jobs_queue], name=name, burst=burst)
+
+
+def _configure_logging(settings: Settings) -> None:
+    """The long-running commands log as the app does: JSON lines, scrubbed."""
+    from observability.logs import configure_logging
+
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
 
 
 @cli.command()
@@ -707,6 +716,7 @@ def scheduler(interval: float | None, once: bool) -> None:
     if not settings.redis_url:
         click.echo("REDIS_URL is not set: the embedded demo sweeps in-process", err=True)
         sys.exit(2)
+    _configure_logging(settings)
     connection = redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+
+from observability.metrics import metrics_view
 
 bp = Blueprint("health", __name__)
 
@@ -45,7 +46,8 @@ def readyz() -> Any:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus text format (observability/metrics.py; docs/operators/monitoring.md)."""
+    return metrics_view()
 
 
 def init_app(app: Flask) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
 from core.kernel.errors import InvalidInput
@@ -26,6 +26,7 @@ from core.messaging.outbox import (
     store_delivery_report,
 )
 from core.messaging.sms_commands import InboundSms, clean_text, handle_inbound_sms
+from observability.metrics import count_callback, status_class_result
 from runtime import Runtime
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
@@ -106,6 +107,16 @@ def delivery() -> ResponseReturnValue:
     except Exception:
         log.exception("sms delivery report #%s stored, not applied yet", report_id)
     return "OK", 200, {"Content-Type": "text/plain"}
+
+
+@bp.after_request
+def _count(response: Response) -> Response:
+    """Every callback's answer (a 500 too: Flask runs this for the error's response)."""
+    kind = {"sms.inbound": "sms_inbound", "sms.delivery": "sms_delivery"}.get(
+        request.endpoint or "", "other"
+    )
+    count_callback("africastalking", kind, status_class_result(response.status_code))
+    return response
 
 
 def init_app(app: Flask) -> None:

@@ -72,6 +72,7 @@ from core.payments.mpesa.rules import (
     check_deposit_amount,
 )
 from core.savings.accounts import DEPOSIT_TARGETS
+from observability.metrics import count_pin
 from runtime import Runtime
 from ussd.engine import Effect, Result
 from ussd.screens import ChoiceItem, MaxChars
@@ -150,7 +151,14 @@ def perform(
     call = Call(
         member_id, msisdn, effect.lang, effect.inputs, effect.secrets, effect.key, money=money
     )
-    return _run(runtime, handler, call)
+    result = _run(runtime, handler, call)
+    if effect.name in PIN_CHECKS:
+        count_pin(result.ok, result.error)
+    return result
+
+
+# Actions that check the member's PIN (observability: sacco_pin_verifications_total).
+PIN_CHECKS = frozenset({"verify_pin", "change_pin"})
 
 
 def _limit(exc: Any, deps: CoreDeps) -> Result:

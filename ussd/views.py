@@ -23,6 +23,7 @@ from flask_limiter import Limiter, RequestLimit
 from config import Settings
 from core.kernel.errors import InvalidInput
 from core.kernel.identity import mask_msisdn, normalize_msisdn
+from observability.metrics import count_callback, observe_hop
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
@@ -66,6 +67,7 @@ def _limit_key() -> str:
 
 def _throttled(limit: RequestLimit) -> Response:
     outcome = _service().throttled(_field("sessionId"))
+    observe_hop(outcome.screen, "throttled", None)
     log.warning(
         "ussd hop throttled session=%s phone=%s limit=%s",
         _field("sessionId")[:100],
@@ -107,15 +109,23 @@ def _log_failure(what: str, session_id: str, exc: BaseException) -> None:
 @bp.post("/ussd")
 def ussd_hop() -> Response:
     if not _token_ok():
+        observe_hop("none", "forbidden", None)
         return _plain("Forbidden", 403)
     started = time.perf_counter()
     session_id, text = _field("sessionId"), _field("text")
     service = _service()
     try:
         outcome = service.hop(session_id, _field("phoneNumber"), text, _field("serviceCode"))
+        result = "refused" if outcome.screen.startswith("refused:") else None
     except Exception as exc:  # never a 500 to the gateway: the member sees a polite END
         _log_failure("ussd hop", session_id, exc)
         outcome = service.refuse("internal_error")
+        result = "error"
+    observe_hop(
+        outcome.screen,
+        result or ("end" if outcome.end else "continue"),
+        time.perf_counter() - started,
+    )
     log.info(
         "ussd hop session=%s phone=%s net=%s text=%s screen=%s reply=%s ms=%.1f",
         session_id[:100],
@@ -132,13 +142,16 @@ def ussd_hop() -> Response:
 @bp.post("/ussd/events")
 def ussd_events() -> Response:
     if not _token_ok():
+        count_callback("africastalking", "ussd_event", "forbidden")
         return _plain("Forbidden", 403)
     session_id = _field("sessionId")
     try:
         stored = _service().session_ended(request.form.to_dict())
+        result = "ok" if stored else "rejected"
     except Exception as exc:  # acknowledge anyway; the gateway would only retry
         _log_failure("ussd event", session_id, exc)
-        stored = False
+        stored, result = False, "error"
+    count_callback("africastalking", "ussd_event", result)
     log.info(
         "ussd session end session=%s status=%s stored=%s",
         session_id[:100],

@@ -25,6 +25,8 @@ from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 
+from observability.logs import job_meta
+
 JOB = "workers.outbox.deliver_message"
 MARK = "outbox:queued:{}"
 # A job in one of these states is on its way (or a worker has it: a dead worker's
@@ -104,6 +106,7 @@ def enqueue_messages(
             result_ttl=60,
             failure_ttl=86400,
             job_timeout=600,
+            meta=job_meta(),  # the request id, for the worker's log lines
         )
         enqueued.append(message_id)
     return enqueued

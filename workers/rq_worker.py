@@ -8,6 +8,9 @@ Redis with a capped exponential backoff, until the worker is asked to stop (SIGT
 SIGINT) or, with ``burst``, has emptied its queues. systemd's ``Restart=always`` stays
 the second line: whatever still ends the process, the unit starts it again.
 
+Its jobs log with the request id of the request that queued them (the job's
+``meta["request_id"]``, set at enqueue by ``observability.logs.job_meta``).
+
 Nothing is lost meanwhile: a job's state is in PostgreSQL (the outbox row, the M-Pesa
 request), the sweeper re-enqueues a message whose job vanished
 (``workers.queue.job_is_alive``), and the M-Pesa reconciliation settles requests.
@@ -25,11 +28,22 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
+from observability.logs import request_id_bound, valid_request_id
+
 log = logging.getLogger(__name__)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class _Worker(SimpleWorker):
+class RequestIdWorker(SimpleWorker):
+    """RQ's ``SimpleWorker`` (jobs in this process), each job logging with its request id."""
+
+    def perform_job(self, job: Any, queue: Any) -> bool:
+        meta = job.meta if isinstance(job.meta, dict) else {}
+        with request_id_bound(valid_request_id(meta.get("request_id"))):
+            return bool(super().perform_job(job, queue))
+
+
+class _Worker(RequestIdWorker):
     """Remembers that it was asked to stop (RQ does not say why ``work()`` returned)."""
 
     stop_signalled = False

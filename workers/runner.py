@@ -22,6 +22,7 @@ the database and ``workers.mpesa.reconcile_pending`` picks up what is left.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
 import logging
@@ -33,6 +34,7 @@ from typing import Any
 
 from core.kernel.uow import Job
 from core.payments.mpesa.jobs import QueryB2CStatus, ReconcilePending, SendB2C, SendStkPush
+from observability.logs import job_meta
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,9 @@ class InProcessJobs:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="job")
             self._futures = [f for f in self._futures if not f.done()]
-            self._futures.append(self._pool.submit(self._run, job, func, args))
+            # The job's log lines keep the request id of the request that queued it.
+            run = contextvars.copy_context().run
+            self._futures.append(self._pool.submit(run, self._run, job, func, args))
 
     @staticmethod
     def _run(job: str, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -143,7 +147,9 @@ class RqJobs:
 
     def enqueue(self, job: str, *args: Any) -> None:
         resolve(job)  # refuse a typo at the call site, not in the worker
-        self._queue.enqueue(job, *args, result_ttl=300, failure_ttl=86400, job_timeout=120)
+        self._queue.enqueue(
+            job, *args, result_ttl=300, failure_ttl=86400, job_timeout=120, meta=job_meta()
+        )
 
     def bind(self, context: Any) -> None:
         """Nothing to bind: an RQ worker process builds its own context."""

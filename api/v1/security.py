@@ -14,8 +14,6 @@ tokens of a login still waiting for MFA (``mfa``) or MFA enrolment
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Callable
 from copy import deepcopy
 from datetime import timedelta
@@ -31,6 +29,7 @@ from api.v1.problems import ApiProblem
 from core.audit import log as audit
 from core.kernel.permissions import PERMISSIONS, Principal
 from core.staff import accounts as staff_core
+from observability.logs import new_request_id, valid_request_id
 from runtime import Runtime
 
 PUBLIC = "public"
@@ -51,10 +50,10 @@ def client_address() -> str:
 
 
 def request_id() -> str:
+    """The request's id, the one its log lines carry (``observability.logs``)."""
     rid = getattr(g, "request_id", None)
     if rid is None:
-        given = request.headers.get("X-Request-ID", "")
-        rid = given if re.fullmatch(r"[A-Za-z0-9._-]{8,64}", given) else secrets.token_hex(8)
+        rid = valid_request_id(request.headers.get("X-Request-ID")) or new_request_id()
         g.request_id = rid
     return str(rid)
 

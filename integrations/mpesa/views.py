@@ -18,6 +18,11 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from integrations.mpesa import callbacks
 from integrations.mpesa.client import CALLBACK_PREFIX
 from integrations.mpesa.wiring import JobQueue, MpesaContext, build_context
+from observability.metrics import count_callback
+
+# What a callback's processing did, as the metric's small set of results; every other
+# outcome (credited, duplicate, a validation code, …) counts as "processed".
+_RESULTS = frozenset({"not_stored", "malformed", "error"})
 
 log = logging.getLogger(__name__)
 bp = Blueprint("mpesa", __name__, url_prefix="/mpesa")
@@ -48,6 +53,7 @@ def _handle(kind: str) -> Response | tuple[Response, int]:
     ctx = _context()
     if not _token_ok(ctx.settings.mpesa_callback_token):
         log.warning("mpesa %s callback with a wrong token from %s", kind, request.remote_addr)
+        count_callback("mpesa", kind, "forbidden")
         return jsonify({"ResultCode": 1, "ResultDesc": "Forbidden"}), 403
     headers = dict(list(request.headers.items())[:_HEADERS_KEPT])
     headers["X-Remote-Addr"] = request.remote_addr or ""
@@ -60,6 +66,7 @@ def _handle(kind: str) -> Response | tuple[Response, int]:
         body=request.get_data(cache=False),
         shortcode=ctx.shortcode,
     )
+    count_callback("mpesa", kind, answer.outcome if answer.outcome in _RESULTS else "processed")
     return jsonify(answer.body), answer.status
 
 

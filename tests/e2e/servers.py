@@ -38,8 +38,18 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_manage(args: list[str], env: Mapping[str, str]) -> str:
-    """``python manage.py …`` as an operator runs it; raises with its output on failure."""
+def flush_redis(url: str) -> None:
+    """Empty the test's Redis database (sessions, queues, rate limits)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def run_manage(args: list[str], env: Mapping[str, str], *, stderr: bool = False) -> str:
+    """``python manage.py …`` as an operator runs it; raises with its output on failure.
+    Returns what it printed (``stderr=True``: its log lines on standard error too)."""
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -51,14 +61,17 @@ def run_manage(args: list[str], env: Mapping[str, str]) -> str:
     )
     if done.returncode != 0:
         raise AssertionError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+    return done.stdout + (done.stderr if stderr else "")
 
 
 @contextmanager
-def gunicorn(env: Mapping[str, str], app: str = "wsgi:app") -> Iterator[str]:
-    """Serve ``app`` with the project's gunicorn config; yields the base URL."""
+def gunicorn(
+    env: Mapping[str, str], app: str = "wsgi:app", output: IO[str] | None = None
+) -> Iterator[str]:
+    """Serve ``app`` with the project's gunicorn config; yields the base URL. ``output``: a
+    file that receives everything gunicorn and the app write (else a temporary one)."""
     port = free_port()
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with _log_file(output) as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app],
             cwd=ROOT,
@@ -77,6 +90,15 @@ def gunicorn(env: Mapping[str, str], app: str = "wsgi:app") -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@contextmanager
+def _log_file(given: IO[str] | None) -> Iterator[IO[str]]:
+    if given is not None:
+        yield given
+        return
+    with tempfile.TemporaryFile(mode="w+") as log:
+        yield log
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], base: str, log: IO[str]) -> None:

@@ -30,7 +30,7 @@ from db.models import Member
 from db.session import make_session_factory
 from runtime import build_runtime
 from tests.e2e.gateway import GatewayPhone
-from tests.e2e.servers import gunicorn, run_manage
+from tests.e2e.servers import flush_redis, gunicorn, run_manage
 from tests.settings import PG_URL, REDIS_URL
 from ussd.store import session_key
 
@@ -62,20 +62,14 @@ def server(pg_engine: Engine) -> Iterator[Server]:
         "TRUSTED_PROXY_HOPS": "0",  # the test talks to gunicorn directly
     }
     pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
-    _flush_redis()
+    flush_redis(REDIS_URL)
     run_manage(["migrate"], env)  # the operator's step; a no-op on an up-to-date schema
     try:
         with gunicorn(env) as base:
             yield Server(base, env, token)
     finally:
-        _flush_redis()
+        flush_redis(REDIS_URL)
         pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
-
-
-def _flush_redis() -> None:
-    client = redis_lib.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

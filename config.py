@@ -404,6 +404,10 @@ class Settings(BaseSettings):
         return _cents(self.approval_manager_threshold_kes)
 
     @property
+    def bureau_listing_threshold_cents(self) -> int:
+        return _cents(self.bureau_listing_threshold_kes)
+
+    @property
     def cash_deposit_till_limit_cents(self) -> int:
         return _cents(self.cash_deposit_till_limit_kes)
 

@@ -55,7 +55,7 @@ def notice_policy(settings: Settings) -> NoticePolicy:
     """The ``notify`` step's settings (``config.Settings``)."""
     return NoticePolicy(
         due_soon_days=settings.notice_due_soon_days,
-        listing_threshold_cents=settings.bureau_listing_threshold_kes * 100,
+        listing_threshold_cents=settings.bureau_listing_threshold_cents,
         listing_notice_days=settings.bureau_listing_notice_days,
         send_from_hour=settings.notice_send_from_hour,
     )

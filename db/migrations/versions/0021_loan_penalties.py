@@ -85,6 +85,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(f"DELETE FROM accounts WHERE code = '{ACCOUNT[0]}'")
     with op.batch_alter_table("loan_day_states") as batch:
-        batch.drop_constraint("ck_loan_day_states_penalty", type_="check")
+        batch.drop_constraint(op.f("ck_loan_day_states_penalty"), type_="check")
         for name in ("penalised_through", "penalty_units", *CENTS, "delinquent_since"):
             batch.drop_column(name)

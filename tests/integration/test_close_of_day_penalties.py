@@ -30,7 +30,6 @@ from core.ledger.chart import SystemAccount
 from core.ledger.verify import verify_ledger
 from core.ledger.vocabulary import EntryKind
 from core.loans import accrual
-from core.loans.close_of_day import run_step
 from core.loans.repayments import position
 from core.loans.vocabulary import CloseDayStatus, CloseDayStep
 from core.risk.classification import classify, provision_cents
@@ -48,6 +47,7 @@ from tests.integration.test_close_of_day import (
     pay,
     periods,
     receivable_matches_loans,
+    run_session,
     state,
     undone,
 )
@@ -265,9 +265,7 @@ def close_on(factory: sessionmaker[Session], deps: CoreDeps, day: date) -> None:
     """Both steps of ``day`` (dates need not follow each other: the SQL covers the days
     since each loan's own date)."""
     for step in CloseDayStep:
-        with factory() as s:
-            run_step(s, on(deps, day + timedelta(days=1)), day, step)
-            s.commit()
+        run_session(factory, deps, day, step)
 
 
 def test_penalties_stop_exactly_at_the_principal_outstanding_when_the_loan_became_delinquent(

@@ -301,7 +301,8 @@ _ACCRUE = text(
     " FROM changes c GROUP BY c.product_id ORDER BY c.product_id"
 )
 
-# Penalties per loan for each day after it was last penalised up to :day
+# Penalties per loan for each day after it was last penalised up to :day (a loan never
+# penalised: :day alone, so no day before close of day first saw the loan is charged)
 # (core.loans.accrual.penalty_day_units in SQL): on a day whose oldest overdue
 # instalment is past the product's grace, the principal and interest overdue × the
 # product's factor, in exact units; the whole cents of the running sum are charged, and
@@ -311,7 +312,7 @@ _PENALISE = text(
     " SELECT l.id AS loan_id, v.product_id, v.penalty_grace_days AS grace,"
     "  CAST(v.penalty_rate_percent * 10000 AS NUMERIC)"
     "   * CASE WHEN v.penalty_rate_period = :monthly THEN 12 ELSE 1 END AS factor,"
-    "  COALESCE(s.penalised_through, l.disbursed_on) AS since"
+    "  COALESCE(s.penalised_through, GREATEST(l.disbursed_on, CAST(:day AS DATE) - 1)) AS since"
     " FROM loans l JOIN loan_day_states s ON s.loan_id = l.id"
     " JOIN loan_product_versions v ON v.id = l.product_version_id"
     f" WHERE {_BOOK} {_LOANS} AND (s.penalised_through IS NULL OR s.penalised_through < :day)"

@@ -32,7 +32,8 @@ suspense, ``from_suspense``), the USSD "repay from savings" screen
 The same idempotency key again returns the first repayment and writes nothing. A
 repayment to a closed loan goes to savings (``credit_member``) with an SMS saying so
 (``loan_closed_to_savings``); from savings it is refused. Every refusal is raised before
-the first write. Never commits (``core.kernel.uow``).
+the first write (but the catch-up's, bookkeeping that holds whatever the repayment; a
+refusal rolls it back with the rest). Never commits (``core.kernel.uow``).
 """
 
 from __future__ import annotations

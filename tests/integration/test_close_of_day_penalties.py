@@ -154,6 +154,7 @@ def test_a_repayment_pays_the_penalty_first_and_settles_penalty_receivable(
 ) -> None:
     s = db_session
     loan, _, _ = disbursed_loan(s, on(deps, START), penalty_grace_days=0)
+    close(session_factory, deps, DUE)
     close(session_factory, deps, DUE + timedelta(days=4))
     owed = state(s, loan).penalty_accrued_cents
     assert owed == 1168
@@ -226,15 +227,10 @@ def test_the_penalty_entries_add_up_to_each_loans_figures_over_random_arrears(
                 penalty_grace_days=grace,
             )  # fmt: skip
             made.append((loan, grace, accrual.penalty_factor(rate, monthly)))
-        close(session_factory, deps, first)  # the first run: from each disbursement
+        close(session_factory, deps, first)  # a loan's first close: that day only
         expected = {}
         for loan, grace, factor in made:
-            rows = instalments(s, loan)
-            since = loan.disbursed_on
-            expected[loan.id] = sum(
-                day_units(rows, since + timedelta(days=k), grace, factor)
-                for k in range(1, (first - since).days + 1)
-            )
+            expected[loan.id] = day_units(instalments(s, loan), first, grace, factor)
             assert state(s, loan).penalty_units == expected[loan.id]
         for n in range(1, 15):
             day = first + timedelta(days=n)
@@ -515,9 +511,10 @@ def test_a_run_killed_mid_step_then_run_again_is_one_clean_run(
             rows = instalments(s, loan)
             assert row.accrued_interest_cents == accrual.recognised_cents(periods(s, loan), through)
             grace, factor = [0, 3, 7][n], accrual.penalty_factor(Decimal(1), monthly=True)
+            first = START + timedelta(days=6)  # the first close: penalties from that day
             units = sum(
-                day_units(rows, loan.disbursed_on + timedelta(days=k), grace, factor)
-                for k in range(1, (through - loan.disbursed_on).days + 1)
+                day_units(rows, first + timedelta(days=k), grace, factor)
+                for k in range((through - first).days + 1)
             )
             assert row.penalty_units == units and row.penalty_accrued_cents > 0
             unpaid = [i for i in rows if i.due_on < through and i.due_cents - i.paid_cents > 0]

@@ -197,13 +197,17 @@ _BOOK = "l.status = :active AND l.disbursed_on <= :day"
 _LOANS = "AND (:all_loans OR l.id = ANY(:loan_ids))"
 
 # Every loan of the book gets its row; a new loan's recognised interest is what is paid
-# of it (paid before any close counted straight to income: core.loans.repayments).
+# of it (paid before any close counted straight to income: core.loans.repayments). Only
+# loans without one are inserted: an ON CONFLICT check on a row another transaction is
+# changing waits for it, and a speculative insert makes others wait (a deadlock with a
+# repayment's catch-up, found by the test of repayments during a run).
 _ENSURE_STATES = text(
     "INSERT INTO loan_day_states (loan_id, accrued_interest_cents, days_past_due, "
     "missed_instalments, arrears_cents, exposure_cents, provision_cents) "
     "SELECT l.id, COALESCE(SUM(i.paid_interest_cents), 0), 0, 0, 0, 0, 0 "
     "FROM loans l JOIN loan_instalments i ON i.loan_id = l.id "
-    f"WHERE {_BOOK} {_LOANS} GROUP BY l.id "
+    f"WHERE {_BOOK} {_LOANS} AND NOT EXISTS "
+    "(SELECT 1 FROM loan_day_states x WHERE x.loan_id = l.id) GROUP BY l.id "
     "ON CONFLICT (loan_id) DO NOTHING"
 )
 
@@ -616,12 +620,23 @@ def catch_up_loan(session: Session, deps: CoreDeps, loan_id: int) -> date | None
     if session.get_bind().dialect.name != "postgresql" or last_closed(session) is None:
         return None
     through = business_date(deps.now()) - timedelta(days=1)
+    _state(session, loan_id)  # the row locked first: a night changing it is waited for
     _accrue_loans(session, deps, through, [loan_id], f"close_day:catch_up:{loan_id}:{through}")
     return through
 
 
 def _state(session: Session, loan_id: int) -> LoanDayState:
-    """The loan's state row, made when missing, locked."""
+    """The loan's state row, locked (made when missing: looked for first, so a row a
+    night is changing is waited for, never raced with a speculative insert)."""
+    query = (
+        select(LoanDayState)
+        .where(LoanDayState.loan_id == loan_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    found = session.scalars(query).one_or_none()
+    if found is not None:
+        return found
     session.execute(
         insert_for(session, LoanDayState)
         .values(
@@ -630,12 +645,7 @@ def _state(session: Session, loan_id: int) -> LoanDayState:
         )
         .on_conflict_do_nothing(index_elements=["loan_id"])
     )  # fmt: skip
-    return session.scalars(
-        select(LoanDayState)
-        .where(LoanDayState.loan_id == loan_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    return session.scalars(query).one()
 
 
 def penalty_owed_cents(session: Session, loan_id: int) -> int:

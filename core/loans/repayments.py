@@ -455,7 +455,12 @@ def _lock_loan(session: Session, r: Repayment) -> Loan:
         if reference is None:
             raise NotFound("no such loan")
         query = query.where(Loan.reference == reference)
-    loan = session.scalar(query.with_for_update().execution_options(populate_existing=True))
+    # FOR NO KEY UPDATE: repayments of one loan still queue on its row, but close of day's
+    # foreign-key checks on the loan (FOR KEY SHARE, when it writes the loan's state row)
+    # never wait for a repayment that waits for that state row (a deadlock otherwise).
+    loan = session.scalar(
+        query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    )
     if loan is None or (r.member_id is not None and loan.member_id != r.member_id):
         raise NotFound("no such loan")
     return loan

@@ -190,7 +190,7 @@ def settle(
     loan = session.scalar(
         select(Loan)
         .where(Loan.id == application.top_up_of_loan_id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # as a repayment (core.loans.repayments._lock_loan)
         .execution_options(populate_existing=True)
     )
     if loan is None or loan.member_id != application.member_id:  # never: written by apply

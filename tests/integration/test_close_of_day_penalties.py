@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time as clock
 from datetime import date, timedelta
 from decimal import Decimal
@@ -527,4 +528,83 @@ def test_a_run_killed_mid_step_then_run_again_is_one_clean_run(
         assert balance(s, SystemAccount.LOAN_LOSS_PROVISION) == sum(
             state(s, s.get_one(Loan, i)).provision_cents for i in ids
         )
+        assert verify_ledger(s).ok
+
+
+# ------------------------------------------------------------------ repayments during a run
+
+
+def test_repayments_during_a_run_catch_up_once_whatever_the_interleaving(
+    committed_pg: Engine, deps: CoreDeps
+) -> None:
+    """A run closes 25 nights while, on real threads, each overdue loan is repaid the
+    morning after: whether the night or the repayment gets to a loan's day first, each
+    day's penalty is charged once on that day's arrears before the payment, the interest
+    recognised is the schedule's, each repayment pays the penalty owed first, and the
+    ledger is exact."""
+    factory = make_session_factory(committed_pg)
+    with factory() as s:
+        made = [disbursed_loan(s, on(deps, START), penalty_grace_days=n)[0] for n in range(4)]
+        s.commit()
+        ids = [loan.id for loan in made]
+    close(factory, deps, DUE)
+    through = DUE + timedelta(days=25)
+    with factory() as s:
+        before = {i: instalments(s, s.get_one(Loan, i)) for i in ids}
+        s.expunge_all()
+    barrier = threading.Barrier(len(ids) + 1)
+    repaid: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    runs_done: list[int] = []
+
+    def night() -> None:
+        barrier.wait()
+        try:
+            close(factory, deps, through, lock_engine=committed_pg)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def repay(loan_id: int, pause: float) -> None:
+        barrier.wait()
+        clock.sleep(pause)
+        try:
+            with factory() as s:
+                runs_done.append(
+                    s.scalar(select(func.count()).select_from(CloseDayRun)
+                             .where(CloseDayRun.status == CloseDayStatus.DONE)) or 0
+                )  # fmt: skip
+                loan = s.get_one(Loan, loan_id)
+                repaid[loan_id] = pay(s, on(deps, through + timedelta(days=1)), loan, 500_000,
+                                      f"pen-race-{loan_id}")  # fmt: skip
+                s.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=night)] + [
+        threading.Thread(target=repay, args=(loan_id, 0.15 * n)) for n, loan_id in enumerate(ids)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [], [str(e) for e in errors]
+    # The repayments came while the run was going (some of its nights still to run).
+    assert min(runs_done) < (through - DUE).days + 1
+    factor = accrual.penalty_factor(Decimal(1), monthly=True)
+    with factory() as s:
+        for grace, loan_id in enumerate(ids):
+            loan = s.get_one(Loan, loan_id)
+            units = sum(
+                day_units(before[loan_id], DUE + timedelta(days=n), grace, factor)
+                for n in range(1, (through - DUE).days + 1)
+            )
+            row = state(s, loan)
+            assert row.penalty_units == units
+            assert repaid[loan_id].penalty_cents == accrual.penalty_cents(units) > 0
+            assert row.penalty_paid_cents == row.penalty_accrued_cents
+            assert row.accrued_interest_cents == accrual.recognised_cents(periods(s, loan), through)
+        runs = s.scalars(select(CloseDayRun)).all()
+        assert {r.status for r in runs} == {CloseDayStatus.DONE} and len(runs) == 26
+        penalties_match_loans(s)
+        receivable_matches_loans(s)
         assert verify_ledger(s).ok

@@ -325,6 +325,15 @@ def test_interest_stops_at_the_cap_and_what_it_stops_is_waived_never_owed(
     assert cap == 1_000_000 and row.delinquent_since == DUE + timedelta(days=1)
     assert row.charged_since_delinquent_cents == row.accrued_interest_cents - base > 0
     plan = periods(s, loan)
+    with undone(s):  # one jump far past the cap: what fits is kept, oldest growth first
+        far = DUE + timedelta(days=600)
+        close_on(session_factory, deps, far)
+        row = state(s, loan)
+        assert row.charged_since_delinquent_cents == cap
+        assert row.accrued_interest_cents == base + cap == owed_interest_begun(s, loan, far)
+        assert row.interest_capped_cents == accrual.recognised_cents(plan, far) - base - cap
+        receivable_matches_loans(s)
+        assert verify_ledger(s).ok
     # The last day the schedule's interest since then still fits under the cap.
     last = max(
         DUE + timedelta(days=n)

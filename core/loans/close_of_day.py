@@ -27,11 +27,12 @@ SQLite demo refuses close of day (``CloseDayUnsupported``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from core.kernel.calendar import business_date
@@ -52,6 +53,8 @@ from db.models_close_day import CloseDayRun, LoanDayState, LoanRiskBand
 from db.models_close_day import CloseDayStep as StepRow
 from db.models_loans import LoanInstalment
 from db.session import insert_for
+
+R = TypeVar("R", CloseDayRun, LoanDayState)
 
 # Advisory lock key of the whole run (``pg_try_advisory_lock``): "CLOSEDAY" in ASCII.
 ADVISORY_LOCK_KEY = 0x434C4F5345444159
@@ -134,25 +137,33 @@ def _band_version(session: Session, day: date) -> int:
 def _lock_run(session: Session, deps: CoreDeps, day: date) -> CloseDayRun:
     """The date's run row, locked (made first when none): the bands version in force on
     the date is fixed when the run starts, so a resumed run classifies as it began."""
-    query = (
-        select(CloseDayRun)
-        .where(CloseDayRun.business_date == day)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    return _locked_or_made(
+        session, CloseDayRun, CloseDayRun.business_date == day, "business_date",
+        lambda: {
+            "business_date": day, "status": CloseDayStatus.RUNNING,
+            "band_version": _band_version(session, day), "started_at": deps.now(),
+        },
+    )  # fmt: skip
+
+
+def _locked_or_made(
+    session: Session,
+    model: type[R],
+    where: ColumnElement[bool],
+    key: str,
+    values: Callable[[], dict[str, Any]],
+) -> R:
+    """The row ``where`` finds, locked; made first (``values``) when there is none. Looked
+    for before any insert: a row another transaction is changing is waited for, never
+    raced with a speculative insert (which makes others wait on it: a deadlock)."""
+    query = select(model).where(where).with_for_update().execution_options(populate_existing=True)
+    found = session.scalars(query).one_or_none()
+    if found is not None:
+        return found
+    made = (
+        insert_for(session, model).values(**values()).on_conflict_do_nothing(index_elements=[key])
     )
-    run = session.scalars(query).one_or_none()
-    if run is not None:
-        return run
-    session.execute(
-        insert_for(session, CloseDayRun)
-        .values(
-            business_date=day,
-            status=CloseDayStatus.RUNNING,
-            band_version=_band_version(session, day),
-            started_at=deps.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["business_date"])
-    )
+    session.execute(made)
     return session.scalars(query).one()
 
 
@@ -626,26 +637,15 @@ def catch_up_loan(session: Session, deps: CoreDeps, loan_id: int) -> date | None
 
 
 def _state(session: Session, loan_id: int) -> LoanDayState:
-    """The loan's state row, locked (made when missing: looked for first, so a row a
-    night is changing is waited for, never raced with a speculative insert)."""
-    query = (
-        select(LoanDayState)
-        .where(LoanDayState.loan_id == loan_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    found = session.scalars(query).one_or_none()
-    if found is not None:
-        return found
-    session.execute(
-        insert_for(session, LoanDayState)
-        .values(
-            loan_id=loan_id, accrued_interest_cents=0, days_past_due=0, missed_instalments=0,
-            arrears_cents=0, exposure_cents=0, provision_cents=0,
-        )
-        .on_conflict_do_nothing(index_elements=["loan_id"])
+    """The loan's state row, locked (made when missing)."""
+    return _locked_or_made(
+        session, LoanDayState, LoanDayState.loan_id == loan_id, "loan_id",
+        lambda: {
+            "loan_id": loan_id, "accrued_interest_cents": 0, "days_past_due": 0,
+            "missed_instalments": 0, "arrears_cents": 0, "exposure_cents": 0,
+            "provision_cents": 0,
+        },
     )  # fmt: skip
-    return session.scalars(query).one()
 
 
 def penalty_owed_cents(session: Session, loan_id: int) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -616,4 +616,66 @@ def test_repayments_during_a_run_catch_up_once_whatever_the_interleaving(
         assert {r.status for r in runs} == {CloseDayStatus.DONE} and len(runs) == 26
         penalties_match_loans(s)
         receivable_matches_loans(s)
+        assert verify_ledger(s).ok
+
+
+@settings(
+    max_examples=15, deadline=None, phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(
+    loans=st.lists(
+        st.tuples(st.integers(1, 6), st.integers(1_000, 20_000), st.integers(4, 10)),
+        min_size=1, max_size=3,
+    ),  # term, KES, penalty 4-10 % a month (interest 10 % a month): the cap is reached
+    steps=st.lists(
+        st.tuples(st.integers(1, 200), st.integers(0, 2), st.integers(0, 300_000)),
+        min_size=1, max_size=6,
+    ),  # days to the next close, which loan pays before it, how much
+)  # fmt: skip
+def test_the_cap_holds_and_the_ledger_stays_exact_over_random_delinquency(
+    db_session: Session,
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+    loans: list[tuple[int, int, int]],
+    steps: list[tuple[int, int, int]],
+) -> None:
+    """Costly loans left unpaid or paid in part, closed at random intervals: what is
+    charged since a loan became delinquent never passes the principal then, a loan over
+    it owes no interest beyond what was recognised, and interest and penalty receivable
+    stay exactly what the loans' figures say."""
+    s = db_session
+    with undone(s):
+        made = [
+            disbursed_loan(
+                s, on(deps, START), term=term, amount_cents=kes * 100,
+                rate_percent=Decimal(10), penalty_rate_percent=Decimal(pct),
+                penalty_grace_days=0,
+            )[0]
+            for term, kes, pct in loans
+        ]  # fmt: skip
+        day = DUE
+        close_on(session_factory, deps, day)
+        for n, (gap, which, cents) in enumerate(steps):
+            day += timedelta(days=gap)
+            loan = made[which % len(made)]
+            s.refresh(loan)
+            if cents and loan.status == "active":
+                pay(s, on(deps, day), loan, cents, f"pen-cap-{n}-{loan.id}")
+            close_on(session_factory, deps, day)
+            for loan in made:
+                row = state(s, loan)
+                assert row.charged_since_delinquent_cents <= row.delinquent_principal_cents
+                if row.delinquent_since is None:
+                    assert row.charged_since_delinquent_cents == 0
+                s.refresh(loan)
+                at_cap = row.delinquent_since is not None and (
+                    row.charged_since_delinquent_cents == row.delinquent_principal_cents
+                )
+                event("a loan at the cap" if at_cap else "no loan at the cap")
+                if at_cap and row.interest_capped_cents and loan.status == "active":
+                    # At the cap: no period begun owes interest beyond what was recognised.
+                    assert owed_interest_begun(s, loan, day) == row.accrued_interest_cents
+            penalties_match_loans(s)
+            receivable_matches_loans(s)
         assert verify_ledger(s).ok

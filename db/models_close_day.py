@@ -16,6 +16,7 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -72,6 +73,21 @@ class LoanDayState(Base):
     category: Mapped[str | None] = mapped_column(String(12), default=None)
     exposure_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     provision_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Penalties on arrears (migration 0021): charged through ``penalised_through``; the
+    # exact sum in units of 1/PENALTY_DENOMINATOR cent (the remainder carried), the cents
+    # charged (its floor, or less under the Reg. 31 cap), paid and waived.
+    penalised_through: Mapped[date | None] = mapped_column(Date, default=None)
+    penalty_units: Mapped[Decimal] = mapped_column(Numeric(38, 0), default=Decimal(0))
+    penalty_accrued_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    penalty_paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    penalty_waived_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Reg. 31: since when the loan is delinquent (None: it is not), the principal
+    # outstanding then (the cap), interest and penalties charged since, and the interest
+    # the cap stopped (waived on the instalments).
+    delinquent_since: Mapped[date | None] = mapped_column(Date, default=None)
+    delinquent_principal_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_since_delinquent_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    interest_capped_cents: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LoanCategoryChange(Base):

@@ -42,9 +42,11 @@ class CloseDayReport:
         lines = []
         for r in self.steps:
             state = "ran" if r.ran else "already done"
+            penalty = sum(r.detail.get("penalty_cents_by_product", {}).values())
             lines.append(
                 f"{r.business_date} {r.step:<9} {state:<12} loans={r.loans} "
                 f"amount_cents={r.amount_cents}"
+                + (f" penalty_cents={penalty}" if r.step == CloseDayStep.ACCRUE else "")
             )
         if self.stopped:
             lines.append("stopped on request: run close-day again to resume")

@@ -1208,8 +1208,9 @@ class CloseDayStepOut(Schema):
     )
     detail = fields.Dict(
         required=True,
-        metadata={"description": "accrue: interest by product id; classify: provision change "
-                  "by product id, the book by category, category changes, band version"},
+        metadata={"description": "accrue: interest and penalties charged by product id; "
+                  "classify: provision change by product id, the book by category, category "
+                  "changes, band version"},
     )  # fmt: skip
     finished_at = fields.DateTime(required=True)
 

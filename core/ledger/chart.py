@@ -94,6 +94,8 @@ class SystemAccount(StrEnum):
     MPESA_DISBURSEMENT_FLOAT = "1020", "M-Pesa disbursement float", AccountType.ASSET, True
     LOANS_RECEIVABLE = "1100", "Loans receivable (control)", AccountType.ASSET
     INTEREST_RECEIVABLE = "1200", "Interest receivable", AccountType.ASSET
+    # Penalties on arrears charged by close of day and not yet paid (migration 0021).
+    PENALTY_RECEIVABLE = "1210", "Penalty receivable", AccountType.ASSET
     # A contra asset: kept on the credit side, it reduces the loans' carrying value.
     LOAN_LOSS_PROVISION = (
         "1300", "Loan-loss provision", AccountType.ASSET, False, NormalSide.CREDIT

@@ -31,7 +31,9 @@ class EntryKind(StrEnum):
     # account credited with the principal, interest, fee and penalty income with theirs.
     LOAN_REPAYMENT = "loan.repayment"
     # Close of day (issue 13), one entry per product and business date: interest accrued
-    # (Dr interest receivable / Cr loan interest income, or the reverse) and the change in
+    # (Dr interest receivable / Cr loan interest income, or the reverse), penalties charged
+    # (Dr penalty receivable / Cr penalty income; a repayment's catch-up posts the same for
+    # its one loan) and the change in
     # the loan-loss provision (Dr provisions expense / Cr loan-loss provision, or the reverse).
     # Default recovery of a defaulted loan (issue 13, part 7; core.loans.recovery), each step
     # its own entry through the repayments' allocation: the borrower's free deposits debited

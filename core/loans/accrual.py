@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
+from decimal import Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +102,31 @@ def recognised_change(
         for p in before
     ]
     return recognised_cents(after, day) - recognised_cents(before, day)
+
+
+# ------------------------------------------------------------------ penalties
+
+# A penalty rate is a percent per its period with four decimals (``RATE_PLACES``); a day
+# is 1/365 of a year and a month 1/12 of one. One day's penalty on ``overdue`` cents is
+# ``overdue × rate × 10,000 × months / PENALTY_DENOMINATOR`` cents (``months``: 12 for a
+# monthly rate, 1 for an annual one): kept exact in these units, charged in whole cents.
+PENALTY_DENOMINATOR = 365 * 100 * 10_000
+
+
+def penalty_factor(rate_percent: Decimal, monthly: bool) -> int:
+    """Units of one day's penalty per cent overdue (see ``PENALTY_DENOMINATOR``)."""
+    scaled = rate_percent * 10_000
+    if scaled != scaled.to_integral_value():
+        raise ValueError("a penalty rate has at most four decimals")
+    return int(scaled) * (12 if monthly else 1)
+
+
+def penalty_day_units(overdue_cents: int, days_past_due: int, grace_days: int, factor: int) -> int:
+    """One day's penalty in units: on what is overdue (principal and interest of the
+    instalments due before the day) once the oldest of them is past the grace period."""
+    return overdue_cents * factor if days_past_due > grace_days else 0
+
+
+def penalty_cents(units: int) -> int:
+    """The whole cents charged for ``units`` (the rest waits for the next day)."""
+    return units // PENALTY_DENOMINATOR

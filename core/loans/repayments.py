@@ -17,9 +17,10 @@ suspense, ``from_suspense``), the USSD "repay from savings" screen
    would pay the loan off goes to the member's savings;
 2. posts one balanced entry (``EntryKind.LOAN_REPAYMENT``, keyed by the repayment's
    idempotency key): the source (M-Pesa collections float, bank for teller cash, the
-   member's savings) debited; the loan's account credited with the principal, loan
-   interest income, fee income and penalty income with theirs (as the disbursement
-   posts: core/loans/disbursement.py);
+   member's savings) debited; the loan's account credited with the principal, interest
+   receivable or income (``settlement_legs``), fee income and penalty receivable with
+   theirs. First the loan's interest and penalties are brought up to yesterday
+   (``close_of_day.catch_up_loan``), so the penalty it owes is paid first;
 3. updates the instalments; credits an overpayment to savings through
    ``core.savings.accounts.credit_member`` (same unit of work); closes the loan at zero;
    gives back guarantors' pledges by the product's ``pledge_release``
@@ -31,11 +32,13 @@ suspense, ``from_suspense``), the USSD "repay from savings" screen
 The same idempotency key again returns the first repayment and writes nothing. A
 repayment to a closed loan goes to savings (``credit_member``) with an SMS saying so
 (``loan_closed_to_savings``); from savings it is refused. Every refusal is raised before
-the first write. Never commits (``core.kernel.uow``).
+the first write (but the catch-up's, bookkeeping that holds whatever the repayment; a
+refusal rolls it back with the rest). Never commits (``core.kernel.uow``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -271,10 +274,15 @@ def allocate(
 # ------------------------------------------------------------------ reading a loan
 
 
-def owed_rows(instalments: Sequence[LoanInstalment], today: date) -> list[Owed]:
-    """The unpaid parts of a loan's instalments on ``today``. No penalty accrues yet (no
-    accrual is written): the allocation takes penalties first once one does."""
-    return [
+def owed_rows(
+    instalments: Sequence[LoanInstalment], today: date, penalty_cents: int = 0
+) -> list[Owed]:
+    """The unpaid parts of a loan's instalments on ``today``. The loan's penalties
+    (``penalty_cents``: charged by close of day, per loan, on its arrears) are owed with
+    the oldest instalment due and not fully paid (the arrears they were charged on; the
+    last one due when all are paid), so every allocation order takes them where it names
+    penalties."""
+    rows = [
         Owed(
             number=i.number,
             due=i.due_on <= today,
@@ -285,6 +293,18 @@ def owed_rows(instalments: Sequence[LoanInstalment], today: date) -> list[Owed]:
         )
         for i in instalments
     ]
+    if penalty_cents and rows:
+        due = [o for o in rows if o.due] or rows[:1]
+        home = next((o for o in due if _total(o)), due[-1])
+        rows[rows.index(home)] = dataclasses.replace(home, penalty_cents=penalty_cents)
+    return rows
+
+
+def owed_of(
+    session: Session, loan: Loan, rows: Sequence[LoanInstalment], today: date
+) -> list[Owed]:
+    """``owed_rows`` with the loan's penalties owed (``close_of_day.penalty_owed_cents``)."""
+    return owed_rows(rows, today, close_of_day.penalty_owed_cents(session, loan.id))
 
 
 def instalments_of(session: Session, loan_id: int, *, lock: bool = False) -> list[LoanInstalment]:
@@ -321,7 +341,7 @@ def position(session: Session, deps: CoreDeps, loan_id: int) -> Position:
         raise NotFound("no such loan")
     today = business_date(deps.now())
     rows = instalments_of(session, loan.id)
-    owed = owed_rows(rows, today)
+    owed = owed_of(session, loan, rows, today)
     _, early_payoff = rules_of(session, loan)
     unpaid = [
         (i, o)
@@ -442,7 +462,12 @@ def _lock_loan(session: Session, r: Repayment) -> Loan:
         if reference is None:
             raise NotFound("no such loan")
         query = query.where(Loan.reference == reference)
-    loan = session.scalar(query.with_for_update().execution_options(populate_existing=True))
+    # FOR NO KEY UPDATE: repayments of one loan still queue on its row, but close of day's
+    # foreign-key checks on the loan (FOR KEY SHARE, when it writes the loan's state row)
+    # never wait for a repayment that waits for that state row (a deadlock otherwise).
+    loan = session.scalar(
+        query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    )
     if loan is None or (r.member_id is not None and loan.member_id != r.member_id):
         raise NotFound("no such loan")
     return loan
@@ -518,9 +543,11 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
         return _to_savings_of_closed_loan(session, deps, loan, member, repayment)
     now = deps.now()
     today = business_date(now)
+    close_of_day.catch_up_loan(session, deps, loan.id)  # before the instalments: lock order
     rows = instalments_of(session, loan.id, lock=True)
     order, early_payoff = rules_of(session, loan)
-    split = allocate(owed_rows(rows, today), repayment.amount_cents, order, early_payoff)
+    owed = owed_of(session, loan, rows, today)
+    split = allocate(owed, repayment.amount_cents, order, early_payoff)
     if split.to_savings_cents:
         _check_beyond(
             member, repayment, f"the {format_cents(split.loan_cents)} that pays this loan off"
@@ -546,7 +573,9 @@ def repay_loan(session: Session, deps: CoreDeps, repayment: Repayment) -> Repaid
         loan.status = LoanStatus.CLOSED
         loan.closed_at = now
     session.flush()
-    balance = payoff_cents(owed_rows(rows, today), early_payoff) if not split.closes else 0
+    balance = (
+        payoff_cents(owed_of(session, loan, rows, today), early_payoff) if not split.closes else 0
+    )
     record = LoanRepayment(
         loan_id=loan.id,
         idempotency_key=repayment.idempotency_key,
@@ -632,7 +661,8 @@ def mark_paid(rows: Sequence[LoanInstalment], split: Allocation) -> None:
 
 def settlement_legs(session: Session, loan: Loan, split: Allocation) -> list[ledger.Leg]:
     """The credit legs of what ``split`` pays of ``loan``: the loan's account with the
-    principal, penalty and fee income with theirs, and the interest split by what close of
+    principal, penalty receivable with the penalties (close of day charged them; the
+    loan's figure is lowered: ``close_of_day.pay_penalty``), fee income with the fees, and the interest split by what close of
     day has accrued: accrued interest settles interest receivable, interest not accrued yet
     is income now, and accrued interest an early payoff waives leaves income again
     (``close_of_day.recognise_repayment``; docs/loans/close-of-day.md). A repayment's entry
@@ -645,8 +675,9 @@ def settlement_legs(session: Session, loan: Loan, split: Allocation) -> list[led
         session, loan.id, loan.disbursed_on,
         {p.number: (p.interest_cents, p.waived_interest_cents) for p in split.instalments},
     )  # fmt: skip
+    close_of_day.pay_penalty(session, loan.id, split.penalty_cents)
     credits = {
-        SystemAccount.PENALTY_INCOME: split.penalty_cents,
+        SystemAccount.PENALTY_RECEIVABLE: split.penalty_cents,
         SystemAccount.FEE_INCOME: split.fee_cents,
         SystemAccount.LOAN_INTEREST_INCOME: interest_income,
         SystemAccount.INTEREST_RECEIVABLE: split.interest_cents - interest_income,

@@ -34,7 +34,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.errors import NotFound
 from core.kernel.money import format_cents
 from core.ledger import entries as ledger
-from core.loans import repayments
+from core.loans import close_of_day, repayments
 from core.loans.appraisal import MemberFacts
 from core.loans.errors import TopUpRefused
 from core.loans.references import normalize_loan_reference
@@ -136,7 +136,7 @@ def clearing(
     under ``terms`` charges on it (what the member is shown when applying)."""
     today = business_date(deps.now())
     payoff = repayments.payoff_cents(
-        repayments.owed_rows(repayments.instalments_of(session, loan.id), today),
+        repayments.owed_of(session, loan, repayments.instalments_of(session, loan.id), today),
         version_terms(session, loan.product_version_id).early_payoff_interest,
     )
     return Clearing(loan.id, loan.reference, payoff, terms.top_up_commission_cents(payoff, term))
@@ -190,7 +190,7 @@ def settle(
     loan = session.scalar(
         select(Loan)
         .where(Loan.id == application.top_up_of_loan_id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # as a repayment (core.loans.repayments._lock_loan)
         .execution_options(populate_existing=True)
     )
     if loan is None or loan.member_id != application.member_id:  # never: written by apply
@@ -199,8 +199,9 @@ def settle(
         return None
     if loan.status != LoanStatus.ACTIVE:
         raise TopUpRefused(f"loan {loan.reference} is {loan.status}", reason="loan_not_active")
+    close_of_day.catch_up_loan(session, deps, loan.id)  # before the instalments: lock order
     rows = repayments.instalments_of(session, loan.id, lock=True)
-    owed = repayments.owed_rows(rows, business_date(deps.now()))
+    owed = repayments.owed_of(session, loan, rows, business_date(deps.now()))
     rules = version_terms(session, loan.product_version_id)  # the old loan's own version
     payoff = repayments.payoff_cents(owed, rules.early_payoff_interest)
     split = repayments.allocate(owed, payoff, rules.allocation_order, rules.early_payoff_interest)
@@ -215,7 +216,7 @@ def settle(
 
 def settlement_legs(session: Session, settlement: Settlement) -> list[ledger.Leg]:
     """The old loan's credits in the disbursement entry: its account with the principal,
-    interest, fee and penalty income with theirs (``repayments.settlement_legs``)."""
+    interest, fee income and penalty receivable with theirs (``repayments.settlement_legs``)."""
     return repayments.settlement_legs(session, settlement.loan, settlement.split)
 
 

@@ -4,11 +4,15 @@ product may name; the worked examples of docs/loans/repayment.md."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import date
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.loans.repayments import Allocation, Owed, allocate, payoff_cents
+from core.loans.repayments import Allocation, Owed, allocate, owed_rows, payoff_cents
 from core.loans.vocabulary import AllocationOrder, EarlyPayoffInterest, LoanPart
+from db.models_loans import LoanInstalment
 
 cents = st.integers(min_value=0, max_value=5_000_000)
 
@@ -284,3 +288,31 @@ def test_worked_example_early_payoff_charge_all() -> None:
 def test_once_every_instalment_is_due_the_rules_agree() -> None:
     overdue = [Owed(1, True, 0, 0, 1_000, 50_000), Owed(2, True, 0, 0, 500, 50_000)]
     assert {payoff_cents(overdue, rule) for rule in RULES} == {101_500}
+
+
+def _instalment(number: int, due_on: date, *, paid: bool = False) -> LoanInstalment:
+    return LoanInstalment(
+        number=number, due_on=due_on, principal_cents=1000, interest_cents=300, fee_cents=0,
+        paid_principal_cents=1000 if paid else 0, paid_interest_cents=300 if paid else 0,
+        paid_fee_cents=0, waived_interest_cents=0,
+    )  # fmt: skip
+
+
+def test_the_loans_penalty_is_owed_with_its_oldest_unpaid_instalment_due() -> None:
+    today = date(2026, 5, 1)
+    rows = [_instalment(1, date(2026, 3, 1), paid=True), _instalment(2, date(2026, 4, 1)),
+            _instalment(3, date(2026, 5, 1)), _instalment(4, date(2026, 6, 1))]  # fmt: skip
+    owed = owed_rows(rows, today, penalty_cents=250)
+    assert [o.penalty_cents for o in owed] == [0, 250, 0, 0]
+    assert owed_rows(rows, today) == [dataclasses.replace(o, penalty_cents=0) for o in owed]
+    # Every order takes it where it names penalties: the default first of all.
+    assert allocate(owed, 250).penalty_cents == 250
+    assert allocate(owed, 300, AllocationOrder.INTEREST_PRINCIPAL_PENALTIES_FEES).penalty_cents == 0
+    # Everything due paid: the penalty stays with the last one due, and the loan is not
+    # paid off without it.
+    paid = [_instalment(n, d, paid=True) for n, d in ((1, date(2026, 3, 1)),
+                                                      (2, date(2026, 4, 1)))]  # fmt: skip
+    owed = owed_rows([*paid, _instalment(3, date(2026, 6, 1))], today, penalty_cents=99)
+    assert [o.penalty_cents for o in owed] == [0, 99, 0]
+    assert payoff_cents(owed) == 99 + 1000
+    assert not allocate(owed, 1000).closes and allocate(owed, 1099).closes

@@ -12,7 +12,7 @@ parts 6 and 9; docs/loans/close-of-day.md).
   over), as of ``marked_on``; the bureau file itself is another issue's.
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-02
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

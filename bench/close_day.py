@@ -503,7 +503,8 @@ def step(session: Session, what: str, sql: str, params: dict[str, Any]) -> None:
 
 class Stamped:
     """The session factory, noting when each session is opened: ``run_close_day`` opens one
-    to find the dates, then one per step (two a date), so the stamps time each date."""
+    to find the dates, then one per step (``CLOSE_DAY_STEPS`` a date), so the stamps time
+    each date."""
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self.factory = factory
@@ -515,8 +516,11 @@ class Stamped:
 
     def per_date(self, dates: int, end: float) -> list[float]:
         """Seconds per date (empty when a step was retried: the stamps no longer line up)."""
-        starts = self.opened[1::2]
-        if len(self.opened) != 1 + 2 * dates:
+        from core.loans.vocabulary import CLOSE_DAY_STEPS
+
+        steps = len(CLOSE_DAY_STEPS)
+        starts = self.opened[1::steps]
+        if len(self.opened) != 1 + steps * dates:
             return []
         return [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
 

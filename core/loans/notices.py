@@ -90,10 +90,18 @@ _UNPAID = (
     " - i.paid_interest_cents - i.paid_fee_cents - i.waived_interest_cents"
 )
 
+# What a member in arrears must pay to be current on :day: the instalments due and unpaid
+# (classify's figure) and the penalty charged on them and not paid (accrue's), as a
+# repayment takes the penalty first (docs/loans/close-of-day.md, "Penalties").
+_ARREARS = (
+    "(s.arrears_cents + s.penalty_accrued_cents - s.penalty_paid_cents"
+    " - s.penalty_waived_cents)"
+)
+
 # The book on :day as classify left it: active loans paid out by then, classified on :day.
 _BOOK = (
     "book AS ("
-    " SELECT l.id AS loan_id, l.member_id, s.days_past_due AS dpd, s.arrears_cents"
+    f" SELECT l.id AS loan_id, l.member_id, s.days_past_due AS dpd, {_ARREARS} AS arrears_cents"
     " FROM loans l JOIN loan_day_states s ON s.loan_id = l.id"
     " WHERE l.status = :active AND l.disbursed_on <= :day AND s.classified_on = :day)"
 )
@@ -131,7 +139,7 @@ _NOTICES = text(
     " RETURNING id, loan_id, member_id, kind, instalment_number, outbox_key"
     ") SELECT ins.id, ins.loan_id, ins.member_id, ins.kind, ins.outbox_key,"
     " l.reference, borrower.full_name AS borrower_name, i.due_on,"
-    f" COALESCE({_UNPAID}, 0) AS unpaid, s.arrears_cents,"
+    f" COALESCE({_UNPAID}, 0) AS unpaid, {_ARREARS} AS arrears_cents,"
     " COALESCE(h.amount_cents, g.amount_cents) AS pledge"
     " FROM ins JOIN loans l ON l.id = ins.loan_id"
     " JOIN members borrower ON borrower.id = l.member_id"

@@ -166,6 +166,12 @@ def _execute(
         )
     )
     interest = max(state.accrued_interest_cents - paid_interest, 0)
+    # Penalties charged and not paid leave the books with the loan: penalty income back,
+    # penalty receivable cleared, the loan's penalty waived (a recovery pays principal and
+    # interest; docs/loans/write-off-and-rescheduling.md).
+    penalty = max(
+        state.penalty_accrued_cents - state.penalty_paid_cents - state.penalty_waived_cents, 0
+    )
     provision = state.provision_cents
     account = ledger.account_id_by_code
     legs = [ledger.Leg(loan.account_id, -principal)]
@@ -179,6 +185,11 @@ def _execute(
             ledger.Leg(account(session, SystemAccount.LOAN_INTEREST_INCOME), interest),
             ledger.Leg(account(session, SystemAccount.INTEREST_RECEIVABLE), -interest),
         ]
+    if penalty:
+        legs += [
+            ledger.Leg(account(session, SystemAccount.PENALTY_INCOME), penalty),
+            ledger.Leg(account(session, SystemAccount.PENALTY_RECEIVABLE), -penalty),
+        ]
     legs = [leg for leg in legs if leg.amount_cents]
     if not legs:
         raise LoanStateError("nothing is outstanding on this loan", reason="nothing_owed")
@@ -190,6 +201,7 @@ def _execute(
     state.provision_cents = 0
     state.exposure_cents = 0
     state.accrued_interest_cents = paid_interest
+    state.penalty_waived_cents += penalty
     loan.status = LoanStatus.WRITTEN_OFF
     loan.closed_at = now
     row = LoanWriteOff(
@@ -202,7 +214,7 @@ def _execute(
     released = _release_pledges(session, deps, loan)
     result = {
         "loan": loan.reference, "principal_cents": principal, "interest_cents": interest,
-        "provision_cents": provision, "entry": posted.reference,
+        "provision_cents": provision, "penalty_cents": penalty, "entry": posted.reference,
         "pledges_released": released,
     }  # fmt: skip
     audit.record(

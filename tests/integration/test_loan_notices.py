@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ from core.loans.notices import NoticePolicy
 from core.loans.vocabulary import CloseDayStep, LoanStatus
 from core.messaging.notifications import render_sms
 from db.models import Member, OutboxMessage
+from db.models_close_day import LoanDayState
 from db.models_loans import Loan, LoanInstalment
 from db.models_notices import LoanBureauMark, LoanNotice
 from tests.loanutil import disbursed_loan, pay
@@ -100,9 +102,13 @@ def test_a_loan_in_arrears_is_reminded_warned_and_its_guarantor_told_on_the_righ
     30 days past due (the classify step's figures on ``d``), never at 0 or 31."""
     s = db_session
     loan, borrower, guarantor = disbursed_loan(
-        s, on_day(deps, START), deposits_cents=4_000_000, guarantor_deposits_cents=9_000_000,
+        s,
+        on_day(deps, START),
+        deposits_cents=4_000_000,
+        guarantor_deposits_cents=9_000_000,
         pledge_cents=6_000_000,
-    )  # fmt: skip
+        penalty_rate_percent=Decimal(0),
+    )  # fmt: skip  (no penalty: the arrears named are the instalments alone)
     assert guarantor is not None
     close_daily(session_factory, deps, DUE - 5 * D, DUE + 32 * D)
     due2 = date(2026, 3, 10)
@@ -164,9 +170,15 @@ def test_the_bureau_mark_waits_for_the_notice_period_and_goes_when_arrears_are_p
     assert listed.marked_on == DUE + 32 * D
     result = close(session_factory, deps, DUE + 33 * D)
     notify = next(r for r in result.steps if r.step == CloseDayStep.NOTIFY)
-    assert notify.detail["listable_loans"] == 1 and notify.amount_cents == listed.arrears_cents
     kept = mark(s, loan)
     assert kept is not None and kept.listable_since == DUE + 32 * D  # the spell's first day
+    assert notify.detail["listable_loans"] == 1 and notify.amount_cents == kept.arrears_cents
+    # The arrears named include the penalty charged since the grace days ended: paying
+    # them makes the loan current (a repayment takes the penalty first).
+    state = s.get_one(LoanDayState, loan.id)
+    s.refresh(state)
+    assert state.penalty_accrued_cents > 0
+    assert kept.arrears_cents == state.arrears_cents + state.penalty_accrued_cents
     arrears = kept.arrears_cents
     pay(s, on_day(deps, DUE + 34 * D), loan, arrears, "notice-arrears")
     close(session_factory, deps, DUE + 34 * D)

@@ -139,7 +139,8 @@ def test_a_loss_loan_is_written_off_against_its_provision_in_one_entry(
     officer, manager = staff(s, "loan_officer", "otieno"), staff(s, "manager", "wanjiku")
     principal = loan_balance(s, loan)
     interest = state(s, loan).accrued_interest_cents  # everything due: all of it accrued
-    assert principal == 100_000 * KES and interest > 0
+    penalty = state(s, loan).penalty_accrued_cents  # the first close's day of penalty
+    assert principal == 100_000 * KES and interest > 0 and penalty > 0
     assert state(s, loan).provision_cents == principal  # loss: 100 %
     books_exact(s)
     req = propose(s, deps, officer, loan)
@@ -164,10 +165,14 @@ def test_a_loss_loan_is_written_off_against_its_provision_in_one_entry(
         loan_code: -principal,  # Cr the loan
         SystemAccount.LOAN_INTEREST_INCOME.value: interest,  # accrued, never received
         SystemAccount.INTEREST_RECEIVABLE.value: -interest,
+        SystemAccount.PENALTY_INCOME.value: penalty,  # charged, never received
+        SystemAccount.PENALTY_RECEIVABLE.value: -penalty,
     }
     assert loan_balance(s, loan) == 0
     assert balance(s, SystemAccount.LOAN_LOSS_PROVISION) == 0
     assert balance(s, SystemAccount.INTEREST_RECEIVABLE) == 0
+    assert balance(s, SystemAccount.PENALTY_RECEIVABLE) == 0
+    assert state(s, loan).penalty_waived_cents == penalty
     books_exact(s)
     # The pledge is released, the guarantor told.
     guarantee = s.scalars(select(LoanGuarantee).where(LoanGuarantee.loan_id == loan.id)).one()

@@ -6,10 +6,10 @@ due date (191 days: doubtful under the SASRA bands of version 1)."""
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 

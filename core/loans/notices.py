@@ -94,8 +94,7 @@ _UNPAID = (
 # (classify's figure) and the penalty charged on them and not paid (accrue's), as a
 # repayment takes the penalty first (docs/loans/close-of-day.md, "Penalties").
 _ARREARS = (
-    "(s.arrears_cents + s.penalty_accrued_cents - s.penalty_paid_cents"
-    " - s.penalty_waived_cents)"
+    "(s.arrears_cents + s.penalty_accrued_cents - s.penalty_paid_cents - s.penalty_waived_cents)"
 )
 
 # The book on :day as classify left it: active loans paid out by then, classified on :day.

@@ -3,7 +3,9 @@ start, one default SACCO name, and gunicorn reading the app's settings object.""
 
 from __future__ import annotations
 
+import os
 import runpy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,7 +77,18 @@ def test_one_default_sacco_name_everywhere(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def _gunicorn_settings() -> dict[str, object]:
-    return runpy.run_path(str(GUNICORN_CONF))
+    """gunicorn's config as gunicorn reads it. Reading it makes a metrics directory for
+    gunicorn's workers (``PROMETHEUS_MULTIPROC_DIR``, in the environment): put back as it
+    was, or the rest of this test process would read metrics from that empty directory."""
+    before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    try:
+        return runpy.run_path(str(GUNICORN_CONF))
+    finally:
+        made = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if before is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
+        elif made:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def test_gunicorn_takes_bind_workers_and_threads_from_the_settings(

@@ -234,11 +234,11 @@ def test_the_penalty_entries_add_up_to_each_loans_figures_over_random_arrears(
             assert state(s, loan).penalty_units == expected[loan.id]
         for n in range(1, 15):
             day = first + timedelta(days=n)
-            for which, on_day, cents in payments:
+            for k, (which, on_day, cents) in enumerate(payments):
                 loan = made[which % len(made)][0]
                 s.refresh(loan)
-                if on_day == n and loan.status == "active":
-                    pay(s, on(deps, day), loan, cents, f"pen-h-{which}-{n}-{loan.id}")
+                if on_day == n and loan.status == "active":  # one key per payment drawn
+                    pay(s, on(deps, day), loan, cents, f"pen-h-{k}-{n}-{loan.id}")
             close(session_factory, deps, day)
             for loan, grace, factor in made:
                 s.refresh(loan)

@@ -525,7 +525,7 @@ def _loan_products(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     return {"items": [ProductChoice(terms.code, terms.name) for terms in products]}
 
 
-@loader("loan_product")  # the amount and term prompts: the product's ranges and the limit
+@loader("loan_product")  # the amount prompt: the product's range and the limit
 def _loan_product(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     terms = _loan_terms(session, call)
     found = loan_views.product_limit(session, deps, _member(call), terms)
@@ -536,6 +536,17 @@ def _loan_product(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, 
         "min_amount": format_cents(terms.min_amount_cents),
         "max_amount": format_cents(terms.max_amount_cents),
         "limit": format_cents(found.limit_cents),
+        "min_term": terms.min_term,
+        "max_term": terms.max_term,
+        "unit": _unit(terms, call.lang),
+    }
+
+
+@loader("loan_term_prompt")  # the term prompt: the product's range (the limit is not shown)
+def _loan_term_prompt(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _loan_terms(session, call)
+    return {
+        "product": _product_name(terms),
         "min_term": terms.min_term,
         "max_term": terms.max_term,
         "unit": _unit(terms, call.lang),
@@ -561,9 +572,11 @@ def _loan_term(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
 
 @loader("loan_quote")  # the confirmation: instalment, total repayable and fees (book.quote)
 def _loan_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    # The amount was appraised on its own prompt two hops ago, and Confirm appraises it
+    # again (``book.apply_for_loan``, the one that counts, with its refusal screens): the
+    # quote is arithmetic on the product's terms and reads nothing of the member.
     terms = _loan_terms(session, call)
     amount, term = _amount(call), _term(call)
-    loan_views.check_amount(session, deps, _member(call), terms, amount)
     try:
         check_product_open(terms, Channel.USSD, term)
     except InvalidInput:

@@ -81,7 +81,16 @@ class Site:
     def command(self, *args: str) -> list[str]:
         assert NGINX is not None
         main = str(self.main)
-        return [NGINX, "-p", str(self.main.parent), "-c", main, "-e", f"{self.logs}/error.log", *args]
+        return [
+            NGINX,
+            "-p",
+            str(self.main.parent),
+            "-c",
+            main,
+            "-e",
+            f"{self.logs}/error.log",
+            *args,
+        ]
 
 
 def install(tmp: Path, app_ports: Sequence[int]) -> Site:

@@ -159,14 +159,18 @@ def test_sign_in_floods_are_answered_429_but_gateway_hops_never(running: Site) -
 
 def test_the_general_per_client_limit_leaves_room_for_a_busy_branch(running: Site) -> None:
     with requests.Session() as http:
-        codes = [http.get(f"{running.base}/healthz", verify=running.cert).status_code for _ in range(250)]
+        codes = [
+            http.get(f"{running.base}/healthz", verify=running.cert).status_code for _ in range(250)
+        ]
     assert codes[:101] == [200] * 101, codes  # 100 in a burst pass at once
     assert 429 in codes  # 250 as fast as one client can is a flood
 
 
 def test_plain_http_is_redirected_to_https(running: Site) -> None:
     answer = requests.get(
-        f"http://127.0.0.1:{running.http_port}/api/v1/members?q=1", allow_redirects=False, timeout=10
+        f"http://127.0.0.1:{running.http_port}/api/v1/members?q=1",
+        allow_redirects=False,
+        timeout=10,
     )
     assert answer.status_code == 301
     assert answer.headers["Location"] == "https://127.0.0.1/api/v1/members?q=1"

@@ -68,7 +68,7 @@ class Site:
     main: Path  # the main nginx.conf that includes the site
     https_port: int
     http_port: int
-    cert: Path  # trust this to verify the site's certificate
+    cert: str  # trust this file to verify the site's certificate
 
     @property
     def base(self) -> str:
@@ -129,7 +129,7 @@ def install(tmp: Path, app_ports: Sequence[int]) -> Site:
         f"    include {tmp}/site.conf;\n"
         "}\n"
     )
-    return Site(main, https_port, http_port, cert)
+    return Site(main, https_port, http_port, str(cert))
 
 
 @contextmanager

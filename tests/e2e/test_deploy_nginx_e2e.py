@@ -18,7 +18,7 @@ import ssl
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -86,7 +86,7 @@ def stack(pg_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
 
 
-def start_together(stack: ExitStack, env: dict[str, str], outs: list[IO[str]]) -> list[str]:
+def start_together(stack: ExitStack, env: dict[str, str], outs: Sequence[IO[str]]) -> list[str]:
     """Both gunicorn instances started at once (each takes seconds to import the app);
     every one that came up is stopped with ``stack``, even if the other failed."""
     managers = [gunicorn(env, output=out) for out in outs]
@@ -113,7 +113,7 @@ class _From(HTTPAdapter):
 def client(stack: Stack, address: str = "127.0.0.1") -> requests.Session:
     http = requests.Session()
     http.trust_env = False  # else REQUESTS_CA_BUNDLE, where set, overrides the next line
-    http.verify = str(stack.site.cert)  # the throw-away certificate is trusted, not ignored
+    http.verify = stack.site.cert  # the throw-away certificate is trusted, not ignored
     http.mount("https://", _From(address))
     return http
 

@@ -28,15 +28,14 @@ from typing import IO, Any
 import pytest
 import redis as redis_lib
 import requests
-from cryptography.fernet import Fernet
 from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine
 
 from tests.e2e.gateway import GatewayPhone
-from tests.e2e.servers import flush_redis, gunicorn
+from tests.e2e.servers import flush_redis, gunicorn, production_env
 from tests.e2e.test_gunicorn_ussd import register
 from tests.nginxutil import NGINX, Site, install, serving
-from tests.settings import PG_URL, REDIS_URL
+from tests.settings import REDIS_URL
 from ussd.store import RedisStore, session_key
 
 pytestmark = pytest.mark.slow
@@ -58,17 +57,7 @@ def stack(pg_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tmp = tmp_path_factory.mktemp("nginx-e2e")
     token = secrets.token_urlsafe(24)
     env = {
-        "SACCO_ENV": "production",
-        "DATABASE_URL": PG_URL,
-        "REDIS_URL": REDIS_URL,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "JWT_SECRET_KEY": secrets.token_urlsafe(32),
-        "PIN_PEPPER": secrets.token_urlsafe(32),
-        "PII_KEYS": Fernet.generate_key().decode(),
-        "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
-        "USSD_CALLBACK_TOKEN": token,
-        "SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
-        "TRUSTED_PROXY_HOPS": "1",  # behind deploy/nginx.conf, as install.md says
+        **production_env(token, trusted_proxy_hops=1),  # behind deploy/nginx.conf
         "WEB_CONCURRENCY": "1",
         "GUNICORN_THREADS": "2",
     }

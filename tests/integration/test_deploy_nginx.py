@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -143,27 +144,40 @@ def test_gateway_callbacks_and_monitoring_are_refused_from_outside_their_allowli
 
 def test_sign_in_floods_are_answered_429_but_gateway_hops_never(running: Site) -> None:
     with requests.Session() as http:
+        started = time.monotonic()
         login = [
             http.post(f"{running.base}/api/v1/auth/login", json={}, verify=running.cert).status_code
             for _ in range(30)
         ]
+        elapsed = time.monotonic() - started
         hops = [
             http.post(f"{running.base}/ussd?token={TOKEN}", data={"x": "1"}, verify=running.cert)
             for _ in range(150)
         ]
-    # burst=20 beyond the first: the rest of a quick burst is refused by nginx itself.
-    assert login[:21] == [200] * 21 and set(login[21:]) == {429}, login
+    # 30 a minute with a burst of 20: the first 21 pass at once, then one more per 2 s elapsed;
+    # the rest of a quick burst is refused by nginx itself.
+    assert login[:21] == [200] * 21, login
+    assert set(login[21:]) <= {200, 429} and login.count(200) <= 21 + int(elapsed / 2) + 1, login
+    assert login[-1] == 429 or elapsed > 2, login
     assert {hop.status_code for hop in hops} == {200}  # a gateway's one address is never limited
     assert '"POST /api/v1/auth/login" 429' in (running.logs / "sacco.log").read_text()
 
 
 def test_the_general_per_client_limit_leaves_room_for_a_busy_branch(running: Site) -> None:
-    with requests.Session() as http:
-        codes = [
-            http.get(f"{running.base}/healthz", verify=running.cert).status_code for _ in range(250)
-        ]
-    assert codes[:101] == [200] * 101, codes  # 100 in a burst pass at once
-    assert 429 in codes  # 250 as fast as one client can is a flood
+    def get(_: int) -> int:
+        with requests.Session() as http:  # a branch's terminals behind one address
+            return sum(
+                http.get(f"{running.base}/healthz", verify=running.cert).status_code == 200
+                for _ in range(40)
+            )
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(10) as pool:
+        passed = sum(pool.map(get, range(10)))
+    elapsed = time.monotonic() - started
+    # 50 a second with a burst of 100, whoever asks: 400 requests in about a second pass
+    # up to 101 at once plus 50 per second elapsed; the rest are answered 429.
+    assert 101 <= passed <= 101 + int(50 * elapsed) + 1, (passed, elapsed)
 
 
 def test_plain_http_is_redirected_to_https(running: Site) -> None:

@@ -119,7 +119,9 @@ def new_access_lines(stack: Stack, before: list[int], count: int) -> list[list[s
 
 
 def access_lines(stack: Stack) -> list[list[str]]:
-    """Each instance's gunicorn access lines (their message: ``addr "METHOD /path" status``)."""
+    """Each instance's gunicorn access lines (their message: ``addr "METHOD /path" status``).
+    ``addr`` is the WSGI ``REMOTE_ADDR`` gunicorn logs after the request, i.e. as the app's
+    ProxyFix (``TRUSTED_PROXY_HOPS``) left it: the client the app believes it served."""
     per_instance = []
     for path in stack.app_logs:
         lines = []

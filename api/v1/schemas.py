@@ -787,6 +787,13 @@ class LoanProductChangeIn(Strict):
             "instalments are paid in full"
         },
     )
+    min_score = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "null: no credit score asked; N: the appraisal refuses a score "
+            "below N (reason low_score; docs/loans/scoring.md)"
+        },
+    )
     note = fields.String(
         validate=validate.Length(max=200), metadata={"description": "for the checker"}
     )
@@ -864,6 +871,7 @@ class LoanProductOut(Schema):
     channels = fields.List(fields.String(), required=True)
     active = fields.Boolean(required=True)
     top_up_min_instalments_paid = fields.Integer(allow_none=True, required=True)
+    min_score = fields.Integer(allow_none=True, required=True)
     approval_id = fields.Integer(
         allow_none=True, required=True,
         metadata={"description": "the request that made this version (none: seeded)"},

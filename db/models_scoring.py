@@ -53,9 +53,7 @@ class ScorecardBin(Base):
 
     __tablename__ = "scorecard_bins"
     __table_args__ = (
-        UniqueConstraint(
-            "scorecard_version", "feature", "position", name="uq_scorecard_bins_pos"
-        ),
+        UniqueConstraint("scorecard_version", "feature", "position", name="uq_scorecard_bins_pos"),
         CheckConstraint("lower IS NULL OR upper IS NULL OR lower < upper", name="bounds"),
     )
 

@@ -1289,3 +1289,32 @@ class RecoveryPreviewOut(Schema):
     )
     closes = fields.Boolean(required=True)
     guarantors = fields.List(fields.Nested(RecoveryShareOut), required=True)
+
+
+class ScoreFeatureOut(Schema):
+    feature = fields.String(required=True)
+    value = fields.Integer(
+        required=True, metadata={"description": "in the feature's unit: months, counts, cents"}
+    )
+    points = fields.Integer(required=True)
+    best_points = fields.Integer(
+        required=True, metadata={"description": "the feature's best bin (the shortfall's top)"}
+    )
+
+
+class CreditScoreOut(Schema):
+    id = fields.Integer(required=True, metadata={"description": "the kept score (credit_scores)"})
+    member_id = fields.Integer(required=True)
+    business_date = fields.String(required=True)
+    scorecard_version = fields.Integer(required=True)
+    score = fields.Integer(required=True)
+    odds = fields.String(
+        required=True,
+        metadata={"description": "good:bad odds the score stands for (the scaling), a decimal"},
+    )
+    reasons = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "up to three features furthest from their best bin"},
+    )
+    features = fields.List(fields.Nested(ScoreFeatureOut), required=True)

@@ -177,4 +177,3 @@ def _six_months_before(day: date) -> date:
     first = month_start(day, 6)
     following = month_start(day, 5)
     return min(first.replace(day=1) + timedelta(days=day.day - 1), following - timedelta(days=1))
-

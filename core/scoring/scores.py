@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import NotFound
+from core.kernel.permissions import Principal, can_access_branch
 from core.loans.appraisal import Appraisal, MemberFacts, ScoreVerdict, appraise
 from core.loans.terms import ProductTerms
 from core.members.registration import get_member
@@ -134,3 +136,34 @@ def appraise_member(
     loan book appraises: applying, approving, and the menus' preview with ``keep`` False)."""
     found = verdict(session, deps, member_id, terms.min_score, keep=keep)
     return appraise(terms.lending_rules, facts, amount_cents, found)
+
+
+def staff_view(
+    session: Session, deps: CoreDeps, actor: Principal, member_id: int
+) -> dict[str, Any]:
+    """Score a member for staff now (kept like every score) and show how it was made: each
+    feature's value, its points and its best bin's points; the reasons, largest shortfall
+    first. ``NotFound`` for a member outside the actor's branch."""
+    member = get_member(session, member_id)
+    if not can_access_branch(actor, member.branch):
+        raise NotFound("no such member")
+    found = score_member(session, deps, member.id)
+    table = load_table(session, found.scored.version)
+    return {
+        "id": found.id,
+        "member_id": member.id,
+        "business_date": found.business_date.isoformat(),
+        "scorecard_version": table.version,
+        "score": found.scored.score,
+        "odds": f"{table.scaling.odds(found.scored.score):.4f}",
+        "reasons": list(found.scored.reasons),
+        "features": [
+            {
+                "feature": feature,
+                "value": found.inputs[feature],
+                "points": found.scored.points[feature],
+                "best_points": max(b.points for b in bins),
+            }
+            for feature, bins in table.bins.items()
+        ],
+    }

@@ -40,8 +40,12 @@ EXPERT_BINS: list[tuple[str, list[tuple[int | None, int | None, int]]]] = [
     ("deposit_months_12", [(None, 3, 40), (3, 6, 48), (6, 9, 57), (9, 12, 66), (12, None, 75)]),
     (
         "deposit_balance_cents",
-        [(None, 5_000 * KES, 45), (5_000 * KES, 20_000 * KES, 52),
-         (20_000 * KES, 100_000 * KES, 62), (100_000 * KES, None, 72)],
+        [
+            (None, 5_000 * KES, 45),
+            (5_000 * KES, 20_000 * KES, 52),
+            (20_000 * KES, 100_000 * KES, 62),
+            (100_000 * KES, None, 72),
+        ],
     ),
     ("deposit_trend_cents", [(None, 0, 40), (0, 1_000 * KES, 50), (1_000 * KES, None, 62)]),
     ("max_days_past_due", [(None, 1, 70), (1, 31, 55), (31, 91, 30), (91, None, 5)]),
@@ -85,10 +89,10 @@ def upgrade() -> None:
         sa.Column("lower", sa.BigInteger(), nullable=True),
         sa.Column("upper", sa.BigInteger(), nullable=True),
         sa.Column("points", sa.Integer(), nullable=False),
-        sa.UniqueConstraint("scorecard_version", "feature", "position", name="uq_scorecard_bins_pos"),
-        sa.CheckConstraint(
-            "lower IS NULL OR upper IS NULL OR lower < upper", name="bounds"
+        sa.UniqueConstraint(
+            "scorecard_version", "feature", "position", name="uq_scorecard_bins_pos"
         ),
+        sa.CheckConstraint("lower IS NULL OR upper IS NULL OR lower < upper", name="bounds"),
     )
     op.create_table(
         "credit_scores",
@@ -104,9 +108,7 @@ def upgrade() -> None:
             ["scorecard_version"], ["scorecards.version"], name="fk_credit_scores_version"
         ),
     )
-    op.create_index(
-        "ix_credit_scores_member_id_id", "credit_scores", ["member_id", "id"]
-    )
+    op.create_index("ix_credit_scores_member_id_id", "credit_scores", ["member_id", "id"])
     with op.batch_alter_table("loan_product_versions") as batch:
         batch.add_column(sa.Column("min_score", sa.Integer(), nullable=True))
 

@@ -64,9 +64,10 @@ def thin_file_member(s: Session, deps: CoreDeps) -> Member:
 
 
 def test_a_thin_file_members_features_score_and_reasons(
-    db_session: Session, deps: CoreDeps
+    any_session: Session, deps: CoreDeps
 ) -> None:
-    s = db_session
+    """On PostgreSQL and on the embedded SQLite default alike."""
+    s = any_session
     member = thin_file_member(s, deps)
     assert gather(s, member, date(2026, 1, 20)) == {
         "membership_months": 12,

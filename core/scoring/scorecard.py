@@ -49,7 +49,8 @@ class Scaling:
 
     def odds(self, score: int) -> float:
         """The good:bad odds a score stands for (score = offset + factor × ln(odds))."""
-        return math.exp((score - float(self.offset)) / float(self.factor))
+        exponent = (score - float(self.offset)) / float(self.factor)
+        return math.exp(max(-700.0, min(700.0, exponent)))  # a float's range, never an error
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.loans.appraisal import Reason
+from core.messaging.notifications import SMS
 from core.scoring.features import FEATURES
 from core.scoring.fit import NotEnoughHistory, Sample, fit, gini_ks
 from core.scoring.scorecard import Bin, Scaling, Table, check_bins, score
+from ussd.texts import CATALOGUE
 
 MIGRATION = Path(__file__).parents[2] / "db/migrations/versions/0030_credit_scoring.py"
 
@@ -118,3 +121,13 @@ def test_gini_and_ks_of_perfect_and_useless_scores() -> None:
     assert gini_ks([1, 2, 3, 4], [True, True, False, False]) == (1.0, 1.0)
     assert gini_ks([5, 5, 5, 5], [True, False, True, False]) == (0.0, 0.0)
     assert gini_ks([4, 3, 2, 1], [True, True, False, False]) == (-1.0, 1.0)
+
+
+def test_every_appraisal_reason_has_words_for_the_member_in_both_languages() -> None:
+    """The member hears the main reason in plain words (``low_score`` too): USSD's
+    ``ln_why_<reason>`` and the SMS replies' ``term_why_<reason>``, in English and Swahili."""
+    for language in ("en", "sw"):
+        for reason in Reason:
+            assert CATALOGUE.text(f"ln_why_{reason}", language)
+            assert SMS.text(f"term_why_{reason}", language)
+    assert CATALOGUE.text("ln_why_low_score", "sw") == "alama ya mkopo iko chini"

@@ -35,7 +35,7 @@ from core.kernel.errors import DomainError
 from core.loans.facts import DEFAULTED_CATEGORIES
 from core.loans.vocabulary import LoanStatus
 from core.scoring.features import gather
-from core.scoring.scorecard import Bin, Scaling, Table, score
+from core.scoring.scorecard import Bin, Scaling, Table, check_bins, score
 from core.scoring.scores import load_table, newest_version
 from db.models import Member
 from db.models_close_day import LoanCategoryChange, LoanDayState
@@ -208,7 +208,10 @@ def training_samples(session: Session) -> list[Sample]:
 
 
 def write_version(session: Session, deps: CoreDeps, fitted: Fitted, note: str) -> int:
-    """Write ``fitted`` as a new table version (the newest + 1); nothing is edited."""
+    """Write ``fitted`` as a new table version (the newest + 1); nothing is edited. Its
+    bins must cover every value once (``check_bins``)."""
+    for bins in fitted.bins.values():
+        check_bins(bins)
     version = newest_version(session) + 1
     session.add(
         Scorecard(

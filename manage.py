@@ -479,6 +479,37 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
     click.echo(str(report))
 
 
+@cli.command("fit-scorecard")
+@click.option("--min-defaults", default=100, show_default=True, type=click.IntRange(min=1),
+              help="refuse with fewer defaulted loans than this")  # fmt: skip
+@click.option("--write", is_flag=True, help="keep the fitted table as a new version (default: "
+              "report only)")  # fmt: skip
+def fit_scorecard_cmd(min_defaults: int, write: bool) -> None:
+    """Fit the scorecard's points on the SACCO's repaid and defaulted loans (weight of
+    evidence and logistic regression) and report Gini and KS on held-out loans; with
+    --write, keep it as a NEW table version (docs/loans/scoring.md).
+
+    Exit 0 when fitted, 1 when refused (too few defaults)."""
+    from core.scoring.fit import fit_from_book
+
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            fitted, version = fit_from_book(
+                session, runtime.deps, min_defaults=min_defaults, write=write
+            )
+    except SaccoError as exc:
+        click.echo(f"fit-scorecard refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"fitted on {fitted.trained_on} loans, held out {fitted.held_out} "
+        f"({fitted.defaults} defaulted): Gini {fitted.gini:.3f}, KS {fitted.ks:.3f}"
+    )
+    for feature, bins in fitted.bins.items():
+        click.echo(f"  {feature:<24} " + " ".join(str(b.points) for b in bins))
+    click.echo(f"written as scorecard version {version}" if version else "not written (--write)")
+
+
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()

@@ -787,6 +787,13 @@ class LoanProductChangeIn(Strict):
             "instalments are paid in full"
         },
     )
+    min_score = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "null: no credit score asked; N: the appraisal refuses a score "
+            "below N (reason low_score; docs/loans/scoring.md)"
+        },
+    )
     note = fields.String(
         validate=validate.Length(max=200), metadata={"description": "for the checker"}
     )
@@ -864,6 +871,7 @@ class LoanProductOut(Schema):
     channels = fields.List(fields.String(), required=True)
     active = fields.Boolean(required=True)
     top_up_min_instalments_paid = fields.Integer(allow_none=True, required=True)
+    min_score = fields.Integer(allow_none=True, required=True)
     approval_id = fields.Integer(
         allow_none=True, required=True,
         metadata={"description": "the request that made this version (none: seeded)"},
@@ -1281,3 +1289,32 @@ class RecoveryPreviewOut(Schema):
     )
     closes = fields.Boolean(required=True)
     guarantors = fields.List(fields.Nested(RecoveryShareOut), required=True)
+
+
+class ScoreFeatureOut(Schema):
+    feature = fields.String(required=True)
+    value = fields.Integer(
+        required=True, metadata={"description": "in the feature's unit: months, counts, cents"}
+    )
+    points = fields.Integer(required=True)
+    best_points = fields.Integer(
+        required=True, metadata={"description": "the feature's best bin (the shortfall's top)"}
+    )
+
+
+class CreditScoreOut(Schema):
+    id = fields.Integer(required=True, metadata={"description": "the kept score (credit_scores)"})
+    member_id = fields.Integer(required=True)
+    business_date = fields.String(required=True)
+    scorecard_version = fields.Integer(required=True)
+    score = fields.Integer(required=True)
+    odds = fields.String(
+        required=True,
+        metadata={"description": "good:bad odds the score stands for (the scaling), a decimal"},
+    )
+    reasons = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "up to three features furthest from their best bin"},
+    )
+    features = fields.List(fields.Nested(ScoreFeatureOut), required=True)

@@ -17,16 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
-from cryptography.fernet import Fernet
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from config import DEMO_SECRETS
 from core.kernel.deps import CoreDeps
 from core.kernel.money import Money
 from core.savings import accounts as savings
-from config import DEMO_SECRETS
 from tests.settings import PG_ADMIN_DSN, PG_DBNAME, PG_URL, REDIS_URL
 from tests.ussdutil import make_member
 
@@ -270,12 +270,18 @@ def test_pitr_retention_keeps_what_the_oldest_kept_base_backup_needs(tmp_path: P
         f"base-{s}{e}" for s in (kept, new) for e in (".tar.gpg", ".start-wal")
     )
     assert sorted(p.name for p in wal.iterdir()) == sorted(
-        n for n in names if not n.startswith(("000000010000000000000003", "000000010000000000000006"))
+        n
+        for n in names
+        if not n.startswith(("000000010000000000000003", "000000010000000000000006"))
     )
     # The newest base backup is kept however old it is: pruning never leaves nothing.
     for stamp in (kept, new):
-        (base / f"base-{stamp}.tar.gpg").rename(base / f"base-2020010{2 if stamp == kept else 3}T000000Z.tar.gpg")
-        (base / f"base-{stamp}.start-wal").rename(base / f"base-2020010{2 if stamp == kept else 3}T000000Z.start-wal")
+        (base / f"base-{stamp}.tar.gpg").rename(
+            base / f"base-2020010{2 if stamp == kept else 3}T000000Z.tar.gpg"
+        )
+        (base / f"base-{stamp}.start-wal").rename(
+            base / f"base-2020010{2 if stamp == kept else 3}T000000Z.start-wal"
+        )
     assert run("pitr/prune.sh", str(base), str(wal), "30", env={}).returncode == 0
     assert sorted(p.name for p in base.glob("*.tar.gpg")) == ["base-20200103T000000Z.tar.gpg"]
     assert run("pitr/prune.sh", str(base), str(wal), "thirty", env={}).returncode == 2

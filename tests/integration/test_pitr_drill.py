@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -122,12 +123,12 @@ def write_batch(url: str, deps: CoreDeps, n: int) -> None:
     engine.dispose()
 
 
-def query(port: int, sql: str) -> list[tuple[object, ...]]:
+def query(port: int, sql: str) -> list[tuple[Any, ...]]:
     conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="sacco")
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(sql)
-        rows = cur.fetchall()
+        rows: list[tuple[Any, ...]] = cur.fetchall()
     conn.close()
     return rows
 

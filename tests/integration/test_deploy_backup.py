@@ -285,3 +285,34 @@ def test_pitr_retention_keeps_what_the_oldest_kept_base_backup_needs(tmp_path: P
     assert run("pitr/prune.sh", str(base), str(wal), "30", env={}).returncode == 0
     assert sorted(p.name for p in base.glob("*.tar.gpg")) == ["base-20200103T000000Z.tar.gpg"]
     assert run("pitr/prune.sh", str(base), str(wal), "thirty", env={}).returncode == 2
+
+
+def test_wal_archiving_encrypts_accepts_a_repeat_and_never_overwrites(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    officers, public = keys
+    host = tmp_path / "db-host-gnupg"  # the database server holds no private key
+    host.mkdir(mode=0o700)
+    archive, segment = tmp_path / "wal", tmp_path / "000000010000000000000005"
+    segment.write_bytes(b"Zawadi +254712000777 " * 1000)
+    args = (str(archive), str(public), str(segment), segment.name)
+    first = run("pitr/archive-wal.sh", *args, env={"GNUPGHOME": str(host)})
+    assert first.returncode == 0, first.stderr
+    stored = archive / f"{segment.name}.gpg"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and b"Zawadi" not in stored.read_bytes()
+    # PostgreSQL crashed before noting the success and archives the same segment again.
+    assert run("pitr/archive-wal.sh", *args, env={"GNUPGHOME": str(host)}).returncode == 0
+    before = stored.read_bytes()
+    segment.write_bytes(b"something else")
+    clash = run("pitr/archive-wal.sh", *args, env={"GNUPGHOME": str(host)})
+    assert clash.returncode == 1 and "refusing to overwrite" in clash.stderr
+    assert stored.read_bytes() == before
+    # restore_command: the officers' key gives the segment back; a missing one is "no more".
+    target = tmp_path / "RECOVERYXLOG"
+    back = run("pitr/restore-wal.sh", str(archive), segment.name, str(target),
+               env={"GNUPGHOME": str(officers)})  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert target.read_bytes() == b"Zawadi +254712000777 " * 1000
+    missing = run("pitr/restore-wal.sh", str(archive), "000000010000000000000006", str(target),
+                  env={"GNUPGHOME": str(officers)})  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr == ""

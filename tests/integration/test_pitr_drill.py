@@ -192,7 +192,9 @@ def test_restore_to_a_moment_between_two_batches_keeps_the_first_and_loses_the_s
         time.sleep(0.1)
     # The disaster: the source is gone; only the archive and the base backup remain.
     drill.run(PG_BIN / "pg_ctl", "-D", source, "-m", "immediate", "stop")
-    assert not any(b"Mwanachama" in f.read_bytes() for f in wal.glob("*.gpg"))
+    archived = list(wal.glob("*.gpg"))
+    assert not any(b"Mwanachama" in f.read_bytes() for f in archived)
+    assert {oct(f.stat().st_mode & 0o777) for f in [*archived, backup]} == {"0o600"}
 
     clock = time.monotonic()
     restored, port2 = work / "restored", free_port()

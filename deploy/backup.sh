@@ -14,6 +14,11 @@
 #                          backup is NOT verified, and the script says so.
 #   SACCO_ENV_FILE         optional: the settings file manage.py reads for that check
 #                          (e.g. /etc/sacco/env); the scratch DATABASE_URL wins over it.
+#   BACKUP_FILES           optional: paths backed up with the dump, in one encrypted tar
+#                          DIR/files-<UTC time>.tar.gpg: the KYC document folder
+#                          (DOCUMENT_DIR) and the configuration (/etc/sacco, which holds
+#                          PII_KEYS, PIN_PEPPER and BLIND_INDEX_KEY: without them a restored
+#                          database is unreadable). Space-separated absolute paths.
 # Writes DIR/sacco-<UTC time>.dump.gpg, mode 0600, in a directory of mode 0700. The dump
 # (national IDs are encrypted inside it, but names, phones and balances are not) never
 # exists unencrypted on disk: pg_dump streams into gpg (and, to verify, through a pipe
@@ -61,6 +66,16 @@ if [[ -n "${BACKUP_VERIFY_DATABASE_URL:-}" ]]; then
 else
   pg_dump --format=custom --no-owner "$url" | "${encrypt[@]}"
   verified="NOT verified (set BACKUP_VERIFY_DATABASE_URL to restore it into a scratch database and check the books)"
+fi
+if [[ -n "${BACKUP_FILES:-}" ]]; then
+  read -r -a paths <<<"$BACKUP_FILES"
+  files="$dest/files-$stamp.tar.gpg"
+  trap 'rm -f "$partial" "$files.partial"; rm -rf "$work"' EXIT
+  tar --create --file=- --absolute-names "${paths[@]}" \
+    | gpg --batch --yes --quiet --trust-model always "${to[@]}" --encrypt --output "$files.partial"
+  chmod 0600 "$files.partial"
+  mv "$files.partial" "$files"
+  echo "files written: $files (${paths[*]})"
 fi
 chmod 0600 "$partial"
 mv "$partial" "$out"

@@ -147,6 +147,9 @@ def test_backup_is_encrypted_private_and_restores_to_verified_books(
         session.commit()
         member_id = member.id
     officers, public = keys
+    documents = tmp_path / "documents"  # DOCUMENT_DIR
+    documents.mkdir()
+    (documents / "id-1.enc").write_bytes(b"scan of an ID")
     backup_host = tmp_path / "backup-host-gnupg"  # holds no key at all
     backup_host.mkdir(mode=0o700)
     dest = tmp_path / "backups"
@@ -156,12 +159,24 @@ def test_backup_is_encrypted_private_and_restores_to_verified_books(
         str(dest),
         env={"DATABASE_URL": PG_URL, "BACKUP_GPG_RECIPIENT": str(public),
              "GNUPGHOME": str(backup_host), "BACKUP_VERIFY_DATABASE_URL": scratch_url,
-             "SACCO_ENV_FILE": str(production_env)},
+             "SACCO_ENV_FILE": str(production_env),
+             "BACKUP_FILES": f"{documents} {production_env}"},
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert "ledger OK" in made.stdout and "audit chain OK" in made.stdout
     assert "verify-ledger and verify-audit passed" in made.stdout
-    [backup] = dest.iterdir()
+    # The KYC documents and the settings (the keys) go with the dump, encrypted the same way.
+    [files] = dest.glob("files-*.tar.gpg")
+    assert stat.S_IMODE(files.stat().st_mode) == 0o600
+    assert b"PII_KEYS" not in files.read_bytes() and b"scan of an ID" not in files.read_bytes()
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    clear = gpg(officers, "--decrypt", "--output", str(tmp_path / "files.tar"), str(files))
+    assert clear.returncode == 0
+    subprocess.run(["tar", "-xf", str(tmp_path / "files.tar"), "-C", str(unpacked)], check=True)
+    assert (unpacked / str(documents / "id-1.enc").lstrip("/")).read_bytes() == b"scan of an ID"
+    assert "PII_KEYS=" in (unpacked / str(production_env).lstrip("/")).read_text()
+    [backup] = dest.glob("sacco-*.dump.gpg")
     assert backup.name.startswith("sacco-") and backup.name.endswith(".dump.gpg")
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert stat.S_IMODE(dest.stat().st_mode) == 0o700

@@ -15,6 +15,7 @@ set -euo pipefail
 usage() { sed -n '4,6p' "$0" | sed 's/^# //' >&2; exit 2; }
 base='' archive='' pgdata='' target='' port=''
 while (($#)); do
+  (($# >= 2)) || usage
   case "$1" in
     --base) base=${2:-}; shift 2 ;;
     --wal-archive) archive=${2:-}; shift 2 ;;

@@ -62,6 +62,9 @@ if [[ -n "${BACKUP_VERIFY_DATABASE_URL:-}" ]]; then
       exit 1
     fi
   done
+  # No second copy of the members' data left lying about (a failed one stays, to look into).
+  psql "$scratch" -Xq -v ON_ERROR_STOP=1 \
+    -c "DROP SCHEMA IF EXISTS public CASCADE" -c "CREATE SCHEMA public" >/dev/null
   verified="verified: restored into the scratch database, verify-ledger and verify-audit passed"
 else
   pg_dump --format=custom --no-owner "$url" | "${encrypt[@]}"

@@ -165,6 +165,11 @@ def test_backup_is_encrypted_private_and_restores_to_verified_books(
     assert made.returncode == 0, made.stderr
     assert "ledger OK" in made.stdout and "audit chain OK" in made.stdout
     assert "verify-ledger and verify-audit passed" in made.stdout
+    wiped = psycopg2.connect(libpq(scratch_url))
+    with wiped, wiped.cursor() as cur:  # no second copy of the members' data left behind
+        cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert cur.fetchone() == (0,)
+    wiped.close()
     # The KYC documents and the settings (the keys) go with the dump, encrypted the same way.
     [files] = dest.glob("files-*.tar.gpg")
     assert stat.S_IMODE(files.stat().st_mode) == 0o600

@@ -89,7 +89,7 @@ def drill() -> Iterator[Drill]:
         os.chown(work, user.pw_uid, user.pw_gid)
     made = Drill(work)
     yield made
-    for data in ("source", "restored"):
+    for data in ("source", "restored", "latest"):
         if (work / data / "postmaster.pid").exists():
             made.run(PG_BIN / "pg_ctl", "-D", work / data, "-m", "immediate", "stop")
     for home in ("officers", "archiver"):
@@ -219,13 +219,25 @@ def test_restore_to_a_moment_between_two_batches_keeps_the_first_and_loses_the_s
     assert ledger.returncode == 0 and "ledger OK" in ledger.stdout, ledger.stdout + ledger.stderr
     chain = manage(cluster_url(port2), "verify-audit")
     assert chain.returncode == 0 and "audit chain OK" in chain.stdout, chain.stdout + chain.stderr
+    # Restore to the latest moment: everything archived is back, batch three included.
+    latest, port3 = work / "latest", free_port()
+    drill.run(PITR / "restore.sh", "--base", backup, "--wal-archive", wal, "--pgdata", latest,
+              "--port", str(port3), env={"GNUPGHOME": str(officers)})  # fmt: skip
+    drill.run(PG_BIN / "pg_ctl", "-D", latest, "-l", work / "latest.log", "-w", "start")
+    deadline = time.monotonic() + 30
+    while query(port3, "SELECT pg_is_in_recovery()") != [(False,)]:
+        assert time.monotonic() < deadline, (work / "latest.log").read_text()
+        time.sleep(0.05)
+    everything = [r[0] for r in query(port3, "SELECT full_name FROM members ORDER BY id")]
+    assert everything == ["Kwanza Mwanachama", "Pili Mwanachama", "Tatu Mwanachama"]
     # A second restore into the same (now full) data directory is refused.
     refused = subprocess.run(
         ["bash", str(PITR / "restore.sh"), "--base", str(backup), "--wal-archive", str(wal),
          "--pgdata", str(restored)], capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert refused.returncode == 3 and "is not empty" in refused.stderr
-    print(f"target {moment.isoformat()}: batches 1-2 restored, batch 3 absent")
+    print(f"target {moment.isoformat()}: batches 1-2 restored, batch 3 absent; "
+          "to the latest moment: batches 1-3")  # fmt: skip
     print(ledger.stdout.strip())
     print(chain.stdout.strip())
     print(f"RTO (restore script to promoted server): {rto:.1f} s; whole drill "

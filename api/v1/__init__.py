@@ -35,6 +35,7 @@ from api.v1 import (
     problems,
     recovery_views,
     staff_views,
+    teller_views,
 )
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
@@ -53,6 +54,7 @@ BLUEPRINTS = [
     loan_views.blp,
     close_day_views.blp,
     recovery_views.blp,
+    teller_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

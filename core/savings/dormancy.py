@@ -14,7 +14,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, String, column, select, text
 from sqlalchemy.orm import Session
 
 from core.audit import log as audit
@@ -25,6 +25,8 @@ from core.ledger.chart import Purpose
 from core.ledger.vocabulary import EntryKind
 from core.members.backoffice import visible_member
 from core.members.status import MemberStatus
+from db.base import UTCDateTime
+from db.models import Account
 
 # What a member does with their savings themselves (at the counter, on USSD, by M-Pesa);
 # interest, loan payouts, recoveries and adjustments are the SACCO's and wake nothing.
@@ -92,10 +94,11 @@ def mark_dormant(session: Session, deps: CoreDeps, *, months: int) -> int:
 
 
 def dormant_since(session: Session, member_id: int) -> datetime | None:
-    return session.execute(
-        text("SELECT dormant_since FROM accounts WHERE member_id = :m AND purpose = :p"),
-        {"m": member_id, "p": Purpose.SAVINGS.value},
-    ).scalar()
+    return session.scalar(
+        select(Account.dormant_since).where(
+            Account.member_id == member_id, Account.purpose == Purpose.SAVINGS
+        )
+    )
 
 
 def check_not_dormant(session: Session, member_id: int) -> None:
@@ -120,22 +123,16 @@ def reactivate(
     if not 3 <= len(text_note) <= 200:
         raise InvalidInput("note: 3-200 characters (what the member showed)", field="note")
     now = deps.now()
-    since = session.execute(
-        text(
-            "SELECT dormant_since FROM accounts WHERE member_id = :m AND purpose = :p "
-            "FOR UPDATE"
-        ),
-        {"m": member.id, "p": Purpose.SAVINGS.value},
-    ).scalar()
+    account = session.scalars(
+        select(Account)
+        .where(Account.member_id == member.id, Account.purpose == Purpose.SAVINGS)
+        .with_for_update()
+    ).one()
+    since = account.dormant_since
     if since is None:
         raise NotDormant("the member's savings are not dormant", reason="not_dormant")
-    session.execute(
-        text(
-            "UPDATE accounts SET dormant_since = NULL, reactivated_at = :now "
-            "WHERE member_id = :m AND purpose = :p"
-        ),
-        {"now": now, "m": member.id, "p": Purpose.SAVINGS.value},
-    )
+    account.dormant_since = None
+    account.reactivated_at = now
     audit.record(
         session, actor, "member.savings_reactivate", target_type="member", target_id=member.id,
         before={"dormant_since": since.isoformat()}, after={"note": text_note}, now=now,
@@ -182,16 +179,19 @@ def dormant_report(
     count, total = session.execute(
         text(f"SELECT count(*), COALESCE(sum(a.balance_cents), 0) {scope}"), params
     ).one()  # noqa: S608 - no input in the SQL text
-    rows = session.execute(
-        text(
-            "SELECT a.id, m.id, m.member_number, m.full_name, m.branch, a.code, "
-            "a.balance_cents, a.dormant_since, "
-            "(SELECT max(e.created_at) FROM postings p JOIN journal_entries e "
-            f" ON e.id = p.entry_id WHERE p.account_id = a.id AND e.kind IN ({_KINDS_SQL})) "
-            f"{scope} AND a.id > :after ORDER BY a.id LIMIT :limit"
-        ),
-        params,
-    ).all()  # noqa: S608 - the kinds are our own enum values
+    query = text(
+        "SELECT a.id, m.id, m.member_number, m.full_name, m.branch, a.code, "
+        "a.balance_cents, a.dormant_since, "
+        "(SELECT max(e.created_at) FROM postings p JOIN journal_entries e "
+        f" ON e.id = p.entry_id WHERE p.account_id = a.id AND e.kind IN ({_KINDS_SQL})) "
+        f"{scope} AND a.id > :after ORDER BY a.id LIMIT :limit"
+    ).columns(  # typed, so both databases give datetimes
+        column("account_id", BigInteger), column("member_id", BigInteger),
+        column("member_number", String), column("full_name", String), column("branch", String),
+        column("code", String), column("balance_cents", BigInteger),
+        column("dormant_since", UTCDateTime()), column("last_activity_at", UTCDateTime()),
+    )  # fmt: skip  # noqa: S608 - the kinds are our own enum values
+    rows = session.execute(query, params).all()
     return DormantReport(
         [DormantAccount(*row) for row in rows], int(count), int(total)
     )

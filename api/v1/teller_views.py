@@ -142,7 +142,9 @@ def count(body: dict[str, Any]) -> Any:
         out = {"till": _till(found), "approval": approval_dict(req) if req else None}
     if req is None:
         return out
-    return Response(json.dumps(sc.TillCountOut().dump(out)), status=202, mimetype="application/json")
+    return Response(
+        json.dumps(sc.TillCountOut().dump(out)), status=202, mimetype="application/json"
+    )
 
 
 @blp.route("/tills", methods=["GET"])

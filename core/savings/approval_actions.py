@@ -212,4 +212,3 @@ def register_actions() -> None:
             _exec_till_close,
         ),
     )
-

@@ -192,6 +192,4 @@ def dormant_report(
         column("dormant_since", UTCDateTime()), column("last_activity_at", UTCDateTime()),
     )  # fmt: skip  # noqa: S608 - the kinds are our own enum values
     rows = session.execute(query, params).all()
-    return DormantReport(
-        [DormantAccount(*row) for row in rows], int(count), int(total)
-    )
+    return DormantReport([DormantAccount(*row) for row in rows], int(count), int(total))

@@ -25,7 +25,9 @@ def test_months_before_keeps_the_day_or_takes_the_months_last() -> None:
     assert months_before(T0, 1) == datetime(2025, 2, 28, 9, 0, tzinfo=UTC)
     assert months_before(T0, 12) == datetime(2024, 3, 31, 9, 0, tzinfo=UTC)
     assert months_before(datetime(2024, 3, 30, tzinfo=UTC), 1) == datetime(2024, 2, 29, tzinfo=UTC)
-    assert months_before(datetime(2025, 1, 15, tzinfo=UTC), 13) == datetime(2023, 12, 15, tzinfo=UTC)
+    assert months_before(datetime(2025, 1, 15, tzinfo=UTC), 13) == datetime(
+        2023, 12, 15, tzinfo=UTC
+    )
 
 
 def test_mark_dormant_counts_member_activity_only_on_both_databases(
@@ -34,8 +36,12 @@ def test_mark_dormant_counts_member_activity_only_on_both_databases(
     s = any_session
     members = [
         members_core.register_member(
-            s, at(deps, T0), full_name=f"Achieng {'ABC'[n]}dorm", msisdn=f"+25472200{n:04d}",
-            national_id=f"3100{n:04d}", consent=True,
+            s,
+            at(deps, T0),
+            full_name=f"Achieng {'ABC'[n]}dorm",
+            msisdn=f"+25472200{n:04d}",
+            national_id=f"3100{n:04d}",
+            consent=True,
         )  # fmt: skip
         for n in range(3)
     ]

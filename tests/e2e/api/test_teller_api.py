@@ -99,8 +99,11 @@ def test_a_cash_withdrawal_posts_once_never_beyond_the_available_balance_and_tex
     too_much = withdraw(api, teller, member.id, 2_000_01, "wd-0000002")
     assert too_much.status_code == 409 and too_much.json["code"] == "insufficient_funds"
     for bad in ({"amount_cents": 0}, {"amount_cents": "5"}, {}):
-        r_bad = api.post(f"/api/v1/members/{member.id}/withdrawals",
-                         headers={**auth(teller), "Idempotency-Key": "wd-0000003"}, json=bad)
+        r_bad = api.post(
+            f"/api/v1/members/{member.id}/withdrawals",
+            headers={**auth(teller), "Idempotency-Key": "wd-0000003"},
+            json=bad,
+        )
         assert r_bad.status_code == 422  # fmt: skip
     no_key = api.post(f"/api/v1/members/{member.id}/withdrawals", headers=auth(teller),
                       json={"amount_cents": 100})  # fmt: skip
@@ -110,8 +113,14 @@ def test_a_cash_withdrawal_posts_once_never_beyond_the_available_balance_and_tex
     assert (left.balance_cents, left.held_cents, left.available_cents) == (1_000_00, 1_000_00, 0)
     assert system_balance(session_factory, SystemAccount.BANK) == bank_before - 4_000_00
     with unit_of_work(session_factory) as s:
-        bodies = list(s.scalars(select(OutboxMessage.body).where(
-            OutboxMessage.member_id == member.id, OutboxMessage.template == "withdrawal_cash")))
+        bodies = list(
+            s.scalars(
+                select(OutboxMessage.body).where(
+                    OutboxMessage.member_id == member.id,
+                    OutboxMessage.template == "withdrawal_cash",
+                )
+            )
+        )
         assert len(bodies) == 2 and "KES 2,000 cash paid out" in bodies[0]  # fmt: skip
         assert "KES 3,000" in bodies[0] and "KES 1,000" in bodies[1]  # the new balances
         assert verify_ledger(s).ok
@@ -166,7 +175,9 @@ def test_a_till_day_balances_from_the_tellers_own_entries_and_a_difference_needs
     member = make_member(status="active")
     teller, other, manager = make_staff("teller"), make_staff("teller"), make_staff("manager")
     assert till(api, teller).status_code == 404
-    opened = api.post("/api/v1/tills", headers=auth(teller), json={"opening_float_cents": 10_000_00})
+    opened = api.post(
+        "/api/v1/tills", headers=auth(teller), json={"opening_float_cents": 10_000_00}
+    )
     assert opened.status_code == 201 and opened.json["expected_cents"] == 10_000_00
     twice = api.post("/api/v1/tills", headers=auth(teller), json={"opening_float_cents": 1})
     assert twice.status_code == 409 and twice.json["code"] == "till_refused"

@@ -18,13 +18,11 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.maker_checker import approval_dict
+from api.v1.maker_checker import approval_dict, cash_answer
 from api.v1.security import api_state, current, requires, runtime
 from core.kernel.errors import NotFound
-from core.members.registration import member_balances
 from core.savings import approval_actions as savings_actions
 from core.savings import dormancy, tills
-from db.models import ApprovalRequest
 
 blp = Blueprint(
     "api_teller", __name__, url_prefix="/api/v1", description="Teller cash, tills and dormancy"
@@ -80,16 +78,7 @@ def withdraw(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> A
             idempotency_key=headers["idempotency_key"], till_limit_cents=state.till_limit_cents,
             large_threshold_cents=state.large_threshold_cents,
         )  # fmt: skip
-        if isinstance(outcome, ApprovalRequest):
-            pending = sc.ApprovalOut().dump(approval_dict(outcome))
-            return Response(json.dumps(pending), status=202, mimetype="application/json")
-        balances = member_balances(s, member_id)
-    out = {
-        "entry_reference": outcome.reference,
-        "created": outcome.created,
-        "balances": asdict(balances),
-    }
-    return out, (201 if outcome.created else 200)
+        return cash_answer(s, outcome, member_id)
 
 
 @blp.route("/tills", methods=["POST"])

@@ -16,13 +16,12 @@ from core.kernel.errors import IdempotencyConflict
 from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.members.approval_actions import AboveTillLimit, earlier_cash_request
-from core.members.backoffice import visible_member
+from core.members.backoffice import check_cash_key, visible_member
 from core.savings.tills import (
     TillFigures,
     TillRefused,
     cash_withdrawal,
     cash_withdrawal_key,
-    check_key,
     check_may_withdraw,
     close_balanced,
     current_till,
@@ -38,7 +37,7 @@ from db.models_tills import TillDay
 
 def _withdrawal_payload(p: dict[str, Any]) -> tuple[int, str]:
     key = p.get("idempotency_key")
-    return payload_amount(p), check_key(key if isinstance(key, str) else "")
+    return payload_amount(p), check_cash_key(key if isinstance(key, str) else "")
 
 
 def _check_cash_withdrawal(
@@ -81,7 +80,7 @@ def take_cash_withdrawal(
     """Cash out at the counter: paid at once up to ``till_limit_cents``; above it a pending
     request another person approves (the cash is paid when it is approved). The same key
     again returns the first withdrawal or request; with another amount, a conflict."""
-    key = check_key(idempotency_key)
+    key = check_cash_key(idempotency_key)
     member = visible_member(session, actor, member_id)
     wanted = {"amount_cents": amount_cents, "idempotency_key": key}
     # One request per till key even when the same POST races itself.

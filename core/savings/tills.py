@@ -39,7 +39,7 @@ from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
-from core.members.backoffice import CASH_KEY_RE, visible_member
+from core.members.backoffice import check_cash_key, visible_member
 from core.members.registration import member_account_ids
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
@@ -60,17 +60,6 @@ class TillRefused(DomainError):
 def cash_withdrawal_key(actor: Principal, idempotency_key: str) -> str:
     """The ledger's idempotency key of a till's cash withdrawal (scoped to the caller)."""
     return f"cashout:{actor.kind}:{actor.id}:{idempotency_key}"
-
-
-def check_key(idempotency_key: str) -> str:
-    key = (idempotency_key or "").strip()
-    if not CASH_KEY_RE.fullmatch(key):
-        raise InvalidInput(
-            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
-            field="Idempotency-Key",
-            reason="required",
-        )
-    return key
 
 
 def check_may_withdraw(session: Session, member: Member, amount_cents: int) -> int:
@@ -107,7 +96,7 @@ def cash_withdrawal(
     the first entry and sends nothing). The approved request of a withdrawal above the
     till limit calls this with the maker as ``actor`` (the till's key) and its id."""
     member = visible_member(session, actor, member_id)
-    key = check_key(idempotency_key)
+    key = check_cash_key(idempotency_key)
     ledger_key = cash_withdrawal_key(actor, key)
     # The member row first, as every withdrawal does: this member's withdrawals queue.
     session.execute(select(Member.id).where(Member.id == member.id).with_for_update())

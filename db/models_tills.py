@@ -43,6 +43,9 @@ class TillDay(Base):
     status: Mapped[str] = mapped_column(String(10), default="open")
     opening_float_cents: Mapped[int] = mapped_column(BigInteger)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The last posting id at opening: the sums scan the bank's postings above it only
+    # (ix_postings_account_id_id), not the account's whole history.
+    posting_floor_id: Mapped[int] = mapped_column(BigInteger, default=0)
     # Set by the count (and again by a recount after a rejected request).
     counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     cash_in_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, bindparam, select, text
+from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,7 @@ from core.members.registration import member_account_ids
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
 from core.savings.dormancy import check_not_dormant
-from db.models import JournalEntry, Member
+from db.models import JournalEntry, Member, Posting
 from db.models_tills import TillDay
 
 
@@ -139,7 +139,7 @@ _MOVEMENTS = text("""
 SELECT COALESCE(SUM(CASE WHEN p.amount_cents > 0 THEN p.amount_cents ELSE 0 END), 0),
        COALESCE(SUM(CASE WHEN p.amount_cents < 0 THEN -p.amount_cents ELSE 0 END), 0)
 FROM postings p JOIN journal_entries e ON e.id = p.entry_id
-WHERE p.account_id = :bank AND e.created_at >= :start AND e.created_at < :end
+WHERE p.account_id = :bank AND p.id > :floor AND e.created_at >= :start AND e.created_at < :end
   AND (e.idempotency_key LIKE :deposits OR e.idempotency_key LIKE :repayments
        OR e.idempotency_key LIKE :withdrawals)
 """).bindparams(bindparam("bank", type_=BigInteger))
@@ -168,7 +168,8 @@ def figures(session: Session, till: TillDay, until: datetime) -> TillFigures:
     cash_in, cash_out = session.execute(
         _MOVEMENTS,
         {"bank": ledger.account_id_by_code(session, SystemAccount.BANK),
-         "start": till.opened_at, "end": end, **_prefixes(till.staff_id)},
+         "floor": till.posting_floor_id, "start": till.opened_at, "end": end,
+         **_prefixes(till.staff_id)},
     ).one()  # fmt: skip
     cash_in, cash_out = int(cash_in), int(cash_out)
     return TillFigures(till, cash_in, cash_out, till.opening_float_cents + cash_in - cash_out, end)
@@ -200,9 +201,11 @@ def open_till(
         raise TillRefused("your till day is still open: count and close it first",
                           reason="already_open")  # fmt: skip
     now = deps.now()
+    floor = session.scalar(select(func.coalesce(func.max(Posting.id), 0)))
     till = TillDay(
         staff_id=staff_id, branch=actor.branch, business_date=business_date(now),
-        status="open", opening_float_cents=amount, opened_at=now, explanation="",
+        status="open", opening_float_cents=amount, opened_at=now, posting_floor_id=floor,
+        explanation="",
     )  # fmt: skip
     try:
         with session.begin_nested():

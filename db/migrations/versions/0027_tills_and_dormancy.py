@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(10), nullable=False),
         sa.Column("opening_float_cents", sa.BigInteger(), nullable=False),
         sa.Column("opened_at", TS, nullable=False),
+        sa.Column("posting_floor_id", sa.BigInteger(), nullable=False),
         sa.Column("counted_at", TS, nullable=True),
         sa.Column("cash_in_cents", sa.BigInteger(), nullable=True),
         sa.Column("cash_out_cents", sa.BigInteger(), nullable=True),

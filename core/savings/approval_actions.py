@@ -185,6 +185,7 @@ def count_till(
         large_threshold_cents=large_threshold_cents,
     )  # fmt: skip
     till.approval_id = req.id
+    req.branch = till.branch  # the teller's branch: its own supervisors may decide it
     session.flush()
     return found, req
 

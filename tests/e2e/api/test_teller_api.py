@@ -274,3 +274,17 @@ def test_dormant_savings_refuse_every_withdrawal_until_staff_reactivate_them(
         assert s.scalar(select(AuditEvent.action).where(
             AuditEvent.action == "member.savings_reactivate")) is not None  # fmt: skip
     assert withdraw(api, teller, idle.id, 100_00, "wd-dormant-03").status_code == 201
+
+
+def test_a_branch_tellers_difference_is_decided_by_that_branchs_supervisor(
+    api: FlaskClient, make_staff: Callable[..., Staffer]
+) -> None:
+    teller = make_staff("teller", branch="Nakuru")
+    here, there = make_staff("manager", branch="Nakuru"), make_staff("manager", branch="Kisumu")
+    api.post("/api/v1/tills", headers=auth(teller), json={"opening_float_cents": 0})
+    over = count(api, teller, 100, "a coin found under the drawer")
+    assert over.status_code == 202 and over.json["approval"]["branch"] == "Nakuru"
+    url = f"/api/v1/approvals/{over.json['approval']['id']}/approve"
+    assert api.post(url, headers=auth(there), json={}).status_code in (403, 404)
+    assert api.post(url, headers=auth(here), json={}).json["status"] == "approved"
+    assert till(api, teller).status_code == 404  # closed: nothing open any more

@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     approval_manager_threshold_kes: int = Field(default=50_000, ge=0)
     # A teller's cash deposit above this (whole KES) waits for another person's approval.
     cash_deposit_till_limit_kes: int = Field(default=100_000, ge=0)
+    # Savings with no member-initiated activity for this many months are marked dormant
+    # (manage.py mark-dormant, and the scheduler): withdrawals wait for staff to reactivate.
+    dormancy_months: int = Field(default=12, ge=1, le=120)
     document_dir: str = "var/documents"
     document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
 

@@ -7,6 +7,8 @@ verify-ledger   recompute every balance from the postings; exit 1 on any mismatc
 trial-balance   print the trial balance
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
+mark-dormant    mark savings dormant after DORMANCY_MONTHS without member activity
+                (one SQL statement; the scheduler runs it too)
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -436,6 +438,36 @@ def verify_ledger_cmd() -> None:
     click.echo("ledger OK: every entry balances and every balance matches its postings")
 
 
+@cli.command("mark-dormant")
+@click.option("--months", type=click.IntRange(1, 120), default=None,
+              help="months without member activity (default: DORMANCY_MONTHS)")  # fmt: skip
+def mark_dormant_cmd(months: int | None) -> None:
+    """Mark members' savings dormant after DORMANCY_MONTHS with no member-initiated
+    activity (one UPDATE); withdrawals then wait for staff to reactivate them."""
+    settings = _settings()
+    click.echo(f"mark-dormant: {_mark_dormant(settings, months)} account(s) marked dormant")
+
+
+def _mark_dormant(settings: Settings, months: int | None = None) -> int:
+    from core.savings.dormancy import mark_dormant
+
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        with runtime.unit_of_work() as s:
+            return mark_dormant(s, runtime.deps, months=months or settings.dormancy_months)
+    finally:
+        runtime.engine.dispose()
+
+
+def _scheduled_mark_dormant(settings: Settings) -> None:
+    """The scheduler's daily duty: ``mark-dormant`` (idempotent: marked once)."""
+    import logging
+
+    marked = _mark_dormant(settings)
+    if marked:
+        logging.getLogger("sacco.scheduler").info("marked %d savings account(s) dormant", marked)
+
+
 @cli.command("close-day")
 @click.option("--date", "day", default=None, help="close up to this business date (YYYY-MM-DD); "
               "default: yesterday in Nairobi")  # fmt: skip
@@ -734,7 +766,8 @@ def _configure_logging(settings: Settings) -> None:
 def scheduler(interval: float | None, once: bool) -> None:
     """Sweep the outbox (dead workers, lost enqueues, due retries), every
     MPESA_RECONCILE_INTERVAL_S enqueue the M-Pesa reconciliation job, and every
-    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day)."""
+    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day) and mark
+    dormant savings (mark-dormant)."""
     import signal
     import threading
 
@@ -788,6 +821,12 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="close-day",
             daemon=True,
         ).start()
+    threading.Thread(
+        target=_every,
+        args=(settings.close_day_interval_s, stop, _scheduled_mark_dormant, settings),
+        name="mark-dormant",
+        daemon=True,
+    ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
 

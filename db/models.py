@@ -55,6 +55,10 @@ class Account(Base):
     )
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     held_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A member's savings with no member-initiated activity for DORMANCY_MONTHS (migration
+    # 0027; core.savings.dormancy): withdrawals wait for staff to reactivate it.
+    dormant_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # No default here or on the entries, holds, outbox rows and webhook endpoints below:
     # core stamps them with the injected clock (``deps.now()``), never the wall clock.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -111,6 +111,7 @@ WITHDRAW_ERRORS: Errors = (
     ("sim_swap_check_failed", "wd_sim_check"),
     ("sim_swap_check_failed_daily_cap", "wd_sim_cap"),
     ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
+    ("account_dormant", "wd_dormant"),  # until staff reactivate the savings
 )
 
 # Loans (issue 12). An amount the member may fix is asked again under its reason; a
@@ -583,6 +584,7 @@ _SCREENS: list[Screen] = [
     End("wd_done", "wd_done"),
     End("not_allowed", "not_allowed"),
     End("wd_sim_swap", "wd_sim_swap"),
+    End("wd_dormant", "wd_dormant"),
     End("wd_sim_check", "wd_sim_check"),
     End("wd_sim_cap", "wd_sim_cap"),
     *LOAN_SCREENS,

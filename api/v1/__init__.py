@@ -36,6 +36,7 @@ from api.v1 import (
     recovery_views,
     score_views,
     staff_views,
+    teller_views,
 )
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
@@ -55,6 +56,7 @@ BLUEPRINTS = [
     close_day_views.blp,
     recovery_views.blp,
     score_views.blp,
+    teller_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

@@ -8,7 +8,6 @@ answer is the pending request (202), which another person decides under
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,13 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.maker_checker import approval_dict, ask
+from api.v1.maker_checker import ask, cash_answer
 from api.v1.security import api_state, current, requires, runtime
 from core.kernel.identity import mask_msisdn
 from core.members import approval_actions as member_actions
 from core.members import backoffice
 from core.members.registration import has_pin_reset, member_balances, pin_lock
-from db.models import ApprovalRequest, Member
+from db.models import Member
 
 blp = Blueprint("api_members", __name__, url_prefix="/api/v1/members", description="Members")
 
@@ -200,16 +199,7 @@ def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> An
             till_limit_cents=state.till_limit_cents,
             large_threshold_cents=state.large_threshold_cents,
         )  # fmt: skip
-        if isinstance(outcome, ApprovalRequest):
-            pending = sc.ApprovalOut().dump(approval_dict(outcome))
-            return Response(json.dumps(pending), status=202, mimetype="application/json")
-        balances = member_balances(s, member_id)
-    out = {
-        "entry_reference": outcome.reference,
-        "created": outcome.created,
-        "balances": asdict(balances),
-    }
-    return out, (201 if outcome.created else 200)
+        return cash_answer(s, outcome, member_id)
 
 
 @blp.route("/<int:member_id>/statement", methods=["GET"])

@@ -1318,3 +1318,106 @@ class CreditScoreOut(Schema):
         metadata={"description": "up to three features furthest from their best bin"},
     )
     features = fields.List(fields.Nested(ScoreFeatureOut), required=True)
+
+
+# ------------------------------------------------ teller cash out, tills and dormancy
+
+
+class WithdrawalIn(Strict):
+    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
+
+
+class ReactivateIn(Strict):
+    note = fields.String(
+        required=True,
+        validate=validate.Length(3, 200),
+        metadata={"description": "what the member showed at the counter (ID seen, …)"},
+    )
+
+
+class TillOpenIn(Strict):
+    opening_float_cents = fields.Integer(
+        required=True, strict=True, validate=validate.Range(0, 10**12)
+    )
+
+
+class TillCountIn(Strict):
+    counted_cents = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
+    explanation = fields.String(
+        load_default="",
+        validate=validate.Length(max=200),
+        metadata={"description": "required (3-200 characters) when the count differs"},
+    )
+
+
+class TillListArgs(PageArgs):
+    status = fields.String(
+        load_default=None, validate=validate.OneOf(("open", "counted", "closed"))
+    )
+
+
+class TillOut(Schema):
+    id = fields.Integer(required=True)
+    staff_id = fields.Integer(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    business_date = fields.Date(required=True)
+    status = fields.String(required=True, metadata={"description": "open, counted or closed"})
+    opening_float_cents = fields.Integer(required=True)
+    opened_at = fields.DateTime(required=True)
+    cash_in_cents = fields.Integer(required=True)
+    cash_out_cents = fields.Integer(required=True)
+    expected_cents = fields.Integer(
+        required=True, metadata={"description": "opening float + cash in - cash out"}
+    )
+    as_at = fields.DateTime(required=True, metadata={"description": "now, or the count's time"})
+    counted_cents = fields.Integer(allow_none=True, required=True)
+    difference_cents = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "counted - expected"}
+    )
+    explanation = fields.String(required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    entry_reference = fields.String(allow_none=True, required=True)
+    closed_at = fields.DateTime(allow_none=True, required=True)
+
+
+class TillSummaryOut(Schema):
+    id = fields.Integer(required=True)
+    staff_id = fields.Integer(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    business_date = fields.Date(required=True)
+    status = fields.String(required=True)
+    opening_float_cents = fields.Integer(required=True)
+    expected_cents = fields.Integer(allow_none=True, required=True)
+    counted_cents = fields.Integer(allow_none=True, required=True)
+    difference_cents = fields.Integer(allow_none=True, required=True)
+
+
+class TillCountOut(Schema):
+    till = fields.Nested(TillOut, required=True)
+    approval = fields.Nested(ApprovalOut, allow_none=True, required=True)
+
+
+class ReactivatedOut(Schema):
+    member_id = fields.Integer(required=True)
+    dormant_since = fields.DateTime(required=True, metadata={"description": "no longer"})
+
+
+class DormantAccountOut(Schema):
+    account_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    member_number = fields.String(required=True)
+    full_name = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    account_code = fields.String(required=True)
+    balance_cents = fields.Integer(required=True)
+    dormant_since = fields.DateTime(required=True)
+    last_activity_at = fields.DateTime(allow_none=True, required=True)
+
+
+class DormantReportOut(Schema):
+    items = fields.List(fields.Nested(DormantAccountOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+    count = fields.Integer(required=True, metadata={"description": "all dormant accounts"})
+    total_cents = fields.Integer(
+        required=True, metadata={"description": "their balances: unclaimed"}
+    )

@@ -64,6 +64,13 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "query the audit log",
     "loan_products:read": "list and read loan products, their current and earlier versions",
     "loan_products:manage": "ask to create or change (or deactivate) a loan product (maker)",
+    "withdrawals:cash": "pay cash out of a member's savings at the counter (above the till "
+    "limit: maker of withdrawal.cash)",
+    "tills:operate": "open one's own till day with a float, see it, and count it at day end "
+    "(maker of till.close when the count differs)",
+    "tills:read": "list every teller's till days (expected, counted, difference)",
+    "dormancy:read": "list dormant savings accounts and their unclaimed balances",
+    "dormancy:reactivate": "reactivate a member's dormant savings (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -109,6 +116,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "access:approve",
             "audit:read",
             "loan_products:manage",
+            "tills:read",
+            "dormancy:read",
+            "dormancy:reactivate",
         }
     ),
     "loan_officer": frozenset(
@@ -140,6 +150,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "documents:upload",
             "deposits:cash",
             "loans:repay_cash",
+            "withdrawals:cash",
+            "tills:operate",
             "kyc:request",
             "pin_reset:request",
             "sim_swap:read",
@@ -157,6 +169,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "loans:read",
             "close_day:read",
+            "tills:read",
+            "dormancy:read",
         }
     ),
 }
@@ -212,6 +226,11 @@ PERMISSION_RISK: dict[str, str] = {
     "audit:read": "none",  # who did what; personal data is never written into it
     "loan_products:read": "none",  # the SACCO's published terms, nobody's data
     "loan_products:manage": "money",  # asks for the terms every loan is made on
+    "withdrawals:cash": "money",
+    "tills:operate": "money",  # asks for a till's difference to be posted
+    "tills:read": "none",  # tellers' till figures; no member's data
+    "dormancy:read": "personal_data",  # members' names and balances
+    "dormancy:reactivate": "money",  # lets withdrawals through again
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -68,6 +68,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.LOAN_WRITE_OFF: StatementLabel.ADJUSTMENT,  # the loan account's last line
     EntryKind.LOAN_RECOVERY: StatementLabel.REPAYMENT,
     EntryKind.LOAN_RESCHEDULE: StatementLabel.INTEREST,  # interest and fees added to the loan
+    EntryKind.WITHDRAWAL_CASH: StatementLabel.WITHDRAWAL,
+    EntryKind.TILL_DIFFERENCE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
 }
 
 

@@ -49,6 +49,10 @@ class EntryKind(StrEnum):
     LOAN_WRITE_OFF = "loan.write_off"  # Dr provision / Cr the loan (core.loans.write_off)
     LOAN_RECOVERY = "loan.recovery"  # paid on a written-off loan: Cr recoveries income
     LOAN_RESCHEDULE = "loan.reschedule"  # interest and fees due, capitalised
+    # Teller cash (issue 14): savings paid out at the counter (Dr savings / Cr bank, where
+    # teller cash is kept), and a till day's counted difference (core.savings.tills).
+    WITHDRAWAL_CASH = "withdrawal.cash"
+    TILL_DIFFERENCE = "till.difference"
 
 
 class HoldStatus(StrEnum):

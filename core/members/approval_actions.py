@@ -169,14 +169,15 @@ def _exec_cash_deposit(
     return {"entry": posted.reference, "target": target, "amount_cents": amount}
 
 
-def _earlier_cash_request(
-    session: Session, actor: Principal, member_id: int, key: str
+def earlier_cash_request(
+    session: Session, actor: Principal, member_id: int, key: str, action: str = "deposit.cash"
 ) -> ApprovalRequest | None:
+    """The till's earlier request for ``action`` under the same ``Idempotency-Key``."""
     if actor.kind != "staff":
         return None
     rows = session.scalars(
         select(ApprovalRequest).where(
-            ApprovalRequest.action == "deposit.cash",
+            ApprovalRequest.action == action,
             ApprovalRequest.maker_id == actor.id,
             ApprovalRequest.member_id == member_id,
         )
@@ -208,7 +209,7 @@ def take_cash_deposit(
     if amount_cents > till_limit_cents:
         # One request per till key even when the same POST races itself.
         session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
-    earlier = _earlier_cash_request(session, actor, member.id, key)
+    earlier = earlier_cash_request(session, actor, member.id, key)
     if earlier is not None:
         if {k: payload_of(earlier).get(k) for k in wanted} != wanted:
             raise IdempotencyConflict(

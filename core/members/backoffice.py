@@ -199,6 +199,18 @@ def member_statement(
 CASH_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,80}")
 
 
+def check_cash_key(idempotency_key: str) -> str:
+    """A till's ``Idempotency-Key``, stripped: 8-80 of letters, digits, ``. _ : -``."""
+    key = (idempotency_key or "").strip()
+    if not CASH_KEY_RE.fullmatch(key):
+        raise InvalidInput(
+            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
+            field="Idempotency-Key",
+            reason="required",
+        )
+    return key
+
+
 def cash_ledger_key(actor: Principal, idempotency_key: str) -> str:
     """The ledger's idempotency key of a till's cash deposit (scoped to the caller)."""
     return f"cash:{actor.kind}:{actor.id}:{idempotency_key}"
@@ -225,13 +237,7 @@ def cash_deposit(
     receipt SMS, the partners' ``deposit.received`` event and the audit row come with it.
     """
     member = visible_member(session, actor, member_id)
-    key = (idempotency_key or "").strip()
-    if not CASH_KEY_RE.fullmatch(key):
-        raise InvalidInput(
-            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
-            field="Idempotency-Key",
-            reason="required",
-        )
+    key = check_cash_key(idempotency_key)
     return credit_member(
         session,
         deps,

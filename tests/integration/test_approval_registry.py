@@ -31,6 +31,8 @@ EVERY_ACTION = {
     "loan_product.change": "core.loans.approval_actions",
     "loan.write_off": "core.loans.write_off",
     "loan.reschedule": "core.loans.reschedule",
+    "withdrawal.cash": "core.savings.approval_actions",
+    "till.close": "core.savings.approval_actions",
 }
 
 

@@ -140,6 +140,11 @@ class UssdService:
         caller: access.Caller | None
         if known is not None:
             caller, pin_reset = known
+            with self.runtime.session() as session:
+                still = access.phone_is_members(session, msisdn, caller.member_id)
+            if not still:  # staff moved the member to another phone: this session is over
+                self.store.write([], [session_key(session_id), resume_key(msisdn)])
+                return self.refuse("phone_changed")
         else:
             with self.runtime.session() as session:
                 caller = access.caller_by_msisdn(session, msisdn)
@@ -240,12 +245,14 @@ class UssdService:
 def _remembered_caller(state: State | None, msisdn: str) -> tuple[access.Caller, bool] | None:
     """The member this session looked up on its first hop, if it is this phone's.
 
-    Later hops of a session skip the database: the menus a session shows are
-    decided when it starts (like the language), and every verb that moves money
-    or reads a PIN loads the member afresh in ``core``, so a status changed by
-    staff mid-session is enforced where it matters and shown from the next
-    dial. Unregistered phones are not remembered (registration creates the
-    member within the session)."""
+    Later hops of a session keep it: the menus a session shows are decided when it
+    starts (like the language), and every verb that moves money or reads a PIN loads
+    the member afresh in ``core``, so a status changed by staff mid-session is enforced
+    where it matters and shown from the next dial. Each later hop still asks, by primary
+    key, whether this phone is still the member's (``access.phone_is_members``): once
+    staff move the member to a new number (``core.members.phone_change``) the old
+    number's live session ends at its next hop. Unregistered phones are not remembered
+    (registration creates the member within the session)."""
     saved = state.caller if state is not None else None
     if not isinstance(saved, list) or len(saved) != 5 or saved[0] != msisdn:
         return None

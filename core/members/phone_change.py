@@ -30,7 +30,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.errors import DuplicateMember, InvalidInput, MemberNotAllowed
 from core.kernel.identity import mask_msisdn, normalize_msisdn
 from core.members.status import MemberStatus
-from core.messaging.notifications import notify, sms_datetime
+from core.messaging.notifications import first_name, notify, sms_datetime
 from db.models import Member
 from db.models_members import MemberPhoneChange
 
@@ -97,19 +97,17 @@ def change_phone(
     data = {
         "sacco": deps.sacco_name,
         "member_number": member.member_number,
-        "first_name": member.full_name.split(" ")[0],
-        "old": mask_msisdn(old),
-        "new": mask_msisdn(new),
+        "first_name": first_name(member.full_name),
         "date": sms_datetime(now),
         "ussd_code": deps.ussd_code,
     }
     notify(
         session, template="phone_changed_old", business_key=f"phone_changed_old:{approval_id}",
-        now=now, msisdn=old, language=member.language, data=data,
+        now=now, msisdn=old, language=member.language, data={**data, "msisdn": mask_msisdn(new)},
     )  # fmt: skip
     notify(
         session, template="phone_changed_new", business_key=f"phone_changed_new:{approval_id}",
-        now=now, member=member, data=data,
+        now=now, member=member, data={**data, "msisdn": mask_msisdn(old)},
     )  # fmt: skip
     session.flush()
     return change

@@ -13,6 +13,9 @@
   registration (no second member, no second SMS); with another phone or ID it is an
   ``IdempotencyConflict``.
 * Audited (``member.register``), with no personal data in the audit row.
+
+``replace_nomination``: staff replace a member's beneficiaries later (the shares again
+summing to exactly 100); audited, no maker-checker.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ from sqlalchemy.orm import Session
 
 from core.audit import log as audit
 from core.kernel.deps import CoreDeps
-from core.kernel.errors import IdempotencyConflict, InvalidInput
+from core.kernel.errors import IdempotencyConflict, InvalidInput, MemberNotAllowed
 from core.kernel.identity import normalize_msisdn, normalize_national_id
 from core.kernel.permissions import Principal, can_access_branch
-from core.members.backoffice import CASH_KEY_RE
-from core.members.nominations import Beneficiary, NextOfKin
+from core.members.backoffice import CASH_KEY_RE, visible_member
+from core.members.nominations import Beneficiary, NextOfKin, replace_beneficiaries
 from core.members.registration import register_member
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
 from db.models import Member
+from db.models_members import MemberBeneficiary
 
 KYC_AT_ONCE_PERMISSION = "kyc:verify"
 
@@ -118,3 +122,27 @@ def register_walk_in(
     )  # fmt: skip
     session.flush()
     return Registered(member, True)
+
+
+def replace_nomination(
+    session: Session, deps: CoreDeps, actor: Principal, member_id: int,
+    beneficiaries: Sequence[Beneficiary],
+) -> list[Beneficiary]:  # fmt: skip
+    """Replace the member's whole nomination (shares summing to exactly 100). Audited
+    with the count and the shares, never the names or ID numbers."""
+    member = visible_member(session, actor, member_id)
+    if member.status == MemberStatus.EXITED:
+        raise MemberNotAllowed("the member has exited", reason="exited")
+    before = session.scalars(
+        select(MemberBeneficiary.share_percent)
+        .where(MemberBeneficiary.member_id == member.id)
+        .order_by(MemberBeneficiary.position)
+    ).all()
+    checked = replace_beneficiaries(session, deps, member.id, beneficiaries)
+    audit.record(
+        session, actor, "member.beneficiaries_replace", target_type="member",
+        target_id=member.id, before={"shares": [str(x) for x in before]},
+        after={"shares": [str(b.share_percent) for b in checked]}, now=deps.now(),
+    )  # fmt: skip
+    session.flush()
+    return checked

@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
-from core.kernel.identity import mask_msisdn, normalize_msisdn, normalize_name, normalize_national_id
+from core.kernel.identity import (
+    mask_msisdn,
+    normalize_msisdn,
+    normalize_name,
+    normalize_national_id,
+)
 from db.models import Member
 from db.models_members import MemberBeneficiary, MemberNextOfKin
 
@@ -194,10 +199,14 @@ def replace_beneficiaries(
     for position, b in enumerate(checked, start=1):
         session.add(
             MemberBeneficiary(
-                member_id=member_id, position=position, name_ciphertext=deps.vault.encrypt(b.name),
-                relationship=b.relationship, id_kind=b.id_kind,
+                member_id=member_id,
+                position=position,
+                name_ciphertext=deps.vault.encrypt(b.name),
+                relationship=b.relationship,
+                id_kind=b.id_kind,
                 id_number_ciphertext=deps.vault.encrypt(b.id_number),
-                share_percent=b.share_percent, created_at=now,
+                share_percent=b.share_percent,
+                created_at=now,
             )  # fmt: skip
         )
     session.flush()
@@ -234,14 +243,20 @@ def nomination_view(
         "beneficiaries": [],
     }
     if kin is not None:
-        name, phone = deps.vault.decrypt(kin.name_ciphertext), deps.vault.decrypt(kin.phone_ciphertext)
+        name, phone = (
+            deps.vault.decrypt(kin.name_ciphertext),
+            deps.vault.decrypt(kin.phone_ciphertext),
+        )
         out["next_of_kin"] = {
             "name": name if reveal else _mask_name(name),
             "relationship": kin.relationship,
             "phone": phone if reveal else mask_msisdn(phone),
         }
     for row in rows:
-        name, number = deps.vault.decrypt(row.name_ciphertext), deps.vault.decrypt(row.id_number_ciphertext)
+        name, number = (
+            deps.vault.decrypt(row.name_ciphertext),
+            deps.vault.decrypt(row.id_number_ciphertext),
+        )
         out["beneficiaries"].append(
             {
                 "name": name if reveal else _mask_name(name),

@@ -171,19 +171,24 @@ def test_staff_replace_the_nomination_with_shares_summing_to_100(
     assert [(b["name"], b["share_percent"]) for b in r.json["beneficiaries"]] == [
         ("Mary Atieno", "60.00"), ("John Ouma", "40.00"),
     ]  # fmt: skip
-    bad = api.put(url, headers=auth(officer), json={"beneficiaries": [one, {**two, "share_percent": 41}]})
+    bad = api.put(
+        url, headers=auth(officer), json={"beneficiaries": [one, {**two, "share_percent": 41}]}
+    )
     assert bad.status_code == 422 and "they sum to 101" in bad.json["detail"]
     with unit_of_work(session_factory) as s:
         kept = s.scalars(
             select(MemberBeneficiary.share_percent).where(MemberBeneficiary.member_id == member_id)
         ).all()
         audited = s.scalar(
-            select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.action == "member.beneficiaries_replace"
-            )
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "member.beneficiaries_replace")
         )
     assert sorted(kept) == [40, 60] and audited == 1
-    assert api.put(url, headers=auth(make_staff("auditor")), json={"beneficiaries": [one]}).status_code == 403
+    assert (
+        api.put(url, headers=auth(make_staff("auditor")), json={"beneficiaries": [one]}).status_code
+        == 403
+    )
 
 
 def _ask(api: FlaskClient, who: Staffer, member_id: int, **body: Any) -> Any:
@@ -222,8 +227,14 @@ def test_a_phone_change_is_approved_by_another_and_the_old_number_stops_working(
     with unit_of_work(session_factory) as s:
         assert s.get_one(Member, member.id).msisdn == new
         assert s.scalar(select(func.count()).select_from(MemberPhoneChange)) == 1
-        audited = list(s.scalars(select(AuditEvent.after).where(
-            AuditEvent.action.like("approval.%"), AuditEvent.target_id == str(req.json["id"]))))
+        audited = list(
+            s.scalars(
+                select(AuditEvent.after).where(
+                    AuditEvent.action.like("approval.%"),
+                    AuditEvent.target_id == str(req.json["id"]),
+                )
+            )
+        )
     assert new not in str(audited) and old not in str(audited)
     assert sms(session_factory, "phone_changed_old") == [old]
     assert sms(session_factory, "phone_changed_new") == [new]

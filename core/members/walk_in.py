@@ -9,6 +9,9 @@
   so the member is active at once (the ``kyc_approved`` SMS); anyone else's walk-in waits
   in ``pending_kyc`` for the documents and the maker-checker ``kyc.approve`` as before.
   Documents are uploaded afterwards through ``POST /members/{id}/documents``.
+* PIN: none is taken at the counter; the member gets the welcome SMS and a one-time code
+  (the PIN reset's ``pin_reset_code`` SMS and USSD flow: dial, enter the code, choose a
+  PIN), valid 24 hours; staff ask for a PIN reset if it lapses.
 * ``Idempotency-Key``: scoped to the staff member; the same key again returns the first
   registration (no second member, no second SMS); with another phone or ID it is an
   ``IdempotencyConflict``.
@@ -34,7 +37,7 @@ from core.kernel.identity import normalize_msisdn, normalize_national_id
 from core.kernel.permissions import Principal, can_access_branch
 from core.members.backoffice import CASH_KEY_RE, visible_member
 from core.members.nominations import Beneficiary, NextOfKin, replace_beneficiaries
-from core.members.registration import register_member
+from core.members.registration import register_member, start_pin_reset
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
 from db.models import Member
@@ -99,6 +102,9 @@ def register_walk_in(
         date_of_birth=form.date_of_birth, branch=branch, next_of_kin=form.next_of_kin,
         beneficiaries=form.beneficiaries, registration_key=scoped,
     )  # fmt: skip
+    # The member chooses a PIN on the first dial with a one-time code by SMS: the PIN
+    # reset's own flow and message, the phone being the one the member gave at the counter.
+    start_pin_reset(session, deps, member.id, business_key=f"pin_setup:walk_in:{member.id}")
     kyc_at_once = actor.has(KYC_AT_ONCE_PERMISSION)
     if kyc_at_once:
         member.status = MemberStatus.ACTIVE

@@ -84,10 +84,14 @@ def test_a_teller_registers_a_walk_in_at_their_branch_and_a_replay_is_the_same_m
     assert [b["id_number"] for b in out["beneficiaries"]][2] == "******55"
     assert sms(session_factory, "member_registered") == ["+254" + body["msisdn"][4:]]
     assert sms(session_factory, "kyc_approved") == []
+    assert sms(session_factory, "pin_reset_code") == sms(session_factory, "member_registered")
+    first_dial = Phone(api, sms(session_factory, "member_registered")[0]).dial()
+    assert first_dial == "CON Andika nambari ya kubadilisha PIN kutoka kwenye SMS yetu:"
 
     again = register(api, teller, body, key="till-3-walkin-0001")
     assert (again.status_code, again.json["id"]) == (200, out["id"])
     assert len(sms(session_factory, "member_registered")) == 1
+    assert len(sms(session_factory, "pin_reset_code")) == 1
     other = register(api, teller, walk_in(), key="till-3-walkin-0001")
     assert other.status_code == 409 and other.json["code"] == "idempotency_conflict"
 

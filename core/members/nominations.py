@@ -153,11 +153,14 @@ def check_date_of_birth(born: date, today: date) -> date:
     """A date of birth of someone at least ``MIN_MEMBER_AGE_YEARS`` old today."""
     if not isinstance(born, date):
         raise InvalidInput("date_of_birth: a date", field="date_of_birth")
+    if not 1900 <= born.year <= today.year:
+        raise InvalidInput("date_of_birth: not a living adult's", field="date_of_birth",
+                           reason="age")  # fmt: skip
     try:
         adult_on = born.replace(year=born.year + MIN_MEMBER_AGE_YEARS)
     except ValueError:  # 29 February
         adult_on = date(born.year + MIN_MEMBER_AGE_YEARS, 3, 1)
-    if adult_on > today or born.year < 1900:
+    if adult_on > today:
         raise InvalidInput(
             f"members must be at least {MIN_MEMBER_AGE_YEARS} years old",
             field="date_of_birth",

@@ -75,6 +75,9 @@ def test_a_member_is_at_least_18_on_the_day() -> None:
     with pytest.raises(InvalidInput):
         check_date_of_birth(date(2008, 12, 3), today)
     assert check_date_of_birth(date(2008, 2, 29), date(2026, 3, 1))
+    for absurd in (date(9999, 12, 31), date(1, 1, 1), date(1899, 12, 31)):
+        with pytest.raises(InvalidInput):
+            check_date_of_birth(absurd, today)
 
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)

@@ -88,9 +88,3 @@ def caller_by_msisdn(session: Session, msisdn: str) -> Caller | None:
         int(row.id), str(row.status), str(row.language),
         row.pin_reset_expires_at if row.has_reset else None,
     )  # fmt: skip
-
-
-def phone_is_members(session: Session, msisdn: str, member_id: int) -> bool:
-    """Whether ``msisdn`` is still ``member_id``'s phone (one primary-key read): a USSD
-    session started on a number staff have since replaced ends here."""
-    return session.scalar(select(Member.msisdn).where(Member.id == member_id)) == msisdn

@@ -13,7 +13,8 @@ approval's transaction:
   counts the change as a SIM swap of the new number at the approval time, so withdrawals,
   M-Pesa loan payouts and remote PIN resets are refused for the SACCO's window
   (``SIM_SWAP_WINDOW_DAYS``) unless staff clear it, as for a swap the provider reports;
-* an SMS to both numbers (``phone_changed_old``, ``phone_changed_new``).
+* an SMS to both numbers (``phone_changed_old``, ``phone_changed_new``);
+* a PIN-reset code still waiting is void (it went to the old number); the PIN stays.
 
 Refusals: a malformed number (``InvalidInput``, 422), the same number as now (422), a
 number another member uses (``DuplicateMember``, 409), an exited member, no ID check.
@@ -88,6 +89,11 @@ def change_phone(
     now = deps.now()
     member.msisdn = new
     member.updated_at = now
+    # A PIN-reset code waiting went by SMS to the old number: it dies with it. The PIN
+    # itself is kept (a replaced SIM does not change what the member knows).
+    member.pin_reset_hash = None
+    member.pin_reset_expires_at = None
+    member.pin_reset_attempts = 0
     change = MemberPhoneChange(
         member_id=member.id, approval_id=approval_id, old_msisdn_ciphertext=deps.vault.encrypt(old),
         new_msisdn_ciphertext=deps.vault.encrypt(new), changed_at=now,

@@ -14,6 +14,7 @@ from core.approvals import engine as approvals
 from core.kernel.deps import CoreDeps
 from core.kernel.permissions import SYSTEM, Principal
 from core.members.phone_change import phone_change_payload
+from core.members.registration import has_pin_reset, start_pin_reset
 from core.staff import accounts as staff
 from db.models import Member, OutboxMessage
 from db.models_mpesa import SimSwapEvent
@@ -50,10 +51,12 @@ def test_the_new_number_is_treated_as_a_fresh_sim_swap_for_the_window(
     clock = Clock(MORNING)
     timed = replace(deps, now=clock)
     m = member(db_session, timed, OLD, savings_kes=5_000)
+    start_pin_reset(db_session, timed, m, business_key="pin_reset:611")  # its code went to OLD
     control(standin, number=NEW, swapped=False)  # the provider knows of no swap
     checker = make_checker(standin.url)
     assert change(db_session, timed, m, NEW) == "approved"
-    assert db_session.get_one(Member, m).msisdn == NEW
+    moved = db_session.get_one(Member, m)
+    assert moved.msisdn == NEW and not has_pin_reset(timed, moved)
 
     clock.at = MORNING + timedelta(days=1)
     assert withdraw(db_session, timed, m, 500, checker, "day-1") == "sim_swap_recent/recent_swap"

@@ -61,10 +61,33 @@ def test_the_new_number_is_treated_as_a_fresh_sim_swap_for_the_window(
     clock.at = MORNING + timedelta(days=1)
     assert withdraw(db_session, timed, m, 500, checker, "day-1") == "sim_swap_recent/recent_swap"
     event = db_session.scalars(select(SimSwapEvent).where(SimSwapEvent.member_id == m)).one()
-    assert (event.msisdn, event.last_swap_at) == (NEW, MORNING)  # staff can clear this swap
+    assert (event.msisdn, event.last_swap_at) == (NEW, MORNING)
 
     clock.at = MORNING + POLICY.sim_swap_window + POLICY.sim_swap_cache + timedelta(seconds=1)
     assert withdraw(db_session, timed, m, 500, checker, "after-window") == "allowed"
+
+
+def test_staff_clear_the_phone_change_like_any_swap(
+    db_session: Session, deps: CoreDeps, standin: StandinHandle
+) -> None:
+    clock = Clock(MORNING)
+    timed = replace(deps, now=clock)
+    m = member(db_session, timed, OLD, savings_kes=5_000)
+    control(standin, number=NEW, swapped=False)
+    checker = make_checker(standin.url)
+    assert change(db_session, timed, m, NEW) == "approved"
+    clock.at = MORNING + timedelta(hours=2)
+    assert withdraw(db_session, timed, m, 500, checker, "refused") == "sim_swap_recent/recent_swap"
+    event = db_session.scalars(select(SimSwapEvent).where(SimSwapEvent.member_id == m)).one()
+    maker = person(db_session, timed, "teller", "maker613")
+    req = approvals.request_approval(
+        db_session, timed, maker, "sim_swap.clear",
+        payload={"event_id": event.id, "in_person": True}, member_id=m,
+        note="member at the counter with ID", large_threshold_cents=10**9,
+    )  # fmt: skip
+    boss = person(db_session, timed, "manager", "checker613")
+    assert approvals.decide(db_session, timed, boss, req.id, approve=True).status == "approved"
+    assert withdraw(db_session, timed, m, 500, checker, "cleared") == "allowed"
 
 
 def test_an_approval_that_finds_the_number_taken_fails_and_changes_nothing(

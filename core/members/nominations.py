@@ -30,7 +30,7 @@ from core.kernel.identity import (
     normalize_national_id,
 )
 from db.models import Member
-from db.models_members import MemberBeneficiary, MemberNextOfKin
+from db.models_members import MemberBeneficiary, MemberNextOfKin, MemberPhoneChange
 
 HUNDRED = Decimal(100)
 MAX_BENEFICIARIES = 10
@@ -270,3 +270,32 @@ def nomination_view(
             }
         )
     return out
+
+
+def rotate_nomination_keys(session: Session, deps: CoreDeps) -> int:
+    """Re-encrypt, under the newest PII key (``manage.py rotate-pii-keys``), every token
+    migration 0026 stores: dates of birth, next of kin, beneficiaries and the numbers of
+    phone changes. Returns how many rows were rewritten."""
+    rotate = deps.vault.rotate
+    count = 0
+    for member in session.scalars(
+        select(Member).where(Member.date_of_birth_ciphertext.is_not(None))
+    ):
+        assert member.date_of_birth_ciphertext is not None
+        member.date_of_birth_ciphertext = rotate(member.date_of_birth_ciphertext)
+        count += 1
+    for kin in session.scalars(select(MemberNextOfKin)):
+        kin.name_ciphertext, kin.phone_ciphertext = (
+            rotate(kin.name_ciphertext), rotate(kin.phone_ciphertext),
+        )  # fmt: skip
+        count += 1
+    for nominee in session.scalars(select(MemberBeneficiary)):
+        nominee.name_ciphertext = rotate(nominee.name_ciphertext)
+        nominee.id_number_ciphertext = rotate(nominee.id_number_ciphertext)
+        count += 1
+    for change in session.scalars(select(MemberPhoneChange)):
+        change.old_msisdn_ciphertext = rotate(change.old_msisdn_ciphertext)
+        change.new_msisdn_ciphertext = rotate(change.new_msisdn_ciphertext)
+        count += 1
+    session.flush()
+    return count

@@ -581,6 +581,13 @@ def rotate_pii_keys() -> None:
         webhook_secrets = rotate_webhook_secrets(session, runtime.deps)
     with runtime.unit_of_work() as session:
         documents = rotate_document_keys(session, runtime.deps, Path(_settings().document_dir))
+    from core.members.nominations import rotate_nomination_keys
+
+    with runtime.unit_of_work() as session:
+        nominations = rotate_nomination_keys(session, runtime.deps)
+    click.echo(
+        f"re-encrypted {nominations} dates of birth, next of kin, beneficiaries and phone changes"
+    )
     click.echo(
         f"re-encrypted {secrets_done} staff TOTP secrets, {webhook_secrets} webhook signing "
         f"secrets and {documents} KYC documents"

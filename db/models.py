@@ -167,6 +167,10 @@ class Member(Base):
     pin_reset_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Walk-in registration (migration 0026): the date of birth as a PII-vault token, and
+    # the registering till's Idempotency-Key (scoped to the staff member), unique.
+    date_of_birth_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    registration_key: Mapped[str | None] = mapped_column(String(120), unique=True, default=None)
 
 
 class OutboxMessage(Base):

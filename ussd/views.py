@@ -167,7 +167,7 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
     settings: Settings = app.config["SACCO_SETTINGS"]
     runtime: Any = app.extensions["sacco"]
     store = RedisStore(runtime.redis) if runtime.redis is not None else MemoryStore()
-    app.extensions[EXTENSION] = UssdService(
+    service = app.extensions[EXTENSION] = UssdService(
         runtime,
         store,
         UssdConfig(
@@ -181,6 +181,9 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
         ),
         money=money,
     )
+    # The staff API calls these once an approval has committed (a phone change ends the
+    # member's live session on the old number); the API never imports the USSD.
+    app.extensions.setdefault("sacco_after_approval", []).append(service.after_approval)
     app.register_blueprint(bp)
     limited: Any = _limiter(app).limit(
         settings.ussd_rate_limit,

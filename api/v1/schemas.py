@@ -310,6 +310,16 @@ class MemberOut(Schema):
     pin_reset_pending = fields.Boolean(required=True)
     balances = fields.Nested(BalancesOut, required=True)
     created_at = fields.DateTime(required=True)
+    date_of_birth = fields.String(
+        allow_none=True, metadata={"description": "YYYY-MM-DD; masked without pii:read"}
+    )
+    next_of_kin = fields.Nested(
+        "NextOfKinOut", allow_none=True, metadata={"description": "masked without pii:read"}
+    )
+    beneficiaries = fields.List(
+        fields.Nested("BeneficiaryOut"),
+        metadata={"description": "the nomination; names and ID numbers masked without pii:read"},
+    )
 
 
 class BranchIn(Strict):
@@ -1420,4 +1430,81 @@ class DormantReportOut(Schema):
     count = fields.Integer(required=True, metadata={"description": "all dormant accounts"})
     total_cents = fields.Integer(
         required=True, metadata={"description": "their balances: unclaimed"}
+    )
+
+
+# ------------------------------------------------- walk-in registration, nominations
+
+
+class NextOfKinIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    relationship = fields.String(required=True, validate=validate.Length(1, 40))
+    phone = fields.String(required=True, validate=validate.Length(1, 30))
+
+
+class NextOfKinOut(Schema):
+    name = fields.String(required=True)
+    relationship = fields.String(required=True)
+    phone = fields.String(required=True)
+
+
+class BeneficiaryIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    relationship = fields.String(required=True, validate=validate.Length(1, 40))
+    id_kind = fields.String(
+        required=True, validate=validate.OneOf(["national_id", "birth_certificate"])
+    )
+    id_number = fields.String(required=True, validate=validate.Length(1, 30))
+    share_percent = fields.Decimal(
+        required=True,
+        metadata={"description": "percent, at most two decimals; the shares sum to exactly 100"},
+    )
+
+
+class BeneficiaryOut(Schema):
+    name = fields.String(required=True)
+    relationship = fields.String(required=True)
+    id_kind = fields.String(required=True)
+    id_number = fields.String(required=True)
+    share_percent = fields.Decimal(required=True, as_string=True)
+
+
+class BeneficiariesIn(Strict):
+    beneficiaries = fields.List(
+        fields.Nested(BeneficiaryIn), required=True, validate=validate.Length(1, 10)
+    )
+
+
+class BeneficiariesOut(Schema):
+    beneficiaries = fields.List(fields.Nested(BeneficiaryOut), required=True)
+
+
+class MemberRegisterIn(Strict):
+    full_name = fields.String(required=True, validate=validate.Length(1, 200))
+    msisdn = fields.String(required=True, validate=validate.Length(1, 30))
+    national_id = fields.String(required=True, validate=validate.Length(1, 30))
+    date_of_birth = fields.Date(required=True)
+    language = fields.String(load_default="en", validate=validate.OneOf(["en", "sw"]))
+    branch = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=BRANCH,
+        metadata={"description": "default: your own branch (head office staff: none)"},
+    )
+    consent = fields.Boolean(
+        required=True, metadata={"description": "the member signed the data-processing consent"}
+    )
+    next_of_kin = fields.Nested(NextOfKinIn, required=True)
+    beneficiaries = fields.List(
+        fields.Nested(BeneficiaryIn), required=True, validate=validate.Length(1, 10)
+    )
+
+
+class PhoneChangeIn(NoteIn):
+    msisdn = fields.String(
+        required=True, validate=validate.Length(1, 30), metadata={"description": "the new phone"}
+    )
+    id_checked = fields.Boolean(
+        required=True,
+        metadata={"description": "true: the member's original ID was checked at the counter"},
     )

@@ -39,6 +39,11 @@ PERMISSIONS: dict[str, str] = {
     "kyc:reject": "reject a member's KYC with a reason",
     "member_status:request": "ask to suspend, reactivate or exit a member (maker)",
     "pin_reset:request": "ask for a member's PIN reset (maker)",
+    "members:register": "register a member who walks in at the branch (audited)",
+    "kyc:verify": "verify a walk-in's KYC at registration, original ID seen at the counter: "
+    "the member is active at once",
+    "nominations:manage": "replace a member's beneficiaries (the nomination; audited)",
+    "phone_change:request": "ask to change a member's phone number after an ID check (maker)",
     "ledger:adjust": "ask for a manual ledger adjustment (maker)",
     "suspense:reassign": "ask to move money from suspense to a member (maker)",
     "reconciliation:read": "compare an M-Pesa statement export with the ledger (reads only)",
@@ -100,6 +105,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:reject",
             "member_status:request",
             "pin_reset:request",
+            "members:register",
+            "kyc:verify",
+            "nominations:manage",
+            "phone_change:request",
             "ledger:adjust",
             "suspense:reassign",
             "reconciliation:read",
@@ -131,6 +140,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:request",
             "kyc:reject",
             "pin_reset:request",
+            "members:register",
+            "kyc:verify",
+            "nominations:manage",
+            "phone_change:request",
             "sim_swap:read",
             "sim_swap:review",
             "loans:read",
@@ -154,6 +167,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "tills:operate",
             "kyc:request",
             "pin_reset:request",
+            "members:register",
+            "nominations:manage",
+            "phone_change:request",
             "sim_swap:read",
             "sim_swap:review",
         }
@@ -207,6 +223,10 @@ PERMISSION_RISK: dict[str, str] = {
     "kyc:reject": "none",
     "member_status:request": "money",  # reactivating lets money move again
     "pin_reset:request": "money",  # a reset code is the way into a member's account
+    "members:register": "money",  # a new member can save at once
+    "kyc:verify": "money",  # an active member may transact
+    "nominations:manage": "money",  # decides who is paid a deceased member's savings
+    "phone_change:request": "money",  # the phone is the way into a member's account
     "ledger:adjust": "money",
     "suspense:reassign": "money",
     "reconciliation:read": "personal_data",  # receipts, payers and amounts

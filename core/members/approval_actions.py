@@ -1,5 +1,6 @@
 """The members' maker-checker actions (registered with ``core.approvals.engine``):
-KYC approval, status changes, PIN resets, and cash deposits above the till limit."""
+KYC approval, status changes, PIN resets, changes of phone number, and cash deposits
+above the till limit."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from core.members.backoffice import (
     check_kyc_ready,
     visible_member,
 )
+from core.members.phone_change import change_phone, check_request, new_msisdn_of
 from core.members.registration import check_status_change, set_status, start_pin_reset
 from core.members.status import MemberStatus, check_may_deposit
 from core.risk.sim_swap import PASSES as SIM_SWAP_PASSES
@@ -121,6 +123,22 @@ def _exec_pin_reset(
         )
     start_pin_reset(session, deps, req.member_id, business_key=f"pin_reset:{req.id}")
     return {"code_sent": True, "sim_swap": fact}
+
+
+def _check_phone_change(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    assert member_id is not None
+    check_request(session, deps, session.get_one(Member, member_id), p)
+
+
+def _exec_phone_change(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.members.phone_change.change_phone`` in the approval's transaction."""
+    assert req.member_id is not None
+    change_phone(session, deps, req.member_id, new_msisdn_of(deps, p), approval_id=req.id)
+    return {"msisdn_masked": p.get("msisdn_masked"), "sms": ["old", "new"]}
 
 
 class AboveTillLimit(DomainError):
@@ -254,6 +272,13 @@ def register_actions() -> None:
         ActionSpec(
             "pin_reset:request", "reset member PIN", True, _check_pin_reset, _exec_pin_reset,
             facts=_pin_reset_facts,
+        ),
+    )  # fmt: skip
+    register(
+        "member.phone_change",
+        ActionSpec(
+            "phone_change:request", "change a member's phone number", True,
+            _check_phone_change, _exec_phone_change,
         ),
     )  # fmt: skip
     register(

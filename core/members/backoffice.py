@@ -26,6 +26,7 @@ from core.kernel.identity import is_valid_member_number, mask_msisdn
 from core.kernel.permissions import Principal, can_access_branch
 from core.ledger import entries as ledger
 from core.members.registration import (
+    check_branch,
     find_by_msisdn,
     find_by_national_id,
     find_by_number,
@@ -151,8 +152,8 @@ def assign_branch(
 ) -> Member:
     """Set the branch that serves a member (None = head office). Audited."""
     member = visible_member(session, actor, member_id)
-    if branch is not None and not re.fullmatch(r"[A-Za-z0-9 _-]{1,24}", branch):
-        raise InvalidInput("branch: 1-24 letters, digits, space, dash", field="branch")
+    if branch is not None:
+        check_branch(branch)
     if not can_access_branch(actor, branch):
         raise InvalidInput("you may only assign your own branch", field="branch", reason="branch")
     before = {"branch": member.branch}

@@ -18,6 +18,7 @@ EVERY_ACTION = {
     "member.status": "core.members.approval_actions",
     "member.pin_reset": "core.members.approval_actions",
     "deposit.cash": "core.members.approval_actions",
+    "member.phone_change": "core.members.approval_actions",
     "ledger.adjustment": "core.accounting.adjustments",
     "loan.approve": "core.loans.approval_actions",
     "loan.recover": "core.loans.approval_actions",

@@ -55,6 +55,8 @@ class Account(Base):
     )
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     held_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A member account closed by the member's exit (migration 0028), at zero.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # No default here or on the entries, holds, outbox rows and webhook endpoints below:
     # core stamps them with the injected clock (``deps.now()``), never the wall clock.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -138,6 +138,7 @@ GUARANTOR_ERRORS: Errors = (
     ("guarantee_not_needed", "gq_none"),
     ("guarantee_self_guarantee", "gq_who"),
     ("guarantee_guarantor_not_active", "gq_who"),
+    ("guarantee_guarantor_leaving", "gq_who"),
     ("guarantee_max_guarantees", "gq_who"),
     ("guarantee_already_asked", "gq_who"),
     ("guarantee_lacks_deposits", "gq_who"),
@@ -149,6 +150,7 @@ CONSENT_ERRORS: Errors = (
     ("guarantee_lacks_deposits", "gr_lacks"),
     ("guarantee_max_guarantees", "gr_max"),
     ("guarantee_guarantor_not_active", "not_allowed"),
+    ("guarantee_guarantor_leaving", "not_allowed"),
     ("guarantee_not_needed", "gr_gone"),
     ("loan_state_*", "gr_gone"),  # answered meanwhile (another session, an SMS)
     ("not_found", "gr_gone"),

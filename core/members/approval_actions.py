@@ -241,6 +241,16 @@ def take_cash_deposit(
 
 
 def register_actions() -> None:
+    from core.members import exit as member_exit  # it reads the loan book, which imports us
+
+    register(
+        member_exit.ACTION,
+        ActionSpec(
+            member_exit.MAKER_PERMISSION, "run a member's exit (offset loans, refund, close)",
+            True, member_exit.check_request, member_exit.execute,
+            checker_permission=member_exit.CHECKER_PERMISSION, on_reject=member_exit.on_reject,
+        ),
+    )  # fmt: skip
     register("kyc.approve", ActionSpec("kyc:request", "approve KYC", True, _check_kyc, _exec_kyc))
     register(
         "member.status",

@@ -217,7 +217,9 @@ def _blockers(
     if applying:
         found.append((Blocker.OPEN_APPLICATION, "a loan application is still open: withdraw "
                       "or reject it first"))  # fmt: skip
-    if any(a.held_cents for a in accounts.values()):
+    if (
+        accounts[Purpose.SAVINGS].held_cents or accounts[Purpose.SHARES].held_cents
+    ):  # deposits: pledges
         found.append((Blocker.ON_HOLD, "money is on hold on the member's accounts (a payout "
                       "under way): wait until it settles"))  # fmt: skip
     if shares == SharesOnExit.TRANSFER_REQUIRED and accounts[Purpose.SHARES].balance_cents:

@@ -94,6 +94,7 @@ def parse_guarantor(text: str, ctx: Context) -> str:
 # (``core.payments.mpesa.rules.LimitExceeded``: ``limit_<reason>``, ``why_limit_<reason>``
 # with ``{limit}``). Anything unlisted ends on the error screen; a PIN locked, blocked or
 # never set ends the session in every flow (``Tree.session_errors``).
+LEAVE_ERRORS: Errors = (("member_not_allowed", "not_allowed"),)
 CHANGE_PIN_ERRORS: Errors = (("pin_invalid", "cp_old"), ("invalid_input", "cp_new"))
 PIN_RESET_ERRORS: Errors = (
     ("reset_code_invalid", ROOT_PIN_RESET),
@@ -491,10 +492,23 @@ _SCREENS: list[Screen] = [
     Menu(
         "account",
         "account",
-        (Option("menu_language", "account_lang"),),
+        (Option("menu_language", "account_lang"), Option("menu_leave", "leave_confirm")),
         load="account",
         needs_pin=True,
     ),
+    # Leave the SACCO (core.members.exit, docs/members/exit.md): the notice, confirmed,
+    # behind the PIN; the exit itself runs after the by-laws' notice period, approved by
+    # a manager.
+    Confirm(
+        "leave_confirm",
+        "leave_confirm",
+        load="leave_quote",
+        yes="leave_run",
+        errors=LEAVE_ERRORS,
+        needs_pin=True,
+    ),  # fmt: skip
+    Run("leave_run", action="leave_sacco", ok="leave_done", errors=LEAVE_ERRORS),
+    End("leave_done", "leave_done"),
     Menu(
         "account_lang",
         "choose_lang",

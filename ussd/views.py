@@ -23,7 +23,9 @@ from flask_limiter import Limiter, RequestLimit
 from config import Settings
 from core.kernel.errors import InvalidInput
 from core.kernel.identity import mask_msisdn, normalize_msisdn
+from core.members.exit import ExitPolicy, SharesOnExit
 from observability.metrics import count_callback, observe_hop
+from ussd import actions
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
@@ -180,6 +182,9 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
             resume_ttl_seconds=settings.ussd_resume_ttl_seconds,
         ),
         money=money,
+    )
+    actions.EXIT_POLICY[0] = ExitPolicy(
+        settings.exit_notice_days, SharesOnExit(settings.exit_shares)
     )
     app.register_blueprint(bp)
     limited: Any = _limiter(app).limit(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -36,6 +37,7 @@ from db.models import Account, ApprovalRequest, JournalEntry, Member, OutboxMess
 from db.models_exit import MemberExit
 from db.models_loans import Loan, LoanRepayment
 from tests.loanutil import disbursed_loan, funded_member, make_product
+from tests.ussdutil import Phone, make_member
 
 KES = 100
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
@@ -300,3 +302,33 @@ def test_the_refund_is_deposits_savings_and_shares_less_the_loans_exactly(
         assert verify_ledger(s).ok
     finally:
         s.rollback()
+
+
+def test_leaving_on_ussd_confirms_behind_the_pin_and_gives_notice_once(
+    client: FlaskClient, db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    member = make_member(s, deps)
+    phone = Phone(client, member.msisdn)
+    phone.dial()
+    assert phone.send("3") == "CON Enter your PIN:"
+    assert phone.send("4826").endswith("1. Change language\n2. Leave the SACCO\n0 Back 00 Home")
+    confirm = phone.send("2")
+    assert confirm.startswith("CON Leave the SACCO? After 60 days' notice")
+    assert member_exit.exit_of(s, member.id) is None  # nothing before "1"
+    done = phone.send("1")
+    row = member_exit.exit_of(s, member.id)
+    assert row is not None and row.channel == "ussd" and row.status == "notice"
+    assert (
+        done == f"END Notice received. Your exit is due {row.due_on:%d/%m/%Y}; staff will "
+        "contact you. We will SMS you."
+    )
+    assert len(sms(s, member, "exit_notice")) == 1
+    # Cancelling changes nothing; asking again keeps the first notice.
+    again = Phone(client, member.msisdn)
+    again.dial()
+    again.send("3")
+    again.send("4826")
+    again.send("2")
+    assert again.send("2").startswith("END Cancelled")
+    assert len(sms(s, member, "exit_notice")) == 1

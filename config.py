@@ -249,8 +249,8 @@ class Settings(BaseSettings):
     bureau_listing_threshold_kes: int = Field(default=1_000, ge=0)
     bureau_listing_notice_days: int = Field(default=30, ge=0, le=365)
     # Member exit (issue 14, part 3; docs/members/exit.md): the notice period and what
-    # happens to share capital are the SACCO's by-laws' figures (the model by-laws give 60
-    # days' notice and refund shares; set these to what the registered by-laws say).
+    # happens to share capital are the SACCO's by-laws' figures, not statutory ones (60 days
+    # is issue 14's example; set these to what the registered by-laws say).
     exit_notice_days: int = Field(default=60, ge=0, le=365)
     exit_shares: Literal["refund", "transfer_required"] = "refund"
 

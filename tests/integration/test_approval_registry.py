@@ -31,6 +31,7 @@ EVERY_ACTION = {
     "loan_product.change": "core.loans.approval_actions",
     "loan.write_off": "core.loans.write_off",
     "loan.reschedule": "core.loans.reschedule",
+    "member.exit": "core.members.exit",
 }
 
 

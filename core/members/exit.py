@@ -48,7 +48,7 @@ from core.kernel.errors import DomainError, InvalidInput, MemberNotAllowed, NotF
 from core.kernel.money import format_cents
 from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
-from core.ledger.chart import Purpose, SystemAccount
+from core.ledger.chart import MEMBER_PURPOSES, Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
 from core.loans import close_of_day, repayments
 from core.loans.vocabulary import (
@@ -456,7 +456,14 @@ def exit_member(
         return _exited(session, row, created=False)
     session.scalar(select(Member.id).where(Member.id == row.member_id).with_for_update())
     member = get_member(session, row.member_id)
-    loans = _active_loans(session, member.id, lock=True)
+    loans = _active_loans(session, member.id, lock=True)  # first, as a repayment does
+    # Then the member's savings, deposits and shares (id order, as the ledger locks them)
+    # before they are read: a deposit racing the exit waits, so the plan is what is paid.
+    session.scalars(
+        select(Account.id)
+        .where(Account.member_id == member.id, Account.purpose.in_(list(MEMBER_PURPOSES)))
+        .order_by(Account.id).with_for_update()
+    ).all()  # fmt: skip
     for loan in loans:  # interest and penalties up to yesterday, so the payoff is whole
         close_of_day.catch_up_loan(session, deps, loan.id)
     the = _plan(session, deps, member.id, loans, shares)

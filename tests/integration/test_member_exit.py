@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -16,12 +17,12 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.approvals import engine as approvals
 from core.kernel.deps import CoreDeps
-from core.kernel.errors import InvalidInput
+from core.kernel.errors import InvalidInput, MemberNotAllowed
 from core.kernel.money import Money
 from core.kernel.permissions import Principal, permissions_for_role
 from core.ledger import entries as ledger
@@ -36,6 +37,7 @@ from core.savings.accounts import Credit, CreditSource, credit_member, transfer_
 from db.models import Account, ApprovalRequest, JournalEntry, Member, OutboxMessage, StaffUser
 from db.models_exit import MemberExit
 from db.models_loans import Loan, LoanRepayment
+from db.session import make_session_factory, unit_of_work
 from tests.loanutil import disbursed_loan, funded_member, make_product
 from tests.ussdutil import Phone, make_member
 
@@ -332,3 +334,75 @@ def test_leaving_on_ussd_confirms_behind_the_pin_and_gives_notice_once(
     again.send("2")
     assert again.send("2").startswith("END Cancelled")
     assert len(sms(s, member, "exit_notice")) == 1
+
+
+# ------------------------------------------------------------------ a deposit racing the exit
+
+
+def race(
+    factory: sessionmaker[Session], when: CoreDeps, manager: Principal, request_id: int,
+    member_id: int, key: str,
+) -> str:  # fmt: skip
+    """The manager approves the exit while a teller credits cash to the member, at once."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+    outcome: list[str] = []
+
+    def approve() -> None:
+        try:
+            barrier.wait()
+            with unit_of_work(factory) as s:
+                outcome.append(approvals.decide(s, when, manager, request_id, approve=True).status)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def deposit() -> None:
+        try:
+            barrier.wait()
+            with unit_of_work(factory) as s:
+                credit = Credit(member_id, "savings", 250 * KES, CreditSource.CASH, key, key)
+                credit_member(s, when, credit)
+            outcome.append("deposited")
+        except MemberNotAllowed:
+            outcome.append("refused")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=deposit)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert "approved" in outcome
+    return next(o for o in outcome if o != "approved")
+
+
+def test_a_deposit_racing_the_exit_is_refunded_with_it_or_refused(
+    committed_pg: Engine, deps: CoreDeps
+) -> None:
+    """A real thread approves the exit while another credits cash to the member: either the
+    deposit is in first and the exit refunds it too, or it finds the member exited and is
+    refused. Never money left in a closed account."""
+    factory = make_session_factory(committed_pg)
+    d60 = at(deps, T0 + timedelta(days=60))
+    for round_ in range(3):
+        with unit_of_work(factory) as s:
+            member = funded_member(s, at(deps, T0), deposits_cents=4_000 * KES,
+                                   savings_cents=600 * KES)  # fmt: skip
+            give_notice(s, at(deps, T0), member)
+            maker, manager = staff(s, "manager"), staff(s, "manager")
+            [(_, request_id)] = member_exit.exit_run(
+                s, d60, maker, policy=POLICY, large_threshold_cents=THRESHOLD
+            ).asked
+            member_id, bank_before = member.id, bank(s)
+        outcome = race(factory, d60, manager, request_id, member_id, f"race:{member_id}:{round_}")
+        with unit_of_work(factory) as s:
+            member = s.get_one(Member, member_id)
+            assert member.status == "exited"
+            assert balances(s, member) == {"savings": 0, "deposits": 0, "shares": 0}
+            cash_in = 250 * KES if outcome == "deposited" else 0
+            row = member_exit.exit_of(s, member_id)
+            assert row is not None and row.refund_cents == 4_600 * KES + cash_in
+            assert bank(s) - bank_before == cash_in - row.refund_cents
+            assert verify_ledger(s).ok

@@ -40,6 +40,7 @@ from db.models_loans import Loan, LoanRepayment
 from db.session import make_session_factory, unit_of_work
 from tests.loanutil import disbursed_loan, funded_member, make_product
 from tests.ussdutil import Phone, make_member
+from tests.workerprocs import run_manage
 
 KES = 100
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
@@ -406,3 +407,26 @@ def test_a_deposit_racing_the_exit_is_refunded_with_it_or_refused(
             assert row is not None and row.refund_cents == 4_600 * KES + cash_in
             assert bank(s) - bank_before == cash_in - row.refund_cents
             assert verify_ledger(s).ok
+
+
+def test_manage_py_exit_run_asks_a_manager_once(committed_pg: Engine, deps: CoreDeps) -> None:
+    factory = make_session_factory(committed_pg)
+    with unit_of_work(factory) as s:  # the real clock: a notice of 0 days is due today
+        member = funded_member(s, deps, deposits_cents=1_000 * KES)
+        member_exit.request_exit(s, deps, member_id=member.id, reason="leaving",
+                                 policy=ExitPolicy(0), channel=ExitChannel.STAFF)  # fmt: skip
+        maker = staff(s, "manager")
+        member_id = member.id
+    assert run_manage("exit-run", "--maker", "nobody.here").returncode == 1
+    first = run_manage("exit-run", "--maker", maker.name)
+    assert first.returncode == 0, first.stderr
+    assert "1 put to a manager, 0 blocked, 0 already waiting" in first.stdout
+    assert f"member {member_id}: approval request" in first.stdout
+    again = run_manage("exit-run", "--maker", maker.name)
+    assert "0 put to a manager, 0 blocked, 1 already waiting" in again.stdout
+    with unit_of_work(factory) as s:
+        [req] = s.scalars(select(ApprovalRequest).where(ApprovalRequest.member_id == member_id))
+        assert (req.action, req.status, req.checker_permission) == (
+            "member.exit", "pending", "approvals:decide_large",
+        )  # fmt: skip
+        assert balances(s, s.get_one(Member, member_id))["deposits"] == 1_000 * KES

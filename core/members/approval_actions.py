@@ -52,12 +52,21 @@ def _check_status(
     if p.get("status") not in STATUS_CHANGES:
         raise InvalidInput("status must be active, suspended or exited", field="status")
     check_status_change(session.get_one(Member, member_id), p["status"])
+    _check_direct_exit(session, member_id, p["status"])
+
+
+def _check_direct_exit(session: Session, member_id: int, status: str) -> None:
+    from core.members.exit import check_direct_exit  # it reads the loan book
+
+    if status == MemberStatus.EXITED:
+        check_direct_exit(session, member_id)
 
 
 def _exec_status(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
     assert req.member_id is not None
+    _check_direct_exit(session, req.member_id, p["status"])
     set_status(session, req.member_id, p["status"])
     return {"status": p["status"]}
 

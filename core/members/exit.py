@@ -257,6 +257,25 @@ def plan(session: Session, deps: CoreDeps, member_id: int, policy: ExitPolicy) -
     return _plan(session, deps, member_id, _active_loans(session, member_id), policy.shares)
 
 
+def check_direct_exit(session: Session, member_id: int) -> None:
+    """A status change straight to ``exited`` (``member.status``) is only for a member
+    with nothing at the SACCO: money in an account or an active loan goes through the exit
+    (``MemberNotAllowed``, ``use_exit``), which offsets and refunds it."""
+    money = session.scalar(
+        select(func.count(Account.id)).where(
+            Account.member_id == member_id,
+            Account.purpose.in_(list(MEMBER_PURPOSES)),
+            Account.balance_cents != 0,
+        )
+    )
+    if money or _active_loans(session, member_id):
+        raise MemberNotAllowed(
+            "the member still has money or a loan with the SACCO: give notice with "
+            "POST /api/v1/members/{id}/exit; the exit run offsets and refunds it",
+            reason="use_exit",
+        )
+
+
 # ------------------------------------------------------------------ the notice
 
 

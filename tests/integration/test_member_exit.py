@@ -430,3 +430,21 @@ def test_manage_py_exit_run_asks_a_manager_once(committed_pg: Engine, deps: Core
             "member.exit", "pending", "approvals:decide_large",
         )  # fmt: skip
         assert balances(s, s.get_one(Member, member_id))["deposits"] == 1_000 * KES
+
+
+def test_a_member_with_money_is_not_exited_by_a_status_change(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    member = funded_member(s, deps, savings_cents=10 * KES)
+    empty = funded_member(s, deps)
+    maker = staff(s, "manager")
+    with pytest.raises(MemberNotAllowed) as refused:
+        approvals.request_approval(s, deps, maker, "member.status", payload={"status": "exited"},
+                                   member_id=member.id, large_threshold_cents=THRESHOLD)  # fmt: skip
+    assert refused.value.context["reason"] == "use_exit"
+    req = approvals.request_approval(s, deps, maker, "member.status",
+                                     payload={"status": "exited"}, member_id=empty.id,
+                                     large_threshold_cents=THRESHOLD)  # fmt: skip
+    assert approvals.decide(s, deps, staff(s, "manager"), req.id, approve=True).status == "approved"
+    assert s.get_one(Member, empty.id).status == "exited"

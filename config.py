@@ -251,6 +251,11 @@ class Settings(BaseSettings):
     # the member's pre-listing notice (30 days' notice before negative information is sent).
     bureau_listing_threshold_kes: int = Field(default=1_000, ge=0)
     bureau_listing_notice_days: int = Field(default=30, ge=0, le=365)
+    # Member exit (issue 14, part 3; docs/members/exit.md): the notice period and what
+    # happens to share capital are the SACCO's by-laws' figures, not statutory ones (60 days
+    # is issue 14's example; set these to what the registered by-laws say).
+    exit_notice_days: int = Field(default=60, ge=0, le=365)
+    exit_shares: Literal["refund", "transfer_required"] = "refund"
 
     # Outbox delivery (workers, retries, sweeper).
     outbox_queue: str = "outbox"

@@ -542,6 +542,44 @@ def fit_scorecard_cmd(min_defaults: int, write: bool) -> None:
     click.echo(f"written as scorecard version {version}" if version else "not written (--write)")
 
 
+@cli.command("exit-run")
+@click.option("--maker", required=True, help="the username of the member of staff who asks "
+              "(holds member_status:request); another, a manager, approves")  # fmt: skip
+def exit_run_cmd(maker: str) -> None:
+    """Member exits whose notice period is over (docs/members/exit.md), by the injected
+    clock: each is put to a manager as a maker-checker request (``member.exit``) or marked
+    blocked with its reason (the member gets an SMS). Run it again: nothing new.
+
+    Exit 0 when done, 1 when refused (an unknown or inactive maker, no permission)."""
+    from sqlalchemy import select
+
+    from core.members.exit import ExitPolicy, SharesOnExit, exit_run
+    from core.staff.accounts import principal_for
+    from db.models import StaffUser
+
+    settings = _settings()
+    runtime = build_runtime(settings, dispatch=False)
+    policy = ExitPolicy(settings.exit_notice_days, SharesOnExit(settings.exit_shares))
+    try:
+        with runtime.unit_of_work() as session:
+            user = session.scalar(select(StaffUser).where(StaffUser.username == maker))
+            if user is None or not user.is_active:
+                click.echo(f"exit-run: no active member of staff {maker!r}", err=True)
+                sys.exit(1)
+            report = exit_run(
+                session, runtime.deps, principal_for(user), policy=policy,
+                large_threshold_cents=settings.approval_manager_threshold_cents,
+            )  # fmt: skip
+    except SaccoError as exc:
+        click.echo(f"exit-run refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(report))
+    for member_id, reason in report.blocked:
+        click.echo(f"  member {member_id}: blocked, {reason}")
+    for member_id, request_id in report.asked:
+        click.echo(f"  member {member_id}: approval request {request_id}")
+
+
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()

@@ -59,6 +59,8 @@ class Account(Base):
     # 0027; core.savings.dormancy): withdrawals wait for staff to reactivate it.
     dormant_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A member account closed by the member's exit (migration 0028), at zero.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # No default here or on the entries, holds, outbox rows and webhook endpoints below:
     # core stamps them with the injected clock (``deps.now()``), never the wall clock.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

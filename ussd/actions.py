@@ -61,6 +61,7 @@ from core.loans.book import check_product_open
 from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError
 from core.loans.terms import ProductTerms, current_terms
 from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus, RepaymentSource
+from core.members import exit as member_exit
 from core.members import registration as members
 from core.messaging.notifications import first_name
 from core.payments.mpesa import flows as mpesa
@@ -332,6 +333,27 @@ def _redeem_pin_reset(session: Session, deps: CoreDeps, call: Call) -> Mapping[s
             raise keep(MemberNotAllowed("reset code used up", reason="no_reset")) from None
         raise keep(ResetCodeInvalid("wrong reset code", attempts_left=exc.attempts_left)) from None
     return {}
+
+
+# The by-laws' exit notice (settings EXIT_NOTICE_DAYS, EXIT_SHARES), set by ``ussd.views.init_app``.
+EXIT_POLICY = [member_exit.ExitPolicy()]
+
+
+@loader("leave_quote")
+def _leave_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    row = member_exit.exit_of(session, _member(call))
+    if row is not None:  # notice already given: the same screen, its own date
+        return {"days": str(row.notice_days)}
+    return {"days": str(EXIT_POLICY[0].notice_days)}
+
+
+@action("leave_sacco")
+def _leave_sacco(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    row, _ = member_exit.request_exit(
+        session, deps, member_id=_member(call), reason="asked on USSD",
+        policy=EXIT_POLICY[0], channel=member_exit.ExitChannel.USSD,
+    )  # fmt: skip
+    return {"due_on": row.due_on.strftime("%d/%m/%Y")}
 
 
 @action("set_language")

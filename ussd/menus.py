@@ -94,6 +94,7 @@ def parse_guarantor(text: str, ctx: Context) -> str:
 # (``core.payments.mpesa.rules.LimitExceeded``: ``limit_<reason>``, ``why_limit_<reason>``
 # with ``{limit}``). Anything unlisted ends on the error screen; a PIN locked, blocked or
 # never set ends the session in every flow (``Tree.session_errors``).
+LEAVE_ERRORS: Errors = (("member_not_allowed", "not_allowed"),)
 CHANGE_PIN_ERRORS: Errors = (("pin_invalid", "cp_old"), ("invalid_input", "cp_new"))
 PIN_RESET_ERRORS: Errors = (
     ("reset_code_invalid", ROOT_PIN_RESET),
@@ -139,6 +140,7 @@ GUARANTOR_ERRORS: Errors = (
     ("guarantee_not_needed", "gq_none"),
     ("guarantee_self_guarantee", "gq_who"),
     ("guarantee_guarantor_not_active", "gq_who"),
+    ("guarantee_guarantor_leaving", "gq_who"),
     ("guarantee_max_guarantees", "gq_who"),
     ("guarantee_already_asked", "gq_who"),
     ("guarantee_lacks_deposits", "gq_who"),
@@ -150,6 +152,7 @@ CONSENT_ERRORS: Errors = (
     ("guarantee_lacks_deposits", "gr_lacks"),
     ("guarantee_max_guarantees", "gr_max"),
     ("guarantee_guarantor_not_active", "not_allowed"),
+    ("guarantee_guarantor_leaving", "not_allowed"),
     ("guarantee_not_needed", "gr_gone"),
     ("loan_state_*", "gr_gone"),  # answered meanwhile (another session, an SMS)
     ("not_found", "gr_gone"),
@@ -490,10 +493,23 @@ _SCREENS: list[Screen] = [
     Menu(
         "account",
         "account",
-        (Option("menu_language", "account_lang"),),
+        (Option("menu_language", "account_lang"), Option("menu_leave", "leave_confirm")),
         load="account",
         needs_pin=True,
     ),
+    # Leave the SACCO (core.members.exit, docs/members/exit.md): the notice, confirmed,
+    # behind the PIN; the exit itself runs after the by-laws' notice period, approved by
+    # a manager.
+    Confirm(
+        "leave_confirm",
+        "leave_confirm",
+        load="leave_quote",
+        yes="leave_run",
+        errors=LEAVE_ERRORS,
+        needs_pin=True,
+    ),  # fmt: skip
+    Run("leave_run", action="leave_sacco", ok="leave_done", errors=LEAVE_ERRORS),
+    End("leave_done", "leave_done"),
     Menu(
         "account_lang",
         "choose_lang",

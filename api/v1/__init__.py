@@ -41,6 +41,7 @@ from api.v1 import (
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
 from config import Settings
+from core.members.exit import ExitPolicy, SharesOnExit
 from core.risk.sim_swap import SimSwapPolicy
 from core.staff.accounts import AuthPolicy
 
@@ -100,6 +101,7 @@ class ApiState:
     limiter: Limiter
     sim_swap: SimSwapPolicy
     production: bool = False
+    exit_policy: ExitPolicy = ExitPolicy()  # the by-laws' notice and shares rule
 
 
 SECURITY_HEADERS = {
@@ -280,5 +282,6 @@ def init_app(app: Flask) -> None:
             cache=timedelta(seconds=settings.sim_swap_cache_seconds),
         ),
         production=settings.is_production,
+        exit_policy=ExitPolicy(settings.exit_notice_days, SharesOnExit(settings.exit_shares)),
     )
     app.after_request(_after)

@@ -19,9 +19,11 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.maker_checker import ask, cash_answer
 from api.v1.security import api_state, current, requires, runtime
+from core.kernel.errors import NotFound
 from core.kernel.identity import mask_msisdn
 from core.members import approval_actions as member_actions
 from core.members import backoffice, walk_in
+from core.members import exit as member_exit
 from core.members.nominations import Beneficiary, NextOfKin, nomination_view
 from core.members.phone_change import phone_change_payload
 from core.members.registration import has_pin_reset, member_balances, pin_lock
@@ -340,3 +342,52 @@ def phone_change(body: dict[str, Any], member_id: int) -> Any:
     the member's number now. The request shows the new number masked only."""
     payload = phone_change_payload(runtime().deps, body["msisdn"], id_checked=body["id_checked"])
     return ask("member.phone_change", member_id, payload, body["note"])
+
+
+def _exit_dict(s: Any, row: Any) -> dict[str, Any]:
+    the = None
+    if row.status != member_exit.ExitStatus.DONE:
+        the = member_exit.plan(s, runtime().deps, row.member_id, api_state().exit_policy).as_dict()
+    return {
+        "exit_id": row.id, "member_id": row.member_id, "status": row.status,
+        "reason": row.reason, "channel": row.channel, "notice_days": row.notice_days,
+        "due_on": row.due_on, "blocked_reason": row.blocked_reason,
+        "approval_id": row.approval_id, "loans_offset_cents": row.loans_offset_cents,
+        "refund_cents": row.refund_cents, "shares_cents": row.shares_cents, "plan": the,
+    }  # fmt: skip
+
+
+@blp.route("/<int:member_id>/exit", methods=["POST"])
+@requires("member_status:request")
+@blp.arguments(sc.ExitIn)
+@blp.response(201, sc.ExitOut)
+@blp.alt_response(200, schema=sc.ExitOut, description="the member had already given notice")
+def request_exit(body: dict[str, Any], member_id: int) -> Any:
+    """Record a member's notice to leave (docs/members/exit.md). The notice period is the
+    by-laws' (``EXIT_NOTICE_DAYS``); from now on the member may not borrow or guarantee.
+    The answer shows what the exit would do today and what must be settled first
+    (``plan.blockers``); ``manage.py exit-run`` puts it to a manager once the notice is over."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row, created = member_exit.request_exit(
+            s, rt.deps, member_id=member.id, reason=body["reason"],
+            policy=api_state().exit_policy, channel=member_exit.ExitChannel.STAFF,
+            actor=current(),
+        )  # fmt: skip
+        out = _exit_dict(s, row)
+    return out, 201 if created else 200
+
+
+@blp.route("/<int:member_id>/exit", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.ExitOut)
+def exit_detail(member_id: int) -> Any:
+    """A member's exit: the notice, its state, and what it would do today (or did)."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row = member_exit.exit_of(s, member.id)
+        if row is None:
+            raise NotFound("this member has not given notice to leave")
+        return _exit_dict(s, row)

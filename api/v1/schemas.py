@@ -1508,3 +1508,54 @@ class PhoneChangeIn(NoteIn):
         required=True,
         metadata={"description": "true: the member's original ID was checked at the counter"},
     )
+
+
+class ExitIn(Strict):
+    reason = fields.String(
+        required=True, validate=validate.Length(3, 200),
+        metadata={"description": "why the member leaves, as they said it"},
+    )  # fmt: skip
+
+
+class ExitBlockerOut(Schema):
+    reason = fields.String(required=True)
+    detail = fields.String(required=True)
+
+
+class ExitLoanOut(Schema):
+    loan_id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    payoff_cents = fields.Integer(required=True)
+
+
+class ExitPlanOut(Schema):
+    member_id = fields.Integer(required=True)
+    savings_cents = fields.Integer(required=True)
+    deposits_cents = fields.Integer(required=True)
+    shares_cents = fields.Integer(required=True)
+    loans = fields.List(fields.Nested(ExitLoanOut), required=True)
+    loans_offset_cents = fields.Integer(required=True)
+    refund_cents = fields.Integer(required=True)
+    blockers = fields.List(fields.Nested(ExitBlockerOut), required=True)
+
+
+class ExitOut(Schema):
+    exit_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "notice, blocked, awaiting_approval or done"}
+    )
+    reason = fields.String(required=True)
+    channel = fields.String(required=True)
+    notice_days = fields.Integer(required=True)
+    due_on = fields.Date(required=True, metadata={"description": "the first day the exit may run"})
+    blocked_reason = fields.String(allow_none=True, required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    loans_offset_cents = fields.Integer(required=True)
+    refund_cents = fields.Integer(required=True)
+    shares_cents = fields.Integer(required=True)
+    plan = fields.Nested(
+        ExitPlanOut, allow_none=True, required=True,
+        metadata={"description": "what the exit would do today and what stops it "
+                  "(null once done)"},
+    )  # fmt: skip

@@ -70,6 +70,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.LOAN_RESCHEDULE: StatementLabel.INTEREST,  # interest and fees added to the loan
     EntryKind.WITHDRAWAL_CASH: StatementLabel.WITHDRAWAL,
     EntryKind.TILL_DIFFERENCE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.MEMBER_EXIT_TRANSFER: StatementLabel.TRANSFER,  # deposits, shares -> savings
+    EntryKind.MEMBER_EXIT_REFUND: StatementLabel.WITHDRAWAL,  # paid out on exit
 }
 
 

@@ -53,6 +53,12 @@ class EntryKind(StrEnum):
     # teller cash is kept), and a till day's counted difference (core.savings.tills).
     WITHDRAWAL_CASH = "withdrawal.cash"
     TILL_DIFFERENCE = "till.difference"
+    # A member's exit (core.members.exit, docs/members/exit.md): deposits and share capital
+    # moved to savings (``member.exit_transfer``), loans repaid from there through the one
+    # repayment use case, and the rest refunded from savings to the bank (``member.exit_refund``:
+    # paid out by the teller in cash or by bank transfer).
+    MEMBER_EXIT_TRANSFER = "member.exit_transfer"
+    MEMBER_EXIT_REFUND = "member.exit_refund"
 
 
 class HoldStatus(StrEnum):

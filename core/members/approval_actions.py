@@ -54,12 +54,21 @@ def _check_status(
     if p.get("status") not in STATUS_CHANGES:
         raise InvalidInput("status must be active, suspended or exited", field="status")
     check_status_change(session.get_one(Member, member_id), p["status"])
+    _check_direct_exit(session, member_id, p["status"])
+
+
+def _check_direct_exit(session: Session, member_id: int, status: str) -> None:
+    from core.members.exit import check_direct_exit  # it reads the loan book
+
+    if status == MemberStatus.EXITED:
+        check_direct_exit(session, member_id)
 
 
 def _exec_status(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
     assert req.member_id is not None
+    _check_direct_exit(session, req.member_id, p["status"])
     set_status(session, req.member_id, p["status"])
     return {"status": p["status"]}
 
@@ -260,6 +269,16 @@ def take_cash_deposit(
 
 
 def register_actions() -> None:
+    from core.members import exit as member_exit  # it reads the loan book, which imports us
+
+    register(
+        member_exit.ACTION,
+        ActionSpec(
+            member_exit.MAKER_PERMISSION, "run a member's exit (offset loans, refund, close)",
+            True, member_exit.check_request, member_exit.execute,
+            checker_permission=member_exit.CHECKER_PERMISSION, on_reject=member_exit.on_reject,
+        ),
+    )  # fmt: skip
     register("kyc.approve", ActionSpec("kyc:request", "approve KYC", True, _check_kyc, _exec_kyc))
     register(
         "member.status",

@@ -34,6 +34,7 @@ EVERY_ACTION = {
     "loan.reschedule": "core.loans.reschedule",
     "withdrawal.cash": "core.savings.approval_actions",
     "till.close": "core.savings.approval_actions",
+    "member.exit": "core.members.exit",
 }
 
 

@@ -105,7 +105,9 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
     member = get_member(session, credit.member_id)
     # FOR KEY SHARE (what a foreign key to the member takes anyway): a member's exit, which
     # holds the row FOR UPDATE while it refunds everything, is waited for and the status read
-    # after it, so no money lands in the accounts of a member who has just left.
+    # after it, so no money lands in the accounts of a member who has just left. Flushed
+    # first: re-reading the row must not throw away a change this unit of work made to it.
+    session.flush()
     session.scalars(
         select(Member).where(Member.id == member.id)
         .with_for_update(read=True, key_share=True).execution_options(populate_existing=True)

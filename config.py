@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     approval_manager_threshold_kes: int = Field(default=50_000, ge=0)
     # A teller's cash deposit above this (whole KES) waits for another person's approval.
     cash_deposit_till_limit_kes: int = Field(default=100_000, ge=0)
+    # Savings with no member-initiated activity for this many months are marked dormant
+    # (manage.py mark-dormant, and the scheduler): withdrawals wait for staff to reactivate.
+    dormancy_months: int = Field(default=12, ge=1, le=120)
     document_dir: str = "var/documents"
     document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
 
@@ -248,6 +251,11 @@ class Settings(BaseSettings):
     # the member's pre-listing notice (30 days' notice before negative information is sent).
     bureau_listing_threshold_kes: int = Field(default=1_000, ge=0)
     bureau_listing_notice_days: int = Field(default=30, ge=0, le=365)
+    # Member exit (issue 14, part 3; docs/members/exit.md): the notice period and what
+    # happens to share capital are the SACCO's by-laws' figures, not statutory ones (60 days
+    # is issue 14's example; set these to what the registered by-laws say).
+    exit_notice_days: int = Field(default=60, ge=0, le=365)
+    exit_shares: Literal["refund", "transfer_required"] = "refund"
 
     # Outbox delivery (workers, retries, sweeper).
     outbox_queue: str = "outbox"

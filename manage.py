@@ -7,6 +7,8 @@ verify-ledger   recompute every balance from the postings; exit 1 on any mismatc
 trial-balance   print the trial balance
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
+mark-dormant    mark savings dormant after DORMANCY_MONTHS without member activity
+                (one SQL statement; the scheduler runs it too)
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -436,6 +438,36 @@ def verify_ledger_cmd() -> None:
     click.echo("ledger OK: every entry balances and every balance matches its postings")
 
 
+@cli.command("mark-dormant")
+@click.option("--months", type=click.IntRange(1, 120), default=None,
+              help="months without member activity (default: DORMANCY_MONTHS)")  # fmt: skip
+def mark_dormant_cmd(months: int | None) -> None:
+    """Mark members' savings dormant after DORMANCY_MONTHS with no member-initiated
+    activity (one UPDATE); withdrawals then wait for staff to reactivate them."""
+    settings = _settings()
+    click.echo(f"mark-dormant: {_mark_dormant(settings, months)} account(s) marked dormant")
+
+
+def _mark_dormant(settings: Settings, months: int | None = None) -> int:
+    from core.savings.dormancy import mark_dormant
+
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        with runtime.unit_of_work() as s:
+            return mark_dormant(s, runtime.deps, months=months or settings.dormancy_months)
+    finally:
+        runtime.engine.dispose()
+
+
+def _scheduled_mark_dormant(settings: Settings) -> None:
+    """The scheduler's daily duty: ``mark-dormant`` (idempotent: marked once)."""
+    import logging
+
+    marked = _mark_dormant(settings)
+    if marked:
+        logging.getLogger("sacco.scheduler").info("marked %d savings account(s) dormant", marked)
+
+
 @cli.command("close-day")
 @click.option("--date", "day", default=None, help="close up to this business date (YYYY-MM-DD); "
               "default: yesterday in Nairobi")  # fmt: skip
@@ -479,6 +511,75 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
     click.echo(str(report))
 
 
+@cli.command("fit-scorecard")
+@click.option("--min-defaults", default=100, show_default=True, type=click.IntRange(min=1),
+              help="refuse with fewer defaulted loans than this")  # fmt: skip
+@click.option("--write", is_flag=True, help="keep the fitted table as a new version (default: "
+              "report only)")  # fmt: skip
+def fit_scorecard_cmd(min_defaults: int, write: bool) -> None:
+    """Fit the scorecard's points on the SACCO's repaid and defaulted loans (weight of
+    evidence and logistic regression) and report Gini and KS on held-out loans; with
+    --write, keep it as a NEW table version (docs/loans/scoring.md).
+
+    Exit 0 when fitted, 1 when refused (too few defaults)."""
+    from core.scoring.fit import fit_from_book
+
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            fitted, version = fit_from_book(
+                session, runtime.deps, min_defaults=min_defaults, write=write
+            )
+    except SaccoError as exc:
+        click.echo(f"fit-scorecard refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"fitted on {fitted.trained_on} loans, held out {fitted.held_out} "
+        f"({fitted.defaults} defaulted): Gini {fitted.gini:.3f}, KS {fitted.ks:.3f}"
+    )
+    for feature, bins in fitted.bins.items():
+        click.echo(f"  {feature:<24} " + " ".join(str(b.points) for b in bins))
+    click.echo(f"written as scorecard version {version}" if version else "not written (--write)")
+
+
+@cli.command("exit-run")
+@click.option("--maker", required=True, help="the username of the member of staff who asks "
+              "(holds member_status:request); another, a manager, approves")  # fmt: skip
+def exit_run_cmd(maker: str) -> None:
+    """Member exits whose notice period is over (docs/members/exit.md), by the injected
+    clock: each is put to a manager as a maker-checker request (``member.exit``) or marked
+    blocked with its reason (the member gets an SMS). Run it again: nothing new.
+
+    Exit 0 when done, 1 when refused (an unknown or inactive maker, no permission)."""
+    from sqlalchemy import select
+
+    from core.members.exit import ExitPolicy, SharesOnExit, exit_run
+    from core.staff.accounts import principal_for
+    from db.models import StaffUser
+
+    settings = _settings()
+    runtime = build_runtime(settings, dispatch=False)
+    policy = ExitPolicy(settings.exit_notice_days, SharesOnExit(settings.exit_shares))
+    try:
+        with runtime.unit_of_work() as session:
+            user = session.scalar(select(StaffUser).where(StaffUser.username == maker))
+            if user is None or not user.is_active:
+                click.echo(f"exit-run: no active member of staff {maker!r}", err=True)
+                sys.exit(1)
+            report = exit_run(
+                session, runtime.deps, principal_for(user), policy=policy,
+                large_threshold_cents=settings.approval_manager_threshold_cents,
+            )  # fmt: skip
+    except SaccoError as exc:
+        click.echo(f"exit-run refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(report))
+    for member_id, reason in report.blocked:
+        click.echo(f"  member {member_id}: blocked, {reason}")
+    for member_id, request_id in report.asked:
+        click.echo(f"  member {member_id}: approval request {request_id}")
+
+
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()
@@ -518,6 +619,13 @@ def rotate_pii_keys() -> None:
         webhook_secrets = rotate_webhook_secrets(session, runtime.deps)
     with runtime.unit_of_work() as session:
         documents = rotate_document_keys(session, runtime.deps, Path(_settings().document_dir))
+    from core.members.nominations import rotate_nomination_keys
+
+    with runtime.unit_of_work() as session:
+        nominations = rotate_nomination_keys(session, runtime.deps)
+    click.echo(
+        f"re-encrypted {nominations} dates of birth, next of kin, beneficiaries and phone changes"
+    )
     click.echo(
         f"re-encrypted {secrets_done} staff TOTP secrets, {webhook_secrets} webhook signing "
         f"secrets and {documents} KYC documents"
@@ -703,7 +811,8 @@ def _configure_logging(settings: Settings) -> None:
 def scheduler(interval: float | None, once: bool) -> None:
     """Sweep the outbox (dead workers, lost enqueues, due retries), every
     MPESA_RECONCILE_INTERVAL_S enqueue the M-Pesa reconciliation job, and every
-    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day)."""
+    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day) and mark
+    dormant savings (mark-dormant)."""
     import signal
     import threading
 
@@ -757,6 +866,12 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="close-day",
             daemon=True,
         ).start()
+    threading.Thread(
+        target=_every,
+        args=(settings.close_day_interval_s, stop, _scheduled_mark_dormant, settings),
+        name="mark-dormant",
+        daemon=True,
+    ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
 

@@ -55,6 +55,12 @@ class Account(Base):
     )
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     held_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A member's savings with no member-initiated activity for DORMANCY_MONTHS (migration
+    # 0027; core.savings.dormancy): withdrawals wait for staff to reactivate it.
+    dormant_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A member account closed by the member's exit (migration 0028), at zero.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # No default here or on the entries, holds, outbox rows and webhook endpoints below:
     # core stamps them with the injected clock (``deps.now()``), never the wall clock.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -163,6 +169,10 @@ class Member(Base):
     pin_reset_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Walk-in registration (migration 0026): the date of birth as a PII-vault token, and
+    # the registering till's Idempotency-Key (scoped to the staff member), unique.
+    date_of_birth_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    registration_key: Mapped[str | None] = mapped_column(String(120), unique=True, default=None)
 
 
 class OutboxMessage(Base):

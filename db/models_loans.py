@@ -168,6 +168,9 @@ class LoanProductVersion(Base):
     # Top-ups (migration 0019): None, the product offers none; N, a loan may be topped up
     # once N of its instalments are paid in full (docs/loans/book.md, "Top-ups").
     top_up_min_instalments_paid: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Credit scoring (migration 0030): the appraisal refuses a score below this (None: the
+    # product asks for no score; docs/loans/scoring.md).
+    min_score: Mapped[int | None] = mapped_column(Integer, default=None)
     # The maker-checker request that made this version (none for a seeded product).
     approval_id: Mapped[int | None] = mapped_column(
         ForeignKey("approval_requests.id"), default=None

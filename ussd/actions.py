@@ -61,6 +61,7 @@ from core.loans.book import check_product_open
 from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError
 from core.loans.terms import ProductTerms, current_terms
 from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus, RepaymentSource
+from core.members import exit as member_exit
 from core.members import registration as members
 from core.messaging.notifications import first_name
 from core.payments.mpesa import flows as mpesa
@@ -334,6 +335,27 @@ def _redeem_pin_reset(session: Session, deps: CoreDeps, call: Call) -> Mapping[s
     return {}
 
 
+# The by-laws' exit notice (settings EXIT_NOTICE_DAYS, EXIT_SHARES), set by ``ussd.views.init_app``.
+EXIT_POLICY = [member_exit.ExitPolicy()]
+
+
+@loader("leave_quote")
+def _leave_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    row = member_exit.exit_of(session, _member(call))
+    if row is not None:  # notice already given: the same screen, its own date
+        return {"days": str(row.notice_days)}
+    return {"days": str(EXIT_POLICY[0].notice_days)}
+
+
+@action("leave_sacco")
+def _leave_sacco(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    row, _ = member_exit.request_exit(
+        session, deps, member_id=_member(call), reason="asked on USSD",
+        policy=EXIT_POLICY[0], channel=member_exit.ExitChannel.USSD,
+    )  # fmt: skip
+    return {"due_on": row.due_on.strftime("%d/%m/%Y")}
+
+
 @action("set_language")
 def _set_language(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     members.set_language(session, _member(call), call.lang)
@@ -525,7 +547,7 @@ def _loan_products(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     return {"items": [ProductChoice(terms.code, terms.name) for terms in products]}
 
 
-@loader("loan_product")  # the amount and term prompts: the product's ranges and the limit
+@loader("loan_product")  # the amount prompt: the product's range and the limit
 def _loan_product(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     terms = _loan_terms(session, call)
     found = loan_views.product_limit(session, deps, _member(call), terms)
@@ -536,6 +558,17 @@ def _loan_product(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, 
         "min_amount": format_cents(terms.min_amount_cents),
         "max_amount": format_cents(terms.max_amount_cents),
         "limit": format_cents(found.limit_cents),
+        "min_term": terms.min_term,
+        "max_term": terms.max_term,
+        "unit": _unit(terms, call.lang),
+    }
+
+
+@loader("loan_term_prompt")  # the term prompt: the product's range (the limit is not shown)
+def _loan_term_prompt(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _loan_terms(session, call)
+    return {
+        "product": _product_name(terms),
         "min_term": terms.min_term,
         "max_term": terms.max_term,
         "unit": _unit(terms, call.lang),
@@ -561,9 +594,11 @@ def _loan_term(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
 
 @loader("loan_quote")  # the confirmation: instalment, total repayable and fees (book.quote)
 def _loan_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    # The amount was appraised on its own prompt two hops ago, and Confirm appraises it
+    # again (``book.apply_for_loan``, the one that counts, with its refusal screens): the
+    # quote is arithmetic on the product's terms and reads nothing of the member.
     terms = _loan_terms(session, call)
     amount, term = _amount(call), _term(call)
-    loan_views.check_amount(session, deps, _member(call), terms, amount)
     try:
         check_product_open(terms, Channel.USSD, term)
     except InvalidInput:

@@ -94,6 +94,7 @@ def parse_guarantor(text: str, ctx: Context) -> str:
 # (``core.payments.mpesa.rules.LimitExceeded``: ``limit_<reason>``, ``why_limit_<reason>``
 # with ``{limit}``). Anything unlisted ends on the error screen; a PIN locked, blocked or
 # never set ends the session in every flow (``Tree.session_errors``).
+LEAVE_ERRORS: Errors = (("member_not_allowed", "not_allowed"),)
 CHANGE_PIN_ERRORS: Errors = (("pin_invalid", "cp_old"), ("invalid_input", "cp_new"))
 PIN_RESET_ERRORS: Errors = (
     ("reset_code_invalid", ROOT_PIN_RESET),
@@ -111,6 +112,7 @@ WITHDRAW_ERRORS: Errors = (
     ("sim_swap_check_failed", "wd_sim_check"),
     ("sim_swap_check_failed_daily_cap", "wd_sim_cap"),
     ("member_not_allowed", "not_allowed"),  # e.g. suspended during the session
+    ("account_dormant", "wd_dormant"),  # until staff reactivate the savings
 )
 
 # Loans (issue 12). An amount the member may fix is asked again under its reason; a
@@ -138,6 +140,7 @@ GUARANTOR_ERRORS: Errors = (
     ("guarantee_not_needed", "gq_none"),
     ("guarantee_self_guarantee", "gq_who"),
     ("guarantee_guarantor_not_active", "gq_who"),
+    ("guarantee_guarantor_leaving", "gq_who"),
     ("guarantee_max_guarantees", "gq_who"),
     ("guarantee_already_asked", "gq_who"),
     ("guarantee_lacks_deposits", "gq_who"),
@@ -149,6 +152,7 @@ CONSENT_ERRORS: Errors = (
     ("guarantee_lacks_deposits", "gr_lacks"),
     ("guarantee_max_guarantees", "gr_max"),
     ("guarantee_guarantor_not_active", "not_allowed"),
+    ("guarantee_guarantor_leaving", "not_allowed"),
     ("guarantee_not_needed", "gr_gone"),
     ("loan_state_*", "gr_gone"),  # answered meanwhile (another session, an SMS)
     ("not_found", "gr_gone"),
@@ -233,7 +237,7 @@ LOAN_SCREENS: list[Screen] = [
         field="term",
         parse=parse_term,
         goto="ln_confirm",
-        load="loan_product",
+        load="loan_term_prompt",
         check="loan_term",
         errors=APPLY_ERRORS,
         needs_pin=True,
@@ -489,10 +493,23 @@ _SCREENS: list[Screen] = [
     Menu(
         "account",
         "account",
-        (Option("menu_language", "account_lang"),),
+        (Option("menu_language", "account_lang"), Option("menu_leave", "leave_confirm")),
         load="account",
         needs_pin=True,
     ),
+    # Leave the SACCO (core.members.exit, docs/members/exit.md): the notice, confirmed,
+    # behind the PIN; the exit itself runs after the by-laws' notice period, approved by
+    # a manager.
+    Confirm(
+        "leave_confirm",
+        "leave_confirm",
+        load="leave_quote",
+        yes="leave_run",
+        errors=LEAVE_ERRORS,
+        needs_pin=True,
+    ),  # fmt: skip
+    Run("leave_run", action="leave_sacco", ok="leave_done", errors=LEAVE_ERRORS),
+    End("leave_done", "leave_done"),
     Menu(
         "account_lang",
         "choose_lang",
@@ -583,6 +600,7 @@ _SCREENS: list[Screen] = [
     End("wd_done", "wd_done"),
     End("not_allowed", "not_allowed"),
     End("wd_sim_swap", "wd_sim_swap"),
+    End("wd_dormant", "wd_dormant"),
     End("wd_sim_check", "wd_sim_check"),
     End("wd_sim_cap", "wd_sim_cap"),
     *LOAN_SCREENS,

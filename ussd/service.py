@@ -22,7 +22,7 @@ from ussd import actions
 from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
 from ussd.gateway import parse_session_end
 from ussd.menus import MPESA, TREE, root_for
-from ussd.store import Store, resume_key, session_key
+from ussd.store import Store, member_key, resume_key, session_key
 from ussd.texts import gsm7_safe, render
 
 MAX_SESSION_ID = 100
@@ -173,8 +173,19 @@ class UssdService:
         state, reply = run_hop(state, text, ctx, perform)
         if caller is not None:
             state.caller = [msisdn, caller.member_id, caller.status, caller.language, pin_reset]
-        self._keep(session_id, msisdn, root, state, reply)
+        self._keep(session_id, msisdn, root, state, reply, member_id)
         return HopOutcome(reply.body, state.screen, reply.end)
+
+    def after_approval(self, action: str, member_id: int | None, status: str) -> None:
+        """Called by the staff API once an approval has committed: when a member was
+        moved to a new phone number (``member.phone_change``), their live session on the
+        old number is deleted, so its next hop starts afresh as an unregistered phone's
+        (the member is looked up by phone again, and the old number is nobody's)."""
+        if action != "member.phone_change" or status != "approved" or member_id is None:
+            return
+        live = self.store.take(member_key(member_id))
+        if live:
+            self.store.delete(session_key(live))
 
     def _take_offer(self, msisdn: str, root: str) -> dict[str, Any] | None:
         raw = self.store.take(resume_key(msisdn))
@@ -188,12 +199,24 @@ class UssdService:
             return None
         return offer
 
-    def _keep(self, session_id: str, msisdn: str, root: str, state: State, reply: Reply) -> None:
-        """One round trip to the store: the session state and the resume offer."""
+    def _keep(
+        self,
+        session_id: str,
+        msisdn: str,
+        root: str,
+        state: State,
+        reply: Reply,
+        member_id: int | None = None,
+    ) -> None:
+        """One round trip to the store: the session state, the resume offer and, for a
+        member, which session is theirs (so a change of phone can end it)."""
         if reply.end:  # a finished flow leaves nothing to resume
             self.store.write([], [session_key(session_id), resume_key(msisdn)])
             return
-        puts = [(session_key(session_id), state.to_json(), self.config.session_ttl_seconds)]
+        ttl = self.config.session_ttl_seconds
+        puts = [(session_key(session_id), state.to_json(), ttl)]
+        if member_id is not None:
+            puts.append((member_key(member_id), session_id, ttl))
         offer = self._offer(root, state)
         if offer is None:
             self.store.write(puts, [resume_key(msisdn)])
@@ -244,8 +267,9 @@ def _remembered_caller(state: State | None, msisdn: str) -> tuple[access.Caller,
     decided when it starts (like the language), and every verb that moves money
     or reads a PIN loads the member afresh in ``core``, so a status changed by
     staff mid-session is enforced where it matters and shown from the next
-    dial. Unregistered phones are not remembered (registration creates the
-    member within the session)."""
+    dial. A change of the member's phone number ends the session instead
+    (``UssdService.after_approval``). Unregistered phones are not remembered
+    (registration creates the member within the session)."""
     saved = state.caller if state is not None else None
     if not isinstance(saved, list) or len(saved) != 5 or saved[0] != msisdn:
         return None

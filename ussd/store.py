@@ -1,11 +1,13 @@
 """Where USSD sessions live between hops: Redis in production, memory in the demo.
 
-Two kinds of record, both JSON with a TTL:
+Three kinds of record, each with a TTL:
 
 * the session state, under the gateway's ``sessionId`` (a few minutes: a USSD
   session lasts at most 180 s);
 * the resume offer, under the phone number (2 minutes): where a member who
-  dropped mid-flow may continue on their next dial.
+  dropped mid-flow may continue on their next dial;
+* a member's live session id, under the member id (as long as the session), so a change
+  of the member's phone number can end it.
 """
 
 from __future__ import annotations
@@ -114,3 +116,8 @@ def session_key(session_id: str) -> str:
 
 def resume_key(msisdn: str) -> str:
     return f"r:{msisdn}"
+
+
+def member_key(member_id: int) -> str:
+    """The member's live session id (``UssdService.after_approval`` ends it)."""
+    return f"m:{member_id}"

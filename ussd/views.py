@@ -23,7 +23,9 @@ from flask_limiter import Limiter, RequestLimit
 from config import Settings
 from core.kernel.errors import InvalidInput
 from core.kernel.identity import mask_msisdn, normalize_msisdn
+from core.members.exit import ExitPolicy, SharesOnExit
 from observability.metrics import count_callback, observe_hop
+from ussd import actions
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
@@ -167,7 +169,7 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
     settings: Settings = app.config["SACCO_SETTINGS"]
     runtime: Any = app.extensions["sacco"]
     store = RedisStore(runtime.redis) if runtime.redis is not None else MemoryStore()
-    app.extensions[EXTENSION] = UssdService(
+    service = app.extensions[EXTENSION] = UssdService(
         runtime,
         store,
         UssdConfig(
@@ -180,6 +182,12 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
             resume_ttl_seconds=settings.ussd_resume_ttl_seconds,
         ),
         money=money,
+    )
+    # The staff API calls these once an approval has committed (a phone change ends the
+    # member's live session on the old number); the API never imports the USSD.
+    app.extensions.setdefault("sacco_after_approval", []).append(service.after_approval)
+    actions.EXIT_POLICY[0] = ExitPolicy(
+        settings.exit_notice_days, SharesOnExit(settings.exit_shares)
     )
     app.register_blueprint(bp)
     limited: Any = _limiter(app).limit(

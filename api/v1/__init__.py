@@ -34,11 +34,14 @@ from api.v1 import (
     mpesa_views,
     problems,
     recovery_views,
+    score_views,
     staff_views,
+    teller_views,
 )
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
 from config import Settings
+from core.members.exit import ExitPolicy, SharesOnExit
 from core.risk.sim_swap import SimSwapPolicy
 from core.staff.accounts import AuthPolicy
 
@@ -53,6 +56,8 @@ BLUEPRINTS = [
     loan_views.blp,
     close_day_views.blp,
     recovery_views.blp,
+    score_views.blp,
+    teller_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO
@@ -96,6 +101,7 @@ class ApiState:
     limiter: Limiter
     sim_swap: SimSwapPolicy
     production: bool = False
+    exit_policy: ExitPolicy = ExitPolicy()  # the by-laws' notice and shares rule
 
 
 SECURITY_HEADERS = {
@@ -276,5 +282,6 @@ def init_app(app: Flask) -> None:
             cache=timedelta(seconds=settings.sim_swap_cache_seconds),
         ),
         production=settings.is_production,
+        exit_policy=ExitPolicy(settings.exit_notice_days, SharesOnExit(settings.exit_shares)),
     )
     app.after_request(_after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -14,6 +15,7 @@ from api.v1.security import api_state, current, requires, runtime
 from core.approvals import engine as approvals
 from core.payments.mpesa import flows as mpesa
 
+log = logging.getLogger(__name__)
 blp = Blueprint("api_approvals", __name__, url_prefix="/api/v1", description="Maker-checker")
 
 
@@ -61,7 +63,20 @@ def approve(body: dict[str, Any], request_id: int) -> Any:
             s, rt.deps, current(), request_id, approve=True, note=body["note"], facts=facts,
             ports=ports,
         )  # fmt: skip
-        return approval_dict(req)
+        out = approval_dict(req)
+    _after_approval(req.action, req.member_id, req.status)
+    return out
+
+
+def _after_approval(action: str, member_id: int | None, status: str) -> None:
+    """What channels asked to hear once an approval has committed
+    (``app.extensions["sacco_after_approval"]``: the USSD ends the live session of a
+    member moved to a new phone). Committed already: a listener that fails is logged."""
+    for listener in current_app.extensions.get("sacco_after_approval", ()):
+        try:
+            listener(action, member_id, status)
+        except Exception:
+            log.exception("after-approval listener failed for %s", action)
 
 
 def _facts(request_id: int) -> dict[str, str]:

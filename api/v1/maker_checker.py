@@ -8,14 +8,17 @@ contract in pyproject.toml keeps them independent).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from sqlalchemy.orm import Session
 
+from api.v1.schemas import ApprovalOut
 from api.v1.security import api_state, current, runtime
 from core.approvals import engine as approvals
 from core.loans import approval_actions as loan_actions
+from core.members.registration import member_balances
 from core.payments.mpesa.loan_payouts import prepare_loan_payout
 from db.models import ApprovalRequest
 
@@ -38,6 +41,20 @@ def approval_dict(req: ApprovalRequest) -> dict[str, Any]:
         "created_at": req.created_at,
         "decided_at": req.decided_at,
     }
+
+
+def cash_answer(session: Session, outcome: Any, member_id: int) -> Any:
+    """What a till's cash call (deposit or withdrawal) answers: its pending request above
+    the till limit (202), else the entry with the member's balances (201; 200 a replay)."""
+    if isinstance(outcome, ApprovalRequest):
+        pending = ApprovalOut().dump(approval_dict(outcome))
+        return Response(json.dumps(pending), status=202, mimetype="application/json")
+    out = {
+        "entry_reference": outcome.reference,
+        "created": outcome.created,
+        "balances": asdict(member_balances(session, member_id)),
+    }
+    return out, (201 if outcome.created else 200)
 
 
 def ask(action: str, member_id: int | None, payload: dict[str, Any], note: str) -> Any:

@@ -1,14 +1,14 @@
-"""Members: search, detail (personal data masked without ``pii:read``), KYC documents,
-KYC decisions, teller cash deposits, statements, status changes and PIN resets.
+"""Members: walk-in registration, search, detail (personal data masked without
+``pii:read``), the nomination, KYC documents, KYC decisions, teller cash deposits,
+statements, status changes, PIN resets and changes of phone number.
 
-Status changes, PIN resets and KYC approval are maker-checker requests: the
-answer is the pending request (202), which another person decides under
+Status changes, PIN resets, phone changes and KYC approval are maker-checker requests:
+the answer is the pending request (202), which another person decides under
 ``/approvals``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,17 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
-from api.v1.maker_checker import approval_dict, ask
+from api.v1.maker_checker import ask, cash_answer
 from api.v1.security import api_state, current, requires, runtime
+from core.kernel.errors import NotFound
 from core.kernel.identity import mask_msisdn
 from core.members import approval_actions as member_actions
-from core.members import backoffice
+from core.members import backoffice, walk_in
+from core.members import exit as member_exit
+from core.members.nominations import Beneficiary, NextOfKin, nomination_view
+from core.members.phone_change import phone_change_payload
 from core.members.registration import has_pin_reset, member_balances, pin_lock
-from db.models import ApprovalRequest, Member
+from db.models import Member
 
 blp = Blueprint("api_members", __name__, url_prefix="/api/v1/members", description="Members")
 
@@ -38,7 +42,9 @@ def _detail(member: Member) -> dict[str, Any]:
         pii = backoffice.masked_pii(rt.deps, member)
     with rt.unit_of_work() as s:
         balances = member_balances(s, member.id)
+        nomination = nomination_view(s, rt.deps, member, reveal=me.has("pii:read"))
     return {
+        **nomination,
         "id": member.id,
         "member_number": member.member_number,
         "full_name": member.full_name,
@@ -92,6 +98,64 @@ def search(args: dict[str, Any]) -> Any:
         result = sc.page(rows, limit)
         result["items"] = [_summary(m) for m in result["items"]]
     return result
+
+
+def _beneficiaries(items: list[dict[str, Any]]) -> list[Beneficiary]:
+    return [
+        Beneficiary(b["name"], b["relationship"], b["id_kind"], b["id_number"], b["share_percent"])
+        for b in items
+    ]
+
+
+@blp.route("", methods=["POST"])
+@requires("members:register")
+@blp.arguments(sc.IdempotencyHeader, location="headers")
+@blp.arguments(sc.MemberRegisterIn)
+@blp.response(201, sc.MemberOut)
+@blp.alt_response(200, schema=sc.MemberOut, description="replay of the same Idempotency-Key")
+def register(headers: dict[str, Any], body: dict[str, Any]) -> Any:
+    """Register a member who walks in: the same verb as USSD self-registration, with the
+    date of birth, next of kin and beneficiaries (shares summing to exactly 100, else 422).
+    The branch is yours unless you name one you may see. Holders of ``kyc:verify`` (ID
+    seen at the counter) make the member active at once; otherwise the member waits in
+    ``pending_kyc`` for the documents (``POST /members/{id}/documents``) and KYC
+    approval. The member gets the welcome SMS (how to dial in and set a PIN). Audited."""
+    rt = runtime()
+    kin = body["next_of_kin"]
+    form = walk_in.WalkIn(
+        full_name=body["full_name"], msisdn=body["msisdn"], national_id=body["national_id"],
+        date_of_birth=body["date_of_birth"],
+        next_of_kin=NextOfKin(kin["name"], kin["relationship"], kin["phone"]),
+        beneficiaries=_beneficiaries(body["beneficiaries"]), consent=body["consent"],
+        language=body["language"], branch=body["branch"],
+    )  # fmt: skip
+    with rt.unit_of_work() as s:
+        done = walk_in.register_walk_in(
+            s, rt.deps, current(), form, idempotency_key=headers["idempotency_key"]
+        )
+        member_id = done.member.id
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+    return _detail(member), (201 if done.created else 200)
+
+
+@blp.route("/<int:member_id>/beneficiaries", methods=["PUT"])
+@requires("nominations:manage")
+@blp.arguments(sc.BeneficiariesIn)
+@blp.response(200, sc.BeneficiariesOut)
+def replace_beneficiaries(body: dict[str, Any], member_id: int) -> Any:
+    """Replace the member's whole nomination; the shares must sum to exactly 100 (else
+    422 with the reason). Audited (the shares, never names or ID numbers)."""
+    rt = runtime()
+    me = current()
+    with rt.unit_of_work() as s:
+        walk_in.replace_nomination(s, rt.deps, me, member_id, _beneficiaries(body["beneficiaries"]))
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, me, member_id)
+        if me.has("pii:read"):
+            backoffice.reveal_pii(s, rt.deps, me, member_id)
+        view = nomination_view(s, rt.deps, member, reveal=me.has("pii:read"))
+    return {"beneficiaries": view["beneficiaries"]}
 
 
 @blp.route("/<int:member_id>", methods=["GET"])
@@ -200,16 +264,7 @@ def deposit(headers: dict[str, Any], body: dict[str, Any], member_id: int) -> An
             till_limit_cents=state.till_limit_cents,
             large_threshold_cents=state.large_threshold_cents,
         )  # fmt: skip
-        if isinstance(outcome, ApprovalRequest):
-            pending = sc.ApprovalOut().dump(approval_dict(outcome))
-            return Response(json.dumps(pending), status=202, mimetype="application/json")
-        balances = member_balances(s, member_id)
-    out = {
-        "entry_reference": outcome.reference,
-        "created": outcome.created,
-        "balances": asdict(balances),
-    }
-    return out, (201 if outcome.created else 200)
+        return cash_answer(s, outcome, member_id)
 
 
 @blp.route("/<int:member_id>/statement", methods=["GET"])
@@ -272,3 +327,67 @@ def pin_reset(body: dict[str, Any], member_id: int) -> Any:
     sets a new PIN on the next dial. Where a SIM-swap check is configured, a swap in the
     last 7 days fails the approval unless ``in_person`` (ID checked at the counter)."""
     return ask("member.pin_reset", member_id, {"in_person": body["in_person"]}, body["note"])
+
+
+@blp.route("/<int:member_id>/phone-change", methods=["POST"])
+@requires("phone_change:request")
+@blp.arguments(sc.PhoneChangeIn)
+@blp.response(202, sc.ApprovalOut)
+def phone_change(body: dict[str, Any], member_id: int) -> Any:
+    """Ask to move a member to a new phone number (lost SIM, new line) after checking
+    their ID at the counter (``id_checked: true``); another person decides. On approval
+    the old number stops working at once, the new one is treated as a fresh SIM swap
+    (withdrawals refused for ``SIM_SWAP_WINDOW_DAYS`` unless cleared) and both numbers
+    get an SMS. 409 when another member uses the number; 422 when it is malformed or
+    the member's number now. The request shows the new number masked only."""
+    payload = phone_change_payload(runtime().deps, body["msisdn"], id_checked=body["id_checked"])
+    return ask("member.phone_change", member_id, payload, body["note"])
+
+
+def _exit_dict(s: Any, row: Any) -> dict[str, Any]:
+    the = None
+    if row.status != member_exit.ExitStatus.DONE:
+        the = member_exit.plan(s, runtime().deps, row.member_id, api_state().exit_policy).as_dict()
+    return {
+        "exit_id": row.id, "member_id": row.member_id, "status": row.status,
+        "reason": row.reason, "channel": row.channel, "notice_days": row.notice_days,
+        "due_on": row.due_on, "blocked_reason": row.blocked_reason,
+        "approval_id": row.approval_id, "loans_offset_cents": row.loans_offset_cents,
+        "refund_cents": row.refund_cents, "shares_cents": row.shares_cents, "plan": the,
+    }  # fmt: skip
+
+
+@blp.route("/<int:member_id>/exit", methods=["POST"])
+@requires("member_status:request")
+@blp.arguments(sc.ExitIn)
+@blp.response(201, sc.ExitOut)
+@blp.alt_response(200, schema=sc.ExitOut, description="the member had already given notice")
+def request_exit(body: dict[str, Any], member_id: int) -> Any:
+    """Record a member's notice to leave (docs/members/exit.md). The notice period is the
+    by-laws' (``EXIT_NOTICE_DAYS``); from now on the member may not borrow or guarantee.
+    The answer shows what the exit would do today and what must be settled first
+    (``plan.blockers``); ``manage.py exit-run`` puts it to a manager once the notice is over."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row, created = member_exit.request_exit(
+            s, rt.deps, member_id=member.id, reason=body["reason"],
+            policy=api_state().exit_policy, channel=member_exit.ExitChannel.STAFF,
+            actor=current(),
+        )  # fmt: skip
+        out = _exit_dict(s, row)
+    return out, 201 if created else 200
+
+
+@blp.route("/<int:member_id>/exit", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.ExitOut)
+def exit_detail(member_id: int) -> Any:
+    """A member's exit: the notice, its state, and what it would do today (or did)."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row = member_exit.exit_of(s, member.id)
+        if row is None:
+            raise NotFound("this member has not given notice to leave")
+        return _exit_dict(s, row)

@@ -310,6 +310,16 @@ class MemberOut(Schema):
     pin_reset_pending = fields.Boolean(required=True)
     balances = fields.Nested(BalancesOut, required=True)
     created_at = fields.DateTime(required=True)
+    date_of_birth = fields.String(
+        allow_none=True, metadata={"description": "YYYY-MM-DD; masked without pii:read"}
+    )
+    next_of_kin = fields.Nested(
+        "NextOfKinOut", allow_none=True, metadata={"description": "masked without pii:read"}
+    )
+    beneficiaries = fields.List(
+        fields.Nested("BeneficiaryOut"),
+        metadata={"description": "the nomination; names and ID numbers masked without pii:read"},
+    )
 
 
 class BranchIn(Strict):
@@ -787,6 +797,13 @@ class LoanProductChangeIn(Strict):
             "instalments are paid in full"
         },
     )
+    min_score = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "null: no credit score asked; N: the appraisal refuses a score "
+            "below N (reason low_score; docs/loans/scoring.md)"
+        },
+    )
     note = fields.String(
         validate=validate.Length(max=200), metadata={"description": "for the checker"}
     )
@@ -864,6 +881,7 @@ class LoanProductOut(Schema):
     channels = fields.List(fields.String(), required=True)
     active = fields.Boolean(required=True)
     top_up_min_instalments_paid = fields.Integer(allow_none=True, required=True)
+    min_score = fields.Integer(allow_none=True, required=True)
     approval_id = fields.Integer(
         allow_none=True, required=True,
         metadata={"description": "the request that made this version (none: seeded)"},
@@ -1281,3 +1299,263 @@ class RecoveryPreviewOut(Schema):
     )
     closes = fields.Boolean(required=True)
     guarantors = fields.List(fields.Nested(RecoveryShareOut), required=True)
+
+
+class ScoreFeatureOut(Schema):
+    feature = fields.String(required=True)
+    value = fields.Integer(
+        required=True, metadata={"description": "in the feature's unit: months, counts, cents"}
+    )
+    points = fields.Integer(required=True)
+    best_points = fields.Integer(
+        required=True, metadata={"description": "the feature's best bin (the shortfall's top)"}
+    )
+
+
+class CreditScoreOut(Schema):
+    id = fields.Integer(required=True, metadata={"description": "the kept score (credit_scores)"})
+    member_id = fields.Integer(required=True)
+    business_date = fields.String(required=True)
+    scorecard_version = fields.Integer(required=True)
+    score = fields.Integer(required=True)
+    odds = fields.String(
+        required=True,
+        metadata={"description": "good:bad odds the score stands for (the scaling), a decimal"},
+    )
+    reasons = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "up to three features furthest from their best bin"},
+    )
+    features = fields.List(fields.Nested(ScoreFeatureOut), required=True)
+
+
+# ------------------------------------------------ teller cash out, tills and dormancy
+
+
+class WithdrawalIn(Strict):
+    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
+
+
+class ReactivateIn(Strict):
+    note = fields.String(
+        required=True,
+        validate=validate.Length(3, 200),
+        metadata={"description": "what the member showed at the counter (ID seen, …)"},
+    )
+
+
+class TillOpenIn(Strict):
+    opening_float_cents = fields.Integer(
+        required=True, strict=True, validate=validate.Range(0, 10**12)
+    )
+
+
+class TillCountIn(Strict):
+    counted_cents = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10**12))
+    explanation = fields.String(
+        load_default="",
+        validate=validate.Length(max=200),
+        metadata={"description": "required (3-200 characters) when the count differs"},
+    )
+
+
+class TillListArgs(PageArgs):
+    status = fields.String(
+        load_default=None, validate=validate.OneOf(("open", "counted", "closed"))
+    )
+
+
+class TillOut(Schema):
+    id = fields.Integer(required=True)
+    staff_id = fields.Integer(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    business_date = fields.Date(required=True)
+    status = fields.String(required=True, metadata={"description": "open, counted or closed"})
+    opening_float_cents = fields.Integer(required=True)
+    opened_at = fields.DateTime(required=True)
+    cash_in_cents = fields.Integer(required=True)
+    cash_out_cents = fields.Integer(required=True)
+    expected_cents = fields.Integer(
+        required=True, metadata={"description": "opening float + cash in - cash out"}
+    )
+    as_at = fields.DateTime(required=True, metadata={"description": "now, or the count's time"})
+    counted_cents = fields.Integer(allow_none=True, required=True)
+    difference_cents = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "counted - expected"}
+    )
+    explanation = fields.String(required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    entry_reference = fields.String(allow_none=True, required=True)
+    closed_at = fields.DateTime(allow_none=True, required=True)
+
+
+class TillSummaryOut(Schema):
+    id = fields.Integer(required=True)
+    staff_id = fields.Integer(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    business_date = fields.Date(required=True)
+    status = fields.String(required=True)
+    opening_float_cents = fields.Integer(required=True)
+    expected_cents = fields.Integer(allow_none=True, required=True)
+    counted_cents = fields.Integer(allow_none=True, required=True)
+    difference_cents = fields.Integer(allow_none=True, required=True)
+
+
+class TillCountOut(Schema):
+    till = fields.Nested(TillOut, required=True)
+    approval = fields.Nested(ApprovalOut, allow_none=True, required=True)
+
+
+class ReactivatedOut(Schema):
+    member_id = fields.Integer(required=True)
+    dormant_since = fields.DateTime(required=True, metadata={"description": "no longer"})
+
+
+class DormantAccountOut(Schema):
+    account_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    member_number = fields.String(required=True)
+    full_name = fields.String(required=True)
+    branch = fields.String(allow_none=True, required=True)
+    account_code = fields.String(required=True)
+    balance_cents = fields.Integer(required=True)
+    dormant_since = fields.DateTime(required=True)
+    last_activity_at = fields.DateTime(allow_none=True, required=True)
+
+
+class DormantReportOut(Schema):
+    items = fields.List(fields.Nested(DormantAccountOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+    count = fields.Integer(required=True, metadata={"description": "all dormant accounts"})
+    total_cents = fields.Integer(
+        required=True, metadata={"description": "their balances: unclaimed"}
+    )
+
+
+# ------------------------------------------------- walk-in registration, nominations
+
+
+class NextOfKinIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    relationship = fields.String(required=True, validate=validate.Length(1, 40))
+    phone = fields.String(required=True, validate=validate.Length(1, 30))
+
+
+class NextOfKinOut(Schema):
+    name = fields.String(required=True)
+    relationship = fields.String(required=True)
+    phone = fields.String(required=True)
+
+
+class BeneficiaryIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    relationship = fields.String(required=True, validate=validate.Length(1, 40))
+    id_kind = fields.String(
+        required=True, validate=validate.OneOf(["national_id", "birth_certificate"])
+    )
+    id_number = fields.String(required=True, validate=validate.Length(1, 30))
+    share_percent = fields.Decimal(
+        required=True,
+        metadata={"description": "percent, at most two decimals; the shares sum to exactly 100"},
+    )
+
+
+class BeneficiaryOut(Schema):
+    name = fields.String(required=True)
+    relationship = fields.String(required=True)
+    id_kind = fields.String(required=True)
+    id_number = fields.String(required=True)
+    share_percent = fields.Decimal(required=True, as_string=True)
+
+
+class BeneficiariesIn(Strict):
+    beneficiaries = fields.List(
+        fields.Nested(BeneficiaryIn), required=True, validate=validate.Length(1, 10)
+    )
+
+
+class BeneficiariesOut(Schema):
+    beneficiaries = fields.List(fields.Nested(BeneficiaryOut), required=True)
+
+
+class MemberRegisterIn(Strict):
+    full_name = fields.String(required=True, validate=validate.Length(1, 200))
+    msisdn = fields.String(required=True, validate=validate.Length(1, 30))
+    national_id = fields.String(required=True, validate=validate.Length(1, 30))
+    date_of_birth = fields.Date(required=True)
+    language = fields.String(load_default="en", validate=validate.OneOf(["en", "sw"]))
+    branch = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=BRANCH,
+        metadata={"description": "default: your own branch (head office staff: none)"},
+    )
+    consent = fields.Boolean(
+        required=True, metadata={"description": "the member signed the data-processing consent"}
+    )
+    next_of_kin = fields.Nested(NextOfKinIn, required=True)
+    beneficiaries = fields.List(
+        fields.Nested(BeneficiaryIn), required=True, validate=validate.Length(1, 10)
+    )
+
+
+class PhoneChangeIn(NoteIn):
+    msisdn = fields.String(
+        required=True, validate=validate.Length(1, 30), metadata={"description": "the new phone"}
+    )
+    id_checked = fields.Boolean(
+        required=True,
+        metadata={"description": "true: the member's original ID was checked at the counter"},
+    )
+
+
+class ExitIn(Strict):
+    reason = fields.String(
+        required=True, validate=validate.Length(3, 200),
+        metadata={"description": "why the member leaves, as they said it"},
+    )  # fmt: skip
+
+
+class ExitBlockerOut(Schema):
+    reason = fields.String(required=True)
+    detail = fields.String(required=True)
+
+
+class ExitLoanOut(Schema):
+    loan_id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    payoff_cents = fields.Integer(required=True)
+
+
+class ExitPlanOut(Schema):
+    member_id = fields.Integer(required=True)
+    savings_cents = fields.Integer(required=True)
+    deposits_cents = fields.Integer(required=True)
+    shares_cents = fields.Integer(required=True)
+    loans = fields.List(fields.Nested(ExitLoanOut), required=True)
+    loans_offset_cents = fields.Integer(required=True)
+    refund_cents = fields.Integer(required=True)
+    blockers = fields.List(fields.Nested(ExitBlockerOut), required=True)
+
+
+class ExitOut(Schema):
+    exit_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "notice, blocked, awaiting_approval or done"}
+    )
+    reason = fields.String(required=True)
+    channel = fields.String(required=True)
+    notice_days = fields.Integer(required=True)
+    due_on = fields.Date(required=True, metadata={"description": "the first day the exit may run"})
+    blocked_reason = fields.String(allow_none=True, required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    loans_offset_cents = fields.Integer(required=True)
+    refund_cents = fields.Integer(required=True)
+    shares_cents = fields.Integer(required=True)
+    plan = fields.Nested(
+        ExitPlanOut, allow_none=True, required=True,
+        metadata={"description": "what the exit would do today and what stops it "
+                  "(null once done)"},
+    )  # fmt: skip

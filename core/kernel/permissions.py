@@ -39,6 +39,11 @@ PERMISSIONS: dict[str, str] = {
     "kyc:reject": "reject a member's KYC with a reason",
     "member_status:request": "ask to suspend, reactivate or exit a member (maker)",
     "pin_reset:request": "ask for a member's PIN reset (maker)",
+    "members:register": "register a member who walks in at the branch (audited)",
+    "kyc:verify": "verify a walk-in's KYC at registration, original ID seen at the counter: "
+    "the member is active at once",
+    "nominations:manage": "replace a member's beneficiaries (the nomination; audited)",
+    "phone_change:request": "ask to change a member's phone number after an ID check (maker)",
     "ledger:adjust": "ask for a manual ledger adjustment (maker)",
     "suspense:reassign": "ask to move money from suspense to a member (maker)",
     "reconciliation:read": "compare an M-Pesa statement export with the ledger (reads only)",
@@ -64,6 +69,13 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "query the audit log",
     "loan_products:read": "list and read loan products, their current and earlier versions",
     "loan_products:manage": "ask to create or change (or deactivate) a loan product (maker)",
+    "withdrawals:cash": "pay cash out of a member's savings at the counter (above the till "
+    "limit: maker of withdrawal.cash)",
+    "tills:operate": "open one's own till day with a float, see it, and count it at day end "
+    "(maker of till.close when the count differs)",
+    "tills:read": "list every teller's till days (expected, counted, difference)",
+    "dormancy:read": "list dormant savings accounts and their unclaimed balances",
+    "dormancy:reactivate": "reactivate a member's dormant savings (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -93,6 +105,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:reject",
             "member_status:request",
             "pin_reset:request",
+            "members:register",
+            "kyc:verify",
+            "nominations:manage",
+            "phone_change:request",
             "ledger:adjust",
             "suspense:reassign",
             "reconciliation:read",
@@ -109,6 +125,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "access:approve",
             "audit:read",
             "loan_products:manage",
+            "tills:read",
+            "dormancy:read",
+            "dormancy:reactivate",
         }
     ),
     "loan_officer": frozenset(
@@ -121,6 +140,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:request",
             "kyc:reject",
             "pin_reset:request",
+            "members:register",
+            "kyc:verify",
+            "nominations:manage",
+            "phone_change:request",
             "sim_swap:read",
             "sim_swap:review",
             "loans:read",
@@ -140,8 +163,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "documents:upload",
             "deposits:cash",
             "loans:repay_cash",
+            "withdrawals:cash",
+            "tills:operate",
             "kyc:request",
             "pin_reset:request",
+            "members:register",
+            "nominations:manage",
+            "phone_change:request",
             "sim_swap:read",
             "sim_swap:review",
         }
@@ -157,6 +185,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "loans:read",
             "close_day:read",
+            "tills:read",
+            "dormancy:read",
         }
     ),
 }
@@ -193,6 +223,10 @@ PERMISSION_RISK: dict[str, str] = {
     "kyc:reject": "none",
     "member_status:request": "money",  # reactivating lets money move again
     "pin_reset:request": "money",  # a reset code is the way into a member's account
+    "members:register": "money",  # a new member can save at once
+    "kyc:verify": "money",  # an active member may transact
+    "nominations:manage": "money",  # decides who is paid a deceased member's savings
+    "phone_change:request": "money",  # the phone is the way into a member's account
     "ledger:adjust": "money",
     "suspense:reassign": "money",
     "reconciliation:read": "personal_data",  # receipts, payers and amounts
@@ -212,6 +246,11 @@ PERMISSION_RISK: dict[str, str] = {
     "audit:read": "none",  # who did what; personal data is never written into it
     "loan_products:read": "none",  # the SACCO's published terms, nobody's data
     "loan_products:manage": "money",  # asks for the terms every loan is made on
+    "withdrawals:cash": "money",
+    "tills:operate": "money",  # asks for a till's difference to be posted
+    "tills:read": "none",  # tellers' till figures; no member's data
+    "dormancy:read": "personal_data",  # members' names and balances
+    "dormancy:reactivate": "money",  # lets withdrawals through again
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

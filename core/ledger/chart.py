@@ -118,6 +118,9 @@ class SystemAccount(StrEnum):
     INTEREST_ON_DEPOSITS = "5000", "Interest on deposits", AccountType.EXPENSE
     PROVISIONS_EXPENSE = "5100", "Provisions expense", AccountType.EXPENSE
     MPESA_CHARGES = "5200", "M-Pesa charges", AccountType.EXPENSE, True
+    # What a till's count differs from what the entries say it should hold (migration 0027;
+    # core.savings.tills): a shortage is a debit, an overage a credit.
+    CASH_OVER_SHORT = "5800", "Cash over and short", AccountType.EXPENSE
 
 
 class MemberAccount(StrEnum):

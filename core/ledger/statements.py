@@ -68,6 +68,10 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.LOAN_WRITE_OFF: StatementLabel.ADJUSTMENT,  # the loan account's last line
     EntryKind.LOAN_RECOVERY: StatementLabel.REPAYMENT,
     EntryKind.LOAN_RESCHEDULE: StatementLabel.INTEREST,  # interest and fees added to the loan
+    EntryKind.WITHDRAWAL_CASH: StatementLabel.WITHDRAWAL,
+    EntryKind.TILL_DIFFERENCE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.MEMBER_EXIT_TRANSFER: StatementLabel.TRANSFER,  # deposits, shares -> savings
+    EntryKind.MEMBER_EXIT_REFUND: StatementLabel.WITHDRAWAL,  # paid out on exit
 }
 
 

@@ -49,6 +49,16 @@ class EntryKind(StrEnum):
     LOAN_WRITE_OFF = "loan.write_off"  # Dr provision / Cr the loan (core.loans.write_off)
     LOAN_RECOVERY = "loan.recovery"  # paid on a written-off loan: Cr recoveries income
     LOAN_RESCHEDULE = "loan.reschedule"  # interest and fees due, capitalised
+    # Teller cash (issue 14): savings paid out at the counter (Dr savings / Cr bank, where
+    # teller cash is kept), and a till day's counted difference (core.savings.tills).
+    WITHDRAWAL_CASH = "withdrawal.cash"
+    TILL_DIFFERENCE = "till.difference"
+    # A member's exit (core.members.exit, docs/members/exit.md): deposits and share capital
+    # moved to savings (``member.exit_transfer``), loans repaid from there through the one
+    # repayment use case, and the rest refunded from savings to the bank (``member.exit_refund``:
+    # paid out by the teller in cash or by bank transfer).
+    MEMBER_EXIT_TRANSFER = "member.exit_transfer"
+    MEMBER_EXIT_REFUND = "member.exit_refund"
 
 
 class HoldStatus(StrEnum):

@@ -3,8 +3,9 @@
 Pure: the caller gathers the facts (``MemberFacts``: from the ledger, the member record and
 the loan book) and the product's rules (``LendingRules``); ``appraise`` decides and lists
 every reason, so a member hears the main one in one SMS and staff read them all. A credit
-score (issue 15) plugs in later as one more input through ``ScoreVerdict``; until then these
-rules decide, and nothing here pretends to be a score.
+score (issue 15, ``core.scoring``) plugs in as one more input through ``ScoreVerdict`` when
+the product sets a minimum score: below it, ``Reason.LOW_SCORE`` with the score's own
+reasons (docs/loans/scoring.md).
 
 Practice modelled (Kenyan SACCOs; the figures are the product's data, not constants here):
 
@@ -38,7 +39,7 @@ class Reason(StrEnum):
     ABOVE_LIMIT = "above_limit"  # asked for more than the limit
     BELOW_MINIMUM = "below_minimum"  # below the product's minimum amount
     ABOVE_MAXIMUM = "above_maximum"  # above the product's maximum amount
-    SCORE = "score"  # a credit score said no (issue 15)
+    LOW_SCORE = "low_score"  # the credit score is below the product's minimum (issue 15)
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,16 @@ class MemberFacts:
 
 @dataclass(frozen=True)
 class ScoreVerdict:
-    """A credit score's answer, when one is configured (issue 15): ``approve`` False adds
-    ``Reason.SCORE`` with its main reason for staff."""
+    """A credit score's answer, when the product asks for one (``core.scoring.scores.
+    verdict``): ``approve`` False adds ``Reason.LOW_SCORE``; the score, its reasons (the
+    features furthest from their best bin, largest first) and the kept score's id go into
+    the decision."""
 
     approve: bool
     main_reason: str = ""
+    score: int | None = None
+    reasons: tuple[str, ...] = ()
+    score_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Appraisal:
     limit_cents: int  # what the member may borrow now under the product (0 or more)
     reasons: tuple[Reason, ...]  # empty: the amount asked may go ahead
     score_reason: str = ""
+    score: ScoreVerdict | None = None  # the score asked for, whether it passed or not
 
     @property
     def ok(self) -> bool:
@@ -144,6 +151,6 @@ def appraise(
             reasons.append(Reason.ABOVE_LIMIT)
     score_reason = ""
     if score is not None and not score.approve:
-        reasons.append(Reason.SCORE)
+        reasons.append(Reason.LOW_SCORE)
         score_reason = score.main_reason
-    return Appraisal(limit, tuple(reasons), score_reason)
+    return Appraisal(limit, tuple(reasons), score_reason, score)

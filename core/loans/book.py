@@ -30,7 +30,6 @@ from core.kernel.money import format_cents
 from core.kernel.permissions import SYSTEM, Principal
 from core.ledger.entries import MAX_POSTING_CENTS
 from core.loans import disbursement, top_ups
-from core.loans.appraisal import appraise
 from core.loans.errors import LoanRefused, LoanStateError, ProductUnavailable, TopUpRefused
 from core.loans.facts import member_facts
 from core.loans.pledges import cover, lock_guarantees, release, tell_pledge_released
@@ -46,6 +45,7 @@ from core.loans.vocabulary import (
 )
 from core.members.registration import get_member
 from core.messaging.notifications import notify
+from core.scoring.scores import appraise_member
 from db.models import Member
 from db.models_loans import LoanApplication, LoanGuarantee
 
@@ -194,9 +194,12 @@ def apply_for_loan(
         top_ups.check_may_top_up(session, terms, old)
     now = deps.now()
     facts = top_ups.facts_without(session, member_facts(session, member, business_date(now)), old)
-    found = appraise(terms.lending_rules, facts, amount_cents)
+    found = appraise_member(session, deps, terms, member.id, facts, amount_cents)
     if not found.ok:
-        raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
+        refused = LoanRefused.of(found, terms.min_score)
+        # A score is kept even when it refuses (every score is kept: docs/loans/scoring.md);
+        # nothing else is written before this point.
+        raise uow.keep(refused) if found.score is not None else refused
     waiting = open_application(session, member.id)
     if waiting is not None:
         raise LoanStateError(

@@ -52,7 +52,6 @@ from core.ledger.chart import (
 )
 from core.ledger.vocabulary import EntryKind
 from core.loans import top_ups
-from core.loans.appraisal import appraise
 from core.loans.errors import LoanRefused, LoanStateError
 from core.loans.facts import member_facts
 from core.loans.pledges import cover, lock_guarantees, release
@@ -63,6 +62,7 @@ from core.loans.vocabulary import ApplicationStatus, DisburseTo, GuaranteeStatus
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
+from core.scoring.scores import appraise_member
 from db.models import Member
 from db.models_loans import Loan, LoanApplication, LoanInstalment
 
@@ -96,9 +96,9 @@ def check_approvable(session: Session, deps: CoreDeps, application: LoanApplicat
     old = _loan_to_clear(session, application)
     gathered = member_facts(session, member, business_date(deps.now()))
     facts = top_ups.facts_without(session, gathered, old)
-    found = appraise(terms.lending_rules, facts, application.amount_cents)
+    found = appraise_member(session, deps, terms, member.id, facts, application.amount_cents)
     if not found.ok:
-        raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
+        raise LoanRefused.of(found, terms.min_score)
     if not cover(session, application, free_cents=gathered.free_deposits_cents).complete:
         raise LoanStateError(
             "own free deposits and pledges no longer cover the loan", reason="cover_incomplete"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.kernel.errors import DomainError
+from core.loans.appraisal import Appraisal
 
 
 class LoanRefused(DomainError):
@@ -28,6 +29,26 @@ class LoanRefused(DomainError):
         self.reasons = tuple(reasons)
         self.reason = main
         self.limit_cents = limit_cents
+
+    @classmethod
+    def of(cls, found: Appraisal, min_score: int | None = None) -> LoanRefused:
+        """The refusal of an appraisal that said no; below the product's minimum score, the
+        detail names the score and its reasons (what staff read of the decision)."""
+        reasons = [str(r) for r in found.reasons]
+        detail = ""
+        score = found.score
+        if score is not None and not score.approve:
+            why = ", ".join(score.reasons) or "none"
+            detail = (
+                f"loan refused: {', '.join(reasons)} (credit score {score.score} below "
+                f"{min_score}; score reasons: {why})"
+            )
+        refused = cls(detail, reasons=reasons, limit_cents=found.limit_cents)
+        if score is not None:
+            refused.context.update(
+                score=score.score, score_reasons=list(score.reasons), score_id=score.score_id
+            )
+        return refused
 
 
 class ProductUnavailable(DomainError):

@@ -8,6 +8,8 @@ never written. ``member_facts`` gathers the appraisal's ``MemberFacts``.
 * **Joined on**: the Nairobi business date of the member's registration.
 * **In arrears**: an active loan of the member's with an instalment past its due date (due
   before today) and not paid in full.
+* **Leaving**: the member has given notice to leave (``member_exits``, docs/members/exit.md):
+  from then on the appraisal counts them not active, so they cannot borrow.
 * **Guarantees a defaulted loan**: an accepted guarantee (a pledge still standing) on a
   written-off loan, or on an active loan whose category at the last close of day is in
   ``DEFAULTED_CATEGORIES`` (doubtful or loss: the loans default recovery takes,
@@ -31,6 +33,7 @@ from core.members.status import MemberStatus
 from core.risk.vocabulary import LoanCategory
 from db.models import Account, Member
 from db.models_close_day import LoanDayState
+from db.models_exit import MemberExit
 from db.models_loans import Loan, LoanGuarantee, LoanInstalment
 
 # A loan in one of these categories at the last close of day is defaulted
@@ -109,6 +112,15 @@ def active_guarantees(session: Session, member_id: int) -> int:
     )
 
 
+def _leaving(member_id: int) -> Exists:
+    return exists().where(MemberExit.member_id == member_id)
+
+
+def leaving(session: Session, member_id: int) -> bool:
+    """Whether the member gave notice to leave: no new loans, no new pledges."""
+    return bool(session.scalar(select(_leaving(member_id))))
+
+
 def member_facts(session: Session, member: Member, today: date) -> MemberFacts:
     """The appraisal's facts in ONE statement (each figure a sub-query of the functions
     above): the apply path reads them on every screen and twice more on the way to a
@@ -119,13 +131,14 @@ def member_facts(session: Session, member: Member, today: date) -> MemberFacts:
             loans_outstanding(member.id).scalar_subquery(),
             _in_arrears(member.id, today),
             _guarantees_defaulted_loan(member.id),
+            _leaving(member.id),
         )
     ).one()
-    free, outstanding, arrears, defaulted = row
+    free, outstanding, arrears, defaulted, exiting = row
     return MemberFacts(
         today=today,
         joined_on=business_date(member.created_at),
-        active=member.status == MemberStatus.ACTIVE,
+        active=member.status == MemberStatus.ACTIVE and not exiting,
         free_deposits_cents=int(free or 0),
         principal_outstanding_cents=int(outstanding or 0),
         in_arrears=bool(arrears),

@@ -32,7 +32,7 @@ from core.ledger.entries import MAX_POSTING_CENTS
 from core.loans import book
 from core.loans.disbursement import lock_application
 from core.loans.errors import GuaranteeRefused, LoanStateError
-from core.loans.facts import active_guarantees, free_deposits_cents
+from core.loans.facts import active_guarantees, free_deposits_cents, leaving
 from core.loans.pledges import cover, place, release
 from core.loans.terms import version_terms
 from core.loans.vocabulary import BEFORE_APPROVAL, ApplicationStatus, GuaranteeStatus
@@ -104,6 +104,9 @@ def request_guarantee(
     if member.status != MemberStatus.ACTIVE:
         raise GuaranteeRefused("the guarantor is not an active member",
                                reason="guarantor_not_active")  # fmt: skip
+    if leaving(session, member.id):
+        raise GuaranteeRefused("the guarantor has given notice to leave the SACCO",
+                               reason="guarantor_leaving")  # fmt: skip
     taken = session.scalar(
         select(LoanGuarantee.id).where(
             LoanGuarantee.application_id == application.id,
@@ -185,6 +188,9 @@ def accept_guarantee(
     if guarantor.status != MemberStatus.ACTIVE:
         raise GuaranteeRefused("the guarantor is not an active member",
                                reason="guarantor_not_active")  # fmt: skip
+    if leaving(session, guarantor_id):
+        raise GuaranteeRefused("the guarantor has given notice to leave the SACCO",
+                               reason="guarantor_leaving")  # fmt: skip
     terms = version_terms(session, application.product_version_id)
     if active_guarantees(session, guarantor_id) >= terms.max_guarantees_per_guarantor:
         raise GuaranteeRefused("the guarantor already holds the most guarantees allowed",

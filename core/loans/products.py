@@ -109,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
     "channels": [Channel.STAFF.value],
     "active": True,
     "top_up_min_instalments_paid": None,  # no top-ups unless the product says when
+    "min_score": None,  # no credit score asked (docs/loans/scoring.md)
 }
 TERM_FIELDS = frozenset(REQUIRED) | frozenset(DEFAULTS)
 # Fields added after products were first written (migration 0017). A maker-checker request
@@ -117,6 +118,7 @@ TERM_FIELDS = frozenset(REQUIRED) | frozenset(DEFAULTS)
 LATER_FIELDS: dict[str, Any] = {
     name: DEFAULTS[name] for name in ("allocation_order", "early_payoff_interest")
 }
+MAX_SCORE = 2000  # a score is a sum of bin points (docs/loans/scoring.md): far above any table
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -175,6 +177,8 @@ class ProductTerms:
     # None: the product offers no top-ups; N: an active loan may be topped up once N of its
     # instalments are paid in full (docs/loans/book.md, "Top-ups").
     top_up_min_instalments_paid: int | None = None
+    # None: no credit score asked; N: the appraisal refuses a score below N (migration 0030).
+    min_score: int | None = None
 
     def fees_for(self, term: int) -> tuple[Fee, ...]:
         """The fees a loan of ``term`` instalments pays."""
@@ -333,7 +337,7 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"unknown field {name}", field=name)
-    for name in sorted(TERM_FIELDS - {"top_up_min_instalments_paid"}):  # optional, None: no
+    for name in sorted(TERM_FIELDS - {"top_up_min_instalments_paid", "min_score"}):  # None: no
         if name not in raw or (raw[name] is None and name != "guarantor_cover_percent"):
             raise InvalidInput(f"{name} is required", field=name, reason="required")
     name = " ".join(_text(raw, "name").split())
@@ -423,6 +427,9 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
     if raw.get("top_up_min_instalments_paid") is not None:
         # More than the longest term would offer top-ups that can never happen.
         top_up = _int(raw, "top_up_min_instalments_paid", 0, max_term)
+    min_score = None
+    if raw.get("min_score") is not None:
+        min_score = _int(raw, "min_score", 0, MAX_SCORE)
     return ProductTerms(
         name=name,
         rate_percent=rate,
@@ -455,6 +462,7 @@ def parse_terms(raw: Mapping[str, Any]) -> ProductTerms:
         channels=frozenset(channels),
         active=_bool(raw, "active"),
         top_up_min_instalments_paid=top_up,
+        min_score=min_score,
     )
 
 
@@ -508,6 +516,7 @@ def terms_payload(terms: ProductTerms) -> dict[str, Any]:
         "channels": sorted(c.value for c in terms.channels),
         "active": terms.active,
         "top_up_min_instalments_paid": terms.top_up_min_instalments_paid,
+        "min_score": terms.min_score,
     }
 
 
@@ -574,6 +583,7 @@ def _terms_of(row: LoanProductVersion, fees: list[LoanProductFee]) -> ProductTer
         channels=frozenset(Channel(c) for c in row.channels.split()),
         active=row.active,
         top_up_min_instalments_paid=row.top_up_min_instalments_paid,
+        min_score=row.min_score,
     )
 
 
@@ -694,6 +704,7 @@ def _write_version(
         channels=" ".join(sorted(c.value for c in terms.channels)),
         active=terms.active,
         top_up_min_instalments_paid=terms.top_up_min_instalments_paid,
+        min_score=terms.min_score,
         approval_id=approval_id,
         created_at=deps.now(),
     )

@@ -100,6 +100,7 @@ class ProductTerms:
     allocation_order: AllocationOrder = AllocationOrder.PENALTIES_FEES_INTEREST_PRINCIPAL
     early_payoff_interest: EarlyPayoffInterest = EarlyPayoffInterest.WAIVE
     top_up_min_instalments_paid: int | None = None  # None: no top-ups (docs/loans/book.md)
+    min_score: int | None = None  # None: no credit score asked (docs/loans/scoring.md)
 
     @property
     def lending_rules(self) -> LendingRules:
@@ -204,6 +205,7 @@ def _terms(
         allocation_order=AllocationOrder(version.allocation_order),
         early_payoff_interest=EarlyPayoffInterest(version.early_payoff_interest),
         top_up_min_instalments_paid=version.top_up_min_instalments_paid,
+        min_score=version.min_score,
     )
 
 

@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session
 
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
-from core.loans.appraisal import MemberFacts, appraise
+from core.loans.appraisal import MemberFacts
 from core.loans.errors import LoanRefused
 from core.loans.facts import free_deposits_cents, member_facts
 from core.loans.pledges import cover
 from core.loans.terms import ProductTerms, current_products, version_terms
 from core.loans.vocabulary import ApplicationStatus, GuaranteeStatus, LoanStatus
 from core.members.registration import find_by_msisdn, get_member
+from core.scoring.scores import appraise_member
 from db.models import Account, Member
 from db.models_loans import Loan, LoanApplication, LoanGuarantee, LoanInstalment
 
@@ -53,8 +54,10 @@ class ProductLimit:
     min_amount_cents: int
 
 
-def _limit(terms: ProductTerms, facts: MemberFacts) -> ProductLimit:
-    found = appraise(terms.lending_rules, facts)
+def _limit(
+    session: Session, deps: CoreDeps, member_id: int, terms: ProductTerms, facts: MemberFacts
+) -> ProductLimit:
+    found = appraise_member(session, deps, terms, member_id, facts, keep=False)
     reason = found.main_reason
     return ProductLimit(
         code=terms.code,
@@ -73,7 +76,7 @@ def member_limits(
     if not products:
         return []
     facts = member_facts(session, get_member(session, member_id), business_date(deps.now()))
-    return [_limit(terms, facts) for terms in products]
+    return [_limit(session, deps, member_id, terms, facts) for terms in products]
 
 
 def product_limit(
@@ -89,9 +92,9 @@ def check_amount(
     member may ask ``amount_cents`` under ``terms`` now: the appraisal ``apply_for_loan``
     will make, asked before the member goes on to the term and the quote."""
     facts = member_facts(session, get_member(session, member_id), business_date(deps.now()))
-    found = appraise(terms.lending_rules, facts, amount_cents)
+    found = appraise_member(session, deps, terms, member_id, facts, amount_cents, keep=False)
     if not found.ok:
-        raise LoanRefused(reasons=[str(r) for r in found.reasons], limit_cents=found.limit_cents)
+        raise LoanRefused.of(found, terms.min_score)
 
 
 def main_limit(

@@ -1,5 +1,6 @@
 """The members' maker-checker actions (registered with ``core.approvals.engine``):
-KYC approval, status changes, PIN resets, and cash deposits above the till limit."""
+KYC approval, status changes, PIN resets, changes of phone number, and cash deposits
+above the till limit."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from core.members.backoffice import (
     check_kyc_ready,
     visible_member,
 )
+from core.members.phone_change import change_phone, check_request, new_msisdn_of
 from core.members.registration import check_status_change, set_status, start_pin_reset
 from core.members.status import MemberStatus, check_may_deposit
 from core.risk.sim_swap import PASSES as SIM_SWAP_PASSES
@@ -52,12 +54,21 @@ def _check_status(
     if p.get("status") not in STATUS_CHANGES:
         raise InvalidInput("status must be active, suspended or exited", field="status")
     check_status_change(session.get_one(Member, member_id), p["status"])
+    _check_direct_exit(session, member_id, p["status"])
+
+
+def _check_direct_exit(session: Session, member_id: int, status: str) -> None:
+    from core.members.exit import check_direct_exit  # it reads the loan book
+
+    if status == MemberStatus.EXITED:
+        check_direct_exit(session, member_id)
 
 
 def _exec_status(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:
     assert req.member_id is not None
+    _check_direct_exit(session, req.member_id, p["status"])
     set_status(session, req.member_id, p["status"])
     return {"status": p["status"]}
 
@@ -123,6 +134,22 @@ def _exec_pin_reset(
     return {"code_sent": True, "sim_swap": fact}
 
 
+def _check_phone_change(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    assert member_id is not None
+    check_request(session, deps, session.get_one(Member, member_id), p)
+
+
+def _exec_phone_change(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    """``core.members.phone_change.change_phone`` in the approval's transaction."""
+    assert req.member_id is not None
+    change_phone(session, deps, req.member_id, new_msisdn_of(deps, p), approval_id=req.id)
+    return {"msisdn_masked": p.get("msisdn_masked"), "sms": ["old", "new"]}
+
+
 class AboveTillLimit(DomainError):
     """A partner key (no person to ask) tried a cash deposit above the till limit."""
 
@@ -169,14 +196,15 @@ def _exec_cash_deposit(
     return {"entry": posted.reference, "target": target, "amount_cents": amount}
 
 
-def _earlier_cash_request(
-    session: Session, actor: Principal, member_id: int, key: str
+def earlier_cash_request(
+    session: Session, actor: Principal, member_id: int, key: str, action: str = "deposit.cash"
 ) -> ApprovalRequest | None:
+    """The till's earlier request for ``action`` under the same ``Idempotency-Key``."""
     if actor.kind != "staff":
         return None
     rows = session.scalars(
         select(ApprovalRequest).where(
-            ApprovalRequest.action == "deposit.cash",
+            ApprovalRequest.action == action,
             ApprovalRequest.maker_id == actor.id,
             ApprovalRequest.member_id == member_id,
         )
@@ -208,7 +236,7 @@ def take_cash_deposit(
     if amount_cents > till_limit_cents:
         # One request per till key even when the same POST races itself.
         session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
-    earlier = _earlier_cash_request(session, actor, member.id, key)
+    earlier = earlier_cash_request(session, actor, member.id, key)
     if earlier is not None:
         if {k: payload_of(earlier).get(k) for k in wanted} != wanted:
             raise IdempotencyConflict(
@@ -241,6 +269,16 @@ def take_cash_deposit(
 
 
 def register_actions() -> None:
+    from core.members import exit as member_exit  # it reads the loan book, which imports us
+
+    register(
+        member_exit.ACTION,
+        ActionSpec(
+            member_exit.MAKER_PERMISSION, "run a member's exit (offset loans, refund, close)",
+            True, member_exit.check_request, member_exit.execute,
+            checker_permission=member_exit.CHECKER_PERMISSION, on_reject=member_exit.on_reject,
+        ),
+    )  # fmt: skip
     register("kyc.approve", ActionSpec("kyc:request", "approve KYC", True, _check_kyc, _exec_kyc))
     register(
         "member.status",
@@ -253,6 +291,13 @@ def register_actions() -> None:
         ActionSpec(
             "pin_reset:request", "reset member PIN", True, _check_pin_reset, _exec_pin_reset,
             facts=_pin_reset_facts,
+        ),
+    )  # fmt: skip
+    register(
+        "member.phone_change",
+        ActionSpec(
+            "phone_change:request", "change a member's phone number", True,
+            _check_phone_change, _exec_phone_change,
         ),
     )  # fmt: skip
     register(

@@ -26,6 +26,7 @@ from core.kernel.identity import is_valid_member_number, mask_msisdn
 from core.kernel.permissions import Principal, can_access_branch
 from core.ledger import entries as ledger
 from core.members.registration import (
+    check_branch,
     find_by_msisdn,
     find_by_national_id,
     find_by_number,
@@ -151,8 +152,8 @@ def assign_branch(
 ) -> Member:
     """Set the branch that serves a member (None = head office). Audited."""
     member = visible_member(session, actor, member_id)
-    if branch is not None and not re.fullmatch(r"[A-Za-z0-9 _-]{1,24}", branch):
-        raise InvalidInput("branch: 1-24 letters, digits, space, dash", field="branch")
+    if branch is not None:
+        check_branch(branch)
     if not can_access_branch(actor, branch):
         raise InvalidInput("you may only assign your own branch", field="branch", reason="branch")
     before = {"branch": member.branch}
@@ -199,6 +200,18 @@ def member_statement(
 CASH_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,80}")
 
 
+def check_cash_key(idempotency_key: str) -> str:
+    """A till's ``Idempotency-Key``, stripped: 8-80 of letters, digits, ``. _ : -``."""
+    key = (idempotency_key or "").strip()
+    if not CASH_KEY_RE.fullmatch(key):
+        raise InvalidInput(
+            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
+            field="Idempotency-Key",
+            reason="required",
+        )
+    return key
+
+
 def cash_ledger_key(actor: Principal, idempotency_key: str) -> str:
     """The ledger's idempotency key of a till's cash deposit (scoped to the caller)."""
     return f"cash:{actor.kind}:{actor.id}:{idempotency_key}"
@@ -225,13 +238,7 @@ def cash_deposit(
     receipt SMS, the partners' ``deposit.received`` event and the audit row come with it.
     """
     member = visible_member(session, actor, member_id)
-    key = (idempotency_key or "").strip()
-    if not CASH_KEY_RE.fullmatch(key):
-        raise InvalidInput(
-            "Idempotency-Key header: 8-80 of letters, digits, . _ : -",
-            field="Idempotency-Key",
-            reason="required",
-        )
+    key = check_cash_key(idempotency_key)
     return credit_member(
         session,
         deps,

@@ -5,14 +5,17 @@ Each verb takes the caller's session (its unit of work: ``core.kernel.uow``) and
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import (
     DuplicateMember,
@@ -40,6 +43,15 @@ from core.kernel.pins import (
 from core.kernel.uow import keep
 from core.ledger import entries as ledger
 from core.ledger.chart import MemberAccount
+from core.members.nominations import (
+    Beneficiary,
+    NextOfKin,
+    check_date_of_birth,
+    check_next_of_kin,
+    check_nomination,
+    replace_beneficiaries,
+    set_next_of_kin,
+)
 from core.members.status import TRANSITIONS, MemberStatus
 from core.messaging.notifications import NAIROBI, notify, sms_datetime, sms_time
 from db.models import Account, Member
@@ -78,6 +90,14 @@ def _apply_pin_state(member: Member, state: PinState) -> None:
     member.pin_blocked = state.blocked
 
 
+BRANCH_RE = re.compile(r"[A-Za-z0-9 _-]{1,24}")
+
+
+def check_branch(branch: str) -> None:
+    if not BRANCH_RE.fullmatch(branch):
+        raise InvalidInput("branch: 1-24 letters, digits, space, dash", field="branch")
+
+
 def check_new_pin(pin: str, msisdn: str | None = None) -> None:
     reason = pin_weakness(pin, msisdn)
     if reason is not None:
@@ -94,11 +114,31 @@ def register_member(
     language: str = "en",
     consent: bool,
     pin: str | None = None,
+    date_of_birth: date | None = None,
+    branch: str | None = None,
+    next_of_kin: NextOfKin | None = None,
+    beneficiaries: Sequence[Beneficiary] | None = None,
+    registration_key: str | None = None,
 ) -> Member:
-    """Create a member in ``pending_kyc`` with savings, deposits and share-capital accounts."""
+    """Create a member in ``pending_kyc`` with savings, deposits and share-capital accounts.
+
+    The one registration verb: USSD self-registration gives name, phone, ID, language
+    and PIN; a walk-in at the branch (``core.members.walk_in``) adds the date of birth,
+    the branch, the next of kin and the beneficiaries (shares summing to 100), all
+    checked before anything is written. A member registered without ``branch`` is
+    served by head office (``members.branch`` NULL) until staff assign one.
+    """
     name = normalize_name(full_name)
     phone = normalize_msisdn(msisdn)
     id_number = normalize_national_id(national_id)
+    if branch is not None:
+        check_branch(branch)
+    if date_of_birth is not None:
+        check_date_of_birth(date_of_birth, business_date(deps.now()))
+    if next_of_kin is not None:
+        next_of_kin = check_next_of_kin(next_of_kin)
+    if beneficiaries is not None:
+        beneficiaries = check_nomination(beneficiaries)
     if language not in LANGUAGES:
         raise InvalidInput("language must be en or sw", field="language")
     if consent is not True:
@@ -129,6 +169,11 @@ def register_member(
         pin_blocked=False,
         created_at=now,
         updated_at=now,
+        branch=branch,
+        registration_key=registration_key,
+        date_of_birth_ciphertext=(
+            deps.vault.encrypt(date_of_birth.isoformat()) if date_of_birth is not None else None
+        ),
     )
     try:
         with session.begin_nested():
@@ -148,6 +193,10 @@ def register_member(
             now=now,
             member_id=member.id,
         )
+    if next_of_kin is not None:
+        set_next_of_kin(session, deps, member.id, next_of_kin)
+    if beneficiaries is not None:
+        replace_beneficiaries(session, deps, member.id, beneficiaries)
     notify(
         session,
         template="member_registered",

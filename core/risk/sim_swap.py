@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
+from db.models_members import MemberPhoneChange
 from db.models_mpesa import SimSwapCheck, SimSwapEvent
 from db.session import insert_for
 
@@ -85,6 +86,7 @@ def swap_status(
     now: datetime,
     window: timedelta,
     cleared_swap_at: datetime | None = None,
+    phone_changed_at: datetime | None = None,
 ) -> SwapStatus:
     """The one SIM-swap decision (pure).
 
@@ -95,7 +97,27 @@ def swap_status(
     * ``recent``: swapped at most ``window`` before ``now`` (the edge included), after
       ``now``, or swapped with no date (we cannot show it is old, nor that it is the
       one staff cleared).
+
+    ``phone_changed_at``: when staff last moved the member to a new number
+    (``core.members.phone_change``). A new line is a new SIM whatever the provider says,
+    so a change within ``window`` is ``recent`` (or ``cleared`` once staff cleared it,
+    unless the provider reports something worse).
     """
+    status = _provider_status(verdict, now=now, window=window, cleared_swap_at=cleared_swap_at)
+    if phone_changed_at is None or now - phone_changed_at > window:
+        return status
+    if cleared_swap_at is not None and phone_changed_at <= cleared_swap_at:
+        return "cleared" if status == "none" else status
+    return "recent"
+
+
+def _provider_status(
+    verdict: SimSwapVerdict,
+    *,
+    now: datetime,
+    window: timedelta,
+    cleared_swap_at: datetime | None,
+) -> SwapStatus:
     if not verdict.ok or verdict.swapped is None:
         return "unknown"
     if not verdict.swapped:
@@ -175,13 +197,31 @@ def assess(
     msisdn: str,
     policy: SimSwapPolicy,
 ) -> SimSwapAssessment:
-    """This member's SIM-swap status now: ``fetch_verdict`` and the staff clearances
-    through ``swap_status``."""
+    """This member's SIM-swap status now: ``fetch_verdict``, the staff clearances and the
+    member's last change of phone number through ``swap_status``. When the change of
+    number is what makes it ``recent``, the assessment's verdict carries the change's
+    time as the swap's, so the event the guard records can be cleared like any swap."""
     verdict = fetch_verdict(session, deps, checker, msisdn, cache=policy.cache)
+    changed = phone_changed_at(session, member_id)
     status = swap_status(
         verdict,
         now=deps.now(),
         window=policy.window,
         cleared_swap_at=cleared_swap_at(session, member_id, msisdn),
+        phone_changed_at=changed,
     )
+    if changed is not None and status == "recent" and deps.now() - changed <= policy.window:
+        provider = swap_status(verdict, now=deps.now(), window=policy.window)
+        if provider != "recent":
+            verdict = SimSwapVerdict(True, True, changed, verdict.error)
     return SimSwapAssessment(status, verdict)
+
+
+def phone_changed_at(session: Session, member_id: int) -> datetime | None:
+    """When staff last moved this member to a new phone number (maker-checker)."""
+    value: datetime | None = session.scalar(
+        select(func.max(MemberPhoneChange.changed_at)).where(
+            MemberPhoneChange.member_id == member_id
+        )
+    )
+    return value

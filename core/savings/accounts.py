@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import log as audit
@@ -102,6 +103,15 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
     if amount > ledger.MAX_POSTING_CENTS:
         raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
     member = get_member(session, credit.member_id)
+    # FOR KEY SHARE (what a foreign key to the member takes anyway): a member's exit, which
+    # holds the row FOR UPDATE while it refunds everything, is waited for and the status read
+    # after it, so no money lands in the accounts of a member who has just left. Flushed
+    # first: re-reading the row must not throw away a change this unit of work made to it.
+    session.flush()
+    session.scalars(
+        select(Member).where(Member.id == member.id)
+        .with_for_update(read=True, key_share=True).execution_options(populate_existing=True)
+    ).one()  # fmt: skip
     check_may_deposit(member.status)
     account_id = member_account_ids(session, member.id)[credit.target]
     from_code, kind, template = _SOURCES[credit.source]

@@ -7,6 +7,7 @@ so a developer's own ``DATABASE_URL`` or ``REDIS_URL`` never leaks into a test.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -36,6 +37,27 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
+
+
+def production_env(ussd_token: str, trusted_proxy_hops: int) -> dict[str, str]:
+    """Production settings with fresh random secrets, on the test PostgreSQL and Redis."""
+    from cryptography.fernet import Fernet
+
+    from tests.settings import PG_URL, REDIS_URL
+
+    return {
+        "SACCO_ENV": "production",
+        "DATABASE_URL": PG_URL,
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(32),
+        "PIN_PEPPER": secrets.token_urlsafe(32),
+        "PII_KEYS": Fernet.generate_key().decode(),
+        "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "USSD_CALLBACK_TOKEN": ussd_token,
+        "SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
+        "TRUSTED_PROXY_HOPS": str(trusted_proxy_hops),
+    }
 
 
 def flush_redis(url: str) -> None:

@@ -44,6 +44,10 @@ def test_migrate_seed_and_verify_ledger_then_tampering_is_caught(tmp_path: Path)
     assert ok.returncode == 0 and "ledger OK" in ok.stdout
     tb = run(["trial-balance"], env)
     assert tb.returncode == 0 and "balanced" in tb.stdout
+    fit = run(["fit-scorecard", "--write"], env)  # the demo's few loans: the expert table stays
+    assert fit.returncode == 1 and "defaulted loans: at least 100 are needed" in fit.stderr
+    with sqlite3.connect(tmp_path / "demo.db") as db:
+        assert db.execute("SELECT version, source FROM scorecards").fetchall() == [(1, "expert")]
     with sqlite3.connect(tmp_path / "demo.db") as db:
         db.execute(
             "UPDATE accounts SET balance_cents = balance_cents + 100 WHERE code LIKE '2000-%' AND id = (SELECT MIN(id) FROM accounts WHERE code LIKE '2000-%')"
@@ -130,3 +134,12 @@ def test_the_settings_file_the_units_read_is_read_by_manage_py(tmp_path: Path) -
     missing = run(["--env-file", str(tmp_path / "nope"), "verify-ledger"], base)
     assert missing.returncode == 2 and "cannot read the settings file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_mark_dormant_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    """(What it marks, on both databases: tests/integration/test_dormancy.py.)"""
+    bad = run(["mark-dormant"], {**demo_env(tmp_path), "DORMANCY_MONTHS": "0"})
+    assert bad.returncode == 2 and "DORMANCY_MONTHS" in bad.stderr.upper()
+    assert "Traceback" not in bad.stderr
+    months = run(["mark-dormant", "--months", "0"], demo_env(tmp_path))
+    assert months.returncode == 2 and "--months" in months.stderr

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import pytest
 import redis as redis_lib
 import requests
-from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select
 
 from config import load_settings
@@ -30,8 +29,8 @@ from db.models import Member
 from db.session import make_session_factory
 from runtime import build_runtime
 from tests.e2e.gateway import GatewayPhone
-from tests.e2e.servers import flush_redis, gunicorn, run_manage
-from tests.settings import PG_URL, REDIS_URL
+from tests.e2e.servers import flush_redis, gunicorn, production_env, run_manage
+from tests.settings import REDIS_URL
 from ussd.store import session_key
 
 pytestmark = pytest.mark.slow
@@ -48,19 +47,7 @@ class Server:
 def server(pg_engine: Engine) -> Iterator[Server]:
     """gunicorn with production settings on the (already migrated) test database."""
     token = secrets.token_urlsafe(24)
-    env = {
-        "SACCO_ENV": "production",
-        "DATABASE_URL": PG_URL,
-        "REDIS_URL": REDIS_URL,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "JWT_SECRET_KEY": secrets.token_urlsafe(32),
-        "PIN_PEPPER": secrets.token_urlsafe(32),
-        "PII_KEYS": Fernet.generate_key().decode(),
-        "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
-        "USSD_CALLBACK_TOKEN": token,
-        "SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
-        "TRUSTED_PROXY_HOPS": "0",  # the test talks to gunicorn directly
-    }
+    env = production_env(token, trusted_proxy_hops=0)  # the test talks to gunicorn directly
     pg_engine.info_snapshot.restore()  # type: ignore[attr-defined]
     flush_redis(REDIS_URL)
     run_manage(["migrate"], env)  # the operator's step; a no-op on an up-to-date schema

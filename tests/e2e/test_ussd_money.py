@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.approvals import engine as approvals
 from core.kernel.permissions import SYSTEM
@@ -18,7 +18,7 @@ from core.ledger import entries as ledger
 from core.members import registration as members
 from core.payments.mpesa import flows as mpesa
 from core.staff import accounts as staff_core
-from db.models import Hold
+from db.models import Account, Hold
 from db.models_loans import LoanRepayment
 from db.models_mpesa import B2CPayout, SimSwapEvent, StkRequest
 from tests.e2e.gateway import GatewayPhone
@@ -444,6 +444,27 @@ def test_a_member_suspended_mid_session_cannot_withdraw_and_sees_it_on_the_next_
     assert env.balance(m.id).balance_cents == 200_000
     menu = phone(env, http, m.msisdn).dial()
     assert "Withdraw" not in menu and "Deposit" not in menu
+
+
+def test_dormant_savings_refuse_a_ussd_withdrawal_and_say_how_to_wake_them(
+    env: Env, http: requests.Session
+) -> None:
+    m = env.member("+254712000219", savings_kes=2000)
+    with env.unit_of_work() as s:  # what mark-dormant does after DORMANCY_MONTHS unused
+        s.execute(
+            update(Account)
+            .where(Account.member_id == m.id, Account.purpose == "savings")
+            .values(dormant_since=datetime.now(UTC))
+        )
+        s.commit()
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    p.send(PIN)
+    refused = p.send("500")
+    assert refused.startswith("Your savings are dormant") and "with your ID" in refused
+    assert holds(env, m.id) == [] and payouts(env, m.id) == []
+    assert env.balance(m.id).balance_cents == 200_000
 
 
 def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(

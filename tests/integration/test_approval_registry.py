@@ -18,6 +18,7 @@ EVERY_ACTION = {
     "member.status": "core.members.approval_actions",
     "member.pin_reset": "core.members.approval_actions",
     "deposit.cash": "core.members.approval_actions",
+    "member.phone_change": "core.members.approval_actions",
     "ledger.adjustment": "core.accounting.adjustments",
     "loan.approve": "core.loans.approval_actions",
     "loan.recover": "core.loans.approval_actions",
@@ -31,6 +32,9 @@ EVERY_ACTION = {
     "loan_product.change": "core.loans.approval_actions",
     "loan.write_off": "core.loans.write_off",
     "loan.reschedule": "core.loans.reschedule",
+    "withdrawal.cash": "core.savings.approval_actions",
+    "till.close": "core.savings.approval_actions",
+    "member.exit": "core.members.exit",
 }
 
 

@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 ANALYZE = shutil.which("systemd-analyze", path=os.environ.get("PATH", "") + ":/usr/bin:/bin")
 UNITS = sorted(p.name for p in DEPLOY.glob("sacco-*.service"))
-LONG_RUNNING = [u for u in UNITS if u != "sacco-migrate.service"]
+TIMERS = sorted(p.name for p in DEPLOY.glob("sacco-*.timer"))
+# Run to completion by the operator or a timer (migrations, backups): never restarted.
+ONESHOT = [u for u in UNITS if "Type=oneshot" in (DEPLOY / u).read_text()]
+LONG_RUNNING = [u for u in UNITS if u not in ONESHOT]
+# What the units run from deploy/ (copied as /opt/sacco/deploy/... by the install guide).
+SCRIPTS = ["backup.sh", "pitr/base-backup.sh", "pitr/prune.sh"]
 WORST_RATING = 2.0  # systemd's scale: < 2 "OK", 2-5 "MEDIUM", > 9 "UNSAFE"
 
 
@@ -34,9 +39,12 @@ def unit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (opt / ".venv" / "bin").mkdir(parents=True)
     for program in ("python", "gunicorn"):
         shutil.copy("/bin/true", opt / ".venv" / "bin" / program)
+    for script in SCRIPTS:
+        (opt / "deploy" / script).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy("/bin/true", opt / "deploy" / script)
     units = base / "etc" / "systemd" / "system"
     units.mkdir(parents=True)
-    for name in UNITS:
+    for name in UNITS + TIMERS:
         text = (DEPLOY / name).read_text().replace("/opt/sacco", str(opt))
         (units / name).write_text(text)
     shutil.copytree(DEPLOY / "sacco-.service.d", units / "sacco-.service.d")
@@ -49,7 +57,7 @@ def test_there_are_units_and_a_sandbox_for_them() -> None:
     assert (DEPLOY / "sacco-.service.d" / "hardening.conf").is_file()
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", UNITS + TIMERS)
 def test_systemd_reads_every_line_of_the_unit_and_its_drop_in(unit_dir: Path, unit: str) -> None:
     name = unit.replace("@.", "@1.")
     env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:", "SYSTEMD_LOG_COLOR": "0"}
@@ -93,3 +101,16 @@ def test_every_long_running_service_is_restarted_however_often_it_stops(unit: st
     # without it systemd stops restarting after 5 failures in 10 s (a Redis or PostgreSQL
     # outage at start), and the unit stays down once they are back
     assert re.search(r"^StartLimitIntervalSec=0$", unit_section, re.M), unit
+
+
+def test_backups_run_on_timers_and_their_scripts_ship() -> None:
+    assert {"sacco-backup.timer", "sacco-basebackup.timer"} <= set(TIMERS)
+    for timer in TIMERS:
+        service = timer.replace(".timer", ".service")
+        assert service in ONESHOT, timer
+        assert "Persistent=true" in (DEPLOY / timer).read_text()  # a missed night runs at boot
+        for script in SCRIPTS:
+            if f"/opt/sacco/deploy/{script}" in (DEPLOY / service).read_text():
+                assert os.access(DEPLOY / script, os.X_OK), script
+    backup = (DEPLOY / "sacco-backup.service").read_text()
+    assert "BACKUP_VERIFY_DATABASE_URL" in backup and "ReadWritePaths=/var/backups/sacco" in backup

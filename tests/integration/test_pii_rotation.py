@@ -43,3 +43,33 @@ def test_rotation_covers_totp_secrets_and_documents(
     assert only_new.vault.decrypt(staff.totp_secret_ciphertext) == secret
     _, data = backoffice.read_document(db_session, only_new, SYSTEM, member.id, doc.id, tmp_path)
     assert data == JPEG
+
+
+def test_rotation_covers_nominations_and_dates_of_birth(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from core.members.nominations import (
+        Beneficiary,
+        NextOfKin,
+        nomination_view,
+        rotate_nomination_keys,
+    )
+
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    old = CoreDeps(pins=deps.pins, vault=PiiVault([old_key], INDEX_KEY))
+    both = CoreDeps(pins=deps.pins, vault=PiiVault([new_key, old_key], INDEX_KEY))
+    only_new = CoreDeps(pins=deps.pins, vault=PiiVault([new_key], INDEX_KEY))
+    member = members_core.register_member(
+        db_session, old, full_name="Rose Atieno", msisdn="+254711222334", national_id="30111223",
+        consent=True, date_of_birth=date(1980, 1, 2),
+        next_of_kin=NextOfKin("Paul Atieno", "brother", "0722111222"),
+        beneficiaries=[Beneficiary("Ann Atieno", "child", "birth_certificate", "BC9999", Decimal(100))],
+    )  # fmt: skip
+    assert rotate_nomination_keys(db_session, both) == 3
+    view = nomination_view(db_session, only_new, member, reveal=True)
+    assert view["date_of_birth"] == "1980-01-02"
+    assert view["next_of_kin"]["name"] == "Paul Atieno"
+    assert view["beneficiaries"][0]["id_number"] == "BC9999"

@@ -479,7 +479,7 @@ def test_language_switch_changes_the_next_screen(
     account = phone.send("4826")
     assert account == (
         f"CON Member no {amina.member_number}\nAmina Wanjiru\nStatus: Active\n"
-        "1. Change language\n0 Back 00 Home"
+        "1. Change language\n2. Leave the SACCO\n0 Back 00 Home"
     )
     phone.send("1")
     assert phone.send("2") == "END Lugha imewekwa: Kiswahili."

@@ -770,7 +770,7 @@ def test_loans_hops_keep_to_their_statement_budget(
     assert at_limits <= 3, at_limits
     assert at_products <= 2, at_products  # an open application? the products
     assert at_product <= 3, at_product  # the product, the member, the facts
-    assert at_amount <= 6, at_amount  # the amount's appraisal, then the term prompt's limit
-    assert at_term <= 4, at_term  # the term's check, the quote's appraisal
+    assert at_amount <= 4, at_amount  # the amount's appraisal, then the term prompt's range
+    assert at_term <= 2, at_term  # the term's check, the quote (terms only)
     assert at_apply <= APPLY_HOP_BUDGET, at_apply
     assert verify_ledger(db_session).ok

@@ -79,7 +79,7 @@ def test_every_reason_is_listed_most_fundamental_first() -> None:
         Reason.TOO_NEW,
         Reason.DEPOSITS_TOO_LOW,
         Reason.NO_LIMIT,
-        Reason.SCORE,
+        Reason.LOW_SCORE,
     )
     assert result.main_reason is Reason.NOT_ACTIVE and result.score_reason == "thin"
     assert appraise(DEVELOPMENT, facts(), 4_999 * KES).reasons == (Reason.BELOW_MINIMUM,)

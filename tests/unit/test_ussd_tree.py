@@ -88,6 +88,7 @@ def worst_data(lang: str) -> dict[str, object]:
         "fees": BIG,
         "received": BIG,
         "due_on": "31/12/2026",
+        "days": "365",  # the by-laws' exit notice (EXIT_NOTICE_DAYS, at most 365)
         "missing": BIG,
         "asked": BIG,
         "guarantor": "W" * PERSON_CHARS,

@@ -87,6 +87,7 @@ from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultL
 from core.risk.sim_swap import assess as assess_sim_swap
 from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
+from core.savings.dormancy import check_not_dormant
 from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
 from db.models_loans import Loan
@@ -1461,13 +1462,15 @@ def quote_withdrawal(
 ) -> WithdrawalQuote:
     """What the confirmation screen shows: amount, fee, total from savings, payout number.
 
-    Active members only (``MemberNotAllowed``); ``LimitExceeded`` with ``reason``
+    Active members only (``MemberNotAllowed``), savings not dormant (``AccountDormant``);
+    ``LimitExceeded`` with ``reason``
     ``not_whole``, ``below_minimum``, ``above_maximum``, ``daily_limit`` or
     ``insufficient`` (``limit_cents`` = the bound to show). Reads only.
     """
     member = get_member(session, member_id)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
+    check_not_dormant(session, member_id)  # AccountDormant until staff reactivate it
     savings = _savings(session, member_id)
     return quote(
         amount_cents,

@@ -7,6 +7,8 @@ verify-ledger   recompute every balance from the postings; exit 1 on any mismatc
 trial-balance   print the trial balance
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
+savings-accrue  accrue savings interest for the business days up to --date (default
+                yesterday), posting at each product's frequency; catches up, twice = once
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -479,6 +481,40 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
     click.echo(str(report))
 
 
+@cli.command("savings-accrue")
+@click.option("--date", "day", default=None, help="accrue up to this business date (YYYY-MM-DD); "
+              "default: yesterday in Nairobi")  # fmt: skip
+def savings_accrue_cmd(day: str | None) -> None:
+    """Savings interest: accrue every date since the last one accrued, in order, and post
+    where a product's period ends (docs/savings/products.md).
+
+    Exit 0 when done (or nothing to do), 1 when refused, 2 a bad --date, 3 another run holds
+    the lock."""
+    from datetime import date as date_type
+
+    from workers.savings_accrual import AccrualBusy, run_savings_accrual
+
+    through = None
+    if day is not None:
+        try:
+            through = date_type.fromisoformat(day)
+        except ValueError:
+            click.echo(f"--date {day!r}: use YYYY-MM-DD", err=True)
+            sys.exit(2)
+    runtime = build_runtime(_settings(), dispatch=False)
+    try:
+        report = run_savings_accrual(
+            runtime.session_factory, runtime.deps, through=through, lock_engine=runtime.engine
+        )
+    except AccrualBusy as exc:
+        click.echo(f"savings-accrue: {exc}", err=True)
+        sys.exit(3)
+    except SaccoError as exc:
+        click.echo(f"savings-accrue refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(report))
+
+
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()
@@ -703,7 +739,8 @@ def _configure_logging(settings: Settings) -> None:
 def scheduler(interval: float | None, once: bool) -> None:
     """Sweep the outbox (dead workers, lost enqueues, due retries), every
     MPESA_RECONCILE_INTERVAL_S enqueue the M-Pesa reconciliation job, and every
-    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day)."""
+    CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day), and every
+    SAVINGS_ACCRUAL_INTERVAL_S accrue savings interest for them (savings-accrue)."""
     import signal
     import threading
 
@@ -757,6 +794,12 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="close-day",
             daemon=True,
         ).start()
+        threading.Thread(
+            target=_every,
+            args=(settings.savings_accrual_interval_s, stop, _scheduled_savings_accrual, settings),
+            name="savings-accrue",
+            daemon=True,
+        ).start()
     click.echo(f"sweeping the outbox every {every} s", err=True)
     run_forever(ctx, enqueue, every, stop)
 
@@ -778,6 +821,26 @@ def _scheduled_close_day(settings: Settings) -> None:
         if report.dates:
             logging.getLogger("sacco.scheduler").info("close of day:\n%s", report)
     except CloseDayBusy:
+        pass
+    finally:
+        runtime.engine.dispose()
+
+
+def _scheduled_savings_accrual(settings: Settings) -> None:
+    """Accrue savings interest for every business date that is over (``savings-accrue``
+    without ``--date``); another run holding the lock is not an error."""
+    import logging
+
+    from workers.savings_accrual import AccrualBusy, run_savings_accrual
+
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        report = run_savings_accrual(
+            runtime.session_factory, runtime.deps, lock_engine=runtime.engine
+        )
+        if report.results:
+            logging.getLogger("sacco.scheduler").info("savings accrual:\n%s", report)
+    except AccrualBusy:
         pass
     finally:
         runtime.engine.dispose()

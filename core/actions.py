@@ -12,9 +12,10 @@ from core.loans import approval_actions as loans
 from core.members import approval_actions as members
 from core.payments.mpesa import approval_actions as mpesa
 from core.risk import approval_actions as risk
+from core.savings import approval_actions as savings
 from core.staff import approval_actions as staff
 
 
 def register_all() -> None:
-    for domain in (members, adjustments, mpesa, risk, staff, loans):
+    for domain in (members, adjustments, mpesa, risk, staff, loans, savings):
         domain.register_actions()

@@ -64,6 +64,9 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "query the audit log",
     "loan_products:read": "list and read loan products, their current and earlier versions",
     "loan_products:manage": "ask to create or change (or deactivate) a loan product (maker)",
+    "savings_products:read": "list and read savings products, their current and earlier versions",
+    "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
+    "product (maker)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -109,6 +112,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "access:approve",
             "audit:read",
             "loan_products:manage",
+            "savings_products:read",
+            "savings_products:manage",
         }
     ),
     "loan_officer": frozenset(
@@ -131,6 +136,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "close_day:read",
             "approvals:decide",
             "loan_products:manage",
+            "savings_products:read",
         }
     ),
     "teller": frozenset(
@@ -144,6 +150,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "pin_reset:request",
             "sim_swap:read",
             "sim_swap:review",
+            "savings_products:read",
         }
     ),
     "auditor": frozenset(
@@ -157,6 +164,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "loans:read",
             "close_day:read",
+            "savings_products:read",
         }
     ),
 }
@@ -212,6 +220,8 @@ PERMISSION_RISK: dict[str, str] = {
     "audit:read": "none",  # who did what; personal data is never written into it
     "loan_products:read": "none",  # the SACCO's published terms, nobody's data
     "loan_products:manage": "money",  # asks for the terms every loan is made on
+    "savings_products:read": "none",  # the SACCO's published terms, nobody's data
+    "savings_products:manage": "money",  # asks for the rate every saver earns
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

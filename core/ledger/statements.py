@@ -68,6 +68,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.LOAN_WRITE_OFF: StatementLabel.ADJUSTMENT,  # the loan account's last line
     EntryKind.LOAN_RECOVERY: StatementLabel.REPAYMENT,
     EntryKind.LOAN_RESCHEDULE: StatementLabel.INTEREST,  # interest and fees added to the loan
+    EntryKind.SAVINGS_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
+    EntryKind.SAVINGS_INTEREST: StatementLabel.INTEREST,  # interest earned, net of tax
 }
 
 

@@ -49,6 +49,13 @@ class EntryKind(StrEnum):
     LOAN_WRITE_OFF = "loan.write_off"  # Dr provision / Cr the loan (core.loans.write_off)
     LOAN_RECOVERY = "loan.recovery"  # paid on a written-off loan: Cr recoveries income
     LOAN_RESCHEDULE = "loan.reschedule"  # interest and fees due, capitalised
+    # Savings interest (issue 14; core.savings.interest): accrued daily, one entry per
+    # product and date (Dr interest on deposits / Cr interest payable; the reverse when
+    # an average-daily-balance period ends below its minimum and is forfeited), and posted
+    # to each member's account at the product's frequency (Dr interest payable / Cr the
+    # member's account with the net, Cr withholding tax with the tax).
+    SAVINGS_ACCRUAL = "savings.accrual"
+    SAVINGS_INTEREST = "savings.interest"
 
 
 class HoldStatus(StrEnum):

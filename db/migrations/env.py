@@ -13,6 +13,7 @@ import db.models_loans  # noqa: F401
 import db.models_mpesa  # noqa: F401
 import db.models_notices  # noqa: F401
 import db.models_recovery  # noqa: F401
+import db.models_savings  # noqa: F401
 from db.base import Base
 
 config = context.config

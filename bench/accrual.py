@@ -98,7 +98,7 @@ _SEED = (
            SELECT CASE WHEN g % 3 = 0 THEN '2100-B' ELSE '2000-B' END || g,
                   'Bench account ' || g, 'liability', 'C',
                   CASE WHEN g % 3 = 0 THEN 'deposits' ELSE 'savings' END, true, false,
-                  (g * 7919) % 20000000, 0, :at
+                  (g::bigint * 7919) % 20000000, 0, :at
            FROM generate_series(1, :n) AS g""",
     ),
     (

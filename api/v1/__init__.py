@@ -34,6 +34,7 @@ from api.v1 import (
     mpesa_views,
     problems,
     recovery_views,
+    savings_product_views,
     staff_views,
 )
 from api.v1.schemas import ProblemSchema
@@ -53,6 +54,7 @@ BLUEPRINTS = [
     loan_views.blp,
     close_day_views.blp,
     recovery_views.blp,
+    savings_product_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

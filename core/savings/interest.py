@@ -145,7 +145,9 @@ def dates_to_accrue(session: Session, deps: CoreDeps, through: date | None = Non
     today = business_date(deps.now())
     through = through or today - timedelta(days=1)
     if through >= today:
-        raise AccrualOutOfOrder(f"{through} is not over yet: accrue up to {today - timedelta(days=1)}")
+        raise AccrualOutOfOrder(
+            f"{through} is not over yet: accrue up to {today - timedelta(days=1)}"
+        )
     last = last_accrued(session)
     start = through if last is None else last + timedelta(days=1)
     if (through - start).days > MAX_CATCH_UP_DAYS:
@@ -227,9 +229,7 @@ def _start_run(session: Session, deps: CoreDeps, day: date) -> SavingsAccrualRun
     return run
 
 
-def _book(
-    session: Session, deps: CoreDeps, day: date, key: str, cents: int, memo: str
-) -> None:
+def _book(session: Session, deps: CoreDeps, day: date, key: str, cents: int, memo: str) -> None:
     """Dr interest on deposits / Cr interest payable (the reverse for negative cents)."""
     if cents == 0:
         return
@@ -311,7 +311,7 @@ def _post_ending(session: Session, deps: CoreDeps, day: date, result: AccrualRes
             forfeited[row["product_id"]] = forfeited.get(row["product_id"], 0) + gross
             continue
         if gross > 0:
-            _post_account(session, deps, day, row, gross, tax_rate, result)
+            _post_account(session, deps, day, dict(row), gross, tax_rate, result)
     for product_id, cents in sorted(forfeited.items()):
         result.forfeited_cents += cents
         _book(
@@ -349,9 +349,16 @@ def _post_account(
     )  # fmt: skip
     session.add(
         SavingsInterestPosting(
-            account_id=account_id, product_id=r["product_id"], business_date=day,
-            period_start=r["period_start"], gross_cents=gross, tax_cents=tax, net_cents=net,
-            tax_rate_percent=tax_rate, entry_id=posted.entry_id, created_at=deps.now(),
+            account_id=account_id,
+            product_id=r["product_id"],
+            business_date=day,
+            period_start=r["period_start"],
+            gross_cents=gross,
+            tax_cents=tax,
+            net_cents=net,
+            tax_rate_percent=tax_rate,
+            entry_id=posted.entry_id,
+            created_at=deps.now(),
         )  # fmt: skip
     )
     result.posted_accounts += 1

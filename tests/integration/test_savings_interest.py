@@ -81,7 +81,9 @@ def run(s: Session, deps: CoreDeps, first: date, last: date) -> list[interest.Ac
     return out
 
 
-def test_at_rate_zero_nothing_accrues_and_nothing_moves(db_session: Session, deps: CoreDeps) -> None:
+def test_at_rate_zero_nothing_accrues_and_nothing_moves(
+    db_session: Session, deps: CoreDeps
+) -> None:
     s = db_session
     member = saver(s, deps, 5_000_000)
     before = balance_of(s, savings_id(s, member))
@@ -106,7 +108,10 @@ def test_a_month_accrued_daily_is_posted_with_withholding_tax_and_an_sms(
     assert [r.by_product for r in results[:2]] == [{"SAV": 2024}, {"SAV": 2025}]
     acc = s.get(SavingsAccrual, savings_id(s, member), populate_existing=True)
     assert acc is not None and (acc.accrued_cents, acc.days) == (30 * 2000, 30)
-    assert system(s, SystemAccount.INTEREST_PAYABLE) == 30 * 2000 + 30 * 123_457 * 73_000 // interest.DENOMINATOR
+    assert (
+        system(s, SystemAccount.INTEREST_PAYABLE)
+        == 30 * 2000 + 30 * 123_457 * 73_000 // interest.DENOMINATOR
+    )
     assert s.scalar(select(func.count()).where(
         JournalEntry.kind == EntryKind.SAVINGS_ACCRUAL)) == 30  # one per product and day  # fmt: skip
 
@@ -214,7 +219,7 @@ def test_posted_interest_equals_accrued_interest_over_any_period(
         accrued = sum(r.accrued_cents for r in results)
         forfeited = sum(r.forfeited_cents for r in results)
         gross = sum(r.posted_gross_cents for r in results)
-        waiting = s.scalar(select(func.coalesce(func.sum(SavingsAccrual.accrued_cents), 0)))
+        waiting = s.scalar(select(func.coalesce(func.sum(SavingsAccrual.accrued_cents), 0))) or 0
         # Every cent accrued is posted, forfeited or still waiting for its posting day,
         # and the ledger says the same.
         assert accrued == gross + forfeited + waiting

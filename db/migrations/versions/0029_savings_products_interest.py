@@ -42,7 +42,12 @@ DEFAULT_PRODUCTS = (
     ("DEP", "Member deposits", "deposits", "deposits"),
     ("SHR", "Share capital", "share_capital", "shares"),
 )
-WHT_SEED = ("interest", date(2000, 1, 1), "15.0000", "Income Tax Act (Cap. 470), Third Schedule, Head B")
+WHT_SEED = (
+    "interest",
+    date(2000, 1, 1),
+    "15.0000",
+    "Income Tax Act (Cap. 470), Third Schedule, Head B",
+)
 
 
 def _cents(name: str, nullable: bool = False) -> sa.Column[int]:
@@ -133,8 +138,7 @@ def upgrade() -> None:
         _cents("balance_days_cents"),
         sa.Column("days", sa.Integer(), nullable=False),
         sa.CheckConstraint(
-            "remainder_units >= 0 AND accrued_cents >= 0 AND balance_days_cents >= 0 "
-            "AND days >= 0",
+            "remainder_units >= 0 AND accrued_cents >= 0 AND balance_days_cents >= 0 AND days >= 0",
             name="ck_savings_accruals_amounts",
         ),
     )
@@ -176,10 +180,20 @@ def upgrade() -> None:
         *(
             sa.column(n)
             for n in (
-                "product_id", "version", "name", "kind", "rate_percent", "balance_method",
-                "day_count", "min_balance_to_earn_cents", "posting_frequency",
-                "min_balance_cents", "withdrawal_fee_cents", "daily_withdrawal_limit_cents",
-                "active", "created_at",
+                "product_id",
+                "version",
+                "name",
+                "kind",
+                "rate_percent",
+                "balance_method",
+                "day_count",
+                "min_balance_to_earn_cents",
+                "posting_frequency",
+                "min_balance_cents",
+                "withdrawal_fee_cents",
+                "daily_withdrawal_limit_cents",
+                "active",
+                "created_at",
             )
         ),  # fmt: skip
     )
@@ -195,12 +209,20 @@ def upgrade() -> None:
         ).scalar_one()
         conn.execute(
             versions.insert().values(
-                product_id=product_id, version=1, name=name, kind=kind, rate_percent="0.0000",
-                balance_method="daily_balance", day_count="actual/365",
+                product_id=product_id,
+                version=1,
+                name=name,
+                kind=kind,
+                rate_percent="0.0000",
+                balance_method="daily_balance",
+                day_count="actual/365",
                 min_balance_to_earn_cents=0,
                 posting_frequency="annually" if kind != "ordinary_savings" else "monthly",
-                min_balance_cents=0, withdrawal_fee_cents=0, daily_withdrawal_limit_cents=None,
-                active=True, created_at=now,
+                min_balance_cents=0,
+                withdrawal_fee_cents=0,
+                daily_withdrawal_limit_cents=None,
+                active=True,
+                created_at=now,
             )  # fmt: skip
         )
     kind, start, rate, source = WHT_SEED

@@ -12,7 +12,7 @@ What it does, in one run (issue 14, "Show"; docs/benchmarks.md, "Savings accrual
    balance, minimum KES 1,000 to earn; deposits 4% on the average daily balance).
 2. Seeds ``--accounts`` member accounts, **set-based** (``INSERT … SELECT`` over
    ``generate_series``): two thirds savings, one third deposits, balances from 0 to
-   KES 200,000, all paid in by one opening entry (the bank debited, each account credited;
+   KES 200,000, each paid in by an opening entry (the bank debited, the account credited;
    running balances written), so ``verify-ledger`` accepts the seed.
 3. Runs the real ``workers.savings_accrual.run_savings_accrual`` with an injected clock: the
    **first** date (every account gets its accrual row) and the **next** date (the daily
@@ -102,31 +102,37 @@ _SEED = (
            FROM generate_series(1, :n) AS g""",
     ),
     (
-        "opening entry",
+        # One opening entry per account (the ledger checks each entry's balance per
+        # posting: one entry of a million legs would cost a million sums of a million).
+        "opening entries",
         """INSERT INTO journal_entries (idempotency_key, fingerprint, reference, kind, memo,
                created_at, value_date)
-           VALUES ('bench.opening', 'bench', 'SBENCH0001', 'adjustment.manual',
-                   'Bench opening balances', :at, :day)""",
+           SELECT 'bench.opening:' || a.id, 'bench', 'B' || lpad(a.id::text, 11, '0'),
+                  'adjustment.manual', 'Bench opening balance', :at, :day
+           FROM accounts a WHERE a.code LIKE '2_00-B%' AND a.balance_cents > 0
+           ORDER BY a.id""",
     ),
     (
         "postings",
         """INSERT INTO postings (entry_id, account_id, amount_cents, balance_after_cents)
-           SELECT e.id, a.id, -a.balance_cents, a.balance_cents
-           FROM accounts a, journal_entries e
-           WHERE e.idempotency_key = 'bench.opening' AND a.code LIKE '2_00-B%'
-             AND a.balance_cents > 0""",
+           SELECT e.id, x.account_id, x.amount, x.after
+           FROM (
+               SELECT a.id AS source, a.id AS account_id, -a.balance_cents AS amount,
+                      a.balance_cents AS after, 1 AS leg
+               FROM accounts a WHERE a.code LIKE '2_00-B%' AND a.balance_cents > 0
+               UNION ALL
+               SELECT a.id, b.id, a.balance_cents,
+                      b.balance_cents + SUM(a.balance_cents) OVER (ORDER BY a.id), 0
+               FROM accounts a, accounts b
+               WHERE a.code LIKE '2_00-B%' AND a.balance_cents > 0 AND b.code = :bank
+           ) x
+           JOIN journal_entries e ON e.idempotency_key = 'bench.opening:' || x.source
+           ORDER BY x.source, x.leg""",
     ),
     (
         "bank",
         """WITH t AS (SELECT SUM(balance_cents) AS s FROM accounts WHERE code LIKE '2_00-B%')
            UPDATE accounts SET balance_cents = balance_cents + t.s FROM t WHERE code = :bank""",
-    ),
-    (
-        "bank posting",
-        """INSERT INTO postings (entry_id, account_id, amount_cents, balance_after_cents)
-           SELECT e.id, a.id, a.balance_cents, a.balance_cents
-           FROM accounts a, journal_entries e
-           WHERE e.idempotency_key = 'bench.opening' AND a.code = :bank""",
     ),
 )
 

@@ -51,6 +51,7 @@ from db.models_savings import (
     SavingsAccrualRun,
     SavingsInterestPosting,
     SavingsProduct,
+    SavingsProductVersion,
     WithholdingTaxRate,
 )
 
@@ -276,13 +277,12 @@ def accrue_day(session: Session, deps: CoreDeps, day: date) -> AccrualResult:
 _DUE = text(
     """
 SELECT s.account_id, s.product_id, s.period_start, s.accrued_cents, s.balance_days_cents,
-       s.days, v.balance_method, v.min_balance_to_earn_cents, v.posting_frequency,
-       a.member_id, a.purpose
+       s.days, v.balance_method, v.min_balance_to_earn_cents, a.member_id, a.purpose
 FROM savings_accruals s
 JOIN savings_products p ON p.id = s.product_id
 JOIN savings_product_versions v ON v.product_id = p.id AND v.version = p.current_version
 JOIN accounts a ON a.id = s.account_id
-WHERE s.accrued_cents > 0 OR s.days > 0
+WHERE s.product_id = ANY(:products) AND (s.accrued_cents > 0 OR s.days > 0)
 ORDER BY s.account_id
 FOR UPDATE OF s
 """
@@ -295,12 +295,23 @@ _RESET = text(
 
 def _post_ending(session: Session, deps: CoreDeps, day: date, result: AccrualResult) -> None:
     """Post every account whose product's period ends on ``day``."""
+    ending = [
+        product_id
+        for product_id, frequency in session.execute(
+            select(SavingsProduct.id, SavingsProductVersion.posting_frequency).join(
+                SavingsProductVersion,
+                (SavingsProductVersion.product_id == SavingsProduct.id)
+                & (SavingsProductVersion.version == SavingsProduct.current_version),
+            )
+        ).tuples()
+        if period_ends(day, PostingFrequency(frequency))
+    ]
+    if not ending:
+        return
     tax_rate = withholding_rate(session, TaxKind.INTEREST, day)
     forfeited: dict[int, int] = {}
     done: list[int] = []
-    for row in session.execute(_DUE).mappings():
-        if not period_ends(day, PostingFrequency(row["posting_frequency"])):
-            continue
+    for row in session.execute(_DUE, {"products": ending}).mappings():
         done.append(row["account_id"])
         gross = int(row["accrued_cents"])
         average = row["balance_days_cents"] // row["days"] if row["days"] else 0

@@ -15,8 +15,8 @@ from uuid import uuid4
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.deps import CoreDeps
 from core.kernel.permissions import SYSTEM
@@ -27,10 +27,16 @@ from core.ledger.vocabulary import EntryKind
 from core.members.registration import member_account_ids
 from core.savings import interest, products
 from core.savings.accounts import Credit, CreditSource, credit_member
-from core.savings.interest import AccrualOutOfOrder, accrue_day, dates_to_accrue
+from core.savings.interest import (
+    AccrualOutOfOrder,
+    AccrualUnsupported,
+    accrue_day,
+    dates_to_accrue,
+)
 from db.models import JournalEntry, Member, OutboxMessage
 from db.models_savings import SavingsAccrual, SavingsAccrualRun, SavingsInterestPosting
 from tests.loanutil import funded_member
+from workers.savings_accrual import ADVISORY_LOCK_KEY, AccrualBusy, run_savings_accrual
 
 JAN = date(2027, 1, 1)
 
@@ -250,3 +256,34 @@ def test_posted_interest_equals_accrued_interest_over_any_period(
                 assert got + (acc.accrued_cents if acc else 0) == expected
         assert verify_ledger(s).ok
         outer.rollback()
+
+
+def test_the_run_at_the_edge_catches_up_and_refuses_a_second_run_at_once(
+    factory: sessionmaker[Session], committed_pg: Engine, deps: CoreDeps
+) -> None:
+    with factory() as s:
+        set_terms(s, deps, rate_percent="7.3")
+        saver(s, deps, 10_000_000)
+        s.commit()
+    first = run_savings_accrual(
+        factory, on(deps, JAN + timedelta(days=1)), lock_engine=committed_pg
+    )
+    assert [r.business_date for r in first.results] == [JAN]
+    later = on(deps, JAN + timedelta(days=4))
+    with committed_pg.connect() as holder:  # another run holds the lock
+        assert holder.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}
+        ).scalar_one()
+        with pytest.raises(AccrualBusy):
+            run_savings_accrual(factory, later, lock_engine=committed_pg)
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    caught_up = run_savings_accrual(factory, later, lock_engine=committed_pg)
+    assert [r.accrued_cents for r in caught_up.results] == [2000, 2000, 2000]
+    assert str(run_savings_accrual(factory, later, lock_engine=committed_pg)).startswith("nothing")
+
+
+def test_the_sqlite_demo_refuses_the_run(any_session: Session, deps: CoreDeps) -> None:
+    if any_session.get_bind().dialect.name != "sqlite":
+        pytest.skip("the refusal is SQLite's")
+    with pytest.raises(AccrualUnsupported):
+        accrue_day(any_session, on(deps, JAN + timedelta(days=1)), JAN)

@@ -282,8 +282,8 @@ def test_the_run_at_the_edge_catches_up_and_refuses_a_second_run_at_once(
     assert str(run_savings_accrual(factory, later, lock_engine=committed_pg)).startswith("nothing")
 
 
-def test_the_sqlite_demo_refuses_the_run(any_session: Session, deps: CoreDeps) -> None:
-    if any_session.get_bind().dialect.name != "sqlite":
-        pytest.skip("the refusal is SQLite's")
-    with pytest.raises(AccrualUnsupported):
-        accrue_day(any_session, on(deps, JAN + timedelta(days=1)), JAN)
+def test_the_sqlite_demo_refuses_the_run(sqlite_engine: Engine, deps: CoreDeps) -> None:
+    with Session(sqlite_engine) as session:
+        with pytest.raises(AccrualUnsupported):
+            accrue_day(session, on(deps, JAN + timedelta(days=1)), JAN)
+        session.rollback()

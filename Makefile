@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-loans bench-close-day bench-outbox phone clean
+.PHONY: install system-deps demo docs test test-fast test-clock lint format verify-ledger bench-ledger bench-pins bench-ussd bench-loans bench-close-day bench-outbox bench-accrual phone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -120,6 +120,12 @@ bench-loans: install
 LOANS ?= 100000
 bench-close-day: install
 	@$(BIN)/python bench/close_day.py --loans $(LOANS)
+
+## bench-accrual: savings interest accrual over 1,000,000 seeded accounts beside a naive
+## per-account loop over a sample, extrapolated (ACCOUNTS=N for a quick run)
+ACCOUNTS ?= 1000000
+bench-accrual: install
+	@$(BIN)/python bench/accrual.py --accounts $(ACCOUNTS)
 
 ## phone: a terminal feature phone dialling the running service (PHONE=+2547..., URL=..., TOKEN=...)
 PHONE ?= +254712000001

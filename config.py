@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     # whatever dates are over and not closed yet, so yesterday is closed within this long
     # after midnight in Nairobi; a run with nothing to do costs one query.
     close_day_interval_s: float = Field(default=900.0, gt=0)
+    # How often the scheduler accrues savings interest (issue 14; savings-accrue): each run
+    # accrues whatever dates are over and not accrued yet, like close of day.
+    savings_accrual_interval_s: float = Field(default=900.0, gt=0)
     # Close of day's notices (issue 13, part 6): the reminder of an instalment due in this
     # many days (besides the one on the due day), and the hour (Nairobi) before which no
     # reminder or notice is sent: a run after midnight queues them for the morning.

@@ -9,6 +9,8 @@ close-day       close the loan book's business days up to --date (default yester
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
 mark-dormant    mark savings dormant after DORMANCY_MONTHS without member activity
                 (one SQL statement; the scheduler runs it too)
+savings-accrue  accrue savings interest for the business days up to --date (default
+                yesterday), posting at each product's frequency; catches up, twice = once
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -580,6 +582,40 @@ def exit_run_cmd(maker: str) -> None:
         click.echo(f"  member {member_id}: approval request {request_id}")
 
 
+@cli.command("savings-accrue")
+@click.option("--date", "day", default=None, help="accrue up to this business date (YYYY-MM-DD); "
+              "default: yesterday in Nairobi")  # fmt: skip
+def savings_accrue_cmd(day: str | None) -> None:
+    """Savings interest: accrue every date since the last one accrued, in order, and post
+    where a product's period ends (docs/savings/products.md).
+
+    Exit 0 when done (or nothing to do), 1 when refused, 2 a bad --date, 3 another run holds
+    the lock."""
+    from datetime import date as date_type
+
+    from workers.savings_accrual import AccrualBusy, run_savings_accrual
+
+    through = None
+    if day is not None:
+        try:
+            through = date_type.fromisoformat(day)
+        except ValueError:
+            click.echo(f"--date {day!r}: use YYYY-MM-DD", err=True)
+            sys.exit(2)
+    runtime = build_runtime(_settings(), dispatch=False)
+    try:
+        report = run_savings_accrual(
+            runtime.session_factory, runtime.deps, through=through, lock_engine=runtime.engine
+        )
+    except AccrualBusy as exc:
+        click.echo(f"savings-accrue: {exc}", err=True)
+        sys.exit(3)
+    except SaccoError as exc:
+        click.echo(f"savings-accrue refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(report))
+
+
 @cli.command("trial-balance")
 def trial_balance_cmd() -> None:
     runtime = _runtime()
@@ -812,7 +848,9 @@ def scheduler(interval: float | None, once: bool) -> None:
     """Sweep the outbox (dead workers, lost enqueues, due retries), every
     MPESA_RECONCILE_INTERVAL_S enqueue the M-Pesa reconciliation job, and every
     CLOSE_DAY_INTERVAL_S close the loan book's days that are over (close-day) and mark
-    dormant savings (mark-dormant)."""
+    dormant savings (mark-dormant), and every SAVINGS_ACCRUAL_INTERVAL_S accrue savings
+    interest for the days that are over (savings-accrue)."""
+
     import signal
     import threading
 
@@ -866,6 +904,12 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="close-day",
             daemon=True,
         ).start()
+        threading.Thread(
+            target=_every,
+            args=(settings.savings_accrual_interval_s, stop, _scheduled_savings_accrual, settings),
+            name="savings-accrue",
+            daemon=True,
+        ).start()
     threading.Thread(
         target=_every,
         args=(settings.close_day_interval_s, stop, _scheduled_mark_dormant, settings),
@@ -893,6 +937,26 @@ def _scheduled_close_day(settings: Settings) -> None:
         if report.dates:
             logging.getLogger("sacco.scheduler").info("close of day:\n%s", report)
     except CloseDayBusy:
+        pass
+    finally:
+        runtime.engine.dispose()
+
+
+def _scheduled_savings_accrual(settings: Settings) -> None:
+    """Accrue savings interest for every business date that is over (``savings-accrue``
+    without ``--date``); another run holding the lock is not an error."""
+    import logging
+
+    from workers.savings_accrual import AccrualBusy, run_savings_accrual
+
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        report = run_savings_accrual(
+            runtime.session_factory, runtime.deps, lock_engine=runtime.engine
+        )
+        if report.results:
+            logging.getLogger("sacco.scheduler").info("savings accrual:\n%s", report)
+    except AccrualBusy:
         pass
     finally:
         runtime.engine.dispose()

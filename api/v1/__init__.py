@@ -34,6 +34,7 @@ from api.v1 import (
     mpesa_views,
     problems,
     recovery_views,
+    savings_product_views,
     score_views,
     staff_views,
     teller_views,
@@ -58,6 +59,7 @@ BLUEPRINTS = [
     recovery_views.blp,
     score_views.blp,
     teller_views.blp,
+    savings_product_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

@@ -33,6 +33,7 @@ from core.messaging.webhooks import EVENT_TYPES
 from core.payments.mpesa.flows import PAYOUT_LIST_STATUSES
 from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.savings.accounts import DEPOSIT_TARGETS
+from core.savings.vocabulary import BalanceMethod, DayCount, PostingFrequency, ProductKind
 
 BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
 
@@ -1559,3 +1560,64 @@ class ExitOut(Schema):
         metadata={"description": "what the exit would do today and what stops it "
                   "(null once done)"},
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------ savings products
+
+
+class SavingsProductChangeIn(Strict):
+    """A change: the fields given replace the current version's (``kind`` never changes)."""
+
+    name = fields.String(validate=validate.Length(1, 80))
+    rate_percent = _decimal(metadata={**DECIMAL_TEXT, "description": "annual percent"})
+    balance_method = fields.String(validate=_one_of(BalanceMethod))
+    day_count = fields.String(validate=_one_of(DayCount))
+    min_balance_to_earn_cents = fields.Integer()
+    posting_frequency = fields.String(validate=_one_of(PostingFrequency))
+    min_balance_cents = fields.Integer()
+    withdrawal_fee_cents = fields.Integer()
+    daily_withdrawal_limit_cents = fields.Integer(
+        allow_none=True, metadata={"description": "null: no limit"}
+    )
+    active = fields.Boolean()
+    note = fields.String(
+        validate=validate.Length(max=200), metadata={"description": "for the checker"}
+    )
+
+
+class SavingsProductIn(SavingsProductChangeIn):
+    """A new product: what is left out takes its default (``core.savings.products.DEFAULTS``)."""
+
+    code = fields.String(
+        required=True, validate=validate.Length(1, 8),
+        metadata={"description": "2-8 capital letters or digits, never changed", "example": "HOL"},
+    )  # fmt: skip
+    name = fields.String(required=True, validate=validate.Length(1, 80))
+    kind = fields.String(required=True, validate=_one_of(ProductKind))
+
+
+class SavingsProductOut(Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    default_for = fields.String(
+        allow_none=True, required=True,
+        metadata={"description": "the member account every member holds under it, or null"},
+    )  # fmt: skip
+    version = fields.Integer(required=True, metadata={"description": "the version shown"})
+    current_version = fields.Integer(required=True)
+    versions = fields.List(fields.Integer(), metadata={"description": "every version"})
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    rate_percent = fields.String(required=True)
+    balance_method = fields.String(required=True)
+    day_count = fields.String(required=True)
+    min_balance_to_earn_cents = fields.Integer(required=True)
+    posting_frequency = fields.String(required=True)
+    min_balance_cents = fields.Integer(required=True)
+    withdrawal_fee_cents = fields.Integer(required=True)
+    daily_withdrawal_limit_cents = fields.Integer(allow_none=True, required=True)
+    active = fields.Boolean(required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    version_created_at = fields.DateTime(required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)

@@ -76,6 +76,9 @@ PERMISSIONS: dict[str, str] = {
     "tills:read": "list every teller's till days (expected, counted, difference)",
     "dormancy:read": "list dormant savings accounts and their unclaimed balances",
     "dormancy:reactivate": "reactivate a member's dormant savings (audited)",
+    "savings_products:read": "list and read savings products, their current and earlier versions",
+    "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
+    "product (maker)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -128,6 +131,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "tills:read",
             "dormancy:read",
             "dormancy:reactivate",
+            "savings_products:read",
+            "savings_products:manage",
         }
     ),
     "loan_officer": frozenset(
@@ -154,6 +159,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "close_day:read",
             "approvals:decide",
             "loan_products:manage",
+            "savings_products:read",
         }
     ),
     "teller": frozenset(
@@ -172,6 +178,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "phone_change:request",
             "sim_swap:read",
             "sim_swap:review",
+            "savings_products:read",
         }
     ),
     "auditor": frozenset(
@@ -187,6 +194,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "close_day:read",
             "tills:read",
             "dormancy:read",
+            "savings_products:read",
         }
     ),
 }
@@ -251,6 +259,8 @@ PERMISSION_RISK: dict[str, str] = {
     "tills:read": "none",  # tellers' till figures; no member's data
     "dormancy:read": "personal_data",  # members' names and balances
     "dormancy:reactivate": "money",  # lets withdrawals through again
+    "savings_products:read": "none",  # the SACCO's published terms, nobody's data
+    "savings_products:manage": "money",  # asks for the rate every saver earns
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -72,6 +72,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.TILL_DIFFERENCE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.MEMBER_EXIT_TRANSFER: StatementLabel.TRANSFER,  # deposits, shares -> savings
     EntryKind.MEMBER_EXIT_REFUND: StatementLabel.WITHDRAWAL,  # paid out on exit
+    EntryKind.SAVINGS_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
+    EntryKind.SAVINGS_INTEREST: StatementLabel.INTEREST,  # interest earned, net of tax
 }
 
 

@@ -59,6 +59,13 @@ class EntryKind(StrEnum):
     # paid out by the teller in cash or by bank transfer).
     MEMBER_EXIT_TRANSFER = "member.exit_transfer"
     MEMBER_EXIT_REFUND = "member.exit_refund"
+    # Savings interest (issue 14; core.savings.interest): accrued daily, one entry per
+    # product and date (Dr interest on deposits / Cr interest payable; the reverse when
+    # an average-daily-balance period ends below its minimum and is forfeited), and posted
+    # to each member's account at the product's frequency (Dr interest payable / Cr the
+    # member's account with the net, Cr withholding tax with the tax).
+    SAVINGS_ACCRUAL = "savings.accrual"
+    SAVINGS_INTEREST = "savings.interest"
 
 
 class HoldStatus(StrEnum):

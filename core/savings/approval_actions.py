@@ -1,6 +1,10 @@
 """The savings maker-checker actions (registered with ``core.approvals.engine``): a teller's
 cash withdrawal above the till limit (``withdrawal.cash``) and a till day counted with a
-difference (``till.close``), and the two verbs the API calls that may ask for them."""
+difference (``till.close``), and the two verbs the API calls that may ask for them; and
+``savings_product.create`` / ``savings_product.change`` (also how a product's rate is set
+and how one is deactivated): asked by a holder of ``savings_products:manage``, decided by
+another person holding ``approvals:decide_large`` (a manager): a product's rate is what
+the SACCO owes every member under it (``core.savings.products``)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.members.approval_actions import AboveTillLimit, earlier_cash_request
 from core.members.backoffice import check_cash_key, visible_member
+from core.savings import products
 from core.savings.tills import (
     TillFigures,
     TillRefused,
@@ -29,6 +34,7 @@ from core.savings.tills import (
     post_difference,
     record_count,
 )
+from core.staff import accounts as staff
 from db.models import ApprovalRequest, JournalEntry, Member, StaffUser
 from db.models_tills import TillDay
 
@@ -190,6 +196,33 @@ def count_till(
     return found, req
 
 
+# ------------------------------------------------------------ savings products
+
+
+def _check_create(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    products.check_create(session, p)
+
+
+def _check_change(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    products.check_change(session, p)
+
+
+def _exec_create(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    return products.approve_create(session, deps, staff.checker_of(session, req), req.id, p)
+
+
+def _exec_change(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    return products.approve_change(session, deps, staff.checker_of(session, req), req.id, p)
+
+
 def register_actions() -> None:
     register(
         "withdrawal.cash",
@@ -212,3 +245,14 @@ def register_actions() -> None:
             _exec_till_close,
         ),
     )
+    for action, describe, check, execute in (
+        (products.CREATE_ACTION, "create a savings product", _check_create, _exec_create),
+        (products.CHANGE_ACTION, "change a savings product", _check_change, _exec_change),
+    ):
+        register(
+            action,
+            ActionSpec(
+                products.MAKER_PERMISSION, describe, False, check, execute,
+                checker_permission=products.CHECKER_PERMISSION,
+            ),
+        )  # fmt: skip

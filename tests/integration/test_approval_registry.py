@@ -34,6 +34,8 @@ EVERY_ACTION = {
     "loan.reschedule": "core.loans.reschedule",
     "withdrawal.cash": "core.savings.approval_actions",
     "till.close": "core.savings.approval_actions",
+    "savings_product.create": "core.savings.approval_actions",
+    "savings_product.change": "core.savings.approval_actions",
     "member.exit": "core.members.exit",
 }
 

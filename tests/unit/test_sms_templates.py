@@ -47,6 +47,8 @@ WORST = {
     "list_on": "31/12/2026",  # close of day: from when a loan may be listed with a CRB
     "why": Term("why_guaranteed_default"),  # every why_/state_ term: test below
     "state": Term("state_pending_approval"),
+    "tax": "KES 999,999.99",  # savings interest: withholding tax
+    "net": "KES 9,999,999.99",
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]

@@ -13,7 +13,7 @@ Seeded: the expert table, version 1 (docs/loans/scoring.md): base score 600 at o
 50 good to 1 bad, 20 points to double the odds.
 
 Revision ID: 0030
-Revises: 0028
+Revises: 0029
 Create Date: 2026-12-02
 """
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0030"
-down_revision = "0028"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 

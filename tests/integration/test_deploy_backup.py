@@ -90,12 +90,16 @@ def libpq(url: str) -> str:
 
 
 def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--quiet", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    """gpg on ``home``; once more after restarting its agent when the first try fails (seen
+    once under a loaded suite: the agent gpg starts on demand did not answer in time),
+    then a failure that shows what gpg said."""
+    command = ["gpg", "--homedir", str(home), "--batch", "--quiet", *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(command)}: exit {done.returncode}: {done.stderr}"
+    return done
 
 
 @pytest.fixture

@@ -634,10 +634,9 @@ def _loan_apply(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
         "received": format_cents(application.amount_cents - application.deducted_fee_cents),
     }
     if application.status == ApplicationStatus.DISBURSED:
-        line = loan_views.latest(session, member_id, business_date(deps.now()))
-        if line is not None and line.reference == application.reference:
-            shown["instalment"] = format_cents(line.next_due_cents)
-            shown["due_on"] = _date(line.next_due_on)
+        first = loan_views.first_instalment(session, application.id)
+        if first is not None:
+            shown["due_on"], shown["instalment"] = _date(first[0]), format_cents(first[1])
     return shown
 
 

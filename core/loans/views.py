@@ -205,6 +205,21 @@ def member_loans(
     return lines
 
 
+def first_instalment(session: Session, application_id: int) -> tuple[date, int] | None:
+    """The first instalment of the loan ``application_id`` became: its due date and what it
+    asks (principal, interest and fees), in one statement; None before disbursement. What
+    the apply screen shows the moment the loan is paid out."""
+    due = LoanInstalment.principal_cents + LoanInstalment.interest_cents + LoanInstalment.fee_cents
+    row = session.execute(
+        select(LoanInstalment.due_on, due)
+        .join(Loan, Loan.id == LoanInstalment.loan_id)
+        .where(Loan.application_id == application_id)
+        .order_by(LoanInstalment.number)
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], int(row[1]))
+
+
 def latest(session: Session, member_id: int, today: date) -> LoanLine | None:
     """The member's newest loan or application, or None."""
     lines = member_loans(session, member_id, today, limit=1)

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,29 @@ def libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+_HOMES: list[Path] = []
+
+
+def gnupg_home(name: str) -> Path:
+    """A GnuPG home under /tmp with a short path: gpg-agent makes its sockets in the home,
+    and a socket's path may not pass 107 characters; pytest's ``tmp_path`` under xdist
+    comes within a few characters of that, and goes over once pytest's run counter has
+    three digits (``gpg: failed to start agent``)."""
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
+    path.chmod(0o700)
+    _HOMES.append(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _gnupg_homes_removed() -> Iterator[None]:
+    yield
+    while _HOMES:
+        path = _HOMES.pop()
+        subprocess.run(["gpgconf", "--homedir", str(path), "--kill", "all"], capture_output=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """gpg on ``home``; once more after restarting its agent when the first try fails (seen
     once under a loaded suite: the agent gpg starts on demand did not answer in time),
@@ -105,8 +129,7 @@ def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
     """(the officers' keyring with the private key, the exported public key file)."""
-    home = tmp_path / "officers-gnupg"
-    home.mkdir(mode=0o700)
+    home = gnupg_home("officers")
     gpg(home, "--passphrase", "", "--quick-gen-key", "SACCO backups <backup@umoja.example>",
         "future-default", "default", "never")  # fmt: skip
     public = tmp_path / "backup-public.asc"
@@ -154,8 +177,7 @@ def test_backup_is_encrypted_private_and_restores_to_verified_books(
     documents = tmp_path / "documents"  # DOCUMENT_DIR
     documents.mkdir()
     (documents / "id-1.enc").write_bytes(b"scan of an ID")
-    backup_host = tmp_path / "backup-host-gnupg"  # holds no key at all
-    backup_host.mkdir(mode=0o700)
+    backup_host = gnupg_home("backup-host")  # holds no key at all
     dest = tmp_path / "backups"
 
     made = run(
@@ -228,8 +250,7 @@ def test_a_backup_without_the_private_key_does_not_restore(
     committed_pg: Engine, tmp_path: Path, keys: tuple[Path, Path], restore_url: str
 ) -> None:
     _, public = keys
-    stranger = tmp_path / "stranger-gnupg"
-    stranger.mkdir(mode=0o700)
+    stranger = gnupg_home("stranger")
     dest = tmp_path / "backups"
     env = {"DATABASE_URL": PG_URL, "BACKUP_GPG_RECIPIENT": str(public), "GNUPGHOME": str(stranger)}
     made = run("backup.sh", str(dest), env=env)
@@ -266,7 +287,7 @@ def test_a_dump_whose_books_do_not_balance_is_not_kept(
         "backup.sh",
         str(dest),
         env={"DATABASE_URL": PG_URL, "BACKUP_GPG_RECIPIENT": str(keys[1]),
-             "GNUPGHOME": str(tmp_path), "BACKUP_VERIFY_DATABASE_URL": scratch_url,
+             "GNUPGHOME": str(gnupg_home("backup-host")), "BACKUP_VERIFY_DATABASE_URL": scratch_url,
              "SACCO_ENV_FILE": str(production_env)},
     )  # fmt: skip
     assert made.returncode == 1
@@ -315,8 +336,7 @@ def test_wal_archiving_encrypts_accepts_a_repeat_and_never_overwrites(
     tmp_path: Path, keys: tuple[Path, Path]
 ) -> None:
     officers, public = keys
-    host = tmp_path / "db-host-gnupg"  # the database server holds no private key
-    host.mkdir(mode=0o700)
+    host = gnupg_home("db-host")  # the database server holds no private key
     archive, segment = tmp_path / "wal", tmp_path / "000000010000000000000005"
     segment.write_bytes(b"Zawadi +254712000777 " * 1000)
     args = (str(archive), str(public), str(segment), segment.name)

@@ -123,8 +123,8 @@ def leaving(session: Session, member_id: int) -> bool:
 
 def member_facts(session: Session, member: Member, today: date) -> MemberFacts:
     """The appraisal's facts in ONE statement (each figure a sub-query of the functions
-    above): the apply path reads them on every screen and twice more on the way to a
-    payout."""
+    above): the loans screens read them on each hop that appraises, and the apply path
+    once more when it approves."""
     row = session.execute(
         select(
             _free_deposits(member.id).scalar_subquery(),

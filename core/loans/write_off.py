@@ -40,7 +40,7 @@ from core.kernel.permissions import Principal, can_access_branch
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
-from core.loans import pledges
+from core.loans import close_of_day, pledges
 from core.loans.errors import LoanStateError
 from core.loans.vocabulary import GuaranteeStatus, LoanStatus
 from core.members.registration import get_member
@@ -169,9 +169,7 @@ def _execute(
     # Penalties charged and not paid leave the books with the loan: penalty income back,
     # penalty receivable cleared, the loan's penalty waived (a recovery pays principal and
     # interest; docs/loans/write-off-and-rescheduling.md).
-    penalty = max(
-        state.penalty_accrued_cents - state.penalty_paid_cents - state.penalty_waived_cents, 0
-    )
+    penalty = max(close_of_day.penalty_owed_cents(session, loan.id), 0)
     provision = state.provision_cents
     account = ledger.account_id_by_code
     legs = [ledger.Leg(loan.account_id, -principal)]

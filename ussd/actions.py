@@ -109,6 +109,8 @@ class Call:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     key: str = ""  # idempotency key of this action in this session
     money: MoneyPorts | None = None  # None: M-Pesa is not configured
+    # The by-laws' exit notice (settings EXIT_NOTICE_DAYS, EXIT_SHARES), from the app.
+    exit_policy: member_exit.ExitPolicy = field(default_factory=member_exit.ExitPolicy)
 
 
 Handler = Callable[[Session, CoreDeps, Call], Mapping[str, Any]]
@@ -142,6 +144,7 @@ def perform(
     member_id: int | None,
     msisdn: str,
     money: MoneyPorts | None = None,
+    exit_policy: member_exit.ExitPolicy | None = None,
 ) -> Result:
     """Run one effect in its own unit of work, committed when it returned; domain errors
     become result codes (and roll it back, unless the refusal is kept: a wrong PIN)."""
@@ -150,8 +153,9 @@ def perform(
     if handler is None:
         return Result(False, error="unknown_effect")
     call = Call(
-        member_id, msisdn, effect.lang, effect.inputs, effect.secrets, effect.key, money=money
-    )
+        member_id, msisdn, effect.lang, effect.inputs, effect.secrets, effect.key, money=money,
+        exit_policy=exit_policy or member_exit.ExitPolicy(),
+    )  # fmt: skip
     result = _run(runtime, handler, call)
     if effect.name in PIN_CHECKS:
         count_pin(result.ok, result.error)
@@ -335,23 +339,19 @@ def _redeem_pin_reset(session: Session, deps: CoreDeps, call: Call) -> Mapping[s
     return {}
 
 
-# The by-laws' exit notice (settings EXIT_NOTICE_DAYS, EXIT_SHARES), set by ``ussd.views.init_app``.
-EXIT_POLICY = [member_exit.ExitPolicy()]
-
-
 @loader("leave_quote")
 def _leave_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     row = member_exit.exit_of(session, _member(call))
     if row is not None:  # notice already given: the same screen, its own date
         return {"days": str(row.notice_days)}
-    return {"days": str(EXIT_POLICY[0].notice_days)}
+    return {"days": str(call.exit_policy.notice_days)}
 
 
 @action("leave_sacco")
 def _leave_sacco(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     row, _ = member_exit.request_exit(
         session, deps, member_id=_member(call), reason="asked on USSD",
-        policy=EXIT_POLICY[0], channel=member_exit.ExitChannel.USSD,
+        policy=call.exit_policy, channel=member_exit.ExitChannel.USSD,
     )  # fmt: skip
     return {"due_on": row.due_on.strftime("%d/%m/%Y")}
 

@@ -16,6 +16,7 @@ from core.kernel.errors import InvalidInput
 from core.kernel.i18n import LANGUAGES
 from core.kernel.identity import normalize_msisdn
 from core.members import access
+from core.members.exit import ExitPolicy
 from core.messaging.ussd_sessions import record_session_end
 from runtime import Runtime
 from ussd import actions
@@ -72,6 +73,7 @@ class UssdService:
         config: UssdConfig,
         tree: Tree = TREE,
         money: actions.MoneyPorts | None = None,
+        exit_policy: ExitPolicy | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -80,6 +82,7 @@ class UssdService:
         # The M-Pesa policy, SIM-swap checker and job queue (the composition root hands
         # over the M-Pesa context); without them Deposit and Withdraw are not offered.
         self.money = money
+        self.exit_policy = exit_policy or ExitPolicy()  # the by-laws' (settings)
         self.base: Mapping[str, Any] = screen_constants(config)
 
     def features(self, caller: access.Caller | None) -> frozenset[str]:
@@ -167,8 +170,9 @@ class UssdService:
 
         def perform(effect: Any) -> Any:
             return actions.perform(
-                self.runtime, effect, member_id=member_id, msisdn=msisdn, money=self.money
-            )
+                self.runtime, effect, member_id=member_id, msisdn=msisdn, money=self.money,
+                exit_policy=self.exit_policy,
+            )  # fmt: skip
 
         state, reply = run_hop(state, text, ctx, perform)
         if caller is not None:

@@ -25,7 +25,6 @@ from core.kernel.errors import InvalidInput
 from core.kernel.identity import mask_msisdn, normalize_msisdn
 from core.members.exit import ExitPolicy, SharesOnExit
 from observability.metrics import count_callback, observe_hop
-from ussd import actions
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
 from ussd.store import MemoryStore, RedisStore
@@ -182,13 +181,11 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
             resume_ttl_seconds=settings.ussd_resume_ttl_seconds,
         ),
         money=money,
+        exit_policy=ExitPolicy(settings.exit_notice_days, SharesOnExit(settings.exit_shares)),
     )
     # The staff API calls these once an approval has committed (a phone change ends the
     # member's live session on the old number); the API never imports the USSD.
     app.extensions.setdefault("sacco_after_approval", []).append(service.after_approval)
-    actions.EXIT_POLICY[0] = ExitPolicy(
-        settings.exit_notice_days, SharesOnExit(settings.exit_shares)
-    )
     app.register_blueprint(bp)
     limited: Any = _limiter(app).limit(
         settings.ussd_rate_limit,

@@ -79,6 +79,11 @@ PERMISSIONS: dict[str, str] = {
     "savings_products:read": "list and read savings products, their current and earlier versions",
     "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
     "product (maker)",
+    "year_end:read": "read year-end runs (each member's dividend and rebate, the capital "
+    "ratios) and the withholding tax remittance report",
+    "year_end:manage": "make a year-end run with the board's rates, submit it (maker of "
+    "year_end.post; a manager approves), set a member's standing payout choice and queue "
+    "the M-Pesa payouts of a posted run",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -133,6 +138,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "dormancy:reactivate",
             "savings_products:read",
             "savings_products:manage",
+            "year_end:read",
+            "year_end:manage",
         }
     ),
     "loan_officer": frozenset(
@@ -195,6 +202,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "tills:read",
             "dormancy:read",
             "savings_products:read",
+            "year_end:read",
         }
     ),
 }
@@ -261,6 +269,8 @@ PERMISSION_RISK: dict[str, str] = {
     "dormancy:reactivate": "money",  # lets withdrawals through again
     "savings_products:read": "none",  # the SACCO's published terms, nobody's data
     "savings_products:manage": "money",  # asks for the rate every saver earns
+    "year_end:read": "personal_data",  # every member's dividend, rebate and balances
+    "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -74,6 +74,9 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.MEMBER_EXIT_REFUND: StatementLabel.WITHDRAWAL,  # paid out on exit
     EntryKind.SAVINGS_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
     EntryKind.SAVINGS_INTEREST: StatementLabel.INTEREST,  # interest earned, net of tax
+    EntryKind.YEAR_END_DECLARE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.YEAR_END_TAX: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.YEAR_END_CREDIT: StatementLabel.INTEREST,  # dividend and rebate, net of tax
 }
 
 

@@ -700,7 +700,9 @@ def post_run(
     status_now = dict(
         session.execute(
             select(Member.id, Member.status).where(Member.id.in_([x.member_id for x in lines]))
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     rows = {
         r.member_id: r

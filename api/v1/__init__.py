@@ -38,6 +38,7 @@ from api.v1 import (
     score_views,
     staff_views,
     teller_views,
+    year_end_views,
 )
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
@@ -60,6 +61,7 @@ BLUEPRINTS = [
     score_views.blp,
     teller_views.blp,
     savings_product_views.blp,
+    year_end_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

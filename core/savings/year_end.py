@@ -301,7 +301,9 @@ class CapitalMinimum:
 SASRA_2010 = "Sacco Societies (Deposit-Taking Sacco Business) Regulations, 2010, regulation 9"
 CAPITAL_MINIMUMS: tuple[CapitalMinimum, ...] = (
     CapitalMinimum("core_capital_to_total_assets", "core", Decimal(10), SASRA_2010),
-    CapitalMinimum("institutional_capital_to_total_assets", "institutional", Decimal(8), SASRA_2010),
+    CapitalMinimum(
+        "institutional_capital_to_total_assets", "institutional", Decimal(8), SASRA_2010
+    ),
 )
 
 
@@ -363,8 +365,9 @@ def capital_position(session: Session) -> CapitalPosition:
     """Core and institutional capital and total assets as the ledger stands."""
     share = institutional = assets = 0
     for account_type, purpose, side, cents in session.execute(
-        select(Account.type, Account.purpose, Account.normal_side, func.sum(Account.balance_cents))
-        .group_by(Account.type, Account.purpose, Account.normal_side)
+        select(
+            Account.type, Account.purpose, Account.normal_side, func.sum(Account.balance_cents)
+        ).group_by(Account.type, Account.purpose, Account.normal_side)
     ).tuples():
         value = _signed(side, account_type, int(cents or 0))
         if account_type == AccountType.ASSET:
@@ -400,7 +403,7 @@ def member_histories(session: Session, year: int) -> dict[int, dict[str, History
     moves: dict[tuple[int, str], list[tuple[date, int]]] = defaultdict(list)
     for member_id, purpose, side, day, debit in rows:
         change = int(debit) if side == NormalSide.DEBIT else -int(debit)
-        key = (int(member_id), str(purpose))
+        key = (int(member_id or 0), str(purpose))
         if day < first:
             opening[key] += change
         else:
@@ -450,8 +453,14 @@ def terms_of(run: YearEndRun) -> Terms:
 def _lines_of(rows: Iterable[YearEndLine]) -> list[Line]:
     return [
         Line(
-            r.member_id, r.shares_basis_cents, r.deposits_basis_cents, r.dividend_gross_cents,
-            r.dividend_tax_cents, r.rebate_gross_cents, r.rebate_tax_cents, r.destination,
+            r.member_id,
+            r.shares_basis_cents,
+            r.deposits_basis_cents,
+            r.dividend_gross_cents,
+            r.dividend_tax_cents,
+            r.rebate_gross_cents,
+            r.rebate_tax_cents,
+            r.destination,
         )  # fmt: skip
         for r in rows
     ]
@@ -471,7 +480,7 @@ def frozen_lines(session: Session, run_id: int) -> list[Line]:
 def _rate(body: Mapping[str, Any], name: str) -> Decimal:
     value = body.get(name)
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput(f"{name} is a percent written as text, e.g. \"12.5\"", field=name)
+        raise InvalidInput(f'{name} is a percent written as text, e.g. "12.5"', field=name)
     try:
         rate = Decimal(str(value).strip())
     except InvalidOperation:
@@ -558,10 +567,8 @@ def preview(session: Session, run_id: int) -> Preview:
         lines = compute_lines(member_facts(session, run.financial_year), terms_of(run))
     totals = totals_of(lines)
     before = capital_position(session)
-    if run.status == YearEndStatus.POSTED:  # the ledger already holds the run
-        after = before
-    else:
-        after = capital_after(before, totals)
+    posted = run.status == YearEndStatus.POSTED  # then the ledger already holds the run
+    after = before if posted else capital_after(before, totals)
     return Preview(run, lines, totals, before, after, breaches(after))
 
 
@@ -610,14 +617,16 @@ def submit_run(
     for line in found.lines:
         session.add(
             YearEndLine(
-                run_id=run.id, member_id=line.member_id,
+                run_id=run.id,
+                member_id=line.member_id,
                 shares_basis_cents=line.shares_basis_cents,
                 deposits_basis_cents=line.deposits_basis_cents,
                 dividend_gross_cents=line.dividend_gross_cents,
                 dividend_tax_cents=line.dividend_tax_cents,
                 rebate_gross_cents=line.rebate_gross_cents,
                 rebate_tax_cents=line.rebate_tax_cents,
-                net_cents=line.net_cents, destination=line.destination,
+                net_cents=line.net_cents,
+                destination=line.destination,
             )  # fmt: skip
         )
     _set_totals(run, found.totals)
@@ -730,9 +739,7 @@ def _key(run: YearEndRun, what: str) -> str:
     return f"year_end:{run.financial_year}:{run.id}:{what}"
 
 
-def _declare(
-    session: Session, deps: CoreDeps, run: YearEndRun, totals: Totals, day: date
-) -> int:
+def _declare(session: Session, deps: CoreDeps, run: YearEndRun, totals: Totals, day: date) -> int:
     """Dr retained earnings (dividends) and interest on deposits (rebates) / Cr payable."""
     code = ledger.account_id_by_code
     legs = [
@@ -893,9 +900,12 @@ def set_payout_choice(
 
 def payout_choice(session: Session, actor: Principal, member_id: int) -> str:
     visible_member(session, actor, member_id)
-    return session.scalar(
-        select(MemberPayoutChoice.destination).where(MemberPayoutChoice.member_id == member_id)
-    ) or PayoutChoice.SAVINGS.value
+    return (
+        session.scalar(
+            select(MemberPayoutChoice.destination).where(MemberPayoutChoice.member_id == member_id)
+        )
+        or PayoutChoice.SAVINGS.value
+    )
 
 
 # ------------------------------------------------------------------ tax remittance
@@ -959,7 +969,9 @@ def withholding_tax_report(session: Session, year: int, month: int) -> TaxReport
                JournalEntry.value_date.between(first, last))
     )  # fmt: skip
     return TaxReport(
-        f"{year:04d}-{month:02d}", due_date(year, month), rows,
-        sum(r.tax_cents for r in rows), int(withheld or 0),
+        f"{year:04d}-{month:02d}",
+        due_date(year, month),
+        rows,
+        sum(r.tax_cents for r in rows),
+        int(withheld or 0),
     )
-

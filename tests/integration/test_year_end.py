@@ -28,7 +28,7 @@ from core.ledger.vocabulary import EntryKind
 from core.members.registration import member_account_ids
 from core.savings import year_end as ye
 from core.savings.accounts import Credit, CreditSource, credit_member
-from db.models import JournalEntry, Member, OutboxMessage, StaffUser
+from db.models import ApprovalRequest, JournalEntry, Member, OutboxMessage, StaffUser
 from db.models_year_end import YearEndRun
 from tests.loanutil import funded_member
 
@@ -53,9 +53,7 @@ def staff(s: Session, role: str = "manager") -> Principal:
 
 def pay_in(s: Session, deps: CoreDeps, member: Member, target: str, cents: int, day: date) -> None:
     key = f"y:{member.id}:{target}:{uuid4().hex[:8]}"
-    credit_member(
-        s, on(deps, day), Credit(member.id, target, cents, CreditSource.CASH, key, key)
-    )
+    credit_member(s, on(deps, day), Credit(member.id, target, cents, CreditSource.CASH, key, key))
 
 
 def capital(s: Session, deps: CoreDeps, cents: int) -> None:
@@ -94,7 +92,7 @@ def members(s: Session, deps: CoreDeps) -> tuple[Member, Member]:
     return a, b
 
 
-def submit_and_approve(s: Session, deps: CoreDeps, run_id: int) -> approvals.ApprovalRequest:
+def submit_and_approve(s: Session, deps: CoreDeps, run_id: int) -> ApprovalRequest:
     d = on(deps, POSTING_DAY)
     req = ye.submit_run(s, d, staff(s), run_id, large_threshold_cents=THRESHOLD)
     return approvals.decide(s, d, staff(s), req.id, approve=True)
@@ -238,8 +236,11 @@ def test_the_preview_changes_with_entries_dated_in_the_year_and_posting_then_ref
     st.sampled_from(["monthly_pro_rata", "average_monthly_balance"]),
 )  # fmt: skip
 def test_property_preview_equals_posting_and_totals_equal_the_members(
-    session_factory: object, deps: CoreDeps, history: list[tuple[int, int, int]],
-    dividend_method: str, rebate_method: str,
+    session_factory: object,
+    deps: CoreDeps,
+    history: list[tuple[int, int, int]],
+    dividend_method: str,
+    rebate_method: str,
 ) -> None:
     factory = session_factory
     with factory() as s:  # type: ignore[operator]

@@ -88,9 +88,10 @@ rates = st.decimals(min_value=0, max_value=30, places=4)
 def test_pro_rata_is_the_mean_of_the_months_opening_balances(h: ye.History, r: Decimal) -> None:
     balances = ye.month_end_balances(h)
     openings = [h.opening_cents, *balances[:-1]]
-    assert ye.rebate_exact(h, RebateMethod.MONTHLY_PRO_RATA, r) == Fraction(
-        sum(openings), 12
-    ) * Fraction(r) / 100
+    assert (
+        ye.rebate_exact(h, RebateMethod.MONTHLY_PRO_RATA, r)
+        == Fraction(sum(openings), 12) * Fraction(r) / 100
+    )
 
 
 @given(histories, rates)
@@ -125,8 +126,10 @@ def test_every_line_adds_up_and_the_totals_are_the_sum_of_the_members(
               dividend_tax_rate=tax, rebate_tax_rate=tax)  # fmt: skip
     lines = ye.compute_lines(facts, t)
     for line in lines:
-        assert line.dividend_tax_cents + (line.dividend_gross_cents - line.dividend_tax_cents) \
+        assert (
+            line.dividend_tax_cents + (line.dividend_gross_cents - line.dividend_tax_cents)
             == line.dividend_gross_cents
+        )
         assert line.tax_cents + line.net_cents == line.gross_cents
         assert 0 <= line.tax_cents <= line.gross_cents
         assert line.gross_cents > 0

@@ -58,7 +58,7 @@ def test_a_run_over_the_api_from_the_board_rates_to_posting(
     dated(session_factory, deps, member)
     before = runs(session_factory)
     body = {"financial_year": YEAR, "dividend_rate_percent": "10", "rebate_rate_percent": "0"}
-    for bad, field, status in (
+    for bad, field, code in (
         ({**body, "dividend_rate_percent": "-1"}, "dividend_rate_percent", 422),
         ({**body, "rebate_rate_percent": "1e9"}, "rebate_rate_percent", 422),
         ({**body, "dividend_rate_percent": 10}, "dividend_rate_percent", 422),
@@ -67,7 +67,7 @@ def test_a_run_over_the_api_from_the_board_rates_to_posting(
         ({**body, "financial_year": 1900}, "1900", 404),
     ):
         answer = api.post(URL, headers=auth(manager), json=bad)
-        assert answer.status_code == status, (bad, answer.json)
+        assert answer.status_code == code, (bad, answer.json)
         assert field in str(answer.json), answer.json
     assert runs(session_factory) == before
     assert api.post(URL, headers=auth(teller), json=body).status_code == 403
@@ -98,8 +98,7 @@ def test_a_run_over_the_api_from_the_board_rates_to_posting(
     done = api.post(f"/api/v1/approvals/{asked.json['id']}/approve", headers=auth(manager2),
                     json={})  # fmt: skip
     assert done.status_code == 200 and done.json["status"] == "approved", done.json
-    status = api.get(f"{URL}/{run['id']}", headers=auth(teller))
-    assert status.status_code == 403
+    assert api.get(f"{URL}/{run['id']}", headers=auth(teller)).status_code == 403
     status = api.get(f"{URL}/{run['id']}", headers=auth(manager)).json
     assert status["status"] == "posted"
     with unit_of_work(session_factory) as s:

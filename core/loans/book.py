@@ -333,7 +333,8 @@ def route(
             )  # fmt: skip
         application.status = status
         application.updated_at = now
-        session.flush()
+        if not new:  # a new one is written once, by the approval or the edge's commit
+            session.flush()
     if complete:
         _auto_approve(session, deps, application, payout, checked=new)
 

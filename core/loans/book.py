@@ -333,8 +333,7 @@ def route(
             )  # fmt: skip
         application.status = status
         application.updated_at = now
-        if not new:  # a new one is written once, by the approval or the edge's commit
-            session.flush()
+        session.flush()
     if complete:
         _auto_approve(session, deps, application, payout, checked=new)
 

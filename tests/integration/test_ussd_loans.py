@@ -718,7 +718,7 @@ def test_without_mpesa_only_from_savings_is_offered(
 # member's appraisal facts in one, however many products there are; the apply hop reads
 # them once on the way from the appraisal to the payout. Savepoints are not counted.
 
-APPLY_HOP_BUDGET = 38  # appraise, approve, open the loan account, post, schedule, SMS, 2 audits
+APPLY_HOP_BUDGET = 27  # appraise, approve, open the loan account, post, schedule, SMS, 2 audits
 
 
 class Statements:

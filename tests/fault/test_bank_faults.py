@@ -370,6 +370,7 @@ def wait_until(check: Callable[[], bool], what: str) -> None:
 def open_work(world: World) -> dict[str, int]:
     """What is still open: payment requests, callbacks not applied, messages not final."""
     with world.runtime.session() as s:
+
         def n(model: Any, *where: Any) -> int:
             return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
@@ -466,7 +467,9 @@ def test_faults_lose_no_money_and_no_message(world: World) -> None:
     with world.runtime.session() as s:
         # Every acknowledged paybill payment credited exactly once.
         assert tally.acked == set(tally.sent), "a payment was never acknowledged"
-        rows = dict(s.execute(select(C2BPayment.trans_id, C2BPayment.status)).all())
+        rows: dict[str, str] = {
+            str(t): str(st) for t, st in s.execute(select(C2BPayment.trans_id, C2BPayment.status))
+        }
         assert set(rows) == set(tally.sent) and set(rows.values()) == {"credited"}
         keys = Counter(
             s.scalars(select(JournalEntry.idempotency_key).where(
@@ -478,7 +481,9 @@ def test_faults_lose_no_money_and_no_message(world: World) -> None:
         # Every STK push the stand-in completed credited once, nothing it did not complete.
         stk = s.execute(select(StkRequest.receipt, StkRequest.paid_cents).where(
             StkRequest.status == "succeeded")).all()  # fmt: skip
-        assert sorted((r, c) for r, c in stk) == sorted((t.receipt, t.amount_cents) for t in stk_paid)
+        assert sorted((r, c) for r, c in stk) == sorted(
+            (t.receipt, t.amount_cents) for t in stk_paid
+        )
         assert all(keys[f"mpesa:receipt:{t.receipt}"] == 1 for t in stk_paid)
         checks.append(f"{len(stk_paid)} STK pushes paid at the stand-in, each credited once")
         # Every payout paid at most once, and exactly the rows marked succeeded.

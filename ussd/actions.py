@@ -703,9 +703,7 @@ def _check_payout_limits(received_cents: int, policy: MpesaPolicy) -> int:
     return sent
 
 
-def _loan_payout(
-    session: Session, deps: CoreDeps, call: Call, received_cents: int
-) -> LoanPayout:
+def _loan_payout(session: Session, deps: CoreDeps, call: Call, received_cents: int) -> LoanPayout:
     """The M-Pesa payout port for the caller, checked now (limits, member, SIM-swap guard):
     a refusal writes nothing and the member chooses savings."""
     money = _money(call)

@@ -50,14 +50,16 @@ def instant(db_session: Session, deps: CoreDeps) -> str:
     return make_product(db_session, deps, fees=INSTANT_FEES, **INSTANT).code
 
 
-def to_confirmation(client: FlaskClient, member: Member, amount: str, way: str) -> str:
+def to_confirmation(
+    client: FlaskClient, member: Member, amount: str, way: str
+) -> tuple[str, Phone]:
     """Loans, PIN, Apply, the first product, the amount, one month, where to: the screen."""
     phone = loans_menu(client, member)
     phone.send("2")
     phone.send("1")
     phone.send(amount)
     assert phone.send("1").startswith(("CON Where should the loan money go?", "CON Pesa za"))
-    return phone.send(way), phone  # type: ignore[return-value]
+    return phone.send(way), phone
 
 
 def savings(s: Session, member: Member) -> tuple[int, int]:
@@ -74,7 +76,7 @@ def test_an_instant_loan_chosen_to_mpesa_is_sent_to_the_phone_in_the_applying_ho
 ) -> None:
     s = db_session
     member = funded_member(s, deps, deposits_cents=10_000 * KES, name="Fatuma Ali")
-    confirm, phone = to_confirmation(client, member, "5000", "2")  # type: ignore[misc]
+    confirm, phone = to_confirmation(client, member, "5000", "2")
     assert confirm == (
         "CON Loan KES 5,000, 1 months\nInstalment KES 5,375\nTotal KES 5,375\n"
         "Fees KES 375\nTo M-Pesa\n1. Confirm\n2. Cancel"
@@ -109,7 +111,7 @@ def test_a_loan_above_mpesas_maximum_is_refused_on_the_choice_and_savings_still_
     monkeypatch.setattr(money, "policy", replace(money.policy, loan_payout_max_cents=3_000 * KES))
     member = funded_member(s, deps, deposits_cents=10_000 * KES, name="Fatuma Ali")
     before = writes(s)
-    refused, phone = to_confirmation(client, member, "5000", "2")  # type: ignore[misc]
+    refused, phone = to_confirmation(client, member, "5000", "2")
     assert refused == (
         "CON M-Pesa sends at most KES 3,000 at once: choose Savings.\n"
         f"Where should the loan money go?\n1. Savings\n2. M-Pesa {member.msisdn}"
@@ -132,7 +134,7 @@ def test_too_little_for_mpesa_is_refused_on_the_choice_in_swahili(
     member.language = "sw"
     db_session.flush()
     before = writes(db_session)
-    refused, _ = to_confirmation(client, member, "500", "2")  # type: ignore[misc]
+    refused, _ = to_confirmation(client, member, "500", "2")
     assert refused == (
         "CON Kiasi ni kidogo mno kwa M-Pesa (chini KES 600): chagua Akiba.\n"
         f"Pesa za mkopo ziende wapi?\n1. Akiba\n2. M-Pesa {member.msisdn}"
@@ -151,7 +153,7 @@ def test_a_recent_sim_swap_refuses_mpesa_when_applying_and_writes_no_application
     monkeypatch.setattr(money, "sim_swap", swapped)
     member = funded_member(s, deps, deposits_cents=10_000 * KES, name="Fatuma Ali")
     before = writes(s)
-    confirm, phone = to_confirmation(client, member, "5000", "2")  # type: ignore[misc]
+    confirm, phone = to_confirmation(client, member, "5000", "2")
     assert confirm.endswith("To M-Pesa\n1. Confirm\n2. Cancel")
     assert phone.send("1") == (
         "CON Your SIM changed recently, so M-Pesa is paused: choose Savings.\n"
@@ -190,6 +192,4 @@ def test_without_mpesa_the_choice_offers_savings_only(
     for typed in (PIN, "2", "1", "5000"):
         phone.send(typed)
     assert phone.send("1") == "CON Where should the loan money go?\n1. Savings"
-    assert phone.send("2") == (
-        "CON Invalid choice.\nWhere should the loan money go?\n1. Savings"
-    )
+    assert phone.send("2") == ("CON Invalid choice.\nWhere should the loan money go?\n1. Savings")

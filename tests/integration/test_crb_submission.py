@@ -163,8 +163,10 @@ def test_every_loan_state_gets_its_row_and_code(
     assert (g["guarantor_surname"], g["guarantor_forename_1"]) == ("Kamau", "Otieno")
     [t] = rows(run.content, "T")
     assert (t["consumer_count"], t["account_count"], t["guarantor_count"]) == ("5", "5", "1")
-    assert lay.amount_cents(t["total_current_balance"]) == run.balance_cents == sum(
-        lay.amount_cents(a["current_balance"]) for a in accounts.values()
+    assert (
+        lay.amount_cents(t["total_current_balance"])
+        == run.balance_cents
+        == sum(lay.amount_cents(a["current_balance"]) for a in accounts.values())
     )
     assert (run.negative_accounts, run.withheld) == (2, 0)
     # The run is audited without personal data.

@@ -250,8 +250,11 @@ def _cross_checks(seen: dict[str, list[dict[str, str]]]) -> list[Problem]:
             if _AMOUNT.fullmatch(t[name]) and all(_AMOUNT.fullmatch(v) for v in values):
                 total = sum(amount_cents(v) for v in values)
                 if amount_cents(t[name]) != total:
-                    problems.append(Problem(line, "trailer", name,
-                                            f"says {t[name]}, rows sum to {amount(total)}"))
+                    problems.append(
+                        Problem(
+                            line, "trailer", name, f"says {t[name]}, rows sum to {amount(total)}"
+                        )
+                    )
     return problems
 
 

@@ -200,9 +200,7 @@ def build(
     ``SubmissionInvalid`` naming each bad record and field."""
     layout = lay.current_layout()
     loans = list(
-        session.scalars(
-            select(Loan).where(Loan.disbursed_on <= last).order_by(Loan.reference)
-        )
+        session.scalars(select(Loan).where(Loan.disbursed_on <= last).order_by(Loan.reference))
     )
     loans = [
         ln for ln in loans
@@ -216,18 +214,18 @@ def build(
         select(LoanBureauMark).where(LoanBureauMark.loan_id.in_(ids)))}  # fmt: skip
     write_offs = {w.loan_id: w for w in session.scalars(
         select(LoanWriteOff).where(LoanWriteOff.loan_id.in_(ids)))}  # fmt: skip
-    codes = dict(
+    codes: dict[int, str] = dict(
         session.execute(
             select(LoanProductVersion.id, LoanProduct.code)
             .join(LoanProduct, LoanProduct.id == LoanProductVersion.product_id)
-        ).all()
+        ).all()  # type: ignore[arg-type]
     )  # fmt: skip
-    last_paid = dict(
+    last_paid: dict[int, date] = dict(
         session.execute(
             select(LoanRepayment.loan_id, func.max(LoanRepayment.value_date))
             .where(LoanRepayment.loan_id.in_(ids), LoanRepayment.value_date <= as_of)
             .group_by(LoanRepayment.loan_id)
-        ).all()
+        ).all()  # type: ignore[arg-type]
     )  # fmt: skip
     first_instalment: dict[int, int] = {}
     for i in session.scalars(
@@ -328,9 +326,7 @@ def build(
     )  # fmt: skip
 
 
-def run_submission(
-    session: Session, deps: CoreDeps, actor: Principal, month: str
-) -> CrbSubmission:
+def run_submission(session: Session, deps: CoreDeps, actor: Principal, month: str) -> CrbSubmission:
     """Build the month's file (see the module), keep it with its checksum and audit the run.
     Never commits. Refused: a malformed month or one not over (``InvalidInput``), close of
     day behind the month's end (``CloseDayBehind``), an invalid file (``SubmissionInvalid``)."""

@@ -7,6 +7,8 @@ verify-ledger   recompute every balance from the postings; exit 1 on any mismatc
 trial-balance   print the trial balance
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
+crb-submission  produce a month's credit-bureau data submission file (--month YYYY-MM),
+                kept in the database; --out DIR also writes it there
 mark-dormant    mark savings dormant after DORMANCY_MONTHS without member activity
                 (one SQL statement; the scheduler runs it too)
 savings-accrue  accrue savings interest for the business days up to --date (default
@@ -513,6 +515,43 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
         click.echo(f"close-day refused: {exc.code}: {exc}", err=True)
         sys.exit(1)
     click.echo(str(report))
+
+
+@cli.command("crb-submission")
+@click.option("--month", required=True, help="the month reported, YYYY-MM (over, and closed by "
+              "close-day)")  # fmt: skip
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="also write the file into this directory")  # fmt: skip
+def crb_submission_cmd(month: str, out_dir: Path | None) -> None:
+    """The credit-bureau data submission file of a month: every loan, positive and negative,
+    validated by its own layout before it is kept (docs/integrations/crb-submission.md).
+
+    Exit 0 when produced, 1 when refused (the file's problems are listed)."""
+    from core.kernel.permissions import SYSTEM
+    from core.loans.crb import submission as crb
+
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            row = crb.run_submission(session, runtime.deps, SYSTEM, month)
+            summary, content = crb.summary(row), row.content
+    except crb.SubmissionInvalid as exc:
+        click.echo(f"crb-submission refused: {exc.code}", err=True)
+        for p in exc.context.get("problems", []):
+            click.echo(f"  line {p['line']}, {p['record']}, {p['field']}: {p['reason']}", err=True)
+        sys.exit(1)
+    except SaccoError as exc:
+        click.echo(f"crb-submission refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / summary["file_name"]).write_bytes(content)
+    click.echo(
+        f"submission {summary['id']} for {summary['month']} (as of {summary['as_of']}): "
+        f"{summary['consumers']} consumers, {summary['accounts']} accounts "
+        f"({summary['negative_accounts']} listed, {summary['withheld']} withheld), "
+        f"{summary['guarantors']} guarantors; sha256 {summary['sha256']}"
+    )
 
 
 @cli.command("fit-scorecard")

@@ -1703,3 +1703,31 @@ class TaxReportOut(Schema):
     rows = fields.List(fields.Dict(), required=True)
     total_tax_cents = fields.Integer(required=True)
     ledger_withheld_cents = fields.Integer(required=True)
+
+
+# ------------------------------------------------------------------ credit-bureau submission (issue 15)
+
+
+class CrbSubmissionIn(Strict):
+    month = fields.String(
+        required=True, validate=validate.Length(max=7),
+        metadata={"description": "the month reported, YYYY-MM; over, and closed by close of day"},
+    )  # fmt: skip
+
+
+class CrbSubmissionOut(Schema):
+    id = fields.Integer(required=True)
+    month = fields.String(required=True)
+    as_of = fields.Date(required=True, metadata={"description": "close of day's date the "
+                                                 "figures are as of"})  # fmt: skip
+    layout_version = fields.String(required=True)
+    file_name = fields.String(required=True)
+    consumers = fields.Integer(required=True)
+    accounts = fields.Integer(required=True)
+    guarantors = fields.Integer(required=True)
+    negative_accounts = fields.Integer(required=True, metadata={"description": "listed"})
+    withheld = fields.Integer(required=True, metadata={"description": "written off, never "
+                                                       "listable: not reported"})  # fmt: skip
+    balance_cents = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    created_at = fields.DateTime(required=True)

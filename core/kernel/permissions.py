@@ -60,6 +60,8 @@ PERMISSIONS: dict[str, str] = {
     "guarantors' pledges (maker of loan.recover)",
     "close_day:read": "list the loan book's close-of-day runs and their results (accrual, "
     "arrears, classification and provisions by product and category)",
+    "crb:submit": "produce a month's credit-bureau data submission file (audited)",
+    "crb:read": "list credit-bureau submission files and download them (audited)",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold, and new or "
@@ -128,6 +130,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "loans:reschedule",
             "loans:recover",
             "close_day:read",
+            "crb:submit",
+            "crb:read",
             "approvals:decide",
             "approvals:decide_large",
             "access:approve",
@@ -199,6 +203,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "loans:read",
             "close_day:read",
+            "crb:read",
             "tills:read",
             "dormancy:read",
             "savings_products:read",
@@ -255,6 +260,8 @@ PERMISSION_RISK: dict[str, str] = {
     "loans:reschedule": "money",  # asks for what a member owes to be re-spread
     "loans:recover": "money",  # asks for deposits and pledges to be taken to a loan
     "close_day:read": "none",  # the book's totals by product and category; no member's data
+    "crb:submit": "personal_data",  # the file holds every borrower's ID, name and phone
+    "crb:read": "personal_data",
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",
     "approvals:decide_large": "money",

@@ -1,0 +1,312 @@
+"""Credit-bureau enquiries: the member's consent, the call, the cache, the audit, and the
+bureau's answer as the score's optional features (issue 15, part 2;
+docs/integrations/bureaus.md).
+
+* **Consent first.** ``check_bureau`` calls no bureau without a consent that is given, not
+  expired and not revoked (``active_consent``). A consent is given on USSD with the PIN
+  (``give_consent`` with channel ``ussd``) or by staff with the signed form's reference
+  (channel ``staff``); it lasts ``CONSENT_VALID_DAYS`` and the member (USSD) or staff
+  (API) can revoke it. Its id travels in the call (``BC-<id>``) and is kept with the answer.
+* **Cache.** An answer (``answered`` or ``not_found``) is kept in ``bureau_reports`` with
+  its raw text and reused until ``expires_at`` (the process's ``BureauAccess.cache_ttl``,
+  setting ``BUREAU_CACHE_HOURS``), read with the injected clock. An ``unavailable`` row is
+  evidence of the failure and is never reused.
+* **Audit.** Every call is one ``bureau.enquiry`` audit row: who, why, which consent, what
+  came of it.
+* **Fallback.** A timeout, an error answer or an unreadable one is ``unavailable``: the
+  score goes on without the bureau's features (the SACCO's own-record score) and the
+  decision says "bureau unavailable". Nothing blocks, nothing raises to the member.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit import log as audit
+from core.kernel.bureau import (
+    BureauReport,
+    BureauRequest,
+    BureauUnavailable,
+    Delinquency,
+    ReportReason,
+)
+from core.kernel.deps import CoreDeps
+from core.kernel.errors import DomainError, InvalidInput, NotFound
+from core.kernel.permissions import Principal
+from core.members.registration import get_member, national_id_of
+from db.models_scoring import BureauConsent
+from db.models_scoring import BureauReport as ReportRow
+
+# The SACCO's policy, not a regulation: a consent covers enquiries for a year (the CRB
+# Regulations 2020 ask for the customer's consent, not for a period).
+CONSENT_VALID_DAYS = 365
+FORM_REFERENCE_MAX = 64
+
+
+class BureauStatus(StrEnum):
+    """The bureau's part in a score (``credit_scores.bureau_status``)."""
+
+    NONE = ""  # no bureau configured, or the product asks no score
+    ANSWERED = "answered"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    NO_CONSENT = "no_consent"
+    NOT_ASKED = "not_asked"  # a preview: no fresh answer kept, no call made
+
+
+class ConsentRequired(DomainError):
+    """A bureau enquiry was asked for a member with no consent in force."""
+
+    code = "consent_required"
+
+
+@dataclass(frozen=True)
+class BureauCheck:
+    status: BureauStatus
+    report_id: int | None = None
+    consent_id: int | None = None
+    from_cache: bool = False
+    worst_days_past_due: int = 0
+    listings: int = 0
+    delinquency: str = ""
+    bureau_score: int | None = None
+
+    @property
+    def features(self) -> dict[str, int]:
+        """The score's optional bureau features (none unless the bureau answered)."""
+        if self.status is BureauStatus.ANSWERED:
+            return {"bureau_worst_dpd": self.worst_days_past_due, "bureau_listings": self.listings}
+        if self.status is BureauStatus.NOT_FOUND:
+            return {"bureau_worst_dpd": -1, "bureau_listings": 0}
+        return {}
+
+
+def consent_ref(consent_id: int) -> str:
+    return f"BC-{consent_id}"
+
+
+def active_consent(session: Session, member_id: int, now: datetime) -> BureauConsent | None:
+    """The member's newest consent in force at ``now`` (given, not expired, not revoked)."""
+    return session.scalars(
+        select(BureauConsent)
+        .where(
+            BureauConsent.member_id == member_id,
+            BureauConsent.revoked_at.is_(None),
+            BureauConsent.given_at <= now,
+            BureauConsent.expires_at > now,
+        )
+        .order_by(BureauConsent.id.desc())
+        .limit(1)
+    ).first()
+
+
+def give_consent(
+    session: Session,
+    deps: CoreDeps,
+    member_id: int,
+    actor: Principal,
+    *,
+    channel: str,
+    form_reference: str = "",
+) -> BureauConsent:
+    """Record the member's consent. ``channel`` ``ussd`` (the menu checked the PIN) or
+    ``staff`` (``form_reference``: the signed form's number, required)."""
+    member = get_member(session, member_id)
+    form_reference = form_reference.strip()
+    if channel not in ("ussd", "staff"):
+        raise InvalidInput("channel must be ussd or staff", field="channel")
+    if channel == "staff" and not form_reference:
+        raise InvalidInput("the signed consent form's reference is required", field="form_reference")
+    if len(form_reference) > FORM_REFERENCE_MAX:
+        raise InvalidInput("form reference too long", field="form_reference", reason="too_long")
+    now = deps.now()
+    row = BureauConsent(
+        member_id=member.id,
+        channel=channel,
+        form_reference=form_reference,
+        given_by_staff_id=actor.id if actor.kind == "staff" else None,
+        given_at=now,
+        expires_at=now + timedelta(days=CONSENT_VALID_DAYS),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session, actor, "bureau.consent_given", target_type="member", target_id=member.id,
+        after={"consent_id": row.id, "channel": channel, "form_reference": form_reference,
+               "expires_at": row.expires_at.isoformat()},
+        now=now,
+    )  # fmt: skip
+    return row
+
+
+def revoke_consent(session: Session, deps: CoreDeps, member_id: int, actor: Principal) -> int:
+    """Revoke every consent of the member in force; the count revoked (0: none was)."""
+    now = deps.now()
+    rows = session.scalars(
+        select(BureauConsent).where(
+            BureauConsent.member_id == member_id,
+            BureauConsent.revoked_at.is_(None),
+            BureauConsent.expires_at > now,
+        )
+    ).all()
+    for row in rows:
+        row.revoked_at = now
+        row.revoked_by = f"{actor.kind}:{actor.id}"[:80]
+    if rows:
+        session.flush()
+        audit.record(
+            session, actor, "bureau.consent_revoked", target_type="member", target_id=member_id,
+            after={"consent_ids": [r.id for r in rows]}, now=now,
+        )  # fmt: skip
+    return len(rows)
+
+
+def _fresh_report(session: Session, member_id: int, now: datetime) -> ReportRow | None:
+    return session.scalars(
+        select(ReportRow)
+        .where(
+            ReportRow.member_id == member_id,
+            ReportRow.status.in_(("answered", "not_found")),
+            ReportRow.expires_at > now,
+        )
+        .order_by(ReportRow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _check_of(row: ReportRow, *, from_cache: bool) -> BureauCheck:
+    return BureauCheck(
+        status=BureauStatus(row.status),
+        report_id=row.id,
+        consent_id=row.consent_id,
+        from_cache=from_cache,
+        worst_days_past_due=row.worst_days_past_due,
+        listings=row.listings,
+        delinquency=row.delinquency,
+        bureau_score=row.bureau_score,
+    )
+
+
+def check_bureau(
+    session: Session,
+    deps: CoreDeps,
+    member_id: int,
+    actor: Principal,
+    *,
+    loan_amount_cents: int,
+    reason: ReportReason = ReportReason.NEW_LOAN,
+    allow_call: bool = True,
+    require_consent: bool = False,
+) -> BureauCheck:
+    """The bureau's answer on the member: a fresh cached one, or (``allow_call``) a new
+    call under the member's consent. No consent: ``no_consent`` and no call
+    (``require_consent``: ``ConsentRequired`` instead, for staff asking outright)."""
+    access = deps.bureau
+    if access is None:
+        return BureauCheck(BureauStatus.NONE)
+    if loan_amount_cents < 0:
+        raise InvalidInput("loan amount must not be negative", field="loan_amount_cents")
+    now = deps.now()
+    consent = active_consent(session, member_id, now)
+    if consent is None:
+        if require_consent:
+            raise ConsentRequired("no credit-bureau consent in force for this member")
+        return BureauCheck(BureauStatus.NO_CONSENT)
+    cached = _fresh_report(session, member_id, now)
+    if cached is not None:
+        return _check_of(cached, from_cache=True)
+    if not allow_call:
+        return BureauCheck(BureauStatus.NOT_ASKED, consent_id=consent.id)
+    member = get_member(session, member_id)
+    request = BureauRequest(
+        national_id=national_id_of(deps, member),
+        loan_amount_cents=loan_amount_cents,
+        reason=str(reason),
+        consent_ref=consent_ref(consent.id),
+        reference="BQ" + secrets.token_hex(12),
+    )
+    row = ReportRow(
+        member_id=member.id,
+        consent_id=consent.id,
+        bureau=access.adapter.name[:16],
+        reference=request.reference,
+        reason=str(reason),
+        loan_amount_cents=loan_amount_cents,
+        requested_by=f"{actor.kind}:{actor.id}"[:80],
+        requested_at=now,
+    )
+    try:
+        report: BureauReport = access.adapter.fetch_report(request)
+    except BureauUnavailable as exc:
+        row.status = "unavailable"
+        row.error = exc.detail[:200]
+        row.raw_answer = exc.raw
+        row.expires_at = now  # never reused
+    else:
+        row.status = "answered" if report.found else "not_found"
+        row.delinquency = str(report.delinquency if report.found else Delinquency.NO_RECORD)
+        row.bureau_score = report.score
+        row.accounts = report.accounts
+        row.worst_days_past_due = report.worst_days_past_due if report.accounts else -1
+        row.listings = report.listings
+        row.bureau_ref = report.bureau_ref[:64]
+        row.raw_answer = report.raw
+        row.expires_at = now + access.cache_ttl
+    session.add(row)
+    session.flush()
+    audit.record(
+        session, actor, "bureau.enquiry", target_type="member", target_id=member.id,
+        after={"report_id": row.id, "bureau": row.bureau, "consent_id": consent.id,
+               "reason": row.reason, "loan_amount_cents": loan_amount_cents,
+               "status": row.status},
+        now=now,
+    )  # fmt: skip
+    return _check_of(row, from_cache=False)
+
+
+def get_report(session: Session, member_id: int, report_id: int) -> ReportRow:
+    row = session.get(ReportRow, report_id)
+    if row is None or row.member_id != member_id:
+        raise NotFound("no such bureau report")
+    return row
+
+
+def report_view(row: ReportRow) -> dict[str, object]:
+    """What staff read of an enquiry (the raw answer stays in the database as evidence)."""
+    return {
+        "id": row.id,
+        "member_id": row.member_id,
+        "bureau": row.bureau,
+        "consent_id": row.consent_id,
+        "reference": row.reference,
+        "reason": row.reason,
+        "loan_amount_cents": row.loan_amount_cents,
+        "status": row.status,
+        "delinquency": row.delinquency,
+        "bureau_score": row.bureau_score,
+        "accounts": row.accounts,
+        "worst_days_past_due": row.worst_days_past_due,
+        "listings": row.listings,
+        "error": row.error,
+        "requested_by": row.requested_by,
+        "requested_at": row.requested_at.isoformat(),
+        "expires_at": row.expires_at.isoformat(),
+    }
+
+
+def consent_view(row: BureauConsent) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "member_id": row.member_id,
+        "channel": row.channel,
+        "form_reference": row.form_reference,
+        "given_at": row.given_at.isoformat(),
+        "expires_at": row.expires_at.isoformat(),
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }

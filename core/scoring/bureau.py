@@ -11,6 +11,8 @@ docs/integrations/bureaus.md).
   its raw text and reused until ``expires_at`` (the process's ``BureauAccess.cache_ttl``,
   setting ``BUREAU_CACHE_HOURS``), read with the injected clock. An ``unavailable`` row is
   evidence of the failure and is never reused.
+* **Evidence.** The raw answer is kept encrypted with the personal-data vault (it names
+  the member and their ID); ``raw_answer`` reads it back.
 * **Audit.** Every call is one ``bureau.enquiry`` audit row: who, why, which consent, what
   came of it.
 * **Fallback.** A timeout, an error answer or an unreadable one is ``unavailable``: the
@@ -246,7 +248,7 @@ def check_bureau(
     except BureauUnavailable as exc:
         row.status = "unavailable"
         row.error = exc.detail[:200]
-        row.raw_answer = exc.raw
+        row.raw_answer = _sealed(deps, exc.raw)
         row.expires_at = now  # never reused
     else:
         row.status = "answered" if report.found else "not_found"
@@ -256,7 +258,7 @@ def check_bureau(
         row.worst_days_past_due = report.worst_days_past_due if report.accounts else -1
         row.listings = report.listings
         row.bureau_ref = report.bureau_ref[:64]
-        row.raw_answer = report.raw
+        row.raw_answer = _sealed(deps, report.raw)
         row.expires_at = now + access.cache_ttl
     session.add(row)
     session.flush()
@@ -268,6 +270,16 @@ def check_bureau(
         now=now,
     )  # fmt: skip
     return _check_of(row, from_cache=False)
+
+
+def _sealed(deps: CoreDeps, raw: str) -> str:
+    """The raw answer encrypted like every national ID at rest (it names the member)."""
+    return deps.vault.encrypt(raw).decode() if raw else ""
+
+
+def raw_answer(deps: CoreDeps, row: ReportRow) -> str:
+    """The bureau's answer as received (evidence, for an auditor)."""
+    return deps.vault.decrypt(row.raw_answer.encode()) if row.raw_answer else ""
 
 
 def get_report(session: Session, member_id: int, report_id: int) -> ReportRow:

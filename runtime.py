@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from core.actions import register_all
 from core.kernel.deps import CoreDeps
-from integrations.bureaus.wiring import build_bureau
 from core.kernel.pins import PinHasher
 from core.kernel.security import PiiVault
 from db.session import make_engine, make_session_factory, run_in_transaction, unit_of_work
+from integrations.bureaus.wiring import build_bureau
 
 T = TypeVar("T")
 

@@ -51,7 +51,9 @@ class LoanRefused(DomainError):
         refused = cls(detail, reasons=reasons, limit_cents=found.limit_cents)
         if score is not None:
             refused.context.update(
-                score=score.score, score_reasons=list(score.reasons), score_id=score.score_id,
+                score=score.score,
+                score_reasons=list(score.reasons),
+                score_id=score.score_id,
                 bureau=score.bureau,
             )
         return refused

@@ -124,7 +124,9 @@ def give_consent(
     if channel not in ("ussd", "staff"):
         raise InvalidInput("channel must be ussd or staff", field="channel")
     if channel == "staff" and not form_reference:
-        raise InvalidInput("the signed consent form's reference is required", field="form_reference")
+        raise InvalidInput(
+            "the signed consent form's reference is required", field="form_reference"
+        )
     if len(form_reference) > FORM_REFERENCE_MAX:
         raise InvalidInput("form reference too long", field="form_reference", reason="too_long")
     now = deps.now()

@@ -166,9 +166,7 @@ def appraise_member(
 ) -> Appraisal:
     """The appraisal under ``terms`` with the score the product asks for (the one way the
     loan book appraises: applying, approving, and the menus' preview with ``keep`` False)."""
-    found = verdict(
-        session, deps, member_id, terms.min_score, keep=keep, amount_cents=amount_cents
-    )
+    found = verdict(session, deps, member_id, terms.min_score, keep=keep, amount_cents=amount_cents)
     return appraise(terms.lending_rules, facts, amount_cents, found)
 
 

@@ -176,7 +176,9 @@ def _read_report(answer: dict[str, Any], ref: str, raw: str) -> BureauReport:
     if not isinstance(sectors, dict):
         raise TypeError("lender_sector is not an object")
     listings = sum(
-        _int(sector.get("account_npa", 0)) for sector in sectors.values() if isinstance(sector, dict)
+        _int(sector.get("account_npa", 0))
+        for sector in sectors.values()
+        if isinstance(sector, dict)
     )
     score = answer.get("credit_score")
     if now_late > 0 or listings > 0:

@@ -27,6 +27,7 @@ In-process: ``handle = start_standin(port=0)``; ``handle.url``; ``handle.stop()`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -154,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, '{"ok": true}')
         elif self.path.startswith(METROPOL_PREFIX):
             if not self._fault_injected():
-                self._metropol(self.path[len(METROPOL_PREFIX):], body)
+                self._metropol(self.path[len(METROPOL_PREFIX) :], body)
         elif self.path == SOAP_PATH:
             if not self._fault_injected():
                 self._soap(body)
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record("metropol", path, national_id, str(request.get("consent_reference", "")))
         answer = self.state.answer_for(national_id)
         trx = str(uuid.uuid4())
-        base = {"api_code": None, "api_code_description": None, "has_error": False,
+        base: dict[str, Any] = {"api_code": None, "api_code_description": None, "has_error": False,
                 "identity_number": national_id, "identity_type": "001", "trx_id": trx}  # fmt: skip
         if answer == "malformed":
             self._reply(200, '{"has_error": false, "account_info": "not a list"')
@@ -314,7 +315,7 @@ class StandinHandle:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def state(self) -> State:
@@ -349,10 +350,8 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - the CLI
     print(f"bureau stand-in on {handle.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     handle.stop()
     return 0
 

@@ -60,10 +60,10 @@ class TransUnionBureau:
         self.username, self.password, self.code = username, password, code
         self.infinity_code = infinity_code
         self.timeout = timeout
-        self.history = HistoryPlugin(maxlen=1)
-        transport = Transport(timeout=timeout, operation_timeout=timeout)
-        client = zeep.Client(str(WSDL), transport=transport, plugins=[self.history])
-        self.service = client.create_service(BINDING, url)
+        self.history = HistoryPlugin(maxlen=1)  # type: ignore[no-untyped-call]
+        transport = Transport(timeout=timeout, operation_timeout=timeout)  # type: ignore[no-untyped-call]
+        client = zeep.Client(str(WSDL), transport=transport, plugins=[self.history])  # type: ignore[no-untyped-call]
+        self.service: Any = client.create_service(BINDING, url)  # type: ignore[no-untyped-call]
 
     def _call(self, operation: str, request: BureauRequest) -> tuple[dict[str, Any], str]:
         try:
@@ -88,17 +88,18 @@ class TransUnionBureau:
             raise BureauUnavailable(
                 f"transunion answer unreadable: {type(exc).__name__}", raw=self._raw()
             ) from exc
-        decoded = serialize_object(answer, dict)
+        decoded = serialize_object(answer, dict)  # type: ignore[no-untyped-call]
         if not isinstance(decoded, dict) or not isinstance(decoded.get("responseCode"), int):
             raise BureauUnavailable("transunion answer without responseCode", raw=self._raw())
         return decoded, self._raw()
 
     def _raw(self) -> str:
         try:
-            envelope = self.history.last_received["envelope"]
+            received: Any = self.history.last_received
+            envelope = received["envelope"]
         except (IndexError, KeyError, TypeError):
             return ""
-        return etree.tostring(envelope, encoding="unicode")[:RAW_MAX]
+        return str(etree.tostring(envelope, encoding="unicode"))[:RAW_MAX]
 
     @staticmethod
     def _found(decoded: dict[str, Any], raw: str) -> bool:

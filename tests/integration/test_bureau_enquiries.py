@@ -74,7 +74,11 @@ def test_no_consent_no_call_and_staff_asking_outright_is_refused(
     book.apply_for_loan(s, wired, member.id, product.code, 10_000 * KES, 6, "ussd",
                         f"apply-{uuid4().hex[:12]}")  # fmt: skip
     kept = s.scalars(select(CreditScore).where(CreditScore.member_id == member.id)).one()
-    assert (kept.score, kept.bureau_status, kept.bureau_report_id) == (EXPECTED_SCORE, "no_consent", None)
+    assert (kept.score, kept.bureau_status, kept.bureau_report_id) == (
+        EXPECTED_SCORE,
+        "no_consent",
+        None,
+    )
     assert calls(bureau_server.url) == 0
 
 
@@ -191,7 +195,9 @@ def test_a_preview_never_calls_the_bureau(
     assert calls(bureau_server.url) == 0
 
 
-def test_staff_consent_needs_the_signed_forms_reference(db_session: Session, deps: CoreDeps) -> None:
+def test_staff_consent_needs_the_signed_forms_reference(
+    db_session: Session, deps: CoreDeps
+) -> None:
     from core.kernel.errors import InvalidInput
 
     member = thin_file_member(db_session, deps)

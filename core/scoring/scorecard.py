@@ -2,7 +2,7 @@
 points, the score is their sum (docs/loans/scoring.md).
 
 The table is data (``scorecards``, ``scorecard_bins``; version 1 the expert table seeded by
-migration 0030), read into a ``Table``. Its scaling is the usual one: points = offset +
+migration 0030, version 2 the same with the bureau's optional bins, migration 0034), read into a ``Table``. Its scaling is the usual one: points = offset +
 factor × ln(odds good:bad), factor = PDO / ln 2, offset = base score − factor × ln(base odds).
 
 A feature named ``bureau_…`` is optional: absent from the inputs it adds nothing (no points,

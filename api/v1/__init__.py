@@ -27,6 +27,7 @@ from api.v1 import (
     approval_views,
     audit_views,
     auth_views,
+    bureau_views,
     close_day_views,
     loan_product_views,
     loan_views,
@@ -58,6 +59,7 @@ BLUEPRINTS = [
     close_day_views.blp,
     recovery_views.blp,
     score_views.blp,
+    bureau_views.blp,
     teller_views.blp,
     savings_product_views.blp,
 ]

@@ -47,6 +47,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "sim_swap_recent": 403,
     "pin_locked": 423,
     "account_locked": 423,
+    # No credit-bureau consent in force: the state forbids it until the member consents.
+    "consent_required": 409,
+    "bureau_not_configured": 409,  # no BUREAU_PROVIDER set (core errors are 4xx only)
 }
 DEFAULT_STATUS = 400
 

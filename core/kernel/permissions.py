@@ -79,6 +79,9 @@ PERMISSIONS: dict[str, str] = {
     "savings_products:read": "list and read savings products, their current and earlier versions",
     "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
     "product (maker)",
+    "bureau:enquire": "record or revoke a member's credit-bureau consent (signed form) and "
+    "ask the credit bureau for the member's report (audited)",
+    "bureau:read": "read a member's credit-bureau consents and reports (figures only; audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -133,6 +136,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "dormancy:reactivate",
             "savings_products:read",
             "savings_products:manage",
+            "bureau:enquire",
+            "bureau:read",
         }
     ),
     "loan_officer": frozenset(
@@ -160,6 +165,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "approvals:decide",
             "loan_products:manage",
             "savings_products:read",
+            "bureau:enquire",
+            "bureau:read",
         }
     ),
     "teller": frozenset(
@@ -195,6 +202,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "tills:read",
             "dormancy:read",
             "savings_products:read",
+            "bureau:read",
         }
     ),
 }
@@ -261,6 +269,8 @@ PERMISSION_RISK: dict[str, str] = {
     "dormancy:reactivate": "money",  # lets withdrawals through again
     "savings_products:read": "none",  # the SACCO's published terms, nobody's data
     "savings_products:manage": "money",  # asks for the rate every saver earns
+    "bureau:enquire": "personal_data",  # a member's credit record, from the bureau
+    "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

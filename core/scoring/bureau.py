@@ -40,7 +40,7 @@ from core.kernel.bureau import (
 )
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound
-from core.kernel.permissions import Principal
+from core.kernel.permissions import Principal, can_access_branch
 from core.members.registration import get_member, national_id_of
 from db.models_scoring import BureauConsent
 from db.models_scoring import BureauReport as ReportRow
@@ -323,4 +323,100 @@ def consent_view(row: BureauConsent) -> dict[str, object]:
         "given_at": row.given_at.isoformat(),
         "expires_at": row.expires_at.isoformat(),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
+
+
+# ----------------------------------------------------------------- staff (the API's use cases)
+
+
+class BureauNotConfigured(DomainError):
+    """Staff asked for an enquiry and this SACCO has no bureau configured."""
+
+    code = "bureau_not_configured"
+
+
+def _staff_member_id(session: Session, actor: Principal, member_id: int) -> int:
+    """The member, if the caller's branch may see them (else the same 404 as no member)."""
+    member = get_member(session, member_id)
+    if not can_access_branch(actor, member.branch):
+        raise NotFound("no such member")
+    return member.id
+
+
+def staff_give_consent(
+    session: Session, deps: CoreDeps, actor: Principal, member_id: int, form_reference: str
+) -> dict[str, object]:
+    """Staff record the member's consent from the signed form (its reference required)."""
+    member_id = _staff_member_id(session, actor, member_id)
+    row = give_consent(
+        session, deps, member_id, actor, channel="staff", form_reference=form_reference
+    )
+    return consent_view(row)
+
+
+def staff_revoke_consent(
+    session: Session, deps: CoreDeps, actor: Principal, member_id: int
+) -> dict[str, object]:
+    """Staff revoke every consent of the member in force (the member asked at the office)."""
+    member_id = _staff_member_id(session, actor, member_id)
+    return {"member_id": member_id, "revoked": revoke_consent(session, deps, member_id, actor)}
+
+
+def staff_enquire(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
+    *,
+    loan_amount_cents: int,
+    reason: str,
+) -> dict[str, object]:
+    """Staff ask the bureau outright: the consent must be in force (``consent_required``);
+    a fresh answer is reused (``from_cache``); the bureau down is an ``unavailable``
+    report, kept like any other."""
+    member_id = _staff_member_id(session, actor, member_id)
+    if deps.bureau is None:
+        raise BureauNotConfigured("no credit bureau is configured (BUREAU_PROVIDER)")
+    try:
+        why = ReportReason(reason)
+    except ValueError:
+        raise InvalidInput(
+            "reason must be one of " + ", ".join(r.value for r in ReportReason), field="reason"
+        ) from None
+    check = check_bureau(
+        session, deps, member_id, actor, loan_amount_cents=loan_amount_cents, reason=why,
+        require_consent=True,
+    )  # fmt: skip
+    if check.report_id is None:  # pragma: no cover - a bureau and a consent make a report
+        raise BureauNotConfigured("no credit bureau answered")
+    return {**report_view(get_report(session, member_id, check.report_id)),
+            "from_cache": check.from_cache}  # fmt: skip
+
+
+def staff_reports(
+    session: Session, deps: CoreDeps, actor: Principal, member_id: int
+) -> dict[str, object]:
+    """The member's consents and enquiries, newest first (figures only: the bureau's raw
+    answer, which names the member, stays encrypted in the database as evidence). The
+    read is audited, like a statement's."""
+    member_id = _staff_member_id(session, actor, member_id)
+    now = deps.now()
+    consents = session.scalars(
+        select(BureauConsent)
+        .where(BureauConsent.member_id == member_id)
+        .order_by(BureauConsent.id.desc())
+    ).all()
+    reports = session.scalars(
+        select(ReportRow).where(ReportRow.member_id == member_id).order_by(ReportRow.id.desc())
+    ).all()
+    in_force = active_consent(session, member_id, now)
+    audit.record(
+        session, actor, "bureau.reports_read", target_type="member", target_id=member_id,
+        after={"reports": len(reports)}, now=now,
+    )  # fmt: skip
+    return {
+        "member_id": member_id,
+        "consent_in_force": consent_view(in_force) if in_force else None,
+        "consents": [consent_view(c) for c in consents],
+        "reports": [report_view(r) for r in reports],
     }

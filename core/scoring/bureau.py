@@ -326,6 +326,31 @@ def consent_view(row: BureauConsent) -> dict[str, object]:
     }
 
 
+# ------------------------------------------------------------ the member (the USSD's use cases)
+
+
+def member_actor(member_id: int) -> Principal:
+    """The member acting for themselves (the audit's "who" of a USSD consent or of the
+    enquiry made on their own application)."""
+    return Principal(kind="member", id=member_id, name=f"member {member_id}", role="member",
+                     branch=None)  # fmt: skip
+
+
+def member_consent(session: Session, deps: CoreDeps, member_id: int) -> BureauConsent | None:
+    """The member's consent in force now, if any (the USSD screen shows until when)."""
+    return active_consent(session, member_id, deps.now())
+
+
+def member_give_consent(session: Session, deps: CoreDeps, member_id: int) -> BureauConsent:
+    """The member allows credit checks on USSD, after the PIN (the menu checked it)."""
+    return give_consent(session, deps, member_id, member_actor(member_id), channel="ussd")
+
+
+def member_revoke_consent(session: Session, deps: CoreDeps, member_id: int) -> int:
+    """The member stops credit checks on USSD: every consent in force revoked."""
+    return revoke_consent(session, deps, member_id, member_actor(member_id))
+
+
 # ----------------------------------------------------------------- staff (the API's use cases)
 
 

@@ -25,7 +25,7 @@ from core.kernel.permissions import Principal, can_access_branch
 from core.loans.appraisal import Appraisal, MemberFacts, ScoreVerdict, appraise
 from core.loans.terms import ProductTerms
 from core.members.registration import get_member
-from core.scoring.bureau import BureauCheck, BureauStatus, check_bureau
+from core.scoring.bureau import BureauCheck, BureauStatus, check_bureau, member_actor
 from core.scoring.features import gather
 from core.scoring.scorecard import Bin, Scaling, Scored, Table, score
 from db.models_scoring import CreditScore, Scorecard, ScorecardBin
@@ -70,12 +70,6 @@ class MemberScore:
     inputs: dict[str, int]
     scored: Scored
     bureau: BureauCheck = BureauCheck(BureauStatus.NONE)
-
-
-def _member_actor(member_id: int) -> Principal:
-    """The enquiry made on the member's own application (the audit's "who")."""
-    return Principal(kind="member", id=member_id, name=f"member {member_id}", role="member",
-                     branch=None)  # fmt: skip
 
 
 def score_member(
@@ -140,7 +134,7 @@ def verdict(
     if min_score is None:
         return None
     check = check_bureau(
-        session, deps, member_id, _member_actor(member_id),
+        session, deps, member_id, member_actor(member_id),
         loan_amount_cents=max(amount_cents or 0, 0), allow_call=keep,
     )  # fmt: skip
     found = score_member(session, deps, member_id, keep=keep, bureau=check)

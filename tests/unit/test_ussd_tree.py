@@ -89,6 +89,12 @@ def worst_data(lang: str) -> dict[str, object]:
         "received": BIG,
         "due_on": "31/12/2026",
         "days": "365",  # the by-laws' exit notice (EXIT_NOTICE_DAYS, at most 365)
+        "until": "31/12/2026",  # a credit-bureau consent's expiry
+        "state": max(
+            longest("cc_state_", lang).format(until="31/12/2026"),
+            longest("ln_state_", lang),
+            key=len,
+        ),  # fmt: skip
         "missing": BIG,
         "asked": BIG,
         "guarantor": "W" * PERSON_CHARS,
@@ -98,7 +104,6 @@ def worst_data(lang: str) -> dict[str, object]:
         "loan": BIG,
         "balance": BIG,
         "arrears": BIG,
-        "state": longest("ln_state_", lang),
         "shortcode": "9" * SHORTCODE_CHARS,  # the paybill (M-Pesa settings, cut to this)
     }
 

@@ -21,7 +21,7 @@ Answers per national ID (``POST /_control``)::
 reference); ``POST /_reset`` forgets rules, calls and pending faults.
 
 In-process: ``handle = start_standin(port=0)``; ``handle.url``; ``handle.stop()``. CLI:
-``python -m integrations.bureaus.standin --port 8702``.
+``python -m integrations.bureaus.standin --port 8703``.
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def start_standin(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True)
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - the CLI
     parser = argparse.ArgumentParser(description="Credit-bureau stand-in (Metropol + TransUnion)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8702)
+    parser.add_argument("--port", type=int, default=8703)
     args = parser.parse_args(argv)
     handle = start_standin(args.host, args.port, quiet=False)
     print(f"bureau stand-in on {handle.url}", flush=True)

@@ -184,10 +184,12 @@ def test_who_may_and_bad_input(
         api.post(consents, json={"form_reference": "   "}, headers=auth(officer)).status_code == 422
     )
     api.post(consents, json=form, headers=auth(officer))
-    for bad in ({"reason": "curious", "loan_amount_cents": 1},
+    bad_asks: tuple[dict[str, object], ...] = (
+                {"reason": "curious", "loan_amount_cents": 1},
                 {"reason": "new_loan", "loan_amount_cents": -1},
                 {"reason": "new_loan", "loan_amount_cents": "10"},
-                {"reason": "new_loan"}):  # fmt: skip
-        got = api.post(reports, json=bad, headers=auth(officer))
-        assert got.status_code == 422, (bad, got.json)
+                {"reason": "new_loan"})  # fmt: skip
+    for ask_bad in bad_asks:
+        got = api.post(reports, json=ask_bad, headers=auth(officer))
+        assert got.status_code == 422, (ask_bad, got.json)
     assert calls(bureau_server.url) == 0

@@ -194,6 +194,19 @@ class Settings(BaseSettings):
     at_username: str = ""
     at_api_key: str = ""
     at_timeout_seconds: float = 5.0
+    # Credit reference bureau (issue 15; docs/integrations/bureaus.md). Empty provider: no
+    # bureau, scores use the SACCO's own record.
+    bureau_provider: Literal["", "metropol", "transunion"] = ""
+    bureau_url: str = ""  # Metropol: the API origin; TransUnion: the SOAP service address
+    bureau_metropol_public_key: str = ""
+    bureau_metropol_private_key: str = ""
+    bureau_transunion_username: str = ""
+    bureau_transunion_password: str = ""
+    bureau_transunion_code: str = ""
+    bureau_transunion_infinity_code: str = ""
+    # A USSD hop must answer within the gateway's 15 s: keep the bureau's share short.
+    bureau_timeout_seconds: float = Field(default=5.0, gt=0, le=10)
+    bureau_cache_hours: int = Field(default=720, ge=0)  # 30 days: an answer reused this long
     # Staff back-office API (docs/api/index.md).
     api_cors_origins: str = Field(default="", description="comma-separated allowed origins")
     api_rate_limit: str = "300/minute"

@@ -29,6 +29,7 @@ from core.kernel.deps import CoreDeps
 from core.kernel.pins import PinHasher
 from core.kernel.security import PiiVault
 from db.session import make_engine, make_session_factory, run_in_transaction, unit_of_work
+from integrations.bureaus.wiring import build_bureau
 
 T = TypeVar("T")
 
@@ -69,6 +70,7 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
         vault=PiiVault.from_settings(settings),
         sacco_name=settings.sacco_name,
         ussd_code=settings.ussd_service_code,
+        bureau=build_bureau(settings),
     )
     client = (
         # One quick retry at most: a USSD hop must answer within the gateway's 15 s,

@@ -82,3 +82,65 @@ class CreditScore(Base):
     score: Mapped[int] = mapped_column(Integer)
     reasons: Mapped[str] = mapped_column(String(200))  # up to three features, spaced
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Migration 0034: the bureau's part in this score. ``bureau_status``: "" (the product
+    # asked no bureau, or none configured), ``answered``, ``not_found``, ``unavailable``
+    # (scored on the SACCO's own record), ``no_consent``, ``not_asked`` (a preview with no
+    # fresh answer kept).
+    bureau_status: Mapped[str] = mapped_column(String(16), default="")
+    bureau_report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bureau_reports.id", name="fk_credit_scores_bureau_report"), default=None
+    )
+
+
+class BureauConsent(Base):
+    """A member's consent to a credit-bureau enquiry (migration 0034): given on USSD with
+    the PIN, or by staff with the signed form's reference; valid until ``expires_at`` unless
+    revoked."""
+
+    __tablename__ = "bureau_consents"
+    __table_args__ = (
+        CheckConstraint("channel IN ('ussd', 'staff')", name="channel"),
+        CheckConstraint("channel <> 'staff' OR form_reference <> ''", name="staff_form"),
+        Index("ix_bureau_consents_member_id_id", "member_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    form_reference: Mapped[str] = mapped_column(String(64), default="")
+    given_by_staff_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_by: Mapped[str] = mapped_column(String(80), default="")
+
+
+class BureauReport(Base):
+    """One bureau enquiry and its answer, kept as evidence and reused until ``expires_at``
+    (the cache). ``status``: ``answered``, ``not_found`` or ``unavailable`` (never reused)."""
+
+    __tablename__ = "bureau_reports"
+    __table_args__ = (
+        CheckConstraint("status IN ('answered', 'not_found', 'unavailable')", name="status"),
+        Index("ix_bureau_reports_member_id_id", "member_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    consent_id: Mapped[int] = mapped_column(ForeignKey("bureau_consents.id"))
+    bureau: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(40), unique=True)  # ours, in the call
+    reason: Mapped[str] = mapped_column(String(16))
+    loan_amount_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(12))
+    delinquency: Mapped[str] = mapped_column(String(12), default="")
+    bureau_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    accounts: Mapped[int] = mapped_column(Integer, default=0)
+    worst_days_past_due: Mapped[int] = mapped_column(Integer, default=0)
+    listings: Mapped[int] = mapped_column(Integer, default=0)
+    bureau_ref: Mapped[str] = mapped_column(String(64), default="")
+    error: Mapped[str] = mapped_column(String(200), default="")
+    raw_answer: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(80))  # "staff:7", "member:12", "system"
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,12 +1,13 @@
 """Serve the demo SACCO with its own stand-ins: ``make demo`` (``python -m tools.demo``).
 
-The app listens on ``--port`` (``PORT``, default 8000). Its two stand-ins take ports
+The app listens on ``--port`` (``PORT``, default 8000). Its three stand-ins take ports
 derived from it, so that two demos side by side never share one:
 
 * Africa's Talking (SMS, delivery reports, the SIM-swap check) on ``PORT + 701``;
-* M-Pesa Daraja (STK push, C2B, B2C) on ``PORT + 702``.
+* M-Pesa Daraja (STK push, C2B, B2C) on ``PORT + 702``;
+* the credit bureau (Metropol-shaped REST; every ID "clean" unless told) on ``PORT + 703``.
 
-With the default port that is 8701 and 8702. A port that is taken stops the demo
+With the default port that is 8701, 8702 and 8703. A port that is taken stops the demo
 before anything starts, with one line saying which and why; so does a stand-in or a
 command that fails. The stand-ins run on threads of this process; gunicorn runs as a
 child; Ctrl-C (or SIGTERM) stops all of them.
@@ -28,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from integrations.africastalking.standin import start_standin as start_at
+from integrations.bureaus import standin as bureau_standin
 from integrations.mpesa.standin import StandinHandle
 from integrations.mpesa.standin import start_standin as start_daraja
 
 # The seeded demo members (manage.py seed-demo): their numbers end 0001-0004, which the
 # Daraja stand-in turns into failures by default; the demo makes their payments succeed.
 DEMO_PHONES = ("+254712000001", "+254722000002", "+254110000003", "+254733000004")
-AT_OFFSET, DARAJA_OFFSET = 701, 702
+AT_OFFSET, DARAJA_OFFSET, BUREAU_OFFSET = 701, 702, 703
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,13 +49,14 @@ class Ports:
     app: int
     africastalking: int
     daraja: int
+    bureau: int
 
 
 def ports_for(app_port: int) -> Ports:
-    """The stand-ins' ports for an app port (8000 → 8701, 8702)."""
-    if not 1 <= app_port <= 65535 - DARAJA_OFFSET:
-        raise DemoError(f"PORT={app_port}: choose a port between 1 and {65535 - DARAJA_OFFSET}")
-    return Ports(app_port, app_port + AT_OFFSET, app_port + DARAJA_OFFSET)
+    """The stand-ins' ports for an app port (8000 → 8701, 8702, 8703)."""
+    if not 1 <= app_port <= 65535 - BUREAU_OFFSET:
+        raise DemoError(f"PORT={app_port}: choose a port between 1 and {65535 - BUREAU_OFFSET}")
+    return Ports(app_port, app_port + AT_OFFSET, app_port + DARAJA_OFFSET, app_port + BUREAU_OFFSET)
 
 
 def ensure_free(host: str, port: int, what: str, app_port: int) -> None:
@@ -77,8 +80,8 @@ def set_outcomes(handle: StandinHandle, phones: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Path]]:
-    """Both stand-ins, serving until the block ends; yields their URLs and the certificate."""
+def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Path, str]]:
+    """The stand-ins, serving until the block ends; yields their URLs and the certificate."""
     app_url = f"http://{host}:{ports.app}"
     log = logging.getLogger("integrations.mpesa.standin")
     log.setLevel(logging.INFO)
@@ -92,7 +95,8 @@ def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Pat
         set_outcomes(daraja, DEMO_PHONES)
         certificate = var / f"mpesa-standin-cert-{ports.app}.pem"
         certificate.write_bytes(daraja.certificate_pem)
-        yield at.url, daraja.url, certificate
+        bureau = stack.enter_context(bureau_standin.start_standin(host, ports.bureau))
+        yield at.url, daraja.url, certificate, bureau.url
 
 
 def run(command: list[str], env: dict[str, str], what: str) -> None:
@@ -109,8 +113,9 @@ def serve(host: str, app_port: int, var: Path) -> int:
     ensure_free(host, ports.app, "the app", app_port)
     ensure_free(host, ports.africastalking, "the Africa's Talking stand-in", app_port)
     ensure_free(host, ports.daraja, "the Daraja stand-in", app_port)
+    ensure_free(host, ports.bureau, "the credit-bureau stand-in", app_port)
     var.mkdir(exist_ok=True)
-    with standins(host, ports, var) as (at_url, daraja_url, certificate):
+    with standins(host, ports, var) as (at_url, daraja_url, certificate, bureau_url):
         env = {
             **os.environ,
             "SACCO_ENV": os.environ.get("SACCO_ENV", "demo"),
@@ -121,6 +126,11 @@ def serve(host: str, app_port: int, var: Path) -> int:
             "MPESA_BASE_URL": daraja_url,
             "MPESA_CALLBACK_BASE_URL": f"http://{host}:{ports.app}",
             "MPESA_CERTIFICATE_PATH": str(certificate),
+            # The credit bureau: the Metropol-shaped adapter with the stand-in's own keys.
+            "BUREAU_PROVIDER": "metropol",
+            "BUREAU_URL": bureau_url,
+            "BUREAU_METROPOL_PUBLIC_KEY": bureau_standin.PUBLIC_KEY,
+            "BUREAU_METROPOL_PRIVATE_KEY": bureau_standin.PRIVATE_KEY,
         }
         python = sys.executable
         run([python, "manage.py", "mpesa-register-urls"], env, "registering the C2B URLs")
@@ -134,7 +144,8 @@ def serve(host: str, app_port: int, var: Path) -> int:
             f"'{at_url}/_messages?to=%2B254712000001')\n"
             f"  Daraja stand-in:  {daraja_url}  (paybill payment: curl -XPOST "
             f"{daraja_url}/_simulate/c2b -d "
-            '\'{"amount":"250","bill_ref":"<member no>","msisdn":"+254712000001"}\')\n',
+            '\'{"amount":"250","bill_ref":"<member no>","msisdn":"+254712000001"}\')\n'
+            f"  Credit-bureau stand-in: {bureau_url}  (calls: curl {bureau_url}/_calls)\n",
             flush=True,
         )
         child = subprocess.Popen(

@@ -81,6 +81,7 @@ from core.payments.mpesa.rules import (
     check_deposit_amount,
 )
 from core.savings.accounts import DEPOSIT_TARGETS
+from core.scoring import bureau
 from observability.metrics import count_pin
 from runtime import Runtime
 from ussd.engine import Effect, Result
@@ -387,6 +388,29 @@ def _leave_sacco(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, A
         policy=call.exit_policy, channel=member_exit.ExitChannel.USSD,
     )  # fmt: skip
     return {"due_on": row.due_on.strftime("%d/%m/%Y")}
+
+
+@loader("bureau_consent")  # Credit checks: allowed until when, or not allowed
+def _bureau_consent(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    row = bureau.member_consent(session, deps, _member(call))
+    if row is None:
+        return {"state": render("cc_state_off", call.lang, {})}
+    until = _date(business_date(row.expires_at))
+    return {"state": render("cc_state_on", call.lang, {"until": until})}
+
+
+@action("bureau_consent_give")  # the member allows credit checks (the session PIN given)
+def _bureau_consent_give(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    row = bureau.member_consent(session, deps, member_id)
+    if row is None:  # already in force (a repeated hop): the same answer, no second row
+        row = bureau.member_give_consent(session, deps, member_id)
+    return {"until": _date(business_date(row.expires_at))}
+
+
+@action("bureau_consent_revoke")  # the member stops credit checks
+def _bureau_consent_revoke(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    return {"revoked": str(bureau.member_revoke_consent(session, deps, _member(call)))}
 
 
 @action("set_language")

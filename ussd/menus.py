@@ -196,7 +196,8 @@ LOAN_SCREENS: list[Screen] = [
             Option("menu_my_loans", "ml_list"),
             Option("menu_loan_guarantors", "gq_who"),
             Option("menu_guarantee_requests", "gr_list"),
-            Option("menu_loan_repay", "rp_loan"),  # last: the shortcuts above keep their numbers
+            Option("menu_loan_repay", "rp_loan"),  # the shortcuts above keep their numbers
+            Option("menu_credit_check", "cc_menu"),  # past six: 98 More
         ),
         needs_pin=True,
     ),
@@ -518,6 +519,22 @@ _SCREENS: list[Screen] = [
         load="account",
         needs_pin=True,
     ),
+    # Credit checks (Loans, 98 More; issue 15; docs/integrations/bureaus.md): the member allows the SACCO
+    # to ask a credit bureau about them, or stops it, behind the PIN (the consent's "with
+    # the PIN"). The screen says whether a consent is in force and until when.
+    Menu(
+        "cc_menu",
+        "cc_menu",
+        (Option("opt_cc_allow", "cc_allow"), Option("opt_cc_stop", "cc_stop")),
+        load="bureau_consent",
+        needs_pin=True,
+    ),
+    Confirm("cc_allow", "cc_allow", yes="cc_allow_run", needs_pin=True),
+    Run("cc_allow_run", action="bureau_consent_give", ok="cc_allowed"),
+    End("cc_allowed", "cc_allowed"),
+    Confirm("cc_stop", "cc_stop", yes="cc_stop_run", needs_pin=True),
+    Run("cc_stop_run", action="bureau_consent_revoke", ok="cc_stopped"),
+    End("cc_stopped", "cc_stopped"),
     # Leave the SACCO (core.members.exit, docs/members/exit.md): the notice, confirmed,
     # behind the PIN; the exit itself runs after the by-laws' notice period, approved by
     # a manager.

@@ -1329,6 +1329,92 @@ class CreditScoreOut(Schema):
         metadata={"description": "up to three features furthest from their best bin"},
     )
     features = fields.List(fields.Nested(ScoreFeatureOut), required=True)
+    bureau_status = fields.String(
+        required=True,
+        metadata={"description": "the credit bureau's part: answered, not_found, unavailable, "
+                  "no_consent, not_asked, or empty (no bureau configured)"},
+    )  # fmt: skip
+    bureau_report_id = fields.Integer(allow_none=True, required=True)
+
+
+# ------------------------------------------------------------------ credit bureaus
+
+
+class BureauConsentIn(Strict):
+    form_reference = fields.String(
+        required=True,
+        validate=validate.Length(1, 64),
+        metadata={"description": "the number of the consent form the member signed"},
+    )
+
+
+class BureauConsentOut(Schema):
+    id = fields.Integer(required=True, metadata={"description": "referenced in calls as BC-<id>"})
+    member_id = fields.Integer(required=True)
+    channel = fields.String(required=True, metadata={"description": "ussd or staff"})
+    form_reference = fields.String(required=True)
+    given_at = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    revoked_at = fields.String(allow_none=True, required=True)
+
+
+class BureauRevokedOut(Schema):
+    member_id = fields.Integer(required=True)
+    revoked = fields.Integer(
+        required=True, metadata={"description": "consents revoked (0: none was in force)"}
+    )
+
+
+class BureauEnquiryIn(Strict):
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(["new_loan", "review", "guarantor"]),
+        metadata={"description": "why the SACCO asks (the bureau's report reason)"},
+    )
+    loan_amount_cents = fields.Integer(
+        required=True, strict=True, validate=validate.Range(0, 10**12)
+    )
+
+
+class BureauReportOut(Schema):
+    id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    bureau = fields.String(required=True)
+    consent_id = fields.Integer(required=True)
+    reference = fields.String(required=True, metadata={"description": "ours, sent in the call"})
+    reason = fields.String(required=True)
+    loan_amount_cents = fields.Integer(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "answered, not_found or unavailable"}
+    )
+    delinquency = fields.String(
+        required=True, metadata={"description": "clean, historical, delinquent, no_record"}
+    )
+    bureau_score = fields.Integer(allow_none=True, required=True)
+    accounts = fields.Integer(required=True)
+    worst_days_past_due = fields.Integer(
+        required=True, metadata={"description": "-1: the bureau holds no account"}
+    )
+    listings = fields.Integer(required=True, metadata={"description": "accounts listed NPA"})
+    error = fields.String(required=True, metadata={"description": "why it was unavailable"})
+    requested_by = fields.String(required=True)
+    requested_at = fields.String(required=True)
+    expires_at = fields.String(
+        required=True, metadata={"description": "reused until then (the cache's time to live)"}
+    )
+
+
+class BureauEnquiryOut(BureauReportOut):
+    from_cache = fields.Boolean(
+        required=True, metadata={"description": "a fresh earlier answer, no new call"}
+    )
+
+
+class BureauRecordOut(Schema):
+    member_id = fields.Integer(required=True)
+    consent_in_force = fields.Nested(BureauConsentOut, allow_none=True, required=True)
+    consents = fields.List(fields.Nested(BureauConsentOut), required=True)
+    reports = fields.List(fields.Nested(BureauReportOut), required=True)
 
 
 # ------------------------------------------------ teller cash out, tills and dormancy

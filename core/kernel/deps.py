@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.kernel.bureau import BureauAccess
 from core.kernel.passwords import StaffPasswords
 from core.kernel.pins import PinHasher
 from core.kernel.security import PiiVault
@@ -30,3 +31,5 @@ class CoreDeps:
     passwords: StaffPasswords = field(default_factory=StaffPasswords)
     sacco_name: str = DEFAULT_SACCO_NAME
     ussd_code: str = DEFAULT_USSD_CODE
+    # The credit bureau (issue 15; None: not configured, scores use the SACCO's own record).
+    bureau: BureauAccess | None = None

@@ -86,6 +86,9 @@ PERMISSIONS: dict[str, str] = {
     "year_end:manage": "make a year-end run with the board's rates, submit it (maker of "
     "year_end.post; a manager approves), set a member's standing payout choice and queue "
     "the M-Pesa payouts of a posted run",
+    "bureau:enquire": "record or revoke a member's credit-bureau consent (signed form) and "
+    "ask the credit bureau for the member's report (audited)",
+    "bureau:read": "read a member's credit-bureau consents and reports (figures only; audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -144,6 +147,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:manage",
             "year_end:read",
             "year_end:manage",
+            "bureau:enquire",
+            "bureau:read",
         }
     ),
     "loan_officer": frozenset(
@@ -171,6 +176,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "approvals:decide",
             "loan_products:manage",
             "savings_products:read",
+            "bureau:enquire",
+            "bureau:read",
         }
     ),
     "teller": frozenset(
@@ -208,6 +215,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "dormancy:read",
             "savings_products:read",
             "year_end:read",
+            "bureau:read",
         }
     ),
 }
@@ -278,6 +286,8 @@ PERMISSION_RISK: dict[str, str] = {
     "savings_products:manage": "money",  # asks for the rate every saver earns
     "year_end:read": "personal_data",  # every member's dividend, rebate and balances
     "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
+    "bureau:enquire": "personal_data",  # a member's credit record, from the bureau
+    "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

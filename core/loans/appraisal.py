@@ -78,6 +78,9 @@ class ScoreVerdict:
     score: int | None = None
     reasons: tuple[str, ...] = ()
     score_id: int | None = None
+    # The credit bureau's part (``core.scoring.bureau.BureauStatus``): "" none asked,
+    # "answered", "not_found", "unavailable" (scored on the SACCO's own record), ...
+    bureau: str = ""
 
 
 @dataclass(frozen=True)

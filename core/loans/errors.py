@@ -39,14 +39,22 @@ class LoanRefused(DomainError):
         score = found.score
         if score is not None and not score.approve:
             why = ", ".join(score.reasons) or "none"
+            bureau = (
+                "; bureau unavailable: scored on the SACCO's own record"
+                if score.bureau == "unavailable"
+                else ""
+            )
             detail = (
                 f"loan refused: {', '.join(reasons)} (credit score {score.score} below "
-                f"{min_score}; score reasons: {why})"
+                f"{min_score}; score reasons: {why}{bureau})"
             )
         refused = cls(detail, reasons=reasons, limit_cents=found.limit_cents)
         if score is not None:
             refused.context.update(
-                score=score.score, score_reasons=list(score.reasons), score_id=score.score_id
+                score=score.score,
+                score_reasons=list(score.reasons),
+                score_id=score.score_id,
+                bureau=score.bureau,
             )
         return refused
 

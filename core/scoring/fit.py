@@ -35,7 +35,7 @@ from core.kernel.errors import DomainError
 from core.loans.facts import DEFAULTED_CATEGORIES
 from core.loans.vocabulary import LoanStatus
 from core.scoring.features import gather
-from core.scoring.scorecard import Bin, Scaling, Table, check_bins, score
+from core.scoring.scorecard import Bin, Scaling, Table, check_bins, is_optional, score
 from core.scoring.scores import load_table, newest_version
 from db.models import Member
 from db.models_close_day import LoanCategoryChange, LoanDayState
@@ -137,7 +137,8 @@ def fit(
     cut = int(round(len(samples) * holdout_share))
     held = [samples[i] for i in order[:cut]]
     train = [samples[i] for i in order[cut:]]
-    features = list(start.bins)
+    # The bureau's optional features are not in the book's history: carried over as they are.
+    features = [f for f in start.bins if not is_optional(f)]
     y = np.array([0.0 if s.bad else 1.0 for s in train])
     goods, bads = float(y.sum()), float(len(y) - y.sum())
     woe: dict[str, list[float]] = {}
@@ -170,6 +171,9 @@ def fit(
             )
             for i, b in enumerate(start.bins[feature])
         )
+    for feature, bins in start.bins.items():
+        if is_optional(feature):
+            bins_out[feature] = bins
     fitted_table = Table(0, scaling, bins_out)
     gini, ks = gini_ks([score(fitted_table, s.inputs).score for s in held], [s.bad for s in held])
     return Fitted(

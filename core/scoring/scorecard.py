@@ -2,8 +2,11 @@
 points, the score is their sum (docs/loans/scoring.md).
 
 The table is data (``scorecards``, ``scorecard_bins``; version 1 the expert table seeded by
-migration 0030), read into a ``Table``. Its scaling is the usual one: points = offset +
+migration 0030, version 2 the same with the bureau's optional bins, migration 0034), read into a ``Table``. Its scaling is the usual one: points = offset +
 factor × ln(odds good:bad), factor = PDO / ln 2, offset = base score − factor × ln(base odds).
+
+A feature named ``bureau_…`` is optional: absent from the inputs it adds nothing (no points,
+no reason), so a score without the bureau's answer is the SACCO's own-record score.
 
 The reasons of a score are the features furthest from their best bin: for each feature,
 its best bin's points less the points it got; the three largest shortfalls (more than
@@ -18,6 +21,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 TOP_REASONS = 3
+# Features a score may lack: the credit bureau's (issue 15, part 2; migration 0034). Without
+# a bureau answer (none asked, no consent, the bureau down) they add no points and no
+# reason: the score is the SACCO's own-record score, as before the bureau was plugged in.
+OPTIONAL_PREFIX = "bureau_"
+
+
+def is_optional(feature: str) -> bool:
+    return feature.startswith(OPTIONAL_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ def score(table: Table, inputs: Mapping[str, int]) -> Scored:
     shortfall: list[tuple[int, int, str]] = []
     for order, (feature, bins) in enumerate(table.bins.items()):
         if feature not in inputs:
+            if is_optional(feature):
+                continue
             raise MissingFeature(f"no value for {feature}")
         got = table.points(feature, int(inputs[feature]))
         points[feature] = got

@@ -47,7 +47,10 @@ def test_migrate_seed_and_verify_ledger_then_tampering_is_caught(tmp_path: Path)
     fit = run(["fit-scorecard", "--write"], env)  # the demo's few loans: the expert table stays
     assert fit.returncode == 1 and "defaulted loans: at least 100 are needed" in fit.stderr
     with sqlite3.connect(tmp_path / "demo.db") as db:
-        assert db.execute("SELECT version, source FROM scorecards").fetchall() == [(1, "expert")]
+        assert db.execute("SELECT version, source FROM scorecards").fetchall() == [
+            (1, "expert"),
+            (2, "expert"),
+        ]
     with sqlite3.connect(tmp_path / "demo.db") as db:
         db.execute(
             "UPDATE accounts SET balance_cents = balance_cents + 100 WHERE code LIKE '2000-%' AND id = (SELECT MIN(id) FROM accounts WHERE code LIKE '2000-%')"

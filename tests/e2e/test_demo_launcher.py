@@ -22,6 +22,7 @@ def test_stand_in_ports_follow_the_app_port() -> None:
     assert ports_for(8000) == ports_for(8000)
     assert (ports_for(8000).africastalking, ports_for(8000).daraja) == (8701, 8702)
     assert (ports_for(9000).africastalking, ports_for(9000).daraja) == (9701, 9702)
+    assert (ports_for(8000).bureau, ports_for(9000).bureau) == (8703, 9703)
     with pytest.raises(DemoError, match="PORT=65000"):
         ports_for(65000)
 
@@ -39,7 +40,7 @@ def demo_port() -> int:
     """An app port whose stand-in ports are free too."""
     for _ in range(200):
         port = free_port()
-        if port < 60000 and all(_is_free(p) for p in (port + 701, port + 702)):
+        if port < 60000 and all(_is_free(p) for p in (port + 701, port + 702, port + 703)):
             return port
     raise AssertionError("no free port triple")
 
@@ -97,6 +98,8 @@ def test_two_demos_side_by_side_each_talk_to_their_own_stand_ins(tmp_path: Path)
             assert registered_confirmation_url(second).startswith(base_b)
             sms = f"http://127.0.0.1:{ports_for(second).africastalking}/_messages"
             assert requests.get(sms, timeout=5).status_code == 200
+            bureau = f"http://127.0.0.1:{ports_for(second).bureau}/_calls"
+            assert requests.get(bureau, timeout=5).json() == {"calls": []}
 
         # A third demo asking for the first one's port stops before starting anything.
         clash = launch(first, env, tmp_path / "c")

@@ -6,8 +6,11 @@ score's reasons (the score kept even then), and the fit writing a new version on
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -22,13 +25,25 @@ from core.savings.accounts import Credit, CreditSource, credit_member
 from core.scoring import scores
 from core.scoring.features import gather
 from core.scoring.fit import Fitted, NotEnoughHistory, fit_from_book, write_version
-from core.scoring.scorecard import Bin
+from core.scoring.scorecard import Bin, score
 from db.models import Member
 from db.models_close_day import LoanCategoryChange
 from db.models_scoring import CreditScore, Scorecard, ScorecardBin
 from db.session import unit_of_work
 from tests.loanutil import disbursed_loan, funded_member, make_product, pay
 
+
+def _migration(name: str) -> Any:
+    path = Path(__file__).parents[2] / "db/migrations/versions" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXPERT_BINS = _migration("0030_credit_scoring.py").EXPERT_BINS
+BUREAU_BINS = _migration("0034_credit_bureaus.py").BUREAU_BINS
 KES = 100
 JOINED = datetime(2025, 1, 15, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
 TODAY = datetime(2026, 1, 20, 7, 0, tzinfo=UTC)
@@ -88,7 +103,9 @@ def test_a_thin_file_members_features_score_and_reasons(
     kept = scores.score_member(s, at(deps, TODAY), member.id)
     assert kept.scored.score == EXPECTED_SCORE and kept.scored.reasons == EXPECTED_REASONS
     row = s.get(CreditScore, kept.id)
-    assert row is not None and row.scorecard_version == 1 and row.score == EXPECTED_SCORE
+    # The newest table is version 2 (migration 0034: version 1 and the bureau's optional
+    # features); without a bureau answer the score is the same number as under version 1.
+    assert row is not None and row.scorecard_version == 2 and row.score == EXPECTED_SCORE
     assert row.reasons == " ".join(EXPECTED_REASONS)
     assert json.loads(row.inputs)["deposit_months_12"] == 4
     assert scores.replay(s, kept.id).score == EXPECTED_SCORE
@@ -101,21 +118,53 @@ def test_a_kept_score_replays_to_the_same_number_after_the_book_and_the_table_ch
     member = thin_file_member(s, deps)
     first = scores.score_member(s, at(deps, TODAY), member.id)
     deposit(s, at(deps, TODAY), member, 200_000 * KES, CreditSource.CASH)  # balance bin moves
-    table = scores.load_table(s, 1)
+    table = scores.load_table(s, 2)
     shifted = {f: tuple(Bin(b.lower, b.upper, b.points + 10) for b in bins)
                for f, bins in table.bins.items()}  # fmt: skip
     version = write_version(
         s, deps, Fitted(shifted, table.scaling, 0.5, 0.4, 10, 5, 3, {}), "test version"
     )
-    assert version == 2
+    assert version == 3
     now = scores.score_member(s, at(deps, TODAY), member.id)
-    # Ten more points in each of nine features, and the balance bin KES 100,000+ (+20).
-    assert now.scored.version == 2 and now.scored.score == EXPECTED_SCORE + 9 * 10 + 20
+    # Ten more points in each of nine features, and the balance bin KES 100,000+ (+20); the
+    # bureau's features, not asked, add nothing.
+    assert now.scored.version == 3 and now.scored.score == EXPECTED_SCORE + 9 * 10 + 20
     replayed = scores.replay(s, first.id)
+    assert (replayed.version, replayed.score, replayed.reasons) == (
+        2, EXPECTED_SCORE, EXPECTED_REASONS,
+    )  # fmt: skip
+    assert scores.replay(s, now.id).score == now.scored.score
+
+
+def test_version_1_is_kept_as_written_and_a_v1_score_replays_identically(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    """Migration 0034 wrote the bureau's bins into a new version 2; version 1 is the expert
+    table of migration 0030, bin for bin, and a score kept under it (before 0034) replays to
+    its number and reasons."""
+    s = db_session
+    seeded = {f: tuple(Bin(lo, hi, p) for lo, hi, p in rows) for f, rows in EXPERT_BINS}
+    v1, v2 = scores.load_table(s, 1), scores.load_table(s, 2)
+    assert v1.bins == seeded and v1.scaling == v2.scaling
+    assert v2.bins == {**seeded, **{f: tuple(Bin(lo, hi, p) for lo, hi, p in rows)
+                                    for f, rows in BUREAU_BINS}}  # fmt: skip
+    assert [c.version for c in s.scalars(select(Scorecard).order_by(Scorecard.version))] == [1, 2]
+    member = thin_file_member(s, deps)
+    inputs = gather(s, member, business_date(TODAY))
+    kept = CreditScore(
+        member_id=member.id, scorecard_version=1, business_date=business_date(TODAY),
+        inputs=json.dumps(inputs), score=EXPECTED_SCORE, reasons=" ".join(EXPECTED_REASONS),
+        created_at=TODAY,
+    )  # fmt: skip
+    s.add(kept)
+    s.flush()
+    replayed = scores.replay(s, kept.id)
     assert (replayed.version, replayed.score, replayed.reasons) == (
         1, EXPECTED_SCORE, EXPECTED_REASONS,
     )  # fmt: skip
-    assert scores.replay(s, now.id).score == now.scored.score
+    # Under version 2 a bureau answer counts: 91+ days past due and a listing.
+    worse = score(v2, {**inputs, "bureau_worst_dpd": 95, "bureau_listings": 1})
+    assert worse.score == EXPECTED_SCORE - 80 - 60
 
 
 def test_repayment_history_and_pledges_count(db_session: Session, deps: CoreDeps) -> None:
@@ -191,14 +240,15 @@ def test_fit_refuses_without_enough_defaults_and_writes_a_new_version_only(
         missed_instalments=6, exposure_cents=5_000 * KES, band_version=1,
     ))  # fmt: skip
     s.flush()
-    v1 = [(b.feature, b.position, b.points) for b in
-          s.scalars(select(ScorecardBin).where(ScorecardBin.scorecard_version == 1))]  # fmt: skip
+    before = [(b.scorecard_version, b.feature, b.position, b.points) for b in
+              s.scalars(select(ScorecardBin).order_by(ScorecardBin.id))]  # fmt: skip
     fitted, version = fit_from_book(s, fixed, min_defaults=1, write=True)
-    assert (fitted.defaults, fitted.trained_on + fitted.held_out, version) == (1, 2, 2)
-    card = s.scalars(select(Scorecard).where(Scorecard.version == 2)).one()
+    assert (fitted.defaults, fitted.trained_on + fitted.held_out, version) == (1, 2, 3)
+    card = s.scalars(select(Scorecard).where(Scorecard.version == 3)).one()
     assert card.source == "fitted" and json.loads(card.metrics)["defaults"] == 1
-    assert v1 == [(b.feature, b.position, b.points) for b in
-                  s.scalars(select(ScorecardBin).where(ScorecardBin.scorecard_version == 1))]  # fmt: skip
+    assert before == [(b.scorecard_version, b.feature, b.position, b.points) for b in
+                      s.scalars(select(ScorecardBin).where(ScorecardBin.scorecard_version < 3)
+                                .order_by(ScorecardBin.id))]  # fmt: skip
 
 
 def test_a_refused_score_is_committed_by_the_edge(

@@ -36,7 +36,7 @@ KES = 100
 PIN = "4826"  # tests.ussdutil.make_member's
 LOANS_EN = (
     "CON Loans\n1. My limit\n2. Apply for a loan\n3. My loans\n4. Ask a guarantor\n"
-    "5. Guarantee requests\n6. Repay a loan\n0 Back 00 Home"
+    "5. Guarantee requests\n6. Repay a loan\n98 More\n0 Back 00 Home"
 )
 INSTANT: dict[str, Any] = {  # the demo's INST (manage.py DEMO_PRODUCTS)
     "name": "Instant mobile loan",

@@ -91,6 +91,12 @@ def worst_data(lang: str) -> dict[str, object]:
         "to": max(longest("acct_savings", lang), longest("ln_by_mpesa", lang), key=len),
         "due_on": "31/12/2026",
         "days": "365",  # the by-laws' exit notice (EXIT_NOTICE_DAYS, at most 365)
+        "until": "31/12/2026",  # a credit-bureau consent's expiry
+        "state": max(
+            longest("cc_state_", lang).format(until="31/12/2026"),
+            longest("ln_state_", lang),
+            key=len,
+        ),  # fmt: skip
         "missing": BIG,
         "asked": BIG,
         "guarantor": "W" * PERSON_CHARS,
@@ -100,7 +106,6 @@ def worst_data(lang: str) -> dict[str, object]:
         "loan": BIG,
         "balance": BIG,
         "arrears": BIG,
-        "state": longest("ln_state_", lang),
         "shortcode": "9" * SHORTCODE_CHARS,  # the paybill (M-Pesa settings, cut to this)
     }
 

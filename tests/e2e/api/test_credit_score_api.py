@@ -28,7 +28,7 @@ def test_staff_read_a_members_score_with_its_reasons(
     got = api.get(url, headers=auth(make_staff("loan_officer", branch="Nyeri")))
     assert got.status_code == 200, got.json
     body = got.json or {}
-    assert body["scorecard_version"] == 1 and body["member_id"] == member.id
+    assert body["scorecard_version"] == 2 and body["member_id"] == member.id
     assert [f["feature"] for f in body["features"]] == list(FEATURES)
     assert body["score"] == sum(f["points"] for f in body["features"])
     # A member who joined today, with nothing saved: the thinnest file of all.

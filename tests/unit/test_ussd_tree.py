@@ -102,6 +102,13 @@ def worst_data(lang: str) -> dict[str, object]:
         "arrears": BIG,
         "state": longest("ln_state_", lang),
         "shortcode": "9" * SHORTCODE_CHARS,  # the paybill (M-Pesa settings, cut to this)
+        # top-ups: the balance cleared, commission and fees, the loan it cleared
+        "payoff": BIG,
+        "charges": BIG,
+        "commission": BIG,
+        "old_reference": "S" + "W" * 9,
+        "instalments_needed": "360",
+        "instalments_paid": "359",
     }
 
 

@@ -905,8 +905,7 @@ def _line_id(line: loan_views.LoanLine) -> str:
 def _my_loans(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     lines = loan_views.member_loans(session, _member(call), business_date(deps.now()))
     items = [
-        LoanChoice(_line_id(line), line.reference, _state(line.status, call.lang))
-        for line in lines
+        LoanChoice(_line_id(line), line.reference, _state(line.status, call.lang)) for line in lines
     ]
     return {"items": items}
 

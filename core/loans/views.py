@@ -366,7 +366,8 @@ def top_up_offer(
     ``ProductUnavailable`` (the product closed, or not open on ``channel``),
     ``TopUpRefused`` (``loan_not_active``, ``not_offered``, ``too_early``) and
     ``LoanRefused`` (the appraisal with the loan left out of the principal outstanding;
-    with ``amount_cents``, of that amount: above the limit, below the minimum, ...)."""
+    with ``amount_cents``, of that amount: above the limit, below the minimum, ...), and
+    ``TopUpRefused`` ``nothing_to_receive`` for an amount that does not exceed the payoff."""
     loan = top_ups.loan_to_clear(session, member_id, loan_id)
     terms = current_terms(session, version_terms(session, loan.product_version_id).code)
     book.check_product_open(terms, channel, terms.min_term)
@@ -379,6 +380,11 @@ def top_up_offer(
     if not found.ok:
         raise LoanRefused.of(found, terms.min_score)
     payoff = top_ups.clearing(session, deps, terms, loan, terms.min_term).payoff_cents
+    if amount_cents is not None:  # the commission and the fees come with the term: an
+        # amount that does not even pay the loan off is refused now (``nothing_to_receive``)
+        top_ups.check_receives(
+            amount_cents, 0, top_ups.Clearing(loan.id, loan.reference, payoff, 0)
+        )
     return TopUpOffer(loan.id, loan.reference, terms, payoff, found.limit_cents)
 
 

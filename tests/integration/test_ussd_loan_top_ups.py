@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 from flask.testing import FlaskClient
@@ -43,11 +43,13 @@ TOP_UP_FEES = [
 ]  # fmt: skip
 
 
-def shifted(deps: CoreDeps, days_ago: int) -> CoreDeps:
-    moment = datetime.combine(
-        (deps.now() - timedelta(days=days_ago)).date(), time(9), tzinfo=deps.now().tzinfo
-    )
+def on_day(deps: CoreDeps, moment: datetime) -> CoreDeps:
     return dataclasses.replace(deps, now=lambda: moment)
+
+
+def shifted(deps: CoreDeps, days_ago: int) -> CoreDeps:
+    day = (deps.now() - timedelta(days=days_ago)).date()
+    return on_day(deps, datetime.combine(day, time(9), tzinfo=deps.now().tzinfo))
 
 
 def first_loan(
@@ -83,9 +85,7 @@ def first_loan(
         .order_by(LoanInstalment.number)
     ).all()  # fmt: skip
     for row in rows[:paid]:
-        on_due = dataclasses.replace(
-            deps, now=lambda d=row.due_on: datetime.combine(d, time(9), tzinfo=then.now().tzinfo)
-        )
+        on_due = on_day(deps, datetime.combine(row.due_on, time(9), tzinfo=then.now().tzinfo))
         pay(s, on_due, loan, row.due_cents, f"mpesa:receipt:TU{loan.id:04d}{row.number:03d}")
     return loan, member
 
@@ -307,8 +307,10 @@ def test_another_members_loan_in_a_forged_choice_is_refused_as_not_found(
     _, member = first_loan(s, deps)
     other, _ = first_loan(s, deps)
     seen = footprint(s)
-    for name, kind in (("top_up_offer", "load"), ("top_up_quote", "load"),
-                       ("top_up_apply", "act")):  # fmt: skip
+    kinds: tuple[tuple[str, Literal["load", "act"]], ...] = (
+        ("top_up_offer", "load"), ("top_up_quote", "load"), ("top_up_apply", "act"),
+    )  # fmt: skip
+    for name, kind in kinds:
         effect = Effect(kind, name, "en", inputs={"loan": f"l{other.id}", "amount": "12000000",
                         "term": "12"}, key=f"ussd:forged:{name}")  # fmt: skip
         result = perform(runtime, effect, member_id=member.id, msisdn=member.msisdn)

@@ -29,7 +29,7 @@ from core.members.registration import member_account_ids
 from db.models import Hold, JournalEntry, Member, OutboxMessage
 from db.models_loans import Loan, LoanApplication, LoanInstalment, LoanRepayment
 from runtime import Runtime
-from tests.integration.test_ussd_loans import KES, PIN, loans_menu, sms
+from tests.integration.test_ussd_loans import KES, PIN, Statements, loans_menu, sms
 from tests.loanutil import funded_member, make_product, pay
 from tests.ussdutil import Phone
 from ussd.actions import perform
@@ -340,3 +340,34 @@ def test_without_the_right_pin_a_resumed_top_up_applies_for_nothing(
     s.refresh(old)
     assert old.status == "closed"
     assert verify_ledger(s).ok
+
+
+# ------------------------------------------------------------------ statement budget
+# As the apply hops' (tests/integration/test_ussd_loans.py): what each top-up hop costs in
+# SQL statements on the app's engine, so the work does not creep up unseen.
+
+# The offer: the open-application check, the loan, its product's terms, the member, the
+# appraisal's facts (the loan left out), its instalments and penalties for the payoff.
+# The amount and the term hops: their check, then the next screen's load (the term hop's
+# is the quote). The apply: the appraisal again, the new loan paid out, the old one
+# caught up, settled, closed and its pledges released, in one entry; SMS and audits.
+TOP_UP_HOP_BUDGET = {"offer": 10, "amount": 12, "term": 12, "apply": 48}
+
+
+def test_top_up_hops_keep_to_their_statement_budget(
+    client: FlaskClient, db_session: Session, deps: CoreDeps, runtime: Runtime
+) -> None:
+    old, member = first_loan(db_session, deps)
+    db_session.commit()
+    phone = to_top_up(client, member, old)
+    counted = Statements(runtime)
+    spent: dict[str, int] = {}
+    try:
+        for name, typed in (("offer", "1"), ("amount", "120000"), ("term", "12"), ("apply", "1")):
+            screen, spent[name] = counted.hop(phone, typed)
+    finally:
+        counted.close()
+    assert screen.startswith(f"END Loan {old.reference} is paid off")
+    over = {k: v for k, v in spent.items() if v > TOP_UP_HOP_BUDGET[k]}
+    assert not over, (spent, TOP_UP_HOP_BUDGET)
+    assert verify_ledger(db_session).ok

@@ -54,13 +54,13 @@ from core.kernel.money import format_cents
 from core.kernel.uow import keep
 from core.ledger import statements
 from core.loans import book as core_book
-from core.loans import guarantees
+from core.loans import guarantees, top_ups
 from core.loans import repayments as core_repayments
 from core.loans import views as loan_views
 from core.loans.book import check_product_open
 from core.loans.disbursement import LoanPayout
 from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError, TopUpRefused
-from core.loans.terms import ProductTerms, current_terms
+from core.loans.terms import ProductTerms, current_terms, version_terms
 from core.loans.vocabulary import (
     ApplicationStatus,
     Channel,
@@ -917,12 +917,19 @@ def _state(status: str, lang: str) -> str:
     return render(f"ln_state_{status}", lang, {})
 
 
+def _line_id(line: loan_views.LoanLine) -> str:
+    """A My loans choice: ``l<id>`` an active loan (it may be topped up), ``p<id>`` a past
+    one (repaid, written off), ``a<id>`` an application."""
+    if line.kind != "loan":
+        return f"a{line.id}"
+    return f"{'l' if line.status == LoanStatus.ACTIVE else 'p'}{line.id}"
+
+
 @loader("my_loans", items=LoanChoice)  # My loans: newest first
 def _my_loans(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     lines = loan_views.member_loans(session, _member(call), business_date(deps.now()))
     items = [
-        LoanChoice(f"{line.kind[0]}{line.id}", line.reference, _state(line.status, call.lang))
-        for line in lines
+        LoanChoice(_line_id(line), line.reference, _state(line.status, call.lang)) for line in lines
     ]
     return {"items": items}
 
@@ -931,8 +938,8 @@ def _my_loans(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]
 def _my_loan(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     wanted = call.inputs.get("loan", "")
     for line in loan_views.member_loans(session, _member(call), business_date(deps.now())):
-        if f"{line.kind[0]}{line.id}" != wanted:
-            continue
+        if wanted not in (_line_id(line), f"{line.kind[0]}{line.id}"):
+            continue  # the choice as listed (a loan closed since shows as it is now)
         shown: dict[str, Any] = {
             "reference": line.reference,
             "product": gsm7_safe(line.product, PRODUCT_CHARS),
@@ -1135,3 +1142,125 @@ def _repay_stk(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
         "reference": started.target,
         "phone": started.msisdn,
     }
+
+
+# ------------------------------------------------------------------ top up (issue 12)
+#
+# My loans > an active loan > Top up: a new loan of the same product that first clears
+# this one (``core.loans.book.apply_for_loan(top_up_of=...)``, paid to savings only:
+# docs/loans/book.md, "Top-ups"). The screens read ``core.loans.views.top_up_offer`` /
+# ``top_up_quote``: the refusals the apply would give, before anything is written.
+
+
+def _top_up_loan(call: Call) -> int:
+    """The loan chosen on My loans (``l<id>``): the id, checked as the member's by core."""
+    wanted = call.inputs.get("loan", "")
+    digits = wanted[1:]
+    if not (wanted[:1] == "l" and digits.isascii() and digits.isdigit()
+            and len(digits) <= LOAN_ID_DIGITS):  # fmt: skip
+        raise NotFound("no such loan to top up")
+    return int(digits)
+
+
+def _top_up_terms(session: Session, call: Call) -> ProductTerms:
+    """The current terms of the chosen loan's own product, open on USSD."""
+    loan = top_ups.loan_to_clear(session, _member(call), _top_up_loan(call))
+    terms = current_terms(session, version_terms(session, loan.product_version_id).code)
+    check_product_open(terms, Channel.USSD, terms.min_term)
+    return terms
+
+
+@loader("top_up_offer")  # the amount prompt: the balance it clears, the most it may be
+def _top_up_offer(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    if core_book.open_application(session, member_id) is not None:
+        raise LoanStateError("an application is still open", reason="application_open")
+    offer = loan_views.top_up_offer(session, deps, member_id, _top_up_loan(call), Channel.USSD)
+    return {
+        "reference": offer.reference,
+        "payoff": format_cents(offer.payoff_cents),
+        "limit": format_cents(offer.limit_cents),
+        "min_amount": format_cents(offer.terms.min_amount_cents),
+        "max_amount": format_cents(offer.terms.max_amount_cents),
+    }
+
+
+@loader("top_up_amount")  # the amount prompt's check: the appraisal of that amount
+def _top_up_amount(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    loan_views.top_up_offer(
+        session, deps, _member(call), _top_up_loan(call), Channel.USSD, _amount(call)
+    )
+    return {}
+
+
+@loader("top_up_term_prompt")  # the term prompt: the amount and the product's range
+def _top_up_term_prompt(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _top_up_terms(session, call)
+    return {
+        "amount": format_cents(_amount(call)),
+        "min_term": terms.min_term,
+        "max_term": terms.max_term,
+        "unit": _unit(terms, call.lang),
+    }
+
+
+@loader("top_up_term")  # the term prompt's check: within the product's range
+def _top_up_term(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    terms = _top_up_terms(session, call)
+    try:
+        check_product_open(terms, Channel.USSD, _term(call))
+    except InvalidInput:
+        raise TermOutOfRange("term outside the product's range") from None
+    return {}
+
+
+@loader("top_up_quote")  # the confirmation: cleared, commission and fees, to savings, instalments
+def _top_up_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    try:
+        q = loan_views.top_up_quote(
+            session, deps, _member(call), _top_up_loan(call), Channel.USSD, _amount(call),
+            _term(call),
+        )  # fmt: skip
+    except InvalidInput:
+        raise TermOutOfRange("term outside the product's range") from None
+    return {
+        "payoff": format_cents(q.offer.payoff_cents),
+        "charges": format_cents(q.commission_cents + q.quote.deducted_fee_cents),
+        "received": format_cents(q.received_cents),
+        "term": _term(call),
+        "instalment": format_cents(q.quote.instalment_cents),
+    }
+
+
+@action("top_up_apply")  # apply for the top-up (idempotent on call.key), paid to savings
+def _top_up_apply(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    loan = top_ups.loan_to_clear(session, member_id, _top_up_loan(call))
+    old_reference = loan.reference
+    application = core_book.apply_for_loan(
+        session,
+        deps,
+        member_id,
+        version_terms(session, loan.product_version_id).code,
+        _amount(call),
+        _term(call),
+        Channel.USSD,
+        _loan_key(call.key),
+        disburse_to=DisburseTo.SAVINGS,
+        top_up_of=loan.id,
+    )
+    received = top_ups.received_cents(
+        application.amount_cents, application.deducted_fee_cents,
+        application.top_up_payoff_cents, application.top_up_commission_cents,
+    )  # fmt: skip
+    shown: dict[str, Any] = {
+        "reference": application.reference,
+        "old_reference": old_reference,
+        "received": format_cents(received),
+        "outcome": application.status,
+    }
+    if application.status == ApplicationStatus.DISBURSED:
+        first = loan_views.first_instalment(session, application.id)
+        if first is not None:
+            shown["due_on"], shown["instalment"] = _date(first[0]), format_cents(first[1])
+    return shown

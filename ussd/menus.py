@@ -7,9 +7,9 @@ docs/channels/ussd.md): amount, (account), confirmation with the quote, the PIN,
 ``Run``; each failure of its check, quote or action goes through the flow's one error
 table (``DEPOSIT_ERRORS`` below).
 
-Deposit and Withdraw (M-Pesa) and Loans (issue 12: my limit, apply, my loans, ask a
-guarantor, guarantee requests, repay from savings or by M-Pesa: an STK push, or the
-paybill without M-Pesa Express) are below.
+Deposit and Withdraw (M-Pesa) and Loans (issue 12: my limit, apply, my loans and a loan's
+top-up, ask a guarantor, guarantee requests, repay from savings or by M-Pesa: an STK push,
+or the paybill without M-Pesa Express) are below.
 """
 
 from __future__ import annotations
@@ -184,6 +184,34 @@ REPAY_MPESA_ERRORS: Errors = (
     ("member_not_allowed", "not_allowed"),
 )
 
+# Top up a loan (My loans > an active loan > Top up; docs/loans/book.md, "Top-ups"): the
+# amount, the term, the confirmation, the PIN, ``book.apply_for_loan(top_up_of=...)``.
+# An amount the member may fix (above the limit, nothing left to receive) is asked again;
+# a refusal typing cannot fix (not offered by the product, too early, the loan no longer
+# active, arrears) ends with what to do. ``TopUpRefused`` -> ``top_up_<reason>``.
+TOP_UP_ERRORS: Errors = (
+    ("loan_above_limit", "tu_amount"),
+    ("loan_below_minimum", "tu_amount"),
+    ("loan_above_maximum", "tu_amount"),
+    ("top_up_nothing_to_receive", "tu_amount"),
+    ("top_up_not_offered", "tu_not_offered"),
+    ("top_up_too_early", "tu_too_early"),
+    ("top_up_loan_not_active", "tu_not_active"),
+    ("top_up_*", "tu_refused"),  # another product's loan: never from this menu
+    ("loan_in_arrears", "tu_in_arrears"),
+    ("loan_not_active", "ln_not_active"),
+    ("loan_guaranteed_default", "ln_guaranteed_default"),
+    ("loan_too_new", "ln_too_new"),
+    ("loan_deposits_too_low", "ln_deposits_too_low"),
+    ("loan_no_limit", "ln_no_limit"),
+    ("loan_*", "ln_refused"),
+    ("term_range", "tu_term"),
+    ("loan_state_application_open", "ln_open"),
+    ("product_unavailable", "ln_unavailable"),
+    ("not_found", "tu_not_active"),  # not the member's loan (a forged choice)
+    ("member_not_allowed", "not_allowed"),
+)
+
 LOAN_SCREENS: list[Screen] = [
     # Every loans screen is behind the session PIN: limits, amounts, names. Those that
     # load need it themselves too, for a flow resumed in a new session.
@@ -339,9 +367,70 @@ LOAN_SCREENS: list[Screen] = [
         per_page=3,
         needs_pin=True,
     ),
-    Fork("ml_show", field="loan", ways=(("l*", "ml_loan"), ("*", "ml_app"))),
-    Menu("ml_loan", "ml_loan", load="my_loan", needs_pin=True),
+    # An active loan (``l<id>``) offers a top-up; a past one (``p<id>``: repaid, written
+    # off) only shows; an application (``a<id>``) shows with what its cover misses.
+    Fork("ml_show", field="loan", ways=(("l*", "ml_loan"), ("p*", "ml_past"), ("*", "ml_app"))),
+    Menu(
+        "ml_loan",
+        "ml_active",
+        (Option("opt_top_up", "tu_amount"),),
+        load="my_loan",
+        needs_pin=True,
+    ),
+    Menu("ml_past", "ml_loan", load="my_loan", needs_pin=True),
     Menu("ml_app", "ml_app", load="my_loan", needs_pin=True, extras=(("missing", "ml_missing"),)),
+    # --- top up: the amount (the balance it clears, the most it may be), the term, the
+    # confirmation (cleared, commission and fees, to savings, instalments), PIN, applied
+    Prompt(
+        "tu_amount",
+        "tu_amount",
+        field="amount",
+        parse=parse_amount_input,
+        goto="tu_term",
+        load="top_up_offer",
+        check="top_up_amount",
+        errors=TOP_UP_ERRORS,
+        needs_pin=True,
+    ),
+    Prompt(
+        "tu_term",
+        "tu_term",
+        field="term",
+        parse=parse_term,
+        goto="tu_confirm",
+        load="top_up_term_prompt",
+        check="top_up_term",
+        errors=TOP_UP_ERRORS,
+        needs_pin=True,
+    ),
+    Confirm(
+        "tu_confirm",
+        "tu_confirm",
+        load="top_up_quote",
+        yes="tu_run",
+        errors=TOP_UP_ERRORS,
+        needs_pin=True,
+    ),
+    Run("tu_run", action="top_up_apply", ok="tu_applied", errors=TOP_UP_ERRORS),
+    # Paid to savings at once within the auto-approval ceiling; else waiting for guarantors
+    # (asked next, in this session) or for staff.
+    Fork(
+        "tu_applied",
+        field="outcome",
+        ways=(
+            ("disbursed", "tu_paid"),
+            ("awaiting_guarantors", "gq_who"),
+            ("*", "tu_submitted"),
+        ),
+        fresh=True,
+    ),
+    End("tu_paid", "tu_paid"),
+    End("tu_submitted", "tu_submitted"),
+    End("tu_not_offered", "tu_not_offered"),
+    End("tu_too_early", "tu_too_early"),
+    End("tu_not_active", "tu_not_active"),
+    End("tu_in_arrears", "tu_in_arrears"),
+    End("tu_refused", "tu_refused"),
     # --- guarantee requests waiting for this member: see, then accept or decline
     Choose(
         "gr_list",

@@ -12,6 +12,10 @@ through these and nothing else; the verbs stay where they are (``book``, ``guara
   answer: the borrower, the loan asked, the pledge asked and the member's own exposure.
 * ``guarantor_need``: the member's application waiting for guarantors and what its cover
   still misses.
+* ``top_up_offer`` / ``top_up_quote``: what a member channel shows before a top-up (the
+  balance it clears, the most the new loan may be; then the commission, what reaches
+  savings and the new instalment), with the refusals ``book.apply_for_loan(top_up_of=...)``
+  would give, read-only.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from sqlalchemy.orm import Session
 
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
+from core.loans import book, top_ups
 from core.loans.appraisal import MemberFacts
 from core.loans.errors import LoanRefused
 from core.loans.facts import free_deposits_cents, member_facts
 from core.loans.pledges import cover
-from core.loans.terms import ProductTerms, current_products, version_terms
+from core.loans.terms import ProductTerms, current_products, current_terms, version_terms
 from core.loans.vocabulary import ApplicationStatus, GuaranteeStatus, LoanStatus
 from core.members.registration import find_by_msisdn, get_member
 from core.scoring.scores import appraise_member
@@ -334,3 +339,84 @@ def guarantor_need(session: Session, member_id: int) -> GuarantorNeed | None:
         missing_cents=cover(session, application).missing_cents,
         asked_cents=int(asked or 0),
     )
+
+
+@dataclass(frozen=True)
+class TopUpOffer:
+    """What a member is shown before topping up a loan (``top_up_offer``)."""
+
+    loan_id: int
+    reference: str
+    terms: ProductTerms  # the current version of the loan's own product
+    payoff_cents: int  # what clears the loan today (core.loans.repayments.payoff_cents)
+    limit_cents: int  # the most the new loan may be: the loan left out of the limit
+
+
+def top_up_offer(
+    session: Session,
+    deps: CoreDeps,
+    member_id: int,
+    loan_id: int,
+    channel: str,
+    amount_cents: int | None = None,
+) -> TopUpOffer:
+    """The member's loan ``loan_id`` as a top-up would clear it, after the checks
+    ``book.apply_for_loan(top_up_of=...)`` makes, in its order, writing nothing (one open
+    application per member is the apply's own answer): ``NotFound`` (not the member's),
+    ``ProductUnavailable`` (the product closed, or not open on ``channel``),
+    ``TopUpRefused`` (``loan_not_active``, ``not_offered``, ``too_early``) and
+    ``LoanRefused`` (the appraisal with the loan left out of the principal outstanding;
+    with ``amount_cents``, of that amount: above the limit, below the minimum, ...), and
+    ``TopUpRefused`` ``nothing_to_receive`` for an amount that does not exceed the payoff."""
+    loan = top_ups.loan_to_clear(session, member_id, loan_id)
+    terms = current_terms(session, version_terms(session, loan.product_version_id).code)
+    book.check_product_open(terms, channel, terms.min_term)
+    top_ups.check_may_top_up(session, terms, loan)
+    today = business_date(deps.now())
+    facts = top_ups.facts_without(
+        session, member_facts(session, get_member(session, member_id), today), loan
+    )
+    found = appraise_member(session, deps, terms, member_id, facts, amount_cents, keep=False)
+    if not found.ok:
+        raise LoanRefused.of(found, terms.min_score)
+    payoff = top_ups.clearing(session, deps, terms, loan, terms.min_term).payoff_cents
+    if amount_cents is not None:  # the commission and the fees come with the term: an
+        # amount that does not even pay the loan off is refused now (``nothing_to_receive``)
+        top_ups.check_receives(
+            amount_cents, 0, top_ups.Clearing(loan.id, loan.reference, payoff, 0)
+        )
+    return TopUpOffer(loan.id, loan.reference, terms, payoff, found.limit_cents)
+
+
+@dataclass(frozen=True)
+class TopUpQuote:
+    """The confirmation of a top-up: the balance cleared, the commission, what reaches
+    savings and the new loan's instalment (``book.quote``)."""
+
+    offer: TopUpOffer
+    quote: book.Quote
+    commission_cents: int
+    received_cents: int  # principal - payoff - commission - fees deducted
+
+
+def top_up_quote(
+    session: Session,
+    deps: CoreDeps,
+    member_id: int,
+    loan_id: int,
+    channel: str,
+    amount_cents: int,
+    term: int,
+) -> TopUpQuote:
+    """``top_up_offer`` for ``amount_cents`` over ``term`` instalments, then the quote:
+    ``InvalidInput`` (field ``term``) outside the product's range, ``TopUpRefused``
+    ``nothing_to_receive`` when the payoff, the commission and the fees take it all."""
+    offer = top_up_offer(session, deps, member_id, loan_id, channel, amount_cents)
+    book.check_product_open(offer.terms, channel, term)
+    shown = book.quote(offer.terms, amount_cents, term, deps)
+    cleared = top_ups.Clearing(
+        offer.loan_id, offer.reference, offer.payoff_cents,
+        offer.terms.top_up_commission_cents(offer.payoff_cents, term),
+    )  # fmt: skip
+    received = top_ups.check_receives(amount_cents, shown.deducted_fee_cents, cleared)
+    return TopUpQuote(offer, shown, cleared.commission_cents, received)

@@ -13,6 +13,7 @@ LOAN       MKOPO       the latest loan (balance, next instalment) or application
 LIMIT      KIKOMO      the loan limit under the main product, or why none
 ACCEPT c   KUBALI c    how to accept guarantee request c (USSD, with the PIN)
 DECLINE c  KATAA c     decline guarantee request c
+TOPUP      ONGEZA      how to top up the active loan (USSD, with the PIN)
 HELP       MSAADA      the list of commands
 STOP       SIMAMA      no more promotional SMS (transactional still go)
 START      ANZA        promotional SMS again
@@ -34,7 +35,12 @@ loan SMS already put there: LOAN the loan's reference, balance and next
 instalment (as ``loan_disbursed``), LIMIT a figure derived from the deposits BAL
 shows, ACCEPT the borrower's first name (as ``guarantee_request``). ACCEPT does
 not pledge: consent to a pledge is confirmed on USSD with the PIN, and the reply
-says how. DECLINE commits no money and no consent, so the SMS is enough.
+says how. DECLINE commits no money and no consent, so the SMS is enough. TOPUP
+tops nothing up for the same reason (a top-up is consent to a new debt): it names
+the member's active loan (its reference, already in their inbox) and how to top it
+up on USSD. ``TOP UP`` (two words) is TOPUP: two words that make a keyword exactly
+are read together before the first alone is matched with a typo (``TOP`` is one
+letter from STOP, and a member asking for money must not be opted out of promotions).
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "KUBALI": ("accept", "sw"),
     "DECLINE": ("decline", "en"),
     "KATAA": ("decline", "sw"),
+    "TOPUP": ("topup", "en"),
+    "ONGEZA": ("topup", "sw"),
     "HELP": ("help", "en"),
     "MSAADA": ("help", "sw"),
     "STOP": ("stop", "en"),
@@ -150,7 +158,12 @@ def parse_command(text: str) -> Command:
     words = _WORD.findall(_fold(text[:1000]))
     if not words:
         return Command("empty")
-    keyword = match_keyword(words[0])
+    pair = "".join(words[:2])
+    if len(words) > 1 and pair in KEYWORDS:  # "TOP UP": the two words, before a typo of one
+        keyword: str | None = pair
+        words = [pair, *words[2:]]
+    else:
+        keyword = match_keyword(words[0])
     if keyword is None and len(words) > 1:
         # "B A L" or "BAL ANCE": letters split by spaces
         keyword = match_keyword("".join(words))
@@ -226,6 +239,8 @@ def _reply(
         return _accept(session, member, command.code or "", base)
     if kind == "decline":
         return _decline(session, deps, member, command.code or "", base)
+    if kind == "topup":
+        return _top_up(session, deps, member, base)
     if kind == "help":
         return "sms_help", base
     return "sms_unknown", base
@@ -294,6 +309,18 @@ def _accept(
         "first_name": first_name(ask.borrower_name),
         "reference": ask.reference,
     }
+
+
+def _top_up(
+    session: Session, deps: CoreDeps, member: Member, base: dict[str, object]
+) -> tuple[str, dict[str, object]]:
+    """TOPUP tops nothing up: a top-up is consent to a new debt, given on USSD with the
+    PIN. The reply names the member's newest active loan and the way there."""
+    lines = loan_views.member_loans(session, member.id, business_date(deps.now()))
+    active = [ln for ln in lines if ln.kind == "loan" and ln.status == LoanStatus.ACTIVE]
+    if not active:
+        return "sms_topup_none", base
+    return "sms_topup_ussd", {**base, "reference": active[0].reference}
 
 
 def _decline(

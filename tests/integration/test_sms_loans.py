@@ -14,8 +14,8 @@ from core.kernel.deps import CoreDeps
 from core.kernel.gsm import sms_length
 from core.loans import book, guarantees
 from core.messaging.sms_commands import InboundSms, handle_inbound_sms
-from db.models import Hold, Member, OutboxMessage
-from db.models_loans import LoanGuarantee
+from db.models import Hold, Member, OutboxMessage, SmsOptOut
+from db.models_loans import LoanApplication, LoanGuarantee
 from tests.loanutil import funded_member, make_product
 
 KES = 100
@@ -164,3 +164,36 @@ def test_decline_by_sms_declines_and_tells_the_borrower(
     # Declined already: no longer waiting, so a second DECLINE finds nothing to decline.
     assert "no pending guarantee request" in text(db_session, deps, guarantor, f"DECLINE {g.code}")
     assert db_session.scalars(select(LoanGuarantee.status)).all() == ["declined"]
+
+
+def test_topup_by_sms_tops_nothing_up_and_says_how_on_ussd(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    s = db_session
+    instant = make_product(
+        s, deps, fees=[], name="Instant loan", guarantor_policy="none",
+        guarantor_cover_percent=None, auto_approve_ceiling_cents=20_000 * KES,
+        rate_percent=Decimal("0"), method="flat", max_term=3, top_up_min_instalments_paid=1,
+    ).code  # fmt: skip
+    member = funded_member(s, deps, deposits_cents=20_000 * KES)
+    assert text(s, deps, member, "TOPUP") == (
+        "Umoja SACCO: you have no loan being repaid to top up. Send LIMIT for your loan "
+        "limit, or dial *384*44135# to apply."
+    )
+    loan = book.apply_for_loan(s, deps, member.id, instant, 6_000 * KES, 3, "ussd", "sms-top-1")
+    assert loan.status == "disbursed"
+    seen = (count_rows(s, LoanApplication), count_rows(s, Hold))
+    assert text(s, deps, member, "top up") == (
+        f"Umoja SACCO: to top up loan {loan.reference}, dial *384*44135#, Loans, My loans, "
+        "choose the loan, Top up; confirm with your PIN."
+    )
+    assert text(s, deps, member, "ongeza") == (
+        f"Umoja SACCO: kuongeza mkopo {loan.reference}, piga *384*44135#, Mikopo, Mikopo "
+        "yangu, chagua mkopo, Ongeza; thibitisha kwa PIN."
+    )
+    assert (count_rows(s, LoanApplication), count_rows(s, Hold)) == seen  # nothing applied
+    assert s.scalar(select(SmsOptOut).where(SmsOptOut.msisdn == member.msisdn)) is None
+
+
+def count_rows(s: Session, model: type) -> int:
+    return len(s.scalars(select(model)).all())

@@ -221,7 +221,7 @@ def test_an_instant_loan_within_the_ceiling_is_paid_to_savings_at_once(
     assert mine.send("3") == f"CON My loans 1/1\n1. {loan.reference} Repaying"
     assert mine.send("1") == (
         f"CON Loan {loan.reference}: Repaying\nBalance KES 5,000\n"
-        f"Next KES 5,375 due {first.due_on:%d/%m/%Y}\nArrears KES 0\n0 Back 00 Home"
+        f"Next KES 5,375 due {first.due_on:%d/%m/%Y}\nArrears KES 0\n1. Top up\n0 Back 00 Home"
     )
     assert verify_ledger(db_session).ok
 

@@ -70,6 +70,27 @@ def test_accept_and_decline_take_a_code(text: str, kind: str, code: str | None) 
     assert (command.kind, command.code) == (kind, code)
 
 
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("TOPUP", "en"),
+        ("top up", "en"),  # two words: TOPUP, not STOP (TOP is one letter from it)
+        ("Top-up please", "en"),
+        ("TOPPUP", "en"),  # one typo
+        ("ongeza", "sw"),
+        ("ONGEZA mkopo", "sw"),
+        ("ONGZA", "sw"),
+    ],
+)
+def test_topup_in_both_languages_and_never_read_as_stop(text: str, language: str) -> None:
+    command = parse_command(text)
+    assert (command.kind, command.language) == ("topup", language)
+
+
+def test_top_alone_is_still_one_typo_from_stop() -> None:
+    assert parse_command("TOP").kind == "stop"  # unchanged: only the pair makes TOPUP
+
+
 @pytest.mark.parametrize("text", ["hello", "I want money", "12345", "xx", "ok", "BA NK"])
 def test_other_text_is_unknown(text: str) -> None:
     assert parse_command(text).kind == "unknown"

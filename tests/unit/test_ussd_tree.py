@@ -107,6 +107,13 @@ def worst_data(lang: str) -> dict[str, object]:
         "balance": BIG,
         "arrears": BIG,
         "shortcode": "9" * SHORTCODE_CHARS,  # the paybill (M-Pesa settings, cut to this)
+        # top-ups: the balance cleared, commission and fees, the loan it cleared
+        "payoff": BIG,
+        "charges": BIG,
+        "commission": BIG,
+        "old_reference": "S" + "W" * 9,
+        "instalments_needed": "360",
+        "instalments_paid": "359",
     }
 
 

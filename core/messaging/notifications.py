@@ -87,14 +87,18 @@ def _queue(session: Session, values: dict[str, Any], now: datetime) -> OutboxMes
         "created_at": now,
         **values,
     }
-    session.execute(
+    # RETURNING the row: the first time (almost always) one round trip, not two; the
+    # existing row is read only when the business key was already queued.
+    message = session.scalars(
         insert_for(session, OutboxMessage)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["business_key"])
-    )
-    message = session.execute(
-        select(OutboxMessage).where(OutboxMessage.business_key == values["business_key"])
-    ).scalar_one()
+        .returning(OutboxMessage)
+    ).one_or_none()
+    if message is None:
+        message = session.execute(
+            select(OutboxMessage).where(OutboxMessage.business_key == values["business_key"])
+        ).scalar_one()
     if message.status == OutboxStatus.PENDING:
         session.info.setdefault(_PENDING_KEY, set()).add(message.id)
     return message

@@ -110,9 +110,7 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
     session.flush()
     found = session.execute(
         select(Member, Account.id)
-        .outerjoin(
-            Account, (Account.member_id == Member.id) & (Account.purpose == credit.target)
-        )
+        .outerjoin(Account, (Account.member_id == Member.id) & (Account.purpose == credit.target))
         .where(Member.id == credit.member_id)
         .with_for_update(read=True, key_share=True, of=Member)
         .execution_options(populate_existing=True)

@@ -16,7 +16,7 @@ JSON is kept as ``malformed``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +78,7 @@ def counted(engine: Engine) -> Iterator[Statements]:
     def on_rollback(_c: Any) -> None:
         seen.sent.append("ROLLBACK")
 
-    hooks = [
+    hooks: list[tuple[str, Callable[..., None]]] = [
         ("before_cursor_execute", on_execute),
         ("begin", on_begin),
         ("commit", on_commit),

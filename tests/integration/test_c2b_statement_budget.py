@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_factory import create_app
@@ -33,10 +33,10 @@ from core.kernel.deps import CoreDeps
 from core.ledger.verify import verify_ledger
 from core.members import registration as members
 from core.messaging import webhooks
-from core.payments.mpesa import flows as mpesa
 from db.models import JournalEntry, OutboxMessage
 from db.models_mpesa import C2BPayment, MpesaCallback, MpesaReceipt
 from db.session import make_session_factory
+from integrations.mpesa import callbacks
 from runtime import Runtime
 from tests.settings import PG_URL, REDIS_URL
 
@@ -216,21 +216,40 @@ def test_one_confirmation_is_one_commit(paybill: Paybill) -> None:
     assert again.sent.count("COMMIT") == 1, again.listing()
 
 
+@contextmanager
+def _fault(committed_pg: Engine) -> Iterator[None]:
+    """A real failure late in processing, after the money moved: PostgreSQL refuses the
+    receipt row's update (a trigger raising, as a full disk or a broken constraint would)."""
+    with committed_pg.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION c2b_budget_fault() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'disk on fire'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER c2b_budget_fault BEFORE UPDATE ON mpesa_receipts "
+                "FOR EACH ROW EXECUTE FUNCTION c2b_budget_fault()"
+            )
+        )
+    try:
+        yield
+    finally:
+        with committed_pg.begin() as conn:
+            conn.execute(text("DROP TRIGGER IF EXISTS c2b_budget_fault ON mpesa_receipts"))
+            conn.execute(text("DROP FUNCTION IF EXISTS c2b_budget_fault()"))
+
+
 def test_the_raw_body_survives_a_processing_failure_and_nothing_is_credited(
-    paybill: Paybill, monkeypatch: pytest.MonkeyPatch
+    paybill: Paybill, committed_pg: Engine
 ) -> None:
     """Processing fails after the money moved (the receipt's entry id cannot be written):
     the raw row is committed with ``error``, acknowledged to Safaricom, and neither the
     payment row, the receipt, the entry nor the SMS is left behind; the stored body is
     replayed later and credits once."""
-
-    real = mpesa._record_receipt_entry
-
-    def broken(session: Session, receipt: str, entry_id: int) -> None:
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(mpesa, "_record_receipt_entry", broken)
-    assert paybill.confirm("QBG0000021") == (200, {"ResultCode": 0, "ResultDesc": "Success"})
+    with _fault(committed_pg):
+        assert paybill.confirm("QBG0000021") == (200, {"ResultCode": 0, "ResultDesc": "Success"})
     with paybill.factory() as s:
         [row] = s.scalars(select(MpesaCallback)).all()
         assert (row.status, row.kind) == ("error", "c2b_confirmation")
@@ -247,9 +266,6 @@ def test_the_raw_body_survives_a_processing_failure_and_nothing_is_credited(
             .where(OutboxMessage.business_key.like("deposit_received:%"))
         ) == 0  # fmt: skip
         callback_id = row.id
-    monkeypatch.setattr(mpesa, "_record_receipt_entry", real)
-    from integrations.mpesa import callbacks
-
     ctx = paybill.client.application.extensions["mpesa"]
     answer = callbacks.process_stored(
         paybill.factory, ctx.runtime.deps, ctx.policy, callback_id, SHORTCODE

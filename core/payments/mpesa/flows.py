@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.kernel import uow
@@ -89,6 +89,7 @@ from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.savings.dormancy import check_not_dormant
 from core.staff import alerts as staff_alerts
+from db.base import UTCDateTime
 from db.models import Account, JournalEntry, Member
 from db.models_loans import Loan
 from db.models_mpesa import (
@@ -100,7 +101,6 @@ from db.models_mpesa import (
     StkRequest,
     SuspenseItem,
 )
-from db.session import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +381,25 @@ def _credit_or_repay(
 # ``mpesa:receipt:<receipt>`` on both paths as a second lock.
 
 
+# The two inserts every paybill confirmation makes, in plain SQL that PostgreSQL and
+# SQLite (3.35+) both accept, built once per process like the ledger's hot path: a
+# dialect ``insert(...).on_conflict_do_nothing()`` is not cacheable in SQLAlchemy, so it
+# was compiled again on every call (docs/benchmarks.md, "M-Pesa").
+_CLAIM_RECEIPT = text(
+    "INSERT INTO mpesa_receipts (receipt, source, stk_request_id, c2b_payment_id, entry_id, "
+    "created_at) VALUES (:receipt, :source, :stk_request_id, :c2b_payment_id, :entry_id, "
+    ":created_at) ON CONFLICT (receipt) DO NOTHING RETURNING receipt"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
+_INSERT_C2B = text(
+    "INSERT INTO mpesa_c2b_payments (trans_id, trans_time, amount_cents, bill_ref, shortcode, "
+    "msisdn_masked, payer_name, status, created_at) VALUES (:trans_id, :trans_time, "
+    ":amount_cents, :bill_ref, :shortcode, :msisdn_masked, :payer_name, :status, :created_at) "
+    "ON CONFLICT (trans_id) DO NOTHING RETURNING id"
+).bindparams(
+    bindparam("trans_time", type_=UTCDateTime()), bindparam("created_at", type_=UTCDateTime())
+)
+
+
 def _receipt_key(receipt: str) -> str:
     return f"mpesa:receipt:{receipt}"
 
@@ -396,17 +415,15 @@ def _claim_receipt(
 ) -> bool:
     """Take ``receipt`` for this path (True), or learn another path took it (False)."""
     taken = session.execute(
-        insert_for(session, MpesaReceipt)
-        .values(
-            receipt=receipt,
-            source="stk" if stk_request_id is not None else "c2b",
-            stk_request_id=stk_request_id,
-            c2b_payment_id=c2b_payment_id,
-            entry_id=entry_id,
-            created_at=deps.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["receipt"])
-        .returning(MpesaReceipt.receipt)
+        _CLAIM_RECEIPT,
+        {
+            "receipt": receipt,
+            "source": "stk" if stk_request_id is not None else "c2b",
+            "stk_request_id": stk_request_id,
+            "c2b_payment_id": c2b_payment_id,
+            "entry_id": entry_id,
+            "created_at": deps.now(),
+        },
     ).scalar_one_or_none()
     return taken is not None
 
@@ -1030,20 +1047,18 @@ def record_c2b(
     # The payment row first: a concurrent duplicate waits here, then does nothing (and
     # looks nothing up: a duplicate is the insert and the callback's status).
     inserted = session.execute(
-        insert_for(session, C2BPayment)
-        .values(
-            trans_id=payment.trans_id,
-            trans_time=payment.trans_time,
-            amount_cents=payment.amount_cents,
-            bill_ref=payment.bill_ref[:40],
-            shortcode=payment.shortcode[:12],
-            msisdn_masked=payment.msisdn_masked[:80],
-            payer_name=payment.payer_name[:120],
-            status=C2BStatus.SUSPENSE,
-            created_at=deps.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["trans_id"])
-        .returning(C2BPayment.id)
+        _INSERT_C2B,
+        {
+            "trans_id": payment.trans_id,
+            "trans_time": payment.trans_time,
+            "amount_cents": payment.amount_cents,
+            "bill_ref": payment.bill_ref[:40],
+            "shortcode": payment.shortcode[:12],
+            "msisdn_masked": payment.msisdn_masked[:80],
+            "payer_name": payment.payer_name[:120],
+            "status": C2BStatus.SUSPENSE.value,
+            "created_at": deps.now(),
+        },
     ).scalar_one_or_none()
     if inserted is None:
         return _done(session, deps, "duplicate", callback_id, payment.trans_id)

@@ -1,6 +1,7 @@
 """Paybill (C2B) confirmations per second through gunicorn, beside the ledger's own figure.
 
     .venv/bin/python bench/mpesa.py [--seconds 10] [--senders 8] [--workers 4] [--members 200]
+        [--before REV] [--rounds 3] [--profile DIR]
 
 * Database ``sacco_bench_mpesa`` (recreated, migrated) on BENCH_PG (default
   127.0.0.1:5432, user postgres), ``--members`` active members.
@@ -13,6 +14,11 @@
   journal entry per distinct TransID.
 * Then bench/ledger.py's hot-float deposit benchmark (a short single run, the same
   sender count) for the ledger's raw entries/s on the same machine in the same run.
+* ``--before REV``: the same load is also served by the code of git revision REV
+  (exported with ``git archive`` into a temporary directory, gunicorn started there, on
+  the same database), rounds alternating before/after; medians of the rounds and both
+  ratios to the ledger are printed. ``--profile DIR``: py-spy records every gunicorn
+  process of the first round of each side into ``DIR/c2b-before.svg`` / ``c2b-after.svg``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -85,7 +93,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_gunicorn(workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def export_tree(rev: str, into: Path) -> Path:
+    """The code of git revision ``rev`` (``git archive``), to serve the 'before' side."""
+    tree = into / "before"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def start_gunicorn(workers: int, tree: Path = ROOT) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -96,7 +115,7 @@ def start_gunicorn(workers: int) -> tuple[subprocess.Popen[bytes], str]:
         "GUNICORN_THREADS": "4",
         "PORT": str(port),
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(tree),
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen(
@@ -108,7 +127,7 @@ def start_gunicorn(workers: int) -> tuple[subprocess.Popen[bytes], str]:
             "/dev/null",
             "wsgi:app",
         ],
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -145,13 +164,14 @@ def body(trans_id: str, member_number: str, amount_kes: int) -> dict[str, str]:
 
 def sender(
     n: int,
+    prefix: str,
     url: str,
     numbers: list[str],
     start_at: float,
     seconds: float,
     out: list[dict[str, object]],
 ) -> None:
-    rng = random.Random(n)
+    rng = random.Random(f"{prefix}{n}")
     sent: list[dict[str, str]] = []
     acked: dict[str, int] = {}
     posts = errors = 0
@@ -164,7 +184,7 @@ def sender(
                 payload = rng.choice(sent)
             else:
                 amount = rng.randint(10, 5_000)
-                payload = body(f"B{n}X{len(sent):07d}", rng.choice(numbers), amount)
+                payload = body(f"{prefix}{n}X{len(sent):06d}", rng.choice(numbers), amount)
                 sent.append(payload)
             with http.post(target, json=payload, timeout=30) as r:
                 posts += 1
@@ -205,6 +225,56 @@ def check_ledger(expected_cents: int, distinct: int) -> tuple[bool, str]:
     return ok, detail
 
 
+def run_round(
+    label: str,
+    prefix: str,
+    tree: Path,
+    numbers: list[str],
+    opts: argparse.Namespace,
+    profile: Path | None,
+) -> tuple[float, int, int, dict[str, int]]:
+    """One timed load against gunicorn serving ``tree``: (posts/s, posts, errors, acked)."""
+    proc, url = start_gunicorn(opts.workers, tree)
+    spy = None
+    try:
+        if profile is not None:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")), "record", "--subprocesses",
+                    "--pid", str(proc.pid), "--duration", str(int(opts.seconds) + 1),
+                    "--rate", "200", "--format", "flamegraph", "--output", str(profile),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        results: list[dict[str, object]] = []
+        start_at = time.time() + 1.0
+        threads = [
+            threading.Thread(
+                target=sender, args=(i, prefix, url, numbers, start_at, opts.seconds, results)
+            )
+            for i in range(opts.senders)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        if spy is not None:
+            spy.wait(timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    posts = sum(int(r["posts"]) for r in results)  # type: ignore[call-overload]
+    errors = sum(int(r["errors"]) for r in results)  # type: ignore[call-overload]
+    acked: dict[str, int] = {}
+    for r in results:
+        acked.update(dict(r["acked"]))  # type: ignore[call-overload]
+    rate = posts / opts.seconds
+    print(f"  round {prefix:<4} {label:<7} {rate:>7.0f} confirmations/s ({posts} posts, "
+          f"{len(acked)} distinct, {errors} not acknowledged)", flush=True)  # fmt: skip
+    return rate, posts, errors, acked
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,29 +284,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--members", type=int, default=200)
     parser.add_argument("--ledger-seconds", type=float, default=5)
+    parser.add_argument("--before", help="git revision whose code path is measured too")
+    parser.add_argument("--rounds", type=int, default=0, help="default 3 with --before, else 1")
+    parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs (SVG)")
     opts = parser.parse_args()
+    rounds = opts.rounds or (3 if opts.before else 1)
+    load_start = os.getloadavg()
     print(f"setting up {DB} with {opts.members} members ...", flush=True)
     numbers = setup(opts.members)
-    proc, url = start_gunicorn(opts.workers)
-    try:
-        results: list[dict[str, object]] = []
-        start_at = time.time() + 1.0
-        threads = [
-            threading.Thread(target=sender, args=(i, url, numbers, start_at, opts.seconds, results))
-            for i in range(opts.senders)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    posts = sum(int(r["posts"]) for r in results)  # type: ignore[call-overload]
-    errors = sum(int(r["errors"]) for r in results)  # type: ignore[call-overload]
-    acked: dict[str, int] = {}
-    for r in results:
-        acked.update(dict(r["acked"]))  # type: ignore[call-overload]
+    sides: list[tuple[str, Path]] = [("after", ROOT)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if opts.before:
+            sides.insert(0, ("before", export_tree(opts.before, Path(tmp))))
+        if opts.profile is not None:
+            opts.profile.mkdir(parents=True, exist_ok=True)
+        rates: dict[str, list[float]] = {label: [] for label, _ in sides}
+        acked: dict[str, int] = {}
+        errors = posts = 0
+        for n in range(rounds):
+            for label, tree in sides:
+                profile = (
+                    opts.profile / f"c2b-{label}.svg"
+                    if opts.profile is not None and n == 0
+                    else None
+                )
+                prefix = f"{label[0].upper()}{n}"
+                rate, p, e, a = run_round(label, prefix, tree, numbers, opts, profile)
+                rates[label].append(rate)
+                posts, errors = posts + p, errors + e
+                acked.update(a)
     expected = sum(acked.values())
     ok, detail = check_ledger(expected, len(acked))
 
@@ -246,21 +322,28 @@ def main() -> None:
     ledger_rate = ledger_bench.run_ledger(
         "hot", opts.senders, opts.ledger_seconds, float_id, ids, 0
     )
-    c2b_rate = posts / opts.seconds
+    load_end = os.getloadavg()
     print()
     print(
         f"C2B confirmations through gunicorn ({opts.workers} workers x 4 threads), "
-        f"{opts.senders} senders, {opts.seconds:g}s, {DUPLICATE_SHARE:.0%} duplicates"
+        f"{opts.senders} senders, {opts.seconds:g}s a round, {rounds} round(s) a side, "
+        f"{DUPLICATE_SHARE:.0%} duplicates; medians"
     )
-    print(
-        f"  {'C2B confirmations/s':<34} {c2b_rate:>8.0f}   ({posts} posts, {len(acked)} "
-        f"distinct, {errors} not acknowledged)"
-    )
+    for label, _ in sides:
+        c2b_rate = statistics.median(rates[label])
+        print(
+            f"  {'C2B confirmations/s, ' + label:<34} {c2b_rate:>8.0f}   ratio to the ledger "
+            f"{c2b_rate / ledger_rate:.2f}   (rounds: "
+            f"{', '.join(f'{r:.0f}' for r in rates[label])})"
+        )
     print(
         f"  {'ledger hot-float entries/s':<34} {ledger_rate:>8.0f}   (bench/ledger.py, "
         f"{opts.senders} processes, same run)"
     )
-    print(f"  {'ratio C2B / ledger':<34} {c2b_rate / ledger_rate:>8.2f}")
+    if opts.before:
+        after, before = statistics.median(rates["after"]), statistics.median(rates["before"])
+        print(f"  {'after / before':<34} {after / before:>8.2f}   (before = {opts.before})")
+    print(f"  load average: {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end")
     print(f"  exact ledger: {'YES' if ok else 'NO'} - {detail}")
     if not ok or errors:
         sys.exit(1)

@@ -33,7 +33,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import Date, Engine, Select, bindparam, func, select, text, update
@@ -51,7 +51,7 @@ from core.kernel.errors import (
     NotFound,
     UnbalancedEntry,
 )
-from core.ledger.chart import AccountType, NormalSide
+from core.ledger.chart import AccountType, NormalSide, SystemAccount
 from core.ledger.vocabulary import EntryKind, HoldStatus
 from db.base import UTCDateTime
 from db.models import Account, Hold, JournalEntry, Posting
@@ -75,6 +75,9 @@ class PostedEntry:
     entry_id: int
     reference: str
     created: bool  # False when the idempotency key had already been used
+    # Account id -> its balance right after this entry (the guarded UPDATE's RETURNING),
+    # for an entry this call created; empty for a replay. Saves the caller a read.
+    balances: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +340,7 @@ def post_entry(
         # statement, so the hot row's lock is held for one round trip less.
         one_statement_tail = conn.dialect.name == "postgresql"
         postings: dict[str, int] = {"entry": entry_id}
+        balances: dict[int, int] = {}
         for n, leg in enumerate(ordered):
             params = {
                 "id": leg.account_id,
@@ -356,9 +360,10 @@ def post_entry(
             postings.update(
                 {f"a{n}": leg.account_id, f"m{n}": leg.amount_cents, f"b{n}": balance_after}
             )
+            balances[leg.account_id] = balance_after
         if not one_statement_tail:
             conn.execute(_insert_postings(len(ordered)), postings)
-    return PostedEntry(entry_id, reference, created=True)
+    return PostedEntry(entry_id, reference, created=True, balances=balances)
 
 
 def reserve_hold(
@@ -602,10 +607,24 @@ def trial_balance(session: Session) -> TrialBalance:
 
 
 def account_id_by_code(session: Session, code: str) -> int:
+    """The id of the account with ``code``. The SACCO's own accounts (``SystemAccount``:
+    seeded by the migrations, never renumbered) are remembered per engine, like the hot
+    ones: every M-Pesa credit names the float, and a read per credit was a round trip."""
+    system = code in _SYSTEM_CODES
+    if system:
+        known = _system_ids.get(session.get_bind().engine)
+        if known is not None and code in known:
+            return known[code]
     account_id = session.execute(select(Account.id).where(Account.code == code)).scalar()
     if account_id is None:
         raise NotFound(f"no account with code {code}")
+    if system:
+        _system_ids.setdefault(session.get_bind().engine, {})[code] = account_id
     return account_id
+
+
+_SYSTEM_CODES = frozenset(code.value for code in SystemAccount)
+_system_ids: weakref.WeakKeyDictionary[Engine, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 def create_account(

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -180,6 +180,19 @@ def event_body(event_id: str, event_type: str, data: Mapping[str, Any], created:
     )
 
 
+def event_endpoints(session: Session, event_type: str) -> list[WebhookEndpoint]:
+    """The active endpoints that want ``event_type``. A use case that moves money reads
+    them before its ledger entry and passes them to ``publish_event``, so the read is not
+    made while the entry holds a hot account's row lock."""
+    return [
+        endpoint
+        for endpoint in session.scalars(
+            select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))
+        )
+        if _wants(endpoint, event_type)
+    ]
+
+
 def publish_event(
     session: Session,
     *,
@@ -187,11 +200,17 @@ def publish_event(
     event_id: str,
     data: Mapping[str, Any],
     now: datetime,
+    endpoints: Sequence[WebhookEndpoint] | None = None,
 ) -> list[OutboxMessage]:
     """Queue ``event_type`` for every active endpoint that wants it, in the caller's
     transaction. ``event_id`` is the event's business key: the same
     event published twice queues once per endpoint. ``now`` (the use case's clock) is
-    the event's ``created``."""
+    the event's ``created``. ``endpoints``: those ``event_endpoints`` returned earlier in
+    the same unit of work (read now when not given)."""
+    if endpoints is None:
+        endpoints = event_endpoints(session, event_type)
+    if not endpoints:
+        return []
     created = int(now.timestamp())
     body = event_body(event_id, event_type, data, created)
     return [
@@ -204,10 +223,7 @@ def publish_event(
             business_key=f"webhook:{endpoint.id}:{event_id}"[:160],
             now=now,
         )
-        for endpoint in session.scalars(
-            select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))
-        )
-        if _wants(endpoint, event_type)
+        for endpoint in endpoints
     ]
 
 

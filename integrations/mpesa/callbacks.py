@@ -5,6 +5,15 @@ replays stored callbacks that were unmatched or failed (``process_stored``).
 Nothing here answers with a 500: a body we cannot read is kept (status
 ``malformed``) and answered 400 (validation: rejected); a failure while applying
 one is kept (status ``error``), acknowledged, and replayed later.
+
+One durable commit per callback (``receive``): the raw row is inserted first, then the
+callback is applied inside a SAVEPOINT of the same transaction, and the raw row's status
+is written with it. A failure while applying rolls back to the savepoint only: the raw
+row is committed with ``error`` (or ``malformed``) and nothing else. A transient conflict
+(deadlock, serialization) runs the whole transaction again; should the transaction still
+fail (or its COMMIT), the raw body is stored on its own and processed in a transaction of
+its own, the previous path (``_receive_in_two``), so the body is never lost for a
+failure of its processing.
 """
 
 from __future__ import annotations
@@ -12,15 +21,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.rules import MpesaPolicy
 from db.models_mpesa import MpesaCallback
-from db.session import run_in_transaction
+from db.session import is_transient, run_in_transaction
 from integrations.mpesa.parse import (
     MalformedCallback,
     parse_b2c_result,
@@ -30,6 +40,7 @@ from integrations.mpesa.parse import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KINDS = (
     "stk",
@@ -46,6 +57,8 @@ C2B_ACK: dict[str, Any] = {"ResultCode": 0, "ResultDesc": "Success"}
 # the stand-in's; Daraja documents none for certain, so the list is configuration).
 NOT_FOUND_CODES = frozenset({2032})
 SessionFactory = Callable[[], Session]
+# Runs one piece of work in a unit of work and returns its result.
+Runner = Callable[[Callable[[Session], Any]], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,65 @@ def receive(
     body: bytes,
     shortcode: str,
 ) -> Answer:
-    """Store, then process. If even storing fails, answer 503 (never 500)."""
+    """Store and process in one transaction; if that cannot commit, store first and process
+    after (``_receive_in_two``). If even storing fails, answer 503 (never 500)."""
+    try:
+        return run_in_transaction(
+            factory,
+            lambda s: _store_and_process(
+                s, deps, policy, kind=kind, headers=headers, body=body, shortcode=shortcode
+            ),
+        )
+    except Exception:
+        log.exception("mpesa %s callback not applied in one transaction; stored first", kind)
+    return _receive_in_two(
+        factory, deps, policy, kind=kind, headers=headers, body=body, shortcode=shortcode
+    )
+
+
+def _store_and_process(
+    session: Session,
+    deps: CoreDeps,
+    policy: MpesaPolicy,
+    *,
+    kind: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    shortcode: str,
+) -> Answer:
+    row = mpesa.keep_callback(session, deps, kind=kind, headers=headers, body=body)
+    callback_id = row.id
+
+    def run(work: Callable[[Session], T]) -> T:
+        return work(session)
+
+    def mark(status: str, detail: str | None = None, ref: str | None = None) -> None:
+        mpesa.mark_callback(session, deps, callback_id, status=status, detail=detail, ref=ref)
+
+    try:
+        with uow.savepoint(session):
+            answer, ref = _apply(run, deps, policy, kind, _text(body), shortcode, callback_id)
+    except Exception as exc:
+        if is_transient(exc):
+            raise  # the whole transaction again (run_in_transaction)
+        return _failed(kind, callback_id, exc, mark)
+    if kind in ("c2b_validation", "status_timeout"):  # the others marked it with their effect
+        mark("processed", answer.outcome, ref)
+    del row  # held until here: marking it read nothing
+    return answer
+
+
+def _receive_in_two(
+    factory: SessionFactory,
+    deps: CoreDeps,
+    policy: MpesaPolicy,
+    *,
+    kind: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    shortcode: str,
+) -> Answer:
+    """The raw body in a transaction of its own, then ``process`` (two commits)."""
     try:
         callback_id = run_in_transaction(
             factory,
@@ -106,25 +177,40 @@ def process(
             ),
         )
 
+    def run(work: Callable[[Session], T]) -> T:
+        return run_in_transaction(factory, work)
+
     try:
-        text = body.decode("utf-8")
-        answer, ref = _apply(factory, deps, policy, kind, text, shortcode, callback_id)
-    except (MalformedCallback, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "reason", "body is not UTF-8 text")
-        log.warning("mpesa %s callback %d malformed: %s", kind, callback_id, reason)
-        _safe(mark, "malformed", str(reason))
-        if kind == "c2b_validation":
-            return Answer(200, {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}, "malformed")
-        return Answer(400, {"ResultCode": 1, "ResultDesc": f"Malformed: {reason}"}, "malformed")
-    except Exception as exc:  # kept for replay; Safaricom gets an acknowledgement
-        log.exception("mpesa %s callback %d failed", kind, callback_id)
-        _safe(mark, "error", f"{type(exc).__name__}: {exc}")
-        if kind == "c2b_validation":
-            return Answer(200, {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}, "error")
-        return Answer(200, C2B_ACK if kind == "c2b_confirmation" else ACK, "error")
+        answer, ref = _apply(run, deps, policy, kind, _text(body), shortcode, callback_id)
+    except Exception as exc:
+        return _failed(kind, callback_id, exc, lambda *a: _safe(mark, *a))
     if kind in ("c2b_validation", "status_timeout"):  # the others marked it with their effect
         _safe(mark, "processed", answer.outcome, ref)
     return answer
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedCallback("body is not UTF-8 text") from exc
+
+
+def _failed(kind: str, callback_id: int, exc: Exception, mark: Callable[..., None]) -> Answer:
+    """A body we cannot read: kept ``malformed`` and refused; any other failure: kept
+    ``error`` for replay, and Safaricom gets an acknowledgement."""
+    if isinstance(exc, MalformedCallback):
+        reason = exc.reason
+        log.warning("mpesa %s callback %d malformed: %s", kind, callback_id, reason)
+        mark("malformed", str(reason))
+        if kind == "c2b_validation":
+            return Answer(200, {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}, "malformed")
+        return Answer(400, {"ResultCode": 1, "ResultDesc": f"Malformed: {reason}"}, "malformed")
+    log.error("mpesa %s callback %d failed", kind, callback_id, exc_info=exc)
+    mark("error", f"{type(exc).__name__}: {exc}")
+    if kind == "c2b_validation":
+        return Answer(200, {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}, "error")
+    return Answer(200, C2B_ACK if kind == "c2b_confirmation" else ACK, "error")
 
 
 def _safe(mark: Callable[..., None], *args: Any) -> None:
@@ -135,7 +221,7 @@ def _safe(mark: Callable[..., None], *args: Any) -> None:
 
 
 def _apply(
-    factory: SessionFactory,
+    run: Runner,
     deps: CoreDeps,
     policy: MpesaPolicy,
     kind: str,
@@ -143,9 +229,6 @@ def _apply(
     shortcode: str,
     callback_id: int,
 ) -> tuple[Answer, str | None]:
-    def run(work: Callable[[Session], str]) -> str:
-        return run_in_transaction(factory, work)
-
     if kind == "stk":
         cb = parse_stk_callback(text)
         outcome = mpesa.StkOutcome(
@@ -165,8 +248,8 @@ def _apply(
     if kind in ("c2b_validation", "c2b_confirmation"):
         c2b = parse_c2b(text)
         if kind == "c2b_validation":
-            with factory() as session:
-                code, desc = mpesa.validate_c2b(
+            code, desc = run(
+                lambda session: mpesa.validate_c2b(
                     session,
                     bill_ref=c2b.bill_ref,
                     amount_cents=c2b.amount_cents,
@@ -174,6 +257,7 @@ def _apply(
                     expected_shortcode=shortcode,
                     policy=policy,
                 )
+            )
             return Answer(200, {"ResultCode": code, "ResultDesc": desc}, code), c2b.trans_id
         payment = mpesa.C2BIn(
             trans_id=c2b.trans_id,

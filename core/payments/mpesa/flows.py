@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.kernel import uow
@@ -89,6 +89,7 @@ from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.savings.dormancy import check_not_dormant
 from core.staff import alerts as staff_alerts
+from db.base import UTCDateTime
 from db.models import Account, JournalEntry, Member
 from db.models_loans import Loan
 from db.models_mpesa import (
@@ -100,7 +101,6 @@ from db.models_mpesa import (
     StkRequest,
     SuspenseItem,
 )
-from db.session import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,20 @@ def store_callback(
     body: bytes,
 ) -> int:
     """Keep a callback exactly as received, before any parsing."""
+    return keep_callback(session, deps, kind=kind, headers=headers, body=body).id
+
+
+def keep_callback(
+    session: Session,
+    deps: CoreDeps,
+    *,
+    kind: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> MpesaCallback:
+    """``store_callback``, returning the row: a caller applying the callback in the same
+    unit of work holds it, so marking it later needs no read (the session's identity map
+    holds rows only while someone does)."""
     row = MpesaCallback(
         kind=kind[:24],
         headers=json.dumps(dict(headers), default=str)[:8000],
@@ -157,7 +171,7 @@ def store_callback(
     )
     session.add(row)
     session.flush()
-    return row.id
+    return row
 
 
 def mark_callback(
@@ -367,6 +381,25 @@ def _credit_or_repay(
 # ``mpesa:receipt:<receipt>`` on both paths as a second lock.
 
 
+# The two inserts every paybill confirmation makes, in plain SQL that PostgreSQL and
+# SQLite (3.35+) both accept, built once per process like the ledger's hot path: a
+# dialect ``insert(...).on_conflict_do_nothing()`` is not cacheable in SQLAlchemy, so it
+# was compiled again on every call (docs/benchmarks.md, "M-Pesa").
+_CLAIM_RECEIPT = text(
+    "INSERT INTO mpesa_receipts (receipt, source, stk_request_id, c2b_payment_id, entry_id, "
+    "created_at) VALUES (:receipt, :source, :stk_request_id, :c2b_payment_id, :entry_id, "
+    ":created_at) ON CONFLICT (receipt) DO NOTHING RETURNING receipt"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
+_INSERT_C2B = text(
+    "INSERT INTO mpesa_c2b_payments (trans_id, trans_time, amount_cents, bill_ref, shortcode, "
+    "msisdn_masked, payer_name, status, created_at) VALUES (:trans_id, :trans_time, "
+    ":amount_cents, :bill_ref, :shortcode, :msisdn_masked, :payer_name, :status, :created_at) "
+    "ON CONFLICT (trans_id) DO NOTHING RETURNING id"
+).bindparams(
+    bindparam("trans_time", type_=UTCDateTime()), bindparam("created_at", type_=UTCDateTime())
+)
+
+
 def _receipt_key(receipt: str) -> str:
     return f"mpesa:receipt:{receipt}"
 
@@ -382,17 +415,15 @@ def _claim_receipt(
 ) -> bool:
     """Take ``receipt`` for this path (True), or learn another path took it (False)."""
     taken = session.execute(
-        insert_for(session, MpesaReceipt)
-        .values(
-            receipt=receipt,
-            source="stk" if stk_request_id is not None else "c2b",
-            stk_request_id=stk_request_id,
-            c2b_payment_id=c2b_payment_id,
-            entry_id=entry_id,
-            created_at=deps.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["receipt"])
-        .returning(MpesaReceipt.receipt)
+        _CLAIM_RECEIPT,
+        {
+            "receipt": receipt,
+            "source": "stk" if stk_request_id is not None else "c2b",
+            "stk_request_id": stk_request_id,
+            "c2b_payment_id": c2b_payment_id,
+            "entry_id": entry_id,
+            "created_at": deps.now(),
+        },
     ).scalar_one_or_none()
     return taken is not None
 
@@ -1013,64 +1044,64 @@ def record_c2b(
     for staff), ``duplicate`` (this confirmation again) or ``duplicate_of_stk`` (its
     receipt was brought in by the STK callback).
     """
+    # The payment row first: a concurrent duplicate waits here, then does nothing (and
+    # looks nothing up: a duplicate is the insert and the callback's status).
+    inserted = session.execute(
+        _INSERT_C2B,
+        {
+            "trans_id": payment.trans_id,
+            "trans_time": payment.trans_time,
+            "amount_cents": payment.amount_cents,
+            "bill_ref": payment.bill_ref[:40],
+            "shortcode": payment.shortcode[:12],
+            "msisdn_masked": payment.msisdn_masked[:80],
+            "payer_name": payment.payer_name[:120],
+            "status": C2BStatus.SUSPENSE.value,
+            "created_at": deps.now(),
+        },
+    ).scalar_one_or_none()
+    if inserted is None:
+        return _done(session, deps, "duplicate", callback_id, payment.trans_id)
+    # What the payment row learns, written once at the end (one UPDATE, not one per step).
+    learnt: dict[str, object] = {}
+    # Then the receipt: an STK callback carrying it at the same moment waits here.
+    if not _claim_receipt(session, deps, payment.trans_id, c2b_payment_id=inserted):
+        holder = _receipt_holder(session, payment.trans_id)
+        stk = session.get(StkRequest, holder.stk_request_id) if holder.stk_request_id else None
+        learnt.update(status=C2BStatus.DUPLICATE_OF_STK, entry_id=holder.entry_id)
+        if stk is not None:
+            learnt.update(member_id=stk.member_id, target=stk.target)
+        return _c2b_done(session, deps, inserted, learnt, "duplicate_of_stk", callback_id, payment)
+    if payment.amount_cents <= 0:
+        return _c2b_done(session, deps, inserted, learnt, "suspense", callback_id, payment)
     parsed = parse_bill_ref(payment.bill_ref)
-    member = (
+    member = (  # the whole row: _credit and credit_member find it in the session
         session.scalar(select(Member).where(Member.member_number == parsed.member_number))
         if parsed is not None
         else None
     )
+    member_id = member.id if member is not None else None
     target = parsed.target if parsed is not None else None
     loan = find_loan(session, payment.bill_ref) if parsed is None else None
     if loan is not None:  # a loan's reference as the account: a repayment
-        member, target = session.get(Member, loan.member_id), loan.reference
-    # The payment row first: a concurrent duplicate waits here, then does nothing.
-    inserted = session.execute(
-        insert_for(session, C2BPayment)
-        .values(
-            trans_id=payment.trans_id,
-            trans_time=payment.trans_time,
-            amount_cents=payment.amount_cents,
-            bill_ref=payment.bill_ref[:40],
-            shortcode=payment.shortcode[:12],
-            msisdn_masked=payment.msisdn_masked[:80],
-            payer_name=payment.payer_name[:120],
-            status=C2BStatus.SUSPENSE,
-            created_at=deps.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["trans_id"])
-        .returning(C2BPayment.id)
-    ).scalar_one_or_none()
-    if inserted is None:
-        return _done(session, deps, "duplicate", callback_id, payment.trans_id)
-    row = session.get_one(C2BPayment, inserted)
-    # Then the receipt: an STK callback carrying it at the same moment waits here.
-    if not _claim_receipt(session, deps, payment.trans_id, c2b_payment_id=row.id):
-        holder = _receipt_holder(session, payment.trans_id)
-        stk = session.get(StkRequest, holder.stk_request_id) if holder.stk_request_id else None
-        row.status, row.entry_id = C2BStatus.DUPLICATE_OF_STK, holder.entry_id
-        if stk is not None:
-            row.member_id, row.target = stk.member_id, stk.target
-        return _done(session, deps, "duplicate_of_stk", callback_id, payment.trans_id)
-    if payment.amount_cents <= 0:
-        row.status = C2BStatus.SUSPENSE
-        return _done(session, deps, "suspense", callback_id, payment.trans_id)
+        member_id, target = loan.member_id, loan.reference
     park = _Park(
         "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
-        msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=row.id,
+        msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=inserted,
     )  # fmt: skip
-    if member is not None and target is not None:
-        row.member_id, row.target = member.id, target
-        _lock_member_deposits(session, member.id)
+    if member_id is not None and target is not None:
+        learnt.update(member_id=member_id, target=target)
+        _lock_member_deposits(session, member_id)
         twin = _push_twin(
-            session, member_id=member.id, amount_cents=payment.amount_cents,
+            session, member_id=member_id, amount_cents=payment.amount_cents,
             paid_at=payment.trans_time, window=twin_window,
         )  # fmt: skip
         if twin is not None:
             park = replace(park, reason="possible_duplicate", stk_request_id=twin.id)
-    posted, credited, account_id = _credit_or_repay(
+    posted, credited, _account_id = _credit_or_repay(
         session,
         deps,
-        member_id=member.id if member is not None else None,
+        member_id=member_id,
         target=target,
         amount_cents=payment.amount_cents,
         key=_receipt_key(payment.trans_id),
@@ -1084,16 +1115,25 @@ def record_c2b(
         ),
     )
     _record_receipt_entry(session, payment.trans_id, posted.entry_id)
-    row.entry_id = posted.entry_id
+    learnt["entry_id"] = posted.entry_id
     if credited is not None:
-        row.status = C2BStatus.CREDITED
-    return _done(
-        session,
-        deps,
-        "credited" if credited is not None else "suspense",
-        callback_id,
-        payment.trans_id,
-    )
+        learnt["status"] = C2BStatus.CREDITED
+    outcome = "credited" if credited is not None else "suspense"
+    return _c2b_done(session, deps, inserted, learnt, outcome, callback_id, payment)
+
+
+def _c2b_done(
+    session: Session,
+    deps: CoreDeps,
+    payment_id: int,
+    learnt: Mapping[str, object],
+    outcome: str,
+    callback_id: int | None,
+    payment: C2BIn,
+) -> str:
+    if learnt:
+        session.execute(update(C2BPayment).where(C2BPayment.id == payment_id).values(**learnt))
+    return _done(session, deps, outcome, callback_id, payment.trans_id)
 
 
 # ------------------------------------------------------------------ suspense

@@ -73,6 +73,7 @@ from core.payments.mpesa.rules import (
     check_deposit_amount,
 )
 from core.savings.accounts import DEPOSIT_TARGETS
+from core.savings.rules import SavingsRuleRefused
 from observability.metrics import count_pin
 from runtime import Runtime
 from ussd.engine import Effect, Result
@@ -186,6 +187,8 @@ def _not_allowed(exc: Any, deps: CoreDeps) -> Result:
 # other domain error is its own code.
 RESULTS: tuple[tuple[type[SaccoError], Callable[[Any, CoreDeps], Result]], ...] = (
     (LimitExceeded, _limit),  # limit_<reason>, with {limit}
+    # A savings product's rule (minimum balance, daily limit) reads like an M-Pesa limit
+    (SavingsRuleRefused, lambda exc, deps: _limit_data(exc, f"limit_{exc.reason}")),
     (SimSwapBlocked, lambda exc, deps: Result(False, error=f"sim_swap_{exc.reason}")),
     (PinLocked, _pin_locked),  # pin_locked with {minutes}, or pin_blocked
     # pin_invalid, or reset_code_invalid, with {attempts_left}

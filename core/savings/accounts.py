@@ -23,6 +23,7 @@ from core.members.registration import get_member, member_account_ids
 from core.members.status import check_may_deposit
 from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
+from core.savings.rules import check_keeps_minimum
 from db.models import Member
 
 # What a member's account is called in an SMS, by language.
@@ -193,10 +194,13 @@ def transfer_own(
     amount: Money,
     idempotency_key: str,
 ) -> ledger.PostedEntry:
-    """Move money between a member's own accounts (savings -> shares, say)."""
+    """Move money between a member's own accounts (savings -> shares, say). Deposits
+    and shares never move back (they are not withdrawable); savings keep their product's
+    minimum balance."""
     if from_purpose != Purpose.SAVINGS or to_purpose not in (Purpose.DEPOSITS, Purpose.SHARES):
         raise InvalidInput("only savings can move to deposits or shares", field="to")
     accounts = member_account_ids(session, member_id)
+    check_keeps_minimum(session, accounts[from_purpose], amount.cents)
     posted = ledger.post_entry(
         session,
         kind=EntryKind.TRANSFER_OWN,

@@ -51,7 +51,7 @@ def _check_cash_withdrawal(
 ) -> int:
     assert member_id is not None
     amount, _ = _withdrawal_payload(p)
-    check_may_withdraw(session, session.get_one(Member, member_id), amount)
+    check_may_withdraw(session, session.get_one(Member, member_id), amount, deps.now())
     return amount
 
 

@@ -86,6 +86,7 @@ from core.payments.mpesa.vocabulary import (
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
 from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
+from core.savings import rules as savings_rules
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.savings.dormancy import check_not_dormant
 from core.staff import alerts as staff_alerts
@@ -1465,20 +1466,39 @@ def quote_withdrawal(
     Active members only (``MemberNotAllowed``), savings not dormant (``AccountDormant``);
     ``LimitExceeded`` with ``reason``
     ``not_whole``, ``below_minimum``, ``above_maximum``, ``daily_limit`` or
-    ``insufficient`` (``limit_cents`` = the bound to show). Reads only.
+    ``insufficient`` (``limit_cents`` = the bound to show), then the savings product's
+    rules (``core.savings.rules.SavingsRuleRefused``: reason ``daily_limit``,
+    ``min_balance`` or ``insufficient``; the product's fee is added to the quote's fee).
+    Reads only.
     """
     member = get_member(session, member_id)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
     check_not_dormant(session, member_id)  # AccountDormant until staff reactivate it
     savings = _savings(session, member_id)
-    return quote(
+    available = savings.balance_cents - savings.held_cents
+    q = quote(
         amount_cents,
-        available_cents=savings.balance_cents - savings.held_cents,
+        available_cents=available,
         withdrawn_today_cents=withdrawn_today_cents(session, member_id, deps.now()),
         msisdn=member.msisdn,
         policy=policy,
     )
+    # The savings product's rules on top (minimum balance, daily limit across every
+    # channel); its withdrawal fee joins M-Pesa's and goes to fee income in the payout's
+    # one entry (``_pay_payout``).
+    product_fee = savings_rules.check_withdrawal(
+        savings_rules.rules_for_account(session, savings.id),
+        amount_cents=q.amount_cents,
+        available_cents=available,
+        withdrawn_today_cents=savings_rules.withdrawn_today_cents(
+            session, member_id, savings.id, deps.now()
+        ),
+        other_fees_cents=q.fee_cents,
+    )
+    if not product_fee:
+        return q
+    return replace(q, fee_cents=q.fee_cents + product_fee, total_cents=q.total_cents + product_fee)
 
 
 @dataclass(frozen=True, slots=True)

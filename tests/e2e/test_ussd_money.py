@@ -517,3 +517,40 @@ def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
     bal = env.balance(m.id)
     assert (bal.balance_cents, bal.held_cents) == (300_000 - 101_300, 0)  # KES 1,000 + 13 fee
     assert env.count(SimSwapEvent, SimSwapEvent.member_id == m.id) == 1
+
+
+def test_the_savings_products_minimum_balance_fee_and_daily_limit_reprompt_on_the_phone(
+    env: Env, http: requests.Session
+) -> None:
+    """Issue 14, part 1: the product's rules refuse like an M-Pesa limit (a re-prompt naming
+    the rule and the most that may go) and its fee joins M-Pesa's on the confirmation."""
+    from dataclasses import replace as replace_terms
+
+    from core.savings import products
+    from db.models_savings import SavingsProduct
+
+    with env.unit_of_work() as s:
+        sav = s.scalars(select(SavingsProduct).where(SavingsProduct.default_for == "savings")).one()
+        terms = replace_terms(
+            products.get_product(s, sav.id).terms, min_balance_cents=400_000,
+            withdrawal_fee_cents=2_000, daily_withdrawal_limit_cents=150_000,
+        )  # fmt: skip
+        products.change_product(s, env.deps, SYSTEM, sav.id, sav.current_version, terms)
+    m = env.member("+254712000231", savings_kes=5000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    p.send(PIN)
+    assert p.send("1600") == (
+        "Daily limit: KES 1,500 left today.\nWithdraw savings to M-Pesa. Enter amount in KES:"
+    )
+    # 5,000 - 4,000 kept - KES 20 product fee - M-Pesa's KES 13: KES 967 at most
+    assert p.send("1000").startswith(
+        "Savings keep a minimum balance: up to KES 967 can go.\nWithdraw savings"
+    )
+    assert p.send("900") == (
+        "Withdraw KES 900\nFee: KES 33\nTotal from savings: KES 933\n"
+        "To M-Pesa +254712000231\n1. Confirm\n2. Cancel"
+    )
+    assert p.send("2") == "Cancelled. Nothing was done."
+    assert holds(env, m.id) == [] and payouts(env, m.id) == []

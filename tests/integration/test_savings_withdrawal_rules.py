@@ -10,6 +10,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -44,7 +45,7 @@ def at(deps: CoreDeps, moment: datetime) -> CoreDeps:
     return replace(deps, now=lambda: moment)
 
 
-def set_savings_rules(s: Session, deps: CoreDeps, **changes: object) -> None:
+def set_savings_rules(s: Session, deps: CoreDeps, **changes: Any) -> None:
     product = s.scalars(select(SavingsProduct).where(SavingsProduct.default_for == "savings")).one()
     current = products.get_product(s, product.id)
     terms = replace(current.terms, **changes)

@@ -1,5 +1,6 @@
 """Savings products: staff read them; creating and changing one (setting a rate, say) is
-maker-checker (a manager asks, another manager approves under ``/approvals``)."""
+maker-checker (a manager asks, another manager approves under ``/approvals``). Share
+capital transferred between members is maker-checker too (``share.transfer``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flask_smorest import Blueprint
 from api.v1 import schemas as sc
 from api.v1.maker_checker import ask
 from api.v1.security import requires, runtime
-from core.savings import products
+from core.savings import products, shares
 
 blp = Blueprint(
     "api_savings_products", __name__, url_prefix="/api/v1", description="Savings products"
@@ -83,3 +84,17 @@ def request_change(body: dict[str, Any], product_id: int) -> Any:
     other change was approved meanwhile. The accrual uses the version current on its day."""
     note = body.pop("note", "") or "savings product change"
     return ask(products.CHANGE_ACTION, None, {**body, "product_id": product_id}, note)
+
+
+@blp.route("/members/<int:member_id>/share-transfers", methods=["POST"])
+@requires(shares.MAKER_PERMISSION)
+@blp.arguments(sc.ShareTransferIn)
+@blp.response(202, sc.ApprovalOut)
+def request_share_transfer(body: dict[str, Any], member_id: int) -> Any:
+    """Ask to transfer share capital from this member to another (``share.transfer``): a
+    pending request another person approves under ``/approvals`` (a manager above the
+    large threshold); approval posts Dr the seller's shares / Cr the buyer's and texts
+    both. The seller keeps the share product's minimum holding unless exiting
+    (``min_share_holding``, 422); checked when asked and again when approved."""
+    note = body.pop("note", "") or "share transfer"
+    return ask(shares.ACTION, member_id, body, note)

@@ -1338,6 +1338,15 @@ class WithdrawalIn(Strict):
     amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
 
 
+class ShareTransferIn(Strict):
+    to_member_id = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, 2**63 - 1),
+        metadata={"description": "the member who receives the shares"},
+    )  # fmt: skip
+    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
+    note = fields.String(validate=validate.Length(0, 200))
+
+
 class ReactivateIn(Strict):
     note = fields.String(
         required=True,

@@ -79,6 +79,8 @@ PERMISSIONS: dict[str, str] = {
     "savings_products:read": "list and read savings products, their current and earlier versions",
     "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
     "product (maker)",
+    "shares:transfer": "ask to transfer share capital from one member to another (maker of "
+    "share.transfer)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -112,6 +114,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:verify",
             "nominations:manage",
             "phone_change:request",
+            "shares:transfer",
             "ledger:adjust",
             "suspense:reassign",
             "reconciliation:read",
@@ -176,6 +179,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "members:register",
             "nominations:manage",
             "phone_change:request",
+            "shares:transfer",
             "sim_swap:read",
             "sim_swap:review",
             "savings_products:read",
@@ -261,6 +265,7 @@ PERMISSION_RISK: dict[str, str] = {
     "dormancy:reactivate": "money",  # lets withdrawals through again
     "savings_products:read": "none",  # the SACCO's published terms, nobody's data
     "savings_products:manage": "money",  # asks for the rate every saver earns
+    "shares:transfer": "money",  # asks for share capital to move between members
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

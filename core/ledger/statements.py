@@ -54,6 +54,7 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.DEPOSIT_BANK: StatementLabel.DEPOSIT,
     EntryKind.MPESA_SUSPENSE_ASSIGN: StatementLabel.DEPOSIT,
     EntryKind.TRANSFER_OWN: StatementLabel.TRANSFER,
+    EntryKind.SHARE_TRANSFER: StatementLabel.TRANSFER,  # shares to or from another member
     EntryKind.WITHDRAWAL_MPESA: StatementLabel.WITHDRAWAL,
     EntryKind.MPESA_SUSPENSE: StatementLabel.SUSPENSE,  # SACCO accounts only
     EntryKind.ADJUSTMENT_MANUAL: StatementLabel.ADJUSTMENT,  # SACCO accounts only

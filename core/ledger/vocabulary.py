@@ -66,6 +66,9 @@ class EntryKind(StrEnum):
     # member's account with the net, Cr withholding tax with the tax).
     SAVINGS_ACCRUAL = "savings.accrual"
     SAVINGS_INTEREST = "savings.interest"
+    # Share capital sold by one member to another (issue 14, part 1; core.savings.shares),
+    # maker-checker: Dr the seller's shares / Cr the buyer's shares.
+    SHARE_TRANSFER = "share.transfer"
 
 
 class HoldStatus(StrEnum):

@@ -23,6 +23,7 @@ from core.members.registration import get_member, member_account_ids
 from core.members.status import check_may_deposit
 from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
+from core.savings.member_accounts import account_for_target, is_product_target
 from core.savings.rules import check_keeps_minimum
 from db.models import Member
 
@@ -94,8 +95,10 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
     partners, and an audit row when a person took the money. Who may deposit is
     ``core.members.status.may_deposit`` (pending and active members).
     """
-    if credit.target not in DEPOSIT_TARGETS:
-        raise InvalidInput("deposit target must be savings, deposits or shares", field="target")
+    if credit.target not in DEPOSIT_TARGETS and not is_product_target(credit.target):
+        raise InvalidInput(
+            "deposit target must be savings, deposits, shares or @<product code>", field="target"
+        )
     if credit.source not in _SOURCES:
         raise InvalidInput("unknown source of funds", field="source")
     amount = credit.amount_cents
@@ -114,7 +117,10 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
         .with_for_update(read=True, key_share=True).execution_options(populate_existing=True)
     ).one()  # fmt: skip
     check_may_deposit(member.status)
-    account_id = member_account_ids(session, member.id)[credit.target]
+    if is_product_target(credit.target):  # a further savings account (holiday, school fees)
+        account_id = account_for_target(session, member.id, credit.target).account_id
+    else:
+        account_id = member_account_ids(session, member.id)[credit.target]
     from_code, kind, template = _SOURCES[credit.source]
     now = deps.now()
     posted = ledger.post_entry(
@@ -145,6 +151,9 @@ def _tell(
 ) -> None:
     now = deps.now()
     labels = ACCOUNT_LABELS.get(member.language, ACCOUNT_LABELS["en"])
+    account_label = (
+        labels.get(credit.target) or account_for_target(session, member.id, credit.target).name[:20]
+    )
     notify(
         session,
         template=template,
@@ -154,7 +163,7 @@ def _tell(
         data={
             "sacco": deps.sacco_name,
             "amount": format_cents(credit.amount_cents),
-            "account": labels[credit.target],
+            "account": account_label,
             "receipt": credit.receipt or "-",
             "reference": posted.reference,
             "balance": format_cents(ledger.get_balance(session, account_id).balance_cents),

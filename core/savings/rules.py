@@ -142,8 +142,9 @@ def check_min_holding(
 
 
 def rules_for_account(session: Session, account_id: int) -> AccountRules:
-    """The current rules of the product ``account_id`` belongs to (its purpose's default
-    product: ``savings_products.default_for``)."""
+    """The current rules of the product ``account_id`` belongs to: its own
+    (``accounts.savings_product_id``, a further savings account) or its purpose's default
+    product (``savings_products.default_for``)."""
     row = session.execute(
         select(
             SavingsProduct.code,
@@ -153,7 +154,14 @@ def rules_for_account(session: Session, account_id: int) -> AccountRules:
             SavingsProductVersion.daily_withdrawal_limit_cents,
         )
         .select_from(Account)
-        .join(SavingsProduct, SavingsProduct.default_for == Account.purpose)
+        .join(
+            SavingsProduct,
+            (SavingsProduct.id == Account.savings_product_id)
+            | (
+                Account.savings_product_id.is_(None)
+                & (SavingsProduct.default_for == Account.purpose)
+            ),
+        )
         .join(
             SavingsProductVersion,
             (SavingsProductVersion.product_id == SavingsProduct.id)

@@ -89,6 +89,7 @@ from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings import rules as savings_rules
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.savings.dormancy import check_not_dormant
+from core.savings.member_accounts import holds_target, is_product_target
 from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
 from db.models_loans import Loan
@@ -976,7 +977,8 @@ def validate_c2b(
 
     C2B00015 another shortcode, C2B00013 an amount that is not whole shillings or
     outside the deposit limits, C2B00012 an account that is neither a member number
-    (bare = savings, ``D`` deposits, ``S`` shares) of a member who may deposit nor the
+    (bare = savings, ``D`` deposits, ``S`` shares, a savings product's code for the member's
+    account under it) of a member who may deposit nor the
     reference of an active loan (``L7K2M9QX``: a repayment) or of a written-off one (a
     recovery).
     """
@@ -991,11 +993,13 @@ def validate_c2b(
         if loan is None or loan.status not in (LoanStatus.ACTIVE, LoanStatus.WRITTEN_OFF):
             return "C2B00012", "Rejected"
         return "0", "Accepted"
-    status = session.scalar(
-        select(Member.status).where(Member.member_number == parsed.member_number)
-    )
-    if status is None or not may_deposit(status):
+    found = session.execute(
+        select(Member.id, Member.status).where(Member.member_number == parsed.member_number)
+    ).one_or_none()
+    if found is None or not may_deposit(found.status):
         return "C2B00012", "Rejected"
+    if is_product_target(parsed.target) and not holds_target(session, found.id, parsed.target):
+        return "C2B00012", "Rejected"  # a product code the member holds no account under
     return "0", "Accepted"
 
 
@@ -1059,6 +1063,13 @@ def record_c2b(
         "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
         msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=row.id,
     )  # fmt: skip
+    if (
+        member is not None
+        and target is not None
+        and is_product_target(target)
+        and not holds_target(session, member.id, target)
+    ):
+        park = replace(park, reason="unknown_account")  # no such account of this member
     if member is not None and target is not None:
         row.member_id, row.target = member.id, target
         _lock_member_deposits(session, member.id)

@@ -1,0 +1,46 @@
+"""More than one savings account per member (issue 14, part 1; docs/savings/products.md).
+
+* ``accounts.savings_product_id``: the savings product a member's further account (a
+  holiday or school-fees account, purpose ``product_savings``) is held under; NULL for
+  every other account (a member's three first accounts belong to the default product of
+  their purpose). One account per member and product: ``uq_accounts_member_product``.
+
+Revision ID: 0032
+Revises: 0030
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0032"
+down_revision = "0030"
+branch_labels = None
+depends_on = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("savings_product_id", BigId, nullable=True))
+        batch_op.create_foreign_key(
+            "fk_accounts_savings_product_id_savings_products",
+            "savings_products",
+            ["savings_product_id"],
+            ["id"],
+        )
+        batch_op.create_unique_constraint(
+            "uq_accounts_member_product", ["member_id", "savings_product_id"]
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_constraint("uq_accounts_member_product", type_="unique")
+        batch_op.drop_constraint(
+            "fk_accounts_savings_product_id_savings_products", type_="foreignkey"
+        )
+        batch_op.drop_column("savings_product_id")

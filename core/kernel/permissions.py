@@ -81,6 +81,8 @@ PERMISSIONS: dict[str, str] = {
     "product (maker)",
     "shares:transfer": "ask to transfer share capital from one member to another (maker of "
     "share.transfer)",
+    "savings_accounts:open": "open a further savings account for a member under a savings "
+    "product open to members (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -114,6 +116,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:verify",
             "nominations:manage",
             "phone_change:request",
+            "savings_accounts:open",
             "shares:transfer",
             "ledger:adjust",
             "suspense:reassign",
@@ -152,6 +155,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:verify",
             "nominations:manage",
             "phone_change:request",
+            "savings_accounts:open",
             "sim_swap:read",
             "sim_swap:review",
             "loans:read",
@@ -179,6 +183,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "members:register",
             "nominations:manage",
             "phone_change:request",
+            "savings_accounts:open",
             "shares:transfer",
             "sim_swap:read",
             "sim_swap:review",
@@ -266,6 +271,7 @@ PERMISSION_RISK: dict[str, str] = {
     "savings_products:read": "none",  # the SACCO's published terms, nobody's data
     "savings_products:manage": "money",  # asks for the rate every saver earns
     "shares:transfer": "money",  # asks for share capital to move between members
+    "savings_accounts:open": "none",  # an empty account of the member's; moves nothing
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

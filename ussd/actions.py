@@ -72,6 +72,7 @@ from core.payments.mpesa.rules import (
     account_reference,
     check_deposit_amount,
 )
+from core.savings import member_accounts
 from core.savings.accounts import DEPOSIT_TARGETS
 from core.savings.rules import SavingsRuleRefused
 from observability.metrics import count_pin
@@ -391,10 +392,65 @@ class AccountChoice(ChoiceItem):
     account: Annotated[str, MaxChars(12)]
 
 
+def _account_label(session: Session, member_id: int, target: str, lang: str) -> str:
+    """What an account is called on a screen: its word, or a further account's product."""
+    if member_accounts.is_product_target(target):
+        return member_accounts.account_for_target(session, member_id, target).name
+    return render(f"acct_{target}", lang, {})
+
+
 @loader("deposit_accounts", items=AccountChoice)  # the deposit's "Deposit to:" choice
 def _deposit_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     items = [AccountChoice(t, render(f"acct_{t}", call.lang, {})) for t in DEPOSIT_TARGETS]
+    # Then the member's further savings accounts (holiday, school fees), by product code.
+    items += [
+        AccountChoice(held.target, held.name)
+        for held in member_accounts.savings_accounts(session, _member(call))
+        if member_accounts.is_product_target(held.target)
+    ]
     return {"items": items}
+
+
+# ------------------------------------------------------------------ further savings accounts
+
+
+@dataclass(frozen=True)
+class SavingsProductChoice(ChoiceItem):
+    """A savings product open to members: ``id`` its code."""
+
+    product: Annotated[str, MaxChars(14)]
+
+
+@loader("open_products", items=SavingsProductChoice)  # "Open a savings account:" the products
+def _open_products(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    _member(call)
+    return {
+        "items": [
+            SavingsProductChoice(p.code, p.name) for p in member_accounts.open_products(session)
+        ]
+    }
+
+
+@loader("open_quote")  # the confirmation: the product chosen
+def _open_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    _member(call)
+    code = str(call.inputs.get("product", ""))
+    product = next((p for p in member_accounts.open_products(session) if p.code == code), None)
+    if product is None:
+        raise member_accounts.AccountRefused("no longer open", reason="not_open")
+    return {"product": gsm7_safe(product.name, 20)}
+
+
+@action("open_savings_account")  # the member's further account under the chosen product
+def _open_savings_account(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member = members.get_member(session, _member(call))
+    held = member_accounts.open_savings_account(
+        session, deps, member_id=member.id, product_code=str(call.inputs.get("product", ""))
+    )
+    return {
+        "product": gsm7_safe(held.name, 20),
+        "paybill": f"{member.member_number or member.id}{held.code}",
+    }
 
 
 @loader("deposit_quote")  # the confirmation: amount, account, (no) fee, paying phone
@@ -406,7 +462,7 @@ def _deposit_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     return {
         "amount": format_cents(amount),
         "total": format_cents(amount),
-        "account": render(f"acct_{target}", call.lang, {}),
+        "account": gsm7_safe(_account_label(session, member.id, target, call.lang), 16),
         "phone": member.msisdn,
     }
 

@@ -95,6 +95,10 @@ def parse_guarantor(text: str, ctx: Context) -> str:
 # with ``{limit}``). Anything unlisted ends on the error screen; a PIN locked, blocked or
 # never set ends the session in every flow (``Tree.session_errors``).
 LEAVE_ERRORS: Errors = (("member_not_allowed", "not_allowed"),)
+OPEN_ACCOUNT_ERRORS: Errors = (
+    ("savings_account_refused", "oa_refused"),  # held already, or no longer open
+    ("member_not_allowed", "not_allowed"),
+)
 CHANGE_PIN_ERRORS: Errors = (("pin_invalid", "cp_old"), ("invalid_input", "cp_new"))
 PIN_RESET_ERRORS: Errors = (
     ("reset_code_invalid", ROOT_PIN_RESET),
@@ -469,6 +473,8 @@ _SCREENS: list[Screen] = [
             Option("menu_deposit", "dep_amount", feature=access.DEPOSIT),
             Option("menu_withdraw", "wd_amount", feature=access.WITHDRAW),
             Option("menu_loans", "loans", feature=access.LOANS),  # past six: 98 More
+            # Active members (the feature of withdrawals); staff open one for anyone else.
+            Option("menu_open_account", "oa_product", feature=access.WITHDRAW),
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
@@ -497,6 +503,26 @@ _SCREENS: list[Screen] = [
         load="account",
         needs_pin=True,
     ),
+    # A further savings account (holiday, school fees; core.savings.member_accounts): the
+    # product (paged), confirmed behind the PIN, then the paybill account to save into.
+    Choose(
+        "oa_product",
+        "oa_product",
+        item="oa_product_item",
+        field="product",
+        load="open_products",
+        goto="oa_confirm",
+        empty="oa_empty",
+        per_page=5,
+        needs_pin=True,
+        errors=OPEN_ACCOUNT_ERRORS,
+    ),
+    Confirm(
+        "oa_confirm", "oa_confirm", load="open_quote", yes="oa_run", errors=OPEN_ACCOUNT_ERRORS
+    ),
+    Run("oa_run", action="open_savings_account", ok="oa_done", errors=OPEN_ACCOUNT_ERRORS),
+    End("oa_done", "oa_done"),
+    End("oa_refused", "oa_refused"),
     # Leave the SACCO (core.members.exit, docs/members/exit.md): the notice, confirmed,
     # behind the PIN; the exit itself runs after the by-laws' notice period, approved by
     # a manager.

@@ -554,3 +554,50 @@ def test_the_savings_products_minimum_balance_fee_and_daily_limit_reprompt_on_th
     )
     assert p.send("2") == "Cancelled. Nothing was done."
     assert holds(env, m.id) == [] and payouts(env, m.id) == []
+
+
+def test_a_member_opens_a_holiday_account_on_the_phone_and_deposits_into_it(
+    env: Env, http: requests.Session
+) -> None:
+    """Issue 14, part 1: the product chosen from those open to members, behind the PIN;
+    the deposit's "Deposit to:" then offers the new account, and the STK push credits it."""
+    from core.savings import products
+    from core.savings.member_accounts import account_for_target
+
+    with env.unit_of_work() as s:
+        products.create_product(
+            s, env.deps, SYSTEM, "HOLI",
+            products.parse_terms({**products.DEFAULTS, "name": "Holiday",
+                                  "kind": "ordinary_savings"}),
+        )  # fmt: skip
+    m = env.member("+254712000232")
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("8") == "Enter your PIN:"
+    assert p.send(PIN) == "Open which savings account?\n1. Holiday"
+    assert p.send("1") == "Open a Holiday account for you?\n1. Confirm\n2. Cancel"
+    assert p.send("1") == (
+        f"Your Holiday account is open. Save in it by M-Pesa paybill, account "
+        f"{m.member_number}HOLI. You will get an SMS."
+    )
+    assert p.ended
+    [sms] = env.sms(m.id, "savings_account_opened")
+    assert f"account {m.member_number}HOLI" in sms.body
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("8")
+    p.send(PIN)
+    p.send("1")
+    assert p.send("1").startswith("You already hold this account")  # one per product
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("5")
+    assert p.send("500") == "Deposit to:\n1. Savings\n2. Deposits\n3. Shares\n4. Holiday"
+    assert p.send("4").startswith("Deposit KES 500 to Holiday\n")
+    p.send("1")
+    p.send(PIN)
+    row = wait_for(lambda: settled_stk(env, m.id), what="the STK callback")
+    assert row.status == "succeeded" and row.target == "@HOLI"
+    with env.unit_of_work() as s:
+        assert account_for_target(s, m.id, "@HOLI").balance_cents == 50_000
+    assert env.balance(m.id).balance_cents == 0  # main savings untouched

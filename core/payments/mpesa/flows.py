@@ -669,7 +669,10 @@ def start_deposit(
         return DepositStarted(
             existing.id, existing.amount_cents, existing.target, existing.msisdn, False
         )
-    if target not in ACCOUNT_LABELS["en"]:
+    if isinstance(target, str) and is_product_target(target):
+        if not holds_target(session, member_id, target):  # a further savings account
+            raise LimitExceeded("unknown deposit account", reason="target")
+    elif target not in ACCOUNT_LABELS["en"]:
         if not isinstance(target, str) or parse_loan_ref(target) is None:
             raise LimitExceeded("unknown deposit account", reason="target")
         target = loan_push(

@@ -255,10 +255,64 @@ def _balances(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]
     return shown
 
 
+@dataclass(frozen=True)
+class HeldChoice(ChoiceItem):
+    """Which accounts to look at: ``id`` ``main`` (savings, deposits, shares) or a further
+    savings account's ``@<product code>``."""
+
+    account: Annotated[str, MaxChars(16)]
+
+
+@loader("several_savings")  # the balances' and statement's fork: more than one savings account?
+def _several_savings(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    held = member_accounts.savings_accounts(session, _member(call))
+    return {"several": "yes" if len(held) > 1 else "no"}
+
+
+@loader("held_accounts", items=HeldChoice)  # "Which account?": the main ones, then further
+def _held_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    items = [HeldChoice("main", render("held_main", call.lang, {}))]
+    items += [
+        HeldChoice(h.target, h.name)
+        for h in member_accounts.savings_accounts(session, _member(call))
+        if member_accounts.is_product_target(h.target)
+    ]
+    return {"items": items}
+
+
+@loader("one_balance")  # a further savings account's balance
+def _one_balance(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    held = member_accounts.account_for_target(
+        session, _member(call), str(call.inputs.get("account", ""))
+    )
+    return {
+        "account": gsm7_safe(held.name, 16),
+        "balance": format_cents(held.balance_cents),
+        "available": format_cents(held.available_cents),
+    }
+
+
+@loader("account_statement")  # a further savings account's last movements
+def _account_statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    held = member_accounts.account_for_target(
+        session, member_id, str(call.inputs.get("account", ""))
+    )
+    return {"items": _lines(session, member_id, call, account_id=held.account_id)}
+
+
 @loader("statement")
 def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    return {"items": _lines(session, _member(call), call)}
+
+
+def _lines(
+    session: Session, member_id: int, call: Call, *, account_id: int | None = None
+) -> list[dict[str, str]]:
     items = []
-    for m in statements.recent_movements(session, _member(call), limit=STATEMENT_LENGTH):
+    for m in statements.recent_movements(
+        session, member_id, limit=STATEMENT_LENGTH, account_id=account_id
+    ):
         purpose = m.account_purpose if m.account_purpose in members.MEMBER_ACCOUNTS else "other"
         if m.account_purpose == statements.LOAN_PURPOSE:
             purpose = "loan"
@@ -270,7 +324,7 @@ def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
                 "amount": _signed_amount(m.amount_cents),
             }
         )
-    return {"items": items}
+    return items
 
 
 @loader("account")

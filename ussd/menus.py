@@ -466,8 +466,8 @@ _SCREENS: list[Screen] = [
         ROOT_MEMBER,
         "main",
         (
-            Option("menu_balances", "balances", feature=access.BALANCES),
-            Option("menu_statement", "statement", feature=access.STATEMENT),
+            Option("menu_balances", "bal_route", feature=access.BALANCES),
+            Option("menu_statement", "stmt_route", feature=access.STATEMENT),
             Option("menu_account", "account", feature=access.ACCOUNT),
             Option("menu_change_pin", "cp_old", feature=access.CHANGE_PIN),
             Option("menu_deposit", "dep_amount", feature=access.DEPOSIT),
@@ -478,6 +478,54 @@ _SCREENS: list[Screen] = [
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
+    # A member with further savings accounts (holiday, school fees) picks which first:
+    # "main" is the savings, deposits and shares screen as before.
+    Fork(
+        "bal_route",
+        field="several",
+        load="several_savings",
+        needs_pin=True,
+        ways=(("yes", "bal_pick"), ("*", "balances")),
+    ),  # fmt: skip
+    Choose(
+        "bal_pick",
+        "which_account",
+        item="which_account_item",
+        field="account",
+        load="held_accounts",
+        goto="bal_which",
+        per_page=5,
+        needs_pin=True,
+    ),  # fmt: skip
+    Fork("bal_which", field="account", ways=(("main", "balances"), ("*", "bal_one"))),
+    Menu("bal_one", "bal_one", load="one_balance", needs_pin=True),
+    Fork(
+        "stmt_route",
+        field="several",
+        load="several_savings",
+        needs_pin=True,
+        ways=(("yes", "stmt_pick"), ("*", "statement")),
+    ),  # fmt: skip
+    Choose(
+        "stmt_pick",
+        "which_account",
+        item="which_account_item",
+        field="account",
+        load="held_accounts",
+        goto="stmt_which",
+        per_page=5,
+        needs_pin=True,
+    ),  # fmt: skip
+    Fork("stmt_which", field="account", ways=(("main", "statement"), ("*", "stmt_one"))),
+    Page(
+        "stmt_one",
+        "stmt_title",
+        item="stmt_line",
+        empty="stmt_empty",
+        load="account_statement",
+        per_page=2,
+        needs_pin=True,
+    ),  # fmt: skip
     # The loans line only for a member with a loan account (the loader says).
     Menu(
         "balances",

@@ -601,3 +601,22 @@ def test_a_member_opens_a_holiday_account_on_the_phone_and_deposits_into_it(
     with env.unit_of_work() as s:
         assert account_for_target(s, m.id, "@HOLI").balance_cents == 50_000
     assert env.balance(m.id).balance_cents == 0  # main savings untouched
+    # Balances and the statement now ask which account first.
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("1") == "Enter your PIN:"
+    assert p.send(PIN) == "Which account?\n1. Main accounts\n2. Holiday"
+    assert p.send("2").startswith("Holiday\nBalance KES 500\nAvailable KES 500")
+    p = phone(env, http, m.msisdn)
+    assert "No, start again" in p.dial()  # the balance screen left a resume offer
+    p.send("2")
+    p.send("2")
+    p.send(PIN)
+    one = p.send("2")
+    assert one.startswith("Statement (KES) 1/1\n") and "+500" in one
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("2")  # start again
+    p.send("1")
+    p.send(PIN)
+    assert p.send("1").startswith("Savings KES 0\n")  # the main accounts, as before

@@ -280,6 +280,18 @@ def _held_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     return {"items": items}
 
 
+@loader("withdraw_accounts", items=HeldChoice)  # "Which account?" to withdraw from
+def _withdraw_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    return {
+        "items": [
+            HeldChoice(
+                h.target, h.name if h.target != "savings" else render("acct_savings", call.lang, {})
+            )
+            for h in member_accounts.savings_accounts(session, _member(call))
+        ]
+    }
+
+
 @loader("one_balance")  # a further savings account's balance
 def _one_balance(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     held = member_accounts.account_for_target(
@@ -549,6 +561,7 @@ def _withdraw_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str
         member_id=_member(call),
         amount_cents=_amount(call),
         policy=_money(call).policy,
+        account=str(call.inputs.get("account", "savings")),
     )
     return {
         "amount": format_cents(q.amount_cents),
@@ -569,6 +582,7 @@ def _withdraw_b2c(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, 
         policy=money.policy,
         sim_swap=money.sim_swap,
         idempotency_key=call.key,
+        account=str(call.inputs.get("account", "savings")),
     )
     return {
         "amount": format_cents(w.amount_cents),

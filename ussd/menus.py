@@ -471,7 +471,7 @@ _SCREENS: list[Screen] = [
             Option("menu_account", "account", feature=access.ACCOUNT),
             Option("menu_change_pin", "cp_old", feature=access.CHANGE_PIN),
             Option("menu_deposit", "dep_amount", feature=access.DEPOSIT),
-            Option("menu_withdraw", "wd_amount", feature=access.WITHDRAW),
+            Option("menu_withdraw", "wd_route", feature=access.WITHDRAW),
             Option("menu_loans", "loans", feature=access.LOANS),  # past six: 98 More
             # Active members (the feature of withdrawals); staff open one for anyone else.
             Option("menu_open_account", "oa_product", feature=access.WITHDRAW),
@@ -652,6 +652,24 @@ _SCREENS: list[Screen] = [
     # savings and today's withdrawals ("Not enough savings: KES 987 available"), which
     # nobody may probe with the phone number alone. wd_confirm needs it too, for a
     # flow resumed straight at the confirmation in a new session.
+    # More than one savings account: which one first (its own product's rules apply).
+    Fork(
+        "wd_route",
+        field="several",
+        load="several_savings",
+        needs_pin=True,
+        ways=(("yes", "wd_pick"), ("*", "wd_amount")),
+    ),  # fmt: skip
+    Choose(
+        "wd_pick",
+        "which_account",
+        item="which_account_item",
+        field="account",
+        load="withdraw_accounts",
+        goto="wd_amount",
+        per_page=5,
+        needs_pin=True,
+    ),  # fmt: skip
     Prompt(
         "wd_amount",
         "wd_amount",

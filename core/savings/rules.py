@@ -23,8 +23,9 @@ from core.kernel.calendar import business_day_start
 from core.kernel.errors import DomainError
 from core.kernel.money import format_cents
 from core.ledger import entries as ledger
-from core.ledger.chart import SystemAccount
+from core.ledger.chart import Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
+from core.members.registration import member_account_ids
 from core.savings.vocabulary import ProductKind
 from db.models import Account
 from db.models_mpesa import B2CPayout
@@ -219,12 +220,20 @@ def withdrawn_today_cents(session: Session, member_id: int, account_id: int, now
     withdrawal channel, fees not counted: M-Pesa payouts asked for that have not failed
     (a payout on its way counts) and teller cash paid out."""
     start = business_day_start(now)
+    # A payout names its account when it is not the main savings (NULL: the main one).
+    main = member_account_ids(session, member_id).get(Purpose.SAVINGS)
+    this_account = (
+        B2CPayout.account_id.is_(None) | (B2CPayout.account_id == account_id)
+        if account_id == main
+        else B2CPayout.account_id == account_id
+    )
     mpesa = session.scalar(
         select(func.coalesce(func.sum(B2CPayout.amount_cents), 0)).where(
             B2CPayout.member_id == member_id,
             B2CPayout.purpose == "withdrawal",
             B2CPayout.status != "failed",
             B2CPayout.created_at >= start,
+            this_account,
         )
     )
     cash = session.execute(

@@ -620,3 +620,41 @@ def test_a_member_opens_a_holiday_account_on_the_phone_and_deposits_into_it(
     p.send("1")
     p.send(PIN)
     assert p.send("1").startswith("Savings KES 0\n")  # the main accounts, as before
+
+
+def test_a_withdrawal_from_a_holiday_account_keeps_its_own_products_rules(
+    env: Env, http: requests.Session
+) -> None:
+    """Issue 14, part 1: with more than one savings account the member picks which to
+    withdraw from; the hold, the payout's entry and the minimum balance are that account's."""
+    from core.savings import member_accounts, products
+    from core.savings.accounts import Credit, CreditSource, credit_member
+
+    m = env.member("+254712000233", savings_kes=100)
+    with env.unit_of_work() as s:
+        products.create_product(
+            s, env.deps, SYSTEM, "HOLI",
+            products.parse_terms({**products.DEFAULTS, "name": "Holiday",
+                                  "kind": "ordinary_savings", "min_balance_cents": 100_000}),
+        )  # fmt: skip
+        member_accounts.open_savings_account(s, env.deps, member_id=m.id, product_code="HOLI")
+        credit_member(s, env.deps, Credit(
+            member_id=m.id, target="@HOLI", amount_cents=500_000, source=CreditSource.CASH,
+            idempotency_key="holi-cash-1", business_key="holi-cash-1",
+        ))  # fmt: skip
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("6") == "Enter your PIN:"
+    assert p.send(PIN) == "Which account?\n1. Savings\n2. Holiday"
+    assert p.send("2") == "Withdraw savings to M-Pesa. Enter amount in KES:"
+    # 5,000 - 1,000 kept - M-Pesa's KES 23 fee for 1,500+: at most KES 3,977 goes
+    assert p.send("4000").startswith("Savings keep a minimum balance: up to KES 3,9")
+    assert p.send("1000").startswith("Withdraw KES 1,000\nFee: KES 13\n")
+    p.send("1")
+    row = wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
+    assert row.status == "succeeded"
+    with env.unit_of_work() as s:
+        holiday = member_accounts.account_for_target(s, m.id, "@HOLI")
+        assert row.account_id == holiday.account_id
+        assert (holiday.balance_cents, holiday.available_cents) == (500_000 - 101_300,) * 2
+    assert env.balance(m.id).balance_cents == 10_000  # the main savings untouched

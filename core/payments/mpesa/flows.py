@@ -89,7 +89,7 @@ from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
 from core.savings import rules as savings_rules
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.savings.dormancy import check_not_dormant
-from core.savings.member_accounts import holds_target, is_product_target
+from core.savings.member_accounts import account_for_target, holds_target, is_product_target
 from core.staff import alerts as staff_alerts
 from db.models import Account, JournalEntry, Member
 from db.models_loans import Loan
@@ -1460,11 +1460,25 @@ def withdrawn_today_cents(session: Session, member_id: int, now: datetime) -> in
     return int(total or 0)
 
 
-def _savings(session: Session, member_id: int) -> Account:
-    account_id = member_account_ids(session, member_id)["savings"]
+def _savings(session: Session, member_id: int, target: str = "savings") -> Account:
+    """The savings account money leaves: the main one, or a further savings account of
+    the member's (``@<product code>``; ``NotFound`` when not held)."""
+    if target == "savings":
+        account_id = member_account_ids(session, member_id)["savings"]
+    elif is_product_target(target):
+        account_id = account_for_target(session, member_id, target).account_id
+    else:
+        raise InvalidInput("withdraw from savings or @<product code>", field="account")
     account = session.get(Account, account_id)
     assert account is not None
     return account
+
+
+def _payout_account(session: Session, row: B2CPayout) -> Account:
+    """The account a payout's hold is on: its own, else the member's main savings."""
+    if row.account_id is not None:
+        return session.get_one(Account, row.account_id)
+    return _savings(session, row.member_id)
 
 
 def quote_withdrawal(
@@ -1474,8 +1488,11 @@ def quote_withdrawal(
     member_id: int,
     amount_cents: int,
     policy: MpesaPolicy,
+    account: str = "savings",
 ) -> WithdrawalQuote:
     """What the confirmation screen shows: amount, fee, total from savings, payout number.
+    ``account``: ``savings`` (the main savings) or a further savings account's
+    ``@<product code>`` (its own product's rules apply).
 
     Active members only (``MemberNotAllowed``), savings not dormant (``AccountDormant``);
     ``LimitExceeded`` with ``reason``
@@ -1489,7 +1506,7 @@ def quote_withdrawal(
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
     check_not_dormant(session, member_id)  # AccountDormant until staff reactivate it
-    savings = _savings(session, member_id)
+    savings = _savings(session, member_id, account)
     available = savings.balance_cents - savings.held_cents
     q = quote(
         amount_cents,
@@ -1547,8 +1564,10 @@ def request_withdrawal(
     policy: MpesaPolicy,
     sim_swap: SimSwapChecker,
     idempotency_key: str,
+    account: str = "savings",
 ) -> WithdrawalRequested:
-    """Hold amount + fee on savings and record the payout to send.
+    """Hold amount + fee on savings (``account``: the main savings, or a further savings
+    account's ``@<product code>``) and record the payout to send.
 
     The channel must have checked the member's PIN in this session; it ends with
     ``reference``. Defers ``SendB2C(payout_id)``, also when the same
@@ -1563,7 +1582,10 @@ def request_withdrawal(
     if existing is not None:
         uow.defer(session, SendB2C(existing.id))
         return _requested(existing, False)
-    quote_withdrawal(session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy)
+    quote_withdrawal(
+        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy,
+        account=account,
+    )  # fmt: skip
     member = get_member(session, member_id)
     # The SIM-swap check may call out (seconds): before any lock is taken.
     assessment = assess_sim_swap(
@@ -1581,16 +1603,18 @@ def request_withdrawal(
         uow.defer(session, SendB2C(existing.id))
         return _requested(existing, False)
     final = quote_withdrawal(
-        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy
-    )
+        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy,
+        account=account,
+    )  # fmt: skip
     guard_sim_swap(
         session, deps, member=member, amount_cents=amount_cents, policy=policy,
         assessment=assessment,
     )  # fmt: skip
     ocid = str(uuid.uuid4())
+    source = _savings(session, member_id, account)
     hold = ledger.reserve_hold(
         session,
-        account_id=_savings(session, member_id).id,
+        account_id=source.id,
         amount_cents=final.total_cents,
         idempotency_key=f"mpesa:b2c:{ocid}:hold",
         now=deps.now(),
@@ -1606,6 +1630,7 @@ def request_withdrawal(
         amount_cents=final.amount_cents,
         fee_cents=final.fee_cents,
         hold_id=hold.hold_id,
+        account_id=None if account == "savings" else source.id,
         status=PayoutStatus.REQUESTED,
         attempts=0,
         created_at=deps.now(),
@@ -1694,7 +1719,7 @@ def record_b2c_send_error(
 
 
 def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str | None) -> None:
-    savings = _savings(session, row.member_id)
+    savings = _payout_account(session, row)
     legs = [
         ledger.Leg(savings.id, row.amount_cents + row.fee_cents),
         ledger.Leg(ledger.account_id_by_code(session, FLOAT_OUT), -row.amount_cents),
@@ -1781,7 +1806,7 @@ def _fail_payout(
             "sacco": deps.sacco_name,
             "amount": format_cents(row.amount_cents),
             "reference": row.reference,
-            "balance": _balance_text(session, _savings(session, row.member_id).id),
+            "balance": _balance_text(session, _payout_account(session, row).id),
             "ussd_code": deps.ussd_code,
         },
     )

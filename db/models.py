@@ -15,6 +15,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +41,8 @@ class Account(Base):
         CheckConstraint(
             "type IN ('asset', 'liability', 'equity', 'income', 'expense')", name="type"
         ),
+        # One further savings account per member and product (migration 0032).
+        UniqueConstraint("member_id", "savings_product_id", name="uq_accounts_member_product"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -61,6 +64,12 @@ class Account(Base):
     reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # A member account closed by the member's exit (migration 0028), at zero.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A member's further savings account (purpose ``product_savings``, migration 0032;
+    # core.savings.member_accounts): the product it is held under. NULL: the default
+    # product of the account's purpose, or no product (system and loan accounts).
+    savings_product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("savings_products.id"), default=None
+    )
     # No default here or on the entries, holds, outbox rows and webhook endpoints below:
     # core stamps them with the injected clock (``deps.now()``), never the wall clock.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -154,6 +154,9 @@ class B2CPayout(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     fee_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"))
+    # The savings account paid from when not the member's main savings (a further savings
+    # account, migration 0032); NULL: the main savings.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), default=None)
     status: Mapped[str] = mapped_column(String(10), default="requested")
     conversation_id: Mapped[str | None] = mapped_column(String(64), default=None)
     status_query_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)

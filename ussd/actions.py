@@ -80,7 +80,9 @@ from core.payments.mpesa.rules import (
     account_reference,
     check_deposit_amount,
 )
+from core.savings import member_accounts
 from core.savings.accounts import DEPOSIT_TARGETS
+from core.savings.rules import SavingsRuleRefused
 from core.scoring import bureau
 from observability.metrics import count_pin
 from runtime import Runtime
@@ -216,6 +218,8 @@ def _not_allowed(exc: Any, deps: CoreDeps) -> Result:
 # other domain error is its own code.
 RESULTS: tuple[tuple[type[SaccoError], Callable[[Any, CoreDeps], Result]], ...] = (
     (LimitExceeded, _limit),  # limit_<reason>, with {limit}
+    # A savings product's rule (minimum balance, daily limit) reads like an M-Pesa limit
+    (SavingsRuleRefused, lambda exc, deps: _limit_data(exc, f"limit_{exc.reason}")),
     (SimSwapBlocked, lambda exc, deps: Result(False, error=f"sim_swap_{exc.reason}")),
     (PinLocked, _pin_locked),  # pin_locked with {minutes}, or pin_blocked
     # pin_invalid, or reset_code_invalid, with {attempts_left}
@@ -285,10 +289,76 @@ def _balances(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]
     return shown
 
 
+@dataclass(frozen=True)
+class HeldChoice(ChoiceItem):
+    """Which accounts to look at: ``id`` ``main`` (savings, deposits, shares) or a further
+    savings account's ``@<product code>``."""
+
+    account: Annotated[str, MaxChars(16)]
+
+
+@loader("several_savings")  # the balances' and statement's fork: more than one savings account?
+def _several_savings(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    held = member_accounts.savings_accounts(session, _member(call))
+    return {"several": "yes" if len(held) > 1 else "no"}
+
+
+@loader("held_accounts", items=HeldChoice)  # "Which account?": the main ones, then further
+def _held_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    items = [HeldChoice("main", render("held_main", call.lang, {}))]
+    items += [
+        HeldChoice(h.target, h.name)
+        for h in member_accounts.savings_accounts(session, _member(call))
+        if member_accounts.is_product_target(h.target)
+    ]
+    return {"items": items}
+
+
+@loader("withdraw_accounts", items=HeldChoice)  # "Which account?" to withdraw from
+def _withdraw_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    return {
+        "items": [
+            HeldChoice(
+                h.target, h.name if h.target != "savings" else render("acct_savings", call.lang, {})
+            )
+            for h in member_accounts.savings_accounts(session, _member(call))
+        ]
+    }
+
+
+@loader("one_balance")  # a further savings account's balance
+def _one_balance(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    held = member_accounts.account_for_target(
+        session, _member(call), str(call.inputs.get("account", ""))
+    )
+    return {
+        "account": gsm7_safe(held.name, 16),
+        "balance": format_cents(held.balance_cents),
+        "available": format_cents(held.available_cents),
+    }
+
+
+@loader("account_statement")  # a further savings account's last movements
+def _account_statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member_id = _member(call)
+    held = member_accounts.account_for_target(
+        session, member_id, str(call.inputs.get("account", ""))
+    )
+    return {"items": _lines(session, member_id, call, account_id=held.account_id)}
+
+
 @loader("statement")
 def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    return {"items": _lines(session, _member(call), call)}
+
+
+def _lines(
+    session: Session, member_id: int, call: Call, *, account_id: int | None = None
+) -> list[dict[str, str]]:
     items = []
-    for m in statements.recent_movements(session, _member(call), limit=STATEMENT_LENGTH):
+    for m in statements.recent_movements(
+        session, member_id, limit=STATEMENT_LENGTH, account_id=account_id
+    ):
         purpose = m.account_purpose if m.account_purpose in members.MEMBER_ACCOUNTS else "other"
         if m.account_purpose == statements.LOAN_PURPOSE:
             purpose = "loan"
@@ -300,7 +370,7 @@ def _statement(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any
                 "amount": _signed_amount(m.amount_cents),
             }
         )
-    return {"items": items}
+    return items
 
 
 @loader("account")
@@ -445,10 +515,65 @@ class AccountChoice(ChoiceItem):
     account: Annotated[str, MaxChars(12)]
 
 
+def _account_label(session: Session, member_id: int, target: str, lang: str) -> str:
+    """What an account is called on a screen: its word, or a further account's product."""
+    if member_accounts.is_product_target(target):
+        return member_accounts.account_for_target(session, member_id, target).name
+    return render(f"acct_{target}", lang, {})
+
+
 @loader("deposit_accounts", items=AccountChoice)  # the deposit's "Deposit to:" choice
 def _deposit_accounts(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     items = [AccountChoice(t, render(f"acct_{t}", call.lang, {})) for t in DEPOSIT_TARGETS]
+    # Then the member's further savings accounts (holiday, school fees), by product code.
+    items += [
+        AccountChoice(held.target, held.name)
+        for held in member_accounts.savings_accounts(session, _member(call))
+        if member_accounts.is_product_target(held.target)
+    ]
     return {"items": items}
+
+
+# ------------------------------------------------------------------ further savings accounts
+
+
+@dataclass(frozen=True)
+class SavingsProductChoice(ChoiceItem):
+    """A savings product open to members: ``id`` its code."""
+
+    product: Annotated[str, MaxChars(14)]
+
+
+@loader("open_products", items=SavingsProductChoice)  # "Open a savings account:" the products
+def _open_products(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    _member(call)
+    return {
+        "items": [
+            SavingsProductChoice(p.code, p.name) for p in member_accounts.open_products(session)
+        ]
+    }
+
+
+@loader("open_quote")  # the confirmation: the product chosen
+def _open_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    _member(call)
+    code = str(call.inputs.get("product", ""))
+    product = next((p for p in member_accounts.open_products(session) if p.code == code), None)
+    if product is None:
+        raise member_accounts.AccountRefused("no longer open", reason="not_open")
+    return {"product": gsm7_safe(product.name, 20)}
+
+
+@action("open_savings_account")  # the member's further account under the chosen product
+def _open_savings_account(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    member = members.get_member(session, _member(call))
+    held = member_accounts.open_savings_account(
+        session, deps, member_id=member.id, product_code=str(call.inputs.get("product", ""))
+    )
+    return {
+        "product": gsm7_safe(held.name, 20),
+        "paybill": f"{member.member_number or member.id}{held.code}",
+    }
 
 
 @loader("deposit_quote")  # the confirmation: amount, account, (no) fee, paying phone
@@ -460,7 +585,7 @@ def _deposit_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str,
     return {
         "amount": format_cents(amount),
         "total": format_cents(amount),
-        "account": render(f"acct_{target}", call.lang, {}),
+        "account": gsm7_safe(_account_label(session, member.id, target, call.lang), 16),
         "phone": member.msisdn,
     }
 
@@ -493,6 +618,7 @@ def _withdraw_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str
         member_id=_member(call),
         amount_cents=_amount(call),
         policy=_money(call).policy,
+        account=str(call.inputs.get("account", "savings")),
     )
     return {
         "amount": format_cents(q.amount_cents),
@@ -513,6 +639,7 @@ def _withdraw_b2c(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, 
         policy=money.policy,
         sim_swap=money.sim_swap,
         idempotency_key=call.key,
+        account=str(call.inputs.get("account", "savings")),
     )
     return {
         "amount": format_cents(w.amount_cents),

@@ -95,6 +95,10 @@ def parse_guarantor(text: str, ctx: Context) -> str:
 # with ``{limit}``). Anything unlisted ends on the error screen; a PIN locked, blocked or
 # never set ends the session in every flow (``Tree.session_errors``).
 LEAVE_ERRORS: Errors = (("member_not_allowed", "not_allowed"),)
+OPEN_ACCOUNT_ERRORS: Errors = (
+    ("savings_account_refused", "oa_refused"),  # held already, or no longer open
+    ("member_not_allowed", "not_allowed"),
+)
 CHANGE_PIN_ERRORS: Errors = (("pin_invalid", "cp_old"), ("invalid_input", "cp_new"))
 PIN_RESET_ERRORS: Errors = (
     ("reset_code_invalid", ROOT_PIN_RESET),
@@ -573,16 +577,66 @@ _SCREENS: list[Screen] = [
         ROOT_MEMBER,
         "main",
         (
-            Option("menu_balances", "balances", feature=access.BALANCES),
-            Option("menu_statement", "statement", feature=access.STATEMENT),
+            Option("menu_balances", "bal_route", feature=access.BALANCES),
+            Option("menu_statement", "stmt_route", feature=access.STATEMENT),
             Option("menu_account", "account", feature=access.ACCOUNT),
             Option("menu_change_pin", "cp_old", feature=access.CHANGE_PIN),
             Option("menu_deposit", "dep_amount", feature=access.DEPOSIT),
-            Option("menu_withdraw", "wd_amount", feature=access.WITHDRAW),
+            Option("menu_withdraw", "wd_route", feature=access.WITHDRAW),
             Option("menu_loans", "loans", feature=access.LOANS),  # past six: 98 More
+            # Active members (the feature of withdrawals); staff open one for anyone else.
+            Option("menu_open_account", "oa_product", feature=access.WITHDRAW),
         ),
         notes=(("pending_kyc", "note_pending"), ("suspended", "note_suspended")),
     ),
+    # A member with further savings accounts (holiday, school fees) picks which first:
+    # "main" is the savings, deposits and shares screen as before.
+    Fork(
+        "bal_route",
+        field="several",
+        load="several_savings",
+        needs_pin=True,
+        ways=(("yes", "bal_pick"), ("*", "balances")),
+    ),  # fmt: skip
+    Choose(
+        "bal_pick",
+        "which_account",
+        item="which_account_item",
+        field="account",
+        load="held_accounts",
+        goto="bal_which",
+        per_page=5,
+        needs_pin=True,
+    ),  # fmt: skip
+    Fork("bal_which", field="account", ways=(("main", "balances"), ("*", "bal_one"))),
+    Menu("bal_one", "bal_one", load="one_balance", needs_pin=True),
+    Fork(
+        "stmt_route",
+        field="several",
+        load="several_savings",
+        needs_pin=True,
+        ways=(("yes", "stmt_pick"), ("*", "statement")),
+    ),  # fmt: skip
+    Choose(
+        "stmt_pick",
+        "which_account",
+        item="which_account_item",
+        field="account",
+        load="held_accounts",
+        goto="stmt_which",
+        per_page=5,
+        needs_pin=True,
+    ),  # fmt: skip
+    Fork("stmt_which", field="account", ways=(("main", "statement"), ("*", "stmt_one"))),
+    Page(
+        "stmt_one",
+        "stmt_title",
+        item="stmt_line",
+        empty="stmt_empty",
+        load="account_statement",
+        per_page=2,
+        needs_pin=True,
+    ),  # fmt: skip
     # The loans line only for a member with a loan account (the loader says).
     Menu(
         "balances",
@@ -624,6 +678,26 @@ _SCREENS: list[Screen] = [
     Confirm("cc_stop", "cc_stop", yes="cc_stop_run", needs_pin=True),
     Run("cc_stop_run", action="bureau_consent_revoke", ok="cc_stopped"),
     End("cc_stopped", "cc_stopped"),
+    # A further savings account (holiday, school fees; core.savings.member_accounts): the
+    # product (paged), confirmed behind the PIN, then the paybill account to save into.
+    Choose(
+        "oa_product",
+        "oa_product",
+        item="oa_product_item",
+        field="product",
+        load="open_products",
+        goto="oa_confirm",
+        empty="oa_empty",
+        per_page=5,
+        needs_pin=True,
+        errors=OPEN_ACCOUNT_ERRORS,
+    ),
+    Confirm(
+        "oa_confirm", "oa_confirm", load="open_quote", yes="oa_run", errors=OPEN_ACCOUNT_ERRORS
+    ),
+    Run("oa_run", action="open_savings_account", ok="oa_done", errors=OPEN_ACCOUNT_ERRORS),
+    End("oa_done", "oa_done"),
+    End("oa_refused", "oa_refused"),
     # Leave the SACCO (core.members.exit, docs/members/exit.md): the notice, confirmed,
     # behind the PIN; the exit itself runs after the by-laws' notice period, approved by
     # a manager.
@@ -705,6 +779,24 @@ _SCREENS: list[Screen] = [
     # savings and today's withdrawals ("Not enough savings: KES 987 available"), which
     # nobody may probe with the phone number alone. wd_confirm needs it too, for a
     # flow resumed straight at the confirmation in a new session.
+    # More than one savings account: which one first (its own product's rules apply).
+    Fork(
+        "wd_route",
+        field="several",
+        load="several_savings",
+        needs_pin=True,
+        ways=(("yes", "wd_pick"), ("*", "wd_amount")),
+    ),  # fmt: skip
+    Choose(
+        "wd_pick",
+        "which_account",
+        item="which_account_item",
+        field="account",
+        load="withdraw_accounts",
+        goto="wd_amount",
+        per_page=5,
+        needs_pin=True,
+    ),  # fmt: skip
     Prompt(
         "wd_amount",
         "wd_amount",

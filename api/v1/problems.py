@@ -34,6 +34,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "unbalanced_entry": 422,
     "limit_exceeded": 422,
+    "share_transfer_refused": 422,
+    "savings_rule": 422,  # a savings product's rule (core.savings.rules): the code names it
     "pin_invalid": 401,
     "invalid_credentials": 401,
     "session_invalid": 401,

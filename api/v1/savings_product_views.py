@@ -1,5 +1,6 @@
 """Savings products: staff read them; creating and changing one (setting a rate, say) is
-maker-checker (a manager asks, another manager approves under ``/approvals``)."""
+maker-checker (a manager asks, another manager approves under ``/approvals``). Share
+capital transferred between members is maker-checker too (``share.transfer``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.maker_checker import ask
-from api.v1.security import requires, runtime
-from core.savings import products
+from api.v1.security import current, requires, runtime
+from core.members.backoffice import visible_member
+from core.savings import member_accounts, products, shares
 
 blp = Blueprint(
     "api_savings_products", __name__, url_prefix="/api/v1", description="Savings products"
@@ -83,3 +85,62 @@ def request_change(body: dict[str, Any], product_id: int) -> Any:
     other change was approved meanwhile. The accrual uses the version current on its day."""
     note = body.pop("note", "") or "savings product change"
     return ask(products.CHANGE_ACTION, None, {**body, "product_id": product_id}, note)
+
+
+@blp.route("/members/<int:member_id>/share-transfers", methods=["POST"])
+@requires(shares.MAKER_PERMISSION)
+@blp.arguments(sc.ShareTransferIn)
+@blp.response(202, sc.ApprovalOut)
+def request_share_transfer(body: dict[str, Any], member_id: int) -> Any:
+    """Ask to transfer share capital from this member to another (``share.transfer``): a
+    pending request another person approves under ``/approvals`` (a manager above the
+    large threshold); approval posts Dr the seller's shares / Cr the buyer's and texts
+    both. The seller keeps the share product's minimum holding unless exiting
+    (``min_share_holding``, 422); checked when asked and again when approved."""
+    note = body.pop("note", "") or "share transfer"
+    return ask(shares.ACTION, member_id, body, note)
+
+
+def _held_out(member_number: str, held: member_accounts.HeldAccount) -> dict[str, Any]:
+    return {
+        "account_id": held.account_id,
+        "target": held.target,
+        "product_code": held.code,
+        "name": held.name,
+        "balance_cents": held.balance_cents,
+        "available_cents": held.available_cents,
+        "paybill_account": member_number + ("" if held.target == "savings" else held.code),
+    }
+
+
+@blp.route("/members/<int:member_id>/savings-accounts", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.SavingsAccountList)
+def list_savings_accounts(member_id: int) -> Any:
+    """The member's savings accounts: the first (``savings``), then one per further
+    product held (a holiday or school-fees account), with balances and the paybill account
+    to pay into each."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = visible_member(s, current(), member_id)
+        number = member.member_number or str(member.id)
+        return {
+            "items": [_held_out(number, h) for h in member_accounts.savings_accounts(s, member.id)]
+        }
+
+
+@blp.route("/members/<int:member_id>/savings-accounts", methods=["POST"])
+@requires("savings_accounts:open")
+@blp.arguments(sc.SavingsAccountIn)
+@blp.response(201, sc.SavingsAccountOut)
+def open_savings_account(body: dict[str, Any], member_id: int) -> Any:
+    """Open a further savings account for the member under a product open to members (409
+    ``savings_account_refused``: ``not_open``, ``already_open``; 403 an exited or
+    suspended member). The member gets an SMS with the paybill account; audited."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = visible_member(s, current(), member_id)
+        held = member_accounts.open_savings_account(
+            s, rt.deps, member_id=member.id, product_code=body["product_code"], actor=current()
+        )
+        return _held_out(member.member_number or str(member.id), held)

@@ -1424,6 +1424,42 @@ class WithdrawalIn(Strict):
     amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
 
 
+class SavingsAccountIn(Strict):
+    product_code = fields.String(
+        required=True, validate=validate.Length(2, 8),
+        metadata={"description": "a savings product open to members (active, ordinary "
+                  "savings, not one of the three defaults)"},
+    )  # fmt: skip
+
+
+class SavingsAccountOut(Schema):
+    account_id = fields.Integer(required=True)
+    target = fields.String(
+        required=True,
+        metadata={"description": "savings (the first account), else @<product code>"},
+    )
+    product_code = fields.String(required=True)
+    name = fields.String(required=True)
+    balance_cents = fields.Integer(required=True)
+    available_cents = fields.Integer(required=True)
+    paybill_account = fields.String(
+        required=True, metadata={"description": "what to type as the M-Pesa paybill account"}
+    )
+
+
+class SavingsAccountList(Schema):
+    items = fields.List(fields.Nested(SavingsAccountOut), required=True)
+
+
+class ShareTransferIn(Strict):
+    to_member_id = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, 2**63 - 1),
+        metadata={"description": "the member who receives the shares"},
+    )  # fmt: skip
+    amount_cents = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10**12))
+    note = fields.String(validate=validate.Length(0, 200))
+
+
 class ReactivateIn(Strict):
     note = fields.String(
         required=True,

@@ -19,3 +19,10 @@ def business_date(moment: datetime) -> date:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware instant")
     return moment.astimezone(NAIROBI).date()
+
+
+def business_day_start(moment: datetime) -> datetime:
+    """The instant the business date of ``moment`` began: midnight in Nairobi."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass a timezone-aware instant")
+    return moment.astimezone(NAIROBI).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -89,6 +89,10 @@ PERMISSIONS: dict[str, str] = {
     "bureau:enquire": "record or revoke a member's credit-bureau consent (signed form) and "
     "ask the credit bureau for the member's report (audited)",
     "bureau:read": "read a member's credit-bureau consents and reports (figures only; audited)",
+    "shares:transfer": "ask to transfer share capital from one member to another (maker of "
+    "share.transfer)",
+    "savings_accounts:open": "open a further savings account for a member under a savings "
+    "product open to members (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -122,6 +126,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:verify",
             "nominations:manage",
             "phone_change:request",
+            "savings_accounts:open",
+            "shares:transfer",
             "ledger:adjust",
             "suspense:reassign",
             "reconciliation:read",
@@ -165,6 +171,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "kyc:verify",
             "nominations:manage",
             "phone_change:request",
+            "savings_accounts:open",
             "sim_swap:read",
             "sim_swap:review",
             "loans:read",
@@ -194,6 +201,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "members:register",
             "nominations:manage",
             "phone_change:request",
+            "savings_accounts:open",
+            "shares:transfer",
             "sim_swap:read",
             "sim_swap:review",
             "savings_products:read",
@@ -288,6 +297,8 @@ PERMISSION_RISK: dict[str, str] = {
     "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
     "bureau:enquire": "personal_data",  # a member's credit record, from the bureau
     "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
+    "shares:transfer": "money",  # asks for share capital to move between members
+    "savings_accounts:open": "none",  # an empty account of the member's; moves nothing
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

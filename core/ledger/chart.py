@@ -57,6 +57,9 @@ class Purpose(StrEnum):
     SAVINGS = "savings"  # a member's withdrawable savings
     DEPOSITS = "deposits"  # a member's non-withdrawable deposits (they back loans)
     SHARES = "shares"  # a member's share capital
+    # A member's further savings account under a savings product (a holiday or school-fees
+    # account; accounts.savings_product_id; core.savings.member_accounts).
+    PRODUCT_SAVINGS = "product_savings"
     LOAN = "loan"  # a member's loan, once loans exist (an asset: what the member owes)
 
 

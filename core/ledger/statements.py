@@ -54,6 +54,7 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.DEPOSIT_BANK: StatementLabel.DEPOSIT,
     EntryKind.MPESA_SUSPENSE_ASSIGN: StatementLabel.DEPOSIT,
     EntryKind.TRANSFER_OWN: StatementLabel.TRANSFER,
+    EntryKind.SHARE_TRANSFER: StatementLabel.TRANSFER,  # shares to or from another member
     EntryKind.WITHDRAWAL_MPESA: StatementLabel.WITHDRAWAL,
     EntryKind.MPESA_SUSPENSE: StatementLabel.SUSPENSE,  # SACCO accounts only
     EntryKind.ADJUSTMENT_MANUAL: StatementLabel.ADJUSTMENT,  # SACCO accounts only
@@ -102,15 +103,21 @@ class Movement:
         return statement_label(self.kind)
 
 
-def recent_movements(session: Session, member_id: int, *, limit: int = 5) -> list[Movement]:
-    """The member's last ``limit`` postings over all their accounts, newest first."""
-    rows = session.execute(
+def recent_movements(
+    session: Session, member_id: int, *, limit: int = 5, account_id: int | None = None
+) -> list[Movement]:
+    """The member's last ``limit`` postings over all their accounts (or only
+    ``account_id``, one of theirs), newest first."""
+    query = (
         select(Posting, JournalEntry, Account.purpose, Account.normal_side)
         .join(Account, Account.id == Posting.account_id)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .where(Account.member_id == member_id)
-        .order_by(Posting.id.desc())
-        .limit(max(1, min(limit, 100)))
+    )
+    if account_id is not None:
+        query = query.where(Account.id == account_id)
+    rows = session.execute(
+        query.order_by(Posting.id.desc()).limit(max(1, min(limit, 100)))
     ).tuples()
     return [
         Movement(

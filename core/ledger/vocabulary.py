@@ -73,6 +73,9 @@ class EntryKind(StrEnum):
     YEAR_END_DECLARE = "year_end.declare"
     YEAR_END_TAX = "year_end.tax"
     YEAR_END_CREDIT = "year_end.credit"
+    # Share capital sold by one member to another (issue 14, part 1; core.savings.shares),
+    # maker-checker: Dr the seller's shares / Cr the buyer's shares.
+    SHARE_TRANSFER = "share.transfer"
 
 
 class HoldStatus(StrEnum):

@@ -76,6 +76,7 @@ from core.members.status import may_deposit
 from core.messaging.notifications import notify
 from core.messaging.webhooks import publish_event
 from core.savings.accounts import Credit, CreditSource, credit_member
+from core.savings.rules import check_keeps_minimum
 from db.models import JournalEntry, Member
 from db.models_loans import (
     Loan,
@@ -613,10 +614,13 @@ def _check_beyond(member: Member, r: Repayment, owed: str) -> None:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
 
 
-def _source_id(session: Session, loan: Loan, r: Repayment) -> int:
-    """The account the repayment's money comes from."""
+def _source_id(session: Session, loan: Loan, r: Repayment, amount_cents: int) -> int:
+    """The account the repayment's money comes from. From savings, the savings product's
+    minimum balance stays (``core.savings.rules.check_keeps_minimum``)."""
     if r.source == RepaymentSource.SAVINGS:
-        return member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
+        savings = member_account_ids(session, loan.member_id)[Purpose.SAVINGS]
+        check_keeps_minimum(session, savings, amount_cents)
+        return savings
     if r.from_suspense:
         return ledger.account_id_by_code(session, SystemAccount.SUSPENSE)
     return ledger.account_id_by_code(session, _SOURCE_ACCOUNT[r.source])
@@ -629,7 +633,7 @@ def _post(
     if split.loan_cents == 0:
         return None
     legs = [
-        ledger.Leg(_source_id(session, loan, r), split.loan_cents),
+        ledger.Leg(_source_id(session, loan, r, split.loan_cents), split.loan_cents),
         *settlement_legs(session, loan, split),
     ]
     return ledger.post_entry(
@@ -758,7 +762,7 @@ def _recover(session: Session, deps: CoreDeps, loan: Loan, member: Member, r: Re
         recoveries = ledger.account_id_by_code(session, SystemAccount.RECOVERIES_INCOME)
         posted = ledger.post_entry(
             session, kind=EntryKind.LOAN_RECOVERY,
-            legs=[ledger.Leg(_source_id(session, loan, r), recovery),
+            legs=[ledger.Leg(_source_id(session, loan, r, recovery), recovery),
                   ledger.Leg(recoveries, -recovery)],
             idempotency_key=r.idempotency_key, now=now, value_date=today,
             memo=f"Loan {loan.reference} recovery after write-off"

@@ -23,6 +23,8 @@ from core.members.registration import get_member, member_account_ids
 from core.members.status import check_may_deposit
 from core.messaging.notifications import notify
 from core.messaging.webhooks import event_endpoints, publish_event
+from core.savings.member_accounts import account_for_target, is_product_target
+from core.savings.rules import check_keeps_minimum
 from db.models import Account, Member, WebhookEndpoint
 
 # What a member's account is called in an SMS, by language.
@@ -97,8 +99,10 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
     partners, and an audit row when a person took the money. Who may deposit is
     ``core.members.status.may_deposit`` (pending and active members).
     """
-    if credit.target not in DEPOSIT_TARGETS:
-        raise InvalidInput("deposit target must be savings, deposits or shares", field="target")
+    if credit.target not in DEPOSIT_TARGETS and not is_product_target(credit.target):
+        raise InvalidInput(
+            "deposit target must be savings, deposits, shares or @<product code>", field="target"
+        )
     if credit.source not in _SOURCES:
         raise InvalidInput("unknown source of funds", field="source")
     amount = credit.amount_cents
@@ -124,7 +128,9 @@ def credit_member(session: Session, deps: CoreDeps, credit: Credit) -> Credited:
     assert found is not None
     member, target_account_id = found
     check_may_deposit(member.status)
-    if target_account_id is None:  # no such account: the same KeyError as before
+    if is_product_target(credit.target):  # a further savings account (holiday, school fees)
+        account_id = account_for_target(session, member.id, credit.target).account_id
+    elif target_account_id is None:  # no such account: the same KeyError as before
         account_id = member_account_ids(session, member.id)[credit.target]
     else:
         account_id = int(target_account_id)
@@ -168,6 +174,9 @@ def _tell(
     if balance_cents is None:
         balance_cents = ledger.get_balance(session, account_id).balance_cents
     labels = ACCOUNT_LABELS.get(member.language, ACCOUNT_LABELS["en"])
+    account_label = (
+        labels.get(credit.target) or account_for_target(session, member.id, credit.target).name[:20]
+    )
     notify(
         session,
         template=template,
@@ -177,7 +186,7 @@ def _tell(
         data={
             "sacco": deps.sacco_name,
             "amount": format_cents(credit.amount_cents),
-            "account": labels[credit.target],
+            "account": account_label,
             "receipt": credit.receipt or "-",
             "reference": posted.reference,
             "balance": format_cents(balance_cents),
@@ -218,10 +227,13 @@ def transfer_own(
     amount: Money,
     idempotency_key: str,
 ) -> ledger.PostedEntry:
-    """Move money between a member's own accounts (savings -> shares, say)."""
+    """Move money between a member's own accounts (savings -> shares, say). Deposits
+    and shares never move back (they are not withdrawable); savings keep their product's
+    minimum balance."""
     if from_purpose != Purpose.SAVINGS or to_purpose not in (Purpose.DEPOSITS, Purpose.SHARES):
         raise InvalidInput("only savings can move to deposits or shares", field="to")
     accounts = member_account_ids(session, member_id)
+    check_keeps_minimum(session, accounts[from_purpose], amount.cents)
     posted = ledger.post_entry(
         session,
         kind=EntryKind.TRANSFER_OWN,

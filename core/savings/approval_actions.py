@@ -1,6 +1,7 @@
 """The savings maker-checker actions (registered with ``core.approvals.engine``): a teller's
 cash withdrawal above the till limit (``withdrawal.cash``) and a till day counted with a
 difference (``till.close``), and the two verbs the API calls that may ask for them; and
+``share.transfer`` (share capital from one member to another, ``core.savings.shares``), and
 ``savings_product.create`` / ``savings_product.change`` (also how a product's rate is set
 and how one is deactivated): asked by a holder of ``savings_products:manage``, decided by
 another person holding ``approvals:decide_large`` (a manager): a product's rate is what
@@ -21,7 +22,7 @@ from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.members.approval_actions import AboveTillLimit, earlier_cash_request
 from core.members.backoffice import check_cash_key, visible_member
-from core.savings import products, year_end
+from core.savings import products, shares, year_end
 from core.savings.tills import (
     TillFigures,
     TillRefused,
@@ -51,7 +52,7 @@ def _check_cash_withdrawal(
 ) -> int:
     assert member_id is not None
     amount, _ = _withdrawal_payload(p)
-    check_may_withdraw(session, session.get_one(Member, member_id), amount)
+    check_may_withdraw(session, session.get_one(Member, member_id), amount, deps.now())
     return amount
 
 
@@ -244,6 +245,35 @@ def _reject_year_end(
     return year_end.reject_run(session, p)
 
 
+# ------------------------------------------------------------ share.transfer
+
+
+def _check_share_transfer(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> int:
+    """The seller (the request's member) may transfer this much now; the amount decides
+    whether a manager must approve."""
+    assert member_id is not None
+    t = shares.parse_request(member_id, p)
+    shares.check_transfer(session, t)
+    p.clear()
+    p.update({"to_member_id": t.to_member_id, "amount_cents": t.amount_cents})
+    return t.amount_cents
+
+
+def _exec_share_transfer(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    from core.staff.accounts import principal_for  # core.staff imports the members
+
+    assert req.member_id is not None and req.checker_id is not None
+    t = shares.parse_request(req.member_id, p)
+    checker = principal_for(session.get_one(StaffUser, req.checker_id))
+    posted = shares.transfer_shares(session, deps, checker, t, approval_id=req.id)
+    return {"entry": posted.reference, "amount_cents": t.amount_cents,
+            "to_member_id": t.to_member_id}  # fmt: skip
+
+
 def register_actions() -> None:
     register(
         year_end.POST_ACTION,
@@ -253,6 +283,16 @@ def register_actions() -> None:
             on_reject=_reject_year_end,
         ),
     )  # fmt: skip
+    register(
+        shares.ACTION,
+        ActionSpec(
+            shares.MAKER_PERMISSION,
+            "transfer share capital to another member",
+            True,
+            _check_share_transfer,
+            _exec_share_transfer,
+        ),
+    )
     register(
         "withdrawal.cash",
         ActionSpec(

@@ -166,7 +166,7 @@ WITH prod AS (
            v.balance_method, v.min_balance_to_earn_cents AS min_earn
     FROM savings_products p
     JOIN savings_product_versions v ON v.product_id = p.id AND v.version = p.current_version
-    WHERE v.rate_percent > 0 AND p.default_for IS NOT NULL
+    WHERE v.rate_percent > 0
 ),
 later AS (
     SELECT p.account_id, CAST(SUM(p.amount_cents) AS BIGINT) AS debit
@@ -179,7 +179,8 @@ calc AS (
            a.balance_cents - COALESCE(
                CASE WHEN a.normal_side = 'D' THEN l.debit ELSE -l.debit END, 0) AS bal
     FROM accounts a
-    JOIN prod ON prod.purpose = a.purpose
+    JOIN prod ON (a.savings_product_id IS NULL AND prod.purpose = a.purpose)
+              OR prod.product_id = a.savings_product_id
     LEFT JOIN later l ON l.account_id = a.id
 ),
 units AS (

@@ -43,6 +43,7 @@ from core.members.backoffice import check_cash_key, visible_member
 from core.members.registration import member_account_ids
 from core.members.status import MemberStatus
 from core.messaging.notifications import notify
+from core.savings import rules as savings_rules
 from core.savings.dormancy import check_not_dormant
 from db.models import JournalEntry, Member, Posting
 from db.models_tills import TillDay
@@ -62,9 +63,21 @@ def cash_withdrawal_key(actor: Principal, idempotency_key: str) -> str:
     return f"cashout:{actor.kind}:{actor.id}:{idempotency_key}"
 
 
-def check_may_withdraw(session: Session, member: Member, amount_cents: int) -> int:
+@dataclass(frozen=True, slots=True)
+class CashOut:
+    """A cash withdrawal checked: the savings account it leaves and the product's fee."""
+
+    savings_id: int
+    fee_cents: int
+
+
+def check_may_withdraw(
+    session: Session, member: Member, amount_cents: int, now: datetime
+) -> CashOut:
     """Who may take cash out and how much: an active member, savings not dormant, the
-    amount a positive number of cents within the available balance (holds count)."""
+    amount a positive number of cents within the available balance (holds count), and
+    the savings product's rules (``core.savings.rules.check_withdrawal``: minimum
+    balance, daily limit; its withdrawal fee is taken on top)."""
     if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
         raise InvalidInput("amount must be more than zero", field="amount_cents")
     if amount_cents > ledger.MAX_POSTING_CENTS:
@@ -79,7 +92,26 @@ def check_may_withdraw(session: Session, member: Member, amount_cents: int) -> i
             f"only {format_cents(available)} is available in savings",
             available_cents=available,
         )
-    return savings
+    fee = savings_rules.check_withdrawal(
+        savings_rules.rules_for_account(session, savings),
+        amount_cents=amount_cents,
+        available_cents=available,
+        withdrawn_today_cents=savings_rules.withdrawn_today_cents(session, member.id, savings, now),
+    )
+    return CashOut(savings, fee)
+
+
+def _fee_of(session: Session, ledger_key: str) -> int:
+    """The fee a cash withdrawal already posted under ``ledger_key`` took (0: none)."""
+    fee = session.scalar(
+        select(func.coalesce(func.sum(-Posting.amount_cents), 0))
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(
+            JournalEntry.idempotency_key == ledger_key,
+            Posting.account_id == ledger.account_id_by_code(session, SystemAccount.FEE_INCOME),
+        )
+    )
+    return int(fee or 0)
 
 
 def cash_withdrawal(
@@ -101,16 +133,22 @@ def cash_withdrawal(
     # The member row first, as every withdrawal does: this member's withdrawals queue.
     session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
     accounts = member_account_ids(session, member.id)
-    legs = [
-        ledger.Leg(accounts[Purpose.SAVINGS], amount_cents),
-        ledger.Leg(ledger.account_id_by_code(session, SystemAccount.BANK), -amount_cents),
-    ]
     now = deps.now()
     replay = session.scalar(
         select(JournalEntry.id).where(JournalEntry.idempotency_key == ledger_key)
     )
-    if replay is None:  # a replay is not checked again: post_entry returns the first
-        check_may_withdraw(session, member, amount_cents)
+    # A replay is not checked again: post_entry returns the first (its fee as it was).
+    if replay is None:
+        fee = check_may_withdraw(session, member, amount_cents, now).fee_cents
+    else:
+        fee = _fee_of(session, ledger_key)
+    # The product's fee leaves savings with the cash, to fee income, in the same entry.
+    legs = [
+        ledger.Leg(accounts[Purpose.SAVINGS], amount_cents + fee),
+        ledger.Leg(ledger.account_id_by_code(session, SystemAccount.BANK), -amount_cents),
+    ]
+    if fee:
+        legs.append(ledger.Leg(ledger.account_id_by_code(session, SystemAccount.FEE_INCOME), -fee))
     posted = ledger.post_entry(
         session, kind=EntryKind.WITHDRAWAL_CASH, legs=legs, idempotency_key=ledger_key,
         now=now, memo="Cash withdrawal from savings",

@@ -517,3 +517,144 @@ def test_a_swap_two_staff_cleared_after_an_id_check_lets_the_member_withdraw(
     bal = env.balance(m.id)
     assert (bal.balance_cents, bal.held_cents) == (300_000 - 101_300, 0)  # KES 1,000 + 13 fee
     assert env.count(SimSwapEvent, SimSwapEvent.member_id == m.id) == 1
+
+
+def test_the_savings_products_minimum_balance_fee_and_daily_limit_reprompt_on_the_phone(
+    env: Env, http: requests.Session
+) -> None:
+    """Issue 14, part 1: the product's rules refuse like an M-Pesa limit (a re-prompt naming
+    the rule and the most that may go) and its fee joins M-Pesa's on the confirmation."""
+    from dataclasses import replace as replace_terms
+
+    from core.savings import products
+    from db.models_savings import SavingsProduct
+
+    with env.unit_of_work() as s:
+        sav = s.scalars(select(SavingsProduct).where(SavingsProduct.default_for == "savings")).one()
+        terms = replace_terms(
+            products.get_product(s, sav.id).terms, min_balance_cents=400_000,
+            withdrawal_fee_cents=2_000, daily_withdrawal_limit_cents=150_000,
+        )  # fmt: skip
+        products.change_product(s, env.deps, SYSTEM, sav.id, sav.current_version, terms)
+    m = env.member("+254712000231", savings_kes=5000)
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("6")
+    p.send(PIN)
+    assert p.send("1600") == (
+        "Daily limit: KES 1,500 left today.\nWithdraw savings to M-Pesa. Enter amount in KES:"
+    )
+    # 5,000 - 4,000 kept - KES 20 product fee - M-Pesa's KES 13: KES 967 at most
+    assert p.send("1000").startswith(
+        "Savings keep a minimum balance: up to KES 967 can go.\nWithdraw savings"
+    )
+    assert p.send("900") == (
+        "Withdraw KES 900\nFee: KES 33\nTotal from savings: KES 933\n"
+        "To M-Pesa +254712000231\n1. Confirm\n2. Cancel"
+    )
+    assert p.send("2") == "Cancelled. Nothing was done."
+    assert holds(env, m.id) == [] and payouts(env, m.id) == []
+
+
+def test_a_member_opens_a_holiday_account_on_the_phone_and_deposits_into_it(
+    env: Env, http: requests.Session
+) -> None:
+    """Issue 14, part 1: the product chosen from those open to members, behind the PIN;
+    the deposit's "Deposit to:" then offers the new account, and the STK push credits it."""
+    from core.savings import products
+    from core.savings.member_accounts import account_for_target
+
+    with env.unit_of_work() as s:
+        products.create_product(
+            s, env.deps, SYSTEM, "HOLI",
+            products.parse_terms({**products.DEFAULTS, "name": "Holiday",
+                                  "kind": "ordinary_savings"}),
+        )  # fmt: skip
+    m = env.member("+254712000232")
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("8") == "Enter your PIN:"
+    assert p.send(PIN) == "Open which savings account?\n1. Holiday"
+    assert p.send("1") == "Open a Holiday account for you?\n1. Confirm\n2. Cancel"
+    assert p.send("1") == (
+        f"Your Holiday account is open. Save in it by M-Pesa paybill, account "
+        f"{m.member_number}HOLI. You will get an SMS."
+    )
+    assert p.ended
+    [sms] = env.sms(m.id, "savings_account_opened")
+    assert f"account {m.member_number}HOLI" in sms.body
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("8")
+    p.send(PIN)
+    p.send("1")
+    assert p.send("1").startswith("You already hold this account")  # one per product
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("5")
+    assert p.send("500") == "Deposit to:\n1. Savings\n2. Deposits\n3. Shares\n4. Holiday"
+    assert p.send("4").startswith("Deposit KES 500 to Holiday\n")
+    p.send("1")
+    p.send(PIN)
+    row = wait_for(lambda: settled_stk(env, m.id), what="the STK callback")
+    assert row.status == "succeeded" and row.target == "@HOLI"
+    with env.unit_of_work() as s:
+        assert account_for_target(s, m.id, "@HOLI").balance_cents == 50_000
+    assert env.balance(m.id).balance_cents == 0  # main savings untouched
+    # Balances and the statement now ask which account first.
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("1") == "Enter your PIN:"
+    assert p.send(PIN) == "Which account?\n1. Main accounts\n2. Holiday"
+    assert p.send("2").startswith("Holiday\nBalance KES 500\nAvailable KES 500")
+    p = phone(env, http, m.msisdn)
+    assert "No, start again" in p.dial()  # the balance screen left a resume offer
+    p.send("2")
+    p.send("2")
+    p.send(PIN)
+    one = p.send("2")
+    assert one.startswith("Statement (KES) 1/1\n") and "+500" in one
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    p.send("2")  # start again
+    p.send("1")
+    p.send(PIN)
+    assert p.send("1").startswith("Savings KES 0\n")  # the main accounts, as before
+
+
+def test_a_withdrawal_from_a_holiday_account_keeps_its_own_products_rules(
+    env: Env, http: requests.Session
+) -> None:
+    """Issue 14, part 1: with more than one savings account the member picks which to
+    withdraw from; the hold, the payout's entry and the minimum balance are that account's."""
+    from core.savings import member_accounts, products
+    from core.savings.accounts import Credit, CreditSource, credit_member
+
+    m = env.member("+254712000233", savings_kes=100)
+    with env.unit_of_work() as s:
+        products.create_product(
+            s, env.deps, SYSTEM, "HOLI",
+            products.parse_terms({**products.DEFAULTS, "name": "Holiday",
+                                  "kind": "ordinary_savings", "min_balance_cents": 100_000}),
+        )  # fmt: skip
+        member_accounts.open_savings_account(s, env.deps, member_id=m.id, product_code="HOLI")
+        credit_member(s, env.deps, Credit(
+            member_id=m.id, target="@HOLI", amount_cents=500_000, source=CreditSource.CASH,
+            idempotency_key="holi-cash-1", business_key="holi-cash-1",
+        ))  # fmt: skip
+    p = phone(env, http, m.msisdn)
+    p.dial()
+    assert p.send("6") == "Enter your PIN:"
+    assert p.send(PIN) == "Which account?\n1. Savings\n2. Holiday"
+    assert p.send("2") == "Withdraw savings to M-Pesa. Enter amount in KES:"
+    # 5,000 - 1,000 kept - M-Pesa's KES 23 fee for 1,500+: at most KES 3,977 goes
+    assert p.send("4000").startswith("Savings keep a minimum balance: up to KES 3,9")
+    assert p.send("1000").startswith("Withdraw KES 1,000\nFee: KES 13\n")
+    p.send("1")
+    row = wait_for(lambda: settled_payout(env, m.id), what="the B2C result")
+    assert row.status == "succeeded"
+    with env.unit_of_work() as s:
+        holiday = member_accounts.account_for_target(s, m.id, "@HOLI")
+        assert row.account_id == holiday.account_id
+        assert (holiday.balance_cents, holiday.available_cents) == (500_000 - 101_300,) * 2
+    assert env.balance(m.id).balance_cents == 10_000  # the main savings untouched

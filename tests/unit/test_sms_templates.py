@@ -25,6 +25,7 @@ WORST = {
     "deposits": "KES 9,999,999.99",
     "shares": "KES 9,999,999.99",
     "reference": "RKL51ZDR4F",  # 10 characters
+    "paybill_account": "99999999999WWWWWWWW",  # a member number and a product code
     "code": "ABCDEFGHIJ",
     "date": sms_datetime(datetime(2026, 12, 31, 20, 59, tzinfo=UTC)),
     "until": "23:59",

@@ -337,14 +337,15 @@ def where(tree: Tree, text: str, status: str) -> tuple[str, str | None]:
 @pytest.mark.parametrize("status", ["active", "pending_kyc", "suspended"])
 def test_todays_shortcuts_lead_where_they_led_once_the_main_menu_grows(status: str) -> None:
     grown = grown_tree()
-    for n in range(1, 8):
+    for n in range(1, 9):
         for rest in ("", "*1", "*2"):
             text = f"{n}{rest}"
             assert where(grown, text, status) == where(REAL_TREE, text, status), text
-    if status == "active":  # seven options today (7: Loans): the new ones are 8 and 9
+    if status == "active":  # eight options today (7: Loans, 8: Open savings account):
+        # the new ones are 9 and 10
         assert where(REAL_TREE, "7", status) == ("pin", "loans")  # Loans is behind the PIN
-        assert where(grown, "8", status) == ("account_lang", None)
-        assert where(grown, "9*2", status) == ("account_lang", None)  # not chosen: a Run
+        assert where(grown, "9", status) == ("account_lang", None)
+        assert where(grown, "10*2", status) == ("account_lang", None)  # not chosen: a Run
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

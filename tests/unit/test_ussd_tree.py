@@ -73,7 +73,9 @@ def worst_data(lang: str) -> dict[str, object]:
         "reference": "S" + "W" * 9,
         # the M-Pesa money screens
         "phone": "+254712345678",
-        "account": longest("acct_", lang),
+        # a word, or a further savings account's product name (cut to 16)
+        "account": max(longest("acct_", lang), "W" * 16, key=len),
+        "paybill": "9" * 11 + "W" * 8,  # a member number and a savings product's code
         "ref": "W" * 12,  # an STK AccountReference is at most 12 characters
         "limit": BIG,
         # loans (ussd/actions.py cuts names: PRODUCT_CHARS, PERSON_CHARS)
@@ -130,7 +132,9 @@ def item_lists(screen_id: str, lang: str) -> list[list[object]]:
     if isinstance(scr, Page):  # the statement's lines
         line = {
             "date": "27/11",
-            "account": longest("acct_", lang),
+            # a word, or a further savings account's product name (cut to 20)
+            "account": max(longest("acct_", lang), "W" * 20, key=len),
+            "paybill": "9" * 11 + "W" * 8,  # a member number and a savings product's code
             "what": longest("kind_", lang),
             "amount": "-" + BIG.removeprefix("KES "),
         }

@@ -86,8 +86,10 @@ from core.payments.mpesa.vocabulary import (
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker, SimSwapResultLike
 from core.risk.sim_swap import assess as assess_sim_swap
 from core.risk.vocabulary import SimSwapDecision, SimSwapOutcome
+from core.savings import rules as savings_rules
 from core.savings.accounts import ACCOUNT_LABELS, Credit, CreditSource, credit_member
 from core.savings.dormancy import check_not_dormant
+from core.savings.member_accounts import account_for_target, holds_target, is_product_target
 from core.staff import alerts as staff_alerts
 from db.base import UTCDateTime
 from db.models import Account, JournalEntry, Member
@@ -698,7 +700,10 @@ def start_deposit(
         return DepositStarted(
             existing.id, existing.amount_cents, existing.target, existing.msisdn, False
         )
-    if target not in ACCOUNT_LABELS["en"]:
+    if isinstance(target, str) and is_product_target(target):
+        if not holds_target(session, member_id, target):  # a further savings account
+            raise LimitExceeded("unknown deposit account", reason="target")
+    elif target not in ACCOUNT_LABELS["en"]:
         if not isinstance(target, str) or parse_loan_ref(target) is None:
             raise LimitExceeded("unknown deposit account", reason="target")
         target = loan_push(
@@ -1006,7 +1011,8 @@ def validate_c2b(
 
     C2B00015 another shortcode, C2B00013 an amount that is not whole shillings or
     outside the deposit limits, C2B00012 an account that is neither a member number
-    (bare = savings, ``D`` deposits, ``S`` shares) of a member who may deposit nor the
+    (bare = savings, ``D`` deposits, ``S`` shares, a savings product's code for the member's
+    account under it) of a member who may deposit nor the
     reference of an active loan (``L7K2M9QX``: a repayment) or of a written-off one (a
     recovery).
     """
@@ -1021,11 +1027,13 @@ def validate_c2b(
         if loan is None or loan.status not in (LoanStatus.ACTIVE, LoanStatus.WRITTEN_OFF):
             return "C2B00012", "Rejected"
         return "0", "Accepted"
-    status = session.scalar(
-        select(Member.status).where(Member.member_number == parsed.member_number)
-    )
-    if status is None or not may_deposit(status):
+    found = session.execute(
+        select(Member.id, Member.status).where(Member.member_number == parsed.member_number)
+    ).one_or_none()
+    if found is None or not may_deposit(found.status):
         return "C2B00012", "Rejected"
+    if is_product_target(parsed.target) and not holds_target(session, found.id, parsed.target):
+        return "C2B00012", "Rejected"  # a product code the member holds no account under
     return "0", "Accepted"
 
 
@@ -1089,6 +1097,13 @@ def record_c2b(
         "c2b", payment.trans_id, bill_ref=payment.bill_ref, payer_name=payment.payer_name,
         msisdn=payment.msisdn_masked, paid_at=payment.trans_time, c2b_payment_id=inserted,
     )  # fmt: skip
+    if (
+        member_id is not None
+        and target is not None
+        and is_product_target(target)
+        and not holds_target(session, member_id, target)
+    ):
+        park = replace(park, reason="unknown_account")  # no such account of this member
     if member_id is not None and target is not None:
         learnt.update(member_id=member_id, target=target)
         _lock_member_deposits(session, member_id)
@@ -1485,11 +1500,25 @@ def withdrawn_today_cents(session: Session, member_id: int, now: datetime) -> in
     return int(total or 0)
 
 
-def _savings(session: Session, member_id: int) -> Account:
-    account_id = member_account_ids(session, member_id)["savings"]
+def _savings(session: Session, member_id: int, target: str = "savings") -> Account:
+    """The savings account money leaves: the main one, or a further savings account of
+    the member's (``@<product code>``; ``NotFound`` when not held)."""
+    if target == "savings":
+        account_id = member_account_ids(session, member_id)["savings"]
+    elif is_product_target(target):
+        account_id = account_for_target(session, member_id, target).account_id
+    else:
+        raise InvalidInput("withdraw from savings or @<product code>", field="account")
     account = session.get(Account, account_id)
     assert account is not None
     return account
+
+
+def _payout_account(session: Session, row: B2CPayout) -> Account:
+    """The account a payout's hold is on: its own, else the member's main savings."""
+    if row.account_id is not None:
+        return session.get_one(Account, row.account_id)
+    return _savings(session, row.member_id)
 
 
 def quote_withdrawal(
@@ -1499,26 +1528,48 @@ def quote_withdrawal(
     member_id: int,
     amount_cents: int,
     policy: MpesaPolicy,
+    account: str = "savings",
 ) -> WithdrawalQuote:
     """What the confirmation screen shows: amount, fee, total from savings, payout number.
+    ``account``: ``savings`` (the main savings) or a further savings account's
+    ``@<product code>`` (its own product's rules apply).
 
     Active members only (``MemberNotAllowed``), savings not dormant (``AccountDormant``);
     ``LimitExceeded`` with ``reason``
     ``not_whole``, ``below_minimum``, ``above_maximum``, ``daily_limit`` or
-    ``insufficient`` (``limit_cents`` = the bound to show). Reads only.
+    ``insufficient`` (``limit_cents`` = the bound to show), then the savings product's
+    rules (``core.savings.rules.SavingsRuleRefused``: reason ``daily_limit``,
+    ``min_balance`` or ``insufficient``; the product's fee is added to the quote's fee).
+    Reads only.
     """
     member = get_member(session, member_id)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
     check_not_dormant(session, member_id)  # AccountDormant until staff reactivate it
-    savings = _savings(session, member_id)
-    return quote(
+    savings = _savings(session, member_id, account)
+    available = savings.balance_cents - savings.held_cents
+    q = quote(
         amount_cents,
-        available_cents=savings.balance_cents - savings.held_cents,
+        available_cents=available,
         withdrawn_today_cents=withdrawn_today_cents(session, member_id, deps.now()),
         msisdn=member.msisdn,
         policy=policy,
     )
+    # The savings product's rules on top (minimum balance, daily limit across every
+    # channel); its withdrawal fee joins M-Pesa's and goes to fee income in the payout's
+    # one entry (``_pay_payout``).
+    product_fee = savings_rules.check_withdrawal(
+        savings_rules.rules_for_account(session, savings.id),
+        amount_cents=q.amount_cents,
+        available_cents=available,
+        withdrawn_today_cents=savings_rules.withdrawn_today_cents(
+            session, member_id, savings.id, deps.now()
+        ),
+        other_fees_cents=q.fee_cents,
+    )
+    if not product_fee:
+        return q
+    return replace(q, fee_cents=q.fee_cents + product_fee, total_cents=q.total_cents + product_fee)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1553,8 +1604,10 @@ def request_withdrawal(
     policy: MpesaPolicy,
     sim_swap: SimSwapChecker,
     idempotency_key: str,
+    account: str = "savings",
 ) -> WithdrawalRequested:
-    """Hold amount + fee on savings and record the payout to send.
+    """Hold amount + fee on savings (``account``: the main savings, or a further savings
+    account's ``@<product code>``) and record the payout to send.
 
     The channel must have checked the member's PIN in this session; it ends with
     ``reference``. Defers ``SendB2C(payout_id)``, also when the same
@@ -1569,7 +1622,10 @@ def request_withdrawal(
     if existing is not None:
         uow.defer(session, SendB2C(existing.id))
         return _requested(existing, False)
-    quote_withdrawal(session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy)
+    quote_withdrawal(
+        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy,
+        account=account,
+    )  # fmt: skip
     member = get_member(session, member_id)
     # The SIM-swap check may call out (seconds): before any lock is taken.
     assessment = assess_sim_swap(
@@ -1587,16 +1643,18 @@ def request_withdrawal(
         uow.defer(session, SendB2C(existing.id))
         return _requested(existing, False)
     final = quote_withdrawal(
-        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy
-    )
+        session, deps, member_id=member_id, amount_cents=amount_cents, policy=policy,
+        account=account,
+    )  # fmt: skip
     guard_sim_swap(
         session, deps, member=member, amount_cents=amount_cents, policy=policy,
         assessment=assessment,
     )  # fmt: skip
     ocid = str(uuid.uuid4())
+    source = _savings(session, member_id, account)
     hold = ledger.reserve_hold(
         session,
-        account_id=_savings(session, member_id).id,
+        account_id=source.id,
         amount_cents=final.total_cents,
         idempotency_key=f"mpesa:b2c:{ocid}:hold",
         now=deps.now(),
@@ -1612,6 +1670,7 @@ def request_withdrawal(
         amount_cents=final.amount_cents,
         fee_cents=final.fee_cents,
         hold_id=hold.hold_id,
+        account_id=None if account == "savings" else source.id,
         status=PayoutStatus.REQUESTED,
         attempts=0,
         created_at=deps.now(),
@@ -1700,7 +1759,7 @@ def record_b2c_send_error(
 
 
 def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str | None) -> None:
-    savings = _savings(session, row.member_id)
+    savings = _payout_account(session, row)
     legs = [
         ledger.Leg(savings.id, row.amount_cents + row.fee_cents),
         ledger.Leg(ledger.account_id_by_code(session, FLOAT_OUT), -row.amount_cents),
@@ -1787,7 +1846,7 @@ def _fail_payout(
             "sacco": deps.sacco_name,
             "amount": format_cents(row.amount_cents),
             "reference": row.reference,
-            "balance": _balance_text(session, _savings(session, row.member_id).id),
+            "balance": _balance_text(session, _payout_account(session, row).id),
             "ussd_code": deps.ussd_code,
         },
     )

@@ -176,7 +176,10 @@ def quote(
 
 SUFFIXES = {"": "savings", "D": "deposits", "S": "shares"}
 TARGET_SUFFIX = {target: suffix for suffix, target in SUFFIXES.items()}
-_BILL_REF = re.compile(r"^([0-9]{5,11})(?:[-/ ]?([A-Z]))?$")
+# A member number, then nothing (savings), D or S, or a savings product's code (2-8
+# capital letters or digits, starting with a letter): the member's account under it.
+_BILL_REF = re.compile(r"^([0-9]{5,11})(?:[-/ ]?([A-Z][A-Z0-9]{0,7}))?$")
+PRODUCT_TARGET_PREFIX = "@"  # core.savings.member_accounts.TARGET_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +190,20 @@ class BillRef:
 
 def parse_bill_ref(text: str) -> BillRef | None:
     """What a member typed as the paybill account: ``10019`` savings, ``10019D`` deposits,
-    ``10019S`` shares (``-``, ``/`` or a space before the letter allowed, any case).
-    None when it is not a valid member number (check digit) with a known suffix."""
+    ``10019S`` shares, ``10019HOLI`` the member's account under savings product ``HOLI``
+    (target ``@HOLI``; ``-``, ``/`` or a space before the letters allowed, any case).
+    None when it is not a valid member number (check digit) with a known suffix or a
+    product code's shape (whether the member holds that account is the caller's check)."""
     cleaned = (text or "").strip().upper()
     match = _BILL_REF.match(cleaned)
     if match is None:
         return None
     number, suffix = match.group(1), match.group(2) or ""
-    if suffix not in SUFFIXES or not is_valid_member_number(number):
+    if not is_valid_member_number(number):
+        return None
+    if len(suffix) >= 2:
+        return BillRef(number, f"{PRODUCT_TARGET_PREFIX}{suffix}")
+    if suffix not in SUFFIXES:
         return None
     return BillRef(number, SUFFIXES[suffix])
 
@@ -213,6 +222,8 @@ def account_reference(member_number: str, target: str) -> str:
     loan = parse_loan_ref(target)
     if loan is not None:
         return loan
+    if target.startswith(PRODUCT_TARGET_PREFIX):
+        return f"{member_number}{target.removeprefix(PRODUCT_TARGET_PREFIX)}"
     return f"{member_number}{TARGET_SUFFIX[target]}"
 
 

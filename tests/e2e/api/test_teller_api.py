@@ -288,3 +288,42 @@ def test_a_branch_tellers_difference_is_decided_by_that_branchs_supervisor(
     assert api.post(url, headers=auth(there), json={}).status_code in (403, 404)
     assert api.post(url, headers=auth(here), json={}).json["status"] == "approved"
     assert till(api, teller).status_code == 404  # closed: nothing open any more
+
+
+def test_the_savings_products_rules_refuse_cash_with_a_422_naming_the_rule(
+    api: FlaskClient,
+    make_staff: Callable[..., Staffer],
+    make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session],
+    deps: CoreDeps,
+) -> None:
+    """Issue 14, part 1: minimum balance and daily limit at the counter; the fee goes to
+    fee income in the withdrawal's own entry."""
+    from core.kernel.permissions import SYSTEM
+    from core.savings import products
+    from db.models_savings import SavingsProduct
+
+    with unit_of_work(session_factory) as s:
+        sav = s.scalars(select(SavingsProduct).where(SavingsProduct.default_for == "savings")).one()
+        terms = replace(
+            products.get_product(s, sav.id).terms, min_balance_cents=1_000_00,
+            withdrawal_fee_cents=25_00, daily_withdrawal_limit_cents=3_500_00,
+        )  # fmt: skip
+        products.change_product(s, deps, SYSTEM, sav.id, sav.current_version, terms)
+    member, teller = make_member(status="active"), make_staff("teller")
+    fund(session_factory, deps, member, 4_000_00)
+    fees_before = system_balance(session_factory, SystemAccount.FEE_INCOME)
+    over = withdraw(api, teller, member.id, 3_500_01, "wd-rule-001")
+    assert over.status_code == 422 and over.json["code"] == "daily_withdrawal_limit"
+    assert "KES 3,500 left today" in over.json["detail"]
+    ok = withdraw(api, teller, member.id, 2_000_00, "wd-rule-002")
+    assert ok.status_code == 201 and ok.json["balances"]["savings_cents"] == 1_975_00
+    assert system_balance(session_factory, SystemAccount.FEE_INCOME) == fees_before + 25_00
+    keep = withdraw(api, teller, member.id, 950_01, "wd-rule-003")
+    assert keep.status_code == 422 and keep.json["code"] == "min_balance"
+    assert "minimum balance" in keep.json["detail"] and "KES 950" in keep.json["detail"]
+    assert savings(session_factory, member.id).balance_cents == 1_975_00
+    assert withdraw(api, teller, member.id, 950_00, "wd-rule-004").status_code == 201
+    assert savings(session_factory, member.id).balance_cents == 1_000_00  # the minimum, kept
+    last = withdraw(api, teller, member.id, 100_00, "wd-rule-005")  # 2,950 of 3,500 today
+    assert last.status_code == 422 and last.json["code"] == "min_balance"

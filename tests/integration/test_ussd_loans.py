@@ -666,7 +666,7 @@ def test_without_mpesa_express_by_mpesa_shows_the_paybill_and_the_loan_reference
     phone = Phone(client, borrower.msisdn)
     assert phone.dial() == (
         "CON Umoja SACCO\n1. Check balances\n2. Mini statement\n3. My account\n"
-        "4. Change PIN\n5. Withdraw\n6. Loans"
+        "4. Change PIN\n5. Withdraw\n6. Loans\n98 More"  # Open an account is on page 2
     )
     phone.send("6")
     assert phone.send(PIN) == LOANS_EN

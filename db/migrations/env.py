@@ -18,6 +18,7 @@ import db.models_recovery  # noqa: F401
 import db.models_savings  # noqa: F401
 import db.models_scoring  # noqa: F401
 import db.models_tills  # noqa: F401
+import db.models_bank  # noqa: F401
 import db.models_year_end  # noqa: F401
 from db.base import Base
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import date
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from core.payments.bank.statement import BankStatementLine
+from core.payments.bank.transfers import BankUnavailable
 from integrations.bank import callbacks
+from integrations.bank.client import BankError
 from integrations.bank.wiring import BankContext, allowed, policy_from_settings
 from observability.metrics import count_callback
 
@@ -57,9 +61,20 @@ def init_app(app: Flask) -> BankContext | None:
     if not settings.bank_enabled:
         app.extensions["sacco_bank"] = None
         app.extensions["sacco_bank_policy"] = None
+        app.extensions["sacco_bank_statement"] = None
         return None
     ctx = BankContext(settings, policy_from_settings(settings))
     app.extensions["sacco_bank"] = ctx
+    app.extensions["sacco_bank_statement"] = lambda start, end: read_statement(ctx, start, end)
     app.extensions["sacco_bank_policy"] = ctx.policy
     app.register_blueprint(bp)
     return ctx
+
+
+def read_statement(ctx: BankContext, start: date, end: date) -> list[BankStatementLine]:
+    """The bank's full statement as typed lines; the bank failing is ``BankUnavailable``
+    (a core error the API answers with a problem, never a 500)."""
+    try:
+        return ctx.client.statement(start, end)
+    except (BankError, ValueError, KeyError) as exc:
+        raise BankUnavailable(f"the bank did not answer: {exc}", reason="bank_error") from None

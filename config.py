@@ -477,6 +477,14 @@ class Settings(BaseSettings):
         return _cents(self.bank_sweep_approval_above_kes)
 
     @property
+    def bank_pesalink_max_cents(self) -> int:
+        return _cents(self.bank_pesalink_max_kes)
+
+    @property
+    def bank_payout_min_cents(self) -> int:
+        return _cents(self.bank_payout_min_kes)
+
+    @property
     def mpesa_enabled(self) -> bool:
         return bool(self.mpesa_consumer_key and self.mpesa_callback_token)
 

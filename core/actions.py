@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from core.accounting import adjustments
 from core.loans import approval_actions as loans
-from core.payments.bank import approval_actions as bank
 from core.members import approval_actions as members
+from core.payments.bank import approval_actions as bank
 from core.payments.mpesa import approval_actions as mpesa
 from core.risk import approval_actions as risk
 from core.savings import approval_actions as savings

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import db.models  # noqa: F401  (registers the tables on Base.metadata)
+import db.models_bank  # noqa: F401
 import db.models_close_day  # noqa: F401
 import db.models_exit  # noqa: F401
 import db.models_loans  # noqa: F401
@@ -18,7 +19,6 @@ import db.models_recovery  # noqa: F401
 import db.models_savings  # noqa: F401
 import db.models_scoring  # noqa: F401
 import db.models_tills  # noqa: F401
-import db.models_bank  # noqa: F401
 import db.models_year_end  # noqa: F401
 from db.base import Base
 

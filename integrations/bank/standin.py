@@ -198,7 +198,8 @@ class BankStandin:
 
     def _balance_cents(self) -> int:
         out = sum(m.amount * 100 for m in self.made.values() if m.status == "SUCCESS")
-        return self.opening_cents - out + sum(c["amount_cents"] for c in self.credits)
+        credits: int = sum(int(c["amount_cents"]) for c in self.credits)
+        return self.opening_cents - out + credits
 
     def _statement(self, body: dict[str, Any]) -> dict[str, Any]:
         try:

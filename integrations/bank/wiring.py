@@ -16,6 +16,7 @@ from config import Settings
 from core.kernel.deps import CoreDeps
 from core.payments.bank import transfers
 from core.payments.bank.transfers import BankPolicy
+from db.models_bank import BankTransfer
 from db.session import run_in_transaction
 from integrations.bank.client import BankClient, BankConfig, BankDown, BankRefused, BankUnsure
 
@@ -27,8 +28,8 @@ def policy_from_settings(settings: Settings) -> BankPolicy:
     return BankPolicy(
         own_bank_code=settings.bank_own_code,
         debit_account=settings.bank_debit_account,
-        pesalink_max_cents=settings.bank_pesalink_max_kes * 100,
-        payout_min_cents=settings.bank_payout_min_kes * 100,
+        pesalink_max_cents=settings.bank_pesalink_max_cents,
+        payout_min_cents=settings.bank_payout_min_cents,
     )
 
 
@@ -117,24 +118,29 @@ def settle_waiting(
     )
     counts: dict[str, int] = {}
     for transfer_id in ids:
-        reference = run_in_transaction(
-            factory, lambda s, i=transfer_id: s.get_one(transfers.BankTransfer, i).reference
-        )
-        try:
-            result = client.transfer_status(reference)
-        except (BankDown, BankRefused):
-            outcome = "asked_later"
-        else:
-            if result is None:
-                outcome = run_in_transaction(
-                    factory,
-                    lambda s, i=transfer_id: transfers.mark_for_review(
-                        s, deps, i, "the bank does not know this transfer"
-                    ),
-                )
-            else:
-                outcome = run_in_transaction(
-                    factory, lambda s, r=result: transfers.apply_result(s, deps, r)
-                )
+        outcome = _ask_about(factory, deps, client, transfer_id)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+def _ask_about(
+    factory: Callable[[], Session], deps: CoreDeps, client: BankClient, transfer_id: int
+) -> str:
+    def reference_of(s: Session) -> str:
+        return s.get_one(BankTransfer, transfer_id).reference
+
+    def review(s: Session) -> str:
+        return transfers.mark_for_review(s, deps, transfer_id, "the bank does not know it")
+
+    try:
+        result = client.transfer_status(run_in_transaction(factory, reference_of))
+    except (BankDown, BankRefused):
+        return "asked_later"
+    if result is None:
+        return run_in_transaction(factory, review)
+    found = result
+
+    def apply(s: Session) -> str:
+        return transfers.apply_result(s, deps, found)
+
+    return run_in_transaction(factory, apply)

@@ -38,6 +38,8 @@ EVERY_ACTION = {
     "savings_product.change": "core.savings.approval_actions",
     "year_end.post": "core.savings.approval_actions",
     "member.exit": "core.members.exit",
+    "bank_transfer.resolve": "core.payments.bank.approval_actions",
+    "bank.sweep": "core.payments.bank.approval_actions",
 }
 
 

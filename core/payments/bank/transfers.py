@@ -439,7 +439,7 @@ def _succeed(session: Session, deps: CoreDeps, row: BankTransfer) -> None:
         data={
             "sacco": deps.sacco_name,
             "amount": format_cents(row.amount_cents),
-            "last4": row.account_last4,
+            "digits": row.account_last4,
             "reference": row.reference,
         },
     )

@@ -19,10 +19,13 @@ from core.kernel.deps import CoreDeps
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
+from core.loans import book
+from core.members.registration import member_account_ids
 from db.models import Member
-from db.models_bank import BankSweep, MemberBankAccount
+from db.models_bank import BankSweep, BankTransfer, MemberBankAccount
 from db.session import unit_of_work
 from tests.e2e.api.conftest import Staffer, auth
+from tests.loanutil import funded_member, make_product
 from tests.settings import PG_URL, REDIS_URL
 
 KES = 100
@@ -142,3 +145,42 @@ def test_member_bank_account_transfers_and_statement_over_the_api(
     assert backwards.status_code == 422 and "end" in str(backwards.json)
     down = api.post(stmt, headers=auth(manager), json={"start": "2026-06-01", "end": "2026-06-10"})
     assert 400 <= down.status_code < 500 and "bank" in str(down.json), down.json
+
+
+def test_a_loan_recommended_to_the_bank_is_held_and_queued_for_the_bank(
+    api: FlaskClient, make_staff: Callable[..., Staffer],
+    session_factory: sessionmaker[Session], deps: CoreDeps,
+) -> None:  # fmt: skip
+    """``disburse_to: bank`` on the recommendation: refused (nothing done) while the member
+    has no bank account on record; once they have one, approved: the loan reaches savings
+    and the same amount is held for a bank transfer that the job queue sends."""
+    officer, manager = make_staff("loan_officer"), make_staff("manager")
+    with unit_of_work(session_factory) as s:
+        product = make_product(s, deps, guarantor_policy="none")
+        borrower = funded_member(s, deps, deposits_cents=100_000 * KES)
+        application = book.apply_for_loan(
+            s, deps, borrower.id, product.code, 50_000 * KES, 12, "staff", f"bk-{uuid4().hex}"
+        )
+        s.commit()
+        app_id, member_id = application.id, borrower.id
+    url = f"/api/v1/loan-applications/{app_id}"
+    bad = api.post(f"{url}/recommend", headers=auth(officer), json={"disburse_to": "cheque"})
+    assert bad.status_code == 422 and "disburse_to" in str(bad.json)
+    asked = api.post(f"{url}/recommend", headers=auth(officer), json={"disburse_to": "bank"})
+    assert asked.status_code == 202, asked.json
+    refused = api.post(f"{url}/approve", headers=auth(manager), json={"note": "ok"})
+    assert refused.json["status"] == "failed" and "bank" in str(refused.json["result"])
+    with unit_of_work(session_factory) as s:
+        assert s.scalar(select(func.count()).select_from(BankTransfer)) == 0
+    account = {"bank_code": "01", "account_number": "1234567890", "account_name": "Juma K"}
+    assert api.put(f"/api/v1/bank/members/{member_id}/account", headers=auth(manager),
+                   json=account).status_code == 200  # fmt: skip
+    again = api.post(f"{url}/recommend", headers=auth(officer), json={"disburse_to": "bank"})
+    assert again.status_code == 202, again.json
+    done = api.post(f"{url}/approve", headers=auth(manager), json={"note": "ok"})
+    assert done.json["status"] == "approved", done.json
+    with unit_of_work(session_factory) as s:
+        row = s.scalars(select(BankTransfer).where(BankTransfer.member_id == member_id)).one()
+        assert (row.transfer_type, row.status) == ("internal", "requested")  # same bank
+        savings = ledger.get_balance(s, member_account_ids(s, member_id)["savings"])
+        assert savings.held_cents == row.amount_cents == savings.balance_cents

@@ -1133,6 +1133,22 @@ def scheduler(interval: float | None, once: bool) -> None:
             name="mpesa-reconcile",
             daemon=True,
         ).start()
+    if settings.bank_enabled:  # transfers whose callback never came (docs/integrations/banks.md)
+        from core.payments.bank.transfers import SettleBankTransfers
+        from workers.runner import RqJobs
+
+        bank_jobs = RqJobs(connection, settings.jobs_queue)
+        threading.Thread(
+            target=_every,
+            args=(
+                settings.mpesa_reconcile_interval_s,
+                stop,
+                bank_jobs.submit,
+                SettleBankTransfers(),
+            ),
+            name="bank-settle",
+            daemon=True,
+        ).start()
     if not settings.database_url.startswith("sqlite"):  # close of day needs PostgreSQL
         threading.Thread(
             target=_every,

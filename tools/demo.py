@@ -28,13 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from integrations.africastalking.standin import start_standin as start_at
+from integrations.bank.standin import KEY as BANK_KEY
+from integrations.bank.standin import SECRET as BANK_SECRET
+from integrations.bank.standin import start_bank_standin
 from integrations.mpesa.standin import StandinHandle
 from integrations.mpesa.standin import start_standin as start_daraja
 
 # The seeded demo members (manage.py seed-demo): their numbers end 0001-0004, which the
 # Daraja stand-in turns into failures by default; the demo makes their payments succeed.
 DEMO_PHONES = ("+254712000001", "+254722000002", "+254110000003", "+254733000004")
-AT_OFFSET, DARAJA_OFFSET = 701, 702
+AT_OFFSET, DARAJA_OFFSET, BANK_OFFSET = 701, 702, 703
+BANK_CALLBACK_TOKEN = "demo-bank-callback-token-not-secret"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,13 +51,14 @@ class Ports:
     app: int
     africastalking: int
     daraja: int
+    bank: int
 
 
 def ports_for(app_port: int) -> Ports:
-    """The stand-ins' ports for an app port (8000 → 8701, 8702)."""
-    if not 1 <= app_port <= 65535 - DARAJA_OFFSET:
-        raise DemoError(f"PORT={app_port}: choose a port between 1 and {65535 - DARAJA_OFFSET}")
-    return Ports(app_port, app_port + AT_OFFSET, app_port + DARAJA_OFFSET)
+    """The stand-ins' ports for an app port (8000 → 8701, 8702, 8703)."""
+    if not 1 <= app_port <= 65535 - BANK_OFFSET:
+        raise DemoError(f"PORT={app_port}: choose a port between 1 and {65535 - BANK_OFFSET}")
+    return Ports(app_port, app_port + AT_OFFSET, app_port + DARAJA_OFFSET, app_port + BANK_OFFSET)
 
 
 def ensure_free(host: str, port: int, what: str, app_port: int) -> None:
@@ -77,8 +82,8 @@ def set_outcomes(handle: StandinHandle, phones: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Path]]:
-    """Both stand-ins, serving until the block ends; yields their URLs and the certificate."""
+def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Path, str]]:
+    """The stand-ins, serving until the block ends; yields their URLs and the certificate."""
     app_url = f"http://{host}:{ports.app}"
     log = logging.getLogger("integrations.mpesa.standin")
     log.setLevel(logging.INFO)
@@ -92,7 +97,9 @@ def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Pat
         set_outcomes(daraja, DEMO_PHONES)
         certificate = var / f"mpesa-standin-cert-{ports.app}.pem"
         certificate.write_bytes(daraja.certificate_pem)
-        yield at.url, daraja.url, certificate
+        bank_callback = f"{app_url}/hooks/bank/transfer-result?token={BANK_CALLBACK_TOKEN}"
+        bank = stack.enter_context(start_bank_standin(bank_callback, ports.bank))
+        yield at.url, daraja.url, certificate, bank.url
 
 
 def run(command: list[str], env: dict[str, str], what: str) -> None:
@@ -109,8 +116,9 @@ def serve(host: str, app_port: int, var: Path) -> int:
     ensure_free(host, ports.app, "the app", app_port)
     ensure_free(host, ports.africastalking, "the Africa's Talking stand-in", app_port)
     ensure_free(host, ports.daraja, "the Daraja stand-in", app_port)
+    ensure_free(host, ports.bank, "the bank stand-in", app_port)
     var.mkdir(exist_ok=True)
-    with standins(host, ports, var) as (at_url, daraja_url, certificate):
+    with standins(host, ports, var) as (at_url, daraja_url, certificate, bank_url):
         env = {
             **os.environ,
             "SACCO_ENV": os.environ.get("SACCO_ENV", "demo"),
@@ -121,6 +129,11 @@ def serve(host: str, app_port: int, var: Path) -> int:
             "MPESA_BASE_URL": daraja_url,
             "MPESA_CALLBACK_BASE_URL": f"http://{host}:{ports.app}",
             "MPESA_CERTIFICATE_PATH": str(certificate),
+            "BANK_BASE_URL": bank_url,
+            "BANK_CONSUMER_KEY": BANK_KEY,
+            "BANK_CONSUMER_SECRET": BANK_SECRET,
+            "BANK_DEBIT_ACCOUNT": "1100223344",
+            "BANK_CALLBACK_TOKEN": BANK_CALLBACK_TOKEN,
         }
         python = sys.executable
         run([python, "manage.py", "mpesa-register-urls"], env, "registering the C2B URLs")

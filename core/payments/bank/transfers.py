@@ -81,6 +81,11 @@ class SendBankTransfer(Job):
     transfer_id: int
 
 
+@dataclass(frozen=True)
+class SettleBankTransfers(Job):
+    """Ask the bank about transfers left waiting (the scheduler's periodic job)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TransferOrder:
     """What the adapter sends: everything the bank's funds-transfer request needs."""

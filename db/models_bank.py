@@ -72,6 +72,8 @@ class BankTransfer(Base):
     hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"))
     status: Mapped[str] = mapped_column(String(10), default="requested")
     bank_reference: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    # The synchronous answer's ``retrievalRefNumber``: not the callback's ``ftReference``.
+    retrieval_reference: Mapped[str | None] = mapped_column(String(64), default=None)
     result_code: Mapped[str | None] = mapped_column(String(16), default=None)
     result_desc: Mapped[str | None] = mapped_column(String(200), default=None)
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -87,7 +87,7 @@ def send_transfer(
     if order is None:
         return "skipped"
     try:
-        bank_reference = client.transfer(order)
+        retrieval = client.transfer(order)
     except BankRefused as exc:
         code, desc = exc.code, exc.description
         return run_in_transaction(
@@ -104,7 +104,7 @@ def send_transfer(
             factory, lambda s: transfers.record_unsure(s, deps, transfer_id, why)
         )
     return run_in_transaction(
-        factory, lambda s: transfers.record_accepted(s, deps, transfer_id, bank_reference)
+        factory, lambda s: transfers.record_accepted(s, deps, transfer_id, retrieval)
     )
 
 

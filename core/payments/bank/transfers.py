@@ -311,15 +311,17 @@ def claim_for_sending(
     )
 
 
-def record_accepted(session: Session, deps: CoreDeps, transfer_id: int, bank_reference: str) -> str:
-    """The bank took the order; its result comes by callback. A callback that came first
-    has already settled it: nothing changes."""
+def record_accepted(
+    session: Session, deps: CoreDeps, transfer_id: int, retrieval_reference: str
+) -> str:
+    """The bank took the order (its ``retrievalRefNumber`` kept; the transfer's own
+    reference, ``ftReference``, comes with the result by callback). A callback that came
+    first has already settled it: nothing changes."""
     row = _lock(session, transfer_id)
     if row.status not in (TransferStatus.SENDING, TransferStatus.UNKNOWN):
         return row.status
     row.status = TransferStatus.SENT
-    if bank_reference and row.bank_reference is None:
-        row.bank_reference = bank_reference[:64]
+    row.retrieval_reference = (retrieval_reference or "")[:64] or None
     session.flush()
     return row.status
 

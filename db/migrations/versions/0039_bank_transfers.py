@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("hold_id", ID, nullable=False),
         sa.Column("status", sa.String(10), nullable=False),
         sa.Column("bank_reference", sa.String(64), nullable=True),
+        sa.Column("retrieval_reference", sa.String(64), nullable=True),
         sa.Column("result_code", sa.String(16), nullable=True),
         sa.Column("result_desc", sa.String(200), nullable=True),
         sa.Column("last_error", sa.String(200), nullable=True),

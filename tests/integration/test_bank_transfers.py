@@ -36,7 +36,7 @@ from db.models_bank import BankCallback, BankTransfer
 from db.session import make_session_factory, unit_of_work
 from integrations.bank.client import BankClient, BankConfig
 from integrations.bank.standin import KEY, SECRET, BankStandinHandle, start_bank_standin
-from integrations.bank.wiring import send_transfer, settle_waiting
+from integrations.bank.wiring import allowed, send_transfer, settle_waiting
 from runtime import Runtime
 from tests.loanutil import PROCESSING_1PC, funded_member, make_product
 from workers.runner import InProcessJobs
@@ -293,8 +293,14 @@ def test_callbacks_without_the_token_or_from_elsewhere_are_refused_and_not_store
     assert garbage.status_code == 200 and garbage.json() == {"status": "malformed"}
     stranger = requests.post(url + f"?token={TOKEN}", json=body, timeout=5)
     assert stranger.json() == {"status": "unmatched"}
+    ctx = bank.app.extensions["sacco_bank"]  # the bank's addresses configured: not ours
+    ctx.settings = ctx.settings.model_copy(update={"bank_callback_allowed_networks": "10.9.0.0/16"})
+    outsider = requests.post(url + f"?token={TOKEN}", json=body, timeout=5)
+    assert outsider.status_code == 403
     with bank.factory() as s:
         assert sorted(s.scalars(select(BankCallback.status))) == ["malformed", "unmatched"]
+    assert allowed("10.9.0.0/16, 127.0.0.0/8", "127.0.0.1") and allowed("", "203.0.113.9")
+    assert not allowed("10.9.0.0/16", "127.0.0.1") and not allowed("10.9.0.0/16", "bogus")
 
 
 def test_the_float_sweep_moves_money_once_and_never_below_zero(bank: Bank) -> None:

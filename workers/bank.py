@@ -19,14 +19,21 @@ _clients: dict[str, BankClient] = {}
 _lock = threading.Lock()
 
 
+_worker: tuple[Any, Any] | None = None  # an RQ worker process's own, built once
+
+
 def _parts(ctx: Any) -> tuple[Any, Any]:
+    global _worker
     if ctx is not None:
         return ctx.settings, ctx.runtime
-    from config import load_settings
-    from runtime import build_runtime
+    with _lock:
+        if _worker is None:
+            from config import load_settings
+            from runtime import build_runtime
 
-    settings = load_settings()
-    return settings, build_runtime(settings)
+            settings = load_settings()
+            _worker = (settings, build_runtime(settings))
+        return _worker
 
 
 def _client(settings: Any) -> BankClient:

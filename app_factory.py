@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from api import health, v1
+    from integrations.bank import views as bank_views
     from integrations.mpesa import views as mpesa_views
     from sms import views as sms_views
     from ussd import simulator
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # The USSD money menus get the M-Pesa context as plain ports (policy, SIM-swap
     # checker, job queue): channels never import each other.
     ussd_views.init_app(app, money=mpesa_context if settings.mpesa_enabled else None)
+    # Loans paid to a bank account, float sweeps, the bank statement (docs/integrations/banks.md).
+    bank_views.init_app(app)
     sms_views.init_app(app)
     simulator.init_app(app)  # demo/development only
     return app

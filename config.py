@@ -151,6 +151,20 @@ class Settings(BaseSettings):
     pii_keys: str = Field(default="", description="comma-separated Fernet keys, newest first")
     blind_index_key: str = ""
 
+    # The bank (docs/integrations/banks.md). Empty BANK_BASE_URL = bank transfers off.
+    bank_base_url: str = ""
+    bank_consumer_key: str = ""
+    bank_consumer_secret: str = ""
+    bank_company_code: str = ""  # the SACCO's company code at the bank (KCB FT API)
+    bank_debit_account: str = ""  # the SACCO's account transfers leave from
+    bank_own_code: str = "01"  # the SACCO's bank's code: same bank -> internal transfer
+    bank_callback_token: str = ""  # long secret in the callback URL (?token=)
+    bank_callback_allowed_networks: str = ""  # comma-separated; empty: any (token only)
+    bank_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    bank_pesalink_max_kes: int = Field(default=999_999, ge=1)  # PesaLink's per-transfer cap
+    bank_payout_min_kes: int = Field(default=100, ge=1)
+    bank_sweep_approval_above_kes: int = Field(default=500_000, ge=0)
+
     # M-Pesa Daraja (docs/channels/mpesa.md). Empty in production = M-Pesa switched off.
     mpesa_base_url: str = ""
     mpesa_consumer_key: str = ""
@@ -466,6 +480,22 @@ class Settings(BaseSettings):
     @property
     def sim_swap_failure_daily_max_cents(self) -> int:
         return _cents(self.sim_swap_failure_daily_max_kes)
+
+    @property
+    def bank_enabled(self) -> bool:
+        return bool(self.bank_base_url and self.bank_callback_token)
+
+    @property
+    def bank_sweep_approval_above_cents(self) -> int:
+        return _cents(self.bank_sweep_approval_above_kes)
+
+    @property
+    def bank_pesalink_max_cents(self) -> int:
+        return _cents(self.bank_pesalink_max_kes)
+
+    @property
+    def bank_payout_min_cents(self) -> int:
+        return _cents(self.bank_payout_min_kes)
 
     @property
     def mpesa_enabled(self) -> bool:

@@ -20,6 +20,9 @@ rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
 suspense-assign (moved to the API: maker-checker, POST /api/v1/suspense/reassignments)
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
+bank-sweep      record the M-Pesa collections float moved to the bank (up to the threshold)
+bank-settle     ask the bank about transfers sent or unknown (what the scheduled job does)
+bank-reconcile  fetch the bank statement for a period and compare it with the ledger
 mpesa-reconcile settle STK/B2C requests still pending (what the scheduled job does)
 mpesa-register-urls  register the paybill's C2B validation/confirmation URLs
 backlog         M-Pesa callbacks not applied, STK pushes and payouts still waiting: counts
@@ -903,6 +906,89 @@ def suspense_assign(ignored: tuple[str, ...]) -> None:
     sys.exit(2)
 
 
+@cli.command("bank-sweep")
+@click.argument("amount_kes", type=click.IntRange(min=1))
+@click.option("--key", required=True, help="idempotency key: the same key twice is one sweep")
+def bank_sweep_cmd(amount_kes: int, key: str) -> None:
+    """Record AMOUNT_KES of the M-Pesa collections float moved to the bank (Dr Bank / Cr
+    M-Pesa collections float). Above BANK_SWEEP_APPROVAL_ABOVE_KES use the API, where
+    another person approves it (exit 2)."""
+    from dataclasses import replace
+
+    from core.kernel.permissions import SYSTEM
+    from core.payments.bank.sweeps import sweep_float
+
+    settings = _settings()
+    cents = amount_kes * 100
+    if cents > settings.bank_sweep_approval_above_cents:
+        click.echo(
+            "above BANK_SWEEP_APPROVAL_ABOVE_KES: ask through POST /api/v1/bank/sweeps "
+            "(maker-checker)",
+            err=True,
+        )
+        sys.exit(2)
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            row = sweep_float(
+                session, runtime.deps, replace(SYSTEM, name="manage.py bank-sweep"),
+                amount_cents=cents, idempotency_key=key,
+            )  # fmt: skip
+            click.echo(f"swept {format_cents(row.amount_cents)}: quote reference {row.reference}")
+    except SaccoError as exc:
+        click.echo(f"refused: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+
+
+@cli.command("bank-settle")
+def bank_settle_cmd() -> None:
+    """Ask the bank about every transfer sent or unknown for five minutes: settled by its
+    answer, or sent to staff review when the bank does not know it."""
+    from integrations.bank.wiring import client_from_settings, settle_waiting
+
+    settings = _settings()
+    if not settings.bank_base_url:
+        click.echo("BANK_BASE_URL is not set", err=True)
+        sys.exit(2)
+    runtime = _runtime()
+    counts = settle_waiting(runtime.session_factory, runtime.deps, client_from_settings(settings))
+    click.echo(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing waiting")
+
+
+@cli.command("bank-reconcile")
+@click.option("--start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+def bank_reconcile_cmd(start: datetime, end: datetime) -> None:
+    """Fetch the bank statement from START to END and compare it with our transfers and
+    sweeps by reference; exit 1 on differences, 2 when the bank cannot be read."""
+    from core.payments.bank.statement import reconcile_bank_statement
+    from integrations.bank.client import BankError
+    from integrations.bank.wiring import client_from_settings
+
+    settings = _settings()
+    if not settings.bank_base_url or end < start:
+        click.echo("BANK_BASE_URL is not set, or END is before START", err=True)
+        sys.exit(2)
+    try:
+        lines = client_from_settings(settings).statement(start.date(), end.date())
+    except (BankError, ValueError, KeyError) as exc:
+        click.echo(f"cannot read the bank statement: {exc}", err=True)
+        sys.exit(2)
+    runtime = _runtime()
+    with runtime.unit_of_work() as session:
+        report = reconcile_bank_statement(session, lines, start.date(), end.date())
+    click.echo(f"{len(lines)} statement lines, {len(report.matched)} matched")
+    for item in report.amount_differs:
+        click.echo(f"AMOUNT DIFFERS        {item}")
+    for ref in report.unsettled_here:
+        click.echo(f"OPEN WITH US          {ref}")
+    for ref in report.missing:
+        click.echo(f"MISSING IN STATEMENT  {ref}")
+    for line in report.unmatched_lines:
+        click.echo(f"NOT OURS              {line}")
+    sys.exit(0 if report.clean else 1)
+
+
 @cli.command("reconcile-statement")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def reconcile_statement_cmd(path: str) -> None:
@@ -1084,6 +1170,22 @@ def scheduler(interval: float | None, once: bool) -> None:
                 ReconcilePending(),
             ),
             name="mpesa-reconcile",
+            daemon=True,
+        ).start()
+    if settings.bank_enabled:  # transfers whose callback never came (docs/integrations/banks.md)
+        from core.payments.bank.transfers import SettleBankTransfers
+        from workers.runner import RqJobs
+
+        bank_jobs = RqJobs(connection, settings.jobs_queue)
+        threading.Thread(
+            target=_every,
+            args=(
+                settings.mpesa_reconcile_interval_s,
+                stop,
+                bank_jobs.submit,
+                SettleBankTransfers(),
+            ),
+            name="bank-settle",
             daemon=True,
         ).start()
     if not settings.database_url.startswith("sqlite"):  # close of day needs PostgreSQL

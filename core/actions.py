@@ -10,6 +10,7 @@ from __future__ import annotations
 from core.accounting import adjustments
 from core.loans import approval_actions as loans
 from core.members import approval_actions as members
+from core.payments.bank import approval_actions as bank
 from core.payments.mpesa import approval_actions as mpesa
 from core.risk import approval_actions as risk
 from core.savings import approval_actions as savings
@@ -17,5 +18,5 @@ from core.staff import approval_actions as staff
 
 
 def register_all() -> None:
-    for domain in (members, adjustments, mpesa, risk, staff, loans, savings):
+    for domain in (members, adjustments, mpesa, risk, staff, loans, savings, bank):
         domain.register_actions()

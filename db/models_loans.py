@@ -227,7 +227,7 @@ class LoanApplication(Base):
             name="status",
         ),
         CheckConstraint("channel IN ('ussd', 'sms', 'staff')", name="channel"),
-        CheckConstraint("disburse_to IN ('savings', 'mpesa')", name="disburse_to"),
+        CheckConstraint("disburse_to IN ('savings', 'mpesa', 'bank')", name="disburse_to"),
         CheckConstraint("amount_cents > 0 AND term >= 1", name="amount_term"),
         CheckConstraint(
             "required_cover_cents >= 0 AND own_cover_cents >= 0 AND guarantor_cover_cents >= 0",

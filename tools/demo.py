@@ -1,13 +1,14 @@
 """Serve the demo SACCO with its own stand-ins: ``make demo`` (``python -m tools.demo``).
 
-The app listens on ``--port`` (``PORT``, default 8000). Its three stand-ins take ports
+The app listens on ``--port`` (``PORT``, default 8000). Its four stand-ins take ports
 derived from it, so that two demos side by side never share one:
 
 * Africa's Talking (SMS, delivery reports, the SIM-swap check) on ``PORT + 701``;
 * M-Pesa Daraja (STK push, C2B, B2C) on ``PORT + 702``;
-* the credit bureau (Metropol-shaped REST; every ID "clean" unless told) on ``PORT + 703``.
+* the credit bureau (Metropol-shaped REST; every ID "clean" unless told) on ``PORT + 703``;
+* the bank (KCB-style funds transfer, Co-op-style statement) on ``PORT + 704``.
 
-With the default port that is 8701, 8702 and 8703. A port that is taken stops the demo
+With the default port that is 8701, 8702, 8703 and 8704. A port that is taken stops the demo
 before anything starts, with one line saying which and why; so does a stand-in or a
 command that fails. The stand-ins run on threads of this process; gunicorn runs as a
 child; Ctrl-C (or SIGTERM) stops all of them.
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from integrations.africastalking.standin import start_standin as start_at
+from integrations.bank.standin import KEY as BANK_KEY
+from integrations.bank.standin import SECRET as BANK_SECRET
+from integrations.bank.standin import start_bank_standin
 from integrations.bureaus import standin as bureau_standin
 from integrations.mpesa.standin import StandinHandle
 from integrations.mpesa.standin import start_standin as start_daraja
@@ -36,7 +40,8 @@ from integrations.mpesa.standin import start_standin as start_daraja
 # The seeded demo members (manage.py seed-demo): their numbers end 0001-0004, which the
 # Daraja stand-in turns into failures by default; the demo makes their payments succeed.
 DEMO_PHONES = ("+254712000001", "+254722000002", "+254110000003", "+254733000004")
-AT_OFFSET, DARAJA_OFFSET, BUREAU_OFFSET = 701, 702, 703
+AT_OFFSET, DARAJA_OFFSET, BUREAU_OFFSET, BANK_OFFSET = 701, 702, 703, 704
+BANK_CALLBACK_TOKEN = "demo-bank-callback-token-not-secret"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,13 +55,17 @@ class Ports:
     africastalking: int
     daraja: int
     bureau: int
+    bank: int
 
 
 def ports_for(app_port: int) -> Ports:
-    """The stand-ins' ports for an app port (8000 → 8701, 8702, 8703)."""
-    if not 1 <= app_port <= 65535 - BUREAU_OFFSET:
-        raise DemoError(f"PORT={app_port}: choose a port between 1 and {65535 - BUREAU_OFFSET}")
-    return Ports(app_port, app_port + AT_OFFSET, app_port + DARAJA_OFFSET, app_port + BUREAU_OFFSET)
+    """The stand-ins' ports for an app port (8000 → 8701, 8702, 8703, 8704)."""
+    if not 1 <= app_port <= 65535 - BANK_OFFSET:
+        raise DemoError(f"PORT={app_port}: choose a port between 1 and {65535 - BANK_OFFSET}")
+    return Ports(
+        app_port, app_port + AT_OFFSET, app_port + DARAJA_OFFSET, app_port + BUREAU_OFFSET,
+        app_port + BANK_OFFSET,
+    )  # fmt: skip
 
 
 def ensure_free(host: str, port: int, what: str, app_port: int) -> None:
@@ -80,7 +89,7 @@ def set_outcomes(handle: StandinHandle, phones: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Path, str]]:
+def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Path, str, str]]:
     """The stand-ins, serving until the block ends; yields their URLs and the certificate."""
     app_url = f"http://{host}:{ports.app}"
     log = logging.getLogger("integrations.mpesa.standin")
@@ -96,7 +105,9 @@ def standins(host: str, ports: Ports, var: Path) -> Iterator[tuple[str, str, Pat
         certificate = var / f"mpesa-standin-cert-{ports.app}.pem"
         certificate.write_bytes(daraja.certificate_pem)
         bureau = stack.enter_context(bureau_standin.start_standin(host, ports.bureau))
-        yield at.url, daraja.url, certificate, bureau.url
+        bank_callback = f"{app_url}/hooks/bank/transfer-result?token={BANK_CALLBACK_TOKEN}"
+        bank = stack.enter_context(start_bank_standin(bank_callback, ports.bank))
+        yield at.url, daraja.url, certificate, bureau.url, bank.url
 
 
 def run(command: list[str], env: dict[str, str], what: str) -> None:
@@ -114,8 +125,9 @@ def serve(host: str, app_port: int, var: Path) -> int:
     ensure_free(host, ports.africastalking, "the Africa's Talking stand-in", app_port)
     ensure_free(host, ports.daraja, "the Daraja stand-in", app_port)
     ensure_free(host, ports.bureau, "the credit-bureau stand-in", app_port)
+    ensure_free(host, ports.bank, "the bank stand-in", app_port)
     var.mkdir(exist_ok=True)
-    with standins(host, ports, var) as (at_url, daraja_url, certificate, bureau_url):
+    with standins(host, ports, var) as (at_url, daraja_url, certificate, bureau_url, bank_url):
         env = {
             **os.environ,
             "SACCO_ENV": os.environ.get("SACCO_ENV", "demo"),
@@ -131,6 +143,11 @@ def serve(host: str, app_port: int, var: Path) -> int:
             "BUREAU_URL": bureau_url,
             "BUREAU_METROPOL_PUBLIC_KEY": bureau_standin.PUBLIC_KEY,
             "BUREAU_METROPOL_PRIVATE_KEY": bureau_standin.PRIVATE_KEY,
+            "BANK_BASE_URL": bank_url,
+            "BANK_CONSUMER_KEY": BANK_KEY,
+            "BANK_CONSUMER_SECRET": BANK_SECRET,
+            "BANK_DEBIT_ACCOUNT": "1100223344",
+            "BANK_CALLBACK_TOKEN": BANK_CALLBACK_TOKEN,
         }
         python = sys.executable
         run([python, "manage.py", "mpesa-register-urls"], env, "registering the C2B URLs")

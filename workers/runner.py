@@ -33,6 +33,7 @@ from threading import Lock
 from typing import Any
 
 from core.kernel.uow import Job
+from core.payments.bank.transfers import SendBankTransfer, SettleBankTransfers
 from core.payments.mpesa.jobs import QueryB2CStatus, ReconcilePending, SendB2C, SendStkPush
 from observability.logs import job_meta
 
@@ -44,6 +45,8 @@ JOBS: dict[type[Job], str] = {
     SendB2C: "workers.mpesa.send_b2c",
     QueryB2CStatus: "workers.mpesa.query_b2c_status",
     ReconcilePending: "workers.mpesa.reconcile_pending",
+    SendBankTransfer: "workers.bank.send_bank_transfer",
+    SettleBankTransfers: "workers.bank.settle_bank_transfers",
 }
 
 

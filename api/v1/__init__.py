@@ -27,6 +27,7 @@ from api.v1 import (
     approval_views,
     audit_views,
     auth_views,
+    bank_views,
     bureau_views,
     close_day_views,
     crb_views,
@@ -66,6 +67,7 @@ BLUEPRINTS = [
     teller_views.blp,
     savings_product_views.blp,
     year_end_views.blp,
+    bank_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

@@ -273,7 +273,7 @@ def get_application(application_id: int) -> Any:
 def recommend(body: dict[str, Any], application_id: int) -> Any:
     """A loan officer recommends an application pending approval: a ``loan.approve``
     request (202) for another person to decide (``…/approve`` or ``/approvals/{id}``).
-    ``disburse_to`` (``savings`` | ``mpesa``) changes where the member asked the money to
+    ``disburse_to`` (``savings`` | ``mpesa`` | ``bank``) changes where the member asked the money to
     go; the checker approves what the request says."""
     rt = runtime()
     with rt.unit_of_work() as s:

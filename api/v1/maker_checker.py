@@ -19,6 +19,7 @@ from api.v1.security import api_state, current, runtime
 from core.approvals import engine as approvals
 from core.loans import approval_actions as loan_actions
 from core.members.registration import member_balances
+from core.payments.bank.transfers import prepare_bank_payout
 from core.payments.mpesa.loan_payouts import prepare_loan_payout
 from db.models import ApprovalRequest
 
@@ -74,6 +75,10 @@ def decision_ports(session: Session, request_id: int) -> dict[str, Any]:
     status assessed now (it may call the provider), before the decision takes its locks.
     Empty when M-Pesa is not configured: such an approval then fails ``mpesa_unavailable``
     and nothing is done."""
+    bank_member = loan_actions.bank_payout_member(session, request_id)
+    bank_policy = current_app.extensions.get("sacco_bank_policy")
+    if bank_member is not None and bank_policy is not None:
+        return {"loan_payout": prepare_bank_payout(session, bank_member, bank_policy)}
     member_id = loan_actions.payout_member(session, request_id)
     policy = current_app.extensions.get("sacco_mpesa_policy")
     checker = current_app.extensions.get("sacco_sim_swap")

@@ -936,7 +936,7 @@ class LoanApplicationOut(Schema):
     term = fields.Integer(required=True)
     status = fields.String(required=True)
     channel = fields.String(required=True)
-    disburse_to = fields.String(required=True, metadata={"description": "savings | mpesa"})
+    disburse_to = fields.String(required=True, metadata={"description": "savings | mpesa | bank"})
     limit_cents = fields.Integer(required=True)
     reasons = fields.List(fields.String(), required=True)
     required_cover_cents = fields.Integer(required=True)
@@ -985,7 +985,7 @@ class LoanApplicationIn(Strict):
 class RecommendIn(Strict):
     note = fields.String(load_default="", validate=validate.Length(max=200))
     disburse_to = fields.String(
-        load_default=None, validate=validate.OneOf(["savings", "mpesa"]),
+        load_default=None, validate=validate.OneOf(["savings", "mpesa", "bank"]),
         metadata={"description": "where the money goes; default: what the member chose"},
     )  # fmt: skip
 

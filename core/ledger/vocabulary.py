@@ -18,6 +18,11 @@ class EntryKind(StrEnum):
     DEPOSIT_MPESA = "deposit.mpesa"  # M-Pesa (STK push or paybill) into a member account
     DEPOSIT_CASH = "deposit.cash"  # teller cash into a member account
     DEPOSIT_BANK = "deposit.bank"  # a bank transfer into a member account
+    # Bank transfers (issue 15, part 4; core.payments.bank): a loan paid on from savings to
+    # the member's bank account (Dr savings / Cr bank, posting the hold), and the M-Pesa
+    # collections float swept to the bank account (Dr bank / Cr M-Pesa collections float).
+    WITHDRAWAL_BANK = "withdrawal.bank"
+    FLOAT_SWEEP = "float.sweep"
     TRANSFER_OWN = "transfer.own"  # between a member's own accounts (savings -> shares)
     WITHDRAWAL_MPESA = "withdrawal.mpesa"  # savings -> M-Pesa (B2C), with its fee
     MPESA_SUSPENSE = "mpesa.suspense"  # an M-Pesa payment nobody could take yet, parked

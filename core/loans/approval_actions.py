@@ -91,6 +91,20 @@ def payout_member(session: Session, request_id: int) -> int | None:
     return application.member_id
 
 
+def bank_payout_member(session: Session, request_id: int) -> int | None:
+    """As ``payout_member``, for an application to be paid to the member's bank account."""
+    req = session.get(ApprovalRequest, request_id)
+    if req is None or req.action != ACTION or req.status != ApprovalStatus.PENDING:
+        return None
+    application_id = engine.payload_of(req).get("application_id")
+    application = (
+        session.get(LoanApplication, application_id) if type(application_id) is int else None
+    )
+    if application is None or application.disburse_to != DisburseTo.BANK:
+        return None
+    return application.member_id
+
+
 def _on_reject(
     session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
 ) -> dict[str, Any]:

@@ -175,7 +175,7 @@ def apply_for_loan(
     ``IdempotencyConflict``."""
     _check_input(amount_cents, term, channel, idempotency_key)
     if disburse_to not in tuple(DisburseTo):
-        raise InvalidInput("disburse_to must be savings or mpesa", field="disburse_to")
+        raise InvalidInput("disburse_to must be savings, mpesa or bank", field="disburse_to")
     if top_up_of is not None and disburse_to != DisburseTo.SAVINGS:
         # What a top-up leaves is known only at disbursement (the old loan's payoff that
         # day), after the M-Pesa payout's checks would have to run: it goes to savings.
@@ -364,8 +364,8 @@ def _auto_approve(
         return
     except LoanStateError:
         return
-    if application.disburse_to == DisburseTo.MPESA:
-        try:  # no M-Pesa at this edge, above the payout maximum, a SIM swap: staff decide
+    if application.disburse_to in (DisburseTo.MPESA, DisburseTo.BANK):
+        try:  # no M-Pesa (or bank) at this edge, above the payout maximum, a SIM swap: staff decide
             with uow.savepoint(session):
                 disbursement.approve_application(
                     session, deps, SYSTEM, application.id,

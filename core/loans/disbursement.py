@@ -184,6 +184,12 @@ def check_payout(
     ``LoanStateError`` ``mpesa_unavailable`` without a payout port for its member, and
     whatever the port refuses (limits, the SIM-swap guard). Writes nothing."""
     if payout is None or payout.member_id != application.member_id:
+        if application.disburse_to == DisburseTo.BANK:
+            raise LoanStateError(
+                "bank payouts are not available here: disburse to savings or approve where "
+                "the bank is configured",
+                reason="bank_unavailable",
+            )
         raise LoanStateError(
             "M-Pesa payouts are not available here: disburse to savings or approve where "
             "M-Pesa is configured",
@@ -210,15 +216,17 @@ def disburse(
     ``locked``: the caller holds the application's row (``lock_application``)."""
     application = lock_application(session, application_id, locked=locked)
     if (
-        application.disburse_to != DisburseTo.MPESA
+        application.disburse_to not in (DisburseTo.MPESA, DisburseTo.BANK)
         or application.status != ApplicationStatus.APPROVED
     ):
         return disburse_to_savings(session, deps, actor, application.id, locked=True)
     amount = check_payout(session, deps, application, payout)
     assert payout is not None
+    by_mpesa = application.disburse_to == DisburseTo.MPESA  # else by bank: its own SMS
     loan = disburse_to_savings(
-        session, deps, actor, application.id, mpesa_cents=amount, locked=True
-    )
+        session, deps, actor, application.id, mpesa_cents=amount if by_mpesa else None,
+        locked=True,
+    )  # fmt: skip
     payout.pay(session, deps, loan, amount)
     return loan
 

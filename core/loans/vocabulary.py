@@ -199,6 +199,7 @@ class DisburseTo(StrEnum):
 
     SAVINGS = "savings"  # the loan's entry credits the member's savings
     MPESA = "mpesa"  # the same entry, then a B2C payout of what reached savings
+    BANK = "bank"  # the same entry, then a bank transfer of it (core.payments.bank)
 
 
 # Close of day (core/loans/close_of_day.py; migration 0020).

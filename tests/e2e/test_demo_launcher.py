@@ -23,6 +23,7 @@ def test_stand_in_ports_follow_the_app_port() -> None:
     assert (ports_for(8000).africastalking, ports_for(8000).daraja) == (8701, 8702)
     assert (ports_for(9000).africastalking, ports_for(9000).daraja) == (9701, 9702)
     assert (ports_for(8000).bureau, ports_for(9000).bureau) == (8703, 9703)
+    assert (ports_for(8000).bank, ports_for(9000).bank) == (8704, 9704)
     with pytest.raises(DemoError, match="PORT=65000"):
         ports_for(65000)
 
@@ -40,7 +41,9 @@ def demo_port() -> int:
     """An app port whose stand-in ports are free too."""
     for _ in range(200):
         port = free_port()
-        if port < 60000 and all(_is_free(p) for p in (port + 701, port + 702, port + 703)):
+        if port < 60000 and all(
+            _is_free(p) for p in (port + 701, port + 702, port + 703, port + 704)
+        ):
             return port
     raise AssertionError("no free port triple")
 

@@ -39,6 +39,8 @@ EVERY_ACTION = {
     "year_end.post": "core.savings.approval_actions",
     "share.transfer": "core.savings.approval_actions",
     "member.exit": "core.members.exit",
+    "bank_transfer.resolve": "core.payments.bank.approval_actions",
+    "bank.sweep": "core.payments.bank.approval_actions",
 }
 
 

@@ -53,6 +53,7 @@ WORST = {
     "year": "2026",  # year end: the financial year and a member's dividend and rebate
     "dividend": "KES 9,999,999.99",
     "rebate": "KES 9,999,999.99",
+    "digits": "9999",  # bank transfers: the last four digits of the member's account
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]

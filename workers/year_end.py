@@ -14,6 +14,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from core.kernel.errors import SaccoError
 from core.payments.mpesa import dividend_payouts
 from core.savings import year_end
@@ -53,13 +55,14 @@ def run_year_end_payouts(ctx: MpesaContext, run_id: int) -> PayoutReport:
     members = run_in_transaction(factory, lambda s: year_end.mpesa_members(s, run_id))
     report = PayoutReport(run_id, members=len(members))
     for member_id in members:
-        try:
-            done = run_in_transaction(
-                factory,
-                lambda s, m=member_id: dividend_payouts.pay_member(
-                    s, deps, run_id=run_id, member_id=m, policy=ctx.policy, sim_swap=ctx.sim_swap
-                ),
+
+        def pay(s: Session, m: int = member_id) -> dividend_payouts.MemberPayout:
+            return dividend_payouts.pay_member(
+                s, deps, run_id=run_id, member_id=m, policy=ctx.policy, sim_swap=ctx.sim_swap
             )
+
+        try:
+            done = run_in_transaction(factory, pay)
         except SaccoError as exc:  # the SIM-swap guard (kept), savings locked meanwhile
             log.warning("year-end payout run %d member %d: %s", run_id, member_id, exc.code)
             report.outcomes[str(exc.context.get("reason") or exc.code)] += 1

@@ -31,7 +31,8 @@ payable / Cr withholding tax) and the net through ``credit_member`` (Dr dividend
 / Cr the member's savings, shares or deposits per the standing choice; an SMS with gross,
 tax and net). Posting recomputes every line and refuses if it differs from what was
 approved, so preview = posting. A year is posted at most once (``posted_year`` unique);
-posting again returns the first result.
+posting again returns the first result. A posted run with ``mpesa`` lines defers
+``PayYearEndByMpesa`` (the B2C payouts: ``core.payments.mpesa.dividend_payouts``).
 """
 
 from __future__ import annotations

@@ -155,7 +155,9 @@ def test_paid_by_mpesa_in_whole_shillings_failed_stays_in_savings_savings_choice
     assert (env.balance(paid.id).balance_cents, env.balance(paid.id).held_cents) == (57, 0)
     assert float_before - env.code_balance("1020") == 114_000
     [receipt] = env.sms(paid.id, "withdrawal_paid")
-    assert "KES 1,140 sent to M-Pesa" in receipt.body and good.receipt in receipt.body
+    assert (
+        "KES 1,140 sent to M-Pesa" in receipt.body and f"M-Pesa ref {good.receipt}" in receipt.body
+    )
 
     bad = settled(env, run_id, failing)
     assert (bad.status, bad.result_code) == ("failed", 2040)

@@ -17,6 +17,7 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from core.approvals import engine as approvals
 from core.kernel import uow
@@ -29,8 +30,9 @@ from core.members.registration import member_account_ids
 from core.payments.mpesa.dividend_payouts import payout_key
 from core.savings import year_end as ye
 from core.savings.jobs import PayYearEndByMpesa
-from db.models import Hold, Member, StaffUser
+from db.models import Account, Hold, Member, StaffUser
 from db.models_mpesa import B2CPayout, SimSwapEvent
+from db.session import run_in_transaction
 from integrations.africastalking.standin import StandinHandle as AtHandle
 from integrations.mpesa.standin import StandinHandle
 from tests.e2e.mpesa_harness import TOKEN, Env, post, serve, wait_for
@@ -235,10 +237,20 @@ def test_what_cannot_be_sent_stays_in_savings_and_the_member_is_told(env: Env) -
         {"number": swapped.msisdn, "swapped": True, "last_swap_date": when},
     )
     big = shareholder(env, "+254712400023", "2000000")  # 240,000 - 12,000 = 228,000
+    asleep = shareholder(env, "+254712400024", "20000")
     run_id = posted_run(env)
+    with env.unit_of_work() as s:  # dormant after posting (mark_dormant's one UPDATE)
+        s.get_one(
+            Account, member_account_ids(s, asleep.id)["savings"]
+        ).dormant_since = env.deps.now()
 
     report = run_year_end_payouts(env.ctx, run_id)
-    assert report.outcomes == {"below_minimum": 1, "recent_swap": 1, "queued": 1}
+    assert report.outcomes == {
+        "below_minimum": 1, "recent_swap": 1, "queued": 1, "savings_dormant": 1,
+    }  # fmt: skip
+    assert payout_of(env, run_id, asleep) is None
+    assert env.balance(asleep.id).available_cents == 228_000
+    assert len(env.sms(asleep.id, "year_end_payout_kept")) == 1
     assert payout_of(env, run_id, small) is None and payout_of(env, run_id, swapped) is None
     assert env.balance(small.id).balance_cents == 5_700
     [kept] = env.sms(small.id, "year_end_payout_kept")
@@ -291,3 +303,30 @@ def test_the_year_end_commands_as_an_operator_runs_them(env: Env) -> None:
     assert row.status == "succeeded" and env.balance(m.id).balance_cents == 0
     again = manage(env, "year-end", "payouts", "--run", str(run_id))
     assert "already_queued 1" in again.stdout and payouts(env) == 1
+
+
+def test_posting_itself_pays_by_mpesa_once_it_has_committed(env: Env) -> None:
+    """No one asks: the approval's commit hands ``PayYearEndByMpesa`` to the app's job queue
+    (synchronous here), whose worker queues the payout, whose send reaches the stand-in."""
+    m = shareholder(env, "+254712400041", "20000")
+    with env.unit_of_work() as s:
+        reserves = ledger.account_id_by_code(s, SystemAccount.RETAINED_EARNINGS)
+    dated(env, reserves, 100_000_000 * KES)
+    body = {"financial_year": YEAR, "dividend_rate_percent": "12", "rebate_rate_percent": "0"}
+    with env.unit_of_work() as s:
+        run = ye.create_run(s, env.deps, staff(env), body)
+        req = ye.submit_run(s, env.deps, staff(env), run.id, large_threshold_cents=THRESHOLD)
+        run_id = run.id
+    checker = staff(env)
+
+    def approve(s: Session) -> str:
+        decided = approvals.decide(s, env.deps, checker, req.id, approve=True)
+        assert payouts(env) == 0  # nothing is sent before the posting commits
+        return decided.status
+
+    assert run_in_transaction(env.runtime.session_factory, approve) == "approved"
+    row = settled(env, run_id, m)
+    assert row.status == "succeeded" and row.amount_cents == 228_000
+    assert env.balance(m.id).balance_cents == 0
+    [receipt] = env.sms(m.id, "withdrawal_paid")
+    assert "KES 2,280 sent to M-Pesa" in receipt.body

@@ -16,8 +16,9 @@ in its own transaction:
   limit, a setting): a net above it is paid up to the limit in one payout and the rest
   stays in savings (one payout per member and run, so the key stays the whole story);
 * what cannot be sent stays in savings and the member is told once
-  (``year_end_payout_kept``): a member no longer active, a net under the withdrawal
-  minimum, savings already spent below the amount. A SIM swap within the window (or a
+  (``year_end_payout_kept``): a member no longer active, dormant savings (withdrawals
+  wait for staff to reactivate them), a net under the withdrawal minimum, savings already
+  spent below the amount. A SIM swap within the window (or a
   failed check the setting refuses) is the withdrawal guard's refusal
   (``flows.guard_sim_swap``: an event for staff and its own SMS); it is raised, kept, and
   counted by the caller;
@@ -52,6 +53,7 @@ from core.payments.mpesa.payouts import open_payout, payout_amount, payout_by_ke
 from core.payments.mpesa.rules import MpesaPolicy
 from core.risk.sim_swap import SimSwapChecker
 from core.risk.sim_swap import assess as assess_sim_swap
+from core.savings.dormancy import dormant_since
 from core.savings.vocabulary import PayoutChoice
 from db.models import Member
 from db.models_mpesa import B2CPayout
@@ -65,6 +67,16 @@ ALREADY = "already_queued"  # the member's payout exists (its send is deferred a
 NOT_ACTIVE = "member_not_active"
 BELOW_MINIMUM = "below_minimum"
 SAVINGS_SPENT = "savings_spent"
+DORMANT = "savings_dormant"  # withdrawals wait for staff to reactivate the account
+
+
+def split_net(net_cents: int, policy: MpesaPolicy) -> tuple[int, int]:
+    """(sent to M-Pesa, kept in savings) of a member's net: whole shillings, at most the
+    per-transaction limit, nothing under the withdrawal minimum. The two add up to the net."""
+    amount = min(payout_amount(net_cents), policy.loan_payout_max_cents)
+    if amount < policy.withdrawal_min_cents:
+        amount = 0
+    return amount, net_cents - amount
 
 
 def payout_key(run_id: int, member_id: int) -> str:
@@ -160,8 +172,10 @@ def pay_member(
         return _already(session, existing, line)
     if member.status != MemberStatus.ACTIVE:
         return _kept(session, deps, line, member, NOT_ACTIVE)
-    amount = min(payout_amount(line.net_cents), policy.loan_payout_max_cents)
-    if amount < policy.withdrawal_min_cents:
+    if dormant_since(session, member.id) is not None:
+        return _kept(session, deps, line, member, DORMANT)
+    amount, kept = split_net(line.net_cents, policy)
+    if amount == 0:
         return _kept(session, deps, line, member, BELOW_MINIMUM)
     savings = member_account_ids(session, member.id)[Purpose.SAVINGS]
     if ledger.get_balance(session, savings).available_cents < amount:
@@ -180,7 +194,7 @@ def pay_member(
         idempotency_key=key, purpose=YEAR_END_PURPOSE,
         reason=f"{run.financial_year} dividend to M-Pesa {format_cents(amount)}",
     )  # fmt: skip
-    return MemberPayout(member.id, QUEUED, amount, line.net_cents - amount)
+    return MemberPayout(member.id, QUEUED, amount, kept)
 
 
 def year_end_payout_of(session: Session, run_id: int, member_id: int) -> B2CPayout | None:

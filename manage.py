@@ -14,7 +14,8 @@ mark-dormant    mark savings dormant after DORMANCY_MONTHS without member activi
 savings-accrue  accrue savings interest for the business days up to --date (default
                 yesterday), posting at each product's frequency; catches up, twice = once
 year-end        dividends and rebates: create (the board's rates), preview, submit (a manager
-                approves in the API), status; wht-report the withholding tax of a month
+                approves in the API), status, payouts (M-Pesa, twice = once); wht-report
+                the withholding tax of a month
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -782,6 +783,22 @@ def year_end_status(run_id: int) -> None:
 
     run = _year_end(lambda s, rt: ye.run_dict(ye.get_run(s, run_id)))
     click.echo(" ".join(f"{k}={v}" for k, v in run.items()))
+
+
+@year_end_group.command("payouts")
+@click.option("--run", "run_id", type=int, required=True)
+def year_end_payouts(run_id: int) -> None:
+    """Queue (and send) the M-Pesa payouts of a posted run's mpesa members; again = once."""
+    from workers.year_end import run_year_end_payouts
+
+    ctx = _mpesa_context(_runtime())
+    try:
+        click.echo(str(run_year_end_payouts(ctx, run_id)))
+    except SaccoError as exc:
+        click.echo(f"year-end refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        ctx.close()
 
 
 @cli.command("wht-report")

@@ -72,7 +72,8 @@ from core.members import exit as member_exit
 from core.members import registration as members
 from core.messaging.notifications import first_name
 from core.payments.mpesa import flows as mpesa
-from core.payments.mpesa.loan_payouts import payout_amount, prepare_loan_payout
+from core.payments.mpesa.loan_payouts import prepare_loan_payout
+from core.payments.mpesa.payouts import payout_amount
 from core.payments.mpesa.rules import (
     LimitExceeded,
     MpesaPolicy,

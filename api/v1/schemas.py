@@ -1801,6 +1801,14 @@ class YearEndSubmitIn(Strict):
     note = fields.String(validate=validate.Length(max=200))
 
 
+class YearEndPayoutsOut(Schema):
+    run_id = fields.Integer(required=True)
+    members = fields.Integer(
+        required=True, metadata={"description": "members of the run paid by M-Pesa"}
+    )
+    queued = fields.Boolean(required=True)
+
+
 class PayoutChoiceIn(Strict):
     destination = fields.String(
         required=True, validate=validate.OneOf(["savings", "mpesa", "shares", "deposits"])

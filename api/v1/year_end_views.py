@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from flask import current_app
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
@@ -65,6 +66,22 @@ def submit_run(body: dict[str, Any], run_id: int) -> Any:
             s, rt.deps, current(), run_id, large_threshold_cents=api_state().large_threshold_cents
         )
         return approval_dict(req)
+
+
+@blp.route("/year-end/runs/<int:run_id>/payouts", methods=["POST"])
+@requires("year_end:manage")
+@blp.response(202, sc.YearEndPayoutsOut)
+def pay_run_by_mpesa(run_id: int) -> Any:
+    """Queue the M-Pesa payouts of a posted run's ``mpesa`` members (posting queues them
+    already; ask again after a SIM swap is cleared or a worker was down). Twice = once: a
+    member's payout is keyed ``year_end.payout:<run>:<member>``. 409 ``year_end_refused``
+    ``not_posted`` or ``mpesa_unavailable``."""
+    rt = runtime()
+    if current_app.extensions.get("sacco_mpesa_policy") is None:
+        raise ye.YearEndRefused("M-Pesa is not configured here", reason="mpesa_unavailable")
+    with rt.unit_of_work() as s:
+        members = ye.request_mpesa_payouts(s, run_id)
+    return {"run_id": run_id, "members": len(members), "queued": bool(members)}
 
 
 @blp.route("/members/<int:member_id>/payout-choice", methods=["GET"])

@@ -31,7 +31,8 @@ payable / Cr withholding tax) and the net through ``credit_member`` (Dr dividend
 / Cr the member's savings, shares or deposits per the standing choice; an SMS with gross,
 tax and net). Posting recomputes every line and refuses if it differs from what was
 approved, so preview = posting. A year is posted at most once (``posted_year`` unique);
-posting again returns the first result.
+posting again returns the first result. A posted run with ``mpesa`` lines defers
+``PayYearEndByMpesa`` (the B2C payouts: ``core.payments.mpesa.dividend_payouts``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from sqlalchemy.orm import Session
 
 from core.approvals.engine import request_approval
 from core.audit import log as audit
+from core.kernel import uow
 from core.kernel.calendar import business_date
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError, InvalidInput, NotFound
@@ -64,6 +66,7 @@ from core.members.status import may_deposit
 from core.messaging.notifications import notify
 from core.savings.accounts import Credit, CreditSource, credit_member
 from core.savings.interest import tax_cents, withholding_rate
+from core.savings.jobs import PayYearEndByMpesa
 from core.savings.vocabulary import (
     DividendMethod,
     PayoutChoice,
@@ -728,6 +731,9 @@ def post_run(
     run.posted_at = deps.now()
     run.declare_entry_id = declared
     session.flush()
+    if any(r.destination == PayoutChoice.MPESA and r.credit_entry_id for r in rows.values()):
+        # The nets reached savings; the B2C payouts are queued once this commits.
+        uow.defer(session, PayYearEndByMpesa(run.id))
     audit.record(
         session, actor, POST_ACTION, target_type="year_end_run", target_id=run.id,
         after=run_dict(run), now=deps.now(),
@@ -795,6 +801,37 @@ def _pay(
                template="year_end_paid", notice=notice),
     )  # fmt: skip
     return credited.posted.entry_id
+
+
+def mpesa_members(session: Session, run_id: int) -> list[int]:
+    """The members of a posted run whose net reached savings to be paid out by M-Pesa.
+    Refused (``not_posted``) before the run is posted."""
+    run = get_run(session, run_id)
+    if run.status != YearEndStatus.POSTED:
+        raise YearEndRefused(
+            f"run {run.id} is {run.status}: only a posted run's nets are paid out",
+            reason="not_posted",
+        )
+    return list(
+        session.scalars(
+            select(YearEndLine.member_id)
+            .where(
+                YearEndLine.run_id == run.id,
+                YearEndLine.destination == PayoutChoice.MPESA,
+                YearEndLine.credit_entry_id.is_not(None),
+            )
+            .order_by(YearEndLine.member_id)
+        )
+    )
+
+
+def request_mpesa_payouts(session: Session, run_id: int) -> list[int]:
+    """Ask for a posted run's M-Pesa payouts again (staff, an operator): the job is
+    deferred; what was already queued is not queued twice. Returns the members."""
+    members = mpesa_members(session, run_id)
+    if members:
+        uow.defer(session, PayYearEndByMpesa(run_id))
+    return members
 
 
 def reject_run(session: Session, payload: Mapping[str, Any]) -> dict[str, Any]:

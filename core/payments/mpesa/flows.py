@@ -1821,6 +1821,10 @@ def _publish_payout(
     )
 
 
+# The SMS of a failed payout, by ``B2CPayout.purpose`` (default ``withdrawal_failed``).
+FAILED_TEMPLATES = {"loan": "loan_payout_failed", "year_end": "year_end_payout_failed"}
+
+
 def _fail_payout(
     session: Session,
     deps: CoreDeps,
@@ -1836,9 +1840,9 @@ def _fail_payout(
     member = get_member(session, row.member_id)
     notify(
         session,
-        # A loan paid out by M-Pesa (core.payments.mpesa.loan_payouts): the loan stands,
-        # its money stays in savings, and the member reads that, not "withdrawal".
-        template="loan_payout_failed" if row.purpose == "loan" else "withdrawal_failed",
+        # A loan or a year-end net paid out by M-Pesa (``loan_payouts``, ``dividend_payouts``):
+        # the money stays in savings, and the member reads that, not "withdrawal".
+        template=FAILED_TEMPLATES.get(row.purpose, "withdrawal_failed"),
         business_key=f"withdrawal_result:{row.id}",
         now=deps.now(),
         member=member,

@@ -17,7 +17,8 @@ call out, so before any lock), then the disbursement calls
 * ``pay`` after the loan's entry credited savings: a hold on savings of that amount
   (no withdrawal fee: the product's fees were deducted in the loan's entry) and a
   ``B2CPayout`` (purpose ``loan``, keyed ``loan.payout:<loan id>``) with ``SendB2C``
-  deferred on the unit of work, all in the disbursement's transaction.
+  deferred on the unit of work, all in the disbursement's transaction
+  (``core.payments.mpesa.payouts.open_payout``, shared with the year-end payouts).
 
 From there the payout is a withdrawal like any other (the worker, the result callback,
 reconciliation, staff ``payout.resolve``): paid, the hold is posted (savings -> the
@@ -28,24 +29,18 @@ to the member's account.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import MemberNotAllowed, NotFound
 from core.kernel.money import format_cents
-from core.ledger import entries as ledger
-from core.ledger.chart import Purpose
-from core.members.registration import member_account_ids
 from core.members.status import MemberStatus
 from core.payments.mpesa.flows import guard_sim_swap
-from core.payments.mpesa.jobs import SendB2C
-from core.payments.mpesa.rules import CENTS, LimitExceeded, MpesaPolicy, SimSwapBlocked
-from core.payments.mpesa.vocabulary import PayoutStatus
+from core.payments.mpesa.payouts import open_payout, payout_amount
+from core.payments.mpesa.rules import LimitExceeded, MpesaPolicy, SimSwapBlocked
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker
 from core.risk.sim_swap import assess as assess_sim_swap
 from db.models import Member
@@ -57,11 +52,6 @@ LOAN_PURPOSE = "loan"  # ``mpesa_b2c_payouts.purpose``
 
 def payout_key(loan_id: int) -> str:
     return f"loan.payout:{loan_id}"
-
-
-def payout_amount(net_cents: int) -> int:
-    """What M-Pesa can send of ``net_cents``: whole shillings (the cents stay in savings)."""
-    return net_cents - net_cents % CENTS
 
 
 @dataclass(frozen=True)
@@ -104,37 +94,12 @@ class MpesaLoanPayout:
         return amount
 
     def pay(self, session: Session, deps: CoreDeps, loan: Loan, amount_cents: int) -> str:
-        key = payout_key(loan.id)
-        existing = session.scalar(select(B2CPayout).where(B2CPayout.idempotency_key == key))
-        if existing is not None:
-            uow.defer(session, SendB2C(existing.id))  # the worker claims only ``requested``
-            return existing.reference
-        ocid = str(uuid.uuid4())
-        hold = ledger.reserve_hold(
-            session,
-            account_id=member_account_ids(session, loan.member_id)[Purpose.SAVINGS],
-            amount_cents=amount_cents,
-            idempotency_key=f"mpesa:b2c:{ocid}:hold",
-            now=deps.now(),
-            reason=f"Loan {loan.reference} to M-Pesa {format_cents(amount_cents)}",
-        )
-        payout = B2CPayout(
-            originator_conversation_id=ocid,
-            reference="W" + ledger.new_reference()[1:],
-            idempotency_key=key,
+        payout = open_payout(
+            session, deps, member_id=loan.member_id, msisdn=self.msisdn,
+            amount_cents=amount_cents, idempotency_key=payout_key(loan.id),
             purpose=LOAN_PURPOSE,
-            member_id=loan.member_id,
-            msisdn=self.msisdn,
-            amount_cents=amount_cents,
-            fee_cents=0,
-            hold_id=hold.hold_id,
-            status=PayoutStatus.REQUESTED,
-            attempts=0,
-            created_at=deps.now(),
-        )
-        session.add(payout)
-        session.flush()
-        uow.defer(session, SendB2C(payout.id))
+            reason=f"Loan {loan.reference} to M-Pesa {format_cents(amount_cents)}",
+        )  # fmt: skip
         return payout.reference
 
 

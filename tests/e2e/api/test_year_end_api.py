@@ -10,9 +10,12 @@ from datetime import date
 from uuid import uuid4
 
 from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config import Settings
 from core.kernel.deps import CoreDeps
 from core.ledger import entries as ledger
 from core.ledger.chart import SystemAccount
@@ -115,3 +118,39 @@ def test_a_run_over_the_api_from_the_board_rates_to_posting(
     dividend = [r for r in report.json["rows"] if r["kind"] == "dividend"]
     assert dividend[0]["tax_cents"] >= 25_000
     assert report.json["due_on"].endswith("-20")
+
+
+def test_payouts_of_a_posted_run_are_queued_by_mpesa_over_the_api(
+    api: FlaskClient, make_staff: Callable[..., Staffer], make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session], deps: CoreDeps, redis_client: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    manager, manager2, teller = make_staff("manager"), make_staff("manager"), make_staff("teller")
+    member = make_member(status="active")
+    dated(session_factory, deps, member)
+    chose = api.put(f"/api/v1/members/{member.id}/payout-choice", headers=auth(manager),
+                    json={"destination": "mpesa"})  # fmt: skip
+    assert chose.status_code == 200
+    body = {"financial_year": YEAR, "dividend_rate_percent": "10", "rebate_rate_percent": "0"}
+    run = api.post(URL, headers=auth(manager), json=body).json
+    queue = Queue(settings.jobs_queue, connection=redis_client)
+
+    early = api.post(f"{URL}/{run['id']}/payouts", headers=auth(manager))
+    assert early.status_code == 409 and "draft" in early.json["detail"], early.json
+    assert api.post(f"{URL}/999999/payouts", headers=auth(manager)).status_code == 404
+    asked = api.post(f"{URL}/{run['id']}/submit", headers=auth(manager), json={})
+    done = api.post(f"/api/v1/approvals/{asked.json['id']}/approve", headers=auth(manager2),
+                    json={})  # fmt: skip
+    assert done.status_code == 200 and done.json["status"] == "approved", done.json
+    # Posting queued the payouts job once it committed; the net waits in savings.
+    wanted = ("workers.year_end.pay_year_end_by_mpesa", (run["id"],))
+    assert [(j.func_name, j.args) for j in queue.jobs] == [wanted]
+    with unit_of_work(session_factory) as s:
+        savings = member_account_ids(s, member.id)["savings"]
+        assert ledger.get_balance(s, savings).balance_cents == 475_000
+
+    assert api.post(f"{URL}/{run['id']}/payouts", headers=auth(teller)).status_code == 403
+    again = api.post(f"{URL}/{run['id']}/payouts", headers=auth(manager))
+    assert again.status_code == 202, again.json
+    assert again.json == {"run_id": run["id"], "members": 1, "queued": True}
+    assert [(j.func_name, j.args) for j in queue.jobs] == [wanted, wanted]

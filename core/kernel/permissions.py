@@ -84,6 +84,13 @@ PERMISSIONS: dict[str, str] = {
     "year_end:manage": "make a year-end run with the board's rates, submit it (maker of "
     "year_end.post; a manager approves), set a member's standing payout choice and queue "
     "the M-Pesa payouts of a posted run",
+    "checkoff:read": "read employers, payroll numbers, standing instructions, expected "
+    "deductions, remittances and their reports (unmatched lines, shortfalls, late remittance)",
+    "checkoff:manage": "add employers, put members on a payroll, set standing instructions, "
+    "generate the expected deductions",
+    "checkoff:upload": "upload an employer's remittance file (maker of checkoff.post)",
+    "checkoff:post": "approve the posting of an employer's remittance (checker of "
+    "checkoff.post)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -140,6 +147,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:manage",
             "year_end:read",
             "year_end:manage",
+            "checkoff:read",
+            "checkoff:manage",
+            "checkoff:upload",
+            "checkoff:post",
         }
     ),
     "loan_officer": frozenset(
@@ -167,6 +178,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "approvals:decide",
             "loan_products:manage",
             "savings_products:read",
+            "checkoff:read",
+            "checkoff:manage",
+            "checkoff:upload",
         }
     ),
     "teller": frozenset(
@@ -186,6 +200,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "sim_swap:review",
             "savings_products:read",
+            "checkoff:read",
+            "checkoff:upload",
         }
     ),
     "auditor": frozenset(
@@ -203,6 +219,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "dormancy:read",
             "savings_products:read",
             "year_end:read",
+            "checkoff:read",
         }
     ),
 }
@@ -271,6 +288,10 @@ PERMISSION_RISK: dict[str, str] = {
     "savings_products:manage": "money",  # asks for the rate every saver earns
     "year_end:read": "personal_data",  # every member's dividend, rebate and balances
     "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
+    "checkoff:read": "personal_data",  # payroll numbers, names and amounts
+    "checkoff:manage": "money",  # decides what a member's pay deduction pays
+    "checkoff:upload": "money",  # asks for an employer's remittance to be posted
+    "checkoff:post": "money",
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

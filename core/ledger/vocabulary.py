@@ -73,6 +73,12 @@ class EntryKind(StrEnum):
     YEAR_END_DECLARE = "year_end.declare"
     YEAR_END_TAX = "year_end.tax"
     YEAR_END_CREDIT = "year_end.credit"
+    # Employer check-off (issue 15, part 3; core.checkoff): the employer's bank transfer
+    # (Dr bank / Cr check-off clearing with the file's total), then per member a deposit
+    # (``credit_member``, Dr clearing / Cr the member's account) or a loan repayment
+    # (``repay_loan``, ``loan.repayment`` from clearing).
+    CHECKOFF_RECEIPT = "checkoff.receipt"
+    DEPOSIT_CHECKOFF = "deposit.checkoff"
 
 
 class HoldStatus(StrEnum):

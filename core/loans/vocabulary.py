@@ -174,11 +174,15 @@ class RepaymentSource(StrEnum):
     # Default recovery (core.loans.recovery): the borrower's free deposits, then guarantors'
     # pledges, taken to the loan on a maker-checker approval.
     RECOVERY = "recovery"
+    # Deducted from pay by an employer (core.checkoff): from the check-off clearing account.
+    CHECKOFF = "checkoff"
 
 
 # What a member, a teller or M-Pesa may pay with: a top-up is never a repayment source of
 # ``repay_loan`` (the top-up's disbursement settles the old loan itself).
-PAYING_SOURCES = frozenset({RepaymentSource.MPESA, RepaymentSource.SAVINGS, RepaymentSource.CASH})
+PAYING_SOURCES = frozenset(
+    {RepaymentSource.MPESA, RepaymentSource.SAVINGS, RepaymentSource.CASH, RepaymentSource.CHECKOFF}
+)
 
 
 class LoanPart(StrEnum):

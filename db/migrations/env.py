@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import db.models  # noqa: F401  (registers the tables on Base.metadata)
+import db.models_checkoff  # noqa: F401
 import db.models_close_day  # noqa: F401
 import db.models_exit  # noqa: F401
 import db.models_loans  # noqa: F401

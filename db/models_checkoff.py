@@ -113,9 +113,7 @@ class CheckoffRemittance(Base):
 
     __tablename__ = "checkoff_remittances"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending_approval', 'posted', 'rejected')", name="status"
-        ),
+        CheckConstraint("status IN ('pending_approval', 'posted', 'rejected')", name="status"),
         Index("ix_checkoff_remittances_employer_id", "employer_id"),
     )
 

@@ -102,7 +102,7 @@ def lines_of(rows: Iterable[Sequence[object]]) -> list[FileLine]:
     except StopIteration:
         raise FileRefused("the file is empty", line=1) from None
     out: list[FileLine] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str | None], int] = {}
     for n, row in enumerate(it, start=2):
         cells = {name: _cell(row[i]) if i < len(row) else "" for i, name in enumerate(names)}
         if not any(cells.values()):

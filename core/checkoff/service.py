@@ -130,7 +130,11 @@ def list_employers(session: Session) -> list[Employer]:
 
 
 def link_member(
-    session: Session, deps: CoreDeps, actor: Principal, employer_id: int, member_id: int,
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    employer_id: int,
+    member_id: int,
     payroll_number: str,
 ) -> EmployerMember:
     """Put a member on an employer's payroll (or change the payroll number); a member is
@@ -188,7 +192,10 @@ def get_instructions(session: Session, member_id: int) -> list[StandingInstructi
 
 
 def set_instructions(
-    session: Session, deps: CoreDeps, actor: Principal, member_id: int,
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
     items: list[dict[str, Any]],
 ) -> list[StandingInstruction]:
     """Replace the member's standing instructions. Each: ``target`` (loan, deposits,
@@ -315,9 +322,9 @@ def generate_schedule(
                          "position": position, "target": target, "loan_id": loan_id,
                          "amount_cents": cents})  # fmt: skip
     schedule = session.scalar(
-        select(CheckoffSchedule).where(
-            CheckoffSchedule.employer_id == employer.id, CheckoffSchedule.period == period
-        ).with_for_update()
+        select(CheckoffSchedule)
+        .where(CheckoffSchedule.employer_id == employer.id, CheckoffSchedule.period == period)
+        .with_for_update()
     )
     deducted = payday(year, month, employer.pay_day)
     if schedule is None:
@@ -400,7 +407,9 @@ class Uploaded:
     created: bool  # False: this file (its checksum) was uploaded before; nothing written
 
 
-def get_remittance(session: Session, remittance_id: int, *, lock: bool = False) -> CheckoffRemittance:
+def get_remittance(
+    session: Session, remittance_id: int, *, lock: bool = False
+) -> CheckoffRemittance:
     stmt = select(CheckoffRemittance).where(CheckoffRemittance.id == remittance_id)
     if lock:
         stmt = stmt.with_for_update()
@@ -420,9 +429,18 @@ def remittance_dict(r: CheckoffRemittance) -> dict[str, Any]:
 
 
 def upload_remittance(
-    session: Session, deps: CoreDeps, actor: Principal, *, employer_id: int, period: str,
-    data: bytes, filename: str, bank_reference: str, bank_amount_cents: int,
-    received_on: date, large_threshold_cents: int,
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    *,
+    employer_id: int,
+    period: str,
+    data: bytes,
+    filename: str,
+    bank_reference: str,
+    bank_amount_cents: int,
+    received_on: date,
+    large_threshold_cents: int,
 ) -> Uploaded:
     """Keep an employer's remittance file and ask for its posting (``checkoff.post``).
     The same file again (its SHA-256) returns the first upload. Refused whole, before any
@@ -502,7 +520,9 @@ def _match(
         ).tuples().all())  # fmt: skip
     out = {}
     for x in lines:
-        member_id = payroll.get(x.payroll_number or "") or by_index.get(indexes.get(x.line_no, ""))
+        member_id = payroll.get(x.payroll_number or "") or by_index.get(
+            indexes.get(x.line_no) or ""
+        )
         if member_id is not None:
             out[x.line_no] = member_id
     return out
@@ -550,6 +570,7 @@ def post_remittance(
     allocations = []
     unmatched = remittance.unmatched_cents
     for line_id, line_no, member_id, amount, status in rows:
+        assert member_id is not None  # the join keeps matched lines only
         if not may_deposit(status):  # an exited or suspended member: left in clearing
             allocations.append({"id": line_id, "allocation": [{"target": "clearing",
                                 "cents": amount, "reason": f"member {status}"}]})  # fmt: skip
@@ -575,8 +596,13 @@ def post_remittance(
 
 
 def _pay(
-    session: Session, deps: CoreDeps, remittance: CheckoffRemittance, line_no: int, i: int,
-    member_id: int, part: plans.Paid,
+    session: Session,
+    deps: CoreDeps,
+    remittance: CheckoffRemittance,
+    line_no: int,
+    i: int,
+    member_id: int,
+    part: plans.Paid,
 ) -> dict[str, Any]:
     key = f"checkoff:{remittance.id}:{line_no}:{i}"
     memo = f"Check-off {remittance.period}"
@@ -586,8 +612,13 @@ def _pay(
             amount_cents=part.cents, source=RepaymentSource.CHECKOFF, idempotency_key=key,
             business_key=key, loan_id=part.loan_id, member_id=member_id,
         ))  # fmt: skip
-        return {"target": "loan", "loan_id": part.loan_id, "cents": part.cents,
-                "entry": repaid.entry_reference, "to_savings_cents": repaid.to_savings_cents}
+        return {
+            "target": "loan",
+            "loan_id": part.loan_id,
+            "cents": part.cents,
+            "entry": repaid.entry_reference,
+            "to_savings_cents": repaid.to_savings_cents,
+        }
     credited = credit_member(session, deps, Credit(
         member_id=member_id, target=part.target, amount_cents=part.cents,
         source=CreditSource.CHECKOFF, idempotency_key=key, business_key=key, memo=memo,
@@ -624,11 +655,18 @@ def remittance_report(session: Session, remittance_id: int) -> dict[str, Any]:
     received: dict[int, int] = defaultdict(int)
     unmatched = []
     for line_no, payroll, name, cents, member_id, allocation in lines:
-        parked = bool(allocation) and allocation[0].get("target") == "clearing"
+        first = (allocation or [{}])[0]
+        parked = first.get("target") == "clearing"
         if member_id is None or parked:
-            unmatched.append({"line_no": line_no, "payroll_number": payroll, "name": name,
-                              "amount_cents": cents,
-                              "reason": allocation[0]["reason"] if parked else "no_match"})
+            unmatched.append(
+                {
+                    "line_no": line_no,
+                    "payroll_number": payroll,
+                    "name": name,
+                    "amount_cents": cents,
+                    "reason": first["reason"] if parked else "no_match",
+                }
+            )
         else:
             received[member_id] += cents
     expected = expected_parts(session, r.employer_id, r.period)
@@ -668,14 +706,14 @@ def report_csv(report: dict[str, Any]) -> bytes:
 def late_remittances(session: Session, today: date) -> list[dict[str, Any]]:
     """Each month an employer owed (a schedule with money expected) whose remittance came
     after the seven days, or has not come by ``today``: days late and an age bucket."""
-    posted: dict[tuple[int, str], date] = {}
-    for employer_id, period, received in session.execute(
+    posted: dict[tuple[int, str], date | None] = {}
+    for employer_id, period, first_received in session.execute(
         select(CheckoffRemittance.employer_id, CheckoffRemittance.period,
                func.min(CheckoffRemittance.received_on))
         .where(CheckoffRemittance.status != "rejected")
         .group_by(CheckoffRemittance.employer_id, CheckoffRemittance.period)
     ).tuples():  # fmt: skip
-        posted[(employer_id, period)] = received
+        posted[(employer_id, period)] = first_received
     out = []
     for s, code, name in session.execute(
         select(CheckoffSchedule, Employer.code, Employer.name)

@@ -89,8 +89,7 @@ PERMISSIONS: dict[str, str] = {
     "checkoff:manage": "add employers, put members on a payroll, set standing instructions, "
     "generate the expected deductions",
     "checkoff:upload": "upload an employer's remittance file (maker of checkoff.post)",
-    "checkoff:post": "approve the posting of an employer's remittance (checker of "
-    "checkoff.post)",
+    "checkoff:post": "approve the posting of an employer's remittance (checker of checkoff.post)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}

@@ -28,7 +28,7 @@ from core.ledger.chart import SystemAccount
 from core.ledger.verify import verify_ledger
 from core.members.registration import member_account_ids
 from db.models import Member, StaffUser
-from db.models_checkoff import CheckoffLine
+from db.models_checkoff import CheckoffLine, CheckoffScheduleLine
 from db.models_loans import LoanRepayment
 from tests.loanutil import disbursed_loan
 from tests.ussdutil import make_member
@@ -87,8 +87,9 @@ def csv_file(rows: list[tuple[str, str, str, int]]) -> bytes:
     return "\r\n".join(out).encode()
 
 
-def upload(s: Session, deps: CoreDeps, clerk: Principal, eid: int, data: bytes,
-           total: int) -> co.Uploaded:
+def upload(
+    s: Session, deps: CoreDeps, clerk: Principal, eid: int, data: bytes, total: int
+) -> co.Uploaded:
     return co.upload_remittance(
         s, deps, clerk, employer_id=eid, period=PERIOD, data=data, filename="jan.csv",
         bank_reference="FT26032XYZ", bank_amount_cents=total, received_on=date(2026, 1, 30),
@@ -110,16 +111,24 @@ def test_a_5000_line_file_posts_once_in_one_run(db_session: Session, deps: CoreD
     every = [borrower, *matched]
     for i, m in enumerate(every):
         co.link_member(s, day, manager, eid, m.id, f"P{i:05d}")
-    co.set_instructions(s, day, manager, borrower.id, [
-        {"target": "loan", "loan_id": loan.id}, {"target": "deposits", "amount_cents": 1_000 * KES}])
+    co.set_instructions(
+        s,
+        day,
+        manager,
+        borrower.id,
+        [
+            {"target": "loan", "loan_id": loan.id},
+            {"target": "deposits", "amount_cents": 1_000 * KES},
+        ],
+    )
     for m in matched:
         co.set_instructions(s, day, manager, m.id, [
             {"target": "shares", "amount_cents": 200 * KES},
             {"target": "deposits", "amount_cents": 1_500 * KES}])  # fmt: skip
     schedule = co.generate_schedule(s, day, eid, PERIOD)
-    instalment = int(s.scalar(select(func.sum(co.CheckoffScheduleLine.amount_cents)).where(
-        co.CheckoffScheduleLine.member_id == borrower.id,
-        co.CheckoffScheduleLine.target == "loan")) or 0)  # fmt: skip
+    instalment = int(s.scalar(select(func.sum(CheckoffScheduleLine.amount_cents)).where(
+        CheckoffScheduleLine.member_id == borrower.id,
+        CheckoffScheduleLine.target == "loan")) or 0)  # fmt: skip
     assert instalment and instalment > 0
     assert schedule.total_cents == instalment + 1_000 * KES + 400 * 1_700 * KES
     assert schedule.due_on == date(2026, 2, 1)  # the 25th + 7 days
@@ -136,6 +145,7 @@ def test_a_5000_line_file_posts_once_in_one_run(db_session: Session, deps: CoreD
     started = clock.perf_counter()
     up = upload(s, day, clerk, eid, data, total)
     assert up.created and up.remittance.status == "pending_approval"
+    assert up.remittance.approval_id is not None
     approve(s, day, manager, up.remittance.approval_id)
     elapsed = clock.perf_counter() - started
     print(f"check-off: 5,000 lines uploaded, matched and posted in {elapsed:.1f} s")
@@ -151,13 +161,17 @@ def test_a_5000_line_file_posts_once_in_one_run(db_session: Session, deps: CoreD
     short = matched[-1]  # shares first by order (deposits before shares): deposits take it all
     assert balance(s, short.id, "deposits") == 1_000 * KES
     assert balance(s, short.id, "shares") == 0
-    repaid = s.scalars(select(LoanRepayment).where(LoanRepayment.loan_id == loan.id,
-                                                   LoanRepayment.source == "checkoff")).all()
+    repaid = s.scalars(
+        select(LoanRepayment).where(
+            LoanRepayment.loan_id == loan.id, LoanRepayment.source == "checkoff"
+        )
+    ).all()
     assert [x.amount_cents for x in repaid] == [instalment]
     report = co.remittance_report(s, r.id)
     assert len(report["unmatched"]) == 4_599 and report["unmatched_cents"] == unmatched
     assert [(x["payroll_number"], x["shortfall_cents"]) for x in report["shortfalls"]] == [
-        ("P00400", 700 * KES)]
+        ("P00400", 700 * KES)
+    ]
     assert b"shortfall,,P00400" in co.report_csv(report)
     # The same file again is the same upload: nothing more posted.
     again = upload(s, day, clerk, eid, data, total)
@@ -223,8 +237,12 @@ def test_an_xlsx_file_reads_as_its_csv() -> None:
     st.integers(min_value=0, max_value=10**10),
 )
 def test_the_parts_of_a_line_sum_to_the_line(expected: list[int], received: int) -> None:
-    parts = [plans.Part(t, c) for t, c in zip(("loan", "deposits", "shares", "savings",
-                                                "savings", "savings"), expected, strict=False)]
+    parts = [
+        plans.Part(t, c)
+        for t, c in zip(
+            ("loan", "deposits", "shares", "savings", "savings", "savings"), expected, strict=False
+        )
+    ]
     paid = plans.allocate(parts, received)
     assert sum(p.cents for p in paid) == received
     assert all(p.cents > 0 for p in paid)

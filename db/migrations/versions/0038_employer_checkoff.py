@@ -106,9 +106,7 @@ def upgrade() -> None:
         _fk("standing_instructions", "loan_id", "loans"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_standing_instructions")),
     )
-    op.create_index(
-        "ix_standing_instructions_member_id", "standing_instructions", ["member_id"]
-    )
+    op.create_index("ix_standing_instructions_member_id", "standing_instructions", ["member_id"])
     op.create_table(
         "checkoff_schedules",
         sa.Column("id", ID, autoincrement=True, nullable=False),
@@ -171,9 +169,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_checkoff_remittances")),
         sa.UniqueConstraint("checksum", name=op.f("uq_checkoff_remittances_checksum")),
     )
-    op.create_index(
-        "ix_checkoff_remittances_employer_id", "checkoff_remittances", ["employer_id"]
-    )
+    op.create_index("ix_checkoff_remittances_employer_id", "checkoff_remittances", ["employer_id"])
     op.create_table(
         "checkoff_lines",
         sa.Column("id", ID, autoincrement=True, nullable=False),

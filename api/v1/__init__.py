@@ -27,6 +27,7 @@ from api.v1 import (
     approval_views,
     audit_views,
     auth_views,
+    checkoff_views,
     close_day_views,
     loan_product_views,
     loan_views,
@@ -62,6 +63,7 @@ BLUEPRINTS = [
     teller_views.blp,
     savings_product_views.blp,
     year_end_views.blp,
+    checkoff_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

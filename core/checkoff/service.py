@@ -603,8 +603,10 @@ def _pay(
     i: int,
     member_id: int,
     part: plans.Paid,
+    *,
+    suffix: str = "",
 ) -> dict[str, Any]:
-    key = f"checkoff:{remittance.id}:{line_no}:{i}"
+    key = f"checkoff:{remittance.id}:{line_no}:{i}{':' + suffix if suffix else ''}"
     memo = f"Check-off {remittance.period}"
     if part.target == "loan":
         assert part.loan_id is not None
@@ -732,3 +734,95 @@ def late_remittances(session: Session, today: date) -> list[dict[str, Any]]:
                     "days_late": days, "bucket": bucket, "expected_cents": s.total_cents,
                     "outstanding": received is None})  # fmt: skip
     return out
+
+
+# ------------------------------------------------------------------ unmatched lines
+
+REASSIGN_ACTION = "checkoff.reassign"
+REASSIGN_TARGETS = ("loan", "savings", "deposits", "shares")
+
+
+def _parked_line(
+    session: Session, remittance_id: object, line_no: object, *, lock: bool = False
+) -> tuple[CheckoffRemittance, CheckoffLine]:
+    if isinstance(remittance_id, bool) or not isinstance(remittance_id, int):
+        raise InvalidInput("remittance_id is required", field="remittance_id")
+    if isinstance(line_no, bool) or not isinstance(line_no, int):
+        raise InvalidInput("line_no is required", field="line_no")
+    remittance = get_remittance(session, remittance_id)
+    stmt = select(CheckoffLine).where(
+        CheckoffLine.remittance_id == remittance.id, CheckoffLine.line_no == line_no
+    )
+    line = session.scalar(stmt.with_for_update() if lock else stmt)
+    if line is None:
+        raise NotFound(f"remittance {remittance.id} has no line {line_no}")
+    if remittance.status != "posted":
+        raise CheckoffRefused(
+            f"remittance {remittance.id} is {remittance.status}: only a posted one's lines "
+            "are in clearing", reason="not_posted",
+        )  # fmt: skip
+    first = (line.allocation or [{}])[0]
+    if line.member_id is not None and first.get("target") != "clearing":
+        raise CheckoffRefused(
+            f"line {line.line_no} is already allocated", reason="already_allocated"
+        )
+    return remittance, line
+
+
+def check_reassign(session: Session, member_id: int | None, payload: dict[str, Any]) -> int:
+    """A line that stayed in check-off clearing (matched nobody, or a member who may not
+    take money) may go to ``member_id``: to savings, deposits, shares, or a ``loan_id`` of
+    the member's own active loan. Returns its amount (the request's)."""
+    _, line = _parked_line(session, payload.get("remittance_id"), payload.get("line_no"))
+    member = session.get(Member, member_id) if member_id is not None else None
+    if member is None:
+        raise NotFound("no such member")
+    if not may_deposit(member.status):
+        raise CheckoffRefused(f"the member is {member.status}", reason="member_not_allowed")
+    target = payload.get("target")
+    if target not in REASSIGN_TARGETS:
+        raise InvalidInput("target: loan, savings, deposits or shares", field="target")
+    if target == "loan":
+        loan_id = payload.get("loan_id")
+        loan = session.get(Loan, loan_id) if isinstance(loan_id, int) else None
+        if loan is None or loan.member_id != member.id:
+            raise InvalidInput("loan_id: not a loan of this member", field="loan_id")
+        if loan.status != LoanStatus.ACTIVE:
+            raise InvalidInput(f"loan_id: the loan is {loan.status}", field="loan_id")
+    elif payload.get("loan_id") is not None:
+        raise InvalidInput("loan_id only with target loan", field="loan_id")
+    return line.amount_cents
+
+
+def reassign_line(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
+    payload: dict[str, Any],
+    *,
+    approval_id: int,
+) -> dict[str, Any]:
+    """On approval of ``checkoff.reassign``: the parked line's money leaves clearing (2210)
+    for the member through ``repay_loan`` or ``credit_member`` (source ``checkoff``), the
+    line now names the member and what it paid, the remittance's matched and unmatched
+    totals move with it. Once: the line is locked and checked again."""
+    check_reassign(session, member_id, payload)
+    remittance, line = _parked_line(
+        session, payload["remittance_id"], payload["line_no"], lock=True
+    )
+    before = {"member_id": line.member_id, "allocation": line.allocation}
+    part = plans.Paid(payload["target"], line.amount_cents, payload.get("loan_id"))
+    key_line = f"r{approval_id}"  # the line's own keys are taken by a parked line's posting
+    paid = _pay(session, deps, remittance, line.line_no, 0, member_id, part, suffix=key_line)
+    paid["reassigned_by_approval"] = approval_id
+    line.member_id, line.allocation = member_id, [paid]
+    remittance.matched_cents += line.amount_cents
+    remittance.unmatched_cents -= line.amount_cents
+    session.flush()
+    audit.record(session, actor, "checkoff.reassign", target_type="checkoff_remittance",
+                 target_id=remittance.id, before={"line_no": line.line_no, **before},
+                 after={"line_no": line.line_no, "member_id": member_id, "allocation": [paid]},
+                 now=deps.now())  # fmt: skip
+    return {"remittance_id": remittance.id, "line_no": line.line_no, "member_id": member_id,
+            **paid}  # fmt: skip

@@ -25,7 +25,7 @@ from core.kernel.calendar import business_date
 from db.models import ApprovalRequest
 
 
-class _FormAndFilesParser(FlaskParser):  # type: ignore[misc]
+class _FormAndFilesParser(FlaskParser):
     """``location="files"`` reads a multipart body's fields and its files together, so one
     schema describes (and OpenAPI documents) the whole upload."""
 
@@ -44,7 +44,7 @@ blp = _Blueprint(
 
 def _read(upload_file: Any, limit: int) -> bytes:
     try:
-        return upload_file.read(limit + 1) if hasattr(upload_file, "read") else b""  # type: ignore[no-any-return]
+        return upload_file.read(limit + 1) if hasattr(upload_file, "read") else b""
     finally:
         if hasattr(upload_file, "close"):
             upload_file.close()
@@ -293,4 +293,3 @@ def late(args: dict[str, Any]) -> Any:
     day: date = args["date"] or business_date(rt.deps.now())
     with rt.unit_of_work() as s:
         return {"date": day, "items": checkoff.late_remittances(s, day)}
-

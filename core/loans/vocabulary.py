@@ -178,8 +178,11 @@ class RepaymentSource(StrEnum):
     CHECKOFF = "checkoff"
 
 
-# What a member, a teller or M-Pesa may pay with: a top-up is never a repayment source of
-# ``repay_loan`` (the top-up's disbursement settles the old loan itself).
+# What a member, a teller, M-Pesa or an employer's check-off may pay with: a top-up is never
+# a repayment source of ``repay_loan`` (the top-up's disbursement settles the old loan
+# itself). No API or USSD input names a source: each caller fixes its own (the teller's is
+# ``cash``), so ``checkoff`` is reached only through ``core.checkoff`` (tested in
+# tests/e2e/api/test_checkoff_api.py).
 PAYING_SOURCES = frozenset(
     {RepaymentSource.MPESA, RepaymentSource.SAVINGS, RepaymentSource.CASH, RepaymentSource.CHECKOFF}
 )

@@ -68,8 +68,19 @@ def test_schedule_upload_and_late_commands_on_the_demo(tmp_path: Path, deps: Cor
     assert late.returncode == 1, late.stderr
     assert "DEMO-CO" in late.stdout and "(1-7)" in late.stdout and "NOT RECEIVED" in late.stdout
 
-    upload = ["checkoff-upload", "--employer", "DEMO-CO", "--bank-ref", "FT26DEMO1",
-              "--received", today.isoformat(), "--maker", "clerk.wanjiru", "--month", month]
+    upload = [
+        "checkoff-upload",
+        "--employer",
+        "DEMO-CO",
+        "--bank-ref",
+        "FT26DEMO1",
+        "--received",
+        today.isoformat(),
+        "--maker",
+        "clerk.wanjiru",
+        "--month",
+        month,
+    ]
     broken = tmp_path / "broken.csv"
     broken.write_text("payroll_number,amount\nP1,1000\nP2,five hundred\n")
     refused = run([*upload, "--file", str(broken), "--amount", "1500.50"], env)

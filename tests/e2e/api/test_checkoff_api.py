@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
@@ -129,8 +130,11 @@ def test_employers_instructions_and_the_expected_deductions_exported(
     got = api.get(instructions, headers=auth(teller)).json or {}
     assert [(i["target"], i["mode"]) for i in got["instructions"]] == [
         ("loan", "instalment_due"), ("deposits", "fixed")]  # fmt: skip
-    api.put(f"{URL}/members/{saver.id}/instructions", headers=auth(officer),
-            json={"instructions": [{"target": "shares", "amount_cents": 300 * KES}]})
+    api.put(
+        f"{URL}/members/{saver.id}/instructions",
+        headers=auth(officer),
+        json={"instructions": [{"target": "shares", "amount_cents": 300 * KES}]},
+    )
 
     assert api.post(f"{URL}/employers/{employer_id}/schedules", headers=auth(officer),
                     json={"period": "2026-13"}).status_code == 422  # fmt: skip
@@ -161,7 +165,7 @@ def test_employers_instructions_and_the_expected_deductions_exported(
     sheet = load_workbook(io.BytesIO(as_xlsx.data)).worksheets[0]
     values = list(sheet.iter_rows(values_only=True))
     assert values[0][0] == "payroll_number" and values[2][:1] == ("P002",)
-    assert float(values[2][3]) == 300.0  # type: ignore[arg-type]
+    assert float(values[2][3]) == 300.0
     assert api.get(export + "?format=pdf", headers=auth(teller)).status_code == 422
     assert api.get(f"{URL}/employers/{employer_id}/schedules/2020-01/export",
                    headers=auth(teller)).status_code == 404  # fmt: skip
@@ -174,10 +178,16 @@ def test_a_remittance_uploaded_approved_reported_and_its_unmatched_line_reassign
     officer, teller, manager = (make_staff(r) for r in ("loan_officer", "teller", "manager"))
     employer_id = _employer(api, officer, "MERU-TSC")
     saver, other = make_member(status="active"), make_member(status="active")
-    api.post(f"{URL}/employers/{employer_id}/members", headers=auth(officer),
-             json={"member_id": saver.id, "payroll_number": "T-100"})
-    api.put(f"{URL}/members/{saver.id}/instructions", headers=auth(officer),
-            json={"instructions": [{"target": "deposits", "amount_cents": 2_000 * KES}]})
+    api.post(
+        f"{URL}/employers/{employer_id}/members",
+        headers=auth(officer),
+        json={"member_id": saver.id, "payroll_number": "T-100"},
+    )
+    api.put(
+        f"{URL}/members/{saver.id}/instructions",
+        headers=auth(officer),
+        json={"instructions": [{"target": "deposits", "amount_cents": 2_000 * KES}]},
+    )
     today = business_date(deps.now())
     period = today.strftime("%Y-%m")
     assert api.post(f"{URL}/employers/{employer_id}/schedules", headers=auth(officer),
@@ -192,8 +202,13 @@ def test_a_remittance_uploaded_approved_reported_and_its_unmatched_line_reassign
     assert "line 3" in (bad.json or {})["detail"]
     short = _upload(api, teller, employer_id, good, **{**form, "bank_amount_cents": total - 1})
     assert short.status_code == 422 and "total" in (short.json or {})["detail"]
-    future = _upload(api, teller, employer_id, good,
-                     **{**form, "received_on": (today + timedelta(days=1)).isoformat()})
+    future = _upload(
+        api,
+        teller,
+        employer_id,
+        good,
+        **{**form, "received_on": (today + timedelta(days=1)).isoformat()},
+    )
     assert future.status_code == 422
     no_file = api.post(f"{URL}/employers/{employer_id}/remittances", headers=auth(teller),
                        data=form, content_type="multipart/form-data")  # fmt: skip
@@ -238,8 +253,11 @@ def test_a_remittance_uploaded_approved_reported_and_its_unmatched_line_reassign
                     ).status_code == 409  # line 2 was allocated  # fmt: skip
     assert api.post(move, headers=auth(teller), json={"member_id": other.id, "target": "loan",
                     "loan_id": 1}).status_code == 422  # fmt: skip
-    asked = api.post(move, headers=auth(teller),
-                     json={"member_id": other.id, "target": "savings", "note": "T-999 is hers"})
+    asked = api.post(
+        move,
+        headers=auth(teller),
+        json={"member_id": other.id, "target": "savings", "note": "T-999 is hers"},
+    )
     assert asked.status_code == 202, asked.json
     assert (asked.json or {})["action"] == "checkoff.reassign"
     assert _approve(api, manager, (asked.json or {})["id"])["status"] == "approved"
@@ -259,10 +277,16 @@ def test_late_remittances_are_aged_against_the_seven_days(
     officer, auditor = make_staff("loan_officer"), make_staff("auditor")
     employer_id = _employer(api, officer, "EMBU-CG")
     member = make_member(status="active")
-    api.post(f"{URL}/employers/{employer_id}/members", headers=auth(officer),
-             json={"member_id": member.id, "payroll_number": "E1"})
-    api.put(f"{URL}/members/{member.id}/instructions", headers=auth(officer),
-            json={"instructions": [{"target": "savings", "amount_cents": 100 * KES}]})
+    api.post(
+        f"{URL}/employers/{employer_id}/members",
+        headers=auth(officer),
+        json={"member_id": member.id, "payroll_number": "E1"},
+    )
+    api.put(
+        f"{URL}/members/{member.id}/instructions",
+        headers=auth(officer),
+        json={"instructions": [{"target": "savings", "amount_cents": 100 * KES}]},
+    )
     period = business_date(deps.now()).strftime("%Y-%m")
     made = api.post(f"{URL}/employers/{employer_id}/schedules", headers=auth(officer),
                     json={"period": period}).json or {}  # fmt: skip
@@ -278,3 +302,23 @@ def test_late_remittances_are_aged_against_the_seven_days(
     assert [(x["days_late"], x["bucket"], x["outstanding"]) for x in mine] == [
         (10, "8-30", True)]  # fmt: skip
     assert api.get(f"{url}?date=yesterday", headers=auth(auditor)).status_code == 422
+
+
+def test_the_counter_cannot_name_checkoff_as_its_source(
+    api: FlaskClient, make_staff: Callable[..., Staffer], make_member: Callable[..., Member],
+    session_factory: sessionmaker[Session], deps: CoreDeps,
+) -> None:  # fmt: skip
+    """Money from check-off leaves clearing (2210) only through core.checkoff: a teller's
+    deposit or loan repayment fixes its own source (cash) and refuses one named."""
+    teller = make_staff("teller")
+    member = make_member(status="active")
+    loan, _, _ = _loan(session_factory, deps)
+    clearing = _clearing(session_factory)
+    for url, body in ((f"/api/v1/members/{member.id}/deposits",
+                       {"amount_cents": 100 * KES, "source": "checkoff"}),
+                      (f"/api/v1/loans/{loan.id}/repayments",
+                       {"amount_cents": 100 * KES, "source": "checkoff"})):  # fmt: skip
+        got = api.post(url, headers={**auth(teller), "Idempotency-Key": uuid4().hex}, json=body)
+        assert got.status_code == 422 and "source" in str((got.json or {})["errors"]), got.json
+    assert _balance(session_factory, member.id, "savings") == 0
+    assert _clearing(session_factory) == clearing

@@ -412,7 +412,7 @@ def get_remittance(
 ) -> CheckoffRemittance:
     stmt = select(CheckoffRemittance).where(CheckoffRemittance.id == remittance_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     row = session.scalar(stmt)
     if row is None:
         raise NotFound("no such remittance")
@@ -749,11 +749,13 @@ def _parked_line(
         raise InvalidInput("remittance_id is required", field="remittance_id")
     if isinstance(line_no, bool) or not isinstance(line_no, int):
         raise InvalidInput("line_no is required", field="line_no")
-    remittance = get_remittance(session, remittance_id)
+    remittance = get_remittance(session, remittance_id, lock=lock)
     stmt = select(CheckoffLine).where(
         CheckoffLine.remittance_id == remittance.id, CheckoffLine.line_no == line_no
     )
-    line = session.scalar(stmt.with_for_update() if lock else stmt)
+    if lock:  # the remittance, then its line; read afresh, not from the session's map
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    line = session.scalar(stmt)
     if line is None:
         raise NotFound(f"remittance {remittance.id} has no line {line_no}")
     if remittance.status != "posted":

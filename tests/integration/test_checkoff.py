@@ -7,6 +7,7 @@ allocated plus what stayed in clearing is the file's total; verify-ledger green.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time as clock
 from datetime import UTC, date, datetime, time
 from uuid import uuid4
@@ -14,7 +15,7 @@ from uuid import uuid4
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core.approvals import engine as approvals
@@ -30,6 +31,7 @@ from core.members.registration import member_account_ids
 from db.models import Member, StaffUser
 from db.models_checkoff import CheckoffLine, CheckoffScheduleLine
 from db.models_loans import LoanRepayment
+from db.session import make_session_factory, unit_of_work
 from tests.loanutil import disbursed_loan
 from tests.ussdutil import make_member
 
@@ -247,3 +249,59 @@ def test_the_parts_of_a_line_sum_to_the_line(expected: list[int], received: int)
     assert sum(p.cents for p in paid) == received
     assert all(p.cents > 0 for p in paid)
     assert plans.shortfall_cents(parts, received) == max(0, sum(expected) - received)
+
+
+def test_two_requests_for_one_parked_line_approved_at_once_move_it_once(
+    committed_pg: Engine, deps: CoreDeps
+) -> None:
+    """Two clerks ask to move the same unmatched line to two members; two managers approve
+    at once (real threads): the line leaves clearing once, one request fails."""
+    factory = make_session_factory(committed_pg)
+    day = on(deps, date(2026, 1, 31))
+    with unit_of_work(factory) as s:
+        clerk, manager = staff(s, "teller"), staff(s, "manager")
+        managers = [staff(s, "manager") for _ in range(2)]
+        eid = employer(s, day, manager)
+        first, second = members(s, day, 2)
+        uploaded = upload(s, day, clerk, eid, csv_file([("X-1", "", "Unknown", 700 * KES)]),
+                          700 * KES)  # fmt: skip
+        approve(s, day, manager, uploaded.remittance.approval_id or 0)
+        remittance_id = uploaded.remittance.id
+        asks = [
+            approvals.request_approval(
+                s, day, staff(s, "teller"), co.REASSIGN_ACTION, member_id=m.id,
+                payload={"remittance_id": remittance_id, "line_no": 2, "target": "savings"},
+                note="it is theirs", large_threshold_cents=10**12,
+            ).id
+            for m in (first, second)
+        ]  # fmt: skip
+        clearing = system(s, SystemAccount.CHECKOFF_CLEARING)
+        s.commit()
+    assert clearing >= 700 * KES
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(checker: Principal, request_id: int) -> None:
+        barrier.wait()
+        with unit_of_work(factory) as s:
+            req = approvals.decide(s, day, checker, request_id, approve=True)
+            s.commit()
+            outcomes.append(req.status)
+
+    threads = [threading.Thread(target=decide, args=pair) for pair in zip(managers, asks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["approved", "failed"]
+    with unit_of_work(factory) as s:
+        assert system(s, SystemAccount.CHECKOFF_CLEARING) == clearing - 700 * KES
+        got = [balance(s, m.id, "savings") for m in (first, second)]
+        assert sorted(got) == [0, 700 * KES]
+        line = s.scalars(select(CheckoffLine).where(
+            CheckoffLine.remittance_id == remittance_id)).one()  # fmt: skip
+        assert line.member_id == (first, second)[got.index(700 * KES)].id
+        r = co.get_remittance(s, remittance_id)
+        assert (r.matched_cents, r.unmatched_cents) == (700 * KES, 0)
+        assert co.remittance_report(s, remittance_id)["unmatched"] == []
+        assert verify_ledger(s).ok

@@ -38,6 +38,8 @@ EVERY_ACTION = {
     "savings_product.change": "core.savings.approval_actions",
     "year_end.post": "core.savings.approval_actions",
     "member.exit": "core.members.exit",
+    "checkoff.post": "core.checkoff.approval_actions",
+    "checkoff.reassign": "core.checkoff.approval_actions",
 }
 
 

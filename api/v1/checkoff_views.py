@@ -3,7 +3,8 @@ employers and their members' payroll numbers, members' standing instructions, th
 deductions expected for a month (and their export for the employer's payroll), the
 employer's remittance file uploaded for posting (maker-checker ``checkoff.post``), its
 report for the employer, late remittances, and a line left in clearing moved to a member
-(maker-checker ``checkoff.reassign``). The use cases are ``core.checkoff.service``."""
+(maker-checker ``checkoff.reassign``). The use cases are ``core.checkoff.service``.
+Branch-bound staff see and change only their branch's members (others are 404)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from api.v1.security import api_state, current, requires, runtime
 from core.checkoff import files as checkoff_files
 from core.checkoff import service as checkoff
 from core.kernel.calendar import business_date
+from core.members.backoffice import visible_member
 from db.models import ApprovalRequest
 
 
@@ -100,6 +102,7 @@ def member_link(body: dict[str, Any], employer_id: int) -> Any:
     another member's: 409 ``payroll_number_taken``."""
     rt = runtime()
     with rt.unit_of_work() as s:
+        visible_member(s, current(), body["member_id"])
         link = checkoff.link_member(
             s, rt.deps, current(), employer_id, body["member_id"], body["payroll_number"]
         )
@@ -114,6 +117,7 @@ def member_payroll(member_id: int) -> Any:
     """The employer whose payroll the member is on (404: none)."""
     rt = runtime()
     with rt.unit_of_work() as s:
+        visible_member(s, current(), member_id)
         link = checkoff.member_link(s, member_id)
         return {"member_id": link.member_id, "employer_id": link.employer_id,
                 "payroll_number": link.payroll_number}  # fmt: skip
@@ -130,6 +134,7 @@ def instructions_get(member_id: int) -> Any:
     shares, savings). None: each active loan's instalment due."""
     rt = runtime()
     with rt.unit_of_work() as s:
+        visible_member(s, current(), member_id)
         rows = checkoff.get_instructions(s, member_id)
         return {"member_id": member_id, "instructions": checkoff.instruction_dicts(rows)}
 
@@ -145,6 +150,7 @@ def instructions_set(body: dict[str, Any], member_id: int) -> Any:
     item (``instructions.N``)."""
     rt = runtime()
     with rt.unit_of_work() as s:
+        visible_member(s, current(), member_id)
         rows = checkoff.set_instructions(s, rt.deps, current(), member_id, body["instructions"])
         return {"member_id": member_id, "instructions": checkoff.instruction_dicts(rows)}
 

@@ -288,7 +288,9 @@ def test_two_requests_for_one_parked_line_approved_at_once_move_it_once(
             s.commit()
             outcomes.append(req.status)
 
-    threads = [threading.Thread(target=decide, args=pair) for pair in zip(managers, asks)]
+    threads = [
+        threading.Thread(target=decide, args=pair) for pair in zip(managers, asks, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -322,3 +322,22 @@ def test_the_counter_cannot_name_checkoff_as_its_source(
         assert got.status_code == 422 and "source" in str((got.json or {})["errors"]), got.json
     assert _balance(session_factory, member.id, "savings") == 0
     assert _clearing(session_factory) == clearing
+
+
+def test_branch_bound_staff_reach_only_their_branchs_members(
+    api: FlaskClient, make_staff: Callable[..., Staffer], make_member: Callable[..., Member],
+) -> None:  # fmt: skip
+    head = make_staff("loan_officer")
+    employer_id = _employer(api, head, "NYERI-WATER")
+    member = make_member(branch="Nyeri", status="active")
+    meru, nyeri = make_staff("loan_officer", branch="Meru"), make_staff("loan_officer", "Nyeri")
+    link = {"member_id": member.id, "payroll_number": "W1"}
+    instructions = {"instructions": [{"target": "savings", "amount_cents": 100 * KES}]}
+    for who, status in ((nyeri, 200), (meru, 404)):  # Meru: the member exists, linked
+        url = f"{URL}/members/{member.id}"
+        assert api.post(f"{URL}/employers/{employer_id}/members", headers=auth(who),
+                        json=link).status_code == status  # fmt: skip
+        assert api.put(f"{url}/instructions", headers=auth(who),
+                       json=instructions).status_code == status  # fmt: skip
+        assert api.get(f"{url}/instructions", headers=auth(who)).status_code == status
+        assert api.get(f"{url}/payroll", headers=auth(who)).status_code == status

@@ -88,8 +88,10 @@ PERMISSIONS: dict[str, str] = {
     "deductions, remittances and their reports (unmatched lines, shortfalls, late remittance)",
     "checkoff:manage": "add employers, put members on a payroll, set standing instructions, "
     "generate the expected deductions",
-    "checkoff:upload": "upload an employer's remittance file (maker of checkoff.post)",
-    "checkoff:post": "approve the posting of an employer's remittance (checker of checkoff.post)",
+    "checkoff:upload": "upload an employer's remittance file, ask to move a line left in "
+    "clearing to a member (maker of checkoff.post, checkoff.reassign)",
+    "checkoff:post": "approve the posting of an employer's remittance and a line's move "
+    "(checker of checkoff.post, checkoff.reassign)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}

@@ -36,6 +36,9 @@ create-first-manager  create the first manager (the approver of later accounts),
 verify-audit    recompute the audit log's hash chain; exit 1 naming the first broken row
 webhook-add     register a partner's webhook URL (prints its signing secret once)
 webhook-list    list the registered webhook endpoints
+checkoff-schedule  an employer's expected deductions for a month (--out FILE.csv|xlsx)
+checkoff-upload    upload an employer's remittance file for posting (maker-checker)
+checkoff-late      late employer remittances, aged (exit 1 when one is outstanding)
 """
 
 from __future__ import annotations
@@ -1397,6 +1400,170 @@ def webhook_list() -> None:
         state = "active" if row.active else "inactive"
         click.echo(f"{row.id:>4}  {row.name:<20} {row.url}  events={row.events}  {state}")
     click.echo(f"{len(rows)} endpoint(s)")
+
+
+# ------------------------------------------------------------------ employer check-off
+
+
+def _employer_id(session: Any, code: str) -> int:
+    from db.models_checkoff import Employer
+
+    found = session.scalar(select(Employer.id).where(Employer.code == code.strip().upper()))
+    if found is None:
+        click.echo(f"no employer {code!r}", err=True)
+        sys.exit(2)
+    return int(found)
+
+
+@cli.command("checkoff-schedule")
+@click.option("--employer", "code", required=True, help="the employer's code")
+@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="write the deductions for the employer's payroll: FILE.csv or FILE.xlsx")  # fmt: skip
+def checkoff_schedule_cmd(code: str, month: str, out: str | None) -> None:
+    """Generate (again) the deductions expected from an employer for a month from the loan
+    schedules and the standing instructions (docs/integrations/check-off.md); print the
+    total, and with --out write the file for the employer's payroll.
+
+    Exit 0 when done, 1 when refused (a remittance for the month exists), 2 bad input."""
+    from core.checkoff import files as checkoff_files
+    from core.checkoff import service as checkoff
+
+    if out is not None and not out.lower().endswith((".csv", ".xlsx")):
+        click.echo("--out: a .csv or .xlsx file name", err=True)
+        sys.exit(2)
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            schedule = checkoff.generate_schedule(
+                session, runtime.deps, _employer_id(session, code), month
+            )
+            rows = checkoff.schedule_rows(session, schedule.id)
+            summary = checkoff.schedule_dict(schedule)
+    except SaccoError as exc:
+        click.echo(f"checkoff-schedule refused: {exc.code}: {exc.detail}", err=True)
+        sys.exit(2 if exc.code == "invalid_input" else 1)
+    click.echo(
+        f"{code.upper()} {month}: {summary['members']} member(s), "
+        f"{format_cents(summary['total_cents'])}, deducted {summary['deduction_on']}, "
+        f"due by {summary['due_on']}"
+    )
+    if out is not None:
+        data = (checkoff_files.export_xlsx(rows) if out.lower().endswith(".xlsx")
+                else checkoff_files.export_csv(rows))  # fmt: skip
+        Path(out).write_bytes(data)
+        click.echo(f"written {out} ({len(rows)} row(s))")
+
+
+@cli.command("checkoff-upload")
+@click.option("--employer", "code", required=True, help="the employer's code")
+@click.option("--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the employer's remittance, CSV or XLSX")  # fmt: skip
+@click.option("--bank-ref", required=True, help="the bank transfer's reference")
+@click.option("--amount", required=True, help="KES the bank received, e.g. 1,250,000.50")
+@click.option("--received", required=True, help="the day it reached the bank, YYYY-MM-DD")
+@click.option("--maker", required=True, help="the username of the clerk uploading "
+              "(holds checkoff:upload); a manager approves in the API")  # fmt: skip
+@click.option("--month", default=None, help="YYYY-MM the deductions were for; default: the "
+              "latest month generated for the employer deducted on or before --received")  # fmt: skip
+def checkoff_upload_cmd(
+    code: str, path: str, bank_ref: str, amount: str, received: str, maker: str,
+    month: str | None,
+) -> None:  # fmt: skip
+    """Upload an employer's remittance file for posting: checked whole (a bad line is
+    named), matched, and put to a manager as a ``checkoff.post`` request. The same file
+    again answers the first upload.
+
+    Exit 0 when asked (or uploaded before), 1 when refused, 2 bad input."""
+    from datetime import date as date_type
+
+    from core.checkoff import service as checkoff
+    from core.kernel.money import parse_amount
+    from core.staff.accounts import principal_for
+    from db.models import StaffUser
+    from db.models_checkoff import CheckoffSchedule
+
+    try:
+        received_on = date_type.fromisoformat(received)
+        cents = parse_amount(amount, max_cents=ledger.MAX_POSTING_CENTS).cents
+    except ValueError:
+        click.echo(f"--received {received!r}: use YYYY-MM-DD", err=True)
+        sys.exit(2)
+    except SaccoError as exc:
+        click.echo(f"--amount {amount!r}: {exc.detail}", err=True)
+        sys.exit(2)
+    data = Path(path).read_bytes()
+    settings = _settings()
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        with runtime.unit_of_work() as session:
+            user = session.scalar(select(StaffUser).where(StaffUser.username == maker))
+            if user is None or not user.is_active:
+                click.echo(f"checkoff-upload: no active member of staff {maker!r}", err=True)
+                sys.exit(1)
+            employer_id = _employer_id(session, code)
+            if month is None:
+                month = session.scalar(
+                    select(CheckoffSchedule.period)
+                    .where(CheckoffSchedule.employer_id == employer_id,
+                           CheckoffSchedule.deduction_on <= received_on)
+                    .order_by(CheckoffSchedule.period.desc()).limit(1)
+                )  # fmt: skip
+                if month is None:
+                    click.echo("no month generated for this employer: give --month", err=True)
+                    sys.exit(2)
+            up = checkoff.upload_remittance(
+                session, runtime.deps, principal_for(user), employer_id=employer_id,
+                period=month, data=data, filename=Path(path).name, bank_reference=bank_ref,
+                bank_amount_cents=cents, received_on=received_on,
+                large_threshold_cents=settings.approval_manager_threshold_cents,
+            )  # fmt: skip
+            r = checkoff.remittance_dict(up.remittance)
+    except SaccoError as exc:
+        click.echo(f"checkoff-upload refused: {exc.code}: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"remittance {r['id']} {code.upper()} {r['period']}: {r['lines']} line(s), "
+        f"{format_cents(r['total_cents'])}; matched {format_cents(r['matched_cents'])}, "
+        f"unmatched {format_cents(r['unmatched_cents'])}"
+    )
+    if up.created:
+        click.echo(f"approval request {r['approval_id']}: a manager approves it in the API")
+    else:
+        click.echo(f"this file was uploaded before (status {r['status']}); nothing written")
+
+
+@cli.command("checkoff-late")
+@click.option("--date", "day", default=None, help="age against this day (YYYY-MM-DD); "
+              "default: today in Nairobi")  # fmt: skip
+def checkoff_late_cmd(day: str | None) -> None:
+    """Employer months whose remittance came, or has not come, after the due day (pay day
+    plus the 7 days of the Co-operative Societies Act, s. 19A), aged.
+
+    Exit 0 when none is outstanding, 1 when one is (for cron), 2 a bad --date."""
+    from datetime import date as date_type
+
+    from core.checkoff import service as checkoff
+    from core.kernel.calendar import business_date
+
+    runtime = _runtime()
+    try:
+        today = date_type.fromisoformat(day) if day else business_date(runtime.deps.now())
+    except ValueError:
+        click.echo(f"--date {day!r}: use YYYY-MM-DD", err=True)
+        sys.exit(2)
+    with runtime.unit_of_work() as session:
+        rows = checkoff.late_remittances(session, today)
+    for x in rows:
+        state = "NOT RECEIVED" if x["outstanding"] else f"received {x['received_on']}"
+        click.echo(
+            f"{x['employer_code']:<16} {x['period']}  due {x['due_on']}  {x['days_late']:>4} "
+            f"day(s) late ({x['bucket']})  {format_cents(x['expected_cents'])}  {state}"
+        )
+    outstanding = sum(1 for x in rows if x["outstanding"])
+    click.echo(f"{len(rows)} late as of {today}, {outstanding} not received")
+    if outstanding:
+        sys.exit(1)
 
 
 def main() -> None:

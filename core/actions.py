@@ -8,6 +8,7 @@ a check and a verb in its domain's ``approval_actions.py`` and one line here.
 from __future__ import annotations
 
 from core.accounting import adjustments
+from core.checkoff import approval_actions as checkoff
 from core.loans import approval_actions as loans
 from core.members import approval_actions as members
 from core.payments.bank import approval_actions as bank
@@ -18,5 +19,5 @@ from core.staff import approval_actions as staff
 
 
 def register_all() -> None:
-    for domain in (members, adjustments, mpesa, risk, staff, loans, savings, bank):
+    for domain in (members, adjustments, mpesa, risk, staff, loans, savings, bank, checkoff):
         domain.register_actions()

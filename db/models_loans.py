@@ -414,7 +414,8 @@ class LoanRepayment(Base):
     __tablename__ = "loan_repayments"
     __table_args__ = (
         CheckConstraint(
-            "source IN ('mpesa', 'savings', 'cash', 'top_up', 'recovery')", name="source"
+            "source IN ('mpesa', 'savings', 'cash', 'top_up', 'recovery', 'checkoff')",
+            name="source",
         ),
         CheckConstraint(
             "amount_cents > 0 AND penalty_cents >= 0 AND fee_cents >= 0 AND "

@@ -29,6 +29,7 @@ from api.v1 import (
     auth_views,
     bank_views,
     bureau_views,
+    checkoff_views,
     close_day_views,
     crb_views,
     loan_product_views,
@@ -68,6 +69,7 @@ BLUEPRINTS = [
     savings_product_views.blp,
     year_end_views.blp,
     bank_views.blp,
+    checkoff_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

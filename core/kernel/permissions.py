@@ -93,6 +93,14 @@ PERMISSIONS: dict[str, str] = {
     "share.transfer)",
     "savings_accounts:open": "open a further savings account for a member under a savings "
     "product open to members (audited)",
+    "checkoff:read": "read employers, payroll numbers, standing instructions, expected "
+    "deductions, remittances and their reports (unmatched lines, shortfalls, late remittance)",
+    "checkoff:manage": "add employers, put members on a payroll, set standing instructions, "
+    "generate the expected deductions",
+    "checkoff:upload": "upload an employer's remittance file, ask to move a line left in "
+    "clearing to a member (maker of checkoff.post, checkoff.reassign)",
+    "checkoff:post": "approve the posting of an employer's remittance and a line's move "
+    "(checker of checkoff.post, checkoff.reassign)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -155,6 +163,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "year_end:manage",
             "bureau:enquire",
             "bureau:read",
+            "checkoff:read",
+            "checkoff:manage",
+            "checkoff:upload",
+            "checkoff:post",
         }
     ),
     "loan_officer": frozenset(
@@ -185,6 +197,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:read",
             "bureau:enquire",
             "bureau:read",
+            "checkoff:read",
+            "checkoff:manage",
+            "checkoff:upload",
         }
     ),
     "teller": frozenset(
@@ -206,6 +221,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "sim_swap:review",
             "savings_products:read",
+            "checkoff:read",
+            "checkoff:upload",
         }
     ),
     "auditor": frozenset(
@@ -225,6 +242,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:read",
             "year_end:read",
             "bureau:read",
+            "checkoff:read",
         }
     ),
 }
@@ -299,6 +317,10 @@ PERMISSION_RISK: dict[str, str] = {
     "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
     "shares:transfer": "money",  # asks for share capital to move between members
     "savings_accounts:open": "none",  # an empty account of the member's; moves nothing
+    "checkoff:read": "personal_data",  # payroll numbers, names and amounts
+    "checkoff:manage": "money",  # decides what a member's pay deduction pays
+    "checkoff:upload": "money",  # asks for an employer's remittance to be posted
+    "checkoff:post": "money",
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

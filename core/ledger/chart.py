@@ -105,6 +105,9 @@ class SystemAccount(StrEnum):
     )  # fmt: skip
     # Liabilities
     SUSPENSE = "2200", "Suspense", AccountType.LIABILITY, True  # M-Pesa money nobody can take yet
+    # An employer's check-off transfer, until allocated to members; what matches no member
+    # stays here (migration 0038; core.checkoff).
+    CHECKOFF_CLEARING = "2210", "Check-off clearing", AccountType.LIABILITY, True
     INTEREST_PAYABLE = "2300", "Interest payable", AccountType.LIABILITY
     DIVIDENDS_PAYABLE = "2400", "Dividends payable", AccountType.LIABILITY
     WITHHOLDING_TAX = "2500", "Withholding tax", AccountType.LIABILITY

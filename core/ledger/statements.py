@@ -78,6 +78,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.YEAR_END_DECLARE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.YEAR_END_TAX: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.YEAR_END_CREDIT: StatementLabel.INTEREST,  # dividend and rebate, net of tax
+    EntryKind.CHECKOFF_RECEIPT: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.DEPOSIT_CHECKOFF: StatementLabel.DEPOSIT,  # deducted from pay by the employer
 }
 
 

@@ -81,6 +81,12 @@ class EntryKind(StrEnum):
     # Share capital sold by one member to another (issue 14, part 1; core.savings.shares),
     # maker-checker: Dr the seller's shares / Cr the buyer's shares.
     SHARE_TRANSFER = "share.transfer"
+    # Employer check-off (issue 15, part 3; core.checkoff): the employer's bank transfer
+    # (Dr bank / Cr check-off clearing with the file's total), then per member a deposit
+    # (``credit_member``, Dr clearing / Cr the member's account) or a loan repayment
+    # (``repay_loan``, ``loan.repayment`` from clearing).
+    CHECKOFF_RECEIPT = "checkoff.receipt"
+    DEPOSIT_CHECKOFF = "deposit.checkoff"
 
 
 class HoldStatus(StrEnum):

@@ -109,10 +109,12 @@ KEY_RE = re.compile(r"[A-Za-z0-9._:-]{8,110}")  # room for ":savings" (the ledge
 _SOURCE_ACCOUNT = {
     RepaymentSource.MPESA: SystemAccount.MPESA_COLLECTIONS_FLOAT,
     RepaymentSource.CASH: SystemAccount.BANK,
+    RepaymentSource.CHECKOFF: SystemAccount.CHECKOFF_CLEARING,
 }
 _CREDIT_SOURCE = {
     RepaymentSource.MPESA: CreditSource.MPESA,
     RepaymentSource.CASH: CreditSource.CASH,
+    RepaymentSource.CHECKOFF: CreditSource.CHECKOFF,
 }
 
 
@@ -436,7 +438,7 @@ def _check(r: Repayment) -> None:
     if amount > ledger.MAX_POSTING_CENTS:
         raise InvalidInput("amount too large", field="amount_cents", reason="too_large")
     if r.source not in PAYING_SOURCES:  # a top-up settles its old loan itself (top_ups)
-        raise InvalidInput("source must be mpesa, savings or cash", field="source")
+        raise InvalidInput("source must be mpesa, savings, cash or checkoff", field="source")
     for name, key in (("idempotency_key", r.idempotency_key), ("business_key", r.business_key)):
         if not isinstance(key, str) or not KEY_RE.fullmatch(key):
             raise InvalidInput(f"{name}: 8-110 of letters, digits, . _ : -", field=name,

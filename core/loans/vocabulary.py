@@ -174,11 +174,18 @@ class RepaymentSource(StrEnum):
     # Default recovery (core.loans.recovery): the borrower's free deposits, then guarantors'
     # pledges, taken to the loan on a maker-checker approval.
     RECOVERY = "recovery"
+    # Deducted from pay by an employer (core.checkoff): from the check-off clearing account.
+    CHECKOFF = "checkoff"
 
 
-# What a member, a teller or M-Pesa may pay with: a top-up is never a repayment source of
-# ``repay_loan`` (the top-up's disbursement settles the old loan itself).
-PAYING_SOURCES = frozenset({RepaymentSource.MPESA, RepaymentSource.SAVINGS, RepaymentSource.CASH})
+# What a member, a teller, M-Pesa or an employer's check-off may pay with: a top-up is never
+# a repayment source of ``repay_loan`` (the top-up's disbursement settles the old loan
+# itself). No API or USSD input names a source: each caller fixes its own (the teller's is
+# ``cash``), so ``checkoff`` is reached only through ``core.checkoff`` (tested in
+# tests/e2e/api/test_checkoff_api.py).
+PAYING_SOURCES = frozenset(
+    {RepaymentSource.MPESA, RepaymentSource.SAVINGS, RepaymentSource.CASH, RepaymentSource.CHECKOFF}
+)
 
 
 class LoanPart(StrEnum):

@@ -43,6 +43,7 @@ class CreditSource(StrEnum):
     BANK = "bank"  # a bank transfer
     SUSPENSE = "suspense"  # an M-Pesa payment parked in suspense, given to its member by staff
     YEAR_END = "year_end"  # a dividend and rebate, net of tax (core.savings.year_end)
+    CHECKOFF = "checkoff"  # deducted from pay by an employer (core.checkoff), from clearing
 
 
 # Per source: the SACCO account the money leaves, the entry it makes, the receipt SMS.
@@ -57,6 +58,9 @@ _SOURCES: dict[CreditSource, tuple[SystemAccount, EntryKind, str]] = {
     ),
     CreditSource.YEAR_END: (
         SystemAccount.DIVIDENDS_PAYABLE, EntryKind.YEAR_END_CREDIT, "year_end_paid"
+    ),
+    CreditSource.CHECKOFF: (
+        SystemAccount.CHECKOFF_CLEARING, EntryKind.DEPOSIT_CHECKOFF, "deposit_received_checkoff"
     ),
 }  # fmt: skip
 

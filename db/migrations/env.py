@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, pool
 
 import db.models  # noqa: F401  (registers the tables on Base.metadata)
 import db.models_bank  # noqa: F401
+import db.models_checkoff  # noqa: F401
 import db.models_close_day  # noqa: F401
 import db.models_crb  # noqa: F401
 import db.models_exit  # noqa: F401

@@ -41,6 +41,8 @@ EVERY_ACTION = {
     "member.exit": "core.members.exit",
     "bank_transfer.resolve": "core.payments.bank.approval_actions",
     "bank.sweep": "core.payments.bank.approval_actions",
+    "checkoff.post": "core.checkoff.approval_actions",
+    "checkoff.reassign": "core.checkoff.approval_actions",
 }
 
 

@@ -11,7 +11,8 @@ For each client count it runs, in separate processes (real parallelism, no GIL):
   * pgbench --builtin=tpcb-like at scale 1 (one branch row that every transaction updates).
 It prints medians over the rounds, the ratio ledger entries/s over pgbench TPS, and the
 load average at the start and the end (the machine may be shared).
-Databases: sacco_bench_ledger and sacco_bench_pgbench on BENCH_PG (default 127.0.0.1:5432, user postgres).
+Databases: sacco_bench_ledger and sacco_bench_pgbench (BENCH_LEDGER_DB, BENCH_PGBENCH_DB) on
+BENCH_PG (default 127.0.0.1:5432, user postgres).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from db.session import unit_of_work
 HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PORT = os.environ.get("BENCH_PG_PORT", "5432")
 USER = os.environ.get("BENCH_PG_USER", "postgres")
-LEDGER_DB = "sacco_bench_ledger"
-PGBENCH_DB = "sacco_bench_pgbench"
+LEDGER_DB = os.environ.get("BENCH_LEDGER_DB", "sacco_bench_ledger")
+PGBENCH_DB = os.environ.get("BENCH_PGBENCH_DB", "sacco_bench_pgbench")
 URL = f"postgresql+psycopg2://{USER}@{HOST}:{PORT}/{LEDGER_DB}"
 ACCOUNTS = 200
 

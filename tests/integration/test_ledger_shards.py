@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
@@ -21,7 +21,9 @@ from core.ledger.verify import verify_ledger
 from core.ledger.vocabulary import EntryKind
 from db.base import utcnow
 from db.models import Account, Posting
+from db.session import make_session_factory, unit_of_work
 from tests.ledgerutil import fund, make_accounts
+from tests.workerprocs import run_manage
 
 FLOAT = SystemAccount.MPESA_COLLECTIONS_FLOAT
 
@@ -179,3 +181,25 @@ def test_a_payout_with_its_fee_spreads_both_hot_legs_and_releases_the_hold(
     bal = ledger.get_balance(s, a)
     assert (bal.balance_cents, bal.held_cents) == (4_970, 0)
     assert verify_ledger(s).ok
+
+
+def test_manage_ledger_shards_adds_up_to_the_setting_and_shows_the_chart(
+    committed_pg: Engine,
+) -> None:
+    shown = run_manage("ledger-shards", "--show-only")
+    assert shown.returncode == 0, shown.stderr
+    assert "1010     M-Pesa collections float" in shown.stdout
+    assert "  1010-08" in shown.stdout and "1010-09" not in shown.stdout
+    assert "new postings spread over 8 row(s) each (LEDGER_SHARDS=8)" in shown.stdout
+
+    grown = run_manage("ledger-shards", LEDGER_SHARDS="12")
+    assert grown.returncode == 0, grown.stderr
+    assert "created 16 shard(s): 1010-09, 1010-10, 1010-11, 1010-12, 1020-09" in grown.stdout
+    assert "new postings spread over 12 row(s) each (LEDGER_SHARDS=12)" in grown.stdout
+    again = run_manage("ledger-shards", "--count", "12")
+    assert again.returncode == 0 and "created" not in again.stdout
+    with unit_of_work(make_session_factory(committed_pg)) as s:
+        codes = s.scalars(select(Account.code).where(Account.parent_id.is_not(None))).all()
+        assert len(codes) == 4 * 12
+        assert verify_ledger(s).ok
+    assert run_manage("ledger-shards", "--count", "0").returncode == 2  # click refuses it

@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     # Savings with no member-initiated activity for this many months are marked dormant
     # (manage.py mark-dormant, and the scheduler): withdrawals wait for staff to reactivate.
     dormancy_months: int = Field(default=12, ge=1, le=120)
+    # How many shards of each hot account (M-Pesa floats, suspense, fee income) new postings
+    # spread over (docs/ledger/shards.md); 1 = unsharded. `manage.py ledger-shards` creates
+    # the rows up to this number (migration 0040 creates 8).
+    ledger_shards: int = Field(default=8, ge=1, le=99)
     document_dir: str = "var/documents"
     document_max_bytes: int = Field(default=1_500_000, ge=1000, le=1_900_000)
 

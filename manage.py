@@ -5,6 +5,8 @@ seed-demo       seed a demo SACCO (members with balances and history); idempoten
                 SACCO_ENV=demo or development only
 verify-ledger   recompute every balance from the postings; exit 1 on any mismatch
 trial-balance   print the trial balance
+ledger-shards   the sharded hot accounts (floats, suspense, fee income) with their shards'
+                balances; --count N adds shards up to N (default LEDGER_SHARDS)
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
 crb-submission  produce a month's credit-bureau data submission file (--month YYYY-MM),
@@ -449,6 +451,48 @@ def verify_ledger_cmd() -> None:
     if not report.ok:
         sys.exit(1)
     click.echo("ledger OK: every entry balances and every balance matches its postings")
+
+
+@cli.command("ledger-shards")
+@click.option("--count", type=click.IntRange(1, 99), default=None,
+              help="shards each sharded account must have (default: LEDGER_SHARDS)")  # fmt: skip
+@click.option("--show-only", is_flag=True, help="add nothing, only print the chart's shards")
+def ledger_shards_cmd(count: int | None, show_only: bool) -> None:
+    """Add shards to the hot accounts (never removes one) and print each sharded account
+    with its shards and the balance they add up to."""
+    from core.ledger.shards import ensure_shards, sharded_accounts
+
+    settings = _settings()
+    runtime = build_runtime(settings, dispatch=False)
+    try:
+        with runtime.unit_of_work() as session:
+            created = (
+                []
+                if show_only
+                else ensure_shards(session, count or settings.ledger_shards, now=runtime.deps.now())
+            )
+            accounts = sharded_accounts(session)
+    finally:
+        runtime.engine.dispose()
+    if created:
+        click.echo(f"created {len(created)} shard(s): {', '.join(created)}")
+    for account in accounts:
+        click.echo(
+            f"{account.code:<8} {account.name:<34} {format_cents(account.balance_cents):>18}"
+        )
+        if account.own_cents:
+            click.echo(
+                f"  {account.code:<8} {'before sharding':<32} {format_cents(account.own_cents):>18}"
+            )
+        for shard in account.shards:
+            click.echo(
+                f"  {shard.code:<8} {shard.name[-8:]:<32} {format_cents(shard.balance_cents):>18}"
+            )
+    used = min((len(a.shards) for a in accounts), default=0)
+    rows = 1 if settings.ledger_shards <= 1 else min(settings.ledger_shards, used)
+    click.echo(
+        f"new postings spread over {rows} row(s) each (LEDGER_SHARDS={settings.ledger_shards})"
+    )
 
 
 @cli.command("mark-dormant")

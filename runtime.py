@@ -84,7 +84,7 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
         if settings.redis_url
         else None
     )
-    session_factory = make_session_factory(engine)
+    session_factory = make_session_factory(engine, ledger_shards=settings.ledger_shards)
     dispatcher = None
     if dispatch:
         from workers.dispatch import install_outbox_dispatch

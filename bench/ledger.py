@@ -1,14 +1,18 @@
 """Ledger throughput beside PostgreSQL's own bank benchmark, on the same server, same run.
 
-    .venv/bin/python bench/ledger.py [--seconds 5] [--rounds 3] [--clients 1,4,8]
+    .venv/bin/python bench/ledger.py [--seconds 5] [--rounds 3] [--clients 1,4,8] [--shards 1,4,16]
 
 For each client count it runs, in separate processes (real parallelism, no GIL):
   * ledger, cold: transfers between 200 member accounts (2 postings each);
-  * ledger, hot: deposits from the one M-Pesa float into member accounts (every
-    entry locks the hot float row, like pgbench's branch row);
+  * ledger, hot, once per shard count N: deposits from the M-Pesa collections float
+    into member accounts; N = 1 is the float unsharded (every entry locks its one row,
+    like pgbench's branch row), N > 1 spreads the entries over N shards
+    (core.ledger.shards, LEDGER_SHARDS);
   * pgbench --builtin=tpcb-like at scale 1 (one branch row that every transaction updates).
-It prints medians over the rounds and the ratio ledger entries/s over pgbench TPS.
-Databases: sacco_bench_ledger and sacco_bench_pgbench on BENCH_PG (default 127.0.0.1:5432, user postgres).
+It prints medians over the rounds, the ratio ledger entries/s over pgbench TPS, and the
+load average at the start and the end (the machine may be shared).
+Databases: sacco_bench_ledger and sacco_bench_pgbench (BENCH_LEDGER_DB, BENCH_PGBENCH_DB) on
+BENCH_PG (default 127.0.0.1:5432, user postgres).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from db.session import unit_of_work
 HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PORT = os.environ.get("BENCH_PG_PORT", "5432")
 USER = os.environ.get("BENCH_PG_USER", "postgres")
-LEDGER_DB = "sacco_bench_ledger"
-PGBENCH_DB = "sacco_bench_pgbench"
+LEDGER_DB = os.environ.get("BENCH_LEDGER_DB", "sacco_bench_ledger")
+PGBENCH_DB = os.environ.get("BENCH_PGBENCH_DB", "sacco_bench_pgbench")
 URL = f"postgresql+psycopg2://{USER}@{HOST}:{PORT}/{LEDGER_DB}"
 ACCOUNTS = 200
 
@@ -50,9 +54,10 @@ def recreate(db: str) -> None:
     conn.close()
 
 
-def setup_ledger() -> tuple[int, list[int]]:
+def setup_ledger(shards: int = 16) -> tuple[int, list[int]]:
     from core.ledger import entries as ledger
     from core.ledger.chart import SystemAccount
+    from core.ledger.shards import ensure_shards
     from core.ledger.vocabulary import EntryKind
     from db.base import utcnow
     from db.migrate import upgrade
@@ -63,6 +68,8 @@ def setup_ledger() -> tuple[int, list[int]]:
     engine = make_engine(URL)
     factory = make_session_factory(engine)
     with unit_of_work(factory) as session:
+        ensure_shards(session, shards, now=utcnow())
+        ledger.forget_hot_set(session)
         float_id = ledger.account_id_by_code(session, SystemAccount.MPESA_COLLECTIONS_FLOAT)
         ids = [
             ledger.create_account(
@@ -89,9 +96,9 @@ def setup_ledger() -> tuple[int, list[int]]:
     return float_id, ids
 
 
-def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> int:
+def ledger_worker(args: tuple[str, int, list[int], float, int, str, float, int]) -> int:
     """Import, connect and warm up first; then work from the shared start time for ``seconds``."""
-    mode, float_id, ids, seconds, seed, tag, start_at = args
+    mode, float_id, ids, seconds, seed, tag, start_at, shards = args
     from core.kernel.errors import InsufficientFunds
     from core.ledger import entries as ledger
     from core.ledger.vocabulary import EntryKind
@@ -99,7 +106,7 @@ def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> i
     from db.session import make_engine, make_session_factory, run_in_transaction
 
     engine = make_engine(URL, pool_size=1)
-    factory = make_session_factory(engine)
+    factory = make_session_factory(engine, ledger_shards=shards)
     with unit_of_work(factory) as session:
         ledger.hot_account_ids(session)
     rng = random.Random(seed)
@@ -129,15 +136,23 @@ def ledger_worker(args: tuple[str, int, list[int], float, int, str, float]) -> i
 
 
 def run_ledger(
-    mode: str, clients: int, seconds: float, float_id: int, ids: list[int], rnd: int
+    mode: str,
+    clients: int,
+    seconds: float,
+    float_id: int,
+    ids: list[int],
+    rnd: int,
+    shards: int = 1,
 ) -> float:
+    """Entries per second; ``shards``: how many rows of the float the hot entries spread
+    over (1: the float whole, as before issue 18)."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(clients) as pool:
-        tag = f"{mode}{clients}r{rnd}"
+        tag = f"{mode}{clients}s{shards}r{rnd}"
         start_at = time.time() + 4.0  # every process imported and connected by then
         counts = pool.map(
             ledger_worker,
-            [(mode, float_id, ids, seconds, i, tag, start_at) for i in range(clients)],
+            [(mode, float_id, ids, seconds, i, tag, start_at, shards) for i in range(clients)],
         )
     return sum(counts) / seconds
 
@@ -187,35 +202,56 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="1,4,8")
+    parser.add_argument("--shards", default="1,4,16", help="shard counts for the hot float")
     opts = parser.parse_args()
     client_counts = [int(c) for c in opts.clients.split(",")]
-    print(f"setting up ({ACCOUNTS} accounts, pgbench scale 1) ...", flush=True)
-    float_id, ids = setup_ledger()
+    shard_counts = [int(n) for n in opts.shards.split(",")]
+    load_start = os.getloadavg()
+    print(f"load average at the start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
+    print(
+        f"setting up ({ACCOUNTS} accounts, {max(shard_counts)} float shards, pgbench scale 1) ...",
+        flush=True,
+    )
+    float_id, ids = setup_ledger(max(shard_counts))
     setup_pgbench()
+    modes = ["cold"] + [f"hot{n}" for n in shard_counts]
     results: dict[tuple[str, int], list[float]] = {}
     for rnd in range(opts.rounds):
         for clients in client_counts:
-            # Interleave the three so machine noise hits all of them alike.
+            # Interleave them all so machine noise hits each alike.
             results.setdefault(("pgbench", clients), []).append(run_pgbench(clients, opts.seconds))
-            for mode in ("cold", "hot"):
+            for mode in modes:
+                shards = int(mode[3:]) if mode.startswith("hot") else 1
                 results.setdefault((mode, clients), []).append(
-                    run_ledger(mode, clients, opts.seconds, float_id, ids, rnd)
+                    run_ledger(
+                        "hot" if mode.startswith("hot") else "cold",
+                        clients,
+                        opts.seconds,
+                        float_id,
+                        ids,
+                        rnd,
+                        shards,
+                    )
                 )
         print(f"round {rnd + 1}/{opts.rounds} done", flush=True)
+    load_end = os.getloadavg()
     print()
     print(
-        f"medians of {opts.rounds} rounds x {opts.seconds:g}s; entries/s (postings/s = 2 x entries/s)"
+        f"medians of {opts.rounds} rounds x {opts.seconds:g}s; entries/s (postings/s = 2 x entries/s);"
+        " hot N = the float in N shards (1: one row)"
     )
-    print(
-        f"{'clients':>7} {'pgbench tps':>12} {'ledger cold':>12} {'ratio':>6} {'ledger hot':>11} {'ratio':>6}"
-    )
+    header = f"{'clients':>7} {'pgbench tps':>12} {'cold':>7} {'ratio':>6}"
+    for n in shard_counts:
+        header += f" {'hot N=' + str(n):>9} {'ratio':>6}"
+    print(header)
     for clients in client_counts:
         pg = statistics.median(results[("pgbench", clients)])
-        cold = statistics.median(results[("cold", clients)])
-        hot = statistics.median(results[("hot", clients)])
-        print(
-            f"{clients:>7} {pg:>12.0f} {cold:>12.0f} {cold / pg:>6.2f} {hot:>11.0f} {hot / pg:>6.2f}"
-        )
+        line = f"{clients:>7} {pg:>12.0f}"
+        for mode in modes:
+            rate = statistics.median(results[(mode, clients)])
+            line += f" {rate:>{7 if mode == 'cold' else 9}.0f} {rate / pg:>6.2f}"
+        print(line)
+    print(f"load average at the end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     from core.ledger.verify import verify_ledger
     from db.session import make_engine, make_session_factory
 

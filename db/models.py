@@ -58,6 +58,11 @@ class Account(Base):
     )
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     held_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A shard of a hot system account (migration 0040; core.ledger.shards): postings to
+    # the parent go to one of its shards, and the parent's balance is its own plus theirs.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), index=True, default=None
+    )
     # A member's savings with no member-initiated activity for DORMANCY_MONTHS (migration
     # 0027; core.savings.dormancy): withdrawals wait for staff to reactivate it.
     dormant_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -70,8 +70,14 @@ def insert_for(session: Session, table: Any) -> postgresql.Insert | sqlite.Inser
     return sqlite.insert(table)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+def make_session_factory(
+    engine: Engine, *, ledger_shards: int | None = None
+) -> sessionmaker[Session]:
+    """Sessions on ``engine``. ``ledger_shards`` (the ``LEDGER_SHARDS`` setting) is how many
+    shards of each sharded account new postings spread over (``core.ledger.shards``); None
+    uses every shard the database has."""
+    info = {} if ledger_shards is None else {"ledger_shards": ledger_shards}
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False, info=info)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -129,6 +129,23 @@ class SystemAccount(StrEnum):
     CASH_OVER_SHORT = "5800", "Cash over and short", AccountType.EXPENSE
 
 
+# The hot accounts split into shards (migration 0040, ``core.ledger.shards``): the ones
+# every M-Pesa money event touches, one entry each. Interest and penalty income and
+# M-Pesa charges stay whole: close of day and the B2C charge post them once per product
+# and day or per payout batch, not once per payment (docs/ledger/shards.md).
+SHARDED_ACCOUNTS: tuple[SystemAccount, ...] = (
+    SystemAccount.MPESA_COLLECTIONS_FLOAT,
+    SystemAccount.MPESA_DISBURSEMENT_FLOAT,
+    SystemAccount.SUSPENSE,
+    SystemAccount.FEE_INCOME,
+)
+
+
+def shard_code(parent: str, number: int) -> str:
+    """A shard's account code: ``1010-03`` (the parent's code and a two-digit number)."""
+    return f"{parent}-{number:02d}"
+
+
 class MemberAccount(StrEnum):
     """A member's accounts, by code prefix: ``prefix, name, type, purpose``.
 

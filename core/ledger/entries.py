@@ -57,6 +57,10 @@ from db.base import UTCDateTime
 from db.models import Account, Hold, JournalEntry, Posting
 from db.session import insert_for
 
+# Session.info key: how many shards of each sharded account new postings use (see
+# ``shards_in_use``; db.session.make_session_factory sets it).
+LEDGER_SHARDS_INFO = "ledger_shards"
+
 # Largest single posting: KES 10 billion. Keeps sums far from BIGINT overflow.
 MAX_POSTING_CENTS = 10**12
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
@@ -204,10 +208,21 @@ def _account_meta(session: Session, account_ids: Iterable[int]) -> dict[int, _Me
 # ORDER: were it ever stale, the worst case is a deadlock that PostgreSQL detects
 # and the unit of work retries -- never a wrong balance. Every other property
 # (normal side, overdraft rule) is read by the guarded UPDATE itself.
+#
+# The same read gives the shards (migration 0040, docs/ledger/shards.md): a hot account
+# split into sub-accounts that each take a share of its postings. Shards are only ever
+# added (``manage.py ledger-shards``), so a stale map misses a new shard for at most a
+# minute and never names one that is gone.
 _HOT_TTL_S = 60.0
-_hot_cache: weakref.WeakKeyDictionary[Engine, tuple[float, frozenset[int]]] = (
-    weakref.WeakKeyDictionary()
-)
+
+
+@dataclass(frozen=True, slots=True)
+class _HotSet:
+    hot: frozenset[int]
+    shards: Mapping[int, tuple[int, ...]]  # parent id -> its shards' ids, ascending
+
+
+_hot_cache: weakref.WeakKeyDictionary[Engine, tuple[float, _HotSet]] = weakref.WeakKeyDictionary()
 
 
 # The hot path in plain SQL that PostgreSQL and SQLite (3.35+) both accept, built
@@ -264,15 +279,102 @@ def _pg_update_and_insert_postings(n_before: int) -> TextClause:
     )
 
 
-def hot_account_ids(session: Session) -> frozenset[int]:
+def _hot_set(session: Session) -> _HotSet:
     engine = session.get_bind().engine
     cached = _hot_cache.get(engine)
     now = time.monotonic()
     if cached is None or now - cached[0] > _HOT_TTL_S:
-        ids = frozenset(session.scalars(select(Account.id).where(Account.is_hot)).all())
-        cached = (now, ids)
+        rows = session.execute(
+            select(Account.id, Account.is_hot, Account.parent_id)
+            .where(Account.is_hot | Account.parent_id.is_not(None))
+            .order_by(Account.id)
+        ).all()
+        shards: dict[int, list[int]] = {}
+        for row in rows:
+            if row.parent_id is not None:
+                shards.setdefault(row.parent_id, []).append(row.id)
+        cached = (
+            now,
+            _HotSet(
+                frozenset(row.id for row in rows if row.is_hot),
+                {parent: tuple(ids) for parent, ids in shards.items()},
+            ),
+        )
         _hot_cache[engine] = cached
     return cached[1]
+
+
+def forget_hot_set(bind: Session | Engine | None = None) -> None:
+    """Drop this process's cached hot set and shards (after adding shards); for every
+    engine when ``bind`` is None."""
+    if bind is None:
+        _hot_cache.clear()
+        return
+    engine = bind.get_bind().engine if isinstance(bind, Session) else bind
+    _hot_cache.pop(engine, None)
+
+
+def shards_in_use(
+    session: Session, shards: Mapping[int, tuple[int, ...]]
+) -> Mapping[int, tuple[int, ...]]:
+    """The shards new postings spread over: the first ``LEDGER_SHARDS`` of each sharded
+    account (the session factory's ``info["ledger_shards"]``, set by the runtime from the
+    setting; all of them when unset). One means the parent alone: the ledger unsharded."""
+    n = session.info.get(LEDGER_SHARDS_INFO)
+    if n is None:
+        return shards
+    if n <= 1:
+        return {}
+    return {parent: ids[:n] for parent, ids in shards.items()}
+
+
+def hot_account_ids(session: Session) -> frozenset[int]:
+    return _hot_set(session).hot
+
+
+def shard_ids(session: Session) -> Mapping[int, tuple[int, ...]]:
+    """Each sharded account's id -> its shards' ids (ascending); cached per process."""
+    return _hot_set(session).shards
+
+
+def pick_shard(shards: Sequence[int], idempotency_key: str) -> int:
+    """The shard an entry's posting goes to: a hash of the entry's idempotency key.
+
+    Uniform over the shards, the same for the same key (a retried entry aims at the same
+    row), and independent of who pays: one member's many payments spread too."""
+    digest = hashlib.blake2b(idempotency_key.encode(), digest_size=8).digest()
+    return shards[int.from_bytes(digest, "big") % len(shards)]
+
+
+def route_to_shards(
+    legs: Sequence[Leg],
+    shards: Mapping[int, tuple[int, ...]],
+    idempotency_key: str,
+    keep: Iterable[int] = (),
+) -> tuple[Leg, ...]:
+    """The legs with each sharded account replaced by one of its shards (``keep``: ids left
+    whole, e.g. an account whose hold the entry releases). One leg per account still holds:
+    a shard the entry already names is skipped for the next one."""
+    if not shards:
+        return tuple(legs)
+    kept = set(keep)
+    taken = {leg.account_id for leg in legs}
+    routed: list[Leg] = []
+    for leg in legs:
+        group = shards.get(leg.account_id)
+        if not group or leg.account_id in kept:
+            routed.append(leg)
+            continue
+        first = group.index(pick_shard(group, idempotency_key))
+        for step in range(len(group)):
+            candidate = group[(first + step) % len(group)]
+            if candidate not in taken:
+                taken.add(candidate)
+                routed.append(Leg(candidate, leg.amount_cents))
+                break
+        else:
+            routed.append(leg)  # every shard named already: the parent takes it
+    return tuple(routed)
 
 
 def _existing_entry(session: Session, idempotency_key: str, fingerprint: str) -> PostedEntry:
@@ -334,7 +436,11 @@ def post_entry(
         if entry_id is None:
             return _existing_entry(session, idempotency_key, fingerprint)
 
-        hot = hot_account_ids(session)
+        hot_set = _hot_set(session)
+        hot = hot_set.hot
+        legs = route_to_shards(
+            legs, shards_in_use(session, hot_set.shards), idempotency_key, releases
+        )
         ordered = lock_order(legs, {leg.account_id: leg.account_id in hot for leg in legs})
         # On PostgreSQL the last (hottest) leg's update and every posting go in one
         # statement, so the hot row's lock is held for one round trip less.
@@ -545,6 +651,16 @@ def reverse_entry(
 
 
 def get_balance(session: Session, account_id: int) -> Balance:
+    """An account's balance; for a sharded account (the M-Pesa floats, suspense, fee
+    income) its own plus its shards': the one way the float's balance is read."""
+    if account_id in shard_ids(session):
+        total, held = session.execute(
+            select(
+                func.coalesce(func.sum(Account.balance_cents), 0),
+                func.coalesce(func.sum(Account.held_cents), 0),
+            ).where((Account.id == account_id) | (Account.parent_id == account_id))
+        ).one()
+        return Balance(account_id, int(total), int(held))
     row = session.execute(
         select(Account.balance_cents, Account.held_cents).where(Account.id == account_id)
     ).one_or_none()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, case, func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.ledger.entries import trial_balance
 from core.ledger.vocabulary import HoldStatus
@@ -125,7 +125,18 @@ def verify_ledger(session: Session, *, max_problems: int = 50) -> LedgerReport:
             f"expected {row.expected}"
         )
 
-    # 6. The books balance.
+    # 6. A shard keeps its parent's type and normal side (so the trial balance and every
+    # report that sums the parent with its shards mean what they meant unsharded).
+    parent = aliased(Account)
+    for row in session.execute(
+        select(Account.code, parent.code.label("parent_code"))
+        .join(parent, parent.id == Account.parent_id)
+        .where((Account.type != parent.type) | (Account.normal_side != parent.normal_side))
+        .limit(max_problems)
+    ):
+        add(f"shard {row.code}: type or normal side differs from {row.parent_code}")
+
+    # 7. The books balance.
     total = session.scalar(select(func.coalesce(func.sum(Posting.amount_cents), 0))) or 0
     if total != 0:
         add(f"all postings sum to {total}, not zero")

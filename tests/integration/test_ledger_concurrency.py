@@ -1,4 +1,5 @@
-"""Eight threads hammering a few accounts and one hot float with duplicated keys."""
+"""Eight threads hammering a few accounts and the hot float with duplicated keys, the
+float whole (one row) and split into 4 and 16 shards."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from sqlalchemy.orm import Session
 
 from core.kernel.errors import InsufficientFunds
 from core.ledger import entries as ledger
+from core.ledger.chart import SystemAccount, shard_code
 from core.ledger.entries import Leg
 from core.ledger.verify import verify_ledger
 from core.ledger.vocabulary import EntryKind
 from db.base import utcnow
-from db.models import JournalEntry
-from db.session import make_session_factory, run_in_transaction, unit_of_work
-from tests.ledgerutil import make_accounts
+from db.models import Account, JournalEntry, Posting
+from db.session import run_in_transaction, unit_of_work
+from tests.ledgerutil import make_accounts, shard_count, sharded_factory
+
+__all__ = ["shard_count"]  # the fixture, parametrized over SHARD_COUNTS
 
 THREADS = 8
 KINDS = {
@@ -28,9 +32,9 @@ KINDS = {
 
 
 def test_concurrent_transfers_conserve_money_and_post_each_key_once(
-    committed_engine: Engine,
+    committed_engine: Engine, shard_count: int
 ) -> None:
-    factory = make_session_factory(committed_engine)
+    factory = sharded_factory(committed_engine, shard_count)
     with unit_of_work(factory) as session:
         float_id, members = make_accounts(session, 4)
     unique = 1200 if committed_engine.dialect.name == "postgresql" else 400
@@ -106,4 +110,22 @@ def test_concurrent_transfers_conserve_money_and_post_each_key_once(
         assert all(balances[m].balance_cents >= 0 for m in members)
         report = verify_ledger(session)
         assert report.ok, report.problems
+        # The float's postings went to the rows LEDGER_SHARDS allows: the parent alone
+        # unsharded, else its first n shards, each of them used.
+        used = set(
+            session.scalars(
+                select(Account.code)
+                .join(Posting, Posting.account_id == Account.id)
+                .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+                .where(JournalEntry.idempotency_key.like("conc-%"))
+                .where((Account.id == float_id) | (Account.parent_id == float_id))
+            )
+        )
+        code = SystemAccount.MPESA_COLLECTIONS_FLOAT
+        expected = (
+            {str(code)}
+            if shard_count == 1
+            else {shard_code(code, n) for n in range(1, shard_count + 1)}
+        )
+        assert used == expected
     assert len(results) > unique // 2  # the run really moved money, not just refused it

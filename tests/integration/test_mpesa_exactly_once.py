@@ -29,8 +29,11 @@ from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.rules import MpesaPolicy, account_reference
 from db.models import OutboxMessage
 from db.models_mpesa import C2BPayment, StkRequest, SuspenseItem
-from db.session import make_session_factory, run_in_transaction, unit_of_work
+from db.session import run_in_transaction, unit_of_work
 from tests.integration.test_mpesa_core import member
+from tests.ledgerutil import shard_count, sharded_factory
+
+__all__ = ["shard_count"]  # the fixture: the races run on the float whole and sharded
 
 T0 = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)  # the injected clock; nothing reads the wall clock
 AMOUNT = 1_500_00
@@ -357,9 +360,9 @@ TRIALS = 6
 
 
 def test_stk_callback_and_paybill_with_one_receipt_at_the_same_moment_credit_once(
-    committed_pg: Engine, deps: CoreDeps
+    committed_pg: Engine, deps: CoreDeps, shard_count: int
 ) -> None:
-    factory, deps = make_session_factory(committed_pg), clock(deps)
+    factory, deps = sharded_factory(committed_pg, shard_count), clock(deps)
     for _ in range(TRIALS):
         with unit_of_work(factory) as s:
             p = new_payment(s, deps)
@@ -371,9 +374,9 @@ def test_stk_callback_and_paybill_with_one_receipt_at_the_same_moment_credit_onc
 
 
 def test_five_paybill_confirmations_of_one_payment_at_once_credit_once(
-    committed_pg: Engine, deps: CoreDeps
+    committed_pg: Engine, deps: CoreDeps, shard_count: int
 ) -> None:
-    factory, deps = make_session_factory(committed_pg), clock(deps)
+    factory, deps = sharded_factory(committed_pg, shard_count), clock(deps)
     for _ in range(3):
         with unit_of_work(factory) as s:
             p = new_payment(s, deps)
@@ -385,9 +388,9 @@ def test_five_paybill_confirmations_of_one_payment_at_once_credit_once(
 
 
 def test_reconciliation_and_paybill_at_the_same_moment_credit_once_and_park_the_other(
-    committed_pg: Engine, deps: CoreDeps
+    committed_pg: Engine, deps: CoreDeps, shard_count: int
 ) -> None:
-    factory, deps = make_session_factory(committed_pg), clock(deps)
+    factory, deps = sharded_factory(committed_pg, shard_count), clock(deps)
     for _ in range(TRIALS):
         with unit_of_work(factory) as s:
             p = new_payment(s, deps)
@@ -408,9 +411,9 @@ def test_reconciliation_and_paybill_at_the_same_moment_credit_once_and_park_the_
 
 
 def test_all_three_paths_and_their_repeats_at_the_same_moment_credit_once(
-    committed_pg: Engine, deps: CoreDeps
+    committed_pg: Engine, deps: CoreDeps, shard_count: int
 ) -> None:
-    factory, deps = make_session_factory(committed_pg), clock(deps)
+    factory, deps = sharded_factory(committed_pg, shard_count), clock(deps)
     for _ in range(TRIALS):
         with unit_of_work(factory) as s:
             p = new_payment(s, deps)

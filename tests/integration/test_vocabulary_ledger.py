@@ -19,7 +19,7 @@ from core.kernel.errors import MemberNotAllowed
 from core.kernel.money import Money
 from core.kernel.permissions import SYSTEM
 from core.ledger import entries as ledger
-from core.ledger.chart import SystemAccount
+from core.ledger.chart import SHARDED_ACCOUNTS, SystemAccount, shard_code
 from core.ledger.statements import recent_movements
 from core.ledger.vocabulary import EntryKind, HoldStatus
 from core.members import registration as members
@@ -48,7 +48,22 @@ def test_the_chart_module_is_the_chart_the_database_was_seeded_with(
         for row in any_session.scalars(select(Account).where(Account.member_id.is_(None)))
         if not row.code.startswith("T")  # accounts other tests of this run made
     }
+    shards = {code: row for code, row in rows.items() if row.parent_id is not None}
+    rows = {code: row for code, row in rows.items() if row.parent_id is None}
     assert set(rows) == {str(account) for account in SystemAccount}
+    # Migration 0040: eight shards (at least: a test may add more) of each sharded
+    # account, with its type, normal side and purpose, hot.
+    for account in SHARDED_ACCOUNTS:
+        mine = [s for s in shards.values() if s.parent_id == rows[account].id]
+        assert {shard_code(account, n) for n in range(1, 9)} <= {s.code for s in mine}
+        for shard in mine:
+            assert (shard.type, shard.normal_side, shard.purpose, shard.is_hot) == (
+                account.account_type,
+                account.normal_side,
+                "system",
+                True,
+            ), shard.code
+    assert {s.parent_id for s in shards.values()} == {rows[a].id for a in SHARDED_ACCOUNTS}
     for account in SystemAccount:
         row = rows[account]
         assert (row.name, row.type, row.normal_side, row.is_hot, row.purpose) == (

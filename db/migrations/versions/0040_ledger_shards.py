@@ -10,7 +10,7 @@
 The codes and names are written out here, not imported: a migration is frozen in time.
 
 Revision ID: 0040
-Revises: 0037
+Revises: 0038
 Create Date: 2026-12-02
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0040"
-down_revision = "0037"
+down_revision = "0038"
 branch_labels = None
 depends_on = None
 

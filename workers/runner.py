@@ -34,6 +34,7 @@ from typing import Any
 
 from core.kernel.uow import Job
 from core.payments.mpesa.jobs import QueryB2CStatus, ReconcilePending, SendB2C, SendStkPush
+from core.reports.jobs import RunReport
 from observability.logs import job_meta
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ JOBS: dict[type[Job], str] = {
     SendB2C: "workers.mpesa.send_b2c",
     QueryB2CStatus: "workers.mpesa.query_b2c_status",
     ReconcilePending: "workers.mpesa.reconcile_pending",
+    RunReport: "workers.reports.run_report",
 }
 
 

@@ -89,6 +89,9 @@ PERMISSIONS: dict[str, str] = {
     "bureau:enquire": "record or revoke a member's credit-bureau consent (signed form) and "
     "ask the credit bureau for the member's report (audited)",
     "bureau:read": "read a member's credit-bureau consents and reports (figures only; audited)",
+    "reports:read": "list and run reports (financial statements, portfolio quality) and "
+    "download their files (audited)",
+    "members:insider": "flag a member as an insider (staff or board) or clear the flag (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -149,6 +152,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "year_end:manage",
             "bureau:enquire",
             "bureau:read",
+            "reports:read",
+            "members:insider",
         }
     ),
     "loan_officer": frozenset(
@@ -216,6 +221,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:read",
             "year_end:read",
             "bureau:read",
+            "reports:read",
         }
     ),
 }
@@ -288,6 +294,8 @@ PERMISSION_RISK: dict[str, str] = {
     "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
     "bureau:enquire": "personal_data",  # a member's credit record, from the bureau
     "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
+    "reports:read": "personal_data",  # top exposures and insider loans name borrowers
+    "members:insider": "none",  # how a member's loans are reported; moves nothing
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -237,9 +237,9 @@ def _lines_table(
     for acc in accounts:
         if acc.type not in statement_types:
             continue
-        line = line_for(mapping, acc.code)
-        if line is not None and line.statement == statement:
-            section, label = line.section, line.label
+        found = line_for(mapping, acc.code)
+        if found is not None and found.statement == statement:
+            section, label = found.section, found.label
             sign_type = _SECTION_TYPES[section]
         else:
             if not any(acc.amounts):
@@ -308,13 +308,13 @@ def position_from(
             )
         )
     notes = tuple(f"Unmapped: {u}" for u in unmapped)
-    section = Section(
+    table_section = Section(
         "Statement of financial position",
         (Column("line"), *(Column(h, Kind.CENTS) for h in headings)),
         tuple(rows),
         notes + (f"Mapping version {mapping.version}.",),
     )
-    return Statement(section, tuple(checks), tuple(unmapped))
+    return Statement(table_section, tuple(checks), tuple(unmapped))
 
 
 def income_from(
@@ -347,13 +347,13 @@ def income_from(
         )
         for i, h in enumerate(headings)
     )
-    section = Section(
+    table_section = Section(
         "Statement of comprehensive income",
         (Column("line"), *(Column(h, Kind.CENTS) for h in headings)),
         tuple(rows),
         tuple(f"Unmapped: {u}" for u in unmapped) + (f"Mapping version {mapping.version}.",),
     )
-    return Statement(section, checks, tuple(unmapped))
+    return Statement(table_section, checks, tuple(unmapped))
 
 
 # ----------------------------------------------------------------------------- reports
@@ -508,7 +508,7 @@ def account_movements(session: Session, params: ReportParams) -> Report:
         .group_by(Account.id, Account.code, Account.name, Account.type)
         .order_by(Account.code)
     )
-    rows = []
+    rows: list[tuple[object, ...]] = []
     total_debits = total_credits = 0
     for code, name, type_, opening, debits, credits in session.execute(query).all():
         opening, debits, credits = int(opening), int(debits), int(credits)

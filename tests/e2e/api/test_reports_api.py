@@ -147,7 +147,7 @@ def test_insider_flag_is_set_by_a_manager_and_audited(
     )
     assert api.put("/api/v1/members/999999/insider", json={"insider": None},
                    headers=auth(manager)).status_code == 404  # fmt: skip
-    assert api.put(url, json={"insider": None}, headers=auth(manager)).json["insider"] is None  # type: ignore[index]
+    assert api.put(url, json={"insider": None}, headers=auth(manager)).json["insider"] is None
     with unit_of_work(session_factory) as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "member.insider")).all()
         assert [(e.before, e.after) for e in events] == [

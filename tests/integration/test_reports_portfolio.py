@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 
 from core import reports
 from core.kernel.deps import CoreDeps
-from db.models import Member
+from core.kernel.permissions import SYSTEM
+from core.staff import accounts as staff_core
+from db.models import ApprovalRequest, Member
 from db.models_close_day import LoanCategoryChange
-from db.models_loans import Loan, LoanInstalment
+from db.models_loans import Loan, LoanApplication, LoanInstalment
 from tests.loanutil import disbursed_loan, pay
 from tests.recoveryutil import on
 
@@ -53,6 +55,18 @@ def seed(s: Session, deps: CoreDeps) -> dict[str, tuple[Loan, Member, list[LoanI
     first = once[2][0]
     pay(s, on(deps, first.due_on), once[0], due(first), "once-pay-0")
     never[1].branch = "Nakuru"
+    # The "never paid" loan was recommended by a loan officer (the maker of loan.approve).
+    officer = staff_core.create_staff(
+        s, deps, SYSTEM, username="officer.wanjiku", full_name="Wanjiku Officer",
+        role="loan_officer", password="correct horse battery staple", branch=None,
+    )  # fmt: skip
+    request = ApprovalRequest(
+        action="loan.approve", payload="{}", checker_permission="approvals:decide",
+        status="approved", maker_id=officer.id, created_at=deps.now(),
+    )  # fmt: skip
+    s.add(request)
+    s.flush()
+    s.get(LoanApplication, never[0].application_id).approval_id = request.id  # type: ignore[union-attr]
     once[1].insider = "board"
     s.add(
         LoanCategoryChange(
@@ -101,7 +115,8 @@ def test_par_by_product_branch_and_officer_at_two_dates(
     )
     assert by_branch["head office"][1] == a + c
     by_officer = {r[0]: r[1:] for r in par.sections[2].rows}
-    assert by_officer["(automatic)"][:2] == (3, a + b + c)
+    assert by_officer["(automatic)"][:2] == (2, a + c)
+    assert by_officer["officer.wanjiku"][:3] == (1, b, b)
     assert par.checks == (("the three views add up to the same outstanding", True),)
     later = build(db_session, "portfolio_at_risk", as_of="2026-05-10")
     total = {r[0]: r[1:] for r in later.sections[0].rows}["Total"]

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     sacco_name: str = DEFAULT_SACCO_NAME
     ussd_service_code: str = DEFAULT_USSD_CODE
     database_url: str = ""
+    # Reports read here when set: a PostgreSQL streaming replica of DATABASE_URL (issue 16;
+    # docs/reports/index.md). Money-moving code never gets this engine.
+    replica_database_url: str = ""
     redis_url: str = ""
     log_level: str = "INFO"
     # Logs: JSON lines (one object a line, for a log shipper) or text (a person at a

@@ -7,6 +7,8 @@ verify-ledger   recompute every balance from the postings; exit 1 on any mismatc
 trial-balance   print the trial balance
 ledger-shards   the sharded hot accounts (floats, suspense, fee income) with their shards'
                 balances; --count N adds shards up to N (default LEDGER_SHARDS)
+report          run a report (financial statements, portfolio quality) at --date or for
+                --from/--to as csv, xlsx or json (--out FILE); --list names them
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
 crb-submission  produce a month's credit-bureau data submission file (--month YYYY-MM),
@@ -884,6 +886,62 @@ def trial_balance_cmd() -> None:
     click.echo(f"credits {format_cents(tb.credit_total_cents)}")
     click.echo("balanced" if tb.balanced else "NOT BALANCED")
     if not tb.balanced:
+        sys.exit(1)
+
+
+@cli.command("report")
+@click.argument("name", required=False)
+@click.option("--list", "list_", is_flag=True, help="list the reports and their parameters")
+@click.option("--date", "as_of", default=None, help="the date, YYYY-MM-DD (default today)")
+@click.option("--from", "date_from", default=None, help="a period's first day, YYYY-MM-DD")
+@click.option("--to", "date_to", default=None, help="a period's last day, YYYY-MM-DD")
+@click.option("--limit", default=None, help="how many rows for a top-N report")
+@click.option("--format", "fmt", default="csv", type=click.Choice(["csv", "xlsx", "json"]))
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="write the file here (default: CSV and JSON to standard output)")  # fmt: skip
+def report_cmd(
+    name: str | None, list_: bool, as_of: str | None, date_from: str | None,
+    date_to: str | None, limit: str | None, fmt: str, out: Path | None,
+) -> None:  # fmt: skip
+    """Run a report (docs/reports/index.md), read from REPLICA_DATABASE_URL when set.
+    Exit 2 for an unknown report or a bad parameter."""
+    from core import reports
+    from core.kernel.calendar import business_date
+    from core.kernel.permissions import SYSTEM
+    from core.reports import jobs, render, source
+
+    if list_ or not name:
+        for spec in reports.load_all().values():
+            params = ", ".join(sorted(p.value for p in spec.params))
+            click.echo(f"{spec.name:<22} {params:<16} {spec.description}")
+        return
+    if fmt == "xlsx" and out is None:
+        click.echo("--format xlsx needs --out FILE", err=True)
+        sys.exit(2)
+    runtime = _runtime()
+    now = runtime.deps.now()
+    raw = {"as_of": as_of, "from": date_from, "to": date_to, "limit": limit}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    replica = runtime.replica_session_factory is not None
+    try:
+        with runtime.report_session() as read:
+            built = jobs.build_now(read, name, raw, today=business_date(now),
+                                   source=source.describe(read, replica=replica))  # fmt: skip
+    except SaccoError as exc:
+        click.echo(f"report refused: {exc.code}: {exc}", err=True)
+        sys.exit(2)
+    with runtime.unit_of_work() as session:
+        jobs.audit_run(session, SYSTEM, built, now=now)
+    content = render.render(built, fmt)
+    if out is not None:
+        out.write_bytes(content)
+        click.echo(f"{name}: {len(content)} bytes to {out}")
+    else:
+        sys.stdout.write(content.decode("utf-8"))
+    failed = [check for check, ok in built.checks if not ok]
+    for check in failed:
+        click.echo(f"check FAILED: {check}", err=True)
+    if failed:
         sys.exit(1)
 
 

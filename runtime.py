@@ -43,6 +43,14 @@ class Runtime:
     sacco_name: str
     # The after-commit outbox hand-off (workers.dispatch); ``close()`` it on shutdown.
     outbox_dispatch: Any | None = None
+    # Reports only (REPLICA_DATABASE_URL): sessions on the streaming replica; None = the
+    # primary. Never handed to a use case that writes (tests/unit/test_replica_guard.py).
+    replica_session_factory: sessionmaker[Session] | None = None
+
+    def report_session(self) -> Session:
+        """A read-only session for reports: the replica when configured, else the primary
+        (rolled back at the end: ``with runtime.report_session() as s:``)."""
+        return (self.replica_session_factory or self.session_factory)()
 
     def session(self) -> Session:
         """A session for reading; use as ``with runtime.session() as s:`` (it rolls back)."""
@@ -90,6 +98,11 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
         from workers.dispatch import install_outbox_dispatch
 
         dispatcher = install_outbox_dispatch(settings, session_factory, client)
+    replica = (
+        make_session_factory(make_engine(settings.replica_database_url, pool_size=4))
+        if settings.replica_database_url
+        else None
+    )
     return Runtime(
         engine=engine,
         session_factory=session_factory,
@@ -97,4 +110,5 @@ def build_runtime(settings: Settings, *, dispatch: bool = True) -> Runtime:
         redis=client,
         sacco_name=settings.sacco_name,
         outbox_dispatch=dispatcher,
+        replica_session_factory=replica,
     )

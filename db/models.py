@@ -154,6 +154,7 @@ class Member(Base):
         ),
         CheckConstraint("language IN ('en', 'sw')", name="language"),
         CheckConstraint("pin_failed_count >= 0", name="pin_failed_count"),
+        CheckConstraint("insider IN ('staff', 'board')", name="insider"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -187,6 +188,9 @@ class Member(Base):
     # the registering till's Idempotency-Key (scoped to the staff member), unique.
     date_of_birth_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     registration_key: Mapped[str | None] = mapped_column(String(120), unique=True, default=None)
+    # An insider (migration 0041): ``staff`` or ``board``, else None; loans to insiders are
+    # reported apart (core.reports.portfolio, docs/reports/portfolio.md).
+    insider: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class OutboxMessage(Base):

@@ -35,6 +35,7 @@ from typing import Any
 from core.kernel.uow import Job
 from core.payments.bank.transfers import SendBankTransfer, SettleBankTransfers
 from core.payments.mpesa.jobs import QueryB2CStatus, ReconcilePending, SendB2C, SendStkPush
+from core.reports.jobs import RunReport
 from core.savings.jobs import PayYearEndByMpesa
 from observability.logs import job_meta
 
@@ -49,6 +50,7 @@ JOBS: dict[type[Job], str] = {
     SendBankTransfer: "workers.bank.send_bank_transfer",
     SettleBankTransfers: "workers.bank.settle_bank_transfers",
     PayYearEndByMpesa: "workers.year_end.pay_year_end_by_mpesa",
+    RunReport: "workers.reports.run_report",
 }
 
 

@@ -38,6 +38,7 @@ from api.v1 import (
     mpesa_views,
     problems,
     recovery_views,
+    report_views,
     savings_product_views,
     score_views,
     staff_views,
@@ -70,6 +71,8 @@ BLUEPRINTS = [
     year_end_views.blp,
     bank_views.blp,
     checkoff_views.blp,
+    report_views.blp,
+    report_views.insider_blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

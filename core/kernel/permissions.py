@@ -101,6 +101,9 @@ PERMISSIONS: dict[str, str] = {
     "clearing to a member (maker of checkoff.post, checkoff.reassign)",
     "checkoff:post": "approve the posting of an employer's remittance and a line's move "
     "(checker of checkoff.post, checkoff.reassign)",
+    "reports:read": "list and run reports (financial statements, portfolio quality) and "
+    "download their files (audited)",
+    "members:insider": "flag a member as an insider (staff or board) or clear the flag (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -167,6 +170,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "checkoff:manage",
             "checkoff:upload",
             "checkoff:post",
+            "reports:read",
+            "members:insider",
         }
     ),
     "loan_officer": frozenset(
@@ -243,6 +248,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "year_end:read",
             "bureau:read",
             "checkoff:read",
+            "reports:read",
         }
     ),
 }
@@ -321,6 +327,8 @@ PERMISSION_RISK: dict[str, str] = {
     "checkoff:manage": "money",  # decides what a member's pay deduction pays
     "checkoff:upload": "money",  # asks for an employer's remittance to be posted
     "checkoff:post": "money",
+    "reports:read": "personal_data",  # top exposures and insider loans name borrowers
+    "members:insider": "none",  # how a member's loans are reported; moves nothing
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -18,6 +18,7 @@ import db.models_members  # noqa: F401
 import db.models_mpesa  # noqa: F401
 import db.models_notices  # noqa: F401
 import db.models_recovery  # noqa: F401
+import db.models_reports  # noqa: F401
 import db.models_savings  # noqa: F401
 import db.models_scoring  # noqa: F401
 import db.models_tills  # noqa: F401

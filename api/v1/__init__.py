@@ -37,6 +37,7 @@ from api.v1 import (
     mpesa_views,
     problems,
     recovery_views,
+    sasra_views,
     savings_product_views,
     score_views,
     staff_views,
@@ -68,6 +69,7 @@ BLUEPRINTS = [
     savings_product_views.blp,
     year_end_views.blp,
     bank_views.blp,
+    sasra_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

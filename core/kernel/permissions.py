@@ -91,6 +91,8 @@ PERMISSIONS: dict[str, str] = {
     "bureau:read": "read a member's credit-bureau consents and reports (figures only; audited)",
     "shares:transfer": "ask to transfer share capital from one member to another (maker of "
     "share.transfer)",
+    "reports:read": "download the SASRA returns (XLSX, CSV) and read the prudential ratio "
+    "dashboard (audited)",
     "savings_accounts:open": "open a further savings account for a member under a savings "
     "product open to members (audited)",
 }
@@ -206,6 +208,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "sim_swap:review",
             "savings_products:read",
+            "reports:read",
         }
     ),
     "auditor": frozenset(
@@ -225,6 +228,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:read",
             "year_end:read",
             "bureau:read",
+            "reports:read",
         }
     ),
 }
@@ -298,6 +302,8 @@ PERMISSION_RISK: dict[str, str] = {
     "bureau:enquire": "personal_data",  # a member's credit record, from the bureau
     "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
     "shares:transfer": "money",  # asks for share capital to move between members
+    "reports:read": "download the SASRA returns (XLSX, CSV) and read the prudential ratio "
+    "dashboard (audited)",
     "savings_accounts:open": "none",  # an empty account of the member's; moves nothing
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})

@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.kernel.errors import DomainError, NotFound
+from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.ledger.chart import AccountType, NormalSide
 from core.loans.vocabulary import CloseDayStep
 from db.models import Account, JournalEntry, Posting
@@ -399,9 +399,21 @@ def close_day_figures(session: Session, as_of: date) -> dict[str, dict[str, int]
     return by_category
 
 
-def build_return(session: Session, form: str, as_of: date) -> SasraReturn:
+def check_as_of(as_of: date, today: date | None) -> None:
+    """A return is of a day that has begun: a date after ``today`` (the business date of
+    the injected clock) is refused."""
+    if today is not None and as_of > today:
+        raise InvalidInput(
+            f"the date {as_of} is after today ({today})", field="date", reason="future"
+        )
+
+
+def build_return(
+    session: Session, form: str, as_of: date, *, today: date | None = None
+) -> SasraReturn:
     """The ``form`` return as of ``as_of``, reconciled to the ledger (see the module)."""
     layout = load_layout(form)
+    check_as_of(as_of, today)
     figures = close_day_figures(session, as_of) if any(r.category for r in layout.rows) else None
     return evaluate(layout, as_of, gl_balances(session, as_of), figures)
 
@@ -429,8 +441,11 @@ class RatioStatus:
     status: str  # "green", "amber", "red"
 
 
+THRESHOLDS_VERSION = 1
+
+
 @cache
-def load_thresholds(version: int = 1) -> tuple[Threshold, ...]:
+def load_thresholds(version: int = THRESHOLDS_VERSION) -> tuple[Threshold, ...]:
     with (DATA / f"ratios.v{version}.toml").open("rb") as fh:
         raw = tomllib.load(fh)
     out = tuple(
@@ -452,12 +467,15 @@ def rag(value: int | Decimal | None, threshold: Threshold) -> str:
     return "amber" if value < threshold.amber_below else "green"
 
 
-def ratio_dashboard(session: Session, as_of: date) -> list[RatioStatus]:
+def ratio_dashboard(
+    session: Session, as_of: date, *, today: date | None = None
+) -> list[RatioStatus]:
     """Each ratio of ``ratios.v1.toml`` with its value and colour, from the same returns
     (and so the same reconciliation) as the exports."""
+    check_as_of(as_of, today)
     returns: dict[str, SasraReturn] = {}
     out: list[RatioStatus] = []
-    for t in load_thresholds():
+    for t in load_thresholds(THRESHOLDS_VERSION):
         if t.form not in returns:
             returns[t.form] = build_return(session, t.form, as_of)
         line = returns[t.form].line(t.id)

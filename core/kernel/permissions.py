@@ -138,6 +138,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "loans:read",
             "loans:recommend",
             "loans:write_off",
+            "reports:read",
             "loans:reschedule",
             "loans:recover",
             "close_day:read",
@@ -208,7 +209,6 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "sim_swap:review",
             "savings_products:read",
-            "reports:read",
         }
     ),
     "auditor": frozenset(
@@ -302,8 +302,7 @@ PERMISSION_RISK: dict[str, str] = {
     "bureau:enquire": "personal_data",  # a member's credit record, from the bureau
     "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
     "shares:transfer": "money",  # asks for share capital to move between members
-    "reports:read": "download the SASRA returns (XLSX, CSV) and read the prudential ratio "
-    "dashboard (audited)",
+    "reports:read": "none",  # the SACCO's aggregate figures; no member is named
     "savings_accounts:open": "none",  # an empty account of the member's; moves nothing
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})

@@ -270,7 +270,7 @@ def unmapped(layout: Layout, balances: Iterable[GlBalance]) -> list[GlBalance]:
 def _percent_down(exact: Fraction) -> Decimal:
     """A fraction as a percent to two decimals, rounded down (as year end shows ratios)."""
     hundredths = exact * 10000
-    return Decimal(hundredths.numerator // hundredths.denominator) / 100
+    return Decimal(hundredths.numerator // hundredths.denominator).scaleb(-2)
 
 
 def _eval(node: ast.AST, values: Mapping[str, int]) -> int:
@@ -494,6 +494,7 @@ def ratio_dashboard(
 # ------------------------------------------------------------------ exports
 
 HEADER = ("Line", "Description", "Value", "Unit", "Minimum", "Status")
+RECONCILIATION_HEADER = ("Line", "Account", "Name", "Accounts", "KES")
 
 
 def _cells(line: Line) -> tuple[Any, ...]:
@@ -508,6 +509,24 @@ def _cells(line: Line) -> tuple[Any, ...]:
         value, minimum, unit = line.value, None, "number"
     status = "" if line.met is None else ("met" if line.met else "NOT MET")
     return (line.id, line.label, value, unit, minimum, status)
+
+
+def reconciliation_rows(ret: SasraReturn) -> list[tuple[str, str, str, int, int]]:
+    """What each mapped line adds up, as the exports show it: ``(line, account, name,
+    accounts, cents)``. The SACCO's own accounts one by one; the accounts under a prefix
+    (each member's savings ``2000-10019``, each loan ``1100-10019-L7K2M9QX``) summed as
+    ``2000-*`` with their number, so no member's balance is named in a return."""
+    out: list[tuple[str, str, str, int, int]] = []
+    for line in ret.lines:
+        grouped: dict[str, list[GlBalance]] = {}
+        for gl in line.accounts:
+            prefix = gl.code.split("-", 1)[0]
+            key = f"{prefix}-*" if "-" in gl.code else gl.code
+            grouped.setdefault(key, []).append(gl)
+        for key, members in grouped.items():
+            name = members[0].name if not key.endswith("*") else f"accounts under {key[:-2]}"
+            out.append((line.id, key, name, len(members), sum(g.cents for g in members)))
+    return out
 
 
 def _title_rows(ret: SasraReturn, sacco_name: str) -> list[tuple[str, str]]:
@@ -531,10 +550,9 @@ def to_csv(ret: SasraReturn, sacco_name: str) -> bytes:
     for line in ret.lines:
         w.writerow(["" if c is None else str(c) for c in _cells(line)])
     w.writerow(())
-    w.writerow(("Reconciliation", "Account", "Name", "KES"))
-    for line in ret.lines:
-        for gl in line.accounts:
-            w.writerow((line.id, gl.code, gl.name, str(Decimal(gl.cents) / 100)))
+    w.writerow(RECONCILIATION_HEADER)
+    for line_id, code, name, n, cents in reconciliation_rows(ret):
+        w.writerow((line_id, code, name, n, str(Decimal(cents) / 100)))
     return buf.getvalue().encode()
 
 
@@ -564,11 +582,10 @@ def to_xlsx(ret: SasraReturn, sacco_name: str) -> bytes:
     ws.column_dimensions["B"].width = 70
     ws.column_dimensions["C"].width = 20
     rec = wb.create_sheet("Reconciliation")
-    rec.append(("Line", "Account", "Name", "KES"))
-    for line in ret.lines:
-        for gl in line.accounts:
-            rec.append((line.id, gl.code, gl.name, float(Decimal(gl.cents) / 100)))
-            rec.cell(rec.max_row, 4).number_format = "#,##0.00"
+    rec.append(RECONCILIATION_HEADER)
+    for line_id, code, name, n, cents in reconciliation_rows(ret):
+        rec.append((line_id, code, name, n, float(Decimal(cents) / 100)))
+        rec.cell(rec.max_row, 5).number_format = "#,##0.00"
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -194,7 +194,9 @@ def test_the_xlsx_opens_back_with_the_lines_in_their_cells(
     assert by_id["core_capital_minimum"][4].value == 10_000_000
     rec = wb["Reconciliation"]
     bank = [r for r in rec.iter_rows(min_row=2, values_only=True) if r[1] == "1000"]
-    assert bank == [("cash_and_bank", "1000", "Bank", 22_300_000)]
+    assert bank == [("cash_and_bank", "1000", "Bank", 1, 22_300_000)]
+    savings = [r for r in rec.iter_rows(min_row=2, values_only=True) if r[0] == "savings"]
+    assert savings == [("savings", "2000-*", "accounts under 2000", 1, 2_000_000)]
     rows = list(csv.reader(io.StringIO(sasra.to_csv(ret, "Umoja Sacco").decode())))
     assert ["core_capital", ret.line("core_capital").label, "12300000", "KES", "", ""] in rows
 

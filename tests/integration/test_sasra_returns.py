@@ -11,6 +11,7 @@ import dataclasses
 import io
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -79,7 +80,7 @@ def test_capital_adequacy_gives_the_hand_computed_ratios(
 ) -> None:
     seed(db_session, deps)
     ret = sasra.build_return(db_session, "capital_adequacy", DAY)
-    v = {line.id: line.value for line in ret.lines}
+    v: dict[str, Any] = {line.id: line.value for line in ret.lines}
     assert v["share_capital"] == 9_000_000 * KES
     assert v["institutional_capital"] == 3_300_000 * KES  # 3,000,000 + 500,000 - 200,000
     assert v["core_capital"] == 12_300_000 * KES
@@ -241,7 +242,7 @@ def test_form_4_comes_from_the_close_of_day_and_agrees_with_the_ledger(
     provision = ledger.get_balance(
         s, ledger.account_id_by_code(s, SystemAccount.LOAN_LOSS_PROVISION)
     ).balance_cents
-    v = {line.id: line.value for line in ret.lines}
+    v: dict[str, Any] = {line.id: line.value for line in ret.lines}
     assert v["total_exposure"] == v["loans_ledger"] == principal > 0
     loans = {c: v[f"{c}_loans"] for c in ("performing", "watch", "substandard", "doubtful", "loss")}
     assert sum(loans.values()) == 1
@@ -272,5 +273,5 @@ def test_total_assets_is_always_deposits_liabilities_and_capital(
     for debit, credit, cents in moves:
         move(db_session, debit, credit, cents)
     ret = sasra.build_return(db_session, "capital_adequacy", DAY)
-    v = {line.id: line.value for line in ret.lines}
+    v: dict[str, Any] = {line.id: line.value for line in ret.lines}
     assert v["total_assets"] == v["total_deposits"] + v["other_liabilities"] + v["core_capital"]

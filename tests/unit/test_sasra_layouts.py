@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.kernel.errors import NotFound
 from core.reports import sasra
 
 DAY = date(2026, 6, 30)
@@ -71,7 +72,7 @@ def test_an_unknown_account_type_in_the_scope_is_refused() -> None:
 
 
 def test_an_unknown_form_is_not_found() -> None:
-    with pytest.raises(sasra.NotFound):
+    with pytest.raises(NotFound):
         sasra.load_layout("balance_sheet")
 
 

@@ -39,6 +39,7 @@ from api.v1 import (
     problems,
     recovery_views,
     report_views,
+    sasra_views,
     savings_product_views,
     score_views,
     staff_views,
@@ -73,6 +74,7 @@ BLUEPRINTS = [
     checkoff_views.blp,
     report_views.blp,
     report_views.insider_blp,
+    sasra_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

@@ -52,6 +52,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "account_locked": 423,
     "crb_file_invalid": 422,  # the submission file failed its own layout's rules
     "close_day_behind": 409,
+    "sasra_unmapped_balance": 409,
+    "sasra_not_reconciled": 409,
+    "sasra_no_classification": 409,
     # No credit-bureau consent in force: the state forbids it until the member consents.
     "consent_required": 409,
     "bureau_not_configured": 409,  # no BUREAU_PROVIDER set (core errors are 4xx only)

@@ -101,8 +101,8 @@ PERMISSIONS: dict[str, str] = {
     "clearing to a member (maker of checkoff.post, checkoff.reassign)",
     "checkoff:post": "approve the posting of an employer's remittance and a line's move "
     "(checker of checkoff.post, checkoff.reassign)",
-    "reports:read": "list and run reports (financial statements, portfolio quality) and "
-    "download their files (audited)",
+    "reports:read": "list and run reports (financial statements, portfolio quality), "
+    "download their files, the SASRA returns and the prudential ratio dashboard (audited)",
     "members:insider": "flag a member as an insider (staff or board) or clear the flag (audited)",
 }
 

@@ -30,6 +30,7 @@ from api.v1 import (
     bureau_views,
     close_day_views,
     crb_views,
+    fixed_deposit_views,
     loan_product_views,
     loan_views,
     member_views,
@@ -65,6 +66,7 @@ BLUEPRINTS = [
     bureau_views.blp,
     teller_views.blp,
     savings_product_views.blp,
+    fixed_deposit_views.blp,
     year_end_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"

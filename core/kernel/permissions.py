@@ -93,6 +93,8 @@ PERMISSIONS: dict[str, str] = {
     "share.transfer)",
     "savings_accounts:open": "open a further savings account for a member under a savings "
     "product open to members (audited)",
+    "fixed_deposits:manage": "open a member's fixed deposit from their savings, or close one "
+    "before maturity with its penalty (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -127,6 +129,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "nominations:manage",
             "phone_change:request",
             "savings_accounts:open",
+            "fixed_deposits:manage",
             "shares:transfer",
             "ledger:adjust",
             "suspense:reassign",
@@ -172,6 +175,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "nominations:manage",
             "phone_change:request",
             "savings_accounts:open",
+            "fixed_deposits:manage",
             "sim_swap:read",
             "sim_swap:review",
             "loans:read",
@@ -202,6 +206,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "nominations:manage",
             "phone_change:request",
             "savings_accounts:open",
+            "fixed_deposits:manage",
             "shares:transfer",
             "sim_swap:read",
             "sim_swap:review",
@@ -299,6 +304,7 @@ PERMISSION_RISK: dict[str, str] = {
     "bureau:read": "personal_data",  # a member's credit record as the bureau gave it
     "shares:transfer": "money",  # asks for share capital to move between members
     "savings_accounts:open": "none",  # an empty account of the member's; moves nothing
+    "fixed_deposits:manage": "money",  # moves a member's savings in and out of a deposit
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

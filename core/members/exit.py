@@ -100,6 +100,7 @@ class Blocker(StrEnum):
     OPEN_APPLICATION = "open_loan_application"
     ON_HOLD = "money_on_hold"
     SHARES_TO_TRANSFER = "shares_to_transfer"
+    FIXED_DEPOSIT = "fixed_deposit_open"
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,16 @@ def _blockers(
     ):  # deposits: pledges
         found.append((Blocker.ON_HOLD, "money is on hold on the member's accounts (a payout "
                       "under way): wait until it settles"))  # fmt: skip
+    fixed = session.scalar(
+        select(func.count(Account.id)).where(
+            Account.member_id == member_id, Account.purpose == Purpose.FIXED_DEPOSIT,
+            Account.closed_at.is_(None),
+        )
+    )  # fmt: skip
+    if fixed:
+        found.append((Blocker.FIXED_DEPOSIT, "a fixed deposit is still open: staff close it "
+                      "early (POST /api/v1/fixed-deposits/{id}/close) or wait for its "
+                      "maturity"))  # fmt: skip
     if shares == SharesOnExit.TRANSFER_REQUIRED and accounts[Purpose.SHARES].balance_cents:
         found.append((Blocker.SHARES_TO_TRANSFER, "the by-laws require share capital to be "
                       "transferred to another member before exit"))  # fmt: skip
@@ -312,7 +323,8 @@ def check_direct_exit(session: Session, member_id: int) -> None:
     money = session.scalar(
         select(func.count(Account.id)).where(
             Account.member_id == member_id,
-            Account.purpose.in_([*MEMBER_PURPOSES, Purpose.PRODUCT_SAVINGS]),
+            Account.purpose.in_([*MEMBER_PURPOSES, Purpose.PRODUCT_SAVINGS,
+                                 Purpose.FIXED_DEPOSIT]),
             Account.balance_cents != 0,
         )
     )

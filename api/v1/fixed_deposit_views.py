@@ -14,9 +14,7 @@ from core.kernel.calendar import business_date
 from core.members.backoffice import visible_member
 from core.savings import fixed_deposits
 
-blp = Blueprint(
-    "api_fixed_deposits", __name__, url_prefix="/api/v1", description="Fixed deposits"
-)
+blp = Blueprint("api_fixed_deposits", __name__, url_prefix="/api/v1", description="Fixed deposits")
 
 
 @blp.route("/members/<int:member_id>/fixed-deposits", methods=["GET"])

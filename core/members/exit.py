@@ -296,7 +296,7 @@ def _plan(session: Session, deps: CoreDeps, member_id: int, loans: list[Loan],
         )
     }
     further = tuple(
-        FurtherAccount(a.id, codes.get(a.savings_product_id, a.code), a.balance_cents)
+        FurtherAccount(a.id, codes.get(a.savings_product_id or 0, a.code), a.balance_cents)
         for a in further_rows
     )
     further_cents = sum(f.balance_cents for f in further)
@@ -323,8 +323,7 @@ def check_direct_exit(session: Session, member_id: int) -> None:
     money = session.scalar(
         select(func.count(Account.id)).where(
             Account.member_id == member_id,
-            Account.purpose.in_([*MEMBER_PURPOSES, Purpose.PRODUCT_SAVINGS,
-                                 Purpose.FIXED_DEPOSIT]),
+            Account.purpose.in_([*MEMBER_PURPOSES, Purpose.PRODUCT_SAVINGS, Purpose.FIXED_DEPOSIT]),
             Account.balance_cents != 0,
         )
     )

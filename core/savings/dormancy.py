@@ -101,9 +101,7 @@ def dormant_since(
 ) -> datetime | None:
     """When the member's main savings (or the savings account ``account_id``) went dormant."""
     where = (
-        Account.id == account_id
-        if account_id is not None
-        else Account.purpose == Purpose.SAVINGS
+        Account.id == account_id if account_id is not None else Account.purpose == Purpose.SAVINGS
     )
     return session.scalar(
         select(Account.dormant_since).where(Account.member_id == member_id, where)

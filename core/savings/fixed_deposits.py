@@ -51,6 +51,7 @@ from core.ledger import entries as ledger
 from core.ledger.chart import MemberAccount, Purpose, SystemAccount
 from core.ledger.vocabulary import EntryKind
 from core.loans.due_dates import add_months
+from core.loans.products import decimal_text
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus
 from core.savings import products, rules
@@ -136,9 +137,12 @@ def _code(session: Session, product_id: int) -> str:
 def view(session: Session, fd: FixedDeposit, today: date) -> FixedDepositView:
     earned = 0
     if fd.status == FdStatus.ACTIVE:
-        earned = interest_through(
-            fd.principal_cents, fd.rate_percent, fd.start_date, min(today, fd.maturity_date)
-        ) - fd.interest_paid_cents
+        earned = (
+            interest_through(
+                fd.principal_cents, fd.rate_percent, fd.start_date, min(today, fd.maturity_date)
+            )
+            - fd.interest_paid_cents
+        )
     return FixedDepositView(
         id=fd.id, reference=fd.reference, member_id=fd.member_id,
         product_code=_code(session, fd.product_id), account_id=fd.account_id,
@@ -147,9 +151,9 @@ def view(session: Session, fd: FixedDeposit, today: date) -> FixedDepositView:
             ledger.get_balance(session, fd.account_id).balance_cents
             if fd.status == FdStatus.ACTIVE else 0
         ),
-        rate_percent=products.decimal_text(fd.rate_percent), term_months=fd.term_months,
+        rate_percent=decimal_text(fd.rate_percent), term_months=fd.term_months,
         interest_at=fd.interest_at, penalty=fd.penalty,
-        penalty_rate_percent=products.decimal_text(fd.penalty_rate_percent),
+        penalty_rate_percent=decimal_text(fd.penalty_rate_percent),
         rollover=fd.rollover, start_date=fd.start_date, maturity_date=fd.maturity_date,
         interest_paid_cents=fd.interest_paid_cents, tax_cents=fd.tax_cents,
         penalty_cents=fd.penalty_cents, earned_to_date_cents=max(earned, 0),

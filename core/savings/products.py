@@ -203,8 +203,10 @@ def _fixed_terms(raw: Mapping[str, Any], kind: ProductKind) -> FixedTerms | None
             raise InvalidInput(f"{name} is required for a fixed deposit", field=name,
                                reason="required")  # fmt: skip
     months = raw["term_months"]
-    if isinstance(months, bool) or not isinstance(months, int) or not (
-        1 <= months <= MAX_TERM_MONTHS
+    if (
+        isinstance(months, bool)
+        or not isinstance(months, int)
+        or not (1 <= months <= MAX_TERM_MONTHS)
     ):
         raise InvalidInput(f"term_months: 1 to {MAX_TERM_MONTHS}", field="term_months")
     penalty = _choice(raw["penalty"], FdPenalty, "penalty")

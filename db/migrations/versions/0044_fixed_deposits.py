@@ -43,8 +43,9 @@ def upgrade() -> None:
         sa.Column("product_id", BigId, sa.ForeignKey("savings_products.id"), nullable=False),
         sa.Column("product_version", sa.Integer(), nullable=False),
         sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False, index=True),
-        sa.Column("rolled_from_id", BigId, sa.ForeignKey("fixed_deposits.id"), nullable=True,
-                  unique=True),  # fmt: skip
+        sa.Column(
+            "rolled_from_id", BigId, sa.ForeignKey("fixed_deposits.id"), nullable=True, unique=True
+        ),  # fmt: skip
         sa.Column("principal_cents", sa.BigInteger(), nullable=False),
         sa.Column("rate_percent", Rate, nullable=False),
         sa.Column("term_months", sa.Integer(), nullable=False),

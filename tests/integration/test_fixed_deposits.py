@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InsufficientFunds, InvalidInput, MemberNotAllowed, NotFound
@@ -32,6 +32,7 @@ from core.savings.fixed_deposits import FixedDepositRefused, interest_through
 from db.models import Account, JournalEntry, Member, Posting
 from db.models_savings import FixedDeposit
 from tests.loanutil import funded_member
+from workers.savings_accrual import run_savings_accrual
 
 KES = 100
 START = date(2027, 1, 15)
@@ -295,3 +296,34 @@ def test_an_open_fixed_deposit_blocks_the_exit_until_closed(
     fds.close_early(s, later, SYSTEM, fd.id, note="member is leaving")
     the = member_exit.plan(s, later, member.id, policy)
     assert the.blockers == () and the.refund_cents == 1_500 * KES
+
+
+def test_the_daily_savings_job_matures_a_deposit_once(
+    factory: sessionmaker[Session], committed_pg: Engine, deps: CoreDeps
+) -> None:
+    """``manage.py savings-accrue``'s run: the date's fixed deposits with the accrual, in
+    its transaction; the date again does nothing."""
+    with factory() as s:
+        d0 = on(deps, START)
+        make_product(s, d0, "FD1", term_months=1)
+        member = funded_member(s, d0, savings_cents=10_000 * KES)
+        fd = fds.open_fixed_deposit(s, d0, member_id=member.id, product_code="FD1",
+                                    amount_cents=10_000 * KES, rollover="pay_out")  # fmt: skip
+        fd_id, member_id = fd.id, member.id
+        s.commit()
+    maturity = date(2027, 2, 15)
+    next_day = on(deps, maturity + timedelta(days=1))
+    report = run_savings_accrual(factory, next_day, lock_engine=committed_pg)
+    [result] = report.results
+    assert result.business_date == maturity and result.fd_matured == 1
+    gross = interest_through(10_000 * KES, Decimal(9), START, maturity)
+    assert result.fd_interest_cents == gross > 0
+    assert "fd_matured=1" in str(report)
+    assert str(run_savings_accrual(factory, next_day, lock_engine=committed_pg)).startswith(
+        "nothing"
+    )
+    with factory() as s:
+        row = s.get_one(FixedDeposit, fd_id)
+        assert row.status == "matured" and row.interest_paid_cents == gross
+        member = s.get_one(Member, member_id)
+        assert savings(s, member) == 10_000 * KES + gross - row.tax_cents

@@ -7,6 +7,8 @@ run once, and over any term the interest paid is exactly the term's interest."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -31,6 +33,7 @@ from core.savings import products
 from core.savings.fixed_deposits import FixedDepositRefused, interest_through
 from db.models import Account, JournalEntry, Member, Posting
 from db.models_savings import FixedDeposit
+from db.session import unit_of_work
 from tests.loanutil import funded_member
 from workers.savings_accrual import run_savings_accrual
 
@@ -327,3 +330,63 @@ def test_the_daily_savings_job_matures_a_deposit_once(
         assert row.status == "matured" and row.interest_paid_cents == gross
         member = s.get_one(Member, member_id)
         assert savings(s, member) == 10_000 * KES + gross - row.tax_cents
+
+
+def test_two_opens_racing_for_the_same_savings_and_two_closes_race_once(
+    factory: sessionmaker[Session], deps: CoreDeps
+) -> None:
+    """Real threads: two tellers open deposits from savings that hold enough for one; one
+    opens, the other is refused, savings never below zero. Then two staff close the same
+    deposit at once: it closes once, the penalty is charged once."""
+    d0 = on(deps, START)
+    with unit_of_work(factory) as s:
+        make_product(s, d0, "FDT", penalty="rate", penalty_rate_percent="1")
+        member = funded_member(s, d0, savings_cents=1_500 * KES)
+        member_id = member.id
+
+    def both(work: Callable[[Session], str]) -> list[str]:
+        barrier = threading.Barrier(2)
+        out: list[str] = []
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                barrier.wait()
+                with unit_of_work(factory) as s:
+                    out.append(work(s))
+            except (InsufficientFunds, FixedDepositRefused) as refused:
+                out.append(refused.code)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        return sorted(out)
+
+    def open_one(s: Session) -> str:
+        return fds.open_fixed_deposit(s, d0, member_id=member_id, product_code="FDT",
+                                      amount_cents=1_000 * KES, rollover="pay_out").reference  # fmt: skip
+
+    opened = both(open_one)
+    assert opened[0].startswith("FD") and opened[1] == "insufficient_funds"
+    with unit_of_work(factory) as s:
+        member = s.get_one(Member, member_id)
+        assert savings(s, member) == 500 * KES
+        [fd_id] = s.scalars(select(FixedDeposit.id).where(FixedDeposit.member_id == member_id))
+    later = on(deps, START + timedelta(days=30))
+
+    def close(s: Session) -> str:
+        return fds.close_early(s, later, SYSTEM, fd_id, note="both at once").status
+
+    assert both(close) == ["closed_early", "fixed_deposit_refused"]
+    with unit_of_work(factory) as s:
+        row = s.get_one(FixedDeposit, fd_id)
+        earned = interest_through(1_000 * KES, Decimal(9), START, START + timedelta(days=30))
+        assert row.penalty_cents == 10 * KES and row.interest_paid_cents == earned
+        member = s.get_one(Member, member_id)
+        assert savings(s, member) == 1_500 * KES - 10 * KES + earned - row.tax_cents
+        assert verify_ledger(s).ok

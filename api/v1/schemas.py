@@ -1659,11 +1659,23 @@ class ExitLoanOut(Schema):
     payoff_cents = fields.Integer(required=True)
 
 
+class ExitFurtherOut(Schema):
+    account_id = fields.Integer(required=True)
+    code = fields.String(required=True, metadata={"description": "the savings product's code"})
+    balance_cents = fields.Integer(required=True)
+
+
 class ExitPlanOut(Schema):
     member_id = fields.Integer(required=True)
     savings_cents = fields.Integer(required=True)
     deposits_cents = fields.Integer(required=True)
     shares_cents = fields.Integer(required=True)
+    further = fields.List(
+        fields.Nested(ExitFurtherOut), required=True,
+        metadata={"description": "further savings accounts (holiday, school fees) the exit "
+                  "empties and closes"},
+    )  # fmt: skip
+    further_cents = fields.Integer(required=True)
     loans = fields.List(fields.Nested(ExitLoanOut), required=True)
     loans_offset_cents = fields.Integer(required=True)
     refund_cents = fields.Integer(required=True)

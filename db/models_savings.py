@@ -56,6 +56,12 @@ class SavingsProductVersion(Base):
         ForeignKey("approval_requests.id"), default=None
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A fixed deposit's terms (migration 0044); NULL for every other kind.
+    fd_term_months: Mapped[int | None] = mapped_column(Integer, default=None)
+    fd_interest_at: Mapped[str | None] = mapped_column(String(12), default=None)
+    fd_penalty: Mapped[str | None] = mapped_column(String(20), default=None)
+    fd_penalty_rate_percent: Mapped[Decimal | None] = mapped_column(ExactDecimal(9, 4),
+                                                                    default=None)  # fmt: skip
 
 
 class WithholdingTaxRate(Base):
@@ -125,3 +131,38 @@ class SavingsInterestPosting(Base):
     tax_rate_percent: Mapped[Decimal] = mapped_column(ExactDecimal(9, 4))
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FixedDeposit(Base):
+    """One term of a member's fixed deposit (migration 0044; core.savings.fixed_deposits):
+    the terms locked at opening; a rollover is a new row on the same ledger account."""
+
+    __tablename__ = "fixed_deposits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("savings_products.id"))
+    product_version: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    rolled_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fixed_deposits.id"), unique=True, default=None
+    )
+    principal_cents: Mapped[int] = mapped_column(BigInteger)
+    rate_percent: Mapped[Decimal] = mapped_column(ExactDecimal(9, 4))
+    term_months: Mapped[int] = mapped_column(Integer)
+    interest_at: Mapped[str] = mapped_column(String(12))
+    penalty: Mapped[str] = mapped_column(String(20))
+    penalty_rate_percent: Mapped[Decimal] = mapped_column(ExactDecimal(9, 4))
+    rollover: Mapped[str] = mapped_column(String(24))
+    start_date: Mapped[date] = mapped_column(Date)
+    maturity_date: Mapped[date] = mapped_column(Date, index=True)
+    interest_paid_cents: Mapped[int] = mapped_column(BigInteger)
+    interest_paid_through: Mapped[date] = mapped_column(Date)
+    tax_cents: Mapped[int] = mapped_column(BigInteger)
+    penalty_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    opened_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

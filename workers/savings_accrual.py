@@ -4,7 +4,8 @@
 Holds a PostgreSQL advisory lock of its own for the whole run (a second run is refused
 with ``AccrualBusy``; it never waits on the loans' close of day), asks core which dates
 are still to accrue, and runs each date as its own unit of work
-(``db.session.run_in_transaction``).
+(``db.session.run_in_transaction``): the accrual, then the date's fixed deposits
+(interest due, maturities: ``core.savings.fixed_deposits.run_day``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import DomainError
-from core.savings import interest
+from core.savings import fixed_deposits, interest
 from core.savings.interest import AccrualResult
 from db.session import run_in_transaction, unit_of_work
 
@@ -43,7 +44,8 @@ class AccrualReport:
             f"{r.business_date} {'ran' if r.ran else 'already done':<12} accounts={r.accounts} "
             f"accrued_cents={r.accrued_cents} posted_accounts={r.posted_accounts} "
             f"gross_cents={r.posted_gross_cents} tax_cents={r.posted_tax_cents} "
-            f"forfeited_cents={r.forfeited_cents}"
+            f"forfeited_cents={r.forfeited_cents} fd_interest_cents={r.fd_interest_cents} "
+            f"fd_matured={r.fd_matured}"
             for r in self.results
         )
 
@@ -73,7 +75,11 @@ def run_savings_accrual(
         for day in dates:
 
             def work(session: Session, day: date = day) -> AccrualResult:
-                return interest.accrue_day(session, deps, day)
+                result = interest.accrue_day(session, deps, day)
+                if result.ran:  # the date's fixed deposits, once with the date
+                    fd = fixed_deposits.run_day(session, deps, day)
+                    result.fd_interest_cents, result.fd_matured = fd.gross_cents, fd.matured
+                return result
 
             report.results.append(run_in_transaction(session_factory, work))
     finally:

@@ -36,6 +36,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unbalanced_entry": 422,
     "limit_exceeded": 422,
     "share_transfer_refused": 422,
+    "fixed_deposit_refused": 409,  # core.savings.fixed_deposits: not open to it, not active
     "savings_rule": 422,  # a savings product's rule (core.savings.rules): the code names it
     "pin_invalid": 401,
     "invalid_credentials": 401,

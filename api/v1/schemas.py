@@ -33,7 +33,15 @@ from core.messaging.webhooks import EVENT_TYPES
 from core.payments.mpesa.flows import PAYOUT_LIST_STATUSES
 from core.payments.mpesa.vocabulary import SuspenseStatus
 from core.savings.accounts import DEPOSIT_TARGETS
-from core.savings.vocabulary import BalanceMethod, DayCount, PostingFrequency, ProductKind
+from core.savings.vocabulary import (
+    BalanceMethod,
+    DayCount,
+    FdInterestAt,
+    FdPenalty,
+    FdRollover,
+    PostingFrequency,
+    ProductKind,
+)
 
 BRANCH = validate.Regexp(r"^[A-Za-z0-9 _-]{1,24}$", error="1-24 letters, digits, space, dash")
 
@@ -1651,11 +1659,23 @@ class ExitLoanOut(Schema):
     payoff_cents = fields.Integer(required=True)
 
 
+class ExitFurtherOut(Schema):
+    account_id = fields.Integer(required=True)
+    code = fields.String(required=True, metadata={"description": "the savings product's code"})
+    balance_cents = fields.Integer(required=True)
+
+
 class ExitPlanOut(Schema):
     member_id = fields.Integer(required=True)
     savings_cents = fields.Integer(required=True)
     deposits_cents = fields.Integer(required=True)
     shares_cents = fields.Integer(required=True)
+    further = fields.List(
+        fields.Nested(ExitFurtherOut), required=True,
+        metadata={"description": "further savings accounts (holiday, school fees) the exit "
+                  "empties and closes"},
+    )  # fmt: skip
+    further_cents = fields.Integer(required=True)
     loans = fields.List(fields.Nested(ExitLoanOut), required=True)
     loans_offset_cents = fields.Integer(required=True)
     refund_cents = fields.Integer(required=True)
@@ -1702,6 +1722,19 @@ class SavingsProductChangeIn(Strict):
         allow_none=True, metadata={"description": "null: no limit"}
     )
     active = fields.Boolean()
+    term_months = fields.Integer(
+        strict=True, metadata={"description": "fixed deposits only: the term, 1 to 120 months"}
+    )
+    interest_at = fields.String(
+        validate=_one_of(FdInterestAt), metadata={"description": "fixed deposits only"}
+    )
+    penalty = fields.String(
+        validate=_one_of(FdPenalty),
+        metadata={"description": "fixed deposits only: what closing early costs"},
+    )
+    penalty_rate_percent = _decimal(
+        metadata={**DECIMAL_TEXT, "description": "fixed deposits, penalty rate: % of principal"}
+    )
     note = fields.String(
         validate=validate.Length(max=200), metadata={"description": "for the checker"}
     )
@@ -1739,10 +1772,68 @@ class SavingsProductOut(Schema):
     withdrawal_fee_cents = fields.Integer(required=True)
     daily_withdrawal_limit_cents = fields.Integer(allow_none=True, required=True)
     active = fields.Boolean(required=True)
+    term_months = fields.Integer(metadata={"description": "fixed deposits only"})
+    interest_at = fields.String(metadata={"description": "fixed deposits only"})
+    penalty = fields.String(metadata={"description": "fixed deposits only"})
+    penalty_rate_percent = fields.String(metadata={"description": "fixed deposits only"})
     approval_id = fields.Integer(allow_none=True, required=True)
     version_created_at = fields.DateTime(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
+
+
+class FixedDepositIn(Strict):
+    product_code = fields.String(
+        required=True, validate=validate.Length(2, 8),
+        metadata={"description": "an active savings product of kind fixed_deposit"},
+    )  # fmt: skip
+    amount_cents = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, 10**12),
+        metadata={"description": "moved from the member's savings"},
+    )  # fmt: skip
+    rollover = fields.String(
+        required=True, validate=_one_of(FdRollover),
+        metadata={"description": "at maturity: principal (interest to savings), "
+                  "principal_and_interest, or pay_out (everything to savings)"},
+    )  # fmt: skip
+
+
+class FixedDepositCloseIn(Strict):
+    note = fields.String(
+        required=True, validate=validate.Length(3, 200),
+        metadata={"description": "why the deposit is broken before maturity"},
+    )  # fmt: skip
+
+
+class FixedDepositOut(Schema):
+    id = fields.Integer(required=True)
+    reference = fields.String(required=True)
+    member_id = fields.Integer(required=True)
+    product_code = fields.String(required=True)
+    account_id = fields.Integer(required=True)
+    principal_cents = fields.Integer(required=True)
+    balance_cents = fields.Integer(required=True)
+    rate_percent = fields.String(required=True)
+    term_months = fields.Integer(required=True)
+    interest_at = fields.String(required=True)
+    penalty = fields.String(required=True)
+    penalty_rate_percent = fields.String(required=True)
+    rollover = fields.String(required=True)
+    start_date = fields.Date(required=True)
+    maturity_date = fields.Date(required=True)
+    interest_paid_cents = fields.Integer(required=True, metadata={"description": "gross"})
+    tax_cents = fields.Integer(required=True)
+    penalty_cents = fields.Integer(required=True)
+    earned_to_date_cents = fields.Integer(
+        required=True, metadata={"description": "earned, not yet paid"}
+    )
+    term_interest_cents = fields.Integer(required=True)
+    status = fields.String(required=True)
+    rolled_from_id = fields.Integer(allow_none=True, required=True)
+
+
+class FixedDepositList(Schema):
+    items = fields.List(fields.Nested(FixedDepositOut), required=True)
 
 
 # ------------------------------------------------------------------ year end (issue 14)

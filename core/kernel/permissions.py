@@ -104,6 +104,8 @@ PERMISSIONS: dict[str, str] = {
     "reports:read": "list and run reports (financial statements, portfolio quality), "
     "download their files, the SASRA returns and the prudential ratio dashboard (audited)",
     "members:insider": "flag a member as an insider (staff or board) or clear the flag (audited)",
+    "fixed_deposits:manage": "open a member's fixed deposit from their savings, or close one "
+    "before maturity with its penalty (audited)",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -138,6 +140,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "nominations:manage",
             "phone_change:request",
             "savings_accounts:open",
+            "fixed_deposits:manage",
             "shares:transfer",
             "ledger:adjust",
             "suspense:reassign",
@@ -189,6 +192,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "nominations:manage",
             "phone_change:request",
             "savings_accounts:open",
+            "fixed_deposits:manage",
             "sim_swap:read",
             "sim_swap:review",
             "loans:read",
@@ -222,6 +226,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "nominations:manage",
             "phone_change:request",
             "savings_accounts:open",
+            "fixed_deposits:manage",
             "shares:transfer",
             "sim_swap:read",
             "sim_swap:review",
@@ -329,6 +334,7 @@ PERMISSION_RISK: dict[str, str] = {
     "checkoff:post": "money",
     "reports:read": "personal_data",  # top exposures and insider loans name borrowers
     "members:insider": "none",  # how a member's loans are reported; moves nothing
+    "fixed_deposits:manage": "money",  # moves a member's savings in and out of a deposit
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -60,6 +60,8 @@ class Purpose(StrEnum):
     # A member's further savings account under a savings product (a holiday or school-fees
     # account; accounts.savings_product_id; core.savings.member_accounts).
     PRODUCT_SAVINGS = "product_savings"
+    # A member's fixed deposit (core.savings.fixed_deposits; fixed_deposits.account_id).
+    FIXED_DEPOSIT = "fixed_deposit"
     LOAN = "loan"  # a member's loan, once loans exist (an asset: what the member owes)
 
 

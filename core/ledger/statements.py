@@ -55,6 +55,10 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.MPESA_SUSPENSE_ASSIGN: StatementLabel.DEPOSIT,
     EntryKind.TRANSFER_OWN: StatementLabel.TRANSFER,
     EntryKind.SHARE_TRANSFER: StatementLabel.TRANSFER,  # shares to or from another member
+    # Fixed deposits: savings into and out of the deposit, and its interest.
+    EntryKind.FIXED_DEPOSIT_OPEN: StatementLabel.TRANSFER,
+    EntryKind.FIXED_DEPOSIT_CLOSE: StatementLabel.TRANSFER,
+    EntryKind.FIXED_DEPOSIT_INTEREST: StatementLabel.INTEREST,
     EntryKind.WITHDRAWAL_MPESA: StatementLabel.WITHDRAWAL,
     EntryKind.MPESA_SUSPENSE: StatementLabel.SUSPENSE,  # SACCO accounts only
     EntryKind.ADJUSTMENT_MANUAL: StatementLabel.ADJUSTMENT,  # SACCO accounts only

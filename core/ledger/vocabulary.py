@@ -87,6 +87,13 @@ class EntryKind(StrEnum):
     # (``repay_loan``, ``loan.repayment`` from clearing).
     CHECKOFF_RECEIPT = "checkoff.receipt"
     DEPOSIT_CHECKOFF = "deposit.checkoff"
+    # Fixed deposits (issue 14, part 1; core.savings.fixed_deposits): opened from savings
+    # (Dr savings / Cr the deposit), interest paid (Dr interest on deposits / Cr savings or
+    # the deposit with the net, Cr withholding tax), closed at maturity or early (Dr the
+    # deposit / Cr savings, Cr the penalty to fee income or the forfeited interest back).
+    FIXED_DEPOSIT_OPEN = "fixed_deposit.open"
+    FIXED_DEPOSIT_INTEREST = "fixed_deposit.interest"
+    FIXED_DEPOSIT_CLOSE = "fixed_deposit.close"
 
 
 class HoldStatus(StrEnum):

@@ -23,7 +23,9 @@ deleted, the ledger holds every step.
   ``savings``; its own SMS), the rest refunded from savings to the bank account
   (``member.exit_refund``: the teller pays it in cash, or by bank transfer, against the
   exit's reference), the three accounts closed at zero, the member ``exited``, SMS
-  ``exit_done``. Keys ``member.exit:<exit id>:…``: run again, it writes nothing.
+  ``exit_done``. The member's further savings accounts (holiday, school fees:
+  ``core.savings.member_accounts``) count as savings: their balances offset loans and are
+  moved to savings with the deposits (``further_cents``), and they are closed at zero too. Keys ``member.exit:<exit id>:…``: run again, it writes nothing.
 
 Never commits.
 """
@@ -63,6 +65,7 @@ from core.messaging.notifications import notify
 from db.models import Account, ApprovalRequest, JournalEntry, Member
 from db.models_exit import MemberExit
 from db.models_loans import Loan, LoanApplication, LoanGuarantee
+from db.models_savings import SavingsProduct
 
 ACTION = "member.exit"
 MAKER_PERMISSION = "member_status:request"  # "ask to suspend, reactivate or exit a member"
@@ -97,6 +100,7 @@ class Blocker(StrEnum):
     OPEN_APPLICATION = "open_loan_application"
     ON_HOLD = "money_on_hold"
     SHARES_TO_TRANSFER = "shares_to_transfer"
+    FIXED_DEPOSIT = "fixed_deposit_open"
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,15 @@ class ExitRefused(DomainError):
 
 
 @dataclass(frozen=True)
+class FurtherAccount:
+    """A further savings account (``product_savings``) the exit empties and closes."""
+
+    account_id: int
+    code: str
+    balance_cents: int
+
+
+@dataclass(frozen=True)
 class LoanOffset:
     loan_id: int
     reference: str
@@ -123,13 +136,15 @@ class LoanOffset:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the exit would do now. ``refund_cents`` = savings + deposits + shares (when
-    refunded) − ``loans_offset_cents``, exactly."""
+    """What the exit would do now. ``refund_cents`` = savings + further savings +
+    deposits + shares (when refunded) − ``loans_offset_cents``, exactly."""
 
     member_id: int
     savings_cents: int
     deposits_cents: int
     shares_cents: int
+    further: tuple[FurtherAccount, ...]
+    further_cents: int
     loans: tuple[LoanOffset, ...]
     loans_offset_cents: int
     refund_cents: int
@@ -139,6 +154,7 @@ class Plan:
         return {
             **asdict(self),
             "loans": [asdict(o) for o in self.loans],
+            "further": [asdict(f) for f in self.further],
             "blockers": [{"reason": r, "detail": d} for r, d in self.blockers],
         }
 
@@ -165,6 +181,21 @@ def _balances(session: Session, member_id: int) -> dict[str, Account]:
     return {a.purpose: a for a in rows}
 
 
+def _further(session: Session, member_id: int) -> list[Account]:
+    """The member's further savings accounts still open, by id."""
+    return list(
+        session.scalars(
+            select(Account)
+            .where(
+                Account.member_id == member_id,
+                Account.purpose == Purpose.PRODUCT_SAVINGS,
+                Account.closed_at.is_(None),
+            )
+            .order_by(Account.id)
+        )
+    )
+
+
 def _active_loans(session: Session, member_id: int, *, lock: bool = False) -> list[Loan]:
     query = (
         select(Loan)
@@ -177,8 +208,9 @@ def _active_loans(session: Session, member_id: int, *, lock: bool = False) -> li
 
 
 def _blockers(
-    session: Session, member_id: int, accounts: dict[str, Account], owed: int, shares: str
-) -> list[tuple[str, str]]:
+    session: Session, member_id: int, accounts: dict[str, Account], further: list[Account],
+    owed: int, shares: str,
+) -> list[tuple[str, str]]:  # fmt: skip
     found: list[tuple[str, str]] = []
     pledged = session.scalars(
         select(Loan.reference)
@@ -203,7 +235,7 @@ def _blockers(
     available = sum(
         accounts[p].balance_cents - accounts[p].held_cents
         for p in (Purpose.SAVINGS, Purpose.DEPOSITS)
-    )
+    ) + sum(a.balance_cents - a.held_cents for a in further)
     if owed > available:
         found.append((Blocker.OWES_MORE, f"owes {format_cents(owed)} on loans, more than "
                       f"deposits and savings can offset ({format_cents(available)}): staff "
@@ -218,10 +250,22 @@ def _blockers(
         found.append((Blocker.OPEN_APPLICATION, "a loan application is still open: withdraw "
                       "or reject it first"))  # fmt: skip
     if (
-        accounts[Purpose.SAVINGS].held_cents or accounts[Purpose.SHARES].held_cents
+        accounts[Purpose.SAVINGS].held_cents
+        or accounts[Purpose.SHARES].held_cents
+        or any(a.held_cents for a in further)
     ):  # deposits: pledges
         found.append((Blocker.ON_HOLD, "money is on hold on the member's accounts (a payout "
                       "under way): wait until it settles"))  # fmt: skip
+    fixed = session.scalar(
+        select(func.count(Account.id)).where(
+            Account.member_id == member_id, Account.purpose == Purpose.FIXED_DEPOSIT,
+            Account.closed_at.is_(None),
+        )
+    )  # fmt: skip
+    if fixed:
+        found.append((Blocker.FIXED_DEPOSIT, "a fixed deposit is still open: staff close it "
+                      "early (POST /api/v1/fixed-deposits/{id}/close) or wait for its "
+                      "maturity"))  # fmt: skip
     if shares == SharesOnExit.TRANSFER_REQUIRED and accounts[Purpose.SHARES].balance_cents:
         found.append((Blocker.SHARES_TO_TRANSFER, "the by-laws require share capital to be "
                       "transferred to another member before exit"))  # fmt: skip
@@ -238,15 +282,30 @@ def _plan(session: Session, deps: CoreDeps, member_id: int, loans: list[Loan],
         for loan in loans
     )
     owed = sum(o.payoff_cents for o in offsets)
-    blockers = _blockers(session, member_id, accounts, owed, shares)
+    further_rows = _further(session, member_id)
+    blockers = _blockers(session, member_id, accounts, further_rows, owed, shares)
     savings, deposits, share_capital = (
         accounts[p].balance_cents for p in (Purpose.SAVINGS, Purpose.DEPOSITS, Purpose.SHARES)
     )
+    codes = {
+        int(pid): str(code)
+        for pid, code in session.execute(
+            select(SavingsProduct.id, SavingsProduct.code).where(
+                SavingsProduct.id.in_([a.savings_product_id for a in further_rows])
+            )
+        )
+    }
+    further = tuple(
+        FurtherAccount(a.id, codes.get(a.savings_product_id or 0, a.code), a.balance_cents)
+        for a in further_rows
+    )
+    further_cents = sum(f.balance_cents for f in further)
     refunded_shares = share_capital if shares == SharesOnExit.REFUND else 0
     return Plan(
         member_id=member_id, savings_cents=savings, deposits_cents=deposits,
-        shares_cents=share_capital, loans=offsets, loans_offset_cents=owed,
-        refund_cents=max(savings + deposits + refunded_shares - owed, 0),
+        shares_cents=share_capital, further=further, further_cents=further_cents,
+        loans=offsets, loans_offset_cents=owed,
+        refund_cents=max(savings + further_cents + deposits + refunded_shares - owed, 0),
         blockers=tuple(blockers),
     )  # fmt: skip
 
@@ -264,7 +323,7 @@ def check_direct_exit(session: Session, member_id: int) -> None:
     money = session.scalar(
         select(func.count(Account.id)).where(
             Account.member_id == member_id,
-            Account.purpose.in_(list(MEMBER_PURPOSES)),
+            Account.purpose.in_([*MEMBER_PURPOSES, Purpose.PRODUCT_SAVINGS, Purpose.FIXED_DEPOSIT]),
             Account.balance_cents != 0,
         )
     )
@@ -476,11 +535,13 @@ def exit_member(
     session.scalar(select(Member.id).where(Member.id == row.member_id).with_for_update())
     member = get_member(session, row.member_id)
     loans = _active_loans(session, member.id, lock=True)  # first, as a repayment does
-    # Then the member's savings, deposits and shares (id order, as the ledger locks them)
-    # before they are read: a deposit racing the exit waits, so the plan is what is paid.
+    # Then the member's savings (further ones too), deposits and shares (id order, as the
+    # ledger locks them) before they are read: a deposit racing the exit waits, so the plan
+    # is what is paid.
     session.scalars(
         select(Account.id)
-        .where(Account.member_id == member.id, Account.purpose.in_(list(MEMBER_PURPOSES)))
+        .where(Account.member_id == member.id,
+               Account.purpose.in_([*MEMBER_PURPOSES, Purpose.PRODUCT_SAVINGS]))
         .order_by(Account.id).with_for_update()
     ).all()  # fmt: skip
     for loan in loans:  # interest and penalties up to yesterday, so the payoff is whole
@@ -491,17 +552,20 @@ def exit_member(
     prefix = f"member.exit:{row.id}"
     accounts = member_account_ids(session, member.id)
     refunded_shares = the.shares_cents if shares == SharesOnExit.REFUND else 0
-    moved = the.deposits_cents + refunded_shares
+    moved = the.deposits_cents + refunded_shares + the.further_cents
     if moved:
         legs = [ledger.Leg(accounts[Purpose.SAVINGS], -moved)]
         if the.deposits_cents:
             legs.append(ledger.Leg(accounts[Purpose.DEPOSITS], the.deposits_cents))
+        legs.extend(
+            ledger.Leg(f.account_id, f.balance_cents) for f in the.further if f.balance_cents
+        )
         if refunded_shares:
             legs.append(ledger.Leg(accounts[Purpose.SHARES], refunded_shares))
         ledger.post_entry(
             session, kind=EntryKind.MEMBER_EXIT_TRANSFER, legs=legs,
             idempotency_key=f"{prefix}:transfer", now=now,
-            memo="Exit: deposits and share capital to savings",
+            memo="Exit: deposits, further savings and share capital to savings",
         )  # fmt: skip
     for offset in the.loans:
         key = f"{prefix}:loan:{offset.loan_id}"
@@ -524,8 +588,10 @@ def exit_member(
             idempotency_key=f"{prefix}:refund", now=now, memo="Exit refund, paid at the branch",
         )  # fmt: skip
         row.refund_entry_id = refund.entry_id
-    for account_id in (accounts[Purpose.SAVINGS], accounts[Purpose.DEPOSITS]) + (
-        (accounts[Purpose.SHARES],) if refunded_shares == the.shares_cents else ()
+    for account_id in (
+        (accounts[Purpose.SAVINGS], accounts[Purpose.DEPOSITS])
+        + tuple(f.account_id for f in the.further)
+        + ((accounts[Purpose.SHARES],) if refunded_shares == the.shares_cents else ())
     ):
         session.get_one(Account, account_id).closed_at = now
     set_status(session, member.id, MemberStatus.EXITED)

@@ -1,10 +1,12 @@
 """Dormant savings (issue 14, part 3; docs/savings/tills-and-dormancy.md).
 
-A member's savings with no member-initiated activity for ``DORMANCY_MONTHS`` is marked
-dormant (``accounts.dormant_since``) by ``mark_dormant``, one ``UPDATE`` run by
+A member's savings account (the main one, and each further savings account such as a
+holiday account, on its own activity) with no member-initiated activity for
+``DORMANCY_MONTHS`` is marked dormant (``accounts.dormant_since``) by ``mark_dormant``, one ``UPDATE`` run by
 ``manage.py mark-dormant`` and the scheduler. Withdrawals from a dormant account (USSD,
 M-Pesa, the teller) are refused with ``AccountDormant`` until staff reactivate it
-(``reactivate``, audited); deposits still come in and do not wake it by themselves. The
+(``reactivate``, audited; it wakes every dormant savings account of the member);
+a withdrawal asks about the account it leaves; deposits still come in and do not wake it by themselves. The
 report of dormant accounts and their balances is the unclaimed balances register.
 """
 
@@ -67,7 +69,7 @@ _KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in MEMBER_KINDS)
 # since the cutoff.
 _MARK = text(f"""
 UPDATE accounts AS a SET dormant_since = :now
-WHERE a.purpose = :savings AND a.dormant_since IS NULL
+WHERE a.purpose IN (:savings, :further) AND a.dormant_since IS NULL AND a.closed_at IS NULL
   AND COALESCE(a.reactivated_at, a.created_at) < :cutoff
   AND EXISTS (SELECT 1 FROM members m WHERE m.id = a.member_id AND m.status <> :exited)
   AND NOT EXISTS (
@@ -87,23 +89,29 @@ def mark_dormant(session: Session, deps: CoreDeps, *, months: int) -> int:
             "now": now,
             "cutoff": months_before(now, months),
             "savings": Purpose.SAVINGS.value,
+            "further": Purpose.PRODUCT_SAVINGS.value,
             "exited": MemberStatus.EXITED.value,
         },
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def dormant_since(session: Session, member_id: int) -> datetime | None:
+def dormant_since(
+    session: Session, member_id: int, account_id: int | None = None
+) -> datetime | None:
+    """When the member's main savings (or the savings account ``account_id``) went dormant."""
+    where = (
+        Account.id == account_id if account_id is not None else Account.purpose == Purpose.SAVINGS
+    )
     return session.scalar(
-        select(Account.dormant_since).where(
-            Account.member_id == member_id, Account.purpose == Purpose.SAVINGS
-        )
+        select(Account.dormant_since).where(Account.member_id == member_id, where)
     )
 
 
-def check_not_dormant(session: Session, member_id: int) -> None:
-    """``AccountDormant`` when the member's savings are dormant (every withdrawal asks)."""
-    since = dormant_since(session, member_id)
+def check_not_dormant(session: Session, member_id: int, account_id: int | None = None) -> None:
+    """``AccountDormant`` when the savings account money leaves (the main one unless
+    ``account_id``) is dormant (every withdrawal asks)."""
+    since = dormant_since(session, member_id, account_id)
     if since is not None:
         raise AccountDormant(
             "the savings account is dormant (no activity for a long time): staff must "
@@ -123,16 +131,22 @@ def reactivate(
     if not 3 <= len(text_note) <= 200:
         raise InvalidInput("note: 3-200 characters (what the member showed)", field="note")
     now = deps.now()
-    account = session.scalars(
+    accounts = session.scalars(
         select(Account)
-        .where(Account.member_id == member.id, Account.purpose == Purpose.SAVINGS)
+        .where(
+            Account.member_id == member.id,
+            Account.purpose.in_([Purpose.SAVINGS, Purpose.PRODUCT_SAVINGS]),
+            Account.dormant_since.is_not(None),
+        )
+        .order_by(Account.id)
         .with_for_update()
-    ).one()
-    since = account.dormant_since
-    if since is None:
+    ).all()
+    if not accounts:
         raise NotDormant("the member's savings are not dormant", reason="not_dormant")
-    account.dormant_since = None
-    account.reactivated_at = now
+    since = min(a.dormant_since for a in accounts if a.dormant_since is not None)
+    for account in accounts:
+        account.dormant_since = None
+        account.reactivated_at = now
     audit.record(
         session, actor, "member.savings_reactivate", target_type="member", target_id=member.id,
         before={"dormant_since": since.isoformat()}, after={"note": text_note}, now=now,
@@ -167,13 +181,14 @@ def dormant_report(
     """Dormant savings and their balances (unclaimed), by account id; totals set-based."""
     params = {
         "p": Purpose.SAVINGS.value,
+        "further": Purpose.PRODUCT_SAVINGS.value,
         "branch": actor.branch,
         "after": after_id,
         "limit": limit,
     }
     scope = (
         "FROM accounts a JOIN members m ON m.id = a.member_id "
-        "WHERE a.purpose = :p AND a.dormant_since IS NOT NULL "
+        "WHERE a.purpose IN (:p, :further) AND a.dormant_since IS NOT NULL "
         "AND (CAST(:branch AS VARCHAR) IS NULL OR m.branch = :branch)"
     )
     count, total = session.execute(

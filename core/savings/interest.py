@@ -85,6 +85,8 @@ class AccrualResult:
     posted_gross_cents: int = 0
     posted_tax_cents: int = 0
     forfeited_cents: int = 0
+    fd_interest_cents: int = 0  # fixed deposits' gross interest paid (run_day)
+    fd_matured: int = 0
 
 
 # ------------------------------------------------------------------ pure
@@ -166,7 +168,7 @@ WITH prod AS (
            v.balance_method, v.min_balance_to_earn_cents AS min_earn
     FROM savings_products p
     JOIN savings_product_versions v ON v.product_id = p.id AND v.version = p.current_version
-    WHERE v.rate_percent > 0
+    WHERE v.rate_percent > 0 AND v.kind <> 'fixed_deposit'  -- paid exactly by its own rows
 ),
 later AS (
     SELECT p.account_id, CAST(SUM(p.amount_cents) AS BIGINT) AS debit

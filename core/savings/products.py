@@ -37,7 +37,14 @@ from core.kernel.errors import DomainError, InvalidInput, NotFound
 from core.kernel.permissions import Principal
 from core.ledger.entries import MAX_POSTING_CENTS
 from core.loans.products import decimal_text, normalise_code, parse_decimal
-from core.savings.vocabulary import BalanceMethod, DayCount, PostingFrequency, ProductKind
+from core.savings.vocabulary import (
+    BalanceMethod,
+    DayCount,
+    FdInterestAt,
+    FdPenalty,
+    PostingFrequency,
+    ProductKind,
+)
 from db.models import ApprovalRequest
 from db.models_savings import SavingsProduct, SavingsProductVersion
 
@@ -66,7 +73,22 @@ DEFAULTS: dict[str, Any] = {
     "daily_withdrawal_limit_cents": None,  # none
     "active": True,
 }
-TERM_FIELDS = frozenset(REQUIRED) | frozenset(DEFAULTS)
+# A fixed deposit's own terms (docs/savings/fixed-deposits.md): required for that kind,
+# refused for every other. Read and written only for that kind, so the other kinds'
+# definitions are what they were.
+FD_FIELDS = ("term_months", "interest_at", "penalty", "penalty_rate_percent")
+MAX_TERM_MONTHS = 120
+TERM_FIELDS = frozenset(REQUIRED) | frozenset(DEFAULTS) | frozenset(FD_FIELDS)
+
+
+@dataclass(frozen=True)
+class FixedTerms:
+    """A fixed-deposit product's term, interest mode and early-closure penalty."""
+
+    term_months: int
+    interest_at: FdInterestAt
+    penalty: FdPenalty
+    penalty_rate_percent: Decimal
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,7 @@ class SavingsTerms:
     withdrawal_fee_cents: int
     daily_withdrawal_limit_cents: int | None
     active: bool = True
+    fixed: FixedTerms | None = None  # a fixed deposit's terms; None for every other kind
 
 
 @dataclass(frozen=True)
@@ -127,7 +150,7 @@ def parse_terms(raw: Mapping[str, Any]) -> SavingsTerms:
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"unknown field {name}", field=name)
-    for name in sorted(TERM_FIELDS - {"daily_withdrawal_limit_cents"}):
+    for name in sorted(TERM_FIELDS - {"daily_withdrawal_limit_cents", *FD_FIELDS}):
         if raw.get(name) is None:
             raise InvalidInput(f"{name} is required", field=name, reason="required")
     name = raw["name"]
@@ -152,6 +175,7 @@ def parse_terms(raw: Mapping[str, Any]) -> SavingsTerms:
     active = raw["active"]
     if not isinstance(active, bool):
         raise InvalidInput("active must be true or false", field="active")
+    fixed = _fixed_terms(raw, kind)
     return SavingsTerms(
         name=" ".join(name.split()),
         kind=kind,
@@ -164,7 +188,44 @@ def parse_terms(raw: Mapping[str, Any]) -> SavingsTerms:
         withdrawal_fee_cents=fee,
         daily_withdrawal_limit_cents=limit,
         active=active,
+        fixed=fixed,
     )
+
+
+def _fixed_terms(raw: Mapping[str, Any], kind: ProductKind) -> FixedTerms | None:
+    if kind is not ProductKind.FIXED_DEPOSIT:
+        given = next((f for f in FD_FIELDS if raw.get(f) is not None), None)
+        if given is not None:
+            raise InvalidInput(f"{given} is for fixed deposits only", field=given)
+        return None
+    for name in FD_FIELDS[:3]:
+        if raw.get(name) is None:
+            raise InvalidInput(f"{name} is required for a fixed deposit", field=name,
+                               reason="required")  # fmt: skip
+    months = raw["term_months"]
+    if (
+        isinstance(months, bool)
+        or not isinstance(months, int)
+        or not (1 <= months <= MAX_TERM_MONTHS)
+    ):
+        raise InvalidInput(f"term_months: 1 to {MAX_TERM_MONTHS}", field="term_months")
+    penalty = _choice(raw["penalty"], FdPenalty, "penalty")
+    raw_rate = raw.get("penalty_rate_percent")
+    if penalty is FdPenalty.RATE:
+        if raw_rate is None:
+            raise InvalidInput("penalty_rate_percent is required for a rate penalty",
+                               field="penalty_rate_percent", reason="required")  # fmt: skip
+        rate = parse_decimal(raw_rate, "penalty_rate_percent", places=RATE_PLACES,
+                             high=MAX_RATE_PERCENT)  # fmt: skip
+    else:
+        if raw_rate is not None and parse_decimal(
+            raw_rate, "penalty_rate_percent", places=RATE_PLACES, high=MAX_RATE_PERCENT
+        ):
+            raise InvalidInput("a forfeit_interest penalty takes no penalty_rate_percent",
+                               field="penalty_rate_percent")  # fmt: skip
+        rate = Decimal(0)
+    return FixedTerms(months, _choice(raw["interest_at"], FdInterestAt, "interest_at"),
+                      penalty, rate)  # fmt: skip
 
 
 def terms_payload(terms: SavingsTerms) -> dict[str, Any]:
@@ -181,6 +242,16 @@ def terms_payload(terms: SavingsTerms) -> dict[str, Any]:
         "withdrawal_fee_cents": terms.withdrawal_fee_cents,
         "daily_withdrawal_limit_cents": terms.daily_withdrawal_limit_cents,
         "active": terms.active,
+        **(
+            {
+                "term_months": terms.fixed.term_months,
+                "interest_at": terms.fixed.interest_at.value,
+                "penalty": terms.fixed.penalty.value,
+                "penalty_rate_percent": decimal_text(terms.fixed.penalty_rate_percent),
+            }
+            if terms.fixed is not None
+            else {}
+        ),
     }
 
 
@@ -200,6 +271,16 @@ def _terms_of(row: SavingsProductVersion) -> SavingsTerms:
         withdrawal_fee_cents=row.withdrawal_fee_cents,
         daily_withdrawal_limit_cents=row.daily_withdrawal_limit_cents,
         active=row.active,
+        fixed=(
+            FixedTerms(
+                row.fd_term_months,
+                FdInterestAt(row.fd_interest_at),
+                FdPenalty(row.fd_penalty or FdPenalty.FORFEIT_INTEREST),
+                row.fd_penalty_rate_percent or Decimal(0),
+            )
+            if row.fd_term_months is not None and row.fd_interest_at is not None
+            else None
+        ),
     )
 
 
@@ -305,6 +386,10 @@ def _write_version(
         active=terms.active,
         approval_id=approval_id,
         created_at=deps.now(),
+        fd_term_months=terms.fixed.term_months if terms.fixed else None,
+        fd_interest_at=terms.fixed.interest_at.value if terms.fixed else None,
+        fd_penalty=terms.fixed.penalty.value if terms.fixed else None,
+        fd_penalty_rate_percent=terms.fixed.penalty_rate_percent if terms.fixed else None,
     )
     session.add(row)
     session.flush()

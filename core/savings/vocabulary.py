@@ -73,3 +73,33 @@ class YearEndStatus(StrEnum):
     PENDING_APPROVAL = "pending_approval"  # submitted: the amounts are frozen (``digest``)
     POSTED = "posted"
     REJECTED = "rejected"
+
+
+class FdInterestAt(StrEnum):
+    """When a fixed deposit's interest is paid (docs/savings/fixed-deposits.md)."""
+
+    MATURITY = "maturity"  # all of it at maturity
+    MONTHLY = "monthly"  # each month on the day the deposit opened, to savings
+
+
+class FdPenalty(StrEnum):
+    """What closing a fixed deposit before maturity costs."""
+
+    FORFEIT_INTEREST = "forfeit_interest"  # no interest for the term; interest paid is taken back
+    RATE = "rate"  # a percent of the principal; interest to date is paid
+
+
+class FdRollover(StrEnum):
+    """The member's instruction for maturity."""
+
+    PRINCIPAL = "principal"  # a new term with the principal; interest to savings
+    PRINCIPAL_AND_INTEREST = "principal_and_interest"  # a new term with both (net of tax)
+    PAY_OUT = "pay_out"  # principal and interest to savings; the deposit closes
+
+
+class FdStatus(StrEnum):
+    """``fixed_deposits.status``."""
+
+    ACTIVE = "active"
+    MATURED = "matured"  # paid out, or rolled over into a new term
+    CLOSED_EARLY = "closed_early"  # broken before maturity by staff, with the penalty

@@ -448,3 +448,78 @@ def test_a_member_with_money_is_not_exited_by_a_status_change(
                                      large_threshold_cents=THRESHOLD)  # fmt: skip
     assert approvals.decide(s, deps, staff(s, "manager"), req.id, approve=True).status == "approved"
     assert s.get_one(Member, empty.id).status == "exited"
+
+
+# ------------------------------------------------------------------ further savings accounts
+
+
+def test_an_exit_empties_and_closes_the_members_further_savings_accounts(
+    db_session: Session, deps: CoreDeps
+) -> None:
+    """A holiday account's balance offsets the loan with the rest and is refunded; the
+    account is closed at zero with the three others (the bug: it was left open, full)."""
+    from core.savings import member_accounts, products
+
+    s = db_session
+    d0 = at(deps, T0)
+    products.create_product(
+        s, d0, staff(s, "manager"), "HOLI",
+        products.parse_terms({**products.DEFAULTS, "name": "Holiday", "kind": "ordinary_savings"}),
+    )  # fmt: skip
+    loan, member, _ = disbursed_loan(s, d0, amount_cents=20_000 * KES, deposits_cents=10_000 * KES,
+                                     savings_cents=1_000 * KES)  # fmt: skip
+    holiday = member_accounts.open_savings_account(s, d0, member_id=member.id,
+                                                   product_code="HOLI")  # fmt: skip
+    key = f"holi:{member.id}"
+    credit_member(s, d0, Credit(member.id, "@HOLI", 7_500 * KES, CreditSource.CASH, key, key))
+    # A direct status change to exited is refused while the holiday account holds money.
+    with pytest.raises(MemberNotAllowed):
+        member_exit.check_direct_exit(s, member.id)
+    row = give_notice(s, d0, member)
+    d60 = at(deps, T0 + timedelta(days=60))
+    before = balances(s, member)
+    plan = member_exit.plan(s, d60, member.id, POLICY)
+    assert plan.further_cents == 7_500 * KES
+    assert [(f.account_id, f.code) for f in plan.further] == [(holiday.account_id, "HOLI")]
+    expected = (before["savings"] + before["deposits"] + before["shares"] + 7_500 * KES
+                - plan.loans_offset_cents)  # fmt: skip
+    assert plan.refund_cents == expected
+    bank_before = bank(s)
+    done = run_and_approve(s, d60, member)
+    result = member_exit.Exited(**json.loads(done.result or "{}"))
+    assert result.refund_cents == expected
+    assert bank_before - bank(s) == expected
+    holi = s.get_one(Account, holiday.account_id)
+    assert holi.balance_cents == 0 and holi.closed_at is not None
+    assert ledger.get_balance(s, holiday.account_id).balance_cents == 0
+    assert member_accounts.savings_accounts(s, member.id) == []
+    assert s.get_one(Loan, loan.id).status == "closed"
+    assert verify_ledger(s).ok
+    entries = s.scalar(select(func.count()).select_from(JournalEntry))
+    assert not member_exit.exit_member(s, d60, row.id, approval_id=done.id).created
+    assert s.scalar(select(func.count()).select_from(JournalEntry)) == entries
+
+
+def test_the_holiday_accounts_shortfall_and_hold_count(db_session: Session, deps: CoreDeps) -> None:
+    """Further savings count towards what can offset a loan: without them the member owes
+    more than deposits and savings; with them the exit may run."""
+    from core.savings import member_accounts, products
+
+    s = db_session
+    d0 = at(deps, T0)
+    products.create_product(
+        s, d0, staff(s, "manager"), "SCHL",
+        products.parse_terms({**products.DEFAULTS, "name": "School fees",
+                              "kind": "ordinary_savings"}),
+    )  # fmt: skip
+    _, member, _ = disbursed_loan(s, d0, amount_cents=60_000 * KES, deposits_cents=30_000 * KES)
+    transfer_own(s, d0, member_id=member.id, from_purpose="savings", to_purpose="shares",
+                 amount=Money(60_000 * KES), idempotency_key=f"to-shares-{member.id}")  # fmt: skip
+    member_accounts.open_savings_account(s, d0, member_id=member.id, product_code="SCHL")
+    give_notice(s, d0, member)
+    d60 = at(deps, T0 + timedelta(days=60))
+    reasons = [r for r, _ in member_exit.plan(s, d60, member.id, POLICY).blockers]
+    assert reasons == ["owes_more_than_savings"]
+    key = f"schl:{member.id}"
+    credit_member(s, d0, Credit(member.id, "@SCHL", 60_000 * KES, CreditSource.CASH, key, key))
+    assert member_exit.plan(s, d60, member.id, POLICY).blockers == ()

@@ -1545,8 +1545,8 @@ def quote_withdrawal(
     member = get_member(session, member_id)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotAllowed(f"member is {member.status}", reason=member.status)
-    check_not_dormant(session, member_id)  # AccountDormant until staff reactivate it
     savings = _savings(session, member_id, account)
+    check_not_dormant(session, member_id, savings.id)  # AccountDormant until reactivated
     available = savings.balance_cents - savings.held_cents
     q = quote(
         amount_cents,

@@ -71,6 +71,7 @@ def test_exit_over_the_api_from_notice_to_zero_balances(
     assert body["status"] == "notice" and body["notice_days"] == 0
     assert body["plan"]["refund_cents"] == 7_000 * KES + 1_234_56 + 500 * KES
     assert body["plan"]["blockers"] == []
+    assert (body["plan"]["further"], body["plan"]["further_cents"]) == ([], 0)
     again = api.post(url, headers=auth(officer), json={"reason": "moving abroad"})
     assert again.status_code == 200 and again.json["exit_id"] == body["exit_id"]
 

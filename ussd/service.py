@@ -23,7 +23,7 @@ from ussd import actions
 from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
 from ussd.gateway import parse_session_end
 from ussd.menus import MPESA, TREE, root_for
-from ussd.store import Store, member_key, resume_key, session_key
+from ussd.store import Store, Window, member_key, resume_key, session_key
 from ussd.texts import gsm7_safe, render
 
 MAX_SESSION_ID = 100
@@ -40,6 +40,7 @@ class UssdConfig:
     service_code: str = ""  # empty: any service code is served
     session_ttl_seconds: int = 180
     resume_ttl_seconds: int = 120
+    rate_limits: tuple[Window, ...] = ()  # hops per phone (``USSD_RATE_LIMIT``); none: ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class HopOutcome:
     body: str  # "CON ..." / "END ..."
     screen: str  # for the request log
     end: bool
+    throttled: str | None = None  # the phone's hop budget was spent: the window's limit
 
 
 # Longest each configured value may be on a screen (longer values are cut with ".."):
@@ -108,21 +110,14 @@ class UssdService:
         text = render("error", "en", self.base)
         return HopOutcome(Reply(True, text).body, f"refused:{reason}", True)
 
-    def throttled(self, session_id: str) -> HopOutcome:
-        """The END for a phone over its hop rate limit, in the session's language (English
-        when the session has no state yet): one Redis read, never the database. The
-        session's state goes with it (the gateway closes the session on END)."""
-        session_id = session_id.strip()
-        state = None
-        if session_id and len(session_id) <= MAX_SESSION_ID:
-            try:
-                state = State.from_json(self.store.get(session_key(session_id)))
-                self.store.delete(session_key(session_id))
-            except Exception:  # the store is down: answer politely all the same
-                state = None
+    def throttled(self, session_id: str, state: State | None, limit: Window) -> HopOutcome:
+        """The END for a phone over its hop budget, in the session's language (English
+        when the session has no state yet), never the database. The session's state goes
+        with it (the gateway closes the session on END)."""
+        self.store.delete(session_key(session_id))
         lang = state.lang if state is not None and state.lang in LANGUAGES else "en"
         text = render(self.tree.throttled, lang, self.base)
-        return HopOutcome(Reply(True, text).body, self.tree.throttled, True)
+        return HopOutcome(Reply(True, text).body, self.tree.throttled, True, limit.text)
 
     def hop(
         self, session_id: str, msisdn_raw: str, text: str, service_code: str = ""
@@ -138,7 +133,12 @@ class UssdService:
             return self.refuse("phone")
         text = text[:MAX_TEXT]
 
-        state = State.from_json(self.store.get(session_key(session_id)))
+        # One round trip: the session's state, and this hop counted against the phone's
+        # budget (the same number written another way shares it: it is normalised).
+        raw, over = self.store.admit(session_key(session_id), msisdn, self.config.rate_limits)
+        state = State.from_json(raw)
+        if over is not None:  # no screen, no PIN check: the hop never reaches the menus
+            return self.throttled(session_id, state, over)
         known = _remembered_caller(state, msisdn)
         caller: access.Caller | None
         if known is not None:

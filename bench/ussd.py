@@ -122,6 +122,10 @@ def production_env(database_url: str = BENCH_DB, redis_url: str = BENCH_REDIS) -
         "USSD_CALLBACK_TOKEN": secrets.token_urlsafe(24),
         "SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
         "TRUSTED_PROXY_HOPS": "0",  # the load processes talk to gunicorn directly
+        # Two windows like the default (30/minute;300/day), so each hop pays the same
+        # budget checks, but wide enough that a simulated phone, dialling far faster than
+        # a person, is never turned away.
+        "USSD_RATE_LIMIT": os.environ.get("BENCH_USSD_RATE_LIMIT", "6000/minute;60000/day"),
     }
 
 

@@ -135,10 +135,17 @@ class UssdService:
 
         # One round trip: the session's state, and this hop counted against the phone's
         # budget (the same number written another way shares it: it is normalised).
-        raw, over = self.store.admit(session_key(session_id), msisdn, self.config.rate_limits)
-        state = State.from_json(raw)
-        if over is not None:  # no screen, no PIN check: the hop never reaches the menus
-            return self.throttled(session_id, state, over)
+        # On a dial, the phone's resume offer is taken in the same round trip.
+        dial = text == ""
+        got = self.store.admit(
+            session_key(session_id),
+            msisdn,
+            self.config.rate_limits,
+            take=resume_key(msisdn) if dial else None,
+        )
+        state = State.from_json(got.value)
+        if got.over is not None:  # no screen, no PIN check: the hop never reaches the menus
+            return self.throttled(session_id, state, got.over)
         known = _remembered_caller(state, msisdn)
         caller: access.Caller | None
         if known is not None:
@@ -153,8 +160,8 @@ class UssdService:
 
         root = root_for(status, pin_reset)
         offer = None
-        if state is None and text == "":
-            offer = self._take_offer(msisdn, root)
+        if state is None and dial:
+            offer = self._offer_for(got.taken, root)
         ctx = Context(
             tree=self.tree,
             render=render,
@@ -191,8 +198,8 @@ class UssdService:
         if live:
             self.store.delete(session_key(live))
 
-    def _take_offer(self, msisdn: str, root: str) -> dict[str, Any] | None:
-        raw = self.store.take(resume_key(msisdn))
+    def _offer_for(self, raw: str | None, root: str) -> dict[str, Any] | None:
+        """The resume offer taken on a dial, if it is still for this phone's menus."""
         if not raw:
             return None
         try:
@@ -252,9 +259,7 @@ class UssdService:
             return False
         with self.runtime.unit_of_work() as session:
             record_session_end(session, event, now=self.runtime.deps.now())
-        raw = self.store.get(session_key(event.session_id))
-        self.store.delete(session_key(event.session_id))
-        state = State.from_json(raw)
+        state = State.from_json(self.store.take(session_key(event.session_id)))
         if event.status in ("Incomplete", "Failed") and event.msisdn and state is not None:
             with self.runtime.session() as session:
                 caller = access.caller_by_msisdn(session, event.msisdn)

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from limits import parse_many
 
@@ -46,27 +46,38 @@ def windows(setting: str) -> tuple[Window, ...]:
     return tuple(Window(i.amount, i.get_expiry(), str(i)) for i in parse_many(setting))
 
 
-# KEYS: the state's key, then one key per window; ARGV: now (s), then amount and seconds per
-# window. Each window in turn, as the ``limits`` library's moving window does it (a list of
-# the last ``amount`` hop times): over it if the oldest kept hop is within ``seconds``;
-# else this hop is pushed. The first window over its limit stops the count.
-# Returns {the state or false, 0 or the 1-based index of the window over its limit}.
+# KEYS: the state's key, the key to take (or ""), then one key per window; ARGV: now (s),
+# then amount and seconds per window. Each window in turn, as the ``limits`` library's
+# moving window does it (a list of the last ``amount`` hop times): over it if the oldest
+# kept hop is within ``seconds``; else this hop is pushed. The first window over its limit
+# stops the count, and nothing is taken. Returns {the state or false, 0 or the 1-based
+# index of the window over its limit, the taken value or false}.
 ADMIT_LUA = """
 local now = tonumber(ARGV[1])
 local state = redis.call('get', KEYS[1])
-for i = 2, #KEYS do
-    local limit = tonumber(ARGV[2 * i - 2])
-    local seconds = tonumber(ARGV[2 * i - 1])
+for i = 3, #KEYS do
+    local limit = tonumber(ARGV[2 * i - 4])
+    local seconds = tonumber(ARGV[2 * i - 3])
     local oldest = redis.call('lindex', KEYS[i], limit - 1)
     if oldest and tonumber(oldest) >= now - seconds then
-        return {state, i - 1}
+        return {state, i - 2, false}
     end
     redis.call('lpush', KEYS[i], ARGV[1])
     redis.call('ltrim', KEYS[i], 0, limit - 1)
     redis.call('expire', KEYS[i], seconds)
 end
-return {state, 0}
+local taken = false
+if KEYS[2] ~= "" then
+    taken = redis.call('getdel', KEYS[2])
+end
+return {state, 0, taken}
 """
+
+
+class Admitted(NamedTuple):
+    value: str | None  # under the key read
+    over: Window | None  # the first window already full: the hop was turned away
+    taken: str | None = None  # under the key taken (never when turned away)
 
 
 class Store(Protocol):
@@ -82,11 +93,12 @@ class Store(Protocol):
         ...
 
     def admit(
-        self, key: str, budget: str, limits: Sequence[Window]
-    ) -> tuple[str | None, Window | None]:
+        self, key: str, budget: str, limits: Sequence[Window], take: str | None = None
+    ) -> Admitted:
         """In one round trip: the value under ``key``, and one hop counted against each
         window of ``budget`` in turn; the first window already full is returned (the hop
-        is then not counted in it nor in those after it), None when all had room."""
+        is then not counted in it nor in those after it), None when all had room; then,
+        unless a window was full, the value under ``take`` read and deleted."""
         ...
 
 
@@ -100,16 +112,19 @@ class RedisStore:
         self._admit = client.register_script(ADMIT_LUA)  # EVALSHA, loaded on first use
 
     def admit(
-        self, key: str, budget: str, limits: Sequence[Window]
-    ) -> tuple[str | None, Window | None]:
-        keys = [self.prefix + key]
+        self, key: str, budget: str, limits: Sequence[Window], take: str | None = None
+    ) -> Admitted:
+        keys = [self.prefix + key, self.prefix + take if take else ""]
         args: list[Any] = [repr(self._clock())]
         for w in limits:
             keys.append(f"{self.prefix}rl:{budget}:{w.amount}/{w.seconds}")
             args += [w.amount, w.seconds]
-        raw, over = self._admit(keys=keys, args=args)
-        value = raw.decode() if isinstance(raw, bytes) else raw
-        return value, (limits[int(over) - 1] if over else None)
+        raw, over, taken = self._admit(keys=keys, args=args)
+        return Admitted(
+            raw.decode() if isinstance(raw, bytes) else raw,
+            limits[int(over) - 1] if over else None,
+            taken.decode() if isinstance(taken, bytes) else taken,
+        )
 
     def get(self, key: str) -> str | None:
         raw = self.client.get(self.prefix + key)
@@ -186,8 +201,8 @@ class MemoryStore:
             self.delete(key)
 
     def admit(
-        self, key: str, budget: str, limits: Sequence[Window]
-    ) -> tuple[str | None, Window | None]:
+        self, key: str, budget: str, limits: Sequence[Window], take: str | None = None
+    ) -> Admitted:
         with self._lock:
             now = self._clock()
             if len(self._hops) >= self._max:  # drop budgets whose every hop is out of window
@@ -198,9 +213,12 @@ class MemoryStore:
                 while hops and hops[0] < now - w.seconds:
                     hops.popleft()
                 if len(hops) >= w.amount:
-                    return self._live(key), w
+                    return Admitted(self._live(key), w)
                 hops.append(now)
-            return self._live(key), None
+            taken = self._live(take) if take else None
+            if take:
+                self._items.pop(take, None)
+            return Admitted(self._live(key), None, taken)
 
 
 def session_key(session_id: str) -> str:

@@ -39,8 +39,8 @@ def test_redis_and_memory_budgets_agree_with_the_moving_window_rule(gaps: list[f
         for gap in gaps:
             now[0] += gap
             expected = oracle(counted, now[0])
-            assert on_redis.admit("s:1", "+254712000001", LIMITS) == (None, expected)
-            assert in_memory.admit("s:1", "+254712000001", LIMITS) == (None, expected)
+            assert on_redis.admit("s:1", "+254712000001", LIMITS) == (None, expected, None)
+            assert in_memory.admit("s:1", "+254712000001", LIMITS) == (None, expected, None)
     finally:
         keys = list(client.scan_iter(match=prefix + "*"))
         if keys:
@@ -54,10 +54,28 @@ def test_admit_reads_the_state_and_each_phone_has_its_own_budget(
     for store in (RedisStore(redis_client), MemoryStore()):
         store.put("s:abc", '{"screen": "main"}', 180)
         one = (Window(1, 60, "1 per 1 minute"),)
-        assert store.admit("s:abc", "+254712000001", one) == ('{"screen": "main"}', None)
-        assert store.admit("s:abc", "+254712000001", one) == ('{"screen": "main"}', one[0])
-        assert store.admit("s:new", "+254712000002", one) == (None, None)
-        assert store.admit("s:new", "+254712000002", ()) == (None, None)  # no limit set
+        state = '{"screen": "main"}'
+        assert store.admit("s:abc", "+254712000001", one) == (state, None, None)
+        assert store.admit("s:abc", "+254712000001", one) == (state, one[0], None)
+        assert store.admit("s:new", "+254712000002", one) == (None, None, None)
+        assert store.admit("s:new", "+254712000002", ()) == (None, None, None)  # no limit set
+
+
+def test_a_dial_takes_the_offer_only_when_the_phone_is_within_its_budget(
+    redis_client: redis_lib.Redis,
+) -> None:
+    for store in (RedisStore(redis_client), MemoryStore()):
+        one = (Window(1, 60, "1 per 1 minute"),)
+        store.put("r:+254712000003", '{"screen": "dep_amount"}', 120)
+        store.put("r:+254712000004", '{"screen": "wd_amount"}', 120)
+        got = store.admit("s:a", "+254712000003", one, take="r:+254712000003")
+        assert got == (None, None, '{"screen": "dep_amount"}')
+        assert store.get("r:+254712000003") is None  # an offer is made once
+        assert store.admit("s:b", "+254712000004", one) == (None, None, None)
+        # Over the budget: turned away, and the offer stays for a later dial.
+        got = store.admit("s:c", "+254712000004", one, take="r:+254712000004")
+        assert got == (None, one[0], None)
+        assert store.get("r:+254712000004") == '{"screen": "wd_amount"}'
 
 
 def test_the_setting_becomes_windows_in_its_order() -> None:

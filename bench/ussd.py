@@ -1,30 +1,35 @@
-"""USSD load benchmark: the real app on gunicorn vs a trivial endpoint, same settings, same run.
+"""USSD load benchmark: the real app on gunicorn vs the floor of a stateful design, same run.
 
     .venv/bin/python bench/ussd.py            (or: make bench-ussd)
-    .venv/bin/python bench/ussd.py --rounds 5 --seconds 15 --members 50
+    .venv/bin/python bench/ussd.py --before HEAD~3 --profile docs/profiles
 
 What it does, in one run:
 
 1. Re-creates PostgreSQL database ``sacco_bench`` (``BENCH_DATABASE_URL``), migrates it,
    flushes Redis db 13 (``BENCH_REDIS_URL``), and seeds ``--seed`` members (default 200)
    through ``core/`` (register with a PIN, activate, a few deposits so statements page).
-2. Starts two gunicorn servers with the project's ``deploy/gunicorn.conf.py`` and the same
+2. Starts gunicorn servers with the project's ``deploy/gunicorn.conf.py`` and the same
    worker/thread counts: the app with ``SACCO_ENV=production`` (PostgreSQL + Redis, fresh
-   random secrets), and ``bench/trivial_app.py`` answering ``CON hi``.
-3. Each round has four phases of ``--seconds`` (the last one 5 s), each with its own
-   verdicts: the trivial endpoint flat out and the app flat out (``--members`` concurrent
-   simulated members, default 50, no pause between hops: the throughput and the ratio);
-   the app *paced* (the same members pausing ``--think-ms`` on average before each hop,
-   as people read and type: the latency targets); and one member alone (the service
-   time without any queueing). Threads spread over a few processes, keep-alive
-   connections on loopback. Each session is the gateway's exact hops: dial, balances
-   (PIN asked, entered), back, mini statement, more, home, then the session-end
-   notification; the trivial endpoint gets the same number and shape of hops.
-4. Prints hops/s and p50/p95/p99 latency for menu hops and PIN hops separately, the
-   throughput ratio vs the trivial endpoint, per round and as medians over the rounds.
+   random secrets); with ``--before REV`` also the app as of git revision REV (its code
+   exported with ``git archive``, same settings and databases); ``bench/stateful_app.py``,
+   the floor: one Redis read and one write of the session's state per hop, as any design
+   that keeps state between hops must do; and ``bench/trivial_app.py`` (``CON hi``, a line
+   for the record, not the yardstick).
+3. Each round: the floor and the trivial endpoint flat out; then for each app (alternating
+   which goes first): menu-only sessions flat out (dial, then the main menu's pages: the
+   throughput, as a ratio of the floor's on the same hops), full sessions *paced* (the
+   ``--members`` pausing ``--think-ms`` on average before each hop: the latency aims) and
+   one member alone (the service time without queueing); then Argon2id verifications
+   alone for 3 s (``core.kernel.pins.PinHasher``'s parameters), so the PIN hop's cost
+   beyond the hash is printed from the same run. A full session is the gateway's exact
+   hops: dial, balances (PIN asked, entered), back, mini statement, more, home, then the
+   session-end notification.
+4. Prints per round and as medians over the rounds; ``--profile DIR`` first records each
+   app's menu-only load with py-spy into ``DIR/ussd-menu-{after,before}.svg`` (phases of
+   their own, not counted).
 
-Targets (reported, not asserted): menu hop p99 < 20 ms, PIN hop p99 < 150 ms,
-throughput >= 40% of the trivial endpoint. Latency is measured by the client
+Aims (issue 18; reported, not asserted): menu-only hops >= 0.5x the floor, paced menu hop
+p99 <= 10 ms and PIN hop p99 <= 100 ms at 50 members. Latency is measured by the client
 (request written -> whole answer read), on the same 2-core machine as the server.
 """
 

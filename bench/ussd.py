@@ -16,8 +16,9 @@ What it does, in one run:
    that keeps state between hops must do; and ``bench/trivial_app.py`` (``CON hi``, a line
    for the record, not the yardstick).
 3. Each round: the floor and the trivial endpoint flat out; then for each app (alternating
-   which goes first): menu-only sessions flat out (dial, then the main menu's pages: the
-   throughput, as a ratio of the floor's on the same hops), full sessions *paced* (the
+   which goes first): the floor and then the app on menu-only sessions flat out (dial,
+   then the main menu's pages: the app's throughput as a ratio of the floor's measured
+   just before it, on the same hops), full sessions *paced* (the
    ``--members`` pausing ``--think-ms`` on average before each hop: the latency aims) and
    one member alone (the service time without queueing), straight followed by Argon2id
    verifications alone for 3 s (``core.kernel.pins.PinHasher``'s parameters), so the PIN
@@ -623,6 +624,7 @@ class Side:
     """One code path's figures in one round: this checkout's, or ``--before``'s."""
 
     menu_hops_s: float  # menu-only sessions, flat out: the throughput against the floor
+    floor_hops_s: float  # the floor on the same hops, flat out, just before them
     menu_lat: Pcts  # their latency (queueing: no pause between hops)
     paced_menu: Pcts  # full sessions, members with think time: the latency aims
     paced_pin: Pcts
@@ -647,7 +649,10 @@ class RoundResult:
     sides: dict[str, Side]
 
     def ratio(self, side: str) -> float:
-        return self.sides[side].menu_hops_s / self.floor_hops_s if self.floor_hops_s else 0.0
+        """The side's menu-only hops/s over the floor's measured just before them (the
+        machine's load moves: adjacent phases are what can be compared)."""
+        got = self.sides[side]
+        return got.menu_hops_s / got.floor_hops_s if got.floor_hops_s else 0.0
 
 
 def hops_per_s(t: Tally, secs: float) -> float:
@@ -847,11 +852,13 @@ def run_rounds(
         triv, _ = drive(port["trivial"], "/ussd", trivial_session, members, n, secs, procs, 0.0)
         got: dict[str, Side] = {}
         for side in sides if r % 2 else sides[::-1]:  # alternate which side goes first
+            fl, _ = drive(port["floor"], "/ussd", floor_session, members, n, secs, procs, 0.0)
             flat, _ = drive(port[side], path, menu_session, members, n, secs, procs, 0.0)
             paced, _ = drive(port[side], path, app_session, members, n, secs, procs, think)
             solo, _ = drive(port[side], path, app_session, members, 1, min(secs, 5.0), 1, 0.0)
             got[side] = Side(
                 menu_hops_s=hops_per_s(flat, secs),
+                floor_hops_s=hops_per_s(fl, secs),
                 menu_lat=three(flat.menu_ms),
                 paced_menu=three(paced.menu_ms),
                 paced_pin=three(paced.pin_ms),
@@ -877,8 +884,8 @@ def run_rounds(
         for side in sides:
             got_side = res.sides[side]
             print(
-                f"  {side:<6} menu-only {got_side.menu_hops_s:6.1f} hops/s, "
-                f"ratio to floor {res.ratio(side):.2f}; errors {got_side.errors}"
+                f"  {side:<6} menu-only {got_side.menu_hops_s:6.1f} hops/s, floor just before "
+                f"{got_side.floor_hops_s:6.1f}, ratio {res.ratio(side):.2f}; errors {got_side.errors}"
             )
             print(
                 f"         paced menu {fmt3(got_side.paced_menu)} | PIN {fmt3(got_side.paced_pin)}"

@@ -23,7 +23,7 @@ from ussd import actions
 from ussd.engine import Context, Reply, State, Tree, resume_point, run_hop
 from ussd.gateway import parse_session_end
 from ussd.menus import MPESA, TREE, root_for
-from ussd.store import Store, member_key, resume_key, session_key
+from ussd.store import Store, Window, member_key, resume_key, session_key
 from ussd.texts import gsm7_safe, render
 
 MAX_SESSION_ID = 100
@@ -40,6 +40,7 @@ class UssdConfig:
     service_code: str = ""  # empty: any service code is served
     session_ttl_seconds: int = 180
     resume_ttl_seconds: int = 120
+    rate_limits: tuple[Window, ...] = ()  # hops per phone (``USSD_RATE_LIMIT``); none: ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class HopOutcome:
     body: str  # "CON ..." / "END ..."
     screen: str  # for the request log
     end: bool
+    throttled: str | None = None  # the phone's hop budget was spent: the window's limit
 
 
 # Longest each configured value may be on a screen (longer values are cut with ".."):
@@ -108,21 +110,14 @@ class UssdService:
         text = render("error", "en", self.base)
         return HopOutcome(Reply(True, text).body, f"refused:{reason}", True)
 
-    def throttled(self, session_id: str) -> HopOutcome:
-        """The END for a phone over its hop rate limit, in the session's language (English
-        when the session has no state yet): one Redis read, never the database. The
-        session's state goes with it (the gateway closes the session on END)."""
-        session_id = session_id.strip()
-        state = None
-        if session_id and len(session_id) <= MAX_SESSION_ID:
-            try:
-                state = State.from_json(self.store.get(session_key(session_id)))
-                self.store.delete(session_key(session_id))
-            except Exception:  # the store is down: answer politely all the same
-                state = None
+    def throttled(self, session_id: str, state: State | None, limit: Window) -> HopOutcome:
+        """The END for a phone over its hop budget, in the session's language (English
+        when the session has no state yet), never the database. The session's state goes
+        with it (the gateway closes the session on END)."""
+        self.store.delete(session_key(session_id))
         lang = state.lang if state is not None and state.lang in LANGUAGES else "en"
         text = render(self.tree.throttled, lang, self.base)
-        return HopOutcome(Reply(True, text).body, self.tree.throttled, True)
+        return HopOutcome(Reply(True, text).body, self.tree.throttled, True, limit.text)
 
     def hop(
         self, session_id: str, msisdn_raw: str, text: str, service_code: str = ""
@@ -138,7 +133,19 @@ class UssdService:
             return self.refuse("phone")
         text = text[:MAX_TEXT]
 
-        state = State.from_json(self.store.get(session_key(session_id)))
+        # One round trip: the session's state, and this hop counted against the phone's
+        # budget (the same number written another way shares it: it is normalised).
+        # On a dial, the phone's resume offer is taken in the same round trip.
+        dial = text == ""
+        got = self.store.admit(
+            session_key(session_id),
+            msisdn,
+            self.config.rate_limits,
+            take=resume_key(msisdn) if dial else None,
+        )
+        state = State.from_json(got.value)
+        if got.over is not None:  # no screen, no PIN check: the hop never reaches the menus
+            return self.throttled(session_id, state, got.over)
         known = _remembered_caller(state, msisdn)
         caller: access.Caller | None
         if known is not None:
@@ -153,8 +160,8 @@ class UssdService:
 
         root = root_for(status, pin_reset)
         offer = None
-        if state is None and text == "":
-            offer = self._take_offer(msisdn, root)
+        if state is None and dial:
+            offer = self._offer_for(got.taken, root)
         ctx = Context(
             tree=self.tree,
             render=render,
@@ -191,8 +198,8 @@ class UssdService:
         if live:
             self.store.delete(session_key(live))
 
-    def _take_offer(self, msisdn: str, root: str) -> dict[str, Any] | None:
-        raw = self.store.take(resume_key(msisdn))
+    def _offer_for(self, raw: str | None, root: str) -> dict[str, Any] | None:
+        """The resume offer taken on a dial, if it is still for this phone's menus."""
         if not raw:
             return None
         try:
@@ -252,9 +259,7 @@ class UssdService:
             return False
         with self.runtime.unit_of_work() as session:
             record_session_end(session, event, now=self.runtime.deps.now())
-        raw = self.store.get(session_key(event.session_id))
-        self.store.delete(session_key(event.session_id))
-        state = State.from_json(raw)
+        state = State.from_json(self.store.take(session_key(event.session_id)))
         if event.status in ("Incomplete", "Failed") and event.msisdn and state is not None:
             with self.runtime.session() as session:
                 caller = access.caller_by_msisdn(session, event.msisdn)

@@ -2,9 +2,10 @@
 
 Every hop answers 200 ``text/plain`` ``CON ...``/``END ...`` whatever the
 input, except a wrong callback token (403: that caller is not the gateway).
-Hops are rate-limited per phone number (``USSD_RATE_LIMIT``, Flask-Limiter keyed on
-the form's ``phoneNumber``, counted only once the token is right): over the limit
-the caller gets a polite ``END`` with 200, and the hop never reaches the menus.
+Hops are rate-limited per phone number (``USSD_RATE_LIMIT``, moving windows keyed on
+the form's ``phoneNumber`` normalised, counted only once the token is right, in the same
+Redis round trip that reads the session's state: ``ussd.store``): over the limit the
+caller gets a polite ``END`` with 200, and the hop never reaches the menus.
 The request log carries the session id, the masked phone and the *shape* of
 ``text`` (``x*x*xxxx``), never its characters: a PIN rides in it.
 """
@@ -18,16 +19,14 @@ import traceback
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from flask_limiter import Limiter, RequestLimit
 
 from config import Settings
-from core.kernel.errors import InvalidInput
-from core.kernel.identity import mask_msisdn, normalize_msisdn
+from core.kernel.identity import mask_msisdn
 from core.members.exit import ExitPolicy, SharesOnExit
 from observability.metrics import count_callback, observe_hop
 from ussd.actions import MoneyPorts
 from ussd.service import UssdConfig, UssdService
-from ussd.store import MemoryStore, RedisStore
+from ussd.store import MemoryStore, RedisStore, windows
 from ussd.texts import mask
 
 bp = Blueprint("ussd", __name__)
@@ -57,48 +56,6 @@ def _field(name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _limit_key() -> str:
-    """The phone a hop is for, normalised (``0712…`` and ``+254712…`` share one budget);
-    the caller's address for a hop without a usable number (it is refused anyway)."""
-    try:
-        return "phone:" + normalize_msisdn(_field("phoneNumber"))
-    except InvalidInput:
-        return "addr:" + (request.remote_addr or "unknown")
-
-
-def _throttled(limit: RequestLimit) -> Response:
-    outcome = _service().throttled(_field("sessionId"))
-    observe_hop(outcome.screen, "throttled", None)
-    log.warning(
-        "ussd hop throttled session=%s phone=%s limit=%s",
-        _field("sessionId")[:100],
-        mask_msisdn(_field("phoneNumber")),
-        limit.limit,
-    )
-    return _plain(outcome.body)  # 200: the gateway shows a member nothing else
-
-
-def _limiter(app: Flask) -> Limiter:
-    runtime: Any = app.extensions["sacco"]
-    if runtime.redis is not None:  # shared by every worker and app server
-        storage: dict[str, Any] = {
-            "storage_uri": "redis://",
-            "storage_options": {"connection_pool": runtime.redis.connection_pool},
-        }
-    else:  # the embedded demo: one process
-        storage = {"storage_uri": "memory://"}
-    limiter = Limiter(
-        key_func=_limit_key,
-        strategy="moving-window",
-        key_prefix="sacco-ussd",
-        swallow_errors=True,  # Redis down: serve (the hop then ends politely) rather than 500
-        in_memory_fallback_enabled=True,
-        **storage,
-    )
-    limiter.init_app(app)
-    return limiter
-
-
 def _log_failure(what: str, session_id: str, exc: BaseException) -> None:
     # The exception's message may quote input (a PIN): log its type and frames only.
     frames = "".join(traceback.format_tb(exc.__traceback__))
@@ -118,6 +75,15 @@ def ussd_hop() -> Response:
     try:
         outcome = service.hop(session_id, _field("phoneNumber"), text, _field("serviceCode"))
         result = "refused" if outcome.screen.startswith("refused:") else None
+        if outcome.throttled is not None:  # 200: the gateway shows a member nothing else
+            observe_hop(outcome.screen, "throttled", None)
+            log.warning(
+                "ussd hop throttled session=%s phone=%s limit=%s",
+                session_id[:100],
+                mask_msisdn(_field("phoneNumber")),
+                outcome.throttled,
+            )
+            return _plain(outcome.body)
     except Exception as exc:  # never a 500 to the gateway: the member sees a polite END
         _log_failure("ussd hop", session_id, exc)
         outcome = service.refuse("internal_error")
@@ -179,6 +145,7 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
             service_code=settings.ussd_service_code,
             session_ttl_seconds=settings.ussd_session_ttl_seconds,
             resume_ttl_seconds=settings.ussd_resume_ttl_seconds,
+            rate_limits=windows(settings.ussd_rate_limit),
         ),
         money=money,
         exit_policy=ExitPolicy(settings.exit_notice_days, SharesOnExit(settings.exit_shares)),
@@ -187,10 +154,3 @@ def init_app(app: Flask, money: MoneyPorts | None = None) -> None:
     # member's live session on the old number); the API never imports the USSD.
     app.extensions.setdefault("sacco_after_approval", []).append(service.after_approval)
     app.register_blueprint(bp)
-    limited: Any = _limiter(app).limit(
-        settings.ussd_rate_limit,
-        key_func=_limit_key,
-        exempt_when=lambda: not _token_ok(),  # a forger without the token spends nobody's budget
-        on_breach=_throttled,
-    )
-    app.view_functions["ussd.ussd_hop"] = limited(app.view_functions["ussd.ussd_hop"])

@@ -3,6 +3,7 @@ functions."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -56,21 +57,39 @@ def normalize_msisdn(text: str, region: str = DEFAULT_REGION) -> str:
     raw = re.sub(r"[\s\-().]", "", text.strip())
     if raw.startswith("254") and not raw.startswith("+"):
         raw = "+" + raw
+    e164, why = _e164(raw, region)
+    if why:
+        raise InvalidInput(_WHY_NOT[why], field="msisdn", reason=why)
+    return e164
+
+
+_WHY_NOT = {
+    "format": "not a phone number",
+    "invalid": "not a valid phone number",
+    "region": "not a Kenyan number",
+    "not_mobile": "not a mobile number",
+}
+
+
+@functools.lru_cache(maxsize=8192)
+def _e164(raw: str, region: str) -> tuple[str, str]:
+    """(E.164, "") or ("", the reason it is not a mobile number of ``region``). Cached:
+    parsing costs ~0.1-0.2 ms and every USSD hop of a session brings the same number."""
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
-        raise InvalidInput("not a phone number", field="msisdn", reason="format") from None
+        return "", "format"
     if not phonenumbers.is_valid_number(number):
-        raise InvalidInput("not a valid phone number", field="msisdn", reason="invalid")
+        return "", "invalid"
     if phonenumbers.region_code_for_number(number) != region:
-        raise InvalidInput("not a Kenyan number", field="msisdn", reason="region")
+        return "", "region"
     kind = phonenumbers.number_type(number)
     if kind not in (
         phonenumbers.PhoneNumberType.MOBILE,
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
     ):
-        raise InvalidInput("not a mobile number", field="msisdn", reason="not_mobile")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return "", "not_mobile"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
 
 
 def normalize_national_id(text: str) -> str:

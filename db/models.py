@@ -182,6 +182,8 @@ class Member(Base):
     # the registering till's Idempotency-Key (scoped to the staff member), unique.
     date_of_birth_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     registration_key: Mapped[str | None] = mapped_column(String(120), unique=True, default=None)
+    # The registered e-mail for statements (migration 0043), a PII-vault token; None: none.
+    email_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class OutboxMessage(Base):

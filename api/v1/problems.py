@@ -32,6 +32,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_input": 422,
     "domain_error": 409,
     "not_found": 404,
+    "no_email": 409,  # a statement e-mailed to a member with no registered e-mail
     "unbalanced_entry": 422,
     "limit_exceeded": 422,
     "share_transfer_refused": 422,

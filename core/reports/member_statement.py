@@ -25,11 +25,16 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.audit import log as audit
+from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.money import format_cents, format_signed
 from core.ledger.chart import Purpose
+from core.kernel.permissions import Principal
 from core.ledger.statements import StatementLabel, statement_label
-from db.models import Account, JournalEntry, Member, Posting
+from core.members.backoffice import visible_member
+from core.messaging import statement_mail
+from db.models import Account, JournalEntry, Member, OutboxMessage, Posting
 
 MAX_PERIOD_DAYS = 3 * 366  # a statement covers at most about three years
 SECTION_ORDER = {
@@ -333,3 +338,67 @@ def statement_pdf(statement: MemberStatement, language: str | None = None) -> by
                 pdf.cell(width, 5, _latin1(value), align="R" if i >= 3 else "L")
             pdf.ln()
     return bytes(pdf.output())
+
+
+# ------------------------------------------------------------------ staff use cases
+
+FORMATS = ("pdf", "csv")
+
+
+def export_statement(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
+    start: date,
+    end: date,
+    *,
+    fmt: str,
+    language: str | None = None,
+) -> tuple[MemberStatement, bytes]:
+    """A member's statement for staff to download, as ``pdf`` or ``csv``; the read is
+    audited (``member.statement_export``, with the period and format)."""
+    if fmt not in FORMATS:
+        raise InvalidInput("format must be pdf or csv", field="format")
+    if language is not None and language not in TEXTS:
+        raise InvalidInput("language must be en or sw", field="language")
+    member = visible_member(session, actor, member_id)
+    statement = build_statement(session, member.id, start, end, now=deps.now())
+    audit.record(
+        session, actor, "member.statement_export", target_type="member", target_id=member.id,
+        after={"from": start.isoformat(), "to": end.isoformat(), "format": fmt},
+        now=deps.now(),
+    )  # fmt: skip
+    session.flush()
+    data = (
+        statement_pdf(statement, language)
+        if fmt == "pdf"
+        else statement_csv(statement, language).encode()
+    )
+    return statement, data
+
+
+def email_statement(
+    session: Session,
+    deps: CoreDeps,
+    actor: Principal,
+    member_id: int,
+    start: date,
+    end: date,
+    *,
+    request_id: str,
+) -> OutboxMessage:
+    """Queue the statement to the member's registered e-mail (``NoEmail`` if none); the
+    outbox worker renders and sends it. Audited (``member.statement_email``)."""
+    member = visible_member(session, actor, member_id)
+    check_period(start, end)
+    message = statement_mail.queue_statement_email(
+        session, deps, member, start, end, tag=f"staff:{request_id}"
+    )
+    audit.record(
+        session, actor, "member.statement_email", target_type="member", target_id=member.id,
+        after={"from": start.isoformat(), "to": end.isoformat(), "outbox_id": message.id},
+        now=deps.now(),
+    )  # fmt: skip
+    session.flush()
+    return message

@@ -121,6 +121,7 @@ def claim_message(session: Session, message_id: int, now: datetime) -> Claimed |
             OutboxMessage.endpoint_id,
             OutboxMessage.template,
             OutboxMessage.attempts,
+            OutboxMessage.business_key,
         )
     ).one_or_none()
     if row is None:

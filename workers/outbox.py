@@ -15,8 +15,8 @@ from rq import get_current_job
 from core.kernel.errors import SaccoError
 from core.messaging import statement_mail
 from core.messaging.outbox import AttemptResult, Claimed, claim_message, record_attempt
-from core.reports.member_statement import build_statement, statement_pdf
 from core.messaging.webhooks import endpoint_secret
+from core.reports.member_statement import build_statement, statement_pdf
 from db.session import unit_of_work
 from integrations.email.smtp import Attachment
 from workers.context import DeliveryContext, process_context

@@ -23,7 +23,9 @@ blp = Blueprint(
 
 
 class PeriodSchema(Strict):
-    from_ = fields.Date(required=True, data_key="from", metadata={"description": "first value date"})
+    from_ = fields.Date(
+        required=True, data_key="from", metadata={"description": "first value date"}
+    )
     to = fields.Date(required=True, metadata={"description": "last value date (included)"})
 
     @validates_schema

@@ -29,8 +29,8 @@ from core.audit import log as audit
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.money import format_cents, format_signed
-from core.ledger.chart import Purpose
 from core.kernel.permissions import Principal
+from core.ledger.chart import Purpose
 from core.ledger.statements import StatementLabel, statement_label
 from core.members.backoffice import visible_member
 from core.messaging import statement_mail

@@ -132,7 +132,9 @@ def test_the_pdf_and_csv_say_what_the_ledger_holds(db_session: Session, deps: Co
     assert "Akiba" in text and "Hisa" in text and "Amana" in text
     assert "+1,500" in text and "-250.50" in text and "1,249.50" in text
     english = PdfReader(io.BytesIO(statement_pdf(statement, "en"))).pages[0].extract_text()
-    assert "Member statement" in english and "Withdrawal" in english and "Opening balance" in english
+    assert (
+        "Member statement" in english and "Withdrawal" in english and "Opening balance" in english
+    )
 
     rows = statement_csv(statement, "en").splitlines()
     assert rows[0].startswith("account,date,reference,details,amount_cents,balance_cents")

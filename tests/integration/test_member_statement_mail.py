@@ -117,7 +117,9 @@ def test_statement_by_sms_mails_the_pdf_through_the_outbox(
     assert mail["Subject"] == f"Umoja SACCO statement {start:%d/%m/%Y} to {end:%d/%m/%Y}"
     [pdf] = [part for part in mail.walk() if part.get_content_type() == "application/pdf"]
     assert pdf.get_filename() == f"statement-{start}-{end}.pdf"
-    text = PdfReader(io.BytesIO(pdf.get_payload(decode=True))).pages[0].extract_text()
+    data = pdf.get_payload(decode=True)
+    assert isinstance(data, bytes)
+    text = PdfReader(io.BytesIO(data)).pages[0].extract_text()
     assert "Juma Mwangi" in text and "+4,321.50" in text and "Closing balance" in text
     assert deliver(ctx, queued.id) == "skipped"  # sent once
 

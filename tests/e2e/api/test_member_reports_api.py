@@ -121,7 +121,7 @@ def test_registered_email_is_masked_audited_and_statements_are_queued_to_it(
         assert b"example.com" not in stored.email_ciphertext  # a vault token, not the address
         audited = s.scalars(select(AuditEvent).where(AuditEvent.action == "member.email_set",
                             AuditEvent.target_id == str(member.id))).all()  # fmt: skip
-        assert [json.loads(e.after) for e in audited][-1] == {"email": "m***@example.com"}
+        assert [json.loads(e.after or "{}") for e in audited][-1] == {"email": "m***@example.com"}
 
     headers = {**auth(teller), "X-Request-ID": "req-statement-0001"}
     r = api.post(mail_url, headers=headers, json=period)
@@ -132,7 +132,11 @@ def test_registered_email_is_masked_audited_and_statements_are_queued_to_it(
         row = s.get(OutboxMessage, r.json["outbox_id"])
         assert row is not None
         assert (row.channel, row.template, row.recipient, row.member_id) == (
-            "email", "member_statement", "mary.w@example.com", member.id)
+            "email",
+            "member_statement",
+            "mary.w@example.com",
+            member.id,
+        )
     assert api.post(mail_url, headers=auth(teller),
                     json={"from": "2026-03-01", "to": "2026-01-01"}).status_code == 422  # fmt: skip
     assert "member.statement_email" in actions(session_factory, member.id)

@@ -56,6 +56,7 @@ BLUEPRINTS = [
     staff_views.blp,
     member_views.blp,
     member_report_views.blp,
+    member_report_views.reports_blp,
     approval_views.blp,
     audit_views.blp,
     mpesa_views.blp,

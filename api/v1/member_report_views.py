@@ -10,11 +10,13 @@ from typing import Any
 
 from flask import Response
 from flask_smorest import Blueprint
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.v1.schemas import Strict
 from api.v1.security import current, request_id, requires, runtime
+from core.kernel.errors import NotFound
 from core.members import contact
+from core.reports import charts, membership
 from core.reports import member_statement as statements
 
 blp = Blueprint(
@@ -123,3 +125,89 @@ def set_email(body: dict[str, Any], member_id: int) -> Any:
         "email": email if reveal else contact.mask_email(email),
         "pii_masked": not reveal,
     }
+
+
+# --------------------------------------------------------------- membership figures
+
+reports_blp = Blueprint(
+    "api_membership_reports",
+    __name__,
+    url_prefix="/api/v1/reports",
+    description="Membership figures and charts",
+)
+
+
+class MonthRangeArgs(PeriodSchema):
+    at = fields.Date(
+        load_default=None, metadata={"description": "date of the deposit bands; default: to"}
+    )
+
+
+class ChartArgs(PeriodSchema):
+    format = fields.String(load_default="png", validate=validate.OneOf(tuple(charts.FORMATS)))
+
+
+class MonthGrowthOut(Schema):
+    month = fields.String(required=True)
+    joined = fields.Integer(required=True)
+    exited = fields.Integer(required=True)
+    members_at_end = fields.Integer(required=True)
+
+
+class BandOut(Schema):
+    low_cents = fields.Integer(required=True)
+    high_cents = fields.Integer(allow_none=True, required=True)
+    members = fields.Integer(required=True)
+    total_cents = fields.Integer(required=True)
+
+
+class MembershipOut(Schema):
+    growth = fields.List(fields.Nested(MonthGrowthOut), required=True)
+    states = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    bands_at = fields.Date(required=True)
+    deposit_bands = fields.List(fields.Nested(BandOut), required=True)
+
+
+@reports_blp.route("/membership", methods=["GET"])
+@requires("reports:read")
+@reports_blp.arguments(MonthRangeArgs, location="query")
+@reports_blp.response(200, MembershipOut)
+def membership_report(args: dict[str, Any]) -> Any:
+    """Joined and exited per month (``from``..``to``, at most 120 months), members now by
+    state (active, dormant, suspended, pending KYC, exited), and members by their
+    deposits at ``at`` in the bands of ``core.reports.membership.DEPOSIT_BANDS_CENTS``."""
+    at = args["at"] or args["to"]
+    with runtime().unit_of_work() as s:
+        return {
+            "growth": membership.growth(s, args["from_"], args["to"]),
+            "states": membership.by_state(s),
+            "bands_at": at,
+            "deposit_bands": membership.deposits_by_band(s, at),
+        }
+
+
+@reports_blp.route("/charts/<string:name>", methods=["GET"])
+@requires("reports:read")
+@reports_blp.arguments(ChartArgs, location="query")
+@reports_blp.response(200, content_type="image/png", description="PNG, or SVG with format=svg")
+def chart(args: dict[str, Any], name: str) -> Any:
+    """``deposits-loans``: month-end deposits, shares and loans; ``membership``: joined,
+    exited and members per month. 404 for another name."""
+    if name not in CHARTS:
+        raise NotFound(f"no such chart: {name}")
+    with runtime().unit_of_work() as s:
+        data = CHARTS[name](s, args["from_"], args["to"], args["format"])
+    return Response(data, mimetype=charts.FORMATS[args["format"]])
+
+
+def _deposits_loans(s: Any, first: Any, last: Any, fmt: str) -> bytes:
+    series = membership.balances_by_month(s, first, last)
+    return charts.deposits_loans_chart(series, fmt, title="Deposits, shares and loans (month end)")
+
+
+def _membership(s: Any, first: Any, last: Any, fmt: str) -> bytes:
+    series = membership.growth(s, first, last)
+    return charts.membership_chart(series, fmt, title="Members joined and exited")
+
+
+CHARTS = {"deposits-loans": _deposits_loans, "membership": _membership}

@@ -81,6 +81,7 @@ PERMISSIONS: dict[str, str] = {
     "savings_products:read": "list and read savings products, their current and earlier versions",
     "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
     "product (maker)",
+    "reports:read": "read membership figures and report charts (aggregates, nobody's data)",
     "year_end:read": "read year-end runs (each member's dividend and rebate, the capital "
     "ratios) and the withholding tax remittance report",
     "year_end:manage": "make a year-end run with the board's rates, submit it (maker of "
@@ -152,6 +153,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:read",
             "savings_products:manage",
             "year_end:read",
+            "reports:read",
             "year_end:manage",
             "bureau:enquire",
             "bureau:read",
@@ -224,6 +226,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "dormancy:read",
             "savings_products:read",
             "year_end:read",
+            "reports:read",
             "bureau:read",
         }
     ),
@@ -293,6 +296,7 @@ PERMISSION_RISK: dict[str, str] = {
     "dormancy:reactivate": "money",  # lets withdrawals through again
     "savings_products:read": "none",  # the SACCO's published terms, nobody's data
     "savings_products:manage": "money",  # asks for the rate every saver earns
+    "reports:read": "none",  # counts and totals over all members, no member's data
     "year_end:read": "personal_data",  # every member's dividend, rebate and balances
     "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
     "bureau:enquire": "personal_data",  # a member's credit record, from the bureau

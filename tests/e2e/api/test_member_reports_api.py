@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
+import matplotlib.image
 from flask.testing import FlaskClient
 from pypdf import PdfReader
 from sqlalchemy import select
@@ -140,3 +141,42 @@ def test_registered_email_is_masked_audited_and_statements_are_queued_to_it(
     assert api.post(mail_url, headers=auth(teller),
                     json={"from": "2026-03-01", "to": "2026-01-01"}).status_code == 422  # fmt: skip
     assert "member.statement_email" in actions(session_factory, member.id)
+
+
+def test_membership_figures_and_charts_for_managers_and_auditors(
+    api: FlaskClient, make_staff: Callable[..., Staffer], make_member: Callable[..., Member],
+    deps: CoreDeps,
+) -> None:  # fmt: skip
+    manager, auditor, teller = make_staff("manager"), make_staff("auditor"), make_staff("teller")
+    today = deps.now().date()
+    period = {"from": today.replace(day=1).isoformat(), "to": today.isoformat()}
+    before = api.get("/api/v1/reports/membership", headers=auth(manager), query_string=period)
+    assert before.status_code == 200
+    member = make_member(status="active")
+    deposit(api, teller, member, 15_000_00, "till-9-band-0001")
+    after = api.get("/api/v1/reports/membership", headers=auth(auditor), query_string=period).json
+    assert after["growth"][-1]["joined"] == before.json["growth"][-1]["joined"] + 1
+    assert after["states"]["active"] == before.json["states"]["active"] + 1
+    band = next(b for b in after["deposit_bands"] if b["low_cents"] == 10_000_00)
+    was = next(b for b in before.json["deposit_bands"] if b["low_cents"] == 10_000_00)
+    assert (band["members"], band["total_cents"]) == (was["members"] + 1,
+                                                      was["total_cents"] + 15_000_00)  # fmt: skip
+
+    png = api.get("/api/v1/reports/charts/deposits-loans", headers=auth(auditor),
+                  query_string=period)  # fmt: skip
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    image = matplotlib.image.imread(io.BytesIO(png.data), format="png")
+    assert image.shape[:2] == (400, 800)  # 8 x 4 inches at 100 dpi
+    svg = api.get("/api/v1/reports/charts/membership", headers=auth(manager),
+                  query_string={**period, "format": "svg"})  # fmt: skip
+    assert svg.mimetype == "image/svg+xml" and b"<svg" in svg.data
+
+    url = "/api/v1/reports/charts/deposits-loans"
+    assert api.get(url, headers=auth(teller), query_string=period).status_code == 403
+    assert api.get("/api/v1/reports/membership", headers=auth(teller),
+                   query_string=period).status_code == 403  # fmt: skip
+    assert api.get("/api/v1/reports/charts/pie", headers=auth(manager),
+                   query_string=period).status_code == 404  # fmt: skip
+    for bad in ({**period, "format": "gif"}, {"from": "2000-01-01", "to": "2026-01-01"},
+                {"from": "2026-02-01", "to": "2026-01-01"}, {"to": "2026-01-01"}):  # fmt: skip
+        assert api.get(url, headers=auth(manager), query_string=bad).status_code == 422, bad

@@ -16,7 +16,7 @@ from api.v1.schemas import Strict
 from api.v1.security import current, request_id, requires, runtime
 from core.kernel.errors import NotFound
 from core.members import contact
-from core.reports import charts, membership
+from core.reports import charts, membership, portfolio
 from core.reports import member_statement as statements
 
 blp = Blueprint(
@@ -192,7 +192,8 @@ def membership_report(args: dict[str, Any]) -> Any:
 @reports_blp.response(200, content_type="image/png", description="PNG, or SVG with format=svg")
 def chart(args: dict[str, Any], name: str) -> Any:
     """``deposits-loans``: month-end deposits, shares and loans; ``membership``: joined,
-    exited and members per month. 404 for another name."""
+    exited and members per month; ``par``: loans at risk and PAR 30 per closed business
+    date. 404 for another name."""
     if name not in CHARTS:
         raise NotFound(f"no such chart: {name}")
     with runtime().unit_of_work() as s:
@@ -210,4 +211,9 @@ def _membership(s: Any, first: Any, last: Any, fmt: str) -> bytes:
     return charts.membership_chart(series, fmt, title="Members joined and exited")
 
 
-CHARTS = {"deposits-loans": _deposits_loans, "membership": _membership}
+def _par(s: Any, first: Any, last: Any, fmt: str) -> bytes:
+    series = portfolio.par_series(s, first, last)
+    return charts.par_chart(series, fmt, title="Portfolio at risk (close of day)")
+
+
+CHARTS = {"deposits-loans": _deposits_loans, "membership": _membership, "par": _par}

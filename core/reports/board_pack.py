@@ -4,18 +4,20 @@ composed from what the reports already give — kept simple on purpose.
 Page 1: membership (joined and exited in the month, members at its end, members by
 state now, members by deposits in bands at the month's end) and the month-end balances
 (deposits, shares, loans owed) against the month before. Page 2: the charts over the
-twelve months to the month's end (deposits, shares and loans; members joined and exited).
+twelve months to the month's end (deposits, shares and loans; members joined and exited;
+loans at risk and PAR 30 from the close-of-day history).
 """
 
 from __future__ import annotations
 
+import io
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
 from core.kernel.money import format_cents
-from core.reports import charts, membership
+from core.reports import charts, membership, portfolio
 
 CHART_MONTHS = 12
 
@@ -95,13 +97,16 @@ def board_pack(session: Session, first: date, *, sacco: str, now: datetime) -> b
             balances, "png", title="Deposits, shares and loans (month end)"
         ),
         charts.membership_chart(growth, "png", title="Members joined and exited"),
+        charts.par_chart(
+            portfolio.par_series(session, chart_from, last),
+            "png",
+            title="Portfolio at risk (close of day)",
+        ),
     ):
-        pdf.image(_stream(image), w=180)
+        pdf.image(_stream(image), w=150)
         pdf.ln(4)
     return bytes(pdf.output())
 
 
-def _stream(data: bytes) -> object:
-    import io
-
+def _stream(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)

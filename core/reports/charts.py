@@ -13,10 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
 from core.kernel.errors import InvalidInput  # noqa: E402
 from core.reports.membership import MonthBalances, MonthGrowth  # noqa: E402
+from core.reports.portfolio import ParPoint  # noqa: E402
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
@@ -64,5 +66,20 @@ def membership_chart(series: Sequence[MonthGrowth], fmt: str, *, title: str) -> 
     ax.legend(loc="upper left")
     ax2.legend(loc="upper right")
     ax.tick_params(axis="x", labelrotation=45)
+    fig.tight_layout()
+    return _render(fig, fmt)
+
+
+def par_chart(series: Sequence[ParPoint], fmt: str, *, title: str) -> bytes:
+    """Loans at risk (any day late) and PAR 30, in % of the portfolio, per closed date."""
+    fig = Figure(figsize=(8, 4))
+    ax = fig.add_subplot()
+    days = np.array([p.day for p in series], dtype="datetime64[D]")
+    ax.plot(days, [float(p.at_risk_pct) for p in series], label="At risk (1+ days)")
+    ax.plot(days, [float(p.par30_pct) for p in series], label="PAR 30")
+    ax.set_title(title)
+    ax.set_ylabel("% of loans outstanding")
+    ax.legend()
+    fig.autofmt_xdate()
     fig.tight_layout()
     return _render(fig, fmt)

@@ -30,7 +30,7 @@ def test_board_pack_of_a_month(tmp_path: Path) -> None:
     first = reader.pages[0].extract_text()
     assert "board pack" in first and "Members by deposits" in first
     assert f"Joined in the month {joined}" in first
-    assert len(reader.pages[1].images) == 2  # the two charts
+    assert len(reader.pages[1].images) == 3  # the three charts
 
     bad = run(["board-pack", "--month", "2026-13", "--out", str(out)], env)
     assert bad.returncode == 2 and "use YYYY-MM" in bad.stderr

@@ -171,6 +171,8 @@ def test_membership_figures_and_charts_for_managers_and_auditors(
                   query_string={**period, "format": "svg"})  # fmt: skip
     assert svg.mimetype == "image/svg+xml" and b"<svg" in svg.data
 
+    par = api.get("/api/v1/reports/charts/par", headers=auth(auditor), query_string=period)
+    assert par.status_code == 200 and par.data.startswith(b"\x89PNG")
     url = "/api/v1/reports/charts/deposits-loans"
     assert api.get(url, headers=auth(teller), query_string=period).status_code == 403
     assert api.get("/api/v1/reports/membership", headers=auth(teller),

@@ -25,6 +25,7 @@ rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
 suspense-assign (moved to the API: maker-checker, POST /api/v1/suspense/reassignments)
 reconcile-statement  compare an M-Pesa statement CSV with the ledger
+board-pack      one PDF of a month's membership figures, balances and charts (--month, --out)
 bank-sweep      record the M-Pesa collections float moved to the bank (up to the threshold)
 bank-settle     ask the bank about transfers sent or unknown (what the scheduled job does)
 bank-reconcile  fetch the bank statement for a period and compare it with the ledger
@@ -674,6 +675,28 @@ def exit_run_cmd(maker: str) -> None:
         click.echo(f"  member {member_id}: blocked, {reason}")
     for member_id, request_id in report.asked:
         click.echo(f"  member {member_id}: approval request {request_id}")
+
+
+@cli.command("board-pack")
+@click.option("--month", required=True, help="the month, YYYY-MM")
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False), help="the PDF to write"
+)
+def board_pack_cmd(month: str, out: str) -> None:
+    """The board pack of a month (docs/reports/members.md#the-board-pack): membership,
+    month-end balances and the charts, one PDF. Exit 0 written, 2 a bad --month."""
+    from core.reports.board_pack import board_pack, parse_month
+
+    try:
+        first = parse_month(month)
+    except SaccoError:
+        click.echo(f"--month {month!r}: use YYYY-MM", err=True)
+        sys.exit(2)
+    runtime = build_runtime(_settings(), dispatch=False)
+    with runtime.unit_of_work() as s:
+        data = board_pack(s, first, sacco=runtime.deps.sacco_name, now=runtime.deps.now())
+    Path(out).write_bytes(data)
+    click.echo(f"board pack {first:%Y-%m}: {out} ({len(data):,} bytes)")
 
 
 @cli.command("savings-accrue")

@@ -191,6 +191,8 @@ class Member(Base):
     # An insider (migration 0041): ``staff`` or ``board``, else None; loans to insiders are
     # reported apart (core.reports.portfolio, docs/reports/portfolio.md).
     insider: Mapped[str | None] = mapped_column(String(8), default=None)
+    # The registered e-mail for statements (migration 0043), a PII-vault token; None: none.
+    email_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class OutboxMessage(Base):

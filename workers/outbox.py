@@ -12,9 +12,13 @@ import logging
 from redis.exceptions import RedisError
 from rq import get_current_job
 
+from core.kernel.errors import SaccoError
+from core.messaging import statement_mail
 from core.messaging.outbox import AttemptResult, Claimed, claim_message, record_attempt
 from core.messaging.webhooks import endpoint_secret
+from core.reports.member_statement import build_statement, statement_pdf
 from db.session import unit_of_work
+from integrations.email.smtp import Attachment
 from workers.context import DeliveryContext, process_context
 from workers.queue import forget
 
@@ -45,6 +49,22 @@ def deliver(ctx: DeliveryContext, message_id: int) -> str:
     return status
 
 
+def statement_attachment(ctx: DeliveryContext, claimed: Claimed) -> Attachment | None:
+    """A member statement e-mail's PDF, rendered now from the ledger (read only)."""
+    asked = statement_mail.parse_statement_key(claimed.business_key)
+    if asked is None:
+        return None
+    with ctx.session_factory() as session:
+        try:
+            statement = build_statement(
+                session, asked.member_id, asked.start, asked.end, now=ctx.now()
+            )
+        except SaccoError:
+            return None
+    name = f"statement-{asked.start.isoformat()}-{asked.end.isoformat()}.pdf"
+    return Attachment(name, "application/pdf", statement_pdf(statement))
+
+
 def send(ctx: DeliveryContext, claimed: Claimed) -> AttemptResult:
     if claimed.channel == "sms":
         sms = ctx.sms.send(claimed.recipient, claimed.body)
@@ -57,7 +77,13 @@ def send(ctx: DeliveryContext, claimed: Claimed) -> AttemptResult:
             detail=sms.status if not sms.detail else f"{sms.status}: {sms.detail}",
         )
     if claimed.channel == "email":
-        mail = ctx.email.send(claimed.recipient, claimed.subject or "", claimed.body)
+        attachments: list[Attachment] = []
+        if claimed.template == statement_mail.TEMPLATE:
+            pdf = statement_attachment(ctx, claimed)
+            if pdf is None:
+                return AttemptResult(False, False, detail="statement request not readable")
+            attachments.append(pdf)
+        mail = ctx.email.send(claimed.recipient, claimed.subject or "", claimed.body, attachments)
         return AttemptResult(
             accepted=mail.accepted,
             retryable=mail.retryable,

@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "domain_error": 409,
     "not_found": 404,
     "report_not_ready": 409,  # core.reports.jobs: the job has not finished (or failed)
+    "no_email": 409,  # a statement e-mailed to a member with no registered e-mail
     "unbalanced_entry": 422,
     "limit_exceeded": 422,
     "share_transfer_refused": 422,

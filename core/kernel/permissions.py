@@ -102,7 +102,8 @@ PERMISSIONS: dict[str, str] = {
     "checkoff:post": "approve the posting of an employer's remittance and a line's move "
     "(checker of checkoff.post, checkoff.reassign)",
     "reports:read": "list and run reports (financial statements, portfolio quality), "
-    "download their files, the SASRA returns and the prudential ratio dashboard (audited)",
+    "download their files, the SASRA returns and the prudential ratio dashboard, membership "
+    "figures and report charts (audited)",
     "members:insider": "flag a member as an insider (staff or board) or clear the flag (audited)",
     "fixed_deposits:manage": "open a member's fixed deposit from their savings, or close one "
     "before maturity with its penalty (audited)",

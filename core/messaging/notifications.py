@@ -163,8 +163,10 @@ def notify_email(
     business_key: str,
     now: datetime,
     template: str = "staff_email",
+    member_id: int | None = None,
+    language: str = "en",
 ) -> OutboxMessage:
-    """Queue an e-mail (staff alerts, reports)."""
+    """Queue an e-mail (staff alerts, reports; a member's statement names the member)."""
     if "@" not in to or any(c in to for c in "\r\n,;<>") or len(to) > 320:
         raise ValueError("not a single e-mail address")
     return _queue(
@@ -175,7 +177,8 @@ def notify_email(
             "category": "transactional",
             "recipient": to,
             "template": template,
-            "language": "en",
+            "member_id": member_id,
+            "language": language,
             "subject": " ".join(subject.split())[:200],
             "body": body,
         },

@@ -77,6 +77,7 @@ class Claimed:
     template: str
     attempt: int
     claimed_at: datetime
+    business_key: str = ""  # what the message is about (a statement e-mail's period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ def claim_message(session: Session, message_id: int, now: datetime) -> Claimed |
             OutboxMessage.endpoint_id,
             OutboxMessage.template,
             OutboxMessage.attempts,
+            OutboxMessage.business_key,
         )
     ).one_or_none()
     if row is None:
@@ -136,6 +138,7 @@ def claim_message(session: Session, message_id: int, now: datetime) -> Claimed |
         template=row.template,
         attempt=row.attempts,
         claimed_at=now,
+        business_key=row.business_key,
     )
 
 

@@ -11,6 +11,7 @@ BAL        SALIO       balances (savings available, deposits, shares)
 MINI       TAARIFA     last 3 savings movements
 LOAN       MKOPO       the latest loan (balance, next instalment) or application
 LIMIT      KIKOMO      the loan limit under the main product, or why none
+STATEMENT  RIPOTI      balances by SMS, the full statement (PDF) to the registered e-mail
 ACCEPT c   KUBALI c    how to accept guarantee request c (USSD, with the PIN)
 DECLINE c  KATAA c     decline guarantee request c
 TOPUP      ONGEZA      how to top up the active loan (USSD, with the PIN)
@@ -59,12 +60,14 @@ from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.identity import normalize_msisdn
 from core.kernel.money import format_cents, format_signed
 from core.ledger import entries as ledger
+from core.ledger.statements import loans_outstanding_cents
 from core.loans import guarantees
 from core.loans import views as loan_views
 from core.loans.errors import LoanStateError
 from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus
 from core.members.registration import member_account_ids, member_balances
 from core.members.status import MemberStatus
+from core.messaging import statement_mail
 from core.messaging.notifications import Term, first_name, notify, sms_datetime
 from db.models import Member, SmsInbound, SmsOptOut
 from db.session import insert_for
@@ -79,6 +82,9 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "MKOPO": ("loan", "sw"),
     "LIMIT": ("limit", "en"),
     "KIKOMO": ("limit", "sw"),
+    "STATEMENT": ("statement", "en"),
+    "STMT": ("statement", "en"),
+    "RIPOTI": ("statement", "sw"),
     "ACCEPT": ("accept", "en"),
     "KUBALI": ("accept", "sw"),
     "DECLINE": ("decline", "en"),
@@ -204,7 +210,7 @@ def mini_lines(moves: list[tuple[datetime, int]]) -> str:
 
 
 def _reply(
-    session: Session, deps: CoreDeps, command: Command, member: Member | None
+    session: Session, deps: CoreDeps, command: Command, member: Member | None, tag: str = ""
 ) -> tuple[str, dict[str, object]]:
     base: dict[str, object] = {"sacco": deps.sacco_name, "ussd_code": deps.ussd_code}
     kind = command.kind
@@ -231,6 +237,8 @@ def _reply(
             return "sms_mini_empty", {**base, "savings": available}
         moves = [(line.created_at, line.amount_cents) for line in lines]
         return "sms_mini", {**base, "lines": mini_lines(moves), "savings": available}
+    if kind == "statement":
+        return _statement(session, deps, member, base, tag)
     if kind == "loan":
         return _loan_status(session, deps, member, base)
     if kind == "limit":
@@ -244,6 +252,28 @@ def _reply(
     if kind == "help":
         return "sms_help", base
     return "sms_unknown", base
+
+
+def _statement(
+    session: Session, deps: CoreDeps, member: Member, base: dict[str, object], tag: str
+) -> tuple[str, dict[str, object]]:
+    """STATEMENT: balances and loans owed by SMS; the full statement (PDF) of this month
+    and the two before goes to the registered e-mail through the outbox (the worker
+    renders it), or the reply says how to register one. The SMS says only "your e-mail",
+    never the address (the phone may not be the member's hands)."""
+    balances = member_balances(session, member.id)
+    data = {
+        **base,
+        "savings": format_cents(balances.savings_available_cents),
+        "deposits": format_cents(balances.deposits_cents),
+        "shares": format_cents(balances.shares_cents),
+    }
+    if member.email_ciphertext is None:
+        return "sms_statement_no_email", data
+    start, end = statement_mail.sms_period(business_date(deps.now()))
+    statement_mail.queue_statement_email(session, deps, member, start, end, tag=f"sms:{tag}")
+    owed = loans_outstanding_cents(session, member.id)
+    return "sms_statement", {**data, "loans": format_cents(owed)}
 
 
 # ------------------------------------------------------------------- loans (issue 12)
@@ -421,7 +451,7 @@ def handle_inbound_sms(session: Session, deps: CoreDeps, sms: InboundSms) -> Inb
     if (recent or 0) > REPLIES_PER_HOUR:
         session.flush()
         return InboundResult(False, command.kind, None, member.id if member else None)
-    template, data = _reply(session, deps, command, member)
+    template, data = _reply(session, deps, command, member, sms.gateway_id)
     language = command.language or (member.language if member else "en")
     notify(
         session,

@@ -7,9 +7,17 @@ Permanent: SMTP 5xx (bad recipient, refused sender, authentication).
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # e.g. application/pdf
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,10 @@ class SmtpSender:
         self.username, self.password = username, password
         self.starttls, self.timeout = starttls, timeout
 
-    def send(self, to: str, subject: str, body: str) -> EmailResult:
+    def send(
+        self, to: str, subject: str, body: str, attachments: Sequence[Attachment] = ()
+    ) -> EmailResult:
+        """Send one message; ``attachments`` go as MIME parts (a statement's PDF)."""
         if not self.host:
             return EmailResult(False, True, detail="SMTP_HOST not configured")
         message = EmailMessage()
@@ -47,6 +58,11 @@ class SmtpSender:
         message_id = make_msgid(domain=self.sender.rpartition("@")[2] or "localhost")
         message["Message-ID"] = message_id
         message.set_content(body)
+        for item in attachments:
+            maintype, _, subtype = item.content_type.partition("/")
+            message.add_attachment(
+                item.data, maintype=maintype, subtype=subtype, filename=item.filename
+            )
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:

@@ -53,6 +53,7 @@ WORST = {
     "year": "2026",  # year end: the financial year and a member's dividend and rebate
     "dividend": "KES 9,999,999.99",
     "rebate": "KES 9,999,999.99",
+    "loans": "KES 9,999,999.99",  # STATEMENT: what the member owes on all their loans
     "digits": "9999",  # bank transfers: the last four digits of the member's account
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }

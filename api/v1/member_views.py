@@ -354,6 +354,7 @@ def _exit_dict(s: Any, row: Any) -> dict[str, Any]:
         "due_on": row.due_on, "blocked_reason": row.blocked_reason,
         "approval_id": row.approval_id, "loans_offset_cents": row.loans_offset_cents,
         "refund_cents": row.refund_cents, "shares_cents": row.shares_cents, "plan": the,
+        "refund_method": row.refund_method, "refund_payout_id": row.refund_payout_id,
     }  # fmt: skip
 
 
@@ -373,7 +374,7 @@ def request_exit(body: dict[str, Any], member_id: int) -> Any:
         row, created = member_exit.request_exit(
             s, rt.deps, member_id=member.id, reason=body["reason"],
             policy=api_state().exit_policy, channel=member_exit.ExitChannel.STAFF,
-            actor=current(),
+            actor=current(), refund_method=member_exit.RefundMethod(body["refund_method"]),
         )  # fmt: skip
         out = _exit_dict(s, row)
     return out, 201 if created else 200

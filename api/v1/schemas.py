@@ -1516,6 +1516,11 @@ class ExitIn(Strict):
         required=True, validate=validate.Length(3, 200),
         metadata={"description": "why the member leaves, as they said it"},
     )  # fmt: skip
+    refund_method = fields.String(
+        load_default="branch", validate=validate.OneOf(["branch", "mpesa"]),
+        metadata={"description": "how the refund is paid: at the branch (cash or bank "
+                  "transfer) or by M-Pesa to the member's registered phone"},
+    )  # fmt: skip
 
 
 class ExitBlockerOut(Schema):
@@ -1555,6 +1560,11 @@ class ExitOut(Schema):
     loans_offset_cents = fields.Integer(required=True)
     refund_cents = fields.Integer(required=True)
     shares_cents = fields.Integer(required=True)
+    refund_method = fields.String(required=True, metadata={"description": "branch or mpesa"})
+    refund_payout_id = fields.Integer(
+        allow_none=True, required=True,
+        metadata={"description": "the M-Pesa payout of the refund (GET /api/v1/payouts)"},
+    )  # fmt: skip
     plan = fields.Nested(
         ExitPlanOut, allow_none=True, required=True,
         metadata={"description": "what the exit would do today and what stops it "

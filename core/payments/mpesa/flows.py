@@ -57,6 +57,7 @@ from core.ledger.vocabulary import EntryKind
 from core.loans.errors import LoanStateError
 from core.loans.repayments import Repayment, find_loan, position, repay_loan
 from core.loans.vocabulary import LoanStatus, RepaymentSource
+from core.members import exit as member_exit
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus, check_may_deposit, may_deposit
 from core.messaging.notifications import notify
@@ -110,6 +111,7 @@ FLOAT_OUT = SystemAccount.MPESA_DISBURSEMENT_FLOAT
 SUSPENSE = SystemAccount.SUSPENSE
 FEE_INCOME = SystemAccount.FEE_INCOME
 B2C_FINAL = (PayoutStatus.SUCCEEDED, PayoutStatus.FAILED)
+EXIT_PURPOSE = "exit"  # a payout of an exit refund (``core.payments.mpesa.exit_refunds``)
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
 RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")
@@ -1680,6 +1682,16 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
     if receipt and not session.scalar(select(B2CPayout.id).where(B2CPayout.receipt == receipt)):
         row.receipt = receipt[:20]
     member = get_member(session, row.member_id)
+    if row.purpose == EXIT_PURPOSE:  # an exit refund: the member's last account closes
+        member_exit.refund_settled(session, deps, row.id, paid=True)
+        notify(
+            session, template="exit_refund_paid", business_key=f"withdrawal_result:{row.id}",
+            now=deps.now(), member=member,
+            data={"sacco": deps.sacco_name, "amount": format_cents(row.amount_cents),
+                  "msisdn": row.msisdn, "receipt": receipt or "-"},
+        )  # fmt: skip
+        _publish_payout(session, deps, row, member, "withdrawal.paid", receipt)
+        return
     notify(
         session,
         template="withdrawal_paid",
@@ -1735,6 +1747,12 @@ def _fail_payout(
     row.status, row.settled_at = PayoutStatus.FAILED, deps.now()
     row.result_code, row.result_desc = code, desc[:200] or None
     member = get_member(session, row.member_id)
+    if row.purpose == EXIT_PURPOSE:  # refunded at the branch instead; the member is told
+        member_exit.refund_settled(session, deps, row.id, paid=False)
+        _publish_payout(session, deps, row, member, "withdrawal.failed", None)
+        if alert_staff:
+            staff_alerts.payout_needs_staff(session, deps, row, member, "failed")
+        return
     notify(
         session,
         # A loan paid out by M-Pesa (core.payments.mpesa.loan_payouts): the loan stands,

@@ -582,7 +582,7 @@ def exit_member(
             "balance": format_cents(left),
             "reference": done.refund_reference or sent.reference or "-"}  # fmt: skip
     if sent.amount_cents:
-        data |= {"mpesa": format_cents(sent.amount_cents), "msisdn": member.msisdn,
+        data |= {"sent": format_cents(sent.amount_cents), "msisdn": member.msisdn,
                  "branch": format_cents(at_branch)}  # fmt: skip
     notify(
         session, template="exit_done_mpesa" if sent.amount_cents else "exit_done",

@@ -495,6 +495,62 @@ def _exited(
                   row.refund_payout_id, refused)  # fmt: skip
 
 
+
+def offset_loans(
+    session: Session, deps: CoreDeps, member_id: int, *, prefix: str, shares: SharesOnExit,
+    memo: str,
+) -> tuple[Member, Plan, dict[str, int]]:  # fmt: skip
+    """What an exit and the settlement of a deceased member's estate share
+    (``core.members.death``): the member's row, their loans, then their savings, deposits
+    and shares locked (in that order, as a repayment and the ledger lock them) before any
+    balance is read; each loan's interest and penalties brought up to yesterday; the plan
+    made and refused (``ExitRefused``) while anything blocks it; deposits and (when
+    refunded) share capital moved to savings (``member.exit_transfer``, keyed
+    ``<prefix>:transfer``); each active loan repaid from savings with its payoff through
+    the one repayment use case (``<prefix>:loan:<id>``). What is left in savings is then
+    exactly ``plan.refund_cents``: the caller pays it out. Run again: writes nothing."""
+    session.scalar(select(Member.id).where(Member.id == member_id).with_for_update())
+    member = get_member(session, member_id)
+    loans = _active_loans(session, member.id, lock=True)  # first, as a repayment does
+    # Then the member's savings, deposits and shares (id order, as the ledger locks them)
+    # before they are read: a deposit racing this waits, so the plan is what is paid.
+    session.scalars(
+        select(Account.id)
+        .where(Account.member_id == member.id, Account.purpose.in_(list(MEMBER_PURPOSES)))
+        .order_by(Account.id).with_for_update()
+    ).all()  # fmt: skip
+    for loan in loans:  # interest and penalties up to yesterday, so the payoff is whole
+        close_of_day.catch_up_loan(session, deps, loan.id)
+    the = _plan(session, deps, member.id, loans, shares)
+    _refuse(the)
+    accounts = member_account_ids(session, member.id)
+    refunded_shares = the.shares_cents if shares == SharesOnExit.REFUND else 0
+    moved = the.deposits_cents + refunded_shares
+    if moved:
+        legs = [ledger.Leg(accounts[Purpose.SAVINGS], -moved)]
+        if the.deposits_cents:
+            legs.append(ledger.Leg(accounts[Purpose.DEPOSITS], the.deposits_cents))
+        if refunded_shares:
+            legs.append(ledger.Leg(accounts[Purpose.SHARES], refunded_shares))
+        ledger.post_entry(
+            session, kind=EntryKind.MEMBER_EXIT_TRANSFER, legs=legs,
+            idempotency_key=f"{prefix}:transfer", now=deps.now(), memo=memo,
+        )  # fmt: skip
+    for offset in the.loans:
+        key = f"{prefix}:loan:{offset.loan_id}"
+        repaid = repayments.repay_loan(
+            session, deps,
+            repayments.Repayment(
+                amount_cents=offset.payoff_cents, source=RepaymentSource.SAVINGS,
+                idempotency_key=key, business_key=key, loan_id=offset.loan_id,
+                member_id=member.id,
+            ),
+        )  # fmt: skip
+        assert repaid.closed, "the offset pays each loan off"
+    left = ledger.get_balance(session, accounts[Purpose.SAVINGS]).balance_cents
+    assert left == the.refund_cents, "what is left is what the plan said"
+    return member, the, accounts
+
 def exit_member(
     session: Session, deps: CoreDeps, exit_id: int, *, approval_id: int,
     shares: SharesOnExit = SharesOnExit.REFUND, refund_port: RefundPayout | None = None,
@@ -509,49 +565,14 @@ def exit_member(
         raise NotFound("no such exit")
     if row.status == ExitStatus.DONE:
         return _exited(session, row, created=False)
-    session.scalar(select(Member.id).where(Member.id == row.member_id).with_for_update())
-    member = get_member(session, row.member_id)
-    loans = _active_loans(session, member.id, lock=True)  # first, as a repayment does
-    # Then the member's savings, deposits and shares (id order, as the ledger locks them)
-    # before they are read: a deposit racing the exit waits, so the plan is what is paid.
-    session.scalars(
-        select(Account.id)
-        .where(Account.member_id == member.id, Account.purpose.in_(list(MEMBER_PURPOSES)))
-        .order_by(Account.id).with_for_update()
-    ).all()  # fmt: skip
-    for loan in loans:  # interest and penalties up to yesterday, so the payoff is whole
-        close_of_day.catch_up_loan(session, deps, loan.id)
-    the = _plan(session, deps, member.id, loans, shares)
-    _refuse(the)
+    member, the, accounts = offset_loans(
+        session, deps, row.member_id, prefix=f"member.exit:{row.id}", shares=shares,
+        memo="Exit: deposits and share capital to savings",
+    )  # fmt: skip
     now = deps.now()
     prefix = f"member.exit:{row.id}"
-    accounts = member_account_ids(session, member.id)
     refunded_shares = the.shares_cents if shares == SharesOnExit.REFUND else 0
-    moved = the.deposits_cents + refunded_shares
-    if moved:
-        legs = [ledger.Leg(accounts[Purpose.SAVINGS], -moved)]
-        if the.deposits_cents:
-            legs.append(ledger.Leg(accounts[Purpose.DEPOSITS], the.deposits_cents))
-        if refunded_shares:
-            legs.append(ledger.Leg(accounts[Purpose.SHARES], refunded_shares))
-        ledger.post_entry(
-            session, kind=EntryKind.MEMBER_EXIT_TRANSFER, legs=legs,
-            idempotency_key=f"{prefix}:transfer", now=now,
-            memo="Exit: deposits and share capital to savings",
-        )  # fmt: skip
-    for offset in the.loans:
-        key = f"{prefix}:loan:{offset.loan_id}"
-        repaid = repayments.repay_loan(
-            session, deps,
-            repayments.Repayment(
-                amount_cents=offset.payoff_cents, source=RepaymentSource.SAVINGS,
-                idempotency_key=key, business_key=key, loan_id=offset.loan_id,
-                member_id=member.id,
-            ),
-        )  # fmt: skip
-        assert repaid.closed, "an exit pays each loan off"
-    left = ledger.get_balance(session, accounts[Purpose.SAVINGS]).balance_cents
-    assert left == the.refund_cents, "the refund is what the plan said"
+    left = the.refund_cents
     sent = RefundSent(None, 0)
     if left and row.refund_method == RefundMethod.MPESA:
         if refund_port is None:

@@ -90,6 +90,7 @@ class MemberDeath(Base):
     certificate_ref: Mapped[str] = mapped_column(String(40))  # the death certificate's number
     document_ref: Mapped[str | None] = mapped_column(String(200), default=None)  # its scan
     status: Mapped[str] = mapped_column(String(20))
+    previous_status: Mapped[str] = mapped_column(String(16))  # the member's, before the death
     blocked_reason: Mapped[str | None] = mapped_column(String(40), default=None)
     approval_id: Mapped[int | None] = mapped_column(
         ForeignKey("approval_requests.id"), default=None

@@ -102,7 +102,14 @@ def search(args: dict[str, Any]) -> Any:
 
 def _beneficiaries(items: list[dict[str, Any]]) -> list[Beneficiary]:
     return [
-        Beneficiary(b["name"], b["relationship"], b["id_kind"], b["id_number"], b["share_percent"])
+        Beneficiary(
+            b["name"],
+            b["relationship"],
+            b["id_kind"],
+            b["id_number"],
+            b["share_percent"],
+            b.get("phone"),
+        )  # fmt: skip
         for b in items
     ]
 

@@ -1460,6 +1460,11 @@ class BeneficiaryIn(Strict):
         required=True,
         metadata={"description": "percent, at most two decimals; the shares sum to exactly 100"},
     )
+    phone = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(1, 20),
+        metadata={"description": "optional: the beneficiary's phone, to pay their share of "
+                  "the estate by M-Pesa (docs/members/death.md)"},
+    )  # fmt: skip
 
 
 class BeneficiaryOut(Schema):
@@ -1468,6 +1473,7 @@ class BeneficiaryOut(Schema):
     id_kind = fields.String(required=True)
     id_number = fields.String(required=True)
     share_percent = fields.Decimal(required=True, as_string=True)
+    phone = fields.String(allow_none=True, load_default=None)
 
 
 class BeneficiariesIn(Strict):

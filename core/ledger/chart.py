@@ -58,6 +58,8 @@ class Purpose(StrEnum):
     DEPOSITS = "deposits"  # a member's non-withdrawable deposits (they back loans)
     SHARES = "shares"  # a member's share capital
     LOAN = "loan"  # a member's loan, once loans exist (an asset: what the member owes)
+    # A deceased member's estate owed to one payee until paid (core.members.death).
+    ESTATE_PAYABLE = "estate_payable"
 
 
 class SystemAccount(StrEnum):

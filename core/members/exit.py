@@ -421,7 +421,8 @@ def _block(session: Session, deps: CoreDeps, row: MemberExit, reason: str) -> No
     session.flush()
 
 
-def _refuse(the: Plan) -> None:
+def refuse_if_blocked(the: Plan) -> None:
+    """``ExitRefused`` with the first blocker (and all of them) when anything blocks."""
     if the.blockers:
         raise ExitRefused(
             "; ".join(d for _, d in the.blockers), reason=the.blockers[0][0],
@@ -460,7 +461,7 @@ def check_request(
         raise ExitRefused("the member has exited", reason="exited")
     the = _plan(session, deps, row.member_id, _active_loans(session, row.member_id),
                 _shares_rule(p))  # fmt: skip
-    _refuse(the)
+    refuse_if_blocked(the)
     p["preview"] = {k: v for k, v in the.as_dict().items() if k != "blockers"}
     return the.refund_cents
 
@@ -495,7 +496,6 @@ def _exited(
                   row.refund_payout_id, refused)  # fmt: skip
 
 
-
 def offset_loans(
     session: Session, deps: CoreDeps, member_id: int, *, prefix: str, shares: SharesOnExit,
     memo: str,
@@ -522,7 +522,7 @@ def offset_loans(
     for loan in loans:  # interest and penalties up to yesterday, so the payoff is whole
         close_of_day.catch_up_loan(session, deps, loan.id)
     the = _plan(session, deps, member.id, loans, shares)
-    _refuse(the)
+    refuse_if_blocked(the)
     accounts = member_account_ids(session, member.id)
     refunded_shares = the.shares_cents if shares == SharesOnExit.REFUND else 0
     moved = the.deposits_cents + refunded_shares
@@ -550,6 +550,7 @@ def offset_loans(
     left = ledger.get_balance(session, accounts[Purpose.SAVINGS]).balance_cents
     assert left == the.refund_cents, "what is left is what the plan said"
     return member, the, accounts
+
 
 def exit_member(
     session: Session, deps: CoreDeps, exit_id: int, *, approval_id: int,

@@ -37,6 +37,7 @@ EVERY_ACTION = {
     "savings_product.create": "core.savings.approval_actions",
     "savings_product.change": "core.savings.approval_actions",
     "member.exit": "core.members.exit",
+    "member.death": "core.members.death",
 }
 
 

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("certificate_ref", sa.String(length=40), nullable=False),
         sa.Column("document_ref", sa.String(length=200), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("previous_status", sa.String(length=16), nullable=False),
         sa.Column("blocked_reason", sa.String(length=40), nullable=True),
         sa.Column("approval_id", ID, nullable=True),
         sa.Column("loans_offset_cents", sa.BigInteger(), nullable=False),

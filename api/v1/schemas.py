@@ -1637,3 +1637,56 @@ class SavingsProductOut(Schema):
     version_created_at = fields.DateTime(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
+
+
+# ------------------------------------------------------------------ death of a member
+
+
+class DeathIn(Strict):
+    died_on = fields.Date(required=True, metadata={"description": "the date of death"})
+    certificate_ref = fields.String(
+        required=True, validate=validate.Length(3, 40),
+        metadata={"description": "the death certificate's number (letters, digits, / or -)"},
+    )  # fmt: skip
+    document_ref = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(1, 200),
+        metadata={"description": "where the certificate's scan is kept (an uploaded "
+                  "document's id or the file reference)"},
+    )  # fmt: skip
+
+
+class EstatePayableOut(Schema):
+    payable_id = fields.Integer(required=True)
+    payee = fields.String(required=True, metadata={"description": "beneficiary or "
+                                                   "legal_representative"})  # fmt: skip
+    beneficiary_id = fields.Integer(allow_none=True, required=True)
+    share_percent = fields.String(allow_none=True, required=True)
+    amount_cents = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"description": "open, paying or paid"})
+    method = fields.String(allow_none=True, required=True)
+    paid_reference = fields.String(allow_none=True, required=True)
+
+
+class DeathOut(Schema):
+    death_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    died_on = fields.Date(required=True)
+    certificate_ref = fields.String(required=True)
+    document_ref = fields.String(allow_none=True, required=True)
+    status = fields.String(
+        required=True,
+        metadata={"description": "awaiting_approval, blocked, settled or rejected"},
+    )
+    blocked_reason = fields.String(allow_none=True, required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    loans_offset_cents = fields.Integer(required=True)
+    estate_cents = fields.Integer(required=True)
+    payables = fields.List(fields.Nested(EstatePayableOut), required=True)
+
+
+class EstatePaymentIn(Strict):
+    method = fields.String(required=True, validate=validate.OneOf(["cash", "bank", "mpesa"]))
+    reference = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(3, 40),
+        metadata={"description": "cash or bank: the receipt's or the transfer's reference"},
+    )  # fmt: skip

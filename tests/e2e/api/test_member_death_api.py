@@ -6,6 +6,7 @@ payables, a teller paying one at the branch once, and the ledger verifying."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,8 @@ def test_a_death_over_the_api_from_record_to_a_paid_beneficiary(
             s, deps, Credit(member.id, "deposits", 10_000_01, CreditSource.CASH, key, key)
         )
         replace_beneficiaries(s, deps, member.id, [
-            Beneficiary("Achieng Otieno", "spouse", "national_id", "23456789", "60"),
-            Beneficiary("Baraka Otieno", "child", "birth_certificate", "BC12345", "40",
+            Beneficiary("Achieng Otieno", "spouse", "national_id", "23456789", Decimal(60)),
+            Beneficiary("Baraka Otieno", "child", "birth_certificate", "BC12345", Decimal(40),
                         "0722000333"),
         ])  # fmt: skip
         s.commit()

@@ -507,3 +507,14 @@ def pay_payable(body: dict[str, Any], member_id: int, payable_id: int) -> Any:
     with rt.unit_of_work() as s:
         out = member_death.payable_dict(s.get_one(EstatePayable, payable_id))
     return out, 201 if created else 200
+
+
+@blp.route("/estate-payables", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.EstateReportOut)
+def estate_payables() -> Any:
+    """What the SACCO still holds for the families of deceased members: every payable not
+    yet paid, the estates held whole for a legal representative (no nomination) first."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        return {"items": member_death.estate_report(s)}

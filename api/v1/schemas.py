@@ -1690,3 +1690,12 @@ class EstatePaymentIn(Strict):
         load_default=None, allow_none=True, validate=validate.Length(3, 40),
         metadata={"description": "cash or bank: the receipt's or the transfer's reference"},
     )  # fmt: skip
+
+
+class EstateReportRow(EstatePayableOut):
+    member_id = fields.Integer(required=True)
+    death_id = fields.Integer(required=True)
+
+
+class EstateReportOut(Schema):
+    items = fields.List(fields.Nested(EstateReportRow), required=True)

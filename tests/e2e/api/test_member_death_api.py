@@ -90,11 +90,17 @@ def test_a_death_over_the_api_from_record_to_a_paid_beneficiary(
     amounts = [p["amount_cents"] for p in settled["payables"]]
     assert amounts == [6_000_01, 4_000_00]  # the odd cent to the larger fraction
     first = settled["payables"][0]["payable_id"]
+    report = api.get("/api/v1/members/estate-payables", headers=auth(teller)).json["items"]
+    assert {r["payable_id"] for r in report if r["member_id"] == member.id} == {
+        p["payable_id"] for p in settled["payables"]
+    }
     pay = f"{url}/payables/{first}/payment"
     assert api.post(pay, headers=auth(teller), json={"method": "cash"}).status_code == 422
     paid = api.post(pay, headers=auth(teller), json={"method": "cash", "reference": "R-0001"})
     assert paid.status_code == 201 and paid.json["status"] == "paid", paid.json
     again = api.post(pay, headers=auth(teller), json={"method": "cash", "reference": "R-0001"})
     assert again.status_code == 200
+    report = api.get("/api/v1/members/estate-payables", headers=auth(teller)).json["items"]
+    assert first not in {r["payable_id"] for r in report}
     with unit_of_work(session_factory) as s:
         assert verify_ledger(s).ok

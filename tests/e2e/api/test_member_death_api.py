@@ -6,7 +6,6 @@ payables, a teller paying one at the branch once, and the ledger verifying."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings, load_settings
 from core.kernel.deps import CoreDeps
 from core.ledger.verify import verify_ledger
-from core.members.nominations import Beneficiary, replace_beneficiaries
 from core.savings.accounts import Credit, CreditSource, credit_member
 from db.models import Member
 from db.models_exit import MemberDeath
@@ -49,13 +47,19 @@ def test_a_death_over_the_api_from_record_to_a_paid_beneficiary(
         credit_member(
             s, deps, Credit(member.id, "deposits", 10_000_01, CreditSource.CASH, key, key)
         )
-        replace_beneficiaries(s, deps, member.id, [
-            Beneficiary("Achieng Otieno", "spouse", "national_id", "23456789", Decimal(60)),
-            Beneficiary("Baraka Otieno", "child", "birth_certificate", "BC12345", Decimal(40),
-                        "0722000333"),
-        ])  # fmt: skip
         s.commit()
     officer, manager, teller = make_staff("manager"), make_staff("manager"), make_staff("teller")
+    nominated = api.put(f"/api/v1/members/{member.id}/beneficiaries", headers=auth(teller), json={
+        "beneficiaries": [
+            {"name": "Achieng Otieno", "relationship": "spouse", "id_kind": "national_id",
+             "id_number": "23456789", "share_percent": "60"},
+            {"name": "Baraka Otieno", "relationship": "child", "id_kind": "birth_certificate",
+             "id_number": "BC12345", "share_percent": "40", "phone": "0722000333"},
+        ]})  # fmt: skip
+    assert nominated.status_code == 200, nominated.json
+    phones = [b["phone"] for b in nominated.json["beneficiaries"]]
+    assert phones[0] is None and phones[1] != "+254722000333"  # masked without pii:read
+    assert phones[1].endswith("333")
     url = f"/api/v1/members/{member.id}/death"
 
     assert api.get(url, headers=auth(officer)).status_code == 404

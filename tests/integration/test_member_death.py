@@ -28,6 +28,7 @@ from core.ledger.verify import verify_ledger
 from core.members import death
 from core.members.nominations import Beneficiary, replace_beneficiaries
 from core.members.registration import member_account_ids
+from core.messaging.sms_commands import InboundSms, handle_inbound_sms
 from core.payments.mpesa import flows as mpesa
 from core.payments.mpesa.estate_payouts import pay_estate_payable
 from core.payments.mpesa.rules import MpesaPolicy, SimSwapBlocked
@@ -86,6 +87,12 @@ def approve(s: Session, deps: CoreDeps, row: MemberDeath) -> None:
     s.expire_all()
 
 
+def sms_reply(s: Session, deps: CoreDeps, msisdn: str, body: str) -> str | None:
+    """What the SMS channel answers the phone (the reply's template)."""
+    result = handle_inbound_sms(s, deps, InboundSms(f"death-sms-{uuid4().hex[:8]}", msisdn, body))
+    return result.reply_template
+
+
 def payables(s: Session, row: MemberDeath) -> list[EstatePayable]:
     s.expire_all()
     return death.payables_of(s, row.id)
@@ -108,6 +115,7 @@ def test_a_death_offsets_the_loan_and_shares_the_estate_per_the_nomination(
     # The member's phone is refused at once, with a clear message.
     phone = Phone(client, member.msisdn)
     assert phone.dial().startswith("END Your membership of")
+    assert sms_reply(s, d, member.msisdn, "BAL") == "sms_not_active"  # no balance by SMS
     assert row.status == "awaiting_approval"
     # The maker cannot approve: a manager does.
     s.expire_all()

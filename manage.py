@@ -7,10 +7,14 @@ verify-ledger   recompute every balance from the postings; exit 1 on any mismatc
 trial-balance   print the trial balance
 close-day       close the loan book's business days up to --date (default yesterday):
                 accrual, arrears, SASRA classification, provisioning; catches up, resumes
+crb-submission  produce a month's credit-bureau data submission file (--month YYYY-MM),
+                kept in the database; --out DIR also writes it there
 mark-dormant    mark savings dormant after DORMANCY_MONTHS without member activity
                 (one SQL statement; the scheduler runs it too)
 savings-accrue  accrue savings interest for the business days up to --date (default
                 yesterday), posting at each product's frequency; catches up, twice = once
+year-end        dividends and rebates: create (the board's rates), preview, submit (a manager
+                approves in the API), status; wht-report the withholding tax of a month
 rotate-pii-keys re-encrypt national IDs, TOTP and webhook secrets, KYC documents with the
                 first key in PII_KEYS
 suspense-list   M-Pesa payments parked in suspense, with what is known about them
@@ -513,6 +517,43 @@ def close_day_cmd(day: str | None, stop_after: str | None) -> None:
     click.echo(str(report))
 
 
+@cli.command("crb-submission")
+@click.option("--month", required=True, help="the month reported, YYYY-MM (over, and closed by "
+              "close-day)")  # fmt: skip
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="also write the file into this directory")  # fmt: skip
+def crb_submission_cmd(month: str, out_dir: Path | None) -> None:
+    """The credit-bureau data submission file of a month: every loan, positive and negative,
+    validated by its own layout before it is kept (docs/integrations/crb-submission.md).
+
+    Exit 0 when produced, 1 when refused (the file's problems are listed)."""
+    from core.kernel.permissions import SYSTEM
+    from core.loans.crb import submission as crb
+
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            row = crb.run_submission(session, runtime.deps, SYSTEM, month)
+            summary, content = crb.summary(row), row.content
+    except crb.SubmissionInvalid as exc:
+        click.echo(f"crb-submission refused: {exc.code}", err=True)
+        for p in exc.context.get("problems", []):
+            click.echo(f"  line {p['line']}, {p['record']}, {p['field']}: {p['reason']}", err=True)
+        sys.exit(1)
+    except SaccoError as exc:
+        click.echo(f"crb-submission refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / summary["file_name"]).write_bytes(content)
+    click.echo(
+        f"submission {summary['id']} for {summary['month']} (as of {summary['as_of']}): "
+        f"{summary['consumers']} consumers, {summary['accounts']} accounts "
+        f"({summary['negative_accounts']} listed, {summary['withheld']} withheld), "
+        f"{summary['guarantors']} guarantors; sha256 {summary['sha256']}"
+    )
+
+
 @cli.command("fit-scorecard")
 @click.option("--min-defaults", default=100, show_default=True, type=click.IntRange(min=1),
               help="refuse with fewer defaulted loans than this")  # fmt: skip
@@ -614,6 +655,154 @@ def savings_accrue_cmd(day: str | None) -> None:
         click.echo(f"savings-accrue refused: {exc.code}: {exc}", err=True)
         sys.exit(1)
     click.echo(str(report))
+
+
+@cli.group("year-end")
+def year_end_group() -> None:
+    """Year end: dividends on shares and rebates on deposits (docs/savings/year-end.md)."""
+
+
+def _year_end_actor(session: Any, username: str) -> Any:
+    from core.staff.accounts import principal_for
+    from db.models import StaffUser
+
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+    if user is None or not user.is_active:
+        click.echo(f"year-end: no active member of staff {username!r}", err=True)
+        sys.exit(1)
+    return principal_for(user)
+
+
+def _year_end(work: Any) -> Any:
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            return work(session, runtime)
+    except SaccoError as exc:
+        click.echo(f"year-end refused: {exc.code}: {exc}", err=True)
+        sys.exit(1)
+
+
+@year_end_group.command("create")
+@click.option("--year", "financial_year", type=int, required=True)
+@click.option("--dividend-rate", required=True, help="percent, e.g. 12.5")
+@click.option("--rebate-rate", required=True, help="percent, e.g. 8")
+@click.option(
+    "--dividend-method",
+    default="closing_balance",
+    type=click.Choice(["closing_balance", "days_held"]),
+)
+@click.option(
+    "--rebate-method",
+    default="monthly_pro_rata",
+    type=click.Choice(["monthly_pro_rata", "average_monthly_balance"]),
+)
+@click.option("--maker", required=True, help="the username of the manager making the run")
+def year_end_create(
+    financial_year: int,
+    dividend_rate: str,
+    rebate_rate: str,
+    dividend_method: str,
+    rebate_method: str,
+    maker: str,
+) -> None:
+    """A draft run with the board's proposed rates; prints its id."""
+    from core.savings import year_end as ye
+
+    body = {
+        "financial_year": financial_year,
+        "dividend_rate_percent": dividend_rate,
+        "rebate_rate_percent": rebate_rate,
+        "dividend_method": dividend_method,
+        "rebate_method": rebate_method,
+    }
+    run = _year_end(
+        lambda s, rt: ye.run_dict(ye.create_run(s, rt.deps, _year_end_actor(s, maker), body))
+    )
+    click.echo(f"run {run['id']}: {run['financial_year']} {run['status']}")
+
+
+@year_end_group.command("preview")
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--members/--no-members", default=False, help="list every member's line")
+def year_end_preview(run_id: int, members: bool) -> None:
+    """The totals, the capital ratios before and after, and (--members) every line."""
+    from core.savings import year_end as ye
+
+    found = _year_end(lambda s, rt: ye.preview_dict(ye.preview(s, run_id)))
+    t = found["totals"]
+    click.echo(
+        f"members {t['members']}  dividends {format_cents(t['dividend_gross_cents'])} "
+        f"(tax {format_cents(t['dividend_tax_cents'])})  rebates "
+        f"{format_cents(t['rebate_gross_cents'])} (tax "
+        f"{format_cents(t['rebate_tax_cents'])})  net {format_cents(t['net_cents'])}"
+    )
+    for label in ("capital_before", "capital_after"):
+        ratios = ", ".join(
+            f"{r['ratio']} {r['percent']}% (min {r['minimum_percent']}%)"
+            for r in found[label]["ratios"]
+        )
+        click.echo(f"{label}: {ratios}")
+    if found["below_minimum"]:
+        click.echo("BLOCKED: below minimum: " + ", ".join(found["below_minimum"]))
+    if members:
+        for x in found["lines"]:
+            click.echo(
+                f"  member {x['member_id']}: dividend {x['dividend_gross_cents']} "
+                f"rebate {x['rebate_gross_cents']} tax {x['tax_cents']} "
+                f"net {x['net_cents']} -> {x['destination']}"
+            )
+
+
+@year_end_group.command("submit")
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--maker", required=True)
+def year_end_submit(run_id: int, maker: str) -> None:
+    """Freeze the run and ask for year_end.post (another manager approves in the API)."""
+    from core.savings import year_end as ye
+
+    threshold = _settings().approval_manager_threshold_cents
+    request_id = _year_end(
+        lambda s, rt: (
+            ye.submit_run(
+                s, rt.deps, _year_end_actor(s, maker), run_id, large_threshold_cents=threshold
+            ).id
+        )
+    )
+    click.echo(f"run {run_id}: approval request {request_id}")
+
+
+@year_end_group.command("status")
+@click.option("--run", "run_id", type=int, required=True)
+def year_end_status(run_id: int) -> None:
+    from core.savings import year_end as ye
+
+    run = _year_end(lambda s, rt: ye.run_dict(ye.get_run(s, run_id)))
+    click.echo(" ".join(f"{k}={v}" for k, v in run.items()))
+
+
+@cli.command("wht-report")
+@click.option("--month", required=True, help="YYYY-MM")
+def wht_report(month: str) -> None:
+    """Withholding tax withheld in a month, by kind, and its remittance due date."""
+    from core.savings import year_end as ye
+
+    try:
+        year, mon = (int(x) for x in month.split("-"))
+    except ValueError:
+        click.echo(f"--month {month!r}: use YYYY-MM", err=True)
+        sys.exit(2)
+    report = _year_end(lambda s, rt: ye.withholding_tax_report(s, year, mon))
+    click.echo(f"withholding tax {report.month}, due {report.due_on.isoformat()}")
+    for r in report.rows:
+        click.echo(
+            f"  {r.kind:<9} {r.source:<17} {r.payments:>7} payments  gross "
+            f"{format_cents(r.gross_cents):>18}  tax {format_cents(r.tax_cents):>16}"
+        )
+    click.echo(
+        f"total {format_cents(report.total_tax_cents)}; ledger "
+        f"{format_cents(report.ledger_withheld_cents)}"
+    )
 
 
 @cli.command("trial-balance")

@@ -128,13 +128,15 @@ def look(call: Call) -> None:
 
 
 def apply(call: Call) -> None:
-    """Apply for the instant loan: product, amount, term, the instalment screen, Confirm;
+    """Apply for the instant loan: product, amount, term, to savings, the instalment screen, Confirm;
     within the product's ceiling it is approved and paid to savings in that hop."""
     call.send(choose(loans_menu(call), "apply"))
     call.send(choose(call.screen, PRODUCT))
     if "how many" not in call.send(str(call.phone.rng.randint(*AMOUNTS_KES))):
         raise Aborted(f"amount not taken: {call.screen[:80]!r}")
-    if "Instalment" not in call.send(str(call.phone.rng.randint(*TERMS))):
+    if "money go" not in call.send(str(call.phone.rng.randint(*TERMS))):
+        raise Aborted(f"no payout choice: {call.screen[:80]!r}")
+    if "Instalment" not in call.send(choose(call.screen, "Savings")):
         raise Aborted(f"no instalment screen: {call.screen[:80]!r}")
     done = call.send(choose(call.screen, "confirm"), write=True)
     if not done.startswith("END") or "approved" not in done:

@@ -58,13 +58,21 @@ from core.loans import guarantees
 from core.loans import repayments as core_repayments
 from core.loans import views as loan_views
 from core.loans.book import check_product_open
-from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError
+from core.loans.disbursement import LoanPayout
+from core.loans.errors import GuaranteeRefused, LoanRefused, LoanStateError, TopUpRefused
 from core.loans.terms import ProductTerms, current_terms
-from core.loans.vocabulary import ApplicationStatus, Channel, LoanStatus, RepaymentSource
+from core.loans.vocabulary import (
+    ApplicationStatus,
+    Channel,
+    DisburseTo,
+    LoanStatus,
+    RepaymentSource,
+)
 from core.members import exit as member_exit
 from core.members import registration as members
 from core.messaging.notifications import first_name
 from core.payments.mpesa import flows as mpesa
+from core.payments.mpesa.loan_payouts import payout_amount, prepare_loan_payout
 from core.payments.mpesa.rules import (
     LimitExceeded,
     MpesaPolicy,
@@ -166,6 +174,27 @@ def perform(
 PIN_CHECKS = frozenset({"verify_pin", "change_pin"})
 
 
+class PayoutRefused(DomainError):
+    """A loan M-Pesa cannot pay out (``reason`` ``below_minimum`` / ``above_maximum``, the
+    ``limit_cents`` it broke): the member chooses savings instead."""
+
+    code = "payout_refused"
+
+    def __init__(self, detail: str, *, reason: str, limit_cents: int) -> None:
+        super().__init__(detail, reason=reason)
+        self.reason, self.limit_cents = reason, limit_cents
+
+
+def _top_up_data(exc: Any) -> Result:
+    shown: dict[str, Any] = {}
+    for name, value in exc.context.items():
+        if name.endswith("_cents") and isinstance(value, int):
+            shown[name.removesuffix("_cents")] = format_cents(value)
+        elif name != "reason":
+            shown[name] = str(value)
+    return Result(False, shown, f"top_up_{exc.reason}")
+
+
 def _limit(exc: Any, deps: CoreDeps) -> Result:
     return Result(False, {"limit": format_cents(exc.limit_cents)}, f"limit_{exc.reason}")
 
@@ -195,6 +224,10 @@ RESULTS: tuple[tuple[type[SaccoError], Callable[[Any, CoreDeps], Result]], ...] 
     (LoanRefused, lambda exc, deps: _limit_data(exc, f"loan_{exc.reason}")),
     (GuaranteeRefused, lambda exc, deps: Result(False, error=f"guarantee_{exc.reason}")),
     (LoanStateError, lambda exc, deps: Result(False, error=f"loan_state_{exc.reason}")),
+    # M-Pesa cannot pay this loan out (its limits): payout_<reason>, with {limit}
+    (PayoutRefused, lambda exc, deps: _limit_data(exc, f"payout_{exc.reason}")),
+    # A top-up's refusal: top_up_<reason>, with what core said ({count}, {payoff}, ...)
+    (TopUpRefused, lambda exc, deps: _top_up_data(exc)),
 )
 
 
@@ -604,6 +637,9 @@ def _loan_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
     except InvalidInput:
         raise TermOutOfRange("term outside the product's range") from None
     q = core_book.quote(terms, amount, term, deps)
+    to = _disburse_to(call)
+    if to == DisburseTo.MPESA:
+        _check_payout_limits(q.received_cents, _money(call).policy)
     return {
         "amount": format_cents(amount),
         "term": term,
@@ -611,12 +647,86 @@ def _loan_quote(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
         "instalment": format_cents(q.instalment_cents),
         "total": format_cents(q.total_repayable_cents),
         "fees": format_cents(q.deducted_fee_cents + q.scheduled_fee_cents),
+        "to": _to_text(to, call),
     }
+
+
+# Where the money goes (issue 12, part 4 and 7): the member chooses savings or M-Pesa
+# (their registered phone) before the confirmation and the PIN. M-Pesa is offered only
+# where it is configured (``call.money``); its limits are checked on the confirmation
+# (what reaches savings, in whole shillings, between the withdrawal minimum and
+# ``MpesaPolicy.loan_payout_max_cents``) and its SIM-swap guard when applying, so a loan
+# M-Pesa cannot pay is refused with the reason before anything is written and the member
+# chooses savings. ``core.payments.mpesa.loan_payouts`` holds the rules.
+
+TO_CHARS = 20  # "M-Pesa +254712345678"
+
+
+@dataclass(frozen=True)
+class PayoutChoice(ChoiceItem):
+    """Where a loan's money may go: ``id`` ``savings`` or ``mpesa``."""
+
+    to: Annotated[str, MaxChars(TO_CHARS)]
+
+
+def _disburse_to(call: Call) -> str:
+    to = call.inputs.get("disburse_to", DisburseTo.SAVINGS)
+    return DisburseTo.MPESA if to == DisburseTo.MPESA else DisburseTo.SAVINGS
+
+
+def _to_text(to: str, call: Call, *, phone: bool = False) -> str:
+    """``Savings`` or ``M-Pesa`` (with the member's phone on the choice itself)."""
+    if to == DisburseTo.MPESA:
+        return render("ln_to_mpesa" if phone else "ln_by_mpesa", call.lang, {"phone": call.msisdn})
+    return render("acct_savings", call.lang, {})
+
+
+@loader("loan_payout_ways", items=PayoutChoice)  # Apply: to savings, or to M-Pesa
+def _loan_payout_ways(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
+    ways = [DisburseTo.SAVINGS] + ([DisburseTo.MPESA] if call.money is not None else [])
+    return {"items": [PayoutChoice(str(to), _to_text(to, call, phone=True)) for to in ways]}
+
+
+def _check_payout_limits(received_cents: int, policy: MpesaPolicy) -> int:
+    """What M-Pesa would send of ``received_cents``, or ``PayoutRefused`` (its limits)."""
+    sent = payout_amount(received_cents)
+    if sent < policy.withdrawal_min_cents:
+        raise PayoutRefused(
+            "too little for M-Pesa", reason="below_minimum", limit_cents=policy.withdrawal_min_cents
+        )
+    if sent > policy.loan_payout_max_cents:
+        raise PayoutRefused(
+            "above M-Pesa's per-transaction limit",
+            reason="above_maximum",
+            limit_cents=policy.loan_payout_max_cents,
+        )
+    return sent
+
+
+def _loan_payout(session: Session, deps: CoreDeps, call: Call, received_cents: int) -> LoanPayout:
+    """The M-Pesa payout port for the caller, checked now (limits, member, SIM-swap guard):
+    a refusal writes nothing and the member chooses savings."""
+    money = _money(call)
+    _check_payout_limits(received_cents, money.policy)
+    payout = prepare_loan_payout(
+        session, deps, member_id=_member(call), policy=money.policy, sim_swap=money.sim_swap
+    )
+    try:
+        payout.check(session, deps, received_cents)
+    except LimitExceeded as exc:  # the limits above, should they have changed
+        raise PayoutRefused(str(exc), reason=exc.reason, limit_cents=exc.limit_cents) from None
+    return payout
 
 
 @action("loan_apply")  # apply (idempotent on call.key); auto-approved ones are paid at once
 def _loan_apply(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, Any]:
     member_id = _member(call)
+    to, payout = _disburse_to(call), None
+    key = _loan_key(call.key)
+    if to == DisburseTo.MPESA:  # checked before the application is written
+        terms = _loan_terms(session, call)
+        received = core_book.quote(terms, _amount(call), _term(call), deps).received_cents
+        payout = _loan_payout(session, deps, call, received)
     application = core_book.apply_for_loan(
         session,
         deps,
@@ -625,14 +735,22 @@ def _loan_apply(session: Session, deps: CoreDeps, call: Call) -> Mapping[str, An
         _amount(call),
         _term(call),
         Channel.USSD,
-        _loan_key(call.key),
+        key,
+        disburse_to=to,
+        payout=payout,
     )
+    received = application.amount_cents - application.deducted_fee_cents
     shown: dict[str, Any] = {
         "reference": application.reference,
         "status": application.status,
         "amount": format_cents(application.amount_cents),
-        "received": format_cents(application.amount_cents - application.deducted_fee_cents),
+        "received": format_cents(received),
+        "outcome": application.status,
     }
+    if application.status == ApplicationStatus.DISBURSED and to == DisburseTo.MPESA:
+        shown["outcome"] = "disbursed_mpesa"
+        shown["sent"] = format_cents(payout_amount(received))
+        shown["phone"] = call.msisdn
     if application.status == ApplicationStatus.DISBURSED:
         first = loan_views.first_instalment(session, application.id)
         if first is not None:

@@ -132,6 +132,9 @@ APPLY_ERRORS: Errors = (
     ("loan_*", "ln_refused"),  # a credit score's refusal (issue 15), any reason to come
     ("term_range", "ln_term"),
     ("loan_state_application_open", "ln_open"),
+    # M-Pesa cannot pay it (its limits, a recent SIM swap): choose again, with the reason
+    ("payout_*", "ln_to"),
+    ("sim_swap_*", "ln_to"),
     ("product_unavailable", "ln_unavailable"),
     ("not_found", "ln_unavailable"),  # the product's code is gone
     ("member_not_allowed", "not_allowed"),
@@ -236,11 +239,23 @@ LOAN_SCREENS: list[Screen] = [
         "ln_term",
         field="term",
         parse=parse_term,
-        goto="ln_confirm",
+        goto="ln_to",
         load="loan_term_prompt",
         check="loan_term",
         errors=APPLY_ERRORS,
         needs_pin=True,
+    ),
+    # Where the money goes: savings, or M-Pesa to the member's phone where it is configured
+    Choose(
+        "ln_to",
+        "ln_to",
+        item="ln_to_item",
+        field="disburse_to",
+        load="loan_payout_ways",
+        goto="ln_confirm",
+        per_page=2,
+        needs_pin=True,
+        errors=APPLY_ERRORS,
     ),
     Confirm(
         "ln_confirm",
@@ -255,11 +270,17 @@ LOAN_SCREENS: list[Screen] = [
     # guarantors (asked next, in this session), or waiting for staff.
     Fork(
         "ln_applied",
-        field="status",
-        ways=(("disbursed", "ln_paid"), ("awaiting_guarantors", "gq_who"), ("*", "ln_submitted")),
+        field="outcome",
+        ways=(
+            ("disbursed", "ln_paid"),
+            ("disbursed_mpesa", "ln_paid_mpesa"),
+            ("awaiting_guarantors", "gq_who"),
+            ("*", "ln_submitted"),
+        ),
         fresh=True,
     ),
     End("ln_paid", "ln_paid"),
+    End("ln_paid_mpesa", "ln_paid_mpesa"),
     End("ln_submitted", "ln_submitted"),
     End("ln_open", "ln_open"),
     End("ln_unavailable", "ln_unavailable"),

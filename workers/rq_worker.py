@@ -19,7 +19,9 @@ request), the sweeper re-enqueues a message whose job vanished
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -66,6 +68,40 @@ def _wait_for_redis(connection: Any, stop: threading.Event, delay_s: float, max_
     return False
 
 
+def free_stale_name(connection: Any, queue_names: Sequence[str], name: str | None) -> bool:
+    """Mark dead the registration a killed worker of this ``name`` left behind, so that the
+    same name can start again. True if there was one.
+
+    A worker killed with SIGKILL (the OOM killer, ``kill -9``, the fault test) never records
+    its death, and RQ refuses to start another worker of that name ("There exists an active
+    worker named ... already") until the old key expires, minutes later: systemd would
+    restart ``sacco-worker@N`` (``--name %H-outbox-%i``) into that refusal again and again.
+    Only a registration from this host whose process is gone is freed; another host's, or a
+    live process's, is left alone."""
+    if not name:
+        return False
+    key = f"{_Worker.redis_worker_namespace_prefix}{name}"
+    pid, host, death = connection.hmget(key, "pid", "hostname", "death")
+    if pid is None or death is not None:
+        return False
+    if host is None or host.decode() != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        pass
+    except (PermissionError, ValueError):
+        return False
+    else:
+        return False  # alive: a second worker really is using that name
+    stale = _Worker([Queue(q, connection=connection) for q in queue_names],
+                    connection=connection, name=name)  # fmt: skip
+    stale.register_death()  # type: ignore[no-untyped-call]
+    log.warning("worker %s: freed the name its killed process (pid %s) left registered", name,
+                int(pid))  # fmt: skip
+    return True
+
+
 def run_worker(
     connection: Any,
     queue_names: Sequence[str],
@@ -84,6 +120,7 @@ def run_worker(
         worker: _Worker | None = None
         started = time.monotonic()
         try:
+            free_stale_name(connection, queue_names, name)
             worker = _Worker(
                 [Queue(q, connection=connection) for q in queue_names],
                 connection=connection,

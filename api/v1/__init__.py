@@ -28,6 +28,7 @@ from api.v1 import (
     audit_views,
     auth_views,
     close_day_views,
+    crb_views,
     loan_product_views,
     loan_views,
     member_views,
@@ -38,6 +39,7 @@ from api.v1 import (
     score_views,
     staff_views,
     teller_views,
+    year_end_views,
 )
 from api.v1.schemas import ProblemSchema
 from api.v1.security import PUBLIC, SECURITY_DOC, request_id
@@ -56,10 +58,12 @@ BLUEPRINTS = [
     loan_product_views.blp,
     loan_views.blp,
     close_day_views.blp,
+    crb_views.blp,
     recovery_views.blp,
     score_views.blp,
     teller_views.blp,
     savings_product_views.blp,
+    year_end_views.blp,
 ]
 DOCS_PATH = "/api/v1/docs"
 # Swagger UI's files, served by the app from the pinned swagger-ui-bundle package: a SACCO

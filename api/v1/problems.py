@@ -47,6 +47,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "sim_swap_recent": 403,
     "pin_locked": 423,
     "account_locked": 423,
+    "crb_file_invalid": 422,  # the submission file failed its own layout's rules
+    "close_day_behind": 409,
 }
 DEFAULT_STATUS = 400
 

@@ -1699,3 +1699,113 @@ class EstateReportRow(EstatePayableOut):
 
 class EstateReportOut(Schema):
     items = fields.List(fields.Nested(EstateReportRow), required=True)
+
+
+# ------------------------------------------------------------------ year end (issue 14)
+
+
+class YearEndRunIn(Strict):
+    """The board's proposed rates for a financial year that is over."""
+
+    financial_year = fields.Integer(required=True, metadata={"example": 2026})
+    dividend_rate_percent = _decimal(
+        required=True, metadata={**DECIMAL_TEXT, "description": "percent, 0 to 30"}
+    )
+    rebate_rate_percent = _decimal(
+        required=True, metadata={**DECIMAL_TEXT, "description": "percent, 0 to 30"}
+    )
+    dividend_method = fields.String(
+        load_default="closing_balance", validate=validate.OneOf(["closing_balance", "days_held"])
+    )
+    rebate_method = fields.String(
+        load_default="monthly_pro_rata",
+        validate=validate.OneOf(["monthly_pro_rata", "average_monthly_balance"]),
+    )
+
+
+class YearEndRunOut(Schema):
+    id = fields.Integer(required=True)
+    financial_year = fields.Integer(required=True)
+    status = fields.String(required=True)
+    dividend_method = fields.String(required=True)
+    dividend_rate_percent = fields.String(required=True)
+    rebate_method = fields.String(required=True)
+    rebate_rate_percent = fields.String(required=True)
+    dividend_tax_percent = fields.String(required=True)
+    rebate_tax_percent = fields.String(required=True)
+    members = fields.Integer(required=True)
+    dividend_gross_cents = fields.Integer(required=True)
+    dividend_tax_cents = fields.Integer(required=True)
+    rebate_gross_cents = fields.Integer(required=True)
+    rebate_tax_cents = fields.Integer(required=True)
+    net_cents = fields.Integer(required=True)
+    digest = fields.String(allow_none=True, required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    posted_on = fields.String(allow_none=True, required=True)
+
+
+class YearEndPreviewOut(Schema):
+    run = fields.Nested(YearEndRunOut, required=True)
+    totals = fields.Dict(required=True)
+    capital_before = fields.Dict(required=True)
+    capital_after = fields.Dict(required=True)
+    below_minimum = fields.List(fields.String(), required=True)
+    lines = fields.List(fields.Dict(), required=True)
+
+
+class YearEndSubmitIn(Strict):
+    note = fields.String(validate=validate.Length(max=200))
+
+
+class PayoutChoiceIn(Strict):
+    destination = fields.String(
+        required=True, validate=validate.OneOf(["savings", "mpesa", "shares", "deposits"])
+    )
+
+
+class PayoutChoiceOut(Schema):
+    member_id = fields.Integer(required=True)
+    destination = fields.String(required=True)
+
+
+class TaxReportArgs(Strict):
+    month = fields.String(
+        required=True, validate=validate.Regexp(r"^\d{4}-\d{2}$"),
+        metadata={"description": "YYYY-MM", "example": "2027-03"},
+    )  # fmt: skip
+
+
+class TaxReportOut(Schema):
+    month = fields.String(required=True)
+    due_on = fields.Date(required=True)
+    rows = fields.List(fields.Dict(), required=True)
+    total_tax_cents = fields.Integer(required=True)
+    ledger_withheld_cents = fields.Integer(required=True)
+
+
+# ------------------------------------------------------------------ credit-bureau submission (issue 15)
+
+
+class CrbSubmissionIn(Strict):
+    month = fields.String(
+        required=True, validate=validate.Length(max=7),
+        metadata={"description": "the month reported, YYYY-MM; over, and closed by close of day"},
+    )  # fmt: skip
+
+
+class CrbSubmissionOut(Schema):
+    id = fields.Integer(required=True)
+    month = fields.String(required=True)
+    as_of = fields.Date(required=True, metadata={"description": "close of day's date the "
+                                                 "figures are as of"})  # fmt: skip
+    layout_version = fields.String(required=True)
+    file_name = fields.String(required=True)
+    consumers = fields.Integer(required=True)
+    accounts = fields.Integer(required=True)
+    guarantors = fields.Integer(required=True)
+    negative_accounts = fields.Integer(required=True, metadata={"description": "listed"})
+    withheld = fields.Integer(required=True, metadata={"description": "written off, never "
+                                                       "listable: not reported"})  # fmt: skip
+    balance_cents = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    created_at = fields.DateTime(required=True)

@@ -5,7 +5,9 @@ Each row's ``hash`` is SHA-256 over its own fields and the previous row's hash
 after it. Appends are serialised by locking the single ``audit_chain_head`` row
 (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
 serialises writers), which also records the last hash so that cutting rows off
-the end is detected too.
+the end is detected too. Under that lock the head also gives the new row its id (the
+last one's plus one, so the chain's ids have no gaps) and the row is hashed before it is
+inserted: an append is three statements (lock the head, insert the row, move the head).
 
 ``record`` writes in the caller's transaction and does not commit: the audit
 row exists exactly when the audited change commits. ``verify_chain`` recomputes
@@ -18,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -108,8 +110,11 @@ def record(
     head = session.scalar(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update())
     if head is None:  # pragma: no cover - the migration seeds it
         raise RuntimeError("audit_chain_head row missing: run the migrations")
-    created = now
+    # What the database will give back (``UTCDateTime`` stores and returns UTC to the
+    # microsecond), so the hash is computed before the insert, not read back after it.
+    created = now.astimezone(UTC)
     row = AuditEvent(
+        id=head.last_event_id + 1,  # under the head's lock: the next in the chain
         created_at=created,
         actor_type=actor.kind,
         actor_id=actor.id if actor.kind != "system" else None,
@@ -124,14 +129,11 @@ def record(
         prev_hash=head.last_hash,
         hash="",
     )
-    session.add(row)
-    session.flush()
-    # Read back what the database stores (timestamp precision) before hashing.
-    session.refresh(row, ["created_at"])
     row.hash = _hash_of(row, head.last_hash)
+    session.add(row)
     head.last_event_id = row.id
     head.last_hash = row.hash
-    session.flush()
+    session.flush()  # the row and the head: two statements
     return row
 
 

@@ -60,6 +60,8 @@ PERMISSIONS: dict[str, str] = {
     "guarantors' pledges (maker of loan.recover)",
     "close_day:read": "list the loan book's close-of-day runs and their results (accrual, "
     "arrears, classification and provisions by product and category)",
+    "crb:submit": "produce a month's credit-bureau data submission file (audited)",
+    "crb:read": "list credit-bureau submission files and download them (audited)",
     "approvals:read": "list and read maker-checker requests",
     "approvals:decide": "approve or reject another person's request (checker)",
     "approvals:decide_large": "decide requests above the manager threshold, and new or "
@@ -81,6 +83,11 @@ PERMISSIONS: dict[str, str] = {
     "savings_products:read": "list and read savings products, their current and earlier versions",
     "savings_products:manage": "ask to create or change (a rate, or deactivate) a savings "
     "product (maker)",
+    "year_end:read": "read year-end runs (each member's dividend and rebate, the capital "
+    "ratios) and the withholding tax remittance report",
+    "year_end:manage": "make a year-end run with the board's rates, submit it (maker of "
+    "year_end.post; a manager approves), set a member's standing payout choice and queue "
+    "the M-Pesa payouts of a posted run",
 }
 
 _READ = {"self", "members:read", "approvals:read", "loan_products:read"}
@@ -125,6 +132,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "loans:reschedule",
             "loans:recover",
             "close_day:read",
+            "crb:submit",
+            "crb:read",
             "approvals:decide",
             "approvals:decide_large",
             "access:approve",
@@ -136,6 +145,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "savings_products:read",
             "savings_products:manage",
             "estates:pay",
+            "year_end:read",
+            "year_end:manage",
         }
     ),
     "loan_officer": frozenset(
@@ -196,9 +207,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sim_swap:read",
             "loans:read",
             "close_day:read",
+            "crb:read",
             "tills:read",
             "dormancy:read",
             "savings_products:read",
+            "year_end:read",
         }
     ),
 }
@@ -251,6 +264,8 @@ PERMISSION_RISK: dict[str, str] = {
     "loans:reschedule": "money",  # asks for what a member owes to be re-spread
     "loans:recover": "money",  # asks for deposits and pledges to be taken to a loan
     "close_day:read": "none",  # the book's totals by product and category; no member's data
+    "crb:submit": "personal_data",  # the file holds every borrower's ID, name and phone
+    "crb:read": "personal_data",
     "approvals:read": "none",  # member ids, actions and amounts; no names, phones or IDs
     "approvals:decide": "money",
     "approvals:decide_large": "money",
@@ -266,6 +281,8 @@ PERMISSION_RISK: dict[str, str] = {
     "dormancy:reactivate": "money",  # lets withdrawals through again
     "savings_products:read": "none",  # the SACCO's published terms, nobody's data
     "savings_products:manage": "money",  # asks for the rate every saver earns
+    "year_end:read": "personal_data",  # every member's dividend, rebate and balances
+    "year_end:manage": "money",  # asks for the year's dividends and rebates to be paid
 }
 GUARDED_RISKS = frozenset({"money", "personal_data", "access"})
 # The checker of staff-account and partner-key requests; held by no role that can ask.

@@ -97,7 +97,12 @@ def install_jobs(factory: sessionmaker[Session], submit: Callable[[Job], None]) 
         return
     _installed.add(factory)
 
+    # SQLAlchemy fires both events for a SAVEPOINT too (released / rolled back), while
+    # the unit of work goes on: jobs are handed over only when the outermost transaction
+    # commits, and ``savepoint`` itself forgets the jobs of a savepoint rolled back.
     def after_commit(session: Session) -> None:
+        if session.in_nested_transaction():
+            return
         for job in session.info.pop(_JOBS_KEY, ()):
             try:
                 submit(job)
@@ -105,6 +110,8 @@ def install_jobs(factory: sessionmaker[Session], submit: Callable[[Job], None]) 
                 log.error("could not queue %r after commit: %s", job, type(exc).__name__)
 
     def after_rollback(session: Session) -> None:
+        if session.in_nested_transaction():
+            return
         session.info.pop(_JOBS_KEY, None)
 
     event.listen(factory, "after_commit", after_commit)

@@ -76,6 +76,9 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.MEMBER_ESTATE_PAYOUT: StatementLabel.WITHDRAWAL,  # a payee paid at the branch
     EntryKind.SAVINGS_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
     EntryKind.SAVINGS_INTEREST: StatementLabel.INTEREST,  # interest earned, net of tax
+    EntryKind.YEAR_END_DECLARE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.YEAR_END_TAX: StatementLabel.ADJUSTMENT,  # SACCO accounts only
+    EntryKind.YEAR_END_CREDIT: StatementLabel.INTEREST,  # dividend and rebate, net of tax
 }
 
 

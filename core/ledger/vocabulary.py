@@ -73,6 +73,13 @@ class EntryKind(StrEnum):
     # member's account with the net, Cr withholding tax with the tax).
     SAVINGS_ACCRUAL = "savings.accrual"
     SAVINGS_INTEREST = "savings.interest"
+    # Year end (issue 14, part 2; core.savings.year_end): the declaration (Dr retained
+    # earnings with the dividends, Dr interest on deposits with the rebates / Cr dividends
+    # payable), then per member the tax (Dr dividends payable / Cr withholding tax) and the
+    # net (Dr dividends payable / Cr the member's account, through ``credit_member``).
+    YEAR_END_DECLARE = "year_end.declare"
+    YEAR_END_TAX = "year_end.tax"
+    YEAR_END_CREDIT = "year_end.credit"
 
 
 class HoldStatus(StrEnum):

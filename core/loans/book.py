@@ -246,7 +246,10 @@ def apply_for_loan(
         application.reference = disbursement.new_application_reference()
     session.add(application)
     session.flush()
-    route(session, deps, application, payout=payout, free_cents=facts.free_deposits_cents)
+    route(
+        session, deps, application, payout=payout, free_cents=facts.free_deposits_cents,
+        new=True,
+    )  # fmt: skip
     return application
 
 
@@ -301,16 +304,23 @@ def route(
     *,
     payout: disbursement.LoanPayout | None = None,
     free_cents: int | None = None,
+    new: bool = False,
 ) -> None:
     """Move a not-yet-approved application to where its security puts it: waiting for
     guarantors while the cover is short, pending approval once it is complete, and, within
     the product's auto-approval ceiling with every rule passing, approved and disbursed
-    by the system with no request. ``free_cents``: the borrower's free deposits, when the
-    caller read them in this unit of work (``pledges.cover``)."""
+    by the system with no request. The caller holds the application's row (locked, or
+    inserted, in this unit of work). ``free_cents``: the borrower's free deposits, when the
+    caller read them in this unit of work (``pledges.cover``). ``new``: the application
+    was inserted just now by ``apply_for_loan``, under the member's lock, after its
+    appraisal passed on the facts read under that lock: it has no pledges yet, and
+    ``disbursement.check_approvable`` would read the same facts to the same answer, so
+    neither is read again."""
     if application.status not in BEFORE_APPROVAL:
         return
     now = deps.now()
-    complete = cover(session, application, free_cents=free_cents).complete
+    pledged = 0 if new else None
+    complete = cover(session, application, free_cents=free_cents, pledged=pledged).complete
     status = (
         ApplicationStatus.PENDING_APPROVAL if complete else ApplicationStatus.AWAITING_GUARANTORS
     )
@@ -325,7 +335,7 @@ def route(
         application.updated_at = now
         session.flush()
     if complete:
-        _auto_approve(session, deps, application, payout)
+        _auto_approve(session, deps, application, payout, checked=new)
 
 
 def _auto_approve(
@@ -333,12 +343,17 @@ def _auto_approve(
     deps: CoreDeps,
     application: LoanApplication,
     payout: disbursement.LoanPayout | None = None,
+    *,
+    checked: bool = False,
 ) -> None:
+    """Approve and disburse within the product's ceiling; ``checked``: the caller has
+    just appraised it under the member's lock (``route``'s ``new``)."""
     terms = version_terms(session, application.product_version_id)
     if application.amount_cents > terms.auto_approve_ceiling_cents:
         return
     try:
-        disbursement.check_approvable(session, deps, application)
+        if not checked:
+            disbursement.check_approvable(session, deps, application)
     except LoanRefused as refused:  # rules changed since applying: staff decide
         application.reasons = " ".join(refused.reasons)[:200]
         session.flush()
@@ -354,18 +369,20 @@ def _auto_approve(
             with uow.savepoint(session):
                 disbursement.approve_application(
                     session, deps, SYSTEM, application.id,
-                    note="auto-approved within the product ceiling", checked=True,
+                    note="auto-approved within the product ceiling", checked=True, locked=True,
                 )  # fmt: skip
-                disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout)
+                disbursement.disburse(
+                    session, deps, SYSTEM, application.id, payout=payout, locked=True
+                )
         except DomainError as refused:
             application.reasons = str(refused.context.get("reason") or refused.code)[:200]
             session.flush()
         return
     disbursement.approve_application(
         session, deps, SYSTEM, application.id, note="auto-approved within the product ceiling",
-        checked=True,
+        checked=True, locked=True,
     )  # fmt: skip
-    disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout)
+    disbursement.disburse(session, deps, SYSTEM, application.id, payout=payout, locked=True)
 
 
 def _close(

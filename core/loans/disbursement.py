@@ -72,7 +72,14 @@ def new_application_reference() -> str:
     return "L" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(7))
 
 
-def lock_application(session: Session, application_id: int) -> LoanApplication:
+def lock_application(
+    session: Session, application_id: int, *, locked: bool = False
+) -> LoanApplication:
+    """The application's row, locked for this unit of work. ``locked``: the caller already
+    holds it (locked, or inserted, earlier in this unit of work, so no other transaction
+    can change it): the session's copy is current and no statement is sent."""
+    if locked:
+        return session.get_one(LoanApplication, application_id)
     application = session.scalar(
         select(LoanApplication)
         .where(LoanApplication.id == application_id)
@@ -127,11 +134,13 @@ def approve_application(
     approval_id: int | None = None,
     note: str = "",
     checked: bool = False,
+    locked: bool = False,
 ) -> LoanApplication:
     """Approve a covered application whose appraisal still passes (see the module).
     ``checked``: the caller has just run ``check_approvable`` on it in this unit of work,
-    under the member's lock (the auto-approval), so it is not run twice."""
-    application = lock_application(session, application_id)
+    under the member's lock (the auto-approval), so it is not run twice. ``locked``: the
+    caller holds the application's row (``lock_application``)."""
+    application = lock_application(session, application_id, locked=locked)
     if not checked:
         check_approvable(session, deps, application)
     now = deps.now()
@@ -194,18 +203,22 @@ def disburse(
     application_id: int,
     *,
     payout: LoanPayout | None = None,
+    locked: bool = False,
 ) -> Loan:
     """Pay an approved application out where it asked (``disburse_to``; see the module). A
-    second call for a disbursed application returns its loan and writes nothing."""
-    application = lock_application(session, application_id)
+    second call for a disbursed application returns its loan and writes nothing.
+    ``locked``: the caller holds the application's row (``lock_application``)."""
+    application = lock_application(session, application_id, locked=locked)
     if (
         application.disburse_to != DisburseTo.MPESA
         or application.status != ApplicationStatus.APPROVED
     ):
-        return disburse_to_savings(session, deps, actor, application.id)
+        return disburse_to_savings(session, deps, actor, application.id, locked=True)
     amount = check_payout(session, deps, application, payout)
     assert payout is not None
-    loan = disburse_to_savings(session, deps, actor, application.id, mpesa_cents=amount)
+    loan = disburse_to_savings(
+        session, deps, actor, application.id, mpesa_cents=amount, locked=True
+    )
     payout.pay(session, deps, loan, amount)
     return loan
 
@@ -218,13 +231,15 @@ def disburse_to_savings(
     *,
     mpesa_cents: int | None = None,
     tell: bool = True,
+    locked: bool = False,
 ) -> Loan:
     """Pay an approved application out to the member's savings (see the module). A second
     call for a disbursed application returns its loan and writes nothing. ``mpesa_cents``:
     the caller sends that much on by M-Pesa (``disburse``), which the SMS says. ``tell``
     False: the caller texts the member itself (a recovery loan, ``core.loans.recovery``,
-    whose money goes straight on to the loan it recovers)."""
-    application = lock_application(session, application_id)
+    whose money goes straight on to the loan it recovers). ``locked``: the caller holds
+    the application's row (``lock_application``)."""
+    application = lock_application(session, application_id, locked=locked)
     if application.status == ApplicationStatus.DISBURSED:
         return session.scalars(select(Loan).where(Loan.application_id == application.id)).one()
     if application.status != ApplicationStatus.APPROVED:

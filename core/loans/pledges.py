@@ -66,17 +66,24 @@ def pledged_cents(session: Session, application_id: int) -> int:
 
 
 def cover(
-    session: Session, application: LoanApplication, *, free_cents: int | None = None
+    session: Session,
+    application: LoanApplication,
+    *,
+    free_cents: int | None = None,
+    pledged: int | None = None,
 ) -> Cover:
     """The application's security now: the borrower's free deposits today (a pledge they
     made for someone else since applying counts against them) plus accepted pledges.
     ``free_cents``: the borrower's free deposits, when the caller read them in this unit of
-    work already (``facts.member_facts``)."""
+    work already (``facts.member_facts``); ``pledged``: the accepted pledges, when the
+    caller knows them (0 for an application inserted in this unit of work)."""
     required = application.required_cover_cents
     if free_cents is None:
         free_cents = free_deposits_cents(session, application.member_id)
     own = min(required, free_cents)
-    return Cover(required, own, pledged_cents(session, application.id))
+    if pledged is None:
+        pledged = pledged_cents(session, application.id)
+    return Cover(required, own, pledged)
 
 
 def place(session: Session, guarantee: LoanGuarantee, *, now: datetime) -> int:

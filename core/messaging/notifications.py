@@ -87,14 +87,19 @@ def _queue(session: Session, values: dict[str, Any], now: datetime) -> OutboxMes
         "created_at": now,
         **values,
     }
-    session.execute(
+    # One statement when the key is new (the row comes back from the INSERT); a second
+    # only when it was queued before and the INSERT did nothing.
+    message = session.scalars(
         insert_for(session, OutboxMessage)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["business_key"])
-    )
-    message = session.execute(
-        select(OutboxMessage).where(OutboxMessage.business_key == values["business_key"])
-    ).scalar_one()
+        .returning(OutboxMessage),
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    if message is None:
+        message = session.execute(
+            select(OutboxMessage).where(OutboxMessage.business_key == values["business_key"])
+        ).scalar_one()
     if message.status == OutboxStatus.PENDING:
         session.info.setdefault(_PENDING_KEY, set()).add(message.id)
     return message

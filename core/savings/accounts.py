@@ -40,6 +40,7 @@ class CreditSource(StrEnum):
     CASH = "cash"  # a teller's cash, banked
     BANK = "bank"  # a bank transfer
     SUSPENSE = "suspense"  # an M-Pesa payment parked in suspense, given to its member by staff
+    YEAR_END = "year_end"  # a dividend and rebate, net of tax (core.savings.year_end)
 
 
 # Per source: the SACCO account the money leaves, the entry it makes, the receipt SMS.
@@ -51,6 +52,9 @@ _SOURCES: dict[CreditSource, tuple[SystemAccount, EntryKind, str]] = {
     CreditSource.BANK: (SystemAccount.BANK, EntryKind.DEPOSIT_BANK, "deposit_received_bank"),
     CreditSource.SUSPENSE: (
         SystemAccount.SUSPENSE, EntryKind.MPESA_SUSPENSE_ASSIGN, "deposit_received"
+    ),
+    CreditSource.YEAR_END: (
+        SystemAccount.DIVIDENDS_PAYABLE, EntryKind.YEAR_END_CREDIT, "year_end_paid"
     ),
 }  # fmt: skip
 

@@ -21,7 +21,7 @@ from core.kernel.permissions import Principal
 from core.ledger import entries as ledger
 from core.members.approval_actions import AboveTillLimit, earlier_cash_request
 from core.members.backoffice import check_cash_key, visible_member
-from core.savings import products
+from core.savings import products, year_end
 from core.savings.tills import (
     TillFigures,
     TillRefused,
@@ -223,7 +223,36 @@ def _exec_change(
     return products.approve_change(session, deps, staff.checker_of(session, req), req.id, p)
 
 
+# ------------------------------------------------------------ year_end.post
+
+
+def _check_year_end(
+    session: Session, deps: CoreDeps, member_id: int | None, p: dict[str, Any]
+) -> None:
+    year_end.check_post(session, p)
+
+
+def _exec_year_end(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    return year_end.post_run(session, deps, staff.checker_of(session, req), p)
+
+
+def _reject_year_end(
+    session: Session, deps: CoreDeps, req: ApprovalRequest, p: dict[str, Any]
+) -> dict[str, Any]:
+    return year_end.reject_run(session, p)
+
+
 def register_actions() -> None:
+    register(
+        year_end.POST_ACTION,
+        ActionSpec(
+            year_end.MAKER_PERMISSION, "post a year's dividends and rebates", False,
+            _check_year_end, _exec_year_end, checker_permission=year_end.CHECKER_PERMISSION,
+            on_reject=_reject_year_end,
+        ),
+    )  # fmt: skip
     register(
         "withdrawal.cash",
         ActionSpec(

@@ -38,4 +38,38 @@ class PostingFrequency(StrEnum):
 class TaxKind(StrEnum):
     """``withholding_tax_rates.kind``."""
 
-    INTEREST = "interest"  # interest on deposits and savings
+    INTEREST = "interest"  # interest on deposits and savings; also the year-end rebate
+    DIVIDEND = "dividend"  # dividends on share capital (core.savings.year_end)
+
+
+class DividendMethod(StrEnum):
+    """How a year's dividend on share capital is worked out (docs/savings/year-end.md)."""
+
+    CLOSING_BALANCE = "closing_balance"  # the share capital held at the year's end
+    DAYS_HELD = "days_held"  # pro rata by days held: each day's closing balance / days
+
+
+class RebateMethod(StrEnum):
+    """How a year's rebate (interest) on deposits is worked out."""
+
+    # opening deposits × rate + each month's net contribution × rate × months remaining / 12
+    MONTHLY_PRO_RATA = "monthly_pro_rata"
+    AVERAGE_MONTHLY_BALANCE = "average_monthly_balance"  # the mean of the 12 month-end balances
+
+
+class PayoutChoice(StrEnum):
+    """Where a member's net dividend and rebate go (the member's standing choice)."""
+
+    SAVINGS = "savings"  # credited to savings (the default)
+    MPESA = "mpesa"  # credited to savings, then paid out by M-Pesa B2C (two-phase)
+    SHARES = "shares"  # capitalised into share capital
+    DEPOSITS = "deposits"  # capitalised into deposits
+
+
+class YearEndStatus(StrEnum):
+    """``year_end_runs.status``."""
+
+    DRAFT = "draft"  # rates set; preview at will
+    PENDING_APPROVAL = "pending_approval"  # submitted: the amounts are frozen (``digest``)
+    POSTED = "posted"
+    REJECTED = "rejected"

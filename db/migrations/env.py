@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, pool
 
 import db.models  # noqa: F401  (registers the tables on Base.metadata)
 import db.models_close_day  # noqa: F401
+import db.models_crb  # noqa: F401
 import db.models_exit  # noqa: F401
 import db.models_loans  # noqa: F401
 import db.models_members  # noqa: F401
@@ -18,6 +19,7 @@ import db.models_recovery  # noqa: F401
 import db.models_savings  # noqa: F401
 import db.models_scoring  # noqa: F401
 import db.models_tills  # noqa: F401
+import db.models_year_end  # noqa: F401
 from db.base import Base
 
 config = context.config

@@ -36,6 +36,7 @@ EVERY_ACTION = {
     "till.close": "core.savings.approval_actions",
     "savings_product.create": "core.savings.approval_actions",
     "savings_product.change": "core.savings.approval_actions",
+    "year_end.post": "core.savings.approval_actions",
     "member.exit": "core.members.exit",
     "member.death": "core.members.death",
 }

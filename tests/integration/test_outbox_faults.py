@@ -161,3 +161,24 @@ def test_a_busy_worker_survives_a_redis_outage_and_takes_later_jobs(
         wait_for(lambda: statuses(factory, [later]) == {later: "sent"}, "a later job taken")
         assert worker.poll() is None
     assert [len(gateway_messages(standin.url, p)) for p in (busy_phone, later_phone)] == [1, 1]
+
+
+def test_a_worker_killed_with_sigkill_starts_again_under_its_own_name(
+    factory: sessionmaker[Session],
+    procs: Processes,
+    standin: StandinHandle,
+    redis_client: redis_lib.Redis,
+) -> None:
+    """systemd restarts ``sacco-worker@N`` with the same ``--name`` after a SIGKILL (the OOM
+    killer, the fault test): the dead process's registration must not refuse it."""
+    name = "test-killed-and-back"
+    first = procs.start("worker", "--name", name)
+    wait_for(lambda: redis_client.exists(f"rq:worker:{name}") == 1, "the first registration")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    second = procs.start("worker", "--name", name)
+    (message,) = queue_messages(factory, phones(1, start=900))
+    enqueue_messages(redis_client, [message], queue_name=QUEUE)
+    wait_for(lambda: statuses(factory, [message]) == {message: "sent"}, "the message sent")
+    assert second.poll() is None, "the restarted worker exited"
+    assert redis_client.hget(f"rq:worker:{name}", "pid") == str(second.pid).encode()

@@ -108,3 +108,27 @@ def test_jobs_are_handed_over_after_the_commit_and_forgotten_on_a_rollback(
             raise RuntimeError("the approved action refused")
     assert queued == [Ping(1), Ping(3)]
     assert Ping(7).args() == (7,)
+
+
+def test_a_released_savepoint_hands_over_nothing_before_the_unit_of_work_commits(
+    committed_pg: Engine,
+) -> None:
+    """SQLAlchemy fires ``after_commit`` when a SAVEPOINT is released: the jobs deferred
+    inside it (an auto-approved loan's B2C send) must still wait for the real commit,
+    or the worker looks for a payout row nobody else can see yet and the loan is never
+    paid. A rolled-back savepoint forgets only its own jobs."""
+    factory = make_session_factory(committed_pg)
+    queued: list[uow.Job] = []
+    uow.install_jobs(factory, queued.append)
+
+    with unit_of_work(factory) as s:
+        uow.defer(s, Ping(10))
+        with uow.savepoint(s):
+            uow.defer(s, Ping(11))
+        assert queued == []  # released, not committed
+        with pytest.raises(RuntimeError), uow.savepoint(s):
+            uow.defer(s, Ping(12))
+            raise RuntimeError("refused inside")
+        assert queued == []
+        assert uow.deferred(s) == [Ping(10), Ping(11)]
+    assert queued == [Ping(10), Ping(11)]

@@ -50,6 +50,9 @@ WORST = {
     "state": Term("state_pending_approval"),
     "tax": "KES 999,999.99",  # savings interest: withholding tax
     "net": "KES 9,999,999.99",
+    "year": "2026",  # year end: the financial year and a member's dividend and rebate
+    "dividend": "KES 9,999,999.99",
+    "rebate": "KES 9,999,999.99",
     "lines": mini_lines([(datetime(2026, 12, 31, tzinfo=UTC), -999_999_999)] * 3),
 }
 TEMPLATES = [k for k in sorted(SMS.texts["en"]) if not k.startswith("term_")]

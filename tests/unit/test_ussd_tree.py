@@ -87,6 +87,8 @@ def worst_data(lang: str) -> dict[str, object]:
         "instalment": BIG,
         "fees": BIG,
         "received": BIG,
+        "sent": BIG,  # a loan paid out by M-Pesa
+        "to": max(longest("acct_savings", lang), longest("ln_by_mpesa", lang), key=len),
         "due_on": "31/12/2026",
         "days": "365",  # the by-laws' exit notice (EXIT_NOTICE_DAYS, at most 365)
         "missing": BIG,

@@ -13,7 +13,7 @@ docs/members/exit.md).
   representative) in a payable account of its own until it is paid out.
 
 Revision ID: 0033
-Revises: 0030
+Revises: 0037
 Create Date: 2026-12-02
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0033"
-down_revision = "0030"
+down_revision = "0037"
 branch_labels = None
 depends_on = None
 

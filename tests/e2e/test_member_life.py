@@ -378,10 +378,10 @@ def test_a_member_joins_saves_earns_is_paid_a_dividend_changes_phone_and_leaves(
             assert gave.status_code == 201, gave.text
             manage_at(LEAVING, ["exit-run", "--maker", "loans"], env)
             pending = server.api("GET", "/approvals?status=pending", "manager").json()["items"]
-            asked = [a for a in pending if a["action"] == "member.exit"]
-            assert [a["member_id"] for a in asked] == [member_id], pending
+            exits = [a for a in pending if a["action"] == "member.exit"]
+            assert [a["member_id"] for a in exits] == [member_id], pending
             held = balances(committed_pg, member_id)  # what the ledger says the member has
-            approve(server, asked[0]["id"], "manager")
+            approve(server, exits[0]["id"], "manager")
             total = sum(held.values())
             # M-Pesa pays whole shillings: the odd cents wait at the branch.
             sent, branch = total - total % KES, total % KES

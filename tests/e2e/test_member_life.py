@@ -371,12 +371,12 @@ def test_a_member_joins_saves_earns_is_paid_a_dividend_changes_phone_and_leaves(
         # 6. Two weeks on (past the SIM-swap window a new line starts), the member leaves,
         # the refund by M-Pesa (EXIT_NOTICE_DAYS=0: due today).
         with serving(LEAVING, env, daraja) as server:
-            for who in ("manager", "loans"):
+            for who in ("manager", "manager2"):
                 sign_in(server, who, totp)
-            gave = server.api("POST", f"/members/{member_id}/exit", "loans",
+            gave = server.api("POST", f"/members/{member_id}/exit", "manager2",
                               json={"reason": "moving abroad", "refund_method": "mpesa"})  # fmt: skip
             assert gave.status_code == 201, gave.text
-            manage_at(LEAVING, ["exit-run", "--maker", "loans"], env)
+            manage_at(LEAVING, ["exit-run", "--maker", "manager2"], env)
             pending = server.api("GET", "/approvals?status=pending", "manager").json()["items"]
             exits = [a for a in pending if a["action"] == "member.exit"]
             assert [a["member_id"] for a in exits] == [member_id], pending

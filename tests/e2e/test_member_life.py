@@ -8,8 +8,9 @@ Africa's Talking and Daraja stand-ins, on the PostgreSQL test database seeded by
 started with ``SACCO_TEST_CLOCK`` set to the phase's day, and every ``manage.py`` command runs
 under the same variable, so the member joins in January 2025, saves in January, February and
 March (the server restarted each month), interest is accrued and posted month by month, the
-year 2025 ends and its dividend and rebate are paid in January 2026, when the phone changes
-and the member leaves. ``manage.py verify-ledger`` after every step.
+year 2025 ends and its dividend and rebate are paid in January 2026, when the phone changes;
+the member leaves in February, past the SIM-swap window of the new line (within it the
+refund would be paid at the branch). ``manage.py verify-ledger`` after every step.
 """
 
 from __future__ import annotations

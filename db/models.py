@@ -150,7 +150,7 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending_kyc', 'active', 'suspended', 'exited')", name="status"
+            "status IN ('pending_kyc', 'active', 'suspended', 'exited', 'deceased')", name="status"
         ),
         CheckConstraint("language IN ('en', 'sw')", name="language"),
         CheckConstraint("pin_failed_count >= 0", name="pin_failed_count"),

@@ -60,6 +60,9 @@ class MemberBeneficiary(Base):
     id_kind: Mapped[str] = mapped_column(String(20))
     id_number_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     share_percent: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+    # The beneficiary's phone, for an M-Pesa payment of their share on the member's death
+    # (migration 0033; optional: without it the share is paid at the branch).
+    msisdn_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -18,8 +18,10 @@ from api.v1.schemas import ApprovalOut
 from api.v1.security import api_state, current, runtime
 from core.approvals import engine as approvals
 from core.loans import approval_actions as loan_actions
+from core.members import exit as member_exit
 from core.members.registration import member_balances
 from core.payments.bank.transfers import prepare_bank_payout
+from core.payments.mpesa.exit_refunds import prepare_exit_refund
 from core.payments.mpesa.loan_payouts import prepare_loan_payout
 from db.models import ApprovalRequest
 
@@ -73,15 +75,23 @@ def decision_ports(session: Session, request_id: int) -> dict[str, Any]:
     """What deciding this request may need from the edge (``core.approvals.engine.decide``
     ``ports``): for a loan to be paid by M-Pesa, the payout port, its member's SIM-swap
     status assessed now (it may call the provider), before the decision takes its locks.
-    Empty when M-Pesa is not configured: such an approval then fails ``mpesa_unavailable``
-    and nothing is done."""
+    For a loan paid to a bank account, the bank payout port; for a member's exit refunded by
+    M-Pesa, the refund port likewise (``core.payments.mpesa.exit_refunds``). Empty when
+    M-Pesa is not configured: such an approval then fails ``mpesa_unavailable`` and nothing
+    is done."""
     bank_member = loan_actions.bank_payout_member(session, request_id)
     bank_policy = current_app.extensions.get("sacco_bank_policy")
     if bank_member is not None and bank_policy is not None:
         return {"loan_payout": prepare_bank_payout(session, bank_member, bank_policy)}
-    member_id = loan_actions.payout_member(session, request_id)
     policy = current_app.extensions.get("sacco_mpesa_policy")
     checker = current_app.extensions.get("sacco_sim_swap")
+    refunded = member_exit.refund_member(session, request_id)
+    if refunded is not None and policy is not None and checker is not None:
+        refund = prepare_exit_refund(
+            session, runtime().deps, member_id=refunded, policy=policy, sim_swap=checker
+        )
+        return {"exit_refund": refund}
+    member_id = loan_actions.payout_member(session, request_id)
     if member_id is None or policy is None or checker is None:
         return {}
     port = prepare_loan_payout(

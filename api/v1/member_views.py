@@ -13,21 +13,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flask import Response
+from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from api.v1 import schemas as sc
 from api.v1.maker_checker import ask, cash_answer
 from api.v1.security import api_state, current, requires, runtime
-from core.kernel.errors import NotFound
+from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.identity import mask_msisdn
 from core.members import approval_actions as member_actions
 from core.members import backoffice, walk_in
+from core.members import death as member_death
 from core.members import exit as member_exit
 from core.members.nominations import Beneficiary, NextOfKin, nomination_view
 from core.members.phone_change import phone_change_payload
 from core.members.registration import has_pin_reset, member_balances, pin_lock
+from core.payments.mpesa.estate_payouts import pay_estate_payable
 from db.models import Member
+from db.models_exit import EstatePayable
 
 blp = Blueprint("api_members", __name__, url_prefix="/api/v1/members", description="Members")
 
@@ -102,7 +105,14 @@ def search(args: dict[str, Any]) -> Any:
 
 def _beneficiaries(items: list[dict[str, Any]]) -> list[Beneficiary]:
     return [
-        Beneficiary(b["name"], b["relationship"], b["id_kind"], b["id_number"], b["share_percent"])
+        Beneficiary(
+            b["name"],
+            b["relationship"],
+            b["id_kind"],
+            b["id_number"],
+            b["share_percent"],
+            b.get("phone"),
+        )  # fmt: skip
         for b in items
     ]
 
@@ -354,6 +364,7 @@ def _exit_dict(s: Any, row: Any) -> dict[str, Any]:
         "due_on": row.due_on, "blocked_reason": row.blocked_reason,
         "approval_id": row.approval_id, "loans_offset_cents": row.loans_offset_cents,
         "refund_cents": row.refund_cents, "shares_cents": row.shares_cents, "plan": the,
+        "refund_method": row.refund_method, "refund_payout_id": row.refund_payout_id,
     }  # fmt: skip
 
 
@@ -373,7 +384,7 @@ def request_exit(body: dict[str, Any], member_id: int) -> Any:
         row, created = member_exit.request_exit(
             s, rt.deps, member_id=member.id, reason=body["reason"],
             policy=api_state().exit_policy, channel=member_exit.ExitChannel.STAFF,
-            actor=current(),
+            actor=current(), refund_method=member_exit.RefundMethod(body["refund_method"]),
         )  # fmt: skip
         out = _exit_dict(s, row)
     return out, 201 if created else 200
@@ -391,3 +402,119 @@ def exit_detail(member_id: int) -> Any:
         if row is None:
             raise NotFound("this member has not given notice to leave")
         return _exit_dict(s, row)
+
+
+# ------------------------------------------------------------------ death of a member
+
+
+def _death_dict(s: Any, row: Any) -> dict[str, Any]:
+    return {
+        "death_id": row.id, "member_id": row.member_id, "died_on": row.died_on,
+        "certificate_ref": row.certificate_ref, "document_ref": row.document_ref,
+        "status": row.status, "blocked_reason": row.blocked_reason,
+        "approval_id": row.approval_id, "loans_offset_cents": row.loans_offset_cents,
+        "estate_cents": row.estate_cents,
+        "payables": [member_death.payable_dict(p) for p in member_death.payables_of(s, row.id)],
+    }  # fmt: skip
+
+
+@blp.route("/<int:member_id>/death", methods=["POST"])
+@requires("member_status:request")
+@blp.arguments(sc.DeathIn)
+@blp.response(201, sc.DeathOut)
+@blp.alt_response(200, schema=sc.DeathOut, description="the death was recorded already")
+def record_death(body: dict[str, Any], member_id: int) -> Any:
+    """Record a member's death (docs/members/death.md): the member becomes ``deceased`` at
+    once (USSD, SMS and M-Pesa payouts to their phone stop) and the settlement of the
+    estate is asked of a manager (``member.death``), or ``blocked`` with the reason while
+    something must be settled first."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row, created = member_death.record_death(
+            s, rt.deps, current(), member_id=member.id, died_on=body["died_on"],
+            certificate_ref=body["certificate_ref"], document_ref=body["document_ref"],
+            large_threshold_cents=api_state().large_threshold_cents,
+        )  # fmt: skip
+        out = _death_dict(s, row)
+    return out, 201 if created else 200
+
+
+@blp.route("/<int:member_id>/death", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.DeathOut)
+def death_detail(member_id: int) -> Any:
+    """A deceased member's record: its state, the offset, the estate and each payable."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row = member_death.death_of(s, member.id)
+        if row is None:
+            raise NotFound("no death recorded for this member")
+        return _death_dict(s, row)
+
+
+@blp.route("/<int:member_id>/death/settlement", methods=["POST"])
+@requires("member_status:request")
+@blp.response(200, sc.DeathOut)
+def ask_settlement(member_id: int) -> Any:
+    """Ask a manager again to settle a ``blocked`` estate, once staff dealt with what
+    blocked it; it stays ``blocked`` (with the reason of now) while anything still does."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row = member_death.ask_settlement(
+            s, rt.deps, current(), member_id=member.id,
+            large_threshold_cents=api_state().large_threshold_cents,
+        )  # fmt: skip
+        return _death_dict(s, row)
+
+
+@blp.route("/<int:member_id>/death/payables/<int:payable_id>/payment", methods=["POST"])
+@requires("estates:pay")
+@blp.arguments(sc.EstatePaymentIn)
+@blp.response(201, sc.EstatePayableOut)
+@blp.alt_response(200, schema=sc.EstatePayableOut, description="paid already (or paying)")
+def pay_payable(body: dict[str, Any], member_id: int, payable_id: int) -> Any:
+    """Pay one payee of a settled estate its approved amount: ``cash`` (from the till) or
+    ``bank`` (a transfer) against ``reference``, or ``mpesa`` to the beneficiary's phone in
+    the nomination (whole shillings by B2C, the cents at the branch; the SIM-swap check of
+    that phone first). A payable is paid once: asking again returns it."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        member = backoffice.visible_member(s, current(), member_id)
+        row = s.get(EstatePayable, payable_id)
+        if row is None or row.member_id != member.id:
+            raise NotFound("no such payable for this member")
+        was = row.status
+    if body["method"] == "mpesa":
+        policy = current_app.extensions.get("sacco_mpesa_policy")
+        checker = current_app.extensions.get("sacco_sim_swap")
+        if policy is None or checker is None:
+            raise InvalidInput("M-Pesa is not configured here: pay at the branch",
+                               field="method", reason="mpesa_unavailable")  # fmt: skip
+        with rt.unit_of_work() as s:
+            pay_estate_payable(s, rt.deps, payable_id=payable_id, policy=policy, sim_swap=checker)
+        created = was == member_death.PayableStatus.OPEN
+    else:
+        if not body.get("reference"):
+            raise InvalidInput("reference: the receipt's or the transfer's", field="reference")
+        with rt.unit_of_work() as s:
+            _, created = member_death.pay_at_branch(
+                s, rt.deps, current(), payable_id=payable_id, method=body["method"],
+                reference=body["reference"],
+            )  # fmt: skip
+    with rt.unit_of_work() as s:
+        out = member_death.payable_dict(s.get_one(EstatePayable, payable_id))
+    return out, 201 if created else 200
+
+
+@blp.route("/estate-payables", methods=["GET"])
+@requires("members:read")
+@blp.response(200, sc.EstateReportOut)
+def estate_payables() -> Any:
+    """What the SACCO still holds for the families of deceased members: every payable not
+    yet paid, the estates held whole for a legal representative (no nomination) first."""
+    rt = runtime()
+    with rt.unit_of_work() as s:
+        return {"items": member_death.estate_report(s)}

@@ -1590,6 +1590,11 @@ class BeneficiaryIn(Strict):
         required=True,
         metadata={"description": "percent, at most two decimals; the shares sum to exactly 100"},
     )
+    phone = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(1, 20),
+        metadata={"description": "optional: the beneficiary's phone, to pay their share of "
+                  "the estate by M-Pesa (docs/members/death.md)"},
+    )  # fmt: skip
 
 
 class BeneficiaryOut(Schema):
@@ -1598,6 +1603,7 @@ class BeneficiaryOut(Schema):
     id_kind = fields.String(required=True)
     id_number = fields.String(required=True)
     share_percent = fields.Decimal(required=True, as_string=True)
+    phone = fields.String(allow_none=True, load_default=None)
 
 
 class BeneficiariesIn(Strict):
@@ -1645,6 +1651,11 @@ class ExitIn(Strict):
     reason = fields.String(
         required=True, validate=validate.Length(3, 200),
         metadata={"description": "why the member leaves, as they said it"},
+    )  # fmt: skip
+    refund_method = fields.String(
+        load_default="branch", validate=validate.OneOf(["branch", "mpesa"]),
+        metadata={"description": "how the refund is paid: at the branch (cash or bank "
+                  "transfer) or by M-Pesa to the member's registered phone"},
     )  # fmt: skip
 
 
@@ -1697,6 +1708,11 @@ class ExitOut(Schema):
     loans_offset_cents = fields.Integer(required=True)
     refund_cents = fields.Integer(required=True)
     shares_cents = fields.Integer(required=True)
+    refund_method = fields.String(required=True, metadata={"description": "branch or mpesa"})
+    refund_payout_id = fields.Integer(
+        allow_none=True, required=True,
+        metadata={"description": "the M-Pesa payout of the refund (GET /api/v1/payouts)"},
+    )  # fmt: skip
     plan = fields.Nested(
         ExitPlanOut, allow_none=True, required=True,
         metadata={"description": "what the exit would do today and what stops it "
@@ -1834,6 +1850,68 @@ class FixedDepositOut(Schema):
 
 class FixedDepositList(Schema):
     items = fields.List(fields.Nested(FixedDepositOut), required=True)
+
+
+# ------------------------------------------------------------------ death of a member
+
+
+class DeathIn(Strict):
+    died_on = fields.Date(required=True, metadata={"description": "the date of death"})
+    certificate_ref = fields.String(
+        required=True, validate=validate.Length(3, 40),
+        metadata={"description": "the death certificate's number (letters, digits, / or -)"},
+    )  # fmt: skip
+    document_ref = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(1, 200),
+        metadata={"description": "where the certificate's scan is kept (an uploaded "
+                  "document's id or the file reference)"},
+    )  # fmt: skip
+
+
+class EstatePayableOut(Schema):
+    payable_id = fields.Integer(required=True)
+    payee = fields.String(required=True, metadata={"description": "beneficiary or "
+                                                   "legal_representative"})  # fmt: skip
+    beneficiary_id = fields.Integer(allow_none=True, required=True)
+    share_percent = fields.String(allow_none=True, required=True)
+    amount_cents = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"description": "open, paying or paid"})
+    method = fields.String(allow_none=True, required=True)
+    paid_reference = fields.String(allow_none=True, required=True)
+
+
+class DeathOut(Schema):
+    death_id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    died_on = fields.Date(required=True)
+    certificate_ref = fields.String(required=True)
+    document_ref = fields.String(allow_none=True, required=True)
+    status = fields.String(
+        required=True,
+        metadata={"description": "awaiting_approval, blocked, settled or rejected"},
+    )
+    blocked_reason = fields.String(allow_none=True, required=True)
+    approval_id = fields.Integer(allow_none=True, required=True)
+    loans_offset_cents = fields.Integer(required=True)
+    estate_cents = fields.Integer(required=True)
+    payables = fields.List(fields.Nested(EstatePayableOut), required=True)
+
+
+class EstatePaymentIn(Strict):
+    method = fields.String(required=True, validate=validate.OneOf(["cash", "bank", "mpesa"]))
+    reference = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(3, 40),
+        metadata={"description": "cash or bank: the receipt's or the transfer's reference"},
+    )  # fmt: skip
+
+
+class EstateReportRow(EstatePayableOut):
+    member_id = fields.Integer(required=True)
+    death_id = fields.Integer(required=True)
+
+
+class EstateReportOut(Schema):
+    items = fields.List(fields.Nested(EstateReportRow), required=True)
 
 
 # ------------------------------------------------------------------ year end (issue 14)

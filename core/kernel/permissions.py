@@ -73,6 +73,8 @@ PERMISSIONS: dict[str, str] = {
     "loan_products:manage": "ask to create or change (or deactivate) a loan product (maker)",
     "withdrawals:cash": "pay cash out of a member's savings at the counter (above the till "
     "limit: maker of withdrawal.cash)",
+    "estates:pay": "pay a deceased member's beneficiary (or legal representative) their "
+    "approved share: cash, bank transfer or M-Pesa",
     "tills:operate": "open one's own till day with a float, see it, and count it at day end "
     "(maker of till.close when the count differs)",
     "tills:read": "list every teller's till days (expected, counted, difference)",
@@ -166,6 +168,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "dormancy:reactivate",
             "savings_products:read",
             "savings_products:manage",
+            "estates:pay",
             "year_end:read",
             "year_end:manage",
             "bureau:enquire",
@@ -220,6 +223,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "deposits:cash",
             "loans:repay_cash",
             "withdrawals:cash",
+            "estates:pay",
             "tills:operate",
             "kyc:request",
             "pin_reset:request",
@@ -317,6 +321,7 @@ PERMISSION_RISK: dict[str, str] = {
     "loan_products:read": "none",  # the SACCO's published terms, nobody's data
     "loan_products:manage": "money",  # asks for the terms every loan is made on
     "withdrawals:cash": "money",
+    "estates:pay": "money",  # pays out a share the manager approved
     "tills:operate": "money",  # asks for a till's difference to be posted
     "tills:read": "none",  # tellers' till figures; no member's data
     "dormancy:read": "personal_data",  # members' names and balances

@@ -63,6 +63,8 @@ class Purpose(StrEnum):
     # A member's fixed deposit (core.savings.fixed_deposits; fixed_deposits.account_id).
     FIXED_DEPOSIT = "fixed_deposit"
     LOAN = "loan"  # a member's loan, once loans exist (an asset: what the member owes)
+    # A deceased member's estate owed to one payee until paid (core.members.death).
+    ESTATE_PAYABLE = "estate_payable"
 
 
 class SystemAccount(StrEnum):

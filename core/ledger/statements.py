@@ -77,6 +77,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.TILL_DIFFERENCE: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.MEMBER_EXIT_TRANSFER: StatementLabel.TRANSFER,  # deposits, shares -> savings
     EntryKind.MEMBER_EXIT_REFUND: StatementLabel.WITHDRAWAL,  # paid out on exit
+    EntryKind.MEMBER_ESTATE_TRANSFER: StatementLabel.TRANSFER,  # savings -> the payees
+    EntryKind.MEMBER_ESTATE_PAYOUT: StatementLabel.WITHDRAWAL,  # a payee paid at the branch
     EntryKind.SAVINGS_ACCRUAL: StatementLabel.INTEREST,  # SACCO accounts only
     EntryKind.SAVINGS_INTEREST: StatementLabel.INTEREST,  # interest earned, net of tax
     EntryKind.YEAR_END_DECLARE: StatementLabel.ADJUSTMENT,  # SACCO accounts only

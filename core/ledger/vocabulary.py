@@ -64,6 +64,13 @@ class EntryKind(StrEnum):
     # paid out by the teller in cash or by bank transfer).
     MEMBER_EXIT_TRANSFER = "member.exit_transfer"
     MEMBER_EXIT_REFUND = "member.exit_refund"
+    # A deceased member's estate (core.members.death, docs/members/death.md): after the
+    # loans' offset (as an exit's), savings shared out to one payable account per
+    # beneficiary, or the legal representative (``member.estate_transfer``), each paid out
+    # at the branch (``member.estate_payout``: Dr the payable / Cr bank) or by M-Pesa
+    # (``withdrawal.mpesa`` from the payable).
+    MEMBER_ESTATE_TRANSFER = "member.estate_transfer"
+    MEMBER_ESTATE_PAYOUT = "member.estate_payout"
     # Savings interest (issue 14; core.savings.interest): accrued daily, one entry per
     # product and date (Dr interest on deposits / Cr interest payable; the reverse when
     # an average-daily-balance period ends below its minimum and is forfeited), and posted

@@ -7,7 +7,7 @@ on their own who sees what:
 * ``pending_kyc`` (registered, ID not yet checked): balances, their account,
   PIN change, and deposits (money may come in before KYC; nothing goes out).
 * ``suspended``: balances only; the member is told to call the SACCO.
-* ``exited``: nothing.
+* ``exited``, ``deceased``: nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ _BY_STATUS: dict[str, frozenset[str]] = {
     MemberStatus.PENDING_KYC: frozenset({BALANCES, ACCOUNT, CHANGE_PIN, DEPOSIT}),
     MemberStatus.SUSPENDED: frozenset({BALANCES}),
     MemberStatus.EXITED: frozenset(),
+    MemberStatus.DECEASED: frozenset(),  # the phone of a deceased member: nothing
 }
 
 

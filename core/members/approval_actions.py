@@ -269,8 +269,18 @@ def take_cash_deposit(
 
 
 def register_actions() -> None:
+    from core.members import death as member_death  # it reads the loan book, as exit does
     from core.members import exit as member_exit  # it reads the loan book, which imports us
 
+    register(
+        member_death.ACTION,
+        ActionSpec(
+            member_death.MAKER_PERMISSION,
+            "settle a deceased member's estate (offset loans, share it per the nomination)",
+            True, member_death.check_request, member_death.execute,
+            checker_permission=member_death.CHECKER_PERMISSION, on_reject=member_death.on_reject,
+        ),
+    )  # fmt: skip
     register(
         member_exit.ACTION,
         ActionSpec(

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -82,6 +82,33 @@ class ExitStatus(StrEnum):
 class ExitChannel(StrEnum):
     STAFF = "staff"
     USSD = "ussd"
+
+
+class RefundMethod(StrEnum):
+    """How the exit's refund is paid (``member_exits.refund_method``)."""
+
+    BRANCH = "branch"  # teller cash or bank transfer against the exit's reference
+    MPESA = "mpesa"  # B2C to the member's registered phone (a port the edge passes in)
+
+
+@dataclass(frozen=True)
+class RefundSent:
+    """What an M-Pesa refund port did: the payout it started (held on savings) and its
+    amount, or why M-Pesa was refused (the whole refund is then paid at the branch)."""
+
+    payout_id: int | None
+    amount_cents: int
+    refused: str | None = None
+    reference: str | None = None  # the payout's
+
+
+class RefundPayout(Protocol):
+    """Pays an exit refund by M-Pesa (``core.payments.mpesa.exit_refunds``), made by the
+    edge for one member with their SIM-swap status assessed before any lock."""
+
+    def pay(
+        self, session: Session, deps: CoreDeps, member: Member, amount_cents: int, key: str
+    ) -> RefundSent: ...
 
 
 class SharesOnExit(StrEnum):
@@ -341,11 +368,14 @@ def check_direct_exit(session: Session, member_id: int) -> None:
 def request_exit(
     session: Session, deps: CoreDeps, *, member_id: int, reason: str, policy: ExitPolicy,
     channel: ExitChannel, actor: Principal | None = None,
+    refund_method: RefundMethod = RefundMethod.BRANCH,
 ) -> tuple[MemberExit, bool]:  # fmt: skip
     """The member's notice to leave (see the module); ``(row, created)``. The same member
     again returns the first notice. ``InvalidInput`` for a reason of fewer than 3 or more
     than 200 characters; ``MemberNotAllowed`` (``exited``) for a member who has left."""
     text = " ".join((reason or "").split())
+    if refund_method not in set(RefundMethod):
+        raise InvalidInput("refund_method: branch or mpesa", field="refund_method")
     if not 3 <= len(text) <= 200:
         raise InvalidInput("reason: 3 to 200 characters", field="reason")
     session.scalar(select(Member.id).where(Member.id == member_id).with_for_update())
@@ -362,7 +392,7 @@ def request_exit(
         notice_days=policy.notice_days,
         due_on=business_date(now) + timedelta(days=policy.notice_days),
         status=ExitStatus.NOTICE, loans_offset_cents=0, refund_cents=0, shares_cents=0,
-        requested_at=now,
+        requested_at=now, refund_method=RefundMethod(refund_method),
     )  # fmt: skip
     session.add(row)
     session.flush()
@@ -450,7 +480,8 @@ def _block(session: Session, deps: CoreDeps, row: MemberExit, reason: str) -> No
     session.flush()
 
 
-def _refuse(the: Plan) -> None:
+def refuse_if_blocked(the: Plan) -> None:
+    """``ExitRefused`` with the first blocker (and all of them) when anything blocks."""
     if the.blockers:
         raise ExitRefused(
             "; ".join(d for _, d in the.blockers), reason=the.blockers[0][0],
@@ -489,7 +520,7 @@ def check_request(
         raise ExitRefused("the member has exited", reason="exited")
     the = _plan(session, deps, row.member_id, _active_loans(session, row.member_id),
                 _shares_rule(p))  # fmt: skip
-    _refuse(the)
+    refuse_if_blocked(the)
     p["preview"] = {k: v for k, v in the.as_dict().items() if k != "blockers"}
     return the.refund_cents
 
@@ -503,37 +534,42 @@ class Exited:
     shares_cents: int
     refund_reference: str | None
     created: bool
+    refund_method: str = RefundMethod.BRANCH
+    mpesa_payout_id: int | None = None
+    mpesa_refused: str | None = None  # why M-Pesa was refused (paid at the branch instead)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _exited(session: Session, row: MemberExit, *, created: bool) -> Exited:
+def _exited(
+    session: Session, row: MemberExit, *, created: bool, refused: str | None = None
+) -> Exited:
     reference = None
     if row.refund_entry_id is not None:
         reference = session.scalar(
             select(JournalEntry.reference).where(JournalEntry.id == row.refund_entry_id)
         )
     return Exited(row.id, row.member_id, row.loans_offset_cents, row.refund_cents,
-                  row.shares_cents, reference, created)  # fmt: skip
+                  row.shares_cents, reference, created, row.refund_method,
+                  row.refund_payout_id, refused)  # fmt: skip
 
 
-def exit_member(
-    session: Session, deps: CoreDeps, exit_id: int, *, approval_id: int,
-    shares: SharesOnExit = SharesOnExit.REFUND,
-) -> Exited:  # fmt: skip
-    """The exit itself (see the module), as ``approval_id`` approved it, with the figures
-    of this moment. ``ExitRefused`` before any money moves when something blocks it."""
-    row = session.scalar(
-        select(MemberExit).where(MemberExit.id == exit_id).with_for_update()
-        .execution_options(populate_existing=True)
-    )  # fmt: skip
-    if row is None:
-        raise NotFound("no such exit")
-    if row.status == ExitStatus.DONE:
-        return _exited(session, row, created=False)
-    session.scalar(select(Member.id).where(Member.id == row.member_id).with_for_update())
-    member = get_member(session, row.member_id)
+def offset_loans(
+    session: Session, deps: CoreDeps, member_id: int, *, prefix: str, shares: SharesOnExit,
+    memo: str,
+) -> tuple[Member, Plan, dict[str, int]]:  # fmt: skip
+    """What an exit and the settlement of a deceased member's estate share
+    (``core.members.death``): the member's row, their loans, then their savings, deposits
+    and shares locked (in that order, as a repayment and the ledger lock them) before any
+    balance is read; each loan's interest and penalties brought up to yesterday; the plan
+    made and refused (``ExitRefused``) while anything blocks it; deposits and (when
+    refunded) share capital moved to savings (``member.exit_transfer``, keyed
+    ``<prefix>:transfer``); each active loan repaid from savings with its payoff through
+    the one repayment use case (``<prefix>:loan:<id>``). What is left in savings is then
+    exactly ``plan.refund_cents``: the caller pays it out. Run again: writes nothing."""
+    session.scalar(select(Member.id).where(Member.id == member_id).with_for_update())
+    member = get_member(session, member_id)
     loans = _active_loans(session, member.id, lock=True)  # first, as a repayment does
     # Then the member's savings (further ones too), deposits and shares (id order, as the
     # ledger locks them) before they are read: a deposit racing the exit waits, so the plan
@@ -547,9 +583,7 @@ def exit_member(
     for loan in loans:  # interest and penalties up to yesterday, so the payoff is whole
         close_of_day.catch_up_loan(session, deps, loan.id)
     the = _plan(session, deps, member.id, loans, shares)
-    _refuse(the)
-    now = deps.now()
-    prefix = f"member.exit:{row.id}"
+    refuse_if_blocked(the)
     accounts = member_account_ids(session, member.id)
     refunded_shares = the.shares_cents if shares == SharesOnExit.REFUND else 0
     moved = the.deposits_cents + refunded_shares + the.further_cents
@@ -564,8 +598,7 @@ def exit_member(
             legs.append(ledger.Leg(accounts[Purpose.SHARES], refunded_shares))
         ledger.post_entry(
             session, kind=EntryKind.MEMBER_EXIT_TRANSFER, legs=legs,
-            idempotency_key=f"{prefix}:transfer", now=now,
-            memo="Exit: deposits, further savings and share capital to savings",
+            idempotency_key=f"{prefix}:transfer", now=deps.now(), memo=memo,
         )  # fmt: skip
     for offset in the.loans:
         key = f"{prefix}:loan:{offset.loan_id}"
@@ -577,22 +610,52 @@ def exit_member(
                 member_id=member.id,
             ),
         )  # fmt: skip
-        assert repaid.closed, "an exit pays each loan off"
+        assert repaid.closed, "the offset pays each loan off"
     left = ledger.get_balance(session, accounts[Purpose.SAVINGS]).balance_cents
-    assert left == the.refund_cents, "the refund is what the plan said"
-    if left:
-        refund = ledger.post_entry(
-            session, kind=EntryKind.MEMBER_EXIT_REFUND,
-            legs=[ledger.Leg(accounts[Purpose.SAVINGS], left),
-                  ledger.Leg(ledger.account_id_by_code(session, SystemAccount.BANK), -left)],
-            idempotency_key=f"{prefix}:refund", now=now, memo="Exit refund, paid at the branch",
-        )  # fmt: skip
+    assert left == the.refund_cents, "what is left is what the plan said"
+    return member, the, accounts
+
+
+def exit_member(
+    session: Session, deps: CoreDeps, exit_id: int, *, approval_id: int,
+    shares: SharesOnExit = SharesOnExit.REFUND, refund_port: RefundPayout | None = None,
+) -> Exited:  # fmt: skip
+    """The exit itself (see the module), as ``approval_id`` approved it, with the figures
+    of this moment. ``ExitRefused`` before any money moves when something blocks it."""
+    row = session.scalar(
+        select(MemberExit).where(MemberExit.id == exit_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )  # fmt: skip
+    if row is None:
+        raise NotFound("no such exit")
+    if row.status == ExitStatus.DONE:
+        return _exited(session, row, created=False)
+    member, the, accounts = offset_loans(
+        session, deps, row.member_id, prefix=f"member.exit:{row.id}", shares=shares,
+        memo="Exit: deposits, further savings and share capital to savings",
+    )  # fmt: skip
+    now = deps.now()
+    prefix = f"member.exit:{row.id}"
+    refunded_shares = the.shares_cents if shares == SharesOnExit.REFUND else 0
+    left = the.refund_cents
+    sent = RefundSent(None, 0)
+    if left and row.refund_method == RefundMethod.MPESA:
+        if refund_port is None:
+            raise ExitRefused("M-Pesa is not configured: pay the refund at the branch",
+                              reason="mpesa_unavailable")  # fmt: skip
+        sent = refund_port.pay(session, deps, member, left, f"{prefix}:mpesa")
+        row.refund_payout_id = sent.payout_id
+    at_branch = left - sent.amount_cents  # all of it, or the cents M-Pesa cannot send
+    if at_branch:
+        refund = _refund_at_branch(session, deps, accounts[Purpose.SAVINGS], at_branch,
+                                   f"{prefix}:refund")  # fmt: skip
         row.refund_entry_id = refund.entry_id
-    for account_id in (
-        (accounts[Purpose.SAVINGS], accounts[Purpose.DEPOSITS])
-        + tuple(f.account_id for f in the.further)
-        + ((accounts[Purpose.SHARES],) if refunded_shares == the.shares_cents else ())
-    ):
+    closing = [accounts[Purpose.DEPOSITS], *(f.account_id for f in the.further)]
+    if not sent.amount_cents:  # else closed when the payout settles (``refund_settled``)
+        closing.append(accounts[Purpose.SAVINGS])
+    if refunded_shares == the.shares_cents:
+        closing.append(accounts[Purpose.SHARES])
+    for account_id in closing:
         session.get_one(Account, account_id).closed_at = now
     set_status(session, member.id, MemberStatus.EXITED)
     row.status, row.approval_id, row.completed_at = ExitStatus.DONE, approval_id, now
@@ -600,14 +663,66 @@ def exit_member(
     row.loans_offset_cents, row.refund_cents = the.loans_offset_cents, left
     row.shares_cents = refunded_shares
     session.flush()
-    done = _exited(session, row, created=True)
+    done = _exited(session, row, created=True, refused=sent.refused)
+    data = {"sacco": deps.sacco_name, "amount": format_cents(the.loans_offset_cents),
+            "balance": format_cents(left),
+            "reference": done.refund_reference or sent.reference or "-"}  # fmt: skip
+    if sent.amount_cents:
+        data |= {"sent": format_cents(sent.amount_cents), "msisdn": member.msisdn,
+                 "branch": format_cents(at_branch)}  # fmt: skip
     notify(
-        session, template="exit_done", business_key=f"exit_done:{row.id}", now=now,
-        member=member,
-        data={"sacco": deps.sacco_name, "amount": format_cents(the.loans_offset_cents),
-              "balance": format_cents(left), "reference": done.refund_reference or "-"},
+        session, template="exit_done_mpesa" if sent.amount_cents else "exit_done",
+        business_key=f"exit_done:{row.id}", now=now, member=member, data=data,
     )  # fmt: skip
     return done
+
+
+def _refund_at_branch(
+    session: Session, deps: CoreDeps, savings_id: int, amount_cents: int, key: str
+) -> ledger.PostedEntry:
+    """Savings -> the bank account the teller's cash is banked to: the teller pays it in
+    cash, or the bank transfers it, against the entry's reference."""
+    return ledger.post_entry(
+        session, kind=EntryKind.MEMBER_EXIT_REFUND,
+        legs=[ledger.Leg(savings_id, amount_cents),
+              ledger.Leg(ledger.account_id_by_code(session, SystemAccount.BANK), -amount_cents)],
+        idempotency_key=key, now=deps.now(), memo="Exit refund, paid at the branch",
+    )  # fmt: skip
+
+
+def exit_of_payout(session: Session, payout_id: int) -> MemberExit | None:
+    """The exit whose refund this M-Pesa payout pays, if any."""
+    return session.scalar(select(MemberExit).where(MemberExit.refund_payout_id == payout_id))
+
+
+def refund_settled(session: Session, deps: CoreDeps, payout_id: int, *, paid: bool) -> None:
+    """An exit refund's M-Pesa payout has settled (the payments domain calls this after it
+    posted or released the hold). Paid: the savings account, now at zero, is closed.
+    Failed: the same amount is refunded at the branch instead (``member.exit_refund``,
+    keyed ``member.exit:<id>:refund:fallback``), the account closed, the member told where
+    to collect it (``exit_refund_failed``). Nothing is left in an exited member's account."""
+    row = exit_of_payout(session, payout_id)
+    if row is None:
+        return
+    accounts = member_account_ids(session, row.member_id)
+    savings_id = accounts[Purpose.SAVINGS]
+    if not paid:
+        left = ledger.get_balance(session, savings_id).balance_cents
+        if left:
+            fallback = _refund_at_branch(session, deps, savings_id, left,
+                                         f"member.exit:{row.id}:refund:fallback")  # fmt: skip
+            member = get_member(session, row.member_id)
+            notify(
+                session, template="exit_refund_failed",
+                business_key=f"exit_refund_failed:{row.id}", now=deps.now(), member=member,
+                data={"sacco": deps.sacco_name, "amount": format_cents(left),
+                      "reference": fallback.reference},
+            )  # fmt: skip
+    now_at = ledger.get_balance(session, savings_id)
+    account = session.get_one(Account, savings_id)
+    if now_at.balance_cents == 0 and now_at.held_cents == 0 and account.closed_at is None:
+        account.closed_at = deps.now()
+    session.flush()
 
 
 def execute(
@@ -615,7 +730,23 @@ def execute(
 ) -> dict[str, Any]:
     """The ``member.exit`` action approved: ``exit_member`` in the approval's transaction."""
     row = _due_exit(session, deps, req.member_id, p.get("exit_id"))
-    return exit_member(session, deps, row.id, approval_id=req.id, shares=_shares_rule(p)).as_dict()
+    port = (p.get("_ports") or {}).get("exit_refund")
+    return exit_member(
+        session, deps, row.id, approval_id=req.id, shares=_shares_rule(p), refund_port=port
+    ).as_dict()
+
+
+def refund_member(session: Session, request_id: int) -> int | None:
+    """The member a pending ``member.exit`` request would refund by M-Pesa, else None: the
+    edge then prepares the refund port (its SIM-swap check calls out) before deciding."""
+    req = session.get(ApprovalRequest, request_id)
+    if req is None or req.action != ACTION or req.status != ApprovalStatus.PENDING:
+        return None
+    exit_id = engine.payload_of(req).get("exit_id")
+    row = session.get(MemberExit, exit_id) if type(exit_id) is int else None
+    if row is None or row.refund_method != RefundMethod.MPESA:
+        return None
+    return row.member_id
 
 
 def on_reject(

@@ -56,6 +56,9 @@ class Beneficiary:
     id_kind: str
     id_number: str
     share_percent: Decimal
+    # Optional (migration 0033): where the share of a deceased member's estate may be
+    # paid by M-Pesa (core.members.death); without it the share is paid at the branch.
+    phone: str | None = None
 
 
 # ------------------------------------------------------------------ pure
@@ -134,6 +137,12 @@ def check_nomination(items: Sequence[Beneficiary]) -> list[Beneficiary]:
                 raise InvalidInput(
                     "birth certificate number: 4-20 letters or digits", field=f"{where}.id_number"
                 )
+        phone = None
+        if b.phone:
+            try:
+                phone = normalize_msisdn(b.phone)
+            except InvalidInput as exc:
+                raise InvalidInput(exc.detail, field=f"{where}.phone", reason=exc.reason) from None
         checked.append(
             Beneficiary(
                 _name(b.name, f"{where}.name"),
@@ -141,6 +150,7 @@ def check_nomination(items: Sequence[Beneficiary]) -> list[Beneficiary]:
                 b.id_kind,
                 number,
                 share_of(b.share_percent, f"{where}.share_percent"),
+                phone,
             )
         )
     problem = shares_problem([b.share_percent for b in checked])
@@ -209,6 +219,7 @@ def replace_beneficiaries(
                 id_kind=b.id_kind,
                 id_number_ciphertext=deps.vault.encrypt(b.id_number),
                 share_percent=b.share_percent,
+                msisdn_ciphertext=deps.vault.encrypt(b.phone) if b.phone else None,
                 created_at=now,
             )  # fmt: skip
         )
@@ -260,6 +271,9 @@ def nomination_view(
             deps.vault.decrypt(row.name_ciphertext),
             deps.vault.decrypt(row.id_number_ciphertext),
         )
+        their_phone = (
+            deps.vault.decrypt(row.msisdn_ciphertext) if row.msisdn_ciphertext is not None else None
+        )
         out["beneficiaries"].append(
             {
                 "name": name if reveal else _mask_name(name),
@@ -267,6 +281,9 @@ def nomination_view(
                 "id_kind": row.id_kind,
                 "id_number": number if reveal else _mask_id(number),
                 "share_percent": row.share_percent,
+                "phone": (their_phone if reveal else mask_msisdn(their_phone))
+                if their_phone
+                else None,
             }
         )
     return out
@@ -292,6 +309,8 @@ def rotate_nomination_keys(session: Session, deps: CoreDeps) -> int:
     for nominee in session.scalars(select(MemberBeneficiary)):
         nominee.name_ciphertext = rotate(nominee.name_ciphertext)
         nominee.id_number_ciphertext = rotate(nominee.id_number_ciphertext)
+        if nominee.msisdn_ciphertext is not None:
+            nominee.msisdn_ciphertext = rotate(nominee.msisdn_ciphertext)
         count += 1
     for change in session.scalars(select(MemberPhoneChange)):
         change.old_msisdn_ciphertext = rotate(change.old_msisdn_ciphertext)

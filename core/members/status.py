@@ -1,7 +1,7 @@
 """Membership status: the states, the moves between them, and who may deposit.
 
 ``pending_kyc -> active <-> suspended -> exited`` (exited is final; a pending
-member may also exit). ``MemberStatus`` is a ``StrEnum``: a member *is* the string
+member may also exit); any of the first three -> ``deceased`` when staff record a death. ``MemberStatus`` is a ``StrEnum``: a member *is* the string
 ``members.status`` stores, so the database and the API keep the same values.
 """
 
@@ -18,13 +18,23 @@ class MemberStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     EXITED = "exited"
+    DECEASED = "deceased"  # a death recorded (core.members.death): every channel stops
 
 
 TRANSITIONS: Mapping[MemberStatus, frozenset[MemberStatus]] = {
-    MemberStatus.PENDING_KYC: frozenset({MemberStatus.ACTIVE, MemberStatus.EXITED}),
-    MemberStatus.ACTIVE: frozenset({MemberStatus.SUSPENDED, MemberStatus.EXITED}),
-    MemberStatus.SUSPENDED: frozenset({MemberStatus.ACTIVE, MemberStatus.EXITED}),
+    MemberStatus.PENDING_KYC: frozenset(
+        {MemberStatus.ACTIVE, MemberStatus.EXITED, MemberStatus.DECEASED}
+    ),
+    MemberStatus.ACTIVE: frozenset(
+        {MemberStatus.SUSPENDED, MemberStatus.EXITED, MemberStatus.DECEASED}
+    ),
+    MemberStatus.SUSPENDED: frozenset(
+        {MemberStatus.ACTIVE, MemberStatus.EXITED, MemberStatus.DECEASED}
+    ),
     MemberStatus.EXITED: frozenset(),
+    # Final, but a death recorded in error (its settlement rejected) is undone by
+    # core.members.death itself, back to the status it found.
+    MemberStatus.DECEASED: frozenset(),
 }
 
 # Money may come in before KYC (nothing goes out until then); a suspended or exited

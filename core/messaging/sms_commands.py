@@ -218,7 +218,7 @@ def _reply(
         return ("sms_stop_ok" if kind == "stop" else "sms_start_ok"), base
     if member is None:
         return "sms_how_to_join", base
-    if member.status == MemberStatus.EXITED:
+    if member.status in (MemberStatus.EXITED, MemberStatus.DECEASED):
         return "sms_not_active", base
     if kind == "balance":
         balances = member_balances(session, member.id)

@@ -43,6 +43,7 @@ EVERY_ACTION = {
     "bank.sweep": "core.payments.bank.approval_actions",
     "checkoff.post": "core.checkoff.approval_actions",
     "checkoff.reassign": "core.checkoff.approval_actions",
+    "member.death": "core.members.death",
 }
 
 

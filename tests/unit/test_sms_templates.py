@@ -39,6 +39,7 @@ WORST = {
     "remaining": "KES 9,999,999.99",
     "received": "KES 9,999,999.99",
     "sent": "KES 9,999,999",  # a loan's M-Pesa payout: whole shillings
+    "branch": "KES 0.99",  # an exit refunded by M-Pesa: the odd cents paid at the branch
     "instalment": "KES 9,999,999.99",
     "due_on": "31/12/2026",
     "loan": "L7K2M9QX",  # a loan's reference: L + 7

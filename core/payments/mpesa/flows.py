@@ -57,6 +57,8 @@ from core.ledger.vocabulary import EntryKind
 from core.loans.errors import LoanStateError
 from core.loans.repayments import Repayment, find_loan, position, repay_loan
 from core.loans.vocabulary import LoanStatus, RepaymentSource
+from core.members import death
+from core.members import exit as member_exit
 from core.members.registration import get_member, member_account_ids
 from core.members.status import MemberStatus, check_may_deposit, may_deposit
 from core.messaging.notifications import notify
@@ -93,6 +95,7 @@ from core.savings.member_accounts import account_for_target, holds_target, is_pr
 from core.staff import alerts as staff_alerts
 from db.base import UTCDateTime
 from db.models import Account, JournalEntry, Member
+from db.models_exit import EstatePayable
 from db.models_loans import Loan
 from db.models_mpesa import (
     B2CPayout,
@@ -112,6 +115,8 @@ FLOAT_OUT = SystemAccount.MPESA_DISBURSEMENT_FLOAT
 SUSPENSE = SystemAccount.SUSPENSE
 FEE_INCOME = SystemAccount.FEE_INCOME
 B2C_FINAL = (PayoutStatus.SUCCEEDED, PayoutStatus.FAILED)
+EXIT_PURPOSE = "exit"  # a payout of an exit refund (``core.payments.mpesa.exit_refunds``)
+ESTATE_PURPOSE = "estate"  # a deceased member's payee (``core.payments.mpesa.estate_payouts``)
 ADOPT_WINDOW = timedelta(hours=2)
 TWIN_WINDOW = MpesaPolicy().twin_window
 RECEIPT_PATTERN = re.compile(r"[A-Z0-9]{8,20}")
@@ -1696,6 +1701,14 @@ def claim_b2c(session: Session, deps: CoreDeps, payout_id: int) -> B2CJob | None
     row = session.scalar(select(B2CPayout).where(B2CPayout.id == payout_id).with_for_update())
     if row is None or row.status != PayoutStatus.REQUESTED:
         return None
+    if row.purpose != ESTATE_PURPOSE and (
+        get_member(session, row.member_id).status == MemberStatus.DECEASED
+    ):  # a death recorded since it was asked: nothing more goes to that phone
+        ledger.release_hold(session, hold_id=row.hold_id, now=deps.now())
+        row.status, row.settled_at = PayoutStatus.FAILED, deps.now()
+        row.result_desc = "not sent: the member has died"
+        session.flush()
+        return None
     job = B2CJob(
         row.id,
         row.originator_conversation_id,
@@ -1759,6 +1772,9 @@ def record_b2c_send_error(
 
 
 def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str | None) -> None:
+    if row.purpose == ESTATE_PURPOSE:
+        _pay_estate(session, deps, row, receipt)
+        return
     savings = _payout_account(session, row)
     legs = [
         ledger.Leg(savings.id, row.amount_cents + row.fee_cents),
@@ -1779,6 +1795,16 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
     if receipt and not session.scalar(select(B2CPayout.id).where(B2CPayout.receipt == receipt)):
         row.receipt = receipt[:20]
     member = get_member(session, row.member_id)
+    if row.purpose == EXIT_PURPOSE:  # an exit refund: the member's last account closes
+        member_exit.refund_settled(session, deps, row.id, paid=True)
+        notify(
+            session, template="exit_refund_paid", business_key=f"withdrawal_result:{row.id}",
+            now=deps.now(), member=member,
+            data={"sacco": deps.sacco_name, "amount": format_cents(row.amount_cents),
+                  "msisdn": row.msisdn, "receipt": receipt or "-"},
+        )  # fmt: skip
+        _publish_payout(session, deps, row, member, "withdrawal.paid", receipt)
+        return
     notify(
         session,
         template="withdrawal_paid",
@@ -1796,6 +1822,38 @@ def _pay_payout(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str |
         },
     )
     _publish_payout(session, deps, row, member, "withdrawal.paid", receipt)
+
+
+def _estate_payable(session: Session, row: B2CPayout) -> EstatePayable:
+    return death.lock_payable(
+        session,
+        session.scalars(select(EstatePayable.id).where(EstatePayable.payout_id == row.id)).one(),
+    )
+
+
+def _pay_estate(session: Session, deps: CoreDeps, row: B2CPayout, receipt: str | None) -> None:
+    """A deceased member's payee paid by M-Pesa: the payable -> the disbursement float."""
+    payable = _estate_payable(session, row)
+    posted = ledger.post_hold(
+        session, hold_id=row.hold_id,
+        legs=[ledger.Leg(payable.account_id, row.amount_cents),
+              ledger.Leg(ledger.account_id_by_code(session, FLOAT_OUT), -row.amount_cents)],
+        idempotency_key=f"mpesa:b2c:{row.originator_conversation_id}",
+        kind=EntryKind.WITHDRAWAL_MPESA, now=deps.now(),
+        memo=f"M-Pesa estate payout {row.reference} {receipt or ''}".strip()[:160],
+    )  # fmt: skip
+    row.status, row.settled_at, row.entry_id = PayoutStatus.SUCCEEDED, deps.now(), posted.entry_id
+    if receipt and not session.scalar(select(B2CPayout.id).where(B2CPayout.receipt == receipt)):
+        row.receipt = receipt[:20]
+    if ledger.get_balance(session, payable.account_id).balance_cents == 0:
+        death.mark_paid(session, deps, payable, method=death.PayMethod.MPESA,
+                        reference=receipt or row.reference, entry_id=posted.entry_id)  # fmt: skip
+    notify(
+        session, template="estate_share_paid", business_key=f"withdrawal_result:{row.id}",
+        now=deps.now(), msisdn=row.msisdn,
+        data={"sacco": deps.sacco_name, "amount": format_cents(row.amount_cents),
+              "msisdn": row.msisdn, "receipt": receipt or "-"},
+    )  # fmt: skip
 
 
 def _publish_payout(
@@ -1838,6 +1896,19 @@ def _fail_payout(
     row.status, row.settled_at = PayoutStatus.FAILED, deps.now()
     row.result_code, row.result_desc = code, desc[:200] or None
     member = get_member(session, row.member_id)
+    if row.purpose == ESTATE_PURPOSE:  # open again: staff pay the payee at the branch
+        payable = _estate_payable(session, row)
+        payable.status, payable.method = death.PayableStatus.OPEN, None
+        session.flush()
+        if alert_staff:
+            staff_alerts.payout_needs_staff(session, deps, row, member, "failed")
+        return
+    if row.purpose == EXIT_PURPOSE:  # refunded at the branch instead; the member is told
+        member_exit.refund_settled(session, deps, row.id, paid=False)
+        _publish_payout(session, deps, row, member, "withdrawal.failed", None)
+        if alert_staff:
+            staff_alerts.payout_needs_staff(session, deps, row, member, "failed")
+        return
     notify(
         session,
         # A loan or a year-end net paid out by M-Pesa (``loan_payouts``, ``dividend_payouts``):

@@ -26,7 +26,6 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import InvalidInput
 from core.ledger import entries as ledger
@@ -34,10 +33,8 @@ from core.ledger.chart import SystemAccount
 from core.ledger.vocabulary import EntryKind
 from core.members import death
 from core.payments.mpesa.flows import ESTATE_PURPOSE
-from core.payments.mpesa.jobs import SendB2C
-from core.payments.mpesa.loan_payouts import payout_amount
+from core.payments.mpesa.payouts import open_payout, payout_amount
 from core.payments.mpesa.rules import LimitExceeded, MpesaPolicy, SimSwapBlocked, sim_swap_decision
-from core.payments.mpesa.vocabulary import PayoutStatus
 from core.risk.sim_swap import SimSwapChecker
 from core.risk.sim_swap import assess as assess_sim_swap
 from db.models_exit import EstatePayable
@@ -89,25 +86,16 @@ def pay_estate_payable(
             idempotency_key=f"estate.payable:{row.id}:cents", now=now,
             memo="Estate payout: the cents M-Pesa cannot send, at the branch",
         )  # fmt: skip
-    ocid = str(uuid.uuid4())
-    key = f"estate.payable:{row.id}:mpesa:{ocid}"  # a new attempt after a failed one is new
-    hold = ledger.reserve_hold(
-        session, account_id=row.account_id, amount_cents=amount,
-        idempotency_key=f"mpesa:b2c:{ocid}:hold", now=now, reason="Estate share to M-Pesa",
+    # A new attempt after a failed one is a new payout: its key is new too.
+    payout = open_payout(
+        session, deps, member_id=row.member_id, msisdn=phone, amount_cents=amount,
+        idempotency_key=f"estate.payable:{row.id}:mpesa:{uuid.uuid4()}",
+        purpose=ESTATE_PURPOSE, reason="Estate share to M-Pesa", account_id=row.account_id,
     )  # fmt: skip
-    payout = B2CPayout(
-        originator_conversation_id=ocid, reference="W" + ledger.new_reference()[1:],
-        idempotency_key=key, purpose=ESTATE_PURPOSE, member_id=row.member_id, msisdn=phone,
-        amount_cents=amount, fee_cents=0, hold_id=hold.hold_id, status=PayoutStatus.REQUESTED,
-        attempts=0, created_at=now,
-    )  # fmt: skip
-    session.add(payout)
-    session.flush()
     row.status, row.method, row.payout_id = (
         death.PayableStatus.PAYING,
         death.PayMethod.MPESA,
         payout.id,
     )
     session.flush()
-    uow.defer(session, SendB2C(payout.id))
     return payout

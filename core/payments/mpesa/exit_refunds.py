@@ -28,25 +28,18 @@ failed, the hold is released and the same amount is refunded at the branch inste
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.kernel import uow
 from core.kernel.deps import CoreDeps
 from core.kernel.errors import NotFound
 from core.kernel.money import format_cents
-from core.ledger import entries as ledger
-from core.ledger.chart import Purpose
 from core.members.exit import RefundSent
-from core.members.registration import member_account_ids
 from core.payments.mpesa.flows import EXIT_PURPOSE, guard_sim_swap
-from core.payments.mpesa.jobs import SendB2C
-from core.payments.mpesa.loan_payouts import payout_amount
+from core.payments.mpesa.payouts import open_payout, payout_amount
 from core.payments.mpesa.rules import MpesaPolicy, SimSwapBlocked
-from core.payments.mpesa.vocabulary import PayoutStatus
 from core.risk.sim_swap import SimSwapAssessment, SimSwapChecker
 from core.risk.sim_swap import assess as assess_sim_swap
 from db.models import Member
@@ -82,32 +75,11 @@ class MpesaExitRefund:
             )  # fmt: skip
         except SimSwapBlocked as refused:  # its event and SMS stay, committed with the exit
             return RefundSent(None, 0, refused.reason)
-        ocid = str(uuid.uuid4())
-        hold = ledger.reserve_hold(
-            session,
-            account_id=member_account_ids(session, member.id)[Purpose.SAVINGS],
-            amount_cents=amount,
-            idempotency_key=f"mpesa:b2c:{ocid}:hold",
-            now=deps.now(),
+        payout = open_payout(
+            session, deps, member_id=member.id, msisdn=self.msisdn, amount_cents=amount,
+            idempotency_key=key, purpose=EXIT_PURPOSE,
             reason=f"Exit refund to M-Pesa {format_cents(amount)}",
-        )
-        payout = B2CPayout(
-            originator_conversation_id=ocid,
-            reference="W" + ledger.new_reference()[1:],
-            idempotency_key=key,
-            purpose=EXIT_PURPOSE,
-            member_id=member.id,
-            msisdn=self.msisdn,
-            amount_cents=amount,
-            fee_cents=0,
-            hold_id=hold.hold_id,
-            status=PayoutStatus.REQUESTED,
-            attempts=0,
-            created_at=deps.now(),
-        )
-        session.add(payout)
-        session.flush()
-        uow.defer(session, SendB2C(payout.id))
+        )  # fmt: skip
         return RefundSent(payout.id, amount, None, payout.reference)
 
 

@@ -48,10 +48,11 @@ def open_payout(
     idempotency_key: str,
     purpose: str,
     reason: str,
+    account_id: int | None = None,
 ) -> B2CPayout:
-    """Hold ``amount_cents`` on savings and record the payout to send (``SendB2C``
-    deferred). The caller holds the member row lock and has checked the amount and the
-    SIM-swap guard."""
+    """Hold ``amount_cents`` on savings (or on ``account_id``: an estate's payable) and
+    record the payout to send (``SendB2C`` deferred). The caller holds the member row lock
+    and has checked the amount and the SIM-swap guard."""
     existing = payout_by_key(session, idempotency_key)
     if existing is not None:
         uow.defer(session, SendB2C(existing.id))  # the worker claims only ``requested``
@@ -59,7 +60,11 @@ def open_payout(
     ocid = str(uuid.uuid4())
     hold = ledger.reserve_hold(
         session,
-        account_id=member_account_ids(session, member_id)[Purpose.SAVINGS],
+        account_id=(
+            account_id
+            if account_id is not None
+            else member_account_ids(session, member_id)[Purpose.SAVINGS]
+        ),
         amount_cents=amount_cents,
         idempotency_key=f"mpesa:b2c:{ocid}:hold",
         now=deps.now(),

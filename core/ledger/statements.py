@@ -86,6 +86,8 @@ STATEMENT_LABELS: Mapping[str, StatementLabel] = {
     EntryKind.YEAR_END_CREDIT: StatementLabel.INTEREST,  # dividend and rebate, net of tax
     EntryKind.CHECKOFF_RECEIPT: StatementLabel.ADJUSTMENT,  # SACCO accounts only
     EntryKind.DEPOSIT_CHECKOFF: StatementLabel.DEPOSIT,  # deducted from pay by the employer
+    EntryKind.WITHDRAWAL_BANK: StatementLabel.WITHDRAWAL,  # a loan sent to the bank account
+    EntryKind.FLOAT_SWEEP: StatementLabel.TRANSFER,  # SACCO accounts only
 }
 
 

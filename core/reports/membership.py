@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel.errors import InvalidInput
 from core.ledger.chart import Purpose
+from core.members.status import MemberStatus
 from db.models import Account, JournalEntry, Member, Posting
 from db.models_exit import MemberExit
 
@@ -103,7 +104,7 @@ def growth(session: Session, first: date, last: date) -> list[MonthGrowth]:
 def by_state(session: Session) -> dict[str, int]:
     """Members now by state; ``active`` splits into ``active`` and ``dormant`` (their
     savings marked dormant: ``core.savings.dormancy``)."""
-    counts = dict.fromkeys(("active", "dormant", "suspended", "pending_kyc", "exited"), 0)
+    counts = dict.fromkeys(("dormant", *(s.value for s in MemberStatus)), 0)  # every state
     for status, count in session.execute(
         select(Member.status, func.count()).group_by(Member.status)
     ):

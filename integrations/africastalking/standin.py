@@ -65,6 +65,7 @@ In-process: ``handle = start_standin(port=0)``, then ``handle.url`` and
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import re
 import signal
@@ -413,7 +414,8 @@ def _post_delivery_report(state: StandinState, record: dict[str, Any], rule: Num
         with urllib.request.urlopen(request, timeout=5) as answer:
             answer.read()
         outcome: str | None = None
-    except (urllib.error.URLError, OSError) as exc:  # receiver down or refusing
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # receiver down, refusing, or killed while answering (IncompleteRead)
         outcome = str(exc)
     with state.lock:
         record["deliveryStatus"] = rule.delivery_status

@@ -82,7 +82,7 @@ def bank(committed_pg: Engine, settings: Settings, deps: CoreDeps) -> Iterator[B
         bank_settings = settings.model_copy(
             update={"bank_base_url": standin.url, "bank_callback_token": TOKEN,
                     "bank_consumer_key": KEY, "bank_consumer_secret": SECRET,
-                    "bank_debit_account": POLICY.debit_account, "bank_timeout_seconds": 0.5}
+                    "bank_debit_account": POLICY.debit_account, "bank_timeout_seconds": 2.0}
         )  # fmt: skip
         runtime = Runtime(committed_pg, factory, clocked, None, "Umoja SACCO")
         app = create_app(bank_settings, runtime)
@@ -95,7 +95,7 @@ def bank(committed_pg: Engine, settings: Settings, deps: CoreDeps) -> Iterator[B
         standin.bank.callback_url = f"{app_url}/hooks/bank/transfer-result?token={TOKEN}"
         client = BankClient(
             BankConfig(standin.url, KEY, SECRET, "KE0010001", POLICY.debit_account,
-                       read_timeout=0.5)
+                       read_timeout=2.0)
         )  # fmt: skip
         yield Bank(factory, clocked, standin, client, app_url, app, recorder)
         client.close()
@@ -240,7 +240,9 @@ def test_no_answer_keeps_the_hold_and_the_callback_still_settles_it(bank: Bank, 
     """A read timeout or a 5xx: the bank may have made the transfer, so the hold stays
     (``unknown``) and nothing is sent again; the callback that follows settles it."""
     bank.standin.bank.controls.mode = mode
-    bank.standin.bank.controls.slow_seconds = 1.5
+    bank.standin.bank.controls.slow_seconds = (
+        4.0  # past the read timeout (2 s), also on a loaded machine
+    )
     member_id = member_with_bank(bank, savings_kes=5_000)
     transfer_id = transfer_of(bank, member_id, 1_000)
     status = send_transfer(bank.factory, bank.deps, POLICY, bank.client, transfer_id)

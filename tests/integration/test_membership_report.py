@@ -74,7 +74,7 @@ def test_states_split_dormant_from_active(db_session: Session, deps: CoreDeps) -
     s.flush()
     after = by_state(s)
     assert {k: after[k] - before[k] for k in after} == {
-        "active": 1, "dormant": 1, "suspended": 1, "pending_kyc": 1, "exited": 0,
+        "active": 1, "dormant": 1, "suspended": 1, "pending_kyc": 1, "exited": 0, "deceased": 0,
     }  # fmt: skip
 
 

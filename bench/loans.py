@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ussd import (  # noqa: E402  (the path above first)
-    TARGETS,
     Aborted,
     Call,
     Handset,
@@ -86,6 +85,9 @@ PRODUCT = "instant"  # the words of its line on the Choose screen
 AMOUNTS_KES = (500, 2_000)  # small loans: a member's limit lasts the whole run
 TERMS = (1, 3)
 APPLY_SHARE = 0.5  # of loans sessions; the others look at My limit and My loans
+
+# Issue 12's budget for the loans menu hops (bench-ussd's own aim, issue 18, is tighter).
+LOANS_MENU_P99_MS = 20.0
 
 
 def seed_products(runtime: Runtime, min_months: int) -> None:
@@ -294,7 +296,7 @@ def main() -> int:
     def m(f: str) -> Pcts:
         return med3(results, lambda r: getattr(r, f))
 
-    aim = TARGETS["menu_p99_ms"]
+    aim = LOANS_MENU_P99_MS
     loans_menu, savings_menu = m("paced_loans_menu"), m("paced_savings_menu")
     loans_pin, savings_pin = m("paced_loans_pin"), m("paced_savings_pin")
     print()

@@ -38,7 +38,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Date, Engine, Select, bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import TextClause
 
 from core.kernel.calendar import business_date
@@ -335,6 +335,24 @@ def hot_account_ids(session: Session) -> frozenset[int]:
 def shard_ids(session: Session) -> Mapping[int, tuple[int, ...]]:
     """Each sharded account's id -> its shards' ids (ascending); cached per process."""
     return _hot_set(session).shards
+
+
+def shard_rollup():  # type: ignore[no-untyped-def]
+    """A subquery mapping every account id (``account_id``) to the account it is reported
+    as: a shard to its parent, any other account to itself (``id``, ``code``, ``name``,
+    ``type``). Reports group postings by it, so a sharded hot account is one line."""
+    parent = aliased(Account)
+    return (
+        select(
+            Account.id.label("account_id"),
+            func.coalesce(parent.id, Account.id).label("id"),
+            func.coalesce(parent.code, Account.code).label("code"),
+            func.coalesce(parent.name, Account.name).label("name"),
+            func.coalesce(parent.type, Account.type).label("type"),
+        )
+        .outerjoin(parent, parent.id == Account.parent_id)
+        .subquery()
+    )
 
 
 def pick_shard(shards: Sequence[int], idempotency_key: str) -> int:

@@ -340,7 +340,7 @@ def settle_estate(session: Session, deps: CoreDeps, death_id: int, *, approval_i
         if not amount:
             continue
         account = ledger.create_account(
-            session, code=f"{member.member_number}-E{n}",
+            session, code=f"2600-{member.member_number}-E{n}",  # under the payables (2xxx)
             name=f"Estate of {member.member_number}: "
             + (f"beneficiary {nominee.position}" if nominee else "legal representative"),
             type_="liability", purpose=Purpose.ESTATE_PAYABLE, no_overdraft=True, now=now,

@@ -30,9 +30,10 @@ from pathlib import Path
 from sqlalchemy import Date, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
+from core.ledger import entries as ledger_entries
 from core.ledger.chart import AccountType
 from core.reports.registry import Column, Kind, Param, Report, ReportParams, Section, report
-from db.models import Account, JournalEntry, Posting
+from db.models import JournalEntry, Posting
 
 MAPPING_FILE = Path(__file__).with_name("statement_lines.toml")
 
@@ -190,13 +191,15 @@ def account_sums(session: Session, ranges: Sequence[tuple[date | None, date]]) -
             func.coalesce(func.sum(case((cond, Posting.amount_cents), else_=0)), 0).label(f"c{i}")
         )
     latest = max(end for _, end in ranges)
+    r = ledger_entries.shard_rollup()  # a sharded hot account's shards as one line
     query = (
-        select(Account.code, Account.name, Account.type, *cols)
-        .join(Posting, Posting.account_id == Account.id)
+        select(r.c.code, r.c.name, r.c.type, *cols)
+        .select_from(Posting)
+        .join(r, r.c.account_id == Posting.account_id)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .where(vd <= literal(latest, Date))
-        .group_by(Account.id, Account.code, Account.name, Account.type)
-        .order_by(Account.code)
+        .group_by(r.c.id, r.c.code, r.c.name, r.c.type)
+        .order_by(r.c.code)
     )
     return [
         AccountRow(code, name, type_, tuple(int(x) for x in amounts))
@@ -481,11 +484,12 @@ def account_movements(session: Session, params: ReportParams) -> Report:
     start, end = params.date_from, params.date_to
     vd = JournalEntry.value_date
     in_period = and_(vd >= start, vd <= end)
+    r = ledger_entries.shard_rollup()  # a sharded hot account's shards as one line
     query = (
         select(
-            Account.code,
-            Account.name,
-            Account.type,
+            r.c.code,
+            r.c.name,
+            r.c.type,
             func.coalesce(func.sum(case((vd < start, Posting.amount_cents), else_=0)), 0),
             func.coalesce(
                 func.sum(
@@ -502,11 +506,12 @@ def account_movements(session: Session, params: ReportParams) -> Report:
                 0,
             ),
         )
-        .join(Posting, Posting.account_id == Account.id)
+        .select_from(Posting)
+        .join(r, r.c.account_id == Posting.account_id)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .where(vd <= end)
-        .group_by(Account.id, Account.code, Account.name, Account.type)
-        .order_by(Account.code)
+        .group_by(r.c.id, r.c.code, r.c.name, r.c.type)
+        .order_by(r.c.code)
     )
     rows: list[tuple[object, ...]] = []
     total_debits = total_credits = 0

@@ -40,9 +40,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import DomainError, InvalidInput, NotFound
+from core.ledger import entries as ledger_entries
 from core.ledger.chart import AccountType, NormalSide
 from core.loans.vocabulary import CloseDayStep
-from db.models import Account, JournalEntry, Posting
+from db.models import JournalEntry, Posting
 from db.models_close_day import CloseDayRun
 from db.models_close_day import CloseDayStep as StepRow
 
@@ -363,17 +364,15 @@ def gl_balances(session: Session, as_of: date) -> list[GlBalance]:
     """Every account's balance from its postings with a value date on or before ``as_of``
     (one grouped query), on its type's side: a contra account (the loan-loss provision)
     comes out negative among the assets."""
-    moved = (
-        select(Posting.account_id, func.sum(Posting.amount_cents).label("debit"))
+    r = ledger_entries.shard_rollup()  # a sharded hot account's shards as one line
+    rows = session.execute(
+        select(r.c.code, r.c.name, r.c.type, func.sum(Posting.amount_cents).label("debit"))
+        .select_from(Posting)
+        .join(r, r.c.account_id == Posting.account_id)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .where(JournalEntry.value_date <= as_of)
-        .group_by(Posting.account_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Account.code, Account.name, Account.type, moved.c.debit)
-        .join(moved, moved.c.account_id == Account.id)
-        .order_by(Account.code)
+        .group_by(r.c.id, r.c.code, r.c.name, r.c.type)
+        .order_by(r.c.code)
     ).tuples()
     out: list[GlBalance] = []
     for code, name, type_, debit in rows:

@@ -45,7 +45,7 @@ from core.members.status import MemberStatus
 from core.messaging.notifications import notify
 from core.savings import rules as savings_rules
 from core.savings.dormancy import check_not_dormant
-from db.models import JournalEntry, Member, Posting
+from db.models import Account, JournalEntry, Member, Posting
 from db.models_tills import TillDay
 
 
@@ -103,12 +103,14 @@ def check_may_withdraw(
 
 def _fee_of(session: Session, ledger_key: str) -> int:
     """The fee a cash withdrawal already posted under ``ledger_key`` took (0: none)."""
-    fee = session.scalar(
+    income = ledger.account_id_by_code(session, SystemAccount.FEE_INCOME)
+    fee = session.scalar(  # on fee income or one of its shards (core.ledger's hot accounts)
         select(func.coalesce(func.sum(-Posting.amount_cents), 0))
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .join(Account, Account.id == Posting.account_id)
         .where(
             JournalEntry.idempotency_key == ledger_key,
-            Posting.account_id == ledger.account_id_by_code(session, SystemAccount.FEE_INCOME),
+            (Account.id == income) | (Account.parent_id == income),
         )
     )
     return int(fee or 0)

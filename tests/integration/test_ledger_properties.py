@@ -213,7 +213,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.reversible.remove(entry_id)
         legs = list(
             self.session.execute(
-                text("SELECT account_id, amount_cents FROM postings WHERE entry_id = :e"),
+                # A shard's posting counts for its parent, as the model keeps it.
+                text(
+                    "SELECT COALESCE(a.parent_id, p.account_id), p.amount_cents FROM postings p"
+                    " JOIN accounts a ON a.id = p.account_id WHERE p.entry_id = :e"
+                ),
                 {"e": entry_id},
             )
         )

@@ -40,6 +40,7 @@ from sqlalchemy import Date, Engine, Select, bindparam, func, select, text, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import Subquery
 
 from core.kernel.calendar import business_date
 from core.kernel.errors import (
@@ -337,7 +338,7 @@ def shard_ids(session: Session) -> Mapping[int, tuple[int, ...]]:
     return _hot_set(session).shards
 
 
-def shard_rollup():  # type: ignore[no-untyped-def]
+def shard_rollup() -> Subquery:
     """A subquery mapping every account id (``account_id``) to the account it is reported
     as: a shard to its parent, any other account to itself (``id``, ``code``, ``name``,
     ``type``). Reports group postings by it, so a sharded hot account is one line."""

@@ -65,9 +65,14 @@ class WebPhone:
         return self.driver.find_element(self.by.ID, element_id)
 
     def wait(self, predicate: Any, what: str) -> Any:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, WAIT_S).until(predicate, message=what)
+        # The page re-renders a list (the inbox) while it is read: a stale element is
+        # "not yet", read again, not a failure.
+        return WebDriverWait(
+            self.driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(predicate, message=what)
 
     def screen(self) -> str:
         return str(self.el("screen").text)
